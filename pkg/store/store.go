@@ -1,0 +1,249 @@
+// Package store defines Amtsbote's persistent state: the registry of
+// destinations, keys and OAuth clients, the audit log of registry changes,
+// and the projection of the submission flow (submissions, events,
+// idempotency records). Implementations live in sub-packages (postgres,
+// sqlite) and pass the conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// Sentinel errors every implementation returns (wrapped) so callers can use errors.Is.
+var (
+	// ErrNotFound means the requested record does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrConflict means a record with the same identity already exists.
+	ErrConflict = errors.New("conflict")
+)
+
+// DestinationStatus is FIT-Connect's lifecycle of a destination.
+type DestinationStatus string
+
+// Destination statuses as FIT-Connect defines them.
+const (
+	StatusCreated        DestinationStatus = "created"
+	StatusActive         DestinationStatus = "active"
+	StatusInactive       DestinationStatus = "inactive"
+	StatusDecommissioned DestinationStatus = "decommissioned"
+)
+
+// Valid reports whether s is one of the four statuses.
+func (s DestinationStatus) Valid() bool {
+	switch s {
+	case StatusCreated, StatusActive, StatusInactive, StatusDecommissioned:
+		return true
+	}
+	return false
+}
+
+// ContactInformation names the organisation behind a destination.
+type ContactInformation struct {
+	LegalName string `json:"legalName"`
+	Address   string `json:"address"`
+	Phone     string `json:"phone"`
+	Email     string `json:"email"`
+	Unit      string `json:"unit,omitempty"`
+}
+
+// SubmissionSchema references a schema of the specialist data a destination accepts.
+type SubmissionSchema struct {
+	MimeType  string `json:"mimeType"`
+	SchemaURI string `json:"schemaUri"`
+}
+
+// Service is one administrative service a destination offers, with the
+// regions ("DE" + ARS prefix) it serves them in. ValidFrom and ValidUntil are
+// an Amtsbote extension for announced handovers; zero means unbounded.
+type Service struct {
+	Identifier        string             `json:"identifier"`
+	Regions           []string           `json:"regions"`
+	SubmissionSchemas []SubmissionSchema `json:"submissionSchemas"`
+	ValidFrom         *time.Time         `json:"validFrom,omitempty"`
+	ValidUntil        *time.Time         `json:"validUntil,omitempty"`
+}
+
+// Destination is a receiving endpoint of an authority.
+type Destination struct {
+	ID               string             `json:"destinationId"`
+	Status           DestinationStatus  `json:"status"`
+	Contact          ContactInformation `json:"contactInformation"`
+	Services         []Service          `json:"services"`
+	EncryptionKID    string             `json:"encryptionKid"`
+	SigningKID       string             `json:"signingKid,omitempty"`
+	MetadataVersions []string           `json:"metadataVersions"`
+	ReplyChannels    json.RawMessage    `json:"replyChannels,omitempty"`
+	// HomeRegion is the ARS (without "DE") the destination's inbox subject is filed under.
+	HomeRegion  string `json:"homeRegion,omitempty"`
+	CallbackURL string `json:"-"`
+	// CallbackSecret is write-only through the API; it is kept because HMACs need it.
+	CallbackSecret string    `json:"-"`
+	CreatedAt      time.Time `json:"-"`
+	UpdatedAt      time.Time `json:"-"`
+}
+
+// KeyUse says what a destination key is for.
+type KeyUse string
+
+// Key uses, after FIT-Connect's key_ops.
+const (
+	UseEncryption KeyUse = "encryption" // key_ops wrapKey, alg RSA-OAEP-256
+	UseSigning    KeyUse = "signing"    // key_ops verify, alg PS512
+)
+
+// Key is a public JWK of a destination.
+type Key struct {
+	DestinationID string          `json:"-"`
+	KID           string          `json:"kid"`
+	Use           KeyUse          `json:"use"`
+	JWK           json.RawMessage `json:"jwk"`
+	CreatedAt     time.Time       `json:"createdAt"`
+	// ValidUntil is set when the key was rolled over; nil means valid.
+	ValidUntil *time.Time `json:"validUntil,omitempty"`
+}
+
+// ValidAt reports whether the key may still be used at t.
+func (k Key) ValidAt(t time.Time) bool { return k.ValidUntil == nil || t.Before(*k.ValidUntil) }
+
+// Client is an OAuth2 client (client credentials grant).
+type Client struct {
+	ID         string    `json:"clientId"`
+	Name       string    `json:"name"`
+	SecretHash []byte    `json:"-"`
+	Scopes     []string  `json:"scopes"`
+	Disabled   bool      `json:"disabled"`
+	CreatedAt  time.Time `json:"createdAt"`
+}
+
+// AuditEntry records one registry change.
+type AuditEntry struct {
+	ID     int64           `json:"id"`
+	At     time.Time       `json:"at"`
+	Actor  string          `json:"actor"`  // client id, or "cli" / "dev" for local operators
+	Action string          `json:"action"` // e.g. "destination.create", "key.roll", "client.create"
+	Object string          `json:"object"` // e.g. "destination:<id>", "client:<id>"
+	Before json.RawMessage `json:"before,omitempty"`
+	After  json.RawMessage `json:"after,omitempty"`
+}
+
+// SubmissionStatus is FIT-Connect's status model of a submission.
+type SubmissionStatus string
+
+// Submission statuses.
+const (
+	SubmissionIncomplete SubmissionStatus = "incomplete"
+	SubmissionSubmitted  SubmissionStatus = "submitted"
+	SubmissionForwarded  SubmissionStatus = "forwarded"
+	SubmissionAccepted   SubmissionStatus = "accepted"
+	SubmissionRejected   SubmissionStatus = "rejected"
+	SubmissionDeleted    SubmissionStatus = "deleted"
+)
+
+// Submission is the projection of one submission's state.
+type Submission struct {
+	ID                   string
+	CaseID               string
+	DestinationID        string
+	SenderClientID       string
+	ServiceIdentifier    string
+	ServiceName          string
+	Region               string // "DE"+ARS when the sender named one
+	Status               SubmissionStatus
+	AnnouncedAttachments []string
+	UploadedAttachments  []string
+	CallbackURL          string
+	CallbackSecret       string
+	CreatedAt            time.Time
+	SubmittedAt          *time.Time
+	PickedUpAt           *time.Time
+	UpdatedAt            time.Time
+}
+
+// Event is one security event token of a case, as recorded.
+type Event struct {
+	JTI          string
+	CaseID       string
+	SubmissionID string
+	Type         string // full event URI
+	Issuer       string
+	IssuedAt     time.Time
+	Token        string // the compact SET
+}
+
+// IdempotencyRecord is the stored answer to a request that may be retried.
+type IdempotencyRecord struct {
+	Key         string // scope-qualified request key, e.g. "submit:<submissionId>"
+	RequestHash []byte // hash of the request body, to tell a retry from a different request
+	Status      int
+	Body        []byte
+	CreatedAt   time.Time
+}
+
+// Page selects a slice of a list.
+type Page struct {
+	Limit  int // 1..500; 0 means 100
+	Offset int
+}
+
+// Store is the persistent state of Amtsbote. All methods are safe for
+// concurrent use. Registry changes (destinations, keys, clients) write their
+// audit entry in the same transaction, so either both happen or neither.
+// Errors wrap ErrNotFound or ErrConflict where those apply.
+type Store interface {
+	// CreateDestination inserts d with its keys. ErrConflict if the id or a kid exists.
+	CreateDestination(ctx context.Context, actor string, d Destination, keys []Key) error
+	// UpdateDestination reads d, applies update and writes it back atomically.
+	// An error from update aborts the change and is returned as is.
+	UpdateDestination(ctx context.Context, actor string, id string, update func(*Destination) error) (Destination, error)
+	// Destination returns one destination. ErrNotFound if absent.
+	Destination(ctx context.Context, id string) (Destination, error)
+	// Destinations lists destinations ordered by id, and the total count.
+	Destinations(ctx context.Context, p Page) ([]Destination, int, error)
+
+	// AddKey adds a key to a destination without changing which key is current.
+	// ErrNotFound for an unknown destination, ErrConflict for an existing kid.
+	AddKey(ctx context.Context, actor string, k Key) error
+	// RollKey adds k, makes it the destination's current key of its use and
+	// limits the previous current key of that use to previousValidUntil.
+	RollKey(ctx context.Context, actor string, k Key, previousValidUntil time.Time) (Destination, error)
+	// Key returns one key of a destination. ErrNotFound if absent.
+	Key(ctx context.Context, destinationID, kid string) (Key, error)
+	// Keys lists a destination's keys, oldest first.
+	Keys(ctx context.Context, destinationID string) ([]Key, error)
+
+	// CreateClient inserts an OAuth client. ErrConflict if the id exists.
+	CreateClient(ctx context.Context, actor string, c Client) error
+	// Client returns one client. ErrNotFound if absent.
+	Client(ctx context.Context, id string) (Client, error)
+	// Clients lists clients ordered by id.
+	Clients(ctx context.Context) ([]Client, error)
+
+	// AuditLog lists audit entries for an object ("" for all), newest first.
+	AuditLog(ctx context.Context, object string, p Page) ([]AuditEntry, error)
+
+	// CreateSubmission inserts a new submission. ErrConflict if the id exists.
+	CreateSubmission(ctx context.Context, s Submission) error
+	// Submission returns one submission. ErrNotFound if absent.
+	Submission(ctx context.Context, id string) (Submission, error)
+	// UpdateSubmission reads, applies update and writes back atomically.
+	UpdateSubmission(ctx context.Context, id string, update func(*Submission) error) (Submission, error)
+	// PickupList lists submitted, not yet picked up submissions for the given
+	// destinations, oldest first, and the total count.
+	PickupList(ctx context.Context, destinationIDs []string, p Page) ([]Submission, int, error)
+
+	// AppendEvent records an event. Recording the same JTI twice is not an error
+	// (the projection is replayed at least once) and leaves one row.
+	AppendEvent(ctx context.Context, e Event) error
+	// Events lists a case's events in the order they were recorded, and the total.
+	Events(ctx context.Context, caseID string, p Page) ([]Event, int, error)
+
+	// PutIdempotency stores r unless a record with r.Key exists; it returns
+	// the stored record and whether it was newly created.
+	PutIdempotency(ctx context.Context, r IdempotencyRecord) (IdempotencyRecord, bool, error)
+
+	// Close releases the store's resources.
+	Close() error
+}
