@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -246,4 +247,63 @@ type Store interface {
 
 	// Close releases the store's resources.
 	Close() error
+}
+
+// Page limits.
+const (
+	DefaultPageLimit = 100
+	MaxPageLimit     = 500
+)
+
+// Normalize returns p with a limit in 1..MaxPageLimit (0 or less becomes
+// DefaultPageLimit, more than MaxPageLimit becomes MaxPageLimit) and an
+// offset of at least zero. Implementations page with the normalised value.
+func (p Page) Normalize() Page {
+	switch {
+	case p.Limit <= 0:
+		p.Limit = DefaultPageLimit
+	case p.Limit > MaxPageLimit:
+		p.Limit = MaxPageLimit
+	}
+	if p.Offset < 0 {
+		p.Offset = 0
+	}
+	return p
+}
+
+// auditKey is a key as the audit log records it: identity and validity,
+// without key material (keys are immutable, the kid names the JWK).
+type auditKey struct {
+	KID        string     `json:"kid"`
+	Use        KeyUse     `json:"use"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	ValidUntil *time.Time `json:"validUntil,omitempty"`
+}
+
+// AuditJSON returns what the audit log records of d and its keys: every
+// registry field including the callback URL, never the callback secret, and
+// each key by kid, use and validity. Every implementation writes this as the
+// before and after of destination and key changes, so the log reads the same
+// whichever store keeps it. It fails only when d.ReplyChannels is not JSON.
+func (d Destination) AuditJSON(keys []Key) (json.RawMessage, error) {
+	v := struct {
+		Destination
+		CallbackURL string     `json:"callbackUrl,omitempty"`
+		Keys        []auditKey `json:"keys"`
+	}{Destination: d, CallbackURL: d.CallbackURL, Keys: make([]auditKey, 0, len(keys))}
+	for _, k := range keys {
+		v.Keys = append(v.Keys, auditKey{KID: k.KID, Use: k.Use, CreatedAt: k.CreatedAt, ValidUntil: k.ValidUntil})
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("audit record of destination %s: %w", d.ID, err)
+	}
+	return b, nil
+}
+
+// AuditJSON returns what the audit log records of c: every field but the
+// secret hash.
+func (c Client) AuditJSON() json.RawMessage {
+	b, _ := json.Marshal(c) // SecretHash is tagged "-"; strings, bools and times always marshal
+	return b
 }
