@@ -1,0 +1,41 @@
+# Amtsbote: `make run` starts everything on embedded defaults, `make test` runs every test.
+GO      ?= go
+PKGS    ?= ./...
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+
+.PHONY: run build test test-short bench bench-routing fuzz vet fmt
+
+run:
+	$(GO) run -ldflags "$(LDFLAGS)" . dev
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/amtsbote .
+
+test:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+test-short:
+	$(GO) test -short -count=1 $(PKGS)
+
+vet:
+	$(GO) vet $(PKGS)
+
+fmt:
+	gofmt -l -w .
+
+# Benchmarks print figures; none of them asserts a timing.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./pkg/set/ ./pkg/store/...
+
+bench-routing:
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/routing/
+
+# A short run of every fuzz target; FUZZTIME=5m for a longer one.
+FUZZTIME ?= 20s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
