@@ -17,27 +17,27 @@ const (
 
 // Kinds of Gemeindeverbände (record type 50).
 const (
-	VerbandsfreieGemeinde    Kind = 50
-	Amt                      Kind = 51
-	Samtgemeinde             Kind = 52
-	Verbandsgemeinde         Kind = 53
-	Verwaltungsgemeinschaft  Kind = 54
-	Kirchspielslandgemeinde  Kind = 55
-	Verwaltungsverband       Kind = 56
-	VGTraegermodell          Kind = 57
-	ErfuellendeGemeinde      Kind = 58
+	VerbandsfreieGemeinde   Kind = 50
+	Amt                     Kind = 51
+	Samtgemeinde            Kind = 52
+	Verbandsgemeinde        Kind = 53
+	Verwaltungsgemeinschaft Kind = 54
+	Kirchspielslandgemeinde Kind = 55
+	Verwaltungsverband      Kind = 56
+	VGTraegermodell         Kind = 57
+	ErfuellendeGemeinde     Kind = 58
 )
 
 // Kinds of Gemeinden (record type 60).
 const (
-	Markt                      Kind = 60
-	KreisfreieStadtGemeinde    Kind = 61
-	StadtkreisGemeinde         Kind = 62
-	Stadt                      Kind = 63
-	KreisangehoerigeGemeinde   Kind = 64
-	GemeindefreiesGebiet       Kind = 65 // inhabited
-	GemeindefreiesGebietLeer   Kind = 66 // uninhabited
-	GrosseKreisstadt           Kind = 67
+	Markt                    Kind = 60
+	KreisfreieStadtGemeinde  Kind = 61
+	StadtkreisGemeinde       Kind = 62
+	Stadt                    Kind = 63
+	KreisangehoerigeGemeinde Kind = 64
+	GemeindefreiesGebiet     Kind = 65 // inhabited
+	GemeindefreiesGebietLeer Kind = 66 // uninhabited
+	GrosseKreisstadt         Kind = 67
 )
 
 var kindNames = map[Kind]string{
