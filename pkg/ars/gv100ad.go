@@ -231,8 +231,8 @@ type builder struct {
 
 func newBuilder() *builder {
 	return &builder{d: &Directory{
-		byKey: make(map[areaKey]int32, 16384),
-		byAGS: make(map[string]int32, 11000),
+		byKey: make(map[areaKey]int32),
+		byAGS: make(map[string]int32),
 	}}
 }
 
