@@ -1,0 +1,96 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// Bench runs the store benchmarks: the projection's hot path (a new
+// submission and its first event), a pickup list over a filled store, and
+// updates from parallel goroutines. open returns a new, empty store and
+// cleans up after it with b.Cleanup; Bench closes the store.
+func Bench(b *testing.B, open func(b *testing.B) store.Store) {
+	b.Run("CreateSubmissionAppendEvent", func(b *testing.B) {
+		s := openBench(b, open)
+		ctx := context.Background()
+		var n atomic.Int64
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				i := n.Add(1)
+				id := fmt.Sprintf("s%08d", i)
+				sub := submission(id, fmt.Sprintf("d%02d", i%16), store.SubmissionSubmitted, time.Duration(i))
+				if err := s.CreateSubmission(ctx, sub); err != nil {
+					b.Error(err)
+					return
+				}
+				if err := s.AppendEvent(ctx, event("e-"+id, sub.CaseID, 0)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+	b.Run("PickupList", func(b *testing.B) {
+		s := openBench(b, open)
+		ctx := context.Background()
+		for i := range 2000 {
+			sub := submission(fmt.Sprintf("s%05d", i), fmt.Sprintf("d%02d", i%40), store.SubmissionSubmitted, time.Duration(i)*time.Second)
+			if i%3 == 0 {
+				sub.PickedUpAt = ptr(at(time.Hour))
+			}
+			if err := s.CreateSubmission(ctx, sub); err != nil {
+				b.Fatal(err)
+			}
+		}
+		dests := []string{"d01", "d02", "d03", "d04", "d05"}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for b.Loop() {
+			if _, _, err := s.PickupList(ctx, dests, store.Page{Limit: 50}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("UpdateSubmissionParallel", func(b *testing.B) {
+		s := openBench(b, open)
+		ctx := context.Background()
+		const subs = 64
+		for i := range subs {
+			if err := s.CreateSubmission(ctx, submission(fmt.Sprintf("s%02d", i), "d1", store.SubmissionIncomplete, 0)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		var n atomic.Int64
+		b.ReportAllocs()
+		b.ResetTimer()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				id := fmt.Sprintf("s%02d", n.Add(1)%subs)
+				if _, err := s.UpdateSubmission(ctx, id, func(u *store.Submission) error {
+					u.Status = store.SubmissionSubmitted
+					return nil
+				}); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+func openBench(b *testing.B, open func(b *testing.B) store.Store) store.Store {
+	b.Helper()
+	s := open(b)
+	b.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			b.Errorf("close: %v", err)
+		}
+	})
+	return s
+}

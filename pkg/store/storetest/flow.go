@@ -1,0 +1,421 @@
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// submission returns a submission to destination destID with every field
+// set, created created after t0.
+func submission(id, destID string, status store.SubmissionStatus, created time.Duration) store.Submission {
+	return store.Submission{
+		ID:                   id,
+		CaseID:               "case-" + id,
+		DestinationID:        destID,
+		SenderClientID:       "portal-a",
+		ServiceIdentifier:    "urn:de:fim:leika:leistung:99050012104000",
+		ServiceName:          "Anmeldung einer Wohnung",
+		Region:               "DE083110000000",
+		Status:               status,
+		AnnouncedAttachments: []string{"a1-" + id, "a2-" + id},
+		UploadedAttachments:  []string{"a1-" + id},
+		CallbackURL:          "https://portal.example/callback/" + id,
+		CallbackSecret:       "sender-secret-" + id,
+		CreatedAt:            at(created),
+		SubmittedAt:          ptr(at(created + time.Minute)),
+		PickedUpAt:           nil,
+		UpdatedAt:            at(created + time.Minute),
+	}
+}
+
+var submissionTests = []test{
+	{"create and read back", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		sub := submission("s1", "d1", store.SubmissionSubmitted, 0)
+		sub.PickedUpAt = ptr(at(time.Hour))
+		must(t, "create", s.CreateSubmission(ctx, sub))
+		got, err := s.Submission(ctx, "s1")
+		must(t, "submission", err)
+		equal(t, "submission", got, sub)
+	}},
+	{"sparse fields round-trip", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		start := time.Now()
+		sub := store.Submission{ID: "s1", CaseID: "c1", DestinationID: "d1", Status: store.SubmissionIncomplete, AnnouncedAttachments: []string{}}
+		must(t, "create", s.CreateSubmission(ctx, sub))
+		got, err := s.Submission(ctx, "s1")
+		must(t, "submission", err)
+		checkNow(t, "created", got.CreatedAt, start)
+		if !got.UpdatedAt.Equal(got.CreatedAt) {
+			t.Errorf("updated %v, want created %v", got.UpdatedAt, got.CreatedAt)
+		}
+		sub.CreatedAt, sub.UpdatedAt = got.CreatedAt, got.UpdatedAt
+		equal(t, "submission", got, sub)
+	}},
+	{"duplicate id conflicts", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		sub := submission("s1", "d1", store.SubmissionIncomplete, 0)
+		must(t, "create", s.CreateSubmission(ctx, sub))
+		other := submission("s1", "d2", store.SubmissionSubmitted, time.Hour)
+		if err := s.CreateSubmission(ctx, other); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("create again: %v, want ErrConflict", err)
+		}
+		got, err := s.Submission(ctx, "s1")
+		must(t, "submission", err)
+		equal(t, "submission", got, sub)
+	}},
+	{"unknown submission is not found", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		if _, err := s.Submission(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("submission: %v, want ErrNotFound", err)
+		}
+		called := false
+		_, err := s.UpdateSubmission(ctx, "nope", func(*store.Submission) error { called = true; return nil })
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("update: %v, want ErrNotFound", err)
+		}
+		if called {
+			t.Error("update func called for an unknown submission")
+		}
+	}},
+	{"update writes back", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		sub := submission("s1", "d1", store.SubmissionIncomplete, 0)
+		sub.SubmittedAt = nil
+		must(t, "create", s.CreateSubmission(ctx, sub))
+		start := time.Now()
+		got, err := s.UpdateSubmission(ctx, "s1", func(u *store.Submission) error {
+			u.Status = store.SubmissionSubmitted
+			u.SubmittedAt = ptr(at(2 * time.Minute))
+			u.UploadedAttachments = append(u.UploadedAttachments, "a2-s1")
+			return nil
+		})
+		must(t, "update", err)
+		want := sub
+		want.Status = store.SubmissionSubmitted
+		want.SubmittedAt = ptr(at(2 * time.Minute))
+		want.UploadedAttachments = []string{"a1-s1", "a2-s1"}
+		checkNow(t, "updated", got.UpdatedAt, start)
+		want.UpdatedAt = got.UpdatedAt
+		equal(t, "returned", got, want)
+		read, err := s.Submission(ctx, "s1")
+		must(t, "submission", err)
+		equal(t, "read back", read, want)
+	}},
+	{"update func error aborts", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		sub := submission("s1", "d1", store.SubmissionSubmitted, 0)
+		must(t, "create", s.CreateSubmission(ctx, sub))
+		_, err := s.UpdateSubmission(ctx, "s1", func(u *store.Submission) error {
+			u.Status = store.SubmissionDeleted
+			return errAbort
+		})
+		if !errors.Is(err, errAbort) {
+			t.Fatalf("update: %v, want the update func's error", err)
+		}
+		got, err := s.Submission(ctx, "s1")
+		must(t, "submission", err)
+		equal(t, "submission", got, sub)
+	}},
+	{"update cannot change the id or creation time", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		sub := submission("s1", "d1", store.SubmissionSubmitted, 0)
+		must(t, "create", s.CreateSubmission(ctx, sub))
+		if _, err := s.UpdateSubmission(ctx, "s1", func(u *store.Submission) error {
+			u.ID = "s2"
+			return nil
+		}); err == nil {
+			t.Fatal("update changed the id")
+		}
+		got, err := s.UpdateSubmission(ctx, "s1", func(u *store.Submission) error {
+			u.CreatedAt = at(time.Hour)
+			return nil
+		})
+		must(t, "update", err)
+		equal(t, "created", got.CreatedAt, sub.CreatedAt)
+	}},
+	{"concurrent updates lose nothing", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		sub := submission("s1", "d1", store.SubmissionIncomplete, 0)
+		sub.UploadedAttachments = nil
+		must(t, "create", s.CreateSubmission(ctx, sub))
+		const n = 20
+		var wg sync.WaitGroup
+		errs := make(chan error, n)
+		for i := range n {
+			wg.Go(func() {
+				_, err := s.UpdateSubmission(ctx, "s1", func(u *store.Submission) error {
+					u.UploadedAttachments = append(u.UploadedAttachments, fmt.Sprintf("att-%02d", i))
+					return nil
+				})
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			must(t, "concurrent update", err)
+		}
+		got, err := s.Submission(ctx, "s1")
+		must(t, "submission", err)
+		slices.Sort(got.UploadedAttachments)
+		var want []string
+		for i := range n {
+			want = append(want, fmt.Sprintf("att-%02d", i))
+		}
+		equal(t, "attachments", got.UploadedAttachments, want)
+	}},
+	{"pickup list", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		picked := submission("a-picked", "A", store.SubmissionSubmitted, 0)
+		picked.PickedUpAt = ptr(at(time.Hour))
+		all := []store.Submission{
+			submission("a3", "A", store.SubmissionSubmitted, 3*time.Minute),
+			submission("b1", "B", store.SubmissionSubmitted, 4*time.Minute),
+			submission("a1", "A", store.SubmissionSubmitted, 1*time.Minute),
+			picked,
+			submission("a-incomplete", "A", store.SubmissionIncomplete, 0),
+			submission("b-accepted", "B", store.SubmissionAccepted, 0),
+			submission("b-forwarded", "B", store.SubmissionForwarded, 0),
+			submission("a2", "A", store.SubmissionSubmitted, 2*time.Minute),
+			submission("b0", "B", store.SubmissionSubmitted, 0),
+			submission("c1", "C", store.SubmissionSubmitted, 0),
+		}
+		for _, sub := range all {
+			must(t, "create "+sub.ID, s.CreateSubmission(ctx, sub))
+		}
+		byID := make(map[string]store.Submission)
+		for _, sub := range all {
+			byID[sub.ID] = sub
+		}
+		for _, tc := range []struct {
+			name  string
+			dests []string
+			page  store.Page
+			want  []string
+			total int
+		}{
+			{"one destination", []string{"A"}, store.Page{}, []string{"a1", "a2", "a3"}, 3},
+			{"two destinations", []string{"B", "A"}, store.Page{}, []string{"b0", "a1", "a2", "a3", "b1"}, 5},
+			{"paged", []string{"A", "B"}, store.Page{Limit: 2, Offset: 2}, []string{"a2", "a3"}, 5},
+			{"past the end", []string{"A", "B"}, store.Page{Limit: 2, Offset: 5}, nil, 5},
+			{"unknown destination", []string{"X"}, store.Page{}, nil, 0},
+			{"no destinations", nil, store.Page{}, nil, 0},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				list, total, err := s.PickupList(ctx, tc.dests, tc.page)
+				must(t, "pickup list", err)
+				var got []string
+				for _, sub := range list {
+					got = append(got, sub.ID)
+					equal(t, "listed "+sub.ID, sub, byID[sub.ID])
+				}
+				equal(t, "ids", got, tc.want)
+				if total != tc.total {
+					t.Errorf("total %d, want %d", total, tc.total)
+				}
+			})
+		}
+		// Picking one up takes it off the list.
+		_, err := s.UpdateSubmission(ctx, "a1", func(u *store.Submission) error {
+			u.PickedUpAt = ptr(at(time.Hour))
+			return nil
+		})
+		must(t, "pick up", err)
+		list, total, err := s.PickupList(ctx, []string{"A"}, store.Page{})
+		must(t, "pickup list", err)
+		if len(list) != 2 || total != 2 || list[0].ID != "a2" {
+			t.Errorf("after pickup: %d listed, total %d", len(list), total)
+		}
+	}},
+}
+
+// event returns an event of caseID.
+func event(jti, caseID string, issued time.Duration) store.Event {
+	return store.Event{
+		JTI:          jti,
+		CaseID:       caseID,
+		SubmissionID: "sub-" + caseID,
+		Type:         "https://schema.fitko.de/fit-connect/events/submit-submission",
+		Issuer:       "https://amtsbote.example",
+		IssuedAt:     at(issued),
+		Token:        "eyJhbGciOiJQUzUxMiJ9.eyJqdGkiOiI" + jti + "In0.c2ln",
+	}
+}
+
+var eventTests = []test{
+	{"append in order, idempotent on jti", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		// Issue times deliberately out of order: the log keeps recording order.
+		evs := []store.Event{
+			event("e3", "case-1", 3*time.Second),
+			event("e1", "case-1", 1*time.Second),
+			event("x1", "case-2", 0),
+			event("e2", "case-1", 2*time.Second),
+		}
+		for _, e := range evs {
+			must(t, "append "+e.JTI, s.AppendEvent(ctx, e))
+		}
+		replay := event("e1", "case-1", time.Hour)
+		replay.Token = "a different token"
+		must(t, "append again", s.AppendEvent(ctx, replay))
+		must(t, "append again", s.AppendEvent(ctx, evs[0]))
+
+		got, total, err := s.Events(ctx, "case-1", store.Page{})
+		must(t, "events", err)
+		equal(t, "events", got, []store.Event{evs[0], evs[1], evs[3]})
+		if total != 3 {
+			t.Errorf("total %d, want 3", total)
+		}
+		got, total, err = s.Events(ctx, "case-2", store.Page{})
+		must(t, "events", err)
+		equal(t, "events", got, []store.Event{evs[2]})
+		if total != 1 {
+			t.Errorf("total %d, want 1", total)
+		}
+		got, total, err = s.Events(ctx, "case-none", store.Page{})
+		must(t, "events", err)
+		if len(got) != 0 || total != 0 {
+			t.Errorf("events of unknown case: %v, total %d", got, total)
+		}
+	}},
+	{"paging", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		var jtis []string
+		for i := range 7 {
+			e := event(fmt.Sprintf("e%d", i), "case-1", 0)
+			must(t, "append", s.AppendEvent(ctx, e))
+			jtis = append(jtis, e.JTI)
+		}
+		for _, tc := range []struct {
+			page store.Page
+			want []string
+		}{
+			{store.Page{}, jtis},
+			{store.Page{Limit: 3}, jtis[:3]},
+			{store.Page{Limit: 3, Offset: 3}, jtis[3:6]},
+			{store.Page{Limit: 3, Offset: 6}, jtis[6:]},
+			{store.Page{Limit: 3, Offset: 9}, nil},
+		} {
+			t.Run(fmt.Sprintf("limit %d offset %d", tc.page.Limit, tc.page.Offset), func(t *testing.T) {
+				list, total, err := s.Events(ctx, "case-1", tc.page)
+				must(t, "events", err)
+				var got []string
+				for _, e := range list {
+					got = append(got, e.JTI)
+				}
+				equal(t, "jtis", got, tc.want)
+				if total != 7 {
+					t.Errorf("total %d, want 7", total)
+				}
+			})
+		}
+	}},
+	{"concurrent appends of the same events leave one each", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		const n = 10
+		var wg sync.WaitGroup
+		errs := make(chan error, 4*n)
+		for range 4 {
+			wg.Go(func() {
+				for i := range n {
+					errs <- s.AppendEvent(ctx, event(fmt.Sprintf("e%02d", i), "case-1", 0))
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			must(t, "append", err)
+		}
+		_, total, err := s.Events(ctx, "case-1", store.Page{})
+		must(t, "events", err)
+		if total != n {
+			t.Errorf("total %d, want %d", total, n)
+		}
+	}},
+}
+
+var idempotencyTests = []test{
+	{"first write wins", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		first := store.IdempotencyRecord{
+			Key:         "submit:s1",
+			RequestHash: []byte{0x01, 0x02, 0x00, 0xff},
+			Status:      202,
+			Body:        []byte(`{"submissionId":"s1"}`),
+			CreatedAt:   at(0),
+		}
+		got, created, err := s.PutIdempotency(ctx, first)
+		must(t, "put", err)
+		if !created {
+			t.Error("first put not created")
+		}
+		equal(t, "first put", got, first)
+
+		second := store.IdempotencyRecord{Key: "submit:s1", RequestHash: []byte{0x09}, Status: 500, Body: []byte("other"), CreatedAt: at(time.Hour)}
+		got, created, err = s.PutIdempotency(ctx, second)
+		must(t, "put again", err)
+		if created {
+			t.Error("second put created")
+		}
+		equal(t, "second put", got, first)
+
+		start := time.Now()
+		other := store.IdempotencyRecord{Key: "submit:s2", RequestHash: []byte{0x02}, Status: 204}
+		got, created, err = s.PutIdempotency(ctx, other)
+		must(t, "put other", err)
+		if !created {
+			t.Error("other key not created")
+		}
+		checkNow(t, "created", got.CreatedAt, start)
+		other.CreatedAt = got.CreatedAt
+		equal(t, "other", got, other)
+		again, _, err := s.PutIdempotency(ctx, store.IdempotencyRecord{Key: "submit:s2"})
+		must(t, "put other again", err)
+		equal(t, "other read back", again, other)
+	}},
+	{"concurrent puts create once", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		const n = 10
+		var created atomic.Int32
+		var wg sync.WaitGroup
+		results := make(chan store.IdempotencyRecord, n)
+		for i := range n {
+			wg.Go(func() {
+				r, c, err := s.PutIdempotency(ctx, store.IdempotencyRecord{
+					Key: "submit:race", RequestHash: []byte{byte(i)}, Status: 200 + i, Body: []byte{byte(i)}, CreatedAt: at(0),
+				})
+				if err != nil {
+					t.Errorf("put %d: %v", i, err)
+					return
+				}
+				if c {
+					created.Add(1)
+				}
+				results <- r
+			})
+		}
+		wg.Wait()
+		close(results)
+		if created.Load() != 1 {
+			t.Fatalf("%d puts created the record, want 1", created.Load())
+		}
+		var first *store.IdempotencyRecord
+		for r := range results {
+			if first == nil {
+				first = &r
+				continue
+			}
+			equal(t, "record", r, *first)
+		}
+	}},
+}
