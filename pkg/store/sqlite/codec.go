@@ -1,0 +1,95 @@
+package sqlite
+
+import (
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// timeLayout is how times are stored: UTC, fixed width, so text order is
+// time order.
+const timeLayout = "2006-01-02T15:04:05.000000Z"
+
+// now is the current time as the store keeps it.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// norm returns t as the store keeps it: UTC, truncated to the microsecond.
+func norm(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// normPtr is norm for optional times.
+func normPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	n := norm(*t)
+	return &n
+}
+
+// orNow returns norm(t), or now when t is zero.
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return now()
+	}
+	return norm(t)
+}
+
+func encTime(t time.Time) string { return norm(t).Format(timeLayout) }
+
+func encTimePtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return encTime(*t)
+}
+
+func decTime(s string) (time.Time, error) {
+	t, err := time.Parse(timeLayout, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("decode time: %w", err)
+	}
+	return t, nil
+}
+
+func decTimePtr(s sql.NullString) (*time.Time, error) {
+	if !s.Valid {
+		return nil, nil
+	}
+	t, err := decTime(s.String)
+	return &t, err
+}
+
+// encJSON marshals v as text, which STRICT TEXT columns take.
+func encJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encode json: %w", err)
+	}
+	return string(b), nil
+}
+
+// rawJSON stores raw JSON as given; empty is NULL.
+func rawJSON(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+// decRaw returns a column of raw JSON; NULL is nil.
+func decRaw(s sql.NullString) json.RawMessage {
+	if !s.Valid {
+		return nil
+	}
+	return json.RawMessage(s.String)
+}
+
+func decJSON(s string, v any) error {
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		return fmt.Errorf("decode json: %w", err)
+	}
+	return nil
+}
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }

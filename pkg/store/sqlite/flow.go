@@ -1,0 +1,257 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+const submissionColumns = `id, case_id, destination_id, sender_client_id, service_identifier, service_name,
+	region, status, announced_attachments, uploaded_attachments, callback_url, callback_secret,
+	created_at, submitted_at, picked_up_at, updated_at`
+
+func scanSubmission(row scanner) (store.Submission, error) {
+	var (
+		s                   store.Submission
+		announced, uploaded string
+		created, updated    string
+		submitted, picked   sql.NullString
+	)
+	if err := row.Scan(&s.ID, &s.CaseID, &s.DestinationID, &s.SenderClientID, &s.ServiceIdentifier, &s.ServiceName,
+		&s.Region, &s.Status, &announced, &uploaded, &s.CallbackURL, &s.CallbackSecret,
+		&created, &submitted, &picked, &updated); err != nil {
+		return s, err
+	}
+	var e1, e2, e3, e4 error
+	s.CreatedAt, e1 = decTime(created)
+	s.UpdatedAt, e2 = decTime(updated)
+	s.SubmittedAt, e3 = decTimePtr(submitted)
+	s.PickedUpAt, e4 = decTimePtr(picked)
+	return s, errors.Join(e1, e2, e3, e4, decJSON(announced, &s.AnnouncedAttachments), decJSON(uploaded, &s.UploadedAttachments))
+}
+
+// submissionArgs returns s's columns in submissionColumns order.
+func submissionArgs(s store.Submission) ([]any, error) {
+	announced, err1 := encJSON(s.AnnouncedAttachments)
+	uploaded, err2 := encJSON(s.UploadedAttachments)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	return []any{s.ID, s.CaseID, s.DestinationID, s.SenderClientID, s.ServiceIdentifier, s.ServiceName,
+		s.Region, string(s.Status), announced, uploaded, s.CallbackURL, s.CallbackSecret,
+		encTime(s.CreatedAt), encTimePtr(s.SubmittedAt), encTimePtr(s.PickedUpAt), encTime(s.UpdatedAt)}, nil
+}
+
+// normSubmission returns s with its times as the store keeps them.
+func normSubmission(s store.Submission) store.Submission {
+	s.CreatedAt, s.UpdatedAt = norm(s.CreatedAt), norm(s.UpdatedAt)
+	s.SubmittedAt, s.PickedUpAt = normPtr(s.SubmittedAt), normPtr(s.PickedUpAt)
+	return s
+}
+
+// CreateSubmission inserts s; a zero CreatedAt becomes now and a zero
+// UpdatedAt the creation time.
+func (db *DB) CreateSubmission(ctx context.Context, s store.Submission) error {
+	s.CreatedAt = orNow(s.CreatedAt)
+	if s.UpdatedAt.IsZero() {
+		s.UpdatedAt = s.CreatedAt
+	}
+	args, err := submissionArgs(s)
+	if err != nil {
+		return fmt.Errorf("create submission %s: %w", s.ID, err)
+	}
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO submissions (`+submissionColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+		return conflict(err)
+	})
+	if err != nil {
+		return fmt.Errorf("create submission %s: %w", s.ID, err)
+	}
+	return nil
+}
+
+// Submission returns submission id.
+func (db *DB) Submission(ctx context.Context, id string) (store.Submission, error) {
+	s, err := scanSubmission(db.r.QueryRowContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = ?`, id))
+	if err != nil {
+		return store.Submission{}, fmt.Errorf("submission %s: %w", id, notFound(err))
+	}
+	return s, nil
+}
+
+// UpdateSubmission applies update to submission id in one write
+// transaction. update must not call the store to write. It may not change
+// the id; the creation time stays and UpdatedAt becomes now.
+func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*store.Submission) error) (store.Submission, error) {
+	var out store.Submission
+	var updateErr error
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		s, err := scanSubmission(tx.QueryRowContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = ?`, id))
+		if err != nil {
+			return notFound(err)
+		}
+		created := s.CreatedAt
+		if err := update(&s); err != nil {
+			updateErr = err
+			return err
+		}
+		if s.ID != id {
+			return fmt.Errorf("update may not change the id to %q", s.ID)
+		}
+		s.CreatedAt, s.UpdatedAt = created, now()
+		s = normSubmission(s)
+		args, err := submissionArgs(s)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE submissions SET (`+submissionColumns+`)
+			= (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?`, append(args, id)...); err != nil {
+			return err
+		}
+		out = s
+		return nil
+	})
+	if updateErr != nil {
+		return store.Submission{}, updateErr
+	}
+	if err != nil {
+		return store.Submission{}, fmt.Errorf("update submission %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// pickupWhere selects what waits for pickup at the destinations in the
+// JSON array bound to it.
+const pickupWhere = `WHERE status = 'submitted' AND picked_up_at IS NULL
+	AND destination_id IN (SELECT value FROM json_each(?))`
+
+// PickupList lists submitted, not picked up submissions of destinationIDs,
+// oldest first, with their total count.
+func (db *DB) PickupList(ctx context.Context, destinationIDs []string, p store.Page) ([]store.Submission, int, error) {
+	if len(destinationIDs) == 0 {
+		return nil, 0, nil
+	}
+	p = p.Normalize()
+	ids, err := encJSON(destinationIDs)
+	if err != nil {
+		return nil, 0, fmt.Errorf("pickup list: %w", err)
+	}
+	var (
+		list  []store.Submission
+		total int
+	)
+	err = db.read(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM submissions `+pickupWhere, ids).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+submissionColumns+` FROM submissions `+pickupWhere+`
+			ORDER BY created_at, id LIMIT ? OFFSET ?`, ids, p.Limit, p.Offset)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			s, err := scanSubmission(rows)
+			if err != nil {
+				return err
+			}
+			list = append(list, s)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("pickup list: %w", err)
+	}
+	return list, total, nil
+}
+
+// AppendEvent records e unless its JTI is recorded already.
+func (db *DB) AppendEvent(ctx context.Context, e store.Event) error {
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO events (jti, case_id, submission_id, type, issuer, issued_at, token)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (jti) DO NOTHING`,
+			e.JTI, e.CaseID, e.SubmissionID, e.Type, e.Issuer, encTime(e.IssuedAt), e.Token)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("append event %s: %w", e.JTI, err)
+	}
+	return nil
+}
+
+// Events lists the events of caseID in recording order, with their total.
+func (db *DB) Events(ctx context.Context, caseID string, p store.Page) ([]store.Event, int, error) {
+	p = p.Normalize()
+	var (
+		list  []store.Event
+		total int
+	)
+	err := db.read(ctx, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE case_id = ?`, caseID).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT jti, case_id, submission_id, type, issuer, issued_at, token
+			FROM events WHERE case_id = ? ORDER BY seq LIMIT ? OFFSET ?`, caseID, p.Limit, p.Offset)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				e      store.Event
+				issued string
+			)
+			if err := rows.Scan(&e.JTI, &e.CaseID, &e.SubmissionID, &e.Type, &e.Issuer, &issued, &e.Token); err != nil {
+				return err
+			}
+			if e.IssuedAt, err = decTime(issued); err != nil {
+				return err
+			}
+			list = append(list, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("events of case %s: %w", caseID, err)
+	}
+	return list, total, nil
+}
+
+// PutIdempotency stores r unless r.Key is taken, and returns the stored
+// record and whether it is r.
+func (db *DB) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) (store.IdempotencyRecord, bool, error) {
+	r.CreatedAt = orNow(r.CreatedAt)
+	var (
+		out     store.IdempotencyRecord
+		created bool
+	)
+	err := db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO idempotency (key, request_hash, status, body, created_at)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
+			r.Key, r.RequestHash, r.Status, r.Body, encTime(r.CreatedAt))
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 1 {
+			out, created = r, true
+			return nil
+		}
+		var at string
+		if err := tx.QueryRowContext(ctx, `SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = ?`, r.Key).
+			Scan(&out.Key, &out.RequestHash, &out.Status, &out.Body, &at); err != nil {
+			return err
+		}
+		out.CreatedAt, err = decTime(at)
+		return err
+	})
+	if err != nil {
+		return store.IdempotencyRecord{}, false, fmt.Errorf("put idempotency record %s: %w", r.Key, err)
+	}
+	return out, created, nil
+}
