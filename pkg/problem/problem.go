@@ -69,10 +69,11 @@ func (p *Problem) Is(target error) bool {
 	return ok && t.Type == p.Type && t.Status == p.Status
 }
 
-// WithField returns a copy of p naming field.
+// WithField returns a copy of p naming field, in Field and in the detail.
 func (p *Problem) WithField(field string) *Problem {
 	c := p.clone()
 	c.Field = field
+	c.Detail = withField(field, c.Detail)
 	return c
 }
 

@@ -28,12 +28,20 @@ func TestMarshalJSON(t *testing.T) {
 			},
 		},
 		{
+			name: "detail names the field",
+			p:    problem.Invalid("callback.url", "must be https"),
+			want: map[string]any{
+				"type": problem.TypeInvalidValue, "title": "Invalid value", "status": float64(400),
+				"detail": "callback.url: must be https", "field": "callback.url",
+			},
+		},
+		{
 			name: "extra members at the top level, reserved ones ignored",
 			p: problem.InvalidRequest("grant_type", "missing").
 				With("error", "invalid_request").With("status", 999).With("type", "x"),
 			want: map[string]any{
 				"type": problem.TypeInvalidRequest, "title": "Invalid request", "status": float64(400),
-				"detail": "missing", "field": "grant_type", "error": "invalid_request",
+				"detail": "grant_type: missing", "field": "grant_type", "error": "invalid_request",
 			},
 		},
 		{
@@ -81,7 +89,7 @@ func TestWithDoesNotAlias(t *testing.T) {
 	if base.Extra != nil || a.Extra["k"] != 1 || b.Extra["k"] != 2 {
 		t.Errorf("With changed a shared value: base %v a %v b %v", base.Extra, a.Extra, b.Extra)
 	}
-	if f := a.WithField("scope"); a.Field != "" || f.Field != "scope" {
+	if f := a.WithField("scope"); a.Field != "" || f.Field != "scope" || f.Detail != "scope: no" {
 		t.Errorf("WithField changed the original")
 	}
 }

@@ -31,9 +31,20 @@ const (
 	TypeUnavailable          = Base + "unavailable"
 )
 
-// New returns a problem of the given type.
+// New returns a problem of the given type. A detail that does not mention
+// field is prefixed with it, so the detail alone tells what to fix.
 func New(typ, title string, status int, field, detail string) *Problem {
-	return &Problem{Type: typ, Title: title, Status: status, Field: field, Detail: detail}
+	return &Problem{Type: typ, Title: title, Status: status, Field: field, Detail: withField(field, detail)}
+}
+
+func withField(field, detail string) string {
+	if field == "" || strings.Contains(detail, field) {
+		return detail
+	}
+	if detail == "" {
+		return field
+	}
+	return field + ": " + detail
 }
 
 // InvalidRequest is a 400 for a request that is wrong in a way no more
