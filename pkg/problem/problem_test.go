@@ -24,7 +24,7 @@ func TestMarshalJSON(t *testing.T) {
 			p:    problem.Invalid("services[0].regions[1]", "region DE1 has 1 digits"),
 			want: map[string]any{
 				"type": problem.TypeInvalidValue, "title": "Invalid value", "status": float64(400),
-				"detail": "region DE1 has 1 digits", "field": "services[0].regions[1]",
+				"detail": "services[0].regions[1]: region DE1 has 1 digits", "field": "services[0].regions[1]",
 			},
 		},
 		{
