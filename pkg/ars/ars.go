@@ -106,8 +106,14 @@ const zeros = "000000000000"
 // level of the key it was parsed from (a 5-digit key is a Kreis, padded with
 // zeros). The zero ARS is no key. ARS values are comparable.
 type ARS struct {
+	// s is "DE" and the 12 digits, so that String and Region are substrings
+	// and cost no allocation.
 	s     string
 	level Level
+}
+
+func newARS(digits string, l Level) ARS {
+	return ARS{s: "DE" + digits + zeros[len(digits):], level: l}
 }
 
 // Parse parses an ARS of 2, 3, 5, 9 or 12 digits. Shorter keys are padded
@@ -124,7 +130,7 @@ func Parse(s string) (ARS, error) {
 	if err := checkLand("ars", s, s, 0); err != nil {
 		return ARS{}, err
 	}
-	return ARS{s: pad(s), level: l}, nil
+	return newARS(s, l), nil
 }
 
 // MustParse is Parse for keys known to be valid; it panics on error.
@@ -157,12 +163,15 @@ func ParseRegion(s string) (ARS, error) {
 		return ARS{}, &SyntaxError{Kind: "region", Input: s, Reason: fmt.Sprintf("%d digits after DE is not one of 0, 2, 3, 5, 9, 12", len(d))}
 	}
 	if l == Bund {
-		return ARS{s: zeros, level: Bund}, nil
+		return ARS{s: "DE" + zeros, level: Bund}, nil
 	}
 	if err := checkLand("region", s, d, 2); err != nil {
 		return ARS{}, err
 	}
-	return ARS{s: pad(d), level: l}, nil
+	if l == Gemeinde {
+		return ARS{s: s, level: l}, nil
+	}
+	return newARS(d, l), nil
 }
 
 func pad(s string) string {
@@ -192,7 +201,12 @@ func checkLand(kind, whole, digits string, offset int) error {
 }
 
 // String returns the 12 digits, or "" for the zero ARS.
-func (a ARS) String() string { return a.s }
+func (a ARS) String() string {
+	if a.s == "" {
+		return ""
+	}
+	return a.s[2:]
+}
 
 // IsZero reports whether a is the zero ARS.
 func (a ARS) IsZero() bool { return a.s == "" }
@@ -212,14 +226,20 @@ func (a ARS) Prefix(l Level) string {
 	if a.s == "" {
 		return ""
 	}
-	return a.s[:l.Digits()]
+	return a.s[2 : 2+l.Digits()]
 }
 
 // Code returns the digits of the key at its own level: 5 digits for a Kreis.
 func (a ARS) Code() string { return a.Prefix(a.level) }
 
-// Region returns the FIT-Connect region of the key: "DE" + Code().
-func (a ARS) Region() string { return "DE" + a.Code() }
+// Region returns the FIT-Connect region of the key: "DE" + Code(), or "" for
+// the zero ARS.
+func (a ARS) Region() string {
+	if a.s == "" {
+		return ""
+	}
+	return a.s[:2+a.level.Digits()]
+}
 
 // Truncate returns the key of the enclosing area at level l: the prefix of l
 // padded with zeros. It returns a unchanged when l is below a's level.
@@ -227,7 +247,7 @@ func (a ARS) Truncate(l Level) ARS {
 	if a.s == "" || !l.Valid() || l >= a.level {
 		return a
 	}
-	return ARS{s: pad(a.Prefix(l)), level: l}
+	return newARS(a.Prefix(l), l)
 }
 
 // Contains reports whether the area of a encloses (or is) the area of b.
@@ -242,9 +262,9 @@ func (a ARS) Contains(b ARS) bool {
 func (a ARS) AGS() (AGS, bool) {
 	switch a.level {
 	case Gemeinde:
-		return AGS{s: a.s[:5] + a.s[9:], level: Gemeinde}, true
+		return AGS{s: a.s[2:7] + a.s[11:], level: Gemeinde}, true
 	case Land, Regierungsbezirk, Kreis:
-		return AGS{s: a.s[:8], level: a.level}, true
+		return AGS{s: a.s[2:10], level: a.level}, true
 	}
 	return AGS{}, false
 }
@@ -307,7 +327,7 @@ func (g AGS) Code() string {
 func (g AGS) ARS() (ARS, bool) {
 	switch g.level {
 	case Land, Regierungsbezirk, Kreis:
-		return ARS{s: pad(g.s[:g.level.Digits()]), level: g.level}, true
+		return newARS(g.s[:g.level.Digits()], g.level), true
 	}
 	return ARS{}, false
 }

@@ -215,3 +215,21 @@ func dataFile(tb testing.TB, name string) string {
 	}
 	return p
 }
+
+func TestNoAllocations(t *testing.T) {
+	a := MustParse("057540024024")
+	var sink string
+	n := testing.AllocsPerRun(100, func() {
+		sink = a.String()
+		sink = a.Region()
+		sink = a.Prefix(Kreis)
+		sink = a.Truncate(Gemeinde).Code()
+		if r, err := ParseRegion("DE057540024024"); err != nil || r != a {
+			t.Fatal(r, err)
+		}
+	})
+	_ = sink
+	if n != 0 {
+		t.Errorf("%v allocations per run, want 0", n)
+	}
+}

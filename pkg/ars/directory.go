@@ -31,7 +31,7 @@ func (d *Directory) Date() time.Time { return d.date }
 
 // Get returns the area with the 12 digits of a at level l.
 func (d *Directory) Get(a ARS, l Level) (Area, bool) {
-	i, ok := d.byKey[areaKey{a.s, l}]
+	i, ok := d.byKey[areaKey{a.String(), l}]
 	if !ok {
 		return Area{}, false
 	}
@@ -43,7 +43,7 @@ func (d *Directory) Get(a ARS, l Level) (Area, bool) {
 // "08311" the Kreis, "081000000000" the Regierungsbezirk Stuttgart.
 func (d *Directory) Find(a ARS) (Area, bool) {
 	for l := a.level; l >= Land; l-- {
-		if i, ok := d.byKey[areaKey{a.s, l}]; ok {
+		if i, ok := d.byKey[areaKey{a.String(), l}]; ok {
 			return d.areas[i], true
 		}
 	}
@@ -55,7 +55,7 @@ func (d *Directory) Find(a ARS) (Area, bool) {
 func (d *Directory) Levels(a ARS) []Level {
 	var ls []Level
 	for l := Land; l <= Gemeinde; l++ {
-		if _, ok := d.byKey[areaKey{a.s, l}]; ok {
+		if _, ok := d.byKey[areaKey{a.String(), l}]; ok {
 			ls = append(ls, l)
 		}
 	}
@@ -83,7 +83,7 @@ func (d *Directory) ByAGS(g AGS) (Area, bool) {
 // order. A Kreis's children are its Gemeindeverbände; a Gemeindeverband's its
 // Gemeinden.
 func (d *Directory) Children(a ARS, l Level) []Area {
-	return d.collect(d.children[areaKey{a.s, l}])
+	return d.collect(d.children[areaKey{a.String(), l}])
 }
 
 // Areas returns all areas of level l in file order (sorted by ARS).

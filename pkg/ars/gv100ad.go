@@ -92,7 +92,7 @@ func (a *Area) Gemeindefrei() bool {
 }
 
 // Key returns the area's ARS at its level.
-func (a *Area) Key() ARS { return ARS{s: a.ARS, level: a.Level} }
+func (a *Area) Key() ARS { return ARS{s: "DE" + a.ARS, level: a.Level} }
 
 // Region is a planning region of Baden-Württemberg (GV100AD record type 30).
 // Regions group Kreise but are not a level of the ARS.
