@@ -1,0 +1,86 @@
+// Package bus is Amtsbote's adapter to NATS JetStream: the embedded server,
+// the streams INGRESS, INBOX, EVENTS and DEAD with their subjects, CloudEvents
+// in binary mode over NATS headers, the object store for sealed payloads and
+// attachments, the key-value bucket for in-flight submission state, and
+// consumers whose handler outcome decides Ack, Nak with backoff or Term with a
+// dead letter.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Bucket names of the object store and the key-value bucket.
+const (
+	// BucketPayloads holds sealed payloads and attachments, chunked.
+	BucketPayloads = "AB_PAYLOADS"
+	// BucketState holds in-flight submission state.
+	BucketState = "AB_STATE"
+)
+
+// Bus is a connection to JetStream. Its methods are safe for concurrent use.
+type Bus struct {
+	nc *nats.Conn
+	js jetstream.JetStream
+
+	mu      sync.Mutex
+	objects jetstream.ObjectStore
+	state   jetstream.KeyValue
+}
+
+// Connect dials url (one or more comma-separated server URLs), checks that
+// JetStream answers, and returns a Bus. opts are passed to nats.Connect; by
+// default the connection reconnects forever.
+func Connect(ctx context.Context, url string, opts ...nats.Option) (*Bus, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	all := append([]nats.Option{nats.Name("amtsbote"), nats.MaxReconnects(-1)}, opts...)
+	nc, err := nats.Connect(url, all...)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect %s: jetstream: %w", url, err)
+	}
+	if _, err := js.AccountInfo(ctx); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect %s: jetstream: %w", url, err)
+	}
+	return &Bus{nc: nc, js: js}, nil
+}
+
+// Close drains the connection: subscriptions finish the messages they hold
+// and pending publishes are flushed before it closes. Stop Consume calls
+// before closing.
+func (b *Bus) Close() error {
+	closed := b.nc.StatusChanged(nats.CLOSED)
+	if err := b.nc.Drain(); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) {
+			// Already closed, or closed by Drain because it could not drain.
+			return nil
+		}
+		b.nc.Close()
+		return fmt.Errorf("close: %w", err)
+	}
+	if !b.nc.IsClosed() {
+		<-closed
+	}
+	return nil
+}
+
+// Conn returns the underlying NATS connection, for plain subscriptions and
+// request-reply.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// JetStream returns the underlying JetStream context, for what this package
+// does not wrap (stream info, consumer management).
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
