@@ -33,11 +33,21 @@ import (
 // Key pairs are RSA-4096 and slow to make, so each is made once per test
 // binary, on first use.
 var (
-	signerKey      = sync.OnceValues(func() (jose.KeyPair, error) { return jose.GenerateKeyPair(jose.Signing, "amtsbote-signer-1", "Amtsbote test") })
-	otherSignerKey = sync.OnceValues(func() (jose.KeyPair, error) { return jose.GenerateKeyPair(jose.Signing, "amtsbote-signer-1", "Impostor") })
-	encKey1        = sync.OnceValues(func() (jose.KeyPair, error) { return jose.GenerateKeyPair(jose.Encryption, "enc-key-0001", "Test Destination") })
-	encKey2        = sync.OnceValues(func() (jose.KeyPair, error) { return jose.GenerateKeyPair(jose.Encryption, "enc-key-0002", "Test Destination") })
-	sigKey1        = sync.OnceValues(func() (jose.KeyPair, error) { return jose.GenerateKeyPair(jose.Signing, "sig-key-0001", "Test Destination") })
+	signerKey = sync.OnceValues(func() (jose.KeyPair, error) {
+		return jose.GenerateKeyPair(jose.Signing, "amtsbote-signer-1", "Amtsbote test")
+	})
+	otherSignerKey = sync.OnceValues(func() (jose.KeyPair, error) {
+		return jose.GenerateKeyPair(jose.Signing, "amtsbote-signer-1", "Impostor")
+	})
+	encKey1 = sync.OnceValues(func() (jose.KeyPair, error) {
+		return jose.GenerateKeyPair(jose.Encryption, "enc-key-0001", "Test Destination")
+	})
+	encKey2 = sync.OnceValues(func() (jose.KeyPair, error) {
+		return jose.GenerateKeyPair(jose.Encryption, "enc-key-0002", "Test Destination")
+	})
+	sigKey1 = sync.OnceValues(func() (jose.KeyPair, error) {
+		return jose.GenerateKeyPair(jose.Signing, "sig-key-0001", "Test Destination")
+	})
 )
 
 func keyPair(t testing.TB, f func() (jose.KeyPair, error)) jose.KeyPair {

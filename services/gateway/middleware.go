@@ -224,4 +224,3 @@ func routeOf(r *http.Request) string {
 	}
 	return patternPath(r.Pattern)
 }
-
