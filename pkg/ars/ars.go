@@ -241,6 +241,15 @@ func (a ARS) Region() string {
 	return a.s[:2+a.level.Digits()]
 }
 
+// RegionOf returns the FIT-Connect region of the enclosing area at level l:
+// "DE" + Prefix(l). Unlike Truncate(l).Region() it does not allocate.
+func (a ARS) RegionOf(l Level) string {
+	if a.s == "" {
+		return ""
+	}
+	return a.s[:2+l.Digits()]
+}
+
 // Truncate returns the key of the enclosing area at level l: the prefix of l
 // padded with zeros. It returns a unchanged when l is below a's level.
 func (a ARS) Truncate(l Level) ARS {

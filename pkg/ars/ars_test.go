@@ -161,6 +161,9 @@ func TestTruncateContains(t *testing.T) {
 			if p.String() != tt.want || p.Level() != tt.l {
 				t.Fatalf("Truncate(%s) = %s at %s, want %s", tt.l, p, p.Level(), tt.want)
 			}
+			if g.RegionOf(tt.l) != p.Region() {
+				t.Errorf("RegionOf(%s) = %s, want %s", tt.l, g.RegionOf(tt.l), p.Region())
+			}
 			if !p.Contains(g) {
 				t.Errorf("%s does not contain %s", p.Code(), g)
 			}
@@ -223,6 +226,7 @@ func TestNoAllocations(t *testing.T) {
 		sink = a.String()
 		sink = a.Region()
 		sink = a.Prefix(Kreis)
+		sink = a.RegionOf(Kreis)
 		sink = a.Truncate(Gemeinde).Code()
 		if r, err := ParseRegion("DE057540024024"); err != nil || r != a {
 			t.Fatal(r, err)
