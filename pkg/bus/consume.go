@@ -1,0 +1,404 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Dead-letter reasons this package uses itself.
+const (
+	// ReasonPermanent is the reason of a Permanent error.
+	ReasonPermanent = "permanent"
+	// ReasonMalformedEvent: the message carried no valid CloudEvent; the
+	// handler never saw it.
+	ReasonMalformedEvent = "malformed-event"
+	// ReasonMaxDeliver: the last allowed delivery failed too.
+	ReasonMaxDeliver = "max-deliver"
+)
+
+// Headers a dead letter carries besides the original's headers.
+const (
+	HeaderDeadReason       = "Amtsbote-Dead-Reason"
+	HeaderDeadError        = "Amtsbote-Dead-Error"
+	HeaderDeadAttempts     = "Amtsbote-Dead-Attempts"
+	HeaderDeadConsumer     = "Amtsbote-Dead-Consumer"
+	HeaderOriginalSubject  = "Amtsbote-Original-Subject"
+	HeaderOriginalStream   = "Amtsbote-Original-Stream"
+	HeaderOriginalSequence = "Amtsbote-Original-Sequence"
+	HeaderOriginalMsgID    = "Amtsbote-Original-Msg-Id"
+)
+
+// maxDeadError bounds the error text a dead letter carries.
+const maxDeadError = 1024
+
+// settleTimeout bounds an ack, nak or dead-letter publish.
+const settleTimeout = 10 * time.Second
+
+// PermanentError marks a handler error that retrying cannot fix. Consume
+// writes the message to ab.dead.<Reason> and terms it.
+type PermanentError struct {
+	// Reason becomes the last token of the dead-letter subject.
+	Reason string
+	// Err is what went wrong.
+	Err error
+}
+
+// Error returns the reason and the wrapped error.
+func (e *PermanentError) Error() string {
+	return "permanent (" + e.Reason + "): " + e.Err.Error()
+}
+
+// Unwrap returns the wrapped error.
+func (e *PermanentError) Unwrap() error { return e.Err }
+
+// Permanent marks err as permanent with ReasonPermanent. It returns nil for
+// a nil err. Detect it with errors.As and *PermanentError.
+func Permanent(err error) error {
+	return PermanentReason(ReasonPermanent, err)
+}
+
+// PermanentReason marks err as permanent with reason, a DeadSubject token
+// such as "unroutable". An invalid reason is replaced by ReasonPermanent
+// when the dead letter is written. It returns nil for a nil err.
+func PermanentReason(reason string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &PermanentError{Reason: reason, Err: err}
+}
+
+// Message is one delivery to a Handler.
+type Message struct {
+	// Subject the message was published to.
+	Subject string
+	// Header as published, including the ce- headers.
+	Header nats.Header
+	// Data is the message body, the CloudEvent's data.
+	Data []byte
+	// Event is the decoded CloudEvent.
+	Event event.Event
+	// Attempt counts deliveries, starting at 1.
+	Attempt int
+	// Stream and Sequence locate the message in its stream.
+	Stream   string
+	Sequence uint64
+	// Published is when the stream stored the message.
+	Published time.Time
+}
+
+// Handler processes one message. The result decides its fate: nil acks it;
+// an error wrapped by Permanent writes a dead letter and terms it; any other
+// error naks it with a delay that doubles with each attempt; a panic is
+// recovered and treated like a transient error. ctx carries the values of
+// Consume's context but is not cancelled when Consume stops: it ends after
+// AckWait, when the server hands the message to someone else anyway.
+// Handlers run concurrently and must be idempotent: delivery is at least once.
+type Handler func(ctx context.Context, m *Message) error
+
+// ConsumerConfig configures Consume. Zero values take the defaults.
+type ConsumerConfig struct {
+	// Stream to consume; required.
+	Stream string
+	// Durable names the consumer; required. Consume calls with the same
+	// Durable, in one process or several, share the messages.
+	Durable string
+	// FilterSubjects narrow the stream; empty means all of it.
+	FilterSubjects []string
+	// MaxAckPending bounds unacknowledged messages over all sharers;
+	// default 1000.
+	MaxAckPending int
+	// AckWait is how long a delivery may stay unacknowledged before the
+	// server redelivers it; default 30s. It also bounds a handler's context.
+	AckWait time.Duration
+	// MaxDeliver bounds deliveries; the last failing one is dead-lettered
+	// with ReasonMaxDeliver. Default 10; -1 means unbounded.
+	MaxDeliver int
+	// Concurrency is the number of handlers running at once; default 1.
+	Concurrency int
+	// BackoffBase is the nak delay after the first attempt; it doubles with
+	// each further attempt up to BackoffMax. Defaults 1s and 5m.
+	BackoffBase time.Duration
+	BackoffMax  time.Duration
+	// Logger receives handler failures and dead letters; nil discards.
+	Logger *slog.Logger
+}
+
+// withDefaults fills zero values and checks the rest.
+func (c ConsumerConfig) withDefaults() (ConsumerConfig, error) {
+	if c.Stream == "" {
+		return c, errors.New("stream is required")
+	}
+	if c.Durable == "" {
+		return c, errors.New("durable is required")
+	}
+	if strings.ContainsAny(c.Durable, ".*> \t\r\n/\\") {
+		return c, fmt.Errorf("durable %q: contains '.', '*', '>', a slash or whitespace", c.Durable)
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1000
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 10
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 1
+	}
+	if c.BackoffBase == 0 {
+		c.BackoffBase = time.Second
+	}
+	if c.BackoffMax == 0 {
+		c.BackoffMax = 5 * time.Minute
+	}
+	switch {
+	case c.MaxAckPending < -1:
+		return c, fmt.Errorf("max ack pending %d: want -1 or more", c.MaxAckPending)
+	case c.AckWait < 0:
+		return c, fmt.Errorf("ack wait %s: negative", c.AckWait)
+	case c.MaxDeliver < -1:
+		return c, fmt.Errorf("max deliver %d: want -1 or more", c.MaxDeliver)
+	case c.Concurrency < 0:
+		return c, fmt.Errorf("concurrency %d: negative", c.Concurrency)
+	case c.BackoffBase < 0 || c.BackoffMax < c.BackoffBase:
+		return c, fmt.Errorf("backoff %s to %s: want 0 <= base <= max", c.BackoffBase, c.BackoffMax)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+// Consume creates or updates the durable pull consumer cfg describes and
+// runs h on its messages, cfg.Concurrency at a time, until ctx is
+// cancelled. Then it stops fetching, hands back fetched messages it has not
+// started, waits for running handlers and returns nil. It returns an error
+// if the consumer cannot be set up or consuming ends for another reason
+// (the consumer was deleted, the connection closed).
+func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		FilterSubjects: cfg.FilterSubjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  cfg.MaxAckPending,
+	})
+	if err != nil {
+		return fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+	// Buffer no more than the pool can start, so that idle sharers get work.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(cfg.Concurrency))
+	if err != nil {
+		return fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+
+	var (
+		wg     sync.WaitGroup
+		runErr error
+		slots  = make(chan struct{}, cfg.Concurrency)
+	)
+fetch:
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			break fetch
+		}
+		msg, err := iter.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			<-slots
+			if ctx.Err() == nil {
+				runErr = fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
+			}
+			break fetch
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			b.process(ctx, cfg, h, msg)
+		}()
+	}
+
+	iter.Drain()
+	// Give buffered messages back now rather than after AckWait.
+	for {
+		msg, err := iter.Next(jetstream.NextMaxWait(time.Second))
+		if err != nil {
+			break
+		}
+		_ = msg.Nak()
+	}
+	wg.Wait()
+	return runErr
+}
+
+// process runs the handler on one message and settles it.
+func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg jetstream.Msg) {
+	log := cfg.Logger.With("subject", msg.Subject())
+	meta, err := msg.Metadata()
+	if err != nil {
+		// Not a JetStream delivery; nothing to settle against.
+		log.Error("consume: message without metadata", "err", err)
+		return
+	}
+	attempt := int(meta.NumDelivered)
+	log = log.With("stream", meta.Stream, "stream_seq", meta.Sequence.Stream, "attempt", attempt)
+	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+
+	ev, err := EventFromMsg(msg)
+	if err != nil {
+		b.deadLetter(settle, cfg, msg, meta, ReasonMalformedEvent, err, log)
+		return
+	}
+	m := &Message{
+		Subject:   msg.Subject(),
+		Header:    msg.Headers(),
+		Data:      msg.Data(),
+		Event:     ev,
+		Attempt:   attempt,
+		Stream:    meta.Stream,
+		Sequence:  meta.Sequence.Stream,
+		Published: meta.Timestamp,
+	}
+	hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.AckWait)
+	err = call(hctx, h, m)
+	hcancel()
+
+	var perm *PermanentError
+	switch {
+	case err == nil:
+		if err := msg.DoubleAck(settle); err != nil {
+			log.Warn("consume: ack lost; the message will be redelivered", "err", err)
+		}
+	case errors.As(err, &perm):
+		b.deadLetter(settle, cfg, msg, meta, perm.Reason, perm.Err, log)
+	case cfg.MaxDeliver > 0 && attempt >= cfg.MaxDeliver:
+		b.deadLetter(settle, cfg, msg, meta, ReasonMaxDeliver, err, log)
+	default:
+		delay := backoff(attempt, cfg.BackoffBase, cfg.BackoffMax)
+		var p *panicError
+		if errors.As(err, &p) {
+			log.Error("consume: handler panicked; retrying", "err", err, "stack", string(p.stack), "retry_in", delay)
+		} else {
+			log.Warn("consume: handler failed; retrying", "err", err, "retry_in", delay)
+		}
+		if err := msg.NakWithDelay(delay); err != nil {
+			log.Warn("consume: nak lost; the message will be redelivered after ack wait", "err", err)
+		}
+	}
+}
+
+// panicError is a recovered handler panic.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (p *panicError) Error() string { return fmt.Sprintf("handler panic: %v", p.value) }
+
+// call runs h and turns a panic into a *panicError.
+func call(ctx context.Context, h Handler, m *Message) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = &panicError{value: v, stack: debug.Stack()}
+		}
+	}()
+	return h(ctx, m)
+}
+
+// backoff is base doubled for each attempt after the first, capped at max.
+func backoff(attempt int, base, max time.Duration) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < max; i++ {
+		d *= 2
+	}
+	if d > max || d <= 0 {
+		return max
+	}
+	return d
+}
+
+// deadLetter publishes the message to ab.dead.<reason> with the reason
+// headers, then terms it. If the publish fails the message is nakked, so
+// that it is neither lost nor stuck.
+func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, msg jetstream.Msg, meta *jetstream.MsgMetadata, reason string, cause error, log *slog.Logger) {
+	if _, err := reasonToken(reason); err != nil {
+		log.Warn("consume: invalid dead-letter reason replaced", "reason", reason, "err", err)
+		reason = ReasonPermanent
+	}
+	dm := nats.NewMsg(PrefixDead + "." + reason)
+	for k, v := range msg.Headers() {
+		// Nats-* headers steer the original publish; they must not steer this one.
+		if strings.HasPrefix(strings.ToLower(k), "nats-") {
+			continue
+		}
+		dm.Header[k] = v
+	}
+	dm.Header.Set(HeaderDeadReason, reason)
+	dm.Header.Set(HeaderDeadError, headerText(cause.Error(), maxDeadError))
+	dm.Header.Set(HeaderDeadAttempts, strconv.FormatUint(meta.NumDelivered, 10))
+	dm.Header.Set(HeaderDeadConsumer, meta.Consumer)
+	dm.Header.Set(HeaderOriginalSubject, msg.Subject())
+	dm.Header.Set(HeaderOriginalStream, meta.Stream)
+	dm.Header.Set(HeaderOriginalSequence, strconv.FormatUint(meta.Sequence.Stream, 10))
+	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
+		dm.Header.Set(HeaderOriginalMsgID, id)
+	}
+	dm.Data = msg.Data()
+	// One dead letter per stored message when a term is lost and the
+	// handler fails again within the duplicates window.
+	id := "dead." + meta.Stream + "." + strconv.FormatUint(meta.Sequence.Stream, 10)
+	if _, err := b.js.PublishMsg(ctx, dm, jetstream.WithMsgID(id)); err != nil {
+		delay := backoff(int(meta.NumDelivered), cfg.BackoffBase, cfg.BackoffMax)
+		log.Error("consume: dead letter not written; retrying", "reason", reason, "err", err, "retry_in", delay)
+		if err := msg.NakWithDelay(delay); err != nil {
+			log.Warn("consume: nak lost; the message will be redelivered after ack wait", "err", err)
+		}
+		return
+	}
+	log.Error("consume: dead-lettered", "reason", reason, "err", cause)
+	if err := msg.TermWithReason(reason); err != nil {
+		// The server redelivers; the dead letter is deduplicated by id.
+		log.Warn("consume: term lost; the message will be redelivered", "err", err)
+	}
+}
+
+// headerText makes s safe for a header value: control characters become
+// spaces and it is cut to at most n bytes on a rune boundary.
+func headerText(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, strings.ToValidUTF8(s, "?"))
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}
