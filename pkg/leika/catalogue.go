@@ -22,6 +22,7 @@ type LineError struct {
 	Err   error
 }
 
+// Error names the line, the column and what is wrong.
 func (e *LineError) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("line %d: %v", e.Line, e.Err)

@@ -25,6 +25,7 @@ type SyntaxError struct {
 	Reason string // what is wrong
 }
 
+// Error names the key, what is wrong and where.
 func (e *SyntaxError) Error() string {
 	in := e.Input
 	if len(in) > 60 {

@@ -55,6 +55,7 @@ func earlier(from, until time.Time) bool {
 	return from.IsZero() || until.IsZero() || from.Before(until)
 }
 
+// String describes the route for messages and logs.
 func (r Route) String() string {
 	s := fmt.Sprintf("%s in %s to %s", r.Service, r.Region, r.DestinationID)
 	switch {
@@ -78,6 +79,7 @@ type ConflictError struct {
 	Other Route // the route it conflicts with
 }
 
+// Error names both routes and the other destination.
 func (e *ConflictError) Error() string {
 	return fmt.Sprintf("route %s conflicts with destination %s's route %s", e.Route, e.Other.DestinationID, e.Other)
 }
@@ -95,6 +97,7 @@ type RouteError struct {
 	Err   error
 }
 
+// Error names the route, the field and what is wrong.
 func (e *RouteError) Error() string {
 	return fmt.Sprintf("route %s: %s: %v", e.Route, e.Field, e.Err)
 }
