@@ -1,0 +1,67 @@
+package postgres
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// now is the current time as the store keeps it.
+func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// norm returns t as the store keeps it: UTC, truncated to the microsecond
+// (PostgreSQL would round).
+func norm(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// normPtr is norm for optional times.
+func normPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	n := norm(*t)
+	return &n
+}
+
+// orNow returns norm(t), or now when t is zero.
+func orNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return now()
+	}
+	return norm(t)
+}
+
+// utc turns a scanned time into UTC; pgx scans timestamptz in local time.
+func utc(t *time.Time) { *t = t.UTC() }
+
+// utcPtr is utc for optional times.
+func utcPtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// encJSON marshals v as JSON text for a jsonb parameter.
+func encJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", fmt.Errorf("encode json: %w", err)
+	}
+	return string(b), nil
+}
+
+// rawJSON passes raw JSON as given; empty is NULL.
+func rawJSON(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return string(b)
+}
+
+func decJSON(b []byte, v any) error {
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("decode json: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,214 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+const submissionColumns = `id, case_id, destination_id, sender_client_id, service_identifier, service_name,
+	region, status, announced_attachments, uploaded_attachments, callback_url, callback_secret,
+	created_at, submitted_at, picked_up_at, updated_at`
+
+func scanSubmission(row pgx.Row) (store.Submission, error) {
+	var (
+		s                   store.Submission
+		announced, uploaded []byte
+	)
+	if err := row.Scan(&s.ID, &s.CaseID, &s.DestinationID, &s.SenderClientID, &s.ServiceIdentifier, &s.ServiceName,
+		&s.Region, &s.Status, &announced, &uploaded, &s.CallbackURL, &s.CallbackSecret,
+		&s.CreatedAt, &s.SubmittedAt, &s.PickedUpAt, &s.UpdatedAt); err != nil {
+		return s, err
+	}
+	utc(&s.CreatedAt)
+	utc(&s.UpdatedAt)
+	s.SubmittedAt, s.PickedUpAt = utcPtr(s.SubmittedAt), utcPtr(s.PickedUpAt)
+	return s, errors.Join(decJSON(announced, &s.AnnouncedAttachments), decJSON(uploaded, &s.UploadedAttachments))
+}
+
+// submissionArgs returns s's columns in submissionColumns order.
+func submissionArgs(s store.Submission) ([]any, error) {
+	announced, err1 := encJSON(s.AnnouncedAttachments)
+	uploaded, err2 := encJSON(s.UploadedAttachments)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
+	return []any{s.ID, s.CaseID, s.DestinationID, s.SenderClientID, s.ServiceIdentifier, s.ServiceName,
+		s.Region, string(s.Status), announced, uploaded, s.CallbackURL, s.CallbackSecret,
+		norm(s.CreatedAt), normPtr(s.SubmittedAt), normPtr(s.PickedUpAt), norm(s.UpdatedAt)}, nil
+}
+
+// normSubmission returns s with its times as the store keeps them.
+func normSubmission(s store.Submission) store.Submission {
+	s.CreatedAt, s.UpdatedAt = norm(s.CreatedAt), norm(s.UpdatedAt)
+	s.SubmittedAt, s.PickedUpAt = normPtr(s.SubmittedAt), normPtr(s.PickedUpAt)
+	return s
+}
+
+// CreateSubmission inserts s; a zero CreatedAt becomes now and a zero
+// UpdatedAt the creation time.
+func (db *DB) CreateSubmission(ctx context.Context, s store.Submission) error {
+	s.CreatedAt = orNow(s.CreatedAt)
+	if s.UpdatedAt.IsZero() {
+		s.UpdatedAt = s.CreatedAt
+	}
+	args, err := submissionArgs(s)
+	if err != nil {
+		return fmt.Errorf("create submission %s: %w", s.ID, err)
+	}
+	if _, err := db.pool.Exec(ctx, `INSERT INTO submissions (`+submissionColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`, args...); err != nil {
+		return fmt.Errorf("create submission %s: %w", s.ID, conflict(err))
+	}
+	return nil
+}
+
+// Submission returns submission id.
+func (db *DB) Submission(ctx context.Context, id string) (store.Submission, error) {
+	s, err := scanSubmission(db.pool.QueryRow(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = $1`, id))
+	if err != nil {
+		return store.Submission{}, fmt.Errorf("submission %s: %w", id, notFound(err))
+	}
+	return s, nil
+}
+
+// UpdateSubmission applies update to submission id with its row locked
+// (SELECT … FOR UPDATE). update must not write to the same submission
+// through the store. It may not change the id; the creation time stays and
+// UpdatedAt becomes now.
+func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*store.Submission) error) (store.Submission, error) {
+	var out store.Submission
+	var updateErr error
+	err := db.write(ctx, func(tx pgx.Tx) error {
+		s, err := scanSubmission(tx.QueryRow(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return notFound(err)
+		}
+		created := s.CreatedAt
+		if err := update(&s); err != nil {
+			updateErr = err
+			return err
+		}
+		if s.ID != id {
+			return fmt.Errorf("update may not change the id to %q", s.ID)
+		}
+		s.CreatedAt, s.UpdatedAt = created, now()
+		s = normSubmission(s)
+		args, err := submissionArgs(s)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE submissions SET (`+submissionColumns+`)
+			= ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) WHERE id = $17`, append(args, id)...); err != nil {
+			return err
+		}
+		out = s
+		return nil
+	})
+	if updateErr != nil {
+		return store.Submission{}, updateErr
+	}
+	if err != nil {
+		return store.Submission{}, fmt.Errorf("update submission %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// pickupWhere selects what waits for pickup at the destinations in $1.
+const pickupWhere = `WHERE status = 'submitted' AND picked_up_at IS NULL AND destination_id = ANY($1)`
+
+// PickupList lists submitted, not picked up submissions of destinationIDs,
+// oldest first, with their total count.
+func (db *DB) PickupList(ctx context.Context, destinationIDs []string, p store.Page) ([]store.Submission, int, error) {
+	if len(destinationIDs) == 0 {
+		return nil, 0, nil
+	}
+	p = p.Normalize()
+	var (
+		list  []store.Submission
+		total int
+	)
+	err := db.read(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM submissions `+pickupWhere, destinationIDs).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT `+submissionColumns+` FROM submissions `+pickupWhere+`
+			ORDER BY created_at, id LIMIT $2 OFFSET $3`, destinationIDs, p.Limit, p.Offset)
+		if err != nil {
+			return err
+		}
+		list, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Submission, error) { return scanSubmission(r) })
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("pickup list: %w", err)
+	}
+	return list, total, nil
+}
+
+// AppendEvent records e unless its JTI is recorded already.
+func (db *DB) AppendEvent(ctx context.Context, e store.Event) error {
+	if _, err := db.pool.Exec(ctx, `INSERT INTO events (jti, case_id, submission_id, type, issuer, issued_at, token)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (jti) DO NOTHING`,
+		e.JTI, e.CaseID, e.SubmissionID, e.Type, e.Issuer, norm(e.IssuedAt), e.Token); err != nil {
+		return fmt.Errorf("append event %s: %w", e.JTI, err)
+	}
+	return nil
+}
+
+// Events lists the events of caseID in recording order, with their total.
+func (db *DB) Events(ctx context.Context, caseID string, p store.Page) ([]store.Event, int, error) {
+	p = p.Normalize()
+	var (
+		list  []store.Event
+		total int
+	)
+	err := db.read(ctx, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM events WHERE case_id = $1`, caseID).Scan(&total); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT jti, case_id, submission_id, type, issuer, issued_at, token
+			FROM events WHERE case_id = $1 ORDER BY seq LIMIT $2 OFFSET $3`, caseID, p.Limit, p.Offset)
+		if err != nil {
+			return err
+		}
+		list, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Event, error) {
+			var e store.Event
+			err := r.Scan(&e.JTI, &e.CaseID, &e.SubmissionID, &e.Type, &e.Issuer, &e.IssuedAt, &e.Token)
+			utc(&e.IssuedAt)
+			return e, err
+		})
+		return err
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("events of case %s: %w", caseID, err)
+	}
+	return list, total, nil
+}
+
+// PutIdempotency stores r unless r.Key is taken, and returns the stored
+// record and whether it is r. A concurrent insert of the same key waits for
+// the first to commit and then reads it.
+func (db *DB) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) (store.IdempotencyRecord, bool, error) {
+	r.CreatedAt = orNow(r.CreatedAt)
+	tag, err := db.pool.Exec(ctx, `INSERT INTO idempotency (key, request_hash, status, body, created_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING`,
+		r.Key, r.RequestHash, r.Status, r.Body, r.CreatedAt)
+	if err != nil {
+		return store.IdempotencyRecord{}, false, fmt.Errorf("put idempotency record %s: %w", r.Key, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return r, true, nil
+	}
+	var out store.IdempotencyRecord
+	if err := db.pool.QueryRow(ctx, `SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = $1`, r.Key).
+		Scan(&out.Key, &out.RequestHash, &out.Status, &out.Body, &out.CreatedAt); err != nil {
+		return store.IdempotencyRecord{}, false, fmt.Errorf("put idempotency record %s: %w", r.Key, err)
+	}
+	utc(&out.CreatedAt)
+	return out, false, nil
+}
