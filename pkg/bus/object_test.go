@@ -1,0 +1,232 @@
+package bus_test
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+)
+
+const mib = 1 << 20
+
+// heapProbe records the highest live heap seen at its samples. Each sample
+// collects garbage first, so only memory still referenced counts.
+type heapProbe struct {
+	base, peak uint64
+}
+
+func newHeapProbe() *heapProbe {
+	p := &heapProbe{}
+	p.base = p.live()
+	return p
+}
+
+func (p *heapProbe) live() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+func (p *heapProbe) sample() {
+	if h := p.live(); h > p.peak {
+		p.peak = h
+	}
+}
+
+func (p *heapProbe) growth() uint64 {
+	if p.peak < p.base {
+		return 0
+	}
+	return p.peak - p.base
+}
+
+// pattern repeats with a prime period, so it never lines up with chunk
+// boundaries and reordered chunks change the digest.
+var pattern = func() []byte {
+	p := make([]byte, 65521)
+	for i := range p {
+		p[i] = byte(i*7 + i>>8)
+	}
+	return p
+}()
+
+// generator yields size bytes of pattern without holding them, sampling the
+// heap every 4 MiB.
+type generator struct {
+	size, off int
+	probe     *heapProbe
+}
+
+func (g *generator) Read(p []byte) (int, error) {
+	if g.off >= g.size {
+		return 0, io.EOF
+	}
+	n := 0
+	for n < len(p) && g.off < g.size {
+		k := copy(p[n:min(len(p), n+g.size-g.off)], pattern[g.off%len(pattern):])
+		before := g.off / (4 * mib)
+		n += k
+		g.off += k
+		if g.off/(4*mib) != before {
+			g.probe.sample()
+		}
+	}
+	return n, nil
+}
+
+// sampler is a writer that samples the heap every 4 MiB it receives.
+type sampler struct {
+	n     int
+	probe *heapProbe
+}
+
+func (s *sampler) Write(p []byte) (int, error) {
+	before := s.n / (4 * mib)
+	s.n += len(p)
+	if s.n/(4*mib) != before {
+		s.probe.sample()
+	}
+	return len(p), nil
+}
+
+func TestObjectStreaming64MiB(t *testing.T) {
+	// The server runs in another process: only the client's memory counts.
+	b := bustest.Connect(t, serverProcess(t))
+	ctx := testContext(t)
+	if err := b.Ensure(ctx, bus.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	const size = 64 * mib
+	// Far below the object's size: a buffered implementation would need all 64 MiB.
+	const limit = 16 * mib
+
+	wantHash := sha256.New()
+	if _, err := io.Copy(wantHash, &generator{size: size, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+
+	put := newHeapProbe()
+	info, err := b.PutObject(ctx, "s1/attachment-1", &generator{size: size, probe: put})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Size != size || info.Chunks < 2 {
+		t.Errorf("stored %d bytes in %d chunks", info.Size, info.Chunks)
+	}
+	t.Logf("put: heap grew at most %.1f MiB", float64(put.growth())/mib)
+	if put.growth() > limit {
+		t.Errorf("put: heap grew %.1f MiB for a %d MiB object, want under %d MiB", float64(put.growth())/mib, size/mib, limit/mib)
+	}
+
+	get := newHeapProbe()
+	r, err := b.GetObject(ctx, "s1/attachment-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gotHash := sha256.New()
+	n, err := io.Copy(io.MultiWriter(gotHash, &sampler{probe: get}), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if n != size || !bytes.Equal(gotHash.Sum(nil), wantHash.Sum(nil)) {
+		t.Errorf("read back %d bytes with another digest", n)
+	}
+	t.Logf("get: heap grew at most %.1f MiB", float64(get.growth())/mib)
+	if get.growth() > limit {
+		t.Errorf("get: heap grew %.1f MiB for a %d MiB object, want under %d MiB", float64(get.growth())/mib, size/mib, limit/mib)
+	}
+
+	if err := b.DeleteObject(ctx, "s1/attachment-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetObject(ctx, "s1/attachment-1"); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("get after delete: %v, want ErrNotFound", err)
+	}
+}
+
+func TestObjectErrors(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := testContext(t)
+	if _, err := b.PutObject(ctx, "", strings.NewReader("x")); err == nil {
+		t.Error("empty name accepted")
+	}
+	if _, err := b.StatObject(ctx, "missing"); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("stat missing: %v, want ErrNotFound", err)
+	}
+	if err := b.DeleteObject(ctx, "missing"); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("delete missing: %v, want ErrNotFound", err)
+	}
+	// Replacing keeps one object with the new content.
+	for _, content := range []string{"first", "second"} {
+		if _, err := b.PutObject(ctx, "s2/data", strings.NewReader(content)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := b.GetObject(ctx, "s2/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got, _ := io.ReadAll(r); string(got) != "second" {
+		t.Errorf("content %q, want second", got)
+	}
+}
+
+func TestState(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := testContext(t)
+	const key = "submission.9f0c4e2a-5b1d-4c3e-8f7a-2d6b1e0c9a44"
+
+	if _, err := b.GetState(ctx, key); !errors.Is(err, bus.ErrNotFound) {
+		t.Fatalf("get missing: %v, want ErrNotFound", err)
+	}
+	rev1, err := b.CreateState(ctx, key, []byte(`{"status":"announced"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CreateState(ctx, key, []byte(`{}`)); !errors.Is(err, bus.ErrRevisionMismatch) {
+		t.Errorf("create existing: %v, want ErrRevisionMismatch", err)
+	}
+	e, err := b.GetState(ctx, key)
+	if err != nil || e.Revision != rev1 || string(e.Value) != `{"status":"announced"}` || e.Key != key {
+		t.Fatalf("get: %+v, %v", e, err)
+	}
+	rev2, err := b.UpdateState(ctx, key, []byte(`{"status":"attachments-present"}`), rev1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A writer still holding rev1 lost the race.
+	if _, err := b.UpdateState(ctx, key, []byte(`{"status":"stale"}`), rev1); !errors.Is(err, bus.ErrRevisionMismatch) {
+		t.Errorf("stale update: %v, want ErrRevisionMismatch", err)
+	}
+	if e, _ := b.GetState(ctx, key); e.Revision != rev2 || string(e.Value) != `{"status":"attachments-present"}` {
+		t.Errorf("after updates: %+v", e)
+	}
+	if _, err := b.PutState(ctx, key, []byte(`{"status":"submitted"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteState(ctx, key); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.GetState(ctx, key); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("get deleted: %v, want ErrNotFound", err)
+	}
+	if err := b.DeleteState(ctx, key); err != nil {
+		t.Errorf("delete missing: %v", err)
+	}
+	// A deleted key can be created again.
+	if _, err := b.CreateState(ctx, key, []byte(`{}`)); err != nil {
+		t.Errorf("create after delete: %v", err)
+	}
+	if _, err := b.PutState(ctx, "bad key*", []byte(`{}`)); err == nil {
+		t.Error("invalid key accepted")
+	}
+}
