@@ -18,7 +18,7 @@ const (
 func TestIngressSubject(t *testing.T) {
 	tests := []struct {
 		name, ars, leika, want string
-		wantErr               string
+		wantErr                string
 	}{
 		{name: "gemeinde", ars: freiARS, leika: leika, want: "ab.ingress.08.08311.083110000000.99001001000000"},
 		{name: "kreis padded", ars: "08311", leika: leika, want: "ab.ingress.08.08311.083110000000.99001001000000"},
@@ -46,7 +46,7 @@ func TestIngressSubject(t *testing.T) {
 func TestInboxSubject(t *testing.T) {
 	tests := []struct {
 		name, ars, id, want string
-		wantErr            string
+		wantErr             string
 	}{
 		{name: "gemeinde", ars: freiARS, id: destID, want: "ab.inbox.08.08311.083110000000." + destID},
 		{name: "upper-case id", ars: freiARS, id: strings.ToUpper(destID), want: "ab.inbox.08.08311.083110000000." + destID},
