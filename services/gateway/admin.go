@@ -72,7 +72,7 @@ func (g *Gateway) writeAdminDestination(w http.ResponseWriter, r *http.Request, 
 		return fmt.Errorf("list keys of %s: %w", id, err)
 	}
 	w.Header().Set("Cache-Control", "no-cache")
-	if status == http.StatusCreated {
+	if status == http.StatusCreated && w.Header().Get("Location") == "" {
 		w.Header().Set("Location", adminPrefix+"/destinations/"+id)
 	}
 	writeJSON(w, status, adminView(d, keys))

@@ -2,11 +2,11 @@ package gateway_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -458,4 +458,30 @@ func must(t *testing.T, err error) {
 	}
 }
 
-var _ = fmt.Sprintf
+// wantUnchangedExceptClients is wantUnchanged for tests that create token
+// clients between the two snapshots.
+func (e *env) wantUnchangedExceptClients(before state) {
+	e.t.Helper()
+	after := e.state()
+	if after.audit != before.audit {
+		e.t.Errorf("audit log has %d entries, want %d", after.audit, before.audit)
+	}
+	if after.destinations != before.destinations || after.keys != before.keys {
+		e.t.Errorf("registry changed:\nbefore %+v\nafter  %+v", before, after)
+	}
+}
+
+// tokenSubject reads the sub claim of a token without verifying it.
+func (e *env) tokenSubject(tok string) string {
+	e.t.Helper()
+	parts := strings.Split(tok, ".")
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	var c struct {
+		Sub string `json:"sub"`
+	}
+	must(e.t, json.Unmarshal(raw, &c))
+	return c.Sub
+}

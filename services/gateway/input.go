@@ -104,10 +104,9 @@ func (in destinationInput) destination() (store.Destination, []store.Key, error)
 	} else {
 		d.HomeRegion = deriveHomeRegion(d.Services)
 	}
-	if err := validateDestination(&d, in.Callback != nil); err != nil {
-		return store.Destination{}, nil, err
-	}
 
+	// Keys first: a key that breaks a rule is named as such, even when
+	// encryptionKid repeats its faulty kid.
 	encKey, encJWK, err := decodeKey("encryptionPublicKey", in.EncryptionPublicKey, jose.Encryption)
 	if err != nil {
 		return store.Destination{}, nil, err
@@ -125,6 +124,9 @@ func (in destinationInput) destination() (store.Destination, []store.Key, error)
 			fmt.Sprintf("the signing key's kid %q must differ from the encryption key's", sigKey.KeyID))
 	}
 	d.SigningKID = sigKey.KeyID
+	if err := validateDestination(&d, in.Callback != nil); err != nil {
+		return store.Destination{}, nil, err
+	}
 	keys := []store.Key{
 		{DestinationID: d.ID, KID: encKey.KeyID, Use: store.UseEncryption, JWK: encJWK},
 		{DestinationID: d.ID, KID: sigKey.KeyID, Use: store.UseSigning, JWK: sigJWK},

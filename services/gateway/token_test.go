@@ -12,7 +12,6 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/amtsbote/amtsbote/pkg/jose"
-	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
@@ -210,5 +209,3 @@ func TestJWKS(t *testing.T) {
 		t.Errorf("token does not verify with the published key: %v", err)
 	}
 }
-
-var _ = problem.ContentType
