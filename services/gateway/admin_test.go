@@ -49,7 +49,9 @@ func keyRuleCases(t *testing.T) []struct {
 		{"kid too short", func(k map[string]any) { k["kid"] = "short" }, "kid", ""},
 		{"kid too long", func(k map[string]any) { k["kid"] = strings.Repeat("k", 65) }, "kid", ""},
 		{"x5c missing", func(k map[string]any) { delete(k, "x5c") }, "x5c", ""},
-		{"x5c not DER", func(k map[string]any) { k["x5c"] = []string{base64.StdEncoding.EncodeToString([]byte("no certificate"))} }, "x5c", ""},
+		{"x5c not DER", func(k map[string]any) {
+			k["x5c"] = []string{base64.StdEncoding.EncodeToString([]byte("no certificate"))}
+		}, "x5c", ""},
 		{"x5c of another key", func(k map[string]any) {
 			k["x5c"] = []string{base64.StdEncoding.EncodeToString(other.Public.Certificates[0].Raw)}
 		}, "x5c", ""},

@@ -2,10 +2,10 @@ package gateway_test
 
 import (
 	"bytes"
-	"encoding/base64"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
