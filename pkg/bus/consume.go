@@ -131,6 +131,10 @@ type ConsumerConfig struct {
 	// each further attempt up to BackoffMax. Defaults 1s and 5m.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// PullExpiry is how long one pull request waits at the server; default
+	// 10s. Heartbeats come at half of it, so a lost server or consumer
+	// leader is noticed within PullExpiry and the pull is reissued.
+	PullExpiry time.Duration
 	// Logger receives handler failures and dead letters; nil discards.
 	Logger *slog.Logger
 }
@@ -164,6 +168,9 @@ func (c ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 	if c.BackoffMax == 0 {
 		c.BackoffMax = 5 * time.Minute
 	}
+	if c.PullExpiry == 0 {
+		c.PullExpiry = 10 * time.Second
+	}
 	switch {
 	case c.MaxAckPending < -1:
 		return c, fmt.Errorf("max ack pending %d: want -1 or more", c.MaxAckPending)
@@ -175,6 +182,8 @@ func (c ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 		return c, fmt.Errorf("concurrency %d: negative", c.Concurrency)
 	case c.BackoffBase < 0 || c.BackoffMax < c.BackoffBase:
 		return c, fmt.Errorf("backoff %s to %s: want 0 <= base <= max", c.BackoffBase, c.BackoffMax)
+	case c.PullExpiry < time.Second:
+		return c, fmt.Errorf("pull expiry %s: want at least 1s", c.PullExpiry)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -206,7 +215,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		return fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
 	}
 	// Buffer no more than the pool can start, so that idle sharers get work.
-	iter, err := cons.Messages(jetstream.PullMaxMessages(cfg.Concurrency))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(cfg.Concurrency), jetstream.PullExpiry(cfg.PullExpiry))
 	if err != nil {
 		return fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
 	}
