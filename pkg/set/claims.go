@@ -14,9 +14,9 @@ import (
 	"time"
 )
 
-// MinIssuedAt is the earliest iat FIT-Connect's set-payload schema allows
+// minIssuedAt is the earliest iat FIT-Connect's set-payload schema allows
 // (2020-01-01T00:00:00+01:00).
-var MinIssuedAt = time.Unix(1577833200, 0).UTC()
+var minIssuedAt = time.Unix(1577833200, 0).UTC()
 
 const (
 	maxIssuerLen = 2048
@@ -216,7 +216,7 @@ func (c Claims) Problems() ([]Problem, error) {
 
 // Validate checks every claim rule that does not depend on the clock:
 // $schema (if present) a set-payload 1.x.y URI, jti a UUID, iss present,
-// iat present and not before MinIssuedAt, sub "submission:<uuid>", txn
+// iat present and not before 2020-01-01 (the schema minimum), sub "submission:<uuid>", txn
 // "case:<uuid>", exactly one known event, and its payload: an object;
 // submit- and accept-submission with authenticationTags (metadata
 // required, every tag 16 bytes of unpadded base64url, attachment ids
@@ -235,8 +235,8 @@ func (c Claims) Validate() error {
 	if c.IssuedAt.IsZero() {
 		return claimRule("iat", "is missing")
 	}
-	if c.IssuedAt.Before(MinIssuedAt) {
-		return claimRule("iat", "%s is before %s", c.IssuedAt.Format(time.RFC3339), MinIssuedAt.Format(time.RFC3339))
+	if c.IssuedAt.Before(minIssuedAt) {
+		return claimRule("iat", "%s is before %s", c.IssuedAt.Format(time.RFC3339), minIssuedAt.Format(time.RFC3339))
 	}
 	if _, err := c.SubmissionID(); err != nil {
 		return err
