@@ -1,0 +1,91 @@
+package bus
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestBackoff(t *testing.T) {
+	tests := []struct {
+		attempt int
+		want    time.Duration
+	}{
+		{1, time.Second},
+		{2, 2 * time.Second},
+		{3, 4 * time.Second},
+		{9, 256 * time.Second},
+		{10, 5 * time.Minute},
+		{1000, 5 * time.Minute},
+		{0, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("attempt %d", tt.attempt), func(t *testing.T) {
+			if got := backoff(tt.attempt, time.Second, 5*time.Minute); got != tt.want {
+				t.Errorf("backoff(%d) = %s, want %s", tt.attempt, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestHeaderText(t *testing.T) {
+	tests := []struct {
+		name, in string
+		n        int
+		want     string
+	}{
+		{"plain", "no route", 100, "no route"},
+		{"newlines", "a\r\nb\tc", 100, "a  b c"},
+		{"cut", "abcdef", 3, "abc"},
+		{"cut on rune boundary", "aäb", 2, "a"},
+		{"invalid utf-8", "a\xffb", 100, "a?b"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := headerText(tt.in, tt.n); got != tt.want {
+				t.Errorf("headerText(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRunEmbeddedConfig(t *testing.T) {
+	bad := []struct {
+		name string
+		cfg  EmbeddedConfig
+		want string
+	}{
+		{"no dir", EmbeddedConfig{}, "dir is required"},
+		{"cluster without name", EmbeddedConfig{Dir: t.TempDir(), ServerName: "n1", Cluster: &ClusterConfig{}}, "cluster name is required"},
+		{"cluster without server name", EmbeddedConfig{Dir: t.TempDir(), Cluster: &ClusterConfig{Name: "c"}}, "server name is required"},
+		{"bad route", EmbeddedConfig{Dir: t.TempDir(), ServerName: "n1", Cluster: &ClusterConfig{Name: "c", Routes: []string{"nats-route://[::1"}}}, "cluster route"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := RunEmbedded(tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+
+	t.Run("logs through slog", func(t *testing.T) {
+		var buf bytes.Buffer
+		s, err := RunEmbedded(EmbeddedConfig{Dir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		url := s.ClientURL()
+		s.Shutdown()
+		s.WaitForShutdown()
+		if !strings.Contains(buf.String(), "component=nats-server") {
+			t.Errorf("no server log lines in %q", buf.String())
+		}
+		if !strings.HasPrefix(url, "nats://127.0.0.1:") || strings.HasSuffix(url, ":4222") {
+			t.Errorf("client URL %s, want 127.0.0.1 on a random port", url)
+		}
+	})
+}
