@@ -620,3 +620,53 @@ func TestRestartKeepsMessages(t *testing.T) {
 		t.Errorf("object after restart: %+v, %v", info, err)
 	}
 }
+
+func TestConsumeSurvivesServerRestart(t *testing.T) {
+	node := bustest.Server(t)
+	ctx := testContext(t)
+	b, err := bus.Connect(ctx, node.URL, nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	if err := b.Ensure(ctx, bus.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 2)
+	c := startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "steady", PullExpiry: time.Second},
+		func(ctx context.Context, m *bus.Message) error {
+			got <- m.Event.ID()
+			return nil
+		})
+	publish(t, b, inboxSubject(t), "before")
+	if id := <-got; id != "before" {
+		t.Fatalf("got %s", id)
+	}
+
+	node.Shutdown()
+	// Long enough without a server for heartbeats to go missing.
+	eventually(t, 10*time.Second, func() error {
+		if b.Conn().IsConnected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	node.Restart(t)
+
+	eventually(t, 20*time.Second, func() error {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_, err := b.Publish(pctx, inboxSubject(t), newEvent(t, "after"), "after")
+		return err
+	})
+	select {
+	case id := <-got:
+		if id != "after" {
+			t.Fatalf("got %s, want after", id)
+		}
+	case err := <-c.done:
+		t.Fatalf("Consume ended: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("no message after the server came back")
+	}
+}

@@ -233,6 +233,13 @@ fetch:
 			break fetch
 		}
 		msg, err := iter.Next(jetstream.NextContext(ctx))
+		if errors.Is(err, jetstream.ErrNoHeartbeat) {
+			// The pull went unanswered (a partition, a consumer leader
+			// lost without notice); the next call pulls again.
+			<-slots
+			cfg.Logger.Warn("consume: heartbeats missed; pulling again", "stream", cfg.Stream, "consumer", cfg.Durable)
+			continue
+		}
 		if err != nil {
 			<-slots
 			if ctx.Err() == nil {

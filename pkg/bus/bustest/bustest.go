@@ -150,6 +150,22 @@ func (ns Nodes) Leader(t testing.TB, stream string) *Node {
 	return leader
 }
 
+// ConsumerLeader returns the node that leads the named consumer's replicas.
+func (ns Nodes) ConsumerLeader(t testing.TB, stream, consumer string) *Node {
+	t.Helper()
+	var leader *Node
+	waitFor(t, 30*time.Second, func() error {
+		for _, n := range ns {
+			if n.Server != nil && n.Server.JetStreamIsConsumerLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream, consumer) {
+				leader = n
+				return nil
+			}
+		}
+		return fmt.Errorf("no leader for consumer %s/%s", stream, consumer)
+	})
+	return leader
+}
+
 // freePorts reserves n distinct free TCP ports on 127.0.0.1.
 func freePorts(t testing.TB, n int) []int {
 	t.Helper()
