@@ -159,8 +159,44 @@ type Submission struct {
 	CallbackSecret       string
 	CreatedAt            time.Time
 	SubmittedAt          *time.Time
-	PickedUpAt           *time.Time
-	UpdatedAt            time.Time
+	// RoutedAt is when the submission reached its destination's inbox;
+	// only routed submissions are listed for pickup.
+	RoutedAt   *time.Time
+	PickedUpAt *time.Time
+	// DeletedAt is when its content (payload and attachments) was deleted
+	// on a retention deadline; the record and its events stay.
+	DeletedAt *time.Time
+	UpdatedAt time.Time
+}
+
+// Deadline names a FIT-Connect retention deadline: which submissions are
+// due once their clock passes a cut-off.
+type Deadline string
+
+// The retention deadlines. Each selects the submissions it still applies
+// to, so that work done (a status changed) takes a submission off its list.
+const (
+	// DeadlineIncomplete: status incomplete, created before the cut-off;
+	// they are deleted (1 day).
+	DeadlineIncomplete Deadline = "incomplete"
+	// DeadlinePickedUp: picked up before the cut-off and not deleted; their
+	// content is deleted (7 days after pickup).
+	DeadlinePickedUp Deadline = "picked-up"
+	// DeadlineUnpickedReject: status submitted, never picked up, submitted
+	// before the cut-off; Amtsbote rejects them (day 14).
+	DeadlineUnpickedReject Deadline = "unpicked-reject"
+	// DeadlineUnpickedDelete: submitted before the cut-off, never picked
+	// up, not deleted, whatever their status; they are deleted (day 21).
+	DeadlineUnpickedDelete Deadline = "unpicked-delete"
+)
+
+// Valid reports whether d is one of the four deadlines.
+func (d Deadline) Valid() bool {
+	switch d {
+	case DeadlineIncomplete, DeadlinePickedUp, DeadlineUnpickedReject, DeadlineUnpickedDelete:
+		return true
+	}
+	return false
 }
 
 // Event is one security event token of a case, as recorded.
@@ -231,9 +267,14 @@ type Store interface {
 	Submission(ctx context.Context, id string) (Submission, error)
 	// UpdateSubmission reads, applies update and writes back atomically.
 	UpdateSubmission(ctx context.Context, id string, update func(*Submission) error) (Submission, error)
-	// PickupList lists submitted, not yet picked up submissions for the given
-	// destinations, oldest first, and the total count.
+	// PickupList lists submitted, routed (RoutedAt set), not yet picked up
+	// submissions for the given destinations, oldest first, and the total
+	// count.
 	PickupList(ctx context.Context, destinationIDs []string, p Page) ([]Submission, int, error)
+	// DueSubmissions lists up to limit (1..MaxPageLimit; 0 means
+	// DefaultPageLimit) submissions that deadline d applies to at the
+	// cut-off before, the longest overdue first. An invalid d is an error.
+	DueSubmissions(ctx context.Context, d Deadline, before time.Time, limit int) ([]Submission, error)
 
 	// AppendEvent records an event. Recording the same JTI twice is not an error
 	// (the projection is replayed at least once) and leaves one row.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -12,7 +13,7 @@ import (
 
 const submissionColumns = `id, case_id, destination_id, sender_client_id, service_identifier, service_name,
 	region, status, announced_attachments, uploaded_attachments, callback_url, callback_secret,
-	created_at, submitted_at, picked_up_at, updated_at`
+	created_at, submitted_at, picked_up_at, updated_at, routed_at, deleted_at`
 
 func scanSubmission(row pgx.Row) (store.Submission, error) {
 	var (
@@ -21,12 +22,13 @@ func scanSubmission(row pgx.Row) (store.Submission, error) {
 	)
 	if err := row.Scan(&s.ID, &s.CaseID, &s.DestinationID, &s.SenderClientID, &s.ServiceIdentifier, &s.ServiceName,
 		&s.Region, &s.Status, &announced, &uploaded, &s.CallbackURL, &s.CallbackSecret,
-		&s.CreatedAt, &s.SubmittedAt, &s.PickedUpAt, &s.UpdatedAt); err != nil {
+		&s.CreatedAt, &s.SubmittedAt, &s.PickedUpAt, &s.UpdatedAt, &s.RoutedAt, &s.DeletedAt); err != nil {
 		return s, err
 	}
 	utc(&s.CreatedAt)
 	utc(&s.UpdatedAt)
 	s.SubmittedAt, s.PickedUpAt = utcPtr(s.SubmittedAt), utcPtr(s.PickedUpAt)
+	s.RoutedAt, s.DeletedAt = utcPtr(s.RoutedAt), utcPtr(s.DeletedAt)
 	return s, errors.Join(decJSON(announced, &s.AnnouncedAttachments), decJSON(uploaded, &s.UploadedAttachments))
 }
 
@@ -39,13 +41,15 @@ func submissionArgs(s store.Submission) ([]any, error) {
 	}
 	return []any{s.ID, s.CaseID, s.DestinationID, s.SenderClientID, s.ServiceIdentifier, s.ServiceName,
 		s.Region, string(s.Status), announced, uploaded, s.CallbackURL, s.CallbackSecret,
-		norm(s.CreatedAt), normPtr(s.SubmittedAt), normPtr(s.PickedUpAt), norm(s.UpdatedAt)}, nil
+		norm(s.CreatedAt), normPtr(s.SubmittedAt), normPtr(s.PickedUpAt), norm(s.UpdatedAt),
+		normPtr(s.RoutedAt), normPtr(s.DeletedAt)}, nil
 }
 
 // normSubmission returns s with its times as the store keeps them.
 func normSubmission(s store.Submission) store.Submission {
 	s.CreatedAt, s.UpdatedAt = norm(s.CreatedAt), norm(s.UpdatedAt)
 	s.SubmittedAt, s.PickedUpAt = normPtr(s.SubmittedAt), normPtr(s.PickedUpAt)
+	s.RoutedAt, s.DeletedAt = normPtr(s.RoutedAt), normPtr(s.DeletedAt)
 	return s
 }
 
@@ -61,7 +65,7 @@ func (db *DB) CreateSubmission(ctx context.Context, s store.Submission) error {
 		return fmt.Errorf("create submission %s: %w", s.ID, err)
 	}
 	if _, err := db.pool.Exec(ctx, `INSERT INTO submissions (`+submissionColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`, args...); err != nil {
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`, args...); err != nil {
 		return fmt.Errorf("create submission %s: %w", s.ID, conflict(err))
 	}
 	return nil
@@ -103,7 +107,7 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 			return err
 		}
 		if _, err := tx.Exec(ctx, `UPDATE submissions SET (`+submissionColumns+`)
-			= ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) WHERE id = $17`, append(args, id)...); err != nil {
+			= ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) WHERE id = $19`, append(args, id)...); err != nil {
 			return err
 		}
 		out = s
@@ -119,10 +123,11 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 }
 
 // pickupWhere selects what waits for pickup at the destinations in $1.
-const pickupWhere = `WHERE status = 'submitted' AND picked_up_at IS NULL AND destination_id = ANY($1)`
+const pickupWhere = `WHERE status = 'submitted' AND routed_at IS NOT NULL AND picked_up_at IS NULL
+	AND destination_id = ANY($1)`
 
-// PickupList lists submitted, not picked up submissions of destinationIDs,
-// oldest first, with their total count.
+// PickupList lists submitted, routed, not picked up submissions of
+// destinationIDs, oldest first, with their total count.
 func (db *DB) PickupList(ctx context.Context, destinationIDs []string, p store.Page) ([]store.Submission, int, error) {
 	if len(destinationIDs) == 0 {
 		return nil, 0, nil
@@ -148,6 +153,38 @@ func (db *DB) PickupList(ctx context.Context, destinationIDs []string, p store.P
 		return nil, 0, fmt.Errorf("pickup list: %w", err)
 	}
 	return list, total, nil
+}
+
+// dueQueries select, per deadline, what it applies to before the cut-off
+// in $1, ordered by the time its clock started, at most $2 rows. Each
+// repeats its partial index's condition, so the planner can use the index.
+var dueQueries = map[store.Deadline]string{
+	store.DeadlineIncomplete: `WHERE status = 'incomplete' AND created_at < $1 ORDER BY created_at, id LIMIT $2`,
+	store.DeadlinePickedUp: `WHERE picked_up_at IS NOT NULL AND status <> 'deleted'
+		AND picked_up_at < $1 ORDER BY picked_up_at, id LIMIT $2`,
+	store.DeadlineUnpickedReject: `WHERE picked_up_at IS NULL AND submitted_at IS NOT NULL AND status NOT IN ('incomplete', 'deleted')
+		AND status = 'submitted' AND submitted_at < $1 ORDER BY submitted_at, id LIMIT $2`,
+	store.DeadlineUnpickedDelete: `WHERE picked_up_at IS NULL AND submitted_at IS NOT NULL AND status NOT IN ('incomplete', 'deleted')
+		AND submitted_at < $1 ORDER BY submitted_at, id LIMIT $2`,
+}
+
+// DueSubmissions lists up to limit submissions deadline d applies to at
+// the cut-off before, the longest overdue first.
+func (db *DB) DueSubmissions(ctx context.Context, d store.Deadline, before time.Time, limit int) ([]store.Submission, error) {
+	where, ok := dueQueries[d]
+	if !ok {
+		return nil, fmt.Errorf("due submissions: unknown deadline %q", d)
+	}
+	limit = store.Page{Limit: limit}.Normalize().Limit
+	rows, err := db.pool.Query(ctx, `SELECT `+submissionColumns+` FROM submissions `+where, norm(before), limit)
+	if err != nil {
+		return nil, fmt.Errorf("due submissions %s: %w", d, err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Submission, error) { return scanSubmission(r) })
+	if err != nil {
+		return nil, fmt.Errorf("due submissions %s: %w", d, err)
+	}
+	return list, nil
 }
 
 // AppendEvent records e unless its JTI is recorded already.

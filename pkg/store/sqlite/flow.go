@@ -5,13 +5,14 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
 const submissionColumns = `id, case_id, destination_id, sender_client_id, service_identifier, service_name,
 	region, status, announced_attachments, uploaded_attachments, callback_url, callback_secret,
-	created_at, submitted_at, picked_up_at, updated_at`
+	created_at, submitted_at, picked_up_at, updated_at, routed_at, deleted_at`
 
 func scanSubmission(row scanner) (store.Submission, error) {
 	var (
@@ -19,18 +20,21 @@ func scanSubmission(row scanner) (store.Submission, error) {
 		announced, uploaded string
 		created, updated    string
 		submitted, picked   sql.NullString
+		routed, deleted     sql.NullString
 	)
 	if err := row.Scan(&s.ID, &s.CaseID, &s.DestinationID, &s.SenderClientID, &s.ServiceIdentifier, &s.ServiceName,
 		&s.Region, &s.Status, &announced, &uploaded, &s.CallbackURL, &s.CallbackSecret,
-		&created, &submitted, &picked, &updated); err != nil {
+		&created, &submitted, &picked, &updated, &routed, &deleted); err != nil {
 		return s, err
 	}
-	var e1, e2, e3, e4 error
+	var e1, e2, e3, e4, e5, e6 error
 	s.CreatedAt, e1 = decTime(created)
 	s.UpdatedAt, e2 = decTime(updated)
 	s.SubmittedAt, e3 = decTimePtr(submitted)
 	s.PickedUpAt, e4 = decTimePtr(picked)
-	return s, errors.Join(e1, e2, e3, e4, decJSON(announced, &s.AnnouncedAttachments), decJSON(uploaded, &s.UploadedAttachments))
+	s.RoutedAt, e5 = decTimePtr(routed)
+	s.DeletedAt, e6 = decTimePtr(deleted)
+	return s, errors.Join(e1, e2, e3, e4, e5, e6, decJSON(announced, &s.AnnouncedAttachments), decJSON(uploaded, &s.UploadedAttachments))
 }
 
 // submissionArgs returns s's columns in submissionColumns order.
@@ -42,13 +46,15 @@ func submissionArgs(s store.Submission) ([]any, error) {
 	}
 	return []any{s.ID, s.CaseID, s.DestinationID, s.SenderClientID, s.ServiceIdentifier, s.ServiceName,
 		s.Region, string(s.Status), announced, uploaded, s.CallbackURL, s.CallbackSecret,
-		encTime(s.CreatedAt), encTimePtr(s.SubmittedAt), encTimePtr(s.PickedUpAt), encTime(s.UpdatedAt)}, nil
+		encTime(s.CreatedAt), encTimePtr(s.SubmittedAt), encTimePtr(s.PickedUpAt), encTime(s.UpdatedAt),
+		encTimePtr(s.RoutedAt), encTimePtr(s.DeletedAt)}, nil
 }
 
 // normSubmission returns s with its times as the store keeps them.
 func normSubmission(s store.Submission) store.Submission {
 	s.CreatedAt, s.UpdatedAt = norm(s.CreatedAt), norm(s.UpdatedAt)
 	s.SubmittedAt, s.PickedUpAt = normPtr(s.SubmittedAt), normPtr(s.PickedUpAt)
+	s.RoutedAt, s.DeletedAt = normPtr(s.RoutedAt), normPtr(s.DeletedAt)
 	return s
 }
 
@@ -65,7 +71,7 @@ func (db *DB) CreateSubmission(ctx context.Context, s store.Submission) error {
 	}
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO submissions (`+submissionColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
 		return conflict(err)
 	})
 	if err != nil {
@@ -109,7 +115,7 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE submissions SET (`+submissionColumns+`)
-			= (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?`, append(args, id)...); err != nil {
+			= (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE id = ?`, append(args, id)...); err != nil {
 			return err
 		}
 		out = s
@@ -126,11 +132,11 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 
 // pickupWhere selects what waits for pickup at the destinations in the
 // JSON array bound to it.
-const pickupWhere = `WHERE status = 'submitted' AND picked_up_at IS NULL
+const pickupWhere = `WHERE status = 'submitted' AND routed_at IS NOT NULL AND picked_up_at IS NULL
 	AND destination_id IN (SELECT value FROM json_each(?))`
 
-// PickupList lists submitted, not picked up submissions of destinationIDs,
-// oldest first, with their total count.
+// PickupList lists submitted, routed, not picked up submissions of
+// destinationIDs, oldest first, with their total count.
 func (db *DB) PickupList(ctx context.Context, destinationIDs []string, p store.Page) ([]store.Submission, int, error) {
 	if len(destinationIDs) == 0 {
 		return nil, 0, nil
@@ -167,6 +173,46 @@ func (db *DB) PickupList(ctx context.Context, destinationIDs []string, p store.P
 		return nil, 0, fmt.Errorf("pickup list: %w", err)
 	}
 	return list, total, nil
+}
+
+// dueQueries select, per deadline, what it applies to before the cut-off
+// bound to them, ordered by the time its clock started. Each repeats its
+// partial index's condition word for word, so SQLite uses the index.
+var dueQueries = map[store.Deadline]string{
+	store.DeadlineIncomplete: `WHERE status = 'incomplete' AND created_at < ? ORDER BY created_at, id`,
+	store.DeadlinePickedUp: `WHERE picked_up_at IS NOT NULL AND status <> 'deleted'
+		AND picked_up_at < ? ORDER BY picked_up_at, id`,
+	store.DeadlineUnpickedReject: `WHERE picked_up_at IS NULL AND submitted_at IS NOT NULL AND status NOT IN ('incomplete', 'deleted')
+		AND status = 'submitted' AND submitted_at < ? ORDER BY submitted_at, id`,
+	store.DeadlineUnpickedDelete: `WHERE picked_up_at IS NULL AND submitted_at IS NOT NULL AND status NOT IN ('incomplete', 'deleted')
+		AND submitted_at < ? ORDER BY submitted_at, id`,
+}
+
+// DueSubmissions lists up to limit submissions deadline d applies to at
+// the cut-off before, the longest overdue first.
+func (db *DB) DueSubmissions(ctx context.Context, d store.Deadline, before time.Time, limit int) ([]store.Submission, error) {
+	where, ok := dueQueries[d]
+	if !ok {
+		return nil, fmt.Errorf("due submissions: unknown deadline %q", d)
+	}
+	limit = store.Page{Limit: limit}.Normalize().Limit
+	rows, err := db.r.QueryContext(ctx, `SELECT `+submissionColumns+` FROM submissions `+where+` LIMIT ?`, encTime(before), limit)
+	if err != nil {
+		return nil, fmt.Errorf("due submissions %s: %w", d, err)
+	}
+	defer rows.Close()
+	var list []store.Submission
+	for rows.Next() {
+		s, err := scanSubmission(rows)
+		if err != nil {
+			return nil, fmt.Errorf("due submissions %s: %w", d, err)
+		}
+		list = append(list, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("due submissions %s: %w", d, err)
+	}
+	return list, nil
 }
 
 // AppendEvent records e unless its JTI is recorded already.

@@ -31,16 +31,19 @@ func submission(id, destID string, status store.SubmissionStatus, created time.D
 		CallbackSecret:       "sender-secret-" + id,
 		CreatedAt:            at(created),
 		SubmittedAt:          ptr(at(created + time.Minute)),
+		RoutedAt:             ptr(at(created + 2*time.Minute)),
 		PickedUpAt:           nil,
-		UpdatedAt:            at(created + time.Minute),
+		DeletedAt:            nil,
+		UpdatedAt:            at(created + 2*time.Minute),
 	}
 }
 
 var submissionTests = []test{
 	{"create and read back", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		sub := submission("s1", "d1", store.SubmissionSubmitted, 0)
+		sub := submission("s1", "d1", store.SubmissionDeleted, 0)
 		sub.PickedUpAt = ptr(at(time.Hour))
+		sub.DeletedAt = ptr(at(2 * time.Hour))
 		must(t, "create", s.CreateSubmission(ctx, sub))
 		got, err := s.Submission(ctx, "s1")
 		must(t, "submission", err)
@@ -89,12 +92,13 @@ var submissionTests = []test{
 	{"update writes back", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
 		sub := submission("s1", "d1", store.SubmissionIncomplete, 0)
-		sub.SubmittedAt = nil
+		sub.SubmittedAt, sub.RoutedAt = nil, nil
 		must(t, "create", s.CreateSubmission(ctx, sub))
 		start := time.Now()
 		got, err := s.UpdateSubmission(ctx, "s1", func(u *store.Submission) error {
 			u.Status = store.SubmissionSubmitted
 			u.SubmittedAt = ptr(at(2 * time.Minute))
+			u.RoutedAt = ptr(at(3 * time.Minute))
 			u.UploadedAttachments = append(u.UploadedAttachments, "a2-s1")
 			return nil
 		})
@@ -102,6 +106,7 @@ var submissionTests = []test{
 		want := sub
 		want.Status = store.SubmissionSubmitted
 		want.SubmittedAt = ptr(at(2 * time.Minute))
+		want.RoutedAt = ptr(at(3 * time.Minute))
 		want.UploadedAttachments = []string{"a1-s1", "a2-s1"}
 		checkNow(t, "updated", got.UpdatedAt, start)
 		want.UpdatedAt = got.UpdatedAt
@@ -177,7 +182,10 @@ var submissionTests = []test{
 		ctx := context.Background()
 		picked := submission("a-picked", "A", store.SubmissionSubmitted, 0)
 		picked.PickedUpAt = ptr(at(time.Hour))
+		unrouted := submission("a-unrouted", "A", store.SubmissionSubmitted, 0)
+		unrouted.RoutedAt = nil
 		all := []store.Submission{
+			unrouted,
 			submission("a3", "A", store.SubmissionSubmitted, 3*time.Minute),
 			submission("b1", "B", store.SubmissionSubmitted, 4*time.Minute),
 			submission("a1", "A", store.SubmissionSubmitted, 1*time.Minute),
@@ -235,6 +243,113 @@ var submissionTests = []test{
 		if len(list) != 2 || total != 2 || list[0].ID != "a2" {
 			t.Errorf("after pickup: %d listed, total %d", len(list), total)
 		}
+		// Routing one puts it on the list.
+		_, err = s.UpdateSubmission(ctx, "a-unrouted", func(u *store.Submission) error {
+			u.RoutedAt = ptr(at(time.Hour))
+			return nil
+		})
+		must(t, "route", err)
+		list, total, err = s.PickupList(ctx, []string{"A"}, store.Page{})
+		must(t, "pickup list", err)
+		if len(list) != 3 || total != 3 || list[0].ID != "a-unrouted" {
+			t.Errorf("after routing: %d listed, total %d", len(list), total)
+		}
+	}},
+	{"due submissions", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		// fixture builds a submission with the times each deadline looks at;
+		// a negative duration leaves the time unset.
+		fixture := func(id string, status store.SubmissionStatus, created, submitted, picked time.Duration) store.Submission {
+			sub := submission(id, "A", status, created)
+			sub.SubmittedAt, sub.RoutedAt, sub.PickedUpAt = nil, nil, nil
+			if submitted >= 0 {
+				sub.SubmittedAt, sub.RoutedAt = ptr(at(submitted)), ptr(at(submitted))
+			}
+			if picked >= 0 {
+				sub.PickedUpAt = ptr(at(picked))
+			}
+			if status == store.SubmissionDeleted {
+				sub.DeletedAt = ptr(at(10 * time.Hour))
+			}
+			return sub
+		}
+		const none = -1
+		h := time.Hour
+		all := []store.Submission{
+			fixture("inc-new", store.SubmissionIncomplete, 2*h, none, none),
+			fixture("inc-old", store.SubmissionIncomplete, 0, none, none),
+			fixture("inc-older", store.SubmissionIncomplete, -h, none, none),
+			fixture("inc-deleted", store.SubmissionDeleted, -h, none, none),
+			fixture("picked-accepted", store.SubmissionAccepted, 0, 0, 2*h),
+			fixture("picked-submitted", store.SubmissionSubmitted, 0, 0, h),
+			fixture("picked-late", store.SubmissionAccepted, 0, 0, 5*h),
+			fixture("picked-deleted", store.SubmissionDeleted, 0, 0, h),
+			fixture("unpicked-submitted", store.SubmissionSubmitted, 0, 2*h, none),
+			fixture("unpicked-rejected", store.SubmissionRejected, 0, h, none),
+			fixture("unpicked-forwarded", store.SubmissionForwarded, 0, 3*h, none),
+			fixture("unpicked-late", store.SubmissionSubmitted, 0, 5*h, none),
+			fixture("unpicked-deleted", store.SubmissionDeleted, 0, h, none),
+		}
+		byID := make(map[string]store.Submission)
+		for _, sub := range all {
+			must(t, "create "+sub.ID, s.CreateSubmission(ctx, sub))
+			byID[sub.ID] = sub
+		}
+		for _, tc := range []struct {
+			name     string
+			deadline store.Deadline
+			before   time.Time
+			limit    int
+			want     []string
+		}{
+			{"incomplete", store.DeadlineIncomplete, at(h), 0, []string{"inc-older", "inc-old"}},
+			{"incomplete, cut-off excluded", store.DeadlineIncomplete, at(0), 0, []string{"inc-older"}},
+			{"incomplete, limited", store.DeadlineIncomplete, at(10 * h), 1, []string{"inc-older"}},
+			{"picked up", store.DeadlinePickedUp, at(4 * h), 0, []string{"picked-submitted", "picked-accepted"}},
+			{"picked up, none due", store.DeadlinePickedUp, at(h), 0, nil},
+			{"unpicked reject", store.DeadlineUnpickedReject, at(4 * h), 0, []string{"unpicked-submitted"}},
+			{"unpicked delete", store.DeadlineUnpickedDelete, at(4 * h), 0,
+				[]string{"unpicked-rejected", "unpicked-submitted", "unpicked-forwarded"}},
+			{"unpicked delete, limited", store.DeadlineUnpickedDelete, at(10 * h), 2, []string{"unpicked-rejected", "unpicked-submitted"}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				list, err := s.DueSubmissions(ctx, tc.deadline, tc.before, tc.limit)
+				must(t, "due submissions", err)
+				var got []string
+				for _, sub := range list {
+					got = append(got, sub.ID)
+					equal(t, "listed "+sub.ID, sub, byID[sub.ID])
+				}
+				equal(t, "ids", got, tc.want)
+			})
+		}
+		t.Run("done work leaves the list", func(t *testing.T) {
+			_, err := s.UpdateSubmission(ctx, "unpicked-submitted", func(u *store.Submission) error {
+				u.Status = store.SubmissionRejected
+				return nil
+			})
+			must(t, "reject", err)
+			list, err := s.DueSubmissions(ctx, store.DeadlineUnpickedReject, at(10*h), 0)
+			must(t, "due submissions", err)
+			if len(list) != 1 || list[0].ID != "unpicked-late" {
+				t.Errorf("after reject: %d due", len(list))
+			}
+			_, err = s.UpdateSubmission(ctx, "inc-older", func(u *store.Submission) error {
+				u.Status, u.DeletedAt = store.SubmissionDeleted, ptr(at(h))
+				return nil
+			})
+			must(t, "delete", err)
+			list, err = s.DueSubmissions(ctx, store.DeadlineIncomplete, at(h), 0)
+			must(t, "due submissions", err)
+			if len(list) != 1 || list[0].ID != "inc-old" {
+				t.Errorf("after delete: %d due", len(list))
+			}
+		})
+		t.Run("unknown deadline", func(t *testing.T) {
+			if _, err := s.DueSubmissions(ctx, "someday", at(h), 0); err == nil {
+				t.Fatal("listed for an unknown deadline")
+			}
+		})
 	}},
 }
 
