@@ -2,6 +2,7 @@ package ars
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -139,3 +140,52 @@ func Diff(prev, next *Directory) (added, removed []Area) {
 	slices.SortFunc(removed, byKey)
 	return added, removed
 }
+
+// NewDirectory builds the Directory of Gebietsstand date from areas as a
+// store keeps them, in any order. Each area needs its 12-digit ARS, a valid
+// level, a Land of 01 to 16 and a name; (ARS, level) must be unique. Parents
+// and the population, male population and hectares of levels above the
+// Gemeinde are derived anew, as ParseGV100AD derives them; the values given
+// for those are ignored. Errors wrap ErrFormat.
+func NewDirectory(date time.Time, areas []Area) (*Directory, error) {
+	sorted := slices.Clone(areas)
+	slices.SortFunc(sorted, func(a, b Area) int {
+		return cmp.Or(cmp.Compare(a.ARS, b.ARS), cmp.Compare(a.Level, b.Level))
+	})
+	b := newBuilder()
+	b.d.date = date.UTC()
+	for i, a := range sorted {
+		if _, err := Parse(a.ARS); err != nil || len(a.ARS) != 12 {
+			return nil, fmt.Errorf("new directory: %w: area %q: ARS must be 12 digits of a Land 01 to 16", ErrFormat, a.ARS)
+		}
+		if a.Level < Land || a.Level > Gemeinde {
+			return nil, fmt.Errorf("new directory: %w: area %s: level %s", ErrFormat, a.ARS, a.Level)
+		}
+		if a.Name == "" {
+			return nil, fmt.Errorf("new directory: %w: area %s %s: empty name", ErrFormat, a.Level, a.ARS)
+		}
+		k := areaKey{a.ARS, a.Level}
+		if _, dup := b.d.byKey[k]; dup {
+			return nil, fmt.Errorf("new directory: %w: area %s %s repeated", ErrFormat, a.Level, a.ARS)
+		}
+		a.Parent, a.ParentLevel = "", 0
+		if a.Level != Gemeinde {
+			a.Population, a.Male, a.Hectares = 0, 0, 0
+		}
+		b.d.byKey[k] = int32(i)
+		if a.Level == Gemeinde {
+			b.d.byAGS[a.AGS] = int32(i)
+		}
+		b.d.areas = append(b.d.areas, a)
+		b.lines = append(b.lines, int32(i+1))
+	}
+	d, err := b.finish()
+	if err != nil {
+		return nil, fmt.Errorf("new directory: %w", err)
+	}
+	return d, nil
+}
+
+// All returns every area in directory order: file order for a parsed
+// directory, ARS then level for one built by NewDirectory.
+func (d *Directory) All() []Area { return slices.Clone(d.areas) }

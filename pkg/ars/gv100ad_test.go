@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -359,5 +360,41 @@ func BenchmarkParseGV100AD(b *testing.B) {
 		if _, err := ParseGV100AD(bytes.NewReader(raw)); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestNewDirectoryRoundTrip(t *testing.T) {
+	d := readDirectory(t, "GV100AD_30112025.txt")
+	all := d.All()
+	// As a store returns them: any order, higher levels with stale sums.
+	slices.Reverse(all)
+	for i := range all {
+		if all[i].Level != Gemeinde {
+			all[i].Population = -1
+		}
+		all[i].Parent = ""
+	}
+	n, err := NewDirectory(d.Date(), all)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Population() != d.Population() || !n.Date().Equal(d.Date()) {
+		t.Fatalf("population %d, date %v", n.Population(), n.Date())
+	}
+	for _, l := range Levels[1:] {
+		// NewDirectory orders by ARS, the file by AGS within a Kreis.
+		got, want := n.Areas(l), d.Areas(l)
+		byKey := func(a, b Area) int { return strings.Compare(a.ARS, b.ARS) }
+		slices.SortFunc(got, byKey)
+		slices.SortFunc(want, byKey)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("areas of level %s differ", l)
+		}
+	}
+	if _, err := NewDirectory(d.Date(), append(all, all[0])); !errors.Is(err, ErrFormat) {
+		t.Errorf("repeated area: %v", err)
+	}
+	if _, err := NewDirectory(d.Date(), []Area{{ARS: "1700000000", Level: Land, Name: "x"}}); !errors.Is(err, ErrFormat) {
+		t.Errorf("bad ARS: %v", err)
 	}
 }
