@@ -1,0 +1,26 @@
+package sealed
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestObjectNames(t *testing.T) {
+	const sid, aid = "5b7d3f2e-1c2a-4f6b-9d8e-0a1b2c3d4e5f", "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+	tests := []struct {
+		name, got, want string
+	}{
+		{"payload", PayloadObject(sid), "submissions/" + sid + "/payload"},
+		{"attachment", AttachmentObject(sid, aid), "submissions/" + sid + "/attachments/" + aid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.got != tt.want {
+				t.Errorf("got %q, want %q", tt.got, tt.want)
+			}
+			if !strings.HasPrefix(tt.got, ContentPrefix(sid)) {
+				t.Errorf("%q is not under %q", tt.got, ContentPrefix(sid))
+			}
+		})
+	}
+}
