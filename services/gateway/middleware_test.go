@@ -1,0 +1,72 @@
+package gateway_test
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// panickyStore is a real store whose Destination method panics, to prove
+// the gateway survives a handler bug.
+type panickyStore struct{ store.Store }
+
+func (panickyStore) Destination(context.Context, string) (store.Destination, error) {
+	panic("store exploded")
+}
+
+func TestPanicBecomesProblem(t *testing.T) {
+	e := newEnvOn(t, panickyStore{openSQLite(t)})
+	tok := e.token("send:region:DE08")
+	resp := e.do(http.MethodGet, "/v1/destinations/6c89c356-c354-4459-b2fd-8d1260ea835c", tok, "", nil)
+	p := wantProblem(t, resp, http.StatusInternalServerError, problem.TypeInternal, "")
+	if strings.Contains(p.Detail, "exploded") {
+		t.Errorf("the panic value reaches the client: %q", p.Detail)
+	}
+	if n := strings.Count(e.logs.String(), "handler panicked"); n != 1 {
+		t.Errorf("panic logged %d times, want once:\n%s", n, e.logs)
+	}
+	// The server still answers.
+	decode[map[string]any](t, e.do(http.MethodGet, "/v1/info", "", "", nil), http.StatusOK)
+}
+
+func TestMetricsAndLogs(t *testing.T) {
+	e := newEnv(t)
+	d := e.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", "active", "DE08311")
+	tok := e.token("send:region:DE08")
+	decode[map[string]any](t, e.do(http.MethodGet, "/v1/destinations/"+d.ID, tok, "", nil), http.StatusOK)
+	readAll(t, e.do(http.MethodGet, "/v1/destinations/2f59b8c6-3206-4734-aa21-a7b2a4d92f7a", tok, "", nil))
+	readAll(t, e.do(http.MethodGet, "/v1/no/such/path/"+d.ID, "", "", nil))
+	decode[map[string]any](t, e.do(http.MethodGet, "/v1/info", "", "", nil), http.StatusOK)
+
+	resp := e.do(http.MethodGet, "/metrics", "", "", nil)
+	body := string(readAll(t, resp))
+	for _, want := range []string{
+		`amtsbote_http_requests_total{code="200",method="GET",route="/v1/destinations/{destinationId}"} 1`,
+		`amtsbote_http_requests_total{code="404",method="GET",route="/v1/destinations/{destinationId}"} 1`,
+		`amtsbote_http_requests_total{code="404",method="GET",route="unmatched"} 1`,
+		`amtsbote_http_requests_total{code="200",method="POST",route="/token"} 1`,
+		`amtsbote_http_request_duration_seconds_count{method="GET",route="/v1/info"} 1`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if regexp.MustCompile(`route="[^"]*[0-9a-f]{8}-[0-9a-f]{4}`).MatchString(body) {
+		t.Error("a raw path with an id reached a metric label")
+	}
+
+	logs := e.logs.String()
+	for _, want := range []string{`"msg":"http request"`, `"route":"/v1/destinations/{destinationId}"`, `"status":404`, `"client_id":"client-`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("request log lacks %s", want)
+		}
+	}
+	if strings.Contains(logs, tok) {
+		t.Error("a token was logged")
+	}
+}
