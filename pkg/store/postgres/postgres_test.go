@@ -140,3 +140,8 @@ func TestOpenNeedsASchema(t *testing.T) {
 		t.Fatal("opened with a search_path naming no schema")
 	}
 }
+
+func TestReferenceConformance(t *testing.T) {
+	baseURL(t)
+	storetest.RunReference(t, func(t *testing.T) store.Store { return open(t) })
+}

@@ -71,3 +71,7 @@ func TestOpenRefusesMemory(t *testing.T) {
 		})
 	}
 }
+
+func TestReferenceConformance(t *testing.T) {
+	storetest.RunReference(t, func(t *testing.T) store.Store { return open(t) })
+}
