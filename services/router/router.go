@@ -1,0 +1,384 @@
+// Package router is Amtsbote's router role: it consumes accepted
+// submissions from INGRESS, checks once more that their destination can
+// take them, and publishes them to the destination's INBOX subject.
+//
+// A submission that cannot be routed any more (its destination is gone,
+// inactive or decommissioned, no longer offers the service, or is no longer
+// the one responsible for the applicant's region) is rejected: Amtsbote
+// signs a reject-submission event naming the reason, publishes it to
+// EVENTS, and the message goes to DEAD with the reason in its headers.
+//
+// Several routers, in one process or many, share the durable consumer
+// "router"; every publish carries a Nats-Msg-Id (the submission id, or the
+// event's jti), so a redelivery never duplicates a routed submission or a
+// rejection.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/routing"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// Durable is the name of the consumer every router shares.
+const Durable = "router"
+
+// Dead-letter reasons, also the reason label of the metrics.
+const (
+	// ReasonInvalid: the message is not a sealed submission.
+	ReasonInvalid = "invalid"
+	// ReasonDestinationGone: the destination does not exist.
+	ReasonDestinationGone = "destination-gone"
+	// ReasonDestinationInactive: the destination is not active.
+	ReasonDestinationInactive = "destination-inactive"
+	// ReasonServiceNotOffered: the destination does not offer the service
+	// (for the submission's region) at the time of routing.
+	ReasonServiceNotOffered = "service-not-offered"
+	// ReasonNotResponsible: the routing table names another destination
+	// for the service and region, or none.
+	ReasonNotResponsible = "not-responsible"
+	// ReasonBadHomeRegion: the destination's home region makes no inbox
+	// subject. The registry needs fixing; the message can be re-driven, so
+	// the submission is not rejected.
+	ReasonBadHomeRegion = "bad-home-region"
+)
+
+// Problem types of the reject-submission events the router writes.
+const (
+	ProblemDestinationUnavailable = problem.Base + "destination-unavailable"
+	ProblemServiceNotOffered      = problem.Base + "service-not-offered"
+	ProblemNotResponsible         = problem.Base + "destination-not-responsible"
+)
+
+// EventContentType is the datacontenttype of an EVENTS message, whose
+// data is the compact SET, as the gateway publishes it.
+const EventContentType = "application/jose"
+
+// Resolver names the destination responsible for service (a service URN)
+// in the region ars (an ARS prefix of 0 to 12 digits, without "DE") at time
+// at, as the routing table says. ok is false when no destination is.
+type Resolver func(service, ars string, at time.Time) (destinationID string, ok bool)
+
+// Config is what a Router needs. Bus, Store, Signer and Issuer are required.
+type Config struct {
+	// Bus connects to JetStream; the topology must exist.
+	Bus *bus.Bus
+	// Store holds the registry the router checks destinations against.
+	Store store.Store
+	// Signer is Amtsbote's PS512 key; it signs reject-submission events.
+	Signer jose.KeyPair
+	// Issuer is Amtsbote's public URL, the iss of its events.
+	Issuer string
+	// Resolver, when set, is asked for the destination responsible for a
+	// submission that names a region; it must still be the submission's.
+	Resolver Resolver
+	// Logger receives dead letters and failures (default: discard).
+	Logger *slog.Logger
+	// Registry receives the metrics (default: a private registry).
+	Registry *prometheus.Registry
+	// Concurrency is how many messages one router handles at once
+	// (default 4).
+	Concurrency int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Router routes sealed submissions from INGRESS to INBOX.
+type Router struct {
+	bus         *bus.Bus
+	store       store.Store
+	signer      jose.KeyPair
+	issuer      string
+	resolve     Resolver
+	log         *slog.Logger
+	concurrency int
+	now         func() time.Time
+	metrics     *metrics
+}
+
+// New checks cfg and registers the metrics.
+func New(cfg Config) (*Router, error) {
+	switch {
+	case cfg.Bus == nil:
+		return nil, errors.New("new router: no bus")
+	case cfg.Store == nil:
+		return nil, errors.New("new router: no store")
+	case cfg.Signer.Private == nil || cfg.Signer.Public.KeyID == "":
+		return nil, errors.New("new router: no signing key with a kid")
+	case cfg.Signer.Purpose != jose.Signing:
+		return nil, fmt.Errorf("new router: signing key has purpose %q, want %q", cfg.Signer.Purpose, jose.Signing)
+	case cfg.Issuer == "":
+		return nil, errors.New("new router: no issuer")
+	case cfg.Concurrency < 0:
+		return nil, fmt.Errorf("new router: concurrency %d: negative", cfg.Concurrency)
+	}
+	r := &Router{
+		bus:         cfg.Bus,
+		store:       cfg.Store,
+		signer:      cfg.Signer,
+		issuer:      cfg.Issuer,
+		resolve:     cfg.Resolver,
+		log:         cfg.Logger,
+		concurrency: cfg.Concurrency,
+		now:         cfg.Now,
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.concurrency == 0 {
+		r.concurrency = 4
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("new router: %w", err)
+	}
+	r.metrics = m
+	return r, nil
+}
+
+// Run consumes INGRESS until ctx is cancelled, then lets running handlers
+// finish and returns nil. It returns an error if consuming cannot start or
+// ends for another reason.
+func (r *Router) Run(ctx context.Context) error {
+	err := r.bus.Consume(ctx, bus.ConsumerConfig{
+		Stream:      bus.StreamIngress,
+		Durable:     Durable,
+		Concurrency: r.concurrency,
+		Logger:      r.log,
+	}, r.handle)
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	return nil
+}
+
+// unroutable says why a submission cannot be routed and what to tell the sender.
+type unroutable struct {
+	reason      string
+	problemType string
+	title       string
+	detail      string
+}
+
+// handle routes one message. Its result decides the message's fate (see
+// bus.Handler).
+func (r *Router) handle(ctx context.Context, m *bus.Message) error {
+	land := "unknown"
+	if addr, err := bus.ParseIngressSubject(m.Subject); err == nil {
+		land = addr.ARS[:2]
+	}
+	sub, err := decode(m)
+	if err != nil {
+		r.metrics.outcome(outcomeInvalid, land)
+		return bus.PermanentReason(ReasonInvalid, err)
+	}
+	log := r.log.With("submission_id", sub.SubmissionID, "case_id", sub.CaseID, "destination_id", sub.DestinationID)
+
+	dest, why, err := r.check(ctx, sub)
+	if err != nil {
+		r.metrics.outcome(outcomeRetry, land)
+		return err
+	}
+	if why != nil {
+		if err := r.reject(ctx, sub, *why, traceOf(m)); err != nil {
+			r.metrics.outcome(outcomeRetry, land)
+			return err
+		}
+		r.metrics.outcome(outcomeUnroutable, land)
+		r.metrics.unroutable.WithLabelValues(why.reason, land).Inc()
+		log.Info("router: submission rejected", "reason", why.reason)
+		return bus.PermanentReason(why.reason, errors.New(why.detail))
+	}
+
+	subject, err := bus.InboxSubject(dest.HomeRegion, dest.ID)
+	if err != nil {
+		r.metrics.outcome(outcomeUnroutable, land)
+		r.metrics.unroutable.WithLabelValues(ReasonBadHomeRegion, land).Inc()
+		return bus.PermanentReason(ReasonBadHomeRegion, err)
+	}
+	ev := event.New()
+	ev.SetID(sub.SubmissionID)
+	ev.SetSource(r.issuer)
+	ev.SetType(sealed.TypeRouted)
+	ev.SetSubject(sub.SubmissionID)
+	ev.SetTime(r.now())
+	if tp := traceOf(m); tp != "" {
+		ev.SetExtension(bus.ExtensionTraceparent, tp)
+	}
+	if err := ev.SetData("application/json", m.Data); err != nil {
+		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("route %s: %w", sub.SubmissionID, err))
+	}
+	ack, err := r.bus.Publish(ctx, subject, ev, sub.SubmissionID)
+	if err != nil {
+		r.metrics.outcome(outcomeRetry, land)
+		return fmt.Errorf("route %s: %w", sub.SubmissionID, err)
+	}
+	if ack.Duplicate {
+		r.metrics.outcome(outcomeDuplicate, land)
+		return nil
+	}
+	r.metrics.outcome(outcomeRouted, land)
+	if !m.Published.IsZero() {
+		r.metrics.latency.Observe(r.now().Sub(m.Published).Seconds())
+	}
+	log.Debug("router: routed", "subject", subject)
+	return nil
+}
+
+// traceOf returns the traceparent the message carries, or "".
+func traceOf(m *bus.Message) string {
+	tp, _ := m.Event.Extensions()[bus.ExtensionTraceparent].(string)
+	return tp
+}
+
+// decode checks the message's subject and type and decodes its body.
+func decode(m *bus.Message) (sealed.Submission, error) {
+	if _, err := bus.ParseIngressSubject(m.Subject); err != nil {
+		return sealed.Submission{}, err
+	}
+	if m.Event.Type() != sealed.TypeSubmitted {
+		return sealed.Submission{}, fmt.Errorf("cloudevent type %q, want %s", m.Event.Type(), sealed.TypeSubmitted)
+	}
+	return sealed.Decode(m.Data)
+}
+
+// check decides whether sub can still go to its destination. It returns
+// the destination, or why not; an error only when the store failed, which
+// a retry may fix.
+func (r *Router) check(ctx context.Context, sub sealed.Submission) (store.Destination, *unroutable, error) {
+	dest, err := r.store.Destination(ctx, sub.DestinationID)
+	if errors.Is(err, store.ErrNotFound) {
+		return dest, &unroutable{ReasonDestinationGone, ProblemDestinationUnavailable, "Destination unavailable",
+			fmt.Sprintf("destination %s does not exist", sub.DestinationID)}, nil
+	}
+	if err != nil {
+		return dest, nil, fmt.Errorf("route %s: %w", sub.SubmissionID, err)
+	}
+	if dest.Status != store.StatusActive {
+		return dest, &unroutable{ReasonDestinationInactive, ProblemDestinationUnavailable, "Destination unavailable",
+			fmt.Sprintf("destination %s is %s", dest.ID, dest.Status)}, nil
+	}
+	now := r.now()
+	if !offers(dest, sub.Service, sub.Region, now) {
+		detail := fmt.Sprintf("destination %s does not offer service %s", dest.ID, sub.Service)
+		if sub.Region != "" {
+			detail += " in region " + sub.Region
+		}
+		return dest, &unroutable{ReasonServiceNotOffered, ProblemServiceNotOffered, "Service not offered", detail}, nil
+	}
+	if r.resolve != nil && sub.Region != "" {
+		id, ok := r.resolve(sub.Service, strings.TrimPrefix(sub.Region, "DE"), now)
+		if !ok {
+			return dest, &unroutable{ReasonNotResponsible, ProblemNotResponsible, "Destination not responsible",
+				fmt.Sprintf("no destination is responsible for service %s in region %s", sub.Service, sub.Region)}, nil
+		}
+		if !strings.EqualFold(id, dest.ID) {
+			return dest, &unroutable{ReasonNotResponsible, ProblemNotResponsible, "Destination not responsible",
+				fmt.Sprintf("destination %s is responsible for service %s in region %s, not %s", id, sub.Service, sub.Region, dest.ID)}, nil
+		}
+	}
+	return dest, nil, nil
+}
+
+// offers reports whether d offers service at time at, and, when region is
+// set, in a region covering it.
+func offers(d store.Destination, service, region string, at time.Time) bool {
+	want, err := routing.ServiceID(service)
+	if err != nil {
+		want = service
+	}
+	for _, s := range d.Services {
+		id, err := routing.ServiceID(s.Identifier)
+		if err != nil {
+			id = s.Identifier
+		}
+		if id != want {
+			continue
+		}
+		if s.ValidFrom != nil && at.Before(*s.ValidFrom) || s.ValidUntil != nil && !at.Before(*s.ValidUntil) {
+			continue
+		}
+		if region == "" {
+			return true
+		}
+		for _, r := range s.Regions {
+			if strings.HasPrefix(region, r) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// eventNamespace derives the jti of Amtsbote's own events from the
+// submission and the event URI, as the gateway and the ledger do: a
+// redelivery signs the same event again, and EVENTS (Nats-Msg-Id) and the
+// store (AppendEvent) drop the repeat; Amtsbote rejects a submission once,
+// whichever role does it.
+var eventNamespace = uuid.MustParse("3f0c8e0a-6b1d-4c55-9a43-2f8d7be1c6a4")
+
+// eventJTI is the jti of Amtsbote's event uri about submission id.
+func eventJTI(submissionID, uri string) string {
+	return uuid.NewSHA1(eventNamespace, []byte(submissionID+" "+uri)).String()
+}
+
+// reject publishes Amtsbote's reject-submission event for sub.
+func (r *Router) reject(ctx context.Context, sub sealed.Submission, why unroutable, traceparent string) error {
+	payload := set.RejectPayload{Problems: []set.Problem{{
+		Type:     why.problemType,
+		Title:    why.title,
+		Detail:   why.detail,
+		Instance: "submission",
+	}}}
+	c, err := set.New(set.RejectSubmission, r.issuer, sub.SubmissionID, sub.CaseID, payload, r.now())
+	if err != nil {
+		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("reject %s: %w", sub.SubmissionID, err))
+	}
+	c.JTI = eventJTI(sub.SubmissionID, set.RejectSubmission)
+	token, err := set.Sign(c, r.signer.Private, r.signer.Public.KeyID)
+	if err != nil {
+		return fmt.Errorf("reject %s: %w", sub.SubmissionID, err)
+	}
+	subject, err := bus.EventsSubject(sub.CaseID)
+	if err != nil {
+		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("reject %s: %w", sub.SubmissionID, err))
+	}
+	ev := event.New()
+	ev.SetID(c.JTI)
+	ev.SetSource(r.issuer)
+	ev.SetType(sealed.TypeEvent)
+	ev.SetSubject(sub.SubmissionID)
+	ev.SetTime(c.IssuedAt)
+	if traceparent != "" {
+		ev.SetExtension(bus.ExtensionTraceparent, traceparent)
+	}
+	if err := ev.SetData(EventContentType, []byte(token)); err != nil {
+		return fmt.Errorf("reject %s: %w", sub.SubmissionID, err)
+	}
+	if _, err := r.bus.Publish(ctx, subject, ev, c.JTI); err != nil {
+		return fmt.Errorf("reject %s: %w", sub.SubmissionID, err)
+	}
+	return nil
+}

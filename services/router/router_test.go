@@ -1,0 +1,446 @@
+package router_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/router"
+)
+
+func newRouter(t *testing.T, b *bus.Bus, st store.Store, reg *prometheus.Registry, resolve router.Resolver) *router.Router {
+	t.Helper()
+	rt, err := router.New(router.Config{
+		Bus: b, Store: st, Signer: signer(t), Issuer: issuer, Resolver: resolve, Registry: reg, Concurrency: 2,
+	})
+	if err != nil {
+		t.Fatalf("new router: %v", err)
+	}
+	return rt
+}
+
+func inboxSubject(t *testing.T, d store.Destination) string {
+	t.Helper()
+	s, err := bus.InboxSubject(d.HomeRegion, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestRoutes(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			b, _ := bustest.Bus(t)
+			st := be.open(t)
+			d := destination()
+			createDestination(t, st, d)
+			reg := prometheus.NewRegistry()
+			start(t, newRouter(t, b, st, reg, nil))
+
+			s := submission(d.ID)
+			submit(t, b, s)
+			subject := inboxSubject(t, d)
+			var routed []*jetstream.RawStreamMsg
+			eventually(t, 20*time.Second, func() error {
+				if routed = messages(t, b, bus.StreamInbox, subject); len(routed) != 1 {
+					return fmt.Errorf("%d messages in the inbox", len(routed))
+				}
+				return nil
+			})
+			m := routed[0]
+			for header, want := range map[string]string{
+				jetstream.MsgIDHeader: s.SubmissionID,
+				"ce-type":             sealed.TypeRouted,
+				"ce-id":               s.SubmissionID,
+				"ce-traceparent":      traceparent,
+			} {
+				if got := m.Header.Get(header); got != want {
+					t.Errorf("header %s = %q, want %q", header, got, want)
+				}
+			}
+			got, err := sealed.Decode(m.Data)
+			if err != nil {
+				t.Fatalf("decode routed message: %v", err)
+			}
+			if !reflect.DeepEqual(got, s) {
+				t.Errorf("routed %+v, want %+v", got, s)
+			}
+
+			// The same submission again, as after a lost ack or a gateway
+			// retry past the ingress duplicates window: routed once.
+			submit(t, b, s, uuid.NewString())
+			settled(t, b)
+			if n := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); n != 1 {
+				t.Errorf("%d messages in the inbox after the repeat, want 1", n)
+			}
+			if n := len(messages(t, b, bus.StreamIngress, bus.PrefixIngress)); n != 0 {
+				t.Errorf("%d messages left in ingress", n)
+			}
+			if n := len(messages(t, b, bus.StreamEvents, bus.PrefixEvents)); n != 0 {
+				t.Errorf("%d events published for a routable submission", n)
+			}
+			for outcome, want := range map[string]float64{"routed": 1, "duplicate": 1, "unroutable": 0, "invalid": 0} {
+				if got := counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": outcome, "land": "08"}); got != want {
+					t.Errorf("%s: %v, want %v", outcome, got, want)
+				}
+			}
+		})
+	}
+}
+
+func TestUnroutable(t *testing.T) {
+	other := uuid.NewString()
+	past := time.Now().Add(-time.Hour)
+	tests := []struct {
+		name    string
+		change  func(*store.Destination) // nil: the destination stays as created
+		create  bool                     // false: the destination never exists
+		region  string                   // overrides the submission's region
+		resolve router.Resolver
+		reason  string // "" means routed
+		problem string
+	}{
+		{name: "active", create: true},
+		{name: "deactivated", create: true, change: func(d *store.Destination) { d.Status = store.StatusInactive },
+			reason: router.ReasonDestinationInactive, problem: router.ProblemDestinationUnavailable},
+		{name: "decommissioned", create: true, change: func(d *store.Destination) { d.Status = store.StatusDecommissioned },
+			reason: router.ReasonDestinationInactive, problem: router.ProblemDestinationUnavailable},
+		{name: "gone", reason: router.ReasonDestinationGone, problem: router.ProblemDestinationUnavailable},
+		{name: "service withdrawn", create: true,
+			change: func(d *store.Destination) { d.Services[0].Identifier = "urn:de:fim:leika:leistung:99107004018000" },
+			reason: router.ReasonServiceNotOffered, problem: router.ProblemServiceNotOffered},
+		{name: "service handed over", create: true, change: func(d *store.Destination) { d.Services[0].ValidUntil = &past },
+			reason: router.ReasonServiceNotOffered, problem: router.ProblemServiceNotOffered},
+		{name: "region not served", create: true, region: "DE091620000000",
+			reason: router.ReasonServiceNotOffered, problem: router.ProblemServiceNotOffered},
+		{name: "still responsible", create: true,
+			resolve: func(svc, ars string, _ time.Time) (string, bool) { return "", false }},
+		{name: "another is responsible", create: true,
+			resolve: func(string, string, time.Time) (string, bool) { return other, true },
+			reason:  router.ReasonNotResponsible, problem: router.ProblemNotResponsible},
+		{name: "none is responsible", create: true,
+			resolve: func(string, string, time.Time) (string, bool) { return "", false },
+			reason:  router.ReasonNotResponsible, problem: router.ProblemNotResponsible},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _ := bustest.Bus(t)
+			st := openSQLite(t)
+			d := destination()
+			if tc.create {
+				createDestination(t, st, d)
+			}
+			s := submission(d.ID)
+			if tc.region != "" {
+				s.Region = tc.region
+			}
+			resolve := tc.resolve
+			if tc.name == "still responsible" {
+				resolve = func(svc, ars string, _ time.Time) (string, bool) {
+					if svc != service || ars != gemeinde {
+						t.Errorf("resolve(%q, %q)", svc, ars)
+					}
+					return d.ID, true
+				}
+			}
+			// Submitted first, changed before the router sees it.
+			submit(t, b, s)
+			if tc.change != nil {
+				if _, err := st.UpdateDestination(context.Background(), "test", d.ID, func(d *store.Destination) error {
+					tc.change(d)
+					return nil
+				}); err != nil {
+					t.Fatalf("update destination: %v", err)
+				}
+			}
+			reg := prometheus.NewRegistry()
+			start(t, newRouter(t, b, st, reg, resolve))
+			settled(t, b)
+
+			inbox := messages(t, b, bus.StreamInbox, bus.PrefixInbox)
+			dead := messages(t, b, bus.StreamDead, bus.PrefixDead)
+			events := messages(t, b, bus.StreamEvents, bus.PrefixEvents)
+			if tc.reason == "" {
+				if len(inbox) != 1 || len(dead) != 0 || len(events) != 0 {
+					t.Fatalf("routable: %d routed, %d dead, %d events; want 1, 0, 0", len(inbox), len(dead), len(events))
+				}
+				return
+			}
+			if len(inbox) != 0 || len(dead) != 1 || len(events) != 1 {
+				t.Fatalf("%d routed, %d dead, %d events; want 0, 1, 1", len(inbox), len(dead), len(events))
+			}
+			checkDead(t, dead[0], tc.reason, s.SubmissionID)
+			checkReject(t, events[0], s, tc.problem)
+			if got := counter(t, reg, "amtsbote_router_unroutable_total", map[string]string{"reason": tc.reason, "land": "08"}); got != 1 {
+				t.Errorf("unroutable counter %v, want 1", got)
+			}
+
+			// Delivered again (as after a lost term): another dead letter,
+			// but the same reject-submission event, which EVENTS drops.
+			submit(t, b, s, uuid.NewString())
+			settled(t, b)
+			if n := len(messages(t, b, bus.StreamDead, bus.PrefixDead)); n != 2 {
+				t.Errorf("%d dead letters after the repeat, want 2", n)
+			}
+			if n := len(messages(t, b, bus.StreamEvents, bus.PrefixEvents)); n != 1 {
+				t.Errorf("%d events after the repeat, want 1", n)
+			}
+		})
+	}
+}
+
+// checkDead checks a dead letter's subject and reason headers.
+func checkDead(t *testing.T, m *jetstream.RawStreamMsg, reason, submissionID string) {
+	t.Helper()
+	if want := bus.PrefixDead + "." + reason; m.Subject != want {
+		t.Errorf("dead letter subject %s, want %s", m.Subject, want)
+	}
+	for header, want := range map[string]string{
+		bus.HeaderDeadReason:      reason,
+		bus.HeaderDeadConsumer:    router.Durable,
+		bus.HeaderOriginalStream:  bus.StreamIngress,
+		bus.HeaderOriginalMsgID:   submissionID,
+		bus.HeaderOriginalSubject: bus.PrefixIngress + ".08.08311." + gemeinde + "." + leikaKey,
+	} {
+		if got := m.Header.Get(header); got != want {
+			t.Errorf("dead letter header %s = %q, want %q", header, got, want)
+		}
+	}
+	if m.Header.Get(bus.HeaderDeadError) == "" {
+		t.Errorf("dead letter without %s", bus.HeaderDeadError)
+	}
+}
+
+// checkReject checks that m is Amtsbote's signed reject-submission event
+// for s with one problem of type problemType.
+func checkReject(t *testing.T, m *jetstream.RawStreamMsg, s sealed.Submission, problemType string) {
+	t.Helper()
+	if want, _ := bus.EventsSubject(s.CaseID); m.Subject != want {
+		t.Errorf("event subject %s, want %s", m.Subject, want)
+	}
+	for header, want := range map[string]string{"ce-type": sealed.TypeEvent, "ce-subject": s.SubmissionID, "ce-traceparent": traceparent} {
+		if got := m.Header.Get(header); got != want {
+			t.Errorf("event header %s = %q, want %q", header, got, want)
+		}
+	}
+	c, err := set.Verify(string(m.Data), &signer(t).Private.PublicKey)
+	if err != nil {
+		t.Fatalf("verify reject-submission: %v", err)
+	}
+	if got := m.Header.Get(jetstream.MsgIDHeader); got != c.JTI {
+		t.Errorf("Nats-Msg-Id %q, want the jti %q", got, c.JTI)
+	}
+	sid, _ := c.SubmissionID()
+	cid, _ := c.CaseID()
+	if c.Issuer != issuer || sid != s.SubmissionID || cid != s.CaseID {
+		t.Errorf("claims iss %q sub %q txn %q", c.Issuer, c.Subject, c.Txn)
+	}
+	problems, err := c.Problems()
+	if err != nil {
+		t.Fatalf("problems: %v", err)
+	}
+	if len(problems) != 1 || problems[0].Type != problemType || problems[0].Detail == "" {
+		t.Errorf("problems %+v, want one of type %s with a detail", problems, problemType)
+	}
+}
+
+func TestInvalidMessages(t *testing.T) {
+	d := destination()
+	valid := submission(d.ID)
+	body, _ := json.Marshal(valid)
+	noPayload := valid
+	noPayload.Payload = nil
+	noPayloadBody, _ := json.Marshal(noPayload)
+	tests := []struct {
+		name   string
+		typ    string
+		body   []byte
+		reason string
+	}{
+		{"not json", sealed.TypeSubmitted, []byte("not json"), router.ReasonInvalid},
+		{"no payload", sealed.TypeSubmitted, noPayloadBody, router.ReasonInvalid},
+		{"bad ids", sealed.TypeSubmitted, []byte(`{"submissionId":"1","caseId":"2","destinationId":"3","service":"x","payload":{"encryptedMetadata":"a"}}`), router.ReasonInvalid},
+		{"wrong type", sealed.TypeRouted, body, router.ReasonInvalid},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _ := bustest.Bus(t)
+			st := openSQLite(t)
+			createDestination(t, st, d)
+			reg := prometheus.NewRegistry()
+			start(t, newRouter(t, b, st, reg, nil))
+			id := uuid.NewString()
+			publishIngress(t, b, tc.typ, tc.body, id)
+			var dead []*jetstream.RawStreamMsg
+			eventually(t, 20*time.Second, func() error {
+				if dead = messages(t, b, bus.StreamDead, bus.PrefixDead); len(dead) != 1 {
+					return fmt.Errorf("%d dead letters", len(dead))
+				}
+				return nil
+			})
+			checkDead(t, dead[0], tc.reason, id)
+			settled(t, b)
+			if n := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); n != 0 {
+				t.Errorf("%d routed", n)
+			}
+			if n := len(messages(t, b, bus.StreamEvents, bus.PrefixEvents)); n != 0 {
+				t.Errorf("%d events for an invalid message", n)
+			}
+			if got := counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": "invalid"}); got != 1 {
+				t.Errorf("invalid counter %v, want 1", got)
+			}
+		})
+	}
+}
+
+func TestRoutersShareWork(t *testing.T) {
+	b, node := bustest.Bus(t)
+	st := openSQLite(t)
+	d := destination()
+	createDestination(t, st, d)
+	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	for _, reg := range regs {
+		// Each router on its own connection, as in separate processes.
+		start(t, newRouter(t, bustest.Connect(t, node.URL), st, reg, nil))
+	}
+	const n = 40
+	want := make(map[string]bool)
+	for range n {
+		s := submission(d.ID)
+		want[s.SubmissionID] = true
+		submit(t, b, s)
+	}
+	eventually(t, 60*time.Second, func() error {
+		if got := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); got != n {
+			return fmt.Errorf("%d of %d routed", got, n)
+		}
+		return nil
+	})
+	settled(t, b)
+	checkRoutedOnce(t, b, want)
+	var routed, duplicates float64
+	for i, reg := range regs {
+		r := counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": "routed"})
+		t.Logf("router %d routed %v", i+1, r)
+		routed += r
+		duplicates += counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": "duplicate"})
+	}
+	if routed != n || duplicates != 0 {
+		t.Errorf("routed %v with %v duplicates, want %d and 0", routed, duplicates, n)
+	}
+}
+
+// checkRoutedOnce checks that INBOX holds each submission of want exactly once.
+func checkRoutedOnce(t *testing.T, b *bus.Bus, want map[string]bool) {
+	t.Helper()
+	seen := make(map[string]int)
+	for _, m := range messages(t, b, bus.StreamInbox, bus.PrefixInbox) {
+		s, err := sealed.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("decode routed message: %v", err)
+		}
+		seen[s.SubmissionID]++
+	}
+	for id := range want {
+		if seen[id] != 1 {
+			t.Errorf("submission %s routed %d times", id, seen[id])
+		}
+	}
+	if len(seen) != len(want) {
+		t.Errorf("%d submissions routed, want %d", len(seen), len(want))
+	}
+}
+
+func TestRouterCatchesUp(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	st := openSQLite(t)
+	d := destination()
+	createDestination(t, st, d)
+	want := make(map[string]bool)
+	fill := func(n int) {
+		for range n {
+			s := submission(d.ID)
+			want[s.SubmissionID] = true
+			submit(t, b, s)
+		}
+	}
+
+	// Ingress fills while no router runs.
+	fill(30)
+	if n := len(messages(t, b, bus.StreamIngress, bus.PrefixIngress)); n != 30 {
+		t.Fatalf("%d waiting in ingress, want 30", n)
+	}
+
+	// A router starts, and stops again in the middle of the work.
+	first := start(t, newRouter(t, b, st, prometheus.NewRegistry(), nil))
+	eventually(t, 20*time.Second, func() error {
+		if n := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); n == 0 {
+			return fmt.Errorf("nothing routed yet")
+		}
+		return nil
+	})
+	first.stop(t)
+	fill(10)
+
+	// Another takes over and finishes.
+	start(t, newRouter(t, b, st, prometheus.NewRegistry(), nil))
+	eventually(t, 60*time.Second, func() error {
+		if got := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); got != len(want) {
+			return fmt.Errorf("%d of %d routed", got, len(want))
+		}
+		return nil
+	})
+	settled(t, b)
+	checkRoutedOnce(t, b, want)
+	if n := len(messages(t, b, bus.StreamIngress, bus.PrefixIngress)); n != 0 {
+		t.Errorf("%d left in ingress", n)
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	st := openSQLite(t)
+	good := router.Config{Bus: b, Store: st, Signer: signer(t), Issuer: issuer}
+	tests := []struct {
+		name   string
+		change func(*router.Config)
+	}{
+		{"no bus", func(c *router.Config) { c.Bus = nil }},
+		{"no store", func(c *router.Config) { c.Store = nil }},
+		{"no key", func(c *router.Config) { c.Signer.Private = nil }},
+		{"encryption key", func(c *router.Config) { c.Signer.Purpose = "encryption" }},
+		{"no issuer", func(c *router.Config) { c.Issuer = "" }},
+		{"negative concurrency", func(c *router.Config) { c.Concurrency = -1 }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := good
+			tc.change(&cfg)
+			if _, err := router.New(cfg); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+	reg := prometheus.NewRegistry()
+	cfg := good
+	cfg.Registry = reg
+	if _, err := router.New(cfg); err != nil {
+		t.Fatalf("new: %v", err)
+	}
+	if _, err := router.New(cfg); err == nil {
+		t.Error("second router registered the same metrics")
+	}
+}
