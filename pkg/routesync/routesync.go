@@ -1,0 +1,632 @@
+// Package routesync keeps a process's routing table and reference data in
+// step with the registry, so that every gateway and router resolves
+// (service, place, time) in memory and all of them agree.
+//
+// The store is the source of truth. After a successful write, the writer
+// publishes the destination's full routing state on the JetStream stream
+// REGISTRY, subject ab.registry.destination.<id> (reference imports publish
+// ab.registry.reference). The stream keeps the last message per subject;
+// its sequence number is the registry revision. A process:
+//
+//  1. notes the stream's last sequence L,
+//  2. loads every destination and the reference data from the store,
+//  3. follows the stream from L+1 with an ordered consumer, applying each
+//     destination's state as a whole.
+//
+// Whatever was published up to L was written before step 2 read the store;
+// whatever comes later is replayed, and replaying a state is harmless. A
+// message carries the destination's update time and an older state never
+// replaces a newer one, so publishers racing each other cannot roll a
+// destination back. A process is current when its revision equals the
+// stream's last sequence (CatchUp, WaitFor).
+//
+// Without a bus the Syncer is process-local: Publish applies the change at
+// once. That suits one process on SQLite.
+package routesync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amtsbote/amtsbote/pkg/ars"
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/routing"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// Stream and subjects of registry changes.
+const (
+	Stream             = "REGISTRY"
+	SubjectPrefix      = "ab.registry"
+	destinationSubject = SubjectPrefix + ".destination."
+	referenceSubject   = SubjectPrefix + ".reference"
+)
+
+// ErrNotLoaded is returned by methods that need the registry before Load.
+var ErrNotLoaded = errors.New("routing registry not loaded")
+
+// Entry is what a process knows of a destination for routing: its status,
+// names and services. It is the payload of a destination's message.
+type Entry struct {
+	DestinationID string                  `json:"destinationId"`
+	Status        store.DestinationStatus `json:"status"`
+	Name          string                  `json:"name"`
+	ShortName     string                  `json:"shortName,omitempty"`
+	Services      []store.Service         `json:"services"`
+	UpdatedAt     time.Time               `json:"updatedAt"`
+}
+
+// EntryOf returns the routing entry of d.
+func EntryOf(d store.Destination) Entry {
+	return Entry{
+		DestinationID: d.ID,
+		Status:        d.Status,
+		Name:          d.Contact.LegalName,
+		ShortName:     d.Contact.Unit,
+		Services:      d.Services,
+		UpdatedAt:     d.UpdatedAt,
+	}
+}
+
+// Claims reports whether the destination's routes are in the table: every
+// status but decommissioned. An inactive destination stays responsible for
+// its regions (submissions for it go to the dead letters rather than to a
+// neighbour's authority) until it is decommissioned or its routes end.
+func (e Entry) Claims() bool { return e.Status != store.StatusDecommissioned }
+
+// Routes returns the destination's routes: one per service and region,
+// bounded by the service's validity. A decommissioned destination has none.
+func (e Entry) Routes() []routing.Route {
+	if !e.Claims() {
+		return nil
+	}
+	var out []routing.Route
+	for _, s := range e.Services {
+		for _, region := range s.Regions {
+			r := routing.Route{Service: s.Identifier, Region: region, DestinationID: e.DestinationID}
+			if s.ValidFrom != nil {
+				r.ValidFrom = *s.ValidFrom
+			}
+			if s.ValidUntil != nil {
+				r.ValidUntil = *s.ValidUntil
+			}
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// Config configures a Syncer. Store is required.
+type Config struct {
+	// Store is the registry and reference data.
+	Store store.Reference
+	// Bus carries changes between processes; nil keeps them in this one.
+	Bus *bus.Bus
+	// Replicas of the REGISTRY stream (default 1).
+	Replicas int
+	// Resync reloads everything from the store at this interval, as a
+	// backstop for a publish lost after a write; 0 never does.
+	Resync time.Duration
+	// Logger (default: discard).
+	Logger *slog.Logger
+}
+
+// Syncer holds the routing table and reference data of a process. It is
+// safe for concurrent use; readers never wait for writers.
+type Syncer struct {
+	cfg Config
+	log *slog.Logger
+
+	cur atomic.Pointer[state]
+	// mu serializes changes of cur and guards changed.
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced at every change
+	// local is the revision counter without a bus.
+	local uint64
+	// loadMu makes a lazy Load happen once at a time.
+	loadMu sync.Mutex
+}
+
+// state is one immutable version of what the process knows.
+type state struct {
+	table *routing.Table
+	dests map[string]*Entry
+	ref   *Reference
+}
+
+// New returns a Syncer; it holds nothing until Load.
+func New(cfg Config) (*Syncer, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("new routing syncer: no store")
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 1
+	}
+	s := &Syncer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	return s, nil
+}
+
+// Loaded reports whether Load has run.
+func (s *Syncer) Loaded() bool { return s.cur.Load() != nil }
+
+// EnsureLoaded loads the registry unless it is loaded.
+func (s *Syncer) EnsureLoaded(ctx context.Context) error {
+	if s.Loaded() {
+		return nil
+	}
+	s.loadMu.Lock()
+	defer s.loadMu.Unlock()
+	if s.Loaded() {
+		return nil
+	}
+	return s.Load(ctx)
+}
+
+// Load reads every destination and the reference data from the store and
+// makes them current, at the stream's last sequence (with a bus) or the
+// local revision. Call it before Run; Run calls it itself when needed.
+func (s *Syncer) Load(ctx context.Context) error {
+	var rev uint64
+	if s.cfg.Bus != nil {
+		st, err := s.ensureStream(ctx)
+		if err != nil {
+			return fmt.Errorf("load routing registry: %w", err)
+		}
+		info, err := st.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("load routing registry: %w", err)
+		}
+		rev = info.State.LastSeq
+	} else {
+		s.mu.Lock()
+		rev = s.local
+		s.mu.Unlock()
+	}
+	next, err := s.read(ctx, rev)
+	if err != nil {
+		return fmt.Errorf("load routing registry: %w", err)
+	}
+	s.mu.Lock()
+	s.swap(next)
+	s.mu.Unlock()
+	s.log.InfoContext(ctx, "routing registry loaded", "revision", rev, "routes", next.table.Len(), "destinations", len(next.dests))
+	return nil
+}
+
+// read builds a state at revision rev from the store.
+func (s *Syncer) read(ctx context.Context, rev uint64) (*state, error) {
+	next := &state{dests: make(map[string]*Entry)}
+	var routes []routing.Route
+	err := s.cfg.Store.EachDestination(ctx, func(d store.Destination) error {
+		e := EntryOf(d)
+		next.dests[e.DestinationID] = &e
+		routes = append(routes, e.Routes()...)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	tab, err := routing.NewTable(routes)
+	if err != nil {
+		// Routes the registry refused never reach the store; a conflict
+		// here means two writers raced. Keep serving without the later
+		// destination's routes and say so.
+		tab, err = s.buildSkipping(ctx, next.dests, err)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if next.table, err = tab.With(rev); err != nil {
+		return nil, err
+	}
+	if next.ref, err = readReference(ctx, s.cfg.Store); err != nil {
+		return nil, err
+	}
+	return next, nil
+}
+
+// buildSkipping builds the table destination by destination, leaving out
+// the routes of destinations that conflict with those before them.
+func (s *Syncer) buildSkipping(ctx context.Context, dests map[string]*Entry, first error) (*routing.Table, error) {
+	var ce *routing.ConflictError
+	if !errors.As(first, &ce) {
+		return nil, first
+	}
+	tab, _ := routing.NewTable(nil)
+	ids := make([]string, 0, len(dests))
+	for id := range dests {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		nt, err := tab.ReplaceDestination(0, id, dests[id].Routes())
+		if err != nil {
+			s.log.ErrorContext(ctx, "routes of destination left out of the routing table", "destination_id", id, "err", err)
+			continue
+		}
+		tab = nt
+	}
+	return tab, nil
+}
+
+// swap makes next current; s.mu is held.
+func (s *Syncer) swap(next *state) {
+	s.cur.Store(next)
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *Syncer) ensureStream(ctx context.Context) (jetstream.Stream, error) {
+	st, err := s.cfg.Bus.JetStream().CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:              Stream,
+		Description:       "registry changes: the routing state of each destination and reference imports; the sequence is the registry revision",
+		Subjects:          []string{SubjectPrefix + ".>"},
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: 1,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          s.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ensure stream %s: %w", Stream, err)
+	}
+	return st, nil
+}
+
+// Run loads the registry unless it is loaded, then follows changes on the
+// bus until ctx ends, reloading from the store every Resync. Without a bus
+// it returns after loading.
+func (s *Syncer) Run(ctx context.Context) error {
+	if err := s.EnsureLoaded(ctx); err != nil {
+		return err
+	}
+	if s.cfg.Bus == nil {
+		return nil
+	}
+	for {
+		err := s.follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil && !errors.Is(err, errResync) {
+			return fmt.Errorf("follow routing registry: %w", err)
+		}
+		if err := s.Load(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+}
+
+var errResync = errors.New("resync due")
+
+// follow applies the stream's messages after the current revision until
+// ctx ends or a resync is due.
+func (s *Syncer) follow(ctx context.Context) error {
+	from := s.Revision() + 1
+	cons, err := s.cfg.Bus.JetStream().OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   from,
+	})
+	if err != nil {
+		return err
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return err
+	}
+	stopped := make(chan struct{})
+	var resync <-chan time.Time
+	if s.cfg.Resync > 0 {
+		t := time.NewTimer(s.cfg.Resync)
+		defer t.Stop()
+		resync = t.C
+	}
+	var due atomic.Bool
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-resync:
+			due.Store(true)
+		case <-stopped:
+		}
+		it.Stop()
+	}()
+	defer close(stopped)
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if due.Load() {
+				return errResync
+			}
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			s.log.WarnContext(ctx, "registry message without metadata", "subject", msg.Subject(), "err", err)
+			continue
+		}
+		s.apply(ctx, meta.Sequence.Stream, msg.Subject(), msg.Data())
+	}
+}
+
+// apply applies one registry message at revision rev.
+func (s *Syncer) apply(ctx context.Context, rev uint64, subject string, data []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.cur.Load()
+	if cur == nil || rev <= cur.table.Revision() {
+		return
+	}
+	next := &state{table: cur.table, dests: cur.dests, ref: cur.ref}
+	switch {
+	case strings.HasPrefix(subject, destinationSubject):
+		var e Entry
+		if err := json.Unmarshal(data, &e); err != nil || e.DestinationID == "" {
+			s.log.ErrorContext(ctx, "undecodable registry message", "subject", subject, "err", err)
+			break
+		}
+		if old, ok := cur.dests[e.DestinationID]; ok && old.UpdatedAt.After(e.UpdatedAt) {
+			break // an older state published late
+		}
+		tab, err := cur.table.ReplaceDestination(rev, e.DestinationID, e.Routes())
+		if err != nil {
+			s.log.ErrorContext(ctx, "registry change refused by the routing table", "destination_id", e.DestinationID, "revision", rev, "err", err)
+			break
+		}
+		next.table = tab
+		next.dests = cloneMap(cur.dests)
+		next.dests[e.DestinationID] = &e
+	case subject == referenceSubject:
+		ref, err := readReference(ctx, s.cfg.Store)
+		if err != nil {
+			s.log.ErrorContext(ctx, "reload reference data", "revision", rev, "err", err)
+			break
+		}
+		next.ref = ref
+	}
+	if next.table.Revision() != rev {
+		next.table, _ = next.table.With(rev)
+	}
+	s.swap(next)
+}
+
+func cloneMap(m map[string]*Entry) map[string]*Entry {
+	out := make(map[string]*Entry, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// PublishDestination announces the stored state d of a destination after
+// a successful write and returns the revision it got. With a bus it waits
+// (within ctx) until this process has applied it, so the writer's next
+// request sees its change; without one it applies the change at once.
+func (s *Syncer) PublishDestination(ctx context.Context, d store.Destination) (uint64, error) {
+	e := EntryOf(d)
+	data, err := json.Marshal(e)
+	if err != nil {
+		return 0, fmt.Errorf("publish destination %s: %w", d.ID, err)
+	}
+	rev, err := s.publish(ctx, destinationSubject+d.ID, data)
+	if err != nil {
+		return 0, fmt.Errorf("publish destination %s: %w", d.ID, err)
+	}
+	return rev, nil
+}
+
+// PublishReference announces a reference data import; every process
+// reloads the directory and catalogue from the store.
+func (s *Syncer) PublishReference(ctx context.Context) (uint64, error) {
+	data, _ := json.Marshal(struct {
+		At time.Time `json:"at"`
+	}{time.Now().UTC()})
+	rev, err := s.publish(ctx, referenceSubject, data)
+	if err != nil {
+		return 0, fmt.Errorf("publish reference import: %w", err)
+	}
+	return rev, nil
+}
+
+func (s *Syncer) publish(ctx context.Context, subject string, data []byte) (uint64, error) {
+	if err := s.EnsureLoaded(ctx); err != nil {
+		return 0, err
+	}
+	if s.cfg.Bus == nil {
+		s.mu.Lock()
+		s.local = max(s.local, s.cur.Load().table.Revision()) + 1
+		rev := s.local
+		s.mu.Unlock()
+		s.apply(ctx, rev, subject, data)
+		return rev, nil
+	}
+	ack, err := s.cfg.Bus.JetStream().Publish(ctx, subject, data)
+	if err != nil {
+		return 0, err
+	}
+	if err := s.WaitFor(ctx, ack.Sequence); err != nil {
+		return ack.Sequence, err
+	}
+	return ack.Sequence, nil
+}
+
+// Revision returns the registry revision the process has applied; 0
+// before Load.
+func (s *Syncer) Revision() uint64 {
+	if st := s.cur.Load(); st != nil {
+		return st.table.Revision()
+	}
+	return 0
+}
+
+// WaitFor blocks until the process has applied revision rev or ctx ends.
+func (s *Syncer) WaitFor(ctx context.Context, rev uint64) error {
+	for {
+		s.mu.Lock()
+		ch := s.changed
+		s.mu.Unlock()
+		if s.Revision() >= rev {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for registry revision %d (at %d): %w", rev, s.Revision(), ctx.Err())
+		}
+	}
+}
+
+// Latest returns the stream's last revision: what a current process has
+// applied. Without a bus it is the local revision.
+func (s *Syncer) Latest(ctx context.Context) (uint64, error) {
+	if s.cfg.Bus == nil {
+		return s.Revision(), nil
+	}
+	st, err := s.cfg.Bus.JetStream().Stream(ctx, Stream)
+	if err != nil {
+		return 0, fmt.Errorf("registry revision: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("registry revision: %w", err)
+	}
+	return info.State.LastSeq, nil
+}
+
+// CatchUp waits until the process has applied the stream's last revision.
+func (s *Syncer) CatchUp(ctx context.Context) error {
+	if err := s.EnsureLoaded(ctx); err != nil {
+		return err
+	}
+	rev, err := s.Latest(ctx)
+	if err != nil {
+		return err
+	}
+	return s.WaitFor(ctx, rev)
+}
+
+// Check reports whether the stored state d of a destination may be
+// written: its routes must not conflict with another destination's. The
+// error is a *routing.ConflictError naming the other destination, or a
+// *routing.RouteError for a malformed route. Check judges against what the
+// process holds; call CatchUp first to judge against the latest revision.
+func (s *Syncer) Check(ctx context.Context, d store.Destination) error {
+	if err := s.EnsureLoaded(ctx); err != nil {
+		return err
+	}
+	cur := s.cur.Load()
+	if _, err := cur.table.ReplaceDestination(cur.table.Revision(), d.ID, EntryOf(d).Routes()); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Match is a resolution: the route, the level it matched at and what the
+// process knows of its destination.
+type Match struct {
+	Route       routing.Route
+	Level       ars.Level
+	Destination Entry
+}
+
+// Resolve returns the destination responsible for service at place a at
+// time at, whatever its status (see Entry.Claims): the caller decides what
+// an inactive destination means. It is false when no route covers a or
+// before Load.
+func (s *Syncer) Resolve(service string, a ars.ARS, at time.Time) (Match, bool) {
+	cur := s.cur.Load()
+	if cur == nil {
+		return Match{}, false
+	}
+	r, l, ok := cur.table.Resolve(service, a, at)
+	if !ok {
+		return Match{}, false
+	}
+	m := Match{Route: r, Level: l}
+	if e := cur.dests[r.DestinationID]; e != nil {
+		m.Destination = *e
+	}
+	return m, true
+}
+
+// Resolver returns Resolve in the form the router takes: service a LeiKa
+// key or service URN, ars an ARS of 2 to 12 digits or a region "DE…". It
+// returns the responsible destination's id.
+func (s *Syncer) Resolver() func(service, arsKey string, at time.Time) (destinationID string, ok bool) {
+	return func(service, arsKey string, at time.Time) (string, bool) {
+		var a ars.ARS
+		var err error
+		if strings.HasPrefix(arsKey, "DE") {
+			a, err = ars.ParseRegion(arsKey)
+		} else {
+			a, err = ars.Parse(arsKey)
+		}
+		if err != nil {
+			return "", false
+		}
+		m, ok := s.Resolve(service, a, at)
+		return m.Route.DestinationID, ok
+	}
+}
+
+// Destination returns what the process knows of destination id.
+func (s *Syncer) Destination(id string) (Entry, bool) {
+	cur := s.cur.Load()
+	if cur == nil {
+		return Entry{}, false
+	}
+	e, ok := cur.dests[id]
+	if !ok {
+		return Entry{}, false
+	}
+	return *e, true
+}
+
+// Table returns the current routing table; nil before Load.
+func (s *Syncer) Table() *routing.Table {
+	if cur := s.cur.Load(); cur != nil {
+		return cur.table
+	}
+	return nil
+}
+
+// Reference returns the current reference data; nil before Load.
+func (s *Syncer) Reference() *Reference {
+	if cur := s.cur.Load(); cur != nil {
+		return cur.ref
+	}
+	return nil
+}
+
+// Coverage resolves service at time at for every current Gemeinde.
+func (s *Syncer) Coverage(ctx context.Context, service string, at time.Time) (routing.Coverage, error) {
+	if err := s.EnsureLoaded(ctx); err != nil {
+		return routing.Coverage{}, err
+	}
+	cur := s.cur.Load()
+	if cur.ref.dir == nil {
+		return routing.Coverage{}, fmt.Errorf("coverage of %s: %w", service, ErrNoDirectory)
+	}
+	return cur.table.Coverage(cur.ref.dir, service, at), nil
+}
