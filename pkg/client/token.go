@@ -1,0 +1,152 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// TokenSource hands out OAuth2 access tokens. Implementations must be safe
+// for concurrent use. A source that also has an Invalidate method is told
+// when the server refused its token, so that the next call fetches anew.
+type TokenSource interface {
+	Token(ctx context.Context) (string, error)
+}
+
+// ErrToken means the token endpoint refused the client or answered with
+// something that is not an access token.
+var ErrToken = errors.New("access token not issued")
+
+// ClientCredentials fetches access tokens with OAuth2's client credentials
+// grant, authenticating with client_secret_post, and caches each token
+// until shortly before it expires. It is safe for concurrent use;
+// concurrent callers wait for one fetch.
+type ClientCredentials struct {
+	TokenURL     string
+	ClientID     string
+	ClientSecret string
+	// Scopes to request; none asks for all scopes granted to the client.
+	Scopes []string
+	// HTTPClient defaults to http.DefaultClient.
+	HTTPClient *http.Client
+	// Now defaults to time.Now.
+	Now func() time.Time
+
+	mu      sync.Mutex
+	token   string
+	refresh time.Time // when the cached token is to be replaced
+}
+
+// tokenAnswer is RFC 6749's access token response, and its error response.
+type tokenAnswer struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Error       string `json:"error"`
+	Description string `json:"error_description"`
+	Detail      string `json:"detail"`
+}
+
+// defaultLifetime is assumed for a token answer without expires_in.
+const defaultLifetime = time.Minute
+
+// Token returns the cached token, or fetches a new one when there is none
+// or the cached one is about to expire: a tenth of its lifetime, at most a
+// minute, before.
+func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	now := cc.now()
+	if cc.token != "" && now.Before(cc.refresh) {
+		return cc.token, nil
+	}
+	tok, lifetime, err := cc.fetch(ctx)
+	if err != nil {
+		return "", err
+	}
+	cc.token = tok
+	cc.refresh = now.Add(lifetime - min(lifetime/10, time.Minute))
+	return tok, nil
+}
+
+// Invalidate drops the cached token.
+func (cc *ClientCredentials) Invalidate() {
+	cc.mu.Lock()
+	cc.token = ""
+	cc.mu.Unlock()
+}
+
+func (cc *ClientCredentials) now() time.Time {
+	if cc.Now != nil {
+		return cc.Now()
+	}
+	return time.Now()
+}
+
+func (cc *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, error) {
+	form := url.Values{
+		"grant_type":    {"client_credentials"},
+		"client_id":     {cc.ClientID},
+		"client_secret": {cc.ClientSecret},
+	}
+	if len(cc.Scopes) > 0 {
+		form.Set("scope", strings.Join(cc.Scopes, " "))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cc.TokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", 0, fmt.Errorf("fetch token: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	hc := cc.HTTPClient
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", 0, fmt.Errorf("fetch token: %w", err)
+	}
+	defer drain(resp)
+	var a tokenAnswer
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", 0, fmt.Errorf("fetch token: %w", err)
+	}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	jsonErr := json.Unmarshal(body, &a)
+	if resp.StatusCode != http.StatusOK {
+		reason := strings.TrimSpace(string(body))
+		if jsonErr == nil && a.Error != "" {
+			reason = a.Error
+			if d := cmp.Or(a.Description, a.Detail); d != "" {
+				reason += ": " + d
+			}
+		}
+		if len(reason) > 512 {
+			reason = reason[:512] + "…"
+		}
+		return "", 0, fmt.Errorf("fetch token: %w: status %d: %s", ErrToken, resp.StatusCode, reason)
+	}
+	switch {
+	case jsonErr != nil:
+		return "", 0, fmt.Errorf("fetch token: %w: answer (%s) is not JSON: %v", ErrToken, mt, jsonErr)
+	case a.AccessToken == "":
+		return "", 0, fmt.Errorf("fetch token: %w: answer carries no access_token", ErrToken)
+	case !strings.EqualFold(a.TokenType, "bearer"):
+		return "", 0, fmt.Errorf("fetch token: %w: token_type %q, want Bearer", ErrToken, a.TokenType)
+	}
+	lifetime := defaultLifetime
+	if a.ExpiresIn > 0 {
+		lifetime = time.Duration(a.ExpiresIn) * time.Second
+	}
+	return a.AccessToken, lifetime, nil
+}
