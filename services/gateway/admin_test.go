@@ -59,7 +59,13 @@ func keyRuleCases(t *testing.T) []struct {
 }
 
 func TestAdminCreateDestinationBadInput(t *testing.T) {
-	e := newEnv(t, func(c *gateway.Config) { c.MaxBody = 64 << 10 })
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { testAdminCreateDestinationBadInput(t, b) })
+	}
+}
+
+func testAdminCreateDestinationBadInput(t *testing.T, b backend) {
+	e := newEnvOn(t, b.open(t), func(c *gateway.Config) { c.MaxBody = 64 << 10 })
 	admin := e.adminToken()
 	existing := e.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", "active", "DE08311")
 
@@ -173,7 +179,13 @@ func TestAdminRequiresAdminScope(t *testing.T) {
 }
 
 func TestAdminDestinationLifecycle(t *testing.T) {
-	e := newEnv(t)
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { testAdminDestinationLifecycle(t, b) })
+	}
+}
+
+func testAdminDestinationLifecycle(t *testing.T, b backend) {
+	e := newEnvOn(t, b.open(t))
 	admin := e.adminToken()
 	adminID := e.tokenSubject(admin)
 	path := "/admin/v1/destinations/" + newDestID
