@@ -551,6 +551,12 @@ func TestSubmitRefusals(t *testing.T) {
 		}, ErrInvalidSubmission, false},
 		{"attachment content and bytes", func(_ *fitAPI, s *Submission) { s.Attachments[1].Content = strings.NewReader("x") }, ErrInvalidSubmission, false},
 		{"attachment mime type", func(_ *fitAPI, s *Submission) { s.Attachments[0].MimeType = "pdf" }, ErrInvalidSubmission, false},
+		{"callback over http", func(_ *fitAPI, s *Submission) {
+			s.Callback = &Callback{URL: "http://portal.example.org/cb", Secret: strings.Repeat("s", 32)}
+		}, ErrInvalidSubmission, false},
+		{"callback secret short", func(_ *fitAPI, s *Submission) {
+			s.Callback = &Callback{URL: "https://portal.example.org/cb", Secret: "short"}
+		}, ErrInvalidSubmission, false},
 		{"reserved metadata", func(_ *fitAPI, s *Submission) { s.ExtraMetadata["contentStructure"] = map[string]any{} }, ErrInvalidMetadata, false},
 		{"metadata extra breaking the schema", func(_ *fitAPI, s *Submission) {
 			s.ExtraMetadata["replyChannel"] = map[string]any{"eMail": map[string]any{}}

@@ -267,6 +267,8 @@ type Status struct {
 // Status reads and verifies the case's event log and derives the state of
 // one submission. An accept-submission whose authenticationTags differ
 // from the submit-submission's yields an error wrapping ErrTagMismatch.
+// Status relies on the backbone to have checked that a destination's
+// events come from the submission's destination; StatusOf checks it too.
 func (s *Sender) Status(ctx context.Context, caseID, submissionID string) (Status, error) {
 	events, err := s.c.eventLog(ctx, caseID)
 	if err != nil {

@@ -102,7 +102,7 @@ var brokenMetadata = []struct {
 	{"attachments an object", `{"contentStructure":{"attachments":{}}}`, "attachments", false},
 	{"data null", `{"contentStructure":{"attachments":[],"data":null}}`, "data", false},
 	{"hash a string", `{"contentStructure":{"attachments":[],"data":{"hash":"abc","submissionSchema":{"schemaUri":"` + schemaURI + `","mimeType":"application/json"}}}}`, "hash", false},
-	{"hash type", dataDoc(`"type":"sha256","content":"` + hex128 + `"`, schemaURI, "application/json"), "hash.type", false},
+	{"hash type", dataDoc(`"type":"sha256","content":"`+hex128+`"`, schemaURI, "application/json"), "hash.type", false},
 	{"hash upper case", dataDoc(`"type":"sha512","content":"`+strings.ToUpper(hex128)+`"`, schemaURI, "application/json"), "hash.content", false},
 	{"hash short", dataDoc(`"type":"sha512","content":"abc"`, schemaURI, "application/json"), "hash.content", false},
 	{"schema uri relative", dataDoc(okHash, "bauantrag.json", "application/json"), "schemaUri", false},

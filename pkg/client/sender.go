@@ -138,10 +138,10 @@ type Submission struct {
 	// Callback asks for new-events callbacks to an https URL.
 	Callback *Callback
 	// IdempotencyKey is sent with the create request. Repeating Submit
-	// with the same key after a crash finds the same submission again;
-	// it fails with a conflict if that one was already submitted. Empty
-	// means a fresh key per call, which still makes the client's own
-	// retries safe.
+	// with the same key (and the same attachment IDs, so set them) after a
+	// crash finds the same submission again; it fails with a conflict if
+	// that one was already submitted. Empty means a fresh key per call,
+	// which still makes the client's own retries safe.
 	IdempotencyKey string
 }
 
@@ -338,6 +338,14 @@ func (sub Submission) check() ([]string, error) {
 	}
 	if sub.Region != "" && !regionRE.MatchString(sub.Region) {
 		return bad("region %q is not \"DE\" and an ARS prefix", sub.Region)
+	}
+	if cb := sub.Callback; cb != nil {
+		if u, err := url.Parse(cb.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+			return bad("callback url %q is not an https URL", cb.URL)
+		}
+		if n := len(cb.Secret); n < 32 || n > 512 {
+			return bad("callback secret has %d characters, want 32 to 512", n)
+		}
 	}
 	ids := make([]string, len(sub.Attachments))
 	seen := make(map[string]bool, len(ids))
