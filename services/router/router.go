@@ -168,7 +168,8 @@ func (r *Router) Run(ctx context.Context) error {
 		Concurrency: r.concurrency,
 		Logger:      r.log,
 	}, r.handle)
-	if err != nil {
+	// Cancelled while setting up is a stop, not a failure.
+	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("router: %w", err)
 	}
 	return nil

@@ -1,0 +1,180 @@
+package ledger
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// ProblemNotPickedUp is the problem type of Amtsbote's reject-submission
+// event for a submission its destination did not pick up in time.
+const ProblemNotPickedUp = problem.Base + "not-picked-up"
+
+// EventContentType is the datacontenttype of an EVENTS message, whose
+// data is the compact SET, as the gateway publishes it.
+const EventContentType = "application/jose"
+
+// batch is how many due submissions one query fetches.
+const batch = 100
+
+// eventNamespace derives the jti of Amtsbote's own events from the
+// submission and the event URI, as the gateway and the router do: two
+// ledgers keeping the same deadline, or one retrying it, write the same
+// event, and EVENTS (Nats-Msg-Id) and the store (AppendEvent) drop the
+// repeat.
+var eventNamespace = uuid.MustParse("3f0c8e0a-6b1d-4c55-9a43-2f8d7be1c6a4")
+
+// eventJTI is the jti of Amtsbote's event uri about submission id.
+func eventJTI(submissionID, uri string) string {
+	return uuid.NewSHA1(eventNamespace, []byte(submissionID+" "+uri)).String()
+}
+
+// Sweep keeps every deadline that has passed: incomplete submissions and
+// the content of picked-up ones are deleted, submissions not picked up are
+// rejected and later deleted, each with Amtsbote's event. Run calls it
+// every Retention.Interval; it is safe to call from several ledgers at
+// once. It returns the errors of the submissions it could not finish;
+// the next sweep tries them again.
+func (l *Ledger) Sweep(ctx context.Context) error {
+	now := l.now()
+	r := l.retention
+	var errs []error
+	for _, job := range []struct {
+		deadline store.Deadline
+		age      time.Duration
+		content  bool   // delete payload and attachments first
+		event    string // the event Amtsbote writes
+	}{
+		{store.DeadlineIncomplete, r.Incomplete, true, set.DeleteSubmission},
+		{store.DeadlinePickedUp, r.AfterPickup, true, set.DeleteSubmission},
+		{store.DeadlineUnpickedReject, r.RejectUnpicked, false, set.RejectSubmission},
+		{store.DeadlineUnpickedDelete, r.DeleteUnpicked, true, set.DeleteSubmission},
+	} {
+		cutoff := now.Add(-job.age)
+		// A submission that stays due after its turn failed; it waits for
+		// the next sweep rather than being tried again in this one.
+		tried := make(map[string]bool)
+		for ctx.Err() == nil {
+			due, err := l.store.DueSubmissions(ctx, job.deadline, cutoff, batch)
+			if err != nil {
+				errs = append(errs, err)
+				break
+			}
+			fresh := 0
+			for _, s := range due {
+				if tried[s.ID] {
+					continue
+				}
+				tried[s.ID], fresh = true, fresh+1
+				if err := l.keep(ctx, s, job.deadline, job.age, job.content, job.event); err != nil {
+					l.metrics.deadline(job.deadline, outcomeRetry)
+					errs = append(errs, err)
+					continue
+				}
+				l.metrics.deadline(job.deadline, outcomeApplied)
+			}
+			if len(due) < batch || fresh == 0 {
+				break
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// keep keeps deadline d for submission s, due for age: it deletes the
+// content if asked and writes Amtsbote's event. Content goes first: if
+// the event fails, the submission stays due and the next sweep finishes,
+// finding its objects gone.
+func (l *Ledger) keep(ctx context.Context, s store.Submission, d store.Deadline, age time.Duration, content bool, uri string) error {
+	if content {
+		if err := l.deleteContent(ctx, s); err != nil {
+			return err
+		}
+	}
+	var payload any
+	if uri == set.RejectSubmission {
+		payload = set.RejectPayload{Problems: []set.Problem{{
+			Type:     ProblemNotPickedUp,
+			Title:    "Not picked up",
+			Detail:   fmt.Sprintf("destination %s did not pick up the submission within %s", s.DestinationID, age),
+			Instance: "submission",
+		}}}
+	}
+	if err := l.emit(ctx, s, uri, payload); err != nil {
+		return err
+	}
+	l.log.Info("ledger: deadline kept", "deadline", string(d), "submission_id", s.ID, "case_id", s.CaseID,
+		"destination_id", s.DestinationID)
+	return nil
+}
+
+// deleteContent removes a submission's payload and attachments from the
+// object store; objects already gone are no error.
+func (l *Ledger) deleteContent(ctx context.Context, s store.Submission) error {
+	names := []string{sealed.PayloadObject(s.ID)}
+	seen := make(map[string]bool)
+	for _, ids := range [][]string{s.AnnouncedAttachments, s.UploadedAttachments} {
+		for _, id := range ids {
+			if !seen[id] {
+				seen[id] = true
+				names = append(names, sealed.AttachmentObject(s.ID, id))
+			}
+		}
+	}
+	for _, name := range names {
+		err := l.bus.DeleteObject(ctx, name)
+		switch {
+		case err == nil:
+			l.metrics.objectsDeleted.Inc()
+		case errors.Is(err, bus.ErrNotFound):
+		default:
+			return fmt.Errorf("delete content of %s: %w", s.ID, err)
+		}
+	}
+	return nil
+}
+
+// emit signs Amtsbote's event uri about s, publishes it to the case's
+// EVENTS subject and applies it to the store at once, so the next query
+// of the deadline no longer finds s.
+func (l *Ledger) emit(ctx context.Context, s store.Submission, uri string, payload any) error {
+	c, err := set.New(uri, l.issuer, s.ID, s.CaseID, payload, l.now())
+	if err != nil {
+		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
+	}
+	c.JTI = eventJTI(s.ID, uri)
+	token, err := set.Sign(c, l.signer.Private, l.signer.Public.KeyID)
+	if err != nil {
+		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
+	}
+	subject, err := bus.EventsSubject(s.CaseID)
+	if err != nil {
+		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
+	}
+	ev := event.New()
+	ev.SetID(c.JTI)
+	ev.SetSource(l.issuer)
+	ev.SetType(sealed.TypeEvent)
+	ev.SetSubject(s.ID)
+	ev.SetTime(c.IssuedAt)
+	if err := ev.SetData(EventContentType, []byte(token)); err != nil {
+		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
+	}
+	if _, err := l.bus.Publish(ctx, subject, ev, c.JTI); err != nil {
+		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
+	}
+	if _, err := l.apply(ctx, c, token); err != nil {
+		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
+	}
+	return nil
+}

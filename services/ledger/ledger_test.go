@@ -1,0 +1,330 @@
+package ledger_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/ledger"
+)
+
+func newLedger(t *testing.T, b *bus.Bus, st store.Store, reg *prometheus.Registry, r ledger.Retention) *ledger.Ledger {
+	t.Helper()
+	l, err := ledger.New(ledger.Config{
+		Bus: b, Store: st, Signer: signer(t), Issuer: issuer, Retention: r, Registry: reg, Concurrency: 2,
+	})
+	if err != nil {
+		t.Fatalf("new ledger: %v", err)
+	}
+	return l
+}
+
+// tags are authentication tags of a submission: 16 bytes each.
+var tags = set.AuthenticationTags{
+	Metadata: base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{1}, 16)),
+	Data:     base64.RawURLEncoding.EncodeToString(bytes.Repeat([]byte{2}, 16)),
+}
+
+func TestProjectsEvents(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			b, _ := bustest.Bus(t)
+			st := be.open(t)
+			sub := newSubmission(store.SubmissionIncomplete, time.Now(), nil, nil, nil)
+			createSubmission(t, st, sub)
+			reg := prometheus.NewRegistry()
+			start(t, newLedger(t, b, st, reg, ledger.Retention{}))
+
+			type step struct {
+				name   string
+				uri    string
+				iss    string
+				data   any
+				status store.SubmissionStatus
+				check  func(t *testing.T, s store.Submission, c set.Claims)
+			}
+			steps := []step{
+				{"create", set.CreateSubmission, issuer, nil, store.SubmissionIncomplete, nil},
+				{"submit", set.SubmitSubmission, issuer, set.SubmitPayload{AuthenticationTags: tags}, store.SubmissionSubmitted,
+					func(t *testing.T, s store.Submission, c set.Claims) {
+						if s.SubmittedAt == nil || !s.SubmittedAt.Equal(c.IssuedAt) {
+							t.Errorf("submitted at %v, want %v", s.SubmittedAt, c.IssuedAt)
+						}
+					}},
+				{"notify", set.NotifySubmission, issuer, nil, store.SubmissionSubmitted,
+					func(t *testing.T, s store.Submission, c set.Claims) {
+						if s.PickedUpAt == nil || !s.PickedUpAt.Equal(c.IssuedAt) {
+							t.Errorf("picked up at %v, want %v", s.PickedUpAt, c.IssuedAt)
+						}
+					}},
+				{"accept", set.AcceptSubmission, sub.DestinationID, set.AcceptPayload{AuthenticationTags: tags}, store.SubmissionAccepted, nil},
+				// Recorded, as everything on EVENTS is, but no transition from accepted.
+				{"reject after accept", set.RejectSubmission, sub.DestinationID,
+					set.RejectPayload{Problems: []set.Problem{{Type: "https://schema.fitko.de/fit-connect/events/problems/technical-error", Instance: "submission"}}},
+					store.SubmissionAccepted, nil},
+			}
+			var tokens []string
+			for i, st0 := range steps {
+				c, token := sign(t, st0.uri, st0.iss, sub, st0.data)
+				tokens = append(tokens, token)
+				publishEvent(t, b, sub.CaseID, sealed.TypeEvent, []byte(token), c.JTI)
+				eventually(t, 20*time.Second, func() error {
+					if n := len(events(t, st, sub.CaseID)); n != i+1 {
+						return fmt.Errorf("after %s: %d events recorded", st0.name, n)
+					}
+					return nil
+				})
+				got := submissionOf(t, st, sub.ID)
+				if got.Status != st0.status {
+					t.Fatalf("after %s: status %s, want %s", st0.name, got.Status, st0.status)
+				}
+				if st0.check != nil {
+					st0.check(t, got, c)
+				}
+			}
+
+			// The accept-submission again under another message id, as
+			// after the stream's duplicates window: still one row.
+			_, accept, _ := set.Parse(tokens[3])
+			publishEvent(t, b, sub.CaseID, sealed.TypeEvent, []byte(tokens[3]), uuid.NewString())
+			settled(t, b, bus.StreamEvents, ledger.DurableEvents)
+			got := events(t, st, sub.CaseID)
+			if len(got) != len(steps) {
+				t.Fatalf("%d events after the repeat, want %d", len(got), len(steps))
+			}
+			for i, e := range got {
+				if e.Token != tokens[i] {
+					t.Errorf("event %d is not the token published in that order", i)
+				}
+				if e.SubmissionID != sub.ID || e.CaseID != sub.CaseID || e.Type != steps[i].uri || e.Issuer != steps[i].iss {
+					t.Errorf("event %d: %+v", i, e)
+				}
+			}
+			if got[3].JTI != accept.JTI {
+				t.Errorf("accept recorded under jti %s, want %s", got[3].JTI, accept.JTI)
+			}
+			if s := submissionOf(t, st, sub.ID); s.Status != store.SubmissionAccepted {
+				t.Errorf("status %s after the repeat", s.Status)
+			}
+			if n := counter(t, reg, "amtsbote_ledger_events_total", map[string]string{"event": "accept-submission", "outcome": "unchanged"}); n != 1 {
+				t.Errorf("unchanged accept counted %v times, want 1", n)
+			}
+		})
+	}
+}
+
+func TestEventOfUnknownSubmissionIsRecorded(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	st := openSQLite(t)
+	start(t, newLedger(t, b, st, nil, ledger.Retention{}))
+	sub := newSubmission(store.SubmissionSubmitted, time.Now(), nil, nil, nil)
+	c, token := sign(t, set.SubmitSubmission, issuer, sub, set.SubmitPayload{AuthenticationTags: tags})
+	publishEvent(t, b, sub.CaseID, sealed.TypeEvent, []byte(token), c.JTI)
+	settled(t, b, bus.StreamEvents, ledger.DurableEvents)
+	if n := len(events(t, st, sub.CaseID)); n != 1 {
+		t.Errorf("%d events recorded, want 1", n)
+	}
+	if _, err := st.Submission(context.Background(), sub.ID); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("submission: %v, want ErrNotFound", err)
+	}
+}
+
+func TestInvalidEvents(t *testing.T) {
+	sub := newSubmission(store.SubmissionSubmitted, time.Now(), nil, nil, nil)
+	other := newSubmission(store.SubmissionSubmitted, time.Now(), nil, nil, nil)
+	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+	badClaims := b64(`{"alg":"PS512","typ":"secevent+jwt","kid":"k1"}`) + "." +
+		b64(`{"jti":"not-a-uuid","iss":"x","iat":1700000000,"sub":"submission:`+sub.ID+`","txn":"case:`+sub.CaseID+`","events":{}}`) + ".c2ln"
+	tests := []struct {
+		name    string
+		caseID  string // the subject's case
+		typ     string
+		data    func(t *testing.T) []byte
+		recheck string // a case whose log must stay empty
+	}{
+		{"not a token", sub.CaseID, sealed.TypeEvent, func(*testing.T) []byte { return []byte("garbage") }, sub.CaseID},
+		{"claims break the rules", sub.CaseID, sealed.TypeEvent, func(*testing.T) []byte { return []byte(badClaims) }, sub.CaseID},
+		{"wrong type", sub.CaseID, sealed.TypeSubmitted, func(t *testing.T) []byte {
+			_, token := sign(t, set.NotifySubmission, issuer, sub, nil)
+			return []byte(token)
+		}, sub.CaseID},
+		{"published to another case", other.CaseID, sealed.TypeEvent, func(t *testing.T) []byte {
+			_, token := sign(t, set.NotifySubmission, issuer, sub, nil)
+			return []byte(token)
+		}, other.CaseID},
+		{"submission of another case", other.CaseID, sealed.TypeEvent, func(t *testing.T) []byte {
+			forged := sub
+			forged.CaseID = other.CaseID
+			_, token := sign(t, set.AcceptSubmission, sub.DestinationID, forged, set.AcceptPayload{AuthenticationTags: tags})
+			return []byte(token)
+		}, other.CaseID},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b, _ := bustest.Bus(t)
+			st := openSQLite(t)
+			createSubmission(t, st, sub)
+			createSubmission(t, st, other)
+			reg := prometheus.NewRegistry()
+			start(t, newLedger(t, b, st, reg, ledger.Retention{}))
+			publishEvent(t, b, tc.caseID, tc.typ, tc.data(t), uuid.NewString())
+			settled(t, b, bus.StreamEvents, ledger.DurableEvents)
+			dead := messages(t, b, bus.StreamDead, bus.PrefixDead)
+			if len(dead) != 1 || dead[0].Subject != bus.PrefixDead+"."+ledger.ReasonInvalid {
+				t.Fatalf("%d dead letters, want 1 on %s.%s", len(dead), bus.PrefixDead, ledger.ReasonInvalid)
+			}
+			if got := dead[0].Header.Get(bus.HeaderDeadConsumer); got != ledger.DurableEvents {
+				t.Errorf("dead letter consumer %q", got)
+			}
+			if n := len(events(t, st, tc.recheck)); n != 0 {
+				t.Errorf("%d events recorded", n)
+			}
+			if s := submissionOf(t, st, sub.ID); s.Status != store.SubmissionSubmitted {
+				t.Errorf("status %s, want submitted", s.Status)
+			}
+			if n := counter(t, reg, "amtsbote_ledger_events_total", map[string]string{"outcome": "invalid"}); n != 1 {
+				t.Errorf("invalid counted %v times, want 1", n)
+			}
+		})
+	}
+}
+
+// publishRouted publishes s to its destination's INBOX subject as the
+// router does, with msgID as Nats-Msg-Id.
+func publishRouted(t *testing.T, b *bus.Bus, s store.Submission, msgID string) {
+	t.Helper()
+	subject, err := bus.InboxSubject("08311", s.DestinationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := json.Marshal(sealed.Submission{
+		SubmissionID: s.ID, CaseID: s.CaseID, DestinationID: s.DestinationID, Service: s.ServiceIdentifier,
+		ARS: "083110000000", Attachments: []string{}, Object: sealed.PayloadObject(s.ID),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := event.New()
+	ev.SetID(s.ID)
+	ev.SetSource(issuer)
+	ev.SetType(sealed.TypeRouted)
+	if err := ev.SetData("application/json", body); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.Publish(ctx, subject, ev, msgID); err != nil {
+		t.Fatalf("publish routed: %v", err)
+	}
+}
+
+func TestMarksRouted(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			b, _ := bustest.Bus(t)
+			st := be.open(t)
+			now := time.Now()
+			sub := newSubmission(store.SubmissionSubmitted, now, &now, nil, nil)
+			createSubmission(t, st, sub)
+			reg := prometheus.NewRegistry()
+			start(t, newLedger(t, b, st, reg, ledger.Retention{}))
+
+			pickup := func() []store.Submission {
+				list, _, err := st.PickupList(context.Background(), []string{sub.DestinationID}, store.Page{})
+				if err != nil {
+					t.Fatalf("pickup list: %v", err)
+				}
+				return list
+			}
+			if n := len(pickup()); n != 0 {
+				t.Fatalf("%d listed before routing", n)
+			}
+			publishRouted(t, b, sub, sub.ID)
+			var listed []store.Submission
+			eventually(t, 20*time.Second, func() error {
+				if listed = pickup(); len(listed) != 1 {
+					return fmt.Errorf("%d listed", len(listed))
+				}
+				return nil
+			})
+			routedAt := listed[0].RoutedAt
+			if routedAt == nil || routedAt.Before(now.Add(-time.Second)) {
+				t.Fatalf("routed at %v", routedAt)
+			}
+
+			// Routed again (a redelivery past the duplicates window): the
+			// first time stays.
+			publishRouted(t, b, sub, uuid.NewString())
+			settled(t, b, bus.StreamInbox, ledger.DurableInbox)
+			if got := submissionOf(t, st, sub.ID).RoutedAt; got == nil || !got.Equal(*routedAt) {
+				t.Errorf("routed at %v after the repeat, want %v", got, routedAt)
+			}
+			for outcome, want := range map[string]float64{"applied": 1, "unchanged": 1} {
+				if n := counter(t, reg, "amtsbote_ledger_routed_total", map[string]string{"outcome": outcome}); n != want {
+					t.Errorf("%s: %v, want %v", outcome, n, want)
+				}
+			}
+
+			// A routed submission of no stored submission is acknowledged;
+			// garbage is dead-lettered.
+			publishRouted(t, b, newSubmission(store.SubmissionSubmitted, now, &now, nil, nil), uuid.NewString())
+			subject, _ := bus.InboxSubject("08311", sub.DestinationID)
+			ev := event.New()
+			ev.SetID(uuid.NewString())
+			ev.SetSource(issuer)
+			ev.SetType(sealed.TypeRouted)
+			_ = ev.SetData("application/json", []byte(`{"submissionId":"x"}`))
+			if _, err := b.Publish(context.Background(), subject, ev, ev.ID()); err != nil {
+				t.Fatal(err)
+			}
+			settled(t, b, bus.StreamInbox, ledger.DurableInbox)
+			if dead := messages(t, b, bus.StreamDead, bus.PrefixDead); len(dead) != 1 {
+				t.Errorf("%d dead letters, want 1", len(dead))
+			}
+		})
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	st := openSQLite(t)
+	good := ledger.Config{Bus: b, Store: st, Signer: signer(t), Issuer: issuer}
+	tests := []struct {
+		name   string
+		change func(*ledger.Config)
+	}{
+		{"no bus", func(c *ledger.Config) { c.Bus = nil }},
+		{"no store", func(c *ledger.Config) { c.Store = nil }},
+		{"no key", func(c *ledger.Config) { c.Signer.Private = nil }},
+		{"encryption key", func(c *ledger.Config) { c.Signer.Purpose = "encryption" }},
+		{"no issuer", func(c *ledger.Config) { c.Issuer = "" }},
+		{"negative concurrency", func(c *ledger.Config) { c.Concurrency = -1 }},
+		{"negative retention", func(c *ledger.Config) { c.Retention.AfterPickup = -time.Second }},
+		{"deletion before rejection", func(c *ledger.Config) {
+			c.Retention.RejectUnpicked, c.Retention.DeleteUnpicked = 2*time.Second, time.Second
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := good
+			tc.change(&cfg)
+			if _, err := ledger.New(cfg); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
