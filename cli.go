@@ -211,4 +211,3 @@ func readInput(name string) ([]byte, error) {
 	}
 	return raw, err
 }
-

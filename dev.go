@@ -12,12 +12,9 @@ import (
 	"strings"
 
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
-	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
 // devConfig configures `amtsbote dev`.
@@ -128,22 +125,13 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		}
 	}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gw, err := gateway.New(gateway.Config{
-		Store:     st,
-		Signer:    signer,
-		PublicURL: publicURL,
-		Logger:    log,
-		Registry:  reg,
-	})
-	if err != nil {
-		return err
-	}
-
 	printDemo(stdout, demo, storeName, cfg.DataDir)
 	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", natsURL, "store", storeName)
-	err = serveHTTP(ctx, ln, gw.Handler(), log)
+	sys := &system{
+		Bus: b, Store: st, Signer: signer, PublicURL: publicURL, Log: log, Replicas: 1,
+		Gateway: true, Listener: ln, Router: true, Ledger: true,
+	}
+	err = sys.run(ctx)
 	log.Info("amtsbote dev stopped")
 	return err
 }

@@ -7,14 +7,12 @@ import (
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
+	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
-	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
 // serveConfig configures `amtsbote serve`.
@@ -27,10 +25,11 @@ type serveConfig struct {
 	SigningKey  string
 	OIDCIssuer  string
 	KeyGrace    time.Duration
+	Replicas    int
 	LogLevel    string
 }
 
-var knownTargets = []string{"gateway"}
+var knownTargets = []string{"gateway", "router", "ledger"}
 
 func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConfig, error) {
 	var c serveConfig
@@ -47,6 +46,11 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 		return c, fmt.Errorf("AMTSBOTE_KEY_GRACE: %w", err)
 	}
 	fs.DurationVar(&c.KeyGrace, "key-grace", grace, "how long a rolled-over encryption key stays valid (AMTSBOTE_KEY_GRACE)")
+	replicas, err := strconv.Atoi(env.str("AMTSBOTE_REPLICAS", "1"))
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_REPLICAS: %w", err)
+	}
+	fs.IntVar(&c.Replicas, "replicas", replicas, "JetStream replicas of the streams this process creates: 1, or 3 in a cluster (AMTSBOTE_REPLICAS)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return c, errUsage
@@ -96,27 +100,26 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 		return err
 	}
 	defer st.Close()
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gw, err := gateway.New(gateway.Config{
-		Store:      st,
-		Signer:     signer,
-		PublicURL:  strings.TrimRight(cfg.PublicURL, "/"),
-		KeyGrace:   cfg.KeyGrace,
-		OIDCIssuer: cfg.OIDCIssuer,
-		Logger:     log,
-		Registry:   reg,
-	})
+	b, err := bus.Connect(ctx, cfg.NATSURL)
 	if err != nil {
 		return err
+	}
+	defer b.Close()
+	if err := b.Ensure(ctx, bus.TopologyConfig{Replicas: cfg.Replicas}); err != nil {
+		return fmt.Errorf("create streams: %w", err)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
+	sys := &system{
+		Bus: b, Store: st, Signer: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
+		Replicas: cfg.Replicas, Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace,
+		Gateway: slices.Contains(cfg.Targets, "gateway"),
+		Router:  slices.Contains(cfg.Targets, "router"),
+		Ledger:  slices.Contains(cfg.Targets, "ledger"),
+	}
 	fmt.Fprintf(stdout, "amtsbote serving %s on %s\n", strings.Join(cfg.Targets, ","), ln.Addr())
-	return serveHTTP(ctx, ln, gw.Handler(), log)
+	return sys.run(ctx)
 }
-

@@ -14,14 +14,13 @@ import (
 	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/jose"
-	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/pkg/store/postgres"
 	"github.com/amtsbote/amtsbote/pkg/store/sqlite"
 )
 
 // openStore opens PostgreSQL when databaseURL is a postgres URL, else the
 // SQLite file in dataDir.
-func openStore(ctx context.Context, databaseURL, dataDir string) (store.Store, string, error) {
+func openStore(ctx context.Context, databaseURL, dataDir string) (fullStore, string, error) {
 	if strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://") {
 		db, err := postgres.Open(ctx, databaseURL)
 		if err != nil {

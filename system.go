@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/routesync"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway"
+	"github.com/amtsbote/amtsbote/services/ledger"
+	"github.com/amtsbote/amtsbote/services/router"
+)
+
+// fullStore is what both store implementations provide.
+type fullStore interface {
+	store.Store
+	store.Reference
+}
+
+// system is the set of roles one process runs, wired to one bus and store.
+type system struct {
+	Bus       *bus.Bus
+	Store     fullStore
+	Signer    jose.KeyPair
+	PublicURL string
+	Log       *slog.Logger
+	Replicas  int
+
+	Gateway  bool
+	Listener net.Listener // the gateway's
+	Router   bool
+	Ledger   bool
+
+	// Gateway options.
+	OIDCIssuer string
+	KeyGrace   time.Duration // 0 for the default
+	Retention  ledger.Retention
+}
+
+// runner is a component that blocks until its context is cancelled.
+type runner struct {
+	name string
+	run  func(context.Context) error
+}
+
+// run builds the roles and runs them until ctx is cancelled or one fails;
+// then it stops the others and waits for them.
+func (s *system) run(ctx context.Context) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	routes, err := routesync.New(routesync.Config{Store: s.Store, Bus: s.Bus, Replicas: s.Replicas, Logger: s.Log})
+	if err != nil {
+		return err
+	}
+	if err := routes.Load(ctx); err != nil {
+		return fmt.Errorf("load routing table: %w", err)
+	}
+	runners := []runner{{"routes", routes.Run}}
+
+	if s.Gateway {
+		gw, err := gateway.New(gateway.Config{
+			Store:      s.Store,
+			Signer:     s.Signer,
+			PublicURL:  s.PublicURL,
+			KeyGrace:   s.KeyGrace,
+			OIDCIssuer: s.OIDCIssuer,
+			Logger:     s.Log,
+			Registry:   reg,
+			Bus:        s.Bus,
+			Routes:     routes,
+		})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"gateway", func(ctx context.Context) error {
+			return serveHTTP(ctx, s.Listener, gw.Handler(), s.Log)
+		}})
+		runners = append(runners, runner{"gateway-outbox", gw.Run})
+	} else if s.Listener != nil {
+		// Roles without the gateway still expose metrics and health.
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+		runners = append(runners, runner{"metrics", func(ctx context.Context) error {
+			return serveHTTP(ctx, s.Listener, mux, s.Log)
+		}})
+	}
+	if s.Router {
+		rt, err := router.New(router.Config{
+			Bus: s.Bus, Store: s.Store, Signer: s.Signer, Issuer: s.PublicURL,
+			Resolver: routes.Resolver(), Logger: s.Log, Registry: reg,
+		})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"router", rt.Run})
+	}
+	if s.Ledger {
+		lg, err := ledger.New(ledger.Config{
+			Bus: s.Bus, Store: s.Store, Signer: s.Signer, Issuer: s.PublicURL,
+			Retention: s.Retention, Logger: s.Log, Registry: reg,
+		})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"ledger", lg.Run})
+	}
+	return runAll(ctx, s.Log, runners)
+}
+
+// runAll runs every runner; the first to fail cancels the others.
+func runAll(ctx context.Context, log *slog.Logger, runners []runner) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.run(ctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("component stopped", "component", r.name, "err", err)
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", r.name, err))
+				mu.Unlock()
+			}
+			cancel()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
