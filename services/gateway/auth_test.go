@@ -21,14 +21,14 @@ import (
 func TestAuthRejectsTokens(t *testing.T) {
 	e := newEnv(t)
 	d := e.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", "active", "DE08311")
-	path := "/v1/destinations/" + d.ID
 	own := e.signer.Private
 	kid := e.signer.Public.KeyID
 	impostor := keyPair(t, otherSignerKey).Private
+	const scope = "send:region:DE08 amtsbote:admin"
 
-	expired := e.token("send:region:DE08")
+	expired := e.token(strings.Fields(scope)...)
 	valid := func(mut func(map[string]any)) string {
-		c := e.claims("send:region:DE08")
+		c := e.claims(scope)
 		mut(c)
 		return mint(t, own, gojose.PS512, kid, "at+jwt", c)
 	}
@@ -42,38 +42,55 @@ func TestAuthRejectsTokens(t *testing.T) {
 		{name: "not bearer", header: "Basic cG9ydGFsOnNlY3JldA==", challenge: "invalid_request"},
 		{name: "garbage", header: "Bearer not.a.jwt", challenge: "invalid_token"},
 		{name: "expired", header: "Bearer " + expired, challenge: "invalid_token", advance: 31 * time.Minute},
-		{name: "signed by another key", header: "Bearer " + mint(t, impostor, gojose.PS512, kid, "at+jwt", e.claims("send:region:DE08")), challenge: "invalid_token"},
+		{name: "signed by another key", header: "Bearer " + mint(t, impostor, gojose.PS512, kid, "at+jwt", e.claims(scope)), challenge: "invalid_token"},
 		{name: "other audience", header: "Bearer " + valid(func(c map[string]any) { c["aud"] = "https://fit-connect.example.org" }), challenge: "invalid_token"},
 		{name: "other issuer", header: "Bearer " + valid(func(c map[string]any) { c["iss"] = "https://idp.example.org" }), challenge: "invalid_token"},
 		{name: "no expiry", header: "Bearer " + valid(func(c map[string]any) { delete(c, "exp") }), challenge: "invalid_token"},
 		{name: "not yet valid", header: "Bearer " + valid(func(c map[string]any) { c["nbf"] = time.Now().Add(time.Hour).Unix() }), challenge: "invalid_token"},
-		{name: "not an access token", header: "Bearer " + mint(t, own, gojose.PS512, kid, "secevent+jwt", e.claims("send:region:DE08")), challenge: "invalid_token"},
-		{name: "weaker algorithm", header: "Bearer " + mint(t, own, gojose.RS256, kid, "at+jwt", e.claims("send:region:DE08")), challenge: "invalid_token"},
+		{name: "not an access token", header: "Bearer " + mint(t, own, gojose.PS512, kid, "secevent+jwt", e.claims(scope)), challenge: "invalid_token"},
+		{name: "weaker algorithm", header: "Bearer " + mint(t, own, gojose.RS256, kid, "at+jwt", e.claims(scope)), challenge: "invalid_token"},
+	}
+	requests := []struct {
+		method, path, body string
+	}{
+		{http.MethodGet, "/v1/destinations/" + d.ID, ""},
+		{http.MethodPost, "/admin/v1/clients", `{"name":"intruder","scopes":["amtsbote:admin"]}`},
+		{http.MethodPost, "/admin/v1/destinations/" + d.ID + "/deactivate", ""},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			e.clock.Advance(tt.advance)
-			defer e.clock.Advance(-tt.advance)
-			req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
-			if tt.header != "" {
-				req.Header.Set("Authorization", tt.header)
-			}
-			resp, err := e.srv.Client().Do(req)
-			must(t, err)
-			defer resp.Body.Close()
-			wantProblem(t, resp, http.StatusUnauthorized, problem.TypeUnauthorized, "Authorization")
-			ch := resp.Header.Get("WWW-Authenticate")
-			if !strings.HasPrefix(ch, `Bearer realm="`) {
-				t.Errorf("WWW-Authenticate %q", ch)
-			}
-			if tt.challenge == "" && strings.Contains(ch, "error=") {
-				t.Errorf("a request without credentials gets an error code: %q", ch)
-			}
-			if tt.challenge != "" && (!strings.Contains(ch, `error="`+tt.challenge+`"`) || !strings.Contains(ch, `error_description="`)) {
-				t.Errorf("WWW-Authenticate %q, want error %s with a description", ch, tt.challenge)
-			}
-		})
+		for _, rq := range requests {
+			t.Run(tt.name+" "+rq.method+" "+rq.path, func(t *testing.T) {
+				e.clock.Advance(tt.advance)
+				defer e.clock.Advance(-tt.advance)
+				before := e.state()
+				req, _ := http.NewRequest(rq.method, e.srv.URL+rq.path, strings.NewReader(rq.body))
+				req.Header.Set("Content-Type", "application/json")
+				if tt.header != "" {
+					req.Header.Set("Authorization", tt.header)
+				}
+				resp, err := e.srv.Client().Do(req)
+				must(t, err)
+				defer resp.Body.Close()
+				wantProblem(t, resp, http.StatusUnauthorized, problem.TypeUnauthorized, "Authorization")
+				ch := resp.Header.Get("WWW-Authenticate")
+				if !strings.HasPrefix(ch, `Bearer realm="`) {
+					t.Errorf("WWW-Authenticate %q", ch)
+				}
+				if tt.challenge == "" && strings.Contains(ch, "error=") {
+					t.Errorf("a request without credentials gets an error code: %q", ch)
+				}
+				if tt.challenge != "" && (!strings.Contains(ch, `error="`+tt.challenge+`"`) || !strings.Contains(ch, `error_description="`)) {
+					t.Errorf("WWW-Authenticate %q, want error %s with a description", ch, tt.challenge)
+				}
+				e.wantUnchanged(before)
+			})
+		}
 	}
+	// The same requests with a valid token pass, so the refusals above are
+	// the token's doing.
+	tok := valid(func(map[string]any) {})
+	decode[map[string]any](t, e.do(http.MethodGet, "/v1/destinations/"+d.ID, tok, "", nil), http.StatusOK)
+	decode[map[string]any](t, e.do(http.MethodPost, "/admin/v1/destinations/"+d.ID+"/deactivate", tok, "", nil), http.StatusOK)
 }
 
 func TestScopeNotCovering(t *testing.T) {
