@@ -204,7 +204,12 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 	}
 	if why != nil {
 		if err := r.reject(ctx, sub, *why, traceOf(m)); err != nil {
-			r.metrics.outcome(outcomeRetry, land)
+			var perm *bus.PermanentError
+			if errors.As(err, &perm) {
+				r.metrics.outcome(outcomeInvalid, land)
+			} else {
+				r.metrics.outcome(outcomeRetry, land)
+			}
 			return err
 		}
 		r.metrics.outcome(outcomeUnroutable, land)
