@@ -92,3 +92,13 @@ func (r *Reference) Service(k leika.Key) (string, bool) {
 
 // Services returns the number of catalogue entries.
 func (r *Reference) Services() int { return len(r.services) }
+
+// RetiredArea returns the retired area (arsDigits, l).
+func (r *Reference) RetiredArea(arsDigits string, l ars.Level) (store.Area, bool) {
+	for _, x := range r.retired[arsDigits] {
+		if x.Level == l {
+			return x, true
+		}
+	}
+	return store.Area{}, false
+}

@@ -282,6 +282,15 @@ func (t *Table) Resolve(service string, a ars.ARS, at time.Time) (Route, ars.Lev
 	return Route{}, 0, false
 }
 
+// Has reports whether the table holds a route for service, a LeiKa key,
+// LeiKa URN or another service URN, at any time and place.
+func (t *Table) Has(service string) bool {
+	if k, ok := leika.TrimURN(service); ok {
+		service = k
+	}
+	return t.services[service] != nil
+}
+
 // Routes returns the routes of service, sorted by region and start.
 func (t *Table) Routes(service string) []Route {
 	if k, ok := leika.TrimURN(service); ok {

@@ -52,12 +52,19 @@ func (g *Gateway) handleAdminCreateDestination(w http.ResponseWriter, r *http.Re
 			return fmt.Errorf("read destination %s: %w", d.ID, err)
 		}
 	}
+	if err := g.prepareRoutes(r.Context()); err != nil {
+		return err
+	}
+	if err := g.checkRoutes(r.Context(), d); err != nil {
+		return err
+	}
 	if err := g.store.CreateDestination(r.Context(), p.Subject, d, keys); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return problem.Conflict("destinationId", fmt.Sprintf("destination %s or one of its key ids (%s, %s) exists", d.ID, keys[0].KID, keys[1].KID))
 		}
 		return fmt.Errorf("create destination: %w", err)
 	}
+	g.publishDestination(w, r, d.ID)
 	return g.writeAdminDestination(w, r, d.ID, http.StatusCreated)
 }
 
@@ -282,6 +289,9 @@ func (g *Gateway) updateDestination(w http.ResponseWriter, r *http.Request, p Pr
 	if err != nil {
 		return fmt.Errorf("list keys of %s: %w", id, err)
 	}
+	if err := g.prepareRoutes(r.Context()); err != nil {
+		return err
+	}
 	now := g.now()
 	_, err = g.store.UpdateDestination(r.Context(), p.Subject, id, func(d *store.Destination) error {
 		withCallback, err := change(d)
@@ -289,6 +299,9 @@ func (g *Gateway) updateDestination(w http.ResponseWriter, r *http.Request, p Pr
 			return err
 		}
 		if err := validateDestination(d, withCallback); err != nil {
+			return err
+		}
+		if err := g.checkRoutes(r.Context(), *d); err != nil {
 			return err
 		}
 		for _, k := range keys {
@@ -310,6 +323,7 @@ func (g *Gateway) updateDestination(w http.ResponseWriter, r *http.Request, p Pr
 	if err != nil {
 		return err
 	}
+	g.publishDestination(w, r, id)
 	return g.writeAdminDestination(w, r, id, http.StatusOK)
 }
 

@@ -67,7 +67,7 @@ func TestAdminCreateDestinationBadInput(t *testing.T) {
 func testAdminCreateDestinationBadInput(t *testing.T, b backend) {
 	e := newEnvOn(t, b.open(t), func(c *gateway.Config) { c.MaxBody = 64 << 10 })
 	admin := e.adminToken()
-	existing := e.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", "active", "DE08311")
+	existing := e.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", "active", "DE08315")
 
 	valid := func() map[string]any {
 		return destinationBody(t, newDestID, []string{"DE08311"}, "enc-new-0001", "sig-new-0001")

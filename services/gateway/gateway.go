@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
@@ -64,6 +65,19 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+
+	// Routes is the routing registry the gateway resolves with and
+	// announces destination changes to; nil makes one that follows the
+	// store within this process only.
+	Routes *routesync.Syncer
+	// RateLimit is the sustained Routing API requests per second per
+	// client address (default DefaultRateLimit); RateBurst how many may
+	// come at once (default DefaultRateBurst).
+	RateLimit float64
+	RateBurst int
+	// MaxImport bounds an imported reference data file in bytes (default
+	// DefaultMaxImport).
+	MaxImport int64
 }
 
 // Gateway is the HTTP front of Amtsbote. It is safe for concurrent use.
@@ -84,6 +98,7 @@ type Gateway struct {
 	dummyHash []byte
 
 	oidc    *oidcKeys
+	routing *routingAPI
 	metrics *metrics
 	mux     *http.ServeMux
 	handler http.Handler
@@ -157,6 +172,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
 
+	if err := g.initRouting(cfg); err != nil {
+		return nil, err
+	}
 	g.mux = http.NewServeMux()
 	g.routes(reg)
 	g.handler = g.observe(g.recoverPanic(g.mux))
@@ -183,6 +201,7 @@ func (g *Gateway) routes(reg *prometheus.Registry) {
 	m.HandleFunc("GET /v1/info", g.handleInfo)
 	m.Handle("GET /metrics", metricsHandler(reg))
 	m.HandleFunc("GET /healthz", g.handleHealth)
+	g.routingRoutes()
 
 	m.Handle("GET /v1/destinations/{destinationId}", g.authed(g.handleGetDestination))
 	m.HandleFunc("GET /v1/destinations/{destinationId}/keys/{keyId}", g.handleGetKey)

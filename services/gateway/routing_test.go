@@ -1,0 +1,646 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/legacy"
+	gojose "github.com/go-jose/go-jose/v4"
+
+	"github.com/amtsbote/amtsbote/pkg/ars"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/pkg/store/storetest"
+	"github.com/amtsbote/amtsbote/services/gateway"
+)
+
+const leikaA = "99108008000000" // serviceA's key
+
+// routingSpec loads FIT-Connect's Routing API and returns routers for its
+// two prefixes on the env's server.
+//
+// Two slips of the published file are mended, as documented in the
+// README: /areas declares its 200 answer as application/problem+json
+// (we answer application/json, the same schema), and the 429 answers as
+// application/json (we answer application/problem+json, as every error).
+func routingSpec(t *testing.T, e *env) map[string]routers.Router {
+	t.Helper()
+	_, file, _, _ := runtime.Caller(0)
+	path := filepath.Join(filepath.Dir(file), "..", "..", "..", "shared", "fit-connect", "routing-api.yaml")
+	if _, err := os.Stat(path); err != nil {
+		t.Skipf("FIT-Connect Routing API spec not found at %s", path)
+	}
+	out := map[string]routers.Router{}
+	for _, prefix := range []string{"/v1", "/v2"} {
+		doc, err := openapi3.NewLoader().LoadFromFile(path)
+		if err != nil {
+			t.Fatalf("load spec: %v", err)
+		}
+		for _, item := range doc.Paths.Map() {
+			for _, op := range item.Operations() {
+				for code, resp := range op.Responses.Map() {
+					c := resp.Value.Content
+					switch {
+					case code == "200" && c.Get("application/problem+json") != nil && c.Get("application/json") == nil:
+						c["application/json"] = c["application/problem+json"]
+					case code == "429":
+						c["application/problem+json"] = &openapi3.MediaType{Schema: doc.Components.Schemas["error"]}
+					}
+				}
+			}
+		}
+		doc.Servers = openapi3.Servers{{URL: e.srv.URL + prefix}}
+		r, err := legacy.NewRouter(doc)
+		if err != nil {
+			t.Fatalf("router: %v", err)
+		}
+		out[prefix] = r
+	}
+	return out
+}
+
+// validate checks an answer to GET path against the spec.
+func validate(t *testing.T, specs map[string]routers.Router, e *env, path string, resp *http.Response, body []byte) {
+	t.Helper()
+	router := specs[path[:3]]
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
+	route, params, err := router.FindRoute(req)
+	if err != nil {
+		t.Fatalf("find route %s: %v", path, err)
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+		Status:                 resp.StatusCode,
+		Header:                 resp.Header,
+		Body:                   io.NopCloser(bytes.NewReader(body)),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: resp.StatusCode != 422, MultiError: true},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Errorf("GET %s: answer does not match the Routing API: %v\nbody: %s", path, err, body)
+	}
+}
+
+type routeAnswer struct {
+	Count      int `json:"count"`
+	Offset     int `json:"offset"`
+	TotalCount int `json:"totalCount"`
+	Routes     []struct {
+		DestinationID        string `json:"destinationId"`
+		DestinationSignature string `json:"destinationSignature"`
+		DestinationName      string `json:"destinationName"`
+		DestinationShortName string `json:"destinationShortName"`
+	} `json:"routes"`
+}
+
+// route asks for the route of leikaKey at the area query q, checks the
+// answer against the spec and the signature against the JWKS, and returns
+// the destination id ("" for none).
+func (e *env) route(specs map[string]routers.Router, prefix, q string) string {
+	e.t.Helper()
+	path := prefix + "/routes?leikaKey=" + leikaA + "&" + q
+	resp := e.do(http.MethodGet, path, "", "", nil)
+	body := readAll(e.t, resp)
+	if resp.StatusCode != http.StatusOK {
+		e.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+	}
+	validate(e.t, specs, e, path, resp, body)
+	var a routeAnswer
+	must(e.t, json.Unmarshal(body, &a))
+	if a.TotalCount != len(a.Routes) || a.Count != len(a.Routes) || len(a.Routes) > 1 {
+		e.t.Fatalf("GET %s: %s", path, body)
+	}
+	if len(a.Routes) == 0 {
+		return ""
+	}
+	r := a.Routes[0]
+	claims := e.verifyRoute(r.DestinationSignature)
+	if claims.DestinationID != r.DestinationID || claims.Issuer != e.srv.URL || claims.SubmissionHost != strings.TrimPrefix(e.srv.URL, "http://") ||
+		len(claims.Services) != 1 || len(claims.Services[0].LeistungIDs) != 1 || claims.Services[0].LeistungIDs[0] != "urn:de:fim:leika:leistung:"+leikaA ||
+		len(claims.Services[0].GebietIDs) == 0 || claims.JTI == "" || claims.IssuedAt == 0 {
+		e.t.Errorf("signature claims %+v for route %+v", claims, r)
+	}
+	for _, g := range claims.Services[0].GebietIDs {
+		if !strings.HasPrefix(g, "urn:de:bund:destatis:bevoelkerungsstatistik:schluessel:rs:") {
+			e.t.Errorf("gebietID %q", g)
+		}
+	}
+	if r.DestinationName == "" {
+		e.t.Errorf("route without a name: %s", body)
+	}
+	return r.DestinationID
+}
+
+type routeClaims struct {
+	SubmissionHost string `json:"submissionHost"`
+	Issuer         string `json:"iss"`
+	Services       []struct {
+		GebietIDs   []string `json:"gebietIDs"`
+		LeistungIDs []string `json:"leistungIDs"`
+	} `json:"services"`
+	DestinationID string `json:"destinationId"`
+	IssuedAt      int64  `json:"iat"`
+	JTI           string `json:"jti"`
+}
+
+// verifyRoute verifies a destinationSignature with the gateway's published
+// JWKS and returns its claims.
+func (e *env) verifyRoute(sig string) routeClaims {
+	e.t.Helper()
+	resp := e.do(http.MethodGet, "/.well-known/jwks.json", "", "", nil)
+	var set gojose.JSONWebKeySet
+	must(e.t, json.Unmarshal(readAll(e.t, resp), &set))
+	jws, err := gojose.ParseSigned(sig, []gojose.SignatureAlgorithm{gojose.PS512})
+	if err != nil {
+		e.t.Fatalf("parse signature: %v", err)
+	}
+	h := jws.Signatures[0].Header
+	keys := set.Key(h.KeyID)
+	if len(keys) != 1 || h.ExtraHeaders["typ"] != "JWT" {
+		e.t.Fatalf("signature header %+v: kid not in the JWKS or typ not JWT", h)
+	}
+	payload, err := jws.Verify(keys[0])
+	if err != nil {
+		e.t.Fatalf("verify signature: %v", err)
+	}
+	var c routeClaims
+	must(e.t, json.Unmarshal(payload, &c))
+	return c
+}
+
+// importFile posts a reference file to an admin import endpoint.
+func (e *env) importFile(admin, kind, name string) map[string]any {
+	e.t.Helper()
+	raw, err := os.ReadFile(storetest.DataFile(e.t, name))
+	must(e.t, err)
+	resp := e.do(http.MethodPost, "/admin/v1/import/"+kind, admin, "text/plain", raw)
+	return decode[map[string]any](e.t, resp, http.StatusOK)
+}
+
+// activeDestination creates an active destination for serviceA through the
+// admin API; validFrom may be zero.
+func (e *env) activeDestination(admin, id string, validFrom time.Time, regions ...string) {
+	e.t.Helper()
+	body := destinationBody(e.t, id, regions, "enc-"+id[:8], "sig-"+id[:8])
+	body["status"] = "active"
+	body["contactInformation"].(map[string]any)["legalName"] = "Behörde " + id[:8]
+	if !validFrom.IsZero() {
+		body["services"].([]any)[0].(map[string]any)["validFrom"] = validFrom.Format(time.RFC3339)
+	}
+	resp := e.doJSON(http.MethodPost, "/admin/v1/destinations", admin, body)
+	if resp.StatusCode != http.StatusCreated {
+		e.t.Fatalf("create %s: %d %s", id, resp.StatusCode, readAll(e.t, resp))
+	}
+	if resp.Header.Get(gateway.RevisionHeader) == "" {
+		e.t.Errorf("create %s: no %s header", id, gateway.RevisionHeader)
+	}
+}
+
+// Destinations of the real-data test, by what they serve.
+const (
+	destLandBW    = "10000000-0000-4000-8000-000000000008"
+	destKreisBH   = "20000000-0000-4000-8000-000000008315"
+	destMuellheim = "30000000-0000-4000-8000-083155012074"
+	destAuggen    = "40000000-0000-4000-8000-083155012004"
+	destFreiburg  = "50000000-0000-4000-8000-000000008311"
+	destBerlin    = "60000000-0000-4000-8000-000000000011"
+	destHamburg   = "70000000-0000-4000-8000-000000002000"
+)
+
+func TestRoutingOverTheRealDirectory(t *testing.T) {
+	storetest.DataFile(t, "GV100AD_30112025.txt")
+	e := newEnv(t)
+	specs := routingSpec(t, e)
+	admin := e.adminToken()
+
+	// The 2021 directory, then the 2025 one: names updated, keys added,
+	// vanished keys retired.
+	first := e.importFile(admin, "gv100ad", "GV100AD_31122021.txt")
+	second := e.importFile(admin, "gv100ad", "GV100AD_30112025.txt")
+	if first["added"].(float64) != 16048 || second["retired"].(float64) != 92 || second["added"].(float64) != 32 {
+		t.Fatalf("imports: %v then %v", first, second)
+	}
+	e.importFile(admin, "leika", "leika.csv")
+	e.importFile(admin, "plz", "plz.csv")
+
+	takeover := e.clock.Now().Add(time.Hour)
+	e.activeDestination(admin, destLandBW, time.Time{}, "DE08")
+	e.activeDestination(admin, destKreisBH, time.Time{}, "DE08315")
+	e.activeDestination(admin, destMuellheim, time.Time{}, "DE083155012074")
+	e.activeDestination(admin, destAuggen, takeover, "DE083155012004")
+	e.activeDestination(admin, destFreiburg, time.Time{}, "DE08311")
+	e.activeDestination(admin, destBerlin, time.Time{}, "DE11")
+	e.activeDestination(admin, destHamburg, time.Time{}, "DE02000")
+
+	tests := []struct {
+		name, query, want string
+	}{
+		{"a Gemeinde route wins over its Kreis route", "ars=083155012074", destMuellheim},
+		{"a Gemeinde without a route falls back to its Kreis", "ars=083155012004", destKreisBH},
+		{"a Gemeinde without Kreis route falls back to its Land", "ars=081110000000", destLandBW},
+		{"kreisfreie Stadt by 12-digit ARS", "ars=083110000000", destFreiburg},
+		{"kreisfreie Stadt as Kreis", "ars=08311", destFreiburg},
+		{"kreisfreie Stadt by AGS", "ags=08311000", destFreiburg},
+		{"Berlin", "ars=110000000000", destBerlin},
+		{"Berlin by AGS", "ags=11000000", destBerlin},
+		{"Hamburg", "ars=020000000000", destHamburg},
+		{"Hamburg as Land has no Land route", "ars=02", ""},
+		{"Land", "ars=08", destLandBW},
+		{"Regierungsbezirk", "ars=083", destLandBW},
+		{"Gemeindeverband", "ars=083155012", destKreisBH},
+		{"a Land without routes", "ars=091620000000", ""},
+		{"Gemeinde by areaId", "areaId=6083155012074", destMuellheim},
+		{"Kreis by areaId", "areaId=4083110000000", destFreiburg},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, prefix := range []string{"/v1", "/v2"} {
+				if got := e.route(specs, prefix, tt.query); got != tt.want {
+					t.Errorf("%s/routes?%s = %q, want %q", prefix, tt.query, got, tt.want)
+				}
+			}
+		})
+	}
+
+	t.Run("a route with a future validity takes over exactly at its start", func(t *testing.T) {
+		delta := takeover.Sub(e.clock.Now())
+		e.clock.Advance(delta - time.Second)
+		if got := e.route(specs, "/v1", "ars=083155012004"); got != destKreisBH {
+			t.Errorf("a second before: %s", got)
+		}
+		e.clock.Advance(time.Second)
+		if got := e.route(specs, "/v1", "ars=083155012004"); got != destAuggen {
+			t.Errorf("at the start: %s", got)
+		}
+	})
+
+	t.Run("area search leads to a route", func(t *testing.T) {
+		path := "/v2/areas?areaSearchexpression=M%C3%BCllheim&areaSearchexpression=79379"
+		resp := e.do(http.MethodGet, path, "", "", nil)
+		body := readAll(t, resp)
+		validate(t, specs, e, path, resp, body)
+		var res struct {
+			TotalCount int `json:"totalCount"`
+			Areas      []struct{ ID, Name, Type string }
+		}
+		must(t, json.Unmarshal(body, &res))
+		if res.TotalCount != 1 || res.Areas[0].ID != "6083155012074" || res.Areas[0].Type != "Stadt" {
+			t.Fatalf("areas: %s", body)
+		}
+		if got := e.route(specs, "/v2", "areaId="+res.Areas[0].ID); got != destMuellheim {
+			t.Errorf("route of the area found: %s", got)
+		}
+	})
+
+	t.Run("a retired ARS names its import date", func(t *testing.T) {
+		d21 := readDir(t, "GV100AD_31122021.txt")
+		d25 := readDir(t, "GV100AD_30112025.txt")
+		_, removed := ars.Diff(d21, d25)
+		var gone ars.Area
+		for _, a := range removed {
+			if a.Level == ars.Gemeinde {
+				gone = a
+				break
+			}
+		}
+		path := "/v1/routes?leikaKey=" + leikaA + "&ars=" + gone.ARS
+		resp := e.do(http.MethodGet, path, "", "", nil)
+		p := wantProblem(t, resp, http.StatusUnprocessableEntity, problem.TypeUnprocessable, "ars")
+		today := time.Now().UTC().Format(time.DateOnly)
+		if !strings.Contains(p.Detail, today) || !strings.Contains(p.Detail, "2025-11-30") || p.Extra["retired"] != today {
+			t.Errorf("retired ARS %s: %+v", gone.ARS, p)
+		}
+	})
+
+	t.Run("coverage matches an independent count", func(t *testing.T) {
+		// The clock moved past the first token's lifetime.
+		resp := e.do(http.MethodGet, "/admin/v1/coverage?leikaKey="+leikaA, e.adminToken(), "", nil)
+		c := decode[coverageAnswer](t, resp, http.StatusOK)
+		d := readDir(t, "GV100AD_30112025.txt")
+		want := map[string][4]int{}
+		for _, g := range d.Areas(ars.Gemeinde) {
+			w := want[g.ARS[:2]]
+			w[0]++
+			w[2] += g.Population
+			// Every Gemeinde of BW, Berlin and Hamburg has a route.
+			if g.ARS[:2] == "08" || g.ARS[:2] == "11" || g.ARS[:5] == "02000" {
+				w[1]++
+				w[3] += g.Population
+			}
+			want[g.ARS[:2]] = w
+		}
+		if len(c.Lands) != 16 || c.Population != 83577140 {
+			t.Fatalf("coverage: %d Länder, %d people", len(c.Lands), c.Population)
+		}
+		for _, l := range c.Lands {
+			w := want[l.Land]
+			if l.Gemeinden != w[0] || l.Covered != w[1] || l.Population != w[2] || l.CoveredPopulation != w[3] || len(l.Uncovered) != w[0]-w[1] {
+				t.Errorf("Land %s: %d/%d Gemeinden, %d/%d people; want %v", l.Land, l.Covered, l.Gemeinden, l.CoveredPopulation, l.Population, w)
+			}
+		}
+	})
+}
+
+type coverageAnswer struct {
+	Gemeinden, Covered, Population, CoveredPopulation int
+	Lands                                             []struct {
+		Land                                              string
+		Gemeinden, Covered, Population, CoveredPopulation int
+		Uncovered                                         []struct{ ARS string }
+	}
+}
+
+func readDir(t *testing.T, name string) *ars.Directory {
+	t.Helper()
+	f, err := os.Open(storetest.DataFile(t, name))
+	must(t, err)
+	defer f.Close()
+	d, err := ars.ParseGV100AD(f)
+	must(t, err)
+	return d
+}
+
+// smallDirectory imports a few real areas straight into the store: a Land,
+// a kreisfreie Stadt, a Landkreis with a Gemeinde, and a Gemeinde retired
+// by a later directory.
+func (e *env) smallDirectory() {
+	e.t.Helper()
+	ref := e.st.(store.Reference)
+	ctx := context.Background()
+	area := func(a string, l ars.Level, kind ars.Kind, name string, pop int) ars.Area {
+		x := ars.Area{ARS: a, Level: l, Kind: kind, Name: name, Population: pop}
+		switch l {
+		case ars.Gemeinde:
+			x.AGS = a[:5] + a[9:]
+		case ars.Land, ars.Kreis:
+			x.AGS = a[:8]
+		}
+		return x
+	}
+	areas := []ars.Area{
+		area("080000000000", ars.Land, 0, "Baden-Württemberg", 0),
+		area("083110000000", ars.Kreis, ars.KreisfreieStadt, "Freiburg im Breisgau, Stadt", 0),
+		area("083110000000", ars.Gemeinde, ars.KreisfreieStadtGemeinde, "Freiburg im Breisgau, Stadt", 237460),
+		area("083150000000", ars.Kreis, ars.Landkreis, "Breisgau-Hochschwarzwald", 0),
+		area("083155012004", ars.Gemeinde, ars.KreisangehoerigeGemeinde, "Auggen", 2750),
+		area("083155012074", ars.Gemeinde, ars.Stadt, "Müllheim, Stadt", 19650),
+	}
+	d1, err := ars.NewDirectory(time.Date(2024, 12, 31, 0, 0, 0, 0, time.UTC), areas)
+	must(e.t, err)
+	d2, err := ars.NewDirectory(time.Date(2025, 11, 30, 0, 0, 0, 0, time.UTC), areas[:5])
+	must(e.t, err)
+	for _, d := range []*ars.Directory{d1, d2} {
+		if _, err := ref.ImportAreas(ctx, "test", d); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	_, err = ref.ImportCatalogue(ctx, "test", nil)
+	must(e.t, err)
+}
+
+func TestRoutingBadInput(t *testing.T) {
+	e := newEnv(t)
+	specs := routingSpec(t, e)
+	e.smallDirectory()
+	e.activeDestination(e.adminToken(), destFreiburg, time.Time{}, "DE08311")
+	before := e.state()
+	q := "/v1/routes?leikaKey=" + leikaA + "&"
+	tests := []struct {
+		name, path string
+		status     int
+		typ, field string
+	}{
+		{"no leikaKey", "/v1/routes?ars=083110000000", 400, problem.TypeInvalidRequest, "leikaKey"},
+		{"short leikaKey", "/v1/routes?leikaKey=9910800800&ars=08311", 400, problem.TypeInvalidValue, "leikaKey"},
+		{"non-numeric leikaKey", "/v1/routes?leikaKey=99108008x00000&ars=08311", 400, problem.TypeInvalidValue, "leikaKey"},
+		{"leikaKey not starting with 99", "/v1/routes?leikaKey=10108008000000&ars=08311", 400, problem.TypeInvalidValue, "leikaKey"},
+		{"leikaKey twice", q + "leikaKey=" + leikaA + "&ars=08311", 400, problem.TypeInvalidRequest, "leikaKey"},
+		{"no area", q[:len(q)-1], 400, problem.TypeInvalidRequest, "ars"},
+		{"two areas", q + "ars=08311&ags=08311000", 400, problem.TypeInvalidRequest, "ags"},
+		{"three areas", q + "ars=08311&ags=08311000&areaId=4083110000000", 400, problem.TypeInvalidRequest, "ags"},
+		{"ars twice", q + "ars=08311&ars=08315", 400, problem.TypeInvalidRequest, "ars"},
+		{"short ars", q + "ars=0831", 400, problem.TypeInvalidValue, "ars"},
+		{"non-numeric ars", q + "ars=08a11", 400, problem.TypeInvalidValue, "ars"},
+		{"ars of no Land", q + "ars=17", 400, problem.TypeInvalidValue, "ars"},
+		{"empty ars", q + "ars=", 400, problem.TypeInvalidValue, "ars"},
+		{"short ags", q + "ags=0831100", 400, problem.TypeInvalidValue, "ags"},
+		{"non-numeric ags", q + "ags=0831100x", 400, problem.TypeInvalidValue, "ags"},
+		{"malformed areaId", q + "areaId=9083110000000", 400, problem.TypeInvalidValue, "areaId"},
+		{"bad limit", q + "ars=08311&limit=0", 400, problem.TypeInvalidRequest, "limit"},
+		{"ars not in the directory", q + "ars=083110000001", 422, problem.TypeUnprocessable, "ars"},
+		{"Kreis not in the directory", q + "ars=08999", 422, problem.TypeUnprocessable, "ars"},
+		{"retired ars", q + "ars=083155012074", 422, problem.TypeUnprocessable, "ars"},
+		{"retired ags", q + "ags=08315074", 422, problem.TypeUnprocessable, "ags"},
+		{"retired areaId", q + "areaId=6083155012074", 422, problem.TypeUnprocessable, "areaId"},
+		{"ags not in the directory", q + "ags=08311001", 422, problem.TypeUnprocessable, "ags"},
+		{"unknown service", "/v1/routes?leikaKey=99999999999999&ars=08311", 200, "", ""},
+		{"no search expression", "/v1/areas", 400, problem.TypeInvalidRequest, "areaSearchexpression"},
+		{"search term too short", "/v1/areas?areaSearchexpression=a", 400, problem.TypeInvalidValue, "areaSearchexpression"},
+		{"search term of wildcards", "/v1/areas?areaSearchexpression=**", 400, problem.TypeInvalidValue, "areaSearchexpression"},
+		{"eleven search terms", "/v1/areas?" + strings.Repeat("areaSearchexpression=ab&", 10) + "areaSearchexpression=ab", 400, problem.TypeInvalidValue, "areaSearchexpression"},
+		{"bad offset", "/v2/areas?areaSearchexpression=Auggen&offset=-1", 400, problem.TypeInvalidRequest, "offset"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.do(http.MethodGet, tt.path, "", "", nil)
+			if tt.status == 200 {
+				body := readAll(t, resp)
+				if resp.StatusCode != 200 || !strings.Contains(string(body), `"totalCount":0`) {
+					t.Fatalf("%d %s", resp.StatusCode, body)
+				}
+				return
+			}
+			body := readAll(t, resp)
+			resp.Body = io.NopCloser(bytes.NewReader(body))
+			p := wantProblem(t, resp, tt.status, tt.typ, tt.field)
+			validate(t, specs, e, tt.path, resp, body)
+			if tt.name == "retired ars" && (p.Extra["retiredStand"] != "2025-11-30" || !strings.Contains(p.Detail, "retired")) {
+				t.Errorf("retired problem %+v", p)
+			}
+		})
+	}
+	e.wantUnchanged(before)
+}
+
+// gv100adLines returns the first n lines of the real 2025 directory.
+func gv100adLines(t *testing.T, n int) []string {
+	t.Helper()
+	raw, err := os.ReadFile(storetest.DataFile(t, "GV100AD_30112025.txt"))
+	must(t, err)
+	return strings.SplitN(string(raw), "\n", n+1)[:n]
+}
+
+func TestImportBadInput(t *testing.T) {
+	lines := gv100adLines(t, 40)
+	e := newEnv(t, func(c *gateway.Config) { c.MaxImport = 8 << 10 })
+	admin := e.adminToken()
+	ok := strings.Join(lines[:20], "\n") + "\n"
+	resp := e.do(http.MethodPost, "/admin/v1/import/gv100ad", admin, "text/plain", []byte(ok))
+	decode[map[string]any](t, resp, http.StatusOK)
+	countAreas := func() int {
+		n := 0
+		must(t, e.st.(store.Reference).Areas(context.Background(), func(store.Area) error { n++; return nil }))
+		return n
+	}
+	areas := countAreas()
+	before := e.state()
+
+	truncated := append([]string{}, lines[:30]...)
+	truncated[24] = truncated[24][:100]
+	garbled := append([]string{}, lines[:30]...)
+	garbled[9] = "6X" + garbled[9][2:]
+	tests := []struct {
+		name, kind string
+		body       string
+		status     int
+		line       float64
+	}{
+		{"truncated GV100AD line", "gv100ad", strings.Join(truncated, "\n"), 400, 25},
+		{"garbled GV100AD line", "gv100ad", strings.Join(garbled, "\n"), 400, 10},
+		{"empty GV100AD", "gv100ad", "", 400, 0},
+		{"GV100AD over the limit", "gv100ad", strings.Join(lines, "\n"), 413, 0},
+		{"LeiKa CSV missing the name column", "leika", "leika_key,level\n99001001000000,kommune\n", 400, 1},
+		{"LeiKa CSV with a bad key", "leika", "leika_key,name\n99001001000000,Abfall\n9900100100000,Abfall\n", 400, 3},
+		{"postcode CSV missing columns", "plz", "plz,ags\n79098,08311000\n", 400, 1},
+		{"postcode CSV with a short postcode", "plz", "plz,ags,ars,name\n7909,08311000,083110000000,Freiburg\n", 400, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := e.do(http.MethodPost, "/admin/v1/import/"+tt.kind, admin, "text/plain", []byte(tt.body))
+			field := "body"
+			if tt.status == 413 {
+				field = ""
+			}
+			p := wantProblem(t, resp, tt.status, "", field)
+			if tt.line > 0 && (p.Extra["line"] != tt.line || !strings.Contains(p.Detail, "line "+strconv.Itoa(int(tt.line)))) {
+				t.Errorf("problem %+v does not name line %v", p, tt.line)
+			}
+		})
+	}
+	if n := countAreas(); n != areas {
+		t.Errorf("%d areas after bad imports, want %d", n, areas)
+	}
+	e.wantUnchanged(before)
+
+	// Without the operator scope, nothing is imported.
+	resp = e.do(http.MethodPost, "/admin/v1/import/gv100ad", e.token("send:region:DE"), "text/plain", []byte(ok))
+	wantProblem(t, resp, http.StatusForbidden, problem.TypeForbidden, "")
+}
+
+func TestRouteConflictsRefused(t *testing.T) {
+	e := newEnv(t)
+	admin := e.adminToken()
+	e.activeDestination(admin, destKreisBH, time.Time{}, "DE08315")
+	before := e.state()
+
+	body := destinationBody(t, destMuellheim, []string{"DE083155012074", "DE08315"}, "enc-conflict", "sig-conflict")
+	resp := e.doJSON(http.MethodPost, "/admin/v1/destinations", admin, body)
+	p := wantProblem(t, resp, http.StatusConflict, problem.TypeConflict, "services[0].regions[1]")
+	if p.Extra["conflictingDestinationId"] != destKreisBH || !strings.Contains(p.Detail, destKreisBH) {
+		t.Errorf("conflict %+v does not name %s", p, destKreisBH)
+	}
+	e.wantUnchanged(before)
+
+	// An update that would conflict is refused too, and changes nothing.
+	e.activeDestination(admin, destMuellheim, time.Time{}, "DE083155012074")
+	before = e.state()
+	patch := map[string]any{"services": []any{map[string]any{
+		"identifier": serviceA, "regions": []string{"DE08315"},
+		"submissionSchemas": []any{map[string]any{"mimeType": "application/json", "schemaUri": "https://schema.fitko.de/fim/s00000096_1.0.schema.json"}},
+	}}}
+	resp = e.doJSON(http.MethodPatch, "/admin/v1/destinations/"+destMuellheim, admin, patch)
+	p = wantProblem(t, resp, http.StatusConflict, problem.TypeConflict, "services[0].regions[0]")
+	if p.Extra["conflictingDestinationId"] != destKreisBH {
+		t.Errorf("conflict %+v", p)
+	}
+	e.wantUnchanged(before)
+
+	// A handover is no conflict: the Kreis ends where the other begins.
+	handover := e.clock.Now().Add(48 * time.Hour).Format(time.RFC3339)
+	service := func(regions []string, from, until string) map[string]any {
+		s := map[string]any{
+			"identifier": serviceA, "regions": regions,
+			"submissionSchemas": []any{map[string]any{"mimeType": "application/json", "schemaUri": "https://schema.fitko.de/fim/s00000096_1.0.schema.json"}},
+		}
+		if from != "" {
+			s["validFrom"] = from
+		}
+		if until != "" {
+			s["validUntil"] = until
+		}
+		return s
+	}
+	resp = e.doJSON(http.MethodPatch, "/admin/v1/destinations/"+destKreisBH, admin, map[string]any{"services": []any{service([]string{"DE08315"}, "", handover)}})
+	decode[map[string]any](t, resp, http.StatusOK)
+	resp = e.doJSON(http.MethodPatch, "/admin/v1/destinations/"+destMuellheim, admin, map[string]any{"services": []any{service([]string{"DE08315"}, handover, "")}})
+	decode[map[string]any](t, resp, http.StatusOK)
+
+	// Decommissioning releases the regions.
+	resp = e.doJSON(http.MethodPatch, "/admin/v1/destinations/"+destMuellheim, admin, map[string]any{"status": "decommissioned"})
+	decode[map[string]any](t, resp, http.StatusOK)
+	resp = e.doJSON(http.MethodPatch, "/admin/v1/destinations/"+destKreisBH, admin, map[string]any{"status": "decommissioned"})
+	decode[map[string]any](t, resp, http.StatusOK)
+	e.activeDestination(admin, destAuggen, time.Time{}, "DE08315")
+}
+
+func TestRateLimit(t *testing.T) {
+	e := newEnv(t, func(c *gateway.Config) { c.RateBurst = 3; c.RateLimit = 0.01 })
+	specs := routingSpec(t, e)
+	path := "/v2/routes?leikaKey=" + leikaA + "&ars=08311"
+	for i := 3; i > 0; i-- {
+		resp := e.do(http.MethodGet, path, "", "", nil)
+		body := readAll(t, resp)
+		if resp.StatusCode != 200 || resp.Header.Get("RateLimit-Limit") != "3" || resp.Header.Get("RateLimit-Remaining") != strconv.Itoa(i-1) {
+			t.Fatalf("request %d: %d %v %s", 4-i, resp.StatusCode, resp.Header, body)
+		}
+		if reset, err := strconv.Atoi(resp.Header.Get("RateLimit-Reset")); err != nil || reset < 1 {
+			t.Errorf("RateLimit-Reset %q", resp.Header.Get("RateLimit-Reset"))
+		}
+		validate(t, specs, e, path, resp, body)
+	}
+	resp := e.do(http.MethodGet, path, "", "", nil)
+	body := readAll(t, resp)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	wantProblem(t, resp, http.StatusTooManyRequests, problem.TypeTooManyRequests, "")
+	if resp.Header.Get("RateLimit-Remaining") != "0" || resp.Header.Get("Retry-After") == "" {
+		t.Errorf("429 headers %v", resp.Header)
+	}
+	validate(t, specs, e, path, resp, body)
+	// The areas endpoint shares the bucket; info and other APIs do not.
+	if resp := e.do(http.MethodGet, "/v1/areas?areaSearchexpression=Auggen", "", "", nil); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("areas: %d", resp.StatusCode)
+	}
+	if resp := e.do(http.MethodGet, "/v2/info", "", "", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("info: %d", resp.StatusCode)
+	}
+}
+
+func TestRoutingInfo(t *testing.T) {
+	e := newEnv(t)
+	specs := routingSpec(t, e)
+	resp := e.do(http.MethodGet, "/v2/info", "", "", nil)
+	body := readAll(t, resp)
+	validate(t, specs, e, "/v2/info", resp, body)
+	if string(body) != `{"version":{"major":2,"minor":0,"patch":0}}` {
+		t.Errorf("/v2/info: %s", body)
+	}
+	// /v1/info stays the Submission API's, valid against both specs.
+	resp = e.do(http.MethodGet, "/v1/info", "", "", nil)
+	body = readAll(t, resp)
+	validate(t, specs, e, "/v1/info", resp, body)
+	if !strings.Contains(string(body), `"major":1`) {
+		t.Errorf("/v1/info: %s", body)
+	}
+}
