@@ -1,6 +1,8 @@
 package jose
 
 import (
+	"github.com/amtsbote/amtsbote/pkg/strictjson"
+
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -262,12 +264,12 @@ func (s *scanner) checkSegment() error {
 
 // checkHeader applies FIT-Connect's rules to the decoded protected header.
 func (s *scanner) checkHeader(raw []byte) error {
-	m, err := objectMembers(raw)
+	m, err := strictjson.Object(raw)
 	if err != nil {
 		return jweRule("header", "protected header: %v", err)
 	}
 	want := func(name, value string) error {
-		got, present, err := stringMember(m, name)
+		got, present, err := strictjson.String(m, name)
 		switch {
 		case err != nil:
 			return jweRule("header."+name, "%v", err)
@@ -284,14 +286,14 @@ func (s *scanner) checkHeader(raw []byte) error {
 	if err := want("enc", EncA256GCM); err != nil {
 		return err
 	}
-	kid, _, err := stringMember(m, "kid")
+	kid, _, err := strictjson.String(m, "kid")
 	if err != nil {
 		return jweRule("header.kid", "%v", err)
 	}
 	if kid == "" {
 		return jweRule("header.kid", "is missing or empty; it names the destination's encryption key")
 	}
-	cty, present, err := stringMember(m, "cty")
+	cty, present, err := strictjson.String(m, "cty")
 	if err != nil {
 		return jweRule("header.cty", "%v", err)
 	}
@@ -300,7 +302,7 @@ func (s *scanner) checkHeader(raw []byte) error {
 			return err
 		}
 	}
-	zip, present, err := stringMember(m, "zip")
+	zip, present, err := strictjson.String(m, "zip")
 	if err != nil {
 		return jweRule("header.zip", "%v", err)
 	}

@@ -1,6 +1,8 @@
 package jose
 
 import (
+	"github.com/amtsbote/amtsbote/pkg/strictjson"
+
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -37,11 +39,11 @@ func ValidatePublicKey(raw []byte, p Purpose) (*gojose.JSONWebKey, error) {
 	if !ok {
 		return nil, keyRule("purpose", "unknown key purpose %q, want %q or %q", p, Encryption, Signing)
 	}
-	m, err := objectMembers(raw)
+	m, err := strictjson.Object(raw)
 	if err != nil {
 		return nil, keyRule("jwk", "%v", err)
 	}
-	kty, _, err := stringMember(m, "kty")
+	kty, _, err := strictjson.String(m, "kty")
 	if err != nil {
 		return nil, keyRule("kty", "%v", err)
 	}
@@ -60,7 +62,7 @@ func ValidatePublicKey(raw []byte, p Purpose) (*gojose.JSONWebKey, error) {
 	if err := checkKeyOps(m, []string{op}, p); err != nil {
 		return nil, err
 	}
-	gotAlg, present, err := stringMember(m, "alg")
+	gotAlg, present, err := strictjson.String(m, "alg")
 	switch {
 	case err != nil:
 		return nil, keyRule("alg", "%v", err)
@@ -69,7 +71,7 @@ func ValidatePublicKey(raw []byte, p Purpose) (*gojose.JSONWebKey, error) {
 	case gotAlg != alg:
 		return nil, keyRule("alg", "must be %q for %s, got %q", alg, p.noun(), gotAlg)
 	}
-	gotUse, present, err := stringMember(m, "use")
+	gotUse, present, err := strictjson.String(m, "use")
 	if err != nil {
 		return nil, keyRule("use", "%v", err)
 	}
@@ -98,7 +100,7 @@ func rsaPublic(m map[string]json.RawMessage) (*rsa.PublicKey, error) {
 	} else if bits > MaxRSABits {
 		return nil, keyRule("n", "RSA modulus must have at most %d bits, has %d", MaxRSABits, bits)
 	}
-	e, present, err := stringMember(m, "e")
+	e, present, err := strictjson.String(m, "e")
 	switch {
 	case err != nil:
 		return nil, keyRule("e", "%v", err)
@@ -112,7 +114,7 @@ func rsaPublic(m map[string]json.RawMessage) (*rsa.PublicKey, error) {
 
 // bigMember decodes a base64url (unpadded) big-endian integer member.
 func bigMember(m map[string]json.RawMessage, name string) (*big.Int, error) {
-	s, present, err := stringMember(m, name)
+	s, present, err := strictjson.String(m, name)
 	if err != nil {
 		return nil, keyRule(name, "%v", err)
 	}
@@ -155,7 +157,7 @@ func quoteList(ss []string) string {
 }
 
 func kidMember(m map[string]json.RawMessage) (string, error) {
-	kid, present, err := stringMember(m, "kid")
+	kid, present, err := strictjson.String(m, "kid")
 	if err != nil {
 		return "", keyRule("kid", "%v", err)
 	}

@@ -1,6 +1,8 @@
 package jose
 
 import (
+	"github.com/amtsbote/amtsbote/pkg/strictjson"
+
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
@@ -152,14 +154,14 @@ func ParsePrivate(raw []byte) (KeyPair, error) {
 }
 
 func parsePrivate(raw []byte) (KeyPair, error) {
-	m, err := objectMembers(raw)
+	m, err := strictjson.Object(raw)
 	if err != nil {
 		return KeyPair{}, keyRule("jwk", "%v", err)
 	}
-	if kty, _, _ := stringMember(m, "kty"); kty != "RSA" {
+	if kty, _, _ := strictjson.String(m, "kty"); kty != "RSA" {
 		return KeyPair{}, keyRule("kty", "must be \"RSA\", got %q", kty)
 	}
-	alg, _, err := stringMember(m, "alg")
+	alg, _, err := strictjson.String(m, "alg")
 	if err != nil {
 		return KeyPair{}, keyRule("alg", "%v", err)
 	}

@@ -1,6 +1,8 @@
 package set
 
 import (
+	"github.com/amtsbote/amtsbote/pkg/strictjson"
+
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
@@ -256,7 +258,7 @@ func (c Claims) Validate() error {
 
 // checkPayload checks an event payload against its event's shape.
 func checkPayload(uri string, payload json.RawMessage) error {
-	m, err := objectMembers(payload)
+	m, err := strictjson.Object(payload)
 	if err != nil {
 		return claimRule("events", "payload of %s: %v", eventName(uri), err)
 	}
@@ -278,7 +280,7 @@ func checkPayload(uri string, payload json.RawMessage) error {
 }
 
 func checkTags(raw json.RawMessage) error {
-	m, err := objectMembers(raw)
+	m, err := strictjson.Object(raw)
 	if err != nil {
 		return claimRule("authenticationTags", "%v", err)
 	}
@@ -295,7 +297,7 @@ func checkTags(raw json.RawMessage) error {
 		}
 	}
 	if rawAtt, ok := m["attachments"]; ok {
-		att, err := objectMembers(rawAtt)
+		att, err := strictjson.Object(rawAtt)
 		if err != nil {
 			return claimRule("authenticationTags.attachments", "%v", err)
 		}
@@ -337,7 +339,7 @@ func checkProblems(raw json.RawMessage) error {
 		return claimRule("problems", "reject-submission needs at least one problem")
 	}
 	for i, item := range items {
-		m, err := objectMembers(item)
+		m, err := strictjson.Object(item)
 		if err != nil {
 			return claimRule(fmt.Sprintf("problems[%d]", i), "%v", err)
 		}
@@ -391,7 +393,7 @@ func (c Claims) MarshalJSON() ([]byte, error) {
 // duplicate members; the claim rules are Validate's. Errors are *RuleError
 // values wrapping ErrMalformed.
 func (c *Claims) UnmarshalJSON(data []byte) error {
-	m, err := objectMembers(data)
+	m, err := strictjson.Object(data)
 	if err != nil {
 		return malformed("claims", "%v", err)
 	}

@@ -1,6 +1,8 @@
 package set
 
 import (
+	"github.com/amtsbote/amtsbote/pkg/strictjson"
+
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -95,7 +97,7 @@ func parse(s string) (token, error) {
 	if err != nil {
 		return token{}, err
 	}
-	if t.members, err = objectMembers(headerJSON); err != nil {
+	if t.members, err = strictjson.Object(headerJSON); err != nil {
 		return token{}, malformed("header", "%v", err)
 	}
 	for _, f := range []struct {

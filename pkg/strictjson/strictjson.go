@@ -1,4 +1,7 @@
-package jose
+// Package strictjson decodes JSON objects from untrusted tokens and keys,
+// refusing what lenient decoders let pass: duplicate member names, deep
+// nesting and trailing data.
+package strictjson
 
 import (
 	"bytes"
@@ -8,13 +11,13 @@ import (
 	"io"
 )
 
-// maxJSONDepth bounds nesting in keys and headers; neither needs more than two levels.
-const maxJSONDepth = 32
+// maxDepth bounds nesting; keys, headers and FIT-Connect claims need at most four levels.
+const maxDepth = 32
 
-// objectMembers decodes a JSON object into its members. It refuses duplicate
+// Object decodes a JSON object into its members. It refuses duplicate
 // member names anywhere in the document: with two "alg" members, two
 // parsers could read two different headers from the same bytes.
-func objectMembers(data []byte) (map[string]json.RawMessage, error) {
+func Object(data []byte) (map[string]json.RawMessage, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	tok, err := dec.Token()
 	if err != nil {
@@ -71,7 +74,7 @@ func walkValue(dec *json.Decoder, depth int) error {
 	if !ok {
 		return nil
 	}
-	if depth >= maxJSONDepth {
+	if depth >= maxDepth {
 		return errors.New("nested too deeply")
 	}
 	switch d {
@@ -90,8 +93,8 @@ func walkValue(dec *json.Decoder, depth int) error {
 	return nil
 }
 
-// stringMember reads member name as a string; present reports whether it exists.
-func stringMember(m map[string]json.RawMessage, name string) (s string, present bool, err error) {
+// String reads member name as a string; present reports whether it exists.
+func String(m map[string]json.RawMessage, name string) (s string, present bool, err error) {
 	raw, ok := m[name]
 	if !ok {
 		return "", false, nil
