@@ -1,9 +1,10 @@
 package leika
 
 import (
+	"github.com/amtsbote/amtsbote/internal/sharedtest"
+
 	"errors"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -83,25 +84,7 @@ func TestURN(t *testing.T) {
 
 func dataFile(tb testing.TB, name string) string {
 	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Skip("module root not found")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "data", name)
-	if _, err := os.Stat(p); err != nil {
-		tb.Skipf("reference data absent: %v", err)
-	}
-	return p
+	return sharedtest.Data(tb, name)
 }
 
 func TestParseCatalogueReal(t *testing.T) {

@@ -1,10 +1,11 @@
 package routing
 
 import (
+	"github.com/amtsbote/amtsbote/internal/sharedtest"
+
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -374,29 +375,9 @@ func TestSwap(t *testing.T) {
 	wg.Wait()
 }
 
-// dataFile returns the path of a reference file in the shared data directory
-// beside the module root, skipping the test when it is absent.
 func dataFile(tb testing.TB, name string) string {
 	tb.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			tb.Skip("module root not found")
-		}
-		dir = parent
-	}
-	p := filepath.Join(dir, "..", "shared", "data", name)
-	if _, err := os.Stat(p); err != nil {
-		tb.Skipf("reference data absent: %v", err)
-	}
-	return p
+	return sharedtest.Data(tb, name)
 }
 
 func readDirectory(tb testing.TB) *ars.Directory {
