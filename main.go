@@ -38,6 +38,9 @@ Usage:
                                        create an OAuth client; prints its secret once
   amtsbote keys generate --purpose encryption|signing --kid K --out DIR
                                        generate an RSA-4096 key pair with a self-signed certificate
+  amtsbote import gv100ad|leika|plz FILE
+                                       import reference data: the GV100AD directory, the LeiKa catalogue, postcodes
+  amtsbote coverage --leika KEY        per Land, the Gemeinden and people a service reaches a destination for
   amtsbote version
 
 Run 'amtsbote <command> -h' for a command's flags. Flags default from AMTSBOTE_* variables.
@@ -60,6 +63,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runClient(ctx, rest, env, stdout, stderr)
 	case "keys", "key":
 		return runKeys(ctx, rest, env, stdout, stderr)
+	case "import":
+		return runImport(ctx, rest, env, stdout, stderr)
+	case "coverage":
+		return runCoverage(ctx, rest, env, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "amtsbote", version)
 		return nil

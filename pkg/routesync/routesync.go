@@ -630,3 +630,24 @@ func (s *Syncer) Coverage(ctx context.Context, service string, at time.Time) (ro
 	}
 	return cur.table.Coverage(cur.ref.dir, service, at), nil
 }
+
+// AnnounceReference tells the processes following the registry on b that
+// reference data was imported, without following the registry itself (as
+// an operator command does). It returns the revision.
+func AnnounceReference(ctx context.Context, b *bus.Bus, replicas int) (uint64, error) {
+	s, err := New(Config{Store: noStore{}, Bus: b, Replicas: replicas})
+	if err != nil {
+		return 0, err
+	}
+	if _, err := s.ensureStream(ctx); err != nil {
+		return 0, fmt.Errorf("announce reference import: %w", err)
+	}
+	ack, err := b.JetStream().Publish(ctx, referenceSubject, []byte(`{}`))
+	if err != nil {
+		return 0, fmt.Errorf("announce reference import: %w", err)
+	}
+	return ack.Sequence, nil
+}
+
+// noStore stands in for the store where a Syncer only publishes.
+type noStore struct{ store.Reference }
