@@ -1,9 +1,12 @@
 package bus
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"time"
 
@@ -79,22 +82,121 @@ func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectIn
 	return objectInfo(info), nil
 }
 
+// objectPrefetch is how many chunks (128 KiB each) a reader of an object
+// asks the server for at a time: all it holds for a slow reader.
+const objectPrefetch = 8
+
 // GetObject opens the object stored under name. The reader streams the
 // chunks and checks the digest at the end: a corrupted object fails the last
 // Read. The caller closes it.
+//
+// The chunks are pulled a few at a time as the caller reads, so memory does
+// not grow with the object even when the caller reads slowly (the object
+// store's own Get pushes chunks ahead of a slow reader up to JetStream's
+// 32 MiB flow-control window). ctx bounds every Read.
 func (b *Bus) GetObject(ctx context.Context, name string) (io.ReadCloser, error) {
 	obs, err := b.payloads(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("get object %s: %w", name, err)
 	}
-	res, err := obs.Get(ctx, name)
+	info, err := obs.GetInfo(ctx, name)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
 			return nil, fmt.Errorf("get object %s: %w", name, ErrNotFound)
 		}
 		return nil, fmt.Errorf("get object %s: %w", name, err)
 	}
-	return res, nil
+	if info.Opts != nil && info.Opts.Link != nil {
+		return nil, fmt.Errorf("get object %s: is a link, which Amtsbote does not store", name)
+	}
+	r := &objectReader{name: name, size: info.Size, hash: sha256.New()}
+	if r.digest, err = jetstream.DecodeObjectDigest(info.Digest); err != nil {
+		return nil, fmt.Errorf("get object %s: digest: %w", name, err)
+	}
+	if info.Size == 0 {
+		return r, nil
+	}
+	cons, err := b.js.OrderedConsumer(ctx, "OBJ_"+BucketPayloads, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$O." + BucketPayloads + ".C." + info.NUID},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get object %s: %w", name, err)
+	}
+	it, err := cons.Messages(jetstream.PullMaxMessages(objectPrefetch))
+	if err != nil {
+		return nil, fmt.Errorf("get object %s: %w", name, err)
+	}
+	r.next = func() (jetstream.Msg, error) { return it.Next(jetstream.NextContext(ctx)) }
+	r.stop = it.Stop
+	return r, nil
+}
+
+// objectReader reads an object's chunks in order as they are pulled.
+type objectReader struct {
+	name   string
+	next   func() (jetstream.Msg, error)
+	stop   func()
+	buf    []byte
+	read   uint64
+	size   uint64
+	hash   hash.Hash
+	digest []byte
+	err    error
+}
+
+func (r *objectReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 && r.err == nil {
+		if r.read == r.size {
+			r.err = io.EOF
+			if !bytes.Equal(r.hash.Sum(nil), r.digest) {
+				r.err = fmt.Errorf("get object %s: %w", r.name, jetstream.ErrDigestMismatch)
+			}
+			r.Close()
+			break
+		}
+		msg, err := r.next()
+		if err != nil {
+			r.err = fmt.Errorf("get object %s: %w", r.name, err)
+			r.Close()
+			break
+		}
+		data := msg.Data()
+		r.read += uint64(len(data))
+		r.hash.Write(data)
+		r.buf = data
+		meta, err := msg.Metadata()
+		switch {
+		case err != nil:
+			r.err = fmt.Errorf("get object %s: chunk metadata: %w", r.name, err)
+		case r.read > r.size, r.read == r.size && meta.NumPending > 0:
+			r.err = fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, jetstream.ErrDigestMismatch)
+		case r.read < r.size && meta.NumPending == 0:
+			// Waiting would never end: a chunk is missing.
+			r.err = fmt.Errorf("get object %s: chunks hold %d of its %d bytes: %w", r.name, r.read, r.size, jetstream.ErrDigestMismatch)
+		}
+		if r.err != nil {
+			r.buf = nil
+			r.Close()
+		}
+	}
+	if len(r.buf) == 0 {
+		return 0, r.err
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// Close stops pulling chunks. It is safe to call more than once.
+func (r *objectReader) Close() error {
+	if r.stop != nil {
+		r.stop()
+		r.stop = nil
+	}
+	if r.err == nil {
+		r.err = errors.New("get object " + r.name + ": reader closed")
+	}
+	return nil
 }
 
 // StatObject describes the object stored under name.

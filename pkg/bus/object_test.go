@@ -2,12 +2,16 @@ package bus_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"errors"
 	"io"
 	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
@@ -228,5 +232,127 @@ func TestState(t *testing.T) {
 	}
 	if _, err := b.PutState(ctx, "bad key*", []byte(`{}`)); err == nil {
 		t.Error("invalid key accepted")
+	}
+}
+
+// TestObjectSlowReader reads an object in pauses, as a gateway does that
+// writes it to a slow client: the chunks must not pile up ahead of the
+// reader.
+func TestObjectSlowReader(t *testing.T) {
+	b := bustest.Connect(t, serverProcess(t))
+	ctx := testContext(t)
+	if err := b.Ensure(ctx, bus.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	const size = 48 * mib
+	// JetStream's flow-control window for pushed chunks is 32 MiB.
+	const limit = 8 * mib
+	if _, err := b.PutObject(ctx, "s3/attachment-1", &generator{size: size, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.GetObject(ctx, "s3/attachment-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	probe := newHeapProbe()
+	buf := make([]byte, 256<<10)
+	read := 0
+	for {
+		n, err := r.Read(buf)
+		if n > 0 && (read+n)/(4*mib) != read/(4*mib) {
+			// The pause stands for a slow client, not for waiting on a result.
+			time.Sleep(100 * time.Millisecond)
+			probe.sample()
+		}
+		read += n
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if read != size {
+		t.Fatalf("read %d bytes, want %d", read, size)
+	}
+	t.Logf("slow get: heap grew at most %.1f MiB", float64(probe.growth())/mib)
+	if probe.growth() > limit {
+		t.Errorf("slow get: heap grew %.1f MiB for a %d MiB object, want under %d MiB", float64(probe.growth())/mib, size/mib, limit/mib)
+	}
+}
+
+// TestObjectTampered changes an object's chunks behind the store's back:
+// reading it must fail with a digest mismatch, not hang or succeed.
+func TestObjectTampered(t *testing.T) {
+	tests := []struct {
+		name   string
+		tamper func(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, subject string, seqs []uint64) error
+	}{
+		{"extra chunk", func(ctx context.Context, js jetstream.JetStream, _ jetstream.Stream, subject string, _ []uint64) error {
+			_, err := js.Publish(ctx, subject, []byte("more"))
+			return err
+		}},
+		{"missing chunk", func(ctx context.Context, _ jetstream.JetStream, s jetstream.Stream, _ string, seqs []uint64) error {
+			return s.DeleteMsg(ctx, seqs[1])
+		}},
+		{"reordered chunk", func(ctx context.Context, js jetstream.JetStream, s jetstream.Stream, subject string, seqs []uint64) error {
+			m, err := s.GetMsg(ctx, seqs[1])
+			if err != nil {
+				return err
+			}
+			if err := s.DeleteMsg(ctx, seqs[1]); err != nil {
+				return err
+			}
+			_, err = js.Publish(ctx, subject, m.Data)
+			return err
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, _ := bustest.Bus(t)
+			ctx := testContext(t)
+			if err := b.Ensure(ctx, bus.TopologyConfig{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.PutObject(ctx, "s4/data", &generator{size: 4 * 128 << 10, probe: &heapProbe{}}); err != nil {
+				t.Fatal(err)
+			}
+			js := b.JetStream()
+			obs, err := js.ObjectStore(ctx, bus.BucketPayloads)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := obs.GetInfo(ctx, "s4/data")
+			if err != nil {
+				t.Fatal(err)
+			}
+			stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subject := "$O." + bus.BucketPayloads + ".C." + info.NUID
+			var seqs []uint64
+			for seq := uint64(1); len(seqs) < int(info.Chunks); seq++ {
+				m, err := stream.GetMsg(ctx, seq)
+				if err != nil {
+					t.Fatalf("chunk %d: %v", len(seqs), err)
+				}
+				if m.Subject == subject {
+					seqs = append(seqs, seq)
+				}
+			}
+			if err := tt.tamper(ctx, js, stream, subject, seqs); err != nil {
+				t.Fatal(err)
+			}
+			r, err := b.GetObject(ctx, "s4/data")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			if _, err := io.ReadAll(r); !errors.Is(err, jetstream.ErrDigestMismatch) {
+				t.Errorf("read tampered object: %v, want ErrDigestMismatch", err)
+			}
+		})
 	}
 }
