@@ -1,0 +1,322 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// eventLog is FIT-Connect's EventLog.
+type eventLog struct {
+	Count      int      `json:"count"`
+	Offset     int      `json:"offset"`
+	TotalCount int      `json:"totalCount"`
+	EventLog   []string `json:"eventLog"`
+}
+
+// caseSubmissions returns the submissions a case's events name, in the
+// order they first appear; CaseNotFound when the case has no events.
+func (g *Gateway) caseSubmissions(ctx context.Context, caseID string) ([]store.Submission, error) {
+	var (
+		ids  []string
+		subs []store.Submission
+	)
+	for page := (store.Page{Limit: store.MaxPageLimit}); ; page.Offset += page.Limit {
+		evs, total, err := g.store.Events(ctx, caseID, page)
+		if err != nil {
+			return nil, fmt.Errorf("events of case %s: %w", caseID, err)
+		}
+		if total == 0 {
+			return nil, problem.CaseNotFound(caseID)
+		}
+		for _, e := range evs {
+			if slices.Contains(ids, e.SubmissionID) {
+				continue
+			}
+			ids = append(ids, e.SubmissionID)
+			s, err := g.store.Submission(ctx, e.SubmissionID)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("submission %s of case %s: %w", e.SubmissionID, caseID, err)
+			}
+			subs = append(subs, s)
+		}
+		if page.Offset+len(evs) >= total || len(evs) == 0 {
+			return subs, nil
+		}
+	}
+}
+
+// checkCaseOwner checks that the sender p created the case: a reply is
+// created within one of the sender's own cases only.
+func (g *Gateway) checkCaseOwner(ctx context.Context, p Principal, caseID string) error {
+	subs, err := g.caseSubmissions(ctx, caseID)
+	if pr, ok := problem.As(err); ok && pr.Type == problem.TypeCaseNotFound {
+		return problem.CaseNotFound(caseID).WithField("caseId")
+	}
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(subs, func(s store.Submission) bool { return s.SenderClientID == p.Subject }) {
+		return problem.Forbidden(fmt.Sprintf("case %s belongs to another sender", caseID)).WithField("caseId")
+	}
+	return nil
+}
+
+// handleGetEvents answers GET /v1/cases/{caseId}/events: the case's SETs
+// in the order they were recorded, for the sender who created the case,
+// the destination's receivers and managers, and operators.
+func (g *Gateway) handleGetEvents(w http.ResponseWriter, r *http.Request, p Principal) error {
+	caseID, err := pathUUID(r, "caseId")
+	if err != nil {
+		return err
+	}
+	page, err := pageOf(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	subs, err := g.caseSubmissions(ctx, caseID)
+	if err != nil {
+		return err
+	}
+	allowed := p.Scopes.IsAdmin() || slices.ContainsFunc(subs, func(s store.Submission) bool {
+		return s.SenderClientID == p.Subject || p.Scopes.CanSubscribe(s.DestinationID) || p.Scopes.CanManage(s.DestinationID)
+	})
+	if !allowed {
+		return problem.Forbidden(fmt.Sprintf("case %s belongs to another sender and to destinations the token does not subscribe to", caseID)).WithField("caseId")
+	}
+	evs, total, err := g.store.Events(ctx, caseID, page)
+	if err != nil {
+		return fmt.Errorf("events of case %s: %w", caseID, err)
+	}
+	out := eventLog{Count: len(evs), Offset: page.Offset, TotalCount: total, EventLog: make([]string, 0, len(evs))}
+	for _, e := range evs {
+		out.EventLog = append(out.EventLog, e.Token)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// receiverEvents are the events a destination may post.
+var receiverEvents = []string{set.AcceptSubmission, set.RejectSubmission, set.ForwardSubmission}
+
+// handlePostEvent answers POST /v1/cases/{caseId}/events: a receiver of
+// the destination answers a submission with a SET signed by the
+// destination's signing key. The gateway verifies the signature, issuer,
+// subject, case and payload (accept-submission must echo the
+// submit-submission's authentication tags), applies the status
+// transition in the store (409 when the status does not allow it), records
+// the event and publishes it to EVENTS. Posting the same token again
+// answers 204 and changes nothing.
+func (g *Gateway) handlePostEvent(w http.ResponseWriter, r *http.Request, p Principal) error {
+	caseID, err := pathUUID(r, "caseId")
+	if err != nil {
+		return err
+	}
+	if err := requireContentType(r, joseContentType); err != nil {
+		return err
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, set.MaxTokenLen))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return problem.BodyTooLarge(mbe.Limit)
+		}
+		return problem.InvalidRequest("body", fmt.Sprintf("reading the request body: %v", err))
+	}
+	token := strings.TrimSpace(string(raw))
+	ctx := r.Context()
+
+	hdr, unverified, err := set.Parse(token)
+	if err != nil {
+		return eventProblem(err)
+	}
+	sid, err := unverified.SubmissionID()
+	if err != nil {
+		return eventProblem(err)
+	}
+	sub, err := g.store.Submission(ctx, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return problem.InvalidEvent("sub", fmt.Sprintf("sub names submission %s, which does not exist", sid))
+	}
+	if err != nil {
+		return fmt.Errorf("read submission %s: %w", sid, err)
+	}
+	if err := receiverOf(p, sub); err != nil {
+		return err
+	}
+	if txn, err := unverified.CaseID(); err != nil {
+		return eventProblem(err)
+	} else if txn != caseID {
+		return problem.InvalidEvent("txn", fmt.Sprintf("txn names case %s, but the event is posted to case %s", txn, caseID))
+	}
+	if sub.CaseID != caseID {
+		return problem.InvalidEvent("sub", fmt.Sprintf("submission %s belongs to case %s, not to case %s", sid, sub.CaseID, caseID))
+	}
+	if unverified.Issuer != sub.DestinationID {
+		return problem.InvalidEvent("iss", fmt.Sprintf("iss must be the destination id %s, got %q", sub.DestinationID, unverified.Issuer))
+	}
+	pub, err := g.signingKey(ctx, sub.DestinationID, hdr.KID)
+	if err != nil {
+		return err
+	}
+	claims, err := set.Verifier{Now: g.now}.Verify(token, pub)
+	if err != nil {
+		return eventProblem(err)
+	}
+	uri, _, err := claims.Event()
+	if err != nil {
+		return eventProblem(err)
+	}
+	if !slices.Contains(receiverEvents, uri) {
+		return problem.InvalidEvent("events", fmt.Sprintf("a destination posts accept-, reject- or forward-submission, not %s", strings.TrimPrefix(uri, set.EventBase)))
+	}
+	if uri == set.AcceptSubmission {
+		if err := g.checkAcceptTags(r, sid, claims); err != nil {
+			return err
+		}
+	}
+
+	recorded, err := g.recordedEvent(ctx, caseID, claims.JTI)
+	if err != nil {
+		return err
+	}
+	switch {
+	case recorded == nil:
+		name := strings.TrimPrefix(uri, set.EventBase)
+		_, err = g.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
+			next, err := sealed.Next(sealed.Status(s.Status), name)
+			if err != nil {
+				return problem.InvalidTransition(fmt.Sprintf("submission %s is %s; %s is not allowed", sid, s.Status, name))
+			}
+			s.Status = store.SubmissionStatus(next)
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("apply %s to %s: %w", name, sid, err)
+		}
+		if err := g.flow.events.record(ctx, claims, token); err != nil {
+			return err
+		}
+	case recorded.Token != token:
+		return problem.InvalidEvent("jti", fmt.Sprintf("jti %s was used by another event of case %s", claims.JTI, caseID))
+	}
+	// Recorded first, published second: a retry after a failed publish
+	// finds the event recorded and publishes it again.
+	if err := g.flow.events.send(ctx, claims, token, traceparentOf(r)); err != nil {
+		return g.unavailable(r, "publish event", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// recordedEvent returns the case's event with jti, or nil.
+func (g *Gateway) recordedEvent(ctx context.Context, caseID, jti string) (*store.Event, error) {
+	for page := (store.Page{Limit: store.MaxPageLimit}); ; page.Offset += page.Limit {
+		evs, total, err := g.store.Events(ctx, caseID, page)
+		if err != nil {
+			return nil, fmt.Errorf("events of case %s: %w", caseID, err)
+		}
+		for i := range evs {
+			if evs[i].JTI == jti {
+				return &evs[i], nil
+			}
+		}
+		if page.Offset+len(evs) >= total || len(evs) == 0 {
+			return nil, nil
+		}
+	}
+}
+
+// signingKey returns the destination's signing key kid, valid now.
+func (g *Gateway) signingKey(ctx context.Context, destinationID, kid string) (*rsa.PublicKey, error) {
+	k, err := g.store.Key(ctx, destinationID, kid)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, problem.InvalidEvent("header.kid", fmt.Sprintf("kid %q is not a key of destination %s", kid, destinationID))
+	case err != nil:
+		return nil, fmt.Errorf("read key %s of %s: %w", kid, destinationID, err)
+	case k.Use != store.UseSigning:
+		return nil, problem.InvalidEvent("header.kid", fmt.Sprintf("kid %q is destination %s's %s key, not its signing key", kid, destinationID, k.Use))
+	case !k.ValidAt(g.now()):
+		return nil, problem.InvalidEvent("header.kid", fmt.Sprintf("signing key %q of destination %s is retired", kid, destinationID))
+	}
+	jwk, err := jose.ValidatePublicKey(k.JWK, jose.Signing)
+	if err != nil {
+		return nil, fmt.Errorf("stored signing key %s of %s: %w", kid, destinationID, err)
+	}
+	pub, ok := jwk.Key.(*rsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("stored signing key %s of %s is a %T", kid, destinationID, jwk.Key)
+	}
+	return pub, nil
+}
+
+// checkAcceptTags compares an accept-submission's authentication tags
+// with those of the submission's submit, naming the first that differs.
+func (g *Gateway) checkAcceptTags(r *http.Request, sid string, c set.Claims) error {
+	got, err := c.Tags()
+	if err != nil {
+		return eventProblem(err)
+	}
+	e, err := g.flow.bus.GetState(r.Context(), tagsPrefix+sid)
+	if errors.Is(err, bus.ErrNotFound) {
+		return problem.InvalidEvent("authenticationTags", fmt.Sprintf("submission %s has no authentication tags to accept: it was not submitted", sid))
+	}
+	if err != nil {
+		return g.unavailable(r, "read authentication tags", err)
+	}
+	var want set.AuthenticationTags
+	if err := json.Unmarshal(e.Value, &want); err != nil {
+		return fmt.Errorf("authentication tags of %s: %w", sid, err)
+	}
+	if got.Equal(want) {
+		return nil
+	}
+	field := "authenticationTags"
+	switch {
+	case got.Metadata != want.Metadata:
+		field += ".metadata"
+	case got.Data != want.Data:
+		field += ".data"
+	default:
+		field += ".attachments"
+		for aid, tag := range want.Attachments {
+			if got.Attachments[aid] != tag {
+				field += "." + aid
+				break
+			}
+		}
+	}
+	return problem.InvalidEvent(field, fmt.Sprintf("%s does not match the submit-submission event of submission %s", field, sid))
+}
+
+// eventProblem maps a SET rule violation to its answer: 400 for a token
+// that is not a SET, 422 for one that breaks a rule of signature or claims.
+func eventProblem(err error) error {
+	var re *set.RuleError
+	if !errors.As(err, &re) {
+		return err
+	}
+	if errors.Is(err, set.ErrMalformed) {
+		return problem.MalformedEvent(re.Field, re.Reason)
+	}
+	return problem.InvalidEvent(re.Field, re.Reason)
+}

@@ -1,0 +1,150 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// submissionForPickup is FIT-Connect's SubmissionForPickup.
+type submissionForPickup struct {
+	DestinationID string `json:"destinationId"`
+	SubmissionID  string `json:"submissionId"`
+	CaseID        string `json:"caseId"`
+}
+
+// submissionsForPickup is FIT-Connect's SubmissionsForPickup.
+type submissionsForPickup struct {
+	Count       int                   `json:"count"`
+	Offset      int                   `json:"offset"`
+	TotalCount  int                   `json:"totalCount"`
+	Submissions []submissionForPickup `json:"submissions"`
+}
+
+// subscribedDestinations lists the destinations s may pick up from.
+func subscribedDestinations(s Scopes) []string {
+	var ids []string
+	for _, g := range s.grants {
+		if g.kind == "subscribe" && !slices.Contains(ids, g.dest) {
+			ids = append(ids, g.dest)
+		}
+	}
+	return ids
+}
+
+// handlePickupList answers GET /v1/submissions: the routed submissions
+// not yet picked up, of destinationId or, without it, of every destination
+// the token subscribes to; oldest first, paged with limit and offset.
+func (g *Gateway) handlePickupList(w http.ResponseWriter, r *http.Request, p Principal) error {
+	page, err := pageOf(r)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	if raw := r.URL.Query().Get("destinationId"); raw != "" {
+		id, ok := canonicalUUID(raw)
+		if !ok {
+			return problem.InvalidRequest("destinationId", fmt.Sprintf("destinationId %q is not a UUID", raw))
+		}
+		if !p.Scopes.CanSubscribe(id) {
+			return forbidden(scopeSubscribe+id, fmt.Sprintf("listing destination %s's submissions requires scope %s%s", id, scopeSubscribe, id))
+		}
+		ids = []string{id}
+	} else if ids = subscribedDestinations(p.Scopes); len(ids) == 0 {
+		return forbidden(scopeSubscribe+"<destinationId>", "listing submissions requires a subscribe:destination:<destinationId> scope")
+	}
+	list, total, err := g.store.PickupList(r.Context(), ids, page)
+	if err != nil {
+		return fmt.Errorf("pickup list: %w", err)
+	}
+	out := submissionsForPickup{Count: len(list), Offset: page.Offset, TotalCount: total, Submissions: make([]submissionForPickup, 0, len(list))}
+	for _, s := range list {
+		out.Submissions = append(out.Submissions, submissionForPickup{DestinationID: s.DestinationID, SubmissionID: s.ID, CaseID: s.CaseID})
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// submissionView is FIT-Connect's Submission: the reduced view with the
+// sealed metadata and data.
+type submissionView struct {
+	submissionReduced
+	EncryptedMetadata string `json:"encryptedMetadata"`
+	EncryptedData     string `json:"encryptedData,omitempty"`
+}
+
+// handleGetSubmission answers GET /v1/submissions/{submissionId}: a
+// receiver of the destination fetches the sealed submission. The first
+// fetch records the pickup and queues the notify-submission event.
+func (g *Gateway) handleGetSubmission(w http.ResponseWriter, r *http.Request, p Principal) error {
+	sid, err := pathUUID(r, "submissionId")
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	sub, err := g.loadSubmission(ctx, sid)
+	if err != nil {
+		return err
+	}
+	if err := receiverOf(p, sub); err != nil {
+		return err
+	}
+	if err := deliverable(sub); err != nil {
+		return err
+	}
+	rc, err := g.flow.bus.GetObject(ctx, sealed.PayloadObject(sid))
+	if errors.Is(err, bus.ErrNotFound) {
+		return fmt.Errorf("fetch %s: payload missing: %w", sid, err)
+	}
+	if err != nil {
+		return g.unavailable(r, "read payload", err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(rc, 2*g.maxBody))
+	rc.Close()
+	if err != nil {
+		return g.unavailable(r, "read payload", err)
+	}
+	var payload sealed.Payload
+	if err := json.Unmarshal(raw, &payload); err != nil {
+		return fmt.Errorf("fetch %s: payload: %w", sid, err)
+	}
+
+	if sub.PickedUpAt == nil {
+		// Queued before the pickup is recorded, so that a failure here
+		// leaves it unrecorded and the next fetch queues it again.
+		c, err := g.flow.events.newEvent(set.NotifySubmission, sub, nil)
+		if err != nil {
+			return fmt.Errorf("fetch %s: %w", sid, err)
+		}
+		if err := g.flow.events.enqueue(ctx, c, traceparentOf(r)); err != nil {
+			return g.unavailable(r, "queue notify-submission", err)
+		}
+		now := g.now()
+		_, err = g.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
+			if s.PickedUpAt == nil {
+				s.PickedUpAt = &now
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("record pickup of %s: %w", sid, err)
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, submissionView{
+		submissionReduced: reducedView(sub),
+		EncryptedMetadata: payload.EncryptedMetadata,
+		EncryptedData:     payload.EncryptedData,
+	})
+	return nil
+}

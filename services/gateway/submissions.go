@@ -1,0 +1,728 @@
+package gateway
+
+// The submission flow of FIT-Connect's Submission API: a sender creates a
+// submission, uploads its attachments and submits it; a receiver lists,
+// fetches and answers it with a security event token. Bodies of these
+// endpoints are decoded leniently, as FIT-Connect's schemas allow members
+// they do not name.
+//
+// These endpoints need the message bus (Config.Bus): without one they
+// answer 503, while the registry endpoints keep working.
+//
+// Consistency: every step that leaves the gateway (store, object store,
+// INGRESS, EVENTS) is idempotent under the submission id or the event's
+// jti, and each request writes its permanent record before it publishes,
+// so a retried request repeats the missing steps and never duplicates a
+// done one.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/leika"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// DefaultMaxAttachment bounds one encrypted attachment.
+const DefaultMaxAttachment int64 = 512 << 20
+
+const (
+	// maxAttachments bounds the attachments one submission announces.
+	maxAttachments = 1000
+	// unknownLeika is the ingress subject's service token for a service
+	// identifier that is no LeiKa URN; LeiKa keys start with 99.
+	unknownLeika = "00000000000000"
+	// tagsPrefix and attachmentTagPrefix start the keys in
+	// bus.BucketState under which a submission's authentication tags wait:
+	// tags.<sid> holds those of the submit-submission event, att.<sid>.<aid>
+	// the one of an uploaded attachment.
+	tagsPrefix          = "tags."
+	attachmentTagPrefix = "att."
+)
+
+// flow is what the submission endpoints need beyond the registry.
+type flow struct {
+	bus           *bus.Bus
+	maxAttachment int64
+	events        *eventSigner
+}
+
+// initFlow prepares the submission endpoints when cfg has a bus.
+func (g *Gateway) initFlow(cfg Config) error {
+	if cfg.Bus == nil {
+		return nil
+	}
+	if cfg.MaxAttachment < 0 || cfg.Signers < 0 || cfg.OutboxRetry < 0 {
+		return errors.New("new gateway: negative attachment limit, signer count or outbox retry")
+	}
+	// Signing keys read from a file lack the CRT values that make signing
+	// several times faster; nothing signs with it yet.
+	cfg.Signer.Private.Precompute()
+	g.flow = &flow{
+		bus:           cfg.Bus,
+		maxAttachment: orDefault(cfg.MaxAttachment, DefaultMaxAttachment),
+		events: &eventSigner{
+			bus: cfg.Bus, store: g.store,
+			key: cfg.Signer.Private, kid: cfg.Signer.Public.KeyID, issuer: g.publicURL,
+			log: g.log, now: g.now,
+			workers: orDefault(cfg.Signers, runtime.NumCPU()),
+			retry:   orDefault(cfg.OutboxRetry, DefaultOutboxRetry),
+			jobs:    make(chan outboxEntry, outboxQueue),
+			queued:  make(map[string]bool),
+		},
+	}
+	return nil
+}
+
+// Run signs and publishes Amtsbote's own events (create-, submit- and
+// notify-submission) on a pool of Config.Signers workers until ctx is
+// cancelled; then it lets each worker finish the event in its hands and
+// returns nil. Events not yet published wait in a durable outbox for the
+// next Run of any gateway, so run it beside the HTTP server in every
+// process with a bus. Without a bus it just waits for ctx.
+func (g *Gateway) Run(ctx context.Context) error {
+	if g.flow == nil {
+		<-ctx.Done()
+		return nil
+	}
+	g.flow.events.run(ctx)
+	return nil
+}
+
+// submissionRoutes registers the submission flow's endpoints.
+func (g *Gateway) submissionRoutes() {
+	m := g.mux
+	m.Handle("POST /v1/submissions", g.flowed(g.handleCreateSubmission))
+	m.Handle("GET /v1/submissions", g.flowed(g.handlePickupList))
+	m.Handle("GET /v1/submissions/{submissionId}", g.flowed(g.handleGetSubmission))
+	m.Handle("PUT /v1/submissions/{submissionId}", g.flowed(g.handleSubmit))
+	m.Handle("PUT /v1/submissions/{submissionId}/attachments/{attachmentId}", g.flowed(g.handlePutAttachment))
+	m.Handle("GET /v1/submissions/{submissionId}/attachments/{attachmentId}", g.flowed(g.handleGetAttachment))
+	m.Handle("GET /v1/cases/{caseId}/events", g.flowed(g.handleGetEvents))
+	m.Handle("POST /v1/cases/{caseId}/events", g.flowed(g.handlePostEvent))
+}
+
+// flowed is authed plus the bus the submission flow needs.
+func (g *Gateway) flowed(h authedHandler) http.Handler {
+	return g.authed(func(w http.ResponseWriter, r *http.Request, p Principal) error {
+		if g.flow == nil {
+			return problem.Unavailable("this gateway runs without a message bus and takes no submissions")
+		}
+		return h(w, r, p)
+	})
+}
+
+// unavailable logs a failure of the bus and answers 503: the request may
+// be retried as it is.
+func (g *Gateway) unavailable(r *http.Request, op string, err error) error {
+	g.log.WarnContext(r.Context(), "message bus failed", "op", op, "route", routeOf(r), "err", err)
+	return problem.Unavailable(op + ": the message bus did not answer; retry the request")
+}
+
+// pathUUID reads and checks a UUID path parameter.
+func pathUUID(r *http.Request, name string) (string, error) {
+	raw := r.PathValue(name)
+	id, ok := canonicalUUID(raw)
+	if !ok {
+		return "", problem.InvalidRequest(name, fmt.Sprintf("%s %q is not a UUID", name, raw))
+	}
+	return id, nil
+}
+
+// loadSubmission reads a submission, turning absence into a 404 problem.
+func (g *Gateway) loadSubmission(ctx context.Context, id string) (store.Submission, error) {
+	s, err := g.store.Submission(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Submission{}, problem.SubmissionNotFound(id)
+	}
+	if err != nil {
+		return store.Submission{}, fmt.Errorf("read submission %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// ownSubmission checks that p created s.
+func ownSubmission(p Principal, s store.Submission) error {
+	if s.SenderClientID != p.Subject {
+		return problem.Forbidden(fmt.Sprintf("submission %s was created by another sender", s.ID)).WithField("submissionId")
+	}
+	return nil
+}
+
+var traceparentPattern = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
+
+// traceparentOf returns the request's W3C traceparent, or starts a trace
+// when it brings none (or an invalid one).
+func traceparentOf(r *http.Request) string {
+	tp := strings.TrimSpace(r.Header.Get("traceparent"))
+	if traceparentPattern.MatchString(tp) && !strings.HasPrefix(tp, "ff") &&
+		tp[3:35] != strings.Repeat("0", 32) && tp[36:52] != strings.Repeat("0", 16) {
+		return tp
+	}
+	var b [24]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
+}
+
+// serviceTypeInput is FIT-Connect's ServiceType of CreateSubmission.
+type serviceTypeInput struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Identifier  string `json:"identifier"`
+}
+
+// createSubmissionInput is FIT-Connect's CreateSubmission plus Amtsbote's
+// optional region ("DE" + ARS), the applicant's place.
+type createSubmissionInput struct {
+	DestinationID        string            `json:"destinationId"`
+	AnnouncedAttachments *[]string         `json:"announcedAttachments"`
+	CaseID               string            `json:"caseId"`
+	ServiceType          *serviceTypeInput `json:"serviceType"`
+	Callback             *callbackInput    `json:"callback"`
+	Region               string            `json:"region"`
+}
+
+// validate checks the fields on their own and returns them in canonical
+// form.
+func (in *createSubmissionInput) validate() error {
+	if in.DestinationID == "" {
+		return problem.Invalid("destinationId", "destinationId is required")
+	}
+	id, ok := canonicalUUID(in.DestinationID)
+	if !ok {
+		return problem.Invalid("destinationId", fmt.Sprintf("destinationId %q is not a UUID", in.DestinationID))
+	}
+	in.DestinationID = id
+	if in.AnnouncedAttachments == nil {
+		return problem.Invalid("announcedAttachments", "announcedAttachments is required; send [] for none")
+	}
+	list := *in.AnnouncedAttachments
+	if len(list) > maxAttachments {
+		return problem.Invalid("announcedAttachments", fmt.Sprintf("announcedAttachments lists %d attachments, at most %d are allowed", len(list), maxAttachments))
+	}
+	for i, a := range list {
+		f := fmt.Sprintf("announcedAttachments[%d]", i)
+		aid, ok := canonicalUUID(a)
+		if !ok {
+			return problem.Invalid(f, fmt.Sprintf("%q is not a UUID", a))
+		}
+		if slices.Contains(list[:i], aid) {
+			return problem.Invalid(f, fmt.Sprintf("attachment %s is announced twice", aid))
+		}
+		list[i] = aid
+	}
+	if in.CaseID != "" {
+		if in.CaseID, ok = canonicalUUID(in.CaseID); !ok {
+			return problem.Invalid("caseId", "caseId is not a UUID")
+		}
+	}
+	if in.ServiceType == nil {
+		return problem.Invalid("serviceType", "serviceType is required")
+	}
+	if strings.TrimSpace(in.ServiceType.Name) == "" {
+		return problem.Invalid("serviceType.name", "serviceType.name is required")
+	}
+	if in.ServiceType.Identifier == "" {
+		return problem.Invalid("serviceType.identifier", "serviceType.identifier is required")
+	}
+	if err := checkServiceURN(in.ServiceType.Identifier); err != nil {
+		return problem.Invalid("serviceType.identifier", err.Error())
+	}
+	if in.Region != "" {
+		if err := checkRegion(in.Region); err != nil {
+			return problem.Invalid("region", err.Error())
+		}
+	}
+	if in.Callback != nil {
+		if err := validateCallback(in.Callback.URL, in.Callback.Secret); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// offeredService returns the destination's offer of service at t.
+func offeredService(d store.Destination, service string, t time.Time) (store.Service, bool) {
+	for _, s := range d.Services {
+		if s.Identifier != service {
+			continue
+		}
+		if (s.ValidFrom == nil || !t.Before(*s.ValidFrom)) && (s.ValidUntil == nil || t.Before(*s.ValidUntil)) {
+			return s, true
+		}
+	}
+	return store.Service{}, false
+}
+
+// submissionCreated is FIT-Connect's SubmissionCreated.
+type submissionCreated struct {
+	DestinationID string `json:"destinationId"`
+	SubmissionID  string `json:"submissionId"`
+	CaseID        string `json:"caseId"`
+}
+
+// handleCreateSubmission answers POST /v1/submissions: the destination
+// must be active and offer the service now; the sender's region scope
+// must reach one of the destination's regions for it, or, when the sender
+// names the applicant's region, cover that region, which one of the
+// destination's regions must cover too. A retry carrying the same
+// Idempotency-Key and body gets the first answer.
+func (g *Gateway) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p Principal) error {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
+	if err := requireContentType(r, "application/json"); err != nil {
+		return err
+	}
+	raw, err := g.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	var in createSubmissionInput
+	if err := decodeJSON(raw, &in, false); err != nil {
+		return err
+	}
+	if err := in.validate(); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	now := g.now()
+	d, err := g.loadDestination(r, in.DestinationID)
+	if err != nil {
+		return err
+	}
+	if d.Status != store.StatusActive {
+		return problem.DestinationInactive(d.ID, string(d.Status))
+	}
+	service := in.ServiceType.Identifier
+	offer, ok := offeredService(d, service, now)
+	if !ok {
+		return problem.ServiceNotOffered("serviceType.identifier", d.ID, service)
+	}
+	if in.Region != "" {
+		if !p.Scopes.CanSend([]string{in.Region}, service) {
+			return forbidden(scopeSendRegion+in.Region,
+				fmt.Sprintf("no send scope covers region %s for service %s", in.Region, service))
+		}
+		if !slices.ContainsFunc(offer.Regions, func(reg string) bool { return strings.HasPrefix(in.Region, reg) }) {
+			return problem.RegionNotServed("region", fmt.Sprintf("destination %s serves %s in %s, not in %s",
+				d.ID, service, strings.Join(offer.Regions, ", "), in.Region))
+		}
+	} else if !p.Scopes.CanLookUp(offer.Regions, service) {
+		return forbidden(scopeSendRegion+offer.Regions[0],
+			fmt.Sprintf("no send scope reaches destination %s's regions %s for service %s", d.ID, strings.Join(offer.Regions, ", "), service))
+	}
+	if in.CaseID != "" {
+		if err := g.checkCaseOwner(ctx, p, in.CaseID); err != nil {
+			return err
+		}
+	}
+
+	out := submissionCreated{DestinationID: d.ID, SubmissionID: uuid.NewString(), CaseID: in.CaseID}
+	if out.CaseID == "" {
+		out.CaseID = uuid.NewString()
+	}
+	body, _ := json.Marshal(out) // strings always marshal
+	replay := false
+	if key != "" {
+		hash := sha256.Sum256(raw)
+		rec, created, err := g.store.PutIdempotency(ctx, store.IdempotencyRecord{
+			Key: "create:" + p.Subject + ":" + key, RequestHash: hash[:], Status: http.StatusCreated, Body: body,
+		})
+		if err != nil {
+			return fmt.Errorf("create submission: %w", err)
+		}
+		if !created {
+			if !bytes.Equal(rec.RequestHash, hash[:]) {
+				return problem.IdempotencyMismatch("Idempotency-Key",
+					fmt.Sprintf("Idempotency-Key %q was used for a request with another body", key))
+			}
+			if err := json.Unmarshal(rec.Body, &out); err != nil {
+				return fmt.Errorf("create submission: stored answer: %w", err)
+			}
+			body, replay = rec.Body, true
+		}
+	}
+
+	sub := store.Submission{
+		ID: out.SubmissionID, CaseID: out.CaseID, DestinationID: d.ID, SenderClientID: p.Subject,
+		ServiceIdentifier: service, ServiceName: in.ServiceType.Name, Region: in.Region,
+		Status:               store.SubmissionIncomplete,
+		AnnouncedAttachments: *in.AnnouncedAttachments, UploadedAttachments: []string{},
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if in.Callback != nil {
+		sub.CallbackURL, sub.CallbackSecret = in.Callback.URL, in.Callback.Secret
+	}
+	// A replay finds the submission made by the first request, unless that
+	// one stopped before writing it.
+	if err := g.store.CreateSubmission(ctx, sub); err != nil && !(replay && errors.Is(err, store.ErrConflict)) {
+		return fmt.Errorf("create submission: %w", err)
+	}
+	c, err := g.flow.events.newEvent(set.CreateSubmission, sub, nil)
+	if err != nil {
+		return fmt.Errorf("create submission: %w", err)
+	}
+	if err := g.flow.events.enqueue(ctx, c, traceparentOf(r)); err != nil {
+		return g.unavailable(r, "create submission", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// idempotencyKey reads the optional Idempotency-Key header: 1 to 255
+// visible ASCII characters, optionally as a quoted structured-field string.
+func idempotencyKey(r *http.Request) (string, error) {
+	vals := r.Header.Values("Idempotency-Key")
+	switch len(vals) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", problem.InvalidRequest("Idempotency-Key", "Idempotency-Key must appear once")
+	}
+	k := strings.TrimSpace(vals[0])
+	if len(k) >= 2 && k[0] == '"' && k[len(k)-1] == '"' {
+		k = k[1 : len(k)-1]
+	}
+	if k == "" || len(k) > 255 {
+		return "", problem.InvalidRequest("Idempotency-Key", "Idempotency-Key must have 1 to 255 characters")
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e || k[i] == '"' || k[i] == '\\' {
+			return "", problem.InvalidRequest("Idempotency-Key", fmt.Sprintf("Idempotency-Key has a character other than visible ASCII at byte %d", i+1))
+		}
+	}
+	return k, nil
+}
+
+// serviceTypeView is FIT-Connect's ServiceType in answers.
+type serviceTypeView struct {
+	Name       string `json:"name,omitempty"`
+	Identifier string `json:"identifier"`
+}
+
+// submissionReduced is FIT-Connect's SubmissionReduced.
+type submissionReduced struct {
+	DestinationID string          `json:"destinationId"`
+	SubmissionID  string          `json:"submissionId"`
+	CaseID        string          `json:"caseId"`
+	Attachments   []string        `json:"attachments"`
+	ServiceType   serviceTypeView `json:"serviceType"`
+}
+
+func reducedView(s store.Submission) submissionReduced {
+	// In announced order; only uploaded ones, which after submit are all.
+	att := make([]string, 0, len(s.AnnouncedAttachments))
+	for _, a := range s.AnnouncedAttachments {
+		if slices.Contains(s.UploadedAttachments, a) {
+			att = append(att, a)
+		}
+	}
+	return submissionReduced{
+		DestinationID: s.DestinationID, SubmissionID: s.ID, CaseID: s.CaseID, Attachments: att,
+		ServiceType: serviceTypeView{Name: s.ServiceName, Identifier: s.ServiceIdentifier},
+	}
+}
+
+// submitInput is FIT-Connect's SubmitSubmission.
+type submitInput struct {
+	EncryptedMetadata *string `json:"encryptedMetadata"`
+	EncryptedData     *string `json:"encryptedData"`
+}
+
+// hash identifies the submitted content whatever the JSON around it.
+func (in submitInput) hash() []byte {
+	h := sha256.New()
+	for _, s := range []*string{in.EncryptedMetadata, in.EncryptedData} {
+		var v string
+		if s != nil {
+			v = *s
+		}
+		_ = binary.Write(h, binary.BigEndian, uint64(len(v)))
+		h.Write([]byte(v))
+	}
+	return h.Sum(nil)
+}
+
+// parseSealedJWE checks one JWE of a submit body.
+func parseSealedJWE(field, compact string) (jose.JWE, error) {
+	j, err := jose.ParseJWE(compact)
+	if err != nil {
+		return jose.JWE{}, jweProblem(field, err)
+	}
+	return j, nil
+}
+
+// jweProblem turns a JWE rule violation into a problem naming the part.
+func jweProblem(field string, err error) error {
+	var re *jose.RuleError
+	if errors.As(err, &re) {
+		return problem.InvalidJWE(joinField(field, re.Field), re.Reason)
+	}
+	return err
+}
+
+// checkEncryptionKID checks that kid names an encryption key of the
+// destination that is valid now.
+func (g *Gateway) checkEncryptionKID(ctx context.Context, destinationID, kid, field string) error {
+	k, err := g.store.Key(ctx, destinationID, kid)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q is not a key of destination %s", kid, destinationID))
+	case err != nil:
+		return fmt.Errorf("read key %s of %s: %w", kid, destinationID, err)
+	case k.Use != store.UseEncryption:
+		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q is destination %s's %s key, not an encryption key", kid, destinationID, k.Use))
+	case !k.ValidAt(g.now()):
+		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q of destination %s was retired at %s", kid, destinationID, k.ValidUntil.UTC().Format(time.RFC3339)))
+	}
+	return nil
+}
+
+// handleSubmit answers PUT /v1/submissions/{submissionId}: the creator
+// hands in the sealed metadata and data once every announced attachment is
+// uploaded. The gateway checks the JWEs' structure and keys, stores the
+// payload, publishes the submission to INGRESS once, queues the
+// submit-submission event and answers 202. The same submit again gets the
+// same answer; another content after a submit is refused.
+func (g *Gateway) handleSubmit(w http.ResponseWriter, r *http.Request, p Principal) error {
+	sid, err := pathUUID(r, "submissionId")
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	sub, err := g.loadSubmission(ctx, sid)
+	if err != nil {
+		return err
+	}
+	if err := ownSubmission(p, sub); err != nil {
+		return err
+	}
+	if sub.Status == store.SubmissionDeleted || sub.DeletedAt != nil {
+		return problem.SubmissionNotFound(sid)
+	}
+	var in submitInput
+	if err := g.decodeJSONRequest(w, r, &in, false); err != nil {
+		return err
+	}
+	if in.EncryptedMetadata == nil {
+		return problem.Invalid("encryptedMetadata", "encryptedMetadata is required")
+	}
+	meta, err := parseSealedJWE("encryptedMetadata", *in.EncryptedMetadata)
+	if err != nil {
+		return err
+	}
+	var data jose.JWE
+	if in.EncryptedData != nil {
+		if data, err = parseSealedJWE("encryptedData", *in.EncryptedData); err != nil {
+			return err
+		}
+	}
+
+	var (
+		d    store.Destination
+		tags set.AuthenticationTags
+	)
+	if sub.Status == store.SubmissionIncomplete {
+		if d, err = g.loadDestination(r, sub.DestinationID); err != nil {
+			return err
+		}
+		if d.Status != store.StatusActive {
+			return problem.DestinationInactive(d.ID, string(d.Status))
+		}
+		if err := g.checkEncryptionKID(ctx, d.ID, meta.KID, "encryptedMetadata.header.kid"); err != nil {
+			return err
+		}
+		if in.EncryptedData != nil {
+			if err := g.checkEncryptionKID(ctx, d.ID, data.KID, "encryptedData.header.kid"); err != nil {
+				return err
+			}
+		}
+		if tags, err = g.submitTags(r, sub, meta, data); err != nil {
+			return err
+		}
+	}
+
+	hash := in.hash()
+	answer, _ := json.Marshal(reducedView(sub)) // strings always marshal
+	rec, created, err := g.store.PutIdempotency(ctx, store.IdempotencyRecord{
+		Key: "submit:" + sid, RequestHash: hash, Status: http.StatusAccepted, Body: answer,
+	})
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sid, err)
+	}
+	if !created && !bytes.Equal(rec.RequestHash, hash) {
+		return problem.IdempotencyMismatch("encryptedMetadata",
+			fmt.Sprintf("submission %s was submitted with other encryptedMetadata or encryptedData", sid))
+	}
+	if sub.Status != store.SubmissionIncomplete {
+		if created {
+			return problem.SubmissionState("submissionId", fmt.Sprintf("submission %s is %s and cannot be submitted", sid, sub.Status))
+		}
+		// The same submit again: it is done, answer as the first time.
+		return writeRecord(w, rec)
+	}
+	// First submit, or a retry of one that stopped on the way: every step
+	// below is idempotent.
+	if err := g.publishSubmission(r, sub, d, in, tags); err != nil {
+		return err
+	}
+	now := g.now()
+	_, err = g.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
+		next, err := sealed.Next(sealed.Status(s.Status), sealed.EventSubmit)
+		if err != nil {
+			return problem.SubmissionState("submissionId", fmt.Sprintf("submission %s is %s and cannot be submitted", sid, s.Status))
+		}
+		s.Status = store.SubmissionStatus(next)
+		if s.SubmittedAt == nil {
+			s.SubmittedAt = &now
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sid, err)
+	}
+	return writeRecord(w, rec)
+}
+
+// writeRecord answers with a stored JSON answer.
+func writeRecord(w http.ResponseWriter, rec store.IdempotencyRecord) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rec.Status)
+	_, _ = w.Write(rec.Body)
+	return nil
+}
+
+// submitTags collects the authentication tags of a submit: those of the
+// two JWEs and of every announced attachment, which must all be uploaded.
+func (g *Gateway) submitTags(r *http.Request, sub store.Submission, meta, data jose.JWE) (set.AuthenticationTags, error) {
+	tags := set.AuthenticationTags{Metadata: meta.AuthTag, Data: data.AuthTag}
+	var missing []string
+	for _, a := range sub.AnnouncedAttachments {
+		if !slices.Contains(sub.UploadedAttachments, a) {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) > 0 {
+		return tags, problem.MissingAttachments(sub.ID, missing)
+	}
+	if len(sub.AnnouncedAttachments) > 0 {
+		tags.Attachments = make(map[string]string, len(sub.AnnouncedAttachments))
+	}
+	for _, a := range sub.AnnouncedAttachments {
+		e, err := g.flow.bus.GetState(r.Context(), attachmentTagPrefix+sub.ID+"."+a)
+		if errors.Is(err, bus.ErrNotFound) {
+			// Recorded as uploaded, but its tag is gone: upload it again.
+			missing = append(missing, a)
+			continue
+		}
+		if err != nil {
+			return tags, g.unavailable(r, "read attachment tags", err)
+		}
+		tags.Attachments[a] = string(e.Value)
+	}
+	if len(missing) > 0 {
+		return tags, problem.MissingAttachments(sub.ID, missing)
+	}
+	return tags, nil
+}
+
+// publishSubmission stores the sealed payload and the tags, publishes the
+// submission to INGRESS (Nats-Msg-Id = submission id) and queues the
+// submit-submission event.
+func (g *Gateway) publishSubmission(r *http.Request, sub store.Submission, d store.Destination, in submitInput, tags set.AuthenticationTags) error {
+	ctx := r.Context()
+	payload := sealed.Payload{EncryptedMetadata: *in.EncryptedMetadata}
+	if in.EncryptedData != nil {
+		payload.EncryptedData = *in.EncryptedData
+	}
+	payloadJSON, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sub.ID, err)
+	}
+	if _, err := g.flow.bus.PutObject(ctx, sealed.PayloadObject(sub.ID), bytes.NewReader(payloadJSON)); err != nil {
+		return g.unavailable(r, "store payload", err)
+	}
+	tagsJSON, err := json.Marshal(tags)
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sub.ID, err)
+	}
+	if _, err := g.flow.bus.PutState(ctx, tagsPrefix+sub.ID, tagsJSON); err != nil {
+		return g.unavailable(r, "store tags", err)
+	}
+
+	ars := d.HomeRegion
+	if sub.Region != "" {
+		ars = strings.TrimPrefix(sub.Region, "DE")
+	}
+	ars += strings.Repeat("0", 12-len(ars))
+	leikaKey := unknownLeika
+	if k, err := leika.FromURN(sub.ServiceIdentifier); err == nil {
+		leikaKey = k.String()
+	}
+	subject, err := bus.IngressSubject(ars, leikaKey)
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sub.ID, err)
+	}
+	msg := sealed.Submission{
+		SubmissionID: sub.ID, CaseID: sub.CaseID, DestinationID: sub.DestinationID,
+		Service: sub.ServiceIdentifier, Region: sub.Region, ARS: ars,
+		Attachments: sub.AnnouncedAttachments, AuthenticationTags: tagsJSON, SenderClientID: sub.SenderClientID,
+	}
+	if len(payloadJSON) <= sealed.InlineLimit {
+		msg.Payload = &payload
+	} else {
+		msg.Object = sealed.PayloadObject(sub.ID)
+	}
+	msgJSON, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sub.ID, err)
+	}
+	tp := traceparentOf(r)
+	ev := event.New()
+	ev.SetID(sub.ID)
+	ev.SetSource(g.publicURL)
+	ev.SetType(sealed.TypeSubmitted)
+	ev.SetSubject(sub.ID)
+	ev.SetTime(g.now())
+	ev.SetExtension(bus.ExtensionTraceparent, tp)
+	if err := ev.SetData("application/json", msgJSON); err != nil {
+		return fmt.Errorf("submit %s: %w", sub.ID, err)
+	}
+	if _, err := g.flow.bus.Publish(ctx, subject, ev, sub.ID); err != nil {
+		return g.unavailable(r, "publish submission", err)
+	}
+	c, err := g.flow.events.newEvent(set.SubmitSubmission, sub, set.SubmitPayload{AuthenticationTags: tags})
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sub.ID, err)
+	}
+	if err := g.flow.events.enqueue(ctx, c, tp); err != nil {
+		return g.unavailable(r, "queue submit-submission", err)
+	}
+	return nil
+}
