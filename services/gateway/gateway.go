@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -66,6 +67,19 @@ type Config struct {
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
 
+	// Bus carries submissions and events. Without it the submission,
+	// attachment and case event endpoints answer 503; the rest works.
+	Bus *bus.Bus
+	// MaxAttachment bounds one encrypted attachment in bytes (default
+	// DefaultMaxAttachment, 512 MiB).
+	MaxAttachment int64
+	// Signers is the number of workers signing Amtsbote's own security
+	// event tokens (default runtime.NumCPU()).
+	Signers int
+	// OutboxRetry is how long an unpublished event waits before a sweep
+	// signs and publishes it again (default DefaultOutboxRetry).
+	OutboxRetry time.Duration
+
 	// Routes is the routing registry the gateway resolves with and
 	// announces destination changes to; nil makes one that follows the
 	// store within this process only.
@@ -98,6 +112,7 @@ type Gateway struct {
 	dummyHash []byte
 
 	oidc    *oidcKeys
+	flow    *flow // nil without a bus
 	routing *routingAPI
 	metrics *metrics
 	mux     *http.ServeMux
@@ -172,6 +187,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
 
+	if err := g.initFlow(cfg); err != nil {
+		return nil, err
+	}
 	if err := g.initRouting(cfg); err != nil {
 		return nil, err
 	}
@@ -201,6 +219,7 @@ func (g *Gateway) routes(reg *prometheus.Registry) {
 	m.HandleFunc("GET /v1/info", g.handleInfo)
 	m.Handle("GET /metrics", metricsHandler(reg))
 	m.HandleFunc("GET /healthz", g.handleHealth)
+	g.submissionRoutes()
 	g.routingRoutes()
 
 	m.Handle("GET /v1/destinations/{destinationId}", g.authed(g.handleGetDestination))
