@@ -1,0 +1,102 @@
+package gateway_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// TestCaseEventBadInput proves each refusal of a receiver's event: the
+// right status, a problem naming the claim, and nothing recorded,
+// published or changed in the submission's status.
+func TestCaseEventBadInput(t *testing.T) {
+	for _, b := range flowStores() {
+		t.Run(b.name, func(t *testing.T) {
+			f := newFlowEnv(t, b.open(t))
+			d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+			sender := f.token("send:region:DE08")
+			receiver := f.token("subscribe:destination:" + d.ID)
+			delivered := func(n int) sealedSubmission {
+				s := f.prepare(t, sender, d, n)
+				f.submit(t, sender, s).want(t, http.StatusAccepted)
+				f.route(t, s.SubmissionID)
+				f.call(t, http.MethodGet, "/v1/submissions/"+s.SubmissionID, receiver, "", nil).want(t, http.StatusOK)
+				return s
+			}
+			s := delivered(1)
+			other := delivered(0)
+			rejected := delivered(0)
+			problems := set.RejectPayload{Problems: []set.Problem{{
+				Type: "https://schema.fitko.de/fit-connect/events/problems/invalid-data", Title: "Fachdaten ungültig",
+				Detail: "Das Feld name fehlt.", Instance: "data",
+			}}}
+			reject := f.receiverSET(t, set.RejectSubmission, rejected, problems, nil)
+			f.postEvent(t, receiver, rejected.CaseID, reject).want(t, http.StatusNoContent)
+			incomplete := f.prepare(t, sender, d, 0)
+			f.waitEvents(t, sender, rejected.CaseID, "create-submission", "submit-submission", "notify-submission", "reject-submission")
+			before := f.snapshot(t, s, other, rejected, incomplete)
+
+			tags := s.tags()
+			accept := set.AcceptPayload{AuthenticationTags: tags}
+			wrongMeta := accept
+			wrongMeta.AuthenticationTags.Metadata = tags.Data
+			wrongAttachment := set.AcceptPayload{AuthenticationTags: set.AuthenticationTags{
+				Metadata: tags.Metadata, Data: tags.Data, Attachments: map[string]string{s.order[0]: tags.Metadata},
+			}}
+			_, rejectClaims, err := set.Parse(reject)
+			must(t, err)
+			impostor := keyPair(t, otherSignerKey).Private
+			tests := []struct {
+				name       string
+				caseID     string
+				ct         string
+				token      string
+				status     int
+				typ, field string
+			}{
+				{"not a JWS", s.CaseID, "", "kein.token", 400, problem.TypeInvalidEvent, "token"},
+				{"wrong content type", s.CaseID, "application/json", f.receiverSET(t, set.AcceptSubmission, s, accept, nil), 415, problem.TypeUnsupportedMediaType, "Content-Type"},
+				{"bad signature", s.CaseID, "", signSET(t, set.AcceptSubmission, s, accept, nil, impostor, d.SigningKID), 422, problem.TypeInvalidEvent, "signature"},
+				{"wrong issuer", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Issuer = other.dest.ID + "x" }), 422, problem.TypeInvalidEvent, "iss"},
+				{"issued by Amtsbote", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Issuer = f.srv.URL }), 422, problem.TypeInvalidEvent, "iss"},
+				{"subject of another case", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Subject = "submission:" + other.SubmissionID }), 422, problem.TypeInvalidEvent, "sub"},
+				{"unknown subject", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Subject = "submission:" + newUUID(t) }), 422, problem.TypeInvalidEvent, "sub"},
+				{"txn of another case", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Txn = "case:" + other.CaseID }), 422, problem.TypeInvalidEvent, "txn"},
+				{"posted to another case", other.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, nil), 422, problem.TypeInvalidEvent, "txn"},
+				{"metadata tag differs", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, wrongMeta, nil), 422, problem.TypeInvalidEvent, "authenticationTags.metadata"},
+				{"attachment tag differs", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, wrongAttachment, nil), 422, problem.TypeInvalidEvent, "authenticationTags.attachments." + s.order[0]},
+				{"unknown kid", s.CaseID, "", signSET(t, set.AcceptSubmission, s, accept, nil, keyPair(t, sigKey1).Private, "unknown-kid-1"), 422, problem.TypeInvalidEvent, "header.kid"},
+				{"encryption kid", s.CaseID, "", signSET(t, set.AcceptSubmission, s, accept, nil, keyPair(t, sigKey1).Private, d.EncryptionKID), 422, problem.TypeInvalidEvent, "header.kid"},
+				{"event only Amtsbote sends", s.CaseID, "", f.receiverSET(t, set.SubmitSubmission, s, set.SubmitPayload{AuthenticationTags: tags}, nil), 422, problem.TypeInvalidEvent, "events"},
+				{"issued in the future", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Now().Add(time.Hour).Truncate(time.Second) }), 422, problem.TypeInvalidEvent, "iat"},
+				{"accept after reject", rejected.CaseID, "", f.receiverSET(t, set.AcceptSubmission, rejected, set.AcceptPayload{AuthenticationTags: rejected.tags()}, nil), 409, problem.TypeInvalidTransition, "events"},
+				{"reject twice", rejected.CaseID, "", f.receiverSET(t, set.RejectSubmission, rejected, problems, nil), 409, problem.TypeInvalidTransition, "events"},
+				{"jti of another event", rejected.CaseID, "", f.receiverSET(t, set.ForwardSubmission, rejected, nil, func(c *set.Claims) { c.JTI = rejectClaims.JTI }), 422, problem.TypeInvalidEvent, "jti"},
+				{"accept before submit", incomplete.CaseID, "", f.receiverSET(t, set.AcceptSubmission, incomplete, accept, nil), 422, problem.TypeInvalidEvent, "authenticationTags"},
+				{"case id not a UUID", "case-1", "", f.receiverSET(t, set.AcceptSubmission, s, accept, nil), 400, problem.TypeInvalidRequest, "caseId"},
+			}
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					ct := tt.ct
+					if ct == "" {
+						ct = "application/jose"
+					}
+					f.call(t, http.MethodPost, "/v1/cases/"+tt.caseID+"/events", receiver, ct, strings.NewReader(tt.token)).
+						problem(t, tt.status, tt.typ, tt.field)
+					f.wantUnchangedFlow(t, before, s, other, rejected, incomplete)
+				})
+			}
+
+			// The right accept passes, once; forward before accept is fine too.
+			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.ForwardSubmission, other, nil, nil)).want(t, http.StatusNoContent)
+			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.AcceptSubmission, other, set.AcceptPayload{AuthenticationTags: other.tags()}, nil)).want(t, http.StatusNoContent)
+			f.postEvent(t, receiver, s.CaseID, f.receiverSET(t, set.AcceptSubmission, s, accept, nil)).want(t, http.StatusNoContent)
+			f.waitEvents(t, sender, other.CaseID, "create-submission", "submit-submission", "notify-submission", "forward-submission", "accept-submission")
+		})
+	}
+}

@@ -1,0 +1,65 @@
+package gateway_test
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway"
+)
+
+// TestOutboxSurvivesAStoppedGateway proves that an accepted request's
+// event is not lost when its gateway stops before signing it: a gateway
+// whose workers never run takes a create and a submit; another gateway on
+// the same store and bus finds both events in the outbox and publishes
+// them once.
+func TestOutboxSurvivesAStoppedGateway(t *testing.T) {
+	st := openSQLite(t)
+	b, _ := bustest.Bus(t)
+	stopped := newEnvOn(t, st, withBus(b))
+	stoppedFlow := &flowEnv{env: stopped, bus: b}
+	d := stopped.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := stopped.token("send:region:DE08")
+	s := stoppedFlow.prepare(t, sender, d, 1)
+	stoppedFlow.submit(t, sender, s).want(t, http.StatusAccepted)
+
+	var outbox []string
+	for k := range stoppedFlow.stateEntries(t) {
+		if strings.HasPrefix(k, "outbox.") {
+			outbox = append(outbox, k)
+		}
+	}
+	if len(outbox) != 2 {
+		t.Fatalf("outbox holds %v, want the create- and submit-submission", outbox)
+	}
+	if n := len(stoppedFlow.streamMsgs(t, bus.StreamEvents)); n != 0 {
+		t.Fatalf("EVENTS holds %d messages before any worker ran", n)
+	}
+
+	f := newFlowEnvOn(t, st, b, func(c *gateway.Config) { c.OutboxRetry = 50 * time.Millisecond })
+	log := f.waitEvents(t, f.adminToken(), s.CaseID, "create-submission", "submit-submission")
+	f.settle(t)
+	if n := len(f.streamMsgs(t, bus.StreamEvents)); n != 2 {
+		t.Errorf("EVENTS holds %d messages, want 2", n)
+	}
+	// The recovered events are signed by Amtsbote and carry the tags.
+	pub := f.jwksKey(t)
+	for _, tok := range log.EventLog {
+		c, err := set.Verify(tok, pub)
+		if err != nil {
+			t.Fatalf("recovered event: %v", err)
+		}
+		if uri, _, _ := c.Event(); uri == set.SubmitSubmission {
+			tags, err := c.Tags()
+			must(t, err)
+			if !tags.Equal(s.tags()) {
+				t.Errorf("recovered tags %+v, want %+v", tags, s.tags())
+			}
+		}
+	}
+}
