@@ -208,16 +208,47 @@ func (s *Syncer) Load(ctx context.Context) error {
 
 // read builds a state at revision rev from the store.
 func (s *Syncer) read(ctx context.Context, rev uint64) (*state, error) {
-	next := &state{dests: make(map[string]*Entry)}
-	var routes []routing.Route
+	var entries []Entry
 	err := s.cfg.Store.EachDestination(ctx, func(d store.Destination) error {
-		e := EntryOf(d)
-		next.dests[e.DestinationID] = &e
-		routes = append(routes, e.Routes()...)
+		entries = append(entries, EntryOf(d))
 		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	return s.build(ctx, rev, entries)
+}
+
+// LoadEntries makes entries the registry at revision rev, with the
+// reference data read from the store, as Load does with the store's
+// destinations. It serves tools and benchmarks that build a registry
+// without storing it; a Syncer following a bus replaces it at its next
+// resync.
+func (s *Syncer) LoadEntries(ctx context.Context, rev uint64, entries []Entry) error {
+	next, err := s.build(ctx, rev, entries)
+	if err != nil {
+		return fmt.Errorf("load routing registry: %w", err)
+	}
+	s.mu.Lock()
+	s.swap(next)
+	s.mu.Unlock()
+	return nil
+}
+
+// build makes the state of entries at revision rev.
+func (s *Syncer) build(ctx context.Context, rev uint64, entries []Entry) (*state, error) {
+	next := &state{dests: make(map[string]*Entry, len(entries))}
+	n := 0
+	for i := range entries {
+		for _, sv := range entries[i].Services {
+			n += len(sv.Regions)
+		}
+	}
+	routes := make([]routing.Route, 0, n)
+	for i := range entries {
+		e := &entries[i]
+		next.dests[e.DestinationID] = e
+		routes = append(routes, e.Routes()...)
 	}
 	tab, err := routing.NewTable(routes)
 	if err != nil {
@@ -571,17 +602,11 @@ func (s *Syncer) Resolve(service string, a ars.ARS, at time.Time) (Match, bool) 
 }
 
 // Resolver returns Resolve in the form the router takes: service a LeiKa
-// key or service URN, ars an ARS of 2 to 12 digits or a region "DE…". It
-// returns the responsible destination's id.
+// key or service URN, ars an ARS prefix of 0, 2, 3, 5, 9 or 12 digits, with
+// or without "DE". It returns the responsible destination's id.
 func (s *Syncer) Resolver() func(service, arsKey string, at time.Time) (destinationID string, ok bool) {
 	return func(service, arsKey string, at time.Time) (string, bool) {
-		var a ars.ARS
-		var err error
-		if strings.HasPrefix(arsKey, "DE") {
-			a, err = ars.ParseRegion(arsKey)
-		} else {
-			a, err = ars.Parse(arsKey)
-		}
+		a, err := ars.ParseRegion("DE" + strings.TrimPrefix(arsKey, "DE"))
 		if err != nil {
 			return "", false
 		}

@@ -167,6 +167,8 @@ func TestLocal(t *testing.T) {
 		{"DE08311", idA, true},
 		{"08311", idA, true},
 		{"DE081", "", false},
+		{"", "", false},
+		{"DE", "", false},
 		{"0831", "", false},
 		{"x", "", false},
 	} {
