@@ -473,13 +473,15 @@ func areaType(a store.Area) string {
 	return strings.ToUpper(l[:1]) + l[1:]
 }
 
-// CheckResponsible checks, for a submission naming the applicant's region
-// ("DE" + ARS), that destinationID is the destination responsible for
-// service there at time at. It returns nil when it is, or when the gateway
-// keeps no routing registry; otherwise a 422 problem on field "region"
-// that names the responsible destination (extension
-// responsibleDestinationId), or says that none is.
-func (g *Gateway) CheckResponsible(ctx context.Context, service, region, destinationID string, at time.Time) error {
+// CheckResponsible checks, for a submission to destination d naming the
+// applicant's region ("DE" + ARS), that d is the destination responsible
+// for service there at time at. It returns nil when it is, or when the
+// gateway keeps no routing registry; otherwise a 422 problem on field
+// "region" that names the responsible destination (extension
+// responsibleDestinationId), or says that none is. d is the destination as
+// stored: a state the registry has not seen yet (written past the admin
+// API) is announced first.
+func (g *Gateway) CheckResponsible(ctx context.Context, service, region string, d store.Destination, at time.Time) error {
 	if g.routing.sync == nil {
 		return nil
 	}
@@ -487,13 +489,17 @@ func (g *Gateway) CheckResponsible(ctx context.Context, service, region, destina
 	if err != nil {
 		return err
 	}
+	if e, ok := reg.Destination(d.ID); !ok || e.UpdatedAt.Before(d.UpdatedAt) {
+		if _, err := reg.PublishDestination(ctx, d); err != nil {
+			g.log.ErrorContext(ctx, "announce destination change", "destination_id", d.ID, "err", err)
+		}
+	}
 	a, err := ars.ParseRegion(region)
 	if err != nil {
 		return problem.Invalid("region", err.Error())
 	}
 	if a.Level() != ars.Bund {
-		digits := a.Code()
-		if _, err := g.place(reg.Reference(), "ars", digits); err != nil {
+		if _, err := g.place(reg.Reference(), "ars", a.Code()); err != nil {
 			if p, ok := problem.As(err); ok {
 				return p.WithField("region")
 			}
@@ -504,9 +510,9 @@ func (g *Gateway) CheckResponsible(ctx context.Context, service, region, destina
 	switch {
 	case !ok:
 		return problem.Unprocessable("region", fmt.Sprintf("no destination is responsible for %s in region %s", service, region))
-	case m.Route.DestinationID != destinationID:
+	case m.Route.DestinationID != d.ID:
 		return problem.Unprocessable("region", fmt.Sprintf("destination %s is responsible for %s in region %s (route for %s), not %s",
-			m.Route.DestinationID, service, region, m.Route.Region, destinationID)).
+			m.Route.DestinationID, service, region, m.Route.Region, d.ID)).
 			With("responsibleDestinationId", m.Route.DestinationID)
 	}
 	return nil

@@ -330,6 +330,9 @@ func (g *Gateway) handleCreateSubmission(w http.ResponseWriter, r *http.Request,
 			return problem.RegionNotServed("region", fmt.Sprintf("destination %s serves %s in %s, not in %s",
 				d.ID, service, strings.Join(offer.Regions, ", "), in.Region))
 		}
+		if err := g.CheckResponsible(ctx, service, in.Region, d, now); err != nil {
+			return err
+		}
 	} else if !p.Scopes.CanLookUp(offer.Regions, service) {
 		return forbidden(scopeSendRegion+offer.Regions[0],
 			fmt.Sprintf("no send scope reaches destination %s's regions %s for service %s", d.ID, strings.Join(offer.Regions, ", "), service))
