@@ -115,7 +115,7 @@ type Gateway struct {
 	flow    *flow // nil without a bus
 	routing *routingAPI
 	metrics *metrics
-	mux     *http.ServeMux
+	mux     *routeMux
 	handler http.Handler
 }
 
@@ -193,7 +193,7 @@ func New(cfg Config) (*Gateway, error) {
 	if err := g.initRouting(cfg); err != nil {
 		return nil, err
 	}
-	g.mux = http.NewServeMux()
+	g.mux = &routeMux{ServeMux: http.NewServeMux()}
 	g.routes(reg)
 	g.handler = g.observe(g.recoverPanic(g.mux))
 	return g, nil
@@ -209,6 +209,25 @@ func orDefault[T comparable](v, d T) T {
 
 // Handler returns the gateway's HTTP handler.
 func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// routeMux is the gateway's ServeMux. It keeps the patterns registered on
+// it, so that the routes can be held against schemas/openapi.yaml.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+// Handle registers h for pattern and records the pattern.
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+// HandleFunc registers h for pattern and records the pattern.
+func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.ServeMux.HandleFunc(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
 
 // routes registers every endpoint. Later areas add their routes here.
 func (g *Gateway) routes(reg *prometheus.Registry) {
