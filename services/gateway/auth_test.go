@@ -26,7 +26,7 @@ func TestAuthRejectsTokens(t *testing.T) {
 	impostor := keyPair(t, otherSignerKey).Private
 	const scope = "send:region:DE08 amtsbote:admin"
 
-	expired := e.token(strings.Fields(scope)...)
+	expired := e.issuedToken(strings.Fields(scope)...)
 	valid := func(mut func(map[string]any)) string {
 		c := e.claims(scope)
 		mut(c)

@@ -193,8 +193,36 @@ func (e *env) client(id string, disabled bool, scopes ...string) string {
 	return secret
 }
 
-// token creates a client with scopes and fetches a token for it.
+// fixedSecret and its bcrypt hash serve the clients behind minted tokens;
+// hashing is slow, so it happens once per test binary.
+const fixedSecret = "amtsbote-test-secret-0123456789abcdef"
+
+var fixedHash = sync.OnceValues(func() ([]byte, error) { return gateway.HashSecret(fixedSecret) })
+
+// token creates a client with scopes in the store and returns an access
+// token for it, signed with the gateway's key exactly as the token endpoint
+// signs one (the token endpoint itself is tested in token_test.go; going
+// through it here would cost a bcrypt comparison per token).
 func (e *env) token(scopes ...string) string {
+	e.t.Helper()
+	hash, err := fixedHash()
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	id := "client-" + uuid.NewString()[:8]
+	c := store.Client{ID: id, Name: "test " + id, SecretHash: hash, Scopes: scopes}
+	if err := e.st.CreateClient(context.Background(), "test", c); err != nil {
+		e.t.Fatalf("create client: %v", err)
+	}
+	claims := e.claims(strings.Join(scopes, " "))
+	claims["sub"], claims["client_id"] = id, id
+	claims["exp"] = e.clock.Now().Add(30 * time.Minute).Unix()
+	return mint(e.t, e.signer.Private, gojose.PS512, e.signer.Public.KeyID, "at+jwt", claims)
+}
+
+// issuedToken creates a client with scopes and fetches a token for it from
+// the token endpoint.
+func (e *env) issuedToken(scopes ...string) string {
 	e.t.Helper()
 	id := "client-" + uuid.NewString()[:8]
 	secret := e.client(id, false, scopes...)

@@ -202,7 +202,7 @@ func TestJWKS(t *testing.T) {
 		t.Fatalf("published key breaks a key rule: %v", err)
 	}
 	// The published key verifies the tokens the gateway issues.
-	tok, err := jwt.ParseSigned(e.token("send:region:DE08"), []gojose.SignatureAlgorithm{gojose.PS512})
+	tok, err := jwt.ParseSigned(e.issuedToken("send:region:DE08"), []gojose.SignatureAlgorithm{gojose.PS512})
 	must(t, err)
 	var c jwt.Claims
 	if err := tok.Claims(jwk, &c); err != nil {
