@@ -683,7 +683,9 @@ func (g *Gateway) publishSubmission(r *http.Request, sub store.Submission, d sto
 	if sub.Region != "" {
 		ars = strings.TrimPrefix(sub.Region, "DE")
 	}
-	ars += strings.Repeat("0", 12-len(ars))
+	if len(ars) < 12 {
+		ars += strings.Repeat("0", 12-len(ars))
+	}
 	leikaKey := unknownLeika
 	if k, err := leika.FromURN(sub.ServiceIdentifier); err == nil {
 		leikaKey = k.String()
