@@ -221,7 +221,13 @@ const (
 
 func TestRoutingOverTheRealDirectory(t *testing.T) {
 	storetest.DataFile(t, "GV100AD_30112025.txt")
-	e := newEnv(t)
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { testRoutingOverTheRealDirectory(t, b) })
+	}
+}
+
+func testRoutingOverTheRealDirectory(t *testing.T, b backend) {
+	e := newEnvOn(t, b.open(t))
 	specs := routingSpec(t, e)
 	admin := e.adminToken()
 
@@ -411,7 +417,13 @@ func (e *env) smallDirectory() {
 }
 
 func TestRoutingBadInput(t *testing.T) {
-	e := newEnv(t)
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { testRoutingBadInput(t, b) })
+	}
+}
+
+func testRoutingBadInput(t *testing.T, b backend) {
+	e := newEnvOn(t, b.open(t))
 	specs := routingSpec(t, e)
 	e.smallDirectory()
 	e.activeDestination(e.adminToken(), destFreiburg, time.Time{}, "DE08311")
@@ -483,8 +495,14 @@ func gv100adLines(t *testing.T, n int) []string {
 }
 
 func TestImportBadInput(t *testing.T) {
+	for _, b := range backends(t) {
+		t.Run(b.name, func(t *testing.T) { testImportBadInput(t, b) })
+	}
+}
+
+func testImportBadInput(t *testing.T, b backend) {
 	lines := gv100adLines(t, 40)
-	e := newEnv(t, func(c *gateway.Config) { c.MaxImport = 8 << 10 })
+	e := newEnvOn(t, b.open(t), func(c *gateway.Config) { c.MaxImport = 8 << 10 })
 	admin := e.adminToken()
 	ok := strings.Join(lines[:20], "\n") + "\n"
 	resp := e.do(http.MethodPost, "/admin/v1/import/gv100ad", admin, "text/plain", []byte(ok))
