@@ -37,7 +37,7 @@ func TestPanicBecomesProblem(t *testing.T) {
 func TestMetricsAndLogs(t *testing.T) {
 	e := newEnv(t)
 	d := e.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", "active", "DE08311")
-	tok := e.token("send:region:DE08")
+	tok := e.issuedToken("send:region:DE08")
 	decode[map[string]any](t, e.do(http.MethodGet, "/v1/destinations/"+d.ID, tok, "", nil), http.StatusOK)
 	readAll(t, e.do(http.MethodGet, "/v1/destinations/2f59b8c6-3206-4734-aa21-a7b2a4d92f7a", tok, "", nil))
 	readAll(t, e.do(http.MethodGet, "/v1/no/such/path/"+d.ID, "", "", nil))
