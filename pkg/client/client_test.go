@@ -514,6 +514,40 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// TestFetchBeforeTheCaseLog: a backbone that records events
+// asynchronously may list a submission before its case has a log; Fetch
+// waits for it a little and otherwise says there are no events yet.
+func TestFetchBeforeTheCaseLog(t *testing.T) {
+	api := newFitAPI(t)
+	sender := api.client(t).Sender()
+	receiver := api.client(t).Receiver()
+	ring, err := NewKeyRing(testKeys(t).enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	receipt, err := sender.Submit(ctx, submission(randomBytes(100), randomBytes(100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	api.locked(func() { api.unknownCases = 5 })
+	rec, err := receiver.Fetch(ctx, receipt.SubmissionID, ring)
+	if !errors.Is(err, ErrNoEvents) {
+		t.Fatalf("fetch while the case has no log: %v, want ErrNoEvents", err)
+	}
+	if rec != nil {
+		rec.Close()
+	}
+
+	api.locked(func() { api.unknownCases = 2 })
+	rec, err = receiver.Fetch(ctx, receipt.SubmissionID, ring)
+	if err != nil {
+		t.Fatalf("fetch after two answers without a log: %v", err)
+	}
+	rec.Close()
+}
+
 func TestProblemAnswers(t *testing.T) {
 	api := newFitAPI(t)
 	sender := api.client(t).Sender()

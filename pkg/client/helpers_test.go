@@ -168,6 +168,9 @@ type fitAPI struct {
 	beforeSubmit func(*fitSubmission)
 	// unavailable answers that many requests with 503 first.
 	unavailable int
+	// unknownCases answers that many event log requests with 404 first,
+	// as a backbone does before it recorded a case's first event.
+	unknownCases int
 }
 
 type fitSubmission struct {
@@ -498,7 +501,15 @@ func (a *fitAPI) getAttachment(w http.ResponseWriter, r *http.Request) {
 func (a *fitAPI) getEvents(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
 	all := slices.Clone(a.events[r.PathValue("id")])
+	unknown := a.unknownCases > 0
+	if unknown {
+		a.unknownCases--
+	}
 	a.mu.Unlock()
+	if unknown {
+		a.fail(w, problem.CaseNotFound(r.PathValue("id")))
+		return
+	}
 	limit, offset := queryInt(r, "limit", 100), queryInt(r, "offset", 0)
 	page := all[min(offset, len(all)):min(offset+limit, len(all))]
 	if page == nil {

@@ -334,12 +334,17 @@ func (r *Receiver) fetch(ctx context.Context, submissionID string, keys KeyRing)
 
 // submitTags finds the backbone's submit-submission event of the
 // submission. The event log is projected asynchronously, so a missing
-// event is looked for again a few times before giving up.
+// event, or a case without a log yet (404), is looked for again a few
+// times before giving up.
 func (r *Receiver) submitTags(ctx context.Context, caseID, submissionID string) (set.AuthenticationTags, error) {
 	for attempt := 0; ; attempt++ {
 		// A log that fails verification is the backbone's fault, not the
 		// sender's: it is no reason to reject, but no basis to accept.
 		events, err := r.c.eventLog(ctx, caseID)
+		if p, ok := problem.As(err); ok && p.Status == http.StatusNotFound {
+			// The case exists: its submission was just read.
+			events, err = nil, nil
+		}
 		if err != nil {
 			return set.AuthenticationTags{}, err
 		}
