@@ -190,7 +190,7 @@ func New(cfg Config) (*Gateway, error) {
 	if err := g.initFlow(cfg); err != nil {
 		return nil, err
 	}
-	if err := g.initRouting(cfg); err != nil {
+	if err := g.initRouting(cfg, reg); err != nil {
 		return nil, err
 	}
 	g.mux = &routeMux{ServeMux: http.NewServeMux()}

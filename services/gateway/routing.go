@@ -12,6 +12,7 @@ import (
 
 	gojose "github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/leika"
@@ -61,6 +62,9 @@ type routingAPI struct {
 
 	mu   sync.Mutex
 	sigs map[sigKey]string
+
+	// resolutions counts Routing API resolutions by the level matched.
+	resolutions *prometheus.CounterVec
 }
 
 type sigKey struct {
@@ -68,10 +72,19 @@ type sigKey struct {
 	updated       int64
 }
 
-// initRouting sets up the Routing API from cfg. Without cfg.Routes the
-// gateway follows the registry on its own, in this process only.
-func (g *Gateway) initRouting(cfg Config) error {
+// initRouting sets up the Routing API from cfg, with its metrics on reg.
+// Without cfg.Routes the gateway follows the registry on its own, in this
+// process only.
+func (g *Gateway) initRouting(cfg Config, reg prometheus.Registerer) error {
+	resolutions, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "amtsbote_route_resolutions_total",
+		Help: "Routing API resolutions by the level of the route matched (gemeinde … bund), or none.",
+	}, []string{"level"}))
+	if err != nil {
+		return fmt.Errorf("new gateway: %w", err)
+	}
 	ra := &routingAPI{
+		resolutions: resolutions,
 		sync:    cfg.Routes,
 		max:     orDefault(cfg.MaxImport, DefaultMaxImport),
 		limiter: newRateLimiter(orDefault(cfg.RateLimit, DefaultRateLimit), orDefault(cfg.RateBurst, DefaultRateBurst)),
@@ -218,7 +231,13 @@ func (g *Gateway) handleRoutes(w http.ResponseWriter, r *http.Request) error {
 		return problem.Unprocessable("leikaKey", fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service))
 	}
 	routes := []routeView{}
-	if m, ok := reg.Resolve(string(service), place, g.now()); ok && m.Destination.Status == store.StatusActive {
+	m, ok := reg.Resolve(string(service), place, g.now())
+	level := "none"
+	if ok {
+		level = m.Level.String()
+	}
+	g.routing.resolutions.WithLabelValues(level).Inc()
+	if ok && m.Destination.Status == store.StatusActive {
 		v, err := g.routeView(m, service)
 		if err != nil {
 			return err

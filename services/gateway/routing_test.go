@@ -330,6 +330,20 @@ func testRoutingOverTheRealDirectory(t *testing.T, b backend) {
 		}
 	})
 
+	t.Run("resolutions are counted by level", func(t *testing.T) {
+		body := string(readAll(t, e.do(http.MethodGet, "/metrics", "", "", nil)))
+		for _, level := range []string{"gemeinde", "kreis", "land", "none"} {
+			if !strings.Contains(body, `amtsbote_route_resolutions_total{level="`+level+`"}`) {
+				t.Errorf("no resolutions at level %s in /metrics", level)
+			}
+		}
+	})
+
+	t.Run("a LeiKa key neither catalogued nor routed", func(t *testing.T) {
+		resp := e.do(http.MethodGet, "/v2/routes?leikaKey=99999999999999&ars=08311", "", "", nil)
+		wantProblem(t, resp, http.StatusUnprocessableEntity, problem.TypeUnprocessable, "leikaKey")
+	})
+
 	t.Run("coverage matches an independent count", func(t *testing.T) {
 		// The clock moved past the first token's lifetime.
 		resp := e.do(http.MethodGet, "/admin/v1/coverage?leikaKey="+leikaA, e.adminToken(), "", nil)
