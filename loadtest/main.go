@@ -1,0 +1,65 @@
+// Command loadtest drives a running Amtsbote through its public API and
+// prints what it measured. It asserts nothing; the figures are for
+// reading beside each other.
+//
+//	go run ./loadtest lifecycle [flags]
+//
+// lifecycle starts `amtsbote dev` as a child process on a temporary data
+// dir, runs the whole FIT-Connect lifecycle (announce, submit, route,
+// pickup, accept) with concurrent senders and receivers of the Go SDK
+// through HTTP for a fixed time, and prints the lifecycle rate, the
+// submit-to-accepted latency and, measured in the same run, this
+// machine's parallel PS512 signing rate: the bound the lifecycle runs
+// against, since every lifecycle costs several RSA-4096 private-key
+// operations.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, errUsage) {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+// errUsage marks an error whose message was already printed.
+var errUsage = errors.New("usage")
+
+const usage = `loadtest: drives Amtsbote and prints figures; it asserts nothing.
+
+Usage:
+  go run ./loadtest lifecycle [flags]   announce → submit → route → pickup → accept in dev
+
+Run 'go run ./loadtest lifecycle -h' for its flags.
+`
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "lifecycle":
+		return runLifecycle(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "unknown scenario %q\n\n%s", args[0], usage)
+		return errUsage
+	}
+}
