@@ -24,9 +24,11 @@ vet:
 fmt:
 	gofmt -l -w .
 
-# Benchmarks print figures; none of them asserts a timing.
+# Benchmarks print figures; none of them asserts a timing. The lifecycle
+# load test runs dev as a child process, about a minute in all.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./pkg/set/ ./pkg/store/...
+	$(GO) run ./loadtest lifecycle -duration 20s
 
 # The routing table at Germany scale (build, bytes per route, resolutions
 # per second and p99 on one core), then GET /v1/routes over HTTP.
