@@ -114,6 +114,10 @@ func (g *Gateway) handleImportPLZ(w http.ResponseWriter, r *http.Request, p Prin
 	return nil
 }
 
+// publishWait bounds how long a write waits for its announcement to come
+// back from the bus, so that the writer's next request routes with it.
+const publishWait = 5 * time.Second
+
 // publishReference announces an import to every process. The import is
 // stored already; a failed announcement is logged, and processes catch up
 // at their next resync or start.
@@ -121,7 +125,9 @@ func (g *Gateway) publishReference(w http.ResponseWriter, r *http.Request) {
 	if g.routing.sync == nil {
 		return
 	}
-	rev, err := g.routing.sync.PublishReference(r.Context())
+	ctx, cancel := context.WithTimeout(r.Context(), publishWait)
+	defer cancel()
+	rev, err := g.routing.sync.PublishReference(ctx)
 	if err != nil {
 		g.log.ErrorContext(r.Context(), "announce reference import", "err", err)
 		return
@@ -189,8 +195,10 @@ func (g *Gateway) publishDestination(w http.ResponseWriter, r *http.Request, id 
 	}
 	d, err := g.store.Destination(r.Context(), id)
 	if err == nil {
+		ctx, cancel := context.WithTimeout(r.Context(), publishWait)
+		defer cancel()
 		var rev uint64
-		if rev, err = g.routing.sync.PublishDestination(r.Context(), d); err == nil {
+		if rev, err = g.routing.sync.PublishDestination(ctx, d); err == nil {
 			w.Header().Set(RevisionHeader, strconv.FormatUint(rev, 10))
 			return
 		}

@@ -509,7 +509,10 @@ func (g *Gateway) CheckResponsible(ctx context.Context, service, region string, 
 		return err
 	}
 	if e, ok := reg.Destination(d.ID); !ok || e.UpdatedAt.Before(d.UpdatedAt) {
-		if _, err := reg.PublishDestination(ctx, d); err != nil {
+		pctx, cancel := context.WithTimeout(ctx, publishWait)
+		_, err := reg.PublishDestination(pctx, d)
+		cancel()
+		if err != nil {
 			g.log.ErrorContext(ctx, "announce destination change", "destination_id", d.ID, "err", err)
 		}
 	}
