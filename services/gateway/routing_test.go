@@ -21,7 +21,10 @@ import (
 	gojose "github.com/go-jose/go-jose/v4"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/pkg/store/storetest"
 	"github.com/amtsbote/amtsbote/services/gateway"
@@ -674,5 +677,59 @@ func TestRoutingInfo(t *testing.T) {
 	validate(t, specs, e, "/v1/info", resp, body)
 	if !strings.Contains(string(body), `"major":1`) {
 		t.Errorf("/v1/info: %s", body)
+	}
+}
+
+// TestRoutesFollowAcrossGateways: two gateway processes on one store and
+// one JetStream; a destination created through one routes at the other
+// once that one reaches the revision the write answered with.
+func TestRoutesFollowAcrossGateways(t *testing.T) {
+	st := openSQLite(t)
+	b1, node := bustest.Bus(t)
+	b2 := bustest.Connect(t, node.URL)
+	syncer := func(b *bus.Bus) *routesync.Syncer {
+		s, err := routesync.New(routesync.Config{Store: st.(store.Reference), Bus: b})
+		must(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx) }()
+		t.Cleanup(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("run: %v", err)
+			}
+		})
+		return s
+	}
+	s1, s2 := syncer(b1), syncer(b2)
+	gw1 := newEnvOn(t, st, func(c *gateway.Config) { c.Routes = s1 })
+	gw2 := newEnvOn(t, st, func(c *gateway.Config) { c.Routes = s2 })
+
+	body := destinationBody(t, destFreiburg, []string{"DE08311"}, "enc-follow1", "sig-follow1")
+	body["status"] = "active"
+	resp := gw1.doJSON(http.MethodPost, "/admin/v1/destinations", gw1.adminToken(), body)
+	decode[map[string]any](t, resp, http.StatusCreated)
+	rev, err := strconv.ParseUint(resp.Header.Get(gateway.RevisionHeader), 10, 64)
+	if err != nil || rev == 0 {
+		t.Fatalf("revision header %q", resp.Header.Get(gateway.RevisionHeader))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s2.WaitFor(ctx, rev); err != nil {
+		t.Fatal(err)
+	}
+	resp = gw2.do(http.MethodGet, "/v2/routes?leikaKey="+leikaA+"&ars=08311", "", "", nil)
+	a := decode[routeAnswer](t, resp, http.StatusOK)
+	if len(a.Routes) != 1 || a.Routes[0].DestinationID != destFreiburg {
+		t.Fatalf("the other gateway answers %+v", a)
+	}
+
+	// A conflicting destination created through the other gateway is
+	// refused there.
+	body = destinationBody(t, destKreisBH, []string{"DE08311"}, "enc-follow2", "sig-follow2")
+	resp = gw2.doJSON(http.MethodPost, "/admin/v1/destinations", gw2.adminToken(), body)
+	p := wantProblem(t, resp, http.StatusConflict, problem.TypeConflict, "services[0].regions[0]")
+	if p.Extra["conflictingDestinationId"] != destFreiburg {
+		t.Errorf("conflict %+v", p)
 	}
 }
