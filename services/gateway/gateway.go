@@ -24,6 +24,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
@@ -258,12 +259,13 @@ func (g *Gateway) routes(reg *prometheus.Registry) {
 	m.Handle("GET /admin/v1/audit", g.admin(g.handleAdminAudit))
 }
 
-// handleHealth answers 200 while the store answers.
+// handleHealth answers 200 while the store answers, 503 when it does not.
 func (g *Gateway) handleHealth(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if _, _, err := g.store.Destinations(ctx, store.Page{Limit: 1}); err != nil {
-		g.writeError(w, r, fmt.Errorf("health: %w", err))
+		g.log.WarnContext(ctx, "health check", "err", err)
+		problem.Write(w, problem.Unavailable("the store does not answer"))
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -70,3 +70,13 @@ func TestMetricsAndLogs(t *testing.T) {
 		t.Error("a token was logged")
 	}
 }
+
+func TestHealth(t *testing.T) {
+	st := openSQLite(t)
+	e := newEnvOn(t, st)
+	if resp := e.do(http.MethodGet, "/healthz", "", "", nil); resp.StatusCode != http.StatusOK {
+		t.Fatalf("healthy store: %d", resp.StatusCode)
+	}
+	must(t, st.Close())
+	wantProblem(t, e.do(http.MethodGet, "/healthz", "", "", nil), http.StatusServiceUnavailable, problem.TypeUnavailable, "")
+}
