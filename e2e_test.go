@@ -33,10 +33,12 @@ import (
 const maxHeapGrowth = 32 << 20
 
 // TestE2E runs the whole system the way users run it: `amtsbote dev` as a
-// process of its own on SQLite and on PostgreSQL, and `amtsbote serve`
-// with separate gateway and router processes against one NATS and
-// PostgreSQL. Senders and receivers are the Go SDK; every response they
-// get is validated against FIT-Connect's Submission API.
+// process of its own on SQLite and on PostgreSQL, beside it on PostgreSQL
+// a `serve --target=gateway` process, and then `serve` roles started and
+// stopped separately against one NATS and PostgreSQL (through run(), so
+// that the race detector watches them). Senders and receivers are the Go
+// SDK; every response they get is validated against FIT-Connect's
+// Submission API.
 func TestE2E(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the whole system")
