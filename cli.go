@@ -14,7 +14,9 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
@@ -29,7 +31,7 @@ func (s *storeFlags) register(fs *flag.FlagSet, env envReader) {
 	fs.StringVar(&s.databaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
 }
 
-func (s *storeFlags) open(ctx context.Context) (store.Store, error) {
+func (s *storeFlags) open(ctx context.Context) (fullStore, error) {
 	st, _, err := openStore(ctx, s.databaseURL, s.dataDir)
 	return st, err
 }
@@ -56,6 +58,7 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 	case "create":
 		fs := newFlagSet("destination create", stderr)
 		sf.register(fs, env)
+		natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", ""), "announce the destination's routes to the processes on this NATS (AMTSBOTE_NATS_URL); empty announces nothing")
 		file := fs.String("file", "", "JSON file in FIT-Connect's CreateDestination form, with optional destinationId, homeRegion and status ('-' reads standard input)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return errUsage
@@ -77,11 +80,7 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 			return err
 		}
 		defer st.Close()
-		if err := st.CreateDestination(ctx, "cli", dest, keys); err != nil {
-			return fmt.Errorf("create destination: %w", err)
-		}
-		fmt.Fprintln(stdout, dest.ID)
-		return nil
+		return createDestination(ctx, st, *natsURL, dest, keys, stdout, stderr)
 	case "list":
 		fs := newFlagSet("destination list", stderr)
 		sf.register(fs, env)
@@ -210,4 +209,53 @@ func readInput(name string) ([]byte, error) {
 		return nil, fmt.Errorf("%s: no such file", name)
 	}
 	return raw, err
+}
+
+// createDestination refuses routes that conflict with another destination's,
+// as the admin API does, stores the destination and, with a NATS URL,
+// announces its routes to the running processes.
+func createDestination(ctx context.Context, st fullStore, natsURL string, d store.Destination, keys []store.Key, stdout, stderr io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var b *bus.Bus
+	if natsURL != "" {
+		var err error
+		if b, err = bus.Connect(ctx, natsURL); err != nil {
+			return err
+		}
+		defer b.Close()
+	}
+	routes, err := routesync.New(routesync.Config{Store: st, Bus: b})
+	if err != nil {
+		return err
+	}
+	if err := routes.Load(ctx); err != nil {
+		return fmt.Errorf("load routing table: %w", err)
+	}
+	if b != nil {
+		go func() { _ = routes.Run(ctx) }() // follows the registry until the command ends
+		if err := routes.CatchUp(ctx); err != nil {
+			return err
+		}
+	}
+	if err := routes.Check(ctx, d); err != nil {
+		return fmt.Errorf("destination %s: %w", d.ID, err)
+	}
+	if err := st.CreateDestination(ctx, "cli", d, keys); err != nil {
+		return fmt.Errorf("create destination: %w", err)
+	}
+	fmt.Fprintln(stdout, d.ID)
+	if b == nil {
+		return nil
+	}
+	stored, err := st.Destination(ctx, d.ID)
+	if err != nil {
+		return err
+	}
+	rev, err := routes.PublishDestination(ctx, stored)
+	if err != nil {
+		return fmt.Errorf("destination %s created, but not announced: %w", d.ID, err)
+	}
+	fmt.Fprintf(stderr, "announced at registry revision %d\n", rev)
+	return nil
 }

@@ -84,10 +84,7 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 		return err
 	}
 	defer st.Close()
-	ref, ok := st.(store.Reference)
-	if !ok {
-		return fmt.Errorf("import %s: the store keeps no reference data", kind)
-	}
+	var ref store.Reference = st
 	var summary string
 	switch kind {
 	case "gv100ad":
@@ -160,10 +157,7 @@ func runCoverage(ctx context.Context, args []string, env envReader, stdout, stde
 		return err
 	}
 	defer st.Close()
-	ref, ok := st.(store.Reference)
-	if !ok {
-		return errors.New("coverage: the store keeps no reference data")
-	}
+	var ref store.Reference = st
 	reg, err := routesync.New(routesync.Config{Store: ref})
 	if err != nil {
 		return err
