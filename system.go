@@ -61,7 +61,9 @@ func (s *system) run(ctx context.Context) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	routes, err := routesync.New(routesync.Config{Store: s.Store, Bus: s.Bus, Replicas: s.Replicas, Logger: s.Log})
+	// The periodic resync is a backstop for a registry write whose
+	// announcement was lost between the store and JetStream.
+	routes, err := routesync.New(routesync.Config{Store: s.Store, Bus: s.Bus, Replicas: s.Replicas, Resync: 5 * time.Minute, Logger: s.Log})
 	if err != nil {
 		return err
 	}
