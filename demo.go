@@ -9,9 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway"
@@ -78,6 +80,36 @@ var demoPlaces = []demoPlace{
 		},
 		services: []string{"99050012000000", "99025002000000"}, // Gewerbe (fallback), Gaststättengewerbe
 	},
+}
+
+// demoAreas are the demo places and the areas above them, typed in from the
+// Destatis GV100AD directory (Gebietsstand 30.11.2025), so the Routing API
+// answers for them before a full directory is imported. Figures of the
+// higher levels are derived from their Gemeinden.
+var demoAreas = []ars.Area{
+	{ARS: "080000000000", AGS: "08000000", Name: "Baden-Württemberg", Seat: "Stuttgart", Level: ars.Land},
+	{ARS: "083000000000", AGS: "08300000", Name: "Reg.-Bez. Freiburg", Seat: "Freiburg im Breisgau", Level: ars.Regierungsbezirk},
+	{ARS: "083150000000", AGS: "08315000", Name: "Breisgau-Hochschwarzwald", Seat: "Freiburg im Breisgau", Level: ars.Kreis, Kind: ars.Landkreis},
+	{ARS: "083155003000", Name: "GVV Dreisamtal", Seat: "Kirchzarten", Level: ars.Gemeindeverband, Kind: ars.Verwaltungsverband},
+	{ARS: "083155003064", AGS: "08315064", Name: "Kirchzarten", Level: ars.Gemeinde, Kind: ars.KreisangehoerigeGemeinde,
+		Population: 10266, Male: 4863, Hectares: 2113, PostalCode: "79199", PostalCodeUnique: true},
+}
+
+// seedDemoAreas stores the demo areas unless a directory was imported.
+func seedDemoAreas(ctx context.Context, st store.Reference) error {
+	if _, err := st.Area(ctx, "080000000000", ars.Land); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("check areas: %w", err)
+	}
+	dir, err := ars.NewDirectory(time.Date(2025, 11, 30, 0, 0, 0, 0, time.UTC), demoAreas)
+	if err != nil {
+		return fmt.Errorf("demo areas: %w", err)
+	}
+	if _, err := st.ImportAreas(ctx, "dev", dir); err != nil {
+		return fmt.Errorf("store demo areas: %w", err)
+	}
+	return nil
 }
 
 // region returns the FIT-Connect region of the place: "DE" and the ARS

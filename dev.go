@@ -109,6 +109,9 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		return fmt.Errorf("amtsbote signing key: %w", err)
 	}
 
+	if err := seedDemoAreas(ctx, st); err != nil {
+		return err
+	}
 	demo, err := loadDemo(ctx, st, cfg.DataDir)
 	if err != nil {
 		return err

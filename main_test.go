@@ -187,6 +187,23 @@ func TestDevQuickStart(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), `"wrapKey"`) {
 		t.Fatalf("GET key = %d %s", code, body)
 	}
+
+	// The Routing API answers for the demo places: Kirchzarten's own
+	// destination for Gewerbe, the Land's for the rest of the Kreis.
+	for _, tc := range []struct{ ars, want string }{
+		{"083155003064", d.Destinations[0].DestinationID},
+		{"08315", d.Destinations[2].DestinationID},
+	} {
+		code, body := get(t, d.BaseURL+"/v2/routes?leikaKey=99050012000000&ars="+tc.ars, "")
+		var res struct {
+			Routes []struct {
+				DestinationID string `json:"destinationId"`
+			} `json:"routes"`
+		}
+		if err := json.Unmarshal(body, &res); err != nil || code != http.StatusOK || len(res.Routes) != 1 || res.Routes[0].DestinationID != tc.want {
+			t.Errorf("GET /v2/routes for ARS %s = %d %s, want destination %s", tc.ars, code, body, tc.want)
+		}
+	}
 	p.stop(t)
 
 	again := startDev(t, dir)
