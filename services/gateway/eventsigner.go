@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
@@ -37,17 +36,6 @@ const (
 	// compact token, as receivers post it.
 	eventContentType = "application/jose"
 )
-
-// eventNamespace derives the jti of Amtsbote's own events from the
-// submission and the event, so that a retried request, a second gateway
-// or a sweep that signs the same event again produce the same jti, which
-// EVENTS (Nats-Msg-Id) and the store (AppendEvent) deduplicate.
-var eventNamespace = uuid.MustParse("3f0c8e0a-6b1d-4c55-9a43-2f8d7be1c6a4")
-
-// eventJTI is the jti of Amtsbote's event uri about submission id.
-func eventJTI(submissionID, uri string) string {
-	return uuid.NewSHA1(eventNamespace, []byte(submissionID+" "+uri)).String()
-}
 
 // outboxEntry is an event accepted but perhaps not yet published: its
 // claims, complete with jti and iat, and the trace it belongs to.
@@ -84,13 +72,15 @@ type eventSigner struct {
 }
 
 // newEvent builds the claims of Amtsbote's event uri about a submission,
-// with the jti derived from both.
+// with the jti derived from both (sealed.EventJTI), so that a retried
+// request, a second gateway or a sweep that signs the same event again
+// produce the same jti.
 func (s *eventSigner) newEvent(uri string, sub store.Submission, payload any) (set.Claims, error) {
 	c, err := set.New(uri, s.issuer, sub.ID, sub.CaseID, payload, s.now())
 	if err != nil {
 		return set.Claims{}, err
 	}
-	c.JTI = eventJTI(sub.ID, uri)
+	c.JTI = sealed.EventJTI(sub.ID, uri)
 	return c, nil
 }
 

@@ -164,6 +164,10 @@ func TestSubmissionLifecycle(t *testing.T) {
 				if m.Header.Get("Nats-Msg-Id") != c.JTI || m.Subject != "ab.events."+s.CaseID {
 					t.Errorf("EVENTS message %s with Nats-Msg-Id %q for jti %s", m.Subject, m.Header.Get("Nats-Msg-Id"), c.JTI)
 				}
+				// Amtsbote's own events carry the derived jti.
+				if uri, _, _ := c.Event(); uri != set.AcceptSubmission && c.JTI != sealed.EventJTI(s.SubmissionID, uri) {
+					t.Errorf("%s has jti %s, want %s", uri, c.JTI, sealed.EventJTI(s.SubmissionID, uri))
+				}
 				ids = append(ids, c.JTI)
 			}
 			if len(ids) != 4 {

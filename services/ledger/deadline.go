@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/google/uuid"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/problem"
@@ -26,18 +25,6 @@ const EventContentType = "application/jose"
 
 // batch is how many due submissions one query fetches.
 const batch = 100
-
-// eventNamespace derives the jti of Amtsbote's own events from the
-// submission and the event URI, as the gateway and the router do: two
-// ledgers keeping the same deadline, or one retrying it, write the same
-// event, and EVENTS (Nats-Msg-Id) and the store (AppendEvent) drop the
-// repeat.
-var eventNamespace = uuid.MustParse("3f0c8e0a-6b1d-4c55-9a43-2f8d7be1c6a4")
-
-// eventJTI is the jti of Amtsbote's event uri about submission id.
-func eventJTI(submissionID, uri string) string {
-	return uuid.NewSHA1(eventNamespace, []byte(submissionID+" "+uri)).String()
-}
 
 // Sweep keeps every deadline that has passed: incomplete submissions and
 // the content of picked-up ones are deleted, submissions not picked up are
@@ -146,13 +133,16 @@ func (l *Ledger) deleteContent(ctx context.Context, s store.Submission) error {
 
 // emit signs Amtsbote's event uri about s, publishes it to the case's
 // EVENTS subject and applies it to the store at once, so the next query
-// of the deadline no longer finds s.
+// of the deadline no longer finds s. The jti is derived
+// (sealed.EventJTI): two ledgers keeping the same deadline, or one
+// retrying it, write the same event, and EVENTS and the store drop the
+// repeat.
 func (l *Ledger) emit(ctx context.Context, s store.Submission, uri string, payload any) error {
 	c, err := set.New(uri, l.issuer, s.ID, s.CaseID, payload, l.now())
 	if err != nil {
 		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
 	}
-	c.JTI = eventJTI(s.ID, uri)
+	c.JTI = sealed.EventJTI(s.ID, uri)
 	token, err := set.Sign(c, l.signer.Private, l.signer.Public.KeyID)
 	if err != nil {
 		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)

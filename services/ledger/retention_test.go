@@ -158,8 +158,8 @@ func checkAmtsboteEvents(t *testing.T, b *bus.Bus, st store.Store, s store.Submi
 		if err != nil {
 			t.Fatalf("verify %s: %v", e.Type, err)
 		}
-		if c.Issuer != issuer || c.JTI != e.JTI {
-			t.Errorf("event %s: iss %q, jti %q", e.Type, c.Issuer, c.JTI)
+		if c.Issuer != issuer || c.JTI != e.JTI || c.JTI != sealed.EventJTI(s.ID, e.Type) {
+			t.Errorf("event %s: iss %q, jti %q, want the derived %s", e.Type, c.Issuer, c.JTI, sealed.EventJTI(s.ID, e.Type))
 		}
 		if e.Type == set.RejectSubmission {
 			problems, err := c.Problems()

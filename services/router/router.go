@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
-	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
@@ -338,19 +337,9 @@ func offers(d store.Destination, service, region string, at time.Time) bool {
 	return false
 }
 
-// eventNamespace derives the jti of Amtsbote's own events from the
-// submission and the event URI, as the gateway and the ledger do: a
-// redelivery signs the same event again, and EVENTS (Nats-Msg-Id) and the
-// store (AppendEvent) drop the repeat; Amtsbote rejects a submission once,
-// whichever role does it.
-var eventNamespace = uuid.MustParse("3f0c8e0a-6b1d-4c55-9a43-2f8d7be1c6a4")
-
-// eventJTI is the jti of Amtsbote's event uri about submission id.
-func eventJTI(submissionID, uri string) string {
-	return uuid.NewSHA1(eventNamespace, []byte(submissionID+" "+uri)).String()
-}
-
-// reject publishes Amtsbote's reject-submission event for sub.
+// reject publishes Amtsbote's reject-submission event for sub. Its jti is
+// derived (sealed.EventJTI): a redelivery signs the same event again, and
+// EVENTS and the store drop the repeat.
 func (r *Router) reject(ctx context.Context, sub sealed.Submission, why unroutable, traceparent string) error {
 	payload := set.RejectPayload{Problems: []set.Problem{{
 		Type:     why.problemType,
@@ -362,7 +351,7 @@ func (r *Router) reject(ctx context.Context, sub sealed.Submission, why unroutab
 	if err != nil {
 		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("reject %s: %w", sub.SubmissionID, err))
 	}
-	c.JTI = eventJTI(sub.SubmissionID, set.RejectSubmission)
+	c.JTI = sealed.EventJTI(sub.SubmissionID, set.RejectSubmission)
 	token, err := set.Sign(c, r.signer.Private, r.signer.Public.KeyID)
 	if err != nil {
 		return fmt.Errorf("reject %s: %w", sub.SubmissionID, err)
