@@ -16,3 +16,26 @@ func PayloadObject(submissionID string) string { return ContentPrefix(submission
 func AttachmentObject(submissionID, attachmentID string) string {
 	return ContentPrefix(submissionID) + "attachments/" + attachmentID
 }
+
+// Keys in the key-value bucket of in-flight state (bus.BucketState). The
+// gateway writes them; the ledger deletes a submission's keys with its
+// content.
+
+// TagsKey names the entry holding the authentication tags of a
+// submission's submit-submission event (set.AuthenticationTags as JSON),
+// which an accept-submission must echo.
+func TagsKey(submissionID string) string { return "tags." + submissionID }
+
+// AttachmentTagKey names the entry holding the authentication tag (the
+// last segment of the JWE) of one uploaded attachment.
+func AttachmentTagKey(submissionID, attachmentID string) string {
+	return "att." + submissionID + "." + attachmentID
+}
+
+// OutboxPrefix starts the key of every outbox entry: an event of
+// Amtsbote's own (create-, submit- or notify-submission) accepted but
+// perhaps not yet published.
+const OutboxPrefix = "outbox."
+
+// OutboxKey names the outbox entry of the event with jti (EventJTI).
+func OutboxKey(jti string) string { return OutboxPrefix + jti }

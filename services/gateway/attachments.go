@@ -68,7 +68,7 @@ func (g *Gateway) handlePutAttachment(w http.ResponseWriter, r *http.Request, p 
 	if err != nil {
 		return g.uploadProblem(r, err, limit)
 	}
-	if _, err := g.flow.bus.PutState(ctx, attachmentTagPrefix+sid+"."+aid, []byte(jwe.AuthTag)); err != nil {
+	if _, err := g.flow.bus.PutState(ctx, sealed.AttachmentTagKey(sid, aid), []byte(jwe.AuthTag)); err != nil {
 		return g.unavailable(r, "store attachment tag", err)
 	}
 	_, err = g.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {

@@ -276,7 +276,7 @@ func (g *Gateway) checkAcceptTags(r *http.Request, sid string, c set.Claims) err
 	if err != nil {
 		return eventProblem(err)
 	}
-	e, err := g.flow.bus.GetState(r.Context(), tagsPrefix+sid)
+	e, err := g.flow.bus.GetState(r.Context(), sealed.TagsKey(sid))
 	if errors.Is(err, bus.ErrNotFound) {
 		return problem.InvalidEvent("authenticationTags", fmt.Sprintf("submission %s has no authentication tags to accept: it was not submitted", sid))
 	}

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
@@ -25,8 +24,6 @@ import (
 const DefaultOutboxRetry = 30 * time.Second
 
 const (
-	// outboxPrefix starts the key of every outbox entry in bus.BucketState.
-	outboxPrefix = "outbox."
 	// outboxQueue bounds the events waiting in memory for a worker; more
 	// stay in the outbox until a sweep finds them.
 	outboxQueue = 4096
@@ -93,7 +90,7 @@ func (s *eventSigner) enqueue(ctx context.Context, c set.Claims, traceparent str
 	if err != nil {
 		return fmt.Errorf("outbox %s: %w", c.JTI, err)
 	}
-	if _, err := s.bus.PutState(ctx, outboxPrefix+c.JTI, raw); err != nil {
+	if _, err := s.bus.PutState(ctx, sealed.OutboxKey(c.JTI), raw); err != nil {
 		return fmt.Errorf("outbox %s: %w", c.JTI, err)
 	}
 	s.offer(e)
@@ -173,7 +170,7 @@ func (s *eventSigner) process(ctx context.Context, e outboxEntry) {
 		err = s.record(ctx, c, token)
 	}
 	if err == nil {
-		err = s.bus.DeleteState(ctx, outboxPrefix+c.JTI)
+		err = s.bus.DeleteState(ctx, sealed.OutboxKey(c.JTI))
 	}
 	if err != nil {
 		sid, _ := c.SubmissionID()
@@ -260,7 +257,7 @@ func (s *eventSigner) stale(ctx context.Context) ([]outboxEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	w, err := kv.Watch(ctx, outboxPrefix+">", jetstream.IgnoreDeletes())
+	w, err := kv.Watch(ctx, sealed.OutboxPrefix+">", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
@@ -282,7 +279,7 @@ func (s *eventSigner) stale(ctx context.Context) ([]outboxEntry, error) {
 				continue
 			}
 			var e outboxEntry
-			if err := json.Unmarshal(kve.Value(), &e); err != nil || e.Claims.JTI != strings.TrimPrefix(kve.Key(), outboxPrefix) {
+			if err := json.Unmarshal(kve.Value(), &e); err != nil || kve.Key() != sealed.OutboxKey(e.Claims.JTI) {
 				s.log.WarnContext(ctx, "outbox: unreadable entry dropped", "key", kve.Key(), "err", err)
 				_ = s.bus.DeleteState(ctx, kve.Key())
 				continue

@@ -32,6 +32,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/pkg/store/postgres"
@@ -534,7 +535,7 @@ func (f *flowEnv) settle(t *testing.T) {
 	t.Helper()
 	eventually(t, 10*time.Second, func() error {
 		for k := range f.stateEntries(t) {
-			if strings.HasPrefix(k, "outbox.") {
+			if strings.HasPrefix(k, sealed.OutboxPrefix) {
 				return fmt.Errorf("outbox holds %s", k)
 			}
 		}

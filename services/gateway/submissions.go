@@ -53,12 +53,6 @@ const (
 	// unknownLeika is the ingress subject's service token for a service
 	// identifier that is no LeiKa URN; LeiKa keys start with 99.
 	unknownLeika = "00000000000000"
-	// tagsPrefix and attachmentTagPrefix start the keys in
-	// bus.BucketState under which a submission's authentication tags wait:
-	// tags.<sid> holds those of the submit-submission event, att.<sid>.<aid>
-	// the one of an uploaded attachment.
-	tagsPrefix          = "tags."
-	attachmentTagPrefix = "att."
 )
 
 // flow is what the submission endpoints need beyond the registry.
@@ -638,7 +632,7 @@ func (g *Gateway) submitTags(r *http.Request, sub store.Submission, meta, data j
 		tags.Attachments = make(map[string]string, len(sub.AnnouncedAttachments))
 	}
 	for _, a := range sub.AnnouncedAttachments {
-		e, err := g.flow.bus.GetState(r.Context(), attachmentTagPrefix+sub.ID+"."+a)
+		e, err := g.flow.bus.GetState(r.Context(), sealed.AttachmentTagKey(sub.ID, a))
 		if errors.Is(err, bus.ErrNotFound) {
 			// Recorded as uploaded, but its tag is gone: upload it again.
 			missing = append(missing, a)
@@ -675,7 +669,7 @@ func (g *Gateway) publishSubmission(r *http.Request, sub store.Submission, d sto
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", sub.ID, err)
 	}
-	if _, err := g.flow.bus.PutState(ctx, tagsPrefix+sub.ID, tagsJSON); err != nil {
+	if _, err := g.flow.bus.PutState(ctx, sealed.TagsKey(sub.ID), tagsJSON); err != nil {
 		return g.unavailable(r, "store tags", err)
 	}
 

@@ -105,16 +105,25 @@ func (l *Ledger) keep(ctx context.Context, s store.Submission, d store.Deadline,
 	return nil
 }
 
+// outboxEvents are Amtsbote's events the gateway queues in its
+// outbox (sealed.OutboxKey) before it publishes them.
+var outboxEvents = []string{set.CreateSubmission, set.SubmitSubmission, set.NotifySubmission}
+
 // deleteContent removes a submission's payload and attachments from the
-// object store; objects already gone are no error.
+// object store, and its entries from the state bucket: the authentication
+// tags of the submit and of each attachment, and the outbox entries of
+// Amtsbote's events that are recorded. An unrecorded event's entry stays
+// for the gateway's sweep to publish. What is already gone is no error.
 func (l *Ledger) deleteContent(ctx context.Context, s store.Submission) error {
 	names := []string{sealed.PayloadObject(s.ID)}
+	keys := []string{sealed.TagsKey(s.ID)}
 	seen := make(map[string]bool)
 	for _, ids := range [][]string{s.AnnouncedAttachments, s.UploadedAttachments} {
 		for _, id := range ids {
 			if !seen[id] {
 				seen[id] = true
 				names = append(names, sealed.AttachmentObject(s.ID, id))
+				keys = append(keys, sealed.AttachmentTagKey(s.ID, id))
 			}
 		}
 	}
@@ -128,7 +137,56 @@ func (l *Ledger) deleteContent(ctx context.Context, s store.Submission) error {
 			return fmt.Errorf("delete content of %s: %w", s.ID, err)
 		}
 	}
+	recorded, err := l.recordedJTIs(ctx, s.CaseID)
+	if err != nil {
+		return fmt.Errorf("delete content of %s: %w", s.ID, err)
+	}
+	for _, uri := range outboxEvents {
+		if jti := sealed.EventJTI(s.ID, uri); recorded[jti] {
+			keys = append(keys, sealed.OutboxKey(jti))
+		}
+	}
+	for _, key := range keys {
+		if err := l.deleteState(ctx, key); err != nil {
+			return fmt.Errorf("delete content of %s: %w", s.ID, err)
+		}
+	}
 	return nil
+}
+
+// deleteState deletes key from the state bucket if it holds a value. A
+// deletion writes a marker, so a key that was never written, or is
+// deleted already, is left alone.
+func (l *Ledger) deleteState(ctx context.Context, key string) error {
+	_, err := l.bus.GetState(ctx, key)
+	if errors.Is(err, bus.ErrNotFound) {
+		return nil
+	}
+	if err == nil {
+		err = l.bus.DeleteState(ctx, key)
+	}
+	if err != nil {
+		return err
+	}
+	l.metrics.stateDeleted.Inc()
+	return nil
+}
+
+// recordedJTIs returns the jtis of the events recorded for a case.
+func (l *Ledger) recordedJTIs(ctx context.Context, caseID string) (map[string]bool, error) {
+	jtis := make(map[string]bool)
+	for page := (store.Page{Limit: store.MaxPageLimit}); ; page.Offset += page.Limit {
+		evs, total, err := l.store.Events(ctx, caseID, page)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range evs {
+			jtis[e.JTI] = true
+		}
+		if len(evs) == 0 || page.Offset+len(evs) >= total {
+			return jtis, nil
+		}
+	}
 }
 
 // emit signs Amtsbote's event uri about s, publishes it to the case's

@@ -16,6 +16,7 @@ type metrics struct {
 	routedMsgs     *prometheus.CounterVec
 	deadlines      *prometheus.CounterVec
 	objectsDeleted prometheus.Counter
+	stateDeleted   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -36,8 +37,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "amtsbote_ledger_objects_deleted_total",
 			Help: "Payloads and attachments deleted from the object store on a deadline.",
 		}),
+		stateDeleted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "amtsbote_ledger_state_deleted_total",
+			Help: "Authentication tags and outbox entries deleted from the state bucket on a deadline.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.routedMsgs, m.deadlines, m.objectsDeleted} {
+	for _, c := range []prometheus.Collector{m.events, m.routedMsgs, m.deadlines, m.objectsDeleted, m.stateDeleted} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register metrics: %w", err)
 		}

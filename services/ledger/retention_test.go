@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -43,6 +44,39 @@ func withContent(t *testing.T, b *bus.Bus, s store.Submission) []string {
 	return names
 }
 
+// withState writes s's entries in the state bucket as the gateway does on
+// upload and submit, the tags of the submit and of each uploaded
+// attachment, and returns their keys.
+func withState(t *testing.T, b *bus.Bus, s store.Submission) []string {
+	t.Helper()
+	keys := []string{sealed.TagsKey(s.ID)}
+	for _, id := range s.UploadedAttachments {
+		keys = append(keys, sealed.AttachmentTagKey(s.ID, id))
+	}
+	for _, key := range keys {
+		if _, err := b.PutState(context.Background(), key, []byte("tag of "+key)); err != nil {
+			t.Fatalf("put %s: %v", key, err)
+		}
+	}
+	return keys
+}
+
+// stateLeft returns those of keys the state bucket holds.
+func stateLeft(t *testing.T, b *bus.Bus, keys []string) []string {
+	t.Helper()
+	var left []string
+	for _, key := range keys {
+		_, err := b.GetState(context.Background(), key)
+		switch {
+		case err == nil:
+			left = append(left, key)
+		case !errors.Is(err, bus.ErrNotFound):
+			t.Fatalf("get %s: %v", key, err)
+		}
+	}
+	return left
+}
+
 func TestRetention(t *testing.T) {
 	for _, be := range backends(t) {
 		t.Run(be.name, func(t *testing.T) {
@@ -63,9 +97,11 @@ func TestRetention(t *testing.T) {
 			freshUnpicked := newSubmission(store.SubmissionSubmitted, now, &later, &later, nil)
 
 			content := make(map[string][]string)
+			state := make(map[string][]string)
 			for _, s := range []store.Submission{incomplete, accepted, unpicked, freshIncomplete, freshAccepted, freshUnpicked} {
 				createSubmission(t, st, s)
 				content[s.ID] = withContent(t, b, s)
+				state[s.ID] = withState(t, b, s)
 			}
 
 			// Two ledgers, as in two processes, keep the same deadlines.
@@ -106,6 +142,9 @@ func TestRetention(t *testing.T) {
 						t.Errorf("object %s after deletion: %v, want ErrNotFound", name, err)
 					}
 				}
+				if left := stateLeft(t, b, state[s.ID]); len(left) != 0 {
+					t.Errorf("state entries %v left after deletion", left)
+				}
 				checkAmtsboteEvents(t, b, st, s, wantEvents[s.ID])
 			}
 
@@ -117,6 +156,9 @@ func TestRetention(t *testing.T) {
 					if _, err := b.StatObject(context.Background(), name); err != nil {
 						t.Errorf("control object %s: %v", name, err)
 					}
+				}
+				if left := stateLeft(t, b, state[s.ID]); len(left) != len(state[s.ID]) {
+					t.Errorf("control state entries %v left of %v", left, state[s.ID])
 				}
 				if n := len(events(t, st, s.CaseID)); n != 0 {
 					t.Errorf("control %s has %d events", s.ID, n)
@@ -246,6 +288,74 @@ func TestSweepKeepsEachDeadlineOnce(t *testing.T) {
 			checkAmtsboteEvents(t, b, st, incomplete, []string{set.DeleteSubmission})
 			checkAmtsboteEvents(t, b, st, forwarded, []string{set.DeleteSubmission})
 			checkAmtsboteEvents(t, b, st, unpicked, []string{set.RejectSubmission, set.DeleteSubmission})
+		})
+	}
+}
+
+// TestDeletionClearsOutbox: deleting a submission's content deletes the
+// outbox entries of its events the store has recorded (published, their
+// entry left by a gateway that stopped before clearing it) and keeps the
+// entry of an event not yet recorded, which the gateway's sweep still
+// publishes.
+func TestDeletionClearsOutbox(t *testing.T) {
+	for _, be := range backends(t) {
+		t.Run(be.name, func(t *testing.T) {
+			b, _ := bustest.Bus(t)
+			st := be.open(t)
+			ctx := context.Background()
+			now := time.Now()
+			picked := now.Add(-time.Hour)
+			sub := newSubmission(store.SubmissionSubmitted, now.Add(-2*time.Hour), &picked, &picked, &picked)
+			sub.UploadedAttachments = sub.AnnouncedAttachments
+			createSubmission(t, st, sub)
+			withContent(t, b, sub)
+			keys := withState(t, b, sub)
+
+			outbox := func(uri string) string { return sealed.OutboxKey(sealed.EventJTI(sub.ID, uri)) }
+			for _, uri := range []string{set.CreateSubmission, set.SubmitSubmission, set.NotifySubmission} {
+				if _, err := b.PutState(ctx, outbox(uri), []byte(`{}`)); err != nil {
+					t.Fatalf("put outbox entry: %v", err)
+				}
+			}
+			// create- and submit-submission were recorded, notify-submission not yet.
+			for uri, payload := range map[string]any{set.CreateSubmission: nil, set.SubmitSubmission: set.SubmitPayload{AuthenticationTags: tags}} {
+				c, token := sign(t, uri, issuer, sub, payload)
+				if err := st.AppendEvent(ctx, store.Event{
+					JTI: sealed.EventJTI(sub.ID, uri), CaseID: sub.CaseID, SubmissionID: sub.ID, Type: uri,
+					Issuer: issuer, IssuedAt: c.IssuedAt, Token: token,
+				}); err != nil {
+					t.Fatalf("append %s: %v", uri, err)
+				}
+			}
+			// Another submission's entries stay.
+			other := newSubmission(store.SubmissionSubmitted, now, &now, &now, &now)
+			other.UploadedAttachments = other.AnnouncedAttachments
+			createSubmission(t, st, other)
+			otherKeys := append(withState(t, b, other), sealed.OutboxKey(sealed.EventJTI(other.ID, set.CreateSubmission)))
+			if _, err := b.PutState(ctx, otherKeys[len(otherKeys)-1], []byte(`{}`)); err != nil {
+				t.Fatalf("put outbox entry: %v", err)
+			}
+
+			reg := prometheus.NewRegistry()
+			l := newLedger(t, b, st, reg, ledger.Retention{AfterPickup: time.Minute})
+			for range 2 { // a second sweep finds nothing more to do
+				if err := l.Sweep(ctx); err != nil {
+					t.Fatalf("sweep: %v", err)
+				}
+			}
+			if got := submissionOf(t, st, sub.ID); got.Status != store.SubmissionDeleted {
+				t.Fatalf("submission is %s, want deleted", got.Status)
+			}
+			all := append(slices.Clone(keys), outbox(set.CreateSubmission), outbox(set.SubmitSubmission), outbox(set.NotifySubmission))
+			if left := stateLeft(t, b, all); !slices.Equal(left, []string{outbox(set.NotifySubmission)}) {
+				t.Errorf("state entries left %v, want only the unrecorded notify-submission's outbox entry", left)
+			}
+			if left := stateLeft(t, b, otherKeys); len(left) != len(otherKeys) {
+				t.Errorf("other submission's entries %v left of %v", left, otherKeys)
+			}
+			if n := counter(t, reg, "amtsbote_ledger_state_deleted_total", nil); n != float64(len(keys)+2) {
+				t.Errorf("%v state entries counted deleted, want %d", n, len(keys)+2)
+			}
 		})
 	}
 }
