@@ -152,6 +152,10 @@ func (s *e2e) lifecycle(t *testing.T) {
 	grew = watch.stop(t)
 	defer rec.Close()
 	checkHeap("serving", grew)
+	// Fetched, it stays on the pickup list until it is answered.
+	if l := listed(t, receiver, dest.DestinationID, receipt.SubmissionID); l != 1 {
+		t.Errorf("fetched submission listed %d times, want once", l)
+	}
 
 	if !bytes.Equal(rec.Data, data) || rec.DataMimeType != "application/json" {
 		t.Errorf("data = %q (%s), want %q (application/json)", rec.Data, rec.DataMimeType, data)
@@ -192,7 +196,7 @@ func (s *e2e) lifecycle(t *testing.T) {
 		t.Errorf("recorded tags %+v, sent %+v", st.AuthenticationTags, receipt.AuthenticationTags)
 	}
 	if l := listed(t, receiver, dest.DestinationID, receipt.SubmissionID); l != 0 {
-		t.Errorf("picked up submission still listed %d times", l)
+		t.Errorf("accepted submission still listed %d times", l)
 	}
 }
 
@@ -383,7 +387,7 @@ func (s *e2e) restart(t *testing.T) {
 		}
 		rec.Close()
 		if l := listed(t, receiver, dest.DestinationID, r.SubmissionID); l != 0 {
-			t.Errorf("%s still listed %d times after its pickup", r.SubmissionID, l)
+			t.Errorf("%s still listed %d times after its accept", r.SubmissionID, l)
 		}
 	}
 	for _, r := range receipts {

@@ -161,7 +161,10 @@ type Submission struct {
 	SubmittedAt          *time.Time
 	// RoutedAt is when the submission reached its destination's inbox;
 	// only routed submissions are listed for pickup.
-	RoutedAt   *time.Time
+	RoutedAt *time.Time
+	// PickedUpAt is when a receiver first fetched the submission; the
+	// retention deadlines count from it. It does not take the submission
+	// off the pickup list.
 	PickedUpAt *time.Time
 	// DeletedAt is when its content (payload and attachments) was deleted
 	// on a retention deadline; the record and its events stay.
@@ -267,9 +270,12 @@ type Store interface {
 	Submission(ctx context.Context, id string) (Submission, error)
 	// UpdateSubmission reads, applies update and writes back atomically.
 	UpdateSubmission(ctx context.Context, id string, update func(*Submission) error) (Submission, error)
-	// PickupList lists submitted, routed (RoutedAt set), not yet picked up
-	// submissions for the given destinations, oldest first, and the total
-	// count.
+	// PickupList lists the submissions ready for pickup at the given
+	// destinations, oldest first, and the total count: status submitted
+	// and routed (RoutedAt set), as FIT-Connect's pickup list. A fetch
+	// (PickedUpAt set) keeps a submission on the list, so a receiver whose
+	// fetch failed fetches it again; accept, reject or forward (a status
+	// change) or deletion takes it off.
 	PickupList(ctx context.Context, destinationIDs []string, p Page) ([]Submission, int, error)
 	// DueSubmissions lists up to limit (1..MaxPageLimit; 0 means
 	// DefaultPageLimit) submissions that deadline d applies to at the

@@ -41,9 +41,11 @@ func subscribedDestinations(s Scopes) []string {
 	return ids
 }
 
-// handlePickupList answers GET /v1/submissions: the routed submissions
-// not yet picked up, of destinationId or, without it, of every destination
-// the token subscribes to; oldest first, paged with limit and offset.
+// handlePickupList answers GET /v1/submissions: the submissions ready for
+// pickup (routed, status submitted), of destinationId or, without it, of
+// every destination the token subscribes to; oldest first, paged with
+// limit and offset. A fetched submission stays listed until it is
+// answered or deleted, so a receiver whose fetch failed fetches it again.
 func (g *Gateway) handlePickupList(w http.ResponseWriter, r *http.Request, p Principal) error {
 	page, err := pageOf(r)
 	if err != nil {
@@ -85,7 +87,9 @@ type submissionView struct {
 
 // handleGetSubmission answers GET /v1/submissions/{submissionId}: a
 // receiver of the destination fetches the sealed submission. The first
-// fetch records the pickup and queues the notify-submission event.
+// fetch records the pickup, from which the retention deadlines count, and
+// queues the notify-submission event; the submission stays on the pickup
+// list.
 func (g *Gateway) handleGetSubmission(w http.ResponseWriter, r *http.Request, p Principal) error {
 	sid, err := pathUUID(r, "submissionId")
 	if err != nil {

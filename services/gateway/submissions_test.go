@@ -138,13 +138,23 @@ func TestSubmissionLifecycle(t *testing.T) {
 				}
 				unseal(t, string(r.body))
 			}
+			// Fetched, it stays listed until it is answered: a receiver
+			// whose fetch failed on its side fetches it again.
 			list = decodeReply[pickupList](t, f.call(t, http.MethodGet, "/v1/submissions", receiver, "", nil), http.StatusOK)
-			if list.TotalCount != 0 {
-				t.Errorf("pickup list after pickup: %+v", list)
+			if list.TotalCount != 1 || list.Count != 1 || list.Submissions[0].SubmissionID != s.SubmissionID {
+				t.Errorf("pickup list after the fetch: %+v", list)
+			}
+			refetched := decodeReply[submissionView](t, f.call(t, http.MethodGet, "/v1/submissions/"+s.SubmissionID, receiver, "", nil), http.StatusOK)
+			if refetched.EncryptedMetadata != s.metadata || refetched.EncryptedData != s.data {
+				t.Errorf("second fetch %+v", refetched)
 			}
 
 			accept := f.receiverSET(t, set.AcceptSubmission, s, set.AcceptPayload{AuthenticationTags: s.tags()}, nil)
 			f.postEvent(t, receiver, s.CaseID, accept).want(t, http.StatusNoContent)
+			list = decodeReply[pickupList](t, f.call(t, http.MethodGet, "/v1/submissions", receiver, "", nil), http.StatusOK)
+			if list.TotalCount != 0 || list.Count != 0 {
+				t.Errorf("pickup list after the accept: %+v", list)
+			}
 			log := f.waitEvents(t, sender, s.CaseID, "create-submission", "submit-submission", "notify-submission", "accept-submission")
 			f.verifyLog(t, log.EventLog, s)
 			if r := decodeReply[eventLogBody](t, f.call(t, http.MethodGet, "/v1/cases/"+s.CaseID+"/events?limit=2&offset=1", receiver, "", nil), http.StatusOK); r.Count != 2 || r.TotalCount != 4 || r.Offset != 1 {

@@ -130,13 +130,14 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 	return out, nil
 }
 
-// pickupWhere selects what waits for pickup at the destinations in the
-// JSON array bound to it.
-const pickupWhere = `WHERE status = 'submitted' AND routed_at IS NOT NULL AND picked_up_at IS NULL
+// pickupWhere selects what is ready for pickup at the destinations in the
+// JSON array bound to it. It repeats the condition of the partial index
+// submissions_pickup, so SQLite uses the index.
+const pickupWhere = `WHERE status = 'submitted' AND routed_at IS NOT NULL
 	AND destination_id IN (SELECT value FROM json_each(?))`
 
-// PickupList lists submitted, routed, not picked up submissions of
-// destinationIDs, oldest first, with their total count.
+// PickupList lists the submitted, routed submissions of destinationIDs,
+// fetched or not, oldest first, with their total count.
 func (db *DB) PickupList(ctx context.Context, destinationIDs []string, p store.Page) ([]store.Submission, int, error) {
 	if len(destinationIDs) == 0 {
 		return nil, 0, nil

@@ -211,10 +211,10 @@ var submissionTests = []test{
 			want  []string
 			total int
 		}{
-			{"one destination", []string{"A"}, store.Page{}, []string{"a1", "a2", "a3"}, 3},
-			{"two destinations", []string{"B", "A"}, store.Page{}, []string{"b0", "a1", "a2", "a3", "b1"}, 5},
-			{"paged", []string{"A", "B"}, store.Page{Limit: 2, Offset: 2}, []string{"a2", "a3"}, 5},
-			{"past the end", []string{"A", "B"}, store.Page{Limit: 2, Offset: 5}, nil, 5},
+			{"one destination", []string{"A"}, store.Page{}, []string{"a-picked", "a1", "a2", "a3"}, 4},
+			{"two destinations", []string{"B", "A"}, store.Page{}, []string{"a-picked", "b0", "a1", "a2", "a3", "b1"}, 6},
+			{"paged", []string{"A", "B"}, store.Page{Limit: 2, Offset: 2}, []string{"a1", "a2"}, 6},
+			{"past the end", []string{"A", "B"}, store.Page{Limit: 2, Offset: 6}, nil, 6},
 			{"unknown destination", []string{"X"}, store.Page{}, nil, 0},
 			{"no destinations", nil, store.Page{}, nil, 0},
 		} {
@@ -232,27 +232,43 @@ var submissionTests = []test{
 				}
 			})
 		}
-		// Picking one up takes it off the list.
-		_, err := s.UpdateSubmission(ctx, "a1", func(u *store.Submission) error {
-			u.PickedUpAt = ptr(at(time.Hour))
-			return nil
-		})
-		must(t, "pick up", err)
-		list, total, err := s.PickupList(ctx, []string{"A"}, store.Page{})
-		must(t, "pickup list", err)
-		if len(list) != 2 || total != 2 || list[0].ID != "a2" {
-			t.Errorf("after pickup: %d listed, total %d", len(list), total)
-		}
-		// Routing one puts it on the list.
-		_, err = s.UpdateSubmission(ctx, "a-unrouted", func(u *store.Submission) error {
-			u.RoutedAt = ptr(at(time.Hour))
-			return nil
-		})
-		must(t, "route", err)
-		list, total, err = s.PickupList(ctx, []string{"A"}, store.Page{})
-		must(t, "pickup list", err)
-		if len(list) != 3 || total != 3 || list[0].ID != "a-unrouted" {
-			t.Errorf("after routing: %d listed, total %d", len(list), total)
+		// A fetch keeps a submission on the list; routing puts one on it; a
+		// status change or deletion takes one off.
+		for _, step := range []struct {
+			name   string
+			id     string
+			change func(*store.Submission)
+			want   []string
+		}{
+			{"fetch", "a1", func(u *store.Submission) { u.PickedUpAt = ptr(at(time.Hour)) },
+				[]string{"a-picked", "a1", "a2", "a3"}},
+			{"route", "a-unrouted", func(u *store.Submission) { u.RoutedAt = ptr(at(time.Hour)) },
+				[]string{"a-picked", "a-unrouted", "a1", "a2", "a3"}},
+			{"accept", "a1", func(u *store.Submission) { u.Status = store.SubmissionAccepted },
+				[]string{"a-picked", "a-unrouted", "a2", "a3"}},
+			{"reject", "a-picked", func(u *store.Submission) { u.Status = store.SubmissionRejected },
+				[]string{"a-unrouted", "a2", "a3"}},
+			{"forward", "a2", func(u *store.Submission) { u.Status = store.SubmissionForwarded },
+				[]string{"a-unrouted", "a3"}},
+			{"delete", "a3", func(u *store.Submission) {
+				u.Status, u.DeletedAt = store.SubmissionDeleted, ptr(at(time.Hour))
+			}, []string{"a-unrouted"}},
+		} {
+			_, err := s.UpdateSubmission(ctx, step.id, func(u *store.Submission) error {
+				step.change(u)
+				return nil
+			})
+			must(t, step.name+" "+step.id, err)
+			list, total, err := s.PickupList(ctx, []string{"A"}, store.Page{})
+			must(t, "pickup list after "+step.name, err)
+			var got []string
+			for _, sub := range list {
+				got = append(got, sub.ID)
+			}
+			equal(t, "pickup list after "+step.name+" of "+step.id, got, step.want)
+			if total != len(step.want) {
+				t.Errorf("after %s: total %d, want %d", step.name, total, len(step.want))
+			}
 		}
 	}},
 	{"due submissions", func(t *testing.T, s store.Store) {

@@ -1,0 +1,7 @@
+package postgres
+
+// Queries for the plan test.
+var (
+	PickupWhere = pickupWhere
+	DueQueries  = dueQueries
+)
