@@ -333,9 +333,10 @@ func (r *Receiver) fetch(ctx context.Context, submissionID string, keys KeyRing)
 }
 
 // submitTags finds the backbone's submit-submission event of the
-// submission. The event log is projected asynchronously, so a missing
-// event, or a case without a log yet (404), is looked for again a few
-// times before giving up.
+// submission. The backbone signs and records it asynchronously, so a
+// missing event is looked for again a few times before giving up.
+// Amtsbote answers a new case's log with the events so far; a backbone
+// that answers 404 until the first one counts as an empty log.
 func (r *Receiver) submitTags(ctx context.Context, caseID, submissionID string) (set.AuthenticationTags, error) {
 	for attempt := 0; ; attempt++ {
 		// A log that fails verification is the backbone's fault, not the

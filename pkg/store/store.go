@@ -270,6 +270,11 @@ type Store interface {
 	Submission(ctx context.Context, id string) (Submission, error)
 	// UpdateSubmission reads, applies update and writes back atomically.
 	UpdateSubmission(ctx context.Context, id string, update func(*Submission) error) (Submission, error)
+	// SubmissionsByCase lists the submissions of a case, oldest first
+	// (creation time, then id); none, and no error, for an unknown case.
+	// A case exists from its first submission's creation on, before any
+	// of its events is recorded.
+	SubmissionsByCase(ctx context.Context, caseID string) ([]Submission, error)
 	// PickupList lists the submissions ready for pickup at the given
 	// destinations, oldest first, and the total count: status submitted
 	// and routed (RoutedAt set), as FIT-Connect's pickup list. A fetch

@@ -27,39 +27,26 @@ type eventLog struct {
 	EventLog   []string `json:"eventLog"`
 }
 
-// caseSubmissions returns the submissions a case's events name, in the
-// order they first appear; CaseNotFound when the case has no events.
+// caseSubmissions returns the submissions of a case, oldest first. A
+// case exists from its first submission's creation on, before the event
+// log records anything; one known only by events (their submissions are
+// unknown to the store) has none. CaseNotFound when it has neither.
 func (g *Gateway) caseSubmissions(ctx context.Context, caseID string) ([]store.Submission, error) {
-	var (
-		ids  []string
-		subs []store.Submission
-	)
-	for page := (store.Page{Limit: store.MaxPageLimit}); ; page.Offset += page.Limit {
-		evs, total, err := g.store.Events(ctx, caseID, page)
-		if err != nil {
-			return nil, fmt.Errorf("events of case %s: %w", caseID, err)
-		}
-		if total == 0 {
-			return nil, problem.CaseNotFound(caseID)
-		}
-		for _, e := range evs {
-			if slices.Contains(ids, e.SubmissionID) {
-				continue
-			}
-			ids = append(ids, e.SubmissionID)
-			s, err := g.store.Submission(ctx, e.SubmissionID)
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("submission %s of case %s: %w", e.SubmissionID, caseID, err)
-			}
-			subs = append(subs, s)
-		}
-		if page.Offset+len(evs) >= total || len(evs) == 0 {
-			return subs, nil
-		}
+	subs, err := g.store.SubmissionsByCase(ctx, caseID)
+	if err != nil {
+		return nil, fmt.Errorf("case %s: %w", caseID, err)
 	}
+	if len(subs) > 0 {
+		return subs, nil
+	}
+	_, total, err := g.store.Events(ctx, caseID, store.Page{Limit: 1})
+	if err != nil {
+		return nil, fmt.Errorf("events of case %s: %w", caseID, err)
+	}
+	if total == 0 {
+		return nil, problem.CaseNotFound(caseID)
+	}
+	return nil, nil
 }
 
 // checkCaseOwner checks that the sender p created the case: a reply is
@@ -80,7 +67,9 @@ func (g *Gateway) checkCaseOwner(ctx context.Context, p Principal, caseID string
 
 // handleGetEvents answers GET /v1/cases/{caseId}/events: the case's SETs
 // in the order they were recorded, for the sender who created the case,
-// the destination's receivers and managers, and operators.
+// the destination's receivers and managers, and operators. A new case
+// answers with the events recorded so far, none before the first one is
+// signed; only an unknown case is 404.
 func (g *Gateway) handleGetEvents(w http.ResponseWriter, r *http.Request, p Principal) error {
 	caseID, err := pathUUID(r, "caseId")
 	if err != nil {

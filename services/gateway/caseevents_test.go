@@ -1,11 +1,13 @@
 package gateway_test
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -97,6 +99,63 @@ func TestCaseEventBadInput(t *testing.T) {
 			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.AcceptSubmission, other, set.AcceptPayload{AuthenticationTags: other.tags()}, nil)).want(t, http.StatusNoContent)
 			f.postEvent(t, receiver, s.CaseID, f.receiverSET(t, set.AcceptSubmission, s, accept, nil)).want(t, http.StatusNoContent)
 			f.waitEvents(t, sender, other.CaseID, "create-submission", "submit-submission", "notify-submission", "forward-submission", "accept-submission")
+		})
+	}
+}
+
+// TestEventLogOfANewCase proves that a case's event log answers as soon as
+// its first submission exists, before Amtsbote's first event is recorded:
+// 200 with what is recorded (nothing yet) for the case's sender, the
+// destination's receivers and operators, 403 for anyone else, 404 only for
+// an unknown case; and that a reply joins the case at once.
+func TestEventLogOfANewCase(t *testing.T) {
+	for _, b := range flowStores() {
+		t.Run(b.name, func(t *testing.T) {
+			st := b.open(t)
+			bs, _ := bustest.Bus(t)
+			// No event workers run: every event stays in the outbox.
+			e := newEnvOn(t, st, withBus(bs))
+			f := &flowEnv{env: e, bus: bs, contract: contractRouter(t, e.srv.URL)}
+			d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+			other := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+			sender := f.token("send:region:DE08")
+			created := f.create(t, sender, createBody(d))
+			path := "/v1/cases/" + created.CaseID + "/events"
+
+			for _, tt := range []struct{ name, token string }{
+				{"sender", sender},
+				{"receiver", f.token("subscribe:destination:" + d.ID)},
+				{"operator", f.adminToken()},
+			} {
+				t.Run(tt.name, func(t *testing.T) {
+					log := decodeReply[eventLogBody](t, f.call(t, http.MethodGet, path, tt.token, "", nil), http.StatusOK)
+					if log.Count != 0 || log.TotalCount != 0 || log.EventLog == nil || len(log.EventLog) != 0 {
+						t.Errorf("event log of the new case %+v, want an empty one", log)
+					}
+				})
+			}
+			for _, tt := range []struct {
+				name, path, token string
+				status            int
+				typ               string
+			}{
+				{"another sender", path, f.token("send:region:DE08"), 403, problem.TypeForbidden},
+				{"another destination's receiver", path, f.token("subscribe:destination:" + other.ID), 403, problem.TypeForbidden},
+				{"unknown case", "/v1/cases/" + newUUID(t) + "/events", sender, 404, problem.TypeCaseNotFound},
+			} {
+				t.Run(tt.name, func(t *testing.T) {
+					f.call(t, http.MethodGet, tt.path, tt.token, "", nil).problem(t, tt.status, tt.typ, "caseId")
+				})
+			}
+
+			body := createBody(d)
+			body["caseId"] = created.CaseID
+			if reply := f.create(t, sender, body); reply.CaseID != created.CaseID || reply.SubmissionID == created.SubmissionID {
+				t.Errorf("reply %+v to case %s", reply, created.CaseID)
+			}
+			if _, total, err := st.Events(context.Background(), created.CaseID, store.Page{}); err != nil || total != 0 {
+				t.Errorf("the case has %d events recorded (%v); the test wants none", total, err)
+			}
 		})
 	}
 }

@@ -122,6 +122,20 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 	return out, nil
 }
 
+// SubmissionsByCase lists the submissions of caseID, oldest first.
+func (db *DB) SubmissionsByCase(ctx context.Context, caseID string) ([]store.Submission, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE case_id = $1
+		ORDER BY created_at, id`, caseID)
+	if err != nil {
+		return nil, fmt.Errorf("submissions of case %s: %w", caseID, err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Submission, error) { return scanSubmission(r) })
+	if err != nil {
+		return nil, fmt.Errorf("submissions of case %s: %w", caseID, err)
+	}
+	return list, nil
+}
+
 // pickupWhere selects what is ready for pickup at the destinations in $1,
 // with the condition of the partial index submissions_pickup.
 const pickupWhere = `WHERE status = 'submitted' AND routed_at IS NOT NULL

@@ -130,6 +130,28 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 	return out, nil
 }
 
+// SubmissionsByCase lists the submissions of caseID, oldest first.
+func (db *DB) SubmissionsByCase(ctx context.Context, caseID string) ([]store.Submission, error) {
+	rows, err := db.r.QueryContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE case_id = ?
+		ORDER BY created_at, id`, caseID)
+	if err != nil {
+		return nil, fmt.Errorf("submissions of case %s: %w", caseID, err)
+	}
+	defer rows.Close()
+	var list []store.Submission
+	for rows.Next() {
+		s, err := scanSubmission(rows)
+		if err != nil {
+			return nil, fmt.Errorf("submissions of case %s: %w", caseID, err)
+		}
+		list = append(list, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("submissions of case %s: %w", caseID, err)
+	}
+	return list, nil
+}
+
 // pickupWhere selects what is ready for pickup at the destinations in the
 // JSON array bound to it. It repeats the condition of the partial index
 // submissions_pickup, so SQLite uses the index.

@@ -178,6 +178,31 @@ var submissionTests = []test{
 		}
 		equal(t, "attachments", got.UploadedAttachments, want)
 	}},
+	{"submissions by case", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		first := submission("s-first", "A", store.SubmissionAccepted, 0)
+		reply := submission("s-reply", "B", store.SubmissionIncomplete, time.Hour)
+		same := submission("s-same", "A", store.SubmissionSubmitted, time.Hour) // same time: by id
+		other := submission("s-other", "A", store.SubmissionSubmitted, 0)
+		for _, sub := range []*store.Submission{&first, &reply, &same} {
+			sub.CaseID = "case-1"
+		}
+		for _, sub := range []store.Submission{reply, other, same, first} {
+			must(t, "create "+sub.ID, s.CreateSubmission(ctx, sub))
+		}
+		list, err := s.SubmissionsByCase(ctx, "case-1")
+		must(t, "submissions by case", err)
+		equal(t, "submissions of case-1", list, []store.Submission{first, reply, same})
+		// A new case has its submission before any event.
+		if _, total, err := s.Events(ctx, "case-1", store.Page{}); err != nil || total != 0 {
+			t.Fatalf("events of case-1: %d, %v", total, err)
+		}
+		list, err = s.SubmissionsByCase(ctx, "case-unknown")
+		must(t, "submissions of an unknown case", err)
+		if len(list) != 0 {
+			t.Errorf("unknown case lists %d submissions", len(list))
+		}
+	}},
 	{"pickup list", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
 		picked := submission("a-picked", "A", store.SubmissionSubmitted, 0)
