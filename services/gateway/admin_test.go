@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -59,13 +60,13 @@ func keyRuleCases(t *testing.T) []struct {
 }
 
 func TestAdminCreateDestinationBadInput(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) { testAdminCreateDestinationBadInput(t, b) })
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testAdminCreateDestinationBadInput(t, b) })
 	}
 }
 
-func testAdminCreateDestinationBadInput(t *testing.T, b backend) {
-	e := newEnvOn(t, b.open(t), func(c *gateway.Config) { c.MaxBody = 64 << 10 })
+func testAdminCreateDestinationBadInput(t *testing.T, b flowtest.Backend) {
+	e := newEnvOn(t, b.Open(t), func(c *gateway.Config) { c.MaxBody = 64 << 10 })
 	admin := e.adminToken()
 	existing := e.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", "active", "DE08315")
 
@@ -179,13 +180,13 @@ func TestAdminRequiresAdminScope(t *testing.T) {
 }
 
 func TestAdminDestinationLifecycle(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) { testAdminDestinationLifecycle(t, b) })
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testAdminDestinationLifecycle(t, b) })
 	}
 }
 
-func testAdminDestinationLifecycle(t *testing.T, b backend) {
-	e := newEnvOn(t, b.open(t))
+func testAdminDestinationLifecycle(t *testing.T, b flowtest.Backend) {
+	e := newEnvOn(t, b.Open(t))
 	admin := e.adminToken()
 	adminID := e.tokenSubject(admin)
 	path := "/admin/v1/destinations/" + newDestID
@@ -278,10 +279,10 @@ func testAdminDestinationLifecycle(t *testing.T, b backend) {
 }
 
 func TestKeyRoll(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) {
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
 			const grace = 48 * time.Hour
-			e := newEnvOn(t, b.open(t), func(c *gateway.Config) { c.KeyGrace = grace })
+			e := newEnvOn(t, b.Open(t), func(c *gateway.Config) { c.KeyGrace = grace })
 			admin := e.adminToken()
 			d := e.createDestination(newDestID, "active", "DE08311")
 			keyPath := func(kid string) string { return "/v1/destinations/" + d.ID + "/keys/" + kid }
@@ -428,7 +429,7 @@ func TestDecodeDestination(t *testing.T) {
 }
 
 func e2eStoreAccepts(t *testing.T, d store.Destination, keys []store.Key) error {
-	st := openSQLite(t)
+	st := flowtest.OpenSQLite(t)
 	return st.CreateDestination(context.Background(), "cli", d, keys)
 }
 

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
@@ -29,10 +30,10 @@ import (
 // status, a problem naming the field, nothing stored, and an earlier
 // upload of the same attachment left as it was.
 func TestAttachmentBadInput(t *testing.T) {
-	for _, b := range flowStores() {
-		t.Run(b.name, func(t *testing.T) {
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
 			const limit = 64 << 10
-			f := newFlowEnv(t, b.open(t), func(c *gateway.Config) { c.MaxAttachment = limit })
+			f := newFlowEnv(t, b.Open(t), func(c *gateway.Config) { c.MaxAttachment = limit })
 			ctx := context.Background()
 			d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 			sender := f.token("send:region:DE08")
@@ -287,7 +288,7 @@ func TestLargeAttachmentStreams(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	must(t, b.Ensure(ctx, bus.TopologyConfig{}))
-	f := newFlowEnvOn(t, openSQLite(t), b)
+	f := newFlowEnvOn(t, flowtest.OpenSQLite(t), b)
 	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 	sender := f.token("send:region:DE08")
 	receiver := f.token("subscribe:destination:" + d.ID)

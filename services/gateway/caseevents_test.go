@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/set"
@@ -17,9 +18,9 @@ import (
 // right status, a problem naming the claim, and nothing recorded,
 // published or changed in the submission's status.
 func TestCaseEventBadInput(t *testing.T) {
-	for _, b := range flowStores() {
-		t.Run(b.name, func(t *testing.T) {
-			f := newFlowEnv(t, b.open(t))
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFlowEnv(t, b.Open(t))
 			d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 			sender := f.token("send:region:DE08")
 			receiver := f.token("subscribe:destination:" + d.ID)
@@ -109,9 +110,9 @@ func TestCaseEventBadInput(t *testing.T) {
 // destination's receivers and operators, 403 for anyone else, 404 only for
 // an unknown case; and that a reply joins the case at once.
 func TestEventLogOfANewCase(t *testing.T) {
-	for _, b := range flowStores() {
-		t.Run(b.name, func(t *testing.T) {
-			st := b.open(t)
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			st := b.Open(t)
 			bs, _ := bustest.Bus(t)
 			// No event workers run: every event stays in the outbox.
 			e := newEnvOn(t, st, withBus(bs))

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
@@ -21,7 +22,7 @@ import (
 // the same store and bus finds both events in the outbox and publishes
 // them once.
 func TestOutboxSurvivesAStoppedGateway(t *testing.T) {
-	st := openSQLite(t)
+	st := flowtest.OpenSQLite(t)
 	b, _ := bustest.Bus(t)
 	stopped := newEnvOn(t, st, withBus(b))
 	stoppedFlow := &flowEnv{env: stopped, bus: b}
@@ -45,14 +46,14 @@ func TestOutboxSurvivesAStoppedGateway(t *testing.T) {
 	if !slices.Equal(outbox, want) {
 		t.Fatalf("outbox holds %v, want the create- and submit-submission %v", outbox, want)
 	}
-	if n := len(stoppedFlow.streamMsgs(t, bus.StreamEvents)); n != 0 {
+	if n := len(flowtest.Messages(t, stoppedFlow.bus, bus.StreamEvents, "")); n != 0 {
 		t.Fatalf("EVENTS holds %d messages before any worker ran", n)
 	}
 
 	f := newFlowEnvOn(t, st, b, func(c *gateway.Config) { c.OutboxRetry = 50 * time.Millisecond })
 	log := f.waitEvents(t, f.adminToken(), s.CaseID, "create-submission", "submit-submission")
 	f.settle(t)
-	if n := len(f.streamMsgs(t, bus.StreamEvents)); n != 2 {
+	if n := len(flowtest.Messages(t, f.bus, bus.StreamEvents, "")); n != 2 {
 		t.Errorf("EVENTS holds %d messages, want 2", n)
 	}
 	// The recovered events are signed by Amtsbote and carry the tags.

@@ -7,15 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/store"
-	"github.com/amtsbote/amtsbote/pkg/store/sqlite"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
@@ -29,20 +28,13 @@ type fuzzFlow struct {
 
 func newFuzzFlow(f *testing.F) fuzzFlow {
 	f.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(f.TempDir(), "amtsbote.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = db.Close() })
+	db := flowtest.OpenSQLite(f)
 	b, _ := bustest.Bus(f)
 	gw, err := gateway.New(gateway.Config{Store: db, Signer: keyPair(f, signerKey), PublicURL: "http://127.0.0.1", Bus: b, Signers: 1})
 	if err != nil {
 		f.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- gw.Run(ctx) }()
-	f.Cleanup(func() { cancel(); <-done })
+	flowtest.Start(f, gw)
 
 	raw, _ := json.Marshal(map[string]any{
 		"destinationId": "6c89c356-c354-4459-b2fd-8d1260ea835c",

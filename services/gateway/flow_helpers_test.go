@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -25,9 +23,9 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 	gojose "github.com/go-jose/go-jose/v4"
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/jose"
@@ -35,7 +33,6 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
-	"github.com/amtsbote/amtsbote/pkg/store/postgres"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
@@ -43,61 +40,6 @@ func init() {
 	// Attachments are application/jose: a compact JWE, checked as text
 	// against the spec's pattern.
 	openapi3filter.RegisterBodyDecoder("application/jose", openapi3filter.PlainBodyDecoder)
-}
-
-// flowStores are the stores the submission flow runs on: SQLite always,
-// PostgreSQL when AMTSBOTE_TEST_DATABASE_URL names one.
-func flowStores() []backend {
-	return []backend{{"sqlite", openSQLite}, {"postgres", openFlowPostgres}}
-}
-
-// openFlowPostgres opens a store in a fresh schema of the test database,
-// dropped when the test ends. Without a database it skips, or fails in CI.
-func openFlowPostgres(t *testing.T) store.Store {
-	t.Helper()
-	base := os.Getenv("AMTSBOTE_TEST_DATABASE_URL")
-	if base == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("AMTSBOTE_TEST_DATABASE_URL is unset, and CI needs the PostgreSQL tests")
-		}
-		t.Skip("AMTSBOTE_TEST_DATABASE_URL is unset; set it (e.g. postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the PostgreSQL tests")
-	}
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect to AMTSBOTE_TEST_DATABASE_URL: %v", err)
-	}
-	defer conn.Close(ctx)
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	schema := "t_" + hex.EncodeToString(b)
-	if _, err := conn.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			t.Errorf("connect to drop schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatalf("parse AMTSBOTE_TEST_DATABASE_URL: %v", err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	u.RawQuery = q.Encode()
-	db, err := postgres.Open(ctx, u.String())
-	if err != nil {
-		t.Fatalf("open postgres: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
 }
 
 // flowEnv is a gateway with a bus: a real JetStream server in the test,
@@ -128,15 +70,7 @@ func newFlowEnvOn(t *testing.T, st store.Store, b *bus.Bus, opts ...envOption) *
 	t.Helper()
 	e := newEnvOn(t, st, append([]envOption{withBus(b)}, opts...)...)
 	f := &flowEnv{env: e, bus: b, contract: contractRouter(t, e.srv.URL)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.gw.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+	flowtest.Start(t, e.gw)
 	return f
 }
 
@@ -441,7 +375,7 @@ func eventTypes(t *testing.T, log []string) []string {
 func (f *flowEnv) waitEvents(t *testing.T, token, caseID string, want ...string) eventLogBody {
 	t.Helper()
 	var log eventLogBody
-	eventually(t, 10*time.Second, func() error {
+	flowtest.Eventually(t, 10*time.Second, func() error {
 		r := f.call(t, http.MethodGet, "/v1/cases/"+caseID+"/events", token, "", nil)
 		if r.status != http.StatusOK {
 			return fmt.Errorf("status %d: %s", r.status, r.body)
@@ -461,22 +395,6 @@ func (f *flowEnv) waitEvents(t *testing.T, token, caseID string, want ...string)
 	return log
 }
 
-// eventually polls f until it returns nil or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func newUUID(t *testing.T) string {
 	t.Helper()
 	b := make([]byte, 16)
@@ -485,32 +403,6 @@ func newUUID(t *testing.T) string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b)
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
-}
-
-// streamMsgs returns the messages a stream holds.
-func (f *flowEnv) streamMsgs(t *testing.T, stream string) []*jetstream.RawStreamMsg {
-	t.Helper()
-	ctx := context.Background()
-	s, err := f.bus.JetStream().Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*jetstream.RawStreamMsg
-	for seq := info.State.FirstSeq; info.State.Msgs > 0 && seq <= info.State.LastSeq; seq++ {
-		m, err := s.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, m)
-	}
-	return out
 }
 
 // flowSnapshot is what the bad-input tests compare before and after: the
@@ -530,7 +422,7 @@ type flowSnapshot struct {
 // settle waits until the outbox is empty, so that snapshots are stable.
 func (f *flowEnv) settle(t *testing.T) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	flowtest.Eventually(t, 10*time.Second, func() error {
 		for k := range f.stateEntries(t) {
 			if strings.HasPrefix(k, sealed.OutboxPrefix) {
 				return fmt.Errorf("outbox holds %s", k)

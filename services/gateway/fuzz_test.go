@@ -1,15 +1,13 @@
 package gateway_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
-	"github.com/amtsbote/amtsbote/pkg/store/sqlite"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
@@ -43,12 +41,7 @@ func FuzzBearerToken(f *testing.F) {
 	f.Add("eyJhbGciOiJQUzUxMiIsImtpZCI6ImFtdHNib3RlLXNpZ25lci0xIiwidHlwIjoiYXQrand0In0.e30.c2ln")
 	f.Add("eyJhbGciOiJub25lIn0.eyJpc3MiOiJodHRwOi8vMTI3LjAuMC4xIn0.")
 	f.Add("a.b.c.d.e")
-	db, err := sqlite.Open(context.Background(), filepath.Join(f.TempDir(), "amtsbote.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { _ = db.Close() })
-	gw, err := gateway.New(gateway.Config{Store: db, Signer: keyPair(f, signerKey), PublicURL: "http://127.0.0.1"})
+	gw, err := gateway.New(gateway.Config{Store: flowtest.OpenSQLite(f), Signer: keyPair(f, signerKey), PublicURL: "http://127.0.0.1"})
 	if err != nil {
 		f.Fatal(err)
 	}

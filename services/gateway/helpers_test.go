@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,10 +22,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/store"
-	"github.com/amtsbote/amtsbote/pkg/store/sqlite"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
@@ -95,22 +94,6 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// backend opens a fresh, empty store for a test.
-type backend struct {
-	name string
-	open func(t *testing.T) store.Store
-}
-
-func openSQLite(t *testing.T) store.Store {
-	t.Helper()
-	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "amtsbote.db"))
-	if err != nil {
-		t.Fatalf("open sqlite: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 // env is a gateway on a real store behind an httptest server.
 type env struct {
 	t      *testing.T
@@ -126,7 +109,7 @@ type env struct {
 type envOption func(*gateway.Config)
 
 func newEnv(t *testing.T, opts ...envOption) *env {
-	return newEnvOn(t, openSQLite(t), opts...)
+	return newEnvOn(t, flowtest.OpenSQLite(t), opts...)
 }
 
 func newEnvOn(t *testing.T, st store.Store, opts ...envOption) *env {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
@@ -20,7 +21,7 @@ func (panickyStore) Destination(context.Context, string) (store.Destination, err
 }
 
 func TestPanicBecomesProblem(t *testing.T) {
-	e := newEnvOn(t, panickyStore{openSQLite(t)})
+	e := newEnvOn(t, panickyStore{flowtest.OpenSQLite(t)})
 	tok := e.token("send:region:DE08")
 	resp := e.do(http.MethodGet, "/v1/destinations/6c89c356-c354-4459-b2fd-8d1260ea835c", tok, "", nil)
 	p := wantProblem(t, resp, http.StatusInternalServerError, problem.TypeInternal, "")
@@ -72,7 +73,7 @@ func TestMetricsAndLogs(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	st := openSQLite(t)
+	st := flowtest.OpenSQLite(t)
 	e := newEnvOn(t, st)
 	if resp := e.do(http.MethodGet, "/healthz", "", "", nil); resp.StatusCode != http.StatusOK {
 		t.Fatalf("healthy store: %d", resp.StatusCode)

@@ -20,6 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
@@ -422,7 +423,7 @@ func TestOpenAPIOperatorAnswers(t *testing.T) {
 // additions to FIT-Connect's create-submission: region and
 // Idempotency-Key.
 func TestOpenAPISubmissionExtensions(t *testing.T) {
-	f := newFlowEnv(t, openSQLite(t))
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
 	s := newOwnSpec(t, f.env)
 	d := f.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", "active", "DE08311")
 	sender := f.token("send:region:DE08")

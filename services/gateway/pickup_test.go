@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -13,9 +14,9 @@ import (
 // destinations' submissions and senders only their own cases, and that a
 // refused or failed fetch records no pickup.
 func TestPickupAuthorization(t *testing.T) {
-	for _, b := range flowStores() {
-		t.Run(b.name, func(t *testing.T) {
-			f := newFlowEnv(t, b.open(t))
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFlowEnv(t, b.Open(t))
 			dA := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 			dB := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 			senderA := f.token("send:region:DE08")

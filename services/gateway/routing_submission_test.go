@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
@@ -13,7 +14,7 @@ import (
 // there; another destination serving the region less specifically is
 // refused with a 422 naming the responsible one.
 func TestSubmissionToTheResponsibleDestination(t *testing.T) {
-	f := newFlowEnv(t, openSQLite(t))
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
 	kreis := f.createDestination(newUUID(t), store.StatusActive, "DE08315")
 	muellheim := f.createDestination(newUUID(t), store.StatusActive, "DE083155012074")
 	sender := f.token("send:region:DE08")

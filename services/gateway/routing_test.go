@@ -20,6 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/legacy"
 	gojose "github.com/go-jose/go-jose/v4"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
@@ -224,13 +225,13 @@ const (
 
 func TestRoutingOverTheRealDirectory(t *testing.T) {
 	storetest.DataFile(t, "GV100AD_30112025.txt")
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) { testRoutingOverTheRealDirectory(t, b) })
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testRoutingOverTheRealDirectory(t, b) })
 	}
 }
 
-func testRoutingOverTheRealDirectory(t *testing.T, b backend) {
-	e := newEnvOn(t, b.open(t))
+func testRoutingOverTheRealDirectory(t *testing.T, b flowtest.Backend) {
+	e := newEnvOn(t, b.Open(t))
 	specs := routingSpec(t, e)
 	admin := e.adminToken()
 
@@ -434,13 +435,13 @@ func (e *env) smallDirectory() {
 }
 
 func TestRoutingBadInput(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) { testRoutingBadInput(t, b) })
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testRoutingBadInput(t, b) })
 	}
 }
 
-func testRoutingBadInput(t *testing.T, b backend) {
-	e := newEnvOn(t, b.open(t))
+func testRoutingBadInput(t *testing.T, b flowtest.Backend) {
+	e := newEnvOn(t, b.Open(t))
 	specs := routingSpec(t, e)
 	e.smallDirectory()
 	e.activeDestination(e.adminToken(), destFreiburg, time.Time{}, "DE08311")
@@ -512,14 +513,14 @@ func gv100adLines(t *testing.T, n int) []string {
 }
 
 func TestImportBadInput(t *testing.T) {
-	for _, b := range backends(t) {
-		t.Run(b.name, func(t *testing.T) { testImportBadInput(t, b) })
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) { testImportBadInput(t, b) })
 	}
 }
 
-func testImportBadInput(t *testing.T, b backend) {
+func testImportBadInput(t *testing.T, b flowtest.Backend) {
 	lines := gv100adLines(t, 40)
-	e := newEnvOn(t, b.open(t), func(c *gateway.Config) { c.MaxImport = 8 << 10 })
+	e := newEnvOn(t, b.Open(t), func(c *gateway.Config) { c.MaxImport = 8 << 10 })
 	admin := e.adminToken()
 	ok := strings.Join(lines[:20], "\n") + "\n"
 	resp := e.do(http.MethodPost, "/admin/v1/import/gv100ad", admin, "text/plain", []byte(ok))
@@ -684,21 +685,13 @@ func TestRoutingInfo(t *testing.T) {
 // one JetStream; a destination created through one routes at the other
 // once that one reaches the revision the write answered with.
 func TestRoutesFollowAcrossGateways(t *testing.T) {
-	st := openSQLite(t)
+	st := flowtest.OpenSQLite(t)
 	b1, node := bustest.Bus(t)
 	b2 := bustest.Connect(t, node.URL)
 	syncer := func(b *bus.Bus) *routesync.Syncer {
-		s, err := routesync.New(routesync.Config{Store: st.(store.Reference), Bus: b})
+		s, err := routesync.New(routesync.Config{Store: st, Bus: b})
 		must(t, err)
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("run: %v", err)
-			}
-		})
+		flowtest.Start(t, s)
 		return s
 	}
 	s1, s2 := syncer(b1), syncer(b2)

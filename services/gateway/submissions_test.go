@@ -14,6 +14,7 @@ import (
 
 	gojose "github.com/go-jose/go-jose/v4"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
@@ -40,9 +41,9 @@ type submissionView struct {
 // Amtsbote's create-, submit- and notify-submission, verifiable with the
 // JWKS key, and the receiver's accept-submission.
 func TestSubmissionLifecycle(t *testing.T) {
-	for _, b := range flowStores() {
-		t.Run(b.name, func(t *testing.T) {
-			f := newFlowEnv(t, b.open(t))
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFlowEnv(t, b.Open(t))
 			ctx := context.Background()
 			d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 			sender := f.token("send:region:DE08")
@@ -73,7 +74,7 @@ func TestSubmissionLifecycle(t *testing.T) {
 			}
 
 			// One INGRESS message, filed under the applicant's place and the LeiKa key.
-			msgs := f.streamMsgs(t, bus.StreamIngress)
+			msgs := flowtest.Messages(t, f.bus, bus.StreamIngress, "")
 			if len(msgs) != 1 {
 				t.Fatalf("INGRESS holds %d messages, want 1", len(msgs))
 			}
@@ -168,7 +169,7 @@ func TestSubmissionLifecycle(t *testing.T) {
 
 			// Every event went to EVENTS once, under its jti.
 			var ids []string
-			for _, m := range f.streamMsgs(t, bus.StreamEvents) {
+			for _, m := range flowtest.Messages(t, f.bus, bus.StreamEvents, "") {
 				_, c, err := set.Parse(string(m.Data))
 				must(t, err)
 				if m.Header.Get("Nats-Msg-Id") != c.JTI || m.Subject != "ab.events."+s.CaseID {
@@ -191,7 +192,7 @@ func TestSubmissionLifecycle(t *testing.T) {
 				t.Errorf("repeated submit answered %s, first %s", again.body, r.body)
 			}
 			f.postEvent(t, receiver, s.CaseID, accept).want(t, http.StatusNoContent)
-			if n := len(f.streamMsgs(t, bus.StreamIngress)); n != 1 {
+			if n := len(flowtest.Messages(t, f.bus, bus.StreamIngress, "")); n != 1 {
 				t.Errorf("INGRESS holds %d messages after the retry, want 1", n)
 			}
 			f.waitEvents(t, sender, s.CaseID, "create-submission", "submit-submission", "notify-submission", "accept-submission")
@@ -283,9 +284,9 @@ func (f *flowEnv) verifyLog(t *testing.T, log []string, s sealedSubmission) {
 // TestCreateSubmissionBadInput proves each refusal of create: the right
 // status, a problem naming the field, and nothing stored or published.
 func TestCreateSubmissionBadInput(t *testing.T) {
-	for _, b := range flowStores() {
-		t.Run(b.name, func(t *testing.T) {
-			f := newFlowEnv(t, b.open(t), func(c *gateway.Config) { c.MaxBody = 64 << 10 })
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFlowEnv(t, b.Open(t), func(c *gateway.Config) { c.MaxBody = 64 << 10 })
 			d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 			inactive := f.createDestination(newUUID(t), store.StatusInactive, "DE08311")
 			sender := f.token("send:region:DE08")
@@ -370,7 +371,7 @@ func TestCreateSubmissionBadInput(t *testing.T) {
 // TestCreateIdempotencyKey proves that a retried create with the same key
 // and body gets the first answer and makes one submission.
 func TestCreateIdempotencyKey(t *testing.T) {
-	f := newFlowEnv(t, openSQLite(t))
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
 	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 	sender := f.token("send:region:DE08")
 	body := createBody(d, newUUID(t))
@@ -400,9 +401,9 @@ func TestCreateIdempotencyKey(t *testing.T) {
 // TestSubmitBadInput proves each refusal of submit, and that none of them
 // spoils the correct submit that follows.
 func TestSubmitBadInput(t *testing.T) {
-	for _, b := range flowStores() {
-		t.Run(b.name, func(t *testing.T) {
-			f := newFlowEnv(t, b.open(t), func(c *gateway.Config) { c.MaxBody = 64 << 10 })
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFlowEnv(t, b.Open(t), func(c *gateway.Config) { c.MaxBody = 64 << 10 })
 			ctx := context.Background()
 			d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 			sender := f.token("send:region:DE08")
@@ -495,7 +496,7 @@ func TestSubmitBadInput(t *testing.T) {
 // TestLargePayloadByReference proves that a payload above the inline bound
 // travels as an object reference and is still fetched whole.
 func TestLargePayloadByReference(t *testing.T) {
-	f := newFlowEnv(t, openSQLite(t))
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
 	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 	sender := f.token("send:region:DE08")
 	receiver := f.token("subscribe:destination:" + d.ID)
@@ -503,7 +504,7 @@ func TestLargePayloadByReference(t *testing.T) {
 	data := bytes.Repeat([]byte(`{"zeile":"Bauantrag mit vielen Angaben"},`), 3000)
 	s.data = seal(t, data, d.EncryptionKID)
 	f.submit(t, sender, s).want(t, http.StatusAccepted)
-	msgs := f.streamMsgs(t, bus.StreamIngress)
+	msgs := flowtest.Messages(t, f.bus, bus.StreamIngress, "")
 	if len(msgs) != 1 {
 		t.Fatalf("%d INGRESS messages", len(msgs))
 	}

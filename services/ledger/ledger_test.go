@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
@@ -25,7 +26,7 @@ import (
 func newLedger(t *testing.T, b *bus.Bus, st store.Store, reg *prometheus.Registry, r ledger.Retention) *ledger.Ledger {
 	t.Helper()
 	l, err := ledger.New(ledger.Config{
-		Bus: b, Store: st, Signer: signer(t), Issuer: issuer, Retention: r, Registry: reg, Concurrency: 2,
+		Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer, Retention: r, Registry: reg, Concurrency: 2,
 	})
 	if err != nil {
 		t.Fatalf("new ledger: %v", err)
@@ -40,14 +41,14 @@ var tags = set.AuthenticationTags{
 }
 
 func TestProjectsEvents(t *testing.T) {
-	for _, be := range backends(t) {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range flowtest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
 			b, _ := bustest.Bus(t)
-			st := be.open(t)
+			st := be.Open(t)
 			sub := newSubmission(store.SubmissionIncomplete, time.Now(), nil, nil, nil)
 			createSubmission(t, st, sub)
 			reg := prometheus.NewRegistry()
-			start(t, newLedger(t, b, st, reg, ledger.Retention{}))
+			flowtest.Start(t, newLedger(t, b, st, reg, ledger.Retention{}))
 
 			type step struct {
 				name   string
@@ -82,7 +83,7 @@ func TestProjectsEvents(t *testing.T) {
 				c, token := sign(t, st0.uri, st0.iss, sub, st0.data)
 				tokens = append(tokens, token)
 				publishEvent(t, b, sub.CaseID, sealed.TypeEvent, []byte(token), c.JTI)
-				eventually(t, 20*time.Second, func() error {
+				flowtest.Eventually(t, 20*time.Second, func() error {
 					if n := len(events(t, st, sub.CaseID)); n != i+1 {
 						return fmt.Errorf("after %s: %d events recorded", st0.name, n)
 					}
@@ -101,7 +102,7 @@ func TestProjectsEvents(t *testing.T) {
 			// after the stream's duplicates window: still one row.
 			_, accept, _ := set.Parse(tokens[3])
 			publishEvent(t, b, sub.CaseID, sealed.TypeEvent, []byte(tokens[3]), uuid.NewString())
-			settled(t, b, bus.StreamEvents, ledger.DurableEvents)
+			flowtest.Settled(t, b, bus.StreamEvents, ledger.DurableEvents)
 			got := events(t, st, sub.CaseID)
 			if len(got) != len(steps) {
 				t.Fatalf("%d events after the repeat, want %d", len(got), len(steps))
@@ -120,7 +121,7 @@ func TestProjectsEvents(t *testing.T) {
 			if s := submissionOf(t, st, sub.ID); s.Status != store.SubmissionAccepted {
 				t.Errorf("status %s after the repeat", s.Status)
 			}
-			if n := counter(t, reg, "amtsbote_ledger_events_total", map[string]string{"event": "accept-submission", "outcome": "unchanged"}); n != 1 {
+			if n := flowtest.Counter(t, reg, "amtsbote_ledger_events_total", map[string]string{"event": "accept-submission", "outcome": "unchanged"}); n != 1 {
 				t.Errorf("unchanged accept counted %v times, want 1", n)
 			}
 		})
@@ -129,12 +130,12 @@ func TestProjectsEvents(t *testing.T) {
 
 func TestEventOfUnknownSubmissionIsRecorded(t *testing.T) {
 	b, _ := bustest.Bus(t)
-	st := openSQLite(t)
-	start(t, newLedger(t, b, st, nil, ledger.Retention{}))
+	st := flowtest.OpenSQLite(t)
+	flowtest.Start(t, newLedger(t, b, st, nil, ledger.Retention{}))
 	sub := newSubmission(store.SubmissionSubmitted, time.Now(), nil, nil, nil)
 	c, token := sign(t, set.SubmitSubmission, issuer, sub, set.SubmitPayload{AuthenticationTags: tags})
 	publishEvent(t, b, sub.CaseID, sealed.TypeEvent, []byte(token), c.JTI)
-	settled(t, b, bus.StreamEvents, ledger.DurableEvents)
+	flowtest.Settled(t, b, bus.StreamEvents, ledger.DurableEvents)
 	if n := len(events(t, st, sub.CaseID)); n != 1 {
 		t.Errorf("%d events recorded, want 1", n)
 	}
@@ -176,14 +177,14 @@ func TestInvalidEvents(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b, _ := bustest.Bus(t)
-			st := openSQLite(t)
+			st := flowtest.OpenSQLite(t)
 			createSubmission(t, st, sub)
 			createSubmission(t, st, other)
 			reg := prometheus.NewRegistry()
-			start(t, newLedger(t, b, st, reg, ledger.Retention{}))
+			flowtest.Start(t, newLedger(t, b, st, reg, ledger.Retention{}))
 			publishEvent(t, b, tc.caseID, tc.typ, tc.data(t), uuid.NewString())
-			settled(t, b, bus.StreamEvents, ledger.DurableEvents)
-			dead := messages(t, b, bus.StreamDead, bus.PrefixDead)
+			flowtest.Settled(t, b, bus.StreamEvents, ledger.DurableEvents)
+			dead := flowtest.Messages(t, b, bus.StreamDead, bus.PrefixDead)
 			if len(dead) != 1 || dead[0].Subject != bus.PrefixDead+"."+ledger.ReasonInvalid {
 				t.Fatalf("%d dead letters, want 1 on %s.%s", len(dead), bus.PrefixDead, ledger.ReasonInvalid)
 			}
@@ -196,7 +197,7 @@ func TestInvalidEvents(t *testing.T) {
 			if s := submissionOf(t, st, sub.ID); s.Status != store.SubmissionSubmitted {
 				t.Errorf("status %s, want submitted", s.Status)
 			}
-			if n := counter(t, reg, "amtsbote_ledger_events_total", map[string]string{"outcome": "invalid"}); n != 1 {
+			if n := flowtest.Counter(t, reg, "amtsbote_ledger_events_total", map[string]string{"outcome": "invalid"}); n != 1 {
 				t.Errorf("invalid counted %v times, want 1", n)
 			}
 		})
@@ -233,15 +234,15 @@ func publishRouted(t *testing.T, b *bus.Bus, s store.Submission, msgID string) {
 }
 
 func TestMarksRouted(t *testing.T) {
-	for _, be := range backends(t) {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range flowtest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
 			b, _ := bustest.Bus(t)
-			st := be.open(t)
+			st := be.Open(t)
 			now := time.Now()
 			sub := newSubmission(store.SubmissionSubmitted, now, &now, nil, nil)
 			createSubmission(t, st, sub)
 			reg := prometheus.NewRegistry()
-			start(t, newLedger(t, b, st, reg, ledger.Retention{}))
+			flowtest.Start(t, newLedger(t, b, st, reg, ledger.Retention{}))
 
 			pickup := func() []store.Submission {
 				list, _, err := st.PickupList(context.Background(), []string{sub.DestinationID}, store.Page{})
@@ -255,7 +256,7 @@ func TestMarksRouted(t *testing.T) {
 			}
 			publishRouted(t, b, sub, sub.ID)
 			var listed []store.Submission
-			eventually(t, 20*time.Second, func() error {
+			flowtest.Eventually(t, 20*time.Second, func() error {
 				if listed = pickup(); len(listed) != 1 {
 					return fmt.Errorf("%d listed", len(listed))
 				}
@@ -269,12 +270,12 @@ func TestMarksRouted(t *testing.T) {
 			// Routed again (a redelivery past the duplicates window): the
 			// first time stays.
 			publishRouted(t, b, sub, uuid.NewString())
-			settled(t, b, bus.StreamInbox, ledger.DurableInbox)
+			flowtest.Settled(t, b, bus.StreamInbox, ledger.DurableInbox)
 			if got := submissionOf(t, st, sub.ID).RoutedAt; got == nil || !got.Equal(*routedAt) {
 				t.Errorf("routed at %v after the repeat, want %v", got, routedAt)
 			}
 			for outcome, want := range map[string]float64{"applied": 1, "unchanged": 1} {
-				if n := counter(t, reg, "amtsbote_ledger_routed_total", map[string]string{"outcome": outcome}); n != want {
+				if n := flowtest.Counter(t, reg, "amtsbote_ledger_routed_total", map[string]string{"outcome": outcome}); n != want {
 					t.Errorf("%s: %v, want %v", outcome, n, want)
 				}
 			}
@@ -291,8 +292,8 @@ func TestMarksRouted(t *testing.T) {
 			if _, err := b.Publish(context.Background(), subject, ev, ev.ID()); err != nil {
 				t.Fatal(err)
 			}
-			settled(t, b, bus.StreamInbox, ledger.DurableInbox)
-			if dead := messages(t, b, bus.StreamDead, bus.PrefixDead); len(dead) != 1 {
+			flowtest.Settled(t, b, bus.StreamInbox, ledger.DurableInbox)
+			if dead := flowtest.Messages(t, b, bus.StreamDead, bus.PrefixDead); len(dead) != 1 {
 				t.Errorf("%d dead letters, want 1", len(dead))
 			}
 		})
@@ -301,8 +302,8 @@ func TestMarksRouted(t *testing.T) {
 
 func TestNewChecksConfig(t *testing.T) {
 	b, _ := bustest.Bus(t)
-	st := openSQLite(t)
-	good := ledger.Config{Bus: b, Store: st, Signer: signer(t), Issuer: issuer}
+	st := flowtest.OpenSQLite(t)
+	good := ledger.Config{Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer}
 	tests := []struct {
 		name   string
 		change func(*ledger.Config)

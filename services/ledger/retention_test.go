@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
@@ -78,10 +79,10 @@ func stateLeft(t *testing.T, b *bus.Bus, keys []string) []string {
 }
 
 func TestRetention(t *testing.T) {
-	for _, be := range backends(t) {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range flowtest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
 			b, node := bustest.Bus(t)
-			st := be.open(t)
+			st := be.Open(t)
 			now := time.Now()
 			later := now.Add(time.Hour) // never due within the test
 
@@ -107,17 +108,17 @@ func TestRetention(t *testing.T) {
 			// Two ledgers, as in two processes, keep the same deadlines.
 			regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
 			for _, reg := range regs {
-				start(t, newLedger(t, bustest.Connect(t, node.URL), st, reg, seconds))
+				flowtest.Start(t, newLedger(t, bustest.Connect(t, node.URL), st, reg, seconds))
 			}
 
 			// The rejection comes on "day 14", before the deletion on "day 21".
-			eventually(t, 20*time.Second, func() error {
+			flowtest.Eventually(t, 20*time.Second, func() error {
 				if s := submissionOf(t, st, unpicked.ID); s.Status != store.SubmissionRejected && s.Status != store.SubmissionDeleted {
 					return fmt.Errorf("unpicked submission is %s", s.Status)
 				}
 				return nil
 			})
-			eventually(t, 20*time.Second, func() error {
+			flowtest.Eventually(t, 20*time.Second, func() error {
 				for _, s := range []store.Submission{incomplete, accepted, unpicked} {
 					if got := submissionOf(t, st, s.ID); got.Status != store.SubmissionDeleted {
 						return fmt.Errorf("submission %s is %s", s.ID, got.Status)
@@ -125,7 +126,7 @@ func TestRetention(t *testing.T) {
 				}
 				return nil
 			})
-			settled(t, b, bus.StreamEvents, ledger.DurableEvents)
+			flowtest.Settled(t, b, bus.StreamEvents, ledger.DurableEvents)
 
 			wantEvents := map[string][]string{
 				incomplete.ID: {set.DeleteSubmission},
@@ -167,7 +168,7 @@ func TestRetention(t *testing.T) {
 
 			var kept float64
 			for _, reg := range regs {
-				kept += counter(t, reg, "amtsbote_ledger_deadlines_total", map[string]string{"outcome": "applied"})
+				kept += flowtest.Counter(t, reg, "amtsbote_ledger_deadlines_total", map[string]string{"outcome": "applied"})
 			}
 			if kept < 4 {
 				t.Errorf("%v deadlines kept, want at least 4", kept)
@@ -186,7 +187,7 @@ func checkAmtsboteEvents(t *testing.T, b *bus.Bus, st store.Store, s store.Submi
 		t.Fatalf("submission %s: %d events recorded, want %d", s.ID, len(recorded), len(uris))
 	}
 	subject, _ := bus.EventsSubject(s.CaseID)
-	published := messages(t, b, bus.StreamEvents, subject)
+	published := flowtest.Messages(t, b, bus.StreamEvents, subject)
 	if len(published) != len(uris) {
 		t.Errorf("submission %s: %d events published, want %d", s.ID, len(published), len(uris))
 	}
@@ -196,7 +197,7 @@ func checkAmtsboteEvents(t *testing.T, b *bus.Bus, st store.Store, s store.Submi
 		}
 		// Sweeps may run on a clock days ahead.
 		v := set.Verifier{Now: func() time.Time { return time.Now().Add(60 * 24 * time.Hour) }}
-		c, err := v.Verify(e.Token, &signer(t).Private.PublicKey)
+		c, err := v.Verify(e.Token, &flowtest.Signer(t).Private.PublicKey)
 		if err != nil {
 			t.Fatalf("verify %s: %v", e.Type, err)
 		}
@@ -213,10 +214,10 @@ func checkAmtsboteEvents(t *testing.T, b *bus.Bus, st store.Store, s store.Submi
 }
 
 func TestSweepKeepsEachDeadlineOnce(t *testing.T) {
-	for _, be := range backends(t) {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range flowtest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
 			b, _ := bustest.Bus(t)
-			st := be.open(t)
+			st := be.Open(t)
 			now := time.Now()
 			incomplete := newSubmission(store.SubmissionIncomplete, now, nil, nil, nil)
 			forwarded := newSubmission(store.SubmissionForwarded, now, &now, &now, &now)
@@ -230,7 +231,7 @@ func TestSweepKeepsEachDeadlineOnce(t *testing.T) {
 			day := 24 * time.Hour
 			clock := now
 			l, err := ledger.New(ledger.Config{
-				Bus: b, Store: st, Signer: signer(t), Issuer: issuer, Now: func() time.Time { return clock },
+				Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer, Now: func() time.Time { return clock },
 			})
 			if err != nil {
 				t.Fatalf("new ledger: %v", err)
@@ -298,10 +299,10 @@ func TestSweepKeepsEachDeadlineOnce(t *testing.T) {
 // entry of an event not yet recorded, which the gateway's sweep still
 // publishes.
 func TestDeletionClearsOutbox(t *testing.T) {
-	for _, be := range backends(t) {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range flowtest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
 			b, _ := bustest.Bus(t)
-			st := be.open(t)
+			st := be.Open(t)
 			ctx := context.Background()
 			now := time.Now()
 			picked := now.Add(-time.Hour)
@@ -353,7 +354,7 @@ func TestDeletionClearsOutbox(t *testing.T) {
 			if left := stateLeft(t, b, otherKeys); len(left) != len(otherKeys) {
 				t.Errorf("other submission's entries %v left of %v", left, otherKeys)
 			}
-			if n := counter(t, reg, "amtsbote_ledger_state_deleted_total", nil); n != float64(len(keys)+2) {
+			if n := flowtest.Counter(t, reg, "amtsbote_ledger_state_deleted_total", nil); n != float64(len(keys)+2) {
 				t.Errorf("%v state entries counted deleted, want %d", n, len(keys)+2)
 			}
 		})

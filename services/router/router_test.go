@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
@@ -23,7 +24,7 @@ import (
 func newRouter(t *testing.T, b *bus.Bus, st store.Store, reg *prometheus.Registry, resolve router.Resolver) *router.Router {
 	t.Helper()
 	rt, err := router.New(router.Config{
-		Bus: b, Store: st, Signer: signer(t), Issuer: issuer, Resolver: resolve, Registry: reg, Concurrency: 2,
+		Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer, Resolver: resolve, Registry: reg, Concurrency: 2,
 	})
 	if err != nil {
 		t.Fatalf("new router: %v", err)
@@ -41,21 +42,21 @@ func inboxSubject(t *testing.T, d store.Destination) string {
 }
 
 func TestRoutes(t *testing.T) {
-	for _, be := range backends(t) {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range flowtest.Backends() {
+		t.Run(be.Name, func(t *testing.T) {
 			b, _ := bustest.Bus(t)
-			st := be.open(t)
+			st := be.Open(t)
 			d := destination()
 			createDestination(t, st, d)
 			reg := prometheus.NewRegistry()
-			start(t, newRouter(t, b, st, reg, nil))
+			flowtest.Start(t, newRouter(t, b, st, reg, nil))
 
 			s := submission(d.ID)
 			submit(t, b, s)
 			subject := inboxSubject(t, d)
 			var routed []*jetstream.RawStreamMsg
-			eventually(t, 20*time.Second, func() error {
-				if routed = messages(t, b, bus.StreamInbox, subject); len(routed) != 1 {
+			flowtest.Eventually(t, 20*time.Second, func() error {
+				if routed = flowtest.Messages(t, b, bus.StreamInbox, subject); len(routed) != 1 {
 					return fmt.Errorf("%d messages in the inbox", len(routed))
 				}
 				return nil
@@ -82,18 +83,18 @@ func TestRoutes(t *testing.T) {
 			// The same submission again, as after a lost ack or a gateway
 			// retry past the ingress duplicates window: routed once.
 			submit(t, b, s, uuid.NewString())
-			settled(t, b)
-			if n := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); n != 1 {
+			flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
+			if n := len(flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox)); n != 1 {
 				t.Errorf("%d messages in the inbox after the repeat, want 1", n)
 			}
-			if n := len(messages(t, b, bus.StreamIngress, bus.PrefixIngress)); n != 0 {
+			if n := len(flowtest.Messages(t, b, bus.StreamIngress, bus.PrefixIngress)); n != 0 {
 				t.Errorf("%d messages left in ingress", n)
 			}
-			if n := len(messages(t, b, bus.StreamEvents, bus.PrefixEvents)); n != 0 {
+			if n := len(flowtest.Messages(t, b, bus.StreamEvents, bus.PrefixEvents)); n != 0 {
 				t.Errorf("%d events published for a routable submission", n)
 			}
 			for outcome, want := range map[string]float64{"routed": 1, "duplicate": 1, "unroutable": 0, "invalid": 0} {
-				if got := counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": outcome, "land": "08"}); got != want {
+				if got := flowtest.Counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": outcome, "land": "08"}); got != want {
 					t.Errorf("%s: %v, want %v", outcome, got, want)
 				}
 			}
@@ -138,7 +139,7 @@ func TestUnroutable(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b, _ := bustest.Bus(t)
-			st := openSQLite(t)
+			st := flowtest.OpenSQLite(t)
 			d := destination()
 			if tc.create {
 				createDestination(t, st, d)
@@ -167,12 +168,12 @@ func TestUnroutable(t *testing.T) {
 				}
 			}
 			reg := prometheus.NewRegistry()
-			start(t, newRouter(t, b, st, reg, resolve))
-			settled(t, b)
+			flowtest.Start(t, newRouter(t, b, st, reg, resolve))
+			flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
 
-			inbox := messages(t, b, bus.StreamInbox, bus.PrefixInbox)
-			dead := messages(t, b, bus.StreamDead, bus.PrefixDead)
-			events := messages(t, b, bus.StreamEvents, bus.PrefixEvents)
+			inbox := flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox)
+			dead := flowtest.Messages(t, b, bus.StreamDead, bus.PrefixDead)
+			events := flowtest.Messages(t, b, bus.StreamEvents, bus.PrefixEvents)
 			if tc.reason == "" {
 				if len(inbox) != 1 || len(dead) != 0 || len(events) != 0 {
 					t.Fatalf("routable: %d routed, %d dead, %d events; want 1, 0, 0", len(inbox), len(dead), len(events))
@@ -184,18 +185,18 @@ func TestUnroutable(t *testing.T) {
 			}
 			checkDead(t, dead[0], tc.reason, s.SubmissionID)
 			checkReject(t, events[0], s, tc.problem)
-			if got := counter(t, reg, "amtsbote_router_unroutable_total", map[string]string{"reason": tc.reason, "land": "08"}); got != 1 {
+			if got := flowtest.Counter(t, reg, "amtsbote_router_unroutable_total", map[string]string{"reason": tc.reason, "land": "08"}); got != 1 {
 				t.Errorf("unroutable counter %v, want 1", got)
 			}
 
 			// Delivered again (as after a lost term): another dead letter,
 			// but the same reject-submission event, which EVENTS drops.
 			submit(t, b, s, uuid.NewString())
-			settled(t, b)
-			if n := len(messages(t, b, bus.StreamDead, bus.PrefixDead)); n != 2 {
+			flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
+			if n := len(flowtest.Messages(t, b, bus.StreamDead, bus.PrefixDead)); n != 2 {
 				t.Errorf("%d dead letters after the repeat, want 2", n)
 			}
-			if n := len(messages(t, b, bus.StreamEvents, bus.PrefixEvents)); n != 1 {
+			if n := len(flowtest.Messages(t, b, bus.StreamEvents, bus.PrefixEvents)); n != 1 {
 				t.Errorf("%d events after the repeat, want 1", n)
 			}
 		})
@@ -236,7 +237,7 @@ func checkReject(t *testing.T, m *jetstream.RawStreamMsg, s sealed.Submission, p
 			t.Errorf("event header %s = %q, want %q", header, got, want)
 		}
 	}
-	c, err := set.Verify(string(m.Data), &signer(t).Private.PublicKey)
+	c, err := set.Verify(string(m.Data), &flowtest.Signer(t).Private.PublicKey)
 	if err != nil {
 		t.Fatalf("verify reject-submission: %v", err)
 	}
@@ -281,28 +282,28 @@ func TestInvalidMessages(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			b, _ := bustest.Bus(t)
-			st := openSQLite(t)
+			st := flowtest.OpenSQLite(t)
 			createDestination(t, st, d)
 			reg := prometheus.NewRegistry()
-			start(t, newRouter(t, b, st, reg, nil))
+			flowtest.Start(t, newRouter(t, b, st, reg, nil))
 			id := uuid.NewString()
 			publishIngress(t, b, tc.typ, tc.body, id)
 			var dead []*jetstream.RawStreamMsg
-			eventually(t, 20*time.Second, func() error {
-				if dead = messages(t, b, bus.StreamDead, bus.PrefixDead); len(dead) != 1 {
+			flowtest.Eventually(t, 20*time.Second, func() error {
+				if dead = flowtest.Messages(t, b, bus.StreamDead, bus.PrefixDead); len(dead) != 1 {
 					return fmt.Errorf("%d dead letters", len(dead))
 				}
 				return nil
 			})
 			checkDead(t, dead[0], tc.reason, id)
-			settled(t, b)
-			if n := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); n != 0 {
+			flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
+			if n := len(flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox)); n != 0 {
 				t.Errorf("%d routed", n)
 			}
-			if n := len(messages(t, b, bus.StreamEvents, bus.PrefixEvents)); n != 0 {
+			if n := len(flowtest.Messages(t, b, bus.StreamEvents, bus.PrefixEvents)); n != 0 {
 				t.Errorf("%d events for an invalid message", n)
 			}
-			if got := counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": "invalid"}); got != 1 {
+			if got := flowtest.Counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": "invalid"}); got != 1 {
 				t.Errorf("invalid counter %v, want 1", got)
 			}
 		})
@@ -311,13 +312,13 @@ func TestInvalidMessages(t *testing.T) {
 
 func TestRoutersShareWork(t *testing.T) {
 	b, node := bustest.Bus(t)
-	st := openSQLite(t)
+	st := flowtest.OpenSQLite(t)
 	d := destination()
 	createDestination(t, st, d)
 	regs := []*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
 	for _, reg := range regs {
 		// Each router on its own connection, as in separate processes.
-		start(t, newRouter(t, bustest.Connect(t, node.URL), st, reg, nil))
+		flowtest.Start(t, newRouter(t, bustest.Connect(t, node.URL), st, reg, nil))
 	}
 	const n = 40
 	want := make(map[string]bool)
@@ -326,20 +327,20 @@ func TestRoutersShareWork(t *testing.T) {
 		want[s.SubmissionID] = true
 		submit(t, b, s)
 	}
-	eventually(t, 60*time.Second, func() error {
-		if got := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); got != n {
+	flowtest.Eventually(t, 60*time.Second, func() error {
+		if got := len(flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox)); got != n {
 			return fmt.Errorf("%d of %d routed", got, n)
 		}
 		return nil
 	})
-	settled(t, b)
+	flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
 	checkRoutedOnce(t, b, want)
 	var routed, duplicates float64
 	for i, reg := range regs {
-		r := counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": "routed"})
+		r := flowtest.Counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": "routed"})
 		t.Logf("router %d routed %v", i+1, r)
 		routed += r
-		duplicates += counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": "duplicate"})
+		duplicates += flowtest.Counter(t, reg, "amtsbote_router_messages_total", map[string]string{"outcome": "duplicate"})
 	}
 	if routed != n || duplicates != 0 {
 		t.Errorf("routed %v with %v duplicates, want %d and 0", routed, duplicates, n)
@@ -350,7 +351,7 @@ func TestRoutersShareWork(t *testing.T) {
 func checkRoutedOnce(t *testing.T, b *bus.Bus, want map[string]bool) {
 	t.Helper()
 	seen := make(map[string]int)
-	for _, m := range messages(t, b, bus.StreamInbox, bus.PrefixInbox) {
+	for _, m := range flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox) {
 		s, err := sealed.Decode(m.Data)
 		if err != nil {
 			t.Fatalf("decode routed message: %v", err)
@@ -369,7 +370,7 @@ func checkRoutedOnce(t *testing.T, b *bus.Bus, want map[string]bool) {
 
 func TestRouterCatchesUp(t *testing.T) {
 	b, _ := bustest.Bus(t)
-	st := openSQLite(t)
+	st := flowtest.OpenSQLite(t)
 	d := destination()
 	createDestination(t, st, d)
 	want := make(map[string]bool)
@@ -383,40 +384,40 @@ func TestRouterCatchesUp(t *testing.T) {
 
 	// Ingress fills while no router runs.
 	fill(30)
-	if n := len(messages(t, b, bus.StreamIngress, bus.PrefixIngress)); n != 30 {
+	if n := len(flowtest.Messages(t, b, bus.StreamIngress, bus.PrefixIngress)); n != 30 {
 		t.Fatalf("%d waiting in ingress, want 30", n)
 	}
 
 	// A router starts, and stops again in the middle of the work.
-	first := start(t, newRouter(t, b, st, prometheus.NewRegistry(), nil))
-	eventually(t, 20*time.Second, func() error {
-		if n := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); n == 0 {
+	first := flowtest.Start(t, newRouter(t, b, st, prometheus.NewRegistry(), nil))
+	flowtest.Eventually(t, 20*time.Second, func() error {
+		if n := len(flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox)); n == 0 {
 			return fmt.Errorf("nothing routed yet")
 		}
 		return nil
 	})
-	first.stop(t)
+	first.Stop(t)
 	fill(10)
 
 	// Another takes over and finishes.
-	start(t, newRouter(t, b, st, prometheus.NewRegistry(), nil))
-	eventually(t, 60*time.Second, func() error {
-		if got := len(messages(t, b, bus.StreamInbox, bus.PrefixInbox)); got != len(want) {
+	flowtest.Start(t, newRouter(t, b, st, prometheus.NewRegistry(), nil))
+	flowtest.Eventually(t, 60*time.Second, func() error {
+		if got := len(flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox)); got != len(want) {
 			return fmt.Errorf("%d of %d routed", got, len(want))
 		}
 		return nil
 	})
-	settled(t, b)
+	flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
 	checkRoutedOnce(t, b, want)
-	if n := len(messages(t, b, bus.StreamIngress, bus.PrefixIngress)); n != 0 {
+	if n := len(flowtest.Messages(t, b, bus.StreamIngress, bus.PrefixIngress)); n != 0 {
 		t.Errorf("%d left in ingress", n)
 	}
 }
 
 func TestNewChecksConfig(t *testing.T) {
 	b, _ := bustest.Bus(t)
-	st := openSQLite(t)
-	good := router.Config{Bus: b, Store: st, Signer: signer(t), Issuer: issuer}
+	st := flowtest.OpenSQLite(t)
+	good := router.Config{Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer}
 	tests := []struct {
 		name   string
 		change func(*router.Config)
