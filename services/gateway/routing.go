@@ -85,10 +85,10 @@ func (g *Gateway) initRouting(cfg Config, reg prometheus.Registerer) error {
 	}
 	ra := &routingAPI{
 		resolutions: resolutions,
-		sync:    cfg.Routes,
-		max:     orDefault(cfg.MaxImport, DefaultMaxImport),
-		limiter: newRateLimiter(orDefault(cfg.RateLimit, DefaultRateLimit), orDefault(cfg.RateBurst, DefaultRateBurst)),
-		sigs:    make(map[sigKey]string),
+		sync:        cfg.Routes,
+		max:         orDefault(cfg.MaxImport, DefaultMaxImport),
+		limiter:     newRateLimiter(orDefault(cfg.RateLimit, DefaultRateLimit), orDefault(cfg.RateBurst, DefaultRateBurst)),
+		sigs:        make(map[sigKey]string),
 	}
 	ra.ref, _ = cfg.Store.(store.Reference)
 	if ra.sync == nil && ra.ref != nil {
