@@ -133,7 +133,9 @@ func (g *Gateway) handleAdminGetDestination(w http.ResponseWriter, r *http.Reque
 	return g.writeAdminDestination(w, r, id, http.StatusOK)
 }
 
-// updateInput is FIT-Connect's UpdateDestination plus homeRegion.
+// updateInput is FIT-Connect's UpdateDestination and PatchDestination plus
+// homeRegion: PUT requires what UpdateDestination requires, PATCH changes
+// only the members present.
 type updateInput struct {
 	Status             *store.DestinationStatus  `json:"status"`
 	ContactInformation *store.ContactInformation `json:"contactInformation"`
@@ -189,25 +191,12 @@ func (g *Gateway) handleAdminPutDestination(w http.ResponseWriter, r *http.Reque
 	})
 }
 
-// patchInput is FIT-Connect's PatchDestination plus homeRegion: absent
-// members stay as they are.
-type patchInput struct {
-	Status             *store.DestinationStatus  `json:"status"`
-	ContactInformation *store.ContactInformation `json:"contactInformation"`
-	Services           []store.Service           `json:"services"`
-	Callback           *callbackInput            `json:"callback"`
-	EncryptionKID      *string                   `json:"encryptionKid"`
-	ReplyChannels      json.RawMessage           `json:"replyChannels"`
-	MetadataVersions   []string                  `json:"metadataVersions"`
-	HomeRegion         *string                   `json:"homeRegion"`
-}
-
 func (g *Gateway) handleAdminPatchDestination(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id, err := pathDestinationID(r)
 	if err != nil {
 		return err
 	}
-	var in patchInput
+	var in updateInput
 	if err := g.decodeJSONRequest(w, r, &in, true); err != nil {
 		return err
 	}
