@@ -199,7 +199,11 @@ func (g *Gateway) handlePostEvent(w http.ResponseWriter, r *http.Request, p Prin
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("apply %s to %s: %w", name, sid, err)
+			if applied, aerr := g.appliedUnrecorded(ctx, caseID, sid, name, uri, err); aerr != nil {
+				return aerr
+			} else if !applied {
+				return fmt.Errorf("apply %s to %s: %w", name, sid, err)
+			}
 		}
 		if err := g.flow.events.record(ctx, claims, token); err != nil {
 			return err
@@ -216,15 +220,45 @@ func (g *Gateway) handlePostEvent(w http.ResponseWriter, r *http.Request, p Prin
 	return nil
 }
 
+// appliedUnrecorded tells a retry after a stop between the two writes of a
+// receiver's event (status changed, event not recorded) from a refused
+// transition: the submission already has the status this event leads to,
+// and no event of its type is recorded for it. Then the event is recorded
+// now instead of answering 409. Any other error is returned unchanged.
+func (g *Gateway) appliedUnrecorded(ctx context.Context, caseID, sid, name, uri string, applyErr error) (bool, error) {
+	var p *problem.Problem
+	if !errors.As(applyErr, &p) || p.Type != problem.TypeInvalidTransition {
+		return false, nil
+	}
+	target, err := sealed.Next(sealed.Submitted, name)
+	if err != nil {
+		return false, nil
+	}
+	sub, err := g.store.Submission(ctx, sid)
+	if err != nil {
+		return false, fmt.Errorf("read submission %s: %w", sid, err)
+	}
+	if sealed.Status(sub.Status) != target {
+		return false, nil
+	}
+	ev, err := g.findEvent(ctx, caseID, func(e store.Event) bool { return e.SubmissionID == sid && e.Type == uri })
+	return ev == nil && err == nil, err
+}
+
 // recordedEvent returns the case's event with jti, or nil.
 func (g *Gateway) recordedEvent(ctx context.Context, caseID, jti string) (*store.Event, error) {
+	return g.findEvent(ctx, caseID, func(e store.Event) bool { return e.JTI == jti })
+}
+
+// findEvent returns the first recorded event of the case that matches, or nil.
+func (g *Gateway) findEvent(ctx context.Context, caseID string, match func(store.Event) bool) (*store.Event, error) {
 	for page := (store.Page{Limit: store.MaxPageLimit}); ; page.Offset += page.Limit {
 		evs, total, err := g.store.Events(ctx, caseID, page)
 		if err != nil {
 			return nil, fmt.Errorf("events of case %s: %w", caseID, err)
 		}
 		for i := range evs {
-			if evs[i].JTI == jti {
+			if match(evs[i]) {
 				return &evs[i], nil
 			}
 		}

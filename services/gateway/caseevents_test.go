@@ -160,3 +160,37 @@ func TestEventLogOfANewCase(t *testing.T) {
 		})
 	}
 }
+
+// TestCaseEventAfterAStop proves that a receiver's retry after a stop
+// between the two writes of its event (the status changed, the event not
+// yet recorded) is recorded rather than refused, and that a second event of
+// the same kind is still refused once one is recorded.
+func TestCaseEventAfterAStop(t *testing.T) {
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFlowEnv(t, b.Open(t))
+			d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+			sender := f.token("send:region:DE08")
+			receiver := f.token("subscribe:destination:" + d.ID)
+			s := f.prepare(t, sender, d, 0)
+			f.submit(t, sender, s).want(t, http.StatusAccepted)
+			f.route(t, s.SubmissionID)
+			f.call(t, http.MethodGet, "/v1/submissions/"+s.SubmissionID, receiver, "", nil).want(t, http.StatusOK)
+
+			// The first attempt changed the status and stopped.
+			if _, err := f.st.UpdateSubmission(context.Background(), s.SubmissionID, func(sub *store.Submission) error {
+				sub.Status = store.SubmissionAccepted
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+			accept := set.AcceptPayload{AuthenticationTags: s.tags()}
+			f.postEvent(t, receiver, s.CaseID, f.receiverSET(t, set.AcceptSubmission, s, accept, nil)).want(t, http.StatusNoContent)
+			f.waitEvents(t, sender, s.CaseID, "create-submission", "submit-submission", "notify-submission", "accept-submission")
+
+			f.call(t, http.MethodPost, "/v1/cases/"+s.CaseID+"/events", receiver, "application/jose",
+				strings.NewReader(f.receiverSET(t, set.AcceptSubmission, s, accept, nil))).
+				problem(t, http.StatusConflict, problem.TypeInvalidTransition, "events")
+		})
+	}
+}
