@@ -359,3 +359,30 @@ func (c Client) AuditJSON() json.RawMessage {
 	b, _ := json.Marshal(c) // SecretHash is tagged "-"; strings, bools and times always marshal
 	return b
 }
+
+// Both stores keep times in UTC to the microsecond, PostgreSQL's precision;
+// these helpers bring a time to that form (truncating, where PostgreSQL
+// would round) so what is written reads back equal.
+
+// Truncate returns t as the stores keep it.
+func Truncate(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// TruncatePtr is Truncate for optional times.
+func TruncatePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	n := Truncate(*t)
+	return &n
+}
+
+// Now is the current time as the stores keep it.
+func Now() time.Time { return Truncate(time.Now()) }
+
+// OrNow returns Truncate(t), or Now when t is zero.
+func OrNow(t time.Time) time.Time {
+	if t.IsZero() {
+		return Now()
+	}
+	return Truncate(t)
+}

@@ -6,30 +6,6 @@ import (
 	"time"
 )
 
-// now is the current time as the store keeps it.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
-
-// norm returns t as the store keeps it: UTC, truncated to the microsecond
-// (PostgreSQL would round).
-func norm(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
-// normPtr is norm for optional times.
-func normPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	n := norm(*t)
-	return &n
-}
-
-// orNow returns norm(t), or now when t is zero.
-func orNow(t time.Time) time.Time {
-	if t.IsZero() {
-		return now()
-	}
-	return norm(t)
-}
-
 // utc turns a scanned time into UTC; pgx scans timestamptz in local time.
 func utc(t *time.Time) { *t = t.UTC() }
 

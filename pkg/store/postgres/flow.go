@@ -41,22 +41,22 @@ func submissionArgs(s store.Submission) ([]any, error) {
 	}
 	return []any{s.ID, s.CaseID, s.DestinationID, s.SenderClientID, s.ServiceIdentifier, s.ServiceName,
 		s.Region, string(s.Status), announced, uploaded, s.CallbackURL, s.CallbackSecret,
-		norm(s.CreatedAt), normPtr(s.SubmittedAt), normPtr(s.PickedUpAt), norm(s.UpdatedAt),
-		normPtr(s.RoutedAt), normPtr(s.DeletedAt)}, nil
+		store.Truncate(s.CreatedAt), store.TruncatePtr(s.SubmittedAt), store.TruncatePtr(s.PickedUpAt), store.Truncate(s.UpdatedAt),
+		store.TruncatePtr(s.RoutedAt), store.TruncatePtr(s.DeletedAt)}, nil
 }
 
 // normSubmission returns s with its times as the store keeps them.
 func normSubmission(s store.Submission) store.Submission {
-	s.CreatedAt, s.UpdatedAt = norm(s.CreatedAt), norm(s.UpdatedAt)
-	s.SubmittedAt, s.PickedUpAt = normPtr(s.SubmittedAt), normPtr(s.PickedUpAt)
-	s.RoutedAt, s.DeletedAt = normPtr(s.RoutedAt), normPtr(s.DeletedAt)
+	s.CreatedAt, s.UpdatedAt = store.Truncate(s.CreatedAt), store.Truncate(s.UpdatedAt)
+	s.SubmittedAt, s.PickedUpAt = store.TruncatePtr(s.SubmittedAt), store.TruncatePtr(s.PickedUpAt)
+	s.RoutedAt, s.DeletedAt = store.TruncatePtr(s.RoutedAt), store.TruncatePtr(s.DeletedAt)
 	return s
 }
 
 // CreateSubmission inserts s; a zero CreatedAt becomes now and a zero
 // UpdatedAt the creation time.
 func (db *DB) CreateSubmission(ctx context.Context, s store.Submission) error {
-	s.CreatedAt = orNow(s.CreatedAt)
+	s.CreatedAt = store.OrNow(s.CreatedAt)
 	if s.UpdatedAt.IsZero() {
 		s.UpdatedAt = s.CreatedAt
 	}
@@ -100,7 +100,7 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 		if s.ID != id {
 			return fmt.Errorf("update may not change the id to %q", s.ID)
 		}
-		s.CreatedAt, s.UpdatedAt = created, now()
+		s.CreatedAt, s.UpdatedAt = created, store.Now()
 		s = normSubmission(s)
 		args, err := submissionArgs(s)
 		if err != nil {
@@ -191,7 +191,7 @@ func (db *DB) DueSubmissions(ctx context.Context, d store.Deadline, before time.
 		return nil, fmt.Errorf("due submissions: unknown deadline %q", d)
 	}
 	limit = store.Page{Limit: limit}.Normalize().Limit
-	rows, err := db.pool.Query(ctx, `SELECT `+submissionColumns+` FROM submissions `+where, norm(before), limit)
+	rows, err := db.pool.Query(ctx, `SELECT `+submissionColumns+` FROM submissions `+where, store.Truncate(before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due submissions %s: %w", d, err)
 	}
@@ -206,7 +206,7 @@ func (db *DB) DueSubmissions(ctx context.Context, d store.Deadline, before time.
 func (db *DB) AppendEvent(ctx context.Context, e store.Event) error {
 	if _, err := db.pool.Exec(ctx, `INSERT INTO events (jti, case_id, submission_id, type, issuer, issued_at, token)
 		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (jti) DO NOTHING`,
-		e.JTI, e.CaseID, e.SubmissionID, e.Type, e.Issuer, norm(e.IssuedAt), e.Token); err != nil {
+		e.JTI, e.CaseID, e.SubmissionID, e.Type, e.Issuer, store.Truncate(e.IssuedAt), e.Token); err != nil {
 		return fmt.Errorf("append event %s: %w", e.JTI, err)
 	}
 	return nil
@@ -246,7 +246,7 @@ func (db *DB) Events(ctx context.Context, caseID string, p store.Page) ([]store.
 // record and whether it is r. A concurrent insert of the same key waits for
 // the first to commit and then reads it.
 func (db *DB) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) (store.IdempotencyRecord, bool, error) {
-	r.CreatedAt = orNow(r.CreatedAt)
+	r.CreatedAt = store.OrNow(r.CreatedAt)
 	tag, err := db.pool.Exec(ctx, `INSERT INTO idempotency (key, request_hash, status, body, created_at)
 		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING`,
 		r.Key, r.RequestHash, r.Status, r.Body, r.CreatedAt)

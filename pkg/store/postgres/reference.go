@@ -74,7 +74,7 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 	stand := d.Date().UTC()
 	all := d.All()
 	res := store.AreaImport{Stand: stand, Areas: len(all)}
-	at := now()
+	at := store.Now()
 	err := db.write(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `LOCK TABLE areas IN EXCLUSIVE MODE`); err != nil {
 			return err
@@ -306,7 +306,7 @@ func scanService(row pgx.Row) (store.CatalogueEntry, error) {
 // ImportCatalogue adds and updates services in one transaction.
 func (db *DB) ImportCatalogue(ctx context.Context, actor string, services []leika.Service) (store.CatalogueImport, error) {
 	res := store.CatalogueImport{Services: len(services)}
-	at := now()
+	at := store.Now()
 	err := db.write(ctx, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `LOCK TABLE leika_services IN EXCLUSIVE MODE`); err != nil {
 			return err

@@ -38,7 +38,7 @@ func destinationArgs(d store.Destination) ([]any, error) {
 	}
 	return []any{d.ID, string(d.Status), contact, services, d.EncryptionKID, d.SigningKID,
 		versions, rawJSON(d.ReplyChannels), d.HomeRegion, d.CallbackURL, d.CallbackSecret,
-		norm(d.CreatedAt), norm(d.UpdatedAt)}, nil
+		store.Truncate(d.CreatedAt), store.Truncate(d.UpdatedAt)}, nil
 }
 
 // lockDestination reads destination id and locks its row until tx ends, so
@@ -65,7 +65,7 @@ func scanKey(row pgx.Row) (store.Key, error) {
 
 func insertKey(ctx context.Context, tx pgx.Tx, k store.Key) error {
 	_, err := tx.Exec(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6)`,
-		k.DestinationID, k.KID, string(k.Use), rawJSON(k.JWK), norm(k.CreatedAt), normPtr(k.ValidUntil))
+		k.DestinationID, k.KID, string(k.Use), rawJSON(k.JWK), store.Truncate(k.CreatedAt), store.TruncatePtr(k.ValidUntil))
 	if err != nil {
 		return fmt.Errorf("insert key %s: %w", k.KID, conflict(err))
 	}
@@ -87,7 +87,7 @@ func listKeys(ctx context.Context, q querier, destinationID string) ([]store.Key
 // audit appends one entry to the audit log inside tx.
 func audit(ctx context.Context, tx pgx.Tx, actor, action, object string, before, after []byte) error {
 	_, err := tx.Exec(ctx, `INSERT INTO audit_log (at, actor, action, object, before, after) VALUES ($1, $2, $3, $4, $5, $6)`,
-		now(), actor, action, object, rawJSON(before), rawJSON(after))
+		store.Now(), actor, action, object, rawJSON(before), rawJSON(after))
 	if err != nil {
 		return fmt.Errorf("audit %s %s: %w", action, object, err)
 	}
@@ -117,11 +117,11 @@ func auditDestination(ctx context.Context, tx pgx.Tx, actor, action string, befo
 // CreateDestination inserts d and its keys and audits "destination.create".
 // Keys without a destination id are d's; zero times become now.
 func (db *DB) CreateDestination(ctx context.Context, actor string, d store.Destination, keys []store.Key) error {
-	d.CreatedAt = orNow(d.CreatedAt)
+	d.CreatedAt = store.OrNow(d.CreatedAt)
 	if d.UpdatedAt.IsZero() {
 		d.UpdatedAt = d.CreatedAt
 	}
-	d.UpdatedAt = norm(d.UpdatedAt)
+	d.UpdatedAt = store.Truncate(d.UpdatedAt)
 	args, err := destinationArgs(d)
 	if err != nil {
 		return fmt.Errorf("create destination %s: %w", d.ID, err)
@@ -138,7 +138,7 @@ func (db *DB) CreateDestination(ctx context.Context, actor string, d store.Desti
 			if k.DestinationID != d.ID {
 				return fmt.Errorf("key %s belongs to destination %s", k.KID, k.DestinationID)
 			}
-			k.CreatedAt = orNow(k.CreatedAt)
+			k.CreatedAt = store.OrNow(k.CreatedAt)
 			if err := insertKey(ctx, tx, k); err != nil {
 				return err
 			}
@@ -176,7 +176,7 @@ func (db *DB) UpdateDestination(ctx context.Context, actor string, id string, up
 		if d.ID != id {
 			return fmt.Errorf("update may not change the id to %q", d.ID)
 		}
-		d.CreatedAt, d.UpdatedAt = created, now()
+		d.CreatedAt, d.UpdatedAt = created, store.Now()
 		args, err := destinationArgs(d)
 		if err != nil {
 			return err
@@ -232,8 +232,8 @@ func (db *DB) Destinations(ctx context.Context, p store.Page) ([]store.Destinati
 
 // AddKey adds k to its destination and audits "key.add".
 func (db *DB) AddKey(ctx context.Context, actor string, k store.Key) error {
-	k.CreatedAt = orNow(k.CreatedAt)
-	k.ValidUntil = normPtr(k.ValidUntil)
+	k.CreatedAt = store.OrNow(k.CreatedAt)
+	k.ValidUntil = store.TruncatePtr(k.ValidUntil)
 	err := db.write(ctx, func(tx pgx.Tx) error {
 		d, err := lockDestination(ctx, tx, k.DestinationID)
 		if err != nil {
@@ -257,8 +257,8 @@ func (db *DB) AddKey(ctx context.Context, actor string, k store.Key) error {
 // RollKey adds k, makes it current for its use, limits the previous
 // current key to previousValidUntil and audits "key.roll".
 func (db *DB) RollKey(ctx context.Context, actor string, k store.Key, previousValidUntil time.Time) (store.Destination, error) {
-	k.CreatedAt = orNow(k.CreatedAt)
-	k.ValidUntil = normPtr(k.ValidUntil)
+	k.CreatedAt = store.OrNow(k.CreatedAt)
+	k.ValidUntil = store.TruncatePtr(k.ValidUntil)
 	var out store.Destination
 	err := db.write(ctx, func(tx pgx.Tx) error {
 		d, err := lockDestination(ctx, tx, k.DestinationID)
@@ -282,12 +282,12 @@ func (db *DB) RollKey(ctx context.Context, actor string, k store.Key, previousVa
 		}
 		if *current != "" {
 			if _, err := tx.Exec(ctx, `UPDATE keys SET valid_until = $1 WHERE destination_id = $2 AND kid = $3`,
-				norm(previousValidUntil), d.ID, *current); err != nil {
+				store.Truncate(previousValidUntil), d.ID, *current); err != nil {
 				return fmt.Errorf("limit key %s: %w", *current, err)
 			}
 		}
 		*current = k.KID
-		d.UpdatedAt = now()
+		d.UpdatedAt = store.Now()
 		if _, err := tx.Exec(ctx, `UPDATE destinations SET encryption_kid = $1, signing_kid = $2, updated_at = $3 WHERE id = $4`,
 			d.EncryptionKID, d.SigningKID, d.UpdatedAt, d.ID); err != nil {
 			return err
@@ -332,7 +332,7 @@ func scanClient(row pgx.Row) (store.Client, error) {
 
 // CreateClient inserts c and audits "client.create" without its secret hash.
 func (db *DB) CreateClient(ctx context.Context, actor string, c store.Client) error {
-	c.CreatedAt = orNow(c.CreatedAt)
+	c.CreatedAt = store.OrNow(c.CreatedAt)
 	scopes, err := encJSON(c.Scopes)
 	if err != nil {
 		return fmt.Errorf("create client %s: %w", c.ID, err)

@@ -5,36 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
 // timeLayout is how times are stored: UTC, fixed width, so text order is
 // time order.
 const timeLayout = "2006-01-02T15:04:05.000000Z"
 
-// now is the current time as the store keeps it.
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
-
-// norm returns t as the store keeps it: UTC, truncated to the microsecond.
-func norm(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
-
-// normPtr is norm for optional times.
-func normPtr(t *time.Time) *time.Time {
-	if t == nil {
-		return nil
-	}
-	n := norm(*t)
-	return &n
-}
-
-// orNow returns norm(t), or now when t is zero.
-func orNow(t time.Time) time.Time {
-	if t.IsZero() {
-		return now()
-	}
-	return norm(t)
-}
-
-func encTime(t time.Time) string { return norm(t).Format(timeLayout) }
+func encTime(t time.Time) string { return store.Truncate(t).Format(timeLayout) }
 
 func encTimePtr(t *time.Time) any {
 	if t == nil {

@@ -52,16 +52,16 @@ func submissionArgs(s store.Submission) ([]any, error) {
 
 // normSubmission returns s with its times as the store keeps them.
 func normSubmission(s store.Submission) store.Submission {
-	s.CreatedAt, s.UpdatedAt = norm(s.CreatedAt), norm(s.UpdatedAt)
-	s.SubmittedAt, s.PickedUpAt = normPtr(s.SubmittedAt), normPtr(s.PickedUpAt)
-	s.RoutedAt, s.DeletedAt = normPtr(s.RoutedAt), normPtr(s.DeletedAt)
+	s.CreatedAt, s.UpdatedAt = store.Truncate(s.CreatedAt), store.Truncate(s.UpdatedAt)
+	s.SubmittedAt, s.PickedUpAt = store.TruncatePtr(s.SubmittedAt), store.TruncatePtr(s.PickedUpAt)
+	s.RoutedAt, s.DeletedAt = store.TruncatePtr(s.RoutedAt), store.TruncatePtr(s.DeletedAt)
 	return s
 }
 
 // CreateSubmission inserts s; a zero CreatedAt becomes now and a zero
 // UpdatedAt the creation time.
 func (db *DB) CreateSubmission(ctx context.Context, s store.Submission) error {
-	s.CreatedAt = orNow(s.CreatedAt)
+	s.CreatedAt = store.OrNow(s.CreatedAt)
 	if s.UpdatedAt.IsZero() {
 		s.UpdatedAt = s.CreatedAt
 	}
@@ -108,7 +108,7 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 		if s.ID != id {
 			return fmt.Errorf("update may not change the id to %q", s.ID)
 		}
-		s.CreatedAt, s.UpdatedAt = created, now()
+		s.CreatedAt, s.UpdatedAt = created, store.Now()
 		s = normSubmission(s)
 		args, err := submissionArgs(s)
 		if err != nil {
@@ -293,7 +293,7 @@ func (db *DB) Events(ctx context.Context, caseID string, p store.Page) ([]store.
 // PutIdempotency stores r unless r.Key is taken, and returns the stored
 // record and whether it is r.
 func (db *DB) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) (store.IdempotencyRecord, bool, error) {
-	r.CreatedAt = orNow(r.CreatedAt)
+	r.CreatedAt = store.OrNow(r.CreatedAt)
 	var (
 		out     store.IdempotencyRecord
 		created bool

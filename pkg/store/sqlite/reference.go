@@ -76,7 +76,7 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 	stand := d.Date().UTC()
 	all := d.All()
 	res := store.AreaImport{Stand: stand, Areas: len(all)}
-	at := now()
+	at := store.Now()
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		var latest sql.NullString
 		if err := tx.QueryRowContext(ctx, `SELECT max(stand) FROM areas`).Scan(&latest); err != nil {
@@ -328,7 +328,7 @@ func scanService(row scanner) (store.CatalogueEntry, error) {
 // ImportCatalogue adds and updates services in one write transaction.
 func (db *DB) ImportCatalogue(ctx context.Context, actor string, services []leika.Service) (store.CatalogueImport, error) {
 	res := store.CatalogueImport{Services: len(services)}
-	at := now()
+	at := store.Now()
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		existing := make(map[leika.Key]store.CatalogueEntry)
 		rows, err := tx.QueryContext(ctx, `SELECT `+serviceColumns+` FROM leika_services`)

@@ -112,7 +112,7 @@ func listKeys(ctx context.Context, q interface {
 // audit appends one entry to the audit log inside tx.
 func audit(ctx context.Context, tx *sql.Tx, actor, action, object string, before, after []byte) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO audit_log (at, actor, action, object, before, after) VALUES (?, ?, ?, ?, ?, ?)`,
-		encTime(now()), actor, action, object, rawJSON(before), rawJSON(after))
+		encTime(store.Now()), actor, action, object, rawJSON(before), rawJSON(after))
 	if err != nil {
 		return fmt.Errorf("audit %s %s: %w", action, object, err)
 	}
@@ -145,11 +145,11 @@ func snapshot(ctx context.Context, tx *sql.Tx, d store.Destination) ([]byte, err
 // CreateDestination inserts d and its keys and audits "destination.create".
 // Keys without a destination id are d's; zero times become now.
 func (db *DB) CreateDestination(ctx context.Context, actor string, d store.Destination, keys []store.Key) error {
-	d.CreatedAt = orNow(d.CreatedAt)
+	d.CreatedAt = store.OrNow(d.CreatedAt)
 	if d.UpdatedAt.IsZero() {
 		d.UpdatedAt = d.CreatedAt
 	}
-	d.UpdatedAt = norm(d.UpdatedAt)
+	d.UpdatedAt = store.Truncate(d.UpdatedAt)
 	args, err := destinationArgs(d)
 	if err != nil {
 		return fmt.Errorf("create destination %s: %w", d.ID, err)
@@ -166,7 +166,7 @@ func (db *DB) CreateDestination(ctx context.Context, actor string, d store.Desti
 			if k.DestinationID != d.ID {
 				return fmt.Errorf("key %s belongs to destination %s", k.KID, k.DestinationID)
 			}
-			k.CreatedAt = orNow(k.CreatedAt)
+			k.CreatedAt = store.OrNow(k.CreatedAt)
 			if err := insertKey(ctx, tx, k); err != nil {
 				return err
 			}
@@ -203,7 +203,7 @@ func (db *DB) UpdateDestination(ctx context.Context, actor string, id string, up
 		if d.ID != id {
 			return fmt.Errorf("update may not change the id to %q", d.ID)
 		}
-		d.CreatedAt, d.UpdatedAt = created, now()
+		d.CreatedAt, d.UpdatedAt = created, store.Now()
 		args, err := destinationArgs(d)
 		if err != nil {
 			return err
@@ -266,8 +266,8 @@ func (db *DB) Destinations(ctx context.Context, p store.Page) ([]store.Destinati
 
 // AddKey adds k to its destination and audits "key.add".
 func (db *DB) AddKey(ctx context.Context, actor string, k store.Key) error {
-	k.CreatedAt = orNow(k.CreatedAt)
-	k.ValidUntil = normPtr(k.ValidUntil)
+	k.CreatedAt = store.OrNow(k.CreatedAt)
+	k.ValidUntil = store.TruncatePtr(k.ValidUntil)
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		d, err := getDestination(ctx, tx, k.DestinationID)
 		if err != nil {
@@ -291,8 +291,8 @@ func (db *DB) AddKey(ctx context.Context, actor string, k store.Key) error {
 // RollKey adds k, makes it current for its use, limits the previous
 // current key to previousValidUntil and audits "key.roll".
 func (db *DB) RollKey(ctx context.Context, actor string, k store.Key, previousValidUntil time.Time) (store.Destination, error) {
-	k.CreatedAt = orNow(k.CreatedAt)
-	k.ValidUntil = normPtr(k.ValidUntil)
+	k.CreatedAt = store.OrNow(k.CreatedAt)
+	k.ValidUntil = store.TruncatePtr(k.ValidUntil)
 	var out store.Destination
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		d, err := getDestination(ctx, tx, k.DestinationID)
@@ -321,7 +321,7 @@ func (db *DB) RollKey(ctx context.Context, actor string, k store.Key, previousVa
 			}
 		}
 		*current = k.KID
-		d.UpdatedAt = now()
+		d.UpdatedAt = store.Now()
 		if _, err := tx.ExecContext(ctx, `UPDATE destinations SET encryption_kid = ?, signing_kid = ?, updated_at = ? WHERE id = ?`,
 			d.EncryptionKID, d.SigningKID, encTime(d.UpdatedAt), d.ID); err != nil {
 			return err
@@ -370,7 +370,7 @@ func scanClient(row scanner) (store.Client, error) {
 
 // CreateClient inserts c and audits "client.create" without its secret hash.
 func (db *DB) CreateClient(ctx context.Context, actor string, c store.Client) error {
-	c.CreatedAt = orNow(c.CreatedAt)
+	c.CreatedAt = store.OrNow(c.CreatedAt)
 	scopes, err := encJSON(c.Scopes)
 	if err != nil {
 		return fmt.Errorf("create client %s: %w", c.ID, err)
