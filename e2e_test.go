@@ -386,9 +386,13 @@ func (s *e2e) restart(t *testing.T) {
 			t.Fatalf("accept %s: %v", r.SubmissionID, err)
 		}
 		rec.Close()
-		if l := listed(t, receiver, dest.DestinationID, r.SubmissionID); l != 0 {
-			t.Errorf("%s still listed %d times after its accept", r.SubmissionID, l)
-		}
+		// Off the list once the ledger projected the accept.
+		eventually(t, time.Minute, func() error {
+			if l := listed(t, receiver, dest.DestinationID, r.SubmissionID); l != 0 {
+				return fmt.Errorf("%s still listed %d times after its accept", r.SubmissionID, l)
+			}
+			return nil
+		})
 	}
 	for _, r := range receipts {
 		waitState(t, sender.Sender(), r, client.StateAccepted)

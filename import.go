@@ -115,7 +115,7 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 			return fmt.Errorf("import %s: imported, but not announced: %w", kind, err)
 		}
 		defer b.Close()
-		rev, err := routesync.AnnounceReference(ctx, b, 0)
+		rev, err := routesync.AnnounceReference(ctx, b)
 		if err != nil {
 			return fmt.Errorf("import %s: imported, but not announced: %w", kind, err)
 		}

@@ -15,12 +15,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway"
 	"github.com/amtsbote/amtsbote/services/ledger"
 	"github.com/amtsbote/amtsbote/services/router"
+	"github.com/amtsbote/amtsbote/services/signer"
 )
 
 // fullStore is what both store implementations provide.
@@ -63,7 +65,7 @@ func (s *system) run(ctx context.Context) error {
 
 	// The periodic resync is a backstop for a registry write whose
 	// announcement was lost between the store and JetStream.
-	routes, err := routesync.New(routesync.Config{Store: s.Store, Bus: s.Bus, Replicas: s.Replicas, Resync: 5 * time.Minute, Logger: s.Log})
+	routes, err := routesync.New(routesync.Config{Store: s.Store, Bus: s.Bus, Resync: 5 * time.Minute, Logger: s.Log})
 	if err != nil {
 		return err
 	}
@@ -71,6 +73,10 @@ func (s *system) run(ctx context.Context) error {
 		return fmt.Errorf("load routing table: %w", err)
 	}
 	runners := []runner{{"routes", routes.Run}}
+	events, err := issuer.New(s.Bus, s.Signer, s.PublicURL, nil)
+	if err != nil {
+		return err
+	}
 
 	if s.Gateway {
 		gw, err := gateway.New(gateway.Config{
@@ -82,6 +88,7 @@ func (s *system) run(ctx context.Context) error {
 			Logger:     s.Log,
 			Registry:   reg,
 			Bus:        s.Bus,
+			Issuer:     events,
 			Routes:     routes,
 		})
 		if err != nil {
@@ -90,7 +97,13 @@ func (s *system) run(ctx context.Context) error {
 		runners = append(runners, runner{"gateway", func(ctx context.Context) error {
 			return serveHTTP(ctx, s.Listener, gw.Handler(), s.Log)
 		}})
-		runners = append(runners, runner{"gateway-outbox", gw.Run})
+		// The gateway's own events wait in the outbox for a signer; every
+		// process with a gateway runs one so none are left behind.
+		sg, err := signer.New(signer.Config{Bus: s.Bus, Issuer: events, Logger: s.Log})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"signer", sg.Run})
 	} else if s.Listener != nil {
 		// Roles without the gateway still expose metrics and health.
 		mux := http.NewServeMux()
@@ -102,7 +115,7 @@ func (s *system) run(ctx context.Context) error {
 	}
 	if s.Router {
 		rt, err := router.New(router.Config{
-			Bus: s.Bus, Store: s.Store, Signer: s.Signer, Issuer: s.PublicURL,
+			Bus: s.Bus, Store: s.Store, Issuer: events,
 			Resolver: routes.Resolver(), Logger: s.Log, Registry: reg,
 		})
 		if err != nil {
@@ -112,7 +125,7 @@ func (s *system) run(ctx context.Context) error {
 	}
 	if s.Ledger {
 		lg, err := ledger.New(ledger.Config{
-			Bus: s.Bus, Store: s.Store, Signer: s.Signer, Issuer: s.PublicURL,
+			Bus: s.Bus, Store: s.Store, Issuer: events,
 			Retention: s.Retention, Logger: s.Log, Registry: reg,
 		})
 		if err != nil {

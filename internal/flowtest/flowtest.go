@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/pkg/store/postgres"
@@ -48,6 +49,17 @@ func Signer(tb testing.TB) jose.KeyPair {
 		tb.Fatalf("generate signing key: %v", err)
 	}
 	return kp
+}
+
+// Issuer returns an issuer of Amtsbote's events on b, signing with
+// Signer as Amtsbote at url.
+func Issuer(tb testing.TB, b *bus.Bus, url string) *issuer.Issuer {
+	tb.Helper()
+	i, err := issuer.New(b, Signer(tb), url, nil)
+	if err != nil {
+		tb.Fatalf("new issuer: %v", err)
+	}
+	return i
 }
 
 // Backend is a store implementation a test runs on.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
@@ -16,7 +17,7 @@ func TestBackendsAreFresh(t *testing.T) {
 		t.Run(be.Name, func(t *testing.T) {
 			ctx := context.Background()
 			first, second := be.Open(t), be.Open(t)
-			sub := store.Submission{ID: "s1", CaseID: "c1", DestinationID: "d1", Status: store.SubmissionIncomplete}
+			sub := store.Submission{ID: "s1", CaseID: "c1", DestinationID: "d1", Progress: sealed.Progress{Status: sealed.Incomplete}}
 			if err := first.CreateSubmission(ctx, sub); err != nil {
 				t.Fatalf("create: %v", err)
 			}

@@ -32,6 +32,8 @@ type Bus struct {
 	mu      sync.Mutex
 	objects jetstream.ObjectStore
 	state   jetstream.KeyValue
+	smu     sync.Mutex
+	streams map[string]jetstream.Stream // guarded by smu
 }
 
 // Connect dials url (one or more comma-separated server URLs), checks that

@@ -51,8 +51,13 @@ const (
 // Publish sends ev in binary mode to subject and waits for the stream's
 // acknowledgement. msgID becomes Nats-Msg-Id (the submission id or event
 // jti), so a retry within the stream's duplicates window is dropped and
-// answered with PubAck.Duplicate set.
+// answered with PubAck.Duplicate set. ev carries ctx's trace as its
+// traceparent extension unless it has one.
 func (b *Bus) Publish(ctx context.Context, subject string, ev event.Event, msgID string) (*jetstream.PubAck, error) {
+	return b.publish(ctx, subject, ev, msgID)
+}
+
+func (b *Bus) publish(ctx context.Context, subject string, ev event.Event, msgID string, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	if err := checkPublishSubject(subject); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -62,11 +67,16 @@ func (b *Bus) Publish(ctx context.Context, subject string, ev event.Event, msgID
 	if err := checkHeaderValue(msgID); err != nil {
 		return nil, fmt.Errorf("publish to %s: message id %q: %w", subject, msgID, err)
 	}
+	if _, ok := ev.Extensions()[ExtensionTraceparent]; !ok {
+		if tp := Traceparent(ctx); tp != "" {
+			ev.SetExtension(ExtensionTraceparent, tp)
+		}
+	}
 	msg, err := EventToMsg(subject, ev)
 	if err != nil {
 		return nil, fmt.Errorf("publish to %s: %w", subject, err)
 	}
-	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
+	ack, err := b.js.PublishMsg(ctx, msg, append([]jetstream.PublishOpt{jetstream.WithMsgID(msgID)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("publish to %s: %w", subject, err)
 	}

@@ -107,6 +107,12 @@ type Message struct {
 // Handlers run concurrently and must be idempotent: delivery is at least once.
 type Handler func(ctx context.Context, m *Message) error
 
+// Middleware wraps a Handler to do something around every message
+// (measure, log, trace), as watermill composes handler middleware. It
+// sees the handler's result before Consume turns it into the message's
+// fate.
+type Middleware func(Handler) Handler
+
 // ConsumerConfig configures Consume. Zero values take the defaults.
 type ConsumerConfig struct {
 	// Stream to consume; required.
@@ -137,6 +143,10 @@ type ConsumerConfig struct {
 	PullExpiry time.Duration
 	// Logger receives handler failures and dead letters; nil discards.
 	Logger *slog.Logger
+	// Middleware wraps the handler, the first outermost. Inside them all,
+	// a panic becomes an error and the handler's context carries the
+	// message's trace.
+	Middleware []Middleware
 }
 
 // withDefaults fills zero values and checks the rest.
@@ -202,6 +212,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
+	h = chain(h, cfg.Middleware)
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
 		Durable:        cfg.Durable,
 		FilterSubjects: cfg.FilterSubjects,
@@ -268,6 +279,20 @@ fetch:
 	return runErr
 }
 
+// chain wraps h in mw, the message's trace inside them, and the
+// recovery of a panic around all.
+func chain(h Handler, mw []Middleware) Handler {
+	inner := h
+	h = func(ctx context.Context, m *Message) error {
+		tp, _ := m.Event.Extensions()[ExtensionTraceparent].(string)
+		return inner(ContextWithTraceparent(ctx, tp), m)
+	}
+	for i := len(mw) - 1; i >= 0; i-- {
+		h = mw[i](h)
+	}
+	return func(ctx context.Context, m *Message) error { return call(ctx, h, m) }
+}
+
 // process runs the handler on one message and settles it.
 func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg jetstream.Msg) {
 	log := cfg.Logger.With("subject", msg.Subject())
@@ -298,7 +323,7 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		Published: meta.Timestamp,
 	}
 	hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.AckWait)
-	err = call(hctx, h, m)
+	err = h(hctx, m)
 	hcancel()
 
 	var perm *PermanentError

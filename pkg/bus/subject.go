@@ -14,15 +14,26 @@ const (
 	StreamInbox   = "INBOX"
 	StreamEvents  = "EVENTS"
 	StreamDead    = "DEAD"
+	// StreamRegistry carries registry changes; it keeps the last message
+	// per subject, and its sequence is the registry revision.
+	StreamRegistry = "REGISTRY"
 )
 
 // Subject prefixes of the four streams; every subject of a stream starts
 // with its prefix and a dot.
 const (
-	PrefixIngress = "ab.ingress"
-	PrefixInbox   = "ab.inbox"
-	PrefixEvents  = "ab.events"
-	PrefixDead    = "ab.dead"
+	PrefixIngress  = "ab.ingress"
+	PrefixInbox    = "ab.inbox"
+	PrefixEvents   = "ab.events"
+	PrefixDead     = "ab.dead"
+	PrefixRegistry = "ab.registry"
+)
+
+// Subjects of REGISTRY: one per destination, carrying its whole routing
+// state, and one for reference data imports.
+const (
+	RegistryReference = PrefixRegistry + ".reference"
+	registryDest      = PrefixRegistry + ".destination."
 )
 
 // ErrInvalidToken means a value cannot become a subject token: wrong length,
@@ -72,6 +83,16 @@ func placeOf(field, ars string) (arsPlace, error) {
 	}
 	full := ars + strings.Repeat("0", 12-len(ars))
 	return arsPlace{land: full[:2], kreis: full[:5], ars: full}, nil
+}
+
+// PadARS returns an ARS prefix padded with zeros to the 12 digits an
+// ARS has, as the official ARS writes higher levels (Baden-Württemberg is
+// 080000000000).
+func PadARS(ars string) string {
+	if ars == "" || len(ars) >= 12 { // the Bund has no digits to pad
+		return ars
+	}
+	return ars + strings.Repeat("0", 12-len(ars))
 }
 
 // tokenError describes why value cannot be the subject token named field.

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -110,12 +111,19 @@ func (c TopologyConfig) Streams() ([]jetstream.StreamConfig, error) {
 	events.DenyDelete = true
 	events.DenyPurge = true
 	dead := base(StreamDead, PrefixDead, "what could not be routed or delivered, with reason headers, for re-drive")
-	return []jetstream.StreamConfig{ingress, inbox, events, dead}, nil
+	registry := base(StreamRegistry, PrefixRegistry, "registry changes: the routing state of each destination and reference imports; the sequence is the registry revision")
+	registry.MaxAge = 0
+	registry.MaxMsgsPerSubject = 1
+	registry.Duplicates = 0
+	return []jetstream.StreamConfig{ingress, inbox, events, dead, registry}, nil
 }
 
-// Ensure creates the streams INGRESS, INBOX, EVENTS and DEAD, the object
-// store BucketPayloads and the key-value bucket BucketState, or updates them
-// to cfg. It is idempotent; several processes may call it at once.
+// Ensure creates the streams INGRESS, INBOX, EVENTS, DEAD and REGISTRY,
+// the object store BucketPayloads and the key-value bucket BucketState, or
+// updates them to cfg. It is idempotent; several processes may call it at
+// once. It never lowers the replicas of what exists: a process or tool
+// started with fewer replicas than a cluster's streams keeps theirs, and
+// scaling down is an operator's deliberate act.
 func (b *Bus) Ensure(ctx context.Context, cfg TopologyConfig) error {
 	streams, err := cfg.Streams()
 	if err != nil {
@@ -123,23 +131,35 @@ func (b *Bus) Ensure(ctx context.Context, cfg TopologyConfig) error {
 	}
 	cfg, _ = cfg.withDefaults()
 	for _, sc := range streams {
-		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+		if err := b.ensureStream(ctx, sc); err != nil {
+			return err
 		}
 	}
 	storage := jetstream.FileStorage
 	if cfg.Memory {
 		storage = jetstream.MemoryStorage
 	}
+	replicas := cfg.Replicas
+	if n, err := b.replicasOf(ctx, "OBJ_"+BucketPayloads); err != nil {
+		return fmt.Errorf("ensure object store %s: %w", BucketPayloads, err)
+	} else if n > replicas {
+		replicas = n
+	}
 	obs, err := b.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      BucketPayloads,
 		Description: "sealed payloads and attachments, chunked",
 		TTL:         cfg.PayloadMaxAge,
 		Storage:     storage,
-		Replicas:    cfg.Replicas,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("ensure object store %s: %w", BucketPayloads, err)
+	}
+	replicas = cfg.Replicas
+	if n, err := b.replicasOf(ctx, "KV_"+BucketState); err != nil {
+		return fmt.Errorf("ensure key-value bucket %s: %w", BucketState, err)
+	} else if n > replicas {
+		replicas = n
 	}
 	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      BucketState,
@@ -147,7 +167,7 @@ func (b *Bus) Ensure(ctx context.Context, cfg TopologyConfig) error {
 		History:     1,
 		TTL:         cfg.PayloadMaxAge,
 		Storage:     storage,
-		Replicas:    cfg.Replicas,
+		Replicas:    replicas,
 	})
 	if err != nil {
 		return fmt.Errorf("ensure key-value bucket %s: %w", BucketState, err)
@@ -156,4 +176,32 @@ func (b *Bus) Ensure(ctx context.Context, cfg TopologyConfig) error {
 	b.objects, b.state = obs, kv
 	b.mu.Unlock()
 	return nil
+}
+
+// ensureStream creates sc, or updates the stream to it keeping a higher
+// replica count.
+func (b *Bus) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
+	n, err := b.replicasOf(ctx, sc.Name)
+	if err != nil {
+		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+	}
+	if n > sc.Replicas {
+		sc.Replicas = n
+	}
+	if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", sc.Name, err)
+	}
+	return nil
+}
+
+// replicasOf returns the replicas of stream name, 0 when it does not exist.
+func (b *Bus) replicasOf(ctx context.Context, name string) (int, error) {
+	st, err := b.js.Stream(ctx, name)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return st.CachedInfo().Config.Replicas, nil
 }

@@ -36,20 +36,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/routing"
 	"github.com/amtsbote/amtsbote/pkg/store"
-)
-
-// Stream and subjects of registry changes.
-const (
-	Stream             = "REGISTRY"
-	SubjectPrefix      = "ab.registry"
-	destinationSubject = SubjectPrefix + ".destination."
-	referenceSubject   = SubjectPrefix + ".reference"
 )
 
 // ErrNotLoaded is returned by methods that need the registry before Load.
@@ -110,10 +100,9 @@ func (e Entry) Routes() []routing.Route {
 type Config struct {
 	// Store is the registry and reference data.
 	Store store.Reference
-	// Bus carries changes between processes; nil keeps them in this one.
+	// Bus carries changes between processes on its REGISTRY stream (the
+	// topology must exist); nil keeps them in this one.
 	Bus *bus.Bus
-	// Replicas of the REGISTRY stream (default 1).
-	Replicas int
 	// Resync reloads everything from the store at this interval, as a
 	// backstop for a publish lost after a write; 0 never does.
 	Resync time.Duration
@@ -149,9 +138,6 @@ func New(cfg Config) (*Syncer, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("new routing syncer: no store")
 	}
-	if cfg.Replicas == 0 {
-		cfg.Replicas = 1
-	}
 	s := &Syncer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -181,15 +167,10 @@ func (s *Syncer) EnsureLoaded(ctx context.Context) error {
 func (s *Syncer) Load(ctx context.Context) error {
 	var rev uint64
 	if s.cfg.Bus != nil {
-		st, err := s.ensureStream(ctx)
-		if err != nil {
+		var err error
+		if rev, err = s.cfg.Bus.RegistryRevision(ctx); err != nil {
 			return fmt.Errorf("load routing registry: %w", err)
 		}
-		info, err := st.Info(ctx)
-		if err != nil {
-			return fmt.Errorf("load routing registry: %w", err)
-		}
-		rev = info.State.LastSeq
 	} else {
 		s.mu.Lock()
 		rev = s.local
@@ -300,25 +281,6 @@ func (s *Syncer) swap(next *state) {
 	s.changed = make(chan struct{})
 }
 
-func (s *Syncer) ensureStream(ctx context.Context) (jetstream.Stream, error) {
-	st, err := s.cfg.Bus.JetStream().CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:              Stream,
-		Description:       "registry changes: the routing state of each destination and reference imports; the sequence is the registry revision",
-		Subjects:          []string{SubjectPrefix + ".>"},
-		Retention:         jetstream.LimitsPolicy,
-		Discard:           jetstream.DiscardOld,
-		MaxMsgsPerSubject: 1,
-		MaxMsgs:           -1,
-		MaxBytes:          -1,
-		Storage:           jetstream.FileStorage,
-		Replicas:          s.cfg.Replicas,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("ensure stream %s: %w", Stream, err)
-	}
-	return st, nil
-}
-
 // Run loads the registry unless it is loaded, then follows changes on the
 // bus until ctx ends, reloading from the store every Resync. Without a bus
 // it returns after loading.
@@ -351,54 +313,19 @@ var errResync = errors.New("resync due")
 // follow applies the stream's messages after the current revision until
 // ctx ends or a resync is due.
 func (s *Syncer) follow(ctx context.Context) error {
-	from := s.Revision() + 1
-	cons, err := s.cfg.Bus.JetStream().OrderedConsumer(ctx, Stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   from,
-	})
-	if err != nil {
-		return err
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return err
-	}
-	stopped := make(chan struct{})
-	var resync <-chan time.Time
+	fctx := ctx
 	if s.cfg.Resync > 0 {
-		t := time.NewTimer(s.cfg.Resync)
-		defer t.Stop()
-		resync = t.C
+		var cancel context.CancelFunc
+		fctx, cancel = context.WithTimeout(ctx, s.cfg.Resync)
+		defer cancel()
 	}
-	var due atomic.Bool
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-resync:
-			due.Store(true)
-		case <-stopped:
-		}
-		it.Stop()
-	}()
-	defer close(stopped)
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if due.Load() {
-				return errResync
-			}
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			s.log.WarnContext(ctx, "registry message without metadata", "subject", msg.Subject(), "err", err)
-			continue
-		}
-		s.apply(ctx, meta.Sequence.Stream, msg.Subject(), msg.Data())
+	err := s.cfg.Bus.FollowRegistry(fctx, s.Revision()+1, func(c bus.RegistryChange) {
+		s.apply(ctx, c.Revision, c.Subject, c.Data)
+	})
+	if err == nil && ctx.Err() == nil && fctx.Err() != nil {
+		return errResync
 	}
+	return err
 }
 
 // apply applies one registry message at revision rev.
@@ -410,8 +337,11 @@ func (s *Syncer) apply(ctx context.Context, rev uint64, subject string, data []b
 		return
 	}
 	next := &state{table: cur.table, dests: cur.dests, ref: cur.ref}
+	_, reference, err := bus.ParseRegistrySubject(subject)
 	switch {
-	case strings.HasPrefix(subject, destinationSubject):
+	case err != nil:
+		s.log.ErrorContext(ctx, "registry message on an unknown subject", "subject", subject, "err", err)
+	case !reference:
 		var e Entry
 		if err := json.Unmarshal(data, &e); err != nil || e.DestinationID == "" {
 			s.log.ErrorContext(ctx, "undecodable registry message", "subject", subject, "err", err)
@@ -428,7 +358,7 @@ func (s *Syncer) apply(ctx context.Context, rev uint64, subject string, data []b
 		next.table = tab
 		next.dests = cloneMap(cur.dests)
 		next.dests[e.DestinationID] = &e
-	case subject == referenceSubject:
+	default:
 		ref, err := readReference(ctx, s.cfg.Store)
 		if err != nil {
 			s.log.ErrorContext(ctx, "reload reference data", "revision", rev, "err", err)
@@ -460,7 +390,11 @@ func (s *Syncer) PublishDestination(ctx context.Context, d store.Destination) (u
 	if err != nil {
 		return 0, fmt.Errorf("publish destination %s: %w", d.ID, err)
 	}
-	rev, err := s.publish(ctx, destinationSubject+d.ID, data)
+	subject, err := bus.RegistryDestination(d.ID)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.publish(ctx, subject, data)
 	if err != nil {
 		return 0, fmt.Errorf("publish destination %s: %w", d.ID, err)
 	}
@@ -473,7 +407,7 @@ func (s *Syncer) PublishReference(ctx context.Context) (uint64, error) {
 	data, _ := json.Marshal(struct {
 		At time.Time `json:"at"`
 	}{time.Now().UTC()})
-	rev, err := s.publish(ctx, referenceSubject, data)
+	rev, err := s.publish(ctx, bus.RegistryReference, data)
 	if err != nil {
 		return 0, fmt.Errorf("publish reference import: %w", err)
 	}
@@ -492,14 +426,14 @@ func (s *Syncer) publish(ctx context.Context, subject string, data []byte) (uint
 		s.apply(ctx, rev, subject, data)
 		return rev, nil
 	}
-	ack, err := s.cfg.Bus.JetStream().Publish(ctx, subject, data)
+	rev, err := s.cfg.Bus.Announce(ctx, subject, data)
 	if err != nil {
 		return 0, err
 	}
-	if err := s.WaitFor(ctx, ack.Sequence); err != nil {
-		return ack.Sequence, err
+	if err := s.WaitFor(ctx, rev); err != nil {
+		return rev, err
 	}
-	return ack.Sequence, nil
+	return rev, nil
 }
 
 // Revision returns the registry revision the process has applied; 0
@@ -534,15 +468,7 @@ func (s *Syncer) Latest(ctx context.Context) (uint64, error) {
 	if s.cfg.Bus == nil {
 		return s.Revision(), nil
 	}
-	st, err := s.cfg.Bus.JetStream().Stream(ctx, Stream)
-	if err != nil {
-		return 0, fmt.Errorf("registry revision: %w", err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("registry revision: %w", err)
-	}
-	return info.State.LastSeq, nil
+	return s.cfg.Bus.RegistryRevision(ctx)
 }
 
 // CatchUp waits until the process has applied the stream's last revision.
@@ -659,20 +585,10 @@ func (s *Syncer) Coverage(ctx context.Context, service string, at time.Time) (ro
 // AnnounceReference tells the processes following the registry on b that
 // reference data was imported, without following the registry itself (as
 // an operator command does). It returns the revision.
-func AnnounceReference(ctx context.Context, b *bus.Bus, replicas int) (uint64, error) {
-	s, err := New(Config{Store: noStore{}, Bus: b, Replicas: replicas})
-	if err != nil {
-		return 0, err
-	}
-	if _, err := s.ensureStream(ctx); err != nil {
-		return 0, fmt.Errorf("announce reference import: %w", err)
-	}
-	ack, err := b.JetStream().Publish(ctx, referenceSubject, []byte(`{}`))
+func AnnounceReference(ctx context.Context, b *bus.Bus) (uint64, error) {
+	rev, err := b.Announce(ctx, bus.RegistryReference, []byte(`{}`))
 	if err != nil {
 		return 0, fmt.Errorf("announce reference import: %w", err)
 	}
-	return ack.Sequence, nil
+	return rev, nil
 }
-
-// noStore stands in for the store where a Syncer only publishes.
-type noStore struct{ store.Reference }

@@ -52,6 +52,15 @@ var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[
 // ErrInvalid marks a message that breaks the schema; it is never retried.
 var ErrInvalid = errors.New("invalid sealed submission")
 
+// Encode returns s as a message body.
+func (s Submission) Encode() ([]byte, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, fmt.Errorf("encode submission %s: %w", s.SubmissionID, err)
+	}
+	return b, nil
+}
+
 // Decode parses and checks a message body from NATS (untrusted input).
 func Decode(data []byte) (Submission, error) {
 	var s Submission
@@ -78,71 +87,4 @@ func Decode(data []byte) (Submission, error) {
 		return s, fmt.Errorf("%w: payload.encryptedMetadata missing", ErrInvalid)
 	}
 	return s, nil
-}
-
-// Status is FIT-Connect's status of a submission (same values as store.SubmissionStatus).
-type Status string
-
-// Statuses of the FIT-Connect status model.
-const (
-	Incomplete Status = "incomplete"
-	Submitted  Status = "submitted"
-	Forwarded  Status = "forwarded"
-	Accepted   Status = "accepted"
-	Rejected   Status = "rejected"
-	Deleted    Status = "deleted"
-)
-
-// Event short names as the FIT-Connect event URIs end.
-const (
-	EventCreate  = "create-submission"
-	EventSubmit  = "submit-submission"
-	EventNotify  = "notify-submission"
-	EventForward = "forward-submission"
-	EventAccept  = "accept-submission"
-	EventReject  = "reject-submission"
-	EventDelete  = "delete-submission"
-)
-
-// ErrTransition marks an event the current status does not allow.
-var ErrTransition = errors.New("invalid status transition")
-
-// Next returns the status after event in status from, or ErrTransition.
-// incomplete → submitted → (forwarded) → accepted | rejected, then deleted;
-// an incomplete submission may be deleted, and Amtsbote may reject one that
-// was never picked up.
-func Next(from Status, event string) (Status, error) {
-	switch event {
-	case EventCreate:
-		if from == "" || from == Incomplete {
-			return Incomplete, nil
-		}
-	case EventSubmit:
-		if from == Incomplete || from == Submitted {
-			return Submitted, nil
-		}
-	case EventNotify:
-		if from == Submitted || from == Forwarded {
-			return from, nil
-		}
-	case EventForward:
-		if from == Submitted || from == Forwarded {
-			return Forwarded, nil
-		}
-	case EventAccept:
-		if from == Submitted || from == Forwarded {
-			return Accepted, nil
-		}
-	case EventReject:
-		if from == Submitted || from == Forwarded {
-			return Rejected, nil
-		}
-	case EventDelete:
-		if from != Deleted {
-			return Deleted, nil
-		}
-	default:
-		return from, fmt.Errorf("%w: unknown event %q", ErrTransition, event)
-	}
-	return from, fmt.Errorf("%w: %s not allowed in status %s", ErrTransition, event, from)
 }

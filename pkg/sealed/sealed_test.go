@@ -3,40 +3,94 @@ package sealed
 import (
 	"errors"
 	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/set"
 )
 
-func TestNext(t *testing.T) {
+func TestApply(t *testing.T) {
+	at := time.Date(2026, 5, 4, 3, 2, 1, 0, time.UTC)
+	picked := at.Add(-time.Hour)
 	tests := []struct {
-		from  Status
-		event string
-		want  Status
-		ok    bool
+		from    Progress
+		event   string
+		want    Status
+		changed bool
+		ok      bool
 	}{
-		{"", EventCreate, Incomplete, true},
-		{Incomplete, EventSubmit, Submitted, true},
-		{Submitted, EventSubmit, Submitted, true},
-		{Submitted, EventNotify, Submitted, true},
-		{Submitted, EventForward, Forwarded, true},
-		{Forwarded, EventAccept, Accepted, true},
-		{Submitted, EventAccept, Accepted, true},
-		{Submitted, EventReject, Rejected, true},
-		{Rejected, EventAccept, Rejected, false},
-		{Accepted, EventReject, Accepted, false},
-		{Incomplete, EventAccept, Incomplete, false},
-		{Accepted, EventDelete, Deleted, true},
-		{Deleted, EventDelete, Deleted, false},
-		{Submitted, "bogus", Submitted, false},
+		{Progress{}, set.CreateSubmission, Incomplete, true, true},
+		{Progress{Status: Incomplete}, set.CreateSubmission, Incomplete, false, true},
+		{Progress{Status: Incomplete}, set.SubmitSubmission, Submitted, true, true},
+		{Progress{Status: Submitted, SubmittedAt: &at}, set.SubmitSubmission, Submitted, false, true},
+		{Progress{Status: Submitted}, set.NotifySubmission, Submitted, true, true},
+		{Progress{Status: Submitted, PickedUpAt: &picked}, set.NotifySubmission, Submitted, false, true},
+		{Progress{Status: Submitted}, set.ForwardSubmission, Forwarded, true, true},
+		{Progress{Status: Forwarded}, set.AcceptSubmission, Accepted, true, true},
+		{Progress{Status: Submitted}, set.AcceptSubmission, Accepted, true, true},
+		{Progress{Status: Submitted}, set.RejectSubmission, Rejected, true, true},
+		{Progress{Status: Rejected}, set.AcceptSubmission, Rejected, false, false},
+		{Progress{Status: Accepted}, set.RejectSubmission, Accepted, false, false},
+		{Progress{Status: Incomplete}, set.AcceptSubmission, Incomplete, false, false},
+		{Progress{}, set.SubmitSubmission, "", false, false},
+		{Progress{Status: Accepted}, set.DeleteSubmission, Deleted, true, true},
+		{Progress{Status: Incomplete}, set.DeleteSubmission, Deleted, true, true},
+		{Progress{Status: Deleted}, set.DeleteSubmission, Deleted, false, false},
+		{Progress{Status: Submitted}, set.EventBase + "bogus", Submitted, false, false},
 	}
 	for _, tt := range tests {
-		t.Run(string(tt.from)+"/"+tt.event, func(t *testing.T) {
-			got, err := Next(tt.from, tt.event)
+		t.Run(string(tt.from.Status)+"/"+set.Name(tt.event), func(t *testing.T) {
+			p := tt.from
+			changed, err := p.Apply(tt.event, at)
 			if tt.ok != (err == nil) || (err != nil && !errors.Is(err, ErrTransition)) {
-				t.Fatalf("Next(%q, %q) error = %v, want ok=%v", tt.from, tt.event, err, tt.ok)
+				t.Fatalf("Apply(%q) from %q: error = %v, want ok=%v", tt.event, tt.from.Status, err, tt.ok)
 			}
-			if got != tt.want {
-				t.Fatalf("Next(%q, %q) = %q, want %q", tt.from, tt.event, got, tt.want)
+			if p.Status != tt.want || changed != tt.changed {
+				t.Fatalf("Apply(%q) from %q = %q, changed %v; want %q, changed %v", tt.event, tt.from.Status, p.Status, changed, tt.want, tt.changed)
+			}
+			if err != nil && p != tt.from {
+				t.Fatalf("a refused event changed the progress: %+v", p)
 			}
 		})
+	}
+}
+
+func TestApplyStamps(t *testing.T) {
+	t1 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	t2 := t1.Add(time.Hour)
+	var p Progress
+	for _, e := range []struct {
+		uri string
+		at  time.Time
+	}{
+		{set.CreateSubmission, t1}, {set.SubmitSubmission, t1}, {set.SubmitSubmission, t2},
+		{set.NotifySubmission, t1}, {set.NotifySubmission, t2}, {set.AcceptSubmission, t2}, {set.DeleteSubmission, t2},
+	} {
+		if _, err := p.Apply(e.uri, e.at); err != nil {
+			t.Fatalf("Apply(%s): %v", set.Name(e.uri), err)
+		}
+	}
+	if !p.SubmittedAt.Equal(t1) || !p.PickedUpAt.Equal(t1) || !p.DeletedAt.Equal(t2) || p.Status != Deleted {
+		t.Fatalf("progress %+v: the first submit and notify stamp, delete stamps, status deleted", p)
+	}
+}
+
+func TestDeliverable(t *testing.T) {
+	now := time.Now()
+	for _, tt := range []struct {
+		p      Progress
+		routed bool
+		ok     bool
+	}{
+		{Progress{Status: Submitted}, true, true},
+		{Progress{Status: Forwarded}, true, true},
+		{Progress{Status: Submitted}, false, false},
+		{Progress{Status: Accepted}, true, false},
+		{Progress{Status: Incomplete}, false, false},
+		{Progress{Status: Submitted, DeletedAt: &now}, true, false},
+	} {
+		if err := tt.p.Deliverable(tt.routed); (err == nil) != tt.ok {
+			t.Errorf("%+v routed=%v: Deliverable = %v, want ok=%v", tt.p, tt.routed, err, tt.ok)
+		}
 	}
 }
 

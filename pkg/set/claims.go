@@ -115,8 +115,9 @@ func New(event, issuer, submissionID, caseID string, payload any, now time.Time)
 	return c, nil
 }
 
+// eventName is Name for error messages: a foreign URI is quoted.
 func eventName(uri string) string {
-	if name, ok := strings.CutPrefix(uri, EventBase); ok {
+	if name := Name(uri); name != uri {
 		return name
 	}
 	return fmt.Sprintf("%q", uri)

@@ -14,6 +14,7 @@ package set
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // EventBase is the common prefix of FIT-Connect's event URIs.
@@ -56,6 +57,16 @@ func Known(uri string) bool {
 		return true
 	}
 	return false
+}
+
+// Name returns the short name of an event URI, the last segment of
+// FIT-Connect's (accept-submission), for messages and metric labels; any
+// other URI is returned as it is.
+func Name(uri string) string {
+	if name, ok := strings.CutPrefix(uri, EventBase); ok && name != "" {
+		return name
+	}
+	return uri
 }
 
 // Sentinel errors; every error of Parse, Verify, Sign and New wraps one.

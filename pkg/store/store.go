@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 )
 
 // Sentinel errors every implementation returns (wrapped) so callers can use errors.Is.
@@ -130,19 +132,6 @@ type AuditEntry struct {
 	After  json.RawMessage `json:"after,omitempty"`
 }
 
-// SubmissionStatus is FIT-Connect's status model of a submission.
-type SubmissionStatus string
-
-// Submission statuses.
-const (
-	SubmissionIncomplete SubmissionStatus = "incomplete"
-	SubmissionSubmitted  SubmissionStatus = "submitted"
-	SubmissionForwarded  SubmissionStatus = "forwarded"
-	SubmissionAccepted   SubmissionStatus = "accepted"
-	SubmissionRejected   SubmissionStatus = "rejected"
-	SubmissionDeleted    SubmissionStatus = "deleted"
-)
-
 // Submission is the projection of one submission's state.
 type Submission struct {
 	ID                   string
@@ -152,23 +141,18 @@ type Submission struct {
 	ServiceIdentifier    string
 	ServiceName          string
 	Region               string // "DE"+ARS when the sender named one
-	Status               SubmissionStatus
 	AnnouncedAttachments []string
 	UploadedAttachments  []string
 	CallbackURL          string
 	CallbackSecret       string
 	CreatedAt            time.Time
-	SubmittedAt          *time.Time
 	// RoutedAt is when the submission reached its destination's inbox;
 	// only routed submissions are listed for pickup.
 	RoutedAt *time.Time
-	// PickedUpAt is when a receiver first fetched the submission; the
-	// retention deadlines count from it. It does not take the submission
-	// off the pickup list.
-	PickedUpAt *time.Time
-	// DeletedAt is when its content (payload and attachments) was deleted
-	// on a retention deadline; the record and its events stay.
-	DeletedAt *time.Time
+	// Progress is what the case's events decided: status, submit, pickup
+	// and deletion times. Picking up does not take the submission off the
+	// pickup list.
+	sealed.Progress
 	UpdatedAt time.Time
 }
 
@@ -211,6 +195,24 @@ type Event struct {
 	Issuer       string
 	IssuedAt     time.Time
 	Token        string // the compact SET
+	// StreamSeq is the event's sequence number in the EVENTS stream, the
+	// order in which a case's events are folded and listed; 0 for events
+	// recorded before it was kept.
+	StreamSeq uint64
+}
+
+// Fold recomputes a submission's Progress from all of its recorded
+// events, in stream order. It must not call the store.
+type Fold func(s *Submission, events []Event)
+
+// Projection is the outcome of ProjectEvent.
+type Projection struct {
+	// Submission as written (zero when the store does not know it).
+	Submission Submission
+	// Recorded is true when the event was new to the event log.
+	Recorded bool
+	// Changed is true when the submission's progress changed.
+	Changed bool
 }
 
 // IdempotencyRecord is the stored answer to a request that may be retried.
@@ -287,15 +289,23 @@ type Store interface {
 	// cut-off before, the longest overdue first. An invalid d is an error.
 	DueSubmissions(ctx context.Context, d Deadline, before time.Time, limit int) ([]Submission, error)
 
-	// AppendEvent records an event. Recording the same JTI twice is not an error
-	// (the projection is replayed at least once) and leaves one row.
-	AppendEvent(ctx context.Context, e Event) error
-	// Events lists a case's events in the order they were recorded, and the total.
+	// ProjectEvent records e in the event log unless its JTI is recorded
+	// (the projection is replayed at least once), and in the same
+	// transaction refolds the progress of e's submission from all of the
+	// submission's recorded events with fold, writing it when it changed.
+	// Projections of one submission are serialized. ErrNotFound when the
+	// store does not know the submission; e is recorded all the same.
+	// ErrConflict, recording nothing, when the submission is of another
+	// case than e.
+	ProjectEvent(ctx context.Context, e Event, fold Fold) (Projection, error)
+	// Events lists a case's events in stream order, and the total.
 	Events(ctx context.Context, caseID string, p Page) ([]Event, int, error)
 
 	// PutIdempotency stores r unless a record with r.Key exists; it returns
 	// the stored record and whether it was newly created.
 	PutIdempotency(ctx context.Context, r IdempotencyRecord) (IdempotencyRecord, bool, error)
+	// Idempotency returns the record stored under key. ErrNotFound if absent.
+	Idempotency(ctx context.Context, key string) (IdempotencyRecord, error)
 
 	// Close releases the store's resources.
 	Close() error

@@ -53,9 +53,8 @@ func (g *Gateway) handlePutAttachment(w http.ResponseWriter, r *http.Request, p 
 	if err := ownSubmission(p, sub); err != nil {
 		return err
 	}
-	if sub.Status != store.SubmissionIncomplete {
-		return problem.SubmissionState("submissionId",
-			fmt.Sprintf("submission %s is %s; attachments are uploaded before submit", sid, sub.Status))
+	if err := g.beforeSubmit(ctx, sub); err != nil {
+		return err
 	}
 	if !slices.Contains(sub.AnnouncedAttachments, aid) {
 		return problem.AttachmentNotAnnounced(sid, aid)
@@ -72,10 +71,6 @@ func (g *Gateway) handlePutAttachment(w http.ResponseWriter, r *http.Request, p 
 		return g.unavailable(r, "store attachment tag", err)
 	}
 	_, err = g.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
-		if s.Status != store.SubmissionIncomplete {
-			return problem.SubmissionState("submissionId",
-				fmt.Sprintf("submission %s is %s; attachments are uploaded before submit", sid, s.Status))
-		}
 		if !slices.Contains(s.UploadedAttachments, aid) {
 			s.UploadedAttachments = append(s.UploadedAttachments, aid)
 		}
@@ -86,6 +81,25 @@ func (g *Gateway) handlePutAttachment(w http.ResponseWriter, r *http.Request, p 
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
+}
+
+// beforeSubmit refuses a change of sub's content once it is submitted:
+// its status says so, or, before the ledger projected the submit, the
+// submit's permanent record does.
+func (g *Gateway) beforeSubmit(ctx context.Context, sub store.Submission) error {
+	status := sub.Status
+	if status == sealed.Incomplete {
+		_, err := g.store.Idempotency(ctx, submitKey(sub.ID))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("read submit record of %s: %w", sub.ID, err)
+		}
+		status = sealed.Submitted
+	}
+	return problem.SubmissionState("submissionId",
+		fmt.Sprintf("submission %s is %s; attachments are uploaded before submit", sub.ID, status))
 }
 
 // uploadError carries a failure of the object store, as opposed to one of
@@ -157,19 +171,11 @@ func (g *Gateway) uploadProblem(r *http.Request, err error, limit int64) error {
 	return problem.InvalidRequest("body", fmt.Sprintf("reading the attachment: %v", err))
 }
 
-// deliverable reports whether a receiver may fetch s: submitted or
-// forwarded, routed to the inbox and its content not deleted.
+// deliverable reports whether a receiver may fetch s (sealed.Progress.Deliverable).
 func deliverable(s store.Submission) error {
-	if (s.Status != store.SubmissionSubmitted && s.Status != store.SubmissionForwarded) || s.RoutedAt == nil || s.DeletedAt != nil {
-		state := string(s.Status)
-		switch {
-		case s.DeletedAt != nil:
-			state = "deleted"
-		case s.Status == store.SubmissionSubmitted && s.RoutedAt == nil:
-			state = "not routed yet"
-		}
+	if err := s.Deliverable(s.RoutedAt != nil); err != nil {
 		p := problem.SubmissionNotFound(s.ID)
-		p.Detail = fmt.Sprintf("submissionId: submission %s is %s; only routed submissions in status submitted or forwarded can be fetched", s.ID, state)
+		p.Detail = fmt.Sprintf("submissionId: submission %s cannot be fetched: %v; only routed submissions in status submitted or forwarded can be fetched", s.ID, err)
 		return p
 	}
 	return nil

@@ -110,10 +110,9 @@ var receiverEvents = []string{set.AcceptSubmission, set.RejectSubmission, set.Fo
 // the destination answers a submission with a SET signed by the
 // destination's signing key. The gateway verifies the signature, issuer,
 // subject, case and payload (accept-submission must echo the
-// submit-submission's authentication tags), applies the status
-// transition in the store (409 when the status does not allow it), records
-// the event and publishes it to EVENTS. Posting the same token again
-// answers 204 and changes nothing.
+// submit-submission's authentication tags) and publishes it to EVENTS if
+// the submission's status allows it (409 otherwise). Posting the same
+// token again answers 204 and changes nothing.
 func (g *Gateway) handlePostEvent(w http.ResponseWriter, r *http.Request, p Principal) error {
 	caseID, err := pathUUID(r, "caseId")
 	if err != nil {
@@ -175,7 +174,7 @@ func (g *Gateway) handlePostEvent(w http.ResponseWriter, r *http.Request, p Prin
 		return eventProblem(err)
 	}
 	if !slices.Contains(receiverEvents, uri) {
-		return problem.InvalidEvent("events", fmt.Sprintf("a destination posts accept-, reject- or forward-submission, not %s", strings.TrimPrefix(uri, set.EventBase)))
+		return problem.InvalidEvent("events", fmt.Sprintf("a destination posts accept-, reject- or forward-submission, not %s", set.Name(uri)))
 	}
 	if uri == set.AcceptSubmission {
 		if err := g.checkAcceptTags(r, sid, claims); err != nil {
@@ -183,88 +182,59 @@ func (g *Gateway) handlePostEvent(w http.ResponseWriter, r *http.Request, p Prin
 		}
 	}
 
-	recorded, err := g.recordedEvent(ctx, caseID, claims.JTI)
-	if err != nil {
-		return err
-	}
-	switch {
-	case recorded == nil:
-		name := strings.TrimPrefix(uri, set.EventBase)
-		_, err = g.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
-			next, err := sealed.Next(sealed.Status(s.Status), name)
+	return g.publishDecision(w, r, sid, caseID, uri, claims, token)
+}
+
+// maxDecisionTries bounds how often a receiver's event is decided again
+// after the case changed between reading it and publishing.
+const maxDecisionTries = 5
+
+// publishDecision publishes a receiver's verified event to EVENTS after
+// deciding it against the case as EVENTS holds it: the same token again
+// is done (204), its jti on another event of the case is a 409, and the
+// status its submission's events lead to must allow it (409 otherwise).
+// The publish expects the case's last event to be the one read, so two
+// decisions about one submission cannot both pass; the ledger then
+// projects it into the store.
+func (g *Gateway) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseID, uri string, claims set.Claims, token string) error {
+	ctx := r.Context()
+	for try := 1; ; try++ {
+		evs, err := g.flow.bus.CaseEvents(ctx, caseID)
+		if err != nil {
+			return g.unavailable(r, "read the case's events", err)
+		}
+		progress := sealed.Progress{Status: sealed.Incomplete}
+		var last uint64
+		for _, e := range evs {
+			last = e.Seq
+			_, c, err := set.Parse(e.Token)
 			if err != nil {
-				return problem.InvalidTransition(fmt.Sprintf("submission %s is %s; %s is not allowed", sid, s.Status, name))
+				continue
 			}
-			s.Status = store.SubmissionStatus(next)
-			return nil
-		})
-		if err != nil {
-			if applied, aerr := g.appliedUnrecorded(ctx, caseID, sid, name, uri, err); aerr != nil {
-				return aerr
-			} else if !applied {
-				return fmt.Errorf("apply %s to %s: %w", name, sid, err)
+			if c.JTI == claims.JTI {
+				if e.Token == token {
+					w.WriteHeader(http.StatusNoContent)
+					return nil
+				}
+				return problem.InvalidEvent("jti", fmt.Sprintf("jti %s was used by another event of case %s", claims.JTI, caseID))
 			}
-		}
-		if err := g.flow.events.record(ctx, claims, token); err != nil {
-			return err
-		}
-	case recorded.Token != token:
-		return problem.InvalidEvent("jti", fmt.Sprintf("jti %s was used by another event of case %s", claims.JTI, caseID))
-	}
-	// Recorded first, published second: a retry after a failed publish
-	// finds the event recorded and publishes it again.
-	if err := g.flow.events.send(ctx, claims, token, traceparentOf(r)); err != nil {
-		return g.unavailable(r, "publish event", err)
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-// appliedUnrecorded tells a retry after a stop between the two writes of a
-// receiver's event (status changed, event not recorded) from a refused
-// transition: the submission already has the status this event leads to,
-// and no event of its type is recorded for it. Then the event is recorded
-// now instead of answering 409. Any other error is returned unchanged.
-func (g *Gateway) appliedUnrecorded(ctx context.Context, caseID, sid, name, uri string, applyErr error) (bool, error) {
-	var p *problem.Problem
-	if !errors.As(applyErr, &p) || p.Type != problem.TypeInvalidTransition {
-		return false, nil
-	}
-	target, err := sealed.Next(sealed.Submitted, name)
-	if err != nil {
-		return false, nil
-	}
-	sub, err := g.store.Submission(ctx, sid)
-	if err != nil {
-		return false, fmt.Errorf("read submission %s: %w", sid, err)
-	}
-	if sealed.Status(sub.Status) != target {
-		return false, nil
-	}
-	ev, err := g.findEvent(ctx, caseID, func(e store.Event) bool { return e.SubmissionID == sid && e.Type == uri })
-	return ev == nil && err == nil, err
-}
-
-// recordedEvent returns the case's event with jti, or nil.
-func (g *Gateway) recordedEvent(ctx context.Context, caseID, jti string) (*store.Event, error) {
-	return g.findEvent(ctx, caseID, func(e store.Event) bool { return e.JTI == jti })
-}
-
-// findEvent returns the first recorded event of the case that matches, or nil.
-func (g *Gateway) findEvent(ctx context.Context, caseID string, match func(store.Event) bool) (*store.Event, error) {
-	for page := (store.Page{Limit: store.MaxPageLimit}); ; page.Offset += page.Limit {
-		evs, total, err := g.store.Events(ctx, caseID, page)
-		if err != nil {
-			return nil, fmt.Errorf("events of case %s: %w", caseID, err)
-		}
-		for i := range evs {
-			if match(evs[i]) {
-				return &evs[i], nil
+			if esid, _ := c.SubmissionID(); esid == sid {
+				euri, _, _ := c.Event()
+				_, _ = progress.Apply(euri, c.IssuedAt)
 			}
 		}
-		if page.Offset+len(evs) >= total || len(evs) == 0 {
-			return nil, nil
+		if _, err := progress.Apply(uri, claims.IssuedAt); err != nil {
+			return problem.InvalidTransition(fmt.Sprintf("submission %s is %s; %s is not allowed", sid, progress.Status, set.Name(uri)))
 		}
+		_, err = g.flow.bus.PublishEvent(ctx, g.publicURL, claims, token, bus.ExpectLast(last))
+		switch {
+		case errors.Is(err, bus.ErrStale) && try < maxDecisionTries:
+			continue
+		case err != nil:
+			return g.unavailable(r, "publish event", err)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway"
@@ -30,11 +31,14 @@ func newFuzzFlow(f *testing.F) fuzzFlow {
 	f.Helper()
 	db := flowtest.OpenSQLite(f)
 	b, _ := bustest.Bus(f)
-	gw, err := gateway.New(gateway.Config{Store: db, Signer: keyPair(f, signerKey), PublicURL: "http://127.0.0.1", Bus: b, Signers: 1})
+	events, err := issuer.New(b, keyPair(f, signerKey), "http://127.0.0.1", nil)
 	if err != nil {
 		f.Fatal(err)
 	}
-	flowtest.Start(f, gw)
+	gw, err := gateway.New(gateway.Config{Store: db, Signer: keyPair(f, signerKey), PublicURL: "http://127.0.0.1", Bus: b, Issuer: events})
+	if err != nil {
+		f.Fatal(err)
+	}
 
 	raw, _ := json.Marshal(map[string]any{
 		"destinationId": "6c89c356-c354-4459-b2fd-8d1260ea835c",

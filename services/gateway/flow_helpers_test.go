@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"reflect"
 	"slices"
@@ -34,6 +35,8 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway"
+	"github.com/amtsbote/amtsbote/services/ledger"
+	"github.com/amtsbote/amtsbote/services/signer"
 )
 
 func init() {
@@ -53,7 +56,7 @@ type flowEnv struct {
 }
 
 func withBus(b *bus.Bus) envOption {
-	return func(c *gateway.Config) { c.Bus = b; c.Signers = 2 }
+	return func(c *gateway.Config) { c.Bus = b }
 }
 
 func newFlowEnv(t *testing.T, st store.Store, opts ...envOption) *flowEnv {
@@ -64,13 +67,24 @@ func newFlowEnv(t *testing.T, st store.Store, opts ...envOption) *flowEnv {
 	return f
 }
 
-// newFlowEnvOn builds a gateway on st and b and runs its event workers
-// until the test ends.
+// newFlowEnvOn builds a gateway on st and b and runs a signer and a
+// ledger beside it until the test ends: the signer publishes the
+// gateway's own events from the outbox, the ledger projects EVENTS into
+// the store.
 func newFlowEnvOn(t *testing.T, st store.Store, b *bus.Bus, opts ...envOption) *flowEnv {
 	t.Helper()
 	e := newEnvOn(t, st, append([]envOption{withBus(b)}, opts...)...)
 	f := &flowEnv{env: e, bus: b, contract: contractRouter(t, e.srv.URL)}
-	flowtest.Start(t, e.gw)
+	sg, err := signer.New(signer.Config{Bus: b, Issuer: e.issuer, Workers: 2})
+	if err != nil {
+		t.Fatalf("new signer: %v", err)
+	}
+	flowtest.Start(t, sg)
+	lg, err := ledger.New(ledger.Config{Bus: b, Store: st, Issuer: e.issuer, Logger: slog.New(slog.NewJSONHandler(e.logs, nil))})
+	if err != nil {
+		t.Fatalf("new ledger: %v", err)
+	}
+	flowtest.Start(t, lg)
 	return f
 }
 
@@ -307,9 +321,10 @@ func (f *flowEnv) submit(t *testing.T, token string, s sealedSubmission) reply {
 }
 
 // route marks a submission as routed, as the ledger does when the router
-// delivered it to the inbox.
+// delivered it to the inbox, once the ledger projected its submit.
 func (f *flowEnv) route(t *testing.T, sid string) {
 	t.Helper()
+	f.waitStatus(t, sid, sealed.Submitted)
 	now := time.Now()
 	if _, err := f.st.UpdateSubmission(context.Background(), sid, func(s *store.Submission) error {
 		s.RoutedAt = &now
@@ -317,6 +332,24 @@ func (f *flowEnv) route(t *testing.T, sid string) {
 	}); err != nil {
 		t.Fatalf("route %s: %v", sid, err)
 	}
+}
+
+// waitStatus waits until the ledger has projected submission sid's
+// events up to status.
+func (f *flowEnv) waitStatus(t *testing.T, sid string, status sealed.Status) store.Submission {
+	t.Helper()
+	var sub store.Submission
+	flowtest.Eventually(t, 10*time.Second, func() error {
+		var err error
+		if sub, err = f.st.Submission(context.Background(), sid); err != nil {
+			return err
+		}
+		if sub.Status != status {
+			return fmt.Errorf("submission %s is %s, want %s", sid, sub.Status, status)
+		}
+		return nil
+	})
+	return sub
 }
 
 // receiverSET signs an event about s with the destination's signing key.
@@ -419,9 +452,11 @@ type flowSnapshot struct {
 	State      map[string]string
 }
 
-// settle waits until the outbox is empty, so that snapshots are stable.
+// settle waits until the outbox is empty and the ledger has projected
+// every event, so that snapshots are stable.
 func (f *flowEnv) settle(t *testing.T) {
 	t.Helper()
+	defer flowtest.Settled(t, f.bus, bus.StreamEvents, ledger.DurableEvents)
 	flowtest.Eventually(t, 10*time.Second, func() error {
 		for k := range f.stateEntries(t) {
 			if strings.HasPrefix(k, sealed.OutboxPrefix) {

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
@@ -71,15 +72,13 @@ type Config struct {
 	// Bus carries submissions and events. Without it the submission,
 	// attachment and case event endpoints answer 503; the rest works.
 	Bus *bus.Bus
+	// Issuer issues Amtsbote's own events (required with a bus): the
+	// notify-submission of a first fetch at once, create- and
+	// submit-submission through the outbox, which the signer role empties.
+	Issuer *issuer.Issuer
 	// MaxAttachment bounds one encrypted attachment in bytes (default
 	// DefaultMaxAttachment, 512 MiB).
 	MaxAttachment int64
-	// Signers is the number of workers signing Amtsbote's own security
-	// event tokens (default runtime.NumCPU()).
-	Signers int
-	// OutboxRetry is how long an unpublished event waits before a sweep
-	// signs and publishes it again (default DefaultOutboxRetry).
-	OutboxRetry time.Duration
 
 	// Routes is the routing registry the gateway resolves with and
 	// announces destination changes to; nil makes one that follows the

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -104,6 +105,7 @@ type env struct {
 	logs   *syncBuffer
 	reg    *prometheus.Registry
 	signer jose.KeyPair
+	issuer *issuer.Issuer // with a bus
 }
 
 type envOption func(*gateway.Config)
@@ -135,6 +137,14 @@ func newEnvOn(t *testing.T, st store.Store, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if cfg.Bus != nil && cfg.Issuer == nil {
+		i, err := issuer.New(cfg.Bus, cfg.Signer, cfg.PublicURL, cfg.Now)
+		if err != nil {
+			t.Fatalf("new issuer: %v", err)
+		}
+		cfg.Issuer = i
+	}
+	e.issuer = cfg.Issuer
 	gw, err := gateway.New(cfg)
 	if err != nil {
 		t.Fatalf("new gateway: %v", err)

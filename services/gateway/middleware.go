@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 )
 
@@ -110,7 +111,9 @@ func (g *Gateway) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ri := &requestInfo{}
-		r = r.WithContext(context.WithValue(r.Context(), infoKey{}, ri))
+		// Everything the request causes carries its trace (or a new one).
+		ctx := bus.ContextFromHeader(r.Context(), r.Header)
+		r = r.WithContext(context.WithValue(ctx, infoKey{}, ri))
 		sw := &statusWriter{ResponseWriter: w}
 
 		_, pattern := g.mux.Handler(r)

@@ -12,7 +12,6 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
-	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
 // submissionForPickup is FIT-Connect's SubmissionForPickup.
@@ -87,9 +86,8 @@ type submissionView struct {
 
 // handleGetSubmission answers GET /v1/submissions/{submissionId}: a
 // receiver of the destination fetches the sealed submission. The first
-// fetch records the pickup, from which the retention deadlines count, and
-// queues the notify-submission event; the submission stays on the pickup
-// list.
+// fetch publishes the notify-submission event, from which the retention
+// deadlines count; the submission stays on the pickup list.
 func (g *Gateway) handleGetSubmission(w http.ResponseWriter, r *http.Request, p Principal) error {
 	sid, err := pathUUID(r, "submissionId")
 	if err != nil {
@@ -124,24 +122,10 @@ func (g *Gateway) handleGetSubmission(w http.ResponseWriter, r *http.Request, p 
 	}
 
 	if sub.PickedUpAt == nil {
-		// Queued before the pickup is recorded, so that a failure here
-		// leaves it unrecorded and the next fetch queues it again.
-		c, err := g.flow.events.newEvent(set.NotifySubmission, sub, nil)
-		if err != nil {
-			return fmt.Errorf("fetch %s: %w", sid, err)
-		}
-		if err := g.flow.events.enqueue(ctx, c, traceparentOf(r)); err != nil {
-			return g.unavailable(r, "queue notify-submission", err)
-		}
-		now := g.now()
-		_, err = g.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
-			if s.PickedUpAt == nil {
-				s.PickedUpAt = &now
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("record pickup of %s: %w", sid, err)
+		// Published before the answer, so that the pickup stands in the
+		// case before a receiver can answer; the issuer publishes it once.
+		if _, err := g.flow.issuer.Issue(ctx, set.NotifySubmission, sid, sub.CaseID, nil); err != nil {
+			return g.unavailable(r, "publish notify-submission", err)
 		}
 	}
 	w.Header().Set("Cache-Control", "no-store")

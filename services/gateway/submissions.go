@@ -18,26 +18,21 @@ package gateway
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
-	"github.com/amtsbote/amtsbote/pkg/leika"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
@@ -47,19 +42,14 @@ import (
 // DefaultMaxAttachment bounds one encrypted attachment.
 const DefaultMaxAttachment int64 = 512 << 20
 
-const (
-	// maxAttachments bounds the attachments one submission announces.
-	maxAttachments = 1000
-	// unknownLeika is the ingress subject's service token for a service
-	// identifier that is no LeiKa URN; LeiKa keys start with 99.
-	unknownLeika = "00000000000000"
-)
+// maxAttachments bounds the attachments one submission announces.
+const maxAttachments = 1000
 
 // flow is what the submission endpoints need beyond the registry.
 type flow struct {
 	bus           *bus.Bus
+	issuer        *issuer.Issuer
 	maxAttachment int64
-	events        *eventSigner
 }
 
 // initFlow prepares the submission endpoints when cfg has a bus.
@@ -67,40 +57,17 @@ func (g *Gateway) initFlow(cfg Config) error {
 	if cfg.Bus == nil {
 		return nil
 	}
-	if cfg.MaxAttachment < 0 || cfg.Signers < 0 || cfg.OutboxRetry < 0 {
-		return errors.New("new gateway: negative attachment limit, signer count or outbox retry")
+	if cfg.MaxAttachment < 0 {
+		return errors.New("new gateway: negative attachment limit")
 	}
-	// Signing keys read from a file lack the CRT values that make signing
-	// several times faster; nothing signs with it yet.
-	cfg.Signer.Private.Precompute()
+	if cfg.Issuer == nil {
+		return errors.New("new gateway: a bus needs an issuer of Amtsbote's events")
+	}
 	g.flow = &flow{
 		bus:           cfg.Bus,
+		issuer:        cfg.Issuer,
 		maxAttachment: orDefault(cfg.MaxAttachment, DefaultMaxAttachment),
-		events: &eventSigner{
-			bus: cfg.Bus, store: g.store,
-			key: cfg.Signer.Private, kid: cfg.Signer.Public.KeyID, issuer: g.publicURL,
-			log: g.log, now: g.now,
-			workers: orDefault(cfg.Signers, runtime.NumCPU()),
-			retry:   orDefault(cfg.OutboxRetry, DefaultOutboxRetry),
-			jobs:    make(chan outboxEntry, outboxQueue),
-			queued:  make(map[string]bool),
-		},
 	}
-	return nil
-}
-
-// Run signs and publishes Amtsbote's own events (create-, submit- and
-// notify-submission) on a pool of Config.Signers workers until ctx is
-// cancelled; then it lets each worker finish the event in its hands and
-// returns nil. Events not yet published wait in a durable outbox for the
-// next Run of any gateway, so run it beside the HTTP server in every
-// process with a bus. Without a bus it just waits for ctx.
-func (g *Gateway) Run(ctx context.Context) error {
-	if g.flow == nil {
-		<-ctx.Done()
-		return nil
-	}
-	g.flow.events.run(ctx)
 	return nil
 }
 
@@ -162,21 +129,6 @@ func ownSubmission(p Principal, s store.Submission) error {
 		return problem.Forbidden(fmt.Sprintf("submission %s was created by another sender", s.ID)).WithField("submissionId")
 	}
 	return nil
-}
-
-var traceparentPattern = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$`)
-
-// traceparentOf returns the request's W3C traceparent, or starts a trace
-// when it brings none (or an invalid one).
-func traceparentOf(r *http.Request) string {
-	tp := strings.TrimSpace(r.Header.Get("traceparent"))
-	if traceparentPattern.MatchString(tp) && !strings.HasPrefix(tp, "ff") &&
-		tp[3:35] != strings.Repeat("0", 32) && tp[36:52] != strings.Repeat("0", 16) {
-		return tp
-	}
-	var b [24]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
-	return "00-" + hex.EncodeToString(b[:16]) + "-" + hex.EncodeToString(b[16:]) + "-01"
 }
 
 // serviceTypeInput is FIT-Connect's ServiceType of CreateSubmission.
@@ -256,19 +208,6 @@ func (in *createSubmissionInput) validate() error {
 	return nil
 }
 
-// offeredService returns the destination's offer of service at t.
-func offeredService(d store.Destination, service string, t time.Time) (store.Service, bool) {
-	for _, s := range d.Services {
-		if s.Identifier != service {
-			continue
-		}
-		if (s.ValidFrom == nil || !t.Before(*s.ValidFrom)) && (s.ValidUntil == nil || t.Before(*s.ValidUntil)) {
-			return s, true
-		}
-	}
-	return store.Service{}, false
-}
-
 // submissionCreated is FIT-Connect's SubmissionCreated.
 type submissionCreated struct {
 	DestinationID string `json:"destinationId"`
@@ -311,7 +250,7 @@ func (g *Gateway) handleCreateSubmission(w http.ResponseWriter, r *http.Request,
 		return problem.DestinationInactive(d.ID, string(d.Status))
 	}
 	service := in.ServiceType.Identifier
-	offer, ok := offeredService(d, service, now)
+	offer, ok := d.Offers(service, "", now)
 	if !ok {
 		return problem.ServiceNotOffered("serviceType.identifier", d.ID, service)
 	}
@@ -366,7 +305,7 @@ func (g *Gateway) handleCreateSubmission(w http.ResponseWriter, r *http.Request,
 	sub := store.Submission{
 		ID: out.SubmissionID, CaseID: out.CaseID, DestinationID: d.ID, SenderClientID: p.Subject,
 		ServiceIdentifier: service, ServiceName: in.ServiceType.Name, Region: in.Region,
-		Status:               store.SubmissionIncomplete,
+		Progress:             sealed.Progress{Status: sealed.Incomplete},
 		AnnouncedAttachments: *in.AnnouncedAttachments, UploadedAttachments: []string{},
 		CreatedAt: now, UpdatedAt: now,
 	}
@@ -378,11 +317,7 @@ func (g *Gateway) handleCreateSubmission(w http.ResponseWriter, r *http.Request,
 	if err := g.store.CreateSubmission(ctx, sub); err != nil && !(replay && errors.Is(err, store.ErrConflict)) {
 		return fmt.Errorf("create submission: %w", err)
 	}
-	c, err := g.flow.events.newEvent(set.CreateSubmission, sub, nil)
-	if err != nil {
-		return fmt.Errorf("create submission: %w", err)
-	}
-	if err := g.flow.events.enqueue(ctx, c, traceparentOf(r)); err != nil {
+	if err := g.flow.issuer.Enqueue(ctx, set.CreateSubmission, sub.ID, sub.CaseID, nil); err != nil {
 		return g.unavailable(r, "create submission", err)
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -520,7 +455,7 @@ func (g *Gateway) handleSubmit(w http.ResponseWriter, r *http.Request, p Princip
 	if err := ownSubmission(p, sub); err != nil {
 		return err
 	}
-	if sub.Status == store.SubmissionDeleted || sub.DeletedAt != nil {
+	if sub.Status == sealed.Deleted || sub.DeletedAt != nil {
 		return problem.SubmissionNotFound(sid)
 	}
 	var in submitInput
@@ -545,7 +480,7 @@ func (g *Gateway) handleSubmit(w http.ResponseWriter, r *http.Request, p Princip
 		d    store.Destination
 		tags set.AuthenticationTags
 	)
-	if sub.Status == store.SubmissionIncomplete {
+	if sub.Status == sealed.Incomplete {
 		if d, err = g.loadDestination(r, sub.DestinationID); err != nil {
 			return err
 		}
@@ -568,7 +503,7 @@ func (g *Gateway) handleSubmit(w http.ResponseWriter, r *http.Request, p Princip
 	hash := in.hash()
 	answer, _ := json.Marshal(reducedView(sub)) // strings always marshal
 	rec, created, err := g.store.PutIdempotency(ctx, store.IdempotencyRecord{
-		Key: "submit:" + sid, RequestHash: hash, Status: http.StatusAccepted, Body: answer,
+		Key: submitKey(sid), RequestHash: hash, Status: http.StatusAccepted, Body: answer,
 	})
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", sid, err)
@@ -577,7 +512,7 @@ func (g *Gateway) handleSubmit(w http.ResponseWriter, r *http.Request, p Princip
 		return problem.IdempotencyMismatch("encryptedMetadata",
 			fmt.Sprintf("submission %s was submitted with other encryptedMetadata or encryptedData", sid))
 	}
-	if sub.Status != store.SubmissionIncomplete {
+	if sub.Status != sealed.Incomplete {
 		if created {
 			return problem.SubmissionState("submissionId", fmt.Sprintf("submission %s is %s and cannot be submitted", sid, sub.Status))
 		}
@@ -585,27 +520,16 @@ func (g *Gateway) handleSubmit(w http.ResponseWriter, r *http.Request, p Princip
 		return writeRecord(w, rec)
 	}
 	// First submit, or a retry of one that stopped on the way: every step
-	// below is idempotent.
+	// below is idempotent. The status changes when the ledger projects the
+	// submit-submission event; until then the record says it is submitted.
 	if err := g.publishSubmission(r, sub, d, in, tags); err != nil {
 		return err
 	}
-	now := g.now()
-	_, err = g.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
-		next, err := sealed.Next(sealed.Status(s.Status), sealed.EventSubmit)
-		if err != nil {
-			return problem.SubmissionState("submissionId", fmt.Sprintf("submission %s is %s and cannot be submitted", sid, s.Status))
-		}
-		s.Status = store.SubmissionStatus(next)
-		if s.SubmittedAt == nil {
-			s.SubmittedAt = &now
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("submit %s: %w", sid, err)
-	}
 	return writeRecord(w, rec)
 }
+
+// submitKey is the key of a submit's permanent record.
+func submitKey(submissionID string) string { return "submit:" + submissionID }
 
 // writeRecord answers with a stored JSON answer.
 func writeRecord(w http.ResponseWriter, rec store.IdempotencyRecord) error {
@@ -677,20 +601,9 @@ func (g *Gateway) publishSubmission(r *http.Request, sub store.Submission, d sto
 	if sub.Region != "" {
 		ars = strings.TrimPrefix(sub.Region, "DE")
 	}
-	if len(ars) < 12 {
-		ars += strings.Repeat("0", 12-len(ars))
-	}
-	leikaKey := unknownLeika
-	if k, err := leika.FromURN(sub.ServiceIdentifier); err == nil {
-		leikaKey = k.String()
-	}
-	subject, err := bus.IngressSubject(ars, leikaKey)
-	if err != nil {
-		return fmt.Errorf("submit %s: %w", sub.ID, err)
-	}
 	msg := sealed.Submission{
 		SubmissionID: sub.ID, CaseID: sub.CaseID, DestinationID: sub.DestinationID,
-		Service: sub.ServiceIdentifier, Region: sub.Region, ARS: ars,
+		Service: sub.ServiceIdentifier, Region: sub.Region, ARS: bus.PadARS(ars),
 		Attachments: sub.AnnouncedAttachments, AuthenticationTags: tagsJSON, SenderClientID: sub.SenderClientID,
 	}
 	if len(payloadJSON) <= sealed.InlineLimit {
@@ -698,29 +611,13 @@ func (g *Gateway) publishSubmission(r *http.Request, sub store.Submission, d sto
 	} else {
 		msg.Object = sealed.PayloadObject(sub.ID)
 	}
-	msgJSON, err := json.Marshal(msg)
-	if err != nil {
-		return fmt.Errorf("submit %s: %w", sub.ID, err)
-	}
-	tp := traceparentOf(r)
-	ev := event.New()
-	ev.SetID(sub.ID)
-	ev.SetSource(g.publicURL)
-	ev.SetType(sealed.TypeSubmitted)
-	ev.SetSubject(sub.ID)
-	ev.SetTime(g.now())
-	ev.SetExtension(bus.ExtensionTraceparent, tp)
-	if err := ev.SetData("application/json", msgJSON); err != nil {
-		return fmt.Errorf("submit %s: %w", sub.ID, err)
-	}
-	if _, err := g.flow.bus.Publish(ctx, subject, ev, sub.ID); err != nil {
+	if err := g.flow.bus.PublishSubmission(ctx, g.publicURL, msg, g.now()); err != nil {
+		if errors.Is(err, bus.ErrInvalidToken) {
+			return fmt.Errorf("submit %s: %w", sub.ID, err)
+		}
 		return g.unavailable(r, "publish submission", err)
 	}
-	c, err := g.flow.events.newEvent(set.SubmitSubmission, sub, set.SubmitPayload{AuthenticationTags: tags})
-	if err != nil {
-		return fmt.Errorf("submit %s: %w", sub.ID, err)
-	}
-	if err := g.flow.events.enqueue(ctx, c, tp); err != nil {
+	if err := g.flow.issuer.Enqueue(ctx, set.SubmitSubmission, sub.ID, sub.CaseID, set.SubmitPayload{AuthenticationTags: tags}); err != nil {
 		return g.unavailable(r, "queue submit-submission", err)
 	}
 	return nil

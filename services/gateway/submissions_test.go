@@ -152,6 +152,8 @@ func TestSubmissionLifecycle(t *testing.T) {
 
 			accept := f.receiverSET(t, set.AcceptSubmission, s, set.AcceptPayload{AuthenticationTags: s.tags()}, nil)
 			f.postEvent(t, receiver, s.CaseID, accept).want(t, http.StatusNoContent)
+			// The ledger projects the accept: then it leaves the list.
+			f.waitStatus(t, s.SubmissionID, sealed.Accepted)
 			list = decodeReply[pickupList](t, f.call(t, http.MethodGet, "/v1/submissions", receiver, "", nil), http.StatusOK)
 			if list.TotalCount != 0 || list.Count != 0 {
 				t.Errorf("pickup list after the accept: %+v", list)
@@ -163,7 +165,7 @@ func TestSubmissionLifecycle(t *testing.T) {
 			}
 			sub, err := f.st.Submission(ctx, s.SubmissionID)
 			must(t, err)
-			if sub.Status != store.SubmissionAccepted || sub.PickedUpAt == nil || sub.SubmittedAt == nil {
+			if sub.Status != sealed.Accepted || sub.PickedUpAt == nil || sub.SubmittedAt == nil {
 				t.Errorf("stored submission %+v", sub)
 			}
 

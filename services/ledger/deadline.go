@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
-
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
@@ -18,10 +16,6 @@ import (
 // ProblemNotPickedUp is the problem type of Amtsbote's reject-submission
 // event for a submission its destination did not pick up in time.
 const ProblemNotPickedUp = problem.Base + "not-picked-up"
-
-// EventContentType is the datacontenttype of an EVENTS message, whose
-// data is the compact SET, as the gateway publishes it.
-const EventContentType = "application/jose"
 
 // batch is how many due submissions one query fetches.
 const batch = 100
@@ -105,9 +99,9 @@ func (l *Ledger) keep(ctx context.Context, s store.Submission, d store.Deadline,
 	return nil
 }
 
-// outboxEvents are Amtsbote's events the gateway queues in its
-// outbox (sealed.OutboxKey) before it publishes them.
-var outboxEvents = []string{set.CreateSubmission, set.SubmitSubmission, set.NotifySubmission}
+// outboxEvents are Amtsbote's events the gateway queues in the outbox
+// (sealed.OutboxKey) for the signer to publish.
+var outboxEvents = []string{set.CreateSubmission, set.SubmitSubmission}
 
 // deleteContent removes a submission's payload and attachments from the
 // object store, and its entries from the state bucket: the authentication
@@ -189,39 +183,16 @@ func (l *Ledger) recordedJTIs(ctx context.Context, caseID string) (map[string]bo
 	}
 }
 
-// emit signs Amtsbote's event uri about s, publishes it to the case's
-// EVENTS subject and applies it to the store at once, so the next query
-// of the deadline no longer finds s. The jti is derived
-// (sealed.EventJTI): two ledgers keeping the same deadline, or one
-// retrying it, write the same event, and EVENTS and the store drop the
-// repeat.
+// emit issues Amtsbote's event uri about s and projects it at once, so
+// the next query of the deadline no longer finds s. The jti is derived: two
+// ledgers keeping the same deadline, or one retrying it, write the same
+// event once.
 func (l *Ledger) emit(ctx context.Context, s store.Submission, uri string, payload any) error {
-	c, err := set.New(uri, l.issuer, s.ID, s.CaseID, payload, l.now())
+	p, err := l.issuer.Issue(ctx, uri, s.ID, s.CaseID, payload)
 	if err != nil {
 		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
 	}
-	c.JTI = sealed.EventJTI(s.ID, uri)
-	token, err := set.Sign(c, l.signer.Private, l.signer.Public.KeyID)
-	if err != nil {
-		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
-	}
-	subject, err := bus.EventsSubject(s.CaseID)
-	if err != nil {
-		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
-	}
-	ev := event.New()
-	ev.SetID(c.JTI)
-	ev.SetSource(l.issuer)
-	ev.SetType(sealed.TypeEvent)
-	ev.SetSubject(s.ID)
-	ev.SetTime(c.IssuedAt)
-	if err := ev.SetData(EventContentType, []byte(token)); err != nil {
-		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
-	}
-	if _, err := l.bus.Publish(ctx, subject, ev, c.JTI); err != nil {
-		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
-	}
-	if _, err := l.apply(ctx, c, token); err != nil {
+	if _, err := l.project(ctx, p.Claims, p.Token, p.Seq); err != nil {
 		return fmt.Errorf("event %s of %s: %w", uri, s.ID, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
@@ -21,20 +22,18 @@ const (
 
 // newSubmission returns a submission in status to a fresh destination,
 // with the times of its steps: nil times stay unset.
-func newSubmission(status store.SubmissionStatus, created time.Time, submitted, routed, picked *time.Time) store.Submission {
+func newSubmission(status sealed.Status, created time.Time, submitted, routed, picked *time.Time) store.Submission {
 	return store.Submission{
 		ID:                   uuid.NewString(),
 		CaseID:               uuid.NewString(),
 		DestinationID:        uuid.NewString(),
 		SenderClientID:       "portal",
 		ServiceIdentifier:    service,
-		Status:               status,
+		Progress:             sealed.Progress{Status: status, SubmittedAt: submitted, PickedUpAt: picked},
 		AnnouncedAttachments: []string{uuid.NewString(), uuid.NewString()},
 		UploadedAttachments:  []string{},
 		CreatedAt:            created,
-		SubmittedAt:          submitted,
 		RoutedAt:             routed,
-		PickedUpAt:           picked,
 	}
 }
 

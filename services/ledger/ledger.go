@@ -17,14 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
-	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
@@ -92,17 +91,15 @@ func (r Retention) withDefaults() (Retention, error) {
 	return r, nil
 }
 
-// Config is what a Ledger needs. Bus, Store, Signer and Issuer are required.
+// Config is what a Ledger needs. Bus, Store and Issuer are required.
 type Config struct {
 	// Bus connects to JetStream; the topology must exist.
 	Bus *bus.Bus
 	// Store receives the projection.
 	Store store.Store
-	// Signer is Amtsbote's PS512 key; it signs the reject-submission and
-	// delete-submission events of the deadlines.
-	Signer jose.KeyPair
-	// Issuer is Amtsbote's public URL, the iss of its events.
-	Issuer string
+	// Issuer issues the reject-submission and delete-submission events of
+	// the deadlines.
+	Issuer *issuer.Issuer
 	// Retention sets the deadlines.
 	Retention Retention
 	// Logger receives failures (default: discard).
@@ -120,8 +117,7 @@ type Config struct {
 type Ledger struct {
 	bus         *bus.Bus
 	store       store.Store
-	signer      jose.KeyPair
-	issuer      string
+	issuer      *issuer.Issuer
 	retention   Retention
 	log         *slog.Logger
 	concurrency int
@@ -136,11 +132,7 @@ func New(cfg Config) (*Ledger, error) {
 		return nil, errors.New("new ledger: no bus")
 	case cfg.Store == nil:
 		return nil, errors.New("new ledger: no store")
-	case cfg.Signer.Private == nil || cfg.Signer.Public.KeyID == "":
-		return nil, errors.New("new ledger: no signing key with a kid")
-	case cfg.Signer.Purpose != jose.Signing:
-		return nil, fmt.Errorf("new ledger: signing key has purpose %q, want %q", cfg.Signer.Purpose, jose.Signing)
-	case cfg.Issuer == "":
+	case cfg.Issuer == nil:
 		return nil, errors.New("new ledger: no issuer")
 	case cfg.Concurrency < 0:
 		return nil, fmt.Errorf("new ledger: concurrency %d: negative", cfg.Concurrency)
@@ -152,8 +144,7 @@ func New(cfg Config) (*Ledger, error) {
 	l := &Ledger{
 		bus:         cfg.Bus,
 		store:       cfg.Store,
-		signer:      cfg.Signer,
-		issuer:      strings.TrimRight(cfg.Issuer, "/"),
+		issuer:      cfg.Issuer,
 		retention:   ret,
 		log:         cfg.Logger,
 		concurrency: cfg.Concurrency,

@@ -26,7 +26,7 @@ import (
 func newLedger(t *testing.T, b *bus.Bus, st store.Store, reg *prometheus.Registry, r ledger.Retention) *ledger.Ledger {
 	t.Helper()
 	l, err := ledger.New(ledger.Config{
-		Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer, Retention: r, Registry: reg, Concurrency: 2,
+		Bus: b, Store: st, Issuer: flowtest.Issuer(t, b, issuer), Retention: r, Registry: reg, Concurrency: 2,
 	})
 	if err != nil {
 		t.Fatalf("new ledger: %v", err)
@@ -45,7 +45,7 @@ func TestProjectsEvents(t *testing.T) {
 		t.Run(be.Name, func(t *testing.T) {
 			b, _ := bustest.Bus(t)
 			st := be.Open(t)
-			sub := newSubmission(store.SubmissionIncomplete, time.Now(), nil, nil, nil)
+			sub := newSubmission(sealed.Incomplete, time.Now(), nil, nil, nil)
 			createSubmission(t, st, sub)
 			reg := prometheus.NewRegistry()
 			flowtest.Start(t, newLedger(t, b, st, reg, ledger.Retention{}))
@@ -55,28 +55,28 @@ func TestProjectsEvents(t *testing.T) {
 				uri    string
 				iss    string
 				data   any
-				status store.SubmissionStatus
+				status sealed.Status
 				check  func(t *testing.T, s store.Submission, c set.Claims)
 			}
 			steps := []step{
-				{"create", set.CreateSubmission, issuer, nil, store.SubmissionIncomplete, nil},
-				{"submit", set.SubmitSubmission, issuer, set.SubmitPayload{AuthenticationTags: tags}, store.SubmissionSubmitted,
+				{"create", set.CreateSubmission, issuer, nil, sealed.Incomplete, nil},
+				{"submit", set.SubmitSubmission, issuer, set.SubmitPayload{AuthenticationTags: tags}, sealed.Submitted,
 					func(t *testing.T, s store.Submission, c set.Claims) {
 						if s.SubmittedAt == nil || !s.SubmittedAt.Equal(c.IssuedAt) {
 							t.Errorf("submitted at %v, want %v", s.SubmittedAt, c.IssuedAt)
 						}
 					}},
-				{"notify", set.NotifySubmission, issuer, nil, store.SubmissionSubmitted,
+				{"notify", set.NotifySubmission, issuer, nil, sealed.Submitted,
 					func(t *testing.T, s store.Submission, c set.Claims) {
 						if s.PickedUpAt == nil || !s.PickedUpAt.Equal(c.IssuedAt) {
 							t.Errorf("picked up at %v, want %v", s.PickedUpAt, c.IssuedAt)
 						}
 					}},
-				{"accept", set.AcceptSubmission, sub.DestinationID, set.AcceptPayload{AuthenticationTags: tags}, store.SubmissionAccepted, nil},
+				{"accept", set.AcceptSubmission, sub.DestinationID, set.AcceptPayload{AuthenticationTags: tags}, sealed.Accepted, nil},
 				// Recorded, as everything on EVENTS is, but no transition from accepted.
 				{"reject after accept", set.RejectSubmission, sub.DestinationID,
 					set.RejectPayload{Problems: []set.Problem{{Type: "https://schema.fitko.de/fit-connect/events/problems/technical-error", Instance: "submission"}}},
-					store.SubmissionAccepted, nil},
+					sealed.Accepted, nil},
 			}
 			var tokens []string
 			for i, st0 := range steps {
@@ -118,7 +118,7 @@ func TestProjectsEvents(t *testing.T) {
 			if got[3].JTI != accept.JTI {
 				t.Errorf("accept recorded under jti %s, want %s", got[3].JTI, accept.JTI)
 			}
-			if s := submissionOf(t, st, sub.ID); s.Status != store.SubmissionAccepted {
+			if s := submissionOf(t, st, sub.ID); s.Status != sealed.Accepted {
 				t.Errorf("status %s after the repeat", s.Status)
 			}
 			if n := flowtest.Counter(t, reg, "amtsbote_ledger_events_total", map[string]string{"event": "accept-submission", "outcome": "unchanged"}); n != 1 {
@@ -132,7 +132,7 @@ func TestEventOfUnknownSubmissionIsRecorded(t *testing.T) {
 	b, _ := bustest.Bus(t)
 	st := flowtest.OpenSQLite(t)
 	flowtest.Start(t, newLedger(t, b, st, nil, ledger.Retention{}))
-	sub := newSubmission(store.SubmissionSubmitted, time.Now(), nil, nil, nil)
+	sub := newSubmission(sealed.Submitted, time.Now(), nil, nil, nil)
 	c, token := sign(t, set.SubmitSubmission, issuer, sub, set.SubmitPayload{AuthenticationTags: tags})
 	publishEvent(t, b, sub.CaseID, sealed.TypeEvent, []byte(token), c.JTI)
 	flowtest.Settled(t, b, bus.StreamEvents, ledger.DurableEvents)
@@ -145,8 +145,8 @@ func TestEventOfUnknownSubmissionIsRecorded(t *testing.T) {
 }
 
 func TestInvalidEvents(t *testing.T) {
-	sub := newSubmission(store.SubmissionSubmitted, time.Now(), nil, nil, nil)
-	other := newSubmission(store.SubmissionSubmitted, time.Now(), nil, nil, nil)
+	sub := newSubmission(sealed.Submitted, time.Now(), nil, nil, nil)
+	other := newSubmission(sealed.Submitted, time.Now(), nil, nil, nil)
 	b64 := func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 	badClaims := b64(`{"alg":"PS512","typ":"secevent+jwt","kid":"k1"}`) + "." +
 		b64(`{"jti":"not-a-uuid","iss":"x","iat":1700000000,"sub":"submission:`+sub.ID+`","txn":"case:`+sub.CaseID+`","events":{}}`) + ".c2ln"
@@ -194,7 +194,7 @@ func TestInvalidEvents(t *testing.T) {
 			if n := len(events(t, st, tc.recheck)); n != 0 {
 				t.Errorf("%d events recorded", n)
 			}
-			if s := submissionOf(t, st, sub.ID); s.Status != store.SubmissionSubmitted {
+			if s := submissionOf(t, st, sub.ID); s.Status != sealed.Submitted {
 				t.Errorf("status %s, want submitted", s.Status)
 			}
 			if n := flowtest.Counter(t, reg, "amtsbote_ledger_events_total", map[string]string{"outcome": "invalid"}); n != 1 {
@@ -239,7 +239,7 @@ func TestMarksRouted(t *testing.T) {
 			b, _ := bustest.Bus(t)
 			st := be.Open(t)
 			now := time.Now()
-			sub := newSubmission(store.SubmissionSubmitted, now, &now, nil, nil)
+			sub := newSubmission(sealed.Submitted, now, &now, nil, nil)
 			createSubmission(t, st, sub)
 			reg := prometheus.NewRegistry()
 			flowtest.Start(t, newLedger(t, b, st, reg, ledger.Retention{}))
@@ -282,7 +282,7 @@ func TestMarksRouted(t *testing.T) {
 
 			// A routed submission of no stored submission is acknowledged;
 			// garbage is dead-lettered.
-			publishRouted(t, b, newSubmission(store.SubmissionSubmitted, now, &now, nil, nil), uuid.NewString())
+			publishRouted(t, b, newSubmission(sealed.Submitted, now, &now, nil, nil), uuid.NewString())
 			subject, _ := bus.InboxSubject("08311", sub.DestinationID)
 			ev := event.New()
 			ev.SetID(uuid.NewString())
@@ -303,16 +303,14 @@ func TestMarksRouted(t *testing.T) {
 func TestNewChecksConfig(t *testing.T) {
 	b, _ := bustest.Bus(t)
 	st := flowtest.OpenSQLite(t)
-	good := ledger.Config{Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer}
+	good := ledger.Config{Bus: b, Store: st, Issuer: flowtest.Issuer(t, b, issuer)}
 	tests := []struct {
 		name   string
 		change func(*ledger.Config)
 	}{
 		{"no bus", func(c *ledger.Config) { c.Bus = nil }},
 		{"no store", func(c *ledger.Config) { c.Store = nil }},
-		{"no key", func(c *ledger.Config) { c.Signer.Private = nil }},
-		{"encryption key", func(c *ledger.Config) { c.Signer.Purpose = "encryption" }},
-		{"no issuer", func(c *ledger.Config) { c.Issuer = "" }},
+		{"no issuer", func(c *ledger.Config) { c.Issuer = nil }},
 		{"negative concurrency", func(c *ledger.Config) { c.Concurrency = -1 }},
 		{"negative retention", func(c *ledger.Config) { c.Retention.AfterPickup = -time.Second }},
 		{"deletion before rejection", func(c *ledger.Config) {

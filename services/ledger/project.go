@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
@@ -29,9 +28,9 @@ var errUnchanged = errors.New("unchanged")
 var errWrongCase = errors.New("submission belongs to another case")
 
 // handleEvent projects one EVENTS message: the compact SET it carries is
-// recorded and its event applied to the submission's status. The gateway
-// verified the token before publishing it; here it is only parsed, and
-// garbage is dead-lettered.
+// recorded and the submission's progress refolded. The gateway verified
+// the token before publishing it; here it is only parsed, and garbage is
+// dead-lettered.
 func (l *Ledger) handleEvent(ctx context.Context, m *bus.Message) error {
 	c, token, err := readEvent(m)
 	if err != nil {
@@ -39,17 +38,16 @@ func (l *Ledger) handleEvent(ctx context.Context, m *bus.Message) error {
 		return bus.PermanentReason(ReasonInvalid, err)
 	}
 	uri, _, _ := c.Event()
-	name := strings.TrimPrefix(uri, set.EventBase)
-	outcome, err := l.apply(ctx, c, token)
+	outcome, err := l.project(ctx, c, token, m.Sequence)
 	if errors.Is(err, errWrongCase) {
-		l.metrics.event(name, outcomeInvalid)
+		l.metrics.event(set.Name(uri), outcomeInvalid)
 		return bus.PermanentReason(ReasonInvalid, err)
 	}
 	if err != nil {
-		l.metrics.event(name, outcomeRetry)
+		l.metrics.event(set.Name(uri), outcomeRetry)
 		return err
 	}
-	l.metrics.event(name, outcome)
+	l.metrics.event(set.Name(uri), outcome)
 	return nil
 }
 
@@ -75,13 +73,13 @@ func readEvent(m *bus.Message) (set.Claims, string, error) {
 	return c, token, nil
 }
 
-// apply applies a valid SET to the store: the submission's status moves
-// along sealed.Next (an event the status does not allow, such as a repeat,
-// changes nothing), then the event is recorded unless its jti is. Both
-// steps are idempotent, so a redelivery after a failure in between
-// completes the work. An event of a submission the store does not know is
-// recorded all the same.
-func (l *Ledger) apply(ctx context.Context, c set.Claims, token string) (string, error) {
+// project records a valid SET, at stream sequence seq, in the store's
+// event log and refolds its submission's progress from all of the
+// submission's events in stream order (fold), in one transaction: the
+// ledger is the only writer of both. Replaying an event changes nothing.
+// An event of a submission the store does not know is recorded all the
+// same.
+func (l *Ledger) project(ctx context.Context, c set.Claims, token string, seq uint64) (string, error) {
 	uri, _, err := c.Event()
 	if err != nil {
 		return "", err
@@ -94,61 +92,44 @@ func (l *Ledger) apply(ctx context.Context, c set.Claims, token string) (string,
 	if err != nil {
 		return "", err
 	}
-	name := strings.TrimPrefix(uri, set.EventBase)
-	outcome := outcomeApplied
-	_, err = l.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
-		if !strings.EqualFold(s.CaseID, caseID) {
-			return fmt.Errorf("event %s: submission %s is of case %s, the event of case %s: %w", c.JTI, sid, s.CaseID, caseID, errWrongCase)
-		}
-		if !project(s, name, c.IssuedAt) {
-			return errUnchanged
-		}
-		return nil
-	})
+	p, err := l.store.ProjectEvent(ctx, store.Event{
+		JTI: c.JTI, CaseID: caseID, SubmissionID: sid, Type: uri,
+		Issuer: c.Issuer, IssuedAt: c.IssuedAt, Token: token, StreamSeq: seq,
+	}, func(s *store.Submission, evs []store.Event) { l.fold(ctx, s, evs, seq) })
 	switch {
-	case errors.Is(err, errUnchanged):
-		outcome = outcomeUnchanged
 	case errors.Is(err, store.ErrNotFound):
-		outcome = outcomeUnknown
 		l.log.Warn("ledger: event of an unknown submission recorded", "submission_id", sid, "case_id", caseID, "jti", c.JTI)
+		return outcomeUnknown, nil
+	case errors.Is(err, store.ErrConflict):
+		return "", fmt.Errorf("event %s: %w: %w", c.JTI, errWrongCase, err)
 	case err != nil:
 		return "", fmt.Errorf("project event %s: %w", c.JTI, err)
+	case p.Changed:
+		return outcomeApplied, nil
 	}
-	if err := l.store.AppendEvent(ctx, store.Event{
-		JTI: c.JTI, CaseID: caseID, SubmissionID: sid, Type: uri,
-		Issuer: c.Issuer, IssuedAt: c.IssuedAt, Token: token,
-	}); err != nil {
-		return "", fmt.Errorf("project event %s: %w", c.JTI, err)
-	}
-	return outcome, nil
+	return outcomeUnchanged, nil
 }
 
-// project applies event name, issued at, to s and reports whether s
-// changed. Times already set stay.
-func project(s *store.Submission, name string, at time.Time) bool {
-	next, err := sealed.Next(sealed.Status(s.Status), name)
-	if err != nil {
-		return false
-	}
-	changed := false
-	if st := store.SubmissionStatus(next); st != s.Status {
-		s.Status, changed = st, true
-	}
-	stamp := func(p **time.Time) {
-		if *p == nil {
-			t := at
-			*p, changed = &t, true
+// fold brings s's progress up to date with the event at stream sequence
+// seq among all of its events evs (in stream order). The newest event of
+// the submission applies to the progress as it is; one that arrives
+// after a later one (consumers run concurrently) refolds every event in
+// stream order from the state the gateway creates a submission in. An
+// event the status does not allow changes nothing.
+func (l *Ledger) fold(ctx context.Context, s *store.Submission, evs []store.Event, seq uint64) {
+	apply := func(e store.Event) {
+		if _, err := s.Progress.Apply(e.Type, e.IssuedAt); err != nil && e.Type != set.CreateSubmission {
+			l.log.DebugContext(ctx, "ledger: event changes nothing", "submission_id", s.ID, "jti", e.JTI, "err", err)
 		}
 	}
-	switch name {
-	case sealed.EventSubmit:
-		stamp(&s.SubmittedAt)
-	case sealed.EventNotify:
-		stamp(&s.PickedUpAt)
-	case sealed.EventDelete:
-		stamp(&s.DeletedAt)
+	if n := len(evs); n > 0 && evs[n-1].StreamSeq == seq {
+		apply(evs[n-1])
+		return
 	}
-	return changed
+	s.Progress = sealed.Progress{Status: sealed.Incomplete}
+	for _, e := range evs {
+		apply(e)
+	}
 }
 
 // handleRouted marks the submission an INBOX message carries as routed at

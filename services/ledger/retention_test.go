@@ -86,16 +86,16 @@ func TestRetention(t *testing.T) {
 			now := time.Now()
 			later := now.Add(time.Hour) // never due within the test
 
-			incomplete := newSubmission(store.SubmissionIncomplete, now, nil, nil, nil)
+			incomplete := newSubmission(sealed.Incomplete, now, nil, nil, nil)
 			incomplete.UploadedAttachments = incomplete.AnnouncedAttachments[:1]
-			accepted := newSubmission(store.SubmissionAccepted, now, &now, &now, &now)
+			accepted := newSubmission(sealed.Accepted, now, &now, &now, &now)
 			accepted.UploadedAttachments = accepted.AnnouncedAttachments
-			unpicked := newSubmission(store.SubmissionSubmitted, now, &now, &now, nil)
+			unpicked := newSubmission(sealed.Submitted, now, &now, &now, nil)
 			unpicked.UploadedAttachments = unpicked.AnnouncedAttachments
 			// Controls, whose clocks started an hour from now.
-			freshIncomplete := newSubmission(store.SubmissionIncomplete, later, nil, nil, nil)
-			freshAccepted := newSubmission(store.SubmissionAccepted, now, &now, &now, &later)
-			freshUnpicked := newSubmission(store.SubmissionSubmitted, now, &later, &later, nil)
+			freshIncomplete := newSubmission(sealed.Incomplete, later, nil, nil, nil)
+			freshAccepted := newSubmission(sealed.Accepted, now, &now, &now, &later)
+			freshUnpicked := newSubmission(sealed.Submitted, now, &later, &later, nil)
 
 			content := make(map[string][]string)
 			state := make(map[string][]string)
@@ -113,14 +113,14 @@ func TestRetention(t *testing.T) {
 
 			// The rejection comes on "day 14", before the deletion on "day 21".
 			flowtest.Eventually(t, 20*time.Second, func() error {
-				if s := submissionOf(t, st, unpicked.ID); s.Status != store.SubmissionRejected && s.Status != store.SubmissionDeleted {
+				if s := submissionOf(t, st, unpicked.ID); s.Status != sealed.Rejected && s.Status != sealed.Deleted {
 					return fmt.Errorf("unpicked submission is %s", s.Status)
 				}
 				return nil
 			})
 			flowtest.Eventually(t, 20*time.Second, func() error {
 				for _, s := range []store.Submission{incomplete, accepted, unpicked} {
-					if got := submissionOf(t, st, s.ID); got.Status != store.SubmissionDeleted {
+					if got := submissionOf(t, st, s.ID); got.Status != sealed.Deleted {
 						return fmt.Errorf("submission %s is %s", s.ID, got.Status)
 					}
 				}
@@ -219,9 +219,9 @@ func TestSweepKeepsEachDeadlineOnce(t *testing.T) {
 			b, _ := bustest.Bus(t)
 			st := be.Open(t)
 			now := time.Now()
-			incomplete := newSubmission(store.SubmissionIncomplete, now, nil, nil, nil)
-			forwarded := newSubmission(store.SubmissionForwarded, now, &now, &now, &now)
-			unpicked := newSubmission(store.SubmissionSubmitted, now, &now, &now, nil)
+			incomplete := newSubmission(sealed.Incomplete, now, nil, nil, nil)
+			forwarded := newSubmission(sealed.Forwarded, now, &now, &now, &now)
+			unpicked := newSubmission(sealed.Submitted, now, &now, &now, nil)
 			unpicked.UploadedAttachments = unpicked.AnnouncedAttachments
 			content := make(map[string][]string)
 			for _, s := range []store.Submission{incomplete, forwarded, unpicked} {
@@ -231,7 +231,7 @@ func TestSweepKeepsEachDeadlineOnce(t *testing.T) {
 			day := 24 * time.Hour
 			clock := now
 			l, err := ledger.New(ledger.Config{
-				Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer, Now: func() time.Time { return clock },
+				Bus: b, Store: st, Issuer: flowtest.Issuer(t, b, issuer), Now: func() time.Time { return clock },
 			})
 			if err != nil {
 				t.Fatalf("new ledger: %v", err)
@@ -243,7 +243,7 @@ func TestSweepKeepsEachDeadlineOnce(t *testing.T) {
 					t.Fatalf("sweep on day %v: %v", at/day, err)
 				}
 			}
-			status := func(s store.Submission) store.SubmissionStatus { return submissionOf(t, st, s.ID).Status }
+			status := func(s store.Submission) sealed.Status { return submissionOf(t, st, s.ID).Status }
 			present := func(s store.Submission) int {
 				n := 0
 				for _, name := range content[s.ID] {
@@ -256,15 +256,15 @@ func TestSweepKeepsEachDeadlineOnce(t *testing.T) {
 
 			steps := []struct {
 				day                     time.Duration
-				incomplete, fwd, unpick store.SubmissionStatus
+				incomplete, fwd, unpick sealed.Status
 				unpickedContent         int
 			}{
-				{0, store.SubmissionIncomplete, store.SubmissionForwarded, store.SubmissionSubmitted, 3},
-				{1*day + time.Second, store.SubmissionDeleted, store.SubmissionForwarded, store.SubmissionSubmitted, 3},
-				{7*day + time.Second, store.SubmissionDeleted, store.SubmissionDeleted, store.SubmissionSubmitted, 3},
-				{14*day + time.Second, store.SubmissionDeleted, store.SubmissionDeleted, store.SubmissionRejected, 3},
-				{21*day + time.Second, store.SubmissionDeleted, store.SubmissionDeleted, store.SubmissionDeleted, 0},
-				{30 * day, store.SubmissionDeleted, store.SubmissionDeleted, store.SubmissionDeleted, 0},
+				{0, sealed.Incomplete, sealed.Forwarded, sealed.Submitted, 3},
+				{1*day + time.Second, sealed.Deleted, sealed.Forwarded, sealed.Submitted, 3},
+				{7*day + time.Second, sealed.Deleted, sealed.Deleted, sealed.Submitted, 3},
+				{14*day + time.Second, sealed.Deleted, sealed.Deleted, sealed.Rejected, 3},
+				{21*day + time.Second, sealed.Deleted, sealed.Deleted, sealed.Deleted, 0},
+				{30 * day, sealed.Deleted, sealed.Deleted, sealed.Deleted, 0},
 			}
 			for _, step := range steps {
 				sweep(step.day)
@@ -306,30 +306,28 @@ func TestDeletionClearsOutbox(t *testing.T) {
 			ctx := context.Background()
 			now := time.Now()
 			picked := now.Add(-time.Hour)
-			sub := newSubmission(store.SubmissionSubmitted, now.Add(-2*time.Hour), &picked, &picked, &picked)
+			sub := newSubmission(sealed.Submitted, now.Add(-2*time.Hour), &picked, &picked, &picked)
 			sub.UploadedAttachments = sub.AnnouncedAttachments
 			createSubmission(t, st, sub)
 			withContent(t, b, sub)
 			keys := withState(t, b, sub)
 
 			outbox := func(uri string) string { return sealed.OutboxKey(sealed.EventJTI(sub.ID, uri)) }
-			for _, uri := range []string{set.CreateSubmission, set.SubmitSubmission, set.NotifySubmission} {
+			for _, uri := range []string{set.CreateSubmission, set.SubmitSubmission} {
 				if _, err := b.PutState(ctx, outbox(uri), []byte(`{}`)); err != nil {
 					t.Fatalf("put outbox entry: %v", err)
 				}
 			}
-			// create- and submit-submission were recorded, notify-submission not yet.
-			for uri, payload := range map[string]any{set.CreateSubmission: nil, set.SubmitSubmission: set.SubmitPayload{AuthenticationTags: tags}} {
-				c, token := sign(t, uri, issuer, sub, payload)
-				if err := st.AppendEvent(ctx, store.Event{
-					JTI: sealed.EventJTI(sub.ID, uri), CaseID: sub.CaseID, SubmissionID: sub.ID, Type: uri,
-					Issuer: issuer, IssuedAt: c.IssuedAt, Token: token,
-				}); err != nil {
-					t.Fatalf("append %s: %v", uri, err)
-				}
+			// create-submission was recorded, submit-submission not yet.
+			c, token := sign(t, set.CreateSubmission, issuer, sub, nil)
+			if _, err := st.ProjectEvent(ctx, store.Event{
+				JTI: sealed.EventJTI(sub.ID, set.CreateSubmission), CaseID: sub.CaseID, SubmissionID: sub.ID, Type: set.CreateSubmission,
+				Issuer: issuer, IssuedAt: c.IssuedAt, Token: token, StreamSeq: 1,
+			}, func(*store.Submission, []store.Event) {}); err != nil {
+				t.Fatalf("record create-submission: %v", err)
 			}
 			// Another submission's entries stay.
-			other := newSubmission(store.SubmissionSubmitted, now, &now, &now, &now)
+			other := newSubmission(sealed.Submitted, now, &now, &now, &now)
 			other.UploadedAttachments = other.AnnouncedAttachments
 			createSubmission(t, st, other)
 			otherKeys := append(withState(t, b, other), sealed.OutboxKey(sealed.EventJTI(other.ID, set.CreateSubmission)))
@@ -344,18 +342,18 @@ func TestDeletionClearsOutbox(t *testing.T) {
 					t.Fatalf("sweep: %v", err)
 				}
 			}
-			if got := submissionOf(t, st, sub.ID); got.Status != store.SubmissionDeleted {
+			if got := submissionOf(t, st, sub.ID); got.Status != sealed.Deleted {
 				t.Fatalf("submission is %s, want deleted", got.Status)
 			}
-			all := append(slices.Clone(keys), outbox(set.CreateSubmission), outbox(set.SubmitSubmission), outbox(set.NotifySubmission))
-			if left := stateLeft(t, b, all); !slices.Equal(left, []string{outbox(set.NotifySubmission)}) {
-				t.Errorf("state entries left %v, want only the unrecorded notify-submission's outbox entry", left)
+			all := append(slices.Clone(keys), outbox(set.CreateSubmission), outbox(set.SubmitSubmission))
+			if left := stateLeft(t, b, all); !slices.Equal(left, []string{outbox(set.SubmitSubmission)}) {
+				t.Errorf("state entries left %v, want only the unrecorded submit-submission's outbox entry", left)
 			}
 			if left := stateLeft(t, b, otherKeys); len(left) != len(otherKeys) {
 				t.Errorf("other submission's entries %v left of %v", left, otherKeys)
 			}
-			if n := flowtest.Counter(t, reg, "amtsbote_ledger_state_deleted_total", nil); n != float64(len(keys)+2) {
-				t.Errorf("%v state entries counted deleted, want %d", n, len(keys)+2)
+			if n := flowtest.Counter(t, reg, "amtsbote_ledger_state_deleted_total", nil); n != float64(len(keys)+1) {
+				t.Errorf("%v state entries counted deleted, want %d", n, len(keys)+1)
 			}
 		})
 	}

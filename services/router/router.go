@@ -22,13 +22,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
-	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/problem"
-	"github.com/amtsbote/amtsbote/pkg/routing"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -64,25 +62,19 @@ const (
 	ProblemNotResponsible         = problem.Base + "destination-not-responsible"
 )
 
-// EventContentType is the datacontenttype of an EVENTS message, whose
-// data is the compact SET, as the gateway publishes it.
-const EventContentType = "application/jose"
-
 // Resolver names the destination responsible for service (a service URN)
 // in the region ars (an ARS prefix of 0 to 12 digits, without "DE") at time
 // at, as the routing table says. ok is false when no destination is.
 type Resolver func(service, ars string, at time.Time) (destinationID string, ok bool)
 
-// Config is what a Router needs. Bus, Store, Signer and Issuer are required.
+// Config is what a Router needs. Bus, Store and Issuer are required.
 type Config struct {
 	// Bus connects to JetStream; the topology must exist.
 	Bus *bus.Bus
 	// Store holds the registry the router checks destinations against.
-	Store store.Store
-	// Signer is Amtsbote's PS512 key; it signs reject-submission events.
-	Signer jose.KeyPair
-	// Issuer is Amtsbote's public URL, the iss of its events.
-	Issuer string
+	Store Destinations
+	// Issuer issues reject-submission events.
+	Issuer *issuer.Issuer
 	// Resolver, when set, is asked for the destination responsible for a
 	// submission that names a region; it must still be the submission's.
 	Resolver Resolver
@@ -97,12 +89,16 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Destinations is what the router reads of the registry.
+type Destinations interface {
+	Destination(ctx context.Context, id string) (store.Destination, error)
+}
+
 // Router routes sealed submissions from INGRESS to INBOX.
 type Router struct {
 	bus         *bus.Bus
-	store       store.Store
-	signer      jose.KeyPair
-	issuer      string
+	store       Destinations
+	issuer      *issuer.Issuer
 	resolve     Resolver
 	log         *slog.Logger
 	concurrency int
@@ -117,11 +113,7 @@ func New(cfg Config) (*Router, error) {
 		return nil, errors.New("new router: no bus")
 	case cfg.Store == nil:
 		return nil, errors.New("new router: no store")
-	case cfg.Signer.Private == nil || cfg.Signer.Public.KeyID == "":
-		return nil, errors.New("new router: no signing key with a kid")
-	case cfg.Signer.Purpose != jose.Signing:
-		return nil, fmt.Errorf("new router: signing key has purpose %q, want %q", cfg.Signer.Purpose, jose.Signing)
-	case cfg.Issuer == "":
+	case cfg.Issuer == nil:
 		return nil, errors.New("new router: no issuer")
 	case cfg.Concurrency < 0:
 		return nil, fmt.Errorf("new router: concurrency %d: negative", cfg.Concurrency)
@@ -129,7 +121,6 @@ func New(cfg Config) (*Router, error) {
 	r := &Router{
 		bus:         cfg.Bus,
 		store:       cfg.Store,
-		signer:      cfg.Signer,
 		issuer:      cfg.Issuer,
 		resolve:     cfg.Resolver,
 		log:         cfg.Logger,
@@ -202,7 +193,7 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 		return err
 	}
 	if why != nil {
-		if err := r.reject(ctx, sub, *why, traceOf(m)); err != nil {
+		if err := r.reject(ctx, sub, *why); err != nil {
 			var perm *bus.PermanentError
 			if errors.As(err, &perm) {
 				r.metrics.outcome(outcomeInvalid, land)
@@ -217,25 +208,12 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 		return bus.PermanentReason(why.reason, errors.New(why.detail))
 	}
 
-	subject, err := bus.InboxSubject(dest.HomeRegion, dest.ID)
-	if err != nil {
+	if _, err := bus.InboxSubject(dest.HomeRegion, dest.ID); err != nil {
 		r.metrics.outcome(outcomeUnroutable, land)
 		r.metrics.unroutable.WithLabelValues(ReasonBadHomeRegion, land).Inc()
 		return bus.PermanentReason(ReasonBadHomeRegion, err)
 	}
-	ev := event.New()
-	ev.SetID(sub.SubmissionID)
-	ev.SetSource(r.issuer)
-	ev.SetType(sealed.TypeRouted)
-	ev.SetSubject(sub.SubmissionID)
-	ev.SetTime(r.now())
-	if tp := traceOf(m); tp != "" {
-		ev.SetExtension(bus.ExtensionTraceparent, tp)
-	}
-	if err := ev.SetData("application/json", m.Data); err != nil {
-		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("route %s: %w", sub.SubmissionID, err))
-	}
-	ack, err := r.bus.Publish(ctx, subject, ev, sub.SubmissionID)
+	ack, err := r.bus.PublishRouted(ctx, r.issuer.URL(), dest.HomeRegion, sub, m.Data, r.now())
 	if err != nil {
 		r.metrics.outcome(outcomeRetry, land)
 		return fmt.Errorf("route %s: %w", sub.SubmissionID, err)
@@ -248,14 +226,8 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 	if !m.Published.IsZero() {
 		r.metrics.latency.Observe(r.now().Sub(m.Published).Seconds())
 	}
-	log.Debug("router: routed", "subject", subject)
+	log.Debug("router: routed", "destination_id", dest.ID)
 	return nil
-}
-
-// traceOf returns the traceparent the message carries, or "".
-func traceOf(m *bus.Message) string {
-	tp, _ := m.Event.Extensions()[bus.ExtensionTraceparent].(string)
-	return tp
 }
 
 // decode checks the message's subject and type and decodes its body.
@@ -286,7 +258,7 @@ func (r *Router) check(ctx context.Context, sub sealed.Submission) (store.Destin
 			fmt.Sprintf("destination %s is %s", dest.ID, dest.Status)}, nil
 	}
 	now := r.now()
-	if !offers(dest, sub.Service, sub.Region, now) {
+	if _, ok := dest.Offers(sub.Service, sub.Region, now); !ok {
 		detail := fmt.Sprintf("destination %s does not offer service %s", dest.ID, sub.Service)
 		if sub.Region != "" {
 			detail += " in region " + sub.Region
@@ -307,72 +279,19 @@ func (r *Router) check(ctx context.Context, sub sealed.Submission) (store.Destin
 	return dest, nil, nil
 }
 
-// offers reports whether d offers service at time at, and, when region is
-// set, in a region covering it.
-func offers(d store.Destination, service, region string, at time.Time) bool {
-	want, err := routing.ServiceID(service)
-	if err != nil {
-		want = service
-	}
-	for _, s := range d.Services {
-		id, err := routing.ServiceID(s.Identifier)
-		if err != nil {
-			id = s.Identifier
-		}
-		if id != want {
-			continue
-		}
-		if s.ValidFrom != nil && at.Before(*s.ValidFrom) || s.ValidUntil != nil && !at.Before(*s.ValidUntil) {
-			continue
-		}
-		if region == "" {
-			return true
-		}
-		for _, r := range s.Regions {
-			if strings.HasPrefix(region, r) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// reject publishes Amtsbote's reject-submission event for sub. Its jti is
-// derived (sealed.EventJTI): a redelivery signs the same event again, and
-// EVENTS and the store drop the repeat.
-func (r *Router) reject(ctx context.Context, sub sealed.Submission, why unroutable, traceparent string) error {
+// reject issues Amtsbote's reject-submission event for sub. Its jti is
+// derived: a redelivery issues the same event, once.
+func (r *Router) reject(ctx context.Context, sub sealed.Submission, why unroutable) error {
 	payload := set.RejectPayload{Problems: []set.Problem{{
 		Type:     why.problemType,
 		Title:    why.title,
 		Detail:   why.detail,
 		Instance: "submission",
 	}}}
-	c, err := set.New(set.RejectSubmission, r.issuer, sub.SubmissionID, sub.CaseID, payload, r.now())
-	if err != nil {
-		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("reject %s: %w", sub.SubmissionID, err))
-	}
-	c.JTI = sealed.EventJTI(sub.SubmissionID, set.RejectSubmission)
-	token, err := set.Sign(c, r.signer.Private, r.signer.Public.KeyID)
-	if err != nil {
-		return fmt.Errorf("reject %s: %w", sub.SubmissionID, err)
-	}
-	subject, err := bus.EventsSubject(sub.CaseID)
-	if err != nil {
-		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("reject %s: %w", sub.SubmissionID, err))
-	}
-	ev := event.New()
-	ev.SetID(c.JTI)
-	ev.SetSource(r.issuer)
-	ev.SetType(sealed.TypeEvent)
-	ev.SetSubject(sub.SubmissionID)
-	ev.SetTime(c.IssuedAt)
-	if traceparent != "" {
-		ev.SetExtension(bus.ExtensionTraceparent, traceparent)
-	}
-	if err := ev.SetData(EventContentType, []byte(token)); err != nil {
-		return fmt.Errorf("reject %s: %w", sub.SubmissionID, err)
-	}
-	if _, err := r.bus.Publish(ctx, subject, ev, c.JTI); err != nil {
+	if _, err := r.issuer.Issue(ctx, set.RejectSubmission, sub.SubmissionID, sub.CaseID, payload); err != nil {
+		if errors.Is(err, set.ErrClaims) || errors.Is(err, bus.ErrInvalidToken) {
+			return bus.PermanentReason(ReasonInvalid, fmt.Errorf("reject %s: %w", sub.SubmissionID, err))
+		}
 		return fmt.Errorf("reject %s: %w", sub.SubmissionID, err)
 	}
 	return nil

@@ -24,7 +24,7 @@ import (
 func newRouter(t *testing.T, b *bus.Bus, st store.Store, reg *prometheus.Registry, resolve router.Resolver) *router.Router {
 	t.Helper()
 	rt, err := router.New(router.Config{
-		Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer, Resolver: resolve, Registry: reg, Concurrency: 2,
+		Bus: b, Store: st, Issuer: flowtest.Issuer(t, b, issuer), Resolver: resolve, Registry: reg, Concurrency: 2,
 	})
 	if err != nil {
 		t.Fatalf("new router: %v", err)
@@ -417,16 +417,14 @@ func TestRouterCatchesUp(t *testing.T) {
 func TestNewChecksConfig(t *testing.T) {
 	b, _ := bustest.Bus(t)
 	st := flowtest.OpenSQLite(t)
-	good := router.Config{Bus: b, Store: st, Signer: flowtest.Signer(t), Issuer: issuer}
+	good := router.Config{Bus: b, Store: st, Issuer: flowtest.Issuer(t, b, issuer)}
 	tests := []struct {
 		name   string
 		change func(*router.Config)
 	}{
 		{"no bus", func(c *router.Config) { c.Bus = nil }},
 		{"no store", func(c *router.Config) { c.Store = nil }},
-		{"no key", func(c *router.Config) { c.Signer.Private = nil }},
-		{"encryption key", func(c *router.Config) { c.Signer.Purpose = "encryption" }},
-		{"no issuer", func(c *router.Config) { c.Issuer = "" }},
+		{"no issuer", func(c *router.Config) { c.Issuer = nil }},
 		{"negative concurrency", func(c *router.Config) { c.Concurrency = -1 }},
 	}
 	for _, tc := range tests {

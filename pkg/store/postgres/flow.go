@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -202,17 +203,81 @@ func (db *DB) DueSubmissions(ctx context.Context, d store.Deadline, before time.
 	return list, nil
 }
 
-// AppendEvent records e unless its JTI is recorded already.
-func (db *DB) AppendEvent(ctx context.Context, e store.Event) error {
-	if _, err := db.pool.Exec(ctx, `INSERT INTO events (jti, case_id, submission_id, type, issuer, issued_at, token)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (jti) DO NOTHING`,
-		e.JTI, e.CaseID, e.SubmissionID, e.Type, e.Issuer, store.Truncate(e.IssuedAt), e.Token); err != nil {
-		return fmt.Errorf("append event %s: %w", e.JTI, err)
-	}
-	return nil
+// eventColumns are the columns scanEvent reads.
+const eventColumns = `jti, case_id, submission_id, type, issuer, issued_at, token, coalesce(stream_seq, 0)`
+
+// eventOrder lists events in stream order; events recorded before the
+// stream order was kept come first, in recording order.
+const eventOrder = `ORDER BY coalesce(stream_seq, 0), seq`
+
+func scanEvent(r pgx.CollectableRow) (store.Event, error) {
+	var (
+		e   store.Event
+		seq int64
+	)
+	err := r.Scan(&e.JTI, &e.CaseID, &e.SubmissionID, &e.Type, &e.Issuer, &e.IssuedAt, &e.Token, &seq)
+	utc(&e.IssuedAt)
+	e.StreamSeq = uint64(seq)
+	return e, err
 }
 
-// Events lists the events of caseID in recording order, with their total.
+// ProjectEvent records e unless its JTI is recorded and refolds its
+// submission's progress, in one transaction that first locks the
+// submission's row, so that concurrent projections of one submission see
+// each other's events.
+func (db *DB) ProjectEvent(ctx context.Context, e store.Event, fold store.Fold) (store.Projection, error) {
+	var out store.Projection
+	err := db.write(ctx, func(tx pgx.Tx) error {
+		out = store.Projection{}
+		s, err := scanSubmission(tx.QueryRow(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = $1 FOR UPDATE`, e.SubmissionID))
+		known := err == nil
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		if known && !strings.EqualFold(s.CaseID, e.CaseID) {
+			return fmt.Errorf("submission %s is of case %s, not %s: %w", s.ID, s.CaseID, e.CaseID, store.ErrConflict)
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO events (jti, case_id, submission_id, type, issuer, issued_at, token, stream_seq)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (jti) DO NOTHING`,
+			e.JTI, e.CaseID, e.SubmissionID, e.Type, e.Issuer, store.Truncate(e.IssuedAt), e.Token, int64(e.StreamSeq))
+		if err != nil {
+			return err
+		}
+		out.Recorded = tag.RowsAffected() == 1
+		if !known {
+			return nil
+		}
+		rows, err := tx.Query(ctx, `SELECT `+eventColumns+` FROM events WHERE submission_id = $1 `+eventOrder, e.SubmissionID)
+		if err != nil {
+			return err
+		}
+		evs, err := pgx.CollectRows(rows, scanEvent)
+		if err != nil {
+			return err
+		}
+		before := s.Progress
+		fold(&s, evs)
+		s = normSubmission(s)
+		out.Submission = s
+		if s.Progress.Equal(before) {
+			return nil
+		}
+		s.UpdatedAt = store.Now()
+		out.Submission, out.Changed = s, true
+		_, err = tx.Exec(ctx, `UPDATE submissions SET status = $1, submitted_at = $2, picked_up_at = $3, deleted_at = $4, updated_at = $5
+			WHERE id = $6`, string(s.Status), s.SubmittedAt, s.PickedUpAt, s.DeletedAt, s.UpdatedAt, s.ID)
+		return err
+	})
+	if err != nil {
+		return store.Projection{}, fmt.Errorf("project event %s: %w", e.JTI, err)
+	}
+	if out.Submission.ID == "" {
+		return out, fmt.Errorf("project event %s: submission %s: %w", e.JTI, e.SubmissionID, store.ErrNotFound)
+	}
+	return out, nil
+}
+
+// Events lists the events of caseID in stream order, with their total.
 func (db *DB) Events(ctx context.Context, caseID string, p store.Page) ([]store.Event, int, error) {
 	p = p.Normalize()
 	var (
@@ -223,17 +288,12 @@ func (db *DB) Events(ctx context.Context, caseID string, p store.Page) ([]store.
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM events WHERE case_id = $1`, caseID).Scan(&total); err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `SELECT jti, case_id, submission_id, type, issuer, issued_at, token
-			FROM events WHERE case_id = $1 ORDER BY seq LIMIT $2 OFFSET $3`, caseID, p.Limit, p.Offset)
+		rows, err := tx.Query(ctx, `SELECT `+eventColumns+`
+			FROM events WHERE case_id = $1 `+eventOrder+` LIMIT $2 OFFSET $3`, caseID, p.Limit, p.Offset)
 		if err != nil {
 			return err
 		}
-		list, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Event, error) {
-			var e store.Event
-			err := r.Scan(&e.JTI, &e.CaseID, &e.SubmissionID, &e.Type, &e.Issuer, &e.IssuedAt, &e.Token)
-			utc(&e.IssuedAt)
-			return e, err
-		})
+		list, err = pgx.CollectRows(rows, scanEvent)
 		return err
 	})
 	if err != nil {
@@ -263,4 +323,16 @@ func (db *DB) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) (st
 	}
 	utc(&out.CreatedAt)
 	return out, false, nil
+}
+
+// Idempotency returns the record stored under key.
+func (db *DB) Idempotency(ctx context.Context, key string) (store.IdempotencyRecord, error) {
+	var r store.IdempotencyRecord
+	err := db.pool.QueryRow(ctx, `SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = $1`, key).
+		Scan(&r.Key, &r.RequestHash, &r.Status, &r.Body, &r.CreatedAt)
+	if err != nil {
+		return store.IdempotencyRecord{}, fmt.Errorf("idempotency record %s: %w", key, notFound(err))
+	}
+	utc(&r.CreatedAt)
+	return r, nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -238,21 +239,96 @@ func (db *DB) DueSubmissions(ctx context.Context, d store.Deadline, before time.
 	return list, nil
 }
 
-// AppendEvent records e unless its JTI is recorded already.
-func (db *DB) AppendEvent(ctx context.Context, e store.Event) error {
+// eventColumns are the columns scanEvent reads.
+const eventColumns = `jti, case_id, submission_id, type, issuer, issued_at, token, coalesce(stream_seq, 0)`
+
+// eventOrder lists events in stream order; events recorded before the
+// stream order was kept come first, in recording order.
+const eventOrder = `ORDER BY coalesce(stream_seq, 0), seq`
+
+func scanEvent(row scanner) (store.Event, error) {
+	var (
+		e      store.Event
+		issued string
+		seq    int64
+	)
+	if err := row.Scan(&e.JTI, &e.CaseID, &e.SubmissionID, &e.Type, &e.Issuer, &issued, &e.Token, &seq); err != nil {
+		return e, err
+	}
+	e.StreamSeq = uint64(seq)
+	var err error
+	e.IssuedAt, err = decTime(issued)
+	return e, err
+}
+
+// ProjectEvent records e unless its JTI is recorded and refolds its
+// submission's progress, in one write transaction (SQLite has one writer).
+func (db *DB) ProjectEvent(ctx context.Context, e store.Event, fold store.Fold) (store.Projection, error) {
+	var out store.Projection
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO events (jti, case_id, submission_id, type, issuer, issued_at, token)
-			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (jti) DO NOTHING`,
-			e.JTI, e.CaseID, e.SubmissionID, e.Type, e.Issuer, encTime(e.IssuedAt), e.Token)
+		out = store.Projection{}
+		s, err := scanSubmission(tx.QueryRowContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = ?`, e.SubmissionID))
+		known := err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if known && !strings.EqualFold(s.CaseID, e.CaseID) {
+			return fmt.Errorf("submission %s is of case %s, not %s: %w", s.ID, s.CaseID, e.CaseID, store.ErrConflict)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO events (jti, case_id, submission_id, type, issuer, issued_at, token, stream_seq)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (jti) DO NOTHING`,
+			e.JTI, e.CaseID, e.SubmissionID, e.Type, e.Issuer, encTime(e.IssuedAt), e.Token, int64(e.StreamSeq))
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return err
+		}
+		out.Recorded = n == 1
+		if !known {
+			return nil
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT `+eventColumns+` FROM events WHERE submission_id = ? `+eventOrder, e.SubmissionID)
+		if err != nil {
+			return err
+		}
+		var evs []store.Event
+		for rows.Next() {
+			ev, err := scanEvent(rows)
+			if err != nil {
+				rows.Close()
+				return err
+			}
+			evs = append(evs, ev)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
+		before := s.Progress
+		fold(&s, evs)
+		s = normSubmission(s)
+		out.Submission = s
+		if s.Progress.Equal(before) {
+			return nil
+		}
+		s.UpdatedAt = store.Now()
+		out.Submission, out.Changed = s, true
+		_, err = tx.ExecContext(ctx, `UPDATE submissions SET status = ?, submitted_at = ?, picked_up_at = ?, deleted_at = ?, updated_at = ?
+			WHERE id = ?`, string(s.Status), encTimePtr(s.SubmittedAt), encTimePtr(s.PickedUpAt), encTimePtr(s.DeletedAt),
+			encTime(s.UpdatedAt), s.ID)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("append event %s: %w", e.JTI, err)
+		return store.Projection{}, fmt.Errorf("project event %s: %w", e.JTI, err)
 	}
-	return nil
+	if out.Submission.ID == "" {
+		return out, fmt.Errorf("project event %s: submission %s: %w", e.JTI, e.SubmissionID, store.ErrNotFound)
+	}
+	return out, nil
 }
 
-// Events lists the events of caseID in recording order, with their total.
+// Events lists the events of caseID in stream order, with their total.
 func (db *DB) Events(ctx context.Context, caseID string, p store.Page) ([]store.Event, int, error) {
 	p = p.Normalize()
 	var (
@@ -263,21 +339,15 @@ func (db *DB) Events(ctx context.Context, caseID string, p store.Page) ([]store.
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE case_id = ?`, caseID).Scan(&total); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT jti, case_id, submission_id, type, issuer, issued_at, token
-			FROM events WHERE case_id = ? ORDER BY seq LIMIT ? OFFSET ?`, caseID, p.Limit, p.Offset)
+		rows, err := tx.QueryContext(ctx, `SELECT `+eventColumns+`
+			FROM events WHERE case_id = ? `+eventOrder+` LIMIT ? OFFSET ?`, caseID, p.Limit, p.Offset)
 		if err != nil {
 			return err
 		}
 		defer rows.Close()
 		for rows.Next() {
-			var (
-				e      store.Event
-				issued string
-			)
-			if err := rows.Scan(&e.JTI, &e.CaseID, &e.SubmissionID, &e.Type, &e.Issuer, &issued, &e.Token); err != nil {
-				return err
-			}
-			if e.IssuedAt, err = decTime(issued); err != nil {
+			e, err := scanEvent(rows)
+			if err != nil {
 				return err
 			}
 			list = append(list, e)
@@ -323,4 +393,21 @@ func (db *DB) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) (st
 		return store.IdempotencyRecord{}, false, fmt.Errorf("put idempotency record %s: %w", r.Key, err)
 	}
 	return out, created, nil
+}
+
+// Idempotency returns the record stored under key.
+func (db *DB) Idempotency(ctx context.Context, key string) (store.IdempotencyRecord, error) {
+	var (
+		r  store.IdempotencyRecord
+		at string
+	)
+	err := db.r.QueryRowContext(ctx, `SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = ?`, key).
+		Scan(&r.Key, &r.RequestHash, &r.Status, &r.Body, &at)
+	if err != nil {
+		return store.IdempotencyRecord{}, fmt.Errorf("idempotency record %s: %w", key, notFound(err))
+	}
+	if r.CreatedAt, err = decTime(at); err != nil {
+		return store.IdempotencyRecord{}, fmt.Errorf("idempotency record %s: %w", key, err)
+	}
+	return r, nil
 }

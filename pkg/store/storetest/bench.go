@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
@@ -24,12 +25,14 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 			for pb.Next() {
 				i := n.Add(1)
 				id := fmt.Sprintf("s%08d", i)
-				sub := submission(id, fmt.Sprintf("d%02d", i%16), store.SubmissionSubmitted, time.Duration(i))
+				sub := submission(id, fmt.Sprintf("d%02d", i%16), sealed.Submitted, time.Duration(i))
 				if err := s.CreateSubmission(ctx, sub); err != nil {
 					b.Error(err)
 					return
 				}
-				if err := s.AppendEvent(ctx, event("e-"+id, sub.CaseID, 0)); err != nil {
+				e := event("e-"+id, sub.CaseID, 0)
+				e.SubmissionID, e.StreamSeq = id, uint64(i)
+				if _, err := s.ProjectEvent(ctx, e, foldProgress); err != nil {
 					b.Error(err)
 					return
 				}
@@ -40,9 +43,9 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 		s := openBench(b, open)
 		ctx := context.Background()
 		for i := range 2000 {
-			sub := submission(fmt.Sprintf("s%05d", i), fmt.Sprintf("d%02d", i%40), store.SubmissionSubmitted, time.Duration(i)*time.Second)
+			sub := submission(fmt.Sprintf("s%05d", i), fmt.Sprintf("d%02d", i%40), sealed.Submitted, time.Duration(i)*time.Second)
 			if i%3 == 0 {
-				sub.Status = store.SubmissionAccepted // answered: off the list
+				sub.Status = sealed.Accepted // answered: off the list
 			}
 			if err := s.CreateSubmission(ctx, sub); err != nil {
 				b.Fatal(err)
@@ -62,7 +65,7 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 		ctx := context.Background()
 		const subs = 64
 		for i := range subs {
-			if err := s.CreateSubmission(ctx, submission(fmt.Sprintf("s%02d", i), "d1", store.SubmissionIncomplete, 0)); err != nil {
+			if err := s.CreateSubmission(ctx, submission(fmt.Sprintf("s%02d", i), "d1", sealed.Incomplete, 0)); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -73,7 +76,7 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 			for pb.Next() {
 				id := fmt.Sprintf("s%02d", n.Add(1)%subs)
 				if _, err := s.UpdateSubmission(ctx, id, func(u *store.Submission) error {
-					u.Status = store.SubmissionSubmitted
+					u.Status = sealed.Submitted
 					return nil
 				}); err != nil {
 					b.Error(err)

@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
 // submission returns a submission to destination destID with every field
 // set, created created after t0.
-func submission(id, destID string, status store.SubmissionStatus, created time.Duration) store.Submission {
+func submission(id, destID string, status sealed.Status, created time.Duration) store.Submission {
 	return store.Submission{
 		ID:                   id,
 		CaseID:               "case-" + id,
@@ -24,16 +25,13 @@ func submission(id, destID string, status store.SubmissionStatus, created time.D
 		ServiceIdentifier:    "urn:de:fim:leika:leistung:99050012104000",
 		ServiceName:          "Anmeldung einer Wohnung",
 		Region:               "DE083110000000",
-		Status:               status,
+		Progress:             sealed.Progress{Status: status, SubmittedAt: ptr(at(created + time.Minute))},
 		AnnouncedAttachments: []string{"a1-" + id, "a2-" + id},
 		UploadedAttachments:  []string{"a1-" + id},
 		CallbackURL:          "https://portal.example/callback/" + id,
 		CallbackSecret:       "sender-secret-" + id,
 		CreatedAt:            at(created),
-		SubmittedAt:          ptr(at(created + time.Minute)),
 		RoutedAt:             ptr(at(created + 2*time.Minute)),
-		PickedUpAt:           nil,
-		DeletedAt:            nil,
 		UpdatedAt:            at(created + 2*time.Minute),
 	}
 }
@@ -41,7 +39,7 @@ func submission(id, destID string, status store.SubmissionStatus, created time.D
 var submissionTests = []test{
 	{"create and read back", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		sub := submission("s1", "d1", store.SubmissionDeleted, 0)
+		sub := submission("s1", "d1", sealed.Deleted, 0)
 		sub.PickedUpAt = ptr(at(time.Hour))
 		sub.DeletedAt = ptr(at(2 * time.Hour))
 		must(t, "create", s.CreateSubmission(ctx, sub))
@@ -52,7 +50,7 @@ var submissionTests = []test{
 	{"sparse fields round-trip", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
 		start := time.Now()
-		sub := store.Submission{ID: "s1", CaseID: "c1", DestinationID: "d1", Status: store.SubmissionIncomplete, AnnouncedAttachments: []string{}}
+		sub := store.Submission{ID: "s1", CaseID: "c1", DestinationID: "d1", Progress: sealed.Progress{Status: sealed.Incomplete}, AnnouncedAttachments: []string{}}
 		must(t, "create", s.CreateSubmission(ctx, sub))
 		got, err := s.Submission(ctx, "s1")
 		must(t, "submission", err)
@@ -65,9 +63,9 @@ var submissionTests = []test{
 	}},
 	{"duplicate id conflicts", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		sub := submission("s1", "d1", store.SubmissionIncomplete, 0)
+		sub := submission("s1", "d1", sealed.Incomplete, 0)
 		must(t, "create", s.CreateSubmission(ctx, sub))
-		other := submission("s1", "d2", store.SubmissionSubmitted, time.Hour)
+		other := submission("s1", "d2", sealed.Submitted, time.Hour)
 		if err := s.CreateSubmission(ctx, other); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("create again: %v, want ErrConflict", err)
 		}
@@ -91,12 +89,12 @@ var submissionTests = []test{
 	}},
 	{"update writes back", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		sub := submission("s1", "d1", store.SubmissionIncomplete, 0)
+		sub := submission("s1", "d1", sealed.Incomplete, 0)
 		sub.SubmittedAt, sub.RoutedAt = nil, nil
 		must(t, "create", s.CreateSubmission(ctx, sub))
 		start := time.Now()
 		got, err := s.UpdateSubmission(ctx, "s1", func(u *store.Submission) error {
-			u.Status = store.SubmissionSubmitted
+			u.Status = sealed.Submitted
 			u.SubmittedAt = ptr(at(2 * time.Minute))
 			u.RoutedAt = ptr(at(3 * time.Minute))
 			u.UploadedAttachments = append(u.UploadedAttachments, "a2-s1")
@@ -104,7 +102,7 @@ var submissionTests = []test{
 		})
 		must(t, "update", err)
 		want := sub
-		want.Status = store.SubmissionSubmitted
+		want.Status = sealed.Submitted
 		want.SubmittedAt = ptr(at(2 * time.Minute))
 		want.RoutedAt = ptr(at(3 * time.Minute))
 		want.UploadedAttachments = []string{"a1-s1", "a2-s1"}
@@ -117,10 +115,10 @@ var submissionTests = []test{
 	}},
 	{"update func error aborts", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		sub := submission("s1", "d1", store.SubmissionSubmitted, 0)
+		sub := submission("s1", "d1", sealed.Submitted, 0)
 		must(t, "create", s.CreateSubmission(ctx, sub))
 		_, err := s.UpdateSubmission(ctx, "s1", func(u *store.Submission) error {
-			u.Status = store.SubmissionDeleted
+			u.Status = sealed.Deleted
 			return errAbort
 		})
 		if !errors.Is(err, errAbort) {
@@ -132,7 +130,7 @@ var submissionTests = []test{
 	}},
 	{"update cannot change the id or creation time", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		sub := submission("s1", "d1", store.SubmissionSubmitted, 0)
+		sub := submission("s1", "d1", sealed.Submitted, 0)
 		must(t, "create", s.CreateSubmission(ctx, sub))
 		if _, err := s.UpdateSubmission(ctx, "s1", func(u *store.Submission) error {
 			u.ID = "s2"
@@ -149,7 +147,7 @@ var submissionTests = []test{
 	}},
 	{"concurrent updates lose nothing", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		sub := submission("s1", "d1", store.SubmissionIncomplete, 0)
+		sub := submission("s1", "d1", sealed.Incomplete, 0)
 		sub.UploadedAttachments = nil
 		must(t, "create", s.CreateSubmission(ctx, sub))
 		const n = 20
@@ -180,10 +178,10 @@ var submissionTests = []test{
 	}},
 	{"submissions by case", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		first := submission("s-first", "A", store.SubmissionAccepted, 0)
-		reply := submission("s-reply", "B", store.SubmissionIncomplete, time.Hour)
-		same := submission("s-same", "A", store.SubmissionSubmitted, time.Hour) // same time: by id
-		other := submission("s-other", "A", store.SubmissionSubmitted, 0)
+		first := submission("s-first", "A", sealed.Accepted, 0)
+		reply := submission("s-reply", "B", sealed.Incomplete, time.Hour)
+		same := submission("s-same", "A", sealed.Submitted, time.Hour) // same time: by id
+		other := submission("s-other", "A", sealed.Submitted, 0)
 		for _, sub := range []*store.Submission{&first, &reply, &same} {
 			sub.CaseID = "case-1"
 		}
@@ -205,22 +203,22 @@ var submissionTests = []test{
 	}},
 	{"pickup list", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		picked := submission("a-picked", "A", store.SubmissionSubmitted, 0)
+		picked := submission("a-picked", "A", sealed.Submitted, 0)
 		picked.PickedUpAt = ptr(at(time.Hour))
-		unrouted := submission("a-unrouted", "A", store.SubmissionSubmitted, 0)
+		unrouted := submission("a-unrouted", "A", sealed.Submitted, 0)
 		unrouted.RoutedAt = nil
 		all := []store.Submission{
 			unrouted,
-			submission("a3", "A", store.SubmissionSubmitted, 3*time.Minute),
-			submission("b1", "B", store.SubmissionSubmitted, 4*time.Minute),
-			submission("a1", "A", store.SubmissionSubmitted, 1*time.Minute),
+			submission("a3", "A", sealed.Submitted, 3*time.Minute),
+			submission("b1", "B", sealed.Submitted, 4*time.Minute),
+			submission("a1", "A", sealed.Submitted, 1*time.Minute),
 			picked,
-			submission("a-incomplete", "A", store.SubmissionIncomplete, 0),
-			submission("b-accepted", "B", store.SubmissionAccepted, 0),
-			submission("b-forwarded", "B", store.SubmissionForwarded, 0),
-			submission("a2", "A", store.SubmissionSubmitted, 2*time.Minute),
-			submission("b0", "B", store.SubmissionSubmitted, 0),
-			submission("c1", "C", store.SubmissionSubmitted, 0),
+			submission("a-incomplete", "A", sealed.Incomplete, 0),
+			submission("b-accepted", "B", sealed.Accepted, 0),
+			submission("b-forwarded", "B", sealed.Forwarded, 0),
+			submission("a2", "A", sealed.Submitted, 2*time.Minute),
+			submission("b0", "B", sealed.Submitted, 0),
+			submission("c1", "C", sealed.Submitted, 0),
 		}
 		for _, sub := range all {
 			must(t, "create "+sub.ID, s.CreateSubmission(ctx, sub))
@@ -269,14 +267,14 @@ var submissionTests = []test{
 				[]string{"a-picked", "a1", "a2", "a3"}},
 			{"route", "a-unrouted", func(u *store.Submission) { u.RoutedAt = ptr(at(time.Hour)) },
 				[]string{"a-picked", "a-unrouted", "a1", "a2", "a3"}},
-			{"accept", "a1", func(u *store.Submission) { u.Status = store.SubmissionAccepted },
+			{"accept", "a1", func(u *store.Submission) { u.Status = sealed.Accepted },
 				[]string{"a-picked", "a-unrouted", "a2", "a3"}},
-			{"reject", "a-picked", func(u *store.Submission) { u.Status = store.SubmissionRejected },
+			{"reject", "a-picked", func(u *store.Submission) { u.Status = sealed.Rejected },
 				[]string{"a-unrouted", "a2", "a3"}},
-			{"forward", "a2", func(u *store.Submission) { u.Status = store.SubmissionForwarded },
+			{"forward", "a2", func(u *store.Submission) { u.Status = sealed.Forwarded },
 				[]string{"a-unrouted", "a3"}},
 			{"delete", "a3", func(u *store.Submission) {
-				u.Status, u.DeletedAt = store.SubmissionDeleted, ptr(at(time.Hour))
+				u.Status, u.DeletedAt = sealed.Deleted, ptr(at(time.Hour))
 			}, []string{"a-unrouted"}},
 		} {
 			_, err := s.UpdateSubmission(ctx, step.id, func(u *store.Submission) error {
@@ -300,7 +298,7 @@ var submissionTests = []test{
 		ctx := context.Background()
 		// fixture builds a submission with the times each deadline looks at;
 		// a negative duration leaves the time unset.
-		fixture := func(id string, status store.SubmissionStatus, created, submitted, picked time.Duration) store.Submission {
+		fixture := func(id string, status sealed.Status, created, submitted, picked time.Duration) store.Submission {
 			sub := submission(id, "A", status, created)
 			sub.SubmittedAt, sub.RoutedAt, sub.PickedUpAt = nil, nil, nil
 			if submitted >= 0 {
@@ -309,7 +307,7 @@ var submissionTests = []test{
 			if picked >= 0 {
 				sub.PickedUpAt = ptr(at(picked))
 			}
-			if status == store.SubmissionDeleted {
+			if status == sealed.Deleted {
 				sub.DeletedAt = ptr(at(10 * time.Hour))
 			}
 			return sub
@@ -317,19 +315,19 @@ var submissionTests = []test{
 		const none = -1
 		h := time.Hour
 		all := []store.Submission{
-			fixture("inc-new", store.SubmissionIncomplete, 2*h, none, none),
-			fixture("inc-old", store.SubmissionIncomplete, 0, none, none),
-			fixture("inc-older", store.SubmissionIncomplete, -h, none, none),
-			fixture("inc-deleted", store.SubmissionDeleted, -h, none, none),
-			fixture("picked-accepted", store.SubmissionAccepted, 0, 0, 2*h),
-			fixture("picked-submitted", store.SubmissionSubmitted, 0, 0, h),
-			fixture("picked-late", store.SubmissionAccepted, 0, 0, 5*h),
-			fixture("picked-deleted", store.SubmissionDeleted, 0, 0, h),
-			fixture("unpicked-submitted", store.SubmissionSubmitted, 0, 2*h, none),
-			fixture("unpicked-rejected", store.SubmissionRejected, 0, h, none),
-			fixture("unpicked-forwarded", store.SubmissionForwarded, 0, 3*h, none),
-			fixture("unpicked-late", store.SubmissionSubmitted, 0, 5*h, none),
-			fixture("unpicked-deleted", store.SubmissionDeleted, 0, h, none),
+			fixture("inc-new", sealed.Incomplete, 2*h, none, none),
+			fixture("inc-old", sealed.Incomplete, 0, none, none),
+			fixture("inc-older", sealed.Incomplete, -h, none, none),
+			fixture("inc-deleted", sealed.Deleted, -h, none, none),
+			fixture("picked-accepted", sealed.Accepted, 0, 0, 2*h),
+			fixture("picked-submitted", sealed.Submitted, 0, 0, h),
+			fixture("picked-late", sealed.Accepted, 0, 0, 5*h),
+			fixture("picked-deleted", sealed.Deleted, 0, 0, h),
+			fixture("unpicked-submitted", sealed.Submitted, 0, 2*h, none),
+			fixture("unpicked-rejected", sealed.Rejected, 0, h, none),
+			fixture("unpicked-forwarded", sealed.Forwarded, 0, 3*h, none),
+			fixture("unpicked-late", sealed.Submitted, 0, 5*h, none),
+			fixture("unpicked-deleted", sealed.Deleted, 0, h, none),
 		}
 		byID := make(map[string]store.Submission)
 		for _, sub := range all {
@@ -366,7 +364,7 @@ var submissionTests = []test{
 		}
 		t.Run("done work leaves the list", func(t *testing.T) {
 			_, err := s.UpdateSubmission(ctx, "unpicked-submitted", func(u *store.Submission) error {
-				u.Status = store.SubmissionRejected
+				u.Status = sealed.Rejected
 				return nil
 			})
 			must(t, "reject", err)
@@ -376,7 +374,7 @@ var submissionTests = []test{
 				t.Errorf("after reject: %d due", len(list))
 			}
 			_, err = s.UpdateSubmission(ctx, "inc-older", func(u *store.Submission) error {
-				u.Status, u.DeletedAt = store.SubmissionDeleted, ptr(at(h))
+				u.Status, u.DeletedAt = sealed.Deleted, ptr(at(h))
 				return nil
 			})
 			must(t, "delete", err)
@@ -407,27 +405,57 @@ func event(jti, caseID string, issued time.Duration) store.Event {
 	}
 }
 
+// foldProgress is the ledger's fold: from the state the gateway creates,
+// every event in stream order along sealed's status model.
+func foldProgress(s *store.Submission, evs []store.Event) {
+	s.Progress = sealed.Progress{Status: sealed.Incomplete}
+	for _, e := range evs {
+		_, _ = s.Progress.Apply(e.Type, e.IssuedAt)
+	}
+}
+
+// noFold leaves the progress as it is.
+func noFold(*store.Submission, []store.Event) {}
+
+// lifecycleEvent returns the event uri of the submission of caseID at
+// stream position seq.
+func lifecycleEvent(caseID, uri string, seq uint64) store.Event {
+	e := event(fmt.Sprintf("%s-%d", caseID, seq), caseID, time.Duration(seq)*time.Minute)
+	e.Type, e.StreamSeq = uri, seq
+	return e
+}
+
 var eventTests = []test{
-	{"append in order, idempotent on jti", func(t *testing.T, s store.Store) {
+	{"record in stream order, idempotent on jti", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		// Issue times deliberately out of order: the log keeps recording order.
+		// Arrival out of stream order: the log keeps stream order.
 		evs := []store.Event{
 			event("e3", "case-1", 3*time.Second),
 			event("e1", "case-1", 1*time.Second),
 			event("x1", "case-2", 0),
 			event("e2", "case-1", 2*time.Second),
 		}
+		evs[0].StreamSeq, evs[1].StreamSeq, evs[2].StreamSeq, evs[3].StreamSeq = 30, 10, 15, 20
 		for _, e := range evs {
-			must(t, "append "+e.JTI, s.AppendEvent(ctx, e))
+			p, err := s.ProjectEvent(ctx, e, noFold)
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("project %s of an unknown submission: %v, want ErrNotFound", e.JTI, err)
+			}
+			if !p.Recorded {
+				t.Errorf("%s not recorded", e.JTI)
+			}
 		}
 		replay := event("e1", "case-1", time.Hour)
-		replay.Token = "a different token"
-		must(t, "append again", s.AppendEvent(ctx, replay))
-		must(t, "append again", s.AppendEvent(ctx, evs[0]))
+		replay.Token, replay.StreamSeq = "a different token", 99
+		for _, e := range []store.Event{replay, evs[0]} {
+			if p, _ := s.ProjectEvent(ctx, e, noFold); p.Recorded {
+				t.Errorf("replay of %s recorded again", e.JTI)
+			}
+		}
 
 		got, total, err := s.Events(ctx, "case-1", store.Page{})
 		must(t, "events", err)
-		equal(t, "events", got, []store.Event{evs[0], evs[1], evs[3]})
+		equal(t, "events", got, []store.Event{evs[1], evs[3], evs[0]})
 		if total != 3 {
 			t.Errorf("total %d, want 3", total)
 		}
@@ -448,7 +476,11 @@ var eventTests = []test{
 		var jtis []string
 		for i := range 7 {
 			e := event(fmt.Sprintf("e%d", i), "case-1", 0)
-			must(t, "append", s.AppendEvent(ctx, e))
+			e.StreamSeq = uint64(i + 1)
+			_, err := s.ProjectEvent(ctx, e, noFold)
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("project: %v", err)
+			}
 			jtis = append(jtis, e.JTI)
 		}
 		for _, tc := range []struct {
@@ -475,27 +507,105 @@ var eventTests = []test{
 			})
 		}
 	}},
-	{"concurrent appends of the same events leave one each", func(t *testing.T, s store.Store) {
+	{"the fold sees the submission's events in stream order, whatever the arrival", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
-		const n = 10
+		sub := submission("s1", "d1", sealed.Incomplete, 0)
+		sub.Progress = sealed.Progress{Status: sealed.Incomplete}
+		sub.CaseID = "case-s1"
+		must(t, "create", s.CreateSubmission(ctx, sub))
+		create := lifecycleEvent("case-s1", "https://schema.fitko.de/fit-connect/events/create-submission", 1)
+		submit := lifecycleEvent("case-s1", "https://schema.fitko.de/fit-connect/events/submit-submission", 2)
+		notify := lifecycleEvent("case-s1", "https://schema.fitko.de/fit-connect/events/notify-submission", 3)
+		accept := lifecycleEvent("case-s1", "https://schema.fitko.de/fit-connect/events/accept-submission", 4)
+		for _, e := range []*store.Event{&create, &submit, &notify, &accept} {
+			e.SubmissionID = "s1"
+		}
+		// The accept arrives first: alone it is no transition of an
+		// incomplete submission; the submit and notify arriving later make it one.
+		var seen [][]string
+		fold := func(s *store.Submission, evs []store.Event) {
+			var jtis []string
+			for _, e := range evs {
+				jtis = append(jtis, e.JTI)
+			}
+			seen = append(seen, jtis)
+			foldProgress(s, evs)
+		}
+		p, err := s.ProjectEvent(ctx, accept, fold)
+		must(t, "project accept", err)
+		if !p.Recorded || p.Changed || p.Submission.Status != sealed.Incomplete {
+			t.Errorf("accept alone: %+v, want recorded, unchanged, incomplete", p)
+		}
+		p, err = s.ProjectEvent(ctx, submit, fold)
+		must(t, "project submit", err)
+		if !p.Changed || p.Submission.Status != sealed.Accepted || p.Submission.SubmittedAt == nil || !p.Submission.SubmittedAt.Equal(submit.IssuedAt) {
+			t.Errorf("after submit: %+v, want accepted, submitted at the submit's iat", p.Submission.Progress)
+		}
+		p, err = s.ProjectEvent(ctx, notify, fold)
+		must(t, "project notify", err)
+		if !p.Changed || p.Submission.PickedUpAt == nil || !p.Submission.PickedUpAt.Equal(notify.IssuedAt) {
+			t.Errorf("after notify: %+v, want picked up at the notify's iat", p.Submission.Progress)
+		}
+		p, err = s.ProjectEvent(ctx, create, fold)
+		must(t, "project create", err)
+		if p.Changed {
+			t.Errorf("a late create changed the progress: %+v", p.Submission.Progress)
+		}
+		equal(t, "folds", seen, [][]string{
+			{accept.JTI},
+			{submit.JTI, accept.JTI},
+			{submit.JTI, notify.JTI, accept.JTI},
+			{create.JTI, submit.JTI, notify.JTI, accept.JTI},
+		})
+		got, err := s.Submission(ctx, "s1")
+		must(t, "read", err)
+		equal(t, "stored progress", got.Progress, p.Submission.Progress)
+		if got.Status != sealed.Accepted {
+			t.Errorf("status %s, want accepted", got.Status)
+		}
+		again, err := s.ProjectEvent(ctx, accept, fold)
+		must(t, "replay", err)
+		if again.Recorded || again.Changed {
+			t.Errorf("replayed accept: %+v, want neither recorded nor changed", again)
+		}
+		alien := lifecycleEvent("case-other", "https://schema.fitko.de/fit-connect/events/reject-submission", 5)
+		alien.SubmissionID = "s1"
+		if _, err := s.ProjectEvent(ctx, alien, fold); !errors.Is(err, store.ErrConflict) {
+			t.Errorf("event of another case naming s1: %v, want ErrConflict", err)
+		}
+		if _, total, _ := s.Events(ctx, "case-other", store.Page{}); total != 0 {
+			t.Errorf("the other case's event was recorded")
+		}
+	}},
+	{"concurrent projections of one submission converge", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		sub := submission("s1", "d1", sealed.Incomplete, 0)
+		sub.Progress = sealed.Progress{Status: sealed.Incomplete}
+		sub.CaseID = "case-s1"
+		must(t, "create", s.CreateSubmission(ctx, sub))
+		uris := []string{"create-submission", "submit-submission", "notify-submission", "forward-submission", "accept-submission"}
 		var wg sync.WaitGroup
-		errs := make(chan error, 4*n)
-		for range 4 {
-			wg.Go(func() {
-				for i := range n {
-					errs <- s.AppendEvent(ctx, event(fmt.Sprintf("e%02d", i), "case-1", 0))
-				}
-			})
+		for round := range 4 {
+			for i, name := range uris {
+				wg.Go(func() {
+					e := lifecycleEvent("case-s1", "https://schema.fitko.de/fit-connect/events/"+name, uint64(i+1))
+					e.SubmissionID = "s1"
+					if _, err := s.ProjectEvent(ctx, e, foldProgress); err != nil {
+						t.Errorf("round %d: project %s: %v", round, name, err)
+					}
+				})
+			}
 		}
 		wg.Wait()
-		close(errs)
-		for err := range errs {
-			must(t, "append", err)
+		got, err := s.Submission(ctx, "s1")
+		must(t, "read", err)
+		if got.Status != sealed.Accepted || got.SubmittedAt == nil || got.PickedUpAt == nil {
+			t.Errorf("progress %+v, want accepted, submitted and picked up", got.Progress)
 		}
-		_, total, err := s.Events(ctx, "case-1", store.Page{})
+		_, total, err := s.Events(ctx, "case-s1", store.Page{})
 		must(t, "events", err)
-		if total != n {
-			t.Errorf("total %d, want %d", total, n)
+		if total != len(uris) {
+			t.Errorf("total %d, want %d", total, len(uris))
 		}
 	}},
 }
@@ -538,6 +648,12 @@ var idempotencyTests = []test{
 		again, _, err := s.PutIdempotency(ctx, store.IdempotencyRecord{Key: "submit:s2"})
 		must(t, "put other again", err)
 		equal(t, "other read back", again, other)
+		read, err := s.Idempotency(ctx, "submit:s1")
+		must(t, "read", err)
+		equal(t, "read", read, first)
+		if _, err := s.Idempotency(ctx, "submit:none"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("read of a missing record: %v, want ErrNotFound", err)
+		}
 	}},
 	{"concurrent puts create once", func(t *testing.T, s store.Store) {
 		ctx := context.Background()

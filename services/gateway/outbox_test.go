@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
@@ -13,14 +12,12 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
-	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
 // TestOutboxSurvivesAStoppedGateway proves that an accepted request's
-// event is not lost when its gateway stops before signing it: a gateway
-// whose workers never run takes a create and a submit; another gateway on
-// the same store and bus finds both events in the outbox and publishes
-// them once.
+// event is not lost when no signer runs: a gateway without one takes a
+// create and a submit; a signer started later on the same bus finds both
+// events in the outbox and publishes them once.
 func TestOutboxSurvivesAStoppedGateway(t *testing.T) {
 	st := flowtest.OpenSQLite(t)
 	b, _ := bustest.Bus(t)
@@ -50,7 +47,7 @@ func TestOutboxSurvivesAStoppedGateway(t *testing.T) {
 		t.Fatalf("EVENTS holds %d messages before any worker ran", n)
 	}
 
-	f := newFlowEnvOn(t, st, b, func(c *gateway.Config) { c.OutboxRetry = 50 * time.Millisecond })
+	f := newFlowEnvOn(t, st, b)
 	log := f.waitEvents(t, f.adminToken(), s.CaseID, "create-submission", "submit-submission")
 	f.settle(t)
 	if n := len(flowtest.Messages(t, f.bus, bus.StreamEvents, "")); n != 2 {

@@ -1,0 +1,138 @@
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+)
+
+// The outbox holds Amtsbote's own events (create- and submit-submission)
+// accepted by a request but not yet signed and published: one small
+// key-value write JetStream acknowledges durably, so the request answers
+// without waiting for an RSA signature. The signer role claims each entry,
+// signs, publishes it to EVENTS and deletes it.
+
+// OutboxEntry is one event waiting to be signed and published.
+type OutboxEntry struct {
+	// Claims of the event, complete with jti and iat.
+	Claims set.Claims `json:"claims"`
+	// Traceparent of the request that accepted it.
+	Traceparent string `json:"traceparent,omitempty"`
+	// ClaimedBy and ClaimedUntil say which signer works on it; another
+	// takes it over when the claim runs out.
+	ClaimedBy    string    `json:"claimedBy,omitempty"`
+	ClaimedUntil time.Time `json:"claimedUntil,omitzero"`
+
+	// Revision is the entry's key-value revision, for Claim.
+	Revision uint64 `json:"-"`
+}
+
+// Key returns the entry's key in BucketState.
+func (e OutboxEntry) Key() string { return sealed.OutboxKey(e.Claims.JTI) }
+
+// Enqueue writes an event to the outbox unless an entry with its jti is
+// there, carrying ctx's trace. Once it returns nil the event will be
+// published by a signer.
+func (b *Bus) Enqueue(ctx context.Context, c set.Claims) error {
+	raw, err := json.Marshal(OutboxEntry{Claims: c, Traceparent: Traceparent(ctx)})
+	if err != nil {
+		return fmt.Errorf("outbox %s: %w", c.JTI, err)
+	}
+	if _, err := b.CreateState(ctx, sealed.OutboxKey(c.JTI), raw); err != nil && !errors.Is(err, ErrRevisionMismatch) {
+		return fmt.Errorf("outbox %s: %w", c.JTI, err)
+	}
+	return nil
+}
+
+// Claim marks e as worked on by signer until until, unless someone
+// changed it since it was read: then ErrRevisionMismatch.
+func (b *Bus) Claim(ctx context.Context, e OutboxEntry, signer string, until time.Time) (OutboxEntry, error) {
+	e.ClaimedBy, e.ClaimedUntil = signer, until
+	raw, err := json.Marshal(e)
+	if err != nil {
+		return e, fmt.Errorf("claim %s: %w", e.Claims.JTI, err)
+	}
+	rev, err := b.UpdateState(ctx, e.Key(), raw, e.Revision)
+	if err != nil {
+		return e, fmt.Errorf("claim %s: %w", e.Claims.JTI, err)
+	}
+	e.Revision = rev
+	return e, nil
+}
+
+// WatchOutbox hands every outbox entry to fn: those there now, then each
+// one written, until ctx ends. An entry that cannot be read is deleted.
+func (b *Bus) WatchOutbox(ctx context.Context, fn func(OutboxEntry)) error {
+	kv, err := b.stateBucket(ctx)
+	if err != nil {
+		return fmt.Errorf("watch outbox: %w", err)
+	}
+	w, err := kv.Watch(ctx, sealed.OutboxPrefix+">", jetstream.IgnoreDeletes())
+	if err != nil {
+		return fmt.Errorf("watch outbox: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case kve, ok := <-w.Updates():
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("watch outbox: watcher closed")
+			}
+			if kve == nil {
+				continue // the entries there at the start are all delivered
+			}
+			var e OutboxEntry
+			if err := json.Unmarshal(kve.Value(), &e); err != nil || kve.Key() != e.Key() {
+				_ = b.DeleteState(ctx, kve.Key())
+				continue
+			}
+			e.Revision = kve.Revision()
+			fn(e)
+		}
+	}
+}
+
+// Outbox returns the entries in the outbox now.
+func (b *Bus) Outbox(ctx context.Context) ([]OutboxEntry, error) {
+	kv, err := b.stateBucket(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	w, err := kv.Watch(ctx, sealed.OutboxPrefix+">", jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("outbox: %w", err)
+	}
+	defer func() { _ = w.Stop() }()
+	var out []OutboxEntry
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("outbox: %w", ctx.Err())
+		case kve, ok := <-w.Updates():
+			if !ok {
+				return nil, errors.New("outbox: watcher closed")
+			}
+			if kve == nil {
+				return out, nil
+			}
+			var e OutboxEntry
+			if err := json.Unmarshal(kve.Value(), &e); err != nil || kve.Key() != e.Key() {
+				continue
+			}
+			e.Revision = kve.Revision()
+			out = append(out, e)
+		}
+	}
+}

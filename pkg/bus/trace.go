@@ -1,0 +1,56 @@
+package bus
+
+import (
+	"context"
+	"crypto/rand"
+	"net/http"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// The trace context travels in context.Context as OpenTelemetry's span
+// context, so that a tracer, when one is configured, continues it: HTTP
+// requests and consumed messages bring it in (ContextFromHeader,
+// ContextWithTraceparent), publishes carry it on as the CloudEvents
+// traceparent extension (Traceparent).
+
+var traceContext = propagation.TraceContext{}
+
+// ContextWithTraceparent returns ctx carrying the trace of a W3C
+// traceparent value; an empty or invalid value leaves ctx as it is.
+func ContextWithTraceparent(ctx context.Context, traceparent string) context.Context {
+	if traceparent == "" {
+		return ctx
+	}
+	return traceContext.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+}
+
+// ContextFromHeader returns ctx carrying the trace of an HTTP request's
+// traceparent header, or a new trace when it brings none (or an invalid
+// one), so that everything a request causes shares one trace id.
+func ContextFromHeader(ctx context.Context, h http.Header) context.Context {
+	ctx = traceContext.Extract(ctx, propagation.HeaderCarrier(h))
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		return ctx
+	}
+	return ContextWithNewTrace(ctx)
+}
+
+// ContextWithNewTrace returns ctx carrying a new, sampled trace.
+func ContextWithNewTrace(ctx context.Context) context.Context {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	_, _ = rand.Read(tid[:]) // crypto/rand.Read never fails
+	_, _ = rand.Read(sid[:])
+	return trace.ContextWithRemoteSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled, Remote: true,
+	}))
+}
+
+// Traceparent returns the W3C traceparent of ctx's trace, or "".
+func Traceparent(ctx context.Context) string {
+	c := propagation.MapCarrier{}
+	traceContext.Inject(ctx, c)
+	return c["traceparent"]
+}

@@ -1,0 +1,199 @@
+// Package signer is Amtsbote's signer role: it signs and publishes the
+// events Amtsbote accepted on the request path without waiting for an
+// RSA signature (create- and submit-submission), which wait in a durable
+// outbox in the key-value bucket (bus.Enqueue).
+//
+// A signer watches the outbox, claims each entry for a lease (an
+// optimistic write, so that of several signers one signs it), signs and
+// publishes it through the issuer (once per jti) and deletes it. What a
+// crashed signer held is taken over when its lease runs out.
+package signer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
+)
+
+// Defaults of Config.
+const (
+	// DefaultLease is how long a claim on an entry holds; a signer that
+	// did not finish within it is taken over.
+	DefaultLease = 30 * time.Second
+	// queueLen bounds the entries waiting in memory for a worker; more
+	// stay in the outbox until the next sweep.
+	queueLen = 4096
+)
+
+// Config is what a Signer needs. Bus and Issuer are required.
+type Config struct {
+	Bus    *bus.Bus
+	Issuer *issuer.Issuer
+	// Workers sign at once (default runtime.NumCPU()).
+	Workers int
+	// Lease is how long a claim holds, and how often the outbox is swept
+	// for entries whose lease ran out (default DefaultLease).
+	Lease time.Duration
+	// Logger (default: discard).
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Signer publishes the outbox's events.
+type Signer struct {
+	bus     *bus.Bus
+	issuer  *issuer.Issuer
+	workers int
+	lease   time.Duration
+	log     *slog.Logger
+	now     func() time.Time
+	id      string
+
+	jobs chan bus.OutboxEntry
+	mu   sync.Mutex
+	// queued holds the jtis in jobs or in a worker's hands.
+	queued map[string]bool
+}
+
+// New checks cfg.
+func New(cfg Config) (*Signer, error) {
+	switch {
+	case cfg.Bus == nil:
+		return nil, errors.New("new signer: no bus")
+	case cfg.Issuer == nil:
+		return nil, errors.New("new signer: no issuer")
+	case cfg.Workers < 0 || cfg.Lease < 0:
+		return nil, errors.New("new signer: negative workers or lease")
+	}
+	s := &Signer{
+		bus: cfg.Bus, issuer: cfg.Issuer, workers: cfg.Workers, lease: cfg.Lease, log: cfg.Logger, now: cfg.Now,
+		id:     uuid.NewString(),
+		jobs:   make(chan bus.OutboxEntry, queueLen),
+		queued: make(map[string]bool),
+	}
+	if s.workers == 0 {
+		s.workers = runtime.NumCPU()
+	}
+	if s.lease == 0 {
+		s.lease = DefaultLease
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// Run signs and publishes until ctx is cancelled; then each worker
+// finishes the entry in its hands and Run returns nil. It returns an error
+// when the outbox cannot be watched.
+func (s *Signer) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range s.workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case e := <-s.jobs:
+					s.process(ctx, e)
+				}
+			}
+		})
+	}
+	watchErr := make(chan error, 1)
+	wg.Go(func() { watchErr <- s.bus.WatchOutbox(ctx, s.offer) })
+	tick := time.NewTicker(s.lease)
+	defer tick.Stop()
+	var err error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err = <-watchErr:
+			break loop
+		case <-tick.C:
+			s.sweep(ctx)
+		}
+	}
+	wg.Wait()
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("signer: %w", err)
+	}
+	return nil
+}
+
+// offer queues e for a worker unless it is queued or claimed, or the
+// queue is full; then the next sweep finds it.
+func (s *Signer) offer(e bus.OutboxEntry) {
+	if e.ClaimedUntil.After(s.now()) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.queued[e.Claims.JTI] {
+		return
+	}
+	select {
+	case s.jobs <- e:
+		s.queued[e.Claims.JTI] = true
+	default:
+	}
+}
+
+func (s *Signer) done(jti string) {
+	s.mu.Lock()
+	delete(s.queued, jti)
+	s.mu.Unlock()
+}
+
+// sweep offers the entries whose claim ran out, or that the watch could
+// not queue.
+func (s *Signer) sweep(ctx context.Context) {
+	entries, err := s.bus.Outbox(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.WarnContext(ctx, "outbox sweep", "err", err)
+		}
+		return
+	}
+	for _, e := range entries {
+		s.offer(e)
+	}
+}
+
+// process claims, signs, publishes and deletes one entry. A failure is
+// logged and leaves the entry for the next sweep after the lease.
+func (s *Signer) process(ctx context.Context, e bus.OutboxEntry) {
+	defer s.done(e.Claims.JTI)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lease)
+	defer cancel()
+	ctx = bus.ContextWithTraceparent(ctx, e.Traceparent)
+	e, err := s.bus.Claim(ctx, e, s.id, s.now().Add(s.lease))
+	if errors.Is(err, bus.ErrRevisionMismatch) || errors.Is(err, bus.ErrNotFound) {
+		return // another signer has it, or it is done
+	}
+	if err == nil {
+		_, err = s.issuer.Publish(ctx, e.Claims)
+	}
+	if err == nil {
+		err = s.bus.DeleteState(ctx, e.Key())
+	}
+	if err != nil {
+		sid, _ := e.Claims.SubmissionID()
+		s.log.WarnContext(ctx, "event left in the outbox for a retry", "jti", e.Claims.JTI, "submission_id", sid, "err", err)
+	}
+}

@@ -1,0 +1,85 @@
+package signer_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/services/signer"
+)
+
+const url = "https://amtsbote.example"
+
+// TestSignerTakesOverAnExpiredClaim proves that an outbox entry a signer
+// claimed and never finished (it crashed) is published by another once
+// the claim runs out, and that several signers publish each event once.
+func TestSignerTakesOverAnExpiredClaim(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := context.Background()
+	events := flowtest.Issuer(t, b, url)
+
+	var cases []string
+	for range 5 {
+		sid, cid := uuid.NewString(), uuid.NewString()
+		cases = append(cases, cid)
+		if err := events.Enqueue(ctx, set.CreateSubmission, sid, cid, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The first entry was claimed by a signer that stopped.
+	entries, err := b.Outbox(ctx)
+	if err != nil || len(entries) != 5 {
+		t.Fatalf("outbox %d entries (%v), want 5", len(entries), err)
+	}
+	if _, err := b.Claim(ctx, entries[0], "crashed", time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+
+	for range 3 {
+		s, err := signer.New(signer.Config{Bus: b, Issuer: events, Workers: 2, Lease: 300 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		flowtest.Start(t, s)
+	}
+	flowtest.Eventually(t, 10*time.Second, func() error {
+		left, err := b.Outbox(ctx)
+		if err != nil {
+			return err
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("outbox holds %d entries", len(left))
+		}
+		return nil
+	})
+	for _, cid := range cases {
+		evs, err := b.CaseEvents(ctx, cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) != 1 {
+			t.Errorf("case %s has %d events, want 1", cid, len(evs))
+		}
+	}
+}
+
+func TestNewChecksConfig(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	events := flowtest.Issuer(t, b, url)
+	for _, cfg := range []signer.Config{
+		{Issuer: events},
+		{Bus: b},
+		{Bus: b, Issuer: events, Workers: -1},
+		{Bus: b, Issuer: events, Lease: -time.Second},
+	} {
+		if _, err := signer.New(cfg); err == nil {
+			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
