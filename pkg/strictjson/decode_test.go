@@ -1,6 +1,7 @@
 package strictjson
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -338,6 +339,29 @@ func TestDecodeRecursive(t *testing.T) {
 		var e *Error
 		if !errors.As(err, &e) || !errors.Is(err, ErrCaseMismatch) || e.Path != "children[0].children[0].NAME" {
 			t.Errorf("Decode = %v; want a case mismatch at children[0].children[0].NAME", err)
+		}
+	}
+}
+
+// TestPlain8 checks the eight-byte step against the byte table, with
+// each byte value at each place among plain and among other bytes.
+func TestPlain8(t *testing.T) {
+	for _, fill := range []byte{'A', 0x20, 0x7f, '"', 0x00, 0xff} {
+		for pos := range 8 {
+			for c := range 256 {
+				var w [8]byte
+				for i := range w {
+					w[i] = fill
+				}
+				w[pos] = byte(c)
+				want := true
+				for _, b := range w {
+					want = want && plain[b]
+				}
+				if got := plain8(binary.LittleEndian.Uint64(w[:])); got != want {
+					t.Fatalf("plain8(%q) = %v; want %v", w, got, want)
+				}
+			}
 		}
 	}
 }

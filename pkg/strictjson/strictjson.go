@@ -70,7 +70,7 @@ func Decode(data []byte, v any, opts Options) error {
 	return nil
 }
 
-func newScanner(data []byte, opts Options) *scanner {
+func newScanner(data []byte, opts Options) scanner {
 	depth := opts.MaxDepth
 	switch {
 	case depth <= 0:
@@ -78,7 +78,7 @@ func newScanner(data []byte, opts Options) *scanner {
 	case depth > maxMaxDepth:
 		depth = maxMaxDepth
 	}
-	return &scanner{data: data, maxDepth: depth, strict: opts.DisallowUnknown}
+	return scanner{data: data, maxDepth: depth, strict: opts.DisallowUnknown}
 }
 
 // explain turns an error of encoding/json on a document that the scanner
