@@ -53,7 +53,10 @@ type Options struct {
 //
 // Every refusal is an *Error. Member names are matched by v's static
 // types: a value decoded into an interface holding a pointer is checked
-// as an interface{} value. On error, v may have been partly written.
+// as an interface{} value, and the values of types with UnmarshalJSON or
+// UnmarshalText (json.RawMessage, time.Time) for syntax, UTF-8, depth and
+// duplicates only; what their methods refuse is ErrType at their path.
+// On error, v may have been partly written.
 func Decode(data []byte, v any, opts Options) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
