@@ -91,6 +91,17 @@ func BenchmarkDecodeBody(b *testing.B) {
 			}
 		}
 	})
+	b.Run("check-only", func(b *testing.B) {
+		ti := infoFor(reflect.TypeFor[*body]())
+		b.SetBytes(int64(len(data)))
+		b.ReportAllocs()
+		for b.Loop() {
+			s := newScanner(data, Options{DisallowUnknown: true})
+			if err := s.document(ti); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("strictjson", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		b.ReportAllocs()
