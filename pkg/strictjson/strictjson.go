@@ -1,96 +1,120 @@
-// Package strictjson decodes JSON objects from untrusted tokens and keys,
-// refusing what lenient decoders let pass: duplicate member names, deep
-// nesting and trailing data.
+// Package strictjson decodes untrusted JSON, refusing what encoding/json
+// lets pass: invalid UTF-8 (which it would store as U+FFFD), duplicate
+// member names (it keeps the last), member names that match a field only
+// when case is ignored (it takes "DESTINATIONID" for "destinationId"),
+// deep nesting and trailing data. A refusal is an *Error that names the
+// member at fault.
+//
+// Decode checks the bytes against the target type in one pass, then has
+// encoding/json decode them, so what it accepts decodes exactly as
+// encoding/json decodes it.
 package strictjson
 
 import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
+	"reflect"
 )
 
-// maxDepth bounds nesting; keys, headers and FIT-Connect claims need at most four levels.
-const maxDepth = 32
+// DefaultMaxDepth is the nesting Decode allows when Options.MaxDepth is 0.
+const DefaultMaxDepth = 64
 
-// Object decodes a JSON object into its members. It refuses duplicate
-// member names anywhere in the document: with two "alg" members, two
+// maxMaxDepth is encoding/json's own bound on nesting.
+const maxMaxDepth = 10000
+
+// Options adjust Decode.
+type Options struct {
+	// DisallowUnknown refuses members that the target's structs do not
+	// declare. Without it they are ignored, as FIT-Connect allows; a
+	// member that differs from a declared one only in case is refused
+	// either way.
+	DisallowUnknown bool
+	// MaxDepth bounds the nesting of objects and arrays; the top level
+	// is 1. Zero means DefaultMaxDepth; at most 10000 counts.
+	MaxDepth int
+}
+
+// Decode decodes the single JSON value in data into v, which must be a
+// non-nil pointer, as json.Unmarshal would, after refusing:
+//   - invalid UTF-8 in strings and member names, also as escaped lone
+//     surrogates (ErrInvalidUTF8);
+//   - a member name twice in one object, anywhere, also inside
+//     json.RawMessage and interface values (ErrDuplicateKey);
+//   - a member name that matches a struct field of v's type only when
+//     case is ignored (ErrCaseMismatch);
+//   - with DisallowUnknown, a member that no struct field names
+//     (ErrUnknownMember);
+//   - values that do not fit their field, numbers out of range
+//     (ErrType); a top level other than an object when v points to a
+//     struct or map (ErrType);
+//   - nesting beyond MaxDepth (ErrTooDeep), anything after the value
+//     (ErrTrailingData), and what is not JSON (ErrSyntax).
+//
+// Every refusal is an *Error. Member names are matched by v's static
+// types: a value decoded into an interface holding a pointer is checked
+// as an interface{} value, and the values of types with UnmarshalJSON or
+// UnmarshalText (json.RawMessage, time.Time) for syntax, UTF-8, depth and
+// duplicates only; what their methods refuse is ErrType at their path.
+// On error, v may have been partly written.
+func Decode(data []byte, v any, opts Options) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return &json.InvalidUnmarshalError{Type: reflect.TypeOf(v)}
+	}
+	ti := infoFor(rv.Type())
+	s := newScanner(data, opts)
+	if err := s.document(ti); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return explain(data, ti, opts, err)
+	}
+	return nil
+}
+
+func newScanner(data []byte, opts Options) scanner {
+	depth := opts.MaxDepth
+	switch {
+	case depth <= 0:
+		depth = DefaultMaxDepth
+	case depth > maxMaxDepth:
+		depth = maxMaxDepth
+	}
+	return scanner{data: data, maxDepth: depth, strict: opts.DisallowUnknown}
+}
+
+// explain turns an error of encoding/json on a document that the scanner
+// accepted into an *Error, finding the value at fault by decoding each
+// value the scanner could not check on its own.
+func explain(data []byte, ti *typeInfo, opts Options, err error) error {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return &Error{Offset: se.Offset, Reason: "invalid JSON: " + trimJSON(err), Kind: ErrSyntax, Err: err}
+	}
+	s := newScanner(data, opts)
+	s.probe = true
+	if perr := s.document(ti); perr != nil {
+		return perr
+	}
+	e := &Error{Reason: trimJSON(err), Kind: ErrType, Err: err}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		e.Path, e.Offset = te.Field, te.Offset
+		e.Reason = "cannot take JSON " + te.Value + " as " + te.Type.String()
+	}
+	return e
+}
+
+// Object decodes a JSON object into its members. It refuses what Decode
+// refuses, with nesting bounded at 32: with two "alg" members, two
 // parsers could read two different headers from the same bytes.
 func Object(data []byte) (map[string]json.RawMessage, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, fmt.Errorf("not JSON: %w", err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errors.New("not a JSON object")
-	}
-	if err := walkObject(dec, 1); err != nil {
+	var m map[string]json.RawMessage
+	if err := Decode(data, &m, Options{MaxDepth: 32}); err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, errors.New("trailing data after the JSON object")
-	}
-	var m map[string]json.RawMessage
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("not JSON: %w", err)
-	}
 	return m, nil
-}
-
-// walkObject consumes the members of an object whose '{' was just read.
-func walkObject(dec *json.Decoder, depth int) error {
-	seen := make(map[string]bool)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("not JSON: %w", err)
-		}
-		name, ok := tok.(string)
-		if !ok {
-			return errors.New("not JSON: member name is not a string")
-		}
-		if seen[name] {
-			return fmt.Errorf("duplicate member %q", name)
-		}
-		seen[name] = true
-		if err := walkValue(dec, depth); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.Token(); err != nil {
-		return fmt.Errorf("not JSON: %w", err)
-	}
-	return nil
-}
-
-func walkValue(dec *json.Decoder, depth int) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return fmt.Errorf("not JSON: %w", err)
-	}
-	d, ok := tok.(json.Delim)
-	if !ok {
-		return nil
-	}
-	if depth >= maxDepth {
-		return errors.New("nested too deeply")
-	}
-	switch d {
-	case '{':
-		return walkObject(dec, depth+1)
-	case '[':
-		for dec.More() {
-			if err := walkValue(dec, depth+1); err != nil {
-				return err
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return fmt.Errorf("not JSON: %w", err)
-		}
-	}
-	return nil
 }
 
 // String reads member name as a string; present reports whether it exists.

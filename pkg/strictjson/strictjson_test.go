@@ -18,6 +18,12 @@ func TestObject(t *testing.T) {
 		{"trailing", `{"a":1} {}`, false},
 		{"not json", `{"a":`, false},
 		{"too deep", strings.Repeat(`{"a":`, 40) + `1` + strings.Repeat(`}`, 40), false},
+		{"deep enough", strings.Repeat(`{"a":`, 32) + `1` + strings.Repeat(`}`, 32), true},
+		{"null", `null`, false},
+		{"invalid UTF-8", "{\"kid\":\"\xff\"}", false},
+		{"lone surrogate", `{"kid":"\udc00"}`, false},
+		{"duplicate by escape", `{"alg":"PS512","\u0061lg":"none"}`, false},
+		{"duplicate deep in a value", `{"a":[{"b":1,"b":2}]}`, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
