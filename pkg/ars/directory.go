@@ -41,15 +41,9 @@ func (d *Directory) Get(a ARS, l Level) (Area, bool) {
 
 // Find returns the most specific area whose key is a, looking no deeper than
 // the level a was parsed at: "083110000000" finds the Gemeinde Freiburg,
-// "08311" the Kreis, "081000000000" the Regierungsbezirk Stuttgart.
-func (d *Directory) Find(a ARS) (Area, bool) {
-	for l := a.level; l >= Land; l-- {
-		if i, ok := d.byKey[areaKey{a.String(), l}]; ok {
-			return d.areas[i], true
-		}
-	}
-	return Area{}, false
-}
+// "08311" the Kreis, "081000000000" the Regierungsbezirk Stuttgart. It is
+// Resolve(KeyOfARS(a)).
+func (d *Directory) Find(a ARS) (Area, bool) { return d.Resolve(KeyOfARS(a)) }
 
 // Levels returns the levels at which the 12 digits of a name an area, from
 // the top.
@@ -64,21 +58,9 @@ func (d *Directory) Levels(a ARS) []Level {
 }
 
 // ByAGS returns the area an AGS names: the Gemeinde for 8 digits, the Kreis,
-// Regierungsbezirk or Land for a shorter key.
-func (d *Directory) ByAGS(g AGS) (Area, bool) {
-	if g.level == Gemeinde {
-		i, ok := d.byAGS[g.s]
-		if !ok {
-			return Area{}, false
-		}
-		return d.areas[i], true
-	}
-	a, ok := g.ARS()
-	if !ok {
-		return Area{}, false
-	}
-	return d.Get(a, a.level)
-}
+// Regierungsbezirk or Land for a shorter key or one padded with zeros
+// ("08315000" is the Kreis 08315). It is Resolve(KeyOfAGS(g)).
+func (d *Directory) ByAGS(g AGS) (Area, bool) { return d.Resolve(KeyOfAGS(g)) }
 
 // Children returns the areas whose nearest enclosing area is (a, l), in file
 // order. A Kreis's children are its Gemeindeverbände; a Gemeindeverband's its

@@ -2,6 +2,7 @@ package ars
 
 import (
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -44,6 +45,58 @@ func FuzzParseARS(f *testing.F) {
 			}
 		} else if !errors.Is(err, ErrSyntax) {
 			t.Fatalf("%q: AGS error %v", s, err)
+		}
+	})
+}
+
+// FuzzParseKey: a key of either kind parses or fails with a SyntaxError;
+// its candidates share its digits, run from its level upwards and stop
+// where a digit other than padding follows; resolving it never panics and
+// finds an area that one of them or its AGS names.
+func FuzzParseKey(f *testing.F) {
+	for _, s := range []string{"08315000", "08300000", "08000000", "08000", "083", "08", "083150000000", "083150000",
+		"110000000000", "11000000", "08315064", "0831500", "", "17", "00000", "08x", "０８"} {
+		f.Add(s)
+	}
+	d, err := parseLines(gvFile())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, param := range []string{"ars", "ags"} {
+			k, err := ParseKey(param, s)
+			if err != nil {
+				var se *SyntaxError
+				if !errors.Is(err, ErrSyntax) || !errors.As(err, &se) || se.Kind != param || se.Input != s || !k.IsZero() {
+					t.Fatalf("%s %q: error %v, key %v", param, s, err, k)
+				}
+				continue
+			}
+			if k.Param() != param || k.String() != s {
+				t.Fatalf("%s %q: key %s %s", param, s, k.Param(), k)
+			}
+			cs := k.Candidates()
+			for i, c := range cs {
+				if i > 0 && c.Level() != cs[i-1].Level()-1 || c.String() != cs[0].String() {
+					t.Fatalf("%s %q: candidates %v", param, s, cs)
+				}
+				if b, err := Parse(c.Code()); err != nil || b != c || strings.Trim(c.String()[len(c.Code()):], "0") != "" {
+					t.Fatalf("%s %q: candidate %v parses to %v, %v", param, s, c, b, err)
+				}
+			}
+			if n := len(cs); n > 0 && cs[n-1].Level() > Land {
+				if up := cs[n-1].Level() - 1; strings.Trim(cs[n-1].String()[up.Digits():], "0") == "" {
+					t.Fatalf("%s %q: candidates stop at %s", param, s, cs[n-1].Level())
+				}
+			}
+			a, ok := d.Resolve(k)
+			if !ok {
+				continue
+			}
+			g, isAGS := k.AGS()
+			if !slices.Contains(cs, a.Key()) && !(isAGS && a.Level == Gemeinde && a.AGS == g.String()) {
+				t.Fatalf("%s %q resolves to %s %s, no candidate", param, s, a.Level, a.ARS)
+			}
 		}
 	})
 }

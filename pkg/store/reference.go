@@ -13,6 +13,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/leika"
 )
@@ -33,6 +35,9 @@ type Area struct {
 	Retired *time.Time
 	// RetiredStand is the Gebietsstand of that directory.
 	RetiredStand *time.Time
+	// Seeded marks an area SeedAreas wrote, a stand-in until a directory
+	// is imported.
+	Seeded bool
 }
 
 // ID returns the area's identifier in the Routing API (areaId): the level's
@@ -66,12 +71,13 @@ func ParseAreaID(id string) (ars.ARS, ars.Level, error) {
 // AreaImport tells what an import of a directory changed.
 type AreaImport struct {
 	Stand     time.Time `json:"stand"`
-	Areas     int       `json:"areas"`     // areas in the directory
-	Added     int       `json:"added"`     // new keys
-	Updated   int       `json:"updated"`   // names or figures changed
-	Restored  int       `json:"restored"`  // retired keys listed again
-	Retired   int       `json:"retired"`   // keys the directory no longer lists
-	Unchanged int       `json:"unchanged"` // listed as they were
+	Areas     int       `json:"areas"`              // areas in the directory
+	Added     int       `json:"added"`              // new keys
+	Updated   int       `json:"updated"`            // names or figures changed
+	Restored  int       `json:"restored"`           // retired keys listed again
+	Retired   int       `json:"retired"`            // keys the directory no longer lists
+	Unchanged int       `json:"unchanged"`          // listed as they were
+	Replaced  int       `json:"replaced,omitempty"` // seeded areas an import deleted
 }
 
 // CatalogueEntry is one service of the LeiKa catalogue as imported.
@@ -98,44 +104,96 @@ type PostcodeImport struct {
 
 // AreaQuery selects areas by name and postcode (the Routing API's
 // areaSearchexpression): an area matches when it matches every term. A
-// term of digits is a postcode; other terms match the name, regardless of
-// case. '*' stands for any run of characters: without it at an end, a term
-// begins or ends at a word boundary of the name ("Hanau" finds "Hanau,
-// Brüder-Grimm-Stadt", "Mag*" finds Magdeburg, "*burg" Hamburg). Postcode
-// terms match whole postcodes ("79098", "790*"). Only current areas match,
-// and Gemeindeverbände that merely mirror their one Gemeinde (verbandsfreie
-// Gemeinden) are left out.
+// term of digits is a postcode; other terms match the name as FoldName
+// folds both, so case, umlauts typed as ae, oe, ue, composed or combining
+// diacritics and "St." for "Sankt" do not matter. '*' stands for any run of
+// characters: without it at an end, a term begins or ends at a word
+// boundary of the name ("Hanau" finds "Hanau, Brüder-Grimm-Stadt", "Mag*"
+// finds Magdeburg, "*burg" Hamburg). A word "St" just before a '*' stands
+// for "St" and "Sankt" alike, so "St*" finds "St. Peter" while it is typed.
+// Postcode terms match whole postcodes ("79098", "790*"). Only current
+// areas match, and Gemeindeverbände that merely mirror their one Gemeinde
+// (verbandsfreie Gemeinden) are left out.
 type AreaQuery struct {
 	Terms []string
 }
 
-// Term limits of an AreaQuery, after the Routing API's parameter schema:
-// 1 to 10 terms, each made of runs of at least 2 characters between '*'.
+// Term limits of an AreaQuery: 1 to 10 terms, each made of runs of at
+// least 2 characters between '*' (the Routing API's parameter schema), at
+// most 100 characters long (the longest name in the directory has 50) and
+// free of control characters.
 const (
 	MaxAreaTerms   = 10
 	MinTermLetters = 2
+	MaxTermLength  = 100
 )
 
-// Check validates the query against the limits.
+// ErrAreaQuery is wrapped by every error about a malformed AreaQuery, from
+// Check and from a store's SearchAreas: the request is at fault, and the
+// Routing API answers 400 naming areaSearchexpression.
+var ErrAreaQuery = errors.New("invalid area search")
+
+// AreaQueryError says what is wrong with an AreaQuery. It wraps
+// ErrAreaQuery.
+type AreaQueryError struct {
+	Term   int    // 1-based number of the offending term, 0 for the whole query
+	Reason string // what is wrong
+}
+
+// Error names the term and what is wrong with it.
+func (e *AreaQueryError) Error() string {
+	if e.Term == 0 {
+		return e.Reason
+	}
+	return fmt.Sprintf("term %d %s", e.Term, e.Reason)
+}
+
+// Unwrap returns ErrAreaQuery.
+func (e *AreaQueryError) Unwrap() error { return ErrAreaQuery }
+
+// Check validates the query against the limits. Its errors are
+// *AreaQueryError.
 func (q AreaQuery) Check() error {
 	if len(q.Terms) == 0 || len(q.Terms) > MaxAreaTerms {
-		return fmt.Errorf("%d search terms, want 1 to %d", len(q.Terms), MaxAreaTerms)
+		return &AreaQueryError{Reason: fmt.Sprintf("%d search terms, want 1 to %d", len(q.Terms), MaxAreaTerms)}
 	}
 	for i, t := range q.Terms {
-		if !utf8.ValidString(t) {
-			return fmt.Errorf("term %d: not valid UTF-8", i+1)
-		}
-		segs := segments(t)
-		if len(segs) == 0 {
-			return fmt.Errorf("term %d %q: no characters besides '*'", i+1, t)
-		}
-		for _, s := range segs {
-			if utf8.RuneCountInString(s) < MinTermLetters {
-				return fmt.Errorf("term %d %q: %q is shorter than %d characters; '*' separates runs of at least %d", i+1, t, s, MinTermLetters, MinTermLetters)
-			}
+		if reason := checkTerm(t); reason != "" {
+			return &AreaQueryError{Term: i + 1, Reason: reason}
 		}
 	}
 	return nil
+}
+
+// checkTerm returns what is wrong with term t, or "".
+func checkTerm(t string) string {
+	// Bound the work before normalising: no character takes more than
+	// utf8.UTFMax bytes.
+	if len(t) > MaxTermLength*utf8.UTFMax {
+		return fmt.Sprintf("of %d bytes: longer than %d characters", len(t), MaxTermLength)
+	}
+	if !utf8.ValidString(t) {
+		return "is not valid UTF-8"
+	}
+	show := t
+	t = norm.NFC.String(t)
+	if n := utf8.RuneCountInString(t); n > MaxTermLength {
+		return fmt.Sprintf("of %d characters: longer than %d", n, MaxTermLength)
+	}
+	if i := strings.IndexFunc(t, unicode.IsControl); i >= 0 {
+		r, _ := utf8.DecodeRuneInString(t[i:])
+		return fmt.Sprintf("%q: control character %U", show, r)
+	}
+	segs := segments(t)
+	if len(segs) == 0 {
+		return fmt.Sprintf("%q: no characters besides '*'", show)
+	}
+	for _, s := range segs {
+		if utf8.RuneCountInString(s) < MinTermLetters {
+			return fmt.Sprintf("%q: %q is shorter than %d characters; '*' separates runs of at least %d", show, s, MinTermLetters, MinTermLetters)
+		}
+	}
+	return ""
 }
 
 // segments returns the runs of t between '*', without empty ones.
@@ -151,9 +209,11 @@ func segments(t string) []string {
 
 // SearchTerm is one term of an AreaQuery, parsed.
 type SearchTerm struct {
-	// Text is the longest run of the term without '*', folded: every
-	// match contains it, so a store can find candidates by it.
-	Text     string
+	// Contains holds folded texts of which every match contains at least
+	// one, as long as can be told from the term, so that a store can find
+	// candidates by them. It has two texts where the term ends a run in
+	// "St" before a '*' ("…st" or "…sankt"), else one.
+	Contains []string
 	Postcode bool // the term is digits: a postcode or postcode pattern
 	re       *regexp.Regexp
 }
@@ -162,6 +222,7 @@ type SearchTerm struct {
 func (q AreaQuery) ParseTerms() []SearchTerm {
 	out := make([]SearchTerm, 0, len(q.Terms))
 	for _, t := range q.Terms {
+		t = norm.NFC.String(t)
 		segs := segments(t)
 		st := SearchTerm{Postcode: strings.Trim(t, "0123456789*") == ""}
 		// A name term's closed end is a word boundary; a postcode term's
@@ -177,15 +238,24 @@ func (q AreaQuery) ParseTerms() []SearchTerm {
 		} else {
 			b.WriteString(closedStart)
 		}
+		best := -1
 		for i, s := range segs {
 			f := FoldName(s)
-			if len(f) > len(st.Text) {
-				st.Text = f
-			}
+			texts := []string{f}
 			if i > 0 {
 				b.WriteString(open)
 			}
-			b.WriteString(regexp.QuoteMeta(f))
+			if (i < len(segs)-1 || strings.HasSuffix(t, "*")) && endsInWordSt(f) {
+				// "St" while typed may become "St." (folded "sankt").
+				stem := f[:len(f)-2]
+				b.WriteString(regexp.QuoteMeta(stem) + "(?:st|sankt)")
+				texts = []string{stem + "st", stem + "sankt"}
+			} else {
+				b.WriteString(regexp.QuoteMeta(f))
+			}
+			if n := len(texts[0]); n > best {
+				best, st.Contains = n, texts
+			}
 		}
 		if strings.HasSuffix(t, "*") {
 			b.WriteString(open)
@@ -199,26 +269,80 @@ func (q AreaQuery) ParseTerms() []SearchTerm {
 	return out
 }
 
-// FoldName returns the form names are compared in: lower case, ß as ss,
-// runs of spaces as one.
+// endsInWordSt reports whether folded text f ends in the word "st".
+func endsInWordSt(f string) bool {
+	return strings.HasSuffix(f, "st") && wordStart(f, len(f)-2)
+}
+
+// wordStart reports whether byte offset i of s begins a word: no letter or
+// digit precedes it.
+func wordStart(s string, i int) bool {
+	if i == 0 {
+		return true
+	}
+	r, _ := utf8.DecodeLastRuneInString(s[:i])
+	return !unicode.IsLetter(r) && !unicode.IsNumber(r)
+}
+
+// FoldName returns the form names and search terms are compared in, so
+// that a search finds a name however it is typed: Unicode NFC, lower case,
+// ä, ö, ü as ae, oe, ue and ß as ss ("Köln" and "Koeln" fold alike, and
+// "Soest" stays as it is), runs of spaces as one, no space at either end,
+// and "st." or "st " at the start of a word as "sankt " ("St. Georgen",
+// "St.Georgen" and "Sankt Georgen" fold alike; "Neumarkt-Sankt Veit, St"
+// keeps its last word, which means Stadt). Stores keep this form of every
+// name to search by; changing it needs a migration that rewrites theirs.
 func FoldName(s string) string {
 	var b strings.Builder
-	b.Grow(len(s))
+	b.Grow(len(s) + 8)
 	space := false
-	for _, r := range strings.TrimSpace(s) {
-		switch {
-		case unicode.IsSpace(r):
+	for _, r := range strings.TrimSpace(norm.NFC.String(s)) {
+		if unicode.IsSpace(r) {
 			if !space {
 				b.WriteByte(' ')
 			}
 			space = true
 			continue
-		case r == 'ß' || r == 'ẞ':
-			b.WriteString("ss")
-		default:
-			b.WriteRune(unicode.ToLower(r))
 		}
 		space = false
+		switch r = unicode.ToLower(r); r {
+		case 'ä':
+			b.WriteString("ae")
+		case 'ö':
+			b.WriteString("oe")
+		case 'ü':
+			b.WriteString("ue")
+		case 'ß', 'ẞ':
+			b.WriteString("ss")
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return expandSankt(b.String())
+}
+
+// expandSankt writes "st." and "st " at the start of a word in folded text
+// f as "sankt ", with one space after it unless it ends f.
+func expandSankt(f string) string {
+	if !strings.Contains(f, "st.") && !strings.Contains(f, "st ") {
+		return f
+	}
+	var b strings.Builder
+	b.Grow(len(f) + 8)
+	for i := 0; i < len(f); {
+		if i+2 < len(f) && f[i] == 's' && f[i+1] == 't' && (f[i+2] == '.' || f[i+2] == ' ') && wordStart(f, i) {
+			b.WriteString("sankt")
+			i += 3
+			if f[i-1] == '.' && i < len(f) && f[i] == ' ' {
+				i++
+			}
+			if i < len(f) {
+				b.WriteByte(' ')
+			}
+			continue
+		}
+		b.WriteByte(f[i])
+		i++
 	}
 	return b.String()
 }
@@ -296,8 +420,19 @@ type Reference interface {
 	// listed again is current again), and keys d does not list are kept
 	// as retired at the import time. Importing the same directory again
 	// changes nothing. A directory older than the stored one is refused
-	// with ErrStale.
+	// with ErrStale. Seeded areas (see SeedAreas) are no directory: they
+	// are deleted first, whatever d's date, and AreaImport.Replaced
+	// counts them.
 	ImportAreas(ctx context.Context, actor string, d *ars.Directory) (AreaImport, error)
+	// SeedAreas stores the areas of d as seeded: stand-ins, such as a
+	// demo's hand-typed places, until a directory is imported. They are
+	// read, found and searched like imported areas, with d's date as
+	// their Stand, but set no Gebietsstand: ImportAreas of any date
+	// replaces them. Seeding again makes the seeded areas those of d,
+	// deleting the ones d does not list (counted as Retired). Once
+	// ImportAreas has stored a directory, SeedAreas changes nothing and
+	// returns ErrConflict.
+	SeedAreas(ctx context.Context, actor string, d *ars.Directory) (AreaImport, error)
 	// Areas calls fn for every stored area, retired ones included, in ARS
 	// then level order, within one snapshot. An error from fn stops the
 	// walk and is returned as is.
@@ -309,11 +444,16 @@ type Reference interface {
 	// deeper than a's level, current areas before retired ones (see
 	// ars.Directory.Find). ErrNotFound if there is none.
 	FindArea(ctx context.Context, a ars.ARS) (Area, error)
-	// AreaByAGS returns the area an AGS names, current before retired.
-	// ErrNotFound if there is none.
+	// AreaByAGS returns the area an AGS names, current before retired:
+	// the Gemeinde of an 8-digit AGS, else the Kreis, Regierungsbezirk or
+	// Land the AGS names padded with zeros, the deepest first ("08315000"
+	// is the Kreis 08315; see ars.Directory.Resolve). ErrNotFound if there
+	// is none.
 	AreaByAGS(ctx context.Context, g ars.AGS) (Area, error)
 	// SearchAreas returns a page of the current areas matching q and the
-	// total number of matches (see AreaQuery and FilterAreas).
+	// total number of matches (see AreaQuery and FilterAreas). A query
+	// that fails AreaQuery.Check is refused with an error wrapping
+	// ErrAreaQuery.
 	SearchAreas(ctx context.Context, q AreaQuery, p Page) ([]Area, int, error)
 
 	// ImportCatalogue adds and updates LeiKa services; keys not listed stay.

@@ -19,11 +19,11 @@ import (
 var _ store.Reference = (*DB)(nil)
 
 const areaColumns = `ars, level, ags, name, seat, kind, parent, parent_level, population, male, hectares,
-	postal_code, postal_code_unique, stand, retired_at, retired_stand`
+	postal_code, postal_code_unique, stand, retired_at, retired_stand, seeded`
 
 // areaColumnList names the columns an import writes, in areaArgs order.
 var areaColumnList = []string{"ars", "level", "ags", "name", "seat", "kind", "parent", "parent_level", "population", "male", "hectares",
-	"postal_code", "postal_code_unique", "stand", "retired_at", "retired_stand", "search_name"}
+	"postal_code", "postal_code_unique", "stand", "retired_at", "retired_stand", "seeded", "search_name"}
 
 func scanArea(row pgx.Row) (store.Area, error) {
 	var (
@@ -33,7 +33,7 @@ func scanArea(row pgx.Row) (store.Area, error) {
 		male            int64
 	)
 	if err := row.Scan(&a.ARS, &level, &a.AGS, &a.Name, &a.Seat, &kind, &a.Parent, &pl, &population, &male, &a.Hectares,
-		&a.PostalCode, &a.PostalCodeUnique, &a.Stand, &a.Retired, &a.RetiredStand); err != nil {
+		&a.PostalCode, &a.PostalCodeUnique, &a.Stand, &a.Retired, &a.RetiredStand, &a.Seeded); err != nil {
 		return a, err
 	}
 	a.Level, a.Kind, a.ParentLevel = ars.Level(level), ars.Kind(kind), ars.Level(pl)
@@ -45,9 +45,9 @@ func scanArea(row pgx.Row) (store.Area, error) {
 }
 
 // areaArgs returns a's columns in areaColumnList order.
-func areaArgs(a ars.Area, stand time.Time) []any {
+func areaArgs(a ars.Area, stand time.Time, seeded bool) []any {
 	return []any{a.ARS, int16(a.Level), a.AGS, a.Name, a.Seat, int16(a.Kind), a.Parent, int16(a.ParentLevel), int64(a.Population), int64(a.Male), a.Hectares,
-		a.PostalCode, a.PostalCodeUnique, stand, nil, nil, store.FoldName(a.Name)}
+		a.PostalCode, a.PostalCodeUnique, stand, nil, nil, seeded, store.FoldName(a.Name)}
 }
 
 type areaKey struct {
@@ -71,6 +71,26 @@ func placeholders(from, n int) string {
 // holding off other imports and writers of areas meanwhile; see
 // store.Reference.
 func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (store.AreaImport, error) {
+	res, err := db.writeAreas(ctx, actor, d, false)
+	if err != nil {
+		return store.AreaImport{}, fmt.Errorf("import areas: %w", err)
+	}
+	return res, nil
+}
+
+// SeedAreas stores the areas of d as seeded in one transaction; see
+// store.Reference.
+func (db *DB) SeedAreas(ctx context.Context, actor string, d *ars.Directory) (store.AreaImport, error) {
+	res, err := db.writeAreas(ctx, actor, d, true)
+	if err != nil {
+		return store.AreaImport{}, fmt.Errorf("seed areas: %w", err)
+	}
+	return res, nil
+}
+
+// writeAreas imports d, or seeds it: seeded areas are deleted rather
+// than retired, and yield to imported ones.
+func (db *DB) writeAreas(ctx context.Context, actor string, d *ars.Directory, seed bool) (store.AreaImport, error) {
 	stand := d.Date().UTC()
 	all := d.All()
 	res := store.AreaImport{Stand: stand, Areas: len(all)}
@@ -79,12 +99,24 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 		if _, err := tx.Exec(ctx, `LOCK TABLE areas IN EXCLUSIVE MODE`); err != nil {
 			return err
 		}
-		var latest *time.Time
-		if err := tx.QueryRow(ctx, `SELECT max(stand) FROM areas`).Scan(&latest); err != nil {
+		// latest is the stand of the areas of this kind (imported or
+		// seeded), imported the stand of imported ones.
+		var latest, imported *time.Time
+		if err := tx.QueryRow(ctx, `SELECT max(stand) FILTER (WHERE seeded = $1), max(stand) FILTER (WHERE NOT seeded) FROM areas`,
+			seed).Scan(&latest, &imported); err != nil {
 			return err
 		}
-		if latest != nil && latest.After(stand) {
+		switch {
+		case seed && imported != nil:
+			return fmt.Errorf("%w: a directory of %s is imported; seeded areas do not replace it", store.ErrConflict, imported.Format(time.DateOnly))
+		case !seed && latest != nil && latest.After(stand):
 			return fmt.Errorf("%w: directory of %s, the stored one is of %s", store.ErrStale, stand.Format(time.DateOnly), latest.Format(time.DateOnly))
+		case !seed:
+			tag, err := tx.Exec(ctx, `DELETE FROM areas WHERE seeded`)
+			if err != nil {
+				return fmt.Errorf("delete seeded areas: %w", err)
+			}
+			res.Replaced = int(tag.RowsAffected())
 		}
 		standChanged := latest == nil || !latest.Equal(stand)
 		rows, err := tx.Query(ctx, `SELECT `+areaColumns+` FROM areas`)
@@ -109,7 +141,7 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 			delete(existing, k)
 			switch {
 			case !ok:
-				inserts = append(inserts, areaArgs(a, stand))
+				inserts = append(inserts, areaArgs(a, stand, seed))
 				res.Added++
 				continue
 			case !store.ChangedArea(s, a):
@@ -120,13 +152,18 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 			default:
 				res.Updated++
 			}
-			batch.Queue(update, areaArgs(a, stand)...)
+			batch.Queue(update, areaArgs(a, stand, seed)...)
 		}
 		for k, s := range existing {
 			if s.Retired != nil {
 				continue
 			}
-			batch.Queue(`UPDATE areas SET retired_at = $1, retired_stand = $2 WHERE ars = $3 AND level = $4`, at, stand, k.ars, int16(k.level))
+			// An imported key d lacks is kept as retired; a seeded one goes.
+			if seed {
+				batch.Queue(`DELETE FROM areas WHERE ars = $1 AND level = $2`, k.ars, int16(k.level))
+			} else {
+				batch.Queue(`UPDATE areas SET retired_at = $1, retired_stand = $2 WHERE ars = $3 AND level = $4`, at, stand, k.ars, int16(k.level))
+			}
 			res.Retired++
 		}
 		if len(inserts) > 0 {
@@ -139,7 +176,10 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 				return fmt.Errorf("update areas: %w", err)
 			}
 		}
-		if res.Added+res.Updated+res.Restored+res.Retired == 0 && !standChanged {
+		if err := refold(ctx, tx); err != nil {
+			return err
+		}
+		if res.Added+res.Updated+res.Restored+res.Retired+res.Replaced == 0 && !standChanged {
 			return nil
 		}
 		if _, err := tx.Exec(ctx, `UPDATE areas SET stand = $1 WHERE retired_at IS NULL`, stand); err != nil {
@@ -149,12 +189,41 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 		if err != nil {
 			return err
 		}
-		return audit(ctx, tx, actor, "reference.areas.import", "reference:areas", nil, after)
+		action := "reference.areas.import"
+		if seed {
+			action = "reference.areas.seed"
+		}
+		return audit(ctx, tx, actor, action, "reference:areas", nil, after)
 	})
+	return res, err
+}
+
+// refold rewrites search_name where it is not store.FoldName of the name:
+// names a migration folded in SQL differently, or an older fold left.
+func refold(ctx context.Context, tx pgx.Tx) error {
+	rows, err := tx.Query(ctx, `SELECT ars, level, name, search_name FROM areas`)
 	if err != nil {
-		return store.AreaImport{}, fmt.Errorf("import areas: %w", err)
+		return fmt.Errorf("refold names: %w", err)
 	}
-	return res, nil
+	var (
+		arsDigits, name, folded string
+		level                   int16
+	)
+	batch := &pgx.Batch{}
+	if _, err := pgx.ForEachRow(rows, []any{&arsDigits, &level, &name, &folded}, func() error {
+		if f := store.FoldName(name); f != folded {
+			batch.Queue(`UPDATE areas SET search_name = $1 WHERE ars = $2 AND level = $3`, f, arsDigits, level)
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("refold names: %w", err)
+	}
+	if batch.Len() > 0 {
+		if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+			return fmt.Errorf("refold names: %w", err)
+		}
+	}
+	return nil
 }
 
 // Areas calls fn for every stored area in ARS, level order.
@@ -200,21 +269,33 @@ func (db *DB) FindArea(ctx context.Context, a ars.ARS) (store.Area, error) {
 	return area, nil
 }
 
-// AreaByAGS returns the area g names, current before retired.
+// AreaByAGS returns the area g names, current before retired: the
+// Gemeinde of an 8-digit AGS, else the deepest area g names padded.
 func (db *DB) AreaByAGS(ctx context.Context, g ars.AGS) (store.Area, error) {
-	if a, ok := g.ARS(); ok {
-		area, err := db.Area(ctx, a.String(), a.Level())
-		if err != nil {
-			return store.Area{}, fmt.Errorf("area by ags %s: %w", g.Code(), err)
-		}
-		return area, nil
-	}
-	area, err := scanArea(db.pool.QueryRow(ctx, `SELECT `+areaColumns+` FROM areas WHERE ags = $1 AND level = $2
-		ORDER BY retired_at IS NOT NULL, retired_at DESC LIMIT 1`, g.String(), int16(ars.Gemeinde)))
+	conds, args := areaByAGS(g)
+	area, err := scanArea(db.pool.QueryRow(ctx, `SELECT `+areaColumns+` FROM areas WHERE `+conds+`
+		ORDER BY retired_at IS NOT NULL, level DESC, retired_at DESC LIMIT 1`, args...))
 	if err != nil {
 		return store.Area{}, fmt.Errorf("area by ags %s: %w", g.Code(), notFound(err))
 	}
 	return area, nil
+}
+
+// areaByAGS returns the condition on areas that g names and its
+// arguments: the Gemeinde with AGS g, or one of the key's candidates (see
+// ars.Key.Candidates), which share their ARS and span a run of levels.
+func areaByAGS(g ars.AGS) (string, []any) {
+	var conds []string
+	var args []any
+	if g.Level() == ars.Gemeinde {
+		conds = append(conds, fmt.Sprintf(`(level = $%d AND ags = $%d)`, len(args)+1, len(args)+2))
+		args = append(args, int16(ars.Gemeinde), g.String())
+	}
+	if cs := ars.KeyOfAGS(g).Candidates(); len(cs) > 0 {
+		conds = append(conds, fmt.Sprintf(`(ars = $%d AND level BETWEEN $%d AND $%d)`, len(args)+1, len(args)+2, len(args)+3))
+		args = append(args, cs[0].String(), int16(cs[len(cs)-1].Level()), int16(cs[0].Level()))
+	}
+	return strings.Join(conds, " OR "), args
 }
 
 // likeEscape escapes LIKE's wildcards in s, with '\' as the escape.
@@ -234,8 +315,8 @@ func (db *DB) SearchAreas(ctx context.Context, q store.AreaQuery, p store.Page) 
 	for i := range terms {
 		t := &terms[i]
 		if t.Postcode {
-			codePatterns = append(codePatterns, "%"+likeEscape(t.Text)+"%")
-		} else if name == nil || len(t.Text) > len(name.Text) {
+			codePatterns = append(codePatterns, "%"+likeEscape(t.Contains[0])+"%")
+		} else if name == nil || len(t.Contains[0]) > len(name.Contains[0]) {
 			name = t
 		}
 	}
@@ -258,8 +339,11 @@ func (db *DB) SearchAreas(ctx context.Context, q store.AreaQuery, p store.Page) 
 		var rows pgx.Rows
 		var err error
 		if name != nil {
-			rows, err = tx.Query(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND search_name LIKE $1`,
-				"%"+likeEscape(name.Text)+"%")
+			var likes []string
+			for _, c := range name.Contains {
+				likes = append(likes, "%"+likeEscape(c)+"%")
+			}
+			rows, err = tx.Query(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND search_name LIKE ANY ($1)`, likes)
 		} else {
 			rows, err = tx.Query(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND level = $1
 				AND (ags IN (SELECT ags FROM postcodes WHERE plz LIKE ANY ($2)) OR postal_code LIKE ANY ($2))`,

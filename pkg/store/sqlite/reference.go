@@ -20,21 +20,21 @@ var _ store.Reference = (*DB)(nil)
 const dateLayout = "2006-01-02"
 
 const areaColumns = `ars, level, ags, name, seat, kind, parent, parent_level, population, male, hectares,
-	postal_code, postal_code_unique, stand, retired_at, retired_stand`
+	postal_code, postal_code_unique, stand, retired_at, retired_stand, seeded`
 
 func scanArea(row scanner) (store.Area, error) {
 	var (
 		a                     store.Area
 		level, kind, pl       int
-		unique                int
+		unique, seeded        int
 		stand                 string
 		retired, retiredStand sql.NullString
 	)
 	if err := row.Scan(&a.ARS, &level, &a.AGS, &a.Name, &a.Seat, &kind, &a.Parent, &pl, &a.Population, &a.Male, &a.Hectares,
-		&a.PostalCode, &unique, &stand, &retired, &retiredStand); err != nil {
+		&a.PostalCode, &unique, &stand, &retired, &retiredStand, &seeded); err != nil {
 		return a, err
 	}
-	a.Level, a.Kind, a.ParentLevel, a.PostalCodeUnique = ars.Level(level), ars.Kind(kind), ars.Level(pl), unique != 0
+	a.Level, a.Kind, a.ParentLevel, a.PostalCodeUnique, a.Seeded = ars.Level(level), ars.Kind(kind), ars.Level(pl), unique != 0, seeded != 0
 	var err error
 	if a.Stand, err = time.Parse(dateLayout, stand); err != nil {
 		return a, fmt.Errorf("decode stand: %w", err)
@@ -53,9 +53,9 @@ func scanArea(row scanner) (store.Area, error) {
 }
 
 // areaArgs returns a's columns in areaColumns order, with search_name last.
-func areaArgs(a ars.Area, stand time.Time) []any {
+func areaArgs(a ars.Area, stand time.Time, seeded bool) []any {
 	return []any{a.ARS, int(a.Level), a.AGS, a.Name, a.Seat, int(a.Kind), a.Parent, int(a.ParentLevel), a.Population, a.Male, a.Hectares,
-		a.PostalCode, boolInt(a.PostalCodeUnique), stand.Format(dateLayout), nil, nil, store.FoldName(a.Name)}
+		a.PostalCode, boolInt(a.PostalCodeUnique), stand.Format(dateLayout), nil, nil, boolInt(seeded), store.FoldName(a.Name)}
 }
 
 func boolInt(b bool) int {
@@ -73,17 +73,53 @@ type areaKey struct {
 // ImportAreas makes the stored directory that of d in one write
 // transaction; see store.Reference.
 func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (store.AreaImport, error) {
+	res, err := db.writeAreas(ctx, actor, d, false)
+	if err != nil {
+		return store.AreaImport{}, fmt.Errorf("import areas: %w", err)
+	}
+	return res, nil
+}
+
+// SeedAreas stores the areas of d as seeded in one write transaction; see
+// store.Reference.
+func (db *DB) SeedAreas(ctx context.Context, actor string, d *ars.Directory) (store.AreaImport, error) {
+	res, err := db.writeAreas(ctx, actor, d, true)
+	if err != nil {
+		return store.AreaImport{}, fmt.Errorf("seed areas: %w", err)
+	}
+	return res, nil
+}
+
+// writeAreas imports d, or seeds it: seeded areas are deleted rather
+// than retired, and yield to imported ones.
+func (db *DB) writeAreas(ctx context.Context, actor string, d *ars.Directory, seed bool) (store.AreaImport, error) {
 	stand := d.Date().UTC()
 	all := d.All()
 	res := store.AreaImport{Stand: stand, Areas: len(all)}
 	at := store.Now()
 	err := db.write(ctx, func(tx *sql.Tx) error {
-		var latest sql.NullString
-		if err := tx.QueryRowContext(ctx, `SELECT max(stand) FROM areas`).Scan(&latest); err != nil {
+		// latest is the stand of the areas of this kind (imported or
+		// seeded), imported the stand of imported ones.
+		var latest, imported sql.NullString
+		if err := tx.QueryRowContext(ctx, `SELECT max(stand) FILTER (WHERE seeded = ?), max(stand) FILTER (WHERE seeded = 0) FROM areas`,
+			boolInt(seed)).Scan(&latest, &imported); err != nil {
 			return err
 		}
-		if latest.Valid && latest.String > stand.Format(dateLayout) {
+		switch {
+		case seed && imported.Valid:
+			return fmt.Errorf("%w: a directory of %s is imported; seeded areas do not replace it", store.ErrConflict, imported.String)
+		case !seed && latest.Valid && latest.String > stand.Format(dateLayout):
 			return fmt.Errorf("%w: directory of %s, the stored one is of %s", store.ErrStale, stand.Format(dateLayout), latest.String)
+		case !seed:
+			r, err := tx.ExecContext(ctx, `DELETE FROM areas WHERE seeded = 1`)
+			if err != nil {
+				return fmt.Errorf("delete seeded areas: %w", err)
+			}
+			n, err := r.RowsAffected()
+			if err != nil {
+				return err
+			}
+			res.Replaced = int(n)
 		}
 		standChanged := !latest.Valid || latest.String != stand.Format(dateLayout)
 		existing := make(map[areaKey]store.Area)
@@ -103,12 +139,12 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO areas (`+areaColumns+`, search_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO areas (`+areaColumns+`, search_name) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer ins.Close()
-		upd, err := tx.PrepareContext(ctx, `UPDATE areas SET (`+areaColumns+`, search_name) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE ars = ? AND level = ?`)
+		upd, err := tx.PrepareContext(ctx, `UPDATE areas SET (`+areaColumns+`, search_name) = (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) WHERE ars = ? AND level = ?`)
 		if err != nil {
 			return err
 		}
@@ -119,7 +155,7 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 			delete(existing, k)
 			switch {
 			case !ok:
-				if _, err := ins.ExecContext(ctx, areaArgs(a, stand)...); err != nil {
+				if _, err := ins.ExecContext(ctx, areaArgs(a, stand, seed)...); err != nil {
 					return fmt.Errorf("insert area %s %s: %w", a.Level, a.ARS, err)
 				}
 				res.Added++
@@ -132,7 +168,7 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 			default:
 				res.Updated++
 			}
-			if _, err := upd.ExecContext(ctx, append(areaArgs(a, stand), a.ARS, int(a.Level))...); err != nil {
+			if _, err := upd.ExecContext(ctx, append(areaArgs(a, stand, seed), a.ARS, int(a.Level))...); err != nil {
 				return fmt.Errorf("update area %s %s: %w", a.Level, a.ARS, err)
 			}
 		}
@@ -145,12 +181,21 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 			if s.Retired != nil {
 				continue
 			}
-			if _, err := retire.ExecContext(ctx, encTime(at), stand.Format(dateLayout), k.ars, int(k.level)); err != nil {
+			// An imported key d lacks is kept as retired; a seeded one goes.
+			if seed {
+				_, err = tx.ExecContext(ctx, `DELETE FROM areas WHERE ars = ? AND level = ?`, k.ars, int(k.level))
+			} else {
+				_, err = retire.ExecContext(ctx, encTime(at), stand.Format(dateLayout), k.ars, int(k.level))
+			}
+			if err != nil {
 				return fmt.Errorf("retire area %s %s: %w", k.level, k.ars, err)
 			}
 			res.Retired++
 		}
-		if res.Added+res.Updated+res.Restored+res.Retired == 0 && !standChanged {
+		if err := refold(ctx, tx); err != nil {
+			return err
+		}
+		if res.Added+res.Updated+res.Restored+res.Retired+res.Replaced == 0 && !standChanged {
 			return nil
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE areas SET stand = ? WHERE retired_at IS NULL`, stand.Format(dateLayout)); err != nil {
@@ -160,12 +205,50 @@ func (db *DB) ImportAreas(ctx context.Context, actor string, d *ars.Directory) (
 		if err != nil {
 			return err
 		}
-		return audit(ctx, tx, actor, "reference.areas.import", "reference:areas", nil, after)
+		action := "reference.areas.import"
+		if seed {
+			action = "reference.areas.seed"
+		}
+		return audit(ctx, tx, actor, action, "reference:areas", nil, after)
 	})
+	return res, err
+}
+
+// refold rewrites search_name where it is not store.FoldName of the name:
+// names a migration folded in SQL differently, or an older fold left.
+func refold(ctx context.Context, tx *sql.Tx) error {
+	rows, err := tx.QueryContext(ctx, `SELECT ars, level, name, search_name FROM areas`)
 	if err != nil {
-		return store.AreaImport{}, fmt.Errorf("import areas: %w", err)
+		return fmt.Errorf("refold names: %w", err)
 	}
-	return res, nil
+	type stale struct {
+		key    areaKey
+		folded string
+	}
+	var todo []stale
+	for rows.Next() {
+		var k areaKey
+		var level int
+		var name, folded string
+		if err := rows.Scan(&k.ars, &level, &name, &folded); err != nil {
+			rows.Close()
+			return fmt.Errorf("refold names: %w", err)
+		}
+		k.level = ars.Level(level)
+		if f := store.FoldName(name); f != folded {
+			todo = append(todo, stale{k, f})
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("refold names: %w", err)
+	}
+	for _, s := range todo {
+		if _, err := tx.ExecContext(ctx, `UPDATE areas SET search_name = ? WHERE ars = ? AND level = ?`, s.folded, s.key.ars, int(s.key.level)); err != nil {
+			return fmt.Errorf("refold %s %s: %w", s.key.level, s.key.ars, err)
+		}
+	}
+	return nil
 }
 
 // Areas calls fn for every stored area in ARS, level order.
@@ -211,21 +294,33 @@ func (db *DB) FindArea(ctx context.Context, a ars.ARS) (store.Area, error) {
 	return area, nil
 }
 
-// AreaByAGS returns the area g names, current before retired.
+// AreaByAGS returns the area g names, current before retired: the
+// Gemeinde of an 8-digit AGS, else the deepest area g names padded.
 func (db *DB) AreaByAGS(ctx context.Context, g ars.AGS) (store.Area, error) {
-	if a, ok := g.ARS(); ok {
-		area, err := db.Area(ctx, a.String(), a.Level())
-		if err != nil {
-			return store.Area{}, fmt.Errorf("area by ags %s: %w", g.Code(), err)
-		}
-		return area, nil
-	}
-	area, err := scanArea(db.r.QueryRowContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE ags = ? AND level = ?
-		ORDER BY retired_at IS NOT NULL, retired_at DESC LIMIT 1`, g.String(), int(ars.Gemeinde)))
+	conds, args := areaByAGS(g)
+	area, err := scanArea(db.r.QueryRowContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE `+conds+`
+		ORDER BY retired_at IS NOT NULL, level DESC, retired_at DESC LIMIT 1`, args...))
 	if err != nil {
 		return store.Area{}, fmt.Errorf("area by ags %s: %w", g.Code(), notFound(err))
 	}
 	return area, nil
+}
+
+// areaByAGS returns the condition on areas that g names and its
+// arguments: the Gemeinde with AGS g, or one of the key's candidates (see
+// ars.Key.Candidates), which share their ARS and span a run of levels.
+func areaByAGS(g ars.AGS) (string, []any) {
+	var conds []string
+	var args []any
+	if g.Level() == ars.Gemeinde {
+		conds = append(conds, `(level = ? AND ags = ?)`)
+		args = append(args, int(ars.Gemeinde), g.String())
+	}
+	if cs := ars.KeyOfAGS(g).Candidates(); len(cs) > 0 {
+		conds = append(conds, `(ars = ? AND level BETWEEN ? AND ?)`)
+		args = append(args, cs[0].String(), int(cs[len(cs)-1].Level()), int(cs[0].Level()))
+	}
+	return strings.Join(conds, " OR "), args
 }
 
 // likeEscape escapes LIKE's wildcards in s, with '\' as the escape.
@@ -247,8 +342,8 @@ func (db *DB) SearchAreas(ctx context.Context, q store.AreaQuery, p store.Page) 
 		t := &terms[i]
 		if t.Postcode {
 			codeConds = append(codeConds, `plz LIKE ? ESCAPE '\'`)
-			codeArgs = append(codeArgs, "%"+likeEscape(t.Text)+"%")
-		} else if name == nil || len(t.Text) > len(name.Text) {
+			codeArgs = append(codeArgs, "%"+likeEscape(t.Contains[0])+"%")
+		} else if name == nil || len(t.Contains[0]) > len(name.Contains[0]) {
 			name = t
 		}
 	}
@@ -276,8 +371,13 @@ func (db *DB) SearchAreas(ctx context.Context, q store.AreaQuery, p store.Page) 
 		var rows *sql.Rows
 		var err error
 		if name != nil {
-			rows, err = tx.QueryContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND search_name LIKE ? ESCAPE '\'`,
-				"%"+likeEscape(name.Text)+"%")
+			var likes []string
+			var args []any
+			for _, c := range name.Contains {
+				likes = append(likes, `search_name LIKE ? ESCAPE '\'`)
+				args = append(args, "%"+likeEscape(c)+"%")
+			}
+			rows, err = tx.QueryContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND (`+strings.Join(likes, " OR ")+`)`, args...)
 		} else {
 			conds := strings.ReplaceAll(strings.Join(codeConds, " OR "), "plz", "postal_code")
 			rows, err = tx.QueryContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND level = ?
