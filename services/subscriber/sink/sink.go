@@ -113,8 +113,9 @@ type Attachment struct {
 	// Size of the content in bytes, -1 when unknown. A sink may use it
 	// for a quick check only; it counts what Open returns.
 	Size int64
-	// Open returns the content from its first byte. A sink calls it at
-	// most once per Deliver and closes what it returns.
+	// Open returns the content from its first byte. A sink calls it once
+	// per attempt (an HTTP sink that retries within one Deliver calls it
+	// again) and closes what it returns.
 	Open func() (io.ReadCloser, error)
 }
 

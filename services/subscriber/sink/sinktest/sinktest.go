@@ -248,6 +248,8 @@ func testDeliverOne(t *testing.T, b Backend) {
 	noData.Data, noData.DataMimeType = nil, ""
 	xml := NewDelivery()
 	xml.Data, xml.DataMimeType = []byte(`<?xml version="1.0" encoding="UTF-8"?><antrag><name>Erika Mustermann</name></antrag>`), sink.MimeXML
+	latin1 := NewDelivery()
+	latin1.Data, latin1.DataMimeType = []byte("<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><antrag><name>J\xfcrgen Gro\xdf</name></antrag>"), sink.MimeXML
 	upper := NewDelivery()
 	upper.SubmissionID, upper.CaseID = strings.ToUpper(upper.SubmissionID), strings.ToUpper(upper.CaseID)
 	cases := []struct {
@@ -257,6 +259,7 @@ func testDeliverOne(t *testing.T, b Backend) {
 		{"json", NewDelivery()},
 		{"xml", xml},
 		{"no data", noData},
+		{"latin-1 xml", latin1},
 		{"upper-case ids", upper},
 	}
 	for _, tc := range cases {
