@@ -120,6 +120,11 @@ type HTTP struct {
 
 var _ Sink = (*HTTP)(nil)
 
+// Check reports whether NewHTTP would accept c.
+func (c HTTPConfig) Check() error {
+	return checkHTTPConfig(&c)
+}
+
 // NewHTTP checks cfg and returns an HTTP sink.
 func NewHTTP(cfg HTTPConfig) (*HTTP, error) {
 	if err := checkHTTPConfig(&cfg); err != nil {

@@ -77,21 +77,33 @@ type Postgres struct {
 
 var _ Sink = (*Postgres)(nil)
 
+// Check reports whether c is well-formed, as OpenPostgres checks it
+// before it connects.
+func (c PostgresConfig) Check() error {
+	return checkPostgresConfig(c.withDefaults())
+}
+
+func (c PostgresConfig) withDefaults() PostgresConfig {
+	if c.Table == "" {
+		c.Table = DefaultPostgresTable
+	}
+	if c.MaxAttachment == 0 {
+		c.MaxAttachment = DefaultPostgresMaxAttachment
+	}
+	return c
+}
+
 // OpenPostgres connects, checks cfg and creates the tables if they are
 // absent. Processes may open the same tables at once.
 func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
-	if cfg.Table == "" {
-		cfg.Table = DefaultPostgresTable
-	}
-	if cfg.MaxAttachment == 0 {
-		cfg.MaxAttachment = DefaultPostgresMaxAttachment
-	}
+	cfg = cfg.withDefaults()
 	if err := checkPostgresConfig(cfg); err != nil {
 		return nil, permanent(fmt.Errorf("postgres sink: %w", err))
 	}
 	pc, err := pgxpool.ParseConfig(cfg.URL)
 	if err != nil {
-		return nil, permanent(fmt.Errorf("postgres sink: %w", err))
+		// pgx's message quotes the URL, password and all.
+		return nil, permanent(errors.New("postgres sink: cannot parse the database url"))
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
