@@ -157,15 +157,23 @@ type Sink struct {
 
 // Open opens the sink s describes.
 func (s Sink) Open(ctx context.Context) (sink.Sink, error) {
+	var out sink.Sink
+	var err error
 	switch s.Kind {
 	case SinkDirectory:
-		return sink.NewDirectory(s.Directory)
+		out, err = sink.NewDirectory(s.Directory)
 	case SinkHTTP:
-		return sink.NewHTTP(s.HTTP)
+		out, err = sink.NewHTTP(s.HTTP)
 	case SinkPostgres:
-		return sink.OpenPostgres(ctx, s.Postgres)
+		out, err = sink.OpenPostgres(ctx, s.Postgres)
+	default:
+		return nil, fmt.Errorf("open sink: unknown kind %q", s.Kind)
 	}
-	return nil, fmt.Errorf("open sink: unknown kind %q", s.Kind)
+	if err != nil {
+		// A nil *Directory in a Sink would not compare equal to nil.
+		return nil, err
+	}
+	return out, nil
 }
 
 // Secret is a value that must not be printed: String, GoString and

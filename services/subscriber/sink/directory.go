@@ -111,7 +111,7 @@ func (s *Directory) Close() error { return s.root.Close() }
 func (s *Directory) Deliver(ctx context.Context, d Delivery) error {
 	d, err := normalize(d)
 	if err != nil {
-		return fmt.Errorf("deliver %q to directory: %w", d.SubmissionID, err)
+		return fmt.Errorf("deliver to directory: %w", err)
 	}
 	unlock, err := s.locks.lock(ctx, d.SubmissionID)
 	if err != nil {

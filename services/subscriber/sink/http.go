@@ -215,7 +215,7 @@ func (s *HTTP) Close() error {
 func (s *HTTP) Deliver(ctx context.Context, d Delivery) error {
 	d, err := normalize(d)
 	if err != nil {
-		return fmt.Errorf("deliver %q to %s: %w", d.SubmissionID, s.cfg.URL, err)
+		return fmt.Errorf("deliver to %s: %w", s.cfg.URL, err)
 	}
 	unlock, err := s.locks.lock(ctx, d.SubmissionID)
 	if err != nil {

@@ -212,7 +212,7 @@ func (s *Postgres) Close() error {
 func (s *Postgres) Deliver(ctx context.Context, d Delivery) error {
 	d, err := normalize(d)
 	if err != nil {
-		return fmt.Errorf("deliver %q to postgres: %w", d.SubmissionID, err)
+		return fmt.Errorf("deliver to postgres: %w", err)
 	}
 	if err := s.deliver(ctx, d); err != nil {
 		return fmt.Errorf("deliver %s to postgres %s: %w", d.SubmissionID, s.table, err)

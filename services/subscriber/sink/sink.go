@@ -110,8 +110,8 @@ type Attachment struct {
 	// Filename is the sender's filename: untrusted, see Filenames.
 	Filename string
 	MimeType string
-	// Size of the content in bytes, -1 when unknown. A sink may use it
-	// for a quick check only; it counts what Open returns.
+	// Size of the content in bytes, -1 when unknown. It informs; sinks
+	// count what Open returns.
 	Size int64
 	// Open returns the content from its first byte. A sink calls it once
 	// per attempt (an HTTP sink that retries within one Deliver calls it
@@ -134,7 +134,7 @@ func normalize(d Delivery) (Delivery, error) {
 	if err := checkText("service identifier", d.ServiceIdentifier); err != nil {
 		return d, err
 	}
-	if !json.Valid(d.Metadata) || !strings.HasPrefix(strings.TrimLeft(string(d.Metadata), " \t\r\n"), "{") {
+	if !json.Valid(d.Metadata) || !utf8.Valid(d.Metadata) || !strings.HasPrefix(strings.TrimLeft(string(d.Metadata), " \t\r\n"), "{") {
 		return d, invalid("metadata is not a JSON object")
 	}
 	switch {

@@ -572,6 +572,7 @@ func testInvalid(t *testing.T, b Backend) {
 		{"metadata array", func(d *sink.Delivery) { d.Metadata = []byte(`[]`) }},
 		{"metadata broken", func(d *sink.Delivery) { d.Metadata = []byte(`{"a":`) }},
 		{"metadata nil", func(d *sink.Delivery) { d.Metadata = nil }},
+		{"metadata not utf-8", func(d *sink.Delivery) { d.Metadata = []byte("{\"name\":\"J\xfcrgen\"}") }},
 		{"data type", func(d *sink.Delivery) { d.DataMimeType = "text/html" }},
 		{"data type without data", func(d *sink.Delivery) { d.Data = nil }},
 		{"data without type", func(d *sink.Delivery) { d.DataMimeType = "" }},
