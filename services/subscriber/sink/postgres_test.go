@@ -205,3 +205,23 @@ func TestOpenPostgres(t *testing.T) {
 		}
 	})
 }
+
+// TestPostgresSizeMismatch shows that content longer or shorter than its
+// announced size fails the delivery and leaves nothing.
+func TestPostgresSizeMismatch(t *testing.T) {
+	url := flowtest.FreshSchema(t)
+	s := openPostgres(t, sink.PostgresConfig{URL: url})
+	defer s.Close()
+	for _, size := range []int64{999, 1001, 0} {
+		d := sinktest.NewDelivery()
+		a := (&sinktest.Content{Bytes: sinktest.Random(8, 1000)}).Attachment(uuid.NewString(), "x.bin", "application/octet-stream")
+		a.Size = size
+		d.Attachments = []sink.Attachment{a}
+		if err := s.Deliver(context.Background(), d); !errors.Is(err, sink.ErrInvalid) || !errors.Is(err, sink.ErrPermanent) {
+			t.Fatalf("deliver 1000 bytes announced as %d: %v, want a permanent ErrInvalid", size, err)
+		}
+	}
+	if got := readPostgres(t, url, currentSchema(t, url), sink.DefaultPostgresTable); len(got) != 0 {
+		t.Fatalf("failed deliveries left %d submissions", len(got))
+	}
+}

@@ -110,8 +110,9 @@ type Attachment struct {
 	// Filename is the sender's filename: untrusted, see Filenames.
 	Filename string
 	MimeType string
-	// Size of the content in bytes, -1 when unknown. It informs; sinks
-	// count what Open returns.
+	// Size of the content in bytes, -1 when unknown. A sink may rely on
+	// a known size: content of another length fails the delivery with
+	// ErrInvalid.
 	Size int64
 	// Open returns the content from its first byte. A sink calls it once
 	// per attempt (an HTTP sink that retries within one Deliver calls it
