@@ -1,0 +1,321 @@
+package sink
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"strings"
+	"time"
+)
+
+// Names in a Directory.
+const (
+	// ManifestFile describes a delivered submission: its ids, service,
+	// data file and attachments (see Manifest).
+	ManifestFile = "delivery.json"
+	// MetadataFile holds the decrypted metadata as received.
+	MetadataFile = "metadata.json"
+	// AttachmentDir holds the attachments under the names of Filenames.
+	AttachmentDir = "attachments"
+	// tempPrefix starts the name of a folder being written.
+	tempPrefix = ".tmp-"
+	// StaleTemp is the age from which NewDirectory removes a temporary
+	// folder another Directory left behind when it stopped half-way.
+	StaleTemp = time.Hour
+	dirPerm   = 0o750
+	filePerm  = 0o640
+)
+
+// Manifest is the content of a delivered folder's ManifestFile.
+type Manifest struct {
+	SubmissionID      string `json:"submissionId"`
+	CaseID            string `json:"caseId"`
+	DestinationID     string `json:"destinationId"`
+	ServiceIdentifier string `json:"serviceIdentifier"`
+	// DataFile is "data.json" or "data.xml", "" without data.
+	DataFile     string               `json:"dataFile,omitempty"`
+	DataMimeType string               `json:"dataMimeType,omitempty"`
+	Attachments  []ManifestAttachment `json:"attachments"`
+	DeliveredAt  time.Time            `json:"deliveredAt"`
+}
+
+// ManifestAttachment describes one stored attachment.
+type ManifestAttachment struct {
+	ID string `json:"id"`
+	// File is the path inside the submission's folder:
+	// attachments/<name from Filenames>.
+	File     string `json:"file"`
+	MimeType string `json:"mimeType"`
+	Size     int64  `json:"size"`
+}
+
+// Directory is a Sink that drops every submission into its own folder,
+// named by its submission id, beneath one directory:
+//
+//	<dir>/<submission id>/delivery.json     the Manifest
+//	<dir>/<submission id>/metadata.json
+//	<dir>/<submission id>/data.json         or data.xml, if there is data
+//	<dir>/<submission id>/attachments/<name>
+//
+// A submission is written into a temporary folder ".tmp-<id>-<random>"
+// beside the final one, every file and folder synced, and then renamed to
+// its final name, so a folder named by a submission id is always complete:
+// its existence means "delivered". A Fachverfahren reading the directory
+// must skip names that start with a dot.
+type Directory struct {
+	dir   string
+	root  *os.Root
+	locks keyLock
+	now   func() time.Time
+}
+
+var _ Sink = (*Directory)(nil)
+
+// NewDirectory opens dir as a Directory sink, creating it if needed, and
+// removes temporary folders older than StaleTemp.
+func NewDirectory(dir string) (*Directory, error) {
+	if dir == "" {
+		return nil, permanent(errors.New("open directory sink: no directory"))
+	}
+	if err := os.MkdirAll(dir, dirPerm); err != nil {
+		return nil, fsError(fmt.Errorf("open directory sink: %w", err))
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fsError(fmt.Errorf("open directory sink: %w", err))
+	}
+	s := &Directory{dir: dir, root: root, now: time.Now}
+	if err := s.sweep(func(name string, info fs.FileInfo) bool {
+		return s.now().Sub(info.ModTime()) > StaleTemp
+	}); err != nil {
+		root.Close()
+		return nil, fmt.Errorf("open directory sink: %w", err)
+	}
+	return s, nil
+}
+
+// Kind returns "directory".
+func (s *Directory) Kind() string { return "directory" }
+
+// Close releases the directory.
+func (s *Directory) Close() error { return s.root.Close() }
+
+// Deliver writes d into its folder unless that folder exists.
+func (s *Directory) Deliver(ctx context.Context, d Delivery) error {
+	d, err := normalize(d)
+	if err != nil {
+		return fmt.Errorf("deliver to directory: %w", err)
+	}
+	unlock, err := s.locks.lock(ctx, d.SubmissionID)
+	if err != nil {
+		return fmt.Errorf("deliver %s to directory: %w", d.SubmissionID, err)
+	}
+	defer unlock()
+	if err := s.deliver(ctx, d); err != nil {
+		return fmt.Errorf("deliver %s to directory %s: %w", d.SubmissionID, s.dir, err)
+	}
+	return nil
+}
+
+func (s *Directory) deliver(ctx context.Context, d Delivery) error {
+	done, err := s.delivered(d.SubmissionID)
+	if err != nil || done {
+		return err
+	}
+	suffix := make([]byte, 8)
+	_, _ = rand.Read(suffix) // crypto/rand.Read never fails
+	tmp := tempPrefix + d.SubmissionID + "-" + hex.EncodeToString(suffix)
+	if err := s.root.Mkdir(tmp, dirPerm); err != nil {
+		return fsError(err)
+	}
+	if err := s.write(ctx, tmp, d); err != nil {
+		_ = s.root.RemoveAll(tmp)
+		// Another process delivered it and swept this folder away.
+		if done, derr := s.delivered(d.SubmissionID); derr == nil && done {
+			return nil
+		}
+		return err
+	}
+	if err := s.root.Rename(tmp, d.SubmissionID); err != nil {
+		_ = s.root.RemoveAll(tmp)
+		// Another process renamed its copy into place first.
+		if done, derr := s.delivered(d.SubmissionID); derr == nil && done {
+			return nil
+		}
+		return fsError(err)
+	}
+	if err := s.syncDir("."); err != nil {
+		return err
+	}
+	// Folders of attempts that failed, or lost the race, are garbage now.
+	return s.sweep(func(name string, _ fs.FileInfo) bool {
+		return strings.HasPrefix(name, tempPrefix+d.SubmissionID+"-")
+	})
+}
+
+// delivered reports whether the folder of id exists.
+func (s *Directory) delivered(id string) (bool, error) {
+	info, err := s.root.Lstat(id)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, fsError(err)
+	case !info.IsDir():
+		return false, permanent(fmt.Errorf("%s exists and is no folder", id))
+	}
+	return true, nil
+}
+
+// write fills the temporary folder tmp with d and syncs it.
+func (s *Directory) write(ctx context.Context, tmp string, d Delivery) error {
+	m := Manifest{
+		SubmissionID:      d.SubmissionID,
+		CaseID:            d.CaseID,
+		DestinationID:     d.DestinationID,
+		ServiceIdentifier: d.ServiceIdentifier,
+		DataMimeType:      d.DataMimeType,
+		Attachments:       []ManifestAttachment{},
+	}
+	if len(d.Attachments) > 0 {
+		if err := s.root.Mkdir(path.Join(tmp, AttachmentDir), dirPerm); err != nil {
+			return fsError(err)
+		}
+		for i, name := range Filenames(d.Attachments) {
+			a := d.Attachments[i]
+			file := path.Join(AttachmentDir, name)
+			n, err := s.writeAttachment(ctx, path.Join(tmp, file), a)
+			if err != nil {
+				return err
+			}
+			m.Attachments = append(m.Attachments, ManifestAttachment{ID: a.ID, File: file, MimeType: a.MimeType, Size: n})
+		}
+		if err := s.syncDir(path.Join(tmp, AttachmentDir)); err != nil {
+			return err
+		}
+	}
+	if d.Data != nil {
+		m.DataFile = "data.json"
+		if d.DataMimeType == MimeXML {
+			m.DataFile = "data.xml"
+		}
+		if err := s.writeFile(path.Join(tmp, m.DataFile), d.Data); err != nil {
+			return err
+		}
+	}
+	if err := s.writeFile(path.Join(tmp, MetadataFile), d.Metadata); err != nil {
+		return err
+	}
+	m.DeliveredAt = s.now().UTC()
+	manifest, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return permanent(err)
+	}
+	if err := s.writeFile(path.Join(tmp, ManifestFile), append(manifest, '\n')); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return transient(err)
+	}
+	return s.syncDir(tmp)
+}
+
+func (s *Directory) writeAttachment(ctx context.Context, name string, a Attachment) (int64, error) {
+	src, err := openSource(ctx, a, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer src.Close()
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+	if err != nil {
+		return 0, fsError(err)
+	}
+	_, err = io.Copy(f, src)
+	if ferr := src.failure(); ferr != nil {
+		f.Close()
+		return 0, ferr
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, fsError(err)
+	}
+	return src.n, nil
+}
+
+func (s *Directory) writeFile(name string, content []byte) error {
+	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+	if err != nil {
+		return fsError(err)
+	}
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return fsError(err)
+}
+
+// syncDir makes the entries of a folder durable.
+func (s *Directory) syncDir(name string) error {
+	f, err := s.root.Open(name)
+	if err != nil {
+		return fsError(err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return fsError(err)
+}
+
+// sweep removes the temporary folders that match.
+func (s *Directory) sweep(match func(name string, info fs.FileInfo) bool) error {
+	f, err := s.root.Open(".")
+	if err != nil {
+		return fsError(err)
+	}
+	entries, err := f.ReadDir(-1)
+	f.Close()
+	if err != nil {
+		return fsError(err)
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), tempPrefix) {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || !match(e.Name(), info) {
+			continue // gone already, or not ours to remove
+		}
+		if err := s.root.RemoveAll(e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fsError(err)
+		}
+	}
+	return nil
+}
+
+// fsError classifies a file system error: a missing permission needs an
+// operator; anything else (a full disk, an I/O error) may pass.
+func fsError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, fs.ErrPermission):
+		return permanent(err)
+	}
+	return transient(err)
+}
