@@ -2,7 +2,7 @@
 GO      ?= go
 PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+LDFLAGS := -X github.com/amtsbote/amtsbote/internal/cli.Version=$(VERSION)
 
 .PHONY: run build test test-short bench bench-routing fuzz vet fmt
 

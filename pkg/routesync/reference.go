@@ -8,6 +8,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/leika"
+	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
@@ -101,4 +102,136 @@ func (r *Reference) RetiredArea(arsDigits string, l ars.Level) (store.Area, bool
 		}
 	}
 	return store.Area{}, false
+}
+
+// Place turns an area parameter of the Routing API (ars, ags or areaId)
+// into the key to resolve: the area's key at the level the directory
+// knows it. Without an imported directory the key is taken as given. A
+// malformed value is a 400 problem naming param; an area the directory
+// lacks is a 422, naming the import that retired it when one did.
+func (ref *Reference) Place(param, value string) (ars.ARS, error) {
+	dir := ref.Directory()
+	switch param {
+	case "ars":
+		a, err := ars.Parse(value)
+		if err != nil {
+			return ars.ARS{}, problem.Invalid("ars", err.Error())
+		}
+		if dir == nil {
+			return a, nil
+		}
+		if area, ok := dir.Find(a); ok {
+			return area.Key(), nil
+		}
+		if old, ok := ref.Retired(a); ok {
+			return ars.ARS{}, retiredProblem("ars", value, old, dir)
+		}
+		return ars.ARS{}, notInDirectory("ars", fmt.Sprintf("ARS %s", value), dir)
+	case "ags":
+		k, err := ars.ParseAGS(value)
+		if err != nil {
+			return ars.ARS{}, problem.Invalid("ags", err.Error())
+		}
+		if dir == nil {
+			if a, ok := k.ARS(); ok {
+				return a, nil
+			}
+			return ars.ARS{}, problem.Unavailable("an 8-digit ags needs the area directory; none is imported")
+		}
+		if area, ok := dir.ByAGS(k); ok {
+			return area.Key(), nil
+		}
+		if k.Level() == ars.Gemeinde {
+			if old, ok := ref.RetiredAGS(k); ok {
+				return ars.ARS{}, retiredProblem("ags", value, old, dir)
+			}
+		} else if a, ok := k.ARS(); ok {
+			if old, ok := ref.RetiredArea(a.String(), a.Level()); ok {
+				return ars.ARS{}, retiredProblem("ags", value, old, dir)
+			}
+		}
+		return ars.ARS{}, notInDirectory("ags", fmt.Sprintf("AGS %s", value), dir)
+	default:
+		a, l, err := store.ParseAreaID(value)
+		if err != nil {
+			return ars.ARS{}, problem.Invalid("areaId", err.Error())
+		}
+		if dir == nil {
+			return ars.ARS{}, problem.Unavailable("areaId needs the area directory; none is imported")
+		}
+		if area, ok := dir.Get(a, l); ok {
+			return area.Key(), nil
+		}
+		if old, ok := ref.RetiredArea(a.String(), l); ok {
+			return ars.ARS{}, retiredProblem("areaId", value, old, dir)
+		}
+		return ars.ARS{}, notInDirectory("areaId", fmt.Sprintf("area %s", value), dir)
+	}
+}
+
+func notInDirectory(field, what string, dir *ars.Directory) error {
+	return problem.Unprocessable(field, fmt.Sprintf("%s is not in the area directory (Gebietsstand %s)", what, dir.Date().Format(time.DateOnly)))
+}
+
+// retiredProblem tells that an area key is retired, when and by which
+// directory, and, for a Gemeinde whose AGS lives on, its current ARS.
+func retiredProblem(field, value string, old store.Area, dir *ars.Directory) error {
+	detail := fmt.Sprintf("%s %s names %s (%s), which the import of %s retired: it is not in the area directory of Gebietsstand %s",
+		field, value, old.Name, old.Level, old.Retired.UTC().Format(time.DateOnly), old.RetiredStand.Format(time.DateOnly))
+	p := problem.Unprocessable(field, detail).
+		With("retired", old.Retired.UTC().Format(time.DateOnly)).
+		With("retiredStand", old.RetiredStand.Format(time.DateOnly))
+	if old.Level == ars.Gemeinde {
+		if k, err := ars.ParseAGS(old.AGS); err == nil {
+			if now, ok := dir.ByAGS(k); ok && now.ARS != old.ARS {
+				p.Detail += fmt.Sprintf("; the Gemeinde with AGS %s has ARS %s now", old.AGS, now.ARS)
+				p = p.With("currentArs", now.ARS)
+			}
+		}
+	}
+	return p
+}
+
+// CheckResponsible checks, for a submission to destination d naming the
+// applicant's region ("DE" + ARS), that d is the destination responsible
+// for service there at time at. It returns nil when it is; otherwise a 422
+// problem on field "region" that names the responsible destination
+// (extension responsibleDestinationId), or says that none is. d is the
+// destination as stored: a state the registry has not seen yet (written
+// past the registry operations) is announced first.
+func (s *Syncer) CheckResponsible(ctx context.Context, service, region string, d store.Destination, at time.Time) error {
+	if err := s.EnsureLoaded(ctx); err != nil {
+		return fmt.Errorf("load routing registry: %w", err)
+	}
+	if e, ok := s.Destination(d.ID); !ok || e.UpdatedAt.Before(d.UpdatedAt) {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := s.PublishDestination(pctx, d)
+		cancel()
+		if err != nil {
+			s.log.ErrorContext(ctx, "announce destination change", "destination_id", d.ID, "err", err)
+		}
+	}
+	reg := s
+	a, err := ars.ParseRegion(region)
+	if err != nil {
+		return problem.Invalid("region", err.Error())
+	}
+	if a.Level() != ars.Bund {
+		if _, err := reg.Reference().Place("ars", a.Code()); err != nil {
+			if p, ok := problem.As(err); ok {
+				return p.WithField("region")
+			}
+			return err
+		}
+	}
+	m, ok := reg.Resolve(service, a, at)
+	switch {
+	case !ok:
+		return problem.Unprocessable("region", fmt.Sprintf("no destination is responsible for %s in region %s", service, region))
+	case m.Route.DestinationID != d.ID:
+		return problem.Unprocessable("region", fmt.Sprintf("destination %s is responsible for %s in region %s (route for %s), not %s",
+			m.Route.DestinationID, service, region, m.Route.Region, d.ID)).
+			With("responsibleDestinationId", m.Route.DestinationID)
+	}
+	return nil
 }

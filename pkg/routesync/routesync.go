@@ -483,6 +483,21 @@ func (s *Syncer) CatchUp(ctx context.Context) error {
 	return s.WaitFor(ctx, rev)
 }
 
+// Prepare brings the registry up to the stream's latest revision before a
+// destination write is checked against it: loaded, and caught up within a
+// second; past that the check runs against what the process holds.
+func (s *Syncer) Prepare(ctx context.Context) error {
+	if err := s.EnsureLoaded(ctx); err != nil {
+		return fmt.Errorf("load routing registry: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := s.CatchUp(cctx); err != nil {
+		s.log.WarnContext(ctx, "routing registry behind; checking routes against the revision held", "revision", s.Revision(), "err", err)
+	}
+	return nil
+}
+
 // Check reports whether the stored state d of a destination may be
 // written: its routes must not conflict with another destination's. The
 // error is a *routing.ConflictError naming the other destination, or a
@@ -580,6 +595,15 @@ func (s *Syncer) Coverage(ctx context.Context, service string, at time.Time) (ro
 		return routing.Coverage{}, fmt.Errorf("coverage of %s: %w", service, ErrNoDirectory)
 	}
 	return cur.table.Coverage(cur.ref.dir, service, at), nil
+}
+
+// Announcer announces reference imports on a bus without following the
+// registry, as an operator command does.
+type Announcer struct{ Bus *bus.Bus }
+
+// PublishReference announces a reference import and returns the revision.
+func (a Announcer) PublishReference(ctx context.Context) (uint64, error) {
+	return AnnounceReference(ctx, a.Bus)
 }
 
 // AnnounceReference tells the processes following the registry on b that

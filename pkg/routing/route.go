@@ -108,6 +108,18 @@ func (e *RouteError) Unwrap() []error { return []error{ErrInvalidRoute, e.Err} }
 // urnPattern is FIT-Connect's pattern for service identifiers.
 var urnPattern = regexp.MustCompile(`^urn:[a-z0-9][a-z0-9-]{0,31}:[a-z0-9()+,.:=@;$_!*'%/?#-]+$`)
 
+// CheckServiceURN reports why s is not a FIT-Connect service identifier:
+// a URN of 7 to 255 characters of the pattern FIT-Connect gives.
+func CheckServiceURN(s string) error {
+	if len(s) < 7 || len(s) > 255 {
+		return fmt.Errorf("service identifier must have 7 to 255 characters, has %d", len(s))
+	}
+	if !urnPattern.MatchString(s) {
+		return fmt.Errorf("service identifier %q is not a URN of the form urn:<nid>:<nss>", s)
+	}
+	return nil
+}
+
 // ServiceID returns the table's form of a service identifier: the bare key
 // for a LeiKa key or LeiKa URN, the identifier itself for another URN.
 func ServiceID(s string) (string, error) {

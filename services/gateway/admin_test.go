@@ -13,6 +13,7 @@ import (
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
@@ -408,7 +409,7 @@ func TestDecodeDestination(t *testing.T) {
 	body := destinationBody(t, "", []string{"DE083110000001", "DE083115000002"}, "enc-cli-0001", "sig-cli-0001")
 	delete(body, "destinationId")
 	raw, _ := json.Marshal(body)
-	d, keys, err := gateway.DecodeDestination(raw)
+	d, keys, err := registry.ParseDestination(raw)
 	must(t, err)
 	if len(d.ID) != 36 || d.Status != store.StatusCreated || d.HomeRegion != "08311" || d.SigningKID != "sig-cli-0001" {
 		t.Errorf("destination %+v", d)
@@ -419,7 +420,7 @@ func TestDecodeDestination(t *testing.T) {
 	if _, err := jose.ValidatePublicKey(keys[0].JWK, jose.Encryption); err != nil {
 		t.Errorf("stored key: %v", err)
 	}
-	_, _, err = gateway.DecodeDestination([]byte(`{"services": 1}`))
+	_, _, err = registry.ParseDestination([]byte(`{"services": 1}`))
 	if p, ok := problem.As(err); !ok || p.Field != "services" {
 		t.Errorf("error %v, want a problem naming services", err)
 	}

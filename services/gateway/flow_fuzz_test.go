@@ -15,6 +15,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
@@ -56,7 +57,7 @@ func newFuzzFlow(f *testing.F) fuzzFlow {
 		"signingPublicKey":    publicJWK(f, keyPair(f, sigKey1), "sig-6c89c356"),
 		"metadataVersions":    []string{"1.0.0"},
 	})
-	dest, keys, err := gateway.DecodeDestination(raw)
+	dest, keys, err := registry.ParseDestination(raw)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -65,8 +66,8 @@ func newFuzzFlow(f *testing.F) fuzzFlow {
 	}
 	ff := fuzzFlow{h: gw.Handler(), dest: dest}
 	token := func(id, scope string) string {
-		secret := gateway.NewSecret()
-		hash, _ := gateway.HashSecret(secret)
+		secret := registry.NewSecret()
+		hash, _ := registry.HashSecret(secret)
 		if err := db.CreateClient(context.Background(), "test", store.Client{ID: id, Name: id, SecretHash: hash, Scopes: []string{scope}}); err != nil {
 			f.Fatal(err)
 		}

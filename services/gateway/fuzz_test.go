@@ -8,6 +8,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
@@ -18,7 +19,7 @@ func FuzzDecodeDestination(f *testing.F) {
 	f.Add([]byte(`{"contactInformation":{"legalName":"x","address":"y","phone":"1","email":"a@b.de"},"services":[{"identifier":"urn:de:fim:leika:leistung:99108008000000","regions":["DE0831"],"submissionSchemas":[{"mimeType":"application/json","schemaUri":"https://s"}]}],"encryptionKid":"k","encryptionPublicKey":{},"signingPublicKey":{},"metadataVersions":["1.0.0"]}`))
 	f.Add([]byte(`{"services":{"x":1},"Status":2}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d, keys, err := gateway.DecodeDestination(data)
+		d, keys, err := registry.ParseDestination(data)
 		if err != nil {
 			p, ok := problem.As(err)
 			if !ok {

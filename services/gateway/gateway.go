@@ -1,11 +1,18 @@
-// Package gateway serves Amtsbote's HTTP APIs: FIT-Connect's Submission API
-// (destinations, keys, info), the OAuth2 token endpoint and JWKS, and the
-// operator API under /admin/v1/. Every error answer is
-// application/problem+json; every registry change goes through the store,
-// which writes the audit log.
+// Package gateway is Amtsbote's HTTP front: it assembles the APIs, each a
+// package of its own with its routes beside its handlers, on one mux with
+// one access log, one set of HTTP metrics and one way of answering
+// errors (application/problem+json):
 //
-// Handlers are methods of Gateway, grouped by area in files of their own;
-// the routes are registered in routes.
+//   - token: the OAuth2 token endpoint and the JWKS, and the verifier of
+//     every bearer token;
+//   - submission: FIT-Connect's submission flow (create, attachments,
+//     submit, pickup, fetch, case events);
+//   - destination: FIT-Connect's destination endpoints;
+//   - routingapi: FIT-Connect's Routing API 2.0;
+//   - admin: the operator API under /admin/v1/.
+//
+// Registry changes go through pkg/registry, the same operations the
+// operator commands use.
 package gateway
 
 import (
@@ -18,32 +25,44 @@ import (
 	"strings"
 	"time"
 
-	gojose "github.com/go-jose/go-jose/v4"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/crypto/bcrypt"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway/admin"
+	"github.com/amtsbote/amtsbote/services/gateway/destination"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+	"github.com/amtsbote/amtsbote/services/gateway/routingapi"
+	"github.com/amtsbote/amtsbote/services/gateway/submission"
+	"github.com/amtsbote/amtsbote/services/gateway/token"
 )
 
 // Defaults for the zero values of Config.
 const (
-	DefaultTokenTTL = 30 * time.Minute
-	DefaultKeyGrace = 7 * 24 * time.Hour
 	// DefaultMaxBody leaves room for a submission's JSON with a 10 MB data JWE.
 	DefaultMaxBody int64 = 12 << 20
 )
 
+// APIVersion is the version of FIT-Connect's Submission API that the
+// gateway implements, as GET /v1/info reports it. It names the interface a
+// client can rely on, not the build of Amtsbote: a client written for
+// Submission API 1.1.3 compares against it like against FIT-Connect's own
+// service. It changes when the implemented API version changes.
+var APIVersion = httpapi.Version{Major: 1, Minor: 1, Patch: 3}
+
 // Config is what a Gateway needs. Store, Signer and PublicURL are required.
 type Config struct {
-	// Store holds the registry and the audit log.
+	// Store holds the registry, the submissions and the audit log; when it
+	// also keeps reference data (store.Reference), the Routing API, imports
+	// and coverage are served.
 	Store store.Store
-	// Signer is Amtsbote's own PS512 key: it signs access tokens and is
-	// published at /.well-known/jwks.json.
+	// Signer is Amtsbote's own PS512 key: it signs access tokens and route
+	// signatures and is published at /.well-known/jwks.json.
 	Signer jose.KeyPair
 	// PublicURL is the base URL clients reach the gateway at, without a
 	// trailing slash; it is the issuer and the audience of access tokens.
@@ -72,12 +91,10 @@ type Config struct {
 	// Bus carries submissions and events. Without it the submission,
 	// attachment and case event endpoints answer 503; the rest works.
 	Bus *bus.Bus
-	// Issuer issues Amtsbote's own events (required with a bus): the
-	// notify-submission of a first fetch at once, create- and
-	// submit-submission through the outbox, which the signer role empties.
+	// Issuer issues Amtsbote's own events (required with a bus).
 	Issuer *issuer.Issuer
 	// MaxAttachment bounds one encrypted attachment in bytes (default
-	// DefaultMaxAttachment, 512 MiB).
+	// submission.DefaultMaxAttachment, 512 MiB).
 	MaxAttachment int64
 
 	// Routes is the routing registry the gateway resolves with and
@@ -85,38 +102,22 @@ type Config struct {
 	// store within this process only.
 	Routes *routesync.Syncer
 	// RateLimit is the sustained Routing API requests per second per
-	// client address (default DefaultRateLimit); RateBurst how many may
-	// come at once (default DefaultRateBurst).
+	// client address (default routingapi.DefaultRateLimit); RateBurst how
+	// many may come at once (default routingapi.DefaultRateBurst).
 	RateLimit float64
 	RateBurst int
 	// MaxImport bounds an imported reference data file in bytes (default
-	// DefaultMaxImport).
+	// admin.DefaultMaxImport).
 	MaxImport int64
 }
 
 // Gateway is the HTTP front of Amtsbote. It is safe for concurrent use.
 type Gateway struct {
-	store     store.Store
-	publicURL string
-	tokenTTL  time.Duration
-	keyGrace  time.Duration
-	maxBody   int64
-	log       *slog.Logger
-	now       func() time.Time
-
-	signer    gojose.Signer
-	verifyKey gojose.JSONWebKey
-	jwks      []byte
-	// dummyHash makes a token request for an unknown client cost as much
-	// as one for a known client.
-	dummyHash []byte
-
-	oidc    *oidcKeys
-	flow    *flow // nil without a bus
-	routing *routingAPI
-	metrics *metrics
-	mux     *routeMux
+	store   store.Store
+	log     *slog.Logger
+	mux     *httpapi.Mux
 	handler http.Handler
+	routes  *routesync.Syncer
 }
 
 // New checks cfg, fills in defaults and builds the routes.
@@ -124,138 +125,109 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("new gateway: no store")
 	}
-	if cfg.Signer.Private == nil {
-		return nil, errors.New("new gateway: no signing key")
-	}
-	if cfg.Signer.Purpose != jose.Signing {
-		return nil, fmt.Errorf("new gateway: signing key has purpose %q, want %q", cfg.Signer.Purpose, jose.Signing)
-	}
-	if cfg.Signer.Public.KeyID == "" {
-		return nil, errors.New("new gateway: signing key has no kid")
-	}
 	pub := strings.TrimRight(cfg.PublicURL, "/")
 	if u, err := url.Parse(pub); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("new gateway: public url %q must be an absolute http(s) URL", cfg.PublicURL)
 	}
-	g := &Gateway{
-		store:     cfg.Store,
-		publicURL: pub,
-		tokenTTL:  orDefault(cfg.TokenTTL, DefaultTokenTTL),
-		keyGrace:  orDefault(cfg.KeyGrace, DefaultKeyGrace),
-		maxBody:   orDefault(cfg.MaxBody, DefaultMaxBody),
-		log:       cfg.Logger,
-		now:       cfg.Now,
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	if g.log == nil {
-		g.log = slog.New(slog.DiscardHandler)
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
 	}
-	if g.now == nil {
-		g.now = time.Now
-	}
-
-	signer, err := gojose.NewSigner(
-		gojose.SigningKey{Algorithm: gojose.PS512, Key: gojose.JSONWebKey{Key: cfg.Signer.Private, KeyID: cfg.Signer.Public.KeyID}},
-		(&gojose.SignerOptions{}).WithType("at+jwt"),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("new gateway: signer: %w", err)
-	}
-	g.signer = signer
-	g.verifyKey = gojose.JSONWebKey{Key: &cfg.Signer.Private.PublicKey, KeyID: cfg.Signer.Public.KeyID, Algorithm: string(gojose.PS512)}
-	pubJSON, err := cfg.Signer.PublicJSON()
-	if err != nil {
-		return nil, fmt.Errorf("new gateway: %w", err)
-	}
-	g.jwks = []byte(`{"keys":[` + string(pubJSON) + `]}`)
-	if g.dummyHash, err = HashSecret(NewSecret()); err != nil {
-		return nil, fmt.Errorf("new gateway: %w", err)
-	}
-
-	if cfg.OIDCIssuer != "" {
-		client := cfg.HTTPClient
-		if client == nil {
-			client = &http.Client{Timeout: 10 * time.Second}
-		}
-		g.oidc = newOIDCKeys(strings.TrimRight(cfg.OIDCIssuer, "/"), client, g.now, g.log)
-	}
-
 	reg := cfg.Registry
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	if g.metrics, err = newMetrics(reg); err != nil {
+	maxBody := cfg.MaxBody
+	if maxBody == 0 {
+		maxBody = DefaultMaxBody
+	}
+	api := &httpapi.API{Realm: pub, MaxBody: maxBody, Log: log}
+	tokens, err := token.New(token.Config{
+		API: api, Clients: cfg.Store, Key: cfg.Signer, URL: pub, TTL: cfg.TokenTTL,
+		OIDCIssuer: cfg.OIDCIssuer, HTTPClient: cfg.HTTPClient, Logger: log, Now: now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	api.Verifier = tokens
+
+	g := &Gateway{store: cfg.Store, log: log, routes: cfg.Routes}
+	ref, _ := cfg.Store.(store.Reference)
+	if g.routes == nil && ref != nil {
+		if g.routes, err = routesync.New(routesync.Config{Store: ref, Logger: log}); err != nil {
+			return nil, fmt.Errorf("new gateway: %w", err)
+		}
+	}
+	rcfg := registry.Config{Store: cfg.Store, KeyGrace: cfg.KeyGrace, Logger: log, Now: now}
+	if ref != nil {
+		rcfg.Reference = ref
+	}
+	if g.routes != nil {
+		rcfg.Routes = g.routes
+	}
+	changes, err := registry.New(rcfg)
+	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
 
-	if err := g.initFlow(cfg); err != nil {
-		return nil, err
+	scfg := submission.Config{
+		API: api, Store: cfg.Store, URL: pub, Bus: cfg.Bus, Issuer: cfg.Issuer,
+		MaxAttachment: cfg.MaxAttachment, Now: now,
 	}
-	if err := g.initRouting(cfg, reg); err != nil {
-		return nil, err
+	if g.routes != nil {
+		scfg.Responsible = g.routes
 	}
-	g.mux = &routeMux{ServeMux: http.NewServeMux()}
-	g.routes(reg)
-	g.handler = g.observe(g.recoverPanic(g.mux))
-	return g, nil
-}
+	submissions, err := submission.New(scfg)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
+	acfg := admin.Config{API: api, Store: cfg.Store, Registry: changes, Routes: g.routes, MaxImport: cfg.MaxImport, Now: now}
+	operator, err := admin.New(acfg)
+	if err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
 
-func orDefault[T comparable](v, d T) T {
-	var zero T
-	if v == zero {
-		return d
+	if g.mux, err = httpapi.NewMux(reg, log); err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
 	}
-	return v
+	m := g.mux
+	tokens.Routes(m)
+	m.HandleFunc("GET /v1/info", handleInfo)
+	m.Handle("GET /metrics", httpapi.MetricsHandler(reg))
+	m.HandleFunc("GET /healthz", g.handleHealth)
+	submissions.Routes(m)
+	if g.routes != nil {
+		var areas routingapi.Areas
+		if ref != nil {
+			areas = ref
+		}
+		routes, err := routingapi.New(routingapi.Config{
+			API: api, Routes: g.routes, Areas: areas, Signer: cfg.Signer, URL: pub,
+			RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Registry: reg, Now: now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("new gateway: %w", err)
+		}
+		routes.Routes(m)
+	}
+	destination.New(api, cfg.Store, now).Routes(m)
+	operator.Routes(m)
+	g.handler = m.Handler()
+	return g, nil
 }
 
 // Handler returns the gateway's HTTP handler.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
-// routeMux is the gateway's ServeMux. It keeps the patterns registered on
-// it, so that the routes can be held against schemas/openapi.yaml.
-type routeMux struct {
-	*http.ServeMux
-	patterns []string
-}
-
-// Handle registers h for pattern and records the pattern.
-func (m *routeMux) Handle(pattern string, h http.Handler) {
-	m.ServeMux.Handle(pattern, h)
-	m.patterns = append(m.patterns, pattern)
-}
-
-// HandleFunc registers h for pattern and records the pattern.
-func (m *routeMux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
-	m.ServeMux.HandleFunc(pattern, h)
-	m.patterns = append(m.patterns, pattern)
-}
-
-// routes registers every endpoint. Later areas add their routes here.
-func (g *Gateway) routes(reg *prometheus.Registry) {
-	m := g.mux
-
-	m.HandleFunc("POST /token", g.handleToken)
-	m.HandleFunc("GET /.well-known/jwks.json", g.handleJWKS)
-	m.HandleFunc("GET /v1/info", g.handleInfo)
-	m.Handle("GET /metrics", metricsHandler(reg))
-	m.HandleFunc("GET /healthz", g.handleHealth)
-	g.submissionRoutes()
-	g.routingRoutes()
-
-	m.Handle("GET /v1/destinations/{destinationId}", g.authed(g.handleGetDestination))
-	m.HandleFunc("GET /v1/destinations/{destinationId}/keys/{keyId}", g.handleGetKey)
-
-	m.Handle("POST /admin/v1/destinations", g.admin(g.handleAdminCreateDestination))
-	m.Handle("GET /admin/v1/destinations", g.admin(g.handleAdminListDestinations))
-	m.Handle("GET /admin/v1/destinations/{destinationId}", g.admin(g.handleAdminGetDestination))
-	m.Handle("PUT /admin/v1/destinations/{destinationId}", g.admin(g.handleAdminPutDestination))
-	m.Handle("PATCH /admin/v1/destinations/{destinationId}", g.admin(g.handleAdminPatchDestination))
-	m.Handle("POST /admin/v1/destinations/{destinationId}/activate", g.admin(g.handleAdminSetStatus(store.StatusActive)))
-	m.Handle("POST /admin/v1/destinations/{destinationId}/deactivate", g.admin(g.handleAdminSetStatus(store.StatusInactive)))
-	m.Handle("POST /admin/v1/destinations/{destinationId}/keys", g.admin(g.handleAdminAddKey))
-	m.Handle("POST /admin/v1/clients", g.admin(g.handleAdminCreateClient))
-	m.Handle("GET /admin/v1/clients", g.admin(g.handleAdminListClients))
-	m.Handle("GET /admin/v1/clients/{clientId}", g.admin(g.handleAdminGetClient))
-	m.Handle("GET /admin/v1/audit", g.admin(g.handleAdminAudit))
+// handleInfo answers GET /v1/info.
+func handleInfo(w http.ResponseWriter, _ *http.Request) {
+	httpapi.WriteJSON(w, http.StatusOK, struct {
+		Version httpapi.Version `json:"version"`
+	}{APIVersion})
 }
 
 // handleHealth answers 200 while the store answers, 503 when it does not.
@@ -270,14 +242,4 @@ func (g *Gateway) handleHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	_, _ = w.Write([]byte("ok\n"))
-}
-
-// HashSecret returns the bcrypt hash of a client secret, for storing in
-// store.Client.SecretHash.
-func HashSecret(secret string) ([]byte, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.DefaultCost)
-	if err != nil {
-		return nil, fmt.Errorf("hash secret: %w", err)
-	}
-	return h, nil
 }

@@ -26,6 +26,8 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/registry"
+	"github.com/amtsbote/amtsbote/pkg/scope"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
@@ -174,8 +176,8 @@ func (s *syncBuffer) String() string {
 // client creates an OAuth client directly in the store and returns its secret.
 func (e *env) client(id string, disabled bool, scopes ...string) string {
 	e.t.Helper()
-	secret := gateway.NewSecret()
-	hash, err := gateway.HashSecret(secret)
+	secret := registry.NewSecret()
+	hash, err := registry.HashSecret(secret)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -190,7 +192,7 @@ func (e *env) client(id string, disabled bool, scopes ...string) string {
 // hashing is slow, so it happens once per test binary.
 const fixedSecret = "amtsbote-test-secret-0123456789abcdef"
 
-var fixedHash = sync.OnceValues(func() ([]byte, error) { return gateway.HashSecret(fixedSecret) })
+var fixedHash = sync.OnceValues(func() ([]byte, error) { return registry.HashSecret(fixedSecret) })
 
 // token creates a client with scopes in the store and returns an access
 // token for it, signed with the gateway's key exactly as the token endpoint
@@ -233,7 +235,7 @@ func (e *env) issuedToken(scopes ...string) string {
 	return tr.AccessToken
 }
 
-func (e *env) adminToken() string { return e.token(gateway.ScopeAdmin) }
+func (e *env) adminToken() string { return e.token(scope.Admin) }
 
 func (e *env) postForm(path string, form url.Values) *http.Response {
 	e.t.Helper()
@@ -425,7 +427,7 @@ func (e *env) createDestination(id string, status store.DestinationStatus, regio
 	body := destinationBody(e.t, id, regions, "enc-"+id[:8], "sig-"+id[:8])
 	body["status"] = string(status)
 	raw, _ := json.Marshal(body)
-	d, keys, err := gateway.DecodeDestination(raw)
+	d, keys, err := registry.ParseDestination(raw)
 	if err != nil {
 		e.t.Fatalf("decode destination: %v", err)
 	}

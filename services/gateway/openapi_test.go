@@ -22,6 +22,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/scope"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
@@ -58,7 +59,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		}
 		for method, op := range item.Operations() {
 			if !needsAdmin(op) {
-				t.Errorf("%s %s does not require the scope %s", method, path, gateway.ScopeAdmin)
+				t.Errorf("%s %s does not require the scope %s", method, path, scope.Admin)
 			}
 		}
 	}
@@ -70,7 +71,7 @@ func needsAdmin(op *openapi3.Operation) bool {
 		return false
 	}
 	scopes, ok := (*op.Security)[0]["oauth2"]
-	return ok && len((*op.Security)[0]) == 1 && slices.Equal(scopes, []string{gateway.ScopeAdmin})
+	return ok && len((*op.Security)[0]) == 1 && slices.Equal(scopes, []string{scope.Admin})
 }
 
 // fitConnectRoutes are the routes whose contract is FIT-Connect's, with

@@ -29,6 +29,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/pkg/store/storetest"
 	"github.com/amtsbote/amtsbote/services/gateway"
+	adminapi "github.com/amtsbote/amtsbote/services/gateway/admin"
 )
 
 const leikaA = "99108008000000" // serviceA's key
@@ -207,8 +208,8 @@ func (e *env) activeDestination(admin, id string, validFrom time.Time, regions .
 	if resp.StatusCode != http.StatusCreated {
 		e.t.Fatalf("create %s: %d %s", id, resp.StatusCode, readAll(e.t, resp))
 	}
-	if resp.Header.Get(gateway.RevisionHeader) == "" {
-		e.t.Errorf("create %s: no %s header", id, gateway.RevisionHeader)
+	if resp.Header.Get(adminapi.RevisionHeader) == "" {
+		e.t.Errorf("create %s: no %s header", id, adminapi.RevisionHeader)
 	}
 }
 
@@ -702,9 +703,9 @@ func TestRoutesFollowAcrossGateways(t *testing.T) {
 	body["status"] = "active"
 	resp := gw1.doJSON(http.MethodPost, "/admin/v1/destinations", gw1.adminToken(), body)
 	decode[map[string]any](t, resp, http.StatusCreated)
-	rev, err := strconv.ParseUint(resp.Header.Get(gateway.RevisionHeader), 10, 64)
+	rev, err := strconv.ParseUint(resp.Header.Get(adminapi.RevisionHeader), 10, 64)
 	if err != nil || rev == 0 {
-		t.Fatalf("revision header %q", resp.Header.Get(gateway.RevisionHeader))
+		t.Fatalf("revision header %q", resp.Header.Get(adminapi.RevisionHeader))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

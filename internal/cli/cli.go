@@ -1,0 +1,83 @@
+// Package cli is the amtsbote command: the all-in-one development system
+// (dev), production roles (serve), and the operator commands. main.go
+// calls Run; tests call it too, with their own arguments, environment and
+// output.
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ErrUsage marks an error whose message was already printed with the
+// usage.
+var ErrUsage = errors.New("usage")
+
+const usage = `amtsbote: carries FIT-Connect submissions to the authorities responsible for them.
+
+Usage:
+  amtsbote dev [flags]                 everything in one process on embedded defaults
+  amtsbote serve --target=gateway      production roles against external NATS and PostgreSQL
+  amtsbote destination create --file F create a destination from a JSON file
+  amtsbote destination list            list destinations
+  amtsbote client create --name N --scope S [--scope S]...
+                                       create an OAuth client; prints its secret once
+  amtsbote keys generate --purpose encryption|signing --kid K --out DIR
+                                       generate an RSA-4096 key pair with a self-signed certificate
+  amtsbote import gv100ad|leika|plz FILE
+                                       import reference data: the GV100AD directory, the LeiKa catalogue, postcodes
+  amtsbote coverage --leika KEY        per Land, the Gemeinden and people a service reaches a destination for
+  amtsbote version
+
+Run 'amtsbote <command> -h' for a command's flags. Flags default from AMTSBOTE_* variables.
+`
+
+// Run runs the command args (without the program name), reading flag
+// defaults from getenv and writing to stdout and stderr.
+func Run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ErrUsage
+	}
+	env := envReader(getenv)
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "dev":
+		return runDev(ctx, rest, env, stdout, stderr)
+	case "serve":
+		return runServe(ctx, rest, env, stdout, stderr)
+	case "destination", "destinations":
+		return runDestination(ctx, rest, env, stdout, stderr)
+	case "client", "clients":
+		return runClient(ctx, rest, env, stdout, stderr)
+	case "keys", "key":
+		return runKeys(ctx, rest, env, stdout, stderr)
+	case "import":
+		return runImport(ctx, rest, env, stdout, stderr)
+	case "coverage":
+		return runCoverage(ctx, rest, env, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "amtsbote", Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "unknown command %q\n\n%s", cmd, usage)
+		return ErrUsage
+	}
+}
+
+// Version is set at build time with -ldflags "-X github.com/amtsbote/amtsbote/internal/cli.Version=…".
+var Version = "dev"
+
+// envReader looks up AMTSBOTE_* defaults for flags.
+type envReader func(string) string
+
+func (e envReader) str(name, def string) string {
+	if v := e(name); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,266 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/google/uuid"
+
+	"github.com/amtsbote/amtsbote/internal/roles"
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/registry"
+	"github.com/amtsbote/amtsbote/pkg/routesync"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// storeFlags are the flags every operator command uses to reach the store.
+type storeFlags struct {
+	dataDir, databaseURL string
+}
+
+func (s *storeFlags) register(fs *flag.FlagSet, env envReader) {
+	fs.StringVar(&s.dataDir, "data-dir", env.str("AMTSBOTE_DATA_DIR", "./data"), "data dir holding the SQLite store (AMTSBOTE_DATA_DIR)")
+	fs.StringVar(&s.databaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
+}
+
+func (s *storeFlags) open(ctx context.Context) (roles.Store, error) {
+	st, _, err := openStore(ctx, s.databaseURL, s.dataDir)
+	return st, err
+}
+
+// multiFlag collects a repeated string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func runDestination(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, "usage: amtsbote destination create --file F | list\n")
+		return ErrUsage
+	}
+	var sf storeFlags
+	switch args[0] {
+	case "create":
+		fs := newFlagSet("destination create", stderr)
+		sf.register(fs, env)
+		natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", ""), "announce the destination's routes to the processes on this NATS (AMTSBOTE_NATS_URL); empty announces nothing")
+		file := fs.String("file", "", "JSON file in FIT-Connect's CreateDestination form, with optional destinationId, homeRegion and status ('-' reads standard input)")
+		if err := fs.Parse(args[1:]); err != nil {
+			return ErrUsage
+		}
+		if *file == "" {
+			fmt.Fprintln(stderr, "destination create: --file is required")
+			return ErrUsage
+		}
+		raw, err := readInput(*file)
+		if err != nil {
+			return err
+		}
+		dest, keys, err := registry.ParseDestination(raw)
+		if err != nil {
+			return fmt.Errorf("destination %s: %w", *file, err)
+		}
+		st, err := sf.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		return createDestination(ctx, st, *natsURL, dest, keys, stdout, stderr)
+	case "list":
+		fs := newFlagSet("destination list", stderr)
+		sf.register(fs, env)
+		if err := fs.Parse(args[1:]); err != nil {
+			return ErrUsage
+		}
+		st, err := sf.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tNAME\tHOME\tSERVICES")
+		for offset := 0; ; {
+			list, total, err := st.Destinations(ctx, store.Page{Limit: 500, Offset: offset})
+			if err != nil {
+				return fmt.Errorf("list destinations: %w", err)
+			}
+			for _, d := range list {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", d.ID, d.Status, d.Contact.LegalName, d.HomeRegion, len(d.Services))
+			}
+			offset += len(list)
+			if len(list) == 0 || offset >= total {
+				break
+			}
+		}
+		return tw.Flush()
+	default:
+		fmt.Fprintf(stderr, "unknown destination command %q: want create or list\n", args[0])
+		return ErrUsage
+	}
+}
+
+func runClient(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		fmt.Fprint(stderr, "usage: amtsbote client create --name N --scope S [--scope S]...\n")
+		return ErrUsage
+	}
+	var sf storeFlags
+	var scopes multiFlag
+	fs := newFlagSet("client create", stderr)
+	sf.register(fs, env)
+	name := fs.String("name", "", "a name for the client (required)")
+	fs.Var(&scopes, "scope", "a scope, e.g. send:region:DE08, subscribe:destination:<id>, amtsbote:admin (repeatable)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return ErrUsage
+	}
+	if *name == "" || len(scopes) == 0 {
+		fmt.Fprintln(stderr, "client create: --name and at least one --scope are required")
+		return ErrUsage
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reg, err := registry.New(registry.Config{Store: st})
+	if err != nil {
+		return err
+	}
+	c, secret, err := reg.CreateClient(ctx, "cli", registry.ClientInput{Name: *name, Scopes: scopes})
+	if err != nil {
+		return fmt.Errorf("create client: %w", err)
+	}
+	return json.NewEncoder(stdout).Encode(map[string]any{
+		"clientId": c.ID, "clientSecret": secret, "scopes": c.Scopes,
+	})
+}
+
+func runKeys(_ context.Context, args []string, _ envReader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "generate" {
+		fmt.Fprint(stderr, "usage: amtsbote keys generate --purpose encryption|signing [--kid K] --out DIR\n")
+		return ErrUsage
+	}
+	fs := newFlagSet("keys generate", stderr)
+	purpose := fs.String("purpose", "", "encryption (RSA-OAEP-256, wrapKey) or signing (PS512, verify)")
+	kid := fs.String("kid", "", "key id, 8 to 64 characters; default a new UUID")
+	cn := fs.String("cn", "Amtsbote test key", "common name of the self-signed certificate")
+	out := fs.String("out", ".", "directory to write <kid>.private.jwk.json and <kid>.public.jwk.json to")
+	if err := fs.Parse(args[1:]); err != nil {
+		return ErrUsage
+	}
+	p := jose.Purpose(*purpose)
+	if p != jose.Encryption && p != jose.Signing {
+		fmt.Fprintf(stderr, "keys generate: --purpose must be encryption or signing, got %q\n", *purpose)
+		return ErrUsage
+	}
+	if *kid == "" {
+		*kid = uuid.NewString()
+	}
+	kp, err := jose.GenerateKeyPair(p, *kid, *cn)
+	if err != nil {
+		return err
+	}
+	pub, err := kp.PublicJSON()
+	if err != nil {
+		return err
+	}
+	privPath := filepath.Join(*out, *kid+".private.jwk.json")
+	if _, err := os.Stat(privPath); err == nil {
+		return fmt.Errorf("%s exists; not overwriting a private key", privPath)
+	}
+	if err := writePrivateKey(privPath, kp); err != nil {
+		return err
+	}
+	pubPath := filepath.Join(*out, *kid+".public.jwk.json")
+	if err := os.WriteFile(pubPath, append(pub, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write public key: %w", err)
+	}
+	fmt.Fprintf(stdout, "kid %s\nprivate %s\npublic  %s\n", *kid, privPath, pubPath)
+	return nil
+}
+
+func readInput(name string) ([]byte, error) {
+	if name == "-" {
+		return io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
+	}
+	raw, err := os.ReadFile(name)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s: no such file", name)
+	}
+	return raw, err
+}
+
+// createDestination creates d through the registry operation the admin
+// API uses: conflicting routes are refused, the audit log records it and,
+// with a NATS URL, the running processes learn its routes.
+func createDestination(ctx context.Context, st roles.Store, natsURL string, d store.Destination, keys []store.Key, stdout, stderr io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var b *bus.Bus
+	if natsURL != "" {
+		var err error
+		if b, err = connectTopology(ctx, natsURL); err != nil {
+			return err
+		}
+		defer b.Close()
+	}
+	routes, err := routesync.New(routesync.Config{Store: st, Bus: b})
+	if err != nil {
+		return err
+	}
+	if err := routes.Load(ctx); err != nil {
+		return fmt.Errorf("load routing table: %w", err)
+	}
+	if b != nil {
+		go func() { _ = routes.Run(ctx) }() // follows the registry until the command ends
+	}
+	reg, err := registry.New(registry.Config{Store: st, Reference: st, Routes: routes, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	if err != nil {
+		return err
+	}
+	c, err := reg.CreateDestination(ctx, "cli", d, keys)
+	if err != nil {
+		return fmt.Errorf("destination %s: %w", d.ID, err)
+	}
+	fmt.Fprintln(stdout, d.ID)
+	if b == nil {
+		return nil
+	}
+	if c.Revision == 0 {
+		return fmt.Errorf("destination %s created, but not announced", d.ID)
+	}
+	fmt.Fprintf(stderr, "announced at registry revision %d\n", c.Revision)
+	return nil
+}
+
+// connectTopology connects to NATS at url and makes sure the streams
+// exist, with one replica where they do not yet (Ensure never lowers a
+// cluster's).
+func connectTopology(ctx context.Context, url string) (*bus.Bus, error) {
+	b, err := bus.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Ensure(ctx, bus.TopologyConfig{}); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("streams: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,174 @@
+package cli
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/amtsbote/amtsbote/internal/roles"
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/registry"
+)
+
+// devConfig configures `amtsbote dev`.
+type devConfig struct {
+	DataDir     string
+	Listen      string
+	PublicURL   string
+	NATSPort    int
+	DatabaseURL string
+	LogLevel    string
+}
+
+func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, error) {
+	var c devConfig
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.DataDir, "data-dir", env.str("AMTSBOTE_DATA_DIR", "./data"), "directory for JetStream, SQLite, keys and demo.json (AMTSBOTE_DATA_DIR)")
+	fs.StringVar(&c.Listen, "listen", env.str("AMTSBOTE_LISTEN", ":8080"), "HTTP listen address (AMTSBOTE_LISTEN)")
+	fs.StringVar(&c.PublicURL, "public-url", env.str("AMTSBOTE_PUBLIC_URL", ""), "base URL clients use; default http://localhost:<port> (AMTSBOTE_PUBLIC_URL)")
+	natsPort, err := strconv.Atoi(env.str("AMTSBOTE_NATS_PORT", "4223"))
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_NATS_PORT: %w", err)
+	}
+	fs.IntVar(&c.NATSPort, "nats-port", natsPort, "port of the embedded NATS on 127.0.0.1; -1 picks a free one (AMTSBOTE_NATS_PORT)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
+	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, ErrUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "dev takes no arguments, got %q\n", fs.Args())
+		return c, ErrUsage
+	}
+	if c.NATSPort == 4222 {
+		return c, fmt.Errorf("--nats-port 4222 is the standard NATS port a standalone server often holds; choose another")
+	}
+	return c, nil
+}
+
+func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	cfg, err := parseDevConfig(args, env, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = "http://localhost:" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	}
+	publicURL = strings.TrimRight(publicURL, "/")
+
+	ns, err := bus.RunEmbedded(bus.EmbeddedConfig{
+		Dir:  filepath.Join(cfg.DataDir, "jetstream"),
+		Host: "127.0.0.1",
+		Port: cfg.NATSPort,
+	})
+	if err != nil {
+		return fmt.Errorf("start embedded nats: %w", err)
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	natsURL := ns.ClientURL()
+
+	b, err := bus.Connect(ctx, natsURL)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.Ensure(ctx, bus.TopologyConfig{Replicas: 1}); err != nil {
+		return fmt.Errorf("create streams: %w", err)
+	}
+
+	st, storeName, err := openStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	signer, _, err := loadOrCreateKey(filepath.Join(cfg.DataDir, "keys", "amtsbote.signing.jwk.json"), jose.Signing, uuid.NewString(), "Amtsbote dev")
+	if err != nil {
+		return fmt.Errorf("amtsbote signing key: %w", err)
+	}
+
+	if err := seedDemoAreas(ctx, st); err != nil {
+		return err
+	}
+	demo, err := loadDemo(ctx, st, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if demo == nil {
+		fmt.Fprintln(stdout, "First start: creating demo destinations and clients (generating RSA-4096 keys)…")
+		reg, err := registry.New(registry.Config{Store: st, Reference: st, Logger: log})
+		if err != nil {
+			return err
+		}
+		if demo, err = createDemo(ctx, reg, cfg.DataDir, publicURL, natsURL); err != nil {
+			return err
+		}
+	} else if demo.BaseURL != publicURL || demo.NATSURL != natsURL {
+		demo.BaseURL, demo.TokenURL, demo.NATSURL = publicURL, publicURL+"/token", natsURL
+		if err := writeDemo(cfg.DataDir, demo); err != nil {
+			return err
+		}
+	}
+
+	printDemo(stdout, demo, storeName, cfg.DataDir)
+	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", natsURL, "store", storeName)
+	sys := &roles.Roles{
+		Bus: b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
+		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true,
+	}
+	err = sys.Run(ctx)
+	log.Info("amtsbote dev stopped")
+	return err
+}
+
+func printDemo(w io.Writer, d *demoFile, storeName, dataDir string) {
+	fmt.Fprintf(w, "\nAmtsbote dev is running.\n")
+	fmt.Fprintf(w, "  API      %s\n  NATS     %s\n  Store    %s\n  Demo     %s\n\n",
+		d.BaseURL, d.NATSURL, storeName, filepath.Join(dataDir, "demo.json"))
+	for _, c := range d.Clients {
+		fmt.Fprintf(w, "  %-8s client_id=%s\n           client_secret=%s\n           scopes=%s\n",
+			c.Role, c.ClientID, c.ClientSecret, strings.Join(c.Scopes, " "))
+	}
+	fmt.Fprintln(w)
+	for _, dest := range d.Destinations {
+		fmt.Fprintf(w, "  destination %s  %s (%s, %s)\n", dest.DestinationID, dest.Name, dest.Level, dest.Region)
+	}
+	if len(d.Clients) > 0 && len(d.Destinations) > 0 {
+		s, dest := d.Clients[0], d.Destinations[0]
+		fmt.Fprintf(w, "\nTry:\n  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=%s -d client_secret=%s %s | jq -r .access_token)\n", s.ClientID, s.ClientSecret, d.TokenURL)
+		fmt.Fprintf(w, "  curl -H \"Authorization: Bearer $TOKEN\" %s/v1/destinations/%s\n", d.BaseURL, dest.DestinationID)
+		fmt.Fprintf(w, "  curl %s/v1/destinations/%s/keys/%s\n\n", d.BaseURL, dest.DestinationID, dest.EncryptionKID)
+	}
+}
+
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}

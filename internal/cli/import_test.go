@@ -1,0 +1,85 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/amtsbote/amtsbote/internal/sharedtest"
+)
+
+// runCLI runs the command with the store in dir and returns its output.
+func runCLI(t *testing.T, dir string, args ...string) (string, error) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	getenv := func(k string) string {
+		if k == "AMTSBOTE_DATA_DIR" {
+			return dir
+		}
+		return ""
+	}
+	err := Run(context.Background(), args, getenv, &out, &errOut)
+	return out.String() + errOut.String(), err
+}
+
+func TestImportCommands(t *testing.T) {
+	gv21 := sharedtest.Data(t, "GV100AD_31122021.txt")
+	gv25 := sharedtest.Data(t, "GV100AD_30112025.txt")
+	dir := t.TempDir()
+
+	steps := []struct {
+		name string
+		args []string
+		want string // in the output
+		fail bool
+	}{
+		{"2021 directory", []string{"import", "gv100ad", gv21}, "16048 areas, 16048 added", false},
+		{"2025 directory", []string{"import", "gv100ad", gv25}, "32 added, 15572 updated, 0 restored, 92 retired", false},
+		{"2025 again changes nothing", []string{"import", "gv100ad", gv25}, "15988 unchanged", false},
+		{"an older directory is refused", []string{"import", "gv100ad", gv21}, "older than the current data", true},
+		{"catalogue", []string{"import", "leika", sharedtest.Data(t, "leika.csv")}, "4813 services, 4813 added", false},
+		{"postcodes", []string{"import", "plz", sharedtest.Data(t, "plz.csv")}, "12883 rows", false},
+		{"coverage", []string{"coverage", "--leika", "99108008000000"}, "Germany  10953        0  0.0    83577140", false},
+		{"coverage of a malformed key", []string{"coverage", "--leika", "9910800800000x"}, "non-digit", true},
+		{"unknown import", []string{"import", "gv100"}, "unknown import", true},
+		{"no file", []string{"import", "leika"}, "want exactly one FILE", true},
+		{"missing file", []string{"import", "leika", filepath.Join(dir, "nope.csv")}, "no such file", true},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			out, err := runCLI(t, dir, s.args...)
+			if (err != nil) != s.fail {
+				t.Fatalf("err %v, output %s", err, out)
+			}
+			msg := out
+			if err != nil {
+				msg += err.Error()
+			}
+			// Columns are aligned with spaces; compare words.
+			if !strings.Contains(strings.Join(strings.Fields(msg), " "), strings.Join(strings.Fields(s.want), " ")) {
+				t.Errorf("output %q, error %v: want %q", out, err, s.want)
+			}
+		})
+	}
+
+	// A truncated line aborts with its number and leaves the store as it was.
+	raw, err := os.ReadFile(gv25)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitN(string(raw), "\n", 11)[:10]
+	lines[6] = lines[6][:120]
+	bad := filepath.Join(dir, "bad.txt")
+	if err := os.WriteFile(bad, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, dir, "import", "gv100ad", bad); err == nil || !strings.Contains(err.Error(), "line 7") {
+		t.Fatalf("truncated line: %v %s", err, out)
+	}
+	if out, err := runCLI(t, dir, "import", "gv100ad", gv25); err != nil || !strings.Contains(out, "15988 unchanged") {
+		t.Errorf("after the refused import: %v %s", err, out)
+	}
+}

@@ -1,0 +1,127 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/amtsbote/amtsbote/internal/roles"
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+)
+
+// serveConfig configures `amtsbote serve`.
+type serveConfig struct {
+	Targets     []string
+	Listen      string
+	PublicURL   string
+	NATSURL     string
+	DatabaseURL string
+	SigningKey  string
+	OIDCIssuer  string
+	KeyGrace    time.Duration
+	Replicas    int
+	LogLevel    string
+}
+
+var knownTargets = []string{"gateway", "signer", "router", "ledger"}
+
+func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := newFlagSet("serve", stderr)
+	targets := fs.String("target", env.str("AMTSBOTE_TARGET", "gateway"), "comma-separated roles to run: "+strings.Join(knownTargets, ", ")+" (AMTSBOTE_TARGET)")
+	fs.StringVar(&c.Listen, "listen", env.str("AMTSBOTE_LISTEN", ":8080"), "HTTP listen address of the gateway (AMTSBOTE_LISTEN)")
+	fs.StringVar(&c.PublicURL, "public-url", env.str("AMTSBOTE_PUBLIC_URL", ""), "base URL clients use; token issuer and audience (AMTSBOTE_PUBLIC_URL, required)")
+	fs.StringVar(&c.NATSURL, "nats-url", env.str("AMTSBOTE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URLs, comma-separated (AMTSBOTE_NATS_URL)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL (AMTSBOTE_DATABASE_URL, required)")
+	fs.StringVar(&c.SigningKey, "signing-key", env.str("AMTSBOTE_SIGNING_KEY", ""), "file with Amtsbote's private PS512 JWK (AMTSBOTE_SIGNING_KEY, required)")
+	fs.StringVar(&c.OIDCIssuer, "oidc-issuer", env.str("AMTSBOTE_OIDC_ISSUER", ""), "also accept access tokens of this OIDC issuer (AMTSBOTE_OIDC_ISSUER)")
+	grace, err := time.ParseDuration(env.str("AMTSBOTE_KEY_GRACE", "168h"))
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_KEY_GRACE: %w", err)
+	}
+	fs.DurationVar(&c.KeyGrace, "key-grace", grace, "how long a rolled-over encryption key stays valid (AMTSBOTE_KEY_GRACE)")
+	replicas, err := strconv.Atoi(env.str("AMTSBOTE_REPLICAS", "1"))
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_REPLICAS: %w", err)
+	}
+	fs.IntVar(&c.Replicas, "replicas", replicas, "JetStream replicas of the streams this process creates: 1, or 3 in a cluster (AMTSBOTE_REPLICAS)")
+	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return c, ErrUsage
+	}
+	for _, t := range strings.Split(*targets, ",") {
+		t = strings.TrimSpace(t)
+		if !slices.Contains(knownTargets, t) {
+			return c, fmt.Errorf("--target: unknown role %q; known: %s", t, strings.Join(knownTargets, ", "))
+		}
+		c.Targets = append(c.Targets, t)
+	}
+	var missing []string
+	for name, v := range map[string]string{"--public-url": c.PublicURL, "--database-url": c.DatabaseURL, "--signing-key": c.SigningKey} {
+		if v == "" {
+			missing = append(missing, name)
+		}
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		return c, fmt.Errorf("serve needs %s", strings.Join(missing, ", "))
+	}
+	return c, nil
+}
+
+func runServe(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	cfg, err := parseServeConfig(args, env, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	log.Info("amtsbote serve", "targets", strings.Join(cfg.Targets, ","), "listen", cfg.Listen,
+		"public_url", cfg.PublicURL, "nats", cfg.NATSURL, "database", maskURL(cfg.DatabaseURL), "signing_key", cfg.SigningKey)
+
+	raw, err := os.ReadFile(cfg.SigningKey)
+	if err != nil {
+		return fmt.Errorf("signing key: %w", err)
+	}
+	signer, err := jose.ParsePrivate(raw)
+	if err != nil {
+		return fmt.Errorf("signing key %s: %w", cfg.SigningKey, err)
+	}
+	st, _, err := openStore(ctx, cfg.DatabaseURL, "")
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	b, err := bus.Connect(ctx, cfg.NATSURL)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.Ensure(ctx, bus.TopologyConfig{Replicas: cfg.Replicas}); err != nil {
+		return fmt.Errorf("create streams: %w", err)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	sys := &roles.Roles{
+		Bus: b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
+		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace,
+		Gateway: slices.Contains(cfg.Targets, "gateway"),
+		Signer:  slices.Contains(cfg.Targets, "signer"),
+		Router:  slices.Contains(cfg.Targets, "router"),
+		Ledger:  slices.Contains(cfg.Targets, "ledger"),
+	}
+	fmt.Fprintf(stdout, "amtsbote serving %s on %s\n", strings.Join(cfg.Targets, ","), ln.Addr())
+	return sys.Run(ctx)
+}

@@ -1,0 +1,190 @@
+// Package roles wires the roles one amtsbote process runs (gateway,
+// signer, router, ledger) to one bus and one store, and runs them until
+// the context ends or one fails. The dev and serve commands use it.
+package roles
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/routesync"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway"
+	"github.com/amtsbote/amtsbote/services/ledger"
+	"github.com/amtsbote/amtsbote/services/router"
+	"github.com/amtsbote/amtsbote/services/signer"
+)
+
+// Store is what both store implementations provide.
+type Store interface {
+	store.Store
+	store.Reference
+}
+
+// Roles is the set of roles one process runs, wired to one bus and store.
+type Roles struct {
+	Bus       *bus.Bus
+	Store     Store
+	Key       jose.KeyPair // Amtsbote's signing key
+	PublicURL string
+	Log       *slog.Logger
+
+	Gateway  bool
+	Listener net.Listener // the gateway's, or the metrics' without one
+	Signer   bool
+	Router   bool
+	Ledger   bool
+
+	// Gateway options.
+	OIDCIssuer string
+	KeyGrace   time.Duration // 0 for the default
+	Retention  ledger.Retention
+}
+
+// runner is a component that blocks until its context is cancelled.
+type runner struct {
+	name string
+	run  func(context.Context) error
+}
+
+// Run builds the roles and runs them until ctx is cancelled or one fails;
+// then it stops the others and waits for them.
+func (s *Roles) Run(ctx context.Context) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// The periodic resync is a backstop for a registry write whose
+	// announcement was lost between the store and JetStream.
+	routes, err := routesync.New(routesync.Config{Store: s.Store, Bus: s.Bus, Resync: 5 * time.Minute, Logger: s.Log})
+	if err != nil {
+		return err
+	}
+	if err := routes.Load(ctx); err != nil {
+		return fmt.Errorf("load routing table: %w", err)
+	}
+	runners := []runner{{"routes", routes.Run}}
+	events, err := issuer.New(s.Bus, s.Key, s.PublicURL, nil)
+	if err != nil {
+		return err
+	}
+
+	if s.Gateway {
+		gw, err := gateway.New(gateway.Config{
+			Store:      s.Store,
+			Signer:     s.Key,
+			PublicURL:  s.PublicURL,
+			KeyGrace:   s.KeyGrace,
+			OIDCIssuer: s.OIDCIssuer,
+			Logger:     s.Log,
+			Registry:   reg,
+			Bus:        s.Bus,
+			Issuer:     events,
+			Routes:     routes,
+		})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"gateway", func(ctx context.Context) error {
+			return serveHTTP(ctx, s.Listener, gw.Handler(), s.Log)
+		}})
+	} else if s.Listener != nil {
+		// Roles without the gateway still expose metrics and health.
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+		runners = append(runners, runner{"metrics", func(ctx context.Context) error {
+			return serveHTTP(ctx, s.Listener, mux, s.Log)
+		}})
+	}
+	if s.Signer {
+		sg, err := signer.New(signer.Config{Bus: s.Bus, Issuer: events, Logger: s.Log})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"signer", sg.Run})
+	}
+	if s.Router {
+		rt, err := router.New(router.Config{
+			Bus: s.Bus, Store: s.Store, Issuer: events,
+			Resolver: routes.Resolver(), Logger: s.Log, Registry: reg,
+		})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"router", rt.Run})
+	}
+	if s.Ledger {
+		lg, err := ledger.New(ledger.Config{
+			Bus: s.Bus, Store: s.Store, Issuer: events,
+			Retention: s.Retention, Logger: s.Log, Registry: reg,
+		})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"ledger", lg.Run})
+	}
+	return runAll(ctx, s.Log, runners)
+}
+
+// runAll runs every runner; the first to fail cancels the others.
+func runAll(ctx context.Context, log *slog.Logger, runners []runner) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+	)
+	for _, r := range runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := r.run(ctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				log.Error("component stopped", "component", r.name, "err", err)
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", r.name, err))
+				mu.Unlock()
+			}
+			cancel()
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// serveHTTP serves h on ln until ctx is cancelled, then shuts down gracefully.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down http: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,426 @@
+// Package admin serves Amtsbote's operator API under /admin/v1/:
+// destinations, their keys and status, OAuth clients, the audit log,
+// reference data imports and coverage. Every change goes through the
+// registry operations (pkg/registry), as the operator commands do. Request
+// bodies are decoded strictly: a member the format does not define is
+// refused, so a misspelt field never passes silently.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/registry"
+	"github.com/amtsbote/amtsbote/pkg/routesync"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway/destination"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+)
+
+// Prefix is where the operator API lives.
+const Prefix = "/admin/v1"
+
+// RevisionHeader carries the registry revision a write produced; a
+// process whose registry revision (routesync) has reached it routes with
+// the change.
+const RevisionHeader = "Amtsbote-Registry-Revision"
+
+// DefaultMaxImport bounds a reference data file; the whole GV100AD is
+// about 3.5 MB.
+const DefaultMaxImport int64 = 64 << 20
+
+// Store is what the operator API reads.
+type Store interface {
+	destination.Reader
+	Destinations(ctx context.Context, p store.Page) ([]store.Destination, int, error)
+	Keys(ctx context.Context, destinationID string) ([]store.Key, error)
+	Client(ctx context.Context, id string) (store.Client, error)
+	Clients(ctx context.Context) ([]store.Client, error)
+	AuditLog(ctx context.Context, object string, p store.Page) ([]store.AuditEntry, error)
+}
+
+// Config is what an API needs. API, Store and Registry are required.
+type Config struct {
+	API      *httpapi.API
+	Store    Store
+	Registry *registry.Registry
+	// Routes is the routing registry coverage is computed from; nil
+	// answers coverage with 503.
+	Routes *routesync.Syncer
+	// MaxImport bounds an imported file in bytes (default DefaultMaxImport).
+	MaxImport int64
+	Now       func() time.Time
+}
+
+// API serves the operator API. It is safe for concurrent use.
+type API struct {
+	api       *httpapi.API
+	store     Store
+	registry  *registry.Registry
+	routes    *routesync.Syncer
+	maxImport int64
+	now       func() time.Time
+}
+
+// New checks cfg.
+func New(cfg Config) (*API, error) {
+	if cfg.API == nil || cfg.Store == nil || cfg.Registry == nil {
+		return nil, errors.New("new admin api: no API, store or registry")
+	}
+	a := &API{api: cfg.API, store: cfg.Store, registry: cfg.Registry, routes: cfg.Routes, maxImport: cfg.MaxImport, now: cfg.Now}
+	if a.maxImport == 0 {
+		a.maxImport = DefaultMaxImport
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a, nil
+}
+
+// Routes registers the operator API.
+func (a *API) Routes(m *httpapi.Mux) {
+	admin := a.api.Admin
+	m.Handle("POST "+Prefix+"/destinations", admin(a.handleCreateDestination))
+	m.Handle("GET "+Prefix+"/destinations", admin(a.handleListDestinations))
+	m.Handle("GET "+Prefix+"/destinations/{destinationId}", admin(a.handleGetDestination))
+	m.Handle("PUT "+Prefix+"/destinations/{destinationId}", admin(a.handlePutDestination))
+	m.Handle("PATCH "+Prefix+"/destinations/{destinationId}", admin(a.handlePatchDestination))
+	m.Handle("POST "+Prefix+"/destinations/{destinationId}/activate", admin(a.handleSetStatus(store.StatusActive)))
+	m.Handle("POST "+Prefix+"/destinations/{destinationId}/deactivate", admin(a.handleSetStatus(store.StatusInactive)))
+	m.Handle("POST "+Prefix+"/destinations/{destinationId}/keys", admin(a.handleAddKey))
+	m.Handle("POST "+Prefix+"/clients", admin(a.handleCreateClient))
+	m.Handle("GET "+Prefix+"/clients", admin(a.handleListClients))
+	m.Handle("GET "+Prefix+"/clients/{clientId}", admin(a.handleGetClient))
+	m.Handle("GET "+Prefix+"/audit", admin(a.handleAudit))
+	m.Handle("POST "+Prefix+"/import/gv100ad", admin(a.handleImportGV100AD))
+	m.Handle("POST "+Prefix+"/import/leika", admin(a.handleImportLeika))
+	m.Handle("POST "+Prefix+"/import/plz", admin(a.handleImportPLZ))
+	m.Handle("GET "+Prefix+"/coverage", admin(a.handleCoverage))
+}
+
+// destinationList is FIT-Connect's DestinationList shape with admin views.
+type destinationList struct {
+	Count        int                 `json:"count"`
+	Offset       int                 `json:"offset"`
+	TotalCount   int                 `json:"totalCount"`
+	Destinations []destination.Admin `json:"destinations"`
+}
+
+// handleCreateDestination creates a destination with its two keys.
+func (a *API) handleCreateDestination(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	var in registry.DestinationInput
+	if err := a.api.DecodeRequest(w, r, &in, true); err != nil {
+		return err
+	}
+	d, keys, err := in.Destination()
+	if err != nil {
+		return err
+	}
+	c, err := a.registry.CreateDestination(r.Context(), p.Subject, d, keys)
+	if err != nil {
+		return err
+	}
+	setRevision(w, c.Revision)
+	return a.writeDestination(w, r, d.ID, http.StatusCreated)
+}
+
+// setRevision answers with the registry revision a write produced.
+func setRevision(w http.ResponseWriter, rev uint64) {
+	if rev > 0 {
+		w.Header().Set(RevisionHeader, strconv.FormatUint(rev, 10))
+	}
+}
+
+// writeDestination answers with the stored state of destination id.
+func (a *API) writeDestination(w http.ResponseWriter, r *http.Request, id string, status int) error {
+	d, err := destination.Load(r.Context(), a.store, id)
+	if err != nil {
+		return err
+	}
+	keys, err := a.store.Keys(r.Context(), id)
+	if err != nil {
+		return fmt.Errorf("list keys of %s: %w", id, err)
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	if status == http.StatusCreated && w.Header().Get("Location") == "" {
+		w.Header().Set("Location", Prefix+"/destinations/"+id)
+	}
+	httpapi.WriteJSON(w, status, destination.AdminView(d, keys))
+	return nil
+}
+
+func (a *API) handleListDestinations(w http.ResponseWriter, r *http.Request, _ httpapi.Principal) error {
+	page, err := httpapi.PageOf(r)
+	if err != nil {
+		return err
+	}
+	list, total, err := a.store.Destinations(r.Context(), page)
+	if err != nil {
+		return fmt.Errorf("list destinations: %w", err)
+	}
+	out := destinationList{Count: len(list), Offset: page.Offset, TotalCount: total, Destinations: make([]destination.Admin, 0, len(list))}
+	for _, d := range list {
+		out.Destinations = append(out.Destinations, destination.AdminView(d, nil))
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) handleGetDestination(w http.ResponseWriter, r *http.Request, _ httpapi.Principal) error {
+	id, err := destination.PathID(r)
+	if err != nil {
+		return err
+	}
+	return a.writeDestination(w, r, id, http.StatusOK)
+}
+
+// UpdateInput is FIT-Connect's UpdateDestination and PatchDestination plus
+// homeRegion: PUT requires what UpdateDestination requires, PATCH changes
+// only the members present.
+type UpdateInput struct {
+	Status             *store.DestinationStatus  `json:"status"`
+	ContactInformation *store.ContactInformation `json:"contactInformation"`
+	Services           []store.Service           `json:"services"`
+	Callback           *registry.CallbackInput   `json:"callback"`
+	EncryptionKID      *string                   `json:"encryptionKid"`
+	ReplyChannels      json.RawMessage           `json:"replyChannels"`
+	MetadataVersions   []string                  `json:"metadataVersions"`
+	HomeRegion         *string                   `json:"homeRegion"`
+}
+
+// handleAdminPutDestination replaces a destination's fields (not its id,
+// keys or, when absent, its homeRegion). An absent callback removes it.
+func (a *API) handlePutDestination(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	id, err := destination.PathID(r)
+	if err != nil {
+		return err
+	}
+	var in UpdateInput
+	if err := a.api.DecodeRequest(w, r, &in, true); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name    string
+		present bool
+	}{
+		{"status", in.Status != nil}, {"contactInformation", in.ContactInformation != nil},
+		{"services", in.Services != nil}, {"encryptionKid", in.EncryptionKID != nil},
+		{"metadataVersions", in.MetadataVersions != nil},
+	} {
+		if !f.present {
+			return problem.Invalid(f.name, f.name+" is required")
+		}
+	}
+	return a.update(w, r, p, id, func(d *store.Destination) (bool, error) {
+		d.Status = *in.Status
+		d.Contact = *in.ContactInformation
+		d.Services = in.Services
+		d.EncryptionKID = *in.EncryptionKID
+		d.MetadataVersions = in.MetadataVersions
+		d.ReplyChannels = in.ReplyChannels
+		d.CallbackURL, d.CallbackSecret = "", ""
+		if in.Callback != nil {
+			d.CallbackURL, d.CallbackSecret = in.Callback.URL, in.Callback.Secret
+		}
+		if in.HomeRegion != nil {
+			d.HomeRegion = *in.HomeRegion
+		}
+		return in.Callback != nil, nil
+	})
+}
+
+func (a *API) handlePatchDestination(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	id, err := destination.PathID(r)
+	if err != nil {
+		return err
+	}
+	var in UpdateInput
+	if err := a.api.DecodeRequest(w, r, &in, true); err != nil {
+		return err
+	}
+	if in.Status != nil && *in.Status == store.StatusCreated {
+		return problem.Invalid("status", "status may be patched to active, inactive or decommissioned")
+	}
+	return a.update(w, r, p, id, func(d *store.Destination) (bool, error) {
+		if in.Status != nil {
+			d.Status = *in.Status
+		}
+		if in.ContactInformation != nil {
+			d.Contact = *in.ContactInformation
+		}
+		if in.Services != nil {
+			d.Services = in.Services
+		}
+		if in.EncryptionKID != nil {
+			d.EncryptionKID = *in.EncryptionKID
+		}
+		if in.ReplyChannels != nil {
+			d.ReplyChannels = in.ReplyChannels
+		}
+		if in.MetadataVersions != nil {
+			d.MetadataVersions = in.MetadataVersions
+		}
+		if in.Callback != nil {
+			d.CallbackURL, d.CallbackSecret = in.Callback.URL, in.Callback.Secret
+		}
+		if in.HomeRegion != nil {
+			d.HomeRegion = *in.HomeRegion
+		}
+		return in.Callback != nil, nil
+	})
+}
+
+// handleSetStatus activates or deactivates a destination.
+func (a *API) handleSetStatus(status store.DestinationStatus) httpapi.Handler {
+	return func(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+		id, err := destination.PathID(r)
+		if err != nil {
+			return err
+		}
+		return a.update(w, r, p, id, func(d *store.Destination) (bool, error) {
+			d.Status = status
+			return false, nil
+		})
+	}
+}
+
+// update changes destination id through the registry and answers with
+// its new state.
+func (a *API) update(w http.ResponseWriter, r *http.Request, p httpapi.Principal, id string, change func(*store.Destination) (bool, error)) error {
+	c, err := a.registry.UpdateDestination(r.Context(), p.Subject, id, change)
+	if err != nil {
+		return err
+	}
+	setRevision(w, c.Revision)
+	return a.writeDestination(w, r, id, http.StatusOK)
+}
+
+// handleAddKey adds a public JWK to a destination. With "roll": true next
+// to the JWK's members, the key becomes the current key of its use and the
+// previous one stays valid for the grace period.
+func (a *API) handleAddKey(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	id, err := destination.PathID(r)
+	if err != nil {
+		return err
+	}
+	var members map[string]json.RawMessage
+	if err := a.api.DecodeRequest(w, r, &members, false); err != nil {
+		return err
+	}
+	roll := false
+	if v, ok := members["roll"]; ok {
+		if err := json.Unmarshal(v, &roll); err != nil {
+			return problem.Invalid("roll", "roll must be a boolean")
+		}
+		delete(members, "roll")
+	}
+	raw, err := json.Marshal(members)
+	if err != nil {
+		return fmt.Errorf("encode jwk: %w", err)
+	}
+	purpose, err := purposeOf(members)
+	if err != nil {
+		return err
+	}
+	k, err := a.registry.AddKey(r.Context(), p.Subject, id, raw, purpose, roll)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/destinations/"+id+"/keys/"+k.KID)
+	return a.writeDestination(w, r, id, http.StatusCreated)
+}
+
+// purposeOf tells an encryption key from a signing key by key_ops.
+func purposeOf(members map[string]json.RawMessage) (jose.Purpose, error) {
+	var ops []string
+	if err := json.Unmarshal(members["key_ops"], &ops); err != nil || len(ops) != 1 {
+		return "", problem.InvalidKey("key_ops", `key_ops must be ["wrapKey"] for an encryption key or ["verify"] for a signing key`)
+	}
+	switch ops[0] {
+	case "wrapKey":
+		return jose.Encryption, nil
+	case "verify":
+		return jose.Signing, nil
+	}
+	return "", problem.InvalidKey("key_ops", fmt.Sprintf(`key_ops %q: want "wrapKey" (encryption) or "verify" (signing)`, ops[0]))
+}
+
+// clientCreated shows the secret, once.
+type clientCreated struct {
+	store.Client
+	ClientSecret string `json:"clientSecret"`
+}
+
+func (a *API) handleCreateClient(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	var in registry.ClientInput
+	if err := a.api.DecodeRequest(w, r, &in, true); err != nil {
+		return err
+	}
+	c, secret, err := a.registry.CreateClient(r.Context(), p.Subject, in)
+	if err != nil {
+		return err
+	}
+	stored, err := a.store.Client(r.Context(), c.ID)
+	if err != nil {
+		return fmt.Errorf("read client %s: %w", c.ID, err)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Location", Prefix+"/clients/"+c.ID)
+	httpapi.WriteJSON(w, http.StatusCreated, clientCreated{Client: stored, ClientSecret: secret})
+	return nil
+}
+
+func (a *API) handleListClients(w http.ResponseWriter, r *http.Request, _ httpapi.Principal) error {
+	list, err := a.store.Clients(r.Context())
+	if err != nil {
+		return fmt.Errorf("list clients: %w", err)
+	}
+	if list == nil {
+		list = []store.Client{}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, struct {
+		Clients []store.Client `json:"clients"`
+	}{list})
+	return nil
+}
+
+func (a *API) handleGetClient(w http.ResponseWriter, r *http.Request, _ httpapi.Principal) error {
+	id := r.PathValue("clientId")
+	c, err := a.store.Client(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return problem.NotFound("clientId", fmt.Sprintf("client %s does not exist", id))
+	}
+	if err != nil {
+		return fmt.Errorf("read client %s: %w", id, err)
+	}
+	httpapi.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+func (a *API) handleAudit(w http.ResponseWriter, r *http.Request, _ httpapi.Principal) error {
+	page, err := httpapi.PageOf(r)
+	if err != nil {
+		return err
+	}
+	entries, err := a.store.AuditLog(r.Context(), r.URL.Query().Get("object"), page)
+	if err != nil {
+		return fmt.Errorf("read audit log: %w", err)
+	}
+	if entries == nil {
+		entries = []store.AuditEntry{}
+	}
+	httpapi.WriteJSON(w, http.StatusOK, struct {
+		Count   int                `json:"count"`
+		Offset  int                `json:"offset"`
+		Entries []store.AuditEntry `json:"entries"`
+	}{len(entries), page.Offset, entries})
+	return nil
+}

@@ -1,0 +1,277 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+)
+
+// metrics are the HTTP metrics. Labels are bounded: route is the
+// mux pattern's path (never a raw path), method and code are HTTP's.
+type metrics struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "amtsbote_http_requests_total",
+			Help: "HTTP requests answered, by route pattern, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "amtsbote_http_request_duration_seconds",
+			Help:    "Time to answer HTTP requests, by route pattern and method.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "method"}),
+	}
+	var err error
+	if m.requests, err = Register(reg, m.requests); err != nil {
+		return nil, err
+	}
+	if m.duration, err = Register(reg, m.duration); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Register registers c, or returns the collector registered before under
+// the same name (a second gateway on the same registry shares the metrics).
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("register metrics: %w", err)
+	}
+	return c, nil
+}
+
+// MetricsHandler serves reg's metrics in Prometheus's text format.
+func MetricsHandler(reg *prometheus.Registry) http.Handler {
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+}
+
+// requestInfo travels in the request context so inner handlers can tell
+// the access log who the caller was (SetSubject).
+type requestInfo struct {
+	subject string
+}
+
+type infoKey struct{}
+
+func infoFrom(ctx context.Context) *requestInfo {
+	ri, _ := ctx.Value(infoKey{}).(*requestInfo)
+	return ri
+}
+
+// statusWriter records the status and size of a response.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// observe logs every request once with fixed keys and records the metrics.
+// Requests no route matches get a problem instead of the mux's text.
+func (m *Mux) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		ri := &requestInfo{}
+		// Everything the request causes carries its trace (or a new one).
+		ctx := bus.ContextFromHeader(r.Context(), r.Header)
+		r = r.WithContext(context.WithValue(ctx, infoKey{}, ri))
+		sw := &statusWriter{ResponseWriter: w}
+
+		_, pattern := m.ServeMux.Handler(r)
+		route := patternPath(pattern)
+		if pattern == "" {
+			route = "unmatched"
+		}
+		defer func() {
+			// Deferred so that a request cut off by a late panic is counted too.
+			if sw.status == 0 {
+				sw.status = http.StatusOK
+			}
+			elapsed := time.Since(start)
+			m.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
+			m.metrics.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+			level := slog.LevelInfo
+			if sw.status >= 500 {
+				level = slog.LevelWarn
+			}
+			m.log.LogAttrs(r.Context(), level, "http request",
+				slog.String("method", r.Method), slog.String("route", route), slog.String("path", r.URL.Path),
+				slog.Int("status", sw.status), slog.Int64("bytes", sw.bytes), slog.Duration("duration", elapsed),
+				slog.String("client_id", ri.subject), slog.String("remote", r.RemoteAddr))
+		}()
+		if pattern == "" {
+			m.serveUnmatched(sw, r)
+			return
+		}
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// serveUnmatched lets the mux decide between 404, 405 and a redirect, and
+// answers 404 and 405 as problems.
+func (m *Mux) serveUnmatched(w http.ResponseWriter, r *http.Request) {
+	cw := &captureWriter{header: http.Header{}}
+	m.ServeMux.ServeHTTP(cw, r)
+	switch cw.status {
+	case http.StatusNotFound:
+		problem.Write(w, problem.NotFound("path", fmt.Sprintf("no resource at %s", r.URL.Path)))
+	case http.StatusMethodNotAllowed:
+		allow := cw.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		problem.Write(w, problem.MethodNotAllowed(r.Method, strings.Split(allow, ", ")...))
+	default:
+		for k, v := range cw.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(cw.status)
+		_, _ = w.Write(cw.body)
+	}
+}
+
+// captureWriter keeps what the mux's fallback handlers write.
+type captureWriter struct {
+	header http.Header
+	status int
+	body   []byte
+}
+
+func (c *captureWriter) Header() http.Header { return c.header }
+func (c *captureWriter) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+}
+func (c *captureWriter) Write(b []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	c.body = append(c.body, b...)
+	return len(b), nil
+}
+
+// recoverPanic turns a panicking handler into a logged 500 problem.
+func (m *Mux) recoverPanic(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw, _ := w.(*statusWriter)
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			m.log.ErrorContext(r.Context(), "handler panicked", "method", r.Method, "route", RouteOf(r),
+				"err", fmt.Sprint(v), "stack", string(debug.Stack()))
+			if sw != nil && sw.status != 0 {
+				// The answer has begun; all that is left is to cut it off.
+				panic(http.ErrAbortHandler)
+			}
+			problem.Write(w, problem.Internal())
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// patternPath drops the method from a mux pattern: "GET /v1/info" → "/v1/info".
+func patternPath(pattern string) string {
+	if _, path, ok := strings.Cut(pattern, " "); ok {
+		return path
+	}
+	return pattern
+}
+
+// RouteOf is the route label of a request the mux has matched.
+func RouteOf(r *http.Request) string {
+	if r.Pattern == "" {
+		return "unmatched"
+	}
+	return patternPath(r.Pattern)
+}
+
+// SetSubject tells the access log of r who the caller was, for handlers
+// that authenticate a caller themselves (the token endpoint).
+func SetSubject(r *http.Request, subject string) {
+	if ri := infoFrom(r.Context()); ri != nil {
+		ri.subject = subject
+	}
+}
+
+// Mux is the gateway's ServeMux. It keeps the patterns registered on it,
+// so that the routes can be held against schemas/openapi.yaml, and wraps
+// every request in the access log, the metrics and panic recovery.
+type Mux struct {
+	*http.ServeMux
+	patterns []string
+	metrics  *metrics
+	log      *slog.Logger
+}
+
+// NewMux returns an empty Mux whose metrics go to reg.
+func NewMux(reg prometheus.Registerer, log *slog.Logger) (*Mux, error) {
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Mux{ServeMux: http.NewServeMux(), metrics: m, log: log}, nil
+}
+
+// Handle registers h for pattern and records the pattern.
+func (m *Mux) Handle(pattern string, h http.Handler) {
+	m.ServeMux.Handle(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+// HandleFunc registers h for pattern and records the pattern.
+func (m *Mux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	m.ServeMux.HandleFunc(pattern, h)
+	m.patterns = append(m.patterns, pattern)
+}
+
+// Patterns returns the patterns registered, in registration order.
+func (m *Mux) Patterns() []string { return slices.Clone(m.patterns) }
+
+// Handler returns the mux wrapped in the access log, the metrics and panic
+// recovery.
+func (m *Mux) Handler() http.Handler { return m.observe(m.recoverPanic(m.ServeMux)) }

@@ -1,0 +1,104 @@
+package httpapi
+
+import (
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/amtsbote/amtsbote/pkg/problem"
+)
+
+// Limiter is a token bucket per client address: burst requests at
+// once, refilled at limit per second. Buckets idle long enough to be full
+// again are forgotten, so memory stays bounded by the active clients.
+type Limiter struct {
+	limit rate.Limit
+	burst int
+
+	mu      sync.Mutex
+	clients map[string]*bucket
+	sweep   time.Time
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	seen time.Time
+}
+
+// NewLimiter returns a limiter of perSecond requests per client address,
+// burst at once.
+func NewLimiter(perSecond float64, burst int) *Limiter {
+	return &Limiter{limit: rate.Limit(perSecond), burst: burst, clients: make(map[string]*bucket)}
+}
+
+// take spends one token of client's bucket. It reports whether the request
+// may pass, the tokens left and the time until the bucket is full again
+// (or, when the request may not pass, until the next token).
+func (l *Limiter) take(client string, now time.Time) (bool, int, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	full := time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
+	if now.Sub(l.sweep) > full {
+		for k, b := range l.clients {
+			if now.Sub(b.seen) > full {
+				delete(l.clients, k)
+			}
+		}
+		l.sweep = now
+	}
+	b := l.clients[client]
+	if b == nil {
+		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
+		l.clients[client] = b
+	}
+	b.seen = now
+	ok := b.lim.AllowN(now, 1)
+	tokens := b.lim.TokensAt(now)
+	if !ok {
+		return false, 0, secondsFor(1-tokens, l.limit)
+	}
+	return true, int(math.Floor(tokens)), secondsFor(float64(l.burst)-tokens, l.limit)
+}
+
+func secondsFor(tokens float64, limit rate.Limit) time.Duration {
+	if tokens <= 0 {
+		return 0
+	}
+	return time.Duration(tokens / float64(limit) * float64(time.Second))
+}
+
+// clientAddress is the rate limit key of a request: the peer's IP.
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// Limited runs h within the client's rate limit of l and answers with
+// the RateLimit-Limit, -Remaining and -Reset headers (Reset in whole
+// seconds, rounded up). Over the limit it answers 429 with Retry-After.
+func (a *API) Limited(l *Limiter, h PublicHandler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ok, remaining, reset := l.take(clientAddress(r), time.Now())
+		secs := strconv.Itoa(int(math.Ceil(reset.Seconds())))
+		w.Header().Set("RateLimit-Limit", strconv.Itoa(l.burst))
+		w.Header().Set("RateLimit-Remaining", strconv.Itoa(remaining))
+		w.Header().Set("RateLimit-Reset", secs)
+		if !ok {
+			w.Header().Set("Retry-After", secs)
+			a.WriteError(w, r, problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), clientAddress(r), secs)))
+			return
+		}
+		if err := h(w, r); err != nil {
+			a.WriteError(w, r, err)
+		}
+	})
+}

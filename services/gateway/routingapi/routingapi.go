@@ -1,0 +1,408 @@
+// Package routingapi serves FIT-Connect's Routing API 2.0: which
+// destination is responsible for a service (LeiKa key) in an area (ARS,
+// AGS or area id), with a PS512 destinationSignature, and the area search.
+// It answers from the routing table the process follows (routesync) and
+// needs no token; requests are rate-limited per client address.
+package routingapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	gojose "github.com/go-jose/go-jose/v4"
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/amtsbote/amtsbote/pkg/ars"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/leika"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/routesync"
+	"github.com/amtsbote/amtsbote/pkg/routing"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+)
+
+// FIT-Connect's Routing API 2.0 is served under /v1/ (its published
+// servers) and /v2/ (where current clients look), with the same bodies.
+// The two APIs share /v1/info: it keeps answering the Submission API's
+// version, which both specifications' Info schema accept, and /v2/info
+// answers the Routing API's. The routing endpoints need no token and are
+// rate-limited per client address.
+
+// Version is the version of FIT-Connect's Routing API served, as GET
+// /v2/info reports it.
+var Version = httpapi.Version{Major: 2, Minor: 0, Patch: 0}
+
+// Defaults of Config.
+const (
+	// DefaultRateLimit is the sustained rate of Routing API requests per
+	// client address, per second.
+	DefaultRateLimit = 20
+	// DefaultRateBurst is how many requests a client may send at once.
+	DefaultRateBurst = 100
+	// sigCacheSize bounds the cached destination signatures.
+	sigCacheSize = 1 << 16
+)
+
+// gebietPrefix precedes an ARS (prefix) in a route signature's gebietIDs.
+const gebietPrefix = "urn:de:bund:destatis:bevoelkerungsstatistik:schluessel:rs:"
+
+// Config is what an API needs. API, Routes, Signer and URL are required.
+type Config struct {
+	API *httpapi.API
+	// Routes is the routing registry the process follows.
+	Routes *routesync.Syncer
+	// Areas searches the area directory; nil answers /areas with 503.
+	Areas Areas
+	// Signer is Amtsbote's PS512 key; it signs destinationSignatures.
+	Signer jose.KeyPair
+	// URL is Amtsbote's public URL: the iss of signatures, and its host
+	// their submissionHost.
+	URL string
+	// RateLimit is the sustained requests per second per client address
+	// (default DefaultRateLimit); RateBurst how many may come at once
+	// (default DefaultRateBurst).
+	RateLimit float64
+	RateBurst int
+	// Registry receives the metrics.
+	Registry prometheus.Registerer
+	Now      func() time.Time
+}
+
+// Areas searches the area directory.
+type Areas interface {
+	SearchAreas(ctx context.Context, q store.AreaQuery, p store.Page) ([]store.Area, int, error)
+}
+
+// API serves the Routing API. It is safe for concurrent use.
+type API struct {
+	api     *httpapi.API
+	sync    *routesync.Syncer
+	areas   Areas
+	limiter *httpapi.Limiter
+	signer  gojose.Signer
+	url     string
+	host    string
+	now     func() time.Time
+
+	mu   sync.Mutex
+	sigs map[sigKey]string
+
+	// resolutions counts resolutions by the level matched.
+	resolutions *prometheus.CounterVec
+}
+
+type sigKey struct {
+	dest, service string
+	updated       int64
+}
+
+// New checks cfg and registers the metrics.
+func New(cfg Config) (*API, error) {
+	if cfg.API == nil || cfg.Routes == nil || cfg.Registry == nil {
+		return nil, errors.New("new routing api: no API, routes or metrics registry")
+	}
+	resolutions, err := httpapi.Register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "amtsbote_route_resolutions_total",
+		Help: "Routing API resolutions by the level of the route matched (gemeinde … bund), or none.",
+	}, []string{"level"}))
+	if err != nil {
+		return nil, fmt.Errorf("new routing api: %w", err)
+	}
+	if cfg.RateLimit == 0 {
+		cfg.RateLimit = DefaultRateLimit
+	}
+	if cfg.RateBurst == 0 {
+		cfg.RateBurst = DefaultRateBurst
+	}
+	a := &API{
+		api: cfg.API, sync: cfg.Routes, areas: cfg.Areas, url: cfg.URL, now: cfg.Now,
+		resolutions: resolutions,
+		limiter:     httpapi.NewLimiter(cfg.RateLimit, cfg.RateBurst),
+		sigs:        make(map[sigKey]string),
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	signer, err := gojose.NewSigner(
+		gojose.SigningKey{Algorithm: gojose.PS512, Key: gojose.JSONWebKey{Key: cfg.Signer.Private, KeyID: cfg.Signer.Public.KeyID}},
+		(&gojose.SignerOptions{}).WithType("JWT"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("new routing api: route signer: %w", err)
+	}
+	a.signer = signer
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		return nil, fmt.Errorf("new routing api: url: %w", err)
+	}
+	a.host = u.Host
+	return a, nil
+}
+
+// Routes registers the Routing API under /v1/ and /v2/ and GET /v2/info.
+func (a *API) Routes(m *httpapi.Mux) {
+	for _, prefix := range []string{"/v1", "/v2"} {
+		m.Handle("GET "+prefix+"/routes", a.api.Limited(a.limiter, a.handleRoutes))
+		m.Handle("GET "+prefix+"/areas", a.api.Limited(a.limiter, a.handleAreas))
+	}
+	m.HandleFunc("GET /v2/info", a.handleInfo)
+}
+
+// handleInfo answers GET /v2/info.
+func (a *API) handleInfo(w http.ResponseWriter, _ *http.Request) {
+	httpapi.WriteJSON(w, http.StatusOK, struct {
+		Version httpapi.Version `json:"version"`
+	}{Version})
+}
+
+// registry returns the loaded registry.
+func (a *API) registry(ctx context.Context) (*routesync.Syncer, error) {
+	s := a.sync
+	if err := s.EnsureLoaded(ctx); err != nil {
+		return nil, fmt.Errorf("load routing registry: %w", err)
+	}
+	return s, nil
+}
+
+// routeResult is the Routing API's route-result.
+type routeResult struct {
+	Count      int         `json:"count"`
+	Offset     int         `json:"offset"`
+	TotalCount int         `json:"totalCount"`
+	Routes     []routeView `json:"routes"`
+}
+
+// routeView is the Routing API's route.
+type routeView struct {
+	DestinationID        string `json:"destinationId"`
+	DestinationSignature string `json:"destinationSignature"`
+	DestinationName      string `json:"destinationName,omitempty"`
+	DestinationShortName string `json:"destinationShortName,omitempty"`
+}
+
+// areaParams are the Routing API's mutually exclusive area parameters.
+var areaParams = []string{"ars", "ags", "areaId"}
+
+// handleRoutes answers GET /v1/routes and /v2/routes: the active
+// destination responsible for leikaKey in the area given by exactly one of
+// ars, ags and areaId, now.
+func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	key, present, err := httpapi.QueryParam(q, "leikaKey")
+	if err != nil {
+		return err
+	}
+	if !present || key == "" {
+		return problem.InvalidRequest("leikaKey", "leikaKey is required: a LeiKa key of 14 digits starting with 99")
+	}
+	service, err := leika.ParseKey(key)
+	if err != nil {
+		return problem.Invalid("leikaKey", err.Error())
+	}
+	var param, value string
+	for _, name := range areaParams {
+		v, ok, err := httpapi.QueryParam(q, name)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			continue
+		}
+		if param != "" {
+			return problem.InvalidRequest(name, fmt.Sprintf("%s and %s are both given; give exactly one of ars, ags and areaId", param, name))
+		}
+		param, value = name, v
+	}
+	if param == "" {
+		return problem.InvalidRequest("ars", "an area is required: give exactly one of ars, ags and areaId")
+	}
+	page, err := httpapi.PageOf(r)
+	if err != nil {
+		return err
+	}
+	reg, err := a.registry(r.Context())
+	if err != nil {
+		return err
+	}
+	place, err := reg.Reference().Place(param, value)
+	if err != nil {
+		return err
+	}
+	ref := reg.Reference()
+	if _, known := ref.Service(service); !known && ref.Services() > 0 && !reg.Table().Has(string(service)) {
+		return problem.Unprocessable("leikaKey", fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service))
+	}
+	routes := []routeView{}
+	m, ok := reg.Resolve(string(service), place, a.now())
+	level := "none"
+	if ok {
+		level = m.Level.String()
+	}
+	a.resolutions.WithLabelValues(level).Inc()
+	if ok && m.Destination.Status == store.StatusActive {
+		v, err := a.routeView(m, service)
+		if err != nil {
+			return err
+		}
+		routes = append(routes, v)
+	}
+	total := len(routes)
+	routes = routes[min(page.Offset, total):min(page.Offset+page.Limit, total)]
+	w.Header().Set("Cache-Control", "no-cache")
+	httpapi.WriteJSON(w, http.StatusOK, routeResult{Count: len(routes), Offset: page.Offset, TotalCount: total, Routes: routes})
+	return nil
+}
+
+// destinationClaims is the payload of a route's destinationSignature.
+type destinationClaims struct {
+	SubmissionHost string          `json:"submissionHost"`
+	Issuer         string          `json:"iss"`
+	Services       []signedService `json:"services"`
+	DestinationID  string          `json:"destinationId"`
+	IssuedAt       int64           `json:"iat"`
+	JTI            string          `json:"jti"`
+}
+
+type signedService struct {
+	GebietIDs   []string `json:"gebietIDs"`
+	LeistungIDs []string `json:"leistungIDs"`
+}
+
+// routeView renders a resolved route. Its signature covers the regions in
+// which the destination offers the service; it is made once per
+// destination state and service, as a registry signs an entry once, and
+// kept until the destination changes.
+func (a *API) routeView(m routesync.Match, service leika.Key) (routeView, error) {
+	e := m.Destination
+	v := routeView{DestinationID: e.DestinationID, DestinationName: e.Name, DestinationShortName: e.ShortName}
+	k := sigKey{dest: e.DestinationID, service: string(service), updated: e.UpdatedAt.UnixNano()}
+	a.mu.Lock()
+	sig, ok := a.sigs[k]
+	a.mu.Unlock()
+	if ok {
+		v.DestinationSignature = sig
+		return v, nil
+	}
+	var gebiete []string
+	for _, s := range e.Services {
+		if id, err := routing.ServiceID(s.Identifier); err != nil || id != string(service) {
+			continue
+		}
+		for _, region := range s.Regions {
+			id := gebietPrefix + strings.TrimPrefix(region, "DE")
+			if region == "DE" {
+				id = gebietPrefix + "000000000000"
+			}
+			if !slices.Contains(gebiete, id) {
+				gebiete = append(gebiete, id)
+			}
+		}
+	}
+	claims := destinationClaims{
+		SubmissionHost: a.host,
+		Issuer:         a.url,
+		Services:       []signedService{{GebietIDs: gebiete, LeistungIDs: []string{service.URN()}}},
+		DestinationID:  e.DestinationID,
+		IssuedAt:       a.now().Unix(),
+		JTI:            uuid.NewString(),
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return v, fmt.Errorf("sign route: %w", err)
+	}
+	jws, err := a.signer.Sign(payload)
+	if err != nil {
+		return v, fmt.Errorf("sign route: %w", err)
+	}
+	if sig, err = jws.CompactSerialize(); err != nil {
+		return v, fmt.Errorf("sign route: %w", err)
+	}
+	a.mu.Lock()
+	if len(a.sigs) >= sigCacheSize {
+		// Forget half, in map order: a random half, which keeps what is
+		// asked for often likely to stay.
+		n := 0
+		for k := range a.sigs {
+			delete(a.sigs, k)
+			if n++; n >= sigCacheSize/2 {
+				break
+			}
+		}
+	}
+	a.sigs[k] = sig
+	a.mu.Unlock()
+	v.DestinationSignature = sig
+	return v, nil
+}
+
+// areaResult is the Routing API's area-result.
+type areaResult struct {
+	Count      int        `json:"count"`
+	Offset     int        `json:"offset"`
+	TotalCount int        `json:"totalCount"`
+	Areas      []areaView `json:"areas"`
+}
+
+// areaView is the Routing API's area.
+type areaView struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Type string `json:"type"`
+}
+
+// handleAreas answers GET /v1/areas and /v2/areas: the current areas whose
+// name or postcodes match every areaSearchexpression.
+func (a *API) handleAreas(w http.ResponseWriter, r *http.Request) error {
+	terms := r.URL.Query()["areaSearchexpression"]
+	if len(terms) == 0 {
+		return problem.InvalidRequest("areaSearchexpression", "areaSearchexpression is required: a name, a name with * wildcards or a postcode, repeated for up to 10 terms")
+	}
+	q := store.AreaQuery{Terms: terms}
+	if err := q.Check(); err != nil {
+		return problem.Invalid("areaSearchexpression", "areaSearchexpression: "+err.Error())
+	}
+	page, err := httpapi.PageOf(r)
+	if err != nil {
+		return err
+	}
+	if a.areas == nil {
+		return problem.Unavailable("area search needs a store that keeps reference data")
+	}
+	list, total, err := a.areas.SearchAreas(r.Context(), q, page)
+	if err != nil {
+		return fmt.Errorf("search areas: %w", err)
+	}
+	out := areaResult{Count: len(list), Offset: page.Offset, TotalCount: total, Areas: make([]areaView, 0, len(list))}
+	for _, a := range list {
+		out.Areas = append(out.Areas, areaView{ID: a.ID(), Name: a.Name, Type: areaType(a)})
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// areaType names the kind of an area as the Routing API shows it:
+// "Land", "Regierungsbezirk", or the GV100AD Textkennzeichen ("Landkreis",
+// "Kreisfreie Stadt", "Verbandsgemeinde", "Stadt" …).
+func areaType(a store.Area) string {
+	switch {
+	case a.Level == ars.Land:
+		return "Land"
+	case a.Level == ars.Regierungsbezirk:
+		return "Regierungsbezirk"
+	case a.Kind != 0:
+		return a.Kind.String()
+	}
+	l := a.Level.String()
+	return strings.ToUpper(l[:1]) + l[1:]
+}

@@ -1,0 +1,248 @@
+package submission
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/scope"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+)
+
+// joseContentType is the media type of a compact JWE.
+const joseContentType = "application/jose"
+
+// errUploadRefused stops an object upload whose content broke a rule.
+var errUploadRefused = errors.New("upload refused")
+
+// handlePutAttachment answers PUT
+// /v1/submissions/{submissionId}/attachments/{attachmentId}: the creator
+// uploads an announced attachment, a compact JWE to one of the
+// destination's encryption keys, before submit. The body streams through
+// the JWE checks into the object store and is never held whole; an
+// attachment that breaks a rule or the size limit is not stored. Uploading
+// again replaces it.
+func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	sid, err := httpapi.PathUUID(r, "submissionId")
+	if err != nil {
+		return err
+	}
+	aid, err := httpapi.PathUUID(r, "attachmentId")
+	if err != nil {
+		return err
+	}
+	if err := httpapi.RequireContentType(r, joseContentType); err != nil {
+		return err
+	}
+	limit := a.maxAttachment
+	if r.ContentLength > limit {
+		return problem.BodyTooLarge(limit)
+	}
+	ctx := r.Context()
+	sub, err := a.loadSubmission(ctx, sid)
+	if err != nil {
+		return err
+	}
+	if err := ownSubmission(p, sub); err != nil {
+		return err
+	}
+	if err := a.beforeSubmit(ctx, sub); err != nil {
+		return err
+	}
+	if !slices.Contains(sub.AnnouncedAttachments, aid) {
+		return problem.AttachmentNotAnnounced(sid, aid)
+	}
+
+	body := http.MaxBytesReader(w, r.Body, limit+1)
+	jwe, err := a.streamAttachment(ctx, body, sealed.AttachmentObject(sid, aid), limit, func(j jose.JWE) error {
+		return a.checkEncryptionKID(ctx, sub.DestinationID, j.KID, "header.kid")
+	})
+	if err != nil {
+		return a.uploadProblem(r, err, limit)
+	}
+	if _, err := a.bus.PutState(ctx, sealed.AttachmentTagKey(sid, aid), []byte(jwe.AuthTag)); err != nil {
+		return a.api.Unavailable(r, "store attachment tag", err)
+	}
+	_, err = a.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
+		if !slices.Contains(s.UploadedAttachments, aid) {
+			s.UploadedAttachments = append(s.UploadedAttachments, aid)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("record attachment %s of %s: %w", aid, sid, err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// beforeSubmit refuses a change of sub's content once it is submitted:
+// its status says so, or, before the ledger projected the submit, the
+// submit's permanent record does.
+func (a *API) beforeSubmit(ctx context.Context, sub store.Submission) error {
+	status := sub.Status
+	if status == sealed.Incomplete {
+		_, err := a.store.Idempotency(ctx, submitKey(sub.ID))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return nil
+		case err != nil:
+			return fmt.Errorf("read submit record of %s: %w", sub.ID, err)
+		}
+		status = sealed.Submitted
+	}
+	return problem.SubmissionState("submissionId",
+		fmt.Sprintf("submission %s is %s; attachments are uploaded before submit", sub.ID, status))
+}
+
+// uploadError carries a failure of the object store, as opposed to one of
+// the upload's content or of reading the request.
+type uploadError struct{ err error }
+
+func (e *uploadError) Error() string { return e.err.Error() }
+func (e *uploadError) Unwrap() error { return e.err }
+
+// streamAttachment copies a compact JWE from body into the object store
+// under name while jose.ScanJWE checks it, through a pipe, so memory use
+// does not grow with the attachment. check sees the JWE's header once the
+// whole JWE passed; if the scan or check fails, the object store is told
+// to drop the partial upload and any earlier object of that name stays.
+func (a *API) streamAttachment(ctx context.Context, body io.Reader, name string, limit int64, check func(jose.JWE) error) (jose.JWE, error) {
+	pr, pw := io.Pipe()
+	stored := make(chan error, 1)
+	go func() {
+		_, err := a.bus.PutObject(ctx, name, pr)
+		// Unblocks the scan's writes if the store gave up first.
+		pr.CloseWithError(&uploadError{err: err})
+		stored <- err
+	}()
+	jwe, _, err := jose.ScanJWE(body, pw, limit)
+	if err == nil {
+		err = check(jwe)
+	}
+	if err != nil {
+		pw.CloseWithError(errUploadRefused)
+		if putErr := <-stored; putErr != nil && !errors.Is(putErr, errUploadRefused) && !isContentError(err) {
+			return jose.JWE{}, &uploadError{err: putErr}
+		}
+		return jose.JWE{}, err
+	}
+	pw.Close()
+	if err := <-stored; err != nil {
+		return jose.JWE{}, &uploadError{err: err}
+	}
+	return jwe, nil
+}
+
+// isContentError reports whether err is about the uploaded content itself.
+func isContentError(err error) bool {
+	_, isProblem := problem.As(err)
+	var mbe *http.MaxBytesError
+	return isProblem || errors.Is(err, jose.ErrJWE) || errors.Is(err, jose.ErrTooLarge) || errors.As(err, &mbe)
+}
+
+// uploadProblem maps a failed upload to its answer.
+func (a *API) uploadProblem(r *http.Request, err error, limit int64) error {
+	var (
+		ue  *uploadError
+		mbe *http.MaxBytesError
+	)
+	switch {
+	case errors.Is(err, jose.ErrTooLarge), errors.As(err, &mbe):
+		return problem.BodyTooLarge(limit)
+	case errors.Is(err, jose.ErrJWE):
+		return jweProblem("", err)
+	case errors.As(err, &ue):
+		if r.Context().Err() != nil {
+			return problem.InvalidRequest("body", "the upload was cut off")
+		}
+		return a.api.Unavailable(r, "store attachment", ue.err)
+	}
+	if _, ok := problem.As(err); ok {
+		return err
+	}
+	return problem.InvalidRequest("body", fmt.Sprintf("reading the attachment: %v", err))
+}
+
+// deliverable reports whether a receiver may fetch s (sealed.Progress.Deliverable).
+func deliverable(s store.Submission) error {
+	if err := s.Deliverable(s.RoutedAt != nil); err != nil {
+		p := problem.SubmissionNotFound(s.ID)
+		p.Detail = fmt.Sprintf("submissionId: submission %s cannot be fetched: %v; only routed submissions in status submitted or forwarded can be fetched", s.ID, err)
+		return p
+	}
+	return nil
+}
+
+// receiverOf checks that p may pick up s.
+func receiverOf(p httpapi.Principal, s store.Submission) error {
+	if !p.Scopes.CanSubscribe(s.DestinationID) {
+		return httpapi.Forbidden(scope.Subscribe+s.DestinationID,
+			fmt.Sprintf("submission %s is for destination %s; picking it up requires scope %s%s", s.ID, s.DestinationID, scope.Subscribe, s.DestinationID))
+	}
+	return nil
+}
+
+// handleGetAttachment answers GET
+// /v1/submissions/{submissionId}/attachments/{attachmentId}: the JWE as
+// uploaded, streamed from the object store.
+func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	sid, err := httpapi.PathUUID(r, "submissionId")
+	if err != nil {
+		return err
+	}
+	aid, err := httpapi.PathUUID(r, "attachmentId")
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	sub, err := a.loadSubmission(ctx, sid)
+	if err != nil {
+		return err
+	}
+	if err := receiverOf(p, sub); err != nil {
+		return err
+	}
+	if err := deliverable(sub); err != nil {
+		return err
+	}
+	if !slices.Contains(sub.UploadedAttachments, aid) {
+		return problem.AttachmentNotFound(sid, aid)
+	}
+	name := sealed.AttachmentObject(sid, aid)
+	info, err := a.bus.StatObject(ctx, name)
+	if errors.Is(err, bus.ErrNotFound) {
+		return problem.AttachmentNotFound(sid, aid)
+	}
+	if err != nil {
+		return a.api.Unavailable(r, "read attachment", err)
+	}
+	rc, err := a.bus.GetObject(ctx, name)
+	if errors.Is(err, bus.ErrNotFound) {
+		return problem.AttachmentNotFound(sid, aid)
+	}
+	if err != nil {
+		return a.api.Unavailable(r, "read attachment", err)
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", joseContentType)
+	w.Header().Set("Content-Length", strconv.FormatUint(info.Size, 10))
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		// The status is sent; cutting the connection is the only way left
+		// to tell the client the attachment is incomplete.
+		a.api.Log.WarnContext(ctx, "attachment cut off", "submission_id", sid, "attachment_id", aid, "err", err)
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}

@@ -1,0 +1,316 @@
+package submission
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+)
+
+// eventLog is FIT-Connect's EventLog.
+type eventLog struct {
+	Count      int      `json:"count"`
+	Offset     int      `json:"offset"`
+	TotalCount int      `json:"totalCount"`
+	EventLog   []string `json:"eventLog"`
+}
+
+// caseSubmissions returns the submissions of a case, oldest first. A
+// case exists from its first submission's creation on, before the event
+// log records anything; one known only by events (their submissions are
+// unknown to the store) has none. CaseNotFound when it has neither.
+func (a *API) caseSubmissions(ctx context.Context, caseID string) ([]store.Submission, error) {
+	subs, err := a.store.SubmissionsByCase(ctx, caseID)
+	if err != nil {
+		return nil, fmt.Errorf("case %s: %w", caseID, err)
+	}
+	if len(subs) > 0 {
+		return subs, nil
+	}
+	_, total, err := a.store.Events(ctx, caseID, store.Page{Limit: 1})
+	if err != nil {
+		return nil, fmt.Errorf("events of case %s: %w", caseID, err)
+	}
+	if total == 0 {
+		return nil, problem.CaseNotFound(caseID)
+	}
+	return nil, nil
+}
+
+// checkCaseOwner checks that the sender p created the case: a reply is
+// created within one of the sender's own cases only.
+func (a *API) checkCaseOwner(ctx context.Context, p httpapi.Principal, caseID string) error {
+	subs, err := a.caseSubmissions(ctx, caseID)
+	if pr, ok := problem.As(err); ok && pr.Type == problem.TypeCaseNotFound {
+		return problem.CaseNotFound(caseID).WithField("caseId")
+	}
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(subs, func(s store.Submission) bool { return s.SenderClientID == p.Subject }) {
+		return problem.Forbidden(fmt.Sprintf("case %s belongs to another sender", caseID)).WithField("caseId")
+	}
+	return nil
+}
+
+// handleGetEvents answers GET /v1/cases/{caseId}/events: the case's SETs
+// in the order they were recorded, for the sender who created the case,
+// the destination's receivers and managers, and operators. A new case
+// answers with the events recorded so far, none before the first one is
+// signed; only an unknown case is 404.
+func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	caseID, err := httpapi.PathUUID(r, "caseId")
+	if err != nil {
+		return err
+	}
+	page, err := httpapi.PageOf(r)
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	subs, err := a.caseSubmissions(ctx, caseID)
+	if err != nil {
+		return err
+	}
+	allowed := p.Scopes.IsAdmin() || slices.ContainsFunc(subs, func(s store.Submission) bool {
+		return s.SenderClientID == p.Subject || p.Scopes.CanSubscribe(s.DestinationID) || p.Scopes.CanManage(s.DestinationID)
+	})
+	if !allowed {
+		return problem.Forbidden(fmt.Sprintf("case %s belongs to another sender and to destinations the token does not subscribe to", caseID)).WithField("caseId")
+	}
+	evs, total, err := a.store.Events(ctx, caseID, page)
+	if err != nil {
+		return fmt.Errorf("events of case %s: %w", caseID, err)
+	}
+	out := eventLog{Count: len(evs), Offset: page.Offset, TotalCount: total, EventLog: make([]string, 0, len(evs))}
+	for _, e := range evs {
+		out.EventLog = append(out.EventLog, e.Token)
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// receiverEvents are the events a destination may post.
+var receiverEvents = []string{set.AcceptSubmission, set.RejectSubmission, set.ForwardSubmission}
+
+// handlePostEvent answers POST /v1/cases/{caseId}/events: a receiver of
+// the destination answers a submission with a SET signed by the
+// destination's signing key. The gateway verifies the signature, issuer,
+// subject, case and payload (accept-submission must echo the
+// submit-submission's authentication tags) and publishes it to EVENTS if
+// the submission's status allows it (409 otherwise). Posting the same
+// token again answers 204 and changes nothing.
+func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	caseID, err := httpapi.PathUUID(r, "caseId")
+	if err != nil {
+		return err
+	}
+	if err := httpapi.RequireContentType(r, joseContentType); err != nil {
+		return err
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, set.MaxTokenLen))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return problem.BodyTooLarge(mbe.Limit)
+		}
+		return problem.InvalidRequest("body", fmt.Sprintf("reading the request body: %v", err))
+	}
+	token := strings.TrimSpace(string(raw))
+	ctx := r.Context()
+
+	hdr, unverified, err := set.Parse(token)
+	if err != nil {
+		return eventProblem(err)
+	}
+	sid, err := unverified.SubmissionID()
+	if err != nil {
+		return eventProblem(err)
+	}
+	sub, err := a.store.Submission(ctx, sid)
+	if errors.Is(err, store.ErrNotFound) {
+		return problem.InvalidEvent("sub", fmt.Sprintf("sub names submission %s, which does not exist", sid))
+	}
+	if err != nil {
+		return fmt.Errorf("read submission %s: %w", sid, err)
+	}
+	if err := receiverOf(p, sub); err != nil {
+		return err
+	}
+	if txn, err := unverified.CaseID(); err != nil {
+		return eventProblem(err)
+	} else if txn != caseID {
+		return problem.InvalidEvent("txn", fmt.Sprintf("txn names case %s, but the event is posted to case %s", txn, caseID))
+	}
+	if sub.CaseID != caseID {
+		return problem.InvalidEvent("sub", fmt.Sprintf("submission %s belongs to case %s, not to case %s", sid, sub.CaseID, caseID))
+	}
+	if unverified.Issuer != sub.DestinationID {
+		return problem.InvalidEvent("iss", fmt.Sprintf("iss must be the destination id %s, got %q", sub.DestinationID, unverified.Issuer))
+	}
+	pub, err := a.signingKey(ctx, sub.DestinationID, hdr.KID)
+	if err != nil {
+		return err
+	}
+	claims, err := set.Verifier{Now: a.now}.Verify(token, pub)
+	if err != nil {
+		return eventProblem(err)
+	}
+	uri, _, err := claims.Event()
+	if err != nil {
+		return eventProblem(err)
+	}
+	if !slices.Contains(receiverEvents, uri) {
+		return problem.InvalidEvent("events", fmt.Sprintf("a destination posts accept-, reject- or forward-submission, not %s", set.Name(uri)))
+	}
+	if uri == set.AcceptSubmission {
+		if err := a.checkAcceptTags(r, sid, claims); err != nil {
+			return err
+		}
+	}
+
+	return a.publishDecision(w, r, sid, caseID, uri, claims, token)
+}
+
+// maxDecisionTries bounds how often a receiver's event is decided again
+// after the case changed between reading it and publishing.
+const maxDecisionTries = 5
+
+// publishDecision publishes a receiver's verified event to EVENTS after
+// deciding it against the case as EVENTS holds it: the same token again
+// is done (204), its jti on another event of the case is a 409, and the
+// status its submission's events lead to must allow it (409 otherwise).
+// The publish expects the case's last event to be the one read, so two
+// decisions about one submission cannot both pass; the ledger then
+// projects it into the store.
+func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseID, uri string, claims set.Claims, token string) error {
+	ctx := r.Context()
+	for try := 1; ; try++ {
+		evs, err := a.bus.CaseEvents(ctx, caseID)
+		if err != nil {
+			return a.api.Unavailable(r, "read the case's events", err)
+		}
+		progress := sealed.Progress{Status: sealed.Incomplete}
+		var last uint64
+		for _, e := range evs {
+			last = e.Seq
+			_, c, err := set.Parse(e.Token)
+			if err != nil {
+				continue
+			}
+			if c.JTI == claims.JTI {
+				if e.Token == token {
+					w.WriteHeader(http.StatusNoContent)
+					return nil
+				}
+				return problem.InvalidEvent("jti", fmt.Sprintf("jti %s was used by another event of case %s", claims.JTI, caseID))
+			}
+			if esid, _ := c.SubmissionID(); esid == sid {
+				euri, _, _ := c.Event()
+				_, _ = progress.Apply(euri, c.IssuedAt)
+			}
+		}
+		if _, err := progress.Apply(uri, claims.IssuedAt); err != nil {
+			return problem.InvalidTransition(fmt.Sprintf("submission %s is %s; %s is not allowed", sid, progress.Status, set.Name(uri)))
+		}
+		_, err = a.bus.PublishEvent(ctx, a.url, claims, token, bus.ExpectLast(last))
+		switch {
+		case errors.Is(err, bus.ErrStale) && try < maxDecisionTries:
+			continue
+		case err != nil:
+			return a.api.Unavailable(r, "publish event", err)
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+}
+
+// signingKey returns the destination's signing key kid, valid now.
+func (a *API) signingKey(ctx context.Context, destinationID, kid string) (*rsa.PublicKey, error) {
+	k, err := a.store.Key(ctx, destinationID, kid)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, problem.InvalidEvent("header.kid", fmt.Sprintf("kid %q is not a key of destination %s", kid, destinationID))
+	case err != nil:
+		return nil, fmt.Errorf("read key %s of %s: %w", kid, destinationID, err)
+	case k.Use != store.UseSigning:
+		return nil, problem.InvalidEvent("header.kid", fmt.Sprintf("kid %q is destination %s's %s key, not its signing key", kid, destinationID, k.Use))
+	case !k.ValidAt(a.now()):
+		return nil, problem.InvalidEvent("header.kid", fmt.Sprintf("signing key %q of destination %s is retired", kid, destinationID))
+	}
+	jwk, err := jose.ValidatePublicKey(k.JWK, jose.Signing)
+	if err != nil {
+		return nil, fmt.Errorf("stored signing key %s of %s: %w", kid, destinationID, err)
+	}
+	pub, ok := jwk.Key.(*rsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("stored signing key %s of %s is a %T", kid, destinationID, jwk.Key)
+	}
+	return pub, nil
+}
+
+// checkAcceptTags compares an accept-submission's authentication tags
+// with those of the submission's submit, naming the first that differs.
+func (a *API) checkAcceptTags(r *http.Request, sid string, c set.Claims) error {
+	got, err := c.Tags()
+	if err != nil {
+		return eventProblem(err)
+	}
+	e, err := a.bus.GetState(r.Context(), sealed.TagsKey(sid))
+	if errors.Is(err, bus.ErrNotFound) {
+		return problem.InvalidEvent("authenticationTags", fmt.Sprintf("submission %s has no authentication tags to accept: it was not submitted", sid))
+	}
+	if err != nil {
+		return a.api.Unavailable(r, "read authentication tags", err)
+	}
+	var want set.AuthenticationTags
+	if err := json.Unmarshal(e.Value, &want); err != nil {
+		return fmt.Errorf("authentication tags of %s: %w", sid, err)
+	}
+	if got.Equal(want) {
+		return nil
+	}
+	field := "authenticationTags"
+	switch {
+	case got.Metadata != want.Metadata:
+		field += ".metadata"
+	case got.Data != want.Data:
+		field += ".data"
+	default:
+		field += ".attachments"
+		for aid, tag := range want.Attachments {
+			if got.Attachments[aid] != tag {
+				field += "." + aid
+				break
+			}
+		}
+	}
+	return problem.InvalidEvent(field, fmt.Sprintf("%s does not match the submit-submission event of submission %s", field, sid))
+}
+
+// eventProblem maps a SET rule violation to its answer: 400 for a token
+// that is not a SET, 422 for one that breaks a rule of signature or claims.
+func eventProblem(err error) error {
+	var re *set.RuleError
+	if !errors.As(err, &re) {
+		return err
+	}
+	if errors.Is(err, set.ErrMalformed) {
+		return problem.MalformedEvent(re.Field, re.Reason)
+	}
+	return problem.InvalidEvent(re.Field, re.Reason)
+}

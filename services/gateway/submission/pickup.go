@@ -1,0 +1,128 @@
+package submission
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/scope"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+)
+
+// submissionForPickup is FIT-Connect's SubmissionForPickup.
+type submissionForPickup struct {
+	DestinationID string `json:"destinationId"`
+	SubmissionID  string `json:"submissionId"`
+	CaseID        string `json:"caseId"`
+}
+
+// submissionsForPickup is FIT-Connect's SubmissionsForPickup.
+type submissionsForPickup struct {
+	Count       int                   `json:"count"`
+	Offset      int                   `json:"offset"`
+	TotalCount  int                   `json:"totalCount"`
+	Submissions []submissionForPickup `json:"submissions"`
+}
+
+// handlePickupList answers GET /v1/submissions: the submissions ready for
+// pickup (routed, status submitted), of destinationId or, without it, of
+// every destination the token subscribes to; oldest first, paged with
+// limit and offset. A fetched submission stays listed until it is
+// answered or deleted, so a receiver whose fetch failed fetches it again.
+func (a *API) handlePickupList(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	page, err := httpapi.PageOf(r)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	if raw := r.URL.Query().Get("destinationId"); raw != "" {
+		id, ok := httpapi.CanonicalUUID(raw)
+		if !ok {
+			return problem.InvalidRequest("destinationId", fmt.Sprintf("destinationId %q is not a UUID", raw))
+		}
+		if !p.Scopes.CanSubscribe(id) {
+			return httpapi.Forbidden(scope.Subscribe+id, fmt.Sprintf("listing destination %s's submissions requires scope %s%s", id, scope.Subscribe, id))
+		}
+		ids = []string{id}
+	} else if ids = p.Scopes.Subscribed(); len(ids) == 0 {
+		return httpapi.Forbidden(scope.Subscribe+"<destinationId>", "listing submissions requires a subscribe:destination:<destinationId> scope")
+	}
+	list, total, err := a.store.PickupList(r.Context(), ids, page)
+	if err != nil {
+		return fmt.Errorf("pickup list: %w", err)
+	}
+	out := submissionsForPickup{Count: len(list), Offset: page.Offset, TotalCount: total, Submissions: make([]submissionForPickup, 0, len(list))}
+	for _, s := range list {
+		out.Submissions = append(out.Submissions, submissionForPickup{DestinationID: s.DestinationID, SubmissionID: s.ID, CaseID: s.CaseID})
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpapi.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// submissionView is FIT-Connect's Submission: the reduced view with the
+// sealed metadata and data.
+type submissionView struct {
+	submissionReduced
+	EncryptedMetadata string `json:"encryptedMetadata"`
+	EncryptedData     string `json:"encryptedData,omitempty"`
+}
+
+// handleGetSubmission answers GET /v1/submissions/{submissionId}: a
+// receiver of the destination fetches the sealed submission. The first
+// fetch publishes the notify-submission event, from which the retention
+// deadlines count; the submission stays on the pickup list.
+func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	sid, err := httpapi.PathUUID(r, "submissionId")
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	sub, err := a.loadSubmission(ctx, sid)
+	if err != nil {
+		return err
+	}
+	if err := receiverOf(p, sub); err != nil {
+		return err
+	}
+	if err := deliverable(sub); err != nil {
+		return err
+	}
+	rc, err := a.bus.GetObject(ctx, sealed.PayloadObject(sid))
+	if errors.Is(err, bus.ErrNotFound) {
+		return fmt.Errorf("fetch %s: payload missing: %w", sid, err)
+	}
+	if err != nil {
+		return a.api.Unavailable(r, "read payload", err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(rc, 2*a.api.MaxBody))
+	rc.Close()
+	if err != nil {
+		return a.api.Unavailable(r, "read payload", err)
+	}
+	var payload sealed.Payload
+	if err := json.Unmarshal(raw, &payload); err != nil {
+		return fmt.Errorf("fetch %s: payload: %w", sid, err)
+	}
+
+	if sub.PickedUpAt == nil {
+		// Published before the answer, so that the pickup stands in the
+		// case before a receiver can answer; the issuer publishes it once.
+		if _, err := a.issuer.Issue(ctx, set.NotifySubmission, sid, sub.CaseID, nil); err != nil {
+			return a.api.Unavailable(r, "publish notify-submission", err)
+		}
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpapi.WriteJSON(w, http.StatusOK, submissionView{
+		submissionReduced: reducedView(sub),
+		EncryptedMetadata: payload.EncryptedMetadata,
+		EncryptedData:     payload.EncryptedData,
+	})
+	return nil
+}

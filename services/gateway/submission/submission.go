@@ -1,0 +1,667 @@
+// Package submission serves the submission flow of FIT-Connect's
+// Submission API: a sender creates a submission, uploads its attachments
+// and submits it; a receiver lists, fetches and answers it with a security
+// event token; both read the case's event log. Bodies of these endpoints
+// are decoded leniently as to unknown members, as FIT-Connect's schemas
+// allow members they do not name.
+//
+// These endpoints need the message bus (Config.Bus): without one they
+// answer 503, while the registry endpoints keep working.
+//
+// Consistency: every step that leaves the gateway (store, object store,
+// INGRESS, EVENTS) is idempotent under the submission id or the event's
+// jti, and each request writes its permanent record before it publishes,
+// so a retried request repeats the missing steps and never duplicates a
+// done one. The gateway writes the submission, its uploaded attachments
+// and the submit's record; its status and event log are the ledger's,
+// projected from EVENTS.
+package submission
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/amtsbote/amtsbote/pkg/ars"
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/registry"
+	"github.com/amtsbote/amtsbote/pkg/routing"
+	"github.com/amtsbote/amtsbote/pkg/scope"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway/destination"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+)
+
+// DefaultMaxAttachment bounds one encrypted attachment.
+const DefaultMaxAttachment int64 = 512 << 20
+
+// maxAttachments bounds the attachments one submission announces.
+const maxAttachments = 1000
+
+// Store is what the submission flow reads and writes.
+type Store interface {
+	destination.Reader
+	Key(ctx context.Context, destinationID, kid string) (store.Key, error)
+	CreateSubmission(ctx context.Context, s store.Submission) error
+	Submission(ctx context.Context, id string) (store.Submission, error)
+	UpdateSubmission(ctx context.Context, id string, update func(*store.Submission) error) (store.Submission, error)
+	SubmissionsByCase(ctx context.Context, caseID string) ([]store.Submission, error)
+	PickupList(ctx context.Context, destinationIDs []string, p store.Page) ([]store.Submission, int, error)
+	Events(ctx context.Context, caseID string, p store.Page) ([]store.Event, int, error)
+	PutIdempotency(ctx context.Context, r store.IdempotencyRecord) (store.IdempotencyRecord, bool, error)
+	Idempotency(ctx context.Context, key string) (store.IdempotencyRecord, error)
+}
+
+// Responsible checks that a destination is the one responsible for a
+// service in the applicant's region (routesync.Syncer.CheckResponsible).
+type Responsible interface {
+	CheckResponsible(ctx context.Context, service, region string, d store.Destination, at time.Time) error
+}
+
+// Config is what an API needs. API, Store and URL are required; without
+// Bus the endpoints answer 503, with it Issuer is required too.
+type Config struct {
+	API   *httpapi.API
+	Store Store
+	// URL is Amtsbote's public URL, the source of its messages.
+	URL string
+	// Bus carries submissions and events.
+	Bus *bus.Bus
+	// Issuer issues Amtsbote's own events: the notify-submission of a
+	// first fetch at once, create- and submit-submission through the
+	// outbox, which the signer role empties.
+	Issuer *issuer.Issuer
+	// Responsible, when set, checks a create naming the applicant's
+	// region.
+	Responsible Responsible
+	// MaxAttachment bounds one encrypted attachment in bytes (default
+	// DefaultMaxAttachment).
+	MaxAttachment int64
+	Now           func() time.Time
+}
+
+// API serves the submission flow. It is safe for concurrent use.
+type API struct {
+	api           *httpapi.API
+	store         Store
+	url           string
+	bus           *bus.Bus
+	issuer        *issuer.Issuer
+	responsible   Responsible
+	maxAttachment int64
+	now           func() time.Time
+}
+
+// New checks cfg.
+func New(cfg Config) (*API, error) {
+	switch {
+	case cfg.API == nil || cfg.Store == nil || cfg.URL == "":
+		return nil, errors.New("new submission api: no API, store or url")
+	case cfg.MaxAttachment < 0:
+		return nil, errors.New("new submission api: negative attachment limit")
+	case cfg.Bus != nil && cfg.Issuer == nil:
+		return nil, errors.New("new submission api: a bus needs an issuer of Amtsbote's events")
+	}
+	a := &API{
+		api: cfg.API, store: cfg.Store, url: cfg.URL, bus: cfg.Bus, issuer: cfg.Issuer,
+		responsible: cfg.Responsible, maxAttachment: cfg.MaxAttachment, now: cfg.Now,
+	}
+	if a.maxAttachment == 0 {
+		a.maxAttachment = DefaultMaxAttachment
+	}
+	if a.now == nil {
+		a.now = time.Now
+	}
+	return a, nil
+}
+
+// Routes registers the submission flow's endpoints.
+func (a *API) Routes(m *httpapi.Mux) {
+	m.Handle("POST /v1/submissions", a.flowed(a.handleCreateSubmission))
+	m.Handle("GET /v1/submissions", a.flowed(a.handlePickupList))
+	m.Handle("GET /v1/submissions/{submissionId}", a.flowed(a.handleGetSubmission))
+	m.Handle("PUT /v1/submissions/{submissionId}", a.flowed(a.handleSubmit))
+	m.Handle("PUT /v1/submissions/{submissionId}/attachments/{attachmentId}", a.flowed(a.handlePutAttachment))
+	m.Handle("GET /v1/submissions/{submissionId}/attachments/{attachmentId}", a.flowed(a.handleGetAttachment))
+	m.Handle("GET /v1/cases/{caseId}/events", a.flowed(a.handleGetEvents))
+	m.Handle("POST /v1/cases/{caseId}/events", a.flowed(a.handlePostEvent))
+}
+
+// flowed is Authed plus the bus the submission flow needs.
+func (a *API) flowed(h httpapi.Handler) http.Handler {
+	return a.api.Authed(func(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+		if a.bus == nil {
+			return problem.Unavailable("this gateway runs without a message bus and takes no submissions")
+		}
+		return h(w, r, p)
+	})
+}
+
+// loadSubmission reads a submission, turning absence into a 404 problem.
+func (a *API) loadSubmission(ctx context.Context, id string) (store.Submission, error) {
+	s, err := a.store.Submission(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Submission{}, problem.SubmissionNotFound(id)
+	}
+	if err != nil {
+		return store.Submission{}, fmt.Errorf("read submission %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// ownSubmission checks that p created s.
+func ownSubmission(p httpapi.Principal, s store.Submission) error {
+	if s.SenderClientID != p.Subject {
+		return problem.Forbidden(fmt.Sprintf("submission %s was created by another sender", s.ID)).WithField("submissionId")
+	}
+	return nil
+}
+
+// serviceTypeInput is FIT-Connect's ServiceType of CreateSubmission.
+type serviceTypeInput struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	Identifier  string `json:"identifier"`
+}
+
+// createSubmissionInput is FIT-Connect's CreateSubmission plus Amtsbote's
+// optional region ("DE" + ARS), the applicant's place.
+type createSubmissionInput struct {
+	DestinationID        string                  `json:"destinationId"`
+	AnnouncedAttachments *[]string               `json:"announcedAttachments"`
+	CaseID               string                  `json:"caseId"`
+	ServiceType          *serviceTypeInput       `json:"serviceType"`
+	Callback             *registry.CallbackInput `json:"callback"`
+	Region               string                  `json:"region"`
+}
+
+// validate checks the fields on their own and returns them in canonical
+// form.
+func (in *createSubmissionInput) validate() error {
+	if in.DestinationID == "" {
+		return problem.Invalid("destinationId", "destinationId is required")
+	}
+	id, ok := httpapi.CanonicalUUID(in.DestinationID)
+	if !ok {
+		return problem.Invalid("destinationId", fmt.Sprintf("destinationId %q is not a UUID", in.DestinationID))
+	}
+	in.DestinationID = id
+	if in.AnnouncedAttachments == nil {
+		return problem.Invalid("announcedAttachments", "announcedAttachments is required; send [] for none")
+	}
+	list := *in.AnnouncedAttachments
+	if len(list) > maxAttachments {
+		return problem.Invalid("announcedAttachments", fmt.Sprintf("announcedAttachments lists %d attachments, at most %d are allowed", len(list), maxAttachments))
+	}
+	for i, a := range list {
+		f := fmt.Sprintf("announcedAttachments[%d]", i)
+		aid, ok := httpapi.CanonicalUUID(a)
+		if !ok {
+			return problem.Invalid(f, fmt.Sprintf("%q is not a UUID", a))
+		}
+		if slices.Contains(list[:i], aid) {
+			return problem.Invalid(f, fmt.Sprintf("attachment %s is announced twice", aid))
+		}
+		list[i] = aid
+	}
+	if in.CaseID != "" {
+		if in.CaseID, ok = httpapi.CanonicalUUID(in.CaseID); !ok {
+			return problem.Invalid("caseId", "caseId is not a UUID")
+		}
+	}
+	if in.ServiceType == nil {
+		return problem.Invalid("serviceType", "serviceType is required")
+	}
+	if strings.TrimSpace(in.ServiceType.Name) == "" {
+		return problem.Invalid("serviceType.name", "serviceType.name is required")
+	}
+	if in.ServiceType.Identifier == "" {
+		return problem.Invalid("serviceType.identifier", "serviceType.identifier is required")
+	}
+	if err := routing.CheckServiceURN(in.ServiceType.Identifier); err != nil {
+		return problem.Invalid("serviceType.identifier", err.Error())
+	}
+	if in.Region != "" {
+		if _, err := ars.ParseRegion(in.Region); err != nil {
+			return problem.Invalid("region", err.Error())
+		}
+	}
+	if in.Callback != nil {
+		if err := store.ValidateCallback(in.Callback.URL, in.Callback.Secret); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// submissionCreated is FIT-Connect's SubmissionCreated.
+type submissionCreated struct {
+	DestinationID string `json:"destinationId"`
+	SubmissionID  string `json:"submissionId"`
+	CaseID        string `json:"caseId"`
+}
+
+// handleCreateSubmission answers POST /v1/submissions: the destination
+// must be active and offer the service now; the sender's region scope
+// must reach one of the destination's regions for it, or, when the sender
+// names the applicant's region, cover that region, which one of the
+// destination's regions must cover too. A retry carrying the same
+// Idempotency-Key and body gets the first answer.
+func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
+	if err := httpapi.RequireContentType(r, "application/json"); err != nil {
+		return err
+	}
+	raw, err := a.api.ReadBody(w, r)
+	if err != nil {
+		return err
+	}
+	var in createSubmissionInput
+	if err := problem.DecodeJSON(raw, &in, false); err != nil {
+		return err
+	}
+	if err := in.validate(); err != nil {
+		return err
+	}
+	ctx := r.Context()
+	now := a.now()
+	d, err := destination.Load(r.Context(), a.store, in.DestinationID)
+	if err != nil {
+		return err
+	}
+	if d.Status != store.StatusActive {
+		return problem.DestinationInactive(d.ID, string(d.Status))
+	}
+	service := in.ServiceType.Identifier
+	offer, ok := d.Offers(service, "", now)
+	if !ok {
+		return problem.ServiceNotOffered("serviceType.identifier", d.ID, service)
+	}
+	if in.Region != "" {
+		if !p.Scopes.CanSend([]string{in.Region}, service) {
+			return httpapi.Forbidden(scope.SendRegion+in.Region,
+				fmt.Sprintf("no send scope covers region %s for service %s", in.Region, service))
+		}
+		if !slices.ContainsFunc(offer.Regions, func(reg string) bool { return strings.HasPrefix(in.Region, reg) }) {
+			return problem.RegionNotServed("region", fmt.Sprintf("destination %s serves %s in %s, not in %s",
+				d.ID, service, strings.Join(offer.Regions, ", "), in.Region))
+		}
+		if a.responsible != nil {
+			if err := a.responsible.CheckResponsible(ctx, service, in.Region, d, now); err != nil {
+				return err
+			}
+		}
+	} else if !p.Scopes.CanLookUp(offer.Regions, service) {
+		return httpapi.Forbidden(scope.SendRegion+offer.Regions[0],
+			fmt.Sprintf("no send scope reaches destination %s's regions %s for service %s", d.ID, strings.Join(offer.Regions, ", "), service))
+	}
+	if in.CaseID != "" {
+		if err := a.checkCaseOwner(ctx, p, in.CaseID); err != nil {
+			return err
+		}
+	}
+
+	out := submissionCreated{DestinationID: d.ID, SubmissionID: uuid.NewString(), CaseID: in.CaseID}
+	if out.CaseID == "" {
+		out.CaseID = uuid.NewString()
+	}
+	body, _ := json.Marshal(out) // strings always marshal
+	replay := false
+	if key != "" {
+		hash := sha256.Sum256(raw)
+		rec, created, err := a.store.PutIdempotency(ctx, store.IdempotencyRecord{
+			Key: "create:" + p.Subject + ":" + key, RequestHash: hash[:], Status: http.StatusCreated, Body: body,
+		})
+		if err != nil {
+			return fmt.Errorf("create submission: %w", err)
+		}
+		if !created {
+			if !bytes.Equal(rec.RequestHash, hash[:]) {
+				return problem.IdempotencyMismatch("Idempotency-Key",
+					fmt.Sprintf("Idempotency-Key %q was used for a request with another body", key))
+			}
+			if err := json.Unmarshal(rec.Body, &out); err != nil {
+				return fmt.Errorf("create submission: stored answer: %w", err)
+			}
+			body, replay = rec.Body, true
+		}
+	}
+
+	sub := store.Submission{
+		ID: out.SubmissionID, CaseID: out.CaseID, DestinationID: d.ID, SenderClientID: p.Subject,
+		ServiceIdentifier: service, ServiceName: in.ServiceType.Name, Region: in.Region,
+		Progress:             sealed.Progress{Status: sealed.Incomplete},
+		AnnouncedAttachments: *in.AnnouncedAttachments, UploadedAttachments: []string{},
+		CreatedAt: now, UpdatedAt: now,
+	}
+	if in.Callback != nil {
+		sub.CallbackURL, sub.CallbackSecret = in.Callback.URL, in.Callback.Secret
+	}
+	// A replay finds the submission made by the first request, unless that
+	// one stopped before writing it.
+	if err := a.store.CreateSubmission(ctx, sub); err != nil && !(replay && errors.Is(err, store.ErrConflict)) {
+		return fmt.Errorf("create submission: %w", err)
+	}
+	if err := a.issuer.Enqueue(ctx, set.CreateSubmission, sub.ID, sub.CaseID, nil); err != nil {
+		return a.api.Unavailable(r, "create submission", err)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// idempotencyKey reads the optional Idempotency-Key header: 1 to 255
+// visible ASCII characters, optionally as a quoted structured-field string.
+func idempotencyKey(r *http.Request) (string, error) {
+	vals := r.Header.Values("Idempotency-Key")
+	switch len(vals) {
+	case 0:
+		return "", nil
+	case 1:
+	default:
+		return "", problem.InvalidRequest("Idempotency-Key", "Idempotency-Key must appear once")
+	}
+	k := strings.TrimSpace(vals[0])
+	if len(k) >= 2 && k[0] == '"' && k[len(k)-1] == '"' {
+		k = k[1 : len(k)-1]
+	}
+	if k == "" || len(k) > 255 {
+		return "", problem.InvalidRequest("Idempotency-Key", "Idempotency-Key must have 1 to 255 characters")
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e || k[i] == '"' || k[i] == '\\' {
+			return "", problem.InvalidRequest("Idempotency-Key", fmt.Sprintf("Idempotency-Key has a character other than visible ASCII at byte %d", i+1))
+		}
+	}
+	return k, nil
+}
+
+// serviceTypeView is FIT-Connect's ServiceType in answers.
+type serviceTypeView struct {
+	Name       string `json:"name,omitempty"`
+	Identifier string `json:"identifier"`
+}
+
+// submissionReduced is FIT-Connect's SubmissionReduced.
+type submissionReduced struct {
+	DestinationID string          `json:"destinationId"`
+	SubmissionID  string          `json:"submissionId"`
+	CaseID        string          `json:"caseId"`
+	Attachments   []string        `json:"attachments"`
+	ServiceType   serviceTypeView `json:"serviceType"`
+}
+
+func reducedView(s store.Submission) submissionReduced {
+	// In announced order; only uploaded ones, which after submit are all.
+	att := make([]string, 0, len(s.AnnouncedAttachments))
+	for _, a := range s.AnnouncedAttachments {
+		if slices.Contains(s.UploadedAttachments, a) {
+			att = append(att, a)
+		}
+	}
+	return submissionReduced{
+		DestinationID: s.DestinationID, SubmissionID: s.ID, CaseID: s.CaseID, Attachments: att,
+		ServiceType: serviceTypeView{Name: s.ServiceName, Identifier: s.ServiceIdentifier},
+	}
+}
+
+// submitInput is FIT-Connect's SubmitSubmission.
+type submitInput struct {
+	EncryptedMetadata *string `json:"encryptedMetadata"`
+	EncryptedData     *string `json:"encryptedData"`
+}
+
+// hash identifies the submitted content whatever the JSON around it.
+func (in submitInput) hash() []byte {
+	h := sha256.New()
+	for _, s := range []*string{in.EncryptedMetadata, in.EncryptedData} {
+		var v string
+		if s != nil {
+			v = *s
+		}
+		_ = binary.Write(h, binary.BigEndian, uint64(len(v)))
+		h.Write([]byte(v))
+	}
+	return h.Sum(nil)
+}
+
+// parseSealedJWE checks one JWE of a submit body.
+func parseSealedJWE(field, compact string) (jose.JWE, error) {
+	j, err := jose.ParseJWE(compact)
+	if err != nil {
+		return jose.JWE{}, jweProblem(field, err)
+	}
+	return j, nil
+}
+
+// jweProblem turns a JWE rule violation into a problem naming the part.
+func jweProblem(field string, err error) error {
+	var re *jose.RuleError
+	if errors.As(err, &re) {
+		return problem.InvalidJWE(problem.JoinField(field, re.Field), re.Reason)
+	}
+	return err
+}
+
+// checkEncryptionKID checks that kid names an encryption key of the
+// destination that is valid now.
+func (a *API) checkEncryptionKID(ctx context.Context, destinationID, kid, field string) error {
+	k, err := a.store.Key(ctx, destinationID, kid)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q is not a key of destination %s", kid, destinationID))
+	case err != nil:
+		return fmt.Errorf("read key %s of %s: %w", kid, destinationID, err)
+	case k.Use != store.UseEncryption:
+		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q is destination %s's %s key, not an encryption key", kid, destinationID, k.Use))
+	case !k.ValidAt(a.now()):
+		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q of destination %s was retired at %s", kid, destinationID, k.ValidUntil.UTC().Format(time.RFC3339)))
+	}
+	return nil
+}
+
+// handleSubmit answers PUT /v1/submissions/{submissionId}: the creator
+// hands in the sealed metadata and data once every announced attachment is
+// uploaded. The gateway checks the JWEs' structure and keys, stores the
+// payload, publishes the submission to INGRESS once, queues the
+// submit-submission event and answers 202. The same submit again gets the
+// same answer; another content after a submit is refused.
+func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	sid, err := httpapi.PathUUID(r, "submissionId")
+	if err != nil {
+		return err
+	}
+	ctx := r.Context()
+	sub, err := a.loadSubmission(ctx, sid)
+	if err != nil {
+		return err
+	}
+	if err := ownSubmission(p, sub); err != nil {
+		return err
+	}
+	if sub.Status == sealed.Deleted || sub.DeletedAt != nil {
+		return problem.SubmissionNotFound(sid)
+	}
+	var in submitInput
+	if err := a.api.DecodeRequest(w, r, &in, false); err != nil {
+		return err
+	}
+	if in.EncryptedMetadata == nil {
+		return problem.Invalid("encryptedMetadata", "encryptedMetadata is required")
+	}
+	meta, err := parseSealedJWE("encryptedMetadata", *in.EncryptedMetadata)
+	if err != nil {
+		return err
+	}
+	var data jose.JWE
+	if in.EncryptedData != nil {
+		if data, err = parseSealedJWE("encryptedData", *in.EncryptedData); err != nil {
+			return err
+		}
+	}
+
+	var (
+		d    store.Destination
+		tags set.AuthenticationTags
+	)
+	if sub.Status == sealed.Incomplete {
+		if d, err = destination.Load(r.Context(), a.store, sub.DestinationID); err != nil {
+			return err
+		}
+		if d.Status != store.StatusActive {
+			return problem.DestinationInactive(d.ID, string(d.Status))
+		}
+		if err := a.checkEncryptionKID(ctx, d.ID, meta.KID, "encryptedMetadata.header.kid"); err != nil {
+			return err
+		}
+		if in.EncryptedData != nil {
+			if err := a.checkEncryptionKID(ctx, d.ID, data.KID, "encryptedData.header.kid"); err != nil {
+				return err
+			}
+		}
+		if tags, err = a.submitTags(r, sub, meta, data); err != nil {
+			return err
+		}
+	}
+
+	hash := in.hash()
+	answer, _ := json.Marshal(reducedView(sub)) // strings always marshal
+	rec, created, err := a.store.PutIdempotency(ctx, store.IdempotencyRecord{
+		Key: submitKey(sid), RequestHash: hash, Status: http.StatusAccepted, Body: answer,
+	})
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sid, err)
+	}
+	if !created && !bytes.Equal(rec.RequestHash, hash) {
+		return problem.IdempotencyMismatch("encryptedMetadata",
+			fmt.Sprintf("submission %s was submitted with other encryptedMetadata or encryptedData", sid))
+	}
+	if sub.Status != sealed.Incomplete {
+		if created {
+			return problem.SubmissionState("submissionId", fmt.Sprintf("submission %s is %s and cannot be submitted", sid, sub.Status))
+		}
+		// The same submit again: it is done, answer as the first time.
+		return writeRecord(w, rec)
+	}
+	// First submit, or a retry of one that stopped on the way: every step
+	// below is idempotent. The status changes when the ledger projects the
+	// submit-submission event; until then the record says it is submitted.
+	if err := a.publishSubmission(r, sub, d, in, tags); err != nil {
+		return err
+	}
+	return writeRecord(w, rec)
+}
+
+// submitKey is the key of a submit's permanent record.
+func submitKey(submissionID string) string { return "submit:" + submissionID }
+
+// writeRecord answers with a stored JSON answer.
+func writeRecord(w http.ResponseWriter, rec store.IdempotencyRecord) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(rec.Status)
+	_, _ = w.Write(rec.Body)
+	return nil
+}
+
+// submitTags collects the authentication tags of a submit: those of the
+// two JWEs and of every announced attachment, which must all be uploaded.
+func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.JWE) (set.AuthenticationTags, error) {
+	tags := set.AuthenticationTags{Metadata: meta.AuthTag, Data: data.AuthTag}
+	var missing []string
+	for _, aid := range sub.AnnouncedAttachments {
+		if !slices.Contains(sub.UploadedAttachments, aid) {
+			missing = append(missing, aid)
+		}
+	}
+	if len(missing) > 0 {
+		return tags, problem.MissingAttachments(sub.ID, missing)
+	}
+	if len(sub.AnnouncedAttachments) > 0 {
+		tags.Attachments = make(map[string]string, len(sub.AnnouncedAttachments))
+	}
+	for _, aid := range sub.AnnouncedAttachments {
+		e, err := a.bus.GetState(r.Context(), sealed.AttachmentTagKey(sub.ID, aid))
+		if errors.Is(err, bus.ErrNotFound) {
+			// Recorded as uploaded, but its tag is gone: upload it again.
+			missing = append(missing, aid)
+			continue
+		}
+		if err != nil {
+			return tags, a.api.Unavailable(r, "read attachment tags", err)
+		}
+		tags.Attachments[aid] = string(e.Value)
+	}
+	if len(missing) > 0 {
+		return tags, problem.MissingAttachments(sub.ID, missing)
+	}
+	return tags, nil
+}
+
+// publishSubmission stores the sealed payload and the tags, publishes the
+// submission to INGRESS (Nats-Msg-Id = submission id) and queues the
+// submit-submission event.
+func (a *API) publishSubmission(r *http.Request, sub store.Submission, d store.Destination, in submitInput, tags set.AuthenticationTags) error {
+	ctx := r.Context()
+	payload := sealed.Payload{EncryptedMetadata: *in.EncryptedMetadata}
+	if in.EncryptedData != nil {
+		payload.EncryptedData = *in.EncryptedData
+	}
+	payloadJSON, err := json.Marshal(payload)
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sub.ID, err)
+	}
+	if _, err := a.bus.PutObject(ctx, sealed.PayloadObject(sub.ID), bytes.NewReader(payloadJSON)); err != nil {
+		return a.api.Unavailable(r, "store payload", err)
+	}
+	tagsJSON, err := json.Marshal(tags)
+	if err != nil {
+		return fmt.Errorf("submit %s: %w", sub.ID, err)
+	}
+	if _, err := a.bus.PutState(ctx, sealed.TagsKey(sub.ID), tagsJSON); err != nil {
+		return a.api.Unavailable(r, "store tags", err)
+	}
+
+	ars := d.HomeRegion
+	if sub.Region != "" {
+		ars = strings.TrimPrefix(sub.Region, "DE")
+	}
+	msg := sealed.Submission{
+		SubmissionID: sub.ID, CaseID: sub.CaseID, DestinationID: sub.DestinationID,
+		Service: sub.ServiceIdentifier, Region: sub.Region, ARS: bus.PadARS(ars),
+		Attachments: sub.AnnouncedAttachments, AuthenticationTags: tagsJSON, SenderClientID: sub.SenderClientID,
+	}
+	if len(payloadJSON) <= sealed.InlineLimit {
+		msg.Payload = &payload
+	} else {
+		msg.Object = sealed.PayloadObject(sub.ID)
+	}
+	if err := a.bus.PublishSubmission(ctx, a.url, msg, a.now()); err != nil {
+		if errors.Is(err, bus.ErrInvalidToken) {
+			return fmt.Errorf("submit %s: %w", sub.ID, err)
+		}
+		return a.api.Unavailable(r, "publish submission", err)
+	}
+	if err := a.issuer.Enqueue(ctx, set.SubmitSubmission, sub.ID, sub.CaseID, set.SubmitPayload{AuthenticationTags: tags}); err != nil {
+		return a.api.Unavailable(r, "queue submit-submission", err)
+	}
+	return nil
+}

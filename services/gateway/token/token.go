@@ -1,0 +1,394 @@
+// Package token is Amtsbote's OAuth2 token endpoint and access token
+// verifier: POST /token issues short-lived PS512 JWTs to OAuth clients
+// (client credentials, client_secret_post or _basic), GET
+// /.well-known/jwks.json publishes the key they and Amtsbote's other
+// signatures verify with, and Verify checks the bearer tokens of every
+// other endpoint, Amtsbote's own or those of an external OIDC issuer.
+package token
+
+import (
+	"context"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	gojose "github.com/go-jose/go-jose/v4"
+	"github.com/go-jose/go-jose/v4/jwt"
+	"github.com/google/uuid"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/registry"
+	"github.com/amtsbote/amtsbote/pkg/scope"
+	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+)
+
+// DefaultTTL is the lifetime of issued access tokens.
+const DefaultTTL = 30 * time.Minute
+
+// leeway is the clock skew tolerated on exp, nbf and iat.
+const leeway = 30 * time.Second
+
+// externalAlgs are the signature algorithms accepted from an external
+// issuer; Amtsbote's own tokens are PS512 only.
+var externalAlgs = []gojose.SignatureAlgorithm{
+	gojose.PS512, gojose.PS384, gojose.PS256, gojose.RS512, gojose.RS384, gojose.RS256,
+	gojose.ES512, gojose.ES384, gojose.ES256, gojose.EdDSA,
+}
+
+// Clients looks up OAuth clients.
+type Clients interface {
+	Client(ctx context.Context, id string) (store.Client, error)
+}
+
+// Config is what a Service needs. API, Clients, Key and URL are required.
+type Config struct {
+	API     *httpapi.API
+	Clients Clients
+	// Key is Amtsbote's PS512 key; it signs access tokens and is published
+	// in the JWKS.
+	Key jose.KeyPair
+	// URL is the gateway's public URL: the issuer and audience of tokens.
+	URL string
+	// TTL of issued tokens (default DefaultTTL).
+	TTL time.Duration
+	// OIDCIssuer, when set, is an external issuer whose tokens are accepted
+	// too; its keys are discovered through its openid-configuration with
+	// HTTPClient (default: 10-second timeout).
+	OIDCIssuer string
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Service issues and verifies access tokens. It is safe for concurrent use.
+type Service struct {
+	api     *httpapi.API
+	clients Clients
+	key     *rsa.PrivateKey
+	url     string
+	ttl     time.Duration
+	now     func() time.Time
+	signer  gojose.Signer
+	jwks    []byte
+	oidc    *oidcKeys
+	// dummyHash makes a token request for an unknown client cost as much
+	// as one for a known client.
+	dummyHash []byte
+}
+
+// New checks cfg and prepares the signer and the JWKS.
+func New(cfg Config) (*Service, error) {
+	switch {
+	case cfg.API == nil || cfg.Clients == nil:
+		return nil, errors.New("new token service: no API or clients")
+	case cfg.Key.Private == nil || cfg.Key.Public.KeyID == "":
+		return nil, errors.New("new token service: no signing key with a kid")
+	case cfg.Key.Purpose != jose.Signing:
+		return nil, fmt.Errorf("new token service: signing key has purpose %q, want %q", cfg.Key.Purpose, jose.Signing)
+	case cfg.URL == "":
+		return nil, errors.New("new token service: no url")
+	}
+	s := &Service{api: cfg.API, clients: cfg.Clients, key: cfg.Key.Private, url: cfg.URL, ttl: cfg.TTL, now: cfg.Now}
+	if s.ttl == 0 {
+		s.ttl = DefaultTTL
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	signer, err := gojose.NewSigner(
+		gojose.SigningKey{Algorithm: gojose.PS512, Key: gojose.JSONWebKey{Key: cfg.Key.Private, KeyID: cfg.Key.Public.KeyID}},
+		(&gojose.SignerOptions{}).WithType("at+jwt"),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("new token service: signer: %w", err)
+	}
+	s.signer = signer
+	pub, err := cfg.Key.PublicJSON()
+	if err != nil {
+		return nil, fmt.Errorf("new token service: %w", err)
+	}
+	s.jwks = []byte(`{"keys":[` + string(pub) + `]}`)
+	if s.dummyHash, err = registry.HashSecret(registry.NewSecret()); err != nil {
+		return nil, fmt.Errorf("new token service: %w", err)
+	}
+	if cfg.OIDCIssuer != "" {
+		client := cfg.HTTPClient
+		if client == nil {
+			client = &http.Client{Timeout: 10 * time.Second}
+		}
+		log := cfg.Logger
+		if log == nil {
+			log = slog.New(slog.DiscardHandler)
+		}
+		s.oidc = newOIDCKeys(strings.TrimRight(cfg.OIDCIssuer, "/"), client, s.now, log)
+	}
+	return s, nil
+}
+
+// Routes registers POST /token and GET /.well-known/jwks.json.
+func (s *Service) Routes(m *httpapi.Mux) {
+	m.HandleFunc("POST /token", s.handleToken)
+	m.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
+}
+
+// handleJWKS publishes Amtsbote's public signing key(s): they verify access
+// tokens, route signatures and Amtsbote's own security event tokens.
+func (s *Service) handleJWKS(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	_, _ = w.Write(s.jwks)
+}
+
+// oauthError is a problem that also carries RFC 6749's "error" member, so
+// OAuth client libraries and problem-aware clients both understand it.
+func oauthError(code string, p *problem.Problem) *problem.Problem {
+	return p.With("error", code).With("error_description", p.Detail)
+}
+
+// tokenResponse is RFC 6749's successful access token response.
+type tokenResponse struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int64  `json:"expires_in"`
+	Scope       string `json:"scope"`
+}
+
+// handleToken is the OAuth2 token endpoint: client credentials grant with
+// client_secret_post (or client_secret_basic).
+func (s *Service) handleToken(w http.ResponseWriter, r *http.Request) {
+	// RFC 6749 5.1 and 5.2: token answers must not be cached.
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Pragma", "no-cache")
+	resp, err := s.issueToken(w, r)
+	if err != nil {
+		p, ok := problem.As(err)
+		if !ok {
+			s.api.WriteError(w, r, err)
+			return
+		}
+		if p.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="`+httpapi.QuoteSafe(s.url)+`"`)
+		}
+		problem.Write(w, p)
+		return
+	}
+	httpapi.WriteJSON(w, http.StatusOK, resp)
+}
+
+func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) (tokenResponse, error) {
+	if err := httpapi.RequireContentType(r, "application/x-www-form-urlencoded"); err != nil {
+		p, _ := problem.As(err)
+		return tokenResponse{}, oauthError("invalid_request", p)
+	}
+	body, err := s.api.ReadBody(w, r)
+	if err != nil {
+		p, _ := problem.As(err)
+		return tokenResponse{}, oauthError("invalid_request", p)
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return tokenResponse{}, oauthError("invalid_request", problem.InvalidRequest("body", "the body is not form-encoded: "+err.Error()))
+	}
+	for name, v := range form {
+		if len(v) > 1 {
+			return tokenResponse{}, oauthError("invalid_request", problem.InvalidRequest(name, fmt.Sprintf("parameter %s must not repeat", name)))
+		}
+	}
+
+	grant := form.Get("grant_type")
+	switch grant {
+	case "":
+		return tokenResponse{}, oauthError("invalid_request", problem.InvalidRequest("grant_type", "grant_type is required"))
+	case "client_credentials":
+	default:
+		return tokenResponse{}, oauthError("unsupported_grant_type", problem.InvalidRequest("grant_type",
+			fmt.Sprintf("grant_type %q is not supported; use client_credentials", grant)))
+	}
+
+	id, secret := form.Get("client_id"), form.Get("client_secret")
+	if bid, bsecret, ok := r.BasicAuth(); ok {
+		if id != "" || secret != "" {
+			return tokenResponse{}, oauthError("invalid_request", problem.InvalidRequest("client_secret",
+				"authenticate the client either in the body or with HTTP Basic, not both"))
+		}
+		id, secret = bid, bsecret
+	}
+	client, err := s.authenticateClient(r, id, secret)
+	if err != nil {
+		return tokenResponse{}, err
+	}
+
+	scopes := client.Scopes
+	if requested, ok := form["scope"]; ok {
+		scopes = strings.Fields(requested[0])
+		if len(scopes) == 0 {
+			return tokenResponse{}, oauthError("invalid_scope", problem.InvalidRequest("scope", "scope is empty"))
+		}
+		for _, s := range scopes {
+			if !slices.Contains(client.Scopes, s) {
+				return tokenResponse{}, oauthError("invalid_scope", problem.InvalidRequest("scope",
+					fmt.Sprintf("scope %q is not granted to this client", s)))
+			}
+		}
+	}
+	if len(scopes) == 0 {
+		return tokenResponse{}, oauthError("invalid_scope", problem.InvalidRequest("scope", "this client has no scopes"))
+	}
+
+	now := s.now()
+	claims := tokenClaims{
+		Claims: jwt.Claims{
+			Issuer:    s.url,
+			Subject:   client.ID,
+			Audience:  jwt.Audience{s.url},
+			IssuedAt:  jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now),
+			Expiry:    jwt.NewNumericDate(now.Add(s.ttl)),
+			ID:        uuid.NewString(),
+		},
+		ClientID: client.ID,
+	}
+	scope := strings.Join(scopes, " ")
+	token, err := jwt.Signed(s.signer).Claims(claims).Claims(map[string]any{"scope": scope}).Serialize()
+	if err != nil {
+		return tokenResponse{}, fmt.Errorf("sign access token: %w", err)
+	}
+	httpapi.SetSubject(r, client.ID)
+	return tokenResponse{AccessToken: token, TokenType: "Bearer", ExpiresIn: int64(s.ttl.Seconds()), Scope: scope}, nil
+}
+
+// authenticateClient checks id and secret. Every failure costs one bcrypt
+// comparison, so response times do not tell which client ids exist.
+func (s *Service) authenticateClient(r *http.Request, id, secret string) (store.Client, error) {
+	fail := oauthError("invalid_client", problem.Unauthorized("client authentication failed").WithField("client_id"))
+	if id == "" || secret == "" {
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(secret))
+		return store.Client{}, oauthError("invalid_client",
+			problem.Unauthorized("client_id and client_secret are required").WithField("client_id"))
+	}
+	client, err := s.clients.Client(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(secret))
+		return store.Client{}, fail
+	case err != nil:
+		return store.Client{}, fmt.Errorf("read client: %w", err)
+	}
+	if err := bcrypt.CompareHashAndPassword(client.SecretHash, []byte(secret)); err != nil {
+		return store.Client{}, fail
+	}
+	if client.Disabled {
+		return store.Client{}, fail
+	}
+	return client, nil
+}
+
+// tokenClaims are the claims Amtsbote reads from an access token.
+type tokenClaims struct {
+	jwt.Claims
+	Scope    scopeClaim `json:"scope,omitempty"`
+	Scp      scopeClaim `json:"scp,omitempty"`
+	ClientID string     `json:"client_id,omitempty"`
+}
+
+// scopeClaim reads OAuth's space-separated scope string or a JSON array of scopes.
+type scopeClaim []string
+
+func (s *scopeClaim) UnmarshalJSON(b []byte) error {
+	var str string
+	if err := json.Unmarshal(b, &str); err == nil {
+		*s = strings.Fields(str)
+		return nil
+	}
+	var list []string
+	if err := json.Unmarshal(b, &list); err != nil {
+		return fmt.Errorf("scope claim must be a string or an array of strings")
+	}
+	*s = list
+	return nil
+}
+
+// Verify checks signature, issuer, audience and lifetime of an access
+// token: one of Amtsbote's own, or of the external OIDC issuer.
+func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, error) {
+	tok, err := jwt.ParseSigned(raw, externalAlgs)
+	if err != nil {
+		return httpapi.Principal{}, httpapi.InvalidToken("the token is not a signed JWT: %v", err)
+	}
+	if len(tok.Headers) != 1 {
+		return httpapi.Principal{}, httpapi.InvalidToken("the token must carry exactly one signature")
+	}
+	hdr := tok.Headers[0]
+	var unverified jwt.Claims
+	if err := tok.UnsafeClaimsWithoutVerification(&unverified); err != nil {
+		return httpapi.Principal{}, httpapi.InvalidToken("the token's claims are not readable: %v", err)
+	}
+
+	var key any
+	switch {
+	case unverified.Issuer == s.url:
+		if hdr.Algorithm != string(gojose.PS512) {
+			return httpapi.Principal{}, httpapi.InvalidToken("tokens of %s are signed with PS512, not %s", s.url, hdr.Algorithm)
+		}
+		if typ, _ := hdr.ExtraHeaders[gojose.HeaderType].(string); !strings.EqualFold(typ, "at+jwt") {
+			return httpapi.Principal{}, httpapi.InvalidToken("the token is not an access token (typ %q, want at+jwt)", typ)
+		}
+		key = &s.key.PublicKey
+	case s.oidc != nil && unverified.Issuer == s.oidc.issuer:
+		k, err := s.oidc.key(ctx, hdr.KeyID)
+		if err != nil {
+			return httpapi.Principal{}, err
+		}
+		if k.Algorithm != "" && k.Algorithm != hdr.Algorithm {
+			return httpapi.Principal{}, httpapi.InvalidToken("key %s is for %s, the token uses %s", hdr.KeyID, k.Algorithm, hdr.Algorithm)
+		}
+		key = k.Key
+	default:
+		return httpapi.Principal{}, httpapi.InvalidToken("tokens of issuer %q are not accepted", unverified.Issuer)
+	}
+
+	var claims tokenClaims
+	if err := tok.Claims(key, &claims); err != nil {
+		return httpapi.Principal{}, httpapi.InvalidToken("the token's signature does not verify with the issuer's key")
+	}
+	if claims.Expiry == nil {
+		return httpapi.Principal{}, httpapi.InvalidToken("the token has no expiry (exp)")
+	}
+	err = claims.ValidateWithLeeway(jwt.Expected{
+		Issuer:      unverified.Issuer,
+		AnyAudience: jwt.Audience{s.url},
+		Time:        s.now(),
+	}, leeway)
+	switch {
+	case errors.Is(err, jwt.ErrExpired):
+		return httpapi.Principal{}, httpapi.InvalidToken("the token expired at %s", claims.Expiry.Time().UTC().Format(time.RFC3339))
+	case errors.Is(err, jwt.ErrNotValidYet), errors.Is(err, jwt.ErrIssuedInTheFuture):
+		return httpapi.Principal{}, httpapi.InvalidToken("the token is not valid yet")
+	case errors.Is(err, jwt.ErrInvalidAudience):
+		return httpapi.Principal{}, httpapi.InvalidToken("the token is not meant for this service (aud must contain %s)", s.url)
+	case err != nil:
+		return httpapi.Principal{}, httpapi.InvalidToken("the token's claims are not acceptable: %v", err)
+	}
+	sub := claims.Subject
+	if sub == "" {
+		sub = claims.ClientID
+	}
+	if sub == "" {
+		return httpapi.Principal{}, httpapi.InvalidToken("the token names no subject (sub)")
+	}
+	scopes := claims.Scope
+	if len(scopes) == 0 {
+		scopes = claims.Scp
+	}
+	return httpapi.Principal{Subject: sub, Issuer: claims.Issuer, Scopes: scope.Parse(scopes)}, nil
+}
