@@ -25,6 +25,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/pkg/store/postgres"
 	"github.com/amtsbote/amtsbote/pkg/store/sqlite"
@@ -49,6 +50,13 @@ func Signer(tb testing.TB) jose.KeyPair {
 		tb.Fatalf("generate signing key: %v", err)
 	}
 	return kp
+}
+
+// JTI returns the jti Amtsbote's issuers signing with Signer give their
+// event uri about a submission.
+func JTI(tb testing.TB, submissionID, uri string) string {
+	tb.Helper()
+	return sealed.NewJTIKey(Signer(tb).Private.D.Bytes()).EventJTI(submissionID, uri)
 }
 
 // Issuer returns an issuer of Amtsbote's events on b, signing with

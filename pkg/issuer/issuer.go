@@ -1,6 +1,6 @@
 // Package issuer issues Amtsbote's own security event tokens: it builds an
 // event's claims with the jti derived from the submission and the event
-// (sealed.EventJTI), signs them with Amtsbote's PS512 key and publishes
+// under a key only Amtsbote holds (sealed.JTIKey), signs them with Amtsbote's PS512 key and publishes
 // them to the case's EVENTS subject, once. Every role that writes an event
 // of its own uses it: the gateway (notify-submission, and create- and
 // submit-submission through the outbox), the signer (the outbox), the
@@ -31,6 +31,7 @@ type Issuer struct {
 	bus *bus.Bus
 	key *rsa.PrivateKey
 	kid string
+	jti sealed.JTIKey
 	url string
 	now func() time.Time
 }
@@ -54,7 +55,11 @@ func New(b *bus.Bus, key jose.KeyPair, url string, now func() time.Time) (*Issue
 	// A key read from a file lacks the CRT values that make signing
 	// several times faster.
 	key.Private.Precompute()
-	return &Issuer{bus: b, key: key.Private, kid: key.Public.KeyID, url: strings.TrimRight(url, "/"), now: now}, nil
+	return &Issuer{
+		bus: b, key: key.Private, kid: key.Public.KeyID,
+		jti: sealed.NewJTIKey(key.Private.D.Bytes()),
+		url: strings.TrimRight(url, "/"), now: now,
+	}, nil
 }
 
 // URL returns Amtsbote's URL, the iss of its events.
@@ -67,8 +72,13 @@ func (i *Issuer) Claims(uri, submissionID, caseID string, payload any) (set.Clai
 	if err != nil {
 		return set.Claims{}, err
 	}
-	c.JTI = sealed.EventJTI(submissionID, uri)
+	c.JTI = i.JTI(submissionID, uri)
 	return c, nil
+}
+
+// JTI returns the jti of Amtsbote's event uri about a submission.
+func (i *Issuer) JTI(submissionID, uri string) string {
+	return i.jti.EventJTI(submissionID, uri)
 }
 
 // Published is an event as it stands in EVENTS.
@@ -90,10 +100,23 @@ func (i *Issuer) Publish(ctx context.Context, c set.Claims) (Published, error) {
 	if err != nil {
 		return Published{}, fmt.Errorf("issue %s: %w", c.JTI, err)
 	}
+	sid, _ := c.SubmissionID()
+	uri, _, _ := c.Event()
 	for _, e := range evs {
-		if _, pc, err := set.Parse(e.Token); err == nil && pc.JTI == c.JTI {
+		_, pc, err := set.Parse(e.Token)
+		if err != nil {
+			continue
+		}
+		// The same event of Amtsbote's under another jti: one issued
+		// before the signing key, and so the jti key, was rolled.
+		psid, _ := pc.SubmissionID()
+		puri, _, _ := pc.Event()
+		if pc.JTI == c.JTI || pc.Issuer == i.url && psid == sid && puri == uri {
 			return Published{Claims: pc, Token: e.Token, Seq: e.Seq}, nil
 		}
+	}
+	if err := i.claim(ctx, c.JTI, caseID); err != nil {
+		return Published{}, fmt.Errorf("issue %s: %w", c.JTI, err)
 	}
 	token, err := set.Sign(c, i.key, i.kid)
 	if err != nil {
@@ -114,6 +137,24 @@ func (i *Issuer) Publish(ctx context.Context, c set.Claims) (Published, error) {
 		}
 	}
 	return Published{Claims: c, Token: token, Seq: ack.Sequence}, nil
+}
+
+// claim claims jti for caseID as receivers' events claim theirs, so that
+// a receiver who learns the jti from the event log cannot use it again.
+func (i *Issuer) claim(ctx context.Context, jti, caseID string) error {
+	key := sealed.JTIClaimKey(jti)
+	_, err := i.bus.CreateState(ctx, key, []byte(caseID))
+	if err == nil || !errors.Is(err, bus.ErrRevisionMismatch) {
+		return err
+	}
+	e, err := i.bus.GetState(ctx, key)
+	if err != nil {
+		return err
+	}
+	if string(e.Value) != caseID {
+		return fmt.Errorf("jti is claimed by case %s", e.Value)
+	}
+	return nil
 }
 
 // Issue builds, signs and publishes Amtsbote's event uri about a

@@ -11,7 +11,6 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
-	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 )
 
@@ -86,7 +85,7 @@ func TestIssueOnce(t *testing.T) {
 	if err != nil {
 		t.Fatalf("verify: %v", err)
 	}
-	if c.JTI != sealed.EventJTI(sid, set.NotifySubmission) || c.Issuer != url {
+	if c.JTI != flowtest.JTI(t, sid, set.NotifySubmission) || c.Issuer != url {
 		t.Errorf("jti %s iss %s, want the derived jti and %s", c.JTI, c.Issuer, url)
 	}
 }
@@ -105,7 +104,7 @@ func TestEnqueueOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(entries) != 1 || entries[0].Claims.JTI != sealed.EventJTI(sid, set.CreateSubmission) {
+	if len(entries) != 1 || entries[0].Claims.JTI != flowtest.JTI(t, sid, set.CreateSubmission) {
 		t.Fatalf("outbox %+v, want the one create-submission", entries)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/google/uuid"
 )
 
 // TestCaseEventBadInput proves each refusal of a receiver's event: the
@@ -80,7 +81,9 @@ func TestCaseEventBadInput(t *testing.T) {
 				{"issued in the future", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Now().Add(time.Hour).Truncate(time.Second) }), 422, problem.TypeInvalidEvent, "iat"},
 				{"accept after reject", rejected.CaseID, "", f.receiverSET(t, set.AcceptSubmission, rejected, set.AcceptPayload{AuthenticationTags: rejected.tags()}, nil), 409, problem.TypeInvalidTransition, "events"},
 				{"reject twice", rejected.CaseID, "", f.receiverSET(t, set.RejectSubmission, rejected, problems, nil), 409, problem.TypeInvalidTransition, "events"},
-				{"jti of another event", rejected.CaseID, "", f.receiverSET(t, set.ForwardSubmission, rejected, nil, func(c *set.Claims) { c.JTI = rejectClaims.JTI }), 422, problem.TypeInvalidEvent, "jti"},
+				{"jti of another event", rejected.CaseID, "", f.receiverSET(t, set.ForwardSubmission, rejected, nil, func(c *set.Claims) { c.JTI = rejectClaims.JTI }), 409, problem.TypeConflict, "jti"},
+				{"jti of an event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = rejectClaims.JTI }), 409, problem.TypeConflict, "jti"},
+				{"jti of Amtsbote's event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = f.jti(rejected.SubmissionID, set.NotifySubmission) }), 409, problem.TypeConflict, "jti"},
 				{"accept before submit", incomplete.CaseID, "", f.receiverSET(t, set.AcceptSubmission, incomplete, accept, nil), 422, problem.TypeInvalidEvent, "authenticationTags"},
 				{"case id not a UUID", "case-1", "", f.receiverSET(t, set.AcceptSubmission, s, accept, nil), 400, problem.TypeInvalidRequest, "caseId"},
 			}
@@ -101,6 +104,41 @@ func TestCaseEventBadInput(t *testing.T) {
 			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.AcceptSubmission, other, set.AcceptPayload{AuthenticationTags: other.tags()}, nil)).want(t, http.StatusNoContent)
 			f.postEvent(t, receiver, s.CaseID, f.receiverSET(t, set.AcceptSubmission, s, accept, nil)).want(t, http.StatusNoContent)
 			f.waitEvents(t, sender, other.CaseID, "create-submission", "submit-submission", "notify-submission", "forward-submission", "accept-submission")
+		})
+	}
+}
+
+// TestBorrowedJTI proves that a receiver cannot take the place of an event
+// of a case it has no part in by using that event's jti: Amtsbote's own
+// jtis are keyed, so the derivation from public values the jtis once had
+// names nothing, and Y's notify-submission is still recorded after a
+// receiver of X posted an accept under the jti that derivation gives.
+func TestBorrowedJTI(t *testing.T) {
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			f := newFlowEnv(t, b.Open(t))
+			x := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+			y := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+			sender := f.token("send:region:DE08")
+			receiverX := f.token("subscribe:destination:" + x.ID)
+			receiverY := f.token("subscribe:destination:" + y.ID)
+			sx, sy := f.prepare(t, sender, x, 0), f.prepare(t, sender, y, 0)
+			for _, s := range []sealedSubmission{sx, sy} {
+				f.submit(t, sender, s).want(t, http.StatusAccepted)
+				f.route(t, s.SubmissionID)
+			}
+			f.call(t, http.MethodGet, "/v1/submissions/"+sx.SubmissionID, receiverX, "", nil).want(t, http.StatusOK)
+
+			public := uuid.NewSHA1(uuid.MustParse("3f0c8e0a-6b1d-4c55-9a43-2f8d7be1c6a4"), []byte(sy.SubmissionID+" "+set.NotifySubmission)).String()
+			accept := f.receiverSET(t, set.AcceptSubmission, sx, set.AcceptPayload{AuthenticationTags: sx.tags()}, func(c *set.Claims) { c.JTI = public })
+			f.postEvent(t, receiverX, sx.CaseID, accept).want(t, http.StatusNoContent)
+			f.call(t, http.MethodGet, "/v1/submissions/"+sy.SubmissionID, receiverY, "", nil).want(t, http.StatusOK)
+			f.waitEvents(t, sender, sx.CaseID, "create-submission", "submit-submission", "notify-submission", "accept-submission")
+			f.waitEvents(t, sender, sy.CaseID, "create-submission", "submit-submission", "notify-submission")
+
+			// The accept's jti is X's now: posting it in Y's case is a 409.
+			again := f.receiverSET(t, set.ForwardSubmission, sy, nil, func(c *set.Claims) { c.JTI = public })
+			f.postEvent(t, receiverY, sy.CaseID, again).problem(t, http.StatusConflict, problem.TypeConflict, "jti")
 		})
 	}
 }

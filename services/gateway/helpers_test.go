@@ -28,6 +28,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/scope"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
@@ -198,6 +199,12 @@ var fixedHash = sync.OnceValues(func() ([]byte, error) { return registry.HashSec
 // token for it, signed with the gateway's key exactly as the token endpoint
 // signs one (the token endpoint itself is tested in token_test.go; going
 // through it here would cost a bcrypt comparison per token).
+// jti returns the jti of Amtsbote's event uri about a submission, as the
+// env's issuer derives it.
+func (e *env) jti(submissionID, uri string) string {
+	return sealed.NewJTIKey(e.signer.Private.D.Bytes()).EventJTI(submissionID, uri)
+}
+
 func (e *env) token(scopes ...string) string {
 	e.t.Helper()
 	hash, err := fixedHash()

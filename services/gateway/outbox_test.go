@@ -36,8 +36,8 @@ func TestOutboxSurvivesAStoppedGateway(t *testing.T) {
 	}
 	slices.Sort(outbox)
 	want := []string{
-		sealed.OutboxKey(sealed.EventJTI(s.SubmissionID, set.CreateSubmission)),
-		sealed.OutboxKey(sealed.EventJTI(s.SubmissionID, set.SubmitSubmission)),
+		sealed.OutboxKey(stopped.jti(s.SubmissionID, set.CreateSubmission)),
+		sealed.OutboxKey(stopped.jti(s.SubmissionID, set.SubmitSubmission)),
 	}
 	slices.Sort(want)
 	if !slices.Equal(outbox, want) {

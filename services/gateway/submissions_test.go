@@ -178,8 +178,8 @@ func TestSubmissionLifecycle(t *testing.T) {
 					t.Errorf("EVENTS message %s with Nats-Msg-Id %q for jti %s", m.Subject, m.Header.Get("Nats-Msg-Id"), c.JTI)
 				}
 				// Amtsbote's own events carry the derived jti.
-				if uri, _, _ := c.Event(); uri != set.AcceptSubmission && c.JTI != sealed.EventJTI(s.SubmissionID, uri) {
-					t.Errorf("%s has jti %s, want %s", uri, c.JTI, sealed.EventJTI(s.SubmissionID, uri))
+				if uri, _, _ := c.Event(); uri != set.AcceptSubmission && c.JTI != f.jti(s.SubmissionID, uri) {
+					t.Errorf("%s has jti %s, want %s", uri, c.JTI, f.jti(s.SubmissionID, uri))
 				}
 				ids = append(ids, c.JTI)
 			}

@@ -136,7 +136,7 @@ func (l *Ledger) deleteContent(ctx context.Context, s store.Submission) error {
 		return fmt.Errorf("delete content of %s: %w", s.ID, err)
 	}
 	for _, uri := range outboxEvents {
-		if jti := sealed.EventJTI(s.ID, uri); recorded[jti] {
+		if jti := l.issuer.JTI(s.ID, uri); recorded[jti] {
 			keys = append(keys, sealed.OutboxKey(jti))
 		}
 	}

@@ -201,8 +201,8 @@ func checkAmtsboteEvents(t *testing.T, b *bus.Bus, st store.Store, s store.Submi
 		if err != nil {
 			t.Fatalf("verify %s: %v", e.Type, err)
 		}
-		if c.Issuer != issuer || c.JTI != e.JTI || c.JTI != sealed.EventJTI(s.ID, e.Type) {
-			t.Errorf("event %s: iss %q, jti %q, want the derived %s", e.Type, c.Issuer, c.JTI, sealed.EventJTI(s.ID, e.Type))
+		if c.Issuer != issuer || c.JTI != e.JTI || c.JTI != flowtest.JTI(t, s.ID, e.Type) {
+			t.Errorf("event %s: iss %q, jti %q, want the derived %s", e.Type, c.Issuer, c.JTI, flowtest.JTI(t, s.ID, e.Type))
 		}
 		if e.Type == set.RejectSubmission {
 			problems, err := c.Problems()
@@ -312,7 +312,7 @@ func TestDeletionClearsOutbox(t *testing.T) {
 			withContent(t, b, sub)
 			keys := withState(t, b, sub)
 
-			outbox := func(uri string) string { return sealed.OutboxKey(sealed.EventJTI(sub.ID, uri)) }
+			outbox := func(uri string) string { return sealed.OutboxKey(flowtest.JTI(t, sub.ID, uri)) }
 			for _, uri := range []string{set.CreateSubmission, set.SubmitSubmission} {
 				if _, err := b.PutState(ctx, outbox(uri), []byte(`{}`)); err != nil {
 					t.Fatalf("put outbox entry: %v", err)
@@ -321,7 +321,7 @@ func TestDeletionClearsOutbox(t *testing.T) {
 			// create-submission was recorded, submit-submission not yet.
 			c, token := sign(t, set.CreateSubmission, issuer, sub, nil)
 			if _, err := st.ProjectEvent(ctx, store.Event{
-				JTI: sealed.EventJTI(sub.ID, set.CreateSubmission), CaseID: sub.CaseID, SubmissionID: sub.ID, Type: set.CreateSubmission,
+				JTI: flowtest.JTI(t, sub.ID, set.CreateSubmission), CaseID: sub.CaseID, SubmissionID: sub.ID, Type: set.CreateSubmission,
 				Issuer: issuer, IssuedAt: c.IssuedAt, Token: token, StreamSeq: 1,
 			}, func(*store.Submission, []store.Event) {}); err != nil {
 				t.Fatalf("record create-submission: %v", err)
@@ -330,7 +330,7 @@ func TestDeletionClearsOutbox(t *testing.T) {
 			other := newSubmission(sealed.Submitted, now, &now, &now, &now)
 			other.UploadedAttachments = other.AnnouncedAttachments
 			createSubmission(t, st, other)
-			otherKeys := append(withState(t, b, other), sealed.OutboxKey(sealed.EventJTI(other.ID, set.CreateSubmission)))
+			otherKeys := append(withState(t, b, other), sealed.OutboxKey(flowtest.JTI(t, other.ID, set.CreateSubmission)))
 			if _, err := b.PutState(ctx, otherKeys[len(otherKeys)-1], []byte(`{}`)); err != nil {
 				t.Fatalf("put outbox entry: %v", err)
 			}

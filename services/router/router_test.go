@@ -244,7 +244,7 @@ func checkReject(t *testing.T, m *jetstream.RawStreamMsg, s sealed.Submission, p
 	if got := m.Header.Get(jetstream.MsgIDHeader); got != c.JTI {
 		t.Errorf("Nats-Msg-Id %q, want the jti %q", got, c.JTI)
 	}
-	if want := sealed.EventJTI(s.SubmissionID, set.RejectSubmission); c.JTI != want {
+	if want := flowtest.JTI(t, s.SubmissionID, set.RejectSubmission); c.JTI != want {
 		t.Errorf("jti %s, want the derived %s", c.JTI, want)
 	}
 	sid, _ := c.SubmissionID()

@@ -217,7 +217,7 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 					w.WriteHeader(http.StatusNoContent)
 					return nil
 				}
-				return problem.InvalidEvent("jti", fmt.Sprintf("jti %s was used by another event of case %s", claims.JTI, caseID))
+				return problem.Conflict("jti", fmt.Sprintf("jti %s was used by another event of case %s", claims.JTI, caseID))
 			}
 			if esid, _ := c.SubmissionID(); esid == sid {
 				euri, _, _ := c.Event()
@@ -227,16 +227,53 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 		if _, err := progress.Apply(uri, claims.IssuedAt); err != nil {
 			return problem.InvalidTransition(fmt.Sprintf("submission %s is %s; %s is not allowed", sid, progress.Status, set.Name(uri)))
 		}
-		_, err = a.bus.PublishEvent(ctx, a.url, claims, token, bus.ExpectLast(last))
+		if err := a.claimJTI(r, claims.JTI, caseID); err != nil {
+			return err
+		}
+		ack, err := a.bus.PublishEvent(ctx, a.url, claims, token, bus.ExpectLast(last))
 		switch {
 		case errors.Is(err, bus.ErrStale) && try < maxDecisionTries:
 			continue
 		case err != nil:
 			return a.api.Unavailable(r, "publish event", err)
+		case ack.Duplicate:
+			// EVENTS holds another message under this jti: this one was
+			// not stored.
+			e, err := a.bus.EventAt(ctx, ack.Sequence)
+			if err != nil {
+				return a.api.Unavailable(r, "read the event stored under the jti", err)
+			}
+			if e.Token != token {
+				return problem.Conflict("jti", fmt.Sprintf("jti %s is used by another event", claims.JTI))
+			}
 		}
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
+}
+
+// claimJTI claims a receiver's jti for caseID: a jti names one event in
+// all of Amtsbote, and one used in another case would make the store and
+// EVENTS' duplicate window drop this event as a repeat of that one. A
+// claim of the same case stands from an earlier try that did not publish.
+func (a *API) claimJTI(r *http.Request, jti, caseID string) error {
+	ctx := r.Context()
+	key := sealed.JTIClaimKey(jti)
+	_, err := a.bus.CreateState(ctx, key, []byte(caseID))
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, bus.ErrRevisionMismatch) {
+		return a.api.Unavailable(r, "claim the event's jti", err)
+	}
+	e, err := a.bus.GetState(ctx, key)
+	if err != nil {
+		return a.api.Unavailable(r, "read the claim of the event's jti", err)
+	}
+	if string(e.Value) != caseID {
+		return problem.Conflict("jti", fmt.Sprintf("jti %s is used by an event of another case", jti))
+	}
+	return nil
 }
 
 // signingKey returns the destination's signing key kid, valid now.
