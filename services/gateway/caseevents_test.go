@@ -43,8 +43,11 @@ func TestCaseEventBadInput(t *testing.T) {
 			reject := f.receiverSET(t, set.RejectSubmission, rejected, problems, nil)
 			f.postEvent(t, receiver, rejected.CaseID, reject).want(t, http.StatusNoContent)
 			incomplete := f.prepare(t, sender, d, 0)
+			unfetched := f.prepare(t, sender, d, 0)
+			f.submit(t, sender, unfetched).want(t, http.StatusAccepted)
+			f.route(t, unfetched.SubmissionID)
 			f.waitEvents(t, sender, rejected.CaseID, "create-submission", "submit-submission", "notify-submission", "reject-submission")
-			before := f.snapshot(t, s, other, rejected, incomplete)
+			before := f.snapshot(t, s, other, rejected, incomplete, unfetched)
 
 			tags := s.tags()
 			accept := set.AcceptPayload{AuthenticationTags: tags}
@@ -84,6 +87,10 @@ func TestCaseEventBadInput(t *testing.T) {
 				{"jti of another event", rejected.CaseID, "", f.receiverSET(t, set.ForwardSubmission, rejected, nil, func(c *set.Claims) { c.JTI = rejectClaims.JTI }), 409, problem.TypeConflict, "jti"},
 				{"jti of an event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = rejectClaims.JTI }), 409, problem.TypeConflict, "jti"},
 				{"jti of Amtsbote's event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = f.jti(rejected.SubmissionID, set.NotifySubmission) }), 409, problem.TypeConflict, "jti"},
+				{"issued in 2020", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC) }), 422, problem.TypeInvalidEvent, "iat"},
+				{"issued a day before the submission", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Now().Add(-24 * time.Hour).Truncate(time.Second) }), 422, problem.TypeInvalidEvent, "iat"},
+				{"accept of a submission never fetched", unfetched.CaseID, "", f.receiverSET(t, set.AcceptSubmission, unfetched, set.AcceptPayload{AuthenticationTags: unfetched.tags()}, nil), 422, problem.TypeSubmissionState, "events"},
+				{"reject of a submission never fetched", unfetched.CaseID, "", f.receiverSET(t, set.RejectSubmission, unfetched, problems, nil), 422, problem.TypeSubmissionState, "events"},
 				{"accept before submit", incomplete.CaseID, "", f.receiverSET(t, set.AcceptSubmission, incomplete, accept, nil), 422, problem.TypeInvalidEvent, "authenticationTags"},
 				{"case id not a UUID", "case-1", "", f.receiverSET(t, set.AcceptSubmission, s, accept, nil), 400, problem.TypeInvalidRequest, "caseId"},
 			}
@@ -95,7 +102,7 @@ func TestCaseEventBadInput(t *testing.T) {
 					}
 					f.call(t, http.MethodPost, "/v1/cases/"+tt.caseID+"/events", receiver, ct, strings.NewReader(tt.token)).
 						problem(t, tt.status, tt.typ, tt.field)
-					f.wantUnchangedFlow(t, before, s, other, rejected, incomplete)
+					f.wantUnchangedFlow(t, before, s, other, rejected, incomplete, unfetched)
 				})
 			}
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
@@ -170,6 +171,12 @@ func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.
 	if err != nil {
 		return eventProblem(err)
 	}
+	// A decision cannot predate what it decides on; set.DefaultSkew
+	// allows for the receiver's clock as it does for iat in the future.
+	if earliest := sub.CreatedAt.Add(-set.DefaultSkew); claims.IssuedAt.Before(earliest) {
+		return problem.InvalidEvent("iat", fmt.Sprintf("iat %s is before submission %s was created at %s",
+			claims.IssuedAt.UTC().Format(time.RFC3339), sid, sub.CreatedAt.UTC().Format(time.RFC3339)))
+	}
 	uri, _, err := claims.Event()
 	if err != nil {
 		return eventProblem(err)
@@ -223,6 +230,9 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 				euri, _, _ := c.Event()
 				_, _ = progress.Apply(euri, c.IssuedAt)
 			}
+		}
+		if progress.PickedUpAt == nil && (progress.Status == sealed.Submitted || progress.Status == sealed.Forwarded) {
+			return problem.SubmissionState("events", fmt.Sprintf("submission %s was never fetched by a receiver; %s decides on what was fetched", sid, set.Name(uri)))
 		}
 		if _, err := progress.Apply(uri, claims.IssuedAt); err != nil {
 			return problem.InvalidTransition(fmt.Sprintf("submission %s is %s; %s is not allowed", sid, progress.Status, set.Name(uri)))
