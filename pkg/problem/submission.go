@@ -106,7 +106,7 @@ func InvalidTransition(detail string) *Problem {
 // CaseNotFound is a 404 for an unknown case.
 func CaseNotFound(id string) *Problem {
 	return New(TypeCaseNotFound, "Case not found", http.StatusNotFound, "caseId",
-		fmt.Sprintf("case %s does not exist", id))
+		fmt.Sprintf("case %s does not exist or is not this client's", id))
 }
 
 // AttachmentNotFound is a 404 for an attachment that was not uploaded.

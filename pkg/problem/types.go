@@ -106,7 +106,7 @@ func KeyNotFound(destinationID, kid string) *Problem {
 // SubmissionNotFound is FIT-Connect's 404 for an unknown submission.
 func SubmissionNotFound(id string) *Problem {
 	return New(TypeSubmissionNotFound, "Submission not found", http.StatusNotFound, "submissionId",
-		fmt.Sprintf("submission %s does not exist", id))
+		fmt.Sprintf("submission %s does not exist or is not this client's", id))
 }
 
 // MethodNotAllowed is a 405; allowed lists the methods the resource offers.

@@ -146,6 +146,11 @@ func (s Set) Subscribed() []string {
 	return ids
 }
 
+// Sends reports whether any send grant is present.
+func (s Set) Sends() bool {
+	return slices.ContainsFunc(s.grants, func(g grant) bool { return g.kind == "send" })
+}
+
 // CanManage reports whether the scopes allow managing the destination.
 func (s Set) CanManage(destinationID string) bool { return s.hasDest("manage", destinationID) }
 

@@ -89,7 +89,7 @@ func TestAttachmentBadInput(t *testing.T) {
 				{"bad content over an earlier upload", s.SubmissionID, s.order[1], sender, "", header("RSA-OAEP-256", "A128GCM", d.EncryptionKID), false, 400, problem.TypeInvalidJWE, "header.enc"},
 				{"over the limit, announced by Content-Length", s.SubmissionID, s.order[0], sender, "", huge, false, 413, problem.TypeBodyTooLarge, ""},
 				{"over the limit, streamed", s.SubmissionID, s.order[1], sender, "", huge, true, 413, problem.TypeBodyTooLarge, ""},
-				{"another sender", s.SubmissionID, s.order[0], stranger, "", good, false, 403, problem.TypeForbidden, "submissionId"},
+				{"another sender", s.SubmissionID, s.order[0], stranger, "", good, false, 404, problem.TypeSubmissionNotFound, "submissionId"},
 				{"no token", s.SubmissionID, s.order[0], "", "", good, false, 401, problem.TypeUnauthorized, "Authorization"},
 				{"attachment id not a UUID", s.SubmissionID, "anlage-1", sender, "", good, false, 400, problem.TypeInvalidRequest, "attachmentId"},
 				{"unknown submission", newUUID(t), s.order[0], sender, "", good, false, 404, problem.TypeSubmissionNotFound, "submissionId"},

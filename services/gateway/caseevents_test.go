@@ -153,7 +153,7 @@ func TestBorrowedJTI(t *testing.T) {
 // TestEventLogOfANewCase proves that a case's event log answers as soon as
 // its first submission exists, before Amtsbote's first event is recorded:
 // 200 with what is recorded (nothing yet) for the case's sender, the
-// destination's receivers and operators, 403 for anyone else, 404 only for
+// destination's receivers and operators, and 404 for anyone else as for
 // an unknown case; and that a reply joins the case at once.
 func TestEventLogOfANewCase(t *testing.T) {
 	for _, b := range flowtest.Backends() {
@@ -186,8 +186,8 @@ func TestEventLogOfANewCase(t *testing.T) {
 				status            int
 				typ               string
 			}{
-				{"another sender", path, f.token("send:region:DE08"), 403, problem.TypeForbidden},
-				{"another destination's receiver", path, f.token("subscribe:destination:" + other.ID), 403, problem.TypeForbidden},
+				{"another sender", path, f.token("send:region:DE08"), 404, problem.TypeCaseNotFound},
+				{"another destination's receiver", path, f.token("subscribe:destination:" + other.ID), 404, problem.TypeCaseNotFound},
 				{"unknown case", "/v1/cases/" + newUUID(t) + "/events", sender, 404, problem.TypeCaseNotFound},
 			} {
 				t.Run(tt.name, func(t *testing.T) {

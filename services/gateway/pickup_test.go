@@ -48,16 +48,17 @@ func TestPickupAuthorization(t *testing.T) {
 				{"list with a bad destinationId", http.MethodGet, "/v1/submissions?destinationId=dest-a", receiverA, 400, problem.TypeInvalidRequest, "destinationId"},
 				{"list with a bad limit", http.MethodGet, "/v1/submissions?limit=501", receiverA, 400, problem.TypeInvalidRequest, "limit"},
 				{"list with a bad offset", http.MethodGet, "/v1/submissions?offset=-1", receiverA, 400, problem.TypeInvalidRequest, "offset"},
-				{"fetch another destination's", http.MethodGet, sub, receiverB, 403, problem.TypeForbidden, "scope"},
+				{"fetch another destination's", http.MethodGet, sub, receiverB, 404, problem.TypeSubmissionNotFound, "submissionId"},
 				{"fetch as the sender", http.MethodGet, sub, senderA, 403, problem.TypeForbidden, "scope"},
-				{"attachment of another destination", http.MethodGet, sub + "/attachments/" + routed.order[0], receiverB, 403, problem.TypeForbidden, "scope"},
+				{"attachment of another destination", http.MethodGet, sub + "/attachments/" + routed.order[0], receiverB, 404, problem.TypeSubmissionNotFound, "submissionId"},
+				{"fetch unknown as the sender", http.MethodGet, "/v1/submissions/" + newUUID(t), senderA, 403, problem.TypeForbidden, "scope"},
 				{"fetch unknown", http.MethodGet, "/v1/submissions/" + newUUID(t), receiverA, 404, problem.TypeSubmissionNotFound, "submissionId"},
 				{"fetch not routed", http.MethodGet, "/v1/submissions/" + unrouted.SubmissionID, receiverA, 404, problem.TypeSubmissionNotFound, "submissionId"},
 				{"fetch incomplete", http.MethodGet, "/v1/submissions/" + incomplete.SubmissionID, receiverA, 404, problem.TypeSubmissionNotFound, "submissionId"},
 				{"attachment not uploaded", http.MethodGet, sub + "/attachments/" + newUUID(t), receiverA, 404, problem.TypeAttachmentNotFound, "attachmentId"},
 				{"attachment of one not routed", http.MethodGet, "/v1/submissions/" + unrouted.SubmissionID + "/attachments/" + routed.order[0], receiverA, 404, problem.TypeSubmissionNotFound, "submissionId"},
-				{"case of another sender", http.MethodGet, "/v1/cases/" + routed.CaseID + "/events", senderB, 403, problem.TypeForbidden, "caseId"},
-				{"case of another destination", http.MethodGet, "/v1/cases/" + routed.CaseID + "/events", receiverB, 403, problem.TypeForbidden, "caseId"},
+				{"case of another sender", http.MethodGet, "/v1/cases/" + routed.CaseID + "/events", senderB, 404, problem.TypeCaseNotFound, "caseId"},
+				{"case of another destination", http.MethodGet, "/v1/cases/" + routed.CaseID + "/events", receiverB, 404, problem.TypeCaseNotFound, "caseId"},
 				{"unknown case", http.MethodGet, "/v1/cases/" + newUUID(t) + "/events", senderA, 404, problem.TypeCaseNotFound, "caseId"},
 				{"case id not a UUID", http.MethodGet, "/v1/cases/case-1/events", senderA, 400, problem.TypeInvalidRequest, "caseId"},
 			}
@@ -67,9 +68,18 @@ func TestPickupAuthorization(t *testing.T) {
 					f.wantUnchangedFlow(t, before, routed, unrouted, incomplete)
 				})
 			}
+			// Permission comes before the body, and what is not one's own
+			// answers as what does not exist.
+			t.Run("malformed SET to another destination's case", func(t *testing.T) {
+				f.postEvent(t, receiverB, routed.CaseID, "kein.token").problem(t, 404, problem.TypeCaseNotFound, "caseId")
+				f.postEvent(t, receiverB, newUUID(t), "kein.token").problem(t, 404, problem.TypeCaseNotFound, "caseId")
+				f.postEvent(t, senderA, routed.CaseID, "kein.token").problem(t, 403, problem.TypeForbidden, "scope")
+				f.postEvent(t, senderA, newUUID(t), "kein.token").problem(t, 403, problem.TypeForbidden, "scope")
+				f.wantUnchangedFlow(t, before, routed, unrouted, incomplete)
+			})
 			t.Run("answer another destination's submission", func(t *testing.T) {
 				accept := f.receiverSET(t, set.AcceptSubmission, routed, set.AcceptPayload{AuthenticationTags: routed.tags()}, nil)
-				f.postEvent(t, receiverB, routed.CaseID, accept).problem(t, 403, problem.TypeForbidden, "scope")
+				f.postEvent(t, receiverB, routed.CaseID, accept).problem(t, 404, problem.TypeCaseNotFound, "caseId")
 				f.wantUnchangedFlow(t, before, routed, unrouted, incomplete)
 			})
 
@@ -80,7 +90,7 @@ func TestPickupAuthorization(t *testing.T) {
 			if l := decodeReply[pickupList](t, f.call(t, http.MethodGet, "/v1/submissions", receiverA, "", nil), 200); l.TotalCount != 1 {
 				t.Errorf("receiver A lists %+v", l)
 			}
-			f.call(t, http.MethodGet, "/v1/cases/"+routed.CaseID+"/events", managerB, "", nil).problem(t, 403, problem.TypeForbidden, "caseId")
+			f.call(t, http.MethodGet, "/v1/cases/"+routed.CaseID+"/events", managerB, "", nil).problem(t, 404, problem.TypeCaseNotFound, "caseId")
 			f.call(t, http.MethodGet, "/v1/cases/"+routed.CaseID+"/events", receiverA, "", nil).want(t, 200)
 			f.call(t, http.MethodGet, "/v1/cases/"+routed.CaseID+"/events", senderA, "", nil).want(t, 200)
 			f.call(t, http.MethodGet, "/v1/cases/"+routed.CaseID+"/events", f.adminToken(), "", nil).want(t, 200)

@@ -322,6 +322,11 @@ func TestCreateSubmissionBadInput(t *testing.T) {
 					b["serviceType"] = map[string]any{"name": "Hundesteuer", "identifier": serviceB}
 				}), nil, 422, problem.TypeServiceNotOffered, "serviceType.identifier"},
 				{"sender scope elsewhere", bavaria, "", createBody(d), nil, 403, problem.TypeForbidden, "scope"},
+				{"sender elsewhere naming its own region", bavaria, "", with(func(b map[string]any) { b["region"] = "DE091620000000" }), nil, 403, problem.TypeForbidden, "scope"},
+				{"sender elsewhere, inactive destination", bavaria, "", with(func(b map[string]any) { b["destinationId"] = inactive.ID }), nil, 403, problem.TypeForbidden, "scope"},
+				{"sender elsewhere, service not offered", bavaria, "", with(func(b map[string]any) {
+					b["serviceType"] = map[string]any{"name": "Hundesteuer", "identifier": serviceB}
+				}), nil, 403, problem.TypeForbidden, "scope"},
 				{"sender scope for another service", otherService, "", createBody(d), nil, 403, problem.TypeForbidden, "scope"},
 				{"region outside the sender's scope", sender, "", with(func(b map[string]any) { b["region"] = "DE091620000000" }), nil, 403, problem.TypeForbidden, "scope"},
 				{"region the destination does not serve", bund, "", with(func(b map[string]any) { b["region"] = "DE091620000000" }), nil, 422, problem.TypeRegionNotServed, "region"},
@@ -341,7 +346,7 @@ func TestCreateSubmissionBadInput(t *testing.T) {
 				{"callback not https", sender, "", with(func(b map[string]any) {
 					b["callback"] = map[string]any{"url": "http://portal.example/cb", "secret": strings.Repeat("s", 32)}
 				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
-				{"caseId of another sender", sender, "", with(func(b map[string]any) { b["caseId"] = foreign.CaseID }), nil, 403, problem.TypeForbidden, "caseId"},
+				{"caseId of another sender", sender, "", with(func(b map[string]any) { b["caseId"] = foreign.CaseID }), nil, 404, problem.TypeCaseNotFound, "caseId"},
 				{"unknown caseId", sender, "", with(func(b map[string]any) { b["caseId"] = newUUID(t) }), nil, 404, problem.TypeCaseNotFound, "caseId"},
 				{"malformed JSON", sender, "", []byte(`{"destinationId":`), nil, 400, problem.TypeMalformedJSON, "body"},
 				{"wrong content type", sender, "text/plain", createBody(d), nil, 415, problem.TypeUnsupportedMediaType, "Content-Type"},
@@ -451,7 +456,7 @@ func TestSubmitBadInput(t *testing.T) {
 				{"metadata unknown kid", s, sender, map[string]any{"encryptedMetadata": header(map[string]any{"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": "unknown-kid-1"})}, "", 422, problem.TypeUnknownEncryptionKey, "encryptedMetadata.header.kid"},
 				{"data under the signing kid", s, sender, map[string]any{"encryptedMetadata": good, "encryptedData": withHeader(s.data, map[string]any{"alg": "RSA-OAEP-256", "enc": "A256GCM", "kid": d.SigningKID})}, "", 422, problem.TypeUnknownEncryptionKey, "encryptedData.header.kid"},
 				{"retired kid", stale, sender, map[string]any{"encryptedMetadata": seal(t, []byte("{}"), rolled.EncryptionKID)}, "", 422, problem.TypeUnknownEncryptionKey, "encryptedMetadata.header.kid"},
-				{"another sender", s, f.token("send:region:DE08"), s.submitBody(), "", 403, problem.TypeForbidden, "submissionId"},
+				{"another sender", s, f.token("send:region:DE08"), s.submitBody(), "", 404, problem.TypeSubmissionNotFound, "submissionId"},
 				{"wrong content type", s, sender, s.submitBody(), "application/jose", 415, problem.TypeUnsupportedMediaType, "Content-Type"},
 				{"body too large", s, sender, map[string]any{"encryptedMetadata": good, "encryptedData": good + strings.Repeat("A", 70<<10)}, "", 413, problem.TypeBodyTooLarge, ""},
 				{"malformed JSON", s, sender, []byte(`{"encryptedMetadata":`), "", 400, problem.TypeMalformedJSON, "body"},

@@ -32,6 +32,9 @@ var errUploadRefused = errors.New("upload refused")
 // attachment that breaks a rule or the size limit is not stored. Uploading
 // again replaces it.
 func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if err := asSender(p); err != nil {
+		return err
+	}
 	sid, err := httpapi.PathUUID(r, "submissionId")
 	if err != nil {
 		return err
@@ -183,11 +186,21 @@ func deliverable(s store.Submission) error {
 	return nil
 }
 
-// receiverOf checks that p may pick up s.
+// asReceiver refuses a token without any subscribe scope before a
+// submission is looked up, so that its answer does not depend on whether
+// the submission exists.
+func asReceiver(p httpapi.Principal) error {
+	if len(p.Scopes.Subscribed()) == 0 {
+		return httpapi.Forbidden(scope.Subscribe+"<destinationId>", "picking up submissions requires a subscribe:destination scope")
+	}
+	return nil
+}
+
+// receiverOf checks that p may pick up s. A submission of a destination
+// p does not subscribe to is answered as one that does not exist.
 func receiverOf(p httpapi.Principal, s store.Submission) error {
 	if !p.Scopes.CanSubscribe(s.DestinationID) {
-		return httpapi.Forbidden(scope.Subscribe+s.DestinationID,
-			fmt.Sprintf("submission %s is for destination %s; picking it up requires scope %s%s", s.ID, s.DestinationID, scope.Subscribe, s.DestinationID))
+		return problem.SubmissionNotFound(s.ID)
 	}
 	return nil
 }
@@ -196,6 +209,9 @@ func receiverOf(p httpapi.Principal, s store.Submission) error {
 // /v1/submissions/{submissionId}/attachments/{attachmentId}: the JWE as
 // uploaded, streamed from the object store.
 func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if err := asReceiver(p); err != nil {
+		return err
+	}
 	sid, err := httpapi.PathUUID(r, "submissionId")
 	if err != nil {
 		return err

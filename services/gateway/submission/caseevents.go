@@ -62,7 +62,7 @@ func (a *API) checkCaseOwner(ctx context.Context, p httpapi.Principal, caseID st
 		return err
 	}
 	if !slices.ContainsFunc(subs, func(s store.Submission) bool { return s.SenderClientID == p.Subject }) {
-		return problem.Forbidden(fmt.Sprintf("case %s belongs to another sender", caseID)).WithField("caseId")
+		return problem.CaseNotFound(caseID).WithField("caseId")
 	}
 	return nil
 }
@@ -90,7 +90,8 @@ func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.
 		return s.SenderClientID == p.Subject || p.Scopes.CanSubscribe(s.DestinationID) || p.Scopes.CanManage(s.DestinationID)
 	})
 	if !allowed {
-		return problem.Forbidden(fmt.Sprintf("case %s belongs to another sender and to destinations the token does not subscribe to", caseID)).WithField("caseId")
+		// As if it did not exist: its id tells an outsider nothing.
+		return problem.CaseNotFound(caseID)
 	}
 	evs, total, err := a.store.Events(ctx, caseID, page)
 	if err != nil {
@@ -116,9 +117,21 @@ var receiverEvents = []string{set.AcceptSubmission, set.RejectSubmission, set.Fo
 // the submission's status allows it (409 otherwise). Posting the same
 // token again answers 204 and changes nothing.
 func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if err := asReceiver(p); err != nil {
+		return err
+	}
 	caseID, err := httpapi.PathUUID(r, "caseId")
 	if err != nil {
 		return err
+	}
+	// Permission before the body: a token that answers for none of the
+	// case's destinations learns nothing of the case or of its SET.
+	subs, err := a.caseSubmissions(r.Context(), caseID)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(subs, func(s store.Submission) bool { return p.Scopes.CanSubscribe(s.DestinationID) }) {
+		return problem.CaseNotFound(caseID)
 	}
 	if err := httpapi.RequireContentType(r, joseContentType); err != nil {
 		return err

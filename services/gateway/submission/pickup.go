@@ -79,6 +79,9 @@ type submissionView struct {
 // fetch publishes the notify-submission event, from which the retention
 // deadlines count; the submission stays on the pickup list.
 func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if err := asReceiver(p); err != nil {
+		return err
+	}
 	sid, err := httpapi.PathUUID(r, "submissionId")
 	if err != nil {
 		return err

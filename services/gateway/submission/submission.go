@@ -164,10 +164,39 @@ func (a *API) loadSubmission(ctx context.Context, id string) (store.Submission, 
 	return s, nil
 }
 
-// ownSubmission checks that p created s.
+// reaches reports whether a send scope of p reaches a region of a service
+// d offers at now.
+func reaches(p httpapi.Principal, d store.Destination, now time.Time) bool {
+	return slices.ContainsFunc(d.Services, func(s store.Service) bool {
+		return s.ValidAt(now) && p.Scopes.CanLookUp(s.Regions, s.Identifier)
+	})
+}
+
+// firstRegion is the region a scope would need to reach d, for the
+// problem's scope field.
+func firstRegion(d store.Destination) string {
+	for _, s := range d.Services {
+		if len(s.Regions) > 0 {
+			return s.Regions[0]
+		}
+	}
+	return ""
+}
+
+// asSender refuses a token without any send scope before a submission is
+// looked up, so that its answer does not depend on whether it exists.
+func asSender(p httpapi.Principal) error {
+	if !p.Scopes.Sends() {
+		return httpapi.Forbidden(scope.SendRegion+"<ars>", "sending requires a send:region scope")
+	}
+	return nil
+}
+
+// ownSubmission checks that p created s. Another sender's submission is
+// answered as one that does not exist.
 func ownSubmission(p httpapi.Principal, s store.Submission) error {
 	if s.SenderClientID != p.Subject {
-		return problem.Forbidden(fmt.Sprintf("submission %s was created by another sender", s.ID)).WithField("submissionId")
+		return problem.SubmissionNotFound(s.ID)
 	}
 	return nil
 }
@@ -287,19 +316,25 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 	if err != nil {
 		return err
 	}
+	// Permission first: what the destination offers and whether it is
+	// active is none of a sender's business whose scopes reach none of it.
+	service := in.ServiceType.Identifier
+	if in.Region != "" && !p.Scopes.CanSend([]string{in.Region}, service) {
+		return httpapi.Forbidden(scope.SendRegion+in.Region,
+			fmt.Sprintf("no send scope covers region %s for service %s", in.Region, service))
+	}
+	if !reaches(p, d, now) {
+		return httpapi.Forbidden(scope.SendRegion+firstRegion(d),
+			fmt.Sprintf("no send scope reaches destination %s", d.ID))
+	}
 	if d.Status != store.StatusActive {
 		return problem.DestinationInactive(d.ID, string(d.Status))
 	}
-	service := in.ServiceType.Identifier
 	offer, ok := d.Offers(service, "", now)
 	if !ok {
 		return problem.ServiceNotOffered("serviceType.identifier", d.ID, service)
 	}
 	if in.Region != "" {
-		if !p.Scopes.CanSend([]string{in.Region}, service) {
-			return httpapi.Forbidden(scope.SendRegion+in.Region,
-				fmt.Sprintf("no send scope covers region %s for service %s", in.Region, service))
-		}
 		if !slices.ContainsFunc(offer.Regions, func(reg string) bool { return strings.HasPrefix(in.Region, reg) }) {
 			return problem.RegionNotServed("region", fmt.Sprintf("destination %s serves %s in %s, not in %s",
 				d.ID, service, strings.Join(offer.Regions, ", "), in.Region))
@@ -486,6 +521,9 @@ func (a *API) checkEncryptionKID(ctx context.Context, destinationID, kid, field 
 // submit-submission event and answers 202. The same submit again gets the
 // same answer; another content after a submit is refused.
 func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if err := asSender(p); err != nil {
+		return err
+	}
 	sid, err := httpapi.PathUUID(r, "submissionId")
 	if err != nil {
 		return err
