@@ -118,7 +118,7 @@ type Config struct {
 // DefaultPublicRate is the default per-address limit of the routes that
 // need no token besides the Routing API: the token endpoint, the JWKS,
 // the destinations' public keys, info, health and metrics.
-var DefaultPublicRate = httpapi.Rate{PerSecond: 20, Burst: 100}
+var DefaultPublicRate = httpapi.Rate{PerSecond: 100, Burst: 1000}
 
 // Limits bound what one client can make the gateway spend.
 type Limits struct {
