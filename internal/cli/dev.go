@@ -17,6 +17,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/registry"
+	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
 // devConfig configures `amtsbote dev`.
@@ -27,6 +28,7 @@ type devConfig struct {
 	NATSPort    int
 	DatabaseURL string
 	LogLevel    string
+	Limits      gateway.Limits
 }
 
 func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, error) {
@@ -43,9 +45,14 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	fs.IntVar(&c.NATSPort, "nats-port", natsPort, "port of the embedded NATS on 127.0.0.1; -1 picks a free one (AMTSBOTE_NATS_PORT)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	applyLimits, err := limitFlags(fs, env, &c.Limits)
+	if err != nil {
+		return c, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, ErrUsage
 	}
+	applyLimits()
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dev takes no arguments, got %q\n", fs.Args())
 		return c, ErrUsage
@@ -138,7 +145,7 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", natsURL, "store", storeName)
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
-		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true,
+		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Limits: cfg.Limits,
 	}
 	err = sys.Run(ctx)
 	log.Info("amtsbote dev stopped")

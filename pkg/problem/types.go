@@ -24,6 +24,7 @@ const (
 	TypeMethodNotAllowed     = Base + "method-not-allowed"
 	TypeConflict             = Base + "conflict"
 	TypeBodyTooLarge         = Base + "body-too-large"
+	TypeRequestTimeout       = Base + "request-timeout"
 	TypeUnsupportedMediaType = Base + "unsupported-media-type"
 	TypeUnprocessable        = Base + "unprocessable"
 	TypeTooManyRequests      = Base + "too-many-requests"
@@ -128,6 +129,11 @@ func Conflict(field, detail string) *Problem {
 func BodyTooLarge(limit int64) *Problem {
 	return New(TypeBodyTooLarge, "Request body too large", http.StatusRequestEntityTooLarge, "",
 		fmt.Sprintf("the request body exceeds the limit of %d bytes", limit))
+}
+
+// RequestTimeout is a 408 for a request body that did not arrive in time.
+func RequestTimeout(detail string) *Problem {
+	return New(TypeRequestTimeout, "Request timeout", http.StatusRequestTimeout, "body", detail)
 }
 
 // UnsupportedMediaType is a 415 for a body whose Content-Type is not one of want.

@@ -16,6 +16,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,9 +107,38 @@ type Config struct {
 	// many may come at once (default routingapi.DefaultRateBurst).
 	RateLimit float64
 	RateBurst int
+	// Limits bound what one client can make the gateway spend, above all
+	// one that needs no token; zero fields take the defaults.
+	Limits Limits
 	// MaxImport bounds an imported reference data file in bytes (default
 	// admin.DefaultMaxImport).
 	MaxImport int64
+}
+
+// DefaultPublicRate is the default per-address limit of the routes that
+// need no token besides the Routing API: the token endpoint, the JWKS,
+// the destinations' public keys, info, health and metrics.
+var DefaultPublicRate = httpapi.Rate{PerSecond: 100, Burst: 1000}
+
+// Limits bound what one client can make the gateway spend.
+type Limits struct {
+	// Deadlines bound how long request bodies may take to arrive and
+	// answers to be taken.
+	Deadlines httpapi.Deadlines
+	// Public is the per-address limit of the routes that need no token
+	// (default DefaultPublicRate).
+	Public httpapi.Rate
+	// TokenBody bounds a token request (default token.DefaultMaxBody).
+	TokenBody int64
+	// ClientFailures and AddressFailures limit failed client
+	// authentications at the token endpoint per client id and per address
+	// (defaults token.DefaultClientFailures, token.DefaultAddressFailures).
+	ClientFailures  httpapi.Rate
+	AddressFailures httpapi.Rate
+	// Hashes bounds concurrent secret comparisons (default GOMAXPROCS),
+	// HashWait the wait for one (default token.DefaultHashWait).
+	Hashes   int
+	HashWait time.Duration
 }
 
 // Gateway is the HTTP front of Amtsbote. It is safe for concurrent use.
@@ -145,10 +175,13 @@ func New(cfg Config) (*Gateway, error) {
 	if maxBody == 0 {
 		maxBody = DefaultMaxBody
 	}
-	api := &httpapi.API{Realm: pub, MaxBody: maxBody, Log: log}
+	lim := cfg.Limits
+	api := &httpapi.API{Realm: pub, MaxBody: maxBody, Log: log, PublicLimit: cmp.Or(lim.Public, DefaultPublicRate).NewLimiter()}
 	tokens, err := token.New(token.Config{
 		API: api, Clients: cfg.Store, Key: cfg.Signer, URL: pub, TTL: cfg.TokenTTL,
 		OIDCIssuer: cfg.OIDCIssuer, HTTPClient: cfg.HTTPClient, Logger: log, Now: now,
+		MaxBody: lim.TokenBody, ClientFailures: lim.ClientFailures, AddressFailures: lim.AddressFailures,
+		Hashes: lim.Hashes, HashWait: lim.HashWait,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
@@ -195,10 +228,11 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
 	m := g.mux
+	m.SetDeadlines(lim.Deadlines)
 	tokens.Routes(m)
-	m.HandleFunc("GET /v1/info", handleInfo)
-	m.Handle("GET /metrics", httpapi.MetricsHandler(reg))
-	m.HandleFunc("GET /healthz", g.handleHealth)
+	m.Handle("GET /v1/info", api.Unauthenticated(http.HandlerFunc(handleInfo)))
+	m.Handle("GET /metrics", api.Unauthenticated(httpapi.MetricsHandler(reg)))
+	m.Handle("GET /healthz", api.Unauthenticated(http.HandlerFunc(g.handleHealth)))
 	submissions.Routes(m)
 	if g.routes != nil {
 		var areas routingapi.Areas

@@ -99,9 +99,9 @@ func (a *API) Routes(m *httpapi.Mux) {
 	m.Handle("GET "+Prefix+"/clients", admin(a.handleListClients))
 	m.Handle("GET "+Prefix+"/clients/{clientId}", admin(a.handleGetClient))
 	m.Handle("GET "+Prefix+"/audit", admin(a.handleAudit))
-	m.Handle("POST "+Prefix+"/import/gv100ad", admin(a.handleImportGV100AD))
-	m.Handle("POST "+Prefix+"/import/leika", admin(a.handleImportLeika))
-	m.Handle("POST "+Prefix+"/import/plz", admin(a.handleImportPLZ))
+	m.HandleStream("POST "+Prefix+"/import/gv100ad", admin(a.handleImportGV100AD))
+	m.HandleStream("POST "+Prefix+"/import/leika", admin(a.handleImportLeika))
+	m.HandleStream("POST "+Prefix+"/import/plz", admin(a.handleImportPLZ))
 	m.Handle("GET "+Prefix+"/coverage", admin(a.handleCoverage))
 }
 

@@ -155,7 +155,7 @@ func (a *API) Routes(m *httpapi.Mux) {
 		m.Handle("GET "+prefix+"/routes", a.api.Limited(a.limiter, a.handleRoutes))
 		m.Handle("GET "+prefix+"/areas", a.api.Limited(a.limiter, a.handleAreas))
 	}
-	m.HandleFunc("GET /v2/info", a.handleInfo)
+	m.Handle("GET /v2/info", a.api.Unauthenticated(http.HandlerFunc(a.handleInfo)))
 }
 
 // handleInfo answers GET /v2/info.

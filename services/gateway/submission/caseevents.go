@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -136,13 +135,9 @@ func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.
 	if err := httpapi.RequireContentType(r, joseContentType); err != nil {
 		return err
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, set.MaxTokenLen))
+	raw, err := httpapi.ReadLimited(w, r, set.MaxTokenLen)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return problem.BodyTooLarge(mbe.Limit)
-		}
-		return problem.InvalidRequest("body", fmt.Sprintf("reading the request body: %v", err))
+		return err
 	}
 	token := strings.TrimSpace(string(raw))
 	ctx := r.Context()

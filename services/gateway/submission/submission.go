@@ -136,7 +136,7 @@ func (a *API) Routes(m *httpapi.Mux) {
 	m.Handle("GET /v1/submissions", a.flowed(a.handlePickupList))
 	m.Handle("GET /v1/submissions/{submissionId}", a.flowed(a.handleGetSubmission))
 	m.Handle("PUT /v1/submissions/{submissionId}", a.flowed(a.handleSubmit))
-	m.Handle("PUT /v1/submissions/{submissionId}/attachments/{attachmentId}", a.flowed(a.handlePutAttachment))
+	m.HandleStream("PUT /v1/submissions/{submissionId}/attachments/{attachmentId}", a.flowed(a.handlePutAttachment))
 	m.Handle("GET /v1/submissions/{submissionId}/attachments/{attachmentId}", a.flowed(a.handleGetAttachment))
 	m.Handle("GET /v1/cases/{caseId}/events", a.flowed(a.handleGetEvents))
 	m.Handle("POST /v1/cases/{caseId}/events", a.flowed(a.handlePostEvent))
