@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/amtsbote/amtsbote/internal/failpoint"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
@@ -199,6 +200,7 @@ const maxDecisionTries = 5
 // projects it into the store.
 func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseID, uri string, claims set.Claims, token string) error {
 	ctx := r.Context()
+	failpoint.KillFor("decision.before-read", set.Name(uri))
 	for try := 1; ; try++ {
 		evs, err := a.bus.CaseEvents(ctx, caseID)
 		if err != nil {
@@ -227,6 +229,7 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 		if _, err := progress.Apply(uri, claims.IssuedAt); err != nil {
 			return problem.InvalidTransition(fmt.Sprintf("submission %s is %s; %s is not allowed", sid, progress.Status, set.Name(uri)))
 		}
+		failpoint.KillFor("decision.before-publish", set.Name(uri))
 		_, err = a.bus.PublishEvent(ctx, a.url, claims, token, bus.ExpectLast(last))
 		switch {
 		case errors.Is(err, bus.ErrStale) && try < maxDecisionTries:
@@ -234,6 +237,7 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 		case err != nil:
 			return a.api.Unavailable(r, "publish event", err)
 		}
+		failpoint.KillFor("decision.before-answer", set.Name(uri))
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
