@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/amtsbote/amtsbote/internal/failpoint"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
@@ -214,6 +215,7 @@ const maxDecisionTries = 5
 // projects it into the store.
 func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseID, uri string, claims set.Claims, token string) error {
 	ctx := r.Context()
+	failpoint.KillFor("decision.before-read", set.Name(uri))
 	for try := 1; ; try++ {
 		evs, err := a.bus.CaseEvents(ctx, caseID)
 		if err != nil {
@@ -248,6 +250,7 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 		if err := a.claimJTI(r, claims.JTI, caseID); err != nil {
 			return err
 		}
+		failpoint.KillFor("decision.before-publish", set.Name(uri))
 		ack, err := a.bus.PublishEvent(ctx, a.url, claims, token, bus.ExpectLast(last))
 		switch {
 		case errors.Is(err, bus.ErrStale) && try < maxDecisionTries:
@@ -265,6 +268,7 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 				return problem.Conflict("jti", fmt.Sprintf("jti %s is used by another event", claims.JTI))
 			}
 		}
+		failpoint.KillFor("decision.before-answer", set.Name(uri))
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
