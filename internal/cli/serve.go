@@ -56,7 +56,12 @@ func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(
 	if err != nil {
 		return nil, err
 	}
+	inflight, err := num("max-in-flight", "AMTSBOTE_MAX_IN_FLIGHT", gateway.DefaultInFlight, "requests the gateway serves at once; one more waits a second for a slot, then 503 with Retry-After (negative: no bound)")
+	if err != nil {
+		return nil, err
+	}
 	return func() {
+		l.InFlight = int(*inflight)
 		d.UploadRate = int64(*rate)
 		l.Public = httpapi.Rate{PerSecond: *pub, Burst: int(*burst)}
 	}, nil

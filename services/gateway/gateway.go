@@ -139,7 +139,16 @@ type Limits struct {
 	// HashWait the wait for one (default token.DefaultHashWait).
 	Hashes   int
 	HashWait time.Duration
+	// InFlight bounds the requests served at once (default
+	// DefaultInFlight, negative: no bound); one more waits InFlightWait
+	// (default one second) for a slot, then gets 503 with Retry-After.
+	InFlight     int
+	InFlightWait time.Duration
 }
+
+// DefaultInFlight is the default bound of requests served at once: with
+// request bodies read whole bounded by MaxBody, it bounds their memory.
+const DefaultInFlight = 256
 
 // Gateway is the HTTP front of Amtsbote. It is safe for concurrent use.
 type Gateway struct {
@@ -229,6 +238,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	m := g.mux
 	m.SetDeadlines(lim.Deadlines)
+	if n := cmp.Or(lim.InFlight, DefaultInFlight); n > 0 {
+		m.SetInFlight(n, cmp.Or(lim.InFlightWait, time.Second))
+	}
 	tokens.Routes(m)
 	m.Handle("GET /v1/info", api.Unauthenticated(http.HandlerFunc(handleInfo)))
 	m.Handle("GET /metrics", api.Unauthenticated(httpapi.MetricsHandler(reg)))

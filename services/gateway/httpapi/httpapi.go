@@ -193,6 +193,10 @@ func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 			p = problem.Internal()
 		}
 	}
+	// A client told to come back is told when.
+	if (p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
 	problem.Write(w, p)
 }
 

@@ -255,6 +255,8 @@ type Mux struct {
 	patterns  []string
 	streamed  map[string]bool
 	deadlines Deadlines
+	slots     chan struct{}
+	slotWait  time.Duration
 	metrics   *metrics
 	log       *slog.Logger
 }
@@ -297,6 +299,51 @@ func (m *Mux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Reque
 // Patterns returns the patterns registered, in registration order.
 func (m *Mux) Patterns() []string { return slices.Clone(m.patterns) }
 
-// Handler returns the mux wrapped in the access log, the metrics and panic
-// recovery.
-func (m *Mux) Handler() http.Handler { return m.observe(m.recoverPanic(m.ServeMux)) }
+// SetInFlight bounds the requests served at once to n (0: no bound). One
+// more waits up to wait for a slot and is then answered 503 with
+// Retry-After, so that a burst far above capacity is refused quickly
+// instead of queueing until clients time out and memory runs out. Health
+// and metrics stay outside the bound.
+func (m *Mux) SetInFlight(n int, wait time.Duration) {
+	if n <= 0 {
+		m.slots = nil
+		return
+	}
+	m.slots, m.slotWait = make(chan struct{}, n), wait
+}
+
+// bounded admits a request when a slot is free (SetInFlight).
+func (m *Mux) bounded(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slots := m.slots
+		if slots == nil || unbounded[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			t := time.NewTimer(m.slotWait)
+			select {
+			case slots <- struct{}{}:
+				t.Stop()
+			case <-t.C:
+				w.Header().Set("Retry-After", "1")
+				w.Header().Set("Connection", "close")
+				problem.Write(w, problem.Unavailable(fmt.Sprintf("the server is serving %d requests at once, its bound; retry in a second", cap(slots))))
+				return
+			case <-r.Context().Done():
+				return
+			}
+		}
+		defer func() { <-slots }()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// unbounded are the paths that answer whatever the load.
+var unbounded = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// Handler returns the mux wrapped in the access log, the metrics, the
+// in-flight bound and panic recovery.
+func (m *Mux) Handler() http.Handler { return m.observe(m.bounded(m.recoverPanic(m.ServeMux))) }
