@@ -12,6 +12,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -78,6 +79,13 @@ func (b *Bus) stateBucket(ctx context.Context) (jetstream.KeyValue, error) {
 // PutObject stores r under name in BucketPayloads, replacing an object of the
 // same name. It streams: r is read and sent one chunk (128 KiB) at a time, so
 // memory use does not grow with the object.
+//
+// It then reads the object back from the stream's leader and compares it
+// with the size and digest of what r yielded: chunks published while the
+// stream's leader changes can be stored twice or not at all although every
+// publish was acknowledged. A stored object that does not match is deleted
+// and PutObject fails with ErrCorrupt; r is consumed, so the caller retries
+// with the content again.
 func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectInfo, error) {
 	if name == "" {
 		return ObjectInfo{}, errors.New("put object: empty name")
@@ -90,7 +98,32 @@ func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectIn
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("put object %s: %w", name, err)
 	}
+	// The description holds the size and digest of what r yielded.
+	_, err = b.VerifyObject(ctx, name)
+	if errors.Is(err, ErrCorrupt) {
+		if derr := obs.Delete(ctx, name); derr != nil && !errors.Is(derr, jetstream.ErrObjectNotFound) {
+			err = fmt.Errorf("%w; deleting it: %v", err, derr)
+		}
+	}
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("put object %s: read back: %w", name, err)
+	}
 	return objectInfo(info), nil
+}
+
+// VerifyObject reads the object stored under name to its end and returns
+// its description once size and digest matched: ErrNotFound if there is
+// none, ErrCorrupt if its chunks do not add up to it.
+func (b *Bus) VerifyObject(ctx context.Context, name string) (ObjectInfo, error) {
+	r, err := b.getObject(ctx, name)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	defer r.Close()
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return ObjectInfo{}, err
+	}
+	return r.info, nil
 }
 
 // GetObject opens the object stored under name. The reader streams the
@@ -106,6 +139,14 @@ func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectIn
 // leader, not a replica that may lag, answers both the object's
 // description and its chunks. ctx bounds every Read.
 func (b *Bus) GetObject(ctx context.Context, name string) (io.ReadCloser, error) {
+	r, err := b.getObject(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (b *Bus) getObject(ctx context.Context, name string) (*objectReader, error) {
 	raw, err := b.leaderGet(ctx, msgGetRequest{LastFor: metaSubject(name)})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, fmt.Errorf("get object %s: %w", name, ErrNotFound)
@@ -123,7 +164,7 @@ func (b *Bus) GetObject(ctx context.Context, name string) (io.ReadCloser, error)
 	if info.Opts != nil && info.Opts.Link != nil {
 		return nil, fmt.Errorf("get object %s: is a link, which Amtsbote does not store", name)
 	}
-	r := &objectReader{b: b, ctx: ctx, name: name, subject: chunkSubject(info.NUID), size: info.Size, hash: sha256.New()}
+	r := &objectReader{b: b, ctx: ctx, name: name, info: objectInfo(&info), subject: chunkSubject(info.NUID), size: info.Size, hash: sha256.New()}
 	if r.digest, err = jetstream.DecodeObjectDigest(info.Digest); err != nil {
 		return nil, fmt.Errorf("get object %s: digest: %w", name, err)
 	}
@@ -206,6 +247,7 @@ type objectReader struct {
 	b       *Bus
 	ctx     context.Context
 	name    string
+	info    ObjectInfo
 	subject string
 	next    uint64 // stream sequence to look for the next chunk from
 	buf     []byte
@@ -260,6 +302,30 @@ func (r *objectReader) Close() error {
 		r.err = errors.New("get object " + r.name + ": reader closed")
 	}
 	r.buf = nil
+	return nil
+}
+
+// ReasonCorruptObject is the dead-letter reason of an object whose chunks
+// do not add up to its size and digest.
+const ReasonCorruptObject = "corrupt-object"
+
+// HeaderDeadObject names the object a dead letter of ReasonCorruptObject is
+// about.
+const HeaderDeadObject = "Amtsbote-Dead-Object"
+
+// DeadLetterObject records in DEAD, under ab.dead.corrupt-object, that the
+// object stored under name cannot be delivered because of cause, so that an
+// operator learns of it and can ask for it again. The letter carries the
+// reason headers and the object's name and no data; repeated reads of the
+// object write one letter per duplicates window.
+func (b *Bus) DeadLetterObject(ctx context.Context, name string, cause error) error {
+	m := nats.NewMsg(PrefixDead + "." + ReasonCorruptObject)
+	m.Header.Set(HeaderDeadReason, ReasonCorruptObject)
+	m.Header.Set(HeaderDeadError, headerText(cause.Error(), maxDeadError))
+	m.Header.Set(HeaderDeadObject, headerText(name, maxDeadError))
+	if _, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID("dead.object."+name)); err != nil {
+		return fmt.Errorf("dead-letter object %s: %w", name, err)
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -149,4 +150,124 @@ func putCorrupt(t testing.TB, ctx context.Context, b *bus.Bus, name string) stri
 		t.Fatal(err)
 	}
 	return name
+}
+
+// TestObjectPutDuringLeaderChange uploads objects while the object
+// stream's leader steps down or is shut down, again and again: every
+// upload that succeeded reads back intact, and every one that failed left
+// no object or one that reads back intact.
+func TestObjectPutDuringLeaderChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("leader changes take several seconds")
+	}
+	nodes := bustest.Cluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	b := bustest.Connect(t, nodes.URL())
+	eventually(t, 30*time.Second, func() error {
+		return b.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
+	})
+	const stream = "OBJ_" + bus.BucketPayloads
+
+	type upload struct {
+		name string
+		sum  [sha256.Size]byte
+		err  error
+	}
+	var uploads []upload
+	const size = 6*128<<10 + 1000 // seven chunks, the last one short
+	for round := range 6 {
+		leader := nodes.Leader(t, stream)
+		done := make(chan struct{})
+		results := make(chan upload)
+		go func() {
+			defer close(results)
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				content := make([]byte, size)
+				for j := range content {
+					content[j] = byte(j*31 + i + round*7)
+				}
+				u := upload{name: fmt.Sprintf("round%d/object%d", round, i), sum: sha256.Sum256(content)}
+				pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+				_, u.err = b.PutObject(pctx, u.name, bytes.NewReader(content))
+				pcancel()
+				results <- u
+			}
+		}()
+		// Some uploads land before the change, some during, some after.
+		for range 3 {
+			uploads = append(uploads, <-results)
+		}
+		if round%2 == 0 {
+			t.Logf("round %d: %s steps down", round, leader.Server.Name())
+			if _, err := b.JetStream().Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil, 5*time.Second); err != nil {
+				t.Logf("step down: %v", err)
+			}
+		} else {
+			t.Logf("round %d: shutting down %s", round, leader.Server.Name())
+			leader.Shutdown()
+		}
+		for range 6 {
+			uploads = append(uploads, <-results)
+		}
+		close(done)
+		for u := range results {
+			uploads = append(uploads, u)
+		}
+		if leader.Server == nil {
+			leader.Restart(t)
+		}
+		eventually(t, 30*time.Second, func() error {
+			_, err := b.StatObject(ctx, uploads[0].name)
+			if errors.Is(err, bus.ErrNotFound) {
+				return nil
+			}
+			return err
+		})
+	}
+
+	var stored, refused int
+	for _, u := range uploads {
+		var got []byte
+		var err error
+		eventually(t, 30*time.Second, func() error {
+			r, gerr := b.GetObject(ctx, u.name)
+			if gerr != nil {
+				err = gerr
+				if errors.Is(gerr, bus.ErrNotFound) {
+					return nil
+				}
+				return gerr
+			}
+			defer r.Close()
+			got, err = io.ReadAll(r)
+			if err != nil && !errors.Is(err, bus.ErrCorrupt) {
+				return err
+			}
+			return nil
+		})
+		switch {
+		case u.err == nil && err != nil:
+			t.Errorf("%s: upload succeeded, read back: %v", u.name, err)
+		case u.err == nil && sha256.Sum256(got) != u.sum:
+			t.Errorf("%s: upload succeeded, read back %d bytes of other content", u.name, len(got))
+		case u.err == nil:
+			stored++
+		case err == nil && sha256.Sum256(got) != u.sum:
+			t.Errorf("%s: upload failed (%v), a stored object of other content reads back", u.name, u.err)
+		case errors.Is(err, bus.ErrCorrupt):
+			t.Errorf("%s: upload failed (%v), a corrupt object stays: %v", u.name, u.err, err)
+		default:
+			refused++
+		}
+	}
+	t.Logf("%d uploads: %d stored intact, %d refused", len(uploads), stored, refused)
+	if stored == 0 {
+		t.Error("no upload succeeded")
+	}
 }
