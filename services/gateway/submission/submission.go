@@ -577,7 +577,7 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 			}
 		}
 		if tags, err = a.submitTags(r, sub, meta, data); err != nil {
-			return err
+			return retryLater(w, err)
 		}
 	}
 
@@ -604,7 +604,7 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	// below is idempotent. The status changes when the ledger projects the
 	// submit-submission event; until then the record says it is submitted.
 	if err := a.publishSubmission(r, sub, d, in, tags); err != nil {
-		return err
+		return retryLater(w, err)
 	}
 	return writeRecord(w, rec)
 }
@@ -650,6 +650,24 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 	}
 	if len(missing) > 0 {
 		return tags, problem.MissingAttachments(sub.ID, missing)
+	}
+	// An upload answered 204 was read back intact; this catches an object
+	// lost or damaged since, before the submission is handed on.
+	var damaged []string
+	for _, aid := range sub.AnnouncedAttachments {
+		_, err := a.bus.VerifyObject(r.Context(), sealed.AttachmentObject(sub.ID, aid))
+		switch {
+		case errors.Is(err, bus.ErrNotFound), errors.Is(err, bus.ErrCorrupt):
+			damaged = append(damaged, aid)
+		case err != nil:
+			return tags, a.api.Unavailable(r, "check attachments", err)
+		}
+	}
+	if len(damaged) > 0 {
+		p := problem.MissingAttachments(sub.ID, damaged)
+		p.Detail = fmt.Sprintf("attachments: the stored content of attachments %s of submission %s is missing or damaged; upload them again",
+			strings.Join(damaged, ", "), sub.ID)
+		return tags, p
 	}
 	return tags, nil
 }
