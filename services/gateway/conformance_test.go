@@ -1,0 +1,190 @@
+package gateway_test
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/rsa"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"testing"
+
+	gojose "github.com/go-jose/go-jose/v4"
+
+	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// pythonHeaders are what the requests library sends besides the body's
+// Content-Type and the Authorization header.
+var pythonHeaders = []string{"User-Agent", "python-requests/2.31.0", "Accept-Encoding", "gzip, deflate", "Accept", "*/*"}
+
+// pyJSON is json.dumps with Python's default separators, as requests'
+// json= argument encodes a body.
+func pyJSON(t *testing.T, members ...any) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	b.WriteByte('{')
+	for i := 0; i+1 < len(members); i += 2 {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		k, _ := json.Marshal(members[i])
+		b.Write(k)
+		b.WriteString(": ")
+		switch v := members[i+1].(type) {
+		case json.RawMessage:
+			b.Write(v)
+		case []string:
+			b.WriteByte('[')
+			for j, s := range v {
+				if j > 0 {
+					b.WriteString(", ")
+				}
+				e, _ := json.Marshal(s)
+				b.Write(e)
+			}
+			b.WriteByte(']')
+		default:
+			e, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b.Write(e)
+		}
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// pythonSeal encrypts as the Python SDK's encrypt does with jwcrypto:
+// RSA-OAEP-256, A256GCM, zip DEF, cty application/json, and as kid the
+// RFC 7638 thumbprint of the destination's key instead of its kid.
+func pythonSeal(t *testing.T, plaintext []byte, pub *rsa.PublicKey) string {
+	t.Helper()
+	tp, err := (&gojose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
+	must(t, err)
+	opts := (&gojose.EncrypterOptions{Compression: gojose.DEFLATE}).WithContentType("application/json")
+	enc, err := gojose.NewEncrypter(gojose.A256GCM, gojose.Recipient{Algorithm: gojose.RSA_OAEP_256, Key: pub, KeyID: base64.RawURLEncoding.EncodeToString(tp)}, opts)
+	must(t, err)
+	obj, err := enc.Encrypt(plaintext)
+	must(t, err)
+	s, err := obj.CompactSerialize()
+	must(t, err)
+	return s
+}
+
+// TestPythonSDKFlow replays the requests of FIT-Connect's Python SDK,
+// byte for byte where the bytes are the SDK's: a receiver activates its
+// destination with PATCH, a sender creates a submission with an empty
+// serviceType.name, uploads an attachment, submits, and the receiver
+// lists and fetches it. Every answer is held against the spec.
+func TestPythonSDKFlow(t *testing.T) {
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
+	d := f.createDestination(newUUID(t), store.StatusCreated, "DE08311")
+	receiver := f.token("subscribe:destination:"+d.ID, "manage:destination:"+d.ID)
+	sender := f.token("send:region:DE08")
+	py := func(method, path, token, contentType string, body []byte) reply {
+		t.Helper()
+		var rd *bytes.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		} else {
+			rd = bytes.NewReader(nil)
+		}
+		return f.call(t, method, path, token, contentType, rd, pythonHeaders...)
+	}
+
+	// activate_destination
+	act := decodeReply[map[string]any](t, py(http.MethodPatch, "/v1/destinations/"+d.ID, receiver, "application/json", []byte(`{"status": "active"}`)), http.StatusOK)
+	if act["status"] != "active" {
+		t.Fatalf("status after PATCH: %v", act["status"])
+	}
+
+	// encrypt: the destination, then its encryption key
+	pd := decodeReply[map[string]any](t, py(http.MethodGet, "/v1/destinations/"+d.ID, sender, "", nil), http.StatusOK)
+	kid, _ := pd["encryptionKid"].(string)
+	py(http.MethodGet, "/v1/destinations/"+d.ID+"/keys/"+kid, sender, "", nil).want(t, http.StatusOK)
+	pub := &keyPair(t, encKey1).Private.PublicKey
+
+	// create_submission with one attachment
+	aid := newUUID(t)
+	body := pyJSON(t, "destinationId", d.ID, "announcedAttachments", []string{aid},
+		"serviceType", json.RawMessage(pyJSON(t, "name", "", "identifier", serviceA)))
+	if !bytes.Contains(body, []byte(`"serviceType": {"name": "", "identifier": "urn:de:fim:leika:leistung:`)) {
+		t.Fatalf("not the SDK's bytes: %s", body)
+	}
+	c := decodeReply[created](t, py(http.MethodPost, "/v1/submissions", sender, "application/json", body), http.StatusCreated)
+
+	// upload_attachment, then submit_submission
+	py(http.MethodPut, "/v1/submissions/"+c.SubmissionID+"/attachments/"+aid, sender, "application/jose",
+		[]byte(pythonSeal(t, []byte("%PDF-1.4 Antrag"), pub))).want(t, http.StatusNoContent)
+	meta := pythonSeal(t, []byte(`{"$schema": "https://schema.fitko.de/fit-connect/metadata/1.0.0/metadata.schema.json", "contentStructure": {"attachments": []}}`), pub)
+	data := pythonSeal(t, []byte(`{"name": "Erika Mustermann"}`), pub)
+	py(http.MethodPut, "/v1/submissions/"+c.SubmissionID, sender, "application/json",
+		pyJSON(t, "encryptedMetadata", meta, "encryptedData", data)).want(t, http.StatusAccepted)
+	f.route(t, c.SubmissionID)
+
+	// available_submissions, then the submission itself
+	list := decodeReply[struct {
+		Submissions []struct {
+			SubmissionID string `json:"submissionId"`
+		} `json:"submissions"`
+	}](t, py(http.MethodGet, "/v1/submissions", receiver, "", nil), http.StatusOK)
+	if len(list.Submissions) != 1 || list.Submissions[0].SubmissionID != c.SubmissionID {
+		t.Fatalf("pickup list %+v, want %s", list.Submissions, c.SubmissionID)
+	}
+	got := decodeReply[map[string]any](t, py(http.MethodGet, "/v1/submissions/"+c.SubmissionID, receiver, "", nil), http.StatusOK)
+	if got["encryptedMetadata"] != meta || got["encryptedData"] != data {
+		t.Errorf("fetched submission does not carry what was submitted: %v", got)
+	}
+	if st, _ := got["serviceType"].(map[string]any); st["identifier"] != serviceA {
+		t.Errorf("serviceType %v", got["serviceType"])
+	}
+}
+
+// TestCreateSubmissionServiceName holds serviceType.name to the spec: the
+// member is required, an empty string is a name.
+func TestCreateSubmissionServiceName(t *testing.T) {
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	for _, tt := range []struct {
+		name        string
+		serviceType string
+		status      int
+		field       string
+	}{
+		{"empty name", `{"name": "", "identifier": "` + serviceA + `"}`, http.StatusCreated, ""},
+		{"absent name", `{"identifier": "` + serviceA + `"}`, http.StatusBadRequest, "serviceType.name"},
+		{"null name", `{"name": null, "identifier": "` + serviceA + `"}`, http.StatusBadRequest, "serviceType.name"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body := fmt.Sprintf(`{"destinationId": %q, "announcedAttachments": [], "serviceType": %s}`, d.ID, tt.serviceType)
+			r := f.callJSON(t, http.MethodPost, "/v1/submissions", sender, []byte(body))
+			if tt.status == http.StatusCreated {
+				r.want(t, tt.status)
+				return
+			}
+			r.problem(t, tt.status, problem.TypeInvalidValue, tt.field)
+		})
+	}
+}
+
+// TestFITConnectProblemTypes checks that the cases FIT-Connect names
+// answer with FIT-Connect's type URIs, the ones its SDKs branch on.
+func TestFITConnectProblemTypes(t *testing.T) {
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
+	created := f.createDestination(newUUID(t), store.StatusCreated, "DE08311")
+	sender := f.token("send:region:DE08")
+	const base = "https://schema.fitko.de/fit-connect/submission-api/problems/"
+	body := func(id string) []byte {
+		return []byte(`{"destinationId": "` + id + `", "announcedAttachments": [], "serviceType": {"name": "", "identifier": "` + serviceA + `"}}`)
+	}
+	f.callJSON(t, http.MethodPost, "/v1/submissions", sender, body(newUUID(t))).problem(t, 404, base+"destination-not-found", "destinationId")
+	f.callJSON(t, http.MethodPost, "/v1/submissions", sender, body(created.ID)).problem(t, 422, base+"destination-state-invalid", "destinationId")
+	f.call(t, http.MethodGet, "/v1/destinations/"+newUUID(t), sender, "", nil).problem(t, 404, base+"destination-not-found", "destinationId")
+	f.call(t, http.MethodGet, "/v1/submissions/"+newUUID(t), f.token("subscribe:destination:"+created.ID), "", nil).problem(t, 404, base+"submission-not-found", "submissionId")
+}
