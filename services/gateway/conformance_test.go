@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/rsa"
 	"encoding/base64"
@@ -187,4 +188,99 @@ func TestFITConnectProblemTypes(t *testing.T) {
 	f.callJSON(t, http.MethodPost, "/v1/submissions", sender, body(created.ID)).problem(t, 422, base+"destination-state-invalid", "destinationId")
 	f.call(t, http.MethodGet, "/v1/destinations/"+newUUID(t), sender, "", nil).problem(t, 404, base+"destination-not-found", "destinationId")
 	f.call(t, http.MethodGet, "/v1/submissions/"+newUUID(t), f.token("subscribe:destination:"+created.ID), "", nil).problem(t, 404, base+"submission-not-found", "submissionId")
+}
+
+// TestDestinationManagement drives FIT-Connect's destination management
+// endpoints with FIT-Connect's scopes and checks that each change went
+// through the registry: audited, checked for conflicts, refused whole.
+func TestDestinationManagement(t *testing.T) {
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
+	creator := f.token("create:destination")
+	id := newUUID(t)
+	body := destinationBody(t, id, []string{"DE083110000000"}, "enc-"+id[:8], "sig-"+id[:8])
+	delete(body, "destinationId")
+
+	f.callJSON(t, http.MethodPost, "/v1/destinations", f.token("send:region:DE08"), body).problem(t, 403, problem.TypeForbidden, "scope")
+	withStatus := destinationBody(t, id, []string{"DE083110000000"}, "enc-"+id[:8], "sig-"+id[:8])
+	withStatus["status"] = "active"
+	f.callJSON(t, http.MethodPost, "/v1/destinations", creator, withStatus).problem(t, 400, problem.TypeUnknownField, "status")
+
+	r := f.callJSON(t, http.MethodPost, "/v1/destinations", creator, body)
+	made := decodeReply[map[string]any](t, r, http.StatusCreated)
+	did, _ := made["destinationId"].(string)
+	if made["status"] != "created" || r.header.Get("Location") != "/v1/destinations/"+did {
+		t.Fatalf("created %v at %q", made, r.header.Get("Location"))
+	}
+	audit, err := f.st.AuditLog(context.Background(), "destination:"+did, store.Page{Limit: 10})
+	must(t, err)
+	if len(audit) == 0 {
+		entries, _ := f.st.AuditLog(context.Background(), "", store.Page{Limit: 10})
+		t.Fatalf("no audit entry for the created destination: %+v", entries)
+	}
+
+	manager := f.token("manage:destination:" + did)
+	stranger := f.token("manage:destination:" + newUUID(t))
+	path := "/v1/destinations/" + did
+	before := f.state()
+	for _, tt := range []struct {
+		name, method, token, body string
+		status                    int
+		typ, field                string
+	}{
+		{"patch without manage scope", http.MethodPatch, stranger, `{"status": "active"}`, 403, problem.TypeForbidden, "scope"},
+		{"patch back to created", http.MethodPatch, manager, `{"status": "created"}`, 400, problem.TypeInvalidValue, "status"},
+		{"patch an unknown member", http.MethodPatch, manager, `{"state": "active"}`, 400, problem.TypeUnknownField, "state"},
+		{"patch homeRegion", http.MethodPatch, manager, `{"homeRegion": "08"}`, 400, problem.TypeUnknownField, "homeRegion"},
+		{"put without services", http.MethodPut, manager, `{"status": "active"}`, 400, problem.TypeInvalidValue, "contactInformation"},
+		{"patch an unknown encryptionKid", http.MethodPatch, manager, `{"encryptionKid": "no-such-key"}`, 400, problem.TypeInvalidValue, "encryptionKid"},
+		{"delete without manage scope", http.MethodDelete, stranger, ``, 403, problem.TypeForbidden, "scope"},
+		{"key without manage scope", http.MethodPost, stranger, `{}`, 403, problem.TypeForbidden, "scope"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := path
+			if tt.name == "key without manage scope" {
+				p += "/keys"
+			}
+			var rd *bytes.Reader
+			if tt.body != "" {
+				rd = bytes.NewReader([]byte(tt.body))
+			} else {
+				rd = bytes.NewReader(nil)
+			}
+			f.call(t, tt.method, p, tt.token, "application/json", rd).problem(t, tt.status, tt.typ, tt.field)
+			f.wantUnchangedExceptClients(before)
+		})
+	}
+
+	// A second destination claiming the same service and Gemeinde conflicts.
+	other := destinationBody(t, newUUID(t), []string{"DE083110000000"}, "enc-o"+id[:7], "sig-o"+id[:7])
+	f.callJSON(t, http.MethodPost, "/v1/destinations", creator, other).problem(t, 409, problem.TypeConflict, "services[0].regions[0]")
+	f.wantUnchangedExceptClients(before)
+
+	// The receiver's flow: list, activate, add a key (twice), delete.
+	lst := decodeReply[struct {
+		TotalCount   int              `json:"totalCount"`
+		Destinations []map[string]any `json:"destinations"`
+	}](t, f.call(t, http.MethodGet, "/v1/destinations", manager, "", nil), http.StatusOK)
+	if lst.TotalCount != 1 || lst.Destinations[0]["destinationId"] != did {
+		t.Fatalf("list %+v", lst)
+	}
+	f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"status": "active"}`)).want(t, http.StatusOK)
+	key := publicJWK(t, keyPair(t, encKey2), "enc-2-"+id[:8])
+	for range 2 {
+		kr := f.callJSON(t, http.MethodPost, path+"/keys", manager, key)
+		kr.want(t, http.StatusCreated)
+		if loc := kr.header.Get("Location"); loc != path+"/keys/enc-2-"+id[:8] {
+			t.Fatalf("Location %q", loc)
+		}
+	}
+	f.call(t, http.MethodGet, path+"/keys/enc-2-"+id[:8], "", "", nil).want(t, http.StatusOK)
+	f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"encryptionKid": "enc-2-`+id[:8]+`"}`)).want(t, http.StatusOK)
+	f.call(t, http.MethodDelete, path, manager, "", nil).want(t, http.StatusNoContent)
+	d, err := f.st.Destination(context.Background(), did)
+	must(t, err)
+	if d.Status != store.StatusDecommissioned {
+		t.Fatalf("status after DELETE: %s", d.Status)
+	}
+	f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"status": "active"}`)).problem(t, 409, problem.TypeConflict, "status")
 }
