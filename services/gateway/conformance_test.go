@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 	"testing"
 
 	gojose "github.com/go-jose/go-jose/v4"
@@ -283,4 +285,28 @@ func TestDestinationManagement(t *testing.T) {
 		t.Fatalf("status after DELETE: %s", d.Status)
 	}
 	f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"status": "active"}`)).problem(t, 409, problem.TypeConflict, "status")
+}
+
+// TestImportsAnswerRevision checks that every reference import, the
+// postcodes too, answers the registry revision that announced it.
+func TestImportsAnswerRevision(t *testing.T) {
+	e := newEnv(t)
+	admin := e.adminToken()
+	last := 0
+	for _, imp := range []struct{ path, ct, body string }{
+		{"/admin/v1/import/gv100ad", "text/plain", strings.Join(gv100adLines(t, 20), "\n") + "\n"},
+		{"/admin/v1/import/leika", "text/csv", "leika_key,name\n99108008000000,Gewerbeanzeige\n"},
+		{"/admin/v1/import/plz", "text/csv", "plz,ags,ars,name\n79098,08311000,083110000000,Freiburg im Breisgau\n"},
+	} {
+		resp := e.do(http.MethodPost, imp.path, admin, imp.ct, []byte(imp.body))
+		body := readAll(t, resp)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", imp.path, resp.StatusCode, body)
+		}
+		rev, err := strconv.Atoi(resp.Header.Get("Amtsbote-Registry-Revision"))
+		if err != nil || rev <= last {
+			t.Errorf("%s: Amtsbote-Registry-Revision %q, want a revision after %d", imp.path, resp.Header.Get("Amtsbote-Registry-Revision"), last)
+		}
+		last = rev
+	}
 }

@@ -636,14 +636,15 @@ func TestRateLimit(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.RateBurst = 3; c.RateLimit = 0.01 })
 	specs := routingSpec(t, e)
 	path := "/v2/routes?leikaKey=" + leikaA + "&ars=08311"
-	for i := 3; i > 0; i-- {
+	// 0.01 per second is a quota of 1 in a window of 100 s; the burst of 3
+	// is named in the policy, not in the quota.
+	for i, want := range []struct{ remaining, reset string }{{"1", "0"}, {"1", "0"}, {"0", "100"}} {
 		resp := e.do(http.MethodGet, path, "", "", nil)
 		body := readAll(t, resp)
-		if resp.StatusCode != 200 || resp.Header.Get("RateLimit-Limit") != "3" || resp.Header.Get("RateLimit-Remaining") != strconv.Itoa(i-1) {
-			t.Fatalf("request %d: %d %v %s", 4-i, resp.StatusCode, resp.Header, body)
-		}
-		if reset, err := strconv.Atoi(resp.Header.Get("RateLimit-Reset")); err != nil || reset < 1 {
-			t.Errorf("RateLimit-Reset %q", resp.Header.Get("RateLimit-Reset"))
+		h := resp.Header
+		if resp.StatusCode != 200 || h.Get("RateLimit-Limit") != "1" || h.Get("RateLimit-Remaining") != want.remaining ||
+			h.Get("RateLimit-Reset") != want.reset || h.Get("RateLimit-Policy") != "1;w=100;burst=3" {
+			t.Fatalf("request %d: %d %v %s", i+1, resp.StatusCode, h, body)
 		}
 		validate(t, specs, e, path, resp, body)
 	}
@@ -661,6 +662,19 @@ func TestRateLimit(t *testing.T) {
 	}
 	if resp := e.do(http.MethodGet, "/v2/info", "", "", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("info: %d", resp.StatusCode)
+	}
+}
+
+// TestRateLimitDefaults checks the headers of the default limit: 20 per
+// second sustained is a quota of 20 per 1-second window, not the burst.
+func TestRateLimitDefaults(t *testing.T) {
+	e := newEnv(t)
+	resp := e.do(http.MethodGet, "/v2/routes?leikaKey="+leikaA+"&ars=08311", "", "", nil)
+	readAll(t, resp)
+	h := resp.Header
+	if h.Get("RateLimit-Limit") != "20" || h.Get("RateLimit-Remaining") != "20" || h.Get("RateLimit-Reset") != "0" ||
+		h.Get("RateLimit-Policy") != "20;w=1;burst=100" {
+		t.Errorf("headers %v", h)
 	}
 }
 
