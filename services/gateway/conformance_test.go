@@ -310,3 +310,49 @@ func TestImportsAnswerRevision(t *testing.T) {
 		last = rev
 	}
 }
+
+// TestQueryParseErrors sends query strings Go's parser rejects in part:
+// each is a 400 naming what is wrong, never an answer as if the
+// parameter were missing.
+func TestQueryParseErrors(t *testing.T) {
+	e := newFlowEnv(t, flowtest.OpenSQLite(t)).env
+	d := e.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	receiver := e.token("subscribe:destination:" + d.ID)
+	admin := e.adminToken()
+	many := "leikaKey=" + leikaA + "&ars=083110000000" + strings.Repeat("&x=1", maxQueryParams-1)
+	for _, tt := range []struct {
+		name, path, token, field, detail string
+	}{
+		{"more than 10,000 parameters", "/v2/routes?" + many, "", "query", "10001 parameters"},
+		{"a raw semicolon", "/v2/routes?leikaKey=" + leikaA + ";ars=083110000000", "", "leikaKey", "';'"},
+		{"a bad escape", "/v2/routes?leikaKey=" + leikaA + "%zz&ars=083110000000", "", "leikaKey", "URL-encoded"},
+		{"a bad escape in the area search", "/v1/areas?areaSearchexpression=K%C3%B6ln%", "", "areaSearchexpression", "URL-encoded"},
+		{"a semicolon in the pickup list", "/v1/submissions?destinationId=" + d.ID + ";limit=1", receiver, "destinationId", "';'"},
+		{"a bad escape in a page", "/v1/submissions?limit=1%G0", receiver, "limit", "URL-encoded"},
+		{"a bad escape in coverage", "/admin/v1/coverage?leikaKey=%", admin, "leikaKey", "URL-encoded"},
+		{"a bad escape in the audit log", "/admin/v1/audit?object=destination%3", admin, "object", "URL-encoded"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := wantProblem(t, e.do(http.MethodGet, tt.path, tt.token, "", nil), http.StatusBadRequest, problem.TypeInvalidRequest, tt.field)
+			if !strings.Contains(p.Detail, tt.detail) {
+				t.Errorf("detail %q does not say %q", p.Detail, tt.detail)
+			}
+		})
+	}
+}
+
+// maxQueryParams is how many parameters Go's parser accepts.
+const maxQueryParams = 10000
+
+// TestAreaSearchTermTooLong sends a search term of 49,999 bytes, where
+// SQLite's LIKE gives up: a 400 naming the parameter.
+func TestAreaSearchTermTooLong(t *testing.T) {
+	e := newEnv(t)
+	for _, n := range []int{49999, 1 << 20 / 2} {
+		p := wantProblem(t, e.do(http.MethodGet, "/v2/areas?areaSearchexpression="+strings.Repeat("a", n), "", "", nil),
+			http.StatusBadRequest, problem.TypeInvalidValue, "areaSearchexpression")
+		if !strings.Contains(p.Detail, "longer than") {
+			t.Errorf("detail %q", p.Detail)
+		}
+	}
+}

@@ -332,7 +332,11 @@ func (a *API) handleAudit(w http.ResponseWriter, r *http.Request, _ httpapi.Prin
 	if err != nil {
 		return err
 	}
-	entries, err := a.store.AuditLog(r.Context(), r.URL.Query().Get("object"), page)
+	q, err := httpapi.Query(r)
+	if err != nil {
+		return err
+	}
+	entries, err := a.store.AuditLog(r.Context(), q.Get("object"), page)
 	if err != nil {
 		return fmt.Errorf("read audit log: %w", err)
 	}

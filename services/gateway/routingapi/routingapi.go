@@ -197,7 +197,10 @@ var areaParams = []string{"ars", "ags", "areaId"}
 // destination responsible for leikaKey in the area given by exactly one of
 // ars, ags and areaId, now.
 func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, err := httpapi.Query(r)
+	if err != nil {
+		return err
+	}
 	key, present, err := httpapi.QueryParam(q, "leikaKey")
 	if err != nil {
 		return err
@@ -363,7 +366,11 @@ type areaView struct {
 // handleAreas answers GET /v1/areas and /v2/areas: the current areas whose
 // name or postcodes match every areaSearchexpression.
 func (a *API) handleAreas(w http.ResponseWriter, r *http.Request) error {
-	terms := r.URL.Query()["areaSearchexpression"]
+	params, err := httpapi.Query(r)
+	if err != nil {
+		return err
+	}
+	terms := params["areaSearchexpression"]
 	if len(terms) == 0 {
 		return problem.InvalidRequest("areaSearchexpression", "areaSearchexpression is required: a name, a name with * wildcards or a postcode, repeated for up to 10 terms")
 	}
