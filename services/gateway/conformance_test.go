@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
 
@@ -354,5 +356,47 @@ func TestAreaSearchTermTooLong(t *testing.T) {
 		if !strings.Contains(p.Detail, "longer than") {
 			t.Errorf("detail %q", p.Detail)
 		}
+	}
+}
+
+// TestRouteSignatureSingleFlight sends forty concurrent first requests
+// for one destination and service: they share one signature.
+func TestRouteSignatureSingleFlight(t *testing.T) {
+	e := newEnv(t)
+	admin := e.adminToken()
+	e.activeDestination(admin, newUUID(t), time.Time{}, "DE08311")
+	const n = 40
+	sigs := make([]string, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			resp, err := e.srv.Client().Get(e.srv.URL + "/v2/routes?leikaKey=" + leikaA + "&ars=083110000000")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var rr struct {
+				Routes []struct {
+					DestinationSignature string `json:"destinationSignature"`
+				} `json:"routes"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&rr); err != nil || len(rr.Routes) != 1 {
+				t.Errorf("request %d: %d routes, %v", i, len(rr.Routes), err)
+				return
+			}
+			sigs[i] = rr.Routes[0].DestinationSignature
+		})
+	}
+	close(start)
+	wg.Wait()
+	distinct := map[string]bool{}
+	for _, s := range sigs {
+		distinct[s] = true
+	}
+	if len(distinct) != 1 {
+		t.Errorf("%d concurrent first requests got %d signatures, want 1", n, len(distinct))
 	}
 }

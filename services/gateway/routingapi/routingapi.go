@@ -20,6 +20,7 @@ import (
 	gojose "github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/jose"
@@ -96,6 +97,8 @@ type API struct {
 
 	mu   sync.Mutex
 	sigs map[sigKey]string
+	// signing makes one signature per key however many ask at once.
+	signing singleflight.Group
 
 	// resolutions counts resolutions by the level matched.
 	resolutions *prometheus.CounterVec
@@ -296,6 +299,25 @@ func (a *API) routeView(m routesync.Match, service leika.Key) (routeView, error)
 		v.DestinationSignature = sig
 		return v, nil
 	}
+	res, err, _ := a.signing.Do(fmt.Sprintf("%s\x00%s\x00%d", k.dest, k.service, k.updated), func() (any, error) {
+		a.mu.Lock()
+		sig, ok := a.sigs[k]
+		a.mu.Unlock()
+		if ok {
+			return sig, nil
+		}
+		return a.sign(k, e, service)
+	})
+	if err != nil {
+		return v, err
+	}
+	v.DestinationSignature = res.(string)
+	return v, nil
+}
+
+// sign makes the signature of destination e's route for service and
+// keeps it under k.
+func (a *API) sign(k sigKey, e routesync.Entry, service leika.Key) (string, error) {
 	var gebiete []string
 	for _, s := range e.Services {
 		if id, err := routing.ServiceID(s.Identifier); err != nil || id != string(service) {
@@ -321,14 +343,15 @@ func (a *API) routeView(m routesync.Match, service leika.Key) (routeView, error)
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		return v, fmt.Errorf("sign route: %w", err)
+		return "", fmt.Errorf("sign route: %w", err)
 	}
 	jws, err := a.signer.Sign(payload)
 	if err != nil {
-		return v, fmt.Errorf("sign route: %w", err)
+		return "", fmt.Errorf("sign route: %w", err)
 	}
-	if sig, err = jws.CompactSerialize(); err != nil {
-		return v, fmt.Errorf("sign route: %w", err)
+	sig, err := jws.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("sign route: %w", err)
 	}
 	a.mu.Lock()
 	if len(a.sigs) >= sigCacheSize {
@@ -344,8 +367,7 @@ func (a *API) routeView(m routesync.Match, service leika.Key) (routeView, error)
 	}
 	a.sigs[k] = sig
 	a.mu.Unlock()
-	v.DestinationSignature = sig
-	return v, nil
+	return sig, nil
 }
 
 // areaResult is the Routing API's area-result.
