@@ -328,7 +328,7 @@ func testRoutingOverTheRealDirectory(t *testing.T, b flowtest.Backend) {
 		}
 		path := "/v1/routes?leikaKey=" + leikaA + "&ars=" + gone.ARS
 		resp := e.do(http.MethodGet, path, "", "", nil)
-		p := wantProblem(t, resp, http.StatusUnprocessableEntity, problem.TypeUnprocessable, "ars")
+		p := noRouteReason(t, resp, "ars")
 		today := time.Now().UTC().Format(time.DateOnly)
 		if !strings.Contains(p.Detail, today) || !strings.Contains(p.Detail, "2025-11-30") || p.Extra["retired"] != today {
 			t.Errorf("retired ARS %s: %+v", gone.ARS, p)
@@ -346,7 +346,7 @@ func testRoutingOverTheRealDirectory(t *testing.T, b flowtest.Backend) {
 
 	t.Run("a LeiKa key neither catalogued nor routed", func(t *testing.T) {
 		resp := e.do(http.MethodGet, "/v2/routes?leikaKey=99999999999999&ars=08311", "", "", nil)
-		wantProblem(t, resp, http.StatusUnprocessableEntity, problem.TypeUnprocessable, "leikaKey")
+		noRouteReason(t, resp, "leikaKey")
 	})
 
 	t.Run("coverage matches an independent count", func(t *testing.T) {
@@ -470,12 +470,12 @@ func testRoutingBadInput(t *testing.T, b flowtest.Backend) {
 		{"non-numeric ags", q + "ags=0831100x", 400, problem.TypeInvalidValue, "ags"},
 		{"malformed areaId", q + "areaId=9083110000000", 400, problem.TypeInvalidValue, "areaId"},
 		{"bad limit", q + "ars=08311&limit=0", 400, problem.TypeInvalidRequest, "limit"},
-		{"ars not in the directory", q + "ars=083110000001", 422, problem.TypeUnprocessable, "ars"},
-		{"Kreis not in the directory", q + "ars=08999", 422, problem.TypeUnprocessable, "ars"},
-		{"retired ars", q + "ars=083155012074", 422, problem.TypeUnprocessable, "ars"},
-		{"retired ags", q + "ags=08315074", 422, problem.TypeUnprocessable, "ags"},
-		{"retired areaId", q + "areaId=6083155012074", 422, problem.TypeUnprocessable, "areaId"},
-		{"ags not in the directory", q + "ags=08311001", 422, problem.TypeUnprocessable, "ags"},
+		{"ars not in the directory", q + "ars=083110000001", 200, problem.TypeUnprocessable, "ars"},
+		{"Kreis not in the directory", q + "ars=08999", 200, problem.TypeUnprocessable, "ars"},
+		{"retired ars", q + "ars=083155012074", 200, problem.TypeUnprocessable, "ars"},
+		{"retired ags", q + "ags=08315074", 200, problem.TypeUnprocessable, "ags"},
+		{"retired areaId", q + "areaId=6083155012074", 200, problem.TypeUnprocessable, "areaId"},
+		{"ags not in the directory", q + "ags=08311001", 200, problem.TypeUnprocessable, "ags"},
 		{"unknown service", "/v1/routes?leikaKey=99999999999999&ars=08311", 200, "", ""},
 		{"no search expression", "/v1/areas", 400, problem.TypeInvalidRequest, "areaSearchexpression"},
 		{"search term too short", "/v1/areas?areaSearchexpression=a", 400, problem.TypeInvalidValue, "areaSearchexpression"},
@@ -488,8 +488,18 @@ func testRoutingBadInput(t *testing.T, b flowtest.Backend) {
 			resp := e.do(http.MethodGet, tt.path, "", "", nil)
 			if tt.status == 200 {
 				body := readAll(t, resp)
-				if resp.StatusCode != 200 || !strings.Contains(string(body), `"totalCount":0`) {
-					t.Fatalf("%d %s", resp.StatusCode, body)
+				resp.Body = io.NopCloser(bytes.NewReader(body))
+				validate(t, specs, e, tt.path, resp, body)
+				resp.Body = io.NopCloser(bytes.NewReader(body))
+				if tt.field == "" {
+					if resp.StatusCode != 200 || !strings.Contains(string(body), `"totalCount":0`) {
+						t.Fatalf("%d %s", resp.StatusCode, body)
+					}
+					return
+				}
+				p := noRouteReason(t, resp, tt.field)
+				if tt.name == "retired ars" && (p.Extra["retiredStand"] != "2025-11-30" || !strings.Contains(p.Detail, "retired")) {
+					t.Errorf("retired reason %+v", p)
 				}
 				return
 			}
@@ -503,6 +513,25 @@ func testRoutingBadInput(t *testing.T, b flowtest.Backend) {
 		})
 	}
 	e.wantUnchanged(before)
+}
+
+// noRouteReason checks a 200 with no routes and returns its reason
+// extension, which names field.
+func noRouteReason(t *testing.T, resp *http.Response, field string) problem.Problem {
+	t.Helper()
+	r := decode[struct {
+		TotalCount int             `json:"totalCount"`
+		Routes     []any           `json:"routes"`
+		Reason     json.RawMessage `json:"reason"`
+	}](t, resp, http.StatusOK)
+	if r.TotalCount != 0 || len(r.Routes) != 0 || r.Routes == nil {
+		t.Fatalf("routes %+v, want none", r)
+	}
+	var p problem.Problem
+	if err := json.Unmarshal(r.Reason, &p); err != nil || p.Field != field || p.Detail == "" || p.Type != problem.TypeUnprocessable {
+		t.Fatalf("reason %s: want one naming %s (%v)", r.Reason, field, err)
+	}
+	return p
 }
 
 // gv100adLines returns the first n lines of the real 2025 directory.

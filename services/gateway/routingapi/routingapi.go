@@ -183,6 +183,22 @@ type routeResult struct {
 	Offset     int         `json:"offset"`
 	TotalCount int         `json:"totalCount"`
 	Routes     []routeView `json:"routes"`
+	// Reason is Amtsbote's extension: why there is no route, where the
+	// spec answers an empty result (an area the directory lacks or has
+	// retired, with its successor; a service no one knows), as a problem
+	// object without its status.
+	Reason map[string]any `json:"reason,omitempty"`
+}
+
+// noRoute answers 200 with no routes and why, as the Routing API answers
+// a well-formed request that matches nothing.
+func noRoute(w http.ResponseWriter, page store.Page, why *problem.Problem) {
+	raw, _ := json.Marshal(why)
+	var reason map[string]any
+	_ = json.Unmarshal(raw, &reason)
+	delete(reason, "status")
+	w.Header().Set("Cache-Control", "no-cache")
+	httpapi.WriteJSON(w, http.StatusOK, routeResult{Offset: page.Offset, Routes: []routeView{}, Reason: reason})
 }
 
 // routeView is the Routing API's route.
@@ -241,12 +257,19 @@ func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	place, err := reg.Reference().Place(param, value)
+	if p, ok := problem.As(err); ok && p.Status == http.StatusUnprocessableEntity {
+		a.resolutions.WithLabelValues("none").Inc()
+		noRoute(w, page, p)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	ref := reg.Reference()
 	if _, known := ref.Service(service); !known && ref.Services() > 0 && !reg.Table().Has(string(service)) {
-		return problem.Unprocessable("leikaKey", fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service))
+		a.resolutions.WithLabelValues("none").Inc()
+		noRoute(w, page, problem.Unprocessable("leikaKey", fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service)))
+		return nil
 	}
 	routes := []routeView{}
 	m, ok := reg.Resolve(string(service), place, a.now())
