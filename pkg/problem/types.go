@@ -9,7 +9,9 @@ import (
 // Problem types. FIT-Connect's own types are used where FIT-Connect defines
 // one for the situation; the rest are Amtsbote's, under Base.
 const (
-	TypeSubmissionNotFound = FITConnectBase + "submission-not-found"
+	TypeSubmissionNotFound      = FITConnectBase + "submission-not-found"
+	TypeDestinationNotFound     = FITConnectBase + "destination-not-found"
+	TypeDestinationStateInvalid = FITConnectBase + "destination-state-invalid"
 
 	TypeInvalidRequest       = Base + "invalid-request"
 	TypeMalformedJSON        = Base + "malformed-json"
@@ -19,7 +21,6 @@ const (
 	TypeUnauthorized         = Base + "unauthorized"
 	TypeForbidden            = Base + "forbidden"
 	TypeNotFound             = Base + "not-found"
-	TypeDestinationNotFound  = Base + "destination-not-found"
 	TypeKeyNotFound          = Base + "key-not-found"
 	TypeMethodNotAllowed     = Base + "method-not-allowed"
 	TypeConflict             = Base + "conflict"

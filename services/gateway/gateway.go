@@ -260,7 +260,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		routes.Routes(m)
 	}
-	destination.New(api, cfg.Store, now).Routes(m)
+	destination.New(api, cfg.Store, changes, now).Routes(m)
 	operator.Routes(m)
 	g.handler = m.Handler()
 	return g, nil

@@ -113,19 +113,31 @@ func (a *API) Limited(l *Limiter, h PublicHandler) http.Handler {
 }
 
 // Throttle runs h within the client's rate limit of l and answers with
-// the RateLimit-Limit, -Remaining and -Reset headers (Reset in whole
-// seconds, rounded up). Over the limit it answers 429 with Retry-After.
-// A nil l lets every request through.
+// the RateLimit-Limit, -Remaining and -Reset headers as the IETF draft
+// (RFC 9331's successor) means them: the quota of a window (the sustained
+// rate over a window of whole seconds), what is left of it, and the
+// seconds until it is whole again; RateLimit-Policy names the window and
+// the burst. Over the limit it answers 429 with Retry-After. A nil l lets
+// every request through.
 func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
 	if l == nil {
 		return h
 	}
+	window := math.Max(1, math.Ceil(1/float64(l.limit)))
+	quota := math.Max(1, math.Floor(float64(l.limit)*window))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, remaining, reset := l.take(ClientAddress(r), time.Now())
+		ok, _, reset := l.take(ClientAddress(r), time.Now())
 		secs := strconv.Itoa(int(math.Ceil(reset.Seconds())))
-		w.Header().Set("RateLimit-Limit", strconv.Itoa(l.burst))
-		w.Header().Set("RateLimit-Remaining", strconv.Itoa(remaining))
-		w.Header().Set("RateLimit-Reset", secs)
+		remaining, whole := 0.0, reset
+		if ok {
+			tokens := float64(l.burst) - reset.Seconds()*float64(l.limit)
+			remaining = math.Min(math.Floor(tokens+1e-9), quota)
+			whole = secondsFor(quota-tokens, l.limit)
+		}
+		w.Header().Set("RateLimit-Limit", strconv.Itoa(int(quota)))
+		w.Header().Set("RateLimit-Remaining", strconv.Itoa(int(remaining)))
+		w.Header().Set("RateLimit-Reset", strconv.Itoa(int(math.Ceil(whole.Seconds()))))
+		w.Header().Set("RateLimit-Policy", fmt.Sprintf("%d;w=%d;burst=%d", int(quota), int(window), l.burst))
 		if !ok {
 			w.Header().Set("Retry-After", secs)
 			a.WriteError(w, r, problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), ClientAddress(r), secs)))

@@ -37,8 +37,12 @@ func (a *API) handlePickupList(w http.ResponseWriter, r *http.Request, p httpapi
 	if err != nil {
 		return err
 	}
+	q, err := httpapi.Query(r)
+	if err != nil {
+		return err
+	}
 	var ids []string
-	if raw := r.URL.Query().Get("destinationId"); raw != "" {
+	if raw := q.Get("destinationId"); raw != "" {
 		id, ok := httpapi.CanonicalUUID(raw)
 		if !ok {
 			return problem.InvalidRequest("destinationId", fmt.Sprintf("destinationId %q is not a UUID", raw))
