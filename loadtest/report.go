@@ -257,6 +257,7 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 		"backboneSigningShare assumes the backbone signs three SETs per lifecycle; its CPU per signature is measured by the load test's own signing yardstick.",
 		"ingestPerSecond counts submissions submitted and seen in a pickup list (routed), over the sending window or until the last was routed.",
 		"The SET signing backlog is not read from the backbone; submitted→listed and the drain show how long routing and signing trailed the load.",
+		"The profiles cover dev's whole life: start, the yardsticks that use its NATS server, and the load; the CPU per lifecycle counts the load's window only.",
 		"A ratio is null when the run did not measure one side (no attachments, no accepted lifecycle, no process to sample).",
 		fmt.Sprintf("Receivers: %s (HTTP pull with pkg/client%s); a NATS-native receiver (services/subscriber) is not part of this run.", sc.Receivers.Mode, map[bool]string{true: ", accepting without decrypting", false: ", decrypting and checking"}[sc.Receivers.Mode == "ack"]),
 	)
@@ -384,7 +385,15 @@ func profileTops(ctx context.Context, tg *target, results string) []profileTop {
 		if err != nil {
 			continue
 		}
-		out = append(out, profileTop{Process: "amtsbote dev", Profile: strings.TrimSuffix(kind.file, ".pprof"), File: filepath.Base(dst), Top: strings.Split(strings.TrimSpace(string(top)), "\n")})
+		lines := strings.Split(strings.TrimSpace(string(top)), "\n")
+		// The entries follow the header line naming the columns.
+		for i, l := range lines {
+			if strings.Contains(l, "flat%") {
+				lines = lines[i:]
+				break
+			}
+		}
+		out = append(out, profileTop{Process: "amtsbote dev", Profile: strings.TrimSuffix(kind.file, ".pprof"), File: filepath.Base(dst), Top: lines})
 	}
 	return out
 }
