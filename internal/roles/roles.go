@@ -53,6 +53,10 @@ type Roles struct {
 	KeyGrace   time.Duration // 0 for the default
 	Retention  ledger.Retention
 	Limits     gateway.Limits // zero fields for the defaults
+	// RoutesRate and RoutesBurst are the Routing API's per-address limit;
+	// zero for the defaults.
+	RoutesRate  float64
+	RoutesBurst int
 }
 
 // runner is a component that blocks until its context is cancelled.
@@ -95,6 +99,8 @@ func (s *Roles) Run(ctx context.Context) error {
 			Issuer:     events,
 			Routes:     routes,
 			Limits:     s.Limits,
+			RateLimit:  s.RoutesRate,
+			RateBurst:  s.RoutesBurst,
 		})
 		if err != nil {
 			return err
