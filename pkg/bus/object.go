@@ -168,8 +168,32 @@ func (b *Bus) getObject(ctx context.Context, name string) (*objectReader, error)
 	if r.digest, err = jetstream.DecodeObjectDigest(info.Digest); err != nil {
 		return nil, fmt.Errorf("get object %s: digest: %w", name, err)
 	}
+	if info.Chunks > consumerChunks {
+		// One request per chunk would cost a round trip and a base64
+		// decoding each; a consumer of its own streams them, and is
+		// deleted as soon as the read ends.
+		cons, err := b.js.OrderedConsumer(ctx, objectStream, jetstream.OrderedConsumerConfig{
+			FilterSubjects:    []string{r.subject},
+			InactiveThreshold: 30 * time.Second,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("get object %s: %w", name, err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(objectPrefetch))
+		if err != nil {
+			return nil, fmt.Errorf("get object %s: %w", name, err)
+		}
+		r.cons, r.it = cons, it
+	}
 	return r, nil
 }
+
+// consumerChunks is the size, in chunks, above which an object is read
+// through a consumer of its own rather than a chunk at a time.
+const consumerChunks = 8
+
+// objectPrefetch is how many chunks a consumer pulls ahead of the reader.
+const objectPrefetch = 4
 
 // objectStream is the stream behind BucketPayloads.
 const objectStream = "OBJ_" + BucketPayloads
@@ -250,6 +274,9 @@ type objectReader struct {
 	info    ObjectInfo
 	subject string
 	next    uint64 // stream sequence to look for the next chunk from
+	cons    jetstream.Consumer
+	it      jetstream.MessagesContext
+	last    bool // the consumer delivered the last chunk
 	buf     []byte
 	read    uint64
 	size    uint64
@@ -273,6 +300,13 @@ func (r *objectReader) Read(p []byte) (int, error) {
 // fill reads the next chunk into buf, or returns io.EOF once the chunks
 // added up to the object's size and digest and no further chunk follows.
 func (r *objectReader) fill() error {
+	if r.it != nil {
+		err := r.fillFromConsumer()
+		if err != nil {
+			r.release()
+		}
+		return err
+	}
 	m, err := r.b.leaderGet(r.ctx, msgGetRequest{Seq: r.next, NextFor: r.subject})
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound) && r.read < r.size:
@@ -295,12 +329,60 @@ func (r *objectReader) fill() error {
 	return nil
 }
 
-// Close ends the reader. It holds nothing on the server, so this only makes
-// further Reads fail. It is safe to call more than once.
+// fillFromConsumer reads the next chunk from the reader's consumer.
+func (r *objectReader) fillFromConsumer() error {
+	if r.last {
+		if !bytes.Equal(r.hash.Sum(nil), r.digest) {
+			return fmt.Errorf("get object %s: %w", r.name, errDigest)
+		}
+		return io.EOF
+	}
+	msg, err := r.it.Next(jetstream.NextContext(r.ctx))
+	if err != nil {
+		return fmt.Errorf("get object %s: %w", r.name, err)
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("get object %s: chunk metadata: %w", r.name, err)
+	}
+	data := msg.Data()
+	r.read += uint64(len(data))
+	switch {
+	case r.read > r.size, r.read == r.size && meta.NumPending > 0:
+		return fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, errDigest)
+	case r.read < r.size && meta.NumPending == 0:
+		// Waiting would never end: a chunk is missing.
+		return fmt.Errorf("get object %s: chunks hold %d of its %d bytes: %w", r.name, r.read, r.size, errDigest)
+	}
+	r.last = r.read == r.size
+	r.hash.Write(data)
+	r.buf = data
+	return nil
+}
+
+// release stops the reader's consumer, if it has one, and deletes it on
+// the server, in the background: the reader does not wait for it.
+func (r *objectReader) release() {
+	if r.it == nil {
+		return
+	}
+	r.it.Stop()
+	name := r.cons.CachedInfo().Name
+	r.it, r.cons = nil, nil
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = r.b.js.DeleteConsumer(ctx, objectStream, name)
+	}()
+}
+
+// Close ends the reader and releases what it holds on the server. It is
+// safe to call more than once.
 func (r *objectReader) Close() error {
 	if r.err == nil {
 		r.err = errors.New("get object " + r.name + ": reader closed")
 	}
+	r.release()
 	r.buf = nil
 	return nil
 }

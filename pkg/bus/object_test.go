@@ -148,6 +148,26 @@ func TestObjectStreaming64MiB(t *testing.T) {
 		t.Errorf("get: heap grew %.1f MiB for a %d MiB object, want under %d MiB", float64(get.growth())/mib, size/mib, limit/mib)
 	}
 
+	// The consumer the read streamed through is gone once it ended.
+	st, err := b.JetStream().Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		si, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if si.State.Consumers == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d consumers left on the object stream after the read", si.State.Consumers)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	if err := b.DeleteObject(ctx, "s1/attachment-1"); err != nil {
 		t.Fatal(err)
 	}
