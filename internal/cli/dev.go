@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -27,6 +28,7 @@ type devConfig struct {
 	NATSPort    int
 	DatabaseURL string
 	LogLevel    string
+	Overdue     []time.Duration
 }
 
 func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, error) {
@@ -43,8 +45,12 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	fs.IntVar(&c.NATSPort, "nats-port", natsPort, "port of the embedded NATS on 127.0.0.1; -1 picks a free one (AMTSBOTE_NATS_PORT)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	overdue := fs.String("overdue-after", env.str("AMTSBOTE_OVERDUE_AFTER", defaultOverdue), "ages after which a submission not picked up is listed as overdue, comma-separated (AMTSBOTE_OVERDUE_AFTER)")
 	if err := fs.Parse(args); err != nil {
 		return c, ErrUsage
+	}
+	if c.Overdue, err = parseOverdue(*overdue); err != nil {
+		return c, err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dev takes no arguments, got %q\n", fs.Args())
@@ -138,7 +144,8 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", natsURL, "store", storeName)
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
-		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true,
+		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Delivery: true,
+		Overdue: cfg.Overdue,
 	}
 	err = sys.Run(ctx)
 	log.Info("amtsbote dev stopped")

@@ -45,11 +45,16 @@ const (
 	// HeaderDeadHistory holds the failed attempts as a JSON array of
 	// Attempt, the latest last, at most maxHistory of them.
 	HeaderDeadHistory = "Amtsbote-Dead-History"
-	// HeaderDestination names the destination a message concerns, when a
-	// publisher knows it and neither subject nor body says it. A dead
-	// letter carries it whenever its destination can be told.
+	// HeaderDestination names the destination a dead letter concerns,
+	// whenever it can be told: from the original's ExtensionDestinationID,
+	// its INBOX subject or its sealed submission.
 	HeaderDestination = "Amtsbote-Destination-Id"
 )
+
+// ExtensionDestinationID is the CloudEvents extension naming the
+// destination a message concerns when neither its subject nor its body
+// says it.
+const ExtensionDestinationID = "destinationid"
 
 // Attempt is one failed delivery of a message, as a dead letter's history
 // records it.
@@ -477,9 +482,9 @@ func (b *Bus) forgetAttempts(ctx context.Context, meta *jetstream.MsgMetadata, l
 }
 
 // destinationOf names the destination a message concerns: its
-// HeaderDestination, its INBOX subject, or its sealed submission body.
+// ExtensionDestinationID, its INBOX subject, or its sealed submission body.
 func destinationOf(subject string, h nats.Header, data []byte) string {
-	if id, err := uuidToken("destination id", h.Get(HeaderDestination)); err == nil {
+	if id, err := uuidToken("destination id", h.Get(HeaderPrefix+ExtensionDestinationID)); err == nil {
 		return id
 	}
 	if a, err := ParseInboxSubject(subject); err == nil {

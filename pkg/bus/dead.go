@@ -17,9 +17,9 @@ import (
 // the dead letter it came from.
 const HeaderRedrivenFrom = "Amtsbote-Redriven-From"
 
-// ErrRedriveTooSoon means a dead letter's original id may still be within
-// its stream's duplicates window, where a re-drive would be dropped as a
-// duplicate of the message that failed.
+// ErrRedriveTooSoon means a dead letter's original id is still within its
+// stream's duplicates window, where a re-drive is dropped as a duplicate
+// of the message that failed.
 var ErrRedriveTooSoon = errors.New("re-drive too soon")
 
 // DeadLetter is one message in DEAD.
@@ -181,9 +181,9 @@ func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
 // nothing twice.
 //
 // It returns ErrNotFound when there is no such dead letter, and
-// ErrRedriveTooSoon, changing nothing, when the dead letter is younger
-// than the duplicates window of the original's stream: the stream could
-// still drop the re-drive as the original.
+// ErrRedriveTooSoon, changing nothing, when the stream drops the re-drive
+// as a duplicate of the original, whose id is still within its
+// duplicates window.
 func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
 	d, err := b.DeadLetter(ctx, seq)
 	if err != nil {
@@ -196,10 +196,6 @@ func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
 	if msgID == "" {
 		// The original had no id; its place in its stream names it.
 		msgID = "redrive." + d.Stream + "." + strconv.FormatUint(d.StreamSeq, 10)
-	}
-	window, err := b.duplicatesOf(ctx, d.Subject)
-	if err != nil {
-		return d, fmt.Errorf("re-drive dead letter %d: %w", seq, err)
 	}
 	m := nats.NewMsg(d.Subject)
 	for k, v := range d.Header {
@@ -214,11 +210,17 @@ func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
 	if err != nil {
 		return d, fmt.Errorf("re-drive dead letter %d to %s: %w", seq, d.Subject, err)
 	}
-	if ack.Duplicate && time.Since(d.At) <= window {
-		// Dropped as the original, or as an earlier re-drive: only the
-		// latter delivers it, and the two cannot be told apart yet.
-		return d, fmt.Errorf("re-drive dead letter %d: its id %s is within the %s duplicates window of %s until %s: %w",
-			seq, msgID, window, ack.Stream, d.At.Add(window).Format(time.RFC3339), ErrRedriveTooSoon)
+	marker := redrivenKey(seq)
+	if ack.Duplicate {
+		// Dropped as the original, or as an earlier re-drive of this dead
+		// letter whose removal failed; only the marker tells them apart.
+		if _, err := b.GetState(ctx, marker); err != nil {
+			window, _ := b.duplicatesOf(ctx, d.Subject)
+			return d, fmt.Errorf("re-drive dead letter %d: %s still holds its id %s as a duplicate (window %s): %w",
+				seq, ack.Stream, msgID, window, ErrRedriveTooSoon)
+		}
+	} else if _, err := b.PutState(ctx, marker, []byte(msgID)); err != nil {
+		return d, fmt.Errorf("re-drive dead letter %d: published, but not marked: %w", seq, err)
 	}
 	if err := b.deleteDead(ctx, seq); err != nil {
 		return d, fmt.Errorf("re-drive dead letter %d: published, but not deleted from %s: %w", seq, StreamDead, err)
@@ -268,6 +270,10 @@ func (b *Bus) duplicatesOf(ctx context.Context, subject string) (time.Duration, 
 	}
 	return st.CachedInfo().Config.Duplicates, nil
 }
+
+// redrivenKey names the state entry marking dead letter seq as
+// published again.
+func redrivenKey(seq uint64) string { return "redriven." + strconv.FormatUint(seq, 10) }
 
 // isDeadHeader reports whether k is one of the headers deadLetter adds.
 func isDeadHeader(k string) bool {
