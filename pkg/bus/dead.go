@@ -54,6 +54,22 @@ type DeadLetter struct {
 	Data   []byte      `json:"-"`
 }
 
+// Audit actions of acts on dead letters, as the audit log names them.
+const (
+	AuditDeadRedrive = "dead-letter.redrive"
+	AuditDeadPurge   = "dead-letter.purge"
+)
+
+// AuditObject names d in the audit log: dead-letter:<seq>.
+func (d DeadLetter) AuditObject() string { return "dead-letter:" + strconv.FormatUint(d.Seq, 10) }
+
+// AuditRecord is what the audit log keeps of d: everything but the
+// original's headers and body.
+func (d DeadLetter) AuditRecord() json.RawMessage {
+	b, _ := json.Marshal(d) // strings, numbers, times and attempts always marshal
+	return b
+}
+
 // DeadFilter selects dead letters; zero fields select all.
 type DeadFilter struct {
 	// Reason selects one reason.

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -25,8 +24,8 @@ type DeadLetters interface {
 
 // Audit actions of dead letters.
 const (
-	ActionDeadRedrive = "dead-letter.redrive"
-	ActionDeadPurge   = "dead-letter.purge"
+	ActionDeadRedrive = bus.AuditDeadRedrive
+	ActionDeadPurge   = bus.AuditDeadPurge
 )
 
 // DefaultOverdue are the ages after which a submission not picked up is
@@ -249,8 +248,7 @@ func (a *API) auditDead(r *http.Request, p httpapi.Principal, action string, d b
 // DeadAudit is the audit entry of an act on dead letter d: the dead letter
 // without its body as it was before.
 func DeadAudit(actor, action string, d bus.DeadLetter) store.AuditEntry {
-	before, _ := json.Marshal(d) // the body and headers are not marshalled
-	return store.AuditEntry{Actor: actor, Action: action, Object: "dead-letter:" + strconv.FormatUint(d.Seq, 10), Before: before}
+	return store.AuditEntry{Actor: actor, Action: action, Object: d.AuditObject(), Before: d.AuditRecord()}
 }
 
 // overdueList answers GET /admin/v1/overdue.
