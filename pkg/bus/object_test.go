@@ -356,3 +356,34 @@ func TestObjectTampered(t *testing.T) {
 		})
 	}
 }
+
+// TestObjectCorruptVerifyAndDeadLetter: a stored object with a chunk
+// repeated and the last one missing fails verification, and the dead
+// letter names it and the reason.
+func TestObjectCorruptVerifyAndDeadLetter(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := testContext(t)
+	name := putCorrupt(t, ctx, b, "s5/attachment")
+	_, err := b.VerifyObject(ctx, name)
+	if !errors.Is(err, bus.ErrCorrupt) {
+		t.Fatalf("verify corrupt object: %v, want ErrCorrupt", err)
+	}
+	if _, err := b.VerifyObject(ctx, "s5/missing"); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("verify missing object: %v, want ErrNotFound", err)
+	}
+	for range 2 {
+		if err := b.DeadLetterObject(ctx, name, err); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead := deadLetter(t, b, bus.ReasonCorruptObject)
+	if got := dead.Header.Get(bus.HeaderDeadObject); got != name {
+		t.Errorf("dead letter object %q, want %q", got, name)
+	}
+	if got := dead.Header.Get(bus.HeaderDeadError); !strings.Contains(got, "corrupt object") {
+		t.Errorf("dead letter error %q", got)
+	}
+	if n := streamMsgs(t, b, bus.StreamDead); n != 1 {
+		t.Errorf("DEAD holds %d letters for one object, want 1", n)
+	}
+}
