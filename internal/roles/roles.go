@@ -81,6 +81,9 @@ func (s *Roles) Run(ctx context.Context) error {
 		health.Check{Name: "store", Func: gateway.StoreCheck(s.Store)},
 		health.Check{Name: "routes", Func: routes.Current},
 	)
+	if err := reg.Register(ready.Collector()); err != nil {
+		return fmt.Errorf("register readiness metrics: %w", err)
+	}
 	if err := routes.Load(ctx); err != nil {
 		return fmt.Errorf("load routing table: %w", err)
 	}

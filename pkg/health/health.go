@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/amtsbote/amtsbote/pkg/problem"
 )
 
@@ -166,4 +168,26 @@ func (h *Health) Handler(metrics http.Handler) http.Handler {
 		mux.Handle("GET /metrics", metrics)
 	}
 	return mux
+}
+
+var descReady = prometheus.NewDesc("amtsbote_ready",
+	"1 when the readiness check passed at this scrape, else 0, by check (nats, store, routes, …).", []string{"check"}, nil)
+
+// Collector returns a collector that runs the checks at every scrape
+// and reports amtsbote_ready{check}, so that an alert sees a process
+// that is up but not ready.
+func (h *Health) Collector() prometheus.Collector { return collector{h} }
+
+type collector struct{ h *Health }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) { ch <- descReady }
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for name, err := range c.h.Check(context.Background()) {
+		v := 1.0
+		if err != nil {
+			v = 0
+		}
+		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, v, name)
+	}
 }
