@@ -7,7 +7,8 @@
 // mux (Routes), or serves it with its metrics on a listener of their own
 // (Handler):
 //
-//	h := health.New(log, health.Check{Name: "nats", Func: b.Ping})
+//	h := health.New(log, health.Check{Name: "nats", Func: b.Ready})
+//	reg.MustRegister(h.Collector()) // amtsbote_ready{check}, for alerts
 //	srv := &http.Server{Handler: h.Handler(metrics.Handler(reg))}
 package health
 
