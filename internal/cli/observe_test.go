@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,7 +27,9 @@ import (
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/services/ledger"
 )
@@ -449,4 +452,69 @@ func TestTraceAcrossRoles(t *testing.T) {
 		return nil
 	})
 	t.Logf("submission %s: one trace from the submit to the ledger", receipt.SubmissionID)
+}
+
+// TestServeRoleHealth runs `serve --target=router`, a process without the
+// gateway: it serves /healthz, /readyz and /metrics on its listener, and
+// turns not ready, naming NATS, when its NATS server goes away.
+func TestServeRoleHealth(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates an RSA-4096 signing key")
+	}
+	dbURL := freshSchema(t)
+	keyFile := filepath.Join(t.TempDir(), "amtsbote.signing.jwk.json")
+	if _, _, err := loadOrCreateKey(keyFile, jose.Signing, "amtsbote-test", "Amtsbote test"); err != nil {
+		t.Fatal(err)
+	}
+	node := bustest.Server(t)
+	port := strconv.Itoa(freePort(t))
+	base := "http://127.0.0.1:" + port
+	startServe(t, "--target=router", "--listen", "127.0.0.1:"+port, "--nats-url", node.URL, "--database-url", dbURL,
+		"--signing-key", keyFile, "--public-url", "https://amtsbote.example", "--log-level", "error")
+
+	get := func(path string) (int, string, []byte) {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), body
+	}
+	if code, _, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz %d", code)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if code, _, body := get("/readyz"); code != http.StatusOK {
+			return fmt.Errorf("/readyz %d: %s", code, body)
+		}
+		return nil
+	})
+	_, fams := scrape(t, base+"/metrics")
+	for _, c := range []string{"nats", "store", "routes"} {
+		if v := value(fams, "amtsbote_ready", map[string]string{"check": c}); v != 1 {
+			t.Errorf("amtsbote_ready{check=%q} = %v, want 1", c, v)
+		}
+	}
+	if _, ok := fams["amtsbote_route_resolutions_total"]; !ok {
+		t.Error("the router's process does not export amtsbote_route_resolutions_total")
+	}
+
+	node.Shutdown()
+	eventually(t, 30*time.Second, func() error {
+		code, ctype, body := get("/readyz")
+		if code != http.StatusServiceUnavailable || ctype != "application/problem+json" {
+			return fmt.Errorf("/readyz %d %s without NATS: %s", code, ctype, body)
+		}
+		if !strings.Contains(string(body), "nats") {
+			return fmt.Errorf("/readyz does not name nats: %s", body)
+		}
+		return nil
+	})
+	if code, _, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz %d without NATS, want 200: the process lives", code)
+	}
+	// Back, so that the process drains and stops cleanly.
+	node.Restart(t)
 }
