@@ -20,6 +20,8 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/tracing"
+	"github.com/amtsbote/amtsbote/services/gateway"
+	"github.com/amtsbote/amtsbote/services/gateway/routingapi"
 )
 
 // devConfig configures `amtsbote dev`.
@@ -31,6 +33,9 @@ type devConfig struct {
 	DatabaseURL string
 	LogLevel    string
 	OTLP        string
+	Limits      gateway.Limits
+	RoutesRate  float64
+	RoutesBurst int
 }
 
 func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, error) {
@@ -48,9 +53,25 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
 	otlpFlag(fs, &c.OTLP, env)
+	routesRate, err := strconv.ParseFloat(env.str("AMTSBOTE_ROUTES_RATE", strconv.Itoa(routingapi.DefaultRateLimit)), 64)
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_ROUTES_RATE: %w", err)
+	}
+	routesBurst, err := strconv.Atoi(env.str("AMTSBOTE_ROUTES_BURST", strconv.Itoa(routingapi.DefaultRateBurst)))
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_ROUTES_BURST: %w", err)
+	}
+	// A load test measures the Routing API from one address.
+	fs.Float64Var(&c.RoutesRate, "routes-rate", routesRate, "Routing API requests per second per address; 429 beyond it (AMTSBOTE_ROUTES_RATE)")
+	fs.IntVar(&c.RoutesBurst, "routes-burst", routesBurst, "Routing API requests at once per address (AMTSBOTE_ROUTES_BURST)")
+	applyLimits, err := limitFlags(fs, env, &c.Limits)
+	if err != nil {
+		return c, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, ErrUsage
 	}
+	applyLimits()
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dev takes no arguments, got %q\n", fs.Args())
 		return c, ErrUsage
@@ -149,7 +170,8 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", natsURL, "store", storeName)
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
-		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Tracer: tp,
+		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Limits: cfg.Limits,
+		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Tracer: tp,
 	}
 	err = sys.Run(ctx)
 	log.Info("amtsbote dev stopped")

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +15,57 @@ import (
 	"github.com/amtsbote/amtsbote/internal/roles"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/services/gateway"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
 )
+
+// limitFlags defines the flags of the gateway's limits on fs, defaulting
+// from AMTSBOTE_* variables; apply fills l once fs is parsed.
+func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(), err error) {
+	dur := func(p *time.Duration, name, variable string, def time.Duration, usage string) error {
+		d, err := time.ParseDuration(env.str(variable, def.String()))
+		if err != nil {
+			return fmt.Errorf("%s: %w", variable, err)
+		}
+		fs.DurationVar(p, name, d, usage+" ("+variable+")")
+		return nil
+	}
+	num := func(name, variable string, def float64, usage string) (*float64, error) {
+		v, err := strconv.ParseFloat(env.str(variable, strconv.FormatFloat(def, 'g', -1, 64)), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", variable, err)
+		}
+		return fs.Float64(name, v, usage+" ("+variable+")"), nil
+	}
+	d := &l.Deadlines
+	if err := dur(&d.Body, "body-timeout", "AMTSBOTE_BODY_TIMEOUT", httpapi.DefaultBodyTimeout, "time a request body read whole has to arrive; 408 after it"); err != nil {
+		return nil, err
+	}
+	if err := dur(&d.Write, "write-timeout", "AMTSBOTE_WRITE_TIMEOUT", httpapi.DefaultWriteTimeout, "longest one write of an answer may make no progress"); err != nil {
+		return nil, err
+	}
+	rate, err := num("upload-min-rate", "AMTSBOTE_UPLOAD_MIN_RATE", httpapi.DefaultUploadRate, "least bytes per second of a streamed upload after a 30 s grace; 408 below it")
+	if err != nil {
+		return nil, err
+	}
+	pub, err := num("public-rate", "AMTSBOTE_PUBLIC_RATE", gateway.DefaultPublicRate.PerSecond, "requests per second per address to routes without a token (token, JWKS, keys, info, health, metrics); 429 beyond it")
+	if err != nil {
+		return nil, err
+	}
+	burst, err := num("public-burst", "AMTSBOTE_PUBLIC_BURST", float64(gateway.DefaultPublicRate.Burst), "requests at once per address to routes without a token")
+	if err != nil {
+		return nil, err
+	}
+	inflight, err := num("max-in-flight", "AMTSBOTE_MAX_IN_FLIGHT", gateway.DefaultInFlight, "requests the gateway serves at once; one more waits a second for a slot, then 503 with Retry-After (negative: no bound)")
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		l.InFlight = int(*inflight)
+		d.UploadRate = int64(*rate)
+		l.Public = httpapi.Rate{PerSecond: *pub, Burst: int(*burst)}
+	}, nil
+}
 
 // serveConfig configures `amtsbote serve`.
 type serveConfig struct {
@@ -29,6 +80,7 @@ type serveConfig struct {
 	Replicas    int
 	LogLevel    string
 	OTLP        string
+	Limits      gateway.Limits
 }
 
 var knownTargets = []string{"gateway", "signer", "router", "ledger"}
@@ -55,9 +107,14 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	fs.IntVar(&c.Replicas, "replicas", replicas, "JetStream replicas of the streams this process creates: 1, or 3 in a cluster (AMTSBOTE_REPLICAS)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
 	otlpFlag(fs, &c.OTLP, env)
+	applyLimits, err := limitFlags(fs, env, &c.Limits)
+	if err != nil {
+		return c, err
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, ErrUsage
 	}
+	applyLimits()
 	for _, t := range strings.Split(*targets, ",") {
 		t = strings.TrimSpace(t)
 		if !slices.Contains(knownTargets, t) {
@@ -124,7 +181,7 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	defer ln.Close()
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
-		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace, Tracer: tp,
+		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace, Limits: cfg.Limits, Tracer: tp,
 		Gateway: slices.Contains(cfg.Targets, "gateway"),
 		Signer:  slices.Contains(cfg.Targets, "signer"),
 		Router:  slices.Contains(cfg.Targets, "router"),

@@ -57,6 +57,11 @@ type Roles struct {
 	OIDCIssuer string
 	KeyGrace   time.Duration // 0 for the default
 	Retention  ledger.Retention
+	Limits     gateway.Limits // zero fields for the defaults
+	// RoutesRate and RoutesBurst are the Routing API's per-address limit;
+	// zero for the defaults.
+	RoutesRate  float64
+	RoutesBurst int
 }
 
 // runner is a component that blocks until its context is cancelled.
@@ -107,18 +112,22 @@ func (s *Roles) Run(ctx context.Context) error {
 			Routes:     routes,
 			Health:     ready,
 			Tracer:     s.Tracer,
+			Limits:     s.Limits,
+			RateLimit:  s.RoutesRate,
+			RateBurst:  s.RoutesBurst,
 		})
 		if err != nil {
 			return err
 		}
 		runners = append(runners, runner{"gateway", func(ctx context.Context) error {
-			return serveHTTP(ctx, s.Listener, gw.Handler(), s.Log)
+			// The gateway sets read and write deadlines per request itself.
+			return serveHTTP(ctx, s.Listener, gw.Handler(), 0, s.Log)
 		}})
 	} else if s.Listener != nil {
 		// Roles without the gateway still expose metrics and health.
 		h := ready.Handler(metrics.Handler(reg))
 		runners = append(runners, runner{"metrics", func(ctx context.Context) error {
-			return serveHTTP(ctx, s.Listener, h, s.Log)
+			return serveHTTP(ctx, s.Listener, h, 30*time.Second, s.Log)
 		}})
 	}
 	if s.Signer {
@@ -183,12 +192,18 @@ func runAll(ctx context.Context, log *slog.Logger, runners []runner) error {
 	return errors.Join(errs...)
 }
 
-// serveHTTP serves h on ln until ctx is cancelled, then shuts down gracefully.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+// serveHTTP serves h on ln until ctx is cancelled, then shuts down
+// gracefully. timeout bounds reading and answering a whole request; 0
+// leaves that to h, which must then set deadlines of its own: a server-wide
+// one would cut long downloads and uploads.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Duration, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       timeout,
+		WriteTimeout:      timeout,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)

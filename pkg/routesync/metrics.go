@@ -47,6 +47,14 @@ func (s *Syncer) Route(service string, a ars.ARS, at time.Time) (Match, bool) {
 	return m, ok
 }
 
+// NoRoute counts a resolution the caller ended before resolving: a place
+// or service that no route can match (level none).
+func (s *Syncer) NoRoute() {
+	if s.resolutions != nil {
+		s.resolutions.WithLabelValues(ars.Level(0).String()).Inc()
+	}
+}
+
 // Current is the readiness check of the routing table: loaded, and at the
 // registry's latest revision by the time ctx ends (a change published a
 // moment ago is waited for, one that never arrives is not).
