@@ -33,6 +33,7 @@ type devConfig struct {
 	DatabaseURL string
 	LogLevel    string
 	OTLP        string
+	Overdue     []time.Duration
 	Limits      gateway.Limits
 	RoutesRate  float64
 	RoutesBurst int
@@ -68,10 +69,14 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	if err != nil {
 		return c, err
 	}
+	overdue := fs.String("overdue-after", env.str("AMTSBOTE_OVERDUE_AFTER", defaultOverdue), "ages after which a submission not picked up is listed as overdue, comma-separated (AMTSBOTE_OVERDUE_AFTER)")
 	if err := fs.Parse(args); err != nil {
 		return c, ErrUsage
 	}
 	applyLimits()
+	if c.Overdue, err = parseOverdue(*overdue); err != nil {
+		return c, err
+	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dev takes no arguments, got %q\n", fs.Args())
 		return c, ErrUsage
@@ -170,8 +175,8 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", natsURL, "store", storeName)
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
-		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Limits: cfg.Limits,
-		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Tracer: tp,
+		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Delivery: true, Limits: cfg.Limits,
+		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Overdue: cfg.Overdue, Tracer: tp,
 	}
 	err = sys.Run(ctx)
 	log.Info("amtsbote dev stopped")

@@ -80,10 +80,11 @@ type serveConfig struct {
 	Replicas    int
 	LogLevel    string
 	OTLP        string
+	Overdue     []time.Duration
 	Limits      gateway.Limits
 }
 
-var knownTargets = []string{"gateway", "signer", "router", "ledger"}
+var knownTargets = []string{"gateway", "signer", "router", "ledger", "delivery"}
 
 func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConfig, error) {
 	var c serveConfig
@@ -111,10 +112,14 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	if err != nil {
 		return c, err
 	}
+	overdue := fs.String("overdue-after", env.str("AMTSBOTE_OVERDUE_AFTER", defaultOverdue), "ages after which a submission not picked up is listed as overdue, comma-separated (AMTSBOTE_OVERDUE_AFTER)")
 	if err := fs.Parse(args); err != nil {
 		return c, ErrUsage
 	}
 	applyLimits()
+	if c.Overdue, err = parseOverdue(*overdue); err != nil {
+		return c, err
+	}
 	for _, t := range strings.Split(*targets, ",") {
 		t = strings.TrimSpace(t)
 		if !slices.Contains(knownTargets, t) {
@@ -182,11 +187,33 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
 		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace, Limits: cfg.Limits, Tracer: tp,
-		Gateway: slices.Contains(cfg.Targets, "gateway"),
-		Signer:  slices.Contains(cfg.Targets, "signer"),
-		Router:  slices.Contains(cfg.Targets, "router"),
-		Ledger:  slices.Contains(cfg.Targets, "ledger"),
+		Gateway:  slices.Contains(cfg.Targets, "gateway"),
+		Signer:   slices.Contains(cfg.Targets, "signer"),
+		Router:   slices.Contains(cfg.Targets, "router"),
+		Ledger:   slices.Contains(cfg.Targets, "ledger"),
+		Delivery: slices.Contains(cfg.Targets, "delivery"),
+		Overdue:  cfg.Overdue,
 	}
 	fmt.Fprintf(stdout, "amtsbote serving %s on %s\n", strings.Join(cfg.Targets, ","), ln.Addr())
 	return sys.Run(ctx)
+}
+
+// defaultOverdue is FIT-Connect's reminders: day 3 and day 9.
+const defaultOverdue = "72h,216h"
+
+// parseOverdue reads --overdue-after: one or more increasing positive
+// durations, comma-separated.
+func parseOverdue(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("--overdue-after %q: %q is no positive duration such as 72h", s, f)
+		}
+		if len(out) > 0 && d <= out[len(out)-1] {
+			return nil, fmt.Errorf("--overdue-after %q: want increasing durations", s)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }

@@ -1,5 +1,5 @@
 // Package roles wires the roles one amtsbote process runs (gateway,
-// signer, router, ledger) to one bus and one store, and runs them until
+// signer, router, ledger, delivery) to one bus and one store, and runs them until
 // the context ends or one fails. The dev and serve commands use it.
 package roles
 
@@ -22,6 +22,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/delivery"
 	"github.com/amtsbote/amtsbote/services/gateway"
 	"github.com/amtsbote/amtsbote/services/ledger"
 	"github.com/amtsbote/amtsbote/services/router"
@@ -48,6 +49,7 @@ type Roles struct {
 	Signer   bool
 	Router   bool
 	Ledger   bool
+	Delivery bool
 
 	// Tracer records the spans of every role (nil: none). The bus's
 	// spans are set on the bus itself (bus.Bus.SetTracerProvider).
@@ -62,6 +64,9 @@ type Roles struct {
 	// zero for the defaults.
 	RoutesRate  float64
 	RoutesBurst int
+	// Overdue are the ages after which a submission not picked up is
+	// listed as overdue (nil for the default, 3 and 9 days).
+	Overdue []time.Duration
 }
 
 // runner is a component that blocks until its context is cancelled.
@@ -115,6 +120,7 @@ func (s *Roles) Run(ctx context.Context) error {
 			Limits:     s.Limits,
 			RateLimit:  s.RoutesRate,
 			RateBurst:  s.RoutesBurst,
+			Overdue:    s.Overdue,
 		})
 		if err != nil {
 			return err
@@ -161,6 +167,15 @@ func (s *Roles) Run(ctx context.Context) error {
 		if err := reg.Register(bus.NewCollector(s.Bus)); err != nil {
 			return fmt.Errorf("register jetstream metrics: %w", err)
 		}
+	}
+	if s.Delivery {
+		dl, err := delivery.New(delivery.Config{
+			Bus: s.Bus, Store: s.Store, Source: s.PublicURL, Logger: s.Log, Registry: reg,
+		})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"delivery", dl.Run})
 	}
 	return runAll(ctx, s.Log, runners)
 }

@@ -119,6 +119,9 @@ type Config struct {
 	// MaxImport bounds an imported reference data file in bytes (default
 	// admin.DefaultMaxImport).
 	MaxImport int64
+	// Overdue are the ages after which a submission not picked up is
+	// listed as overdue (default admin.DefaultOverdue).
+	Overdue []time.Duration
 }
 
 // DefaultPublicRate is the default per-address limit of the routes that
@@ -233,7 +236,10 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
-	acfg := admin.Config{API: api, Store: cfg.Store, Registry: changes, Routes: g.routes, MaxImport: cfg.MaxImport, Now: now}
+	acfg := admin.Config{API: api, Store: cfg.Store, Registry: changes, Routes: g.routes, MaxImport: cfg.MaxImport, Overdue: cfg.Overdue, Now: now}
+	if cfg.Bus != nil {
+		acfg.Dead = cfg.Bus
+	}
 	operator, err := admin.New(acfg)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)

@@ -84,6 +84,12 @@ func TestIsolationMatrix(t *testing.T) {
 				{method: http.MethodPost, path: "/admin/v1/destinations/" + dA.ID + "/deactivate", admin: true},
 				{method: http.MethodPost, path: "/admin/v1/clients", contentType: "application/json", body: `{"name":"intruder","scopes":["amtsbote:admin"]}`, admin: true},
 				{method: http.MethodGet, path: "/admin/v1/audit", admin: true},
+				{method: http.MethodGet, path: "/admin/v1/dead-letters", admin: true},
+				{method: http.MethodGet, path: "/admin/v1/dead-letters/1", admin: true},
+				{method: http.MethodPost, path: "/admin/v1/dead-letters/1/redrive", admin: true},
+				{method: http.MethodPost, path: "/admin/v1/dead-letters/redrive", admin: true},
+				{method: http.MethodDelete, path: "/admin/v1/dead-letters/1", admin: true},
+				{method: http.MethodGet, path: "/admin/v1/overdue", admin: true},
 			}
 			for _, ep := range endpoints {
 				for _, cred := range unauthenticated {

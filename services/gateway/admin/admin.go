@@ -1,6 +1,7 @@
 // Package admin serves Amtsbote's operator API under /admin/v1/:
 // destinations, their keys and status, OAuth clients, the audit log,
-// reference data imports and coverage. Every change goes through the
+// reference data imports and coverage, dead letters and overdue
+// submissions. Every change goes through the
 // registry operations (pkg/registry), as the operator commands do. Request
 // bodies are decoded strictly: a member the format does not define is
 // refused, so a misspelt field never passes silently.
@@ -43,6 +44,8 @@ type Store interface {
 	Client(ctx context.Context, id string) (store.Client, error)
 	Clients(ctx context.Context) ([]store.Client, error)
 	AuditLog(ctx context.Context, object string, p store.Page) ([]store.AuditEntry, error)
+	Audit(ctx context.Context, e store.AuditEntry) error
+	Overdue(ctx context.Context, cutoffs []time.Time) ([]store.OverdueDestination, error)
 }
 
 // Config is what an API needs. API, Store and Registry are required.
@@ -55,7 +58,12 @@ type Config struct {
 	Routes *routesync.Syncer
 	// MaxImport bounds an imported file in bytes (default DefaultMaxImport).
 	MaxImport int64
-	Now       func() time.Time
+	// Dead is DEAD's dead letters; nil answers their endpoints with 503.
+	Dead DeadLetters
+	// Overdue are the ages after which a submission not picked up is
+	// listed as overdue, increasing (default DefaultOverdue).
+	Overdue []time.Duration
+	Now     func() time.Time
 }
 
 // API serves the operator API. It is safe for concurrent use.
@@ -65,6 +73,8 @@ type API struct {
 	registry  *registry.Registry
 	routes    *routesync.Syncer
 	maxImport int64
+	dead      DeadLetters
+	overdue   []time.Duration
 	now       func() time.Time
 }
 
@@ -73,7 +83,16 @@ func New(cfg Config) (*API, error) {
 	if cfg.API == nil || cfg.Store == nil || cfg.Registry == nil {
 		return nil, errors.New("new admin api: no API, store or registry")
 	}
-	a := &API{api: cfg.API, store: cfg.Store, registry: cfg.Registry, routes: cfg.Routes, maxImport: cfg.MaxImport, now: cfg.Now}
+	a := &API{api: cfg.API, store: cfg.Store, registry: cfg.Registry, routes: cfg.Routes, maxImport: cfg.MaxImport,
+		dead: cfg.Dead, overdue: cfg.Overdue, now: cfg.Now}
+	if len(a.overdue) == 0 {
+		a.overdue = DefaultOverdue
+	}
+	for i, d := range a.overdue {
+		if d <= 0 || (i > 0 && d <= a.overdue[i-1]) {
+			return nil, fmt.Errorf("new admin api: overdue ages %v: want positive and increasing", a.overdue)
+		}
+	}
 	if a.maxImport == 0 {
 		a.maxImport = DefaultMaxImport
 	}
@@ -102,6 +121,12 @@ func (a *API) Routes(m *httpapi.Mux) {
 	m.HandleStream("POST "+Prefix+"/import/leika", admin(a.handleImportLeika))
 	m.HandleStream("POST "+Prefix+"/import/plz", admin(a.handleImportPLZ))
 	m.Handle("GET "+Prefix+"/coverage", admin(a.handleCoverage))
+	m.Handle("GET "+Prefix+"/dead-letters", admin(a.handleListDeadLetters))
+	m.Handle("POST "+Prefix+"/dead-letters/redrive", admin(a.handleRedriveDeadLetters))
+	m.Handle("GET "+Prefix+"/dead-letters/{seq}", admin(a.handleGetDeadLetter))
+	m.Handle("POST "+Prefix+"/dead-letters/{seq}/redrive", admin(a.handleRedriveDeadLetter))
+	m.Handle("DELETE "+Prefix+"/dead-letters/{seq}", admin(a.handlePurgeDeadLetter))
+	m.Handle("GET "+Prefix+"/overdue", admin(a.handleOverdue))
 }
 
 // destinationList is FIT-Connect's DestinationList shape with admin views.
