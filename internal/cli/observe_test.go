@@ -241,9 +241,8 @@ var seriesName = regexp.MustCompile(`\bamtsbote_[a-z0-9_]+`)
 
 // checkQueriedSeries holds every amtsbote_ series the Grafana dashboard
 // and the alert rules name against what the processes export: a dev
-// scrape, and the series of roles dev does not run (callbacks of the
-// delivery role, sink deliveries of subscribers) as their shared
-// constructors in pkg/metrics register them.
+// scrape, and the sink deliveries of subscribers, which dev does not
+// run, as their shared constructor in pkg/metrics registers them.
 func checkQueriedSeries(t *testing.T, fams map[string]*dto.MetricFamily) {
 	exported := map[string]bool{}
 	add := func(fams map[string]*dto.MetricFamily) {
@@ -258,9 +257,6 @@ func checkQueriedSeries(t *testing.T, fams map[string]*dto.MetricFamily) {
 	}
 	add(fams)
 	reg := metrics.NewRegistry()
-	if _, err := metrics.NewCallbacks(reg); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := metrics.NewSinks(reg, "directory", "http", "postgres"); err != nil {
 		t.Fatal(err)
 	}

@@ -2,9 +2,9 @@
 // Prometheus metrics: a registry of its own with the Go and process
 // collectors, the handler serving it, registration that lets two
 // components of one process share a series, the bounded label values
-// (status class, Land), and the series that roles outside the submission
-// flow count (callbacks, sink deliveries), so that every process names
-// them alike and the shipped dashboard and alerts find them.
+// (status class, Land), and the sink deliveries a subscriber counts, so
+// that every subscriber names them alike and the shipped dashboard finds
+// them.
 //
 // Labels are bounded by construction: never an id, a path or a token.
 package metrics
@@ -88,50 +88,6 @@ func Land(ars string) string {
 // LatencyBuckets are the buckets of stage latencies: from a tenth of a
 // second to three weeks, the span between a submit and a late accept.
 var LatencyBuckets = []float64{0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400, 14 * 86400, 21 * 86400}
-
-// Callback outcomes, the outcome label of amtsbote_callbacks_total.
-const (
-	CallbackDelivered = "delivered" // the receiver answered 2xx
-	CallbackRetry     = "retry"     // failed; it will be tried again
-	CallbackFailed    = "failed"    // failed for good (dead-lettered)
-)
-
-// Callbacks counts callbacks to senders and receivers by outcome; the
-// delivery role owns them.
-type Callbacks struct {
-	total    *prometheus.CounterVec
-	duration prometheus.Histogram
-}
-
-// NewCallbacks registers the callback series on reg, with every outcome
-// present from the start.
-func NewCallbacks(reg prometheus.Registerer) (*Callbacks, error) {
-	total, err := Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "amtsbote_callbacks_total",
-		Help: "Callbacks (new-submissions, new-events) attempted, by outcome: delivered, retry or failed.",
-	}, []string{"outcome"}))
-	if err != nil {
-		return nil, err
-	}
-	duration, err := Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "amtsbote_callback_duration_seconds",
-		Help:    "Time a callback attempt took until the receiver answered or it failed.",
-		Buckets: prometheus.DefBuckets,
-	}))
-	if err != nil {
-		return nil, err
-	}
-	for _, o := range []string{CallbackDelivered, CallbackRetry, CallbackFailed} {
-		total.WithLabelValues(o)
-	}
-	return &Callbacks{total: total, duration: duration}, nil
-}
-
-// Observe counts one callback attempt with outcome that took d.
-func (c *Callbacks) Observe(outcome string, d time.Duration) {
-	c.total.WithLabelValues(outcome).Inc()
-	c.duration.Observe(d.Seconds())
-}
 
 // Sink outcomes, the outcome label of amtsbote_sink_deliveries_total.
 const (

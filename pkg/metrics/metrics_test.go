@@ -40,28 +40,29 @@ func TestStatusClass(t *testing.T) {
 
 func TestRegisterShares(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	a, err := metrics.NewCallbacks(reg)
+	a, err := metrics.NewSinks(reg, "http")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := metrics.NewCallbacks(reg)
+	b, err := metrics.NewSinks(reg, "http")
 	if err != nil {
 		t.Fatalf("second registration: %v", err)
 	}
-	a.Observe(metrics.CallbackDelivered, time.Millisecond)
-	b.Observe(metrics.CallbackFailed, time.Millisecond)
+	a.Observe("http", metrics.SinkDelivered, time.Millisecond)
+	b.Observe("http", metrics.SinkFailed, time.Millisecond)
 	want := `
-# HELP amtsbote_callbacks_total Callbacks (new-submissions, new-events) attempted, by outcome: delivered, retry or failed.
-# TYPE amtsbote_callbacks_total counter
-amtsbote_callbacks_total{outcome="delivered"} 1
-amtsbote_callbacks_total{outcome="failed"} 1
-amtsbote_callbacks_total{outcome="retry"} 0
+# HELP amtsbote_sink_deliveries_total Subscriber deliveries into a sink, by sink kind and outcome.
+# TYPE amtsbote_sink_deliveries_total counter
+amtsbote_sink_deliveries_total{kind="http",outcome="delivered"} 1
+amtsbote_sink_deliveries_total{kind="http",outcome="duplicate"} 0
+amtsbote_sink_deliveries_total{kind="http",outcome="failed"} 1
+amtsbote_sink_deliveries_total{kind="http",outcome="retry"} 0
 `
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "amtsbote_callbacks_total"); err != nil {
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "amtsbote_sink_deliveries_total"); err != nil {
 		t.Error(err)
 	}
 	// A collector of another shape under the same name is refused.
-	if _, err := metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "amtsbote_callbacks_total", Help: "x"})); err == nil {
+	if _, err := metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "amtsbote_sink_deliveries_total", Help: "x"})); err == nil {
 		t.Error("a counter without labels registered over the labelled one")
 	}
 }
