@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/internal/roles"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/registry"
+	"github.com/amtsbote/amtsbote/pkg/tracing"
 	"github.com/amtsbote/amtsbote/services/gateway"
 	"github.com/amtsbote/amtsbote/services/gateway/routingapi"
 )
@@ -30,6 +32,7 @@ type devConfig struct {
 	NATSPort    int
 	DatabaseURL string
 	LogLevel    string
+	OTLP        string
 	Overdue     []time.Duration
 	Limits      gateway.Limits
 	RoutesRate  float64
@@ -50,6 +53,7 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	fs.IntVar(&c.NATSPort, "nats-port", natsPort, "port of the embedded NATS on 127.0.0.1; -1 picks a free one (AMTSBOTE_NATS_PORT)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	otlpFlag(fs, &c.OTLP, env)
 	routesRate, err := strconv.ParseFloat(env.str("AMTSBOTE_ROUTES_RATE", strconv.Itoa(routingapi.DefaultRateLimit)), 64)
 	if err != nil {
 		return c, fmt.Errorf("AMTSBOTE_ROUTES_RATE: %w", err)
@@ -123,6 +127,12 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		return err
 	}
 	defer b.Close()
+	tp, stopTracing, err := setupTracing(ctx, cfg.OTLP, "dev", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	b.SetTracerProvider(tp)
 	if err := b.Ensure(ctx, bus.TopologyConfig{Replicas: 1}); err != nil {
 		return fmt.Errorf("create streams: %w", err)
 	}
@@ -166,7 +176,7 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
 		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Delivery: true, Limits: cfg.Limits,
-		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Overdue: cfg.Overdue,
+		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Overdue: cfg.Overdue, Tracer: tp,
 	}
 	err = sys.Run(ctx)
 	log.Info("amtsbote dev stopped")
@@ -198,5 +208,31 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// otlpFlag defines --otlp-endpoint, from AMTSBOTE_OTLP_ENDPOINT or else
+// OpenTelemetry's own OTEL_EXPORTER_OTLP_ENDPOINT.
+func otlpFlag(fs *flag.FlagSet, v *string, env envReader) {
+	def := env.str("AMTSBOTE_OTLP_ENDPOINT", env.str("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+	fs.StringVar(v, "otlp-endpoint", def, "OTLP/HTTP collector to send traces to, e.g. http://otel-collector:4318; empty: no traces (AMTSBOTE_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT)")
+}
+
+// setupTracing starts tracing to endpoint (none when empty) and returns
+// the provider and a function flushing what is left at exit.
+func setupTracing(ctx context.Context, endpoint, role string, log *slog.Logger) (trace.TracerProvider, func(), error) {
+	tp, shutdown, err := tracing.Setup(ctx, tracing.Config{Endpoint: endpoint, Role: role})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--otlp-endpoint: %w", err)
+	}
+	if endpoint != "" {
+		log.Info("tracing", "otlp_endpoint", maskURL(endpoint))
+	}
+	return tp, func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			log.Warn("spans not all sent at exit", "err", err)
+		}
+	}, nil
 }

@@ -17,8 +17,11 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/tracing"
 )
 
 // Dead-letter reasons this package uses itself.
@@ -255,7 +258,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
-	h = chain(h, cfg.Middleware)
+	h = b.chain(h, cfg)
 	cons, err := b.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
 		Durable:        cfg.Durable,
 		FilterSubjects: cfg.FilterSubjects,
@@ -324,12 +327,19 @@ fetch:
 
 // chain wraps h in mw, the message's trace inside them, and the
 // recovery of a panic around all.
-func chain(h Handler, mw []Middleware) Handler {
+func (b *Bus) chain(h Handler, cfg ConsumerConfig) Handler {
 	inner := h
 	h = func(ctx context.Context, m *Message) error {
 		tp, _ := m.Event.Extensions()[ExtensionTraceparent].(string)
-		return inner(ContextWithTraceparent(ctx, tp), m)
+		ctx, end := tracing.Start(ContextWithTraceparent(ctx, tp), b.tracer, "consume "+m.Stream, trace.SpanKindConsumer,
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", m.Subject), attribute.String("messaging.consumer.group.name", cfg.Durable),
+			attribute.Int("messaging.nats.delivery_attempt", m.Attempt), attribute.Int64("messaging.nats.stream_sequence", int64(m.Sequence)))
+		err := inner(ctx, m)
+		end(err)
+		return err
 	}
+	mw := cfg.Middleware
 	for i := len(mw) - 1; i >= 0; i-- {
 		h = mw[i](h)
 	}
