@@ -32,6 +32,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/jose"
@@ -79,9 +81,6 @@ type Config struct {
 	API *client.Client
 	// Bus is the NATS connection; required in mode nats.
 	Bus *bus.Bus
-	// Bind makes the NATS consumer bind to an existing durable without
-	// creating or updating it, as a user with consume-only permissions must.
-	Bind bool
 	// BackoffBase is the first nak delay after a transient failure in mode
 	// nats; default 1s.
 	BackoffBase time.Duration
@@ -275,19 +274,27 @@ func delivery(rec *client.Received) sink.Delivery {
 // runNATS consumes the INBOX durable until ctx ends.
 func (s *Subscriber) runNATS(ctx context.Context) error {
 	n := s.conf.NATS
-	err := s.cfg.Bus.Consume(ctx, bus.ConsumerConfig{
+	cc := bus.ConsumerConfig{
 		Stream:         bus.StreamInbox,
 		Durable:        n.Durable,
 		FilterSubjects: n.Filters,
-		Bind:           s.cfg.Bind,
-		AckWait:        DefaultAckWait,
-		MaxDeliver:     DefaultMaxDeliver,
-		MaxAckPending:  4 * s.conf.Concurrency,
-		Concurrency:    s.conf.Concurrency,
-		BackoffBase:    s.cfg.BackoffBase,
-		BackoffMax:     5 * time.Minute,
-		Logger:         s.log,
-	}, s.handleMessage)
+		// An operator's durable is used as it is: a subscriber's NATS
+		// user may consume it but neither create nor change one.
+		Bind:          true,
+		AckWait:       DefaultAckWait,
+		MaxDeliver:    DefaultMaxDeliver,
+		MaxAckPending: 4 * s.conf.Concurrency,
+		Concurrency:   s.conf.Concurrency,
+		BackoffBase:   s.cfg.BackoffBase,
+		BackoffMax:    5 * time.Minute,
+		Logger:        s.log,
+	}
+	err := s.cfg.Bus.Consume(ctx, cc, s.handleMessage)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
+		s.log.Info("subscriber: creating the durable consumer", "consumer", n.Durable, "filters", n.Filters)
+		cc.Bind = false
+		err = s.cfg.Bus.Consume(ctx, cc, s.handleMessage)
+	}
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("subscriber: %w", err)
 	}
