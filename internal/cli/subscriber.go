@@ -58,7 +58,11 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 
 	var b *bus.Bus
 	if conf.Mode == config.ModeNATS {
-		opts := []nats.Option{nats.Name("amtsbote-subscriber " + conf.NATS.Durable)}
+		opts := []nats.Option{
+			nats.Name("amtsbote-subscriber " + conf.NATS.Durable),
+			// Answers to this subscriber only: its user may subscribe to nothing else.
+			nats.CustomInboxPrefix(bus.SubscriberInboxPrefix(conf.NATS.Durable)),
+		}
 		switch n := conf.NATS; {
 		case n.Credentials != "":
 			opts = append(opts, nats.UserCredentials(n.Credentials))

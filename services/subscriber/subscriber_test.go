@@ -1,0 +1,255 @@
+package subscriber_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/services/subscriber"
+	"github.com/amtsbote/amtsbote/services/subscriber/config"
+	"github.com/amtsbote/amtsbote/services/subscriber/sink"
+)
+
+// startSubscriber loads file and runs a subscriber in the test process
+// until the test ends.
+func startSubscriber(t *testing.T, s *system, file string) *flowtest.Running {
+	t.Helper()
+	conf, err := config.Load(file)
+	if err != nil {
+		t.Fatalf("load config: %v", err)
+	}
+	sk, err := conf.Sink.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sk.Close() })
+	api := s.api(t, conf.HTTP.ClientID, conf.HTTP.ClientSecret.Reveal())
+	cfg := subscriber.Config{Conf: conf, Sink: sk, API: api, BackoffBase: 200 * time.Millisecond}
+	if conf.Mode == config.ModeNATS {
+		cfg.Bus = s.bus
+	}
+	sub, err := subscriber.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return flowtest.Start(t, sub)
+}
+
+// delivered lists the submission folders of a directory sink.
+func delivered(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, e := range entries {
+		if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+			out[e.Name()] = true
+		}
+	}
+	return out
+}
+
+// TestHTTPPickup: submissions picked up from the pickup list land
+// decrypted in the directory sink, and the sender sees each accepted.
+func TestHTTPPickup(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 2)...)
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	dir := t.TempDir()
+	sinkDir := filepath.Join(dir, "sink")
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, dests...)
+	startSubscriber(t, s, file)
+
+	ctx := context.Background()
+	var receipts []client.Receipt
+	for i := range 4 {
+		r, err := s.submit(ctx, s.sender, dests[i%2], i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		receipts = append(receipts, r)
+	}
+	for i, r := range receipts {
+		eventually(t, 30*time.Second, func() error {
+			st, err := statusOf(ctx, s.sender, r)
+			if err != nil {
+				return err
+			}
+			if st.Decision != client.StateAccepted {
+				return fmt.Errorf("decision %s", st.Decision)
+			}
+			return nil
+		})
+		folder := filepath.Join(sinkDir, r.SubmissionID)
+		data, err := os.ReadFile(filepath.Join(folder, "data.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf(`{"antrag":%d,"gemeinde":%q}`, i, dests[i%2].ARS); string(data) != want {
+			t.Errorf("data %s, want %s", data, want)
+		}
+		att, err := os.ReadFile(filepath.Join(folder, sink.AttachmentDir, fmt.Sprintf("antrag-%d.pdf", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := strings.Repeat(fmt.Sprintf("%%PDF-%d ", i), 200); string(att) != want {
+			t.Errorf("attachment of %d differs", i)
+		}
+	}
+	if got := delivered(t, sinkDir); len(got) != len(receipts) {
+		t.Errorf("%d folders in the sink, want %d", len(got), len(receipts))
+	}
+}
+
+// tamper rewrites the submit request (PUT /v1/submissions/{id}) of a
+// sender: f changes its body's encryptedMetadata and encryptedData.
+type tamper struct {
+	next http.RoundTripper
+	f    func(body map[string]string)
+}
+
+var submitPath = regexp.MustCompile(`^/v1/submissions/[0-9a-f-]{36}$`)
+
+func (tp tamper) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method != http.MethodPut || !submitPath.MatchString(req.URL.Path) {
+		return tp.next.RoundTrip(req)
+	}
+	raw, err := io.ReadAll(req.Body)
+	if err != nil {
+		return nil, err
+	}
+	var body map[string]string
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return nil, err
+	}
+	tp.f(body)
+	raw, _ = json.Marshal(body)
+	req = req.Clone(req.Context())
+	req.Body, req.ContentLength = io.NopCloser(bytes.NewReader(raw)), int64(len(raw))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(raw)), nil }
+	return tp.next.RoundTrip(req)
+}
+
+// flipCiphertext changes one byte of a compact JWE's ciphertext.
+func flipCiphertext(t *testing.T, compact string) string {
+	t.Helper()
+	parts := strings.Split(compact, ".")
+	if len(parts) != 5 || len(parts[3]) < 8 {
+		t.Fatalf("not a compact JWE: %d parts", len(parts))
+	}
+	c := []byte(parts[3])
+	// A-Z a-z stay valid base64url characters with other bits.
+	if c[2] == 'A' {
+		c[2] = 'B'
+	} else {
+		c[2] = 'A'
+	}
+	parts[3] = string(c)
+	return strings.Join(parts, ".")
+}
+
+// TestRejects: a submission that fails a check is rejected with the
+// problem of the check, the sender sees it in its event log, and the
+// sink never gets it; the submissions beside it are accepted.
+func TestRejects(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 2)...)
+	good, wrongKey := dests[0], dests[1]
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	dir := t.TempDir()
+	sinkDir := filepath.Join(dir, "sink")
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n",
+		keyPair(t, encKey), map[string]jose.KeyPair{wrongKey.ID: keyPair(t, otherEncKey)}, dests...)
+	startSubscriber(t, s, file)
+
+	pub := withKID(keyPair(t, encKey), "enc-"+good.ID).Public
+	encrypt := func(plain string) string {
+		jwe, err := jose.Encrypt([]byte(plain), &pub, "application/json")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return jwe
+	}
+	cases := []struct {
+		name     string
+		dest     testDestination
+		f        func(map[string]string)
+		wantType string
+		wantPart string
+	}{
+		{"one flipped byte in the data", good, func(b map[string]string) { b["encryptedData"] = flipCiphertext(t, b["encryptedData"]) }, "decryption-failed", "data"},
+		{"one flipped byte in the metadata", good, func(b map[string]string) { b["encryptedMetadata"] = flipCiphertext(t, b["encryptedMetadata"]) }, "decryption-failed", "metadata"},
+		{"wrong key", wrongKey, func(map[string]string) {}, "decryption-failed", "metadata"},
+		{"hash mismatch", good, func(b map[string]string) { b["encryptedData"] = encrypt(`{"antrag":"anders"}`) }, "hash-mismatch", "data"},
+		{"metadata against the schema", good, func(b map[string]string) {
+			b["encryptedMetadata"] = encrypt(`{"contentStructure":{"attachments":"keine"}}`)
+		}, "invalid-metadata", "metadata"},
+	}
+	ctx := context.Background()
+	sid, ssecret := s.clientFor(t, "tampering sender", "send:region:DE08")
+	// The tampering sender reads its own cases' event logs.
+	reader := s.api(t, sid, ssecret)
+	receipts := make([]client.Receipt, len(cases))
+	for i, c := range cases {
+		hc := &http.Client{Transport: tamper{next: http.DefaultTransport, f: c.f}, Timeout: time.Minute}
+		sender, err := client.New(s.baseURL, client.Credentials(sid, ssecret), client.HTTPClient(hc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if receipts[i], err = s.submit(ctx, sender, c.dest, i); err != nil {
+			t.Fatalf("%s: submit: %v", c.name, err)
+		}
+	}
+	control, err := s.submit(ctx, s.sender, good, 99)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var st client.Status
+			eventually(t, 30*time.Second, func() error {
+				// The tags the backbone recorded are those of the
+				// tampered JWEs, not those the sender made.
+				st, err = reader.Sender().Status(ctx, receipts[i].CaseID, receipts[i].SubmissionID)
+				if err == nil && st.Decision == "" {
+					return fmt.Errorf("no decision yet: %s", st.State)
+				}
+				return err
+			})
+			if st.Decision != client.StateRejected || len(st.Problems) != 1 {
+				t.Fatalf("decision %s with %d problems, want rejected with 1", st.Decision, len(st.Problems))
+			}
+			if p := st.Problems[0]; p.Type != problem.Base+c.wantType || p.Instance != c.wantPart {
+				t.Errorf("problem %s at %s, want %s at %s", p.Type, p.Instance, problem.Base+c.wantType, c.wantPart)
+			}
+		})
+	}
+	eventually(t, 30*time.Second, func() error {
+		st, err := statusOf(ctx, s.sender, control)
+		if err == nil && st.Decision != client.StateAccepted {
+			return fmt.Errorf("control: %s", st.Decision)
+		}
+		return err
+	})
+	if got := delivered(t, sinkDir); len(got) != 1 || !got[control.SubmissionID] {
+		t.Errorf("sink holds %v, want only the control %s", got, control.SubmissionID)
+	}
+}
