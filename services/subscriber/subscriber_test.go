@@ -15,7 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
@@ -252,4 +256,140 @@ func TestRejects(t *testing.T) {
 	if got := delivered(t, sinkDir); len(got) != 1 || !got[control.SubmissionID] {
 		t.Errorf("sink holds %v, want only the control %s", got, control.SubmissionID)
 	}
+}
+
+// TestNATS: a subscriber whose NATS user may only consume its own durable
+// (as deploy/nats and dev configure it) picks up destination A's
+// submissions from INBOX; with A's credentials nothing of B's can be
+// consumed over NATS, listed or fetched over HTTP.
+func TestNATS(t *testing.T) {
+	const durA, durB = "subscriber-a", "subscriber-b"
+	pwA := "pw-" + durA
+	s := newSystem(t,
+		bus.User{Name: durA, Password: pwA, Permissions: bus.SubscriberPermissions(durA)},
+		bus.User{Name: durB, Password: "pw-" + durB, Permissions: bus.SubscriberPermissions(durB)})
+	dests := s.addDestinations(t, kreisARS(t, 2)...)
+	a, b := dests[0], dests[1]
+	ctx := context.Background()
+	for dur, d := range map[string]testDestination{durA: a, durB: b} {
+		f, err := bus.InboxDestinationFilter(d.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.bus.EnsureConsumer(ctx, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: dur, FilterSubjects: []string{f}, AckWait: time.Minute}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rid, rsecret := s.receiverOf(t, a)
+	s.start(t)
+	dir := t.TempDir()
+	sinkDir := filepath.Join(dir, "sink")
+	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: %s\n  password: %s\n  durable: %s\n", s.natsURL, durA, pwA, durA)
+	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, a)
+	conf, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subBus, err := bus.Connect(ctx, conf.NATS.URL, nats.UserInfo(durA, pwA), nats.CustomInboxPrefix(bus.SubscriberInboxPrefix(durA)))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", durA, err)
+	}
+	t.Cleanup(func() { _ = subBus.Close() })
+	sk, err := conf.Sink.Open(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret), Bus: subBus})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+
+	ra, err := s.submit(ctx, s.sender, a, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb, err := s.submit(ctx, s.sender, b, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		st, err := statusOf(ctx, s.sender, ra)
+		if err == nil && st.Decision != client.StateAccepted {
+			return fmt.Errorf("decision %s", st.Decision)
+		}
+		return err
+	})
+	if got := delivered(t, sinkDir); len(got) != 1 || !got[ra.SubmissionID] {
+		t.Errorf("sink holds %v, want only %s", got, ra.SubmissionID)
+	}
+
+	t.Run("NATS denies B's consumer and subjects", func(t *testing.T) {
+		errs := make(chan error, 16)
+		nc, err := nats.Connect(s.natsURL, nats.UserInfo(durA, pwA), nats.CustomInboxPrefix(bus.SubscriberInboxPrefix(durA)),
+			nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+				select {
+				case errs <- err:
+				default:
+				}
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantViolation := func(what, subject string) {
+			t.Helper()
+			select {
+			case err := <-errs:
+				if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(err.Error(), "Permissions Violation") {
+					t.Errorf("%s: %v, want a permissions violation", what, err)
+				} else if !strings.Contains(err.Error(), subject) {
+					t.Errorf("%s: %v, want it to name %s", what, err, subject)
+				}
+			case <-time.After(5 * time.Second):
+				t.Errorf("%s: no permissions violation", what)
+			}
+		}
+		short, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		if _, err := js.Consumer(short, bus.StreamInbox, durB); err == nil {
+			t.Error("bound B's consumer")
+		}
+		wantViolation("bind B's durable", "$JS.API.CONSUMER.INFO.INBOX."+durB)
+		fb, _ := bus.InboxDestinationFilter(b.ID)
+		short2, cancel2 := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel2()
+		if _, err := js.CreateConsumer(short2, bus.StreamInbox, jetstream.ConsumerConfig{Durable: "mine", FilterSubject: fb}); err == nil {
+			t.Error("created a consumer on B's subjects")
+		}
+		wantViolation("create a consumer on B's subjects", "$JS.API.CONSUMER.CREATE.INBOX")
+		if _, err := nc.SubscribeSync(bus.PrefixInbox + ".>"); err == nil {
+			_ = nc.Flush()
+		}
+		wantViolation("subscribe to the inbox subjects", bus.PrefixInbox+".>")
+		if _, err := nc.SubscribeSync("_INBOX.>"); err == nil {
+			_ = nc.Flush()
+		}
+		wantViolation("subscribe to others' answers", "_INBOX.>")
+	})
+
+	t.Run("HTTP denies B's submissions", func(t *testing.T) {
+		recv := s.api(t, rid, rsecret).Receiver()
+		_, err := recv.ListSubmissions(ctx, b.ID, 0, 0)
+		if p, ok := problem.As(err); !ok || p.Status != http.StatusForbidden {
+			t.Errorf("list B's submissions: %v, want 403", err)
+		}
+		ring, err := client.NewKeyRing(withKID(keyPair(t, encKey), "enc-"+b.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = recv.Fetch(ctx, rb.SubmissionID, ring)
+		if p, ok := problem.As(err); !ok || p.Status != http.StatusNotFound {
+			t.Errorf("fetch B's submission: %v, want 404", err)
+		}
+	})
 }
