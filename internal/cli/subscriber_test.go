@@ -74,3 +74,47 @@ func TestQuickStartSubscriber(t *testing.T) {
 		t.Error("dev kept no NATS users")
 	}
 }
+
+// TestSubscriberStartErrors: a configuration naming a missing key file,
+// or a signing key where an encryption key belongs, stops the subscriber
+// at start with the file, line and field.
+func TestSubscriberStartErrors(t *testing.T) {
+	dir := t.TempDir()
+	// A signing key made for the configuration's tests.
+	raw, err := os.ReadFile(filepath.Join("..", "..", "services", "subscriber", "config", "testdata", "keys", "sig.private.jwk.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sig.jwk.json"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const head = "mode: http\nhttp:\n  baseUrl: http://127.0.0.1:1\n  clientId: c\n  clientSecret: s\ndestinations:\n  - id: 2f0b0e1c-8d0a-4b9e-9c77-5f1b3d1e2a01\n"
+	const tail = "sink:\n  kind: directory\n  directory: sink\n"
+	cases := []struct {
+		name, keys, want string
+	}{
+		{"missing key file", "    encryptionKeys: [keys/enc.jwk.json]\n    signingKey: sig.jwk.json\n",
+			"subscriber.yaml:8: destinations[0].encryptionKeys[0]: file keys/enc.jwk.json: no such file"},
+		{"signing key for encryption", "    encryptionKeys: [sig.jwk.json]\n    signingKey: sig.jwk.json\n",
+			"subscriber.yaml:8: destinations[0].encryptionKeys[0]: file sig.jwk.json holds a signing (PS512) key, want an encryption (RSA-OAEP-256) key"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			file := filepath.Join(dir, "subscriber.yaml")
+			if err := os.WriteFile(file, []byte(head+c.keys+tail), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr strings.Builder
+			err := Run(context.Background(), []string{"subscriber", "--config", file}, func(string) string { return "" }, &stdout, &stderr)
+			if err == nil {
+				t.Fatal("started")
+			}
+			if want := filepath.Join(dir, c.want); !strings.Contains(stderr.String(), want) {
+				t.Errorf("stderr %q, want %q", stderr.String(), want)
+			}
+			if _, err := os.Stat(filepath.Join(dir, "sink")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the sink was opened: %v", err)
+			}
+		})
+	}
+}
