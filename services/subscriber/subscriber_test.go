@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -392,4 +394,94 @@ func TestNATS(t *testing.T) {
 			t.Errorf("fetch B's submission: %v, want 404", err)
 		}
 	})
+}
+
+// TestNATSSinkFailures: a Fachverfahren down for a while gets the
+// submission once it is back (the message is nakked and redelivered); one
+// that refuses a submission for good sends it to the dead letters with
+// the reason, and its case stays undecided.
+func TestNATSSinkFailures(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 2)...)
+	flaky, refusing := dests[0], dests[1]
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+
+	var mu sync.Mutex
+	posts := map[string]int{}
+	stored := map[string]bool{}
+	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var doc struct {
+			DestinationID string `json:"destinationId"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&doc)
+		key := r.Header.Get("Idempotency-Key")
+		mu.Lock()
+		defer mu.Unlock()
+		posts[key]++
+		switch {
+		case doc.DestinationID == refusing.ID:
+			http.Error(w, "Antragsart unbekannt", http.StatusUnprocessableEntity)
+		case posts[key] <= 3:
+			http.Error(w, "Wartung", http.StatusServiceUnavailable)
+		default:
+			stored[key] = true
+			w.WriteHeader(http.StatusCreated)
+		}
+	}))
+	t.Cleanup(fv.Close)
+
+	dir := t.TempDir()
+	// Amtsbote's own user may create the durable: the subscriber does.
+	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: sub-failures\n", s.natsURL, s.natsPW)
+	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
+	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, sinkYAML, keyPair(t, encKey), nil, dests...)
+	startSubscriber(t, s, file)
+
+	ctx := context.Background()
+	rf, err := s.submit(ctx, s.sender, flaky, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rr, err := s.submit(ctx, s.sender, refusing, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, func() error {
+		st, err := statusOf(ctx, s.sender, rf)
+		if err == nil && st.Decision != client.StateAccepted {
+			return fmt.Errorf("decision %s", st.Decision)
+		}
+		return err
+	})
+	var dead []*jetstream.RawStreamMsg
+	eventually(t, 30*time.Second, func() error {
+		dead = flowtest.Messages(t, s.bus, bus.StreamDead, bus.PrefixDead)
+		if len(dead) == 0 {
+			return errors.New("no dead letter")
+		}
+		return nil
+	})
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	d := dead[0]
+	if d.Subject != bus.PrefixDead+"."+subscriber.ReasonSinkRefused || d.Header.Get(bus.HeaderDeadReason) != subscriber.ReasonSinkRefused {
+		t.Errorf("dead letter on %s with reason %q", d.Subject, d.Header.Get(bus.HeaderDeadReason))
+	}
+	if !strings.Contains(d.Header.Get(bus.HeaderDeadError), "422") || !strings.HasSuffix(d.Header.Get(bus.HeaderOriginalSubject), refusing.ID) {
+		t.Errorf("dead letter error %q, original subject %q", d.Header.Get(bus.HeaderDeadError), d.Header.Get(bus.HeaderOriginalSubject))
+	}
+	st, err := s.sender.Sender().StatusOf(ctx, rr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Decision != "" {
+		t.Errorf("refused submission decided %s", st.Decision)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !stored[rf.SubmissionID] || stored[rr.SubmissionID] || posts[rr.SubmissionID] != 1 {
+		t.Errorf("stored %v after posts %v", stored, posts)
+	}
 }
