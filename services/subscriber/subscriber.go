@@ -156,12 +156,6 @@ func (s *Subscriber) Run(ctx context.Context) error {
 	return fmt.Errorf("subscriber: unknown mode %q", s.conf.Mode)
 }
 
-// transientError is a failure that a later attempt may not repeat.
-type transientError struct{ err error }
-
-func (e *transientError) Error() string { return e.err.Error() }
-func (e *transientError) Unwrap() error { return e.err }
-
 // Handle picks up one submission of the pickup list or the inbox: fetch,
 // check, deliver, accept; or reject when a check fails. It returns the
 // outcome, or an error: a *bus.PermanentError when retrying cannot help
