@@ -293,7 +293,8 @@ func TestKreis(t *testing.T) {
 		_ = proc.stop(t, syscall.SIGKILL)
 		proc = startProcess(t, logFile, "subscriber", "--config", file, "--log-level", "warn")
 	}
-	eventually(t, 10*time.Minute, func() error {
+	// Generous for a shared machine: a second per submission beyond ten minutes.
+	eventually(t, 10*time.Minute+time.Duration(n)*time.Second, func() error {
 		if c := acc.count(); c < n {
 			return fmt.Errorf("%d of %d accepted", c, n)
 		}
