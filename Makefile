@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/amtsbote/amtsbote/internal/cli.Version=$(VERSION)
 
-.PHONY: run build test test-short bench bench-routing kreis fuzz vet fmt
+.PHONY: run build test test-short bench bench-routing loadtest kreis fuzz vet fmt
 
 run:
 	$(GO) run -ldflags "$(LDFLAGS)" . dev
@@ -29,6 +29,15 @@ fmt:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime 2s ./pkg/set/ ./pkg/store/...
 	$(GO) run ./loadtest lifecycle -duration 20s
+
+# A scenario of loadtest/scenarios against dev (started with profiles) and
+# the yardsticks measured in the same run; writes report.json, report.html
+# and the profiles to loadtest/results/<time>-<scenario> and prints the
+# summary table. SCENARIO=burst, DURATION=15s, LOADTEST_FLAGS=-ack.
+SCENARIO ?= steady
+DURATION ?= 60s
+loadtest:
+	$(GO) run ./loadtest run -scenario $(SCENARIO) -duration $(DURATION) $(LOADTEST_FLAGS)
 
 # The routing table at Germany scale (build, bytes per route, resolutions
 # per second and p99 on one core), then GET /v1/routes over HTTP.

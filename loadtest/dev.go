@@ -17,6 +17,7 @@ import (
 // demoFile is the part of dev's demo.json the load test uses.
 type demoFile struct {
 	BaseURL string `json:"baseUrl"`
+	NATSURL string `json:"natsUrl"`
 	Clients []struct {
 		Role         string `json:"role"`
 		ClientID     string `json:"clientId"`
@@ -70,13 +71,18 @@ type dev struct {
 // buildAmtsbote builds the amtsbote command of the module the load test
 // belongs to into dir.
 func buildAmtsbote(ctx context.Context, dir string) (string, error) {
+	return buildCommand(ctx, dir, ".")
+}
+
+// buildCommand builds the module's command pkg into dir/amtsbote.
+func buildCommand(ctx context.Context, dir, pkg string) (string, error) {
 	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
 	if err != nil {
 		return "", fmt.Errorf("find the module: %w", err)
 	}
 	root := filepath.Dir(strings.TrimSpace(string(gomod)))
 	bin := filepath.Join(dir, "amtsbote")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build amtsbote: %w\n%s", err, out)
@@ -86,11 +92,14 @@ func buildAmtsbote(ctx context.Context, dir string) (string, error) {
 
 // startDev runs bin dev on dataDir and waits until it printed its demo
 // credentials (the first start generates RSA-4096 keys: seconds).
-func startDev(ctx context.Context, bin, dataDir, databaseURL string) (*dev, error) {
+// extra are further flags of dev, env further variables of its
+// environment.
+func startDev(ctx context.Context, bin, dataDir, databaseURL string, extra, env []string) (*dev, error) {
 	args := []string{"dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--nats-port", "-1", "--log-level", "warn"}
 	if databaseURL != "" {
 		args = append(args, "--database-url", databaseURL)
 	}
+	args = append(args, extra...)
 	d := &dev{cmd: exec.Command(bin, args...), done: make(chan error, 1), stderr: &lockedBuffer{}}
 	// The child's flags come from the arguments alone.
 	for _, kv := range os.Environ() {
@@ -98,6 +107,7 @@ func startDev(ctx context.Context, bin, dataDir, databaseURL string) (*dev, erro
 			d.cmd.Env = append(d.cmd.Env, kv)
 		}
 	}
+	d.cmd.Env = append(d.cmd.Env, env...)
 	stdout := &lockedBuffer{}
 	d.cmd.Stdout, d.cmd.Stderr = stdout, d.stderr
 	if err := d.cmd.Start(); err != nil {

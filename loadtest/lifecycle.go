@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -74,7 +72,7 @@ func runLifecycle(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 	fmt.Fprintln(stdout, "starting amtsbote dev (first start generates RSA-4096 keys)…")
-	d, err := startDev(ctx, cfg.bin, filepath.Join(dir, "data"), cfg.databaseURL)
+	d, err := startDev(ctx, cfg.bin, filepath.Join(dir, "data"), cfg.databaseURL, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -108,7 +106,7 @@ func runLifecycle(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if cfg.databaseURL != "" {
 		store = "PostgreSQL"
 	}
-	report(stdout, cfg, store, res, signRates)
+	printLifecycle(stdout, cfg, store, res, signRates)
 	return nil
 }
 
@@ -408,19 +406,8 @@ func pickUp(ctx context.Context, r *client.Receiver, sid string, dest *destinati
 	}
 }
 
-// specialistData returns n bytes of JSON.
-func specialistData(n int) ([]byte, error) {
-	const frame = `{"antrag":""}`
-	raw := make([]byte, (n-len(frame))*3/4+3)
-	if _, err := rand.Read(raw); err != nil {
-		return nil, err
-	}
-	b64 := base64.RawStdEncoding.EncodeToString(raw)[:n-len(frame)]
-	return []byte(`{"antrag":"` + b64 + `"}`), nil
-}
-
-// report prints the figures.
-func report(w io.Writer, cfg lifecycleConfig, store string, res result, signRates [2]float64) {
+// printLifecycle prints the figures.
+func printLifecycle(w io.Writer, cfg lifecycleConfig, store string, res result, signRates [2]float64) {
 	signRate := (signRates[0] + signRates[1]) / 2
 	rate := 0.0
 	if res.elapsed > 0 {

@@ -42,9 +42,11 @@ var errUsage = errors.New("usage")
 const usage = `loadtest: drives Amtsbote and prints figures; it asserts nothing.
 
 Usage:
-  go run ./loadtest lifecycle [flags]   announce → submit → route → pickup → accept in dev
+  go run ./loadtest run [flags]         a scenario of loadtest/scenarios against dev or a running
+                                        Amtsbote, with its yardsticks; writes report.json and report.html
+  go run ./loadtest lifecycle [flags]   announce → submit → route → pickup → accept in dev, closed loop
 
-Run 'go run ./loadtest lifecycle -h' for its flags.
+Run 'go run ./loadtest run -h' or 'go run ./loadtest lifecycle -h' for their flags.
 `
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,6 +55,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return errUsage
 	}
 	switch args[0] {
+	case "run":
+		return runRun(ctx, args[1:], stdout, stderr)
 	case "lifecycle":
 		return runLifecycle(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

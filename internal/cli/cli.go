@@ -30,6 +30,8 @@ Usage:
   amtsbote import gv100ad|leika|plz FILE
                                        import reference data: the GV100AD directory, the LeiKa catalogue, postcodes
   amtsbote coverage --leika KEY        per Land, the Gemeinden and people a service reaches a destination for
+  amtsbote dead list|show|redrive|purge
+                                       dead letters: list by reason and destination, show one, re-drive, purge
   amtsbote version
 
 Run 'amtsbote <command> -h' for a command's flags. Flags default from AMTSBOTE_* variables.
@@ -60,6 +62,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runImport(ctx, rest, env, stdout, stderr)
 	case "coverage":
 		return runCoverage(ctx, rest, env, stdout, stderr)
+	case "dead":
+		return runDead(ctx, rest, env, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "amtsbote", Version)
 		return nil

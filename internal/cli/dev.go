@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -17,6 +18,8 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/registry"
+	"github.com/amtsbote/amtsbote/services/gateway"
+	"github.com/amtsbote/amtsbote/services/gateway/routingapi"
 )
 
 // devConfig configures `amtsbote dev`.
@@ -27,6 +30,10 @@ type devConfig struct {
 	NATSPort    int
 	DatabaseURL string
 	LogLevel    string
+	Overdue     []time.Duration
+	Limits      gateway.Limits
+	RoutesRate  float64
+	RoutesBurst int
 }
 
 func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, error) {
@@ -43,8 +50,28 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	fs.IntVar(&c.NATSPort, "nats-port", natsPort, "port of the embedded NATS on 127.0.0.1; -1 picks a free one (AMTSBOTE_NATS_PORT)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	routesRate, err := strconv.ParseFloat(env.str("AMTSBOTE_ROUTES_RATE", strconv.Itoa(routingapi.DefaultRateLimit)), 64)
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_ROUTES_RATE: %w", err)
+	}
+	routesBurst, err := strconv.Atoi(env.str("AMTSBOTE_ROUTES_BURST", strconv.Itoa(routingapi.DefaultRateBurst)))
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_ROUTES_BURST: %w", err)
+	}
+	// A load test measures the Routing API from one address.
+	fs.Float64Var(&c.RoutesRate, "routes-rate", routesRate, "Routing API requests per second per address; 429 beyond it (AMTSBOTE_ROUTES_RATE)")
+	fs.IntVar(&c.RoutesBurst, "routes-burst", routesBurst, "Routing API requests at once per address (AMTSBOTE_ROUTES_BURST)")
+	applyLimits, err := limitFlags(fs, env, &c.Limits)
+	if err != nil {
+		return c, err
+	}
+	overdue := fs.String("overdue-after", env.str("AMTSBOTE_OVERDUE_AFTER", defaultOverdue), "ages after which a submission not picked up is listed as overdue, comma-separated (AMTSBOTE_OVERDUE_AFTER)")
 	if err := fs.Parse(args); err != nil {
 		return c, ErrUsage
+	}
+	applyLimits()
+	if c.Overdue, err = parseOverdue(*overdue); err != nil {
+		return c, err
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "dev takes no arguments, got %q\n", fs.Args())
@@ -155,7 +182,8 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", withoutUser(natsURL), "store", storeName)
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
-		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true,
+		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Delivery: true, Limits: cfg.Limits,
+		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Overdue: cfg.Overdue,
 	}
 	err = sys.Run(ctx)
 	log.Info("amtsbote dev stopped")

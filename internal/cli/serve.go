@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +15,57 @@ import (
 	"github.com/amtsbote/amtsbote/internal/roles"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/services/gateway"
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
 )
+
+// limitFlags defines the flags of the gateway's limits on fs, defaulting
+// from AMTSBOTE_* variables; apply fills l once fs is parsed.
+func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(), err error) {
+	dur := func(p *time.Duration, name, variable string, def time.Duration, usage string) error {
+		d, err := time.ParseDuration(env.str(variable, def.String()))
+		if err != nil {
+			return fmt.Errorf("%s: %w", variable, err)
+		}
+		fs.DurationVar(p, name, d, usage+" ("+variable+")")
+		return nil
+	}
+	num := func(name, variable string, def float64, usage string) (*float64, error) {
+		v, err := strconv.ParseFloat(env.str(variable, strconv.FormatFloat(def, 'g', -1, 64)), 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", variable, err)
+		}
+		return fs.Float64(name, v, usage+" ("+variable+")"), nil
+	}
+	d := &l.Deadlines
+	if err := dur(&d.Body, "body-timeout", "AMTSBOTE_BODY_TIMEOUT", httpapi.DefaultBodyTimeout, "time a request body read whole has to arrive; 408 after it"); err != nil {
+		return nil, err
+	}
+	if err := dur(&d.Write, "write-timeout", "AMTSBOTE_WRITE_TIMEOUT", httpapi.DefaultWriteTimeout, "longest one write of an answer may make no progress"); err != nil {
+		return nil, err
+	}
+	rate, err := num("upload-min-rate", "AMTSBOTE_UPLOAD_MIN_RATE", httpapi.DefaultUploadRate, "least bytes per second of a streamed upload after a 30 s grace; 408 below it")
+	if err != nil {
+		return nil, err
+	}
+	pub, err := num("public-rate", "AMTSBOTE_PUBLIC_RATE", gateway.DefaultPublicRate.PerSecond, "requests per second per address to routes without a token (token, JWKS, keys, info, health, metrics); 429 beyond it")
+	if err != nil {
+		return nil, err
+	}
+	burst, err := num("public-burst", "AMTSBOTE_PUBLIC_BURST", float64(gateway.DefaultPublicRate.Burst), "requests at once per address to routes without a token")
+	if err != nil {
+		return nil, err
+	}
+	inflight, err := num("max-in-flight", "AMTSBOTE_MAX_IN_FLIGHT", gateway.DefaultInFlight, "requests the gateway serves at once; one more waits a second for a slot, then 503 with Retry-After (negative: no bound)")
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		l.InFlight = int(*inflight)
+		d.UploadRate = int64(*rate)
+		l.Public = httpapi.Rate{PerSecond: *pub, Burst: int(*burst)}
+	}, nil
+}
 
 // serveConfig configures `amtsbote serve`.
 type serveConfig struct {
@@ -28,9 +79,11 @@ type serveConfig struct {
 	KeyGrace    time.Duration
 	Replicas    int
 	LogLevel    string
+	Overdue     []time.Duration
+	Limits      gateway.Limits
 }
 
-var knownTargets = []string{"gateway", "signer", "router", "ledger"}
+var knownTargets = []string{"gateway", "signer", "router", "ledger", "delivery"}
 
 func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConfig, error) {
 	var c serveConfig
@@ -53,8 +106,17 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	}
 	fs.IntVar(&c.Replicas, "replicas", replicas, "JetStream replicas of the streams this process creates: 1, or 3 in a cluster (AMTSBOTE_REPLICAS)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	applyLimits, err := limitFlags(fs, env, &c.Limits)
+	if err != nil {
+		return c, err
+	}
+	overdue := fs.String("overdue-after", env.str("AMTSBOTE_OVERDUE_AFTER", defaultOverdue), "ages after which a submission not picked up is listed as overdue, comma-separated (AMTSBOTE_OVERDUE_AFTER)")
 	if err := fs.Parse(args); err != nil {
 		return c, ErrUsage
+	}
+	applyLimits()
+	if c.Overdue, err = parseOverdue(*overdue); err != nil {
+		return c, err
 	}
 	for _, t := range strings.Split(*targets, ",") {
 		t = strings.TrimSpace(t)
@@ -116,12 +178,34 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	defer ln.Close()
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
-		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace,
-		Gateway: slices.Contains(cfg.Targets, "gateway"),
-		Signer:  slices.Contains(cfg.Targets, "signer"),
-		Router:  slices.Contains(cfg.Targets, "router"),
-		Ledger:  slices.Contains(cfg.Targets, "ledger"),
+		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace, Limits: cfg.Limits,
+		Gateway:  slices.Contains(cfg.Targets, "gateway"),
+		Signer:   slices.Contains(cfg.Targets, "signer"),
+		Router:   slices.Contains(cfg.Targets, "router"),
+		Ledger:   slices.Contains(cfg.Targets, "ledger"),
+		Delivery: slices.Contains(cfg.Targets, "delivery"),
+		Overdue:  cfg.Overdue,
 	}
 	fmt.Fprintf(stdout, "amtsbote serving %s on %s\n", strings.Join(cfg.Targets, ","), ln.Addr())
 	return sys.Run(ctx)
+}
+
+// defaultOverdue is FIT-Connect's reminders: day 3 and day 9.
+const defaultOverdue = "72h,216h"
+
+// parseOverdue reads --overdue-after: one or more increasing positive
+// durations, comma-separated.
+func parseOverdue(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, f := range strings.Split(s, ",") {
+		d, err := time.ParseDuration(strings.TrimSpace(f))
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("--overdue-after %q: %q is no positive duration such as 72h", s, f)
+		}
+		if len(out) > 0 && d <= out[len(out)-1] {
+			return nil, fmt.Errorf("--overdue-after %q: want increasing durations", s)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }

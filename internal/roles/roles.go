@@ -1,5 +1,5 @@
 // Package roles wires the roles one amtsbote process runs (gateway,
-// signer, router, ledger) to one bus and one store, and runs them until
+// signer, router, ledger, delivery) to one bus and one store, and runs them until
 // the context ends or one fails. The dev and serve commands use it.
 package roles
 
@@ -22,6 +22,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/delivery"
 	"github.com/amtsbote/amtsbote/services/gateway"
 	"github.com/amtsbote/amtsbote/services/ledger"
 	"github.com/amtsbote/amtsbote/services/router"
@@ -47,11 +48,20 @@ type Roles struct {
 	Signer   bool
 	Router   bool
 	Ledger   bool
+	Delivery bool
 
 	// Gateway options.
 	OIDCIssuer string
 	KeyGrace   time.Duration // 0 for the default
 	Retention  ledger.Retention
+	Limits     gateway.Limits // zero fields for the defaults
+	// RoutesRate and RoutesBurst are the Routing API's per-address limit;
+	// zero for the defaults.
+	RoutesRate  float64
+	RoutesBurst int
+	// Overdue are the ages after which a submission not picked up is
+	// listed as overdue (nil for the default, 3 and 9 days).
+	Overdue []time.Duration
 }
 
 // runner is a component that blocks until its context is cancelled.
@@ -93,12 +103,17 @@ func (s *Roles) Run(ctx context.Context) error {
 			Bus:        s.Bus,
 			Issuer:     events,
 			Routes:     routes,
+			Limits:     s.Limits,
+			RateLimit:  s.RoutesRate,
+			RateBurst:  s.RoutesBurst,
+			Overdue:    s.Overdue,
 		})
 		if err != nil {
 			return err
 		}
 		runners = append(runners, runner{"gateway", func(ctx context.Context) error {
-			return serveHTTP(ctx, s.Listener, gw.Handler(), s.Log)
+			// The gateway sets read and write deadlines per request itself.
+			return serveHTTP(ctx, s.Listener, gw.Handler(), 0, s.Log)
 		}})
 	} else if s.Listener != nil {
 		// Roles without the gateway still expose metrics and health.
@@ -106,7 +121,7 @@ func (s *Roles) Run(ctx context.Context) error {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 		runners = append(runners, runner{"metrics", func(ctx context.Context) error {
-			return serveHTTP(ctx, s.Listener, mux, s.Log)
+			return serveHTTP(ctx, s.Listener, mux, 30*time.Second, s.Log)
 		}})
 	}
 	if s.Signer {
@@ -135,6 +150,15 @@ func (s *Roles) Run(ctx context.Context) error {
 			return err
 		}
 		runners = append(runners, runner{"ledger", lg.Run})
+	}
+	if s.Delivery {
+		dl, err := delivery.New(delivery.Config{
+			Bus: s.Bus, Store: s.Store, Source: s.PublicURL, Logger: s.Log, Registry: reg,
+		})
+		if err != nil {
+			return err
+		}
+		runners = append(runners, runner{"delivery", dl.Run})
 	}
 	return runAll(ctx, s.Log, runners)
 }
@@ -166,12 +190,18 @@ func runAll(ctx context.Context, log *slog.Logger, runners []runner) error {
 	return errors.Join(errs...)
 }
 
-// serveHTTP serves h on ln until ctx is cancelled, then shuts down gracefully.
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+// serveHTTP serves h on ln until ctx is cancelled, then shuts down
+// gracefully. timeout bounds reading and answering a whole request; 0
+// leaves that to h, which must then set deadlines of its own: a server-wide
+// one would cut long downloads and uploads.
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Duration, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       timeout,
+		WriteTimeout:      timeout,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)

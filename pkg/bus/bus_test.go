@@ -148,10 +148,11 @@ func TestEnsureIdempotent(t *testing.T) {
 		retention jetstream.RetentionPolicy
 		maxAge    time.Duration
 	}{
-		bus.StreamIngress: {"ab.ingress.>", jetstream.WorkQueuePolicy, bus.DefaultSubmissionMaxAge},
-		bus.StreamInbox:   {"ab.inbox.>", jetstream.LimitsPolicy, bus.DefaultSubmissionMaxAge},
-		bus.StreamEvents:  {"ab.events.>", jetstream.LimitsPolicy, 730 * 24 * time.Hour},
-		bus.StreamDead:    {"ab.dead.>", jetstream.LimitsPolicy, bus.DefaultSubmissionMaxAge},
+		bus.StreamIngress:   {"ab.ingress.>", jetstream.WorkQueuePolicy, bus.DefaultSubmissionMaxAge},
+		bus.StreamInbox:     {"ab.inbox.>", jetstream.LimitsPolicy, bus.DefaultSubmissionMaxAge},
+		bus.StreamEvents:    {"ab.events.>", jetstream.LimitsPolicy, 730 * 24 * time.Hour},
+		bus.StreamDead:      {"ab.dead.>", jetstream.LimitsPolicy, bus.DefaultSubmissionMaxAge},
+		bus.StreamCallbacks: {"ab.callbacks.>", jetstream.WorkQueuePolicy, bus.DefaultSubmissionMaxAge},
 	}
 	for name, w := range want {
 		t.Run(name, func(t *testing.T) {

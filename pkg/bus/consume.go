@@ -2,9 +2,11 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -15,6 +17,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 )
 
 // Dead-letter reasons this package uses itself.
@@ -38,6 +42,33 @@ const (
 	HeaderOriginalStream   = "Amtsbote-Original-Stream"
 	HeaderOriginalSequence = "Amtsbote-Original-Sequence"
 	HeaderOriginalMsgID    = "Amtsbote-Original-Msg-Id"
+	// HeaderDeadHistory holds the failed attempts as a JSON array of
+	// Attempt, the latest last, at most maxHistory of them.
+	HeaderDeadHistory = "Amtsbote-Dead-History"
+	// HeaderDestination names the destination a dead letter concerns,
+	// whenever it can be told: from the original's ExtensionDestinationID,
+	// its INBOX subject or its sealed submission.
+	HeaderDestination = "Amtsbote-Destination-Id"
+)
+
+// ExtensionDestinationID is the CloudEvents extension naming the
+// destination a message concerns when neither its subject nor its body
+// says it.
+const ExtensionDestinationID = "destinationid"
+
+// Attempt is one failed delivery of a message, as a dead letter's history
+// records it.
+type Attempt struct {
+	Attempt int       `json:"attempt"`
+	At      time.Time `json:"at"`
+	Error   string    `json:"error"`
+}
+
+// History limits: the latest attempts a dead letter keeps, and the error
+// text of each.
+const (
+	maxHistory      = 20
+	maxHistoryError = 256
 )
 
 // maxDeadError bounds the error text a dead letter carries.
@@ -142,6 +173,12 @@ type ConsumerConfig struct {
 	// each further attempt up to BackoffMax. Defaults 1s and 5m.
 	BackoffBase time.Duration
 	BackoffMax  time.Duration
+	// Jitter draws each nak delay at random from its upper half, so that
+	// messages that failed together are not retried together.
+	Jitter bool
+	// ExhaustedReason is the dead-letter reason of a message whose last
+	// allowed delivery failed; default ReasonMaxDeliver.
+	ExhaustedReason string
 	// PullExpiry is how long one pull request waits at the server; default
 	// 10s. Heartbeats come at half of it, so a lost server or consumer
 	// leader is noticed within PullExpiry and the pull is reissued.
@@ -185,6 +222,12 @@ func (c ConsumerConfig) withDefaults() (ConsumerConfig, error) {
 	}
 	if c.PullExpiry == 0 {
 		c.PullExpiry = 10 * time.Second
+	}
+	if c.ExhaustedReason == "" {
+		c.ExhaustedReason = ReasonMaxDeliver
+	}
+	if _, err := reasonToken(c.ExhaustedReason); err != nil {
+		return c, fmt.Errorf("exhausted reason: %w", err)
 	}
 	switch {
 	case c.MaxAckPending < -1:
@@ -402,12 +445,19 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		if err := msg.DoubleAck(settle); err != nil {
 			log.Warn("consume: ack lost; the message will be redelivered", "err", err)
 		}
+		if attempt > 1 {
+			b.forgetAttempts(settle, meta, log)
+		}
 	case errors.As(err, &perm):
 		b.deadLetter(settle, cfg, msg, meta, perm.Reason, perm.Err, log)
 	case cfg.MaxDeliver > 0 && attempt >= cfg.MaxDeliver:
-		b.deadLetter(settle, cfg, msg, meta, ReasonMaxDeliver, err, log)
+		b.deadLetter(settle, cfg, msg, meta, cfg.ExhaustedReason, err, log)
 	default:
+		b.recordAttempt(settle, meta, err, log)
 		delay := backoff(attempt, cfg.BackoffBase, cfg.BackoffMax)
+		if cfg.Jitter {
+			delay = jitter(delay)
+		}
 		var p *panicError
 		if errors.As(err, &p) {
 			log.Error("consume: handler panicked; retrying", "err", err, "stack", string(p.stack), "retry_in", delay)
@@ -450,6 +500,76 @@ func backoff(attempt int, base, max time.Duration) time.Duration {
 	return d
 }
 
+// jitter draws a delay from the upper half of d.
+func jitter(d time.Duration) time.Duration {
+	if d < 2 {
+		return d
+	}
+	return d - rand.N(d/2)
+}
+
+// attemptsKey names the state entry holding the failed attempts of the
+// message at seq of stream.
+func attemptsKey(stream string, seq uint64) string {
+	return "attempts." + stream + "." + strconv.FormatUint(seq, 10)
+}
+
+// recordAttempt appends a failed attempt to the message's history. The
+// history is a diagnosis, not a duty: a failure to keep it is logged and
+// the message is retried all the same.
+func (b *Bus) recordAttempt(ctx context.Context, meta *jetstream.MsgMetadata, cause error, log *slog.Logger) {
+	key := attemptsKey(meta.Stream, meta.Sequence.Stream)
+	hist, _ := b.attempts(ctx, key)
+	hist = append(hist, Attempt{Attempt: int(meta.NumDelivered), At: time.Now().UTC(), Error: headerText(cause.Error(), maxHistoryError)})
+	if len(hist) > maxHistory {
+		hist = hist[len(hist)-maxHistory:]
+	}
+	raw, _ := json.Marshal(hist) // strings, ints and times always marshal
+	if _, err := b.PutState(ctx, key, raw); err != nil {
+		log.Warn("consume: attempt history not kept", "err", err)
+	}
+}
+
+// attempts reads the recorded failed attempts under key; none when there
+// are none or they cannot be read.
+func (b *Bus) attempts(ctx context.Context, key string) ([]Attempt, error) {
+	e, err := b.GetState(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	var hist []Attempt
+	if err := json.Unmarshal(e.Value, &hist); err != nil {
+		return nil, fmt.Errorf("attempt history %s: %w", key, err)
+	}
+	return hist, nil
+}
+
+// forgetAttempts drops the history of a message that is settled.
+func (b *Bus) forgetAttempts(ctx context.Context, meta *jetstream.MsgMetadata, log *slog.Logger) {
+	if err := b.DeleteState(ctx, attemptsKey(meta.Stream, meta.Sequence.Stream)); err != nil {
+		log.Debug("consume: attempt history not deleted; it expires", "err", err)
+	}
+}
+
+// destinationOf names the destination a message concerns: its
+// ExtensionDestinationID, its INBOX subject, or its sealed submission body.
+func destinationOf(subject string, h nats.Header, data []byte) string {
+	if id, err := uuidToken("destination id", h.Get(HeaderPrefix+ExtensionDestinationID)); err == nil {
+		return id
+	}
+	if a, err := ParseInboxSubject(subject); err == nil {
+		return a.DestinationID
+	}
+	if strings.HasPrefix(subject, PrefixIngress+".") {
+		if s, err := sealed.Decode(data); err == nil {
+			if id, err := uuidToken("destination id", s.DestinationID); err == nil {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
 // deadLetter publishes the message to ab.dead.<reason> with the reason
 // headers, then terms it. If the publish fails the message is nakked, so
 // that it is neither lost nor stuck.
@@ -476,6 +596,16 @@ func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, msg jetstream.
 	if id := msg.Headers().Get(jetstream.MsgIDHeader); id != "" {
 		dm.Header.Set(HeaderOriginalMsgID, id)
 	}
+	if dest := destinationOf(msg.Subject(), msg.Headers(), msg.Data()); dest != "" {
+		dm.Header.Set(HeaderDestination, dest)
+	}
+	hist, _ := b.attempts(ctx, attemptsKey(meta.Stream, meta.Sequence.Stream))
+	hist = append(hist, Attempt{Attempt: int(meta.NumDelivered), At: time.Now().UTC(), Error: headerText(cause.Error(), maxHistoryError)})
+	if len(hist) > maxHistory {
+		hist = hist[len(hist)-maxHistory:]
+	}
+	raw, _ := json.Marshal(hist)
+	dm.Header.Set(HeaderDeadHistory, string(raw))
 	dm.Data = msg.Data()
 	// One dead letter per stored message when a term is lost and the
 	// handler fails again within the duplicates window.
@@ -492,7 +622,9 @@ func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, msg jetstream.
 	if err := msg.TermWithReason(reason); err != nil {
 		// The server redelivers; the dead letter is deduplicated by id.
 		log.Warn("consume: term lost; the message will be redelivered", "err", err)
+		return
 	}
+	b.forgetAttempts(ctx, meta, log)
 }
 
 // headerText makes s safe for a header value: control characters become

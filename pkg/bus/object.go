@@ -4,17 +4,29 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // ErrNotFound means the object or key does not exist.
 var ErrNotFound = errors.New("not found")
+
+// ErrCorrupt means a stored object's chunks do not add up to its size and
+// digest: a chunk is missing, repeated, reordered or changed. Retrying the
+// read does not help.
+var ErrCorrupt = errors.New("corrupt object")
+
+// errDigest is what a read of a corrupt object fails with; it matches
+// ErrCorrupt and jetstream.ErrDigestMismatch.
+var errDigest = fmt.Errorf("%w: %w", ErrCorrupt, jetstream.ErrDigestMismatch)
 
 // ErrRevisionMismatch means a key-value write expected another revision: a
 // concurrent writer got there first.
@@ -67,6 +79,13 @@ func (b *Bus) stateBucket(ctx context.Context) (jetstream.KeyValue, error) {
 // PutObject stores r under name in BucketPayloads, replacing an object of the
 // same name. It streams: r is read and sent one chunk (128 KiB) at a time, so
 // memory use does not grow with the object.
+//
+// It then reads the object back from the stream's leader and compares it
+// with the size and digest of what r yielded: chunks published while the
+// stream's leader changes can be stored twice or not at all although every
+// publish was acknowledged. A stored object that does not match is deleted
+// and PutObject fails with ErrCorrupt; r is consumed, so the caller retries
+// with the content again.
 func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectInfo, error) {
 	if name == "" {
 		return ObjectInfo{}, errors.New("put object: empty name")
@@ -79,105 +98,221 @@ func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectIn
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("put object %s: %w", name, err)
 	}
+	// The description holds the size and digest of what r yielded.
+	_, err = b.VerifyObject(ctx, name)
+	if errors.Is(err, ErrCorrupt) {
+		if derr := b.deleteCorrupt(ctx, obs, name); derr != nil {
+			err = fmt.Errorf("%w; deleting it: %v", err, derr)
+		}
+	}
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("put object %s: read back: %w", name, err)
+	}
 	return objectInfo(info), nil
 }
 
-// objectPrefetch is how many chunks (128 KiB each) a reader of an object
-// asks the server for at a time: all it holds for a slow reader.
-const objectPrefetch = 8
+// deleteCorrupt deletes the corrupt object name until the stream's leader
+// no longer has it. The object store looks the object up before deleting
+// it, and a replica that is behind answers that there is none; so the
+// deletion is checked on the leader and repeated while the stream settles.
+func (b *Bus) deleteCorrupt(ctx context.Context, obs jetstream.ObjectStore, name string) error {
+	var err error
+	for try := range 10 {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+			}
+		}
+		if err = obs.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			continue
+		}
+		// Gone, or replaced meanwhile by an intact upload of the name.
+		if _, err = b.VerifyObject(ctx, name); err == nil || errors.Is(err, ErrNotFound) {
+			return nil
+		}
+	}
+	return err
+}
+
+// VerifyObject reads the object stored under name to its end and returns
+// its description once size and digest matched: ErrNotFound if there is
+// none, ErrCorrupt if its chunks do not add up to it.
+func (b *Bus) VerifyObject(ctx context.Context, name string) (ObjectInfo, error) {
+	r, err := b.getObject(ctx, name)
+	if err != nil {
+		return ObjectInfo{}, err
+	}
+	defer r.Close()
+	if _, err := io.Copy(io.Discard, r); err != nil {
+		return ObjectInfo{}, err
+	}
+	return r.info, nil
+}
 
 // GetObject opens the object stored under name. The reader streams the
-// chunks and checks the digest at the end: a corrupted object fails the last
-// Read. The caller closes it.
+// chunks and checks the size and digest at the end: a corrupted object
+// fails a Read with ErrCorrupt. The caller closes it.
 //
-// The chunks are pulled a few at a time as the caller reads, so memory does
-// not grow with the object even when the caller reads slowly (the object
-// store's own Get pushes chunks ahead of a slow reader up to JetStream's
-// 32 MiB flow-control window). ctx bounds every Read.
+// The reader asks the stream's leader for one chunk at a time as the caller
+// reads, so memory does not grow with the object even when the caller
+// reads slowly, and a read uses no consumer: any number of reads, in a row
+// or at once, leave nothing behind on the stream (the object store's own
+// Get creates a consumer per read, which stays until the server notices it
+// idle and counts against the stream's consumer limit meanwhile). The
+// leader, not a replica that may lag, answers both the object's
+// description and its chunks. ctx bounds every Read.
 func (b *Bus) GetObject(ctx context.Context, name string) (io.ReadCloser, error) {
-	obs, err := b.payloads(ctx)
+	r, err := b.getObject(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (b *Bus) getObject(ctx context.Context, name string) (*objectReader, error) {
+	raw, err := b.leaderGet(ctx, msgGetRequest{LastFor: metaSubject(name)})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, fmt.Errorf("get object %s: %w", name, ErrNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("get object %s: %w", name, err)
 	}
-	info, err := obs.GetInfo(ctx, name)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrObjectNotFound) {
-			return nil, fmt.Errorf("get object %s: %w", name, ErrNotFound)
-		}
-		return nil, fmt.Errorf("get object %s: %w", name, err)
+	var info jetstream.ObjectInfo
+	if err := json.Unmarshal(raw.Data, &info); err != nil {
+		return nil, fmt.Errorf("get object %s: description: %w", name, err)
+	}
+	if info.Deleted {
+		return nil, fmt.Errorf("get object %s: %w", name, ErrNotFound)
 	}
 	if info.Opts != nil && info.Opts.Link != nil {
 		return nil, fmt.Errorf("get object %s: is a link, which Amtsbote does not store", name)
 	}
-	r := &objectReader{name: name, size: info.Size, hash: sha256.New()}
+	r := &objectReader{b: b, ctx: ctx, name: name, info: objectInfo(&info), subject: chunkSubject(info.NUID), size: info.Size, hash: sha256.New()}
 	if r.digest, err = jetstream.DecodeObjectDigest(info.Digest); err != nil {
 		return nil, fmt.Errorf("get object %s: digest: %w", name, err)
 	}
-	if info.Size == 0 {
-		return r, nil
+	if info.Chunks > consumerChunks {
+		// One request per chunk would cost a round trip and a base64
+		// decoding each; a consumer of its own streams them, and is
+		// deleted as soon as the read ends.
+		cons, err := b.js.OrderedConsumer(ctx, objectStream, jetstream.OrderedConsumerConfig{
+			FilterSubjects:    []string{r.subject},
+			InactiveThreshold: 30 * time.Second,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("get object %s: %w", name, err)
+		}
+		it, err := cons.Messages(jetstream.PullMaxMessages(objectPrefetch))
+		if err != nil {
+			return nil, fmt.Errorf("get object %s: %w", name, err)
+		}
+		r.cons, r.it = cons, it
 	}
-	cons, err := b.js.OrderedConsumer(ctx, "OBJ_"+BucketPayloads, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{"$O." + BucketPayloads + ".C." + info.NUID},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("get object %s: %w", name, err)
-	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(objectPrefetch))
-	if err != nil {
-		return nil, fmt.Errorf("get object %s: %w", name, err)
-	}
-	r.next = func() (jetstream.Msg, error) { return it.Next(jetstream.NextContext(ctx)) }
-	r.stop = it.Stop
 	return r, nil
 }
 
-// objectReader reads an object's chunks in order as they are pulled.
+// consumerChunks is the size, in chunks, above which an object is read
+// through a consumer of its own rather than a chunk at a time.
+const consumerChunks = 8
+
+// objectPrefetch is how many chunks a consumer pulls ahead of the reader.
+const objectPrefetch = 4
+
+// objectStream is the stream behind BucketPayloads.
+const objectStream = "OBJ_" + BucketPayloads
+
+// chunkSubject is the subject of the chunks of the object with nuid.
+func chunkSubject(nuid string) string { return "$O." + BucketPayloads + ".C." + nuid }
+
+// metaSubject is the subject of the description of the object name, encoded
+// as the object store encodes it.
+func metaSubject(name string) string {
+	return "$O." + BucketPayloads + ".M." + base64.URLEncoding.EncodeToString([]byte(name))
+}
+
+// msgGetRequest is JetStream's STREAM.MSG.GET request: the first message
+// at or after Seq on NextFor, or the last one on LastFor.
+type msgGetRequest struct {
+	Seq     uint64 `json:"seq,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+}
+
+// msgGetResponse is JetStream's answer to a msgGetRequest.
+type msgGetResponse struct {
+	Error   *jetstream.APIError `json:"error,omitempty"`
+	Message *struct {
+		Subject  string `json:"subject"`
+		Sequence uint64 `json:"seq"`
+		Data     []byte `json:"data"`
+	} `json:"message,omitempty"`
+}
+
+// storedMsg is one message read from objectStream.
+type storedMsg struct {
+	Sequence uint64
+	Data     []byte
+}
+
+// leaderGet asks objectStream's leader for one message; ErrMsgNotFound if
+// there is none. Direct gets would also be answered by replicas, which may
+// not yet hold what the leader acknowledged.
+func (b *Bus) leaderGet(ctx context.Context, req msgGetRequest) (storedMsg, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return storedMsg{}, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
+		defer cancel()
+	}
+	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+objectStream, body)
+	if err != nil {
+		return storedMsg{}, err
+	}
+	var resp msgGetResponse
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return storedMsg{}, fmt.Errorf("message get answer: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrorCode == jetstream.JSErrCodeMessageNotFound:
+		return storedMsg{}, jetstream.ErrMsgNotFound
+	case resp.Error != nil:
+		return storedMsg{}, resp.Error
+	case resp.Message == nil:
+		return storedMsg{}, jetstream.ErrInvalidJetStreamResponse
+	}
+	return storedMsg{Sequence: resp.Message.Sequence, Data: resp.Message.Data}, nil
+}
+
+// leaderGetTimeout bounds one chunk request when ctx has no deadline.
+const leaderGetTimeout = 10 * time.Second
+
+// objectReader reads an object's chunks in stream order, one at a time.
 type objectReader struct {
-	name   string
-	next   func() (jetstream.Msg, error)
-	stop   func()
-	buf    []byte
-	read   uint64
-	size   uint64
-	hash   hash.Hash
-	digest []byte
-	err    error
+	b       *Bus
+	ctx     context.Context
+	name    string
+	info    ObjectInfo
+	subject string
+	next    uint64 // stream sequence to look for the next chunk from
+	cons    jetstream.Consumer
+	it      jetstream.MessagesContext
+	last    bool // the consumer delivered the last chunk
+	buf     []byte
+	read    uint64
+	size    uint64
+	hash    hash.Hash
+	digest  []byte
+	err     error
 }
 
 func (r *objectReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 && r.err == nil {
-		if r.read == r.size {
-			r.err = io.EOF
-			if !bytes.Equal(r.hash.Sum(nil), r.digest) {
-				r.err = fmt.Errorf("get object %s: %w", r.name, jetstream.ErrDigestMismatch)
-			}
-			r.Close()
-			break
-		}
-		msg, err := r.next()
-		if err != nil {
-			r.err = fmt.Errorf("get object %s: %w", r.name, err)
-			r.Close()
-			break
-		}
-		data := msg.Data()
-		r.read += uint64(len(data))
-		r.hash.Write(data)
-		r.buf = data
-		meta, err := msg.Metadata()
-		switch {
-		case err != nil:
-			r.err = fmt.Errorf("get object %s: chunk metadata: %w", r.name, err)
-		case r.read > r.size, r.read == r.size && meta.NumPending > 0:
-			r.err = fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, jetstream.ErrDigestMismatch)
-		case r.read < r.size && meta.NumPending == 0:
-			// Waiting would never end: a chunk is missing.
-			r.err = fmt.Errorf("get object %s: chunks hold %d of its %d bytes: %w", r.name, r.read, r.size, jetstream.ErrDigestMismatch)
-		}
-		if r.err != nil {
-			r.buf = nil
-			r.Close()
-		}
+		r.err = r.fill()
 	}
 	if len(r.buf) == 0 {
 		return 0, r.err
@@ -187,14 +322,116 @@ func (r *objectReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Close stops pulling chunks. It is safe to call more than once.
-func (r *objectReader) Close() error {
-	if r.stop != nil {
-		r.stop()
-		r.stop = nil
+// fill reads the next chunk into buf, or returns io.EOF once the chunks
+// added up to the object's size and digest and no further chunk follows.
+func (r *objectReader) fill() error {
+	if r.it != nil {
+		err := r.fillFromConsumer()
+		if err != nil {
+			r.release()
+		}
+		return err
 	}
+	m, err := r.b.leaderGet(r.ctx, msgGetRequest{Seq: r.next, NextFor: r.subject})
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound) && r.read < r.size:
+		return fmt.Errorf("get object %s: chunks hold %d of its %d bytes: %w", r.name, r.read, r.size, errDigest)
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		if !bytes.Equal(r.hash.Sum(nil), r.digest) {
+			return fmt.Errorf("get object %s: %w", r.name, errDigest)
+		}
+		return io.EOF
+	case err != nil:
+		return fmt.Errorf("get object %s: %w", r.name, err)
+	}
+	r.next = m.Sequence + 1
+	r.read += uint64(len(m.Data))
+	if r.read > r.size {
+		return fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, errDigest)
+	}
+	r.hash.Write(m.Data)
+	r.buf = m.Data
+	return nil
+}
+
+// fillFromConsumer reads the next chunk from the reader's consumer.
+func (r *objectReader) fillFromConsumer() error {
+	if r.last {
+		if !bytes.Equal(r.hash.Sum(nil), r.digest) {
+			return fmt.Errorf("get object %s: %w", r.name, errDigest)
+		}
+		return io.EOF
+	}
+	msg, err := r.it.Next(jetstream.NextContext(r.ctx))
+	if err != nil {
+		return fmt.Errorf("get object %s: %w", r.name, err)
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return fmt.Errorf("get object %s: chunk metadata: %w", r.name, err)
+	}
+	data := msg.Data()
+	r.read += uint64(len(data))
+	switch {
+	case r.read > r.size, r.read == r.size && meta.NumPending > 0:
+		return fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, errDigest)
+	case r.read < r.size && meta.NumPending == 0:
+		// Waiting would never end: a chunk is missing.
+		return fmt.Errorf("get object %s: chunks hold %d of its %d bytes: %w", r.name, r.read, r.size, errDigest)
+	}
+	r.last = r.read == r.size
+	r.hash.Write(data)
+	r.buf = data
+	return nil
+}
+
+// release stops the reader's consumer, if it has one, and deletes it on
+// the server, in the background: the reader does not wait for it.
+func (r *objectReader) release() {
+	if r.it == nil {
+		return
+	}
+	r.it.Stop()
+	name := r.cons.CachedInfo().Name
+	r.it, r.cons = nil, nil
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = r.b.js.DeleteConsumer(ctx, objectStream, name)
+	}()
+}
+
+// Close ends the reader and releases what it holds on the server. It is
+// safe to call more than once.
+func (r *objectReader) Close() error {
 	if r.err == nil {
 		r.err = errors.New("get object " + r.name + ": reader closed")
+	}
+	r.release()
+	r.buf = nil
+	return nil
+}
+
+// ReasonCorruptObject is the dead-letter reason of an object whose chunks
+// do not add up to its size and digest.
+const ReasonCorruptObject = "corrupt-object"
+
+// HeaderDeadObject names the object a dead letter of ReasonCorruptObject is
+// about.
+const HeaderDeadObject = "Amtsbote-Dead-Object"
+
+// DeadLetterObject records in DEAD, under ab.dead.corrupt-object, that the
+// object stored under name cannot be delivered because of cause, so that an
+// operator learns of it and can ask for it again. The letter carries the
+// reason headers and the object's name and no data; repeated reads of the
+// object write one letter per duplicates window.
+func (b *Bus) DeadLetterObject(ctx context.Context, name string, cause error) error {
+	m := nats.NewMsg(PrefixDead + "." + ReasonCorruptObject)
+	m.Header.Set(HeaderDeadReason, ReasonCorruptObject)
+	m.Header.Set(HeaderDeadError, headerText(cause.Error(), maxDeadError))
+	m.Header.Set(HeaderDeadObject, headerText(name, maxDeadError))
+	if _, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID("dead.object."+name)); err != nil {
+		return fmt.Errorf("dead-letter object %s: %w", name, err)
 	}
 	return nil
 }

@@ -148,6 +148,26 @@ func TestObjectStreaming64MiB(t *testing.T) {
 		t.Errorf("get: heap grew %.1f MiB for a %d MiB object, want under %d MiB", float64(get.growth())/mib, size/mib, limit/mib)
 	}
 
+	// The consumer the read streamed through is gone once it ended.
+	st, err := b.JetStream().Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		si, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if si.State.Consumers == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d consumers left on the object stream after the read", si.State.Consumers)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
 	if err := b.DeleteObject(ctx, "s1/attachment-1"); err != nil {
 		t.Fatal(err)
 	}
@@ -354,5 +374,36 @@ func TestObjectTampered(t *testing.T) {
 				t.Errorf("read tampered object: %v, want ErrDigestMismatch", err)
 			}
 		})
+	}
+}
+
+// TestObjectCorruptVerifyAndDeadLetter: a stored object with a chunk
+// repeated and the last one missing fails verification, and the dead
+// letter names it and the reason.
+func TestObjectCorruptVerifyAndDeadLetter(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := testContext(t)
+	name := putCorrupt(t, ctx, b, "s5/attachment")
+	_, err := b.VerifyObject(ctx, name)
+	if !errors.Is(err, bus.ErrCorrupt) {
+		t.Fatalf("verify corrupt object: %v, want ErrCorrupt", err)
+	}
+	if _, err := b.VerifyObject(ctx, "s5/missing"); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("verify missing object: %v, want ErrNotFound", err)
+	}
+	for range 2 {
+		if err := b.DeadLetterObject(ctx, name, err); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead := deadLetter(t, b, bus.ReasonCorruptObject)
+	if got := dead.Header.Get(bus.HeaderDeadObject); got != name {
+		t.Errorf("dead letter object %q, want %q", got, name)
+	}
+	if got := dead.Header.Get(bus.HeaderDeadError); !strings.Contains(got, "corrupt object") {
+		t.Errorf("dead letter error %q", got)
+	}
+	if n := streamMsgs(t, b, bus.StreamDead); n != 1 {
+		t.Errorf("DEAD holds %d letters for one object, want 1", n)
 	}
 }

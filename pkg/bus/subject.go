@@ -14,18 +14,22 @@ const (
 	StreamInbox   = "INBOX"
 	StreamEvents  = "EVENTS"
 	StreamDead    = "DEAD"
+	// StreamCallbacks carries the callbacks the delivery role owes
+	// receivers and senders; a callback leaves it once answered.
+	StreamCallbacks = "CALLBACKS"
 	// StreamRegistry carries registry changes; it keeps the last message
 	// per subject, and its sequence is the registry revision.
 	StreamRegistry = "REGISTRY"
 )
 
-// Subject prefixes of the four streams; every subject of a stream starts
+// Subject prefixes of the streams; every subject of a stream starts
 // with its prefix and a dot.
 const (
 	PrefixIngress  = "ab.ingress"
 	PrefixInbox    = "ab.inbox"
 	PrefixEvents   = "ab.events"
 	PrefixDead     = "ab.dead"
+	PrefixCallback = "ab.callbacks"
 	PrefixRegistry = "ab.registry"
 )
 
@@ -243,6 +247,21 @@ func DeadSubject(reason string) (string, error) {
 		return "", fmt.Errorf("dead subject: %w", err)
 	}
 	return PrefixDead + "." + r, nil
+}
+
+// CallbackSubject returns the CALLBACKS subject of a callback of kind
+// (a reason-like token such as "new-submissions") about id, a UUID:
+// ab.callbacks.<kind>.<id>.
+func CallbackSubject(kind, id string) (string, error) {
+	k, err := reasonToken(kind)
+	if err != nil {
+		return "", fmt.Errorf("callback subject: %w", err)
+	}
+	u, err := uuidToken("id", id)
+	if err != nil {
+		return "", fmt.Errorf("callback subject: %w", err)
+	}
+	return PrefixCallback + "." + k + "." + u, nil
 }
 
 // IngressAddress is what an INGRESS subject says.

@@ -30,7 +30,7 @@ type TopologyConfig struct {
 	Duplicates time.Duration
 	// EventsMaxAge bounds EVENTS; default DefaultEventsMaxAge.
 	EventsMaxAge time.Duration
-	// SubmissionMaxAge bounds INGRESS, INBOX and DEAD; default
+	// SubmissionMaxAge bounds INGRESS, INBOX, DEAD and CALLBACKS; default
 	// DefaultSubmissionMaxAge.
 	SubmissionMaxAge time.Duration
 	// PayloadMaxAge bounds objects in BucketPayloads and entries in
@@ -111,14 +111,17 @@ func (c TopologyConfig) Streams() ([]jetstream.StreamConfig, error) {
 	events.DenyDelete = true
 	events.DenyPurge = true
 	dead := base(StreamDead, PrefixDead, "what could not be routed or delivered, with reason headers, for re-drive")
+	callbacks := base(StreamCallbacks, PrefixCallback, "callbacks owed to receivers and senders; the delivery role consumes them")
+	callbacks.Retention = jetstream.WorkQueuePolicy
 	registry := base(StreamRegistry, PrefixRegistry, "registry changes: the routing state of each destination and reference imports; the sequence is the registry revision")
 	registry.MaxAge = 0
 	registry.MaxMsgsPerSubject = 1
 	registry.Duplicates = 0
-	return []jetstream.StreamConfig{ingress, inbox, events, dead, registry}, nil
+	return []jetstream.StreamConfig{ingress, inbox, events, dead, callbacks, registry}, nil
 }
 
-// Ensure creates the streams INGRESS, INBOX, EVENTS, DEAD and REGISTRY,
+// Ensure creates the streams INGRESS, INBOX, EVENTS, DEAD, CALLBACKS and
+// REGISTRY,
 // the object store BucketPayloads and the key-value bucket BucketState, or
 // updates them to cfg. It is idempotent; several processes may call it at
 // once. It never lowers the replicas of what exists: a process or tool

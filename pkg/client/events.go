@@ -366,12 +366,14 @@ func deriveStatus(events []Event, submissionID, destinationID string) (Status, e
 	return st, nil
 }
 
-// postEvent sends a signed SET to the case's event log.
+// postEvent sends a signed SET to the case's event log. The backbone
+// records a token once however often it is posted, so it is retried.
 func (c *Client) postEvent(ctx context.Context, caseID, token string) error {
 	resp, err := c.do(ctx, request{
 		method: http.MethodPost, path: "/v1/cases/" + url.PathEscape(caseID) + "/events",
 		body: stringBody(token), ctype: "application/jose",
-		want: []int{http.StatusNoContent, http.StatusOK, http.StatusCreated, http.StatusAccepted},
+		want:       []int{http.StatusNoContent, http.StatusOK, http.StatusCreated, http.StatusAccepted},
+		idempotent: true,
 	})
 	if err != nil {
 		return err

@@ -171,6 +171,11 @@ type fitAPI struct {
 	// unknownCases answers that many event log requests with 404 first,
 	// as a backbone does before it recorded a case's first event.
 	unknownCases int
+	// lostDecisions cuts the connection instead of answering that many
+	// posted events, recorded or not, as a crashing backbone does.
+	lostDecisions int
+	// posted are the tokens posted to event logs, in order.
+	posted []string
 }
 
 type fitSubmission struct {
@@ -519,7 +524,9 @@ func (a *fitAPI) getEvents(w http.ResponseWriter, r *http.Request) {
 }
 
 // postEvent records a receiver's SET after checking it as Amtsbote does:
-// signature with the destination's signing key, issuer, case.
+// signature with the destination's signing key, issuer, case; the same
+// token again changes nothing, a second decision about a submission is a
+// 409.
 func (a *fitAPI) postEvent(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	claims, err := set.Verify(string(body), &a.k.sig.Private.PublicKey)
@@ -532,10 +539,43 @@ func (a *fitAPI) postEvent(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, problem.Unprocessable("iss", "wrong issuer or case"))
 		return
 	}
+	sid, _ := claims.SubmissionID()
 	a.mu.Lock()
-	a.events[cid] = append(a.events[cid], string(body))
+	a.posted = append(a.posted, string(body))
+	var refused *problem.Problem
+	recorded := false
+	for _, tok := range a.events[cid] {
+		_, c, _ := set.Parse(tok)
+		uri, _, _ := c.Event()
+		if tok == string(body) {
+			recorded = true
+		} else if esid, _ := c.SubmissionID(); esid == sid && (uri == set.AcceptSubmission || uri == set.RejectSubmission) {
+			refused = problem.InvalidTransition("the submission is decided")
+		}
+	}
+	if !recorded && refused == nil {
+		a.events[cid] = append(a.events[cid], string(body))
+	}
+	lost := a.lostDecisions > 0
+	if lost {
+		a.lostDecisions--
+	}
 	a.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
+	switch {
+	case lost:
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			a.t.Errorf("hijack: %v", err)
+			return
+		}
+		_ = conn.Close()
+	case recorded:
+		w.WriteHeader(http.StatusNoContent)
+	case refused != nil:
+		a.fail(w, refused)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
 }
 
 // appendEvent adds a token to a case's log as it is.

@@ -120,6 +120,17 @@ type Received struct {
 	AuthenticationTags set.AuthenticationTags
 
 	verified bool
+	// decision is the decision last signed for the submission, kept until
+	// it is refused so that Accept or Reject after a lost answer or a
+	// crashed server posts the same token again.
+	decision decision
+}
+
+// decision is a signed accept- or reject-submission.
+type decision struct {
+	event    string
+	problems []set.Problem
+	token    string
 }
 
 // Verified reports whether the submission passed every check of Fetch.
@@ -227,7 +238,8 @@ type wireSubmission struct {
 // When a check fails Fetch returns the submission so far with a
 // *CheckError, whose Problem serves Reject. Other errors (network, server,
 // an event log that fails verification, local files) leave the submission
-// as it is; fetch it again later.
+// as it is; fetch it again later. A submission already accepted or
+// rejected is no longer fetched (404); Decided tells the decision.
 // Close the Received when done with its attachments.
 func (r *Receiver) Fetch(ctx context.Context, submissionID string, keys KeyRing) (*Received, error) {
 	rec, err := r.fetch(ctx, submissionID, keys)
@@ -436,11 +448,18 @@ func sameIDs(a, b []string) bool {
 
 // Accept posts an accept-submission event for a verified submission,
 // signed with the destination's signing key, echoing its authenticationTags.
+//
+// An Accept whose answer was lost (a network error, the server crashed or
+// answered 5xx) may be repeated with the same Received: it posts the same
+// token again, which the backbone records once. Accept also succeeds when
+// the backbone refuses it because the destination's accept of the
+// submission is recorded already. A receiver that lost its Received finds
+// the decision with Decided.
 func (r *Receiver) Accept(ctx context.Context, rec *Received, signer jose.KeyPair) error {
 	if rec == nil || !rec.verified {
 		return fmt.Errorf("accept: %w", ErrNotVerified)
 	}
-	if err := r.decide(ctx, rec, signer, set.AcceptSubmission, set.AcceptPayload{AuthenticationTags: rec.AuthenticationTags}); err != nil {
+	if err := r.decide(ctx, rec, signer, set.AcceptSubmission, set.AcceptPayload{AuthenticationTags: rec.AuthenticationTags}, nil); err != nil {
 		return fmt.Errorf("accept %s: %w", rec.SubmissionID, err)
 	}
 	return nil
@@ -448,7 +467,9 @@ func (r *Receiver) Accept(ctx context.Context, rec *Received, signer jose.KeyPai
 
 // Reject posts a reject-submission event with at least one problem,
 // signed with the destination's signing key. A *CheckError's Problem
-// describes a failed check.
+// describes a failed check. It may be repeated as Accept may: with the
+// same problems it posts the same token again, and it succeeds when the
+// destination's reject of the submission is recorded already.
 func (r *Receiver) Reject(ctx context.Context, rec *Received, signer jose.KeyPair, problems ...set.Problem) error {
 	if rec == nil {
 		return errors.New("reject: no submission")
@@ -456,23 +477,66 @@ func (r *Receiver) Reject(ctx context.Context, rec *Received, signer jose.KeyPai
 	if len(problems) == 0 {
 		return fmt.Errorf("reject %s: at least one problem is required", rec.SubmissionID)
 	}
-	if err := r.decide(ctx, rec, signer, set.RejectSubmission, set.RejectPayload{Problems: problems}); err != nil {
+	if err := r.decide(ctx, rec, signer, set.RejectSubmission, set.RejectPayload{Problems: problems}, problems); err != nil {
 		return fmt.Errorf("reject %s: %w", rec.SubmissionID, err)
 	}
 	return nil
 }
 
-func (r *Receiver) decide(ctx context.Context, rec *Received, signer jose.KeyPair, event string, payload any) error {
+func (r *Receiver) decide(ctx context.Context, rec *Received, signer jose.KeyPair, event string, payload any, problems []set.Problem) error {
 	if signer.Purpose != jose.Signing || signer.Private == nil || signer.Public.KeyID == "" {
 		return errors.New("signer is not a private signing key with a kid")
 	}
-	claims, err := set.New(event, rec.DestinationID, rec.SubmissionID, rec.CaseID, payload, r.c.now())
-	if err != nil {
+	d := rec.decision
+	if d.token == "" || d.event != event || !slices.Equal(d.problems, problems) {
+		claims, err := set.New(event, rec.DestinationID, rec.SubmissionID, rec.CaseID, payload, r.c.now())
+		if err != nil {
+			return err
+		}
+		token, err := set.Sign(claims, signer.Private, signer.Public.KeyID)
+		if err != nil {
+			return err
+		}
+		d = decision{event: event, problems: slices.Clone(problems), token: token}
+		rec.decision = d
+	}
+	err := r.c.postEvent(ctx, rec.CaseID, d.token)
+	p, refused := problem.As(err)
+	if !refused || p.Status >= 500 || p.Status == http.StatusRequestTimeout || p.Status == http.StatusTooManyRequests {
+		// Done, or the outcome is unknown: the token may be recorded.
 		return err
 	}
-	token, err := set.Sign(claims, signer.Private, signer.Public.KeyID)
-	if err != nil {
-		return err
+	rec.decision = decision{}
+	if p.Status == http.StatusConflict {
+		if ev, derr := r.Decided(ctx, Pickup{DestinationID: rec.DestinationID, SubmissionID: rec.SubmissionID, CaseID: rec.CaseID}); derr == nil && ev != nil && ev.Type == event {
+			return nil
+		}
 	}
-	return r.c.postEvent(ctx, rec.CaseID, token)
+	return err
+}
+
+// Decided reads the case's verified event log and returns the
+// destination's decision about the submission p names: its accept- or
+// reject-submission event, the first if there are several, or nil when
+// none is recorded. A receiver that restarted after posting a decision,
+// and whose Fetch of the submission now answers 404 because it is no
+// longer deliverable, learns here whether the decision was recorded.
+func (r *Receiver) Decided(ctx context.Context, p Pickup) (*Event, error) {
+	events, err := r.c.eventLog(ctx, p.CaseID)
+	if err != nil {
+		return nil, fmt.Errorf("decision on %s: %w", p.SubmissionID, err)
+	}
+	st, err := deriveStatus(events, p.SubmissionID, p.DestinationID)
+	if errors.Is(err, ErrNoEvents) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("decision on %s: %w", p.SubmissionID, err)
+	}
+	for _, ev := range st.Events {
+		if ev.ByDestination && (ev.Type == set.AcceptSubmission || ev.Type == set.RejectSubmission) {
+			return &ev, nil
+		}
+	}
+	return nil, nil
 }

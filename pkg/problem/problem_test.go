@@ -118,6 +118,7 @@ func TestWrite(t *testing.T) {
 		wantStatus int
 	}{
 		{"413", problem.BodyTooLarge(1024), http.StatusRequestEntityTooLarge},
+		{"408", problem.RequestTimeout("the body did not arrive"), http.StatusRequestTimeout},
 		{"415", problem.UnsupportedMediaType("text/plain", "application/json"), http.StatusUnsupportedMediaType},
 		{"status unset becomes 500", &problem.Problem{Type: "about:blank", Title: "x"}, http.StatusInternalServerError},
 		{"unserializable extra still writes", problem.Internal().With("f", func() {}), http.StatusInternalServerError},
@@ -150,7 +151,7 @@ func TestConstructorsAreComplete(t *testing.T) {
 		problem.Invalid("f", "d"), problem.InvalidKey("f", "d"), problem.Unauthorized("d"),
 		problem.Forbidden("d"), problem.NotFound("f", "d"), problem.DestinationNotFound("id"),
 		problem.KeyNotFound("id", "kid"), problem.SubmissionNotFound("id"), problem.MethodNotAllowed("PUT", "GET"),
-		problem.Conflict("f", "d"), problem.BodyTooLarge(1), problem.UnsupportedMediaType("", "application/json"),
+		problem.Conflict("f", "d"), problem.BodyTooLarge(1), problem.RequestTimeout("d"), problem.UnsupportedMediaType("", "application/json"),
 		problem.Unprocessable("f", "d"), problem.TooManyRequests("d"), problem.Internal(), problem.Unavailable("d"),
 	}
 	seen := map[string]bool{}

@@ -9,7 +9,8 @@ import (
 // Problem types of the submission flow: creating, uploading, submitting,
 // picking up and answering a submission.
 const (
-	TypeDestinationInactive    = Base + "destination-inactive"
+	// TypeDestinationInactive is FIT-Connect's destination-state-invalid.
+	TypeDestinationInactive    = TypeDestinationStateInvalid
 	TypeServiceNotOffered      = Base + "service-not-offered"
 	TypeRegionNotServed        = Base + "region-not-served"
 	TypeInvalidJWE             = Base + "invalid-jwe"
@@ -24,8 +25,8 @@ const (
 	TypeAttachmentNotFound     = Base + "attachment-not-found"
 )
 
-// DestinationInactive is a 422 for a submission to a destination whose
-// status is not active.
+// DestinationInactive is FIT-Connect's destination-state-invalid, a 422
+// for a submission to a destination whose status is not active.
 func DestinationInactive(id, status string) *Problem {
 	return New(TypeDestinationInactive, "Destination not active", http.StatusUnprocessableEntity, "destinationId",
 		fmt.Sprintf("destination %s is %s and accepts no submissions", id, status))

@@ -9,7 +9,9 @@ import (
 // Problem types. FIT-Connect's own types are used where FIT-Connect defines
 // one for the situation; the rest are Amtsbote's, under Base.
 const (
-	TypeSubmissionNotFound = FITConnectBase + "submission-not-found"
+	TypeSubmissionNotFound      = FITConnectBase + "submission-not-found"
+	TypeDestinationNotFound     = FITConnectBase + "destination-not-found"
+	TypeDestinationStateInvalid = FITConnectBase + "destination-state-invalid"
 
 	TypeInvalidRequest       = Base + "invalid-request"
 	TypeMalformedJSON        = Base + "malformed-json"
@@ -19,11 +21,11 @@ const (
 	TypeUnauthorized         = Base + "unauthorized"
 	TypeForbidden            = Base + "forbidden"
 	TypeNotFound             = Base + "not-found"
-	TypeDestinationNotFound  = Base + "destination-not-found"
 	TypeKeyNotFound          = Base + "key-not-found"
 	TypeMethodNotAllowed     = Base + "method-not-allowed"
 	TypeConflict             = Base + "conflict"
 	TypeBodyTooLarge         = Base + "body-too-large"
+	TypeRequestTimeout       = Base + "request-timeout"
 	TypeUnsupportedMediaType = Base + "unsupported-media-type"
 	TypeUnprocessable        = Base + "unprocessable"
 	TypeTooManyRequests      = Base + "too-many-requests"
@@ -128,6 +130,11 @@ func Conflict(field, detail string) *Problem {
 func BodyTooLarge(limit int64) *Problem {
 	return New(TypeBodyTooLarge, "Request body too large", http.StatusRequestEntityTooLarge, "",
 		fmt.Sprintf("the request body exceeds the limit of %d bytes", limit))
+}
+
+// RequestTimeout is a 408 for a request body that did not arrive in time.
+func RequestTimeout(detail string) *Problem {
+	return New(TypeRequestTimeout, "Request timeout", http.StatusRequestTimeout, "body", detail)
 }
 
 // UnsupportedMediaType is a 415 for a body whose Content-Type is not one of want.

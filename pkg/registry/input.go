@@ -186,3 +186,103 @@ func publicJWK(raw []byte) (json.RawMessage, error) {
 }
 
 func isNull(raw json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(raw), []byte("null")) }
+
+// UpdateInput is FIT-Connect's UpdateDestination and PatchDestination plus
+// Amtsbote's optional homeRegion: Replace requires what UpdateDestination
+// requires, Patch changes only the members present.
+type UpdateInput struct {
+	Status             *store.DestinationStatus  `json:"status"`
+	ContactInformation *store.ContactInformation `json:"contactInformation"`
+	Services           []store.Service           `json:"services"`
+	Callback           *CallbackInput            `json:"callback"`
+	EncryptionKID      *string                   `json:"encryptionKid"`
+	ReplyChannels      json.RawMessage           `json:"replyChannels"`
+	MetadataVersions   []string                  `json:"metadataVersions"`
+	HomeRegion         *string                   `json:"homeRegion"`
+}
+
+// Replace checks in as a whole new state and returns the change for
+// Registry.UpdateDestination: every field is replaced (not the id, the keys
+// or, when absent, homeRegion); an absent callback removes it.
+func (in UpdateInput) Replace() (func(*store.Destination) (bool, error), error) {
+	for _, f := range []struct {
+		name    string
+		present bool
+	}{
+		{"status", in.Status != nil}, {"contactInformation", in.ContactInformation != nil},
+		{"services", in.Services != nil}, {"encryptionKid", in.EncryptionKID != nil},
+		{"metadataVersions", in.MetadataVersions != nil},
+	} {
+		if !f.present {
+			return nil, problem.Invalid(f.name, f.name+" is required")
+		}
+	}
+	return func(d *store.Destination) (bool, error) {
+		d.Status = *in.Status
+		d.Contact = *in.ContactInformation
+		d.Services = in.Services
+		d.EncryptionKID = *in.EncryptionKID
+		d.MetadataVersions = in.MetadataVersions
+		d.ReplyChannels = in.ReplyChannels
+		d.CallbackURL, d.CallbackSecret = "", ""
+		if in.Callback != nil {
+			d.CallbackURL, d.CallbackSecret = in.Callback.URL, in.Callback.Secret
+		}
+		if in.HomeRegion != nil {
+			d.HomeRegion = *in.HomeRegion
+		}
+		return in.Callback != nil, nil
+	}, nil
+}
+
+// Patch checks in as a partial change and returns it for
+// Registry.UpdateDestination. A status may be patched to active, inactive
+// or decommissioned, as PatchDestination allows.
+func (in UpdateInput) Patch() (func(*store.Destination) (bool, error), error) {
+	if in.Status != nil && *in.Status == store.StatusCreated {
+		return nil, problem.Invalid("status", "status may be patched to active, inactive or decommissioned")
+	}
+	return func(d *store.Destination) (bool, error) {
+		if in.Status != nil {
+			d.Status = *in.Status
+		}
+		if in.ContactInformation != nil {
+			d.Contact = *in.ContactInformation
+		}
+		if in.Services != nil {
+			d.Services = in.Services
+		}
+		if in.EncryptionKID != nil {
+			d.EncryptionKID = *in.EncryptionKID
+		}
+		if in.ReplyChannels != nil {
+			d.ReplyChannels = in.ReplyChannels
+		}
+		if in.MetadataVersions != nil {
+			d.MetadataVersions = in.MetadataVersions
+		}
+		if in.Callback != nil {
+			d.CallbackURL, d.CallbackSecret = in.Callback.URL, in.Callback.Secret
+		}
+		if in.HomeRegion != nil {
+			d.HomeRegion = *in.HomeRegion
+		}
+		return in.Callback != nil, nil
+	}, nil
+}
+
+// KeyPurpose tells an encryption key from a signing key by the JWK's
+// key_ops.
+func KeyPurpose(members map[string]json.RawMessage) (jose.Purpose, error) {
+	var ops []string
+	if err := json.Unmarshal(members["key_ops"], &ops); err != nil || len(ops) != 1 {
+		return "", problem.InvalidKey("key_ops", `key_ops must be ["wrapKey"] for an encryption key or ["verify"] for a signing key`)
+	}
+	switch ops[0] {
+	case "wrapKey":
+		return jose.Encryption, nil
+	case "verify":
+		return jose.Signing, nil
+	}
+	return "", problem.InvalidKey("key_ops", fmt.Sprintf(`key_ops %q: want "wrapKey" (encryption) or "verify" (signing)`, ops[0]))
+}

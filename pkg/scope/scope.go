@@ -146,6 +146,20 @@ func (s Set) Subscribed() []string {
 	return ids
 }
 
+// Managed lists the destinations the scopes may manage.
+func (s Set) Managed() []string {
+	var ids []string
+	for _, g := range s.grants {
+		if g.kind == "manage" && !slices.Contains(ids, g.dest) {
+			ids = append(ids, g.dest)
+		}
+	}
+	return ids
+}
+
+// CanCreate reports whether the scopes may create destinations.
+func (s Set) CanCreate() bool { return s.Has(CreateDestination) }
+
 // Sends reports whether any send grant is present.
 func (s Set) Sends() bool {
 	return slices.ContainsFunc(s.grants, func(g grant) bool { return g.kind == "send" })

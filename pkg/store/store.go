@@ -186,6 +186,30 @@ func (d Deadline) Valid() bool {
 	return false
 }
 
+// OverdueDestination is one destination's submissions waiting too long
+// for pickup; see Store.Overdue.
+type OverdueDestination struct {
+	DestinationID string
+	// Counts holds, per cut-off, the submissions submitted before it.
+	Counts []int
+	// Oldest is when the longest-waiting one was submitted.
+	Oldest time.Time
+}
+
+// CheckCutoffs returns an error unless cutoffs is non-empty and
+// descending, as Overdue wants them.
+func CheckCutoffs(cutoffs []time.Time) error {
+	if len(cutoffs) == 0 {
+		return errors.New("overdue: no cut-off")
+	}
+	for i := 1; i < len(cutoffs); i++ {
+		if !cutoffs[i].Before(cutoffs[i-1]) {
+			return fmt.Errorf("overdue: cut-off %d (%s) is not before cut-off %d (%s)", i+1, cutoffs[i], i, cutoffs[i-1])
+		}
+	}
+	return nil
+}
+
 // Event is one security event token of a case, as recorded.
 type Event struct {
 	JTI          string
@@ -265,6 +289,10 @@ type Store interface {
 
 	// AuditLog lists audit entries for an object ("" for all), newest first.
 	AuditLog(ctx context.Context, object string, p Page) ([]AuditEntry, error)
+	// Audit appends an entry for an operator's act outside the registry
+	// (a dead letter purged): e's Actor, Action, Object, Before and
+	// After; the store sets its ID and time.
+	Audit(ctx context.Context, e AuditEntry) error
 
 	// CreateSubmission inserts a new submission. ErrConflict if the id exists.
 	CreateSubmission(ctx context.Context, s Submission) error
@@ -288,6 +316,14 @@ type Store interface {
 	// DefaultPageLimit) submissions that deadline d applies to at the
 	// cut-off before, the longest overdue first. An invalid d is an error.
 	DueSubmissions(ctx context.Context, d Deadline, before time.Time, limit int) ([]Submission, error)
+
+	// Overdue counts, per destination, the submissions waiting for their
+	// first pickup (status submitted, never fetched) that were submitted
+	// before each of the cut-offs, latest cut-off first: Counts[i] counts
+	// those before cutoffs[i]. Only destinations with one before
+	// cutoffs[0] are listed, ordered by their oldest such submission.
+	// cutoffs must be non-empty and descending.
+	Overdue(ctx context.Context, cutoffs []time.Time) ([]OverdueDestination, error)
 
 	// ProjectEvent records e in the event log unless its JTI is recorded
 	// (the projection is replayed at least once), and in the same

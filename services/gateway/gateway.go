@@ -16,6 +16,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -106,10 +107,51 @@ type Config struct {
 	// many may come at once (default routingapi.DefaultRateBurst).
 	RateLimit float64
 	RateBurst int
+	// Limits bound what one client can make the gateway spend, above all
+	// one that needs no token; zero fields take the defaults.
+	Limits Limits
 	// MaxImport bounds an imported reference data file in bytes (default
 	// admin.DefaultMaxImport).
 	MaxImport int64
+	// Overdue are the ages after which a submission not picked up is
+	// listed as overdue (default admin.DefaultOverdue).
+	Overdue []time.Duration
 }
+
+// DefaultPublicRate is the default per-address limit of the routes that
+// need no token besides the Routing API: the token endpoint, the JWKS,
+// the destinations' public keys, info, health and metrics.
+var DefaultPublicRate = httpapi.Rate{PerSecond: 100, Burst: 1000}
+
+// Limits bound what one client can make the gateway spend.
+type Limits struct {
+	// Deadlines bound how long request bodies may take to arrive and
+	// answers to be taken.
+	Deadlines httpapi.Deadlines
+	// Public is the per-address limit of the routes that need no token
+	// (default DefaultPublicRate).
+	Public httpapi.Rate
+	// TokenBody bounds a token request (default token.DefaultMaxBody).
+	TokenBody int64
+	// ClientFailures and AddressFailures limit failed client
+	// authentications at the token endpoint per client id and per address
+	// (defaults token.DefaultClientFailures, token.DefaultAddressFailures).
+	ClientFailures  httpapi.Rate
+	AddressFailures httpapi.Rate
+	// Hashes bounds concurrent secret comparisons (default GOMAXPROCS),
+	// HashWait the wait for one (default token.DefaultHashWait).
+	Hashes   int
+	HashWait time.Duration
+	// InFlight bounds the requests served at once (default
+	// DefaultInFlight, negative: no bound); one more waits InFlightWait
+	// (default one second) for a slot, then gets 503 with Retry-After.
+	InFlight     int
+	InFlightWait time.Duration
+}
+
+// DefaultInFlight is the default bound of requests served at once: with
+// request bodies read whole bounded by MaxBody, it bounds their memory.
+const DefaultInFlight = 256
 
 // Gateway is the HTTP front of Amtsbote. It is safe for concurrent use.
 type Gateway struct {
@@ -145,10 +187,13 @@ func New(cfg Config) (*Gateway, error) {
 	if maxBody == 0 {
 		maxBody = DefaultMaxBody
 	}
-	api := &httpapi.API{Realm: pub, MaxBody: maxBody, Log: log}
+	lim := cfg.Limits
+	api := &httpapi.API{Realm: pub, MaxBody: maxBody, Log: log, PublicLimit: cmp.Or(lim.Public, DefaultPublicRate).NewLimiter()}
 	tokens, err := token.New(token.Config{
 		API: api, Clients: cfg.Store, Key: cfg.Signer, URL: pub, TTL: cfg.TokenTTL,
 		OIDCIssuer: cfg.OIDCIssuer, HTTPClient: cfg.HTTPClient, Logger: log, Now: now,
+		MaxBody: lim.TokenBody, ClientFailures: lim.ClientFailures, AddressFailures: lim.AddressFailures,
+		Hashes: lim.Hashes, HashWait: lim.HashWait,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
@@ -185,7 +230,10 @@ func New(cfg Config) (*Gateway, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
-	acfg := admin.Config{API: api, Store: cfg.Store, Registry: changes, Routes: g.routes, MaxImport: cfg.MaxImport, Now: now}
+	acfg := admin.Config{API: api, Store: cfg.Store, Registry: changes, Routes: g.routes, MaxImport: cfg.MaxImport, Overdue: cfg.Overdue, Now: now}
+	if cfg.Bus != nil {
+		acfg.Dead = cfg.Bus
+	}
 	operator, err := admin.New(acfg)
 	if err != nil {
 		return nil, fmt.Errorf("new gateway: %w", err)
@@ -195,10 +243,14 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
 	m := g.mux
+	m.SetDeadlines(lim.Deadlines)
+	if n := cmp.Or(lim.InFlight, DefaultInFlight); n > 0 {
+		m.SetInFlight(n, cmp.Or(lim.InFlightWait, time.Second))
+	}
 	tokens.Routes(m)
-	m.HandleFunc("GET /v1/info", handleInfo)
-	m.Handle("GET /metrics", httpapi.MetricsHandler(reg))
-	m.HandleFunc("GET /healthz", g.handleHealth)
+	m.Handle("GET /v1/info", api.Unauthenticated(http.HandlerFunc(handleInfo)))
+	m.Handle("GET /metrics", api.Unauthenticated(httpapi.MetricsHandler(reg)))
+	m.Handle("GET /healthz", api.Unauthenticated(http.HandlerFunc(g.handleHealth)))
 	submissions.Routes(m)
 	if g.routes != nil {
 		var areas routingapi.Areas
@@ -214,7 +266,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		routes.Routes(m)
 	}
-	destination.New(api, cfg.Store, now).Routes(m)
+	destination.New(api, cfg.Store, changes, now).Routes(m)
 	operator.Routes(m)
 	g.handler = m.Handler()
 	return g, nil

@@ -195,16 +195,16 @@ const fixedSecret = "amtsbote-test-secret-0123456789abcdef"
 
 var fixedHash = sync.OnceValues(func() ([]byte, error) { return registry.HashSecret(fixedSecret) })
 
-// token creates a client with scopes in the store and returns an access
-// token for it, signed with the gateway's key exactly as the token endpoint
-// signs one (the token endpoint itself is tested in token_test.go; going
-// through it here would cost a bcrypt comparison per token).
 // jti returns the jti of Amtsbote's event uri about a submission, as the
 // env's issuer derives it.
 func (e *env) jti(submissionID, uri string) string {
 	return sealed.NewJTIKey(e.signer.Private.D.Bytes()).EventJTI(submissionID, uri)
 }
 
+// token creates a client with scopes in the store and returns an access
+// token for it, signed with the gateway's key exactly as the token endpoint
+// signs one (the token endpoint itself is tested in token_test.go; going
+// through it here would cost a bcrypt comparison per token).
 func (e *env) token(scopes ...string) string {
 	e.t.Helper()
 	hash, err := fixedHash()

@@ -79,7 +79,13 @@ func needsAdmin(op *openapi3.Operation) bool {
 // the gateway serves is Amtsbote's own and must be described in
 // schemas/openapi.yaml.
 var fitConnectRoutes = map[string]struct{ spec, path string }{
+	"GET /v1/destinations":                                          {"submission-api.yaml", "/v1/destinations"},
+	"POST /v1/destinations":                                         {"submission-api.yaml", "/v1/destinations"},
 	"GET /v1/destinations/{destinationId}":                          {"submission-api.yaml", "/v1/destinations/{destinationId}"},
+	"PUT /v1/destinations/{destinationId}":                          {"submission-api.yaml", "/v1/destinations/{destinationId}"},
+	"PATCH /v1/destinations/{destinationId}":                        {"submission-api.yaml", "/v1/destinations/{destinationId}"},
+	"DELETE /v1/destinations/{destinationId}":                       {"submission-api.yaml", "/v1/destinations/{destinationId}"},
+	"POST /v1/destinations/{destinationId}/keys":                    {"submission-api.yaml", "/v1/destinations/{destinationId}/keys"},
 	"GET /v1/destinations/{destinationId}/keys/{keyId}":             {"submission-api.yaml", "/v1/destinations/{destinationId}/keys/{keyId}"},
 	"POST /v1/submissions":                                          {"submission-api.yaml", "/v1/submissions"},
 	"GET /v1/submissions":                                           {"submission-api.yaml", "/v1/submissions"},

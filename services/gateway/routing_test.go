@@ -328,7 +328,7 @@ func testRoutingOverTheRealDirectory(t *testing.T, b flowtest.Backend) {
 		}
 		path := "/v1/routes?leikaKey=" + leikaA + "&ars=" + gone.ARS
 		resp := e.do(http.MethodGet, path, "", "", nil)
-		p := wantProblem(t, resp, http.StatusUnprocessableEntity, problem.TypeUnprocessable, "ars")
+		p := noRouteReason(t, resp, "ars")
 		today := time.Now().UTC().Format(time.DateOnly)
 		if !strings.Contains(p.Detail, today) || !strings.Contains(p.Detail, "2025-11-30") || p.Extra["retired"] != today {
 			t.Errorf("retired ARS %s: %+v", gone.ARS, p)
@@ -346,7 +346,7 @@ func testRoutingOverTheRealDirectory(t *testing.T, b flowtest.Backend) {
 
 	t.Run("a LeiKa key neither catalogued nor routed", func(t *testing.T) {
 		resp := e.do(http.MethodGet, "/v2/routes?leikaKey=99999999999999&ars=08311", "", "", nil)
-		wantProblem(t, resp, http.StatusUnprocessableEntity, problem.TypeUnprocessable, "leikaKey")
+		noRouteReason(t, resp, "leikaKey")
 	})
 
 	t.Run("coverage matches an independent count", func(t *testing.T) {
@@ -470,12 +470,12 @@ func testRoutingBadInput(t *testing.T, b flowtest.Backend) {
 		{"non-numeric ags", q + "ags=0831100x", 400, problem.TypeInvalidValue, "ags"},
 		{"malformed areaId", q + "areaId=9083110000000", 400, problem.TypeInvalidValue, "areaId"},
 		{"bad limit", q + "ars=08311&limit=0", 400, problem.TypeInvalidRequest, "limit"},
-		{"ars not in the directory", q + "ars=083110000001", 422, problem.TypeUnprocessable, "ars"},
-		{"Kreis not in the directory", q + "ars=08999", 422, problem.TypeUnprocessable, "ars"},
-		{"retired ars", q + "ars=083155012074", 422, problem.TypeUnprocessable, "ars"},
-		{"retired ags", q + "ags=08315074", 422, problem.TypeUnprocessable, "ags"},
-		{"retired areaId", q + "areaId=6083155012074", 422, problem.TypeUnprocessable, "areaId"},
-		{"ags not in the directory", q + "ags=08311001", 422, problem.TypeUnprocessable, "ags"},
+		{"ars not in the directory", q + "ars=083110000001", 200, problem.TypeUnprocessable, "ars"},
+		{"Kreis not in the directory", q + "ars=08999", 200, problem.TypeUnprocessable, "ars"},
+		{"retired ars", q + "ars=083155012074", 200, problem.TypeUnprocessable, "ars"},
+		{"retired ags", q + "ags=08315074", 200, problem.TypeUnprocessable, "ags"},
+		{"retired areaId", q + "areaId=6083155012074", 200, problem.TypeUnprocessable, "areaId"},
+		{"ags not in the directory", q + "ags=08311001", 200, problem.TypeUnprocessable, "ags"},
 		{"unknown service", "/v1/routes?leikaKey=99999999999999&ars=08311", 200, "", ""},
 		{"no search expression", "/v1/areas", 400, problem.TypeInvalidRequest, "areaSearchexpression"},
 		{"search term too short", "/v1/areas?areaSearchexpression=a", 400, problem.TypeInvalidValue, "areaSearchexpression"},
@@ -488,8 +488,18 @@ func testRoutingBadInput(t *testing.T, b flowtest.Backend) {
 			resp := e.do(http.MethodGet, tt.path, "", "", nil)
 			if tt.status == 200 {
 				body := readAll(t, resp)
-				if resp.StatusCode != 200 || !strings.Contains(string(body), `"totalCount":0`) {
-					t.Fatalf("%d %s", resp.StatusCode, body)
+				resp.Body = io.NopCloser(bytes.NewReader(body))
+				validate(t, specs, e, tt.path, resp, body)
+				resp.Body = io.NopCloser(bytes.NewReader(body))
+				if tt.field == "" {
+					if resp.StatusCode != 200 || !strings.Contains(string(body), `"totalCount":0`) {
+						t.Fatalf("%d %s", resp.StatusCode, body)
+					}
+					return
+				}
+				p := noRouteReason(t, resp, tt.field)
+				if tt.name == "retired ars" && (p.Extra["retiredStand"] != "2025-11-30" || !strings.Contains(p.Detail, "retired")) {
+					t.Errorf("retired reason %+v", p)
 				}
 				return
 			}
@@ -503,6 +513,25 @@ func testRoutingBadInput(t *testing.T, b flowtest.Backend) {
 		})
 	}
 	e.wantUnchanged(before)
+}
+
+// noRouteReason checks a 200 with no routes and returns its reason
+// extension, which names field.
+func noRouteReason(t *testing.T, resp *http.Response, field string) problem.Problem {
+	t.Helper()
+	r := decode[struct {
+		TotalCount int             `json:"totalCount"`
+		Routes     []any           `json:"routes"`
+		Reason     json.RawMessage `json:"reason"`
+	}](t, resp, http.StatusOK)
+	if r.TotalCount != 0 || len(r.Routes) != 0 || r.Routes == nil {
+		t.Fatalf("routes %+v, want none", r)
+	}
+	var p problem.Problem
+	if err := json.Unmarshal(r.Reason, &p); err != nil || p.Field != field || p.Detail == "" || p.Type != problem.TypeUnprocessable {
+		t.Fatalf("reason %s: want one naming %s (%v)", r.Reason, field, err)
+	}
+	return p
 }
 
 // gv100adLines returns the first n lines of the real 2025 directory.
@@ -636,14 +665,15 @@ func TestRateLimit(t *testing.T) {
 	e := newEnv(t, func(c *gateway.Config) { c.RateBurst = 3; c.RateLimit = 0.01 })
 	specs := routingSpec(t, e)
 	path := "/v2/routes?leikaKey=" + leikaA + "&ars=08311"
-	for i := 3; i > 0; i-- {
+	// 0.01 per second is a quota of 1 in a window of 100 s; the burst of 3
+	// is named in the policy, not in the quota.
+	for i, want := range []struct{ remaining, reset string }{{"1", "0"}, {"1", "0"}, {"0", "100"}} {
 		resp := e.do(http.MethodGet, path, "", "", nil)
 		body := readAll(t, resp)
-		if resp.StatusCode != 200 || resp.Header.Get("RateLimit-Limit") != "3" || resp.Header.Get("RateLimit-Remaining") != strconv.Itoa(i-1) {
-			t.Fatalf("request %d: %d %v %s", 4-i, resp.StatusCode, resp.Header, body)
-		}
-		if reset, err := strconv.Atoi(resp.Header.Get("RateLimit-Reset")); err != nil || reset < 1 {
-			t.Errorf("RateLimit-Reset %q", resp.Header.Get("RateLimit-Reset"))
+		h := resp.Header
+		if resp.StatusCode != 200 || h.Get("RateLimit-Limit") != "1" || h.Get("RateLimit-Remaining") != want.remaining ||
+			h.Get("RateLimit-Reset") != want.reset || h.Get("RateLimit-Policy") != "1;w=100;burst=3" {
+			t.Fatalf("request %d: %d %v %s", i+1, resp.StatusCode, h, body)
 		}
 		validate(t, specs, e, path, resp, body)
 	}
@@ -661,6 +691,19 @@ func TestRateLimit(t *testing.T) {
 	}
 	if resp := e.do(http.MethodGet, "/v2/info", "", "", nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("info: %d", resp.StatusCode)
+	}
+}
+
+// TestRateLimitDefaults checks the headers of the default limit: 20 per
+// second sustained is a quota of 20 per 1-second window, not the burst.
+func TestRateLimitDefaults(t *testing.T) {
+	e := newEnv(t)
+	resp := e.do(http.MethodGet, "/v2/routes?leikaKey="+leikaA+"&ars=08311", "", "", nil)
+	readAll(t, resp)
+	h := resp.Header
+	if h.Get("RateLimit-Limit") != "20" || h.Get("RateLimit-Remaining") != "20" || h.Get("RateLimit-Reset") != "0" ||
+		h.Get("RateLimit-Policy") != "20;w=1;burst=100" {
+		t.Errorf("headers %v", h)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/amtsbote/amtsbote/internal/failpoint"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
@@ -38,6 +39,7 @@ func (l *Ledger) handleEvent(ctx context.Context, m *bus.Message) error {
 		return bus.PermanentReason(ReasonInvalid, err)
 	}
 	uri, _, _ := c.Event()
+	failpoint.KillFor("ledger.before-project", set.Name(uri))
 	outcome, err := l.project(ctx, c, token, m.Sequence)
 	if errors.Is(err, errWrongCase) {
 		l.metrics.event(set.Name(uri), outcomeInvalid)
@@ -48,6 +50,7 @@ func (l *Ledger) handleEvent(ctx context.Context, m *bus.Message) error {
 		return err
 	}
 	l.metrics.event(set.Name(uri), outcome)
+	failpoint.KillFor("ledger.before-ack", set.Name(uri))
 	return nil
 }
 

@@ -336,3 +336,46 @@ func (db *DB) Idempotency(ctx context.Context, key string) (store.IdempotencyRec
 	utc(&r.CreatedAt)
 	return r, nil
 }
+
+// Overdue counts each destination's submissions waiting for pickup
+// before each cut-off, in one pass over the unpicked-reject index.
+func (db *DB) Overdue(ctx context.Context, cutoffs []time.Time) ([]store.OverdueDestination, error) {
+	if err := store.CheckCutoffs(cutoffs); err != nil {
+		return nil, err
+	}
+	var (
+		cols strings.Builder
+		args = make([]any, len(cutoffs))
+	)
+	for i, c := range cutoffs {
+		args[i] = store.Truncate(c)
+		fmt.Fprintf(&cols, ", count(*) FILTER (WHERE submitted_at < $%d)", i+1)
+	}
+	rows, err := db.pool.Query(ctx, `SELECT destination_id, min(submitted_at)`+cols.String()+` FROM submissions
+		WHERE picked_up_at IS NULL AND submitted_at IS NOT NULL AND status NOT IN ('incomplete', 'deleted')
+		AND status = 'submitted' AND submitted_at < $1
+		GROUP BY destination_id ORDER BY min(submitted_at), destination_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("overdue: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.OverdueDestination, error) {
+		o := store.OverdueDestination{Counts: make([]int, len(cutoffs))}
+		dest := []any{&o.DestinationID, &o.Oldest}
+		counts := make([]int64, len(cutoffs))
+		for i := range counts {
+			dest = append(dest, &counts[i])
+		}
+		if err := r.Scan(dest...); err != nil {
+			return o, err
+		}
+		for i, n := range counts {
+			o.Counts[i] = int(n)
+		}
+		o.Oldest = o.Oldest.UTC()
+		return o, nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("overdue: %w", err)
+	}
+	return list, nil
+}

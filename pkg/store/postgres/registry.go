@@ -104,6 +104,13 @@ func snapshot(ctx context.Context, tx pgx.Tx, d store.Destination) ([]byte, erro
 	return d.AuditJSON(keys)
 }
 
+// Audit appends e to the audit log.
+func (db *DB) Audit(ctx context.Context, e store.AuditEntry) error {
+	return db.write(ctx, func(tx pgx.Tx) error {
+		return audit(ctx, tx, e.Actor, e.Action, e.Object, e.Before, e.After)
+	})
+}
+
 // auditDestination records a change of destination d, reading its keys
 // after the change.
 func auditDestination(ctx context.Context, tx pgx.Tx, actor, action string, before []byte, d store.Destination) error {

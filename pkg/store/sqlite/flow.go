@@ -411,3 +411,50 @@ func (db *DB) Idempotency(ctx context.Context, key string) (store.IdempotencyRec
 	}
 	return r, nil
 }
+
+// Overdue counts each destination's submissions waiting for pickup
+// before each cut-off, in one pass over the unpicked-reject index.
+func (db *DB) Overdue(ctx context.Context, cutoffs []time.Time) ([]store.OverdueDestination, error) {
+	if err := store.CheckCutoffs(cutoffs); err != nil {
+		return nil, err
+	}
+	var (
+		cols strings.Builder
+		args []any
+	)
+	for _, c := range cutoffs {
+		args = append(args, encTime(c))
+		cols.WriteString(", sum(CASE WHEN submitted_at < ? THEN 1 ELSE 0 END)")
+	}
+	args = append(args, encTime(cutoffs[0]))
+	rows, err := db.r.QueryContext(ctx, `SELECT destination_id, min(submitted_at)`+cols.String()+` FROM submissions
+		WHERE picked_up_at IS NULL AND submitted_at IS NOT NULL AND status NOT IN ('incomplete', 'deleted')
+		AND status = 'submitted' AND submitted_at < ?
+		GROUP BY destination_id ORDER BY min(submitted_at), destination_id`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("overdue: %w", err)
+	}
+	defer rows.Close()
+	var list []store.OverdueDestination
+	for rows.Next() {
+		var (
+			o      = store.OverdueDestination{Counts: make([]int, len(cutoffs))}
+			oldest string
+		)
+		dest := []any{&o.DestinationID, &oldest}
+		for i := range o.Counts {
+			dest = append(dest, &o.Counts[i])
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, fmt.Errorf("overdue: %w", err)
+		}
+		if o.Oldest, err = decTime(oldest); err != nil {
+			return nil, fmt.Errorf("overdue: %w", err)
+		}
+		list = append(list, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("overdue: %w", err)
+	}
+	return list, nil
+}

@@ -119,6 +119,13 @@ func audit(ctx context.Context, tx *sql.Tx, actor, action, object string, before
 	return nil
 }
 
+// Audit appends e to the audit log.
+func (db *DB) Audit(ctx context.Context, e store.AuditEntry) error {
+	return db.write(ctx, func(tx *sql.Tx) error {
+		return audit(ctx, tx, e.Actor, e.Action, e.Object, e.Before, e.After)
+	})
+}
+
 // auditDestination records a change of destination d, reading its keys
 // after the change.
 func auditDestination(ctx context.Context, tx *sql.Tx, actor, action string, before []byte, d store.Destination) error {

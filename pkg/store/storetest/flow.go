@@ -392,6 +392,52 @@ var submissionTests = []test{
 	}},
 }
 
+// overdueTests are the cases of Store.Overdue.
+var overdueTests = []test{
+	{"per destination and cut-off", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		h := time.Hour
+		fixture := func(id, dest string, status sealed.Status, submitted time.Duration, picked bool) {
+			sub := submission(id, dest, status, submitted-time.Minute)
+			sub.SubmittedAt, sub.RoutedAt = ptr(at(submitted)), ptr(at(submitted))
+			if picked {
+				sub.PickedUpAt = ptr(at(submitted + time.Minute))
+			}
+			must(t, "create "+id, s.CreateSubmission(ctx, sub))
+		}
+		fixture("a-old", "A", sealed.Submitted, 0, false)
+		fixture("a-mid", "A", sealed.Submitted, 5*h, false)
+		fixture("a-new", "A", sealed.Submitted, 9*h, false)
+		fixture("a-picked", "A", sealed.Submitted, 0, true)
+		fixture("a-accepted", "A", sealed.Accepted, 0, false)
+		fixture("b-older", "B", sealed.Submitted, -h, false)
+		fixture("c-new", "C", sealed.Submitted, 9*h, false)
+		sub := submission("d-incomplete", "D", sealed.Incomplete, 0)
+		sub.SubmittedAt, sub.RoutedAt = nil, nil
+		must(t, "create d-incomplete", s.CreateSubmission(ctx, sub))
+
+		got, err := s.Overdue(ctx, []time.Time{at(6 * h), at(2 * h)})
+		must(t, "overdue", err)
+		equal(t, "overdue", got, []store.OverdueDestination{
+			{DestinationID: "B", Counts: []int{1, 1}, Oldest: at(-h)},
+			{DestinationID: "A", Counts: []int{2, 1}, Oldest: at(0)},
+		})
+		got, err = s.Overdue(ctx, []time.Time{at(-2 * h)})
+		must(t, "overdue", err)
+		if len(got) != 0 {
+			t.Errorf("before every submission: %+v", got)
+		}
+	}},
+	{"cut-offs checked", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		for _, cutoffs := range [][]time.Time{nil, {at(0), at(time.Hour)}, {at(0), at(0)}} {
+			if _, err := s.Overdue(ctx, cutoffs); err == nil {
+				t.Errorf("cut-offs %v accepted", cutoffs)
+			}
+		}
+	}},
+}
+
 // event returns an event of caseID.
 func event(jti, caseID string, issued time.Duration) store.Event {
 	return store.Event{

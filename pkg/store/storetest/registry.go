@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -694,6 +695,23 @@ var clientTests = []test{
 }
 
 var auditTests = []test{
+	{"an operator's act", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		before := json.RawMessage(`{"seq":7,"reason":"callback-failed"}`)
+		must(t, "audit", s.Audit(ctx, store.AuditEntry{Actor: "cli", Action: "dead-letter.purge", Object: "dead-letter:7", Before: before}))
+		got := auditOf(t, s, "dead-letter:7")
+		if len(got) != 1 {
+			t.Fatalf("%d entries, want 1", len(got))
+		}
+		e := got[0]
+		if e.Actor != "cli" || e.Action != "dead-letter.purge" || e.ID == 0 || e.At.IsZero() || e.After != nil {
+			t.Errorf("entry %+v", e)
+		}
+		var b, w any
+		must(t, "before", json.Unmarshal(e.Before, &b))
+		must(t, "want", json.Unmarshal(before, &w))
+		equal(t, "before", b, w)
+	}},
 	{"newest first, filtered by object, paged", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
 		createDestination(t, s, destination("d1"))                              // 1

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Clients", clientTests},
 		{"AuditLog", auditTests},
 		{"Submissions", submissionTests},
+		{"Overdue", overdueTests},
 		{"Events", eventTests},
 		{"Idempotency", idempotencyTests},
 	}

@@ -1,6 +1,7 @@
 // Package admin serves Amtsbote's operator API under /admin/v1/:
 // destinations, their keys and status, OAuth clients, the audit log,
-// reference data imports and coverage. Every change goes through the
+// reference data imports and coverage, dead letters and overdue
+// submissions. Every change goes through the
 // registry operations (pkg/registry), as the operator commands do. Request
 // bodies are decoded strictly: a member the format does not define is
 // refused, so a misspelt field never passes silently.
@@ -15,7 +16,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
@@ -30,7 +30,7 @@ const Prefix = "/admin/v1"
 // RevisionHeader carries the registry revision a write produced; a
 // process whose registry revision (routesync) has reached it routes with
 // the change.
-const RevisionHeader = "Amtsbote-Registry-Revision"
+const RevisionHeader = destination.RevisionHeader
 
 // DefaultMaxImport bounds a reference data file; the whole GV100AD is
 // about 3.5 MB.
@@ -44,6 +44,8 @@ type Store interface {
 	Client(ctx context.Context, id string) (store.Client, error)
 	Clients(ctx context.Context) ([]store.Client, error)
 	AuditLog(ctx context.Context, object string, p store.Page) ([]store.AuditEntry, error)
+	Audit(ctx context.Context, e store.AuditEntry) error
+	Overdue(ctx context.Context, cutoffs []time.Time) ([]store.OverdueDestination, error)
 }
 
 // Config is what an API needs. API, Store and Registry are required.
@@ -56,7 +58,12 @@ type Config struct {
 	Routes *routesync.Syncer
 	// MaxImport bounds an imported file in bytes (default DefaultMaxImport).
 	MaxImport int64
-	Now       func() time.Time
+	// Dead is DEAD's dead letters; nil answers their endpoints with 503.
+	Dead DeadLetters
+	// Overdue are the ages after which a submission not picked up is
+	// listed as overdue, increasing (default DefaultOverdue).
+	Overdue []time.Duration
+	Now     func() time.Time
 }
 
 // API serves the operator API. It is safe for concurrent use.
@@ -66,6 +73,8 @@ type API struct {
 	registry  *registry.Registry
 	routes    *routesync.Syncer
 	maxImport int64
+	dead      DeadLetters
+	overdue   []time.Duration
 	now       func() time.Time
 }
 
@@ -74,7 +83,16 @@ func New(cfg Config) (*API, error) {
 	if cfg.API == nil || cfg.Store == nil || cfg.Registry == nil {
 		return nil, errors.New("new admin api: no API, store or registry")
 	}
-	a := &API{api: cfg.API, store: cfg.Store, registry: cfg.Registry, routes: cfg.Routes, maxImport: cfg.MaxImport, now: cfg.Now}
+	a := &API{api: cfg.API, store: cfg.Store, registry: cfg.Registry, routes: cfg.Routes, maxImport: cfg.MaxImport,
+		dead: cfg.Dead, overdue: cfg.Overdue, now: cfg.Now}
+	if len(a.overdue) == 0 {
+		a.overdue = DefaultOverdue
+	}
+	for i, d := range a.overdue {
+		if d <= 0 || (i > 0 && d <= a.overdue[i-1]) {
+			return nil, fmt.Errorf("new admin api: overdue ages %v: want positive and increasing", a.overdue)
+		}
+	}
 	if a.maxImport == 0 {
 		a.maxImport = DefaultMaxImport
 	}
@@ -99,10 +117,16 @@ func (a *API) Routes(m *httpapi.Mux) {
 	m.Handle("GET "+Prefix+"/clients", admin(a.handleListClients))
 	m.Handle("GET "+Prefix+"/clients/{clientId}", admin(a.handleGetClient))
 	m.Handle("GET "+Prefix+"/audit", admin(a.handleAudit))
-	m.Handle("POST "+Prefix+"/import/gv100ad", admin(a.handleImportGV100AD))
-	m.Handle("POST "+Prefix+"/import/leika", admin(a.handleImportLeika))
-	m.Handle("POST "+Prefix+"/import/plz", admin(a.handleImportPLZ))
+	m.HandleStream("POST "+Prefix+"/import/gv100ad", admin(a.handleImportGV100AD))
+	m.HandleStream("POST "+Prefix+"/import/leika", admin(a.handleImportLeika))
+	m.HandleStream("POST "+Prefix+"/import/plz", admin(a.handleImportPLZ))
 	m.Handle("GET "+Prefix+"/coverage", admin(a.handleCoverage))
+	m.Handle("GET "+Prefix+"/dead-letters", admin(a.handleListDeadLetters))
+	m.Handle("POST "+Prefix+"/dead-letters/redrive", admin(a.handleRedriveDeadLetters))
+	m.Handle("GET "+Prefix+"/dead-letters/{seq}", admin(a.handleGetDeadLetter))
+	m.Handle("POST "+Prefix+"/dead-letters/{seq}/redrive", admin(a.handleRedriveDeadLetter))
+	m.Handle("DELETE "+Prefix+"/dead-letters/{seq}", admin(a.handlePurgeDeadLetter))
+	m.Handle("GET "+Prefix+"/overdue", admin(a.handleOverdue))
 }
 
 // destinationList is FIT-Connect's DestinationList shape with admin views.
@@ -182,59 +206,22 @@ func (a *API) handleGetDestination(w http.ResponseWriter, r *http.Request, _ htt
 	return a.writeDestination(w, r, id, http.StatusOK)
 }
 
-// UpdateInput is FIT-Connect's UpdateDestination and PatchDestination plus
-// homeRegion: PUT requires what UpdateDestination requires, PATCH changes
-// only the members present.
-type UpdateInput struct {
-	Status             *store.DestinationStatus  `json:"status"`
-	ContactInformation *store.ContactInformation `json:"contactInformation"`
-	Services           []store.Service           `json:"services"`
-	Callback           *registry.CallbackInput   `json:"callback"`
-	EncryptionKID      *string                   `json:"encryptionKid"`
-	ReplyChannels      json.RawMessage           `json:"replyChannels"`
-	MetadataVersions   []string                  `json:"metadataVersions"`
-	HomeRegion         *string                   `json:"homeRegion"`
-}
-
-// handleAdminPutDestination replaces a destination's fields (not its id,
+// handlePutDestination replaces a destination's fields (not its id,
 // keys or, when absent, its homeRegion). An absent callback removes it.
 func (a *API) handlePutDestination(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
 	id, err := destination.PathID(r)
 	if err != nil {
 		return err
 	}
-	var in UpdateInput
+	var in registry.UpdateInput
 	if err := a.api.DecodeRequest(w, r, &in, true); err != nil {
 		return err
 	}
-	for _, f := range []struct {
-		name    string
-		present bool
-	}{
-		{"status", in.Status != nil}, {"contactInformation", in.ContactInformation != nil},
-		{"services", in.Services != nil}, {"encryptionKid", in.EncryptionKID != nil},
-		{"metadataVersions", in.MetadataVersions != nil},
-	} {
-		if !f.present {
-			return problem.Invalid(f.name, f.name+" is required")
-		}
+	change, err := in.Replace()
+	if err != nil {
+		return err
 	}
-	return a.update(w, r, p, id, func(d *store.Destination) (bool, error) {
-		d.Status = *in.Status
-		d.Contact = *in.ContactInformation
-		d.Services = in.Services
-		d.EncryptionKID = *in.EncryptionKID
-		d.MetadataVersions = in.MetadataVersions
-		d.ReplyChannels = in.ReplyChannels
-		d.CallbackURL, d.CallbackSecret = "", ""
-		if in.Callback != nil {
-			d.CallbackURL, d.CallbackSecret = in.Callback.URL, in.Callback.Secret
-		}
-		if in.HomeRegion != nil {
-			d.HomeRegion = *in.HomeRegion
-		}
-		return in.Callback != nil, nil
-	})
+	return a.update(w, r, p, id, change)
 }
 
 func (a *API) handlePatchDestination(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
@@ -242,40 +229,15 @@ func (a *API) handlePatchDestination(w http.ResponseWriter, r *http.Request, p h
 	if err != nil {
 		return err
 	}
-	var in UpdateInput
+	var in registry.UpdateInput
 	if err := a.api.DecodeRequest(w, r, &in, true); err != nil {
 		return err
 	}
-	if in.Status != nil && *in.Status == store.StatusCreated {
-		return problem.Invalid("status", "status may be patched to active, inactive or decommissioned")
+	change, err := in.Patch()
+	if err != nil {
+		return err
 	}
-	return a.update(w, r, p, id, func(d *store.Destination) (bool, error) {
-		if in.Status != nil {
-			d.Status = *in.Status
-		}
-		if in.ContactInformation != nil {
-			d.Contact = *in.ContactInformation
-		}
-		if in.Services != nil {
-			d.Services = in.Services
-		}
-		if in.EncryptionKID != nil {
-			d.EncryptionKID = *in.EncryptionKID
-		}
-		if in.ReplyChannels != nil {
-			d.ReplyChannels = in.ReplyChannels
-		}
-		if in.MetadataVersions != nil {
-			d.MetadataVersions = in.MetadataVersions
-		}
-		if in.Callback != nil {
-			d.CallbackURL, d.CallbackSecret = in.Callback.URL, in.Callback.Secret
-		}
-		if in.HomeRegion != nil {
-			d.HomeRegion = *in.HomeRegion
-		}
-		return in.Callback != nil, nil
-	})
+	return a.update(w, r, p, id, change)
 }
 
 // handleSetStatus activates or deactivates a destination.
@@ -326,7 +288,7 @@ func (a *API) handleAddKey(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	if err != nil {
 		return fmt.Errorf("encode jwk: %w", err)
 	}
-	purpose, err := purposeOf(members)
+	purpose, err := registry.KeyPurpose(members)
 	if err != nil {
 		return err
 	}
@@ -336,21 +298,6 @@ func (a *API) handleAddKey(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	}
 	w.Header().Set("Location", "/v1/destinations/"+id+"/keys/"+k.KID)
 	return a.writeDestination(w, r, id, http.StatusCreated)
-}
-
-// purposeOf tells an encryption key from a signing key by key_ops.
-func purposeOf(members map[string]json.RawMessage) (jose.Purpose, error) {
-	var ops []string
-	if err := json.Unmarshal(members["key_ops"], &ops); err != nil || len(ops) != 1 {
-		return "", problem.InvalidKey("key_ops", `key_ops must be ["wrapKey"] for an encryption key or ["verify"] for a signing key`)
-	}
-	switch ops[0] {
-	case "wrapKey":
-		return jose.Encryption, nil
-	case "verify":
-		return jose.Signing, nil
-	}
-	return "", problem.InvalidKey("key_ops", fmt.Sprintf(`key_ops %q: want "wrapKey" (encryption) or "verify" (signing)`, ops[0]))
 }
 
 // clientCreated shows the secret, once.
@@ -410,7 +357,11 @@ func (a *API) handleAudit(w http.ResponseWriter, r *http.Request, _ httpapi.Prin
 	if err != nil {
 		return err
 	}
-	entries, err := a.store.AuditLog(r.Context(), r.URL.Query().Get("object"), page)
+	q, err := httpapi.Query(r)
+	if err != nil {
+		return err
+	}
+	entries, err := a.store.AuditLog(r.Context(), q.Get("object"), page)
 	if err != nil {
 		return fmt.Errorf("read audit log: %w", err)
 	}

@@ -92,7 +92,10 @@ type uncoveredArea struct {
 // many Gemeinden and inhabitants resolve to a destination for the service
 // now (or at the RFC 3339 time in at), and which Gemeinden do not.
 func (a *API) handleCoverage(w http.ResponseWriter, r *http.Request, _ httpapi.Principal) error {
-	q := r.URL.Query()
+	q, err := httpapi.Query(r)
+	if err != nil {
+		return err
+	}
 	key, _, err := httpapi.QueryParam(q, "leikaKey")
 	if err != nil {
 		return err

@@ -1,7 +1,9 @@
 // Package destination serves FIT-Connect's destination endpoints: a
 // destination (its public view for senders, its private view for its
-// receivers and managers) and its public keys. It also renders the views
-// the operator API shows.
+// receivers and managers) and its public keys, and the management
+// endpoints (list, create, replace, patch, delete, add a key) with
+// FIT-Connect's scopes. Changes go through the registry operations, as the
+// operator API's do. It also renders the views the operator API shows.
 package destination
 
 import (
@@ -14,6 +16,7 @@ import (
 	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/scope"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
@@ -146,27 +149,35 @@ func canSee(s scope.Set, d store.Destination) bool {
 type Store interface {
 	Reader
 	Key(ctx context.Context, destinationID, kid string) (store.Key, error)
+	Destinations(ctx context.Context, p store.Page) ([]store.Destination, int, error)
 }
 
 // API serves the destination endpoints.
 type API struct {
-	api   *httpapi.API
-	store Store
-	now   func() time.Time
+	api      *httpapi.API
+	store    Store
+	registry *registry.Registry
+	now      func() time.Time
 }
 
-// New returns the destination endpoints on st; now is the clock (nil:
-// time.Now).
-func New(api *httpapi.API, st Store, now func() time.Time) *API {
+// New returns the destination endpoints on st; changes go through reg;
+// now is the clock (nil: time.Now).
+func New(api *httpapi.API, st Store, reg *registry.Registry, now func() time.Time) *API {
 	if now == nil {
 		now = time.Now
 	}
-	return &API{api: api, store: st, now: now}
+	return &API{api: api, store: st, registry: reg, now: now}
 }
 
-// Routes registers GET /v1/destinations/{destinationId} and its keys.
+// Routes registers FIT-Connect's destination endpoints.
 func (a *API) Routes(m *httpapi.Mux) {
+	m.Handle("GET /v1/destinations", a.api.Authed(a.handleList))
+	m.Handle("POST /v1/destinations", a.api.Authed(a.handleCreate))
 	m.Handle("GET /v1/destinations/{destinationId}", a.api.Authed(a.handleGetDestination))
+	m.Handle("PUT /v1/destinations/{destinationId}", a.api.Authed(a.handlePut))
+	m.Handle("PATCH /v1/destinations/{destinationId}", a.api.Authed(a.handlePatch))
+	m.Handle("DELETE /v1/destinations/{destinationId}", a.api.Authed(a.handleDelete))
+	m.Handle("POST /v1/destinations/{destinationId}/keys", a.api.Authed(a.handleAddKey))
 	m.Handle("GET /v1/destinations/{destinationId}/keys/{keyId}", a.api.Public(a.handleGetKey))
 }
 

@@ -56,6 +56,9 @@ type API struct {
 	Verifier Verifier
 	// Log receives what becomes a 500, once.
 	Log *slog.Logger
+	// PublicLimit is the per-address limit of the routes anyone may call
+	// (Unauthenticated, Public); nil for none.
+	PublicLimit *Limiter
 }
 
 // Authed requires a valid bearer token and runs h for its principal.
@@ -85,8 +88,12 @@ func (a *API) Admin(h Handler) http.Handler {
 	})
 }
 
-// Public runs h for anyone.
+// Public runs h for anyone, within PublicLimit.
 func (a *API) Public(h PublicHandler) http.Handler {
+	return a.Unauthenticated(a.public(h))
+}
+
+func (a *API) public(h PublicHandler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			a.WriteError(w, r, err)
@@ -158,6 +165,10 @@ func QuoteSafe(s string) string {
 func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	var ae *authError
 	var se *scopeError
+	var re *retryError
+	if errors.As(err, &re) {
+		w.Header().Set("Retry-After", retrySeconds(re.after))
+	}
 	switch {
 	case errors.As(err, &ae):
 		challenge := `Bearer realm="` + QuoteSafe(a.Realm) + `"`
@@ -182,6 +193,10 @@ func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 			p = problem.Internal()
 		}
 	}
+	// A client told to come back is told when.
+	if (p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1")
+	}
 	problem.Write(w, p)
 }
 
@@ -192,13 +207,26 @@ func (a *API) Unavailable(r *http.Request, op string, err error) error {
 	return problem.Unavailable(op + ": the message bus did not answer; retry the request")
 }
 
-// ReadBody reads the whole body within MaxBody.
+// ReadBody reads the whole body within MaxBody (ReadLimited).
 func (a *API) ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.MaxBody))
+	return ReadLimited(w, r, a.MaxBody)
+}
+
+// ReadLimited reads the whole body within limit bytes. A body announced
+// or found longer is refused with 413 without reading the rest; one that
+// does not arrive in time (Deadlines) with 408.
+func ReadLimited(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return nil, problem.BodyTooLarge(limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
 			return nil, problem.BodyTooLarge(mbe.Limit)
+		}
+		if p, ok := problem.As(err); ok {
+			return nil, p
 		}
 		return nil, problem.InvalidRequest("body", fmt.Sprintf("reading the request body: %v", err))
 	}

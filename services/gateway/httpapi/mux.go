@@ -81,11 +81,14 @@ func infoFrom(ctx context.Context) *requestInfo {
 	return ri
 }
 
-// statusWriter records the status and size of a response.
+// statusWriter records the status and size of a response and moves the
+// write deadline forward with every write.
 type statusWriter struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	status       int
+	bytes        int64
+	rc           *http.ResponseController
+	writeTimeout time.Duration
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -98,6 +101,9 @@ func (w *statusWriter) WriteHeader(code int) {
 func (w *statusWriter) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
+	}
+	if w.rc != nil {
+		_ = w.rc.SetWriteDeadline(time.Now().Add(w.writeTimeout))
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.bytes += int64(n)
@@ -140,6 +146,9 @@ func (m *Mux) observe(next http.Handler) http.Handler {
 				slog.Int("status", sw.status), slog.Int64("bytes", sw.bytes), slog.Duration("duration", elapsed),
 				slog.String("client_id", ri.subject), slog.String("remote", r.RemoteAddr))
 		}()
+		// Before any handler: the server's own wait for an unread body
+		// after the answer is bounded by the same deadline.
+		m.deadlines.limitBody(sw, r, m.streamed[pattern])
 		if pattern == "" {
 			m.serveUnmatched(sw, r)
 			return
@@ -243,9 +252,13 @@ func SetSubject(r *http.Request, subject string) {
 // every request in the access log, the metrics and panic recovery.
 type Mux struct {
 	*http.ServeMux
-	patterns []string
-	metrics  *metrics
-	log      *slog.Logger
+	patterns  []string
+	streamed  map[string]bool
+	deadlines Deadlines
+	slots     chan struct{}
+	slotWait  time.Duration
+	metrics   *metrics
+	log       *slog.Logger
 }
 
 // NewMux returns an empty Mux whose metrics go to reg.
@@ -254,13 +267,27 @@ func NewMux(reg prometheus.Registerer, log *slog.Logger) (*Mux, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Mux{ServeMux: http.NewServeMux(), metrics: m, log: log}, nil
+	return &Mux{
+		ServeMux: http.NewServeMux(), streamed: make(map[string]bool),
+		deadlines: Deadlines{}.withDefaults(), metrics: m, log: log,
+	}, nil
 }
+
+// SetDeadlines sets the deadlines of request bodies and answers; zero
+// fields take the defaults.
+func (m *Mux) SetDeadlines(d Deadlines) { m.deadlines = d.withDefaults() }
 
 // Handle registers h for pattern and records the pattern.
 func (m *Mux) Handle(pattern string, h http.Handler) {
 	m.ServeMux.Handle(pattern, h)
 	m.patterns = append(m.patterns, pattern)
+}
+
+// HandleStream registers h for a route whose body is streamed rather than
+// read whole: it is held to Deadlines.UploadRate instead of Deadlines.Body.
+func (m *Mux) HandleStream(pattern string, h http.Handler) {
+	m.Handle(pattern, h)
+	m.streamed[pattern] = true
 }
 
 // HandleFunc registers h for pattern and records the pattern.
@@ -272,6 +299,51 @@ func (m *Mux) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Reque
 // Patterns returns the patterns registered, in registration order.
 func (m *Mux) Patterns() []string { return slices.Clone(m.patterns) }
 
-// Handler returns the mux wrapped in the access log, the metrics and panic
-// recovery.
-func (m *Mux) Handler() http.Handler { return m.observe(m.recoverPanic(m.ServeMux)) }
+// SetInFlight bounds the requests served at once to n (0: no bound). One
+// more waits up to wait for a slot and is then answered 503 with
+// Retry-After, so that a burst far above capacity is refused quickly
+// instead of queueing until clients time out and memory runs out. Health
+// and metrics stay outside the bound.
+func (m *Mux) SetInFlight(n int, wait time.Duration) {
+	if n <= 0 {
+		m.slots = nil
+		return
+	}
+	m.slots, m.slotWait = make(chan struct{}, n), wait
+}
+
+// bounded admits a request when a slot is free (SetInFlight).
+func (m *Mux) bounded(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		slots := m.slots
+		if slots == nil || unbounded[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			t := time.NewTimer(m.slotWait)
+			select {
+			case slots <- struct{}{}:
+				t.Stop()
+			case <-t.C:
+				w.Header().Set("Retry-After", "1")
+				w.Header().Set("Connection", "close")
+				problem.Write(w, problem.Unavailable(fmt.Sprintf("the server is serving %d requests at once, its bound; retry in a second", cap(slots))))
+				return
+			case <-r.Context().Done():
+				return
+			}
+		}
+		defer func() { <-slots }()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// unbounded are the paths that answer whatever the load.
+var unbounded = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
+// Handler returns the mux wrapped in the access log, the metrics, the
+// in-flight bound and panic recovery.
+func (m *Mux) Handler() http.Handler { return m.observe(m.bounded(m.recoverPanic(m.ServeMux))) }

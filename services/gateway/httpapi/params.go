@@ -41,10 +41,64 @@ func RequireContentType(r *http.Request, want ...string) error {
 	return problem.UnsupportedMediaType(ct, want...)
 }
 
+// MaxQueryParams bounds the parameters of a query string, as Go's own
+// parser does.
+const MaxQueryParams = 10000
+
+// Query parses the request's query string. Where Go's parser would drop a
+// parameter silently (a raw ';', a bad '%' escape, more than
+// MaxQueryParams parameters), it answers a 400 naming the parameter and
+// what is wrong with it.
+func Query(r *http.Request) (url.Values, error) {
+	raw := r.URL.RawQuery
+	if n := strings.Count(raw, "&") + 1; n > MaxQueryParams {
+		return nil, problem.InvalidRequest("query", fmt.Sprintf("the query has %d parameters; at most %d are allowed", n, MaxQueryParams))
+	}
+	q := make(url.Values)
+	for raw != "" {
+		var pair string
+		pair, raw, _ = strings.Cut(raw, "&")
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		name := k
+		if un, err := url.QueryUnescape(k); err == nil {
+			name = un
+		}
+		if strings.Contains(pair, ";") {
+			n, _, _ := strings.Cut(name, ";")
+			return nil, problem.InvalidRequest(queryField(n), fmt.Sprintf("query parameter %q contains a raw ';': separate parameters with '&' and escape ';' as %%3B", n))
+		}
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, problem.InvalidRequest("query", fmt.Sprintf("query parameter name %q is not URL-encoded: %v", k, err))
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, problem.InvalidRequest(queryField(key), fmt.Sprintf("query parameter %s is not URL-encoded: %v", key, err))
+		}
+		q[key] = append(q[key], val)
+	}
+	return q, nil
+}
+
+// queryField names a parameter as a problem's field, or the query when
+// the name is empty.
+func queryField(name string) string {
+	if name == "" {
+		return "query"
+	}
+	return name
+}
+
 // PageOf reads limit (1..500, default 100) and offset (≥ 0) from the query.
 func PageOf(r *http.Request) (store.Page, error) {
 	var p store.Page
-	q := r.URL.Query()
+	q, err := Query(r)
+	if err != nil {
+		return p, err
+	}
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > store.MaxPageLimit {

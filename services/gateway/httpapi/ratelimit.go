@@ -43,6 +43,17 @@ func NewLimiter(perSecond float64, burst int) *Limiter {
 func (l *Limiter) take(client string, now time.Time) (bool, int, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	b := l.bucket(client, now)
+	ok := b.lim.AllowN(now, 1)
+	tokens := b.lim.TokensAt(now)
+	if !ok {
+		return false, 0, secondsFor(1-tokens, l.limit)
+	}
+	return true, int(math.Floor(tokens)), secondsFor(float64(l.burst)-tokens, l.limit)
+}
+
+// bucket returns key's bucket, forgetting the ones full again. l.mu is held.
+func (l *Limiter) bucket(key string, now time.Time) *bucket {
 	full := time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
 	if now.Sub(l.sweep) > full {
 		for k, b := range l.clients {
@@ -52,18 +63,32 @@ func (l *Limiter) take(client string, now time.Time) (bool, int, time.Duration) 
 		}
 		l.sweep = now
 	}
-	b := l.clients[client]
+	b := l.clients[key]
 	if b == nil {
 		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
-		l.clients[client] = b
+		l.clients[key] = b
 	}
 	b.seen = now
-	ok := b.lim.AllowN(now, 1)
-	tokens := b.lim.TokensAt(now)
-	if !ok {
-		return false, 0, secondsFor(1-tokens, l.limit)
+	return b
+}
+
+// Reserve takes one token of key's bucket for an attempt that counts only
+// if it fails: when the bucket is empty it reports false and the time
+// until the next token; otherwise undo gives the token back, for an
+// attempt that succeeded. Reserving first keeps concurrent attempts from
+// all passing a check that none of them has paid for yet.
+func (l *Limiter) Reserve(key string, now time.Time) (ok bool, wait time.Duration, undo func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.bucket(key, now).lim.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Duration(float64(time.Second) / float64(l.limit)), nil
 	}
-	return true, int(math.Floor(tokens)), secondsFor(float64(l.burst)-tokens, l.limit)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d, nil
+	}
+	return true, 0, func() { r.CancelAt(now) }
 }
 
 func secondsFor(tokens float64, limit rate.Limit) time.Duration {
@@ -73,8 +98,8 @@ func secondsFor(tokens float64, limit rate.Limit) time.Duration {
 	return time.Duration(tokens / float64(limit) * float64(time.Second))
 }
 
-// clientAddress is the rate limit key of a request: the peer's IP.
-func clientAddress(r *http.Request) string {
+// ClientAddress is the rate limit key of a request: the peer's IP.
+func ClientAddress(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
@@ -82,23 +107,82 @@ func clientAddress(r *http.Request) string {
 	return host
 }
 
-// Limited runs h within the client's rate limit of l and answers with
-// the RateLimit-Limit, -Remaining and -Reset headers (Reset in whole
-// seconds, rounded up). Over the limit it answers 429 with Retry-After.
+// Limited runs h within the client's rate limit of l (Throttle).
 func (a *API) Limited(l *Limiter, h PublicHandler) http.Handler {
+	return a.Throttle(l, a.public(h))
+}
+
+// Throttle runs h within the client's rate limit of l and answers with
+// the RateLimit-Limit, -Remaining and -Reset headers as the IETF draft
+// (RFC 9331's successor) means them: the quota of a window (the sustained
+// rate over a window of whole seconds), what is left of it, and the
+// seconds until it is whole again; RateLimit-Policy names the window and
+// the burst. Over the limit it answers 429 with Retry-After. A nil l lets
+// every request through.
+func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
+	if l == nil {
+		return h
+	}
+	window := math.Max(1, math.Ceil(1/float64(l.limit)))
+	quota := math.Max(1, math.Floor(float64(l.limit)*window))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, remaining, reset := l.take(clientAddress(r), time.Now())
+		ok, _, reset := l.take(ClientAddress(r), time.Now())
 		secs := strconv.Itoa(int(math.Ceil(reset.Seconds())))
-		w.Header().Set("RateLimit-Limit", strconv.Itoa(l.burst))
-		w.Header().Set("RateLimit-Remaining", strconv.Itoa(remaining))
-		w.Header().Set("RateLimit-Reset", secs)
+		remaining, whole := 0.0, reset
+		if ok {
+			tokens := float64(l.burst) - reset.Seconds()*float64(l.limit)
+			remaining = math.Min(math.Floor(tokens+1e-9), quota)
+			whole = secondsFor(quota-tokens, l.limit)
+		}
+		w.Header().Set("RateLimit-Limit", strconv.Itoa(int(quota)))
+		w.Header().Set("RateLimit-Remaining", strconv.Itoa(int(remaining)))
+		w.Header().Set("RateLimit-Reset", strconv.Itoa(int(math.Ceil(whole.Seconds()))))
+		w.Header().Set("RateLimit-Policy", fmt.Sprintf("%d;w=%d;burst=%d", int(quota), int(window), l.burst))
 		if !ok {
 			w.Header().Set("Retry-After", secs)
-			a.WriteError(w, r, problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), clientAddress(r), secs)))
+			a.WriteError(w, r, problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), ClientAddress(r), secs)))
 			return
 		}
-		if err := h(w, r); err != nil {
-			a.WriteError(w, r, err)
-		}
+		h.ServeHTTP(w, r)
 	})
+}
+
+// Unauthenticated limits h, a route anyone may call, to the per-address
+// rate of PublicLimit.
+func (a *API) Unauthenticated(h http.Handler) http.Handler {
+	return a.Throttle(a.PublicLimit, h)
+}
+
+// Rate is a token bucket's shape: Burst at once, refilled at PerSecond.
+type Rate struct {
+	PerSecond float64
+	Burst     int
+}
+
+// NewLimiter returns a per-key limiter of r, or nil when r is zero.
+func (r Rate) NewLimiter() *Limiter {
+	if r.PerSecond <= 0 || r.Burst <= 0 {
+		return nil
+	}
+	return NewLimiter(r.PerSecond, r.Burst)
+}
+
+// retryError is a problem answered with a Retry-After header.
+type retryError struct {
+	p     *problem.Problem
+	after time.Duration
+}
+
+func (e *retryError) Error() string { return e.p.Error() }
+func (e *retryError) Unwrap() error { return e.p }
+
+// RetryAfter answers p with Retry-After: after, in whole seconds rounded
+// up, at least one.
+func RetryAfter(p *problem.Problem, after time.Duration) error {
+	return &retryError{p: p, after: after}
+}
+
+// retrySeconds is d as a Retry-After value.
+func retrySeconds(d time.Duration) string {
+	return strconv.Itoa(max(1, int(math.Ceil(d.Seconds()))))
 }

@@ -20,6 +20,7 @@ import (
 	gojose "github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/jose"
@@ -96,6 +97,8 @@ type API struct {
 
 	mu   sync.Mutex
 	sigs map[sigKey]string
+	// signing makes one signature per key however many ask at once.
+	signing singleflight.Group
 
 	// resolutions counts resolutions by the level matched.
 	resolutions *prometheus.CounterVec
@@ -155,7 +158,7 @@ func (a *API) Routes(m *httpapi.Mux) {
 		m.Handle("GET "+prefix+"/routes", a.api.Limited(a.limiter, a.handleRoutes))
 		m.Handle("GET "+prefix+"/areas", a.api.Limited(a.limiter, a.handleAreas))
 	}
-	m.HandleFunc("GET /v2/info", a.handleInfo)
+	m.Handle("GET /v2/info", a.api.Unauthenticated(http.HandlerFunc(a.handleInfo)))
 }
 
 // handleInfo answers GET /v2/info.
@@ -180,6 +183,22 @@ type routeResult struct {
 	Offset     int         `json:"offset"`
 	TotalCount int         `json:"totalCount"`
 	Routes     []routeView `json:"routes"`
+	// Reason is Amtsbote's extension: why there is no route, where the
+	// spec answers an empty result (an area the directory lacks or has
+	// retired, with its successor; a service no one knows), as a problem
+	// object without its status.
+	Reason map[string]any `json:"reason,omitempty"`
+}
+
+// noRoute answers 200 with no routes and why, as the Routing API answers
+// a well-formed request that matches nothing.
+func noRoute(w http.ResponseWriter, page store.Page, why *problem.Problem) {
+	raw, _ := json.Marshal(why)
+	var reason map[string]any
+	_ = json.Unmarshal(raw, &reason)
+	delete(reason, "status")
+	w.Header().Set("Cache-Control", "no-cache")
+	httpapi.WriteJSON(w, http.StatusOK, routeResult{Offset: page.Offset, Routes: []routeView{}, Reason: reason})
 }
 
 // routeView is the Routing API's route.
@@ -197,7 +216,10 @@ var areaParams = []string{"ars", "ags", "areaId"}
 // destination responsible for leikaKey in the area given by exactly one of
 // ars, ags and areaId, now.
 func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
+	q, err := httpapi.Query(r)
+	if err != nil {
+		return err
+	}
 	key, present, err := httpapi.QueryParam(q, "leikaKey")
 	if err != nil {
 		return err
@@ -235,12 +257,19 @@ func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	place, err := reg.Reference().Place(param, value)
+	if p, ok := problem.As(err); ok && p.Status == http.StatusUnprocessableEntity {
+		a.resolutions.WithLabelValues("none").Inc()
+		noRoute(w, page, p)
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	ref := reg.Reference()
 	if _, known := ref.Service(service); !known && ref.Services() > 0 && !reg.Table().Has(string(service)) {
-		return problem.Unprocessable("leikaKey", fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service))
+		a.resolutions.WithLabelValues("none").Inc()
+		noRoute(w, page, problem.Unprocessable("leikaKey", fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service)))
+		return nil
 	}
 	routes := []routeView{}
 	m, ok := reg.Resolve(string(service), place, a.now())
@@ -293,6 +322,25 @@ func (a *API) routeView(m routesync.Match, service leika.Key) (routeView, error)
 		v.DestinationSignature = sig
 		return v, nil
 	}
+	res, err, _ := a.signing.Do(fmt.Sprintf("%s\x00%s\x00%d", k.dest, k.service, k.updated), func() (any, error) {
+		a.mu.Lock()
+		sig, ok := a.sigs[k]
+		a.mu.Unlock()
+		if ok {
+			return sig, nil
+		}
+		return a.sign(k, e, service)
+	})
+	if err != nil {
+		return v, err
+	}
+	v.DestinationSignature = res.(string)
+	return v, nil
+}
+
+// sign makes the signature of destination e's route for service and
+// keeps it under k.
+func (a *API) sign(k sigKey, e routesync.Entry, service leika.Key) (string, error) {
 	var gebiete []string
 	for _, s := range e.Services {
 		if id, err := routing.ServiceID(s.Identifier); err != nil || id != string(service) {
@@ -318,14 +366,15 @@ func (a *API) routeView(m routesync.Match, service leika.Key) (routeView, error)
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		return v, fmt.Errorf("sign route: %w", err)
+		return "", fmt.Errorf("sign route: %w", err)
 	}
 	jws, err := a.signer.Sign(payload)
 	if err != nil {
-		return v, fmt.Errorf("sign route: %w", err)
+		return "", fmt.Errorf("sign route: %w", err)
 	}
-	if sig, err = jws.CompactSerialize(); err != nil {
-		return v, fmt.Errorf("sign route: %w", err)
+	sig, err := jws.CompactSerialize()
+	if err != nil {
+		return "", fmt.Errorf("sign route: %w", err)
 	}
 	a.mu.Lock()
 	if len(a.sigs) >= sigCacheSize {
@@ -341,8 +390,7 @@ func (a *API) routeView(m routesync.Match, service leika.Key) (routeView, error)
 	}
 	a.sigs[k] = sig
 	a.mu.Unlock()
-	v.DestinationSignature = sig
-	return v, nil
+	return sig, nil
 }
 
 // areaResult is the Routing API's area-result.
@@ -363,7 +411,11 @@ type areaView struct {
 // handleAreas answers GET /v1/areas and /v2/areas: the current areas whose
 // name or postcodes match every areaSearchexpression.
 func (a *API) handleAreas(w http.ResponseWriter, r *http.Request) error {
-	terms := r.URL.Query()["areaSearchexpression"]
+	params, err := httpapi.Query(r)
+	if err != nil {
+		return err
+	}
+	terms := params["areaSearchexpression"]
 	if len(terms) == 0 {
 		return problem.InvalidRequest("areaSearchexpression", "areaSearchexpression is required: a name, a name with * wildcards or a postcode, repeated for up to 10 terms")
 	}

@@ -70,10 +70,10 @@ func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p http
 		return a.checkEncryptionKID(ctx, sub.DestinationID, j.KID, "header.kid")
 	})
 	if err != nil {
-		return a.uploadProblem(r, err, limit)
+		return retryLater(w, a.uploadProblem(r, err, limit))
 	}
 	if _, err := a.bus.PutState(ctx, sealed.AttachmentTagKey(sid, aid), []byte(jwe.AuthTag)); err != nil {
-		return a.api.Unavailable(r, "store attachment tag", err)
+		return retryLater(w, a.api.Unavailable(r, "store attachment tag", err))
 	}
 	_, err = a.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
 		if !slices.Contains(s.UploadedAttachments, aid) {
@@ -240,19 +240,34 @@ func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p http
 		return problem.AttachmentNotFound(sid, aid)
 	}
 	if err != nil {
-		return a.api.Unavailable(r, "read attachment", err)
+		return retryLater(w, a.api.Unavailable(r, "read attachment", err))
 	}
-	rc, err := a.bus.GetObject(ctx, name)
-	if errors.Is(err, bus.ErrNotFound) {
-		return problem.AttachmentNotFound(sid, aid)
+	// The status goes out only for content that matched its digest: a
+	// corrupt attachment is a 500, never a 200 cut off halfway. Small ones
+	// are read once into memory, larger ones twice, the first time only
+	// to check them, so memory does not grow with the attachment.
+	var small []byte
+	if info.Size <= verifyInMemory {
+		small, err = a.readObject(ctx, name)
+	} else {
+		_, err = a.bus.VerifyObject(ctx, name)
 	}
 	if err != nil {
-		return a.api.Unavailable(r, "read attachment", err)
+		return a.objectProblem(w, r, name, "read attachment", err, problem.AttachmentNotFound(sid, aid))
 	}
-	defer rc.Close()
 	w.Header().Set("Content-Type", joseContentType)
 	w.Header().Set("Content-Length", strconv.FormatUint(info.Size, 10))
 	w.Header().Set("Cache-Control", "no-store")
+	if small != nil || info.Size == 0 {
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(small)
+		return nil
+	}
+	rc, err := a.bus.GetObject(ctx, name)
+	if err != nil {
+		return a.objectProblem(w, r, name, "read attachment", err, problem.AttachmentNotFound(sid, aid))
+	}
+	defer rc.Close()
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, rc); err != nil {
 		// The status is sent; cutting the connection is the only way left
@@ -261,4 +276,47 @@ func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p http
 		panic(http.ErrAbortHandler)
 	}
 	return nil
+}
+
+// verifyInMemory is the largest attachment read into memory, and checked,
+// in one pass before it is answered.
+const verifyInMemory = 1 << 20
+
+// readObject reads the object stored under name whole; its digest is
+// checked before it returns.
+func (a *API) readObject(ctx context.Context, name string) ([]byte, error) {
+	rc, err := a.bus.GetObject(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return io.ReadAll(rc)
+}
+
+// objectProblem answers a failed read of the object name: notFound if it is
+// gone; for a corrupt one, a dead letter naming it and the reason and a 500,
+// since the sender's upload cannot be recovered from here; 503 with
+// Retry-After otherwise.
+func (a *API) objectProblem(w http.ResponseWriter, r *http.Request, name, op string, err error, notFound error) error {
+	switch {
+	case errors.Is(err, bus.ErrNotFound):
+		return notFound
+	case errors.Is(err, bus.ErrCorrupt):
+		if derr := a.bus.DeadLetterObject(r.Context(), name, err); derr != nil {
+			a.api.Log.ErrorContext(r.Context(), "corrupt object not dead-lettered", "object", name, "err", derr)
+		}
+		return fmt.Errorf("%s %s: %w", op, name, err)
+	}
+	return retryLater(w, a.api.Unavailable(r, op, err))
+}
+
+// retryAfter is what a 503 asks the client to wait, in seconds.
+const retryAfter = "5"
+
+// retryLater adds Retry-After to a 503 answer and returns err unchanged.
+func retryLater(w http.ResponseWriter, err error) error {
+	if p, ok := problem.As(err); ok && p.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", retryAfter)
+	}
+	return err
 }

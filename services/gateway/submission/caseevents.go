@@ -6,12 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/amtsbote/amtsbote/internal/failpoint"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
@@ -136,13 +136,9 @@ func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.
 	if err := httpapi.RequireContentType(r, joseContentType); err != nil {
 		return err
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, set.MaxTokenLen))
+	raw, err := httpapi.ReadLimited(w, r, set.MaxTokenLen)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return problem.BodyTooLarge(mbe.Limit)
-		}
-		return problem.InvalidRequest("body", fmt.Sprintf("reading the request body: %v", err))
+		return err
 	}
 	token := strings.TrimSpace(string(raw))
 	ctx := r.Context()
@@ -219,6 +215,7 @@ const maxDecisionTries = 5
 // projects it into the store.
 func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseID, uri string, claims set.Claims, token string) error {
 	ctx := r.Context()
+	failpoint.KillFor("decision.before-read", set.Name(uri))
 	for try := 1; ; try++ {
 		evs, err := a.bus.CaseEvents(ctx, caseID)
 		if err != nil {
@@ -253,6 +250,7 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 		if err := a.claimJTI(r, claims.JTI, caseID); err != nil {
 			return err
 		}
+		failpoint.KillFor("decision.before-publish", set.Name(uri))
 		ack, err := a.bus.PublishEvent(ctx, a.url, claims, token, bus.ExpectLast(last))
 		switch {
 		case errors.Is(err, bus.ErrStale) && try < maxDecisionTries:
@@ -270,6 +268,7 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 				return problem.Conflict("jti", fmt.Sprintf("jti %s is used by another event", claims.JTI))
 			}
 		}
+		failpoint.KillFor("decision.before-answer", set.Name(uri))
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}

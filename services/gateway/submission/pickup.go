@@ -2,12 +2,9 @@ package submission
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
-	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/scope"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
@@ -40,8 +37,12 @@ func (a *API) handlePickupList(w http.ResponseWriter, r *http.Request, p httpapi
 	if err != nil {
 		return err
 	}
+	q, err := httpapi.Query(r)
+	if err != nil {
+		return err
+	}
 	var ids []string
-	if raw := r.URL.Query().Get("destinationId"); raw != "" {
+	if raw := q.Get("destinationId"); raw != "" {
 		id, ok := httpapi.CanonicalUUID(raw)
 		if !ok {
 			return problem.InvalidRequest("destinationId", fmt.Sprintf("destinationId %q is not a UUID", raw))
@@ -97,17 +98,10 @@ func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p http
 	if err := deliverable(sub); err != nil {
 		return err
 	}
-	rc, err := a.bus.GetObject(ctx, sealed.PayloadObject(sid))
-	if errors.Is(err, bus.ErrNotFound) {
-		return fmt.Errorf("fetch %s: payload missing: %w", sid, err)
-	}
+	name := sealed.PayloadObject(sid)
+	raw, err := a.readObject(ctx, name)
 	if err != nil {
-		return a.api.Unavailable(r, "read payload", err)
-	}
-	raw, err := io.ReadAll(io.LimitReader(rc, 2*a.api.MaxBody))
-	rc.Close()
-	if err != nil {
-		return a.api.Unavailable(r, "read payload", err)
+		return a.objectProblem(w, r, name, "read payload", err, fmt.Errorf("fetch %s: payload missing: %w", sid, err))
 	}
 	var payload sealed.Payload
 	if err := json.Unmarshal(raw, &payload); err != nil {

@@ -20,7 +20,9 @@ package submission
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -30,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	gojose "github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
@@ -57,6 +60,7 @@ const maxAttachments = 1000
 type Store interface {
 	destination.Reader
 	Key(ctx context.Context, destinationID, kid string) (store.Key, error)
+	Keys(ctx context.Context, destinationID string) ([]store.Key, error)
 	CreateSubmission(ctx context.Context, s store.Submission) error
 	Submission(ctx context.Context, id string) (store.Submission, error)
 	UpdateSubmission(ctx context.Context, id string, update func(*store.Submission) error) (store.Submission, error)
@@ -136,7 +140,7 @@ func (a *API) Routes(m *httpapi.Mux) {
 	m.Handle("GET /v1/submissions", a.flowed(a.handlePickupList))
 	m.Handle("GET /v1/submissions/{submissionId}", a.flowed(a.handleGetSubmission))
 	m.Handle("PUT /v1/submissions/{submissionId}", a.flowed(a.handleSubmit))
-	m.Handle("PUT /v1/submissions/{submissionId}/attachments/{attachmentId}", a.flowed(a.handlePutAttachment))
+	m.HandleStream("PUT /v1/submissions/{submissionId}/attachments/{attachmentId}", a.flowed(a.handlePutAttachment))
 	m.Handle("GET /v1/submissions/{submissionId}/attachments/{attachmentId}", a.flowed(a.handleGetAttachment))
 	m.Handle("GET /v1/cases/{caseId}/events", a.flowed(a.handleGetEvents))
 	m.Handle("POST /v1/cases/{caseId}/events", a.flowed(a.handlePostEvent))
@@ -203,9 +207,9 @@ func ownSubmission(p httpapi.Principal, s store.Submission) error {
 
 // serviceTypeInput is FIT-Connect's ServiceType of CreateSubmission.
 type serviceTypeInput struct {
-	Name        string `json:"name"`
-	Description string `json:"description"`
-	Identifier  string `json:"identifier"`
+	Name        *string `json:"name"`
+	Description string  `json:"description"`
+	Identifier  string  `json:"identifier"`
 }
 
 // createSubmissionInput is FIT-Connect's CreateSubmission plus Amtsbote's
@@ -256,8 +260,10 @@ func (in *createSubmissionInput) validate() error {
 	if in.ServiceType == nil {
 		return problem.Invalid("serviceType", "serviceType is required")
 	}
-	if strings.TrimSpace(in.ServiceType.Name) == "" {
-		return problem.Invalid("serviceType.name", "serviceType.name is required")
+	// The spec requires the member, not a non-empty name: FIT-Connect's
+	// own SDKs send "".
+	if in.ServiceType.Name == nil {
+		return problem.Invalid("serviceType.name", "serviceType.name is required; it may be empty")
 	}
 	if in.ServiceType.Identifier == "" {
 		return problem.Invalid("serviceType.identifier", "serviceType.identifier is required")
@@ -382,7 +388,7 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 
 	sub := store.Submission{
 		ID: out.SubmissionID, CaseID: out.CaseID, DestinationID: d.ID, SenderClientID: p.Subject,
-		ServiceIdentifier: service, ServiceName: in.ServiceType.Name, Region: in.Region,
+		ServiceIdentifier: service, ServiceName: *in.ServiceType.Name, Region: in.Region,
 		Progress:             sealed.Progress{Status: sealed.Incomplete},
 		AnnouncedAttachments: *in.AnnouncedAttachments, UploadedAttachments: []string{},
 		CreatedAt: now, UpdatedAt: now,
@@ -498,9 +504,17 @@ func jweProblem(field string, err error) error {
 }
 
 // checkEncryptionKID checks that kid names an encryption key of the
-// destination that is valid now.
+// destination that is valid now: by its kid, or by its RFC 7638
+// thumbprint, which FIT-Connect's Python SDK writes as the kid.
 func (a *API) checkEncryptionKID(ctx context.Context, destinationID, kid, field string) error {
 	k, err := a.store.Key(ctx, destinationID, kid)
+	if errors.Is(err, store.ErrNotFound) {
+		if byPrint, ok, perr := a.keyByThumbprint(ctx, destinationID, kid); perr != nil {
+			return perr
+		} else if ok {
+			k, err = byPrint, nil
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q is not a key of destination %s", kid, destinationID))
@@ -512,6 +526,32 @@ func (a *API) checkEncryptionKID(ctx context.Context, destinationID, kid, field 
 		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q of destination %s was retired at %s", kid, destinationID, k.ValidUntil.UTC().Format(time.RFC3339)))
 	}
 	return nil
+}
+
+// keyByThumbprint finds the destination's encryption key whose SHA-256
+// JWK thumbprint (base64url, RFC 7638) is print.
+func (a *API) keyByThumbprint(ctx context.Context, destinationID, print string) (store.Key, bool, error) {
+	if len(print) != 43 {
+		return store.Key{}, false, nil
+	}
+	keys, err := a.store.Keys(ctx, destinationID)
+	if err != nil {
+		return store.Key{}, false, fmt.Errorf("list keys of %s: %w", destinationID, err)
+	}
+	for _, k := range keys {
+		if k.Use != store.UseEncryption {
+			continue
+		}
+		var jwk gojose.JSONWebKey
+		if err := jwk.UnmarshalJSON(k.JWK); err != nil {
+			continue
+		}
+		tp, err := jwk.Thumbprint(crypto.SHA256)
+		if err == nil && base64.RawURLEncoding.EncodeToString(tp) == print {
+			return k, true, nil
+		}
+	}
+	return store.Key{}, false, nil
 }
 
 // handleSubmit answers PUT /v1/submissions/{submissionId}: the creator
@@ -577,7 +617,7 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 			}
 		}
 		if tags, err = a.submitTags(r, sub, meta, data); err != nil {
-			return err
+			return retryLater(w, err)
 		}
 	}
 
@@ -604,7 +644,7 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	// below is idempotent. The status changes when the ledger projects the
 	// submit-submission event; until then the record says it is submitted.
 	if err := a.publishSubmission(r, sub, d, in, tags); err != nil {
-		return err
+		return retryLater(w, err)
 	}
 	return writeRecord(w, rec)
 }
@@ -650,6 +690,24 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 	}
 	if len(missing) > 0 {
 		return tags, problem.MissingAttachments(sub.ID, missing)
+	}
+	// An upload answered 204 was read back intact; this catches an object
+	// lost or damaged since, before the submission is handed on.
+	var damaged []string
+	for _, aid := range sub.AnnouncedAttachments {
+		_, err := a.bus.VerifyObject(r.Context(), sealed.AttachmentObject(sub.ID, aid))
+		switch {
+		case errors.Is(err, bus.ErrNotFound), errors.Is(err, bus.ErrCorrupt):
+			damaged = append(damaged, aid)
+		case err != nil:
+			return tags, a.api.Unavailable(r, "check attachments", err)
+		}
+	}
+	if len(damaged) > 0 {
+		p := problem.MissingAttachments(sub.ID, damaged)
+		p.Detail = fmt.Sprintf("attachments: the stored content of attachments %s of submission %s is missing or damaged; upload them again",
+			strings.Join(damaged, ", "), sub.ID)
+		return tags, p
 	}
 	return tags, nil
 }

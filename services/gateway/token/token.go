@@ -7,6 +7,7 @@
 package token
 
 import (
+	"cmp"
 	"context"
 	"crypto/rsa"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -34,6 +36,26 @@ import (
 
 // DefaultTTL is the lifetime of issued access tokens.
 const DefaultTTL = 30 * time.Minute
+
+// Defaults of the token endpoint's limits.
+const (
+	// DefaultMaxBody bounds a token request's form: a client id, a secret,
+	// a grant type and scopes fit many times over.
+	DefaultMaxBody int64 = 4 << 10
+	// DefaultHashWait is how long a request waits for a free secret
+	// comparison before it is answered 503.
+	DefaultHashWait = 2 * time.Second
+)
+
+// Default limits of failed client authentications.
+var (
+	// DefaultClientFailures: ten wrong secrets for one client id, then one
+	// every ten seconds.
+	DefaultClientFailures = httpapi.Rate{PerSecond: 0.1, Burst: 10}
+	// DefaultAddressFailures: fifty failures from one address, then one a
+	// second, so guessing across many client ids is slow too.
+	DefaultAddressFailures = httpapi.Rate{PerSecond: 1, Burst: 50}
+)
 
 // leeway is the clock skew tolerated on exp, nbf and iat.
 const leeway = 30 * time.Second
@@ -68,6 +90,20 @@ type Config struct {
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	Now        func() time.Time
+
+	// MaxBody bounds the token request's body (default DefaultMaxBody).
+	MaxBody int64
+	// ClientFailures and AddressFailures limit failed authentications per
+	// client id and per client address (defaults DefaultClientFailures,
+	// DefaultAddressFailures); beyond them the endpoint answers 429 with
+	// Retry-After before comparing a secret.
+	ClientFailures  httpapi.Rate
+	AddressFailures httpapi.Rate
+	// Hashes bounds the secret comparisons running at once (default
+	// GOMAXPROCS); a request waits at most HashWait (default
+	// DefaultHashWait) for one, then gets 503 with Retry-After.
+	Hashes   int
+	HashWait time.Duration
 }
 
 // Service issues and verifies access tokens. It is safe for concurrent use.
@@ -84,6 +120,12 @@ type Service struct {
 	// dummyHash makes a token request for an unknown client cost as much
 	// as one for a known client.
 	dummyHash []byte
+
+	maxBody         int64
+	clientFailures  *httpapi.Limiter
+	addressFailures *httpapi.Limiter
+	hashes          chan struct{}
+	hashWait        time.Duration
 }
 
 // New checks cfg and prepares the signer and the JWKS.
@@ -105,6 +147,11 @@ func New(cfg Config) (*Service, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.maxBody = cmp.Or(cfg.MaxBody, DefaultMaxBody)
+	s.clientFailures = cmp.Or(cfg.ClientFailures, DefaultClientFailures).NewLimiter()
+	s.addressFailures = cmp.Or(cfg.AddressFailures, DefaultAddressFailures).NewLimiter()
+	s.hashes = make(chan struct{}, cmp.Or(cfg.Hashes, runtime.GOMAXPROCS(0)))
+	s.hashWait = cmp.Or(cfg.HashWait, DefaultHashWait)
 	signer, err := gojose.NewSigner(
 		gojose.SigningKey{Algorithm: gojose.PS512, Key: gojose.JSONWebKey{Key: cfg.Key.Private, KeyID: cfg.Key.Public.KeyID}},
 		(&gojose.SignerOptions{}).WithType("at+jwt"),
@@ -137,8 +184,8 @@ func New(cfg Config) (*Service, error) {
 
 // Routes registers POST /token and GET /.well-known/jwks.json.
 func (s *Service) Routes(m *httpapi.Mux) {
-	m.HandleFunc("POST /token", s.handleToken)
-	m.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
+	m.Handle("POST /token", s.api.Unauthenticated(http.HandlerFunc(s.handleToken)))
+	m.Handle("GET /.well-known/jwks.json", s.api.Unauthenticated(http.HandlerFunc(s.handleJWKS)))
 }
 
 // handleJWKS publishes Amtsbote's public signing key(s): they verify access
@@ -171,15 +218,10 @@ func (s *Service) handleToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Pragma", "no-cache")
 	resp, err := s.issueToken(w, r)
 	if err != nil {
-		p, ok := problem.As(err)
-		if !ok {
-			s.api.WriteError(w, r, err)
-			return
-		}
-		if p.Status == http.StatusUnauthorized {
+		if p, ok := problem.As(err); ok && p.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+httpapi.QuoteSafe(s.url)+`"`)
 		}
-		problem.Write(w, p)
+		s.api.WriteError(w, r, err)
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, resp)
@@ -190,7 +232,7 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) (tokenRespo
 		p, _ := problem.As(err)
 		return tokenResponse{}, oauthError("invalid_request", p)
 	}
-	body, err := s.api.ReadBody(w, r)
+	body, err := httpapi.ReadLimited(w, r, s.maxBody)
 	if err != nil {
 		p, _ := problem.As(err)
 		return tokenResponse{}, oauthError("invalid_request", p)
@@ -268,8 +310,75 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) (tokenRespo
 }
 
 // authenticateClient checks id and secret. Every failure costs one bcrypt
-// comparison, so response times do not tell which client ids exist.
+// comparison, so response times do not tell which client ids exist. A
+// comparison is made only within the failure limits of the client's
+// address and of id, and only as many at once as Config.Hashes allows.
 func (s *Service) authenticateClient(r *http.Request, id, secret string) (store.Client, error) {
+	release, err := s.admit(r, id)
+	if err != nil {
+		return store.Client{}, err
+	}
+	client, err := s.checkSecret(r, id, secret)
+	if err == nil {
+		release(true)
+		return client, nil
+	}
+	_, isProblem := problem.As(err)
+	// Only a wrong credential counts; a failing store is not the client's.
+	release(!isProblem)
+	return store.Client{}, err
+}
+
+// admit reserves a failure of the client's address and of id and a
+// secret comparison. release frees the comparison and, when the attempt
+// did not fail (ok), gives the failures back.
+func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err error) {
+	now := s.now()
+	addr := httpapi.ClientAddress(r)
+	var undo []func()
+	giveBack := func() {
+		for _, u := range undo {
+			u()
+		}
+	}
+	if s.addressFailures != nil {
+		ok, wait, u := s.addressFailures.Reserve(addr, now)
+		if !ok {
+			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
+				fmt.Sprintf("too many failed client authentications from %s; retry in %s", addr, wait.Round(time.Second)))), wait)
+		}
+		undo = append(undo, u)
+	}
+	if s.clientFailures != nil && id != "" {
+		ok, wait, u := s.clientFailures.Reserve(id, now)
+		if !ok {
+			giveBack()
+			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
+				fmt.Sprintf("too many failed authentications of client_id %q; retry in %s", id, wait.Round(time.Second))).WithField("client_id")), wait)
+		}
+		undo = append(undo, u)
+	}
+	timer := time.NewTimer(s.hashWait)
+	defer timer.Stop()
+	select {
+	case s.hashes <- struct{}{}:
+	case <-timer.C:
+		giveBack()
+		return nil, httpapi.RetryAfter(problem.Unavailable("too many token requests at once; retry shortly"), time.Second)
+	case <-r.Context().Done():
+		giveBack()
+		return nil, problem.Unavailable("the request ended while waiting for a secret comparison")
+	}
+	return func(ok bool) {
+		<-s.hashes
+		if ok {
+			giveBack()
+		}
+	}, nil
+}
+
+// checkSecret compares secret with id's, or with a dummy for an unknown id.
+func (s *Service) checkSecret(r *http.Request, id, secret string) (store.Client, error) {
 	fail := oauthError("invalid_client", problem.Unauthorized("client authentication failed").WithField("client_id"))
 	if id == "" || secret == "" {
 		_ = bcrypt.CompareHashAndPassword(s.dummyHash, []byte(secret))

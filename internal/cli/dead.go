@@ -1,0 +1,175 @@
+package cli
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+const deadUsage = `usage: amtsbote dead list [--reason R] [--destination ID] [--limit N] [--offset N]
+       amtsbote dead show SEQ
+       amtsbote dead redrive SEQ... | --all [--reason R] [--destination ID]
+       amtsbote dead purge SEQ...
+Every command takes --nats-url; purge also --data-dir or --database-url for its audit record.
+`
+
+// runDead manages the dead letters in DEAD, talking to NATS directly.
+func runDead(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, deadUsage)
+		return ErrUsage
+	}
+	cmd := args[0]
+	fs := newFlagSet("dead "+cmd, stderr)
+	natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URLs, comma-separated (AMTSBOTE_NATS_URL)")
+	var (
+		sf          storeFlags
+		reason      = fs.String("reason", "", "only dead letters of this reason")
+		destination = fs.String("destination", "", "only dead letters of this destination id")
+		limit       = fs.Int("limit", 100, "list at most this many")
+		offset      = fs.Int("offset", 0, "skip this many")
+		all         = fs.Bool("all", false, "redrive every dead letter --reason and --destination select")
+		actor       = fs.String("actor", env.str("USER", "cli"), "who is named in the audit log")
+	)
+	switch cmd {
+	case "list", "show", "redrive", "purge":
+	default:
+		fmt.Fprintf(stderr, "unknown dead command %q\n%s", cmd, deadUsage)
+		return ErrUsage
+	}
+	if cmd == "purge" || cmd == "redrive" {
+		sf.register(fs, env)
+	}
+	// Sequence numbers and flags may come in any order.
+	var positional []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return ErrUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	filter := bus.DeadFilter{Reason: *reason, DestinationID: strings.ToLower(*destination)}
+	if filter.Reason != "" {
+		if _, err := bus.DeadSubject(filter.Reason); err != nil {
+			return fmt.Errorf("--reason: %w", err)
+		}
+	}
+	var seqs []uint64
+	for _, a := range positional {
+		seq, err := strconv.ParseUint(a, 10, 64)
+		if err != nil || seq == 0 {
+			return fmt.Errorf("dead %s: %q is no dead letter sequence number", cmd, a)
+		}
+		seqs = append(seqs, seq)
+	}
+	switch {
+	case cmd == "list" && len(seqs) > 0, cmd == "show" && len(seqs) != 1, cmd == "purge" && len(seqs) == 0,
+		cmd == "redrive" && (len(seqs) == 0) == !*all:
+		fmt.Fprint(stderr, deadUsage)
+		return ErrUsage
+	}
+
+	b, err := bus.Connect(ctx, *natsURL)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	switch cmd {
+	case "list":
+		list, total, err := b.DeadLetters(ctx, filter, *offset, *limit)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "SEQ\tAT\tREASON\tATTEMPTS\tDESTINATION\tSUBJECT\tMSG ID\tERROR")
+		for _, d := range list {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", d.Seq, d.At.Format("2006-01-02T15:04:05Z"), d.Reason, d.Attempts,
+				orDash(d.DestinationID), d.Subject, orDash(d.MsgID), d.Error)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d of %d\n", len(list), total)
+		return nil
+	case "show":
+		d, err := b.DeadLetter(ctx, seqs[0])
+		if err != nil {
+			return err
+		}
+		out, err := json.MarshalIndent(struct {
+			bus.DeadLetter
+			Header map[string][]string `json:"header"`
+			Data   string              `json:"data"`
+		}{d, d.Header, base64.StdEncoding.EncodeToString(d.Data)}, "", "  ")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s\n", out)
+		return nil
+	}
+
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if cmd == "redrive" && *all {
+		list, _, err := b.DeadLetters(ctx, filter, 0, 0)
+		if err != nil {
+			return err
+		}
+		for _, d := range list {
+			seqs = append(seqs, d.Seq)
+		}
+	}
+	var errs []error
+	for _, seq := range seqs {
+		var (
+			d      bus.DeadLetter
+			err    error
+			action = bus.AuditDeadRedrive
+		)
+		if cmd == "purge" {
+			action = bus.AuditDeadPurge
+			d, err = b.PurgeDead(ctx, seq)
+		} else {
+			d, err = b.Redrive(ctx, seq)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			fmt.Fprintf(stderr, "%d: %v\n", seq, err)
+			continue
+		}
+		if err := st.Audit(ctx, store.AuditEntry{Actor: *actor, Action: action, Object: d.AuditObject(), Before: d.AuditRecord()}); err != nil {
+			errs = append(errs, fmt.Errorf("audit %s of %d: %w", action, seq, err))
+			fmt.Fprintf(stderr, "%d: %sd, but the audit entry was not written: %v\n", seq, cmd, err)
+			continue
+		}
+		fmt.Fprintf(stdout, "%d %sd (%s, %s)\n", seq, cmd, d.Reason, d.Subject)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("dead %s: %d of %d failed: %w", cmd, len(errs), len(seqs), errors.Join(errs...))
+	}
+	return nil
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,221 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/google/uuid"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+func TestDeadCommands(t *testing.T) {
+	node := bustest.Server(t)
+	b := bustest.Connect(t, node.URL)
+	ctx := context.Background()
+	if err := b.Ensure(ctx, bus.TopologyConfig{Duplicates: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	dest := uuid.NewString()
+	subject, err := bus.InboxSubject("08311", dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for range 3 {
+		id := uuid.NewString()
+		ev := event.New()
+		ev.SetID(id)
+		ev.SetSource("https://amtsbote.test")
+		ev.SetType("de.amtsbote.submission.routed")
+		if err := ev.SetData("application/json", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Publish(ctx, subject, ev, id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	var (
+		mu       sync.Mutex
+		fixed    bool
+		received = map[string]int{}
+	)
+	cctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Consume(cctx, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "sink"}, func(ctx context.Context, m *bus.Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !fixed {
+				return bus.PermanentReason("sink-down", errors.New("connection refused"))
+			}
+			received[m.Event.ID()]++
+			return nil
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	eventually(t, 10*time.Second, func() error {
+		if _, n, err := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0); err != nil || n != 3 {
+			return fmt.Errorf("%d dead letters (%v)", n, err)
+		}
+		return nil
+	})
+	list, _, err := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nats := []string{"--nats-url", node.URL}
+	withStore := append([]string{"--data-dir", dataDir}, nats...)
+
+	t.Run("list", func(t *testing.T) {
+		out, err := runCLI(t, dataDir, append([]string{"dead", "list", "--reason", "sink-down", "--destination", dest, "--limit", "2"}, nats...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, ids[0]) || !strings.Contains(out, ids[1]) || strings.Contains(out, ids[2]) || !strings.Contains(out, "2 of 3") {
+			t.Errorf("list:\n%s", out)
+		}
+		out, err = runCLI(t, dataDir, append([]string{"dead", "list", "--reason", "unroutable"}, nats...)...)
+		if err != nil || !strings.Contains(out, "0 of 0") {
+			t.Errorf("another reason: %v\n%s", err, out)
+		}
+	})
+	t.Run("show", func(t *testing.T) {
+		out, err := runCLI(t, dataDir, append([]string{"dead", "show", fmt.Sprint(list[0].Seq)}, nats...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			MsgID   string        `json:"msgId"`
+			Reason  string        `json:"reason"`
+			History []bus.Attempt `json:"history"`
+			Data    string        `json:"data"`
+		}
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("show: %v\n%s", err, out)
+		}
+		if d.MsgID != ids[0] || d.Reason != "sink-down" || len(d.History) != 1 || d.Data != "e30=" {
+			t.Errorf("show: %s", out)
+		}
+	})
+	t.Run("bad input", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"dead"}, {"dead", "bury"}, {"dead", "show"}, {"dead", "show", "x"}, {"dead", "purge"},
+			{"dead", "redrive"}, {"dead", "redrive", "1", "--all"}, {"dead", "list", "--reason", "a.b"},
+		} {
+			if _, err := runCLI(t, dataDir, append(args, nats...)...); err == nil {
+				t.Errorf("%v: no error", args)
+			}
+		}
+		if _, err := runCLI(t, dataDir, append([]string{"dead", "show", "99999"}, nats...)...); !errors.Is(err, bus.ErrNotFound) {
+			t.Errorf("show of an unknown one: %v", err)
+		}
+	})
+
+	mu.Lock()
+	fixed = true
+	mu.Unlock()
+	t.Run("redrive", func(t *testing.T) {
+		eventually(t, 10*time.Second, func() error {
+			_, err := runCLI(t, dataDir, append([]string{"dead", "redrive", fmt.Sprint(list[0].Seq)}, withStore...)...)
+			return err
+		})
+		eventually(t, 10*time.Second, func() error {
+			_, err := runCLI(t, dataDir, append([]string{"dead", "redrive", "--all", "--destination", dest, "--reason", "sink-down"}, withStore...)...)
+			if err != nil {
+				return err
+			}
+			if _, n, _ := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0); n != 0 {
+				return fmt.Errorf("%d dead letters left", n)
+			}
+			return nil
+		})
+		eventually(t, 10*time.Second, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, id := range ids {
+				if received[id] != 1 {
+					return fmt.Errorf("%s received %d times", id, received[id])
+				}
+			}
+			return nil
+		})
+	})
+
+	t.Run("purge", func(t *testing.T) {
+		mu.Lock()
+		fixed = false
+		mu.Unlock()
+		subjectID := uuid.NewString()
+		ev := event.New()
+		ev.SetID(subjectID)
+		ev.SetSource("https://amtsbote.test")
+		ev.SetType("de.amtsbote.submission.routed")
+		if err := ev.SetData("application/json", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Publish(ctx, subject, ev, subjectID); err != nil {
+			t.Fatal(err)
+		}
+		var seq uint64
+		eventually(t, 10*time.Second, func() error {
+			l, _, err := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0)
+			if err != nil || len(l) != 1 {
+				return fmt.Errorf("%d dead letters (%v)", len(l), err)
+			}
+			seq = l[0].Seq
+			return nil
+		})
+		out, err := runCLI(t, dataDir, append([]string{"dead", "purge", "--actor", "operator-7", fmt.Sprint(seq)}, withStore...)...)
+		if err != nil || !strings.Contains(out, "purged") {
+			t.Fatalf("purge: %v\n%s", err, out)
+		}
+		if _, err := runCLI(t, dataDir, append([]string{"dead", "purge", fmt.Sprint(seq)}, withStore...)...); !errors.Is(err, bus.ErrNotFound) {
+			t.Errorf("second purge: %v", err)
+		}
+		st, _, err := openStore(ctx, "", dataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		entries, err := st.AuditLog(ctx, fmt.Sprintf("dead-letter:%d", seq), store.Page{})
+		if err != nil || len(entries) != 1 || entries[0].Action != bus.AuditDeadPurge || entries[0].Actor != "operator-7" ||
+			!strings.Contains(string(entries[0].Before), subjectID) {
+			t.Errorf("audit: %+v, %v", entries, err)
+		}
+		all, err := st.AuditLog(ctx, "", store.Page{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		redrives := 0
+		for _, e := range all {
+			if e.Action == bus.AuditDeadRedrive {
+				redrives++
+			}
+		}
+		if redrives != 3 {
+			t.Errorf("%d re-drives audited, want 3", redrives)
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	for _, id := range ids {
+		if received[id] != 1 {
+			t.Errorf("%s received %d times, want once", id, received[id])
+		}
+	}
+}

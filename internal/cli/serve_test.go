@@ -1,0 +1,61 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"testing"
+	"time"
+)
+
+func TestOverdueFlag(t *testing.T) {
+	env := func(m map[string]string) envReader { return func(k string) string { return m[k] } }
+	base := []string{"--public-url", "http://x", "--database-url", "postgres://x", "--signing-key", "k"}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // the ages, or "error"
+	}{
+		{"default", nil, nil, "[72h0m0s 216h0m0s]"},
+		{"flag", []string{"--overdue-after", "24h, 48h"}, nil, "[24h0m0s 48h0m0s]"},
+		{"environment", nil, map[string]string{"AMTSBOTE_OVERDUE_AFTER": "1h"}, "[1h0m0s]"},
+		{"not increasing", []string{"--overdue-after", "48h,24h"}, nil, "error"},
+		{"repeated", []string{"--overdue-after", "24h,24h"}, nil, "error"},
+		{"not a duration", []string{"--overdue-after", "3d"}, nil, "error"},
+		{"zero", []string{"--overdue-after", "0s"}, nil, "error"},
+		{"empty", []string{"--overdue-after", ""}, nil, "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, cmd := range []string{"serve", "dev"} {
+				var (
+					got []time.Duration
+					err error
+				)
+				if cmd == "serve" {
+					var c serveConfig
+					c, err = parseServeConfig(append(append([]string{}, base...), tt.args...), env(tt.env), io.Discard)
+					got = c.Overdue
+				} else {
+					var c devConfig
+					c, err = parseDevConfig(tt.args, env(tt.env), io.Discard)
+					got = c.Overdue
+				}
+				switch {
+				case tt.want == "error" && err == nil:
+					t.Errorf("%s: accepted as %v", cmd, got)
+				case tt.want != "error" && (err != nil || fmt.Sprint(got) != tt.want):
+					t.Errorf("%s: %v, %v; want %s", cmd, got, err, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestServeKnowsDelivery(t *testing.T) {
+	c, err := parseServeConfig([]string{"--target", "gateway,delivery", "--public-url", "http://x", "--database-url", "postgres://x", "--signing-key", "k"},
+		func(string) string { return "" }, io.Discard)
+	if err != nil || fmt.Sprint(c.Targets) != "[gateway delivery]" {
+		t.Errorf("targets %v, %v", c.Targets, err)
+	}
+}

@@ -1,0 +1,229 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+)
+
+// deadBus is a bus whose duplicates window is short enough for a
+// re-drive to come after it within a test.
+func deadBus(t *testing.T, window time.Duration) *bus.Bus {
+	t.Helper()
+	node := bustest.Server(t)
+	b := bustest.Connect(t, node.URL)
+	if err := b.Ensure(testContext(t), bus.TopologyConfig{Duplicates: window}); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDeadLetterKeepsAttemptHistory(t *testing.T) {
+	b := deadBus(t, time.Second)
+	publish(t, b, inboxSubject(t), "h1")
+	startConsume(t, b, bus.ConsumerConfig{
+		Stream: bus.StreamInbox, Durable: "history", MaxDeliver: 3, ExhaustedReason: "callback-failed",
+		BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond, Jitter: true,
+	}, func(ctx context.Context, m *bus.Message) error {
+		return fmt.Errorf("receiver answered 503 on attempt %d", m.Attempt)
+	})
+	deadLetter(t, b, "callback-failed")
+	settled(t, b, bus.StreamInbox, "history")
+
+	ctx := testContext(t)
+	list, total, err := b.DeadLetters(ctx, bus.DeadFilter{Reason: "callback-failed"}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 1 || len(list) != 1 {
+		t.Fatalf("%d dead letters (%d listed), want 1", total, len(list))
+	}
+	d := list[0]
+	if d.DestinationID != destID || d.MsgID != "h1" || d.Subject != inboxSubject(t) || d.Attempts != 3 || d.Consumer != "history" {
+		t.Errorf("dead letter %+v", d)
+	}
+	if len(d.History) != 3 {
+		t.Fatalf("history %+v, want 3 attempts", d.History)
+	}
+	for i, a := range d.History {
+		want := fmt.Sprintf("receiver answered 503 on attempt %d", i+1)
+		if a.Attempt != i+1 || a.Error != want || a.At.IsZero() {
+			t.Errorf("attempt %d: %+v, want error %q", i+1, a, want)
+		}
+	}
+	one, err := b.DeadLetter(ctx, d.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.Seq != d.Seq || string(one.Data) != string(newEvent(t, "h1").Data()) {
+		t.Errorf("dead letter %d: %+v", d.Seq, one)
+	}
+	if _, err := b.DeadLetter(ctx, d.Seq+100); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("unknown dead letter: %v, want ErrNotFound", err)
+	}
+}
+
+func TestDeadLettersFilterAndPage(t *testing.T) {
+	b := deadBus(t, time.Second)
+	other := "0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0"
+	otherSubject, err := bus.InboxSubject(freiARS, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		publish(t, b, inboxSubject(t), fmt.Sprintf("a%d", i))
+	}
+	publish(t, b, otherSubject, "b0")
+	publish(t, b, ingressSubject(t), "i0")
+	startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "inbox"}, func(ctx context.Context, m *bus.Message) error {
+		return bus.PermanentReason("inbox-broken", errors.New("broken"))
+	})
+	startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamIngress, Durable: "ingress"}, func(ctx context.Context, m *bus.Message) error {
+		return bus.PermanentReason("unroutable", errors.New("nowhere"))
+	})
+	settled(t, b, bus.StreamInbox, "inbox")
+	settled(t, b, bus.StreamIngress, "ingress")
+	ctx := testContext(t)
+	eventually(t, 10*time.Second, func() error {
+		if _, n, err := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0); err != nil || n != 5 {
+			return fmt.Errorf("%d dead letters (%v), want 5", n, err)
+		}
+		return nil
+	})
+	tests := []struct {
+		name          string
+		f             bus.DeadFilter
+		offset, limit int
+		wantIDs       []string
+		wantTotal     int
+	}{
+		{"all", bus.DeadFilter{}, 0, 0, []string{"a0", "a1", "a2", "b0", "i0"}, 5},
+		{"reason", bus.DeadFilter{Reason: "unroutable"}, 0, 0, []string{"i0"}, 1},
+		{"destination", bus.DeadFilter{DestinationID: other}, 0, 0, []string{"b0"}, 1},
+		{"reason and destination", bus.DeadFilter{Reason: "inbox-broken", DestinationID: destID}, 0, 0, []string{"a0", "a1", "a2"}, 3},
+		{"page", bus.DeadFilter{Reason: "inbox-broken"}, 1, 2, []string{"a1", "a2"}, 4},
+		{"past the end", bus.DeadFilter{}, 9, 2, nil, 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			list, total, err := b.DeadLetters(ctx, tt.f, tt.offset, tt.limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			for _, d := range list {
+				ids = append(ids, d.MsgID)
+			}
+			// Two consumers dead-letter at once; within a reason the order is the stream's.
+			if tt.f.Reason == "" {
+				slices.Sort(ids)
+			}
+			if fmt.Sprint(ids) != fmt.Sprint(tt.wantIDs) || total != tt.wantTotal {
+				t.Errorf("ids %v total %d, want %v total %d", ids, total, tt.wantIDs, tt.wantTotal)
+			}
+		})
+	}
+	if _, _, err := b.DeadLetters(ctx, bus.DeadFilter{Reason: "no.dots"}, 0, 0); !errors.Is(err, bus.ErrInvalidToken) {
+		t.Errorf("bad reason: %v, want ErrInvalidToken", err)
+	}
+}
+
+func TestRedriveDeliversOnceWithItsID(t *testing.T) {
+	// Long enough that the early re-drive below comes within it on a
+	// loaded machine too.
+	const window = 3 * time.Second
+	b := deadBus(t, window)
+	publish(t, b, inboxSubject(t), "r1")
+
+	var (
+		mu    sync.Mutex
+		seen  []string
+		fixed bool
+	)
+	startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "redrive"}, func(ctx context.Context, m *bus.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if !fixed {
+			return bus.PermanentReason("down", errors.New("down"))
+		}
+		seen = append(seen, m.Event.ID()+" "+m.Header.Get(bus.HeaderDeadReason))
+		return nil
+	})
+	deadLetter(t, b, "down")
+	settled(t, b, bus.StreamInbox, "redrive")
+	ctx := testContext(t)
+	list, _, err := b.DeadLetters(ctx, bus.DeadFilter{Reason: "down"}, 0, 0)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("dead letters %v, %v", list, err)
+	}
+	seq := list[0].Seq
+
+	// Right away the stream would drop it as the original.
+	if _, err := b.Redrive(ctx, seq); !errors.Is(err, bus.ErrRedriveTooSoon) {
+		t.Fatalf("early re-drive: %v, want ErrRedriveTooSoon", err)
+	}
+	if _, err := b.DeadLetter(ctx, seq); err != nil {
+		t.Fatalf("an early re-drive removed the dead letter: %v", err)
+	}
+	mu.Lock()
+	fixed = true
+	mu.Unlock()
+	eventually(t, 20*time.Second, func() error {
+		_, err := b.Redrive(ctx, seq)
+		return err
+	})
+	eventually(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != 1 {
+			return fmt.Errorf("delivered %v", seen)
+		}
+		return nil
+	})
+	settled(t, b, bus.StreamInbox, "redrive")
+	mu.Lock()
+	if seen[0] != "r1 " {
+		t.Errorf("re-driven message %q: want id r1 without dead-letter headers", seen[0])
+	}
+	mu.Unlock()
+	if _, err := b.Redrive(ctx, seq); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("second re-drive: %v, want ErrNotFound", err)
+	}
+	if n := streamMsgs(t, b, bus.StreamDead); n != 0 {
+		t.Errorf("DEAD holds %d messages after the re-drive", n)
+	}
+}
+
+func TestPurgeDead(t *testing.T) {
+	b := deadBus(t, time.Second)
+	publish(t, b, inboxSubject(t), "p1")
+	startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "purge"}, func(ctx context.Context, m *bus.Message) error {
+		return bus.PermanentReason("junk", errors.New("junk"))
+	})
+	deadLetter(t, b, "junk")
+	ctx := testContext(t)
+	list, _, err := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0)
+	if err != nil || len(list) != 1 {
+		t.Fatalf("dead letters %v, %v", list, err)
+	}
+	d, err := b.PurgeDead(ctx, list[0].Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.MsgID != "p1" || d.Reason != "junk" {
+		t.Errorf("purged %+v", d)
+	}
+	if _, err := b.PurgeDead(ctx, list[0].Seq); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("second purge: %v, want ErrNotFound", err)
+	}
+	if n := streamMsgs(t, b, bus.StreamDead); n != 0 {
+		t.Errorf("DEAD holds %d messages", n)
+	}
+}

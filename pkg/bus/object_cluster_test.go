@@ -1,0 +1,275 @@
+package bus_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+)
+
+// objectConsumers counts the consumers on the object store's stream.
+func objectConsumers(ctx context.Context, b *bus.Bus) (int, error) {
+	s, err := b.JetStream().Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.State.Consumers, nil
+}
+
+// TestObjectReadsReleaseConsumers reads objects 10,000 times in a row from
+// a three-node cluster whose object stream allows only a few consumers at a
+// time, far fewer than the reads: every read, whether it ends at EOF, is
+// closed early or fails on a corrupt object, must give its consumer back.
+func TestObjectReadsReleaseConsumers(t *testing.T) {
+	nodes := bustest.Cluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	admin := bustest.Connect(t, nodes.URL())
+	eventually(t, 30*time.Second, func() error {
+		return admin.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
+	})
+	// On the leader's node every chunk request is answered without a hop.
+	b := bustest.Connect(t, nodes.Leader(t, "OBJ_"+bus.BucketPayloads).URL)
+	js := b.JetStream()
+	s, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	const maxConsumers = 8
+	cfg.MaxConsumers = maxConsumers
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+
+	content := bytes.Repeat([]byte("0123456789abcdef"), 512) // 8 KiB, as a typical attachment
+	if _, err := b.PutObject(ctx, "r1/attachment", bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+	big := &generator{size: 4 * 128 << 10, probe: &heapProbe{}}
+	if _, err := b.PutObject(ctx, "r1/large", big); err != nil {
+		t.Fatal(err)
+	}
+	corrupt := putCorrupt(t, ctx, b, "r1/corrupt")
+
+	const reads = 10000
+	buf := make([]byte, 1024)
+	for i := range reads {
+		switch {
+		case i%100 == 1:
+			// Closed before the end, as when a client goes away.
+			r, err := b.GetObject(ctx, "r1/large")
+			if err != nil {
+				t.Fatalf("read %d: open: %v", i, err)
+			}
+			if _, err := io.ReadFull(r, buf); err != nil {
+				t.Fatalf("read %d: %v", i, err)
+			}
+			r.Close()
+		case i%100 == 2:
+			r, err := b.GetObject(ctx, corrupt)
+			if err != nil {
+				t.Fatalf("read %d: open: %v", i, err)
+			}
+			if _, err := io.Copy(io.Discard, r); !errors.Is(err, bus.ErrCorrupt) {
+				t.Fatalf("read %d of a corrupt object: %v, want ErrCorrupt", i, err)
+			}
+			// Deliberately not closed: a read holds nothing on the server.
+		default:
+			r, err := b.GetObject(ctx, "r1/attachment")
+			if err != nil {
+				t.Fatalf("read %d: open: %v", i, err)
+			}
+			got, err := io.ReadAll(r)
+			if err != nil {
+				t.Fatalf("read %d: %v", i, err)
+			}
+			// Deliberately not closed: a read holds nothing on the server.
+			if !bytes.Equal(got, content) {
+				t.Fatalf("read %d: %d bytes, not the content", i, len(got))
+			}
+		}
+	}
+	eventually(t, 10*time.Second, func() error {
+		n, err := objectConsumers(ctx, b)
+		if err != nil {
+			return err
+		}
+		if n != 0 {
+			return fmt.Errorf("%d consumers left on the object stream", n)
+		}
+		return nil
+	})
+}
+
+// putCorrupt stores an object of two chunks and then replaces its second
+// chunk by a copy of the first, as a publish repeated during a leader
+// change does, and returns its name.
+func putCorrupt(t testing.TB, ctx context.Context, b *bus.Bus, name string) string {
+	t.Helper()
+	if _, err := b.PutObject(ctx, name, &generator{size: 2 * 128 << 10, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+	js := b.JetStream()
+	obs, err := js.ObjectStore(ctx, bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := obs.GetInfo(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := "$O." + bus.BucketPayloads + ".C." + info.NUID
+	first, err := stream.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.DeleteMsg(ctx, last.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, subject, first.Data); err != nil {
+		t.Fatal(err)
+	}
+	return name
+}
+
+// TestObjectPutDuringLeaderChange uploads objects while the object
+// stream's leader steps down or is shut down, again and again: every
+// upload that succeeded reads back intact, and every one that failed left
+// no object or one that reads back intact.
+func TestObjectPutDuringLeaderChange(t *testing.T) {
+	if testing.Short() {
+		t.Skip("leader changes take several seconds")
+	}
+	nodes := bustest.Cluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	b := bustest.Connect(t, nodes.URL())
+	eventually(t, 30*time.Second, func() error {
+		return b.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
+	})
+	const stream = "OBJ_" + bus.BucketPayloads
+
+	type upload struct {
+		name string
+		sum  [sha256.Size]byte
+		err  error
+	}
+	var uploads []upload
+	const size = 6*128<<10 + 1000 // seven chunks, the last one short
+	for round := range 6 {
+		leader := nodes.Leader(t, stream)
+		done := make(chan struct{})
+		results := make(chan upload)
+		go func() {
+			defer close(results)
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				content := make([]byte, size)
+				for j := range content {
+					content[j] = byte(j*31 + i + round*7)
+				}
+				u := upload{name: fmt.Sprintf("round%d/object%d", round, i), sum: sha256.Sum256(content)}
+				pctx, pcancel := context.WithTimeout(ctx, 10*time.Second)
+				_, u.err = b.PutObject(pctx, u.name, bytes.NewReader(content))
+				pcancel()
+				results <- u
+			}
+		}()
+		// Some uploads land before the change, some during, some after.
+		for range 3 {
+			uploads = append(uploads, <-results)
+		}
+		if round%2 == 0 {
+			t.Logf("round %d: %s steps down", round, leader.Server.Name())
+			if _, err := b.JetStream().Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil, 5*time.Second); err != nil {
+				t.Logf("step down: %v", err)
+			}
+		} else {
+			t.Logf("round %d: shutting down %s", round, leader.Server.Name())
+			leader.Shutdown()
+		}
+		for range 6 {
+			uploads = append(uploads, <-results)
+		}
+		close(done)
+		for u := range results {
+			uploads = append(uploads, u)
+		}
+		if leader.Server == nil {
+			leader.Restart(t)
+		}
+		eventually(t, 30*time.Second, func() error {
+			_, err := b.StatObject(ctx, uploads[0].name)
+			if errors.Is(err, bus.ErrNotFound) {
+				return nil
+			}
+			return err
+		})
+	}
+
+	var stored, refused int
+	for _, u := range uploads {
+		var got []byte
+		var err error
+		eventually(t, 30*time.Second, func() error {
+			r, gerr := b.GetObject(ctx, u.name)
+			if gerr != nil {
+				err = gerr
+				if errors.Is(gerr, bus.ErrNotFound) {
+					return nil
+				}
+				return gerr
+			}
+			defer r.Close()
+			got, err = io.ReadAll(r)
+			if err != nil && !errors.Is(err, bus.ErrCorrupt) {
+				return err
+			}
+			return nil
+		})
+		switch {
+		case u.err == nil && err != nil:
+			t.Errorf("%s: upload succeeded, read back: %v", u.name, err)
+		case u.err == nil && sha256.Sum256(got) != u.sum:
+			t.Errorf("%s: upload succeeded, read back %d bytes of other content", u.name, len(got))
+		case u.err == nil:
+			stored++
+		case err == nil && sha256.Sum256(got) != u.sum:
+			t.Errorf("%s: upload failed (%v), a stored object of other content reads back", u.name, u.err)
+		case errors.Is(err, bus.ErrCorrupt):
+			t.Errorf("%s: upload failed (%v), a corrupt object stays: %v", u.name, u.err, err)
+		default:
+			refused++
+		}
+	}
+	t.Logf("%d uploads: %d stored intact, %d refused", len(uploads), stored, refused)
+	if stored == 0 {
+		t.Error("no upload succeeded")
+	}
+}

@@ -1,0 +1,135 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"slices"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/store"
+)
+
+// corruptObject damages the stored object name behind the store's back as
+// a publish repeated during a leader change does: its first chunk is
+// stored again in place of its last one (a one-chunk object gets a changed
+// byte instead).
+func corruptObject(t *testing.T, b *bus.Bus, name string) {
+	t.Helper()
+	ctx := context.Background()
+	js := b.JetStream()
+	obs, err := js.ObjectStore(ctx, bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := obs.GetInfo(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := "$O." + bus.BucketPayloads + ".C." + info.NUID
+	first, err := stream.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Clone(first.Data)
+	if info.Chunks == 1 {
+		data[len(data)/2] ^= 1
+	}
+	if err := stream.DeleteMsg(ctx, last.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, subject, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCorruptObjects: an attachment damaged after its upload stops the
+// submit with a problem naming it; one damaged after the submit, and a
+// damaged payload, are answered 500 problem+json and dead-lettered, never
+// 200.
+func TestCorruptObjects(t *testing.T) {
+	f := newFlowEnv(t, flowtest.Backends()[0].Open(t))
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	receiver := f.token("subscribe:destination:" + d.ID)
+
+	// Three chunks of 128 KiB.
+	s := sealedSubmission{dest: d, attachments: map[string]string{}}
+	aid := newUUID(t)
+	s.order = []string{aid}
+	s.attachments[aid] = seal(t, bytes.Repeat([]byte("Anlage "), 40000), d.EncryptionKID)
+	s.created = f.create(t, sender, createBody(d, aid))
+	s.metadata = seal(t, []byte(`{"contentStructure":{"data":{"submissionSchema":{"schemaUri":"https://schema.fitko.de/fim/s00000096_1.0.schema.json","mimeType":"application/json"}}}}`), d.EncryptionKID)
+	s.data = seal(t, []byte(`{"name":"Erika Mustermann"}`), d.EncryptionKID)
+	sid := s.SubmissionID
+	attachment := sealed.AttachmentObject(sid, aid)
+	path := "/v1/submissions/" + sid + "/attachments/" + aid
+
+	f.upload(t, sender, sid, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	corruptObject(t, f.bus, attachment)
+	p := f.submit(t, sender, s).problem(t, http.StatusUnprocessableEntity, problem.TypeMissingAttachments, "attachments")
+	if got, _ := p.Extra["missingAttachments"].([]any); !slices.Equal(got, []any{aid}) {
+		t.Errorf("missingAttachments %v, want [%s]", p.Extra["missingAttachments"], aid)
+	}
+	if _, err := f.st.Idempotency(context.Background(), "submit:"+sid); err == nil {
+		t.Error("a refused submit left its record")
+	}
+
+	f.upload(t, sender, sid, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	f.submit(t, sender, s).want(t, http.StatusAccepted)
+	f.route(t, sid)
+	got := f.call(t, http.MethodGet, path, receiver, "", nil)
+	got.want(t, http.StatusOK)
+	if string(got.body) != s.attachments[aid] {
+		t.Fatalf("attachment read back as %d bytes, want the %d uploaded", len(got.body), len(s.attachments[aid]))
+	}
+
+	for _, tt := range []struct {
+		name, object, path string
+	}{
+		{"attachment", attachment, path},
+		{"payload", sealed.PayloadObject(sid), "/v1/submissions/" + sid},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			corruptObject(t, f.bus, tt.object)
+			f.call(t, http.MethodGet, tt.path, receiver, "", nil).problem(t, http.StatusInternalServerError, problem.TypeInternal, "")
+			dead := deadLetterOf(t, f.bus, tt.object)
+			if got := dead.Header.Get(bus.HeaderDeadReason); got != bus.ReasonCorruptObject {
+				t.Errorf("dead letter reason %q", got)
+			}
+		})
+	}
+}
+
+// deadLetterOf returns the dead letter written for the object name.
+func deadLetterOf(t *testing.T, b *bus.Bus, name string) *jetstream.RawStreamMsg {
+	t.Helper()
+	ctx := context.Background()
+	s, err := b.JetStream().Stream(ctx, bus.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); ; seq++ {
+		m, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("no dead letter for %s: %v", name, err)
+		}
+		if m.Header.Get(bus.HeaderDeadObject) == name {
+			return m
+		}
+	}
+}
