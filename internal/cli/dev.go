@@ -108,10 +108,15 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 	}
 	publicURL = strings.TrimRight(publicURL, "/")
 
+	natsUsers, err := loadOrCreateNATSUsers(cfg.DataDir)
+	if err != nil {
+		return err
+	}
 	ns, err := bus.RunEmbedded(bus.EmbeddedConfig{
-		Dir:  filepath.Join(cfg.DataDir, "jetstream"),
-		Host: "127.0.0.1",
-		Port: cfg.NATSPort,
+		Dir:   filepath.Join(cfg.DataDir, "jetstream"),
+		Host:  "127.0.0.1",
+		Port:  cfg.NATSPort,
+		Users: natsUsers.users(),
 	})
 	if err != nil {
 		return fmt.Errorf("start embedded nats: %w", err)
@@ -120,7 +125,12 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
-	natsURL := ns.ClientURL()
+	// Amtsbote's own connections, and demo.json's URL for scripts, carry
+	// the full-access user.
+	natsURL, err := withUser(ns.ClientURL(), "amtsbote", natsUsers.Amtsbote)
+	if err != nil {
+		return err
+	}
 
 	b, err := bus.Connect(ctx, natsURL)
 	if err != nil {
@@ -171,8 +181,15 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		}
 	}
 
+	if err := ensureDemoConsumer(ctx, b, demo); err != nil {
+		return fmt.Errorf("demo subscriber's consumer: %w", err)
+	}
+	if err := writeSubscriberConfig(cfg.DataDir, demo, natsURL, natsUsers); err != nil {
+		return err
+	}
+
 	printDemo(stdout, demo, storeName, cfg.DataDir)
-	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", natsURL, "store", storeName)
+	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", withoutUser(natsURL), "store", storeName)
 	sys := &roles.Roles{
 		Bus: b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
 		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Delivery: true, Limits: cfg.Limits,
@@ -185,8 +202,8 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 
 func printDemo(w io.Writer, d *demoFile, storeName, dataDir string) {
 	fmt.Fprintf(w, "\nAmtsbote dev is running.\n")
-	fmt.Fprintf(w, "  API      %s\n  NATS     %s\n  Store    %s\n  Demo     %s\n\n",
-		d.BaseURL, d.NATSURL, storeName, filepath.Join(dataDir, "demo.json"))
+	fmt.Fprintf(w, "  API      %s\n  NATS     %s\n  Store    %s\n  Demo     %s\n  Subscriber config %s\n\n",
+		d.BaseURL, withoutUser(d.NATSURL), storeName, filepath.Join(dataDir, "demo.json"), filepath.Join(dataDir, "subscriber.yaml"))
 	for _, c := range d.Clients {
 		fmt.Fprintf(w, "  %-8s client_id=%s\n           client_secret=%s\n           scopes=%s\n",
 			c.Role, c.ClientID, c.ClientSecret, strings.Join(c.Scopes, " "))
@@ -199,7 +216,9 @@ func printDemo(w io.Writer, d *demoFile, storeName, dataDir string) {
 		s, dest := d.Clients[0], d.Destinations[0]
 		fmt.Fprintf(w, "\nTry:\n  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=%s -d client_secret=%s %s | jq -r .access_token)\n", s.ClientID, s.ClientSecret, d.TokenURL)
 		fmt.Fprintf(w, "  curl -H \"Authorization: Bearer $TOKEN\" %s/v1/destinations/%s\n", d.BaseURL, dest.DestinationID)
-		fmt.Fprintf(w, "  curl %s/v1/destinations/%s/keys/%s\n\n", d.BaseURL, dest.DestinationID, dest.EncryptionKID)
+		fmt.Fprintf(w, "  curl %s/v1/destinations/%s/keys/%s\n", d.BaseURL, dest.DestinationID, dest.EncryptionKID)
+		fmt.Fprintf(w, "\nIn a second terminal, the authority side, decrypting into %s:\n  go run . subscriber --config %s\n\n",
+			filepath.Join(dataDir, "sink"), filepath.Join(dataDir, "subscriber.yaml"))
 	}
 }
 
