@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -26,7 +27,7 @@ func TestQuickStartSubscriber(t *testing.T) {
 	dataDir := filepath.Join(dir, "data")
 	dev := startChild(t, bin, dataDir)
 	d := dev.demo
-	sub := startProcess(t, bin, "destinations:", "subscriber", "--config", filepath.Join(dataDir, "subscriber.yaml"), "--log-level", "warn")
+	sub := startProcess(t, bin, "metrics and health on", "subscriber", "--config", filepath.Join(dataDir, "subscriber.yaml"), "--log-level", "warn", "--listen", "127.0.0.1:0")
 	defer sub.stop(t)
 
 	ctx := context.Background()
@@ -67,7 +68,28 @@ func TestQuickStartSubscriber(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if strings.Contains(sub.errOut.String(), "level=ERROR") {
+	// The subscriber's own metrics and readiness.
+	_, addr, _ := strings.Cut(sub.out.String(), "metrics and health on http://")
+	addr, _, _ = strings.Cut(addr, "\n")
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("subscriber /readyz: %d", resp.StatusCode)
+	}
+	resp, err = http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := fmt.Sprintf(`amtsbote_sink_deliveries_total{kind="directory",outcome="delivered"} %d`, len(receipts))
+	if !strings.Contains(string(body), want) {
+		t.Errorf("subscriber /metrics lacks %s", want)
+	}
+	if strings.Contains(sub.errOut.String(), `"level":"ERROR"`) {
 		t.Errorf("the subscriber logged errors:\n%s", sub.errOut.String())
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "nats.json")); errors.Is(err, os.ErrNotExist) {

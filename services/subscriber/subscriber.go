@@ -37,6 +37,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
@@ -84,6 +85,8 @@ type Config struct {
 	// BackoffBase is the first nak delay after a transient failure in mode
 	// nats; default 1s.
 	BackoffBase time.Duration
+	// Sinks counts deliveries into the sink; nil counts nothing.
+	Sinks *metrics.Sinks
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -198,7 +201,10 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, erro
 	}
 	defer rec.Close()
 
-	if err := s.cfg.Sink.Deliver(ctx, delivery(rec)); err != nil {
+	began := time.Now()
+	err = s.cfg.Sink.Deliver(ctx, delivery(rec))
+	s.observe(err, time.Since(began))
+	if err != nil {
 		if errors.Is(err, sink.ErrPermanent) {
 			return "", bus.PermanentReason(ReasonSinkRefused, fmt.Errorf("deliver into %s sink: %w", s.cfg.Sink.Kind(), err))
 		}
@@ -458,4 +464,19 @@ func (s *Subscriber) callbackServer(h config.HTTP, wake chan<- struct{}) (*http.
 	}()
 	s.log.Info("subscriber: listening for callbacks", "addr", ln.Addr().String())
 	return srv, nil
+}
+
+// observe counts one delivery into the sink by its outcome.
+func (s *Subscriber) observe(err error, d time.Duration) {
+	if s.cfg.Sinks == nil {
+		return
+	}
+	outcome := metrics.SinkDelivered
+	switch {
+	case errors.Is(err, sink.ErrPermanent):
+		outcome = metrics.SinkFailed
+	case err != nil:
+		outcome = metrics.SinkRetry
+	}
+	s.cfg.Sinks.Observe(s.cfg.Sink.Kind(), outcome, d)
 }
