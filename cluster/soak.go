@@ -211,6 +211,7 @@ func runSoak(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("load test: %w", loadErr)
 	}
 
+	fmt.Fprintf(stdout, "soak: load done, %d failovers; counting in EVENTS and the store…\n", len(failovers))
 	rep := soakReport{Duration: sc.duration.String(), Rate: sc.rate, Failovers: failovers}
 	if err := rep.count(ctx, js, cfg.DatabaseURL, filepath.Join(results, "report.json"), sc.settle); err != nil {
 		return err
@@ -362,9 +363,19 @@ func (r *soakReport) count(ctx context.Context, js jetstream.JetStream, dbURL, l
 		r.LoadErrs += n
 	}
 
-	cases, dupJTI, err := readEvents(ctx, js)
-	if err != nil {
+	// A server the connection moved to during a failover may take a
+	// moment to answer the JetStream API again.
+	var (
+		cases  map[string]*caseEvents
+		dupJTI int
+	)
+	err = poll(ctx, time.Minute, func() error {
+		var err error
+		cases, dupJTI, err = readEvents(ctx, js)
 		return err
+	})
+	if err != nil {
+		return fmt.Errorf("read EVENTS: %w", err)
 	}
 	r.StreamCases = len(cases)
 	var during, outside []float64
