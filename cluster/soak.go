@@ -363,8 +363,7 @@ func (r *soakReport) count(ctx context.Context, js jetstream.JetStream, dbURL, l
 		r.LoadErrs += n
 	}
 
-	// A server the connection moved to during a failover may take a
-	// moment to answer the JetStream API again.
+	// The connection may be moving to another server just then.
 	var (
 		cases  map[string]*caseEvents
 		dupJTI int
@@ -431,73 +430,54 @@ func (r *soakReport) count(ctx context.Context, js jetstream.JetStream, dbURL, l
 	return nil
 }
 
-// readEvents reads EVENTS whole and returns each case's submit and accept
-// events with their stream times, and how many jti appeared more than once.
+// readEvents reads EVENTS whole, message by message from the leader, and
+// returns each case's submit and accept events with their stream times,
+// and how many jti appeared more than once.
 func readEvents(ctx context.Context, js jetstream.JetStream) (map[string]*caseEvents, int, error) {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	st, err := js.Stream(cctx, bus.StreamEvents)
 	if err != nil {
 		return nil, 0, err
 	}
-	last := st.CachedInfo().State.LastSeq
+	state := st.CachedInfo().State
 	cases := map[string]*caseEvents{}
 	jtis := map[string]bool{}
 	dup := 0
-	if last == 0 {
-		return cases, 0, nil
-	}
-	cons, err := st.OrderedConsumer(cctx, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		return nil, 0, err
-	}
-	for {
-		batch, err := cons.Fetch(500, jetstream.FetchMaxWait(5*time.Second))
+	for seq := state.FirstSeq; seq > 0 && seq <= state.LastSeq; seq++ {
+		m, err := st.GetMsg(cctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, fmt.Errorf("event at %d: %w", seq, err)
 		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return nil, 0, err
-			}
-			jti, types, err := setClaims(string(m.Data()))
-			if err != nil {
-				return nil, 0, fmt.Errorf("event at %d: %w", md.Sequence.Stream, err)
-			}
-			if jtis[jti] {
-				dup++
-			}
-			jtis[jti] = true
-			caseID := strings.TrimPrefix(m.Subject(), bus.PrefixEvents+".")
-			ce := cases[caseID]
-			if ce == nil {
-				ce = &caseEvents{}
-				cases[caseID] = ce
-			}
-			for _, t := range types {
-				switch {
-				case strings.HasSuffix(t, "/submit-submission"):
-					ce.submits++
-					ce.submitted = md.Timestamp
-				case strings.HasSuffix(t, "/accept-submission"):
-					ce.accepts++
-					ce.accepted = md.Timestamp
-				}
-			}
-			if md.Sequence.Stream >= last {
-				return cases, dup, nil
-			}
+		jti, types, err := setClaims(string(m.Data))
+		if err != nil {
+			return nil, 0, fmt.Errorf("event at %d: %w", seq, err)
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, 0, err
+		if jtis[jti] {
+			dup++
 		}
-		if n == 0 {
-			return nil, 0, fmt.Errorf("EVENTS: no message before sequence %d", last)
+		jtis[jti] = true
+		caseID := strings.TrimPrefix(m.Subject, bus.PrefixEvents+".")
+		ce := cases[caseID]
+		if ce == nil {
+			ce = &caseEvents{}
+			cases[caseID] = ce
+		}
+		for _, t := range types {
+			switch {
+			case strings.HasSuffix(t, "/submit-submission"):
+				ce.submits++
+				ce.submitted = m.Time
+			case strings.HasSuffix(t, "/accept-submission"):
+				ce.accepts++
+				ce.accepted = m.Time
+			}
 		}
 	}
+	return cases, dup, nil
 }
 
 // setClaims reads jti and the event types of a compact SET without
