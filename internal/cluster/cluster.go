@@ -270,7 +270,7 @@ func (c *Cluster) StartNode(ctx context.Context, i int) error {
 		return err
 	}
 	return eventually(ctx, 30*time.Second, func() error {
-		resp, err := http.Get(fmt.Sprintf("http://%s:%d/healthz", c.cfg.Host, c.Ports.Monitor[i]))
+		resp, err := healthClient.Get(fmt.Sprintf("http://%s:%d/healthz", c.cfg.Host, c.Ports.Monitor[i]))
 		if err != nil {
 			return err
 		}
@@ -358,7 +358,7 @@ func (c *Cluster) waitHealthy(ctx context.Context, name string, d time.Duration)
 		if p.exited() {
 			return errExited
 		}
-		resp, err := http.Get(u)
+		resp, err := healthClient.Get(u)
 		if err != nil {
 			return err
 		}
@@ -375,6 +375,10 @@ func (c *Cluster) waitHealthy(ctx context.Context, name string, d time.Duration)
 }
 
 var errExited = errors.New("process exited")
+
+// healthClient asks for /healthz; a process that accepts and does not
+// answer is not healthy.
+var healthClient = &http.Client{Timeout: 2 * time.Second}
 
 // signingKey returns the file of Amtsbote's signing key, generated on the
 // first start with the amtsbote command itself.
