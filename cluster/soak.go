@@ -54,6 +54,9 @@ type soakReport struct {
 	Submitted int `json:"submitted"`
 	Accepted  int `json:"accepted"`
 	LoadErrs  int `json:"loadErrors"`
+	// Late is what was still on a pickup list when the load ended, taken
+	// by the late back office.
+	Late lateTally `json:"late"`
 	// Counted in EVENTS, the source of truth, and in the store's projection.
 	StreamCases     int     `json:"streamCases"`
 	StreamAccepted  int     `json:"streamAccepted"`
@@ -211,8 +214,18 @@ func runSoak(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("load test: %w", loadErr)
 	}
 
-	fmt.Fprintf(stdout, "soak: load done, %d failovers; counting in EVENTS and the store…\n", len(failovers))
-	rep := soakReport{Duration: sc.duration.String(), Rate: sc.rate, Failovers: failovers}
+	fmt.Fprintf(stdout, "soak: load done, %d failovers; the late back office picks up what is left…\n", len(failovers))
+	tmp, err := os.MkdirTemp("", "amtsbote-soak-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	late, err := lateBackOffice(ctx, c.Demo, 5, 5*time.Second, tmp, stdout)
+	if err != nil {
+		return fmt.Errorf("late back office: %w", err)
+	}
+	fmt.Fprintf(stdout, "soak: counting in EVENTS and the store…\n")
+	rep := soakReport{Duration: sc.duration.String(), Rate: sc.rate, Failovers: failovers, Late: late}
 	if err := rep.count(ctx, js, cfg.DatabaseURL, filepath.Join(results, "report.json"), sc.settle); err != nil {
 		return err
 	}
@@ -378,7 +391,11 @@ func (r *soakReport) count(ctx context.Context, js jetstream.JetStream, dbURL, l
 	}
 	r.StreamCases = len(cases)
 	var during, outside []float64
-	for _, ce := range cases {
+	late := map[string]bool{}
+	for _, id := range r.Late.Cases {
+		late[id] = true
+	}
+	for caseID, ce := range cases {
 		if ce.submits > 1 {
 			r.Duplicated += ce.submits - 1
 		}
@@ -389,6 +406,9 @@ func (r *soakReport) count(ctx context.Context, js jetstream.JetStream, dbURL, l
 			continue
 		}
 		r.StreamAccepted++
+		if late[caseID] {
+			continue
+		}
 		lat := ce.accepted.Sub(ce.submitted).Seconds()
 		in := false
 		for _, f := range r.Failovers {
@@ -423,7 +443,7 @@ func (r *soakReport) count(ctx context.Context, js jetstream.JetStream, dbURL, l
 	}
 	r.Duplicated += storeDup
 	// Lost: what the API accepted and did not end accepted, in the
-	// stream or in the store.
+	// stream or in the store, after the late back office's round.
 	for _, n := range []int{r.Submitted - r.StreamAccepted, r.Submitted - r.StoreAccepted, r.StoreSubmitted - r.StoreAccepted} {
 		r.Lost = max(r.Lost, n)
 	}
@@ -522,6 +542,7 @@ func (r soakReport) print(w io.Writer, file string) {
 			f.Restarted.Sub(f.Killed).Round(time.Second), f.Current.Sub(f.Restarted).Round(time.Millisecond))
 	}
 	fmt.Fprintf(w, "  submissions    %d accepted by the API, %d ended accepted (load test); %d load test errors\n", r.Submitted, r.Accepted, r.LoadErrs)
+	fmt.Fprintf(w, "  late pickups   %d accepted by the late back office, %d unreadable\n", r.Late.Accepted, len(r.Late.Unreadable))
 	fmt.Fprintf(w, "  EVENTS         %d cases, %d accepted\n", r.StreamCases, r.StreamAccepted)
 	fmt.Fprintf(w, "  store          %d submitted, %d accepted\n", r.StoreSubmitted, r.StoreAccepted)
 	fmt.Fprintf(w, "  failovers      %d\n  lost           %d\n  duplicated     %d\n", len(r.Failovers), r.Lost, r.Duplicated)

@@ -329,7 +329,8 @@ func mapValues(m map[string]*Process) []*Process {
 	return out
 }
 
-// waitJetStream waits until the three nodes have a JetStream meta leader.
+// waitJetStream waits until the three nodes have a JetStream meta leader
+// and every stream a leader.
 func (c *Cluster) waitJetStream(ctx context.Context, d time.Duration) error {
 	nc, err := nats.Connect(c.NATSURL, nats.Name("amtsbote cluster"))
 	if err != nil {
@@ -340,11 +341,25 @@ func (c *Cluster) waitJetStream(ctx context.Context, d time.Duration) error {
 	if err != nil {
 		return err
 	}
+	// On a second start the streams of the first are back only once
+	// each has elected a leader; a role's start would time out before.
 	return eventually(ctx, d, func() error {
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		_, err := js.AccountInfo(cctx)
-		return err
+		if _, err := js.AccountInfo(cctx); err != nil {
+			return err
+		}
+		names := js.StreamNames(cctx)
+		for name := range names.Name() {
+			st, err := js.Stream(cctx, name)
+			if err != nil {
+				return err
+			}
+			if ci := st.CachedInfo().Cluster; ci == nil || ci.Leader == "" {
+				return fmt.Errorf("stream %s has no leader yet", name)
+			}
+		}
+		return names.Err()
 	})
 }
 
