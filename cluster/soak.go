@@ -389,6 +389,38 @@ func (r *soakReport) count(ctx context.Context, js jetstream.JetStream, dbURL, l
 	if err != nil {
 		return fmt.Errorf("read EVENTS: %w", err)
 	}
+	r.tally(cases, dupJTI, settle)
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		return fmt.Errorf("connect store: %w", err)
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE submitted_at IS NOT NULL), count(*) FILTER (WHERE status = 'accepted') FROM submissions`).
+		Scan(&r.StoreSubmitted, &r.StoreAccepted); err != nil {
+		return fmt.Errorf("count submissions: %w", err)
+	}
+	var storeDup int
+	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(n - 1), 0) FROM (
+		SELECT count(*) AS n FROM events
+		WHERE type LIKE '%/submit-submission' OR type LIKE '%/accept-submission'
+		GROUP BY case_id, type HAVING count(*) > 1) d`).Scan(&storeDup); err != nil {
+		return fmt.Errorf("count duplicate events: %w", err)
+	}
+	r.Duplicated += storeDup
+	// Lost: what the API accepted and did not end accepted, in the
+	// stream or in the store, after the late back office's round.
+	for _, n := range []int{r.Submitted - r.StreamAccepted, r.Submitted - r.StoreAccepted, r.StoreSubmitted - r.StoreAccepted} {
+		r.Lost = max(r.Lost, n)
+	}
+	return nil
+}
+
+// tally counts the cases read from EVENTS: accepted ones, second submits
+// and accepts and repeated jti as duplicates, and the time from submit to
+// accepted by whether the submit fell into a failover, from the kill until
+// settle after the restart. The late back office's cases count as
+// accepted but not in the times.
+func (r *soakReport) tally(cases map[string]*caseEvents, dupJTI int, settle time.Duration) {
 	r.StreamCases = len(cases)
 	var during, outside []float64
 	late := map[string]bool{}
@@ -424,30 +456,6 @@ func (r *soakReport) count(ctx context.Context, js jetstream.JetStream, dbURL, l
 	}
 	r.Duplicated += dupJTI
 	r.DuringFailover, r.OutsideFailover = latencyOf(during), latencyOf(outside)
-
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		return fmt.Errorf("connect store: %w", err)
-	}
-	defer conn.Close(ctx)
-	if err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE submitted_at IS NOT NULL), count(*) FILTER (WHERE status = 'accepted') FROM submissions`).
-		Scan(&r.StoreSubmitted, &r.StoreAccepted); err != nil {
-		return fmt.Errorf("count submissions: %w", err)
-	}
-	var storeDup int
-	if err := conn.QueryRow(ctx, `SELECT coalesce(sum(n - 1), 0) FROM (
-		SELECT count(*) AS n FROM events
-		WHERE type LIKE '%/submit-submission' OR type LIKE '%/accept-submission'
-		GROUP BY case_id, type HAVING count(*) > 1) d`).Scan(&storeDup); err != nil {
-		return fmt.Errorf("count duplicate events: %w", err)
-	}
-	r.Duplicated += storeDup
-	// Lost: what the API accepted and did not end accepted, in the
-	// stream or in the store, after the late back office's round.
-	for _, n := range []int{r.Submitted - r.StreamAccepted, r.Submitted - r.StoreAccepted, r.StoreSubmitted - r.StoreAccepted} {
-		r.Lost = max(r.Lost, n)
-	}
-	return nil
 }
 
 // readEvents reads EVENTS whole, message by message from the leader, and
