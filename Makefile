@@ -4,7 +4,7 @@ PKGS    ?= ./...
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/amtsbote/amtsbote/internal/cli.Version=$(VERSION)
 
-.PHONY: run build test test-short bench bench-routing loadtest kreis fuzz vet fmt
+.PHONY: run build test test-short bench bench-routing loadtest kreis fuzz vet fmt cluster soak
 
 run:
 	$(GO) run -ldflags "$(LDFLAGS)" . dev
@@ -38,6 +38,24 @@ SCENARIO ?= steady
 DURATION ?= 60s
 loadtest:
 	$(GO) run ./loadtest run -scenario $(SCENARIO) -duration $(DURATION) $(LOADTEST_FLAGS)
+
+# Amtsbote distributed on this machine, without Docker: three clustered
+# nats-server processes (built from go.mod's module), PostgreSQL (the local
+# one, database amtsbote_cluster), two gateways behind a load balancer, two
+# routers, a ledger, a signer and a delivery role, each its own process;
+# prints where each listens; Ctrl-C stops them all.
+# CLUSTER_FLAGS=-fresh starts from nothing, -database-url picks another database.
+cluster:
+	$(GO) run ./cluster $(CLUSTER_FLAGS)
+
+# make cluster on a fresh directory and database, load at 4 submissions per
+# second for SOAK_DURATION, the stream leader of INGRESS, INBOX and EVENTS
+# killed in turn every 3 minutes and restarted 30 s later; prints
+# submissions, failovers, lost, duplicated and p99 submit→accepted during
+# failover and outside; fails on any loss or duplicate.
+SOAK_DURATION ?= 30m
+soak:
+	$(GO) run ./cluster soak -duration $(SOAK_DURATION) $(SOAK_FLAGS)
 
 # The routing table at Germany scale (build, bytes per route, resolutions
 # per second and p99 on one core), then GET /v1/routes over HTTP.

@@ -32,6 +32,8 @@ Usage:
   amtsbote coverage --leika KEY        per Land, the Gemeinden and people a service reaches a destination for
   amtsbote dead list|show|redrive|purge
                                        dead letters: list by reason and destination, show one, re-drive, purge
+  amtsbote demo --database-url U --public-url U
+                                       seed dev's demo destinations and clients into PostgreSQL; writes demo.json
   amtsbote version
 
 Run 'amtsbote <command> -h' for a command's flags. Flags default from AMTSBOTE_* variables.
@@ -64,6 +66,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runCoverage(ctx, rest, env, stdout, stderr)
 	case "dead":
 		return runDead(ctx, rest, env, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, rest, env, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "amtsbote", Version)
 		return nil

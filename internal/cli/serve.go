@@ -17,6 +17,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/services/gateway"
 	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+	"github.com/amtsbote/amtsbote/services/gateway/routingapi"
 )
 
 // limitFlags defines the flags of the gateway's limits on fs, defaulting
@@ -82,6 +83,8 @@ type serveConfig struct {
 	OTLP        string
 	Overdue     []time.Duration
 	Limits      gateway.Limits
+	RoutesRate  float64
+	RoutesBurst int
 }
 
 var knownTargets = []string{"gateway", "signer", "router", "ledger", "delivery"}
@@ -108,6 +111,18 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	fs.IntVar(&c.Replicas, "replicas", replicas, "JetStream replicas of the streams this process creates: 1, or 3 in a cluster (AMTSBOTE_REPLICAS)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
 	otlpFlag(fs, &c.OTLP, env)
+	routesRate, err := strconv.ParseFloat(env.str("AMTSBOTE_ROUTES_RATE", strconv.Itoa(routingapi.DefaultRateLimit)), 64)
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_ROUTES_RATE: %w", err)
+	}
+	routesBurst, err := strconv.Atoi(env.str("AMTSBOTE_ROUTES_BURST", strconv.Itoa(routingapi.DefaultRateBurst)))
+	if err != nil {
+		return c, fmt.Errorf("AMTSBOTE_ROUTES_BURST: %w", err)
+	}
+	// Behind a load balancer that does not pass the client's address on,
+	// every request comes from the balancer's.
+	fs.Float64Var(&c.RoutesRate, "routes-rate", routesRate, "Routing API requests per second per address; 429 beyond it (AMTSBOTE_ROUTES_RATE)")
+	fs.IntVar(&c.RoutesBurst, "routes-burst", routesBurst, "Routing API requests at once per address (AMTSBOTE_ROUTES_BURST)")
 	applyLimits, err := limitFlags(fs, env, &c.Limits)
 	if err != nil {
 		return c, err
@@ -193,6 +208,8 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 		Ledger:   slices.Contains(cfg.Targets, "ledger"),
 		Delivery: slices.Contains(cfg.Targets, "delivery"),
 		Overdue:  cfg.Overdue,
+
+		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst,
 	}
 	fmt.Fprintf(stdout, "amtsbote serving %s on %s\n", strings.Join(cfg.Targets, ","), ln.Addr())
 	return sys.Run(ctx)

@@ -59,3 +59,31 @@ func TestServeKnowsDelivery(t *testing.T) {
 		t.Errorf("targets %v, %v", c.Targets, err)
 	}
 }
+
+func TestRoutesRateFlag(t *testing.T) {
+	base := []string{"--public-url", "http://x", "--database-url", "postgres://x", "--signing-key", "k"}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // rate and burst, or "error"
+	}{
+		{"default", nil, nil, "20 100"},
+		{"flags", []string{"--routes-rate", "1e6", "--routes-burst", "5000"}, nil, "1e+06 5000"},
+		{"environment", nil, map[string]string{"AMTSBOTE_ROUTES_RATE": "50", "AMTSBOTE_ROUTES_BURST": "70"}, "50 70"},
+		{"not a number", nil, map[string]string{"AMTSBOTE_ROUTES_RATE": "fast"}, "error"},
+		{"burst not an integer", []string{"--routes-burst", "1.5"}, nil, "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseServeConfig(append(append([]string{}, base...), tt.args...), func(k string) string { return tt.env[k] }, io.Discard)
+			got := fmt.Sprint(c.RoutesRate, " ", c.RoutesBurst)
+			switch {
+			case tt.want == "error" && err == nil:
+				t.Errorf("accepted as %s", got)
+			case tt.want != "error" && (err != nil || got != tt.want):
+				t.Errorf("%s, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}
