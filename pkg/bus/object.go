@@ -172,7 +172,7 @@ func (b *Bus) GetObject(ctx context.Context, name string) (io.ReadCloser, error)
 }
 
 func (b *Bus) getObject(ctx context.Context, name string) (*objectReader, error) {
-	raw, err := b.leaderGet(ctx, msgGetRequest{LastFor: metaSubject(name)})
+	raw, err := b.leaderGet(ctx, objectStream, msgGetRequest{LastFor: metaSubject(name)})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, fmt.Errorf("get object %s: %w", name, ErrNotFound)
 	}
@@ -244,22 +244,26 @@ type msgGetRequest struct {
 type msgGetResponse struct {
 	Error   *jetstream.APIError `json:"error,omitempty"`
 	Message *struct {
-		Subject  string `json:"subject"`
-		Sequence uint64 `json:"seq"`
-		Data     []byte `json:"data"`
+		Subject  string    `json:"subject"`
+		Sequence uint64    `json:"seq"`
+		Header   []byte    `json:"hdrs"`
+		Data     []byte    `json:"data"`
+		Time     time.Time `json:"time"`
 	} `json:"message,omitempty"`
 }
 
 // storedMsg is one message read from objectStream.
 type storedMsg struct {
 	Sequence uint64
+	Header   []byte
 	Data     []byte
+	Time     time.Time
 }
 
 // leaderGet asks objectStream's leader for one message; ErrMsgNotFound if
 // there is none. Direct gets would also be answered by replicas, which may
 // not yet hold what the leader acknowledged.
-func (b *Bus) leaderGet(ctx context.Context, req msgGetRequest) (storedMsg, error) {
+func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (storedMsg, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return storedMsg{}, err
@@ -269,7 +273,7 @@ func (b *Bus) leaderGet(ctx context.Context, req msgGetRequest) (storedMsg, erro
 		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
 		defer cancel()
 	}
-	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+objectStream, body)
+	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
 	if err != nil {
 		return storedMsg{}, err
 	}
@@ -285,7 +289,7 @@ func (b *Bus) leaderGet(ctx context.Context, req msgGetRequest) (storedMsg, erro
 	case resp.Message == nil:
 		return storedMsg{}, jetstream.ErrInvalidJetStreamResponse
 	}
-	return storedMsg{Sequence: resp.Message.Sequence, Data: resp.Message.Data}, nil
+	return storedMsg{Sequence: resp.Message.Sequence, Header: resp.Message.Header, Data: resp.Message.Data, Time: resp.Message.Time}, nil
 }
 
 // leaderGetTimeout bounds one chunk request when ctx has no deadline.
@@ -332,7 +336,7 @@ func (r *objectReader) fill() error {
 		}
 		return err
 	}
-	m, err := r.b.leaderGet(r.ctx, msgGetRequest{Seq: r.next, NextFor: r.subject})
+	m, err := r.b.leaderGet(r.ctx, objectStream, msgGetRequest{Seq: r.next, NextFor: r.subject})
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound) && r.read < r.size:
 		return fmt.Errorf("get object %s: chunks hold %d of its %d bytes: %w", r.name, r.read, r.size, errDigest)
@@ -490,10 +494,31 @@ func (b *Bus) GetState(ctx context.Context, key string) (StateEntry, error) {
 		return StateEntry{}, fmt.Errorf("get state %s: %w", key, err)
 	}
 	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		// Any replica answers a get, and one that is behind, as a node
+		// just back after a failure is, says a key is missing that the
+		// leader holds: the leader decides.
+		return b.leaderState(ctx, key)
+	}
 	if err != nil {
 		return StateEntry{}, fmt.Errorf("get state %s: %w", key, kvError(err))
 	}
 	return StateEntry{Key: e.Key(), Value: e.Value(), Revision: e.Revision(), Created: e.Created()}, nil
+}
+
+// leaderState reads key from the state bucket's stream leader.
+func (b *Bus) leaderState(ctx context.Context, key string) (StateEntry, error) {
+	m, err := b.leaderGet(ctx, "KV_"+BucketState, msgGetRequest{LastFor: "$KV." + BucketState + "." + key})
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return StateEntry{}, fmt.Errorf("get state %s: %w", key, ErrNotFound)
+	case err != nil:
+		return StateEntry{}, fmt.Errorf("get state %s: %w", key, err)
+	case bytes.Contains(m.Header, []byte("KV-Operation")):
+		// A delete or purge marker.
+		return StateEntry{}, fmt.Errorf("get state %s: %w", key, ErrNotFound)
+	}
+	return StateEntry{Key: key, Value: m.Data, Revision: m.Sequence, Created: m.Time}, nil
 }
 
 // PutState writes key unconditionally and returns the new revision.

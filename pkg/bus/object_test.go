@@ -223,6 +223,11 @@ func TestState(t *testing.T) {
 	if err != nil || e.Revision != rev1 || string(e.Value) != `{"status":"announced"}` || e.Key != key {
 		t.Fatalf("get: %+v, %v", e, err)
 	}
+	// What the stream's leader holds, as GetState asks it when a replica
+	// says the key is missing.
+	if l, err := b.LeaderState(ctx, key); err != nil || l.Revision != rev1 || string(l.Value) != string(e.Value) || l.Created.IsZero() {
+		t.Fatalf("leader: %+v, %v; want %+v", l, err, e)
+	}
 	rev2, err := b.UpdateState(ctx, key, []byte(`{"status":"attachments-present"}`), rev1)
 	if err != nil {
 		t.Fatal(err)
@@ -242,6 +247,9 @@ func TestState(t *testing.T) {
 	}
 	if _, err := b.GetState(ctx, key); !errors.Is(err, bus.ErrNotFound) {
 		t.Errorf("get deleted: %v, want ErrNotFound", err)
+	}
+	if _, err := b.LeaderState(ctx, key); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("leader of deleted: %v, want ErrNotFound", err)
 	}
 	if err := b.DeleteState(ctx, key); err != nil {
 		t.Errorf("delete missing: %v", err)
