@@ -172,22 +172,9 @@ func (b *Bus) GetObject(ctx context.Context, name string) (io.ReadCloser, error)
 }
 
 func (b *Bus) getObject(ctx context.Context, name string) (*objectReader, error) {
-	raw, err := b.leaderGet(ctx, objectStream, msgGetRequest{LastFor: metaSubject(name)})
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, fmt.Errorf("get object %s: %w", name, ErrNotFound)
-	}
+	info, err := b.description(ctx, name)
 	if err != nil {
 		return nil, fmt.Errorf("get object %s: %w", name, err)
-	}
-	var info jetstream.ObjectInfo
-	if err := json.Unmarshal(raw.Data, &info); err != nil {
-		return nil, fmt.Errorf("get object %s: description: %w", name, err)
-	}
-	if info.Deleted {
-		return nil, fmt.Errorf("get object %s: %w", name, ErrNotFound)
-	}
-	if info.Opts != nil && info.Opts.Link != nil {
-		return nil, fmt.Errorf("get object %s: is a link, which Amtsbote does not store", name)
 	}
 	r := &objectReader{b: b, ctx: ctx, name: name, info: objectInfo(&info), subject: chunkSubject(info.NUID), size: info.Size, hash: sha256.New()}
 	if r.digest, err = jetstream.DecodeObjectDigest(info.Digest); err != nil {
@@ -219,6 +206,30 @@ const consumerChunks = 8
 
 // objectPrefetch is how many chunks a consumer pulls ahead of the reader.
 const objectPrefetch = 4
+
+// description reads the description of the object name from the object
+// stream's leader: a replica that is behind may not know an object the
+// leader acknowledged. ErrNotFound if there is none.
+func (b *Bus) description(ctx context.Context, name string) (jetstream.ObjectInfo, error) {
+	var info jetstream.ObjectInfo
+	raw, err := b.leaderGet(ctx, objectStream, msgGetRequest{LastFor: metaSubject(name)})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return info, ErrNotFound
+	}
+	if err != nil {
+		return info, err
+	}
+	if err := json.Unmarshal(raw.Data, &info); err != nil {
+		return info, fmt.Errorf("description: %w", err)
+	}
+	if info.Deleted {
+		return info, ErrNotFound
+	}
+	if info.Opts != nil && info.Opts.Link != nil {
+		return info, errors.New("is a link, which Amtsbote does not store")
+	}
+	return info, nil
+}
 
 // objectStream is the stream behind BucketPayloads.
 const objectStream = "OBJ_" + BucketPayloads
@@ -442,18 +453,11 @@ func (b *Bus) DeadLetterObject(ctx context.Context, name string, cause error) er
 
 // StatObject describes the object stored under name.
 func (b *Bus) StatObject(ctx context.Context, name string) (ObjectInfo, error) {
-	obs, err := b.payloads(ctx)
+	info, err := b.description(ctx, name)
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("stat object %s: %w", name, err)
 	}
-	info, err := obs.GetInfo(ctx, name)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrObjectNotFound) {
-			return ObjectInfo{}, fmt.Errorf("stat object %s: %w", name, ErrNotFound)
-		}
-		return ObjectInfo{}, fmt.Errorf("stat object %s: %w", name, err)
-	}
-	return objectInfo(info), nil
+	return objectInfo(&info), nil
 }
 
 // DeleteObject removes the object stored under name and its chunks.
