@@ -201,11 +201,11 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, timeout tim
 		ReadTimeout:       timeout,
 		WriteTimeout:      timeout,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(headerProblems{ln}) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve http: %w", err)
