@@ -45,10 +45,13 @@ type Roles struct {
 
 	Gateway  bool
 	Listener net.Listener // the gateway's, or the metrics' without one
-	Signer   bool
-	Router   bool
-	Ledger   bool
-	Delivery bool
+	// RoutingListener, when set, serves FIT-Connect's Routing API alone
+	// (gateway.RoutingHandler) beside the gateway's listener.
+	RoutingListener net.Listener
+	Signer          bool
+	Router          bool
+	Ledger          bool
+	Delivery        bool
 
 	// Gateway options.
 	OIDCIssuer string
@@ -115,6 +118,17 @@ func (s *Roles) Run(ctx context.Context) error {
 			// The gateway sets read and write deadlines per request itself.
 			return serveHTTP(ctx, s.Listener, gw.Handler(), 0, s.Log)
 		}})
+		if s.RoutingListener != nil {
+			h := gw.RoutingHandler()
+			if h == nil {
+				return errors.New("routing listener: the store keeps no reference data")
+			}
+			runners = append(runners, runner{"routing", func(ctx context.Context) error {
+				return serveHTTP(ctx, s.RoutingListener, h, 0, s.Log)
+			}})
+		}
+	} else if s.RoutingListener != nil {
+		return errors.New("routing listener: the Routing API is served by the gateway role")
 	} else if s.Listener != nil {
 		// Roles without the gateway still expose metrics and health.
 		mux := http.NewServeMux()
