@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
@@ -119,5 +121,44 @@ func TestDevRoutingListen(t *testing.T) {
 	// not on this listener.
 	if code, body := get(t, routing+"/v1/destinations/"+p.demo.Destinations[0].DestinationID, token(t, p.demo, "sender")); code != http.StatusNotFound {
 		t.Errorf("GET /v1/destinations on the routing listener = %d %s, want 404", code, body)
+	}
+}
+
+// TestDevDataDirTakesAnOlderDirectory starts dev once, which seeds its
+// hand-typed demo areas of Gebietsstand 2025-11-30, then imports the
+// official 2021 directory into its data dir: the demo areas do not block
+// it, and dev starts again on the official data, routing as before.
+func TestDevDataDirTakesAnOlderDirectory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the whole system")
+	}
+	gv21 := sharedtest.Data(t, "GV100AD_31122021.txt")
+	dir := t.TempDir()
+	first := startDev(t, dir)
+	eventually(t, time.Minute, func() error {
+		resp, err := http.Get(first.demo.BaseURL + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("healthz %d", resp.StatusCode)
+		}
+		return nil
+	})
+	first.stop(t)
+
+	out, err := runCLI(t, dir, "import", "gv100ad", gv21)
+	if err != nil || !strings.Contains(out, "16048 areas, 16048 added") {
+		t.Fatalf("import of the 2021 directory into a dev data dir: %v\n%s", err, out)
+	}
+	p := startDev(t, dir)
+	code, body := get(t, p.demo.BaseURL+"/v2/routes?leikaKey=99050012000000&ars=083155003064", "")
+	if code != http.StatusOK || !strings.Contains(string(body), p.demo.Destinations[0].DestinationID) {
+		t.Errorf("route for Kirchzarten after the import = %d %s", code, body)
+	}
+	code, body = get(t, p.demo.BaseURL+"/v2/areas?areaSearchexpression=Freiburg*", "")
+	if code != http.StatusOK || !strings.Contains(string(body), `"6083110000000"`) {
+		t.Errorf("the official directory is not searched: %d %s", code, body)
 	}
 }
