@@ -20,6 +20,7 @@ const usage = `amtsbote: carries FIT-Connect submissions to the authorities resp
 Usage:
   amtsbote dev [flags]                 everything in one process on embedded defaults
   amtsbote serve --target=gateway      production roles against external NATS and PostgreSQL
+  amtsbote subscriber --config FILE    the authority side: decrypt, deliver into the Fachverfahren, accept
   amtsbote destination create --file F create a destination from a JSON file
   amtsbote destination list            list destinations
   amtsbote client create --name N --scope S [--scope S]...
@@ -49,6 +50,8 @@ func Run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDev(ctx, rest, env, stdout, stderr)
 	case "serve":
 		return runServe(ctx, rest, env, stdout, stderr)
+	case "subscriber":
+		return runSubscriber(ctx, rest, env, stdout, stderr)
 	case "destination", "destinations":
 		return runDestination(ctx, rest, env, stdout, stderr)
 	case "client", "clients":

@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/internal/roles"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/registry"
+	"github.com/amtsbote/amtsbote/pkg/tracing"
 	"github.com/amtsbote/amtsbote/services/gateway"
 	"github.com/amtsbote/amtsbote/services/gateway/routingapi"
 )
@@ -32,6 +34,7 @@ type devConfig struct {
 	NATSPort      int
 	DatabaseURL   string
 	LogLevel      string
+	OTLP          string
 	Overdue       []time.Duration
 	Limits        gateway.Limits
 	RoutesRate    float64
@@ -53,6 +56,7 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	fs.IntVar(&c.NATSPort, "nats-port", natsPort, "port of the embedded NATS on 127.0.0.1; -1 picks a free one (AMTSBOTE_NATS_PORT)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	otlpFlag(fs, &c.OTLP, env)
 	routesRate, err := strconv.ParseFloat(env.str("AMTSBOTE_ROUTES_RATE", strconv.Itoa(routingapi.DefaultRateLimit)), 64)
 	if err != nil {
 		return c, fmt.Errorf("AMTSBOTE_ROUTES_RATE: %w", err)
@@ -107,10 +111,15 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 	}
 	publicURL = strings.TrimRight(publicURL, "/")
 
+	natsUsers, err := loadOrCreateNATSUsers(cfg.DataDir)
+	if err != nil {
+		return err
+	}
 	ns, err := bus.RunEmbedded(bus.EmbeddedConfig{
-		Dir:  filepath.Join(cfg.DataDir, "jetstream"),
-		Host: "127.0.0.1",
-		Port: cfg.NATSPort,
+		Dir:   filepath.Join(cfg.DataDir, "jetstream"),
+		Host:  "127.0.0.1",
+		Port:  cfg.NATSPort,
+		Users: natsUsers.users(),
 	})
 	if err != nil {
 		return fmt.Errorf("start embedded nats: %w", err)
@@ -119,13 +128,24 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}()
-	natsURL := ns.ClientURL()
+	// Amtsbote's own connections, and demo.json's URL for scripts, carry
+	// the full-access user.
+	natsURL, err := withUser(ns.ClientURL(), "amtsbote", natsUsers.Amtsbote)
+	if err != nil {
+		return err
+	}
 
 	b, err := bus.Connect(ctx, natsURL)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	tp, stopTracing, err := setupTracing(ctx, cfg.OTLP, "dev", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	b.SetTracerProvider(tp)
 	if err := b.Ensure(ctx, bus.TopologyConfig{Replicas: 1}); err != nil {
 		return fmt.Errorf("create streams: %w", err)
 	}
@@ -164,6 +184,13 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		}
 	}
 
+	if err := ensureDemoConsumer(ctx, b, demo); err != nil {
+		return fmt.Errorf("demo subscriber's consumer: %w", err)
+	}
+	if err := writeSubscriberConfig(cfg.DataDir, demo, natsURL, natsUsers); err != nil {
+		return err
+	}
+
 	var routingLn net.Listener
 	if cfg.RoutingListen != "" {
 		if routingLn, err = net.Listen("tcp", cfg.RoutingListen); err != nil {
@@ -173,12 +200,12 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		fmt.Fprintf(stdout, "Routing API alone on http://%s\n", routingLn.Addr())
 	}
 	printDemo(stdout, demo, storeName, cfg.DataDir)
-	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", natsURL, "store", storeName)
+	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", withoutUser(natsURL), "store", storeName)
 	sys := &roles.Roles{
 		RoutingListener: routingLn,
 		Bus:             b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
 		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Delivery: true, Limits: cfg.Limits,
-		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Overdue: cfg.Overdue,
+		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Overdue: cfg.Overdue, Tracer: tp,
 	}
 	err = sys.Run(ctx)
 	log.Info("amtsbote dev stopped")
@@ -187,8 +214,8 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 
 func printDemo(w io.Writer, d *demoFile, storeName, dataDir string) {
 	fmt.Fprintf(w, "\nAmtsbote dev is running.\n")
-	fmt.Fprintf(w, "  API      %s\n  NATS     %s\n  Store    %s\n  Demo     %s\n\n",
-		d.BaseURL, d.NATSURL, storeName, filepath.Join(dataDir, "demo.json"))
+	fmt.Fprintf(w, "  API      %s\n  NATS     %s\n  Store    %s\n  Demo     %s\n  Subscriber config %s\n\n",
+		d.BaseURL, withoutUser(d.NATSURL), storeName, filepath.Join(dataDir, "demo.json"), filepath.Join(dataDir, "subscriber.yaml"))
 	for _, c := range d.Clients {
 		fmt.Fprintf(w, "  %-8s client_id=%s\n           client_secret=%s\n           scopes=%s\n",
 			c.Role, c.ClientID, c.ClientSecret, strings.Join(c.Scopes, " "))
@@ -201,7 +228,9 @@ func printDemo(w io.Writer, d *demoFile, storeName, dataDir string) {
 		s, dest := d.Clients[0], d.Destinations[0]
 		fmt.Fprintf(w, "\nTry:\n  TOKEN=$(curl -s -d grant_type=client_credentials -d client_id=%s -d client_secret=%s %s | jq -r .access_token)\n", s.ClientID, s.ClientSecret, d.TokenURL)
 		fmt.Fprintf(w, "  curl -H \"Authorization: Bearer $TOKEN\" %s/v1/destinations/%s\n", d.BaseURL, dest.DestinationID)
-		fmt.Fprintf(w, "  curl %s/v1/destinations/%s/keys/%s\n\n", d.BaseURL, dest.DestinationID, dest.EncryptionKID)
+		fmt.Fprintf(w, "  curl %s/v1/destinations/%s/keys/%s\n", d.BaseURL, dest.DestinationID, dest.EncryptionKID)
+		fmt.Fprintf(w, "\nIn a second terminal, the authority side, decrypting into %s:\n  go run . subscriber --config %s\n\n",
+			filepath.Join(dataDir, "sink"), filepath.Join(dataDir, "subscriber.yaml"))
 	}
 }
 
@@ -210,5 +239,31 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// otlpFlag defines --otlp-endpoint, from AMTSBOTE_OTLP_ENDPOINT or else
+// OpenTelemetry's own OTEL_EXPORTER_OTLP_ENDPOINT.
+func otlpFlag(fs *flag.FlagSet, v *string, env envReader) {
+	def := env.str("AMTSBOTE_OTLP_ENDPOINT", env.str("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+	fs.StringVar(v, "otlp-endpoint", def, "OTLP/HTTP collector to send traces to, e.g. http://otel-collector:4318; empty: no traces (AMTSBOTE_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_ENDPOINT)")
+}
+
+// setupTracing starts tracing to endpoint (none when empty) and returns
+// the provider and a function flushing what is left at exit.
+func setupTracing(ctx context.Context, endpoint, role string, log *slog.Logger) (trace.TracerProvider, func(), error) {
+	tp, shutdown, err := tracing.Setup(ctx, tracing.Config{Endpoint: endpoint, Role: role})
+	if err != nil {
+		return nil, nil, fmt.Errorf("--otlp-endpoint: %w", err)
+	}
+	if endpoint != "" {
+		log.Info("tracing", "otlp_endpoint", maskURL(endpoint))
+	}
+	return tp, func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			log.Warn("spans not all sent at exit", "err", err)
+		}
+	}, nil
 }

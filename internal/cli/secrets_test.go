@@ -155,7 +155,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	if !strings.Contains(banner, d.Clients[0].ClientSecret) {
 		t.Error("the start banner does not print the demo client's secret; the search proves nothing")
 	}
-	if !strings.Contains(dev.errOut.String(), "level=") {
+	if !strings.Contains(dev.errOut.String(), `"level":"`) {
 		t.Errorf("no log lines to look at:\n%s", dev.errOut.String())
 	}
 }

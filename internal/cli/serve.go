@@ -82,6 +82,7 @@ type serveConfig struct {
 	KeyGrace      time.Duration
 	Replicas      int
 	LogLevel      string
+	OTLP          string
 	Overdue       []time.Duration
 	Limits        gateway.Limits
 }
@@ -110,6 +111,7 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	}
 	fs.IntVar(&c.Replicas, "replicas", replicas, "JetStream replicas of the streams this process creates: 1, or 3 in a cluster (AMTSBOTE_REPLICAS)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	otlpFlag(fs, &c.OTLP, env)
 	applyLimits, err := limitFlags(fs, env, &c.Limits)
 	if err != nil {
 		return c, err
@@ -175,6 +177,12 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 		return err
 	}
 	defer b.Close()
+	tp, stopTracing, err := setupTracing(ctx, cfg.OTLP, strings.Join(cfg.Targets, ","), log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
+	b.SetTracerProvider(tp)
 	if err := b.Ensure(ctx, bus.TopologyConfig{Replicas: cfg.Replicas}); err != nil {
 		return fmt.Errorf("create streams: %w", err)
 	}
@@ -194,7 +202,7 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	sys := &roles.Roles{
 		RoutingListener: routingLn,
 		Bus:             b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
-		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace, Limits: cfg.Limits,
+		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace, Limits: cfg.Limits, Tracer: tp,
 		Gateway:  slices.Contains(cfg.Targets, "gateway"),
 		Signer:   slices.Contains(cfg.Targets, "signer"),
 		Router:   slices.Contains(cfg.Targets, "router"),

@@ -13,13 +13,13 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/health"
 	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/delivery"
@@ -33,6 +33,7 @@ import (
 type Store interface {
 	store.Store
 	store.Reference
+	store.Backlogs
 }
 
 // Roles is the set of roles one process runs, wired to one bus and store.
@@ -52,6 +53,10 @@ type Roles struct {
 	Router          bool
 	Ledger          bool
 	Delivery        bool
+
+	// Tracer records the spans of every role (nil: none). The bus's
+	// spans are set on the bus itself (bus.Bus.SetTracerProvider).
+	Tracer trace.TracerProvider
 
 	// Gateway options.
 	OIDCIssuer string
@@ -76,14 +81,21 @@ type runner struct {
 // Run builds the roles and runs them until ctx is cancelled or one fails;
 // then it stops the others and waits for them.
 func (s *Roles) Run(ctx context.Context) error {
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := metrics.NewRegistry()
 
 	// The periodic resync is a backstop for a registry write whose
 	// announcement was lost between the store and JetStream.
-	routes, err := routesync.New(routesync.Config{Store: s.Store, Bus: s.Bus, Resync: 5 * time.Minute, Logger: s.Log})
+	routes, err := routesync.New(routesync.Config{Store: s.Store, Bus: s.Bus, Resync: 5 * time.Minute, Logger: s.Log, Registry: reg})
 	if err != nil {
 		return err
+	}
+	ready := health.New(s.Log,
+		health.Check{Name: "nats", Func: s.Bus.Ready},
+		health.Check{Name: "store", Func: gateway.StoreCheck(s.Store)},
+		health.Check{Name: "routes", Func: routes.Current},
+	)
+	if err := reg.Register(ready.Collector()); err != nil {
+		return fmt.Errorf("register readiness metrics: %w", err)
 	}
 	if err := routes.Load(ctx); err != nil {
 		return fmt.Errorf("load routing table: %w", err)
@@ -106,6 +118,8 @@ func (s *Roles) Run(ctx context.Context) error {
 			Bus:        s.Bus,
 			Issuer:     events,
 			Routes:     routes,
+			Health:     ready,
+			Tracer:     s.Tracer,
 			Limits:     s.Limits,
 			RateLimit:  s.RoutesRate,
 			RateBurst:  s.RoutesBurst,
@@ -131,15 +145,13 @@ func (s *Roles) Run(ctx context.Context) error {
 		return errors.New("routing listener: the Routing API is served by the gateway role")
 	} else if s.Listener != nil {
 		// Roles without the gateway still expose metrics and health.
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
+		h := ready.Handler(metrics.Handler(reg))
 		runners = append(runners, runner{"metrics", func(ctx context.Context) error {
-			return serveHTTP(ctx, s.Listener, mux, 30*time.Second, s.Log)
+			return serveHTTP(ctx, s.Listener, h, 30*time.Second, s.Log)
 		}})
 	}
 	if s.Signer {
-		sg, err := signer.New(signer.Config{Bus: s.Bus, Issuer: events, Logger: s.Log})
+		sg, err := signer.New(signer.Config{Bus: s.Bus, Issuer: events, Logger: s.Log, Registry: reg, Tracer: s.Tracer})
 		if err != nil {
 			return err
 		}
@@ -164,6 +176,11 @@ func (s *Roles) Run(ctx context.Context) error {
 			return err
 		}
 		runners = append(runners, runner{"ledger", lg.Run})
+		// The streams' figures are the same from every process; the
+		// ledger's scrape target reports them.
+		if err := reg.Register(bus.NewCollector(s.Bus)); err != nil {
+			return fmt.Errorf("register jetstream metrics: %w", err)
+		}
 	}
 	if s.Delivery {
 		dl, err := delivery.New(delivery.Config{

@@ -14,6 +14,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/amtsbote/amtsbote/pkg/tracing"
 )
 
 // Bucket names of the object store and the key-value bucket.
@@ -34,6 +37,8 @@ type Bus struct {
 	state   jetstream.KeyValue
 	smu     sync.Mutex
 	streams map[string]jetstream.Stream // guarded by smu
+
+	tracer trace.Tracer // set before use; see SetTracerProvider
 }
 
 // Connect dials url (one or more comma-separated server URLs), checks that
@@ -57,7 +62,7 @@ func Connect(ctx context.Context, url string, opts ...nats.Option) (*Bus, error)
 		nc.Close()
 		return nil, fmt.Errorf("connect %s: jetstream: %w", url, err)
 	}
-	return &Bus{nc: nc, js: js}, nil
+	return &Bus{nc: nc, js: js, tracer: tracing.Tracer(nil)}, nil
 }
 
 // Close drains the connection: subscriptions finish the messages they hold
@@ -78,6 +83,11 @@ func (b *Bus) Close() error {
 	}
 	return nil
 }
+
+// SetTracerProvider makes publishes and consumed messages spans of tp's
+// traces (producer and consumer spans, linked through the traceparent).
+// Call it before the bus is used; without it no spans are recorded.
+func (b *Bus) SetTracerProvider(tp trace.TracerProvider) { b.tracer = tracing.Tracer(tp) }
 
 // Conn returns the underlying NATS connection, for plain subscriptions and
 // request-reply.

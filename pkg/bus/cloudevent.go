@@ -11,6 +11,10 @@ import (
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/amtsbote/amtsbote/pkg/tracing"
 )
 
 // CloudEvents binary mode over NATS headers, per the CloudEvents NATS
@@ -57,7 +61,11 @@ func (b *Bus) Publish(ctx context.Context, subject string, ev event.Event, msgID
 	return b.publish(ctx, subject, ev, msgID)
 }
 
-func (b *Bus) publish(ctx context.Context, subject string, ev event.Event, msgID string, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+func (b *Bus) publish(ctx context.Context, subject string, ev event.Event, msgID string, opts ...jetstream.PublishOpt) (ack *jetstream.PubAck, err error) {
+	ctx, end := tracing.Start(ctx, b.tracer, "publish "+subjectPrefix(subject), trace.SpanKindProducer,
+		attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "send"),
+		attribute.String("messaging.destination.name", subject), attribute.String("messaging.message.id", msgID))
+	defer func() { end(err) }()
 	if err := checkPublishSubject(subject); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
@@ -76,11 +84,22 @@ func (b *Bus) publish(ctx context.Context, subject string, ev event.Event, msgID
 	if err != nil {
 		return nil, fmt.Errorf("publish to %s: %w", subject, err)
 	}
-	ack, err := b.js.PublishMsg(ctx, msg, append([]jetstream.PublishOpt{jetstream.WithMsgID(msgID)}, opts...)...)
+	ack, err = b.js.PublishMsg(ctx, msg, append([]jetstream.PublishOpt{jetstream.WithMsgID(msgID)}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("publish to %s: %w", subject, err)
 	}
 	return ack, nil
+}
+
+// subjectPrefix is the first two tokens of subject ("ab.inbox"), a span
+// name of bounded cardinality.
+func subjectPrefix(subject string) string {
+	if i := strings.IndexByte(subject, '.'); i >= 0 {
+		if j := strings.IndexByte(subject[i+1:], '.'); j >= 0 {
+			return subject[:i+1+j]
+		}
+	}
+	return subject
 }
 
 // checkPublishSubject refuses subjects that are empty, contain wildcards,

@@ -17,8 +17,11 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/tracing"
 )
 
 // Dead-letter reasons this package uses itself.
@@ -153,6 +156,11 @@ type ConsumerConfig struct {
 	Durable string
 	// FilterSubjects narrow the stream; empty means all of it.
 	FilterSubjects []string
+	// Bind consumes the durable as it exists, neither creating nor
+	// updating it, so that a user permitted only to consume it can: an
+	// operator created it with its filter subjects, which FilterSubjects
+	// must then equal (or be empty).
+	Bind bool
 	// MaxAckPending bounds unacknowledged messages over all sharers;
 	// default 1000.
 	MaxAckPending int
@@ -255,16 +263,13 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
-	h = chain(h, cfg.Middleware)
-	cons, err := b.js.CreateOrUpdateConsumer(ctx, cfg.Stream, jetstream.ConsumerConfig{
-		Durable:        cfg.Durable,
-		FilterSubjects: cfg.FilterSubjects,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		AckWait:        cfg.AckWait,
-		MaxDeliver:     cfg.MaxDeliver,
-		MaxAckPending:  cfg.MaxAckPending,
-	})
+	h = b.chain(h, cfg)
+	var cons jetstream.Consumer
+	if cfg.Bind {
+		cons, cfg, err = b.bind(ctx, cfg)
+	} else {
+		cons, err = b.js.CreateOrUpdateConsumer(ctx, cfg.Stream, consumerConfig(cfg))
+	}
 	if err != nil {
 		return fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
 	}
@@ -322,14 +327,89 @@ fetch:
 	return runErr
 }
 
+// EnsureConsumer creates the durable pull consumer cfg describes, or
+// updates it to cfg, without consuming: an operator's step before a
+// consumer that may only bind to it (ConsumerConfig.Bind) starts.
+func (b *Bus) EnsureConsumer(ctx context.Context, cfg ConsumerConfig) error {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return fmt.Errorf("ensure consumer: %w", err)
+	}
+	if _, err := b.js.CreateOrUpdateConsumer(ctx, cfg.Stream, consumerConfig(cfg)); err != nil {
+		return fmt.Errorf("ensure consumer %s/%s: %w", cfg.Stream, cfg.Durable, err)
+	}
+	return nil
+}
+
+func consumerConfig(cfg ConsumerConfig) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        cfg.Durable,
+		FilterSubjects: cfg.FilterSubjects,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		AckWait:        cfg.AckWait,
+		MaxDeliver:     cfg.MaxDeliver,
+		MaxAckPending:  cfg.MaxAckPending,
+	}
+}
+
+// bind looks up the existing durable and checks that it consumes what cfg
+// expects. Its AckWait and MaxDeliver, not cfg's, then govern redelivery
+// and the dead letter after the last delivery.
+func (b *Bus) bind(ctx context.Context, cfg ConsumerConfig) (jetstream.Consumer, ConsumerConfig, error) {
+	cons, err := b.js.Consumer(ctx, cfg.Stream, cfg.Durable)
+	if err != nil {
+		return nil, cfg, err
+	}
+	got := cons.CachedInfo().Config
+	filters := got.FilterSubjects
+	if got.FilterSubject != "" {
+		filters = []string{got.FilterSubject}
+	}
+	if len(cfg.FilterSubjects) > 0 && !sameSet(filters, cfg.FilterSubjects) {
+		return nil, cfg, fmt.Errorf("consumer filters %q, want %q", filters, cfg.FilterSubjects)
+	}
+	if got.AckPolicy != jetstream.AckExplicitPolicy {
+		return nil, cfg, fmt.Errorf("consumer ack policy %s, want explicit", got.AckPolicy)
+	}
+	if got.AckWait > 0 {
+		cfg.AckWait = got.AckWait
+	}
+	cfg.MaxDeliver = got.MaxDeliver
+	return cons, cfg, nil
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	in := make(map[string]bool, len(a))
+	for _, s := range a {
+		in[s] = true
+	}
+	for _, s := range b {
+		if !in[s] {
+			return false
+		}
+	}
+	return true
+}
+
 // chain wraps h in mw, the message's trace inside them, and the
 // recovery of a panic around all.
-func chain(h Handler, mw []Middleware) Handler {
+func (b *Bus) chain(h Handler, cfg ConsumerConfig) Handler {
 	inner := h
 	h = func(ctx context.Context, m *Message) error {
 		tp, _ := m.Event.Extensions()[ExtensionTraceparent].(string)
-		return inner(ContextWithTraceparent(ctx, tp), m)
+		ctx, end := tracing.Start(ContextWithTraceparent(ctx, tp), b.tracer, "consume "+m.Stream, trace.SpanKindConsumer,
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", m.Subject), attribute.String("messaging.consumer.group.name", cfg.Durable),
+			attribute.Int("messaging.nats.delivery_attempt", m.Attempt), attribute.Int64("messaging.nats.stream_sequence", int64(m.Sequence)))
+		err := inner(ctx, m)
+		end(err)
+		return err
 	}
+	mw := cfg.Middleware
 	for i := len(mw) - 1; i >= 0; i-- {
 		h = mw[i](h)
 	}

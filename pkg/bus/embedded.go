@@ -38,6 +38,50 @@ type EmbeddedConfig struct {
 	ReadyTimeout time.Duration
 	// Logger receives the server's log at matching levels; nil silences it.
 	Logger *slog.Logger
+	// Users, when set, make the server require a user and password; each
+	// gets its permissions. Without them anyone may connect and do anything.
+	Users []User
+}
+
+// User is a NATS user of an embedded server.
+type User struct {
+	Name     string
+	Password string
+	// Permissions limit the user; nil allows everything, as Amtsbote's
+	// own roles need.
+	Permissions *Permissions
+}
+
+// Permissions are the subjects a user may publish and subscribe to.
+type Permissions struct {
+	Publish, Subscribe []string
+}
+
+// SubscriberInboxPrefix is the reply-subject prefix of a subscriber with
+// the durable consumer durable: its requests' answers, the messages of its
+// pulls included, come there, and only it may subscribe to it.
+func SubscriberInboxPrefix(durable string) string { return "_INBOX_" + durable }
+
+// SubscriberReasons are the dead-letter reasons a subscriber may write.
+var SubscriberReasons = []string{ReasonMaxDeliver, ReasonMalformedEvent, ReasonPermanent, "sink-refused", "subscriber-malformed"}
+
+// SubscriberPermissions are the permissions of an authority's subscriber
+// that consumes the INBOX durable durable, which an operator created with
+// its filter subjects: it may look up and pull from that consumer, ack its
+// messages, write dead letters, and receive answers on its own inbox
+// prefix (SubscriberInboxPrefix). It can neither create nor change a
+// consumer, so it cannot widen its filter, nor read any stream directly.
+func SubscriberPermissions(durable string) *Permissions {
+	pub := []string{
+		"$JS.API.INFO",
+		"$JS.API.CONSUMER.INFO." + StreamInbox + "." + durable,
+		"$JS.API.CONSUMER.MSG.NEXT." + StreamInbox + "." + durable,
+		"$JS.ACK." + StreamInbox + "." + durable + ".>",
+	}
+	for _, r := range SubscriberReasons {
+		pub = append(pub, PrefixDead+"."+r)
+	}
+	return &Permissions{Publish: pub, Subscribe: []string{SubscriberInboxPrefix(durable) + ".>"}}
 }
 
 // ClusterConfig joins an embedded server to a cluster.
@@ -106,6 +150,19 @@ func (cfg EmbeddedConfig) options() (*server.Options, error) {
 	}
 	if opts.Port == 0 {
 		opts.Port = server.RANDOM_PORT
+	}
+	for _, u := range cfg.Users {
+		if u.Name == "" || u.Password == "" {
+			return nil, errors.New("a user needs a name and a password")
+		}
+		su := &server.User{Username: u.Name, Password: u.Password}
+		if p := u.Permissions; p != nil {
+			su.Permissions = &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: p.Publish},
+				Subscribe: &server.SubjectPermission{Allow: p.Subscribe},
+			}
+		}
+		opts.Users = append(opts.Users, su)
 	}
 	if c := cfg.Cluster; c != nil {
 		if c.Name == "" {

@@ -101,7 +101,7 @@ func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectIn
 	// The description holds the size and digest of what r yielded.
 	_, err = b.VerifyObject(ctx, name)
 	if errors.Is(err, ErrCorrupt) {
-		if derr := obs.Delete(ctx, name); derr != nil && !errors.Is(derr, jetstream.ErrObjectNotFound) {
+		if derr := b.deleteCorrupt(ctx, obs, name); derr != nil {
 			err = fmt.Errorf("%w; deleting it: %v", err, derr)
 		}
 	}
@@ -109,6 +109,31 @@ func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectIn
 		return ObjectInfo{}, fmt.Errorf("put object %s: read back: %w", name, err)
 	}
 	return objectInfo(info), nil
+}
+
+// deleteCorrupt deletes the corrupt object name until the stream's leader
+// no longer has it. The object store looks the object up before deleting
+// it, and a replica that is behind answers that there is none; so the
+// deletion is checked on the leader and repeated while the stream settles.
+func (b *Bus) deleteCorrupt(ctx context.Context, obs jetstream.ObjectStore, name string) error {
+	var err error
+	for try := range 10 {
+		if try > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+			}
+		}
+		if err = obs.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
+			continue
+		}
+		// Gone, or replaced meanwhile by an intact upload of the name.
+		if _, err = b.VerifyObject(ctx, name); err == nil || errors.Is(err, ErrNotFound) {
+			return nil
+		}
+	}
+	return err
 }
 
 // VerifyObject reads the object stored under name to its end and returns

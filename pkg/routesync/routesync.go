@@ -36,6 +36,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/routing"
@@ -123,6 +125,9 @@ type Config struct {
 	Resync time.Duration
 	// Logger (default: discard).
 	Logger *slog.Logger
+	// Registry, when set, receives amtsbote_route_resolutions_total (see
+	// Route).
+	Registry prometheus.Registerer
 }
 
 // Syncer holds the routing table and reference data of a process. It is
@@ -139,6 +144,8 @@ type Syncer struct {
 	local uint64
 	// loadMu makes a lazy Load happen once at a time.
 	loadMu sync.Mutex
+	// resolutions counts Route's resolutions by level; nil counts none.
+	resolutions *prometheus.CounterVec
 }
 
 // state is one immutable version of what the process knows.
@@ -154,6 +161,10 @@ func New(cfg Config) (*Syncer, error) {
 		return nil, errors.New("new routing syncer: no store")
 	}
 	s := &Syncer{cfg: cfg, log: cfg.Logger, changed: make(chan struct{})}
+	var err error
+	if s.resolutions, err = newResolutions(cfg.Registry); err != nil {
+		return nil, fmt.Errorf("new routing syncer: %w", err)
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -584,7 +595,7 @@ func (s *Syncer) Resolve(service string, a ars.ARS, at time.Time) (Match, bool) 
 	return m, true
 }
 
-// Resolver returns Resolve in the form the router takes: service a LeiKa
+// Resolver returns Route in the form the router takes: service a LeiKa
 // key or service URN, ars an ARS prefix of 0, 2, 3, 5, 9 or 12 digits, with
 // or without "DE". It returns the responsible destination's id.
 func (s *Syncer) Resolver() func(service, arsKey string, at time.Time) (destinationID string, ok bool) {
@@ -593,7 +604,7 @@ func (s *Syncer) Resolver() func(service, arsKey string, at time.Time) (destinat
 		if err != nil {
 			return "", false
 		}
-		m, ok := s.Resolve(service, a, at)
+		m, ok := s.Route(service, a, at)
 		return m.Route.DestinationID, ok
 	}
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // Outcomes of one callback attempt, the outcome label of
-// amtsbote_delivery_callbacks_total.
+// amtsbote_callbacks_total.
 const (
 	outcomeDelivered = "delivered"
 	outcomeFailed    = "failed"
@@ -23,12 +23,19 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "amtsbote_delivery_callbacks_total",
+			Name: "amtsbote_callbacks_total",
 			Help: "Callback attempts by kind and outcome: delivered (2xx), failed (retried or dead-lettered), dropped (no callback configured any more).",
 		}, []string{"kind", "outcome"}),
 	}
 	if err := reg.Register(m.callbacks); err != nil {
 		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	// Present from the start, so that alerts on the failure ratio and the
+	// dashboard find them before the first callback.
+	for _, kind := range []string{KindNewSubmissions, KindNewEvents} {
+		for _, o := range []string{outcomeDelivered, outcomeFailed, outcomeDropped} {
+			m.callbacks.WithLabelValues(kind, o)
+		}
 	}
 	return m, nil
 }

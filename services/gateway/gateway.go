@@ -27,11 +27,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/health"
 	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/jose"
-	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -88,6 +89,11 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Now is the clock (default time.Now); tests move it.
 	Now func() time.Time
+	// Health answers /healthz and /readyz (default: ready while the
+	// store answers). The process adds its NATS and routing checks.
+	Health *health.Health
+	// Tracer makes every request a server span (default: no spans).
+	Tracer trace.TracerProvider
 
 	// Bus carries submissions and events. Without it the submission,
 	// attachment and case event endpoints answer 503; the rest works.
@@ -205,7 +211,7 @@ func New(cfg Config) (*Gateway, error) {
 	g := &Gateway{store: cfg.Store, log: log, routes: cfg.Routes}
 	ref, _ := cfg.Store.(store.Reference)
 	if g.routes == nil && ref != nil {
-		if g.routes, err = routesync.New(routesync.Config{Store: ref, Logger: log}); err != nil {
+		if g.routes, err = routesync.New(routesync.Config{Store: ref, Logger: log, Registry: reg}); err != nil {
 			return nil, fmt.Errorf("new gateway: %w", err)
 		}
 	}
@@ -245,6 +251,7 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
 	m := g.mux
+	m.SetTracerProvider(cfg.Tracer)
 	m.SetDeadlines(lim.Deadlines)
 	if n := cmp.Or(lim.InFlight, DefaultInFlight); n > 0 {
 		m.SetInFlight(n, cmp.Or(lim.InFlightWait, time.Second))
@@ -252,7 +259,12 @@ func New(cfg Config) (*Gateway, error) {
 	tokens.Routes(m)
 	m.Handle("GET /v1/info", api.Unauthenticated(http.HandlerFunc(handleInfo)))
 	m.Handle("GET /metrics", api.Unauthenticated(httpapi.MetricsHandler(reg)))
-	m.Handle("GET /healthz", api.Unauthenticated(http.HandlerFunc(g.handleHealth)))
+	hl := cfg.Health
+	if hl == nil {
+		hl = health.New(log, health.Check{Name: "store", Func: StoreCheck(cfg.Store)})
+	}
+	m.Handle("GET /healthz", api.Unauthenticated(http.HandlerFunc(hl.Live)))
+	m.Handle("GET /readyz", api.Unauthenticated(http.HandlerFunc(hl.Ready)))
 	submissions.Routes(m)
 	if g.routes != nil {
 		var areas routingapi.Areas
@@ -261,7 +273,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		routes, err := routingapi.New(routingapi.Config{
 			API: api, Routes: g.routes, Areas: areas, Signer: cfg.Signer, URL: pub,
-			RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Registry: reg, Now: now,
+			RateLimit: cfg.RateLimit, RateBurst: cfg.RateBurst, Now: now,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("new gateway: %w", err)
@@ -271,12 +283,14 @@ func New(cfg Config) (*Gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("new gateway: %w", err)
 		}
+		rm.SetTracerProvider(cfg.Tracer)
 		rm.SetDeadlines(lim.Deadlines)
 		if n := cmp.Or(lim.InFlight, DefaultInFlight); n > 0 {
 			rm.SetInFlight(n, cmp.Or(lim.InFlightWait, time.Second))
 		}
 		routes.RoutesAlone(rm)
-		rm.Handle("GET /healthz", api.Unauthenticated(http.HandlerFunc(g.handleHealth)))
+		rm.Handle("GET /healthz", api.Unauthenticated(http.HandlerFunc(hl.Live)))
+		rm.Handle("GET /readyz", api.Unauthenticated(http.HandlerFunc(hl.Ready)))
 		g.routing = rm.Handler()
 	}
 	destination.New(api, cfg.Store, changes, now).Routes(m)
@@ -290,8 +304,8 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 
 // RoutingHandler returns a handler that serves FIT-Connect's Routing API
 // alone, for a listener or host name of its own: /v1/ and /v2/ routes and
-// areas, /v1/info and /v2/info with the Routing API's version, and
-// /healthz. It is nil when the store keeps no reference data.
+// areas, /v1/info and /v2/info with the Routing API's version, /healthz
+// and /readyz. It is nil when the store keeps no reference data.
 func (g *Gateway) RoutingHandler() http.Handler { return g.routing }
 
 // handleInfo answers GET /v1/info.
@@ -301,16 +315,12 @@ func handleInfo(w http.ResponseWriter, _ *http.Request) {
 	}{APIVersion})
 }
 
-// handleHealth answers 200 while the store answers, 503 when it does not.
-func (g *Gateway) handleHealth(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if _, _, err := g.store.Destinations(ctx, store.Page{Limit: 1}); err != nil {
-		g.log.WarnContext(ctx, "health check", "err", err)
-		problem.Write(w, problem.Unavailable("the store does not answer"))
-		return
+// StoreCheck is the readiness check of a store: it answers a query.
+func StoreCheck(st store.Store) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if _, _, err := st.Destinations(ctx, store.Page{Limit: 1}); err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		return nil
 	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	_, _ = w.Write([]byte("ok\n"))
 }

@@ -47,10 +47,10 @@ func TestMetricsAndLogs(t *testing.T) {
 	resp := e.do(http.MethodGet, "/metrics", "", "", nil)
 	body := string(readAll(t, resp))
 	for _, want := range []string{
-		`amtsbote_http_requests_total{code="200",method="GET",route="/v1/destinations/{destinationId}"} 1`,
-		`amtsbote_http_requests_total{code="404",method="GET",route="/v1/destinations/{destinationId}"} 1`,
-		`amtsbote_http_requests_total{code="404",method="GET",route="unmatched"} 1`,
-		`amtsbote_http_requests_total{code="200",method="POST",route="/token"} 1`,
+		`amtsbote_http_requests_total{code="2xx",method="GET",route="/v1/destinations/{destinationId}"} 1`,
+		`amtsbote_http_requests_total{code="4xx",method="GET",route="/v1/destinations/{destinationId}"} 1`,
+		`amtsbote_http_requests_total{code="4xx",method="GET",route="unmatched"} 1`,
+		`amtsbote_http_requests_total{code="2xx",method="POST",route="/token"} 1`,
 		`amtsbote_http_request_duration_seconds_count{method="GET",route="/v1/info"} 1`,
 	} {
 		if !strings.Contains(body, want) {
@@ -75,9 +75,15 @@ func TestMetricsAndLogs(t *testing.T) {
 func TestHealth(t *testing.T) {
 	st := flowtest.OpenSQLite(t)
 	e := newEnvOn(t, st)
-	if resp := e.do(http.MethodGet, "/healthz", "", "", nil); resp.StatusCode != http.StatusOK {
-		t.Fatalf("healthy store: %d", resp.StatusCode)
+	for _, path := range []string{"/healthz", "/readyz"} {
+		if resp := e.do(http.MethodGet, path, "", "", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s with a healthy store: %d", path, resp.StatusCode)
+		}
 	}
 	must(t, st.Close())
-	wantProblem(t, e.do(http.MethodGet, "/healthz", "", "", nil), http.StatusServiceUnavailable, problem.TypeUnavailable, "")
+	// Alive, but not ready without its store.
+	if resp := e.do(http.MethodGet, "/healthz", "", "", nil); resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz without a store: %d, want 200", resp.StatusCode)
+	}
+	wantProblem(t, e.do(http.MethodGet, "/readyz", "", "", nil), http.StatusServiceUnavailable, problem.TypeUnavailable, "")
 }

@@ -111,6 +111,9 @@ type Config struct {
 	Concurrency int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// BacklogInterval is how often the backlog figures are read from the
+	// store, when it reports them (store.Backlogs); default 30s.
+	BacklogInterval time.Duration
 }
 
 // Ledger projects EVENTS and INBOX into the store and keeps the deadlines.
@@ -123,6 +126,7 @@ type Ledger struct {
 	concurrency int
 	now         func() time.Time
 	metrics     *metrics
+	backlogTick time.Duration
 }
 
 // New checks cfg and registers the metrics.
@@ -158,6 +162,9 @@ func New(cfg Config) (*Ledger, error) {
 	}
 	if l.now == nil {
 		l.now = time.Now
+	}
+	if l.backlogTick = cfg.BacklogInterval; l.backlogTick <= 0 {
+		l.backlogTick = 30 * time.Second
 	}
 	reg := cfg.Registry
 	if reg == nil {
@@ -207,6 +214,9 @@ func (l *Ledger) Run(parent context.Context) error {
 		}, l.handleRouted))
 	})
 	wg.Go(func() { l.keepDeadlines(ctx) })
+	if bs, ok := l.store.(store.Backlogs); ok {
+		wg.Go(func() { l.watchBacklog(ctx, bs) })
+	}
 	wg.Wait()
 	if first != nil {
 		return fmt.Errorf("ledger: %w", first)
@@ -228,4 +238,41 @@ func (l *Ledger) keepDeadlines(ctx context.Context) {
 		case <-tick.C:
 		}
 	}
+}
+
+// watchBacklog reads the backlog figures every backlogTick until ctx is
+// cancelled. A failed read keeps the previous figures; their timestamp
+// tells how old they are.
+func (l *Ledger) watchBacklog(ctx context.Context, bs store.Backlogs) {
+	tick := time.NewTicker(l.backlogTick)
+	defer tick.Stop()
+	failing := false
+	for {
+		if err := l.RefreshBacklog(ctx, bs); err != nil && ctx.Err() == nil && !failing {
+			l.log.Warn("ledger: backlog figures not read; keeping the last ones", "err", err)
+			failing = true
+		} else if err == nil {
+			failing = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// RefreshBacklog reads the backlog figures from bs now.
+func (l *Ledger) RefreshBacklog(ctx context.Context, bs store.Backlogs) error {
+	now := l.now()
+	cutoffs := make([]time.Time, len(OverdueDays))
+	for i, d := range OverdueDays {
+		cutoffs[i] = now.AddDate(0, 0, -d)
+	}
+	backlogs, err := bs.Backlogs(ctx, cutoffs...)
+	if err != nil {
+		return err
+	}
+	l.metrics.setBacklog(backlogs, now)
+	return nil
 }

@@ -124,8 +124,47 @@ func TestProjectsEvents(t *testing.T) {
 			if n := flowtest.Counter(t, reg, "amtsbote_ledger_events_total", map[string]string{"event": "accept-submission", "outcome": "unchanged"}); n != 1 {
 				t.Errorf("unchanged accept counted %v times, want 1", n)
 			}
+			// Each stage once, the repeat and the refused reject not at
+			// all; the destination is unknown to the store, so its Land is.
+			for stage, want := range map[string]float64{
+				ledger.StageCreated: 1, ledger.StageSubmitted: 1, ledger.StagePickedUp: 1, ledger.StageAccepted: 1,
+				ledger.StageRejected: 0, ledger.StageRouted: 0, ledger.StageExpired: 0,
+			} {
+				if n := flowtest.Counter(t, reg, "amtsbote_submissions_total", map[string]string{"stage": stage, "land": "unknown"}); n != want {
+					t.Errorf("stage %s counted %v times, want %v", stage, n, want)
+				}
+				if n := flowtest.Counter(t, reg, "amtsbote_submissions_total", map[string]string{"stage": stage}); n != want {
+					t.Errorf("stage %s counted %v times in all Länder, want %v", stage, n, want)
+				}
+			}
+			if n := observations(t, reg, "amtsbote_stage_duration_seconds", ledger.SubmitToAccepted); n != 1 {
+				t.Errorf("submit to accept observed %d times, want 1", n)
+			}
 		})
 	}
+}
+
+// observations counts what the histogram name of stage observed.
+func observations(t *testing.T, reg *prometheus.Registry, name, stage string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "stage" && lp.GetValue() == stage {
+					n += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return n
 }
 
 func TestEventOfUnknownSubmissionIsRecorded(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/internal/failpoint"
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	pkgmetrics "github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -95,10 +96,17 @@ func (l *Ledger) project(ctx context.Context, c set.Claims, token string, seq ui
 	if err != nil {
 		return "", err
 	}
+	var before sealed.Progress
 	p, err := l.store.ProjectEvent(ctx, store.Event{
 		JTI: c.JTI, CaseID: caseID, SubmissionID: sid, Type: uri,
 		Issuer: c.Issuer, IssuedAt: c.IssuedAt, Token: token, StreamSeq: seq,
-	}, func(s *store.Submission, evs []store.Event) { l.fold(ctx, s, evs, seq) })
+	}, func(s *store.Submission, evs []store.Event) {
+		before = s.Progress
+		l.fold(ctx, s, evs, seq)
+	})
+	if err == nil {
+		l.countStages(ctx, c, uri, p, before)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		l.log.Warn("ledger: event of an unknown submission recorded", "submission_id", sid, "case_id", caseID, "jti", c.JTI)
@@ -151,7 +159,7 @@ func (l *Ledger) handleRouted(ctx context.Context, m *bus.Message) error {
 	if at.IsZero() {
 		at = l.now()
 	}
-	_, err = l.store.UpdateSubmission(ctx, sub.SubmissionID, func(s *store.Submission) error {
+	s, err := l.store.UpdateSubmission(ctx, sub.SubmissionID, func(s *store.Submission) error {
 		if s.RoutedAt != nil {
 			return errUnchanged
 		}
@@ -161,6 +169,10 @@ func (l *Ledger) handleRouted(ctx context.Context, m *bus.Message) error {
 	switch {
 	case err == nil:
 		l.metrics.routed(outcomeApplied)
+		l.metrics.stage(StageRouted, l.landOf(ctx, s.DestinationID))
+		if s.SubmittedAt != nil && s.RoutedAt != nil {
+			l.metrics.latency(SubmitToRouted, *s.SubmittedAt, *s.RoutedAt)
+		}
 	case errors.Is(err, errUnchanged):
 		l.metrics.routed(outcomeUnchanged)
 	case errors.Is(err, store.ErrNotFound):
@@ -172,4 +184,87 @@ func (l *Ledger) handleRouted(ctx context.Context, m *bus.Message) error {
 		return fmt.Errorf("mark %s routed: %w", sub.SubmissionID, err)
 	}
 	return nil
+}
+
+// countStages counts the stages a projection moved the submission to,
+// once: the ledger is the only writer of progress and a replayed event
+// changes nothing. A refold (an event arriving after a later one) counts
+// what the refold newly decided. Latencies are observed when both of
+// their times are known, whichever came second.
+func (l *Ledger) countStages(ctx context.Context, c set.Claims, uri string, p store.Projection, before sealed.Progress) {
+	if !p.Recorded || (!p.Changed && uri != set.CreateSubmission) {
+		return
+	}
+	s := p.Submission
+	if s.ID == "" {
+		return
+	}
+	land := l.landOf(ctx, s.DestinationID)
+	if uri == set.CreateSubmission {
+		l.metrics.stage(StageCreated, land)
+	}
+	if !p.Changed {
+		return
+	}
+	after := s.Progress
+	if before.SubmittedAt == nil && after.SubmittedAt != nil {
+		l.metrics.stage(StageSubmitted, land)
+		if s.RoutedAt != nil {
+			l.metrics.latency(SubmitToRouted, *after.SubmittedAt, *s.RoutedAt)
+		}
+	}
+	if before.PickedUpAt == nil && after.PickedUpAt != nil {
+		l.metrics.stage(StagePickedUp, land)
+		if s.RoutedAt != nil {
+			l.metrics.latency(RoutedToPickedUp, *s.RoutedAt, *after.PickedUpAt)
+		}
+	}
+	if before.Status == after.Status {
+		return
+	}
+	switch after.Status {
+	case sealed.Accepted:
+		l.metrics.stage(StageAccepted, land)
+		if after.SubmittedAt != nil {
+			l.metrics.latency(SubmitToAccepted, *after.SubmittedAt, c.IssuedAt)
+		}
+	case sealed.Rejected:
+		if expired(c) {
+			l.metrics.stage(StageExpired, land)
+		} else {
+			l.metrics.stage(StageRejected, land)
+		}
+	case sealed.Forwarded:
+		l.metrics.stage(StageForwarded, land)
+	case sealed.Deleted:
+		l.metrics.stage(StageDeleted, land)
+	}
+}
+
+// expired reports whether c is Amtsbote's reject of a submission not
+// picked up in time.
+func expired(c set.Claims) bool {
+	problems, err := c.Problems()
+	if err != nil {
+		return false
+	}
+	for _, p := range problems {
+		if p.Type == ProblemNotPickedUp {
+			return true
+		}
+	}
+	return false
+}
+
+// landOf is the land label of a destination: the Land of its home region,
+// or "unknown" when the store cannot say.
+func (l *Ledger) landOf(ctx context.Context, destinationID string) string {
+	d, err := l.store.Destination(ctx, destinationID)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			l.log.DebugContext(ctx, "ledger: land of destination unknown", "destination_id", destinationID, "err", err)
+		}
+		return pkgmetrics.Unknown
+	}
+	return pkgmetrics.Land(d.HomeRegion)
 }

@@ -173,6 +173,17 @@ func TestRetention(t *testing.T) {
 			if kept < 4 {
 				t.Errorf("%v deadlines kept, want at least 4", kept)
 			}
+			// Amtsbote's day-14 reject counts as expired, not as a
+			// receiver's reject; each stage once over both ledgers.
+			for stage, want := range map[string]float64{ledger.StageExpired: 1, ledger.StageRejected: 0, ledger.StageDeleted: 3} {
+				var n float64
+				for _, reg := range regs {
+					n += flowtest.Counter(t, reg, "amtsbote_submissions_total", map[string]string{"stage": stage})
+				}
+				if n != want {
+					t.Errorf("stage %s counted %v times, want %v", stage, n, want)
+				}
+			}
 		})
 	}
 }

@@ -19,9 +19,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/issuer"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/tracing"
 )
 
 // Defaults of Config.
@@ -47,6 +52,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Registry receives the signing metrics (default: a private registry).
+	Registry prometheus.Registerer
+	// Tracer makes each signing a span (default: no spans).
+	Tracer trace.TracerProvider
 }
 
 // Signer publishes the outbox's events.
@@ -63,6 +72,9 @@ type Signer struct {
 	mu   sync.Mutex
 	// queued holds the jtis in jobs or in a worker's hands.
 	queued map[string]bool
+
+	metrics *metrics
+	tracer  trace.Tracer
 }
 
 // New checks cfg.
@@ -93,7 +105,23 @@ func New(cfg Config) (*Signer, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	reg := cfg.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	var err error
+	if s.metrics, err = newMetrics(reg, s.queueLength); err != nil {
+		return nil, fmt.Errorf("new signer: %w", err)
+	}
+	s.tracer = tracing.Tracer(cfg.Tracer)
 	return s, nil
+}
+
+// queueLength is how many entries wait for a worker or are in its hands.
+func (s *Signer) queueLength() float64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return float64(len(s.queued))
 }
 
 // Run signs and publishes until ctx is cancelled; then each worker
@@ -182,8 +210,14 @@ func (s *Signer) process(ctx context.Context, e bus.OutboxEntry) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.lease)
 	defer cancel()
 	ctx = bus.ContextWithTraceparent(ctx, e.Traceparent)
+	uri, _, _ := e.Claims.Event()
+	sid, _ := e.Claims.SubmissionID()
+	ctx, end := tracing.Start(ctx, s.tracer, "sign "+set.Name(uri), trace.SpanKindInternal,
+		attribute.String("amtsbote.jti", e.Claims.JTI), attribute.String("amtsbote.submission_id", sid))
+	start := s.now()
 	e, err := s.bus.Claim(ctx, e, s.id, s.now().Add(s.lease))
 	if errors.Is(err, bus.ErrRevisionMismatch) || errors.Is(err, bus.ErrNotFound) {
+		end(nil)
 		return // another signer has it, or it is done
 	}
 	if err == nil {
@@ -192,8 +226,9 @@ func (s *Signer) process(ctx context.Context, e bus.OutboxEntry) {
 	if err == nil {
 		err = s.bus.DeleteState(ctx, e.Key())
 	}
+	end(err)
+	s.metrics.signed(err, s.now().Sub(start), e.Claims.IssuedAt, s.now())
 	if err != nil {
-		sid, _ := e.Claims.SubmissionID()
 		s.log.WarnContext(ctx, "event left in the outbox for a retry", "jti", e.Claims.JTI, "submission_id", sid, "err", err)
 	}
 }

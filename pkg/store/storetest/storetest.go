@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Overdue", overdueTests},
 		{"Events", eventTests},
 		{"Idempotency", idempotencyTests},
+		{"Backlogs", backlogTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -2,25 +2,28 @@ package httpapi
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	pkgmetrics "github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/tracing"
 )
 
 // metrics are the HTTP metrics. Labels are bounded: route is the
-// mux pattern's path (never a raw path), method and code are HTTP's.
+// mux pattern's path (never a raw path), method is HTTP's and code the
+// status class ("2xx" … "5xx").
 type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
@@ -30,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "amtsbote_http_requests_total",
-			Help: "HTTP requests answered, by route pattern, method and status code.",
+			Help: "HTTP requests answered, by route pattern, method and status class.",
 		}, []string{"route", "method", "code"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "amtsbote_http_request_duration_seconds",
@@ -51,22 +54,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // Register registers c, or returns the collector registered before under
 // the same name (a second gateway on the same registry shares the metrics).
 func Register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("register metrics: %w", err)
-	}
-	return c, nil
+	return pkgmetrics.Register(reg, c)
 }
 
 // MetricsHandler serves reg's metrics in Prometheus's text format.
-func MetricsHandler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
-}
+func MetricsHandler(reg *prometheus.Registry) http.Handler { return pkgmetrics.Handler(reg) }
 
 // requestInfo travels in the request context so inner handlers can tell
 // the access log who the caller was (SetSubject).
@@ -120,22 +112,34 @@ func (m *Mux) observe(next http.Handler) http.Handler {
 		start := time.Now()
 		ri := &requestInfo{}
 		// Everything the request causes carries its trace (or a new one).
-		ctx := bus.ContextFromHeader(r.Context(), r.Header)
-		r = r.WithContext(context.WithValue(ctx, infoKey{}, ri))
-		sw := &statusWriter{ResponseWriter: w}
-
+		ctx := bus.ContextWithTraceparent(r.Context(), r.Header.Get("Traceparent"))
 		_, pattern := m.ServeMux.Handler(r)
 		route := patternPath(pattern)
 		if pattern == "" {
 			route = "unmatched"
 		}
+		ctx, span := m.tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route),
+				attribute.String("url.path", r.URL.Path)))
+		if !trace.SpanContextFromContext(ctx).IsValid() {
+			// Tracing is off and the caller sent no trace: one is made up
+			// all the same, so that everything the request causes shares it.
+			ctx = bus.ContextWithNewTrace(ctx)
+		}
+		r = r.WithContext(context.WithValue(ctx, infoKey{}, ri))
+		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
 			// Deferred so that a request cut off by a late panic is counted too.
 			if sw.status == 0 {
 				sw.status = http.StatusOK
 			}
 			elapsed := time.Since(start)
-			m.metrics.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
+			span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+			if sw.status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(sw.status))
+			}
+			span.End()
+			m.metrics.requests.WithLabelValues(route, r.Method, pkgmetrics.StatusClass(sw.status)).Inc()
 			m.metrics.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
 			level := slog.LevelInfo
 			if sw.status >= 500 {
@@ -259,6 +263,7 @@ type Mux struct {
 	slotWait  time.Duration
 	metrics   *metrics
 	log       *slog.Logger
+	tracer    trace.Tracer
 }
 
 // NewMux returns an empty Mux whose metrics go to reg.
@@ -269,9 +274,14 @@ func NewMux(reg prometheus.Registerer, log *slog.Logger) (*Mux, error) {
 	}
 	return &Mux{
 		ServeMux: http.NewServeMux(), streamed: make(map[string]bool),
-		deadlines: Deadlines{}.withDefaults(), metrics: m, log: log,
+		deadlines: Deadlines{}.withDefaults(), metrics: m, log: log, tracer: tracing.Tracer(nil),
 	}, nil
 }
+
+// SetTracerProvider makes every request a server span of tp's traces,
+// continuing the trace of the request's traceparent header. Call it
+// before serving; without it no spans are recorded.
+func (m *Mux) SetTracerProvider(tp trace.TracerProvider) { m.tracer = tracing.Tracer(tp) }
 
 // SetDeadlines sets the deadlines of request bodies and answers; zero
 // fields take the defaults.

@@ -19,7 +19,6 @@ import (
 
 	gojose "github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
-	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
@@ -76,9 +75,7 @@ type Config struct {
 	// (default DefaultRateBurst).
 	RateLimit float64
 	RateBurst int
-	// Registry receives the metrics.
-	Registry prometheus.Registerer
-	Now      func() time.Time
+	Now       func() time.Time
 }
 
 // Areas searches the area directory.
@@ -101,9 +98,6 @@ type API struct {
 	sigs map[sigKey]string
 	// signing makes one signature per key however many ask at once.
 	signing singleflight.Group
-
-	// resolutions counts resolutions by the level matched.
-	resolutions *prometheus.CounterVec
 }
 
 type sigKey struct {
@@ -111,17 +105,11 @@ type sigKey struct {
 	updated       int64
 }
 
-// New checks cfg and registers the metrics.
+// New checks cfg. Resolutions are counted by the routing syncer
+// (routesync.Syncer.Route).
 func New(cfg Config) (*API, error) {
-	if cfg.API == nil || cfg.Routes == nil || cfg.Registry == nil {
-		return nil, errors.New("new routing api: no API, routes or metrics registry")
-	}
-	resolutions, err := httpapi.Register(cfg.Registry, prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "amtsbote_route_resolutions_total",
-		Help: "Routing API resolutions by the level of the route matched (gemeinde … bund), or none.",
-	}, []string{"level"}))
-	if err != nil {
-		return nil, fmt.Errorf("new routing api: %w", err)
+	if cfg.API == nil || cfg.Routes == nil {
+		return nil, errors.New("new routing api: no API or routes")
 	}
 	if cfg.RateLimit == 0 {
 		cfg.RateLimit = DefaultRateLimit
@@ -131,9 +119,8 @@ func New(cfg Config) (*API, error) {
 	}
 	a := &API{
 		api: cfg.API, sync: cfg.Routes, areas: cfg.Areas, url: cfg.URL, now: cfg.Now,
-		resolutions: resolutions,
-		limiter:     httpapi.NewLimiter(cfg.RateLimit, cfg.RateBurst),
-		sigs:        make(map[sigKey]string),
+		limiter: httpapi.NewLimiter(cfg.RateLimit, cfg.RateBurst),
+		sigs:    make(map[sigKey]string),
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -269,7 +256,7 @@ func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
 	}
 	place, err := reg.Reference().Place(param, value)
 	if p, ok := problem.As(err); ok && p.Status == http.StatusUnprocessableEntity {
-		a.resolutions.WithLabelValues("none").Inc()
+		reg.NoRoute()
 		noRoute(w, page, p)
 		return nil
 	}
@@ -278,17 +265,12 @@ func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
 	}
 	ref := reg.Reference()
 	if _, known := ref.Service(service); !known && ref.Services() > 0 && !reg.Table().Has(string(service)) {
-		a.resolutions.WithLabelValues("none").Inc()
+		reg.NoRoute()
 		noRoute(w, page, problem.Unprocessable("leikaKey", fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service)))
 		return nil
 	}
 	routes := []routeView{}
-	m, ok := reg.Resolve(string(service), place, a.now())
-	level := "none"
-	if ok {
-		level = m.Level.String()
-	}
-	a.resolutions.WithLabelValues(level).Inc()
+	m, ok := reg.Route(string(service), place, a.now())
 	if ok && m.Destination.Status == store.StatusActive {
 		v, err := a.routeView(m, service)
 		if err != nil {

@@ -14,13 +14,13 @@
 //	  credentials: ./sub.creds            # or user + password(File), or token(File), or none
 //	  durable: subscriber-08315
 //	  filters: ["ab.inbox.08.08315.>"]    # INBOX subjects; one per destination when absent
-//	http:                       # with mode http
+//	http:                       # in both modes: content, accept and reject
 //	  baseUrl: http://localhost:8080
 //	  tokenUrl: http://localhost:8080/token   # baseUrl + /token when absent
-//	  clientId: bauamt-08315
+//	  clientId: bauamt-08315                 # a subscribe:destination client
 //	  clientSecretFile: ./client.secret      # or clientSecret
-//	  pollInterval: 30s                      # default 30s, at least 1s
-//	  callbackListen: 127.0.0.1:9090         # optional: receive new-submissions callbacks
+//	  pollInterval: 30s                      # mode http only: default 30s, at least 1s
+//	  callbackListen: 127.0.0.1:9090         # mode http only, optional: receive new-submissions callbacks
 //	  callbackSecretFile: ./callback.secret  # or callbackSecret, 32 to 512 characters
 //	concurrency: 4              # submissions handled at once, default 4
 //	destinations:
@@ -118,7 +118,9 @@ type NATS struct {
 	Filters []string
 }
 
-// HTTP is the pickup through the Submission API.
+// HTTP is the Submission API: the pickup in mode http; in mode nats,
+// where NATS names what arrived, the fetch of its content and the
+// decisions. PollInterval and the callback are for mode http only.
 type HTTP struct {
 	BaseURL      string
 	TokenURL     string
@@ -333,13 +335,14 @@ func (c *Config) String() string {
 		}
 		w(1, "durable: %s", n.Durable)
 		w(1, "filters: [%s]", strings.Join(n.Filters, ", "))
-	case ModeHTTP:
-		h := c.HTTP
-		w(0, "http:")
-		w(1, "baseUrl: %s", h.BaseURL)
-		w(1, "tokenUrl: %s", h.TokenURL)
-		w(1, "clientId: %s", h.ClientID)
-		w(1, "clientSecret: %s", h.ClientSecret)
+	}
+	h := c.HTTP
+	w(0, "http:")
+	w(1, "baseUrl: %s", h.BaseURL)
+	w(1, "tokenUrl: %s", h.TokenURL)
+	w(1, "clientId: %s", h.ClientID)
+	w(1, "clientSecret: %s", h.ClientSecret)
+	if c.Mode == ModeHTTP {
 		w(1, "pollInterval: %s", h.PollInterval)
 		if h.CallbackListen != "" {
 			w(1, "callbackListen: %s", h.CallbackListen)

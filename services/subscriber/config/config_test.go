@@ -70,6 +70,10 @@ destinations:
 sink:
   kind: directory
   directory: ./data/sink
+http:
+  baseUrl: http://localhost:8080
+  clientId: bauamt-08315
+  clientSecretFile: client.secret
 `
 
 func parse(t *testing.T, dir, yaml string) (*config.Config, error) {
@@ -211,12 +215,13 @@ func TestParseErrors(t *testing.T) {
 		yaml string
 		want []string // "line: field: message part", one per error
 	}{
-		{"unknown key", natsYAML + "colour: blue\n", []string{"17: colour: unknown key"}},
+		{"unknown key", natsYAML + "colour: blue\n", []string{"21: colour: unknown key"}},
 		{"unknown nested key", strings.Replace(natsYAML, "  durable:", "  durabel: x\n  durable:", 1), []string{"5: nats.durabel: unknown key; allowed: url,"}},
 		{"duplicate key", strings.Replace(natsYAML, "mode: nats\n", "mode: nats\nmode: http\n", 1), []string{"2: mode: appears twice"}},
 		{"no mode", strings.Replace(natsYAML, "mode: nats\n", "", 1), []string{"1: mode: required"}},
 		{"bad mode", strings.Replace(natsYAML, "mode: nats", "mode: kafka", 1), []string{`1: mode: "kafka" is none of nats, http`}},
-		{"section of the other mode", natsYAML + "http:\n  baseUrl: http://x\n", []string{"17: http: not used with mode nats"}},
+		{"polling with mode nats", natsYAML + "  pollInterval: 5s\n  callbackListen: 127.0.0.1:0\n", []string{"21: http.pollInterval: not used with mode nats", "22: http.callbackListen: not used with mode nats"}},
+		{"no api with mode nats", strings.Replace(natsYAML, "http:\n  baseUrl: http://localhost:8080\n  clientId: bauamt-08315\n  clientSecretFile: client.secret\n", "", 1), []string{"1: http: required"}},
 		{"no nats section", strings.Replace(natsYAML, "nats:\n  url: nats://127.0.0.1:4223, tls://nats-2.example:4222\n  credentials: ./sub.creds\n  durable: subscriber-08315\n", "", 1), []string{"1: nats: required"}},
 		{"bad nats url", strings.Replace(natsYAML, "nats://127.0.0.1:4223, tls", "http://127.0.0.1:4223, tls", 1), []string{`3: nats.url: "http://127.0.0.1:4223" must be a nats`}},
 		{"missing creds", strings.Replace(natsYAML, "./sub.creds", "./missing.creds", 1), []string{"4: nats.credentials: file ./missing.creds: no such file"}},
@@ -239,11 +244,11 @@ func TestParseErrors(t *testing.T) {
 		{"no signing key", strings.Replace(natsYAML, "    signingKey: ./keys/sig.private.jwk.json\n", "", 1), []string{"7: destinations[0].signingKey: required"}},
 		{"no destinations", strings.Replace(natsYAML, natsYAML[strings.Index(natsYAML, "destinations:"):strings.Index(natsYAML, "sink:")], "", 1), []string{"1: destinations: required"}},
 		{"destination a string", strings.Replace(natsYAML, "destinations:\n", "destinations:\n  - "+destA+"\n", 1), []string{"7: destinations[0]: must be a mapping, is a scalar"}},
-		{"concurrency zero", natsYAML + "concurrency: 0\n", []string{"17: concurrency: 0 is outside 1 to 1024"}},
-		{"concurrency word", natsYAML + "concurrency: four\n", []string{"17: concurrency: must be a whole number"}},
+		{"concurrency zero", natsYAML + "concurrency: 0\n", []string{"21: concurrency: 0 is outside 1 to 1024"}},
+		{"concurrency word", natsYAML + "concurrency: four\n", []string{"21: concurrency: must be a whole number"}},
 		{"no sink kind", strings.Replace(natsYAML, "  kind: directory\n", "", 1), []string{"14: sink.kind: required"}},
 		{"bad sink kind", strings.Replace(natsYAML, "kind: directory", "kind: s3", 1), []string{`15: sink.kind: "s3" is none of directory, http, postgres`}},
-		{"section of another sink", natsYAML + "  http:\n    url: http://x\n", []string{"17: sink.http: not used with sink kind directory"}},
+		{"section of another sink", strings.Replace(natsYAML, "  directory: ./data/sink\n", "  directory: ./data/sink\n  http:\n    url: http://x\n", 1), []string{"17: sink.http: not used with sink kind directory"}},
 		{"sink http without url", strings.Replace(natsYAML, "  kind: directory\n  directory: ./data/sink\n", "  kind: http\n  http:\n    timeout: 5s\n", 1), []string{"16: sink.http.url: required"}},
 		{"sink http bad values", strings.Replace(natsYAML, "  kind: directory\n  directory: ./data/sink\n", "  kind: http\n  http:\n    url: https://u:p@fv.example\n    timeout: soon\n    maxAttempts: 1000\n    headers: {Idempotency-Key: x, \"Bad Name\": y}\n", 1), []string{
 			"17: sink.http.url: must not carry credentials", `18: sink.http.timeout: "soon" is no duration`, "19: sink.http.maxAttempts: 1000 is outside 1 to 100",
@@ -269,7 +274,7 @@ func TestParseErrors(t *testing.T) {
 		{"syntax", "mode: nats\nnats:\n  url: [\n", []string{"3: did not find expected node content"}},
 		{"tab indentation", "mode: nats\nnats:\n\turl: x\n", []string{"3: found character that cannot start any token"}},
 		{"top-level list", "- mode: nats\n", []string{"1: must be a mapping, is a list"}},
-		{"two documents", natsYAML + "---\nmode: http\n", []string{"17: a second YAML document"}},
+		{"two documents", natsYAML + "---\nmode: http\n", []string{"21: a second YAML document"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -24,6 +24,11 @@ func ExampleLoad() {
 	//   password: *****
 	//   durable: subscriber-08315
 	//   filters: [ab.inbox.08.08315.>]
+	// http:
+	//   baseUrl: https://amtsbote.example
+	//   tokenUrl: https://amtsbote.example/token
+	//   clientId: bauamt-08315
+	//   clientSecret: *****
 	// concurrency: 8
 	// destinations:
 	//   - id: 2f0b0e1c-8d0a-4b9e-9c77-5f1b3d1e2a01
@@ -47,6 +52,7 @@ func ExampleParse() {
 	fmt.Println(err)
 	// Output:
 	// subscriber.yaml:1: destinations: required: at least one destination
+	// subscriber.yaml:1: http: required
 	// subscriber.yaml:1: sink: required
 	// subscriber.yaml:5: nats.colour: unknown key; allowed: url, credentials, user, password, passwordFile, token, tokenFile, durable, filters
 }

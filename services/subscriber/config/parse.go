@@ -98,14 +98,18 @@ func (p *parser) parse(data []byte) *Config {
 	c.Destinations = p.destinations(root)
 	switch c.Mode {
 	case ModeNATS:
-		p.notFor(root, "http", "mode", c.Mode)
 		if n := p.section(root, "nats"); n != nil {
 			c.NATS = p.nats(n, c.Destinations)
+		}
+		// NATS only says what arrived: content and decisions go through
+		// the Submission API in both modes.
+		if n := p.section(root, "http"); n != nil {
+			c.HTTP = p.http(n, c.Mode)
 		}
 	case ModeHTTP:
 		p.notFor(root, "nats", "mode", c.Mode)
 		if n := p.section(root, "http"); n != nil {
-			c.HTTP = p.http(n)
+			c.HTTP = p.http(n, c.Mode)
 		}
 	}
 	if n := root.get("concurrency"); n != nil {
@@ -565,8 +569,9 @@ func checkFilter(s string) error {
 	return nil
 }
 
-func (p *parser) http(m *mapping) HTTP {
+func (p *parser) http(m *mapping, mode string) HTTP {
 	c := HTTP{PollInterval: DefaultPollInterval}
+
 	if s, n, ok := p.required(m, "baseUrl"); ok && p.webURL(n, "http.baseUrl", s) {
 		c.BaseURL = strings.TrimRight(s, "/")
 	}
@@ -579,6 +584,14 @@ func (p *parser) http(m *mapping) HTTP {
 	}
 	c.ClientID, _, _ = p.required(m, "clientId")
 	c.ClientSecret, _ = p.secret(m, "clientSecret", "clientSecretFile", true)
+	if mode == ModeNATS {
+		// NATS wakes the subscriber: nothing polls, no callback arrives.
+		c.PollInterval = 0
+		for _, k := range []string{"pollInterval", "callbackListen", "callbackSecret", "callbackSecretFile"} {
+			p.notFor(m, k, "mode", mode)
+		}
+		return c
+	}
 	if n := m.get("pollInterval"); n != nil {
 		if d, ok := p.duration(n, "http.pollInterval", time.Second); ok {
 			c.PollInterval = d

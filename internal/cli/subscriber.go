@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/pkg/health"
+	"github.com/amtsbote/amtsbote/pkg/metrics"
+	"github.com/amtsbote/amtsbote/services/subscriber"
+	"github.com/amtsbote/amtsbote/services/subscriber/config"
+)
+
+// runSubscriber runs `amtsbote subscriber --config FILE`: the authority
+// side, until ctx ends (SIGINT, SIGTERM).
+func runSubscriber(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	fs := newFlagSet("subscriber", stderr)
+	file := fs.String("config", env.str("AMTSBOTE_SUBSCRIBER_CONFIG", ""), "the subscriber's YAML configuration (AMTSBOTE_SUBSCRIBER_CONFIG, required)")
+	listen := fs.String("listen", env.str("AMTSBOTE_SUBSCRIBER_LISTEN", ""), "host:port to serve /metrics, /healthz and /readyz on; empty for none (AMTSBOTE_SUBSCRIBER_LISTEN)")
+	level := fs.String("log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return ErrUsage
+	}
+	if fs.NArg() > 0 || *file == "" {
+		fmt.Fprintln(stderr, "usage: amtsbote subscriber --config FILE")
+		return ErrUsage
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	conf, err := config.Load(*file)
+	if err != nil {
+		// Every problem on a line of its own, each naming file, line and field.
+		var errs config.Errors
+		if errors.As(err, &errs) {
+			fmt.Fprintln(stderr, err)
+			return fmt.Errorf("configuration %s: %d problem(s)", *file, len(errs))
+		}
+		return err
+	}
+	fmt.Fprint(stdout, conf)
+
+	api, err := client.New(conf.HTTP.BaseURL,
+		client.Credentials(conf.HTTP.ClientID, conf.HTTP.ClientSecret.Reveal()),
+		client.TokenURL(conf.HTTP.TokenURL),
+		client.Logger(log))
+	if err != nil {
+		return fmt.Errorf("submission api: %w", err)
+	}
+	sk, err := conf.Sink.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open sink: %w", err)
+	}
+	defer sk.Close()
+
+	var b *bus.Bus
+	if conf.Mode == config.ModeNATS {
+		opts := []nats.Option{
+			nats.Name("amtsbote-subscriber " + conf.NATS.Durable),
+			// Answers to this subscriber only: its user may subscribe to nothing else.
+			nats.CustomInboxPrefix(bus.SubscriberInboxPrefix(conf.NATS.Durable)),
+		}
+		switch n := conf.NATS; {
+		case n.Credentials != "":
+			opts = append(opts, nats.UserCredentials(n.Credentials))
+		case n.User != "":
+			opts = append(opts, nats.UserInfo(n.User, n.Password.Reveal()))
+		case n.Token != "":
+			opts = append(opts, nats.Token(n.Token.Reveal()))
+		}
+		if b, err = bus.Connect(ctx, conf.NATS.URL, opts...); err != nil {
+			return err
+		}
+		defer b.Close()
+	}
+	reg := metrics.NewRegistry()
+	sinks, err := metrics.NewSinks(reg, sk.Kind())
+	if err != nil {
+		return err
+	}
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Bus: b, Sinks: sinks, Logger: log})
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		h := health.New(log)
+		if b != nil {
+			h.Add(health.Check{Name: "nats", Func: b.Ready})
+		}
+		reg.MustRegister(h.Collector())
+		srv, err := serveObservability(ctx, *listen, h.Handler(metrics.Handler(reg)), log)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "metrics and health on http://%s\n", srv)
+	}
+	log.Info("subscriber running", "mode", conf.Mode, "destinations", len(conf.Destinations), "sink", sk.Kind(), "concurrency", conf.Concurrency)
+	err = sub.Run(ctx)
+	log.Info("subscriber stopped")
+	return err
+}
+
+// serveObservability serves h on listen until ctx ends and returns the
+// address it listens on.
+func serveObservability(ctx context.Context, listen string, h http.Handler, log *slog.Logger) (string, error) {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return "", fmt.Errorf("listen %s: %w", listen, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("metrics server stopped", "err", err)
+		}
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return ln.Addr().String(), nil
+}

@@ -1,0 +1,125 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Ready reports whether the bus can do its work: connected to NATS and
+// JetStream answering.
+func (b *Bus) Ready(ctx context.Context) error {
+	if s := b.nc.Status(); s != nats.CONNECTED {
+		return fmt.Errorf("nats %s", strings.ToLower(s.String()))
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	return nil
+}
+
+// collectTimeout bounds the JetStream requests of one scrape.
+const collectTimeout = 5 * time.Second
+
+var (
+	descUp = prometheus.NewDesc("amtsbote_jetstream_up",
+		"1 when the last scrape read every stream and consumer of Amtsbote, else 0.", nil, nil)
+	descStreamMsgs = prometheus.NewDesc("amtsbote_jetstream_stream_messages",
+		"Messages stored in an Amtsbote stream.", []string{"stream"}, nil)
+	descStreamBytes = prometheus.NewDesc("amtsbote_jetstream_stream_bytes",
+		"Bytes stored in an Amtsbote stream.", []string{"stream"}, nil)
+	descStreamConsumers = prometheus.NewDesc("amtsbote_jetstream_stream_consumers",
+		"Consumers of an Amtsbote stream.", []string{"stream"}, nil)
+	descPending = prometheus.NewDesc("amtsbote_jetstream_consumer_pending_messages",
+		"Messages of a consumer's filter not yet delivered to it.", []string{"stream", "consumer"}, nil)
+	descAckPending = prometheus.NewDesc("amtsbote_jetstream_consumer_ack_pending_messages",
+		"Messages delivered to a consumer and not yet acknowledged.", []string{"stream", "consumer"}, nil)
+	descRedelivered = prometheus.NewDesc("amtsbote_jetstream_consumer_redelivered_messages",
+		"Unacknowledged messages of a consumer that were delivered more than once.", []string{"stream", "consumer"}, nil)
+	descDead = prometheus.NewDesc("amtsbote_dead_letters",
+		"Dead letters waiting in the DEAD stream for a re-drive, by reason.", []string{"reason"}, nil)
+)
+
+// Collector reads, at every scrape, the figures of Amtsbote's streams
+// (messages, bytes, consumers), of their consumers (pending,
+// acknowledgement pending, redelivered) and the dead letters by reason.
+// Labels are bounded: stream and consumer names are Amtsbote's and the
+// operator's durables, reasons the tokens of ab.dead.<reason>. Register
+// it once per deployment's scrape target (the ledger role does), since
+// every process would report the same figures.
+type Collector struct {
+	b *Bus
+}
+
+// NewCollector returns a Collector of b's streams.
+func NewCollector(b *Bus) *Collector { return &Collector{b: b} }
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descStreamMsgs, descStreamBytes, descStreamConsumers, descPending, descAckPending, descRedelivered, descDead} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. A stream that cannot be read
+// is left out and amtsbote_jetstream_up is 0.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
+	defer cancel()
+	up := 1.0
+	for _, name := range []string{StreamIngress, StreamInbox, StreamEvents, StreamDead, StreamRegistry} {
+		if err := c.collectStream(ctx, ch, name); err != nil {
+			up = 0
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
+}
+
+func (c *Collector) collectStream(ctx context.Context, ch chan<- prometheus.Metric, name string) error {
+	s, err := c.b.js.Stream(ctx, name)
+	if err != nil {
+		return err
+	}
+	var opts []jetstream.StreamInfoOpt
+	if name == StreamDead {
+		opts = append(opts, jetstream.WithSubjectFilter(PrefixDead+".>"))
+	}
+	info, err := s.Info(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	st := info.State
+	ch <- prometheus.MustNewConstMetric(descStreamMsgs, prometheus.GaugeValue, float64(st.Msgs), name)
+	ch <- prometheus.MustNewConstMetric(descStreamBytes, prometheus.GaugeValue, float64(st.Bytes), name)
+	ch <- prometheus.MustNewConstMetric(descStreamConsumers, prometheus.GaugeValue, float64(st.Consumers), name)
+	if name == StreamDead {
+		// The bus's own reasons are always reported, so that a rule or a
+		// panel on them finds a series before the first dead letter.
+		dead := map[string]float64{ReasonPermanent: 0, ReasonMalformedEvent: 0, ReasonMaxDeliver: 0}
+		for subject, n := range st.Subjects {
+			if reason, ok := strings.CutPrefix(subject, PrefixDead+"."); ok && !strings.Contains(reason, ".") {
+				dead[reason] += float64(n)
+			}
+		}
+		for reason, n := range dead {
+			ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, n, reason)
+		}
+	}
+	var errs []error
+	lister := s.ListConsumers(ctx)
+	for ci := range lister.Info() {
+		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(ci.NumPending), name, ci.Name)
+		ch <- prometheus.MustNewConstMetric(descAckPending, prometheus.GaugeValue, float64(ci.NumAckPending), name, ci.Name)
+		ch <- prometheus.MustNewConstMetric(descRedelivered, prometheus.GaugeValue, float64(ci.NumRedelivered), name, ci.Name)
+	}
+	if err := lister.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

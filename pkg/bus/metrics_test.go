@@ -1,0 +1,104 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+)
+
+// TestCollector reads the figures of a real JetStream: a message waiting
+// for a consumer that does not take it, and dead letters by reason.
+func TestCollector(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(bus.NewCollector(b))
+
+	publish(t, b, ingressSubject(t), "s1")
+	publish(t, b, ingressSubject(t), "s2")
+	startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamIngress, Durable: "router", BackoffBase: time.Millisecond, BackoffMax: time.Millisecond},
+		func(ctx context.Context, m *bus.Message) error {
+			return bus.PermanentReason("destination-inactive", errors.New("inactive"))
+		})
+	deadLetter(t, b, "destination-inactive")
+	settled(t, b, bus.StreamIngress, "router")
+
+	want := `
+# HELP amtsbote_dead_letters Dead letters waiting in the DEAD stream for a re-drive, by reason.
+# TYPE amtsbote_dead_letters gauge
+amtsbote_dead_letters{reason="destination-inactive"} 2
+amtsbote_dead_letters{reason="malformed-event"} 0
+amtsbote_dead_letters{reason="max-deliver"} 0
+amtsbote_dead_letters{reason="permanent"} 0
+# HELP amtsbote_jetstream_up 1 when the last scrape read every stream and consumer of Amtsbote, else 0.
+# TYPE amtsbote_jetstream_up gauge
+amtsbote_jetstream_up 1
+# HELP amtsbote_jetstream_consumer_pending_messages Messages of a consumer's filter not yet delivered to it.
+# TYPE amtsbote_jetstream_consumer_pending_messages gauge
+amtsbote_jetstream_consumer_pending_messages{consumer="router",stream="INGRESS"} 0
+`
+	eventually(t, 10*time.Second, func() error {
+		return testutil.GatherAndCompare(reg, strings.NewReader(want),
+			"amtsbote_dead_letters", "amtsbote_jetstream_up", "amtsbote_jetstream_consumer_pending_messages")
+	})
+	for stream, msgs := range map[string]float64{bus.StreamIngress: 0, bus.StreamDead: 2} {
+		got, err := gauge(reg, "amtsbote_jetstream_stream_messages", stream)
+		if err != nil || got != msgs {
+			t.Errorf("%s messages = %v (%v), want %v", stream, got, err, msgs)
+		}
+	}
+	if err := b.Ready(testContext(t)); err != nil {
+		t.Errorf("ready: %v", err)
+	}
+}
+
+// TestReadyWithoutServer: a bus whose server is gone is not ready, and
+// the collector reports it cannot read the streams.
+func TestReadyWithoutServer(t *testing.T) {
+	b, n := bustest.Bus(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(bus.NewCollector(b))
+	n.Shutdown()
+	eventually(t, 10*time.Second, func() error {
+		if b.Ready(testContext(t)) == nil {
+			return errors.New("ready without a server")
+		}
+		return nil
+	})
+	if v, err := gauge(reg, "amtsbote_jetstream_up", ""); err != nil || v != 0 {
+		t.Errorf("amtsbote_jetstream_up = %v (%v), want 0", v, err)
+	}
+}
+
+// gauge reads the gauge name of stream (any when "") from reg.
+func gauge(reg *prometheus.Registry, name, stream string) (float64, error) {
+	fams, err := reg.Gather()
+	if err != nil {
+		return 0, err
+	}
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			of := ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "stream" {
+					of = lp.GetValue()
+				}
+			}
+			if of == stream {
+				return m.GetGauge().GetValue(), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("no %s of %q", name, stream)
+}

@@ -1,0 +1,482 @@
+// Package subscriber is the authority side of Amtsbote: it picks up the
+// submissions of the destinations it serves, decrypts and checks them with
+// pkg/client, delivers them into a sink (the Fachverfahren's intake) and
+// only then accepts them with a SET signed by the destination's key. A
+// submission that fails a check is rejected with the matching FIT-Connect
+// problem and never reaches the sink.
+//
+// Two ways in, chosen by the configuration:
+//   - NATS: one durable consumer on INBOX whose filter subjects cover the
+//     destinations, a Kreis or a Land. The INBOX message only names the
+//     submission; its content is fetched through the Submission API, so the
+//     subscriber's NATS user needs no access to the object store or any
+//     other stream. A message is acked once the submission is accepted or
+//     rejected, nakked with backoff when the sink fails for now, and after
+//     the consumer's last delivery written to the dead letters.
+//   - HTTP: the pickup list of every destination, polled at an interval
+//     and, when configured, at once on a new-submissions callback.
+//
+// Delivery is at least once; the sink's idempotency by submission id makes
+// its effect exactly once, and a submission already decided counts as done.
+package subscriber
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/metrics"
+	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/services/subscriber/config"
+	"github.com/amtsbote/amtsbote/services/subscriber/sink"
+)
+
+// Dead-letter reasons of the subscriber.
+const (
+	// ReasonSinkRefused: the sink refused the submission for good.
+	ReasonSinkRefused = "sink-refused"
+	// ReasonMalformed: the INBOX message names no submission.
+	ReasonMalformed = "subscriber-malformed"
+)
+
+// Defaults of the NATS consumer the subscriber creates when it may.
+const (
+	DefaultMaxDeliver = 10
+	DefaultAckWait    = 2 * time.Minute
+)
+
+// Outcome is what became of one submission.
+type Outcome string
+
+// Outcomes of Handle.
+const (
+	Accepted Outcome = "accepted"
+	Rejected Outcome = "rejected"
+	// Decided: someone decided the submission before; nothing was done.
+	Decided Outcome = "decided"
+	// Skipped: the submission belongs to a destination not served here.
+	Skipped Outcome = "skipped"
+)
+
+// Config wires a Subscriber.
+type Config struct {
+	// Conf is the checked configuration.
+	Conf *config.Config
+	// Sink receives the submissions.
+	Sink sink.Sink
+	// API is the Submission API client of a subscribe:destination client.
+	API *client.Client
+	// Bus is the NATS connection; required in mode nats.
+	Bus *bus.Bus
+	// BackoffBase is the first nak delay after a transient failure in mode
+	// nats; default 1s.
+	BackoffBase time.Duration
+	// Sinks counts deliveries into the sink; nil counts nothing.
+	Sinks *metrics.Sinks
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// destination is a served destination's keys.
+type destination struct {
+	keys   client.KeyRing
+	signer jose.KeyPair
+}
+
+// Subscriber delivers submissions. Create it with New, run it with Run.
+type Subscriber struct {
+	cfg   Config
+	conf  *config.Config
+	recv  *client.Receiver
+	dests map[string]destination
+	log   *slog.Logger
+
+	mu       sync.Mutex
+	inFlight map[string]bool      // submission ids being handled, mode http
+	done     map[string]time.Time // decided here lately, mode http
+}
+
+// doneFor is how long a submission decided here is not picked up again
+// while the pickup list may still show it.
+const doneFor = 10 * time.Minute
+
+// New checks cfg and returns a Subscriber.
+func New(cfg Config) (*Subscriber, error) {
+	switch {
+	case cfg.Conf == nil:
+		return nil, errors.New("new subscriber: no configuration")
+	case cfg.Sink == nil:
+		return nil, errors.New("new subscriber: no sink")
+	case cfg.API == nil:
+		return nil, errors.New("new subscriber: no API client")
+	case cfg.Conf.Mode == config.ModeNATS && cfg.Bus == nil:
+		return nil, errors.New("new subscriber: mode nats without a NATS connection")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.BackoffBase <= 0 {
+		cfg.BackoffBase = time.Second
+	}
+	s := &Subscriber{
+		cfg: cfg, conf: cfg.Conf, recv: cfg.API.Receiver(), log: cfg.Logger,
+		dests: make(map[string]destination), inFlight: make(map[string]bool), done: make(map[string]time.Time),
+	}
+	for _, d := range cfg.Conf.Destinations {
+		ring, err := client.NewKeyRing(d.EncryptionKeys...)
+		if err != nil {
+			return nil, fmt.Errorf("new subscriber: destination %s: %w", d.ID, err)
+		}
+		s.dests[strings.ToLower(d.ID)] = destination{keys: ring, signer: d.SigningKey}
+	}
+	return s, nil
+}
+
+// Run picks up submissions until ctx is cancelled, then lets the ones in
+// hand finish and returns nil. It returns an error when pickup cannot
+// start or ends for another reason.
+func (s *Subscriber) Run(ctx context.Context) error {
+	switch s.conf.Mode {
+	case config.ModeNATS:
+		return s.runNATS(ctx)
+	case config.ModeHTTP:
+		return s.runHTTP(ctx)
+	}
+	return fmt.Errorf("subscriber: unknown mode %q", s.conf.Mode)
+}
+
+// Handle picks up one submission of the pickup list or the inbox: fetch,
+// check, deliver, accept; or reject when a check fails. It returns the
+// outcome, or an error: a *bus.PermanentError when retrying cannot help
+// (the sink refuses the submission), any other error when it may.
+func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, error) {
+	destID := strings.ToLower(p.DestinationID)
+	d, ok := s.dests[destID]
+	if !ok {
+		return Skipped, nil
+	}
+	log := s.log.With("submission_id", p.SubmissionID, "case_id", p.CaseID, "destination_id", destID)
+
+	rec, err := s.recv.Fetch(ctx, p.SubmissionID, d.keys)
+	var check *client.CheckError
+	switch {
+	case errors.As(err, &check):
+		prob := check.Problem()
+		if err := s.recv.Reject(ctx, rec, d.signer, prob); err != nil {
+			if decided, derr := s.decided(ctx, p, set.RejectSubmission); derr == nil && decided != "" {
+				return Decided, nil
+			}
+			return "", fmt.Errorf("reject: %w", err)
+		}
+		log.Info("subscriber: rejected", "problem", prob.Type, "instance", prob.Instance, "err", check)
+		return Rejected, nil
+	case isNotFound(err):
+		// Answered already (the API no longer hands it out), or not yet
+		// routed in the API's view: the case's events say which.
+		decided, derr := s.decided(ctx, p, "")
+		if derr != nil {
+			return "", fmt.Errorf("fetch: %w; event log: %w", err, derr)
+		}
+		if decided != "" {
+			log.Debug("subscriber: decided before", "event", decided)
+			return Decided, nil
+		}
+		return "", fmt.Errorf("fetch: %w", err)
+	case err != nil:
+		return "", fmt.Errorf("fetch: %w", err)
+	}
+	defer rec.Close()
+
+	began := time.Now()
+	err = s.cfg.Sink.Deliver(ctx, delivery(rec))
+	s.observe(err, time.Since(began))
+	if err != nil {
+		if errors.Is(err, sink.ErrPermanent) {
+			return "", bus.PermanentReason(ReasonSinkRefused, fmt.Errorf("deliver into %s sink: %w", s.cfg.Sink.Kind(), err))
+		}
+		return "", fmt.Errorf("deliver into %s sink: %w", s.cfg.Sink.Kind(), err)
+	}
+	if err := s.recv.Accept(ctx, rec, d.signer); err != nil {
+		// A crash between the accept and its ack leaves a redelivery
+		// whose accept the API refuses: the first one stands.
+		if decided, derr := s.decided(ctx, p, set.AcceptSubmission); derr == nil && decided != "" {
+			return Decided, nil
+		}
+		return "", fmt.Errorf("delivered, not accepted: %w", err)
+	}
+	log.Info("subscriber: accepted", "sink", s.cfg.Sink.Kind())
+	return Accepted, nil
+}
+
+// decided returns the type of the receiver's decision on the submission in
+// its case's event log, "" when there is none yet. With want set it counts
+// only that decision.
+func (s *Subscriber) decided(ctx context.Context, p client.Pickup, want string) (string, error) {
+	events, err := s.recv.EventLog(ctx, p.CaseID)
+	if err != nil {
+		return "", err
+	}
+	for _, ev := range events {
+		if !strings.EqualFold(ev.SubmissionID, p.SubmissionID) {
+			continue
+		}
+		switch ev.Type {
+		case set.AcceptSubmission, set.RejectSubmission, set.ForwardSubmission:
+			if want == "" || ev.Type == want {
+				return ev.Type, nil
+			}
+		}
+	}
+	return "", nil
+}
+
+func isNotFound(err error) bool {
+	p, ok := problem.As(err)
+	return ok && p.Status == http.StatusNotFound
+}
+
+// delivery turns a verified submission into what the sink stores.
+func delivery(rec *client.Received) sink.Delivery {
+	d := sink.Delivery{
+		SubmissionID:      rec.SubmissionID,
+		CaseID:            rec.CaseID,
+		DestinationID:     rec.DestinationID,
+		ServiceIdentifier: rec.ServiceType.Identifier,
+		Metadata:          rec.Metadata.Raw,
+		Data:              rec.Data,
+	}
+	if rec.Data != nil {
+		d.DataMimeType = rec.DataMimeType
+	}
+	for _, a := range rec.Attachments {
+		d.Attachments = append(d.Attachments, sink.Attachment{
+			ID: a.ID, Filename: a.Filename, MimeType: a.MimeType, Size: a.Size,
+			Open: func() (io.ReadCloser, error) { return a.Open() },
+		})
+	}
+	return d
+}
+
+// runNATS consumes the INBOX durable until ctx ends.
+func (s *Subscriber) runNATS(ctx context.Context) error {
+	n := s.conf.NATS
+	cc := bus.ConsumerConfig{
+		Stream:         bus.StreamInbox,
+		Durable:        n.Durable,
+		FilterSubjects: n.Filters,
+		// An operator's durable is used as it is: a subscriber's NATS
+		// user may consume it but neither create nor change one.
+		Bind:          true,
+		AckWait:       DefaultAckWait,
+		MaxDeliver:    DefaultMaxDeliver,
+		MaxAckPending: 4 * s.conf.Concurrency,
+		Concurrency:   s.conf.Concurrency,
+		BackoffBase:   s.cfg.BackoffBase,
+		BackoffMax:    5 * time.Minute,
+		Logger:        s.log,
+	}
+	err := s.cfg.Bus.Consume(ctx, cc, s.handleMessage)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
+		s.log.Info("subscriber: creating the durable consumer", "consumer", n.Durable, "filters", n.Filters)
+		cc.Bind = false
+		err = s.cfg.Bus.Consume(ctx, cc, s.handleMessage)
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("subscriber: %w", err)
+	}
+	return nil
+}
+
+// handleMessage handles one INBOX message; its result decides the
+// message's fate (see bus.Handler).
+func (s *Subscriber) handleMessage(ctx context.Context, m *bus.Message) error {
+	addr, err := bus.ParseInboxSubject(m.Subject)
+	if err != nil {
+		return bus.PermanentReason(ReasonMalformed, err)
+	}
+	if m.Event.Type() != sealed.TypeRouted {
+		return bus.PermanentReason(ReasonMalformed, fmt.Errorf("cloudevent type %q, want %s", m.Event.Type(), sealed.TypeRouted))
+	}
+	sub, err := sealed.Decode(m.Data)
+	if err != nil {
+		return bus.PermanentReason(ReasonMalformed, err)
+	}
+	if !strings.EqualFold(sub.DestinationID, addr.DestinationID) {
+		return bus.PermanentReason(ReasonMalformed, fmt.Errorf("subject names destination %s, the message %s", addr.DestinationID, sub.DestinationID))
+	}
+	_, err = s.Handle(ctx, client.Pickup{DestinationID: addr.DestinationID, SubmissionID: sub.SubmissionID, CaseID: sub.CaseID})
+	return err
+}
+
+// runHTTP polls the pickup lists until ctx ends; a wake-up (a callback)
+// polls at once.
+func (s *Subscriber) runHTTP(ctx context.Context) error {
+	wake := make(chan struct{}, 1)
+	var srv *http.Server
+	if h := s.conf.HTTP; h.CallbackListen != "" {
+		var err error
+		if srv, err = s.callbackServer(h, wake); err != nil {
+			return err
+		}
+		defer func() {
+			shut, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(shut)
+		}()
+	}
+	slots := make(chan struct{}, s.conf.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	t := time.NewTicker(s.conf.HTTP.PollInterval)
+	defer t.Stop()
+	for {
+		s.poll(ctx, slots, &wg)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		case <-wake:
+		}
+	}
+}
+
+// pollPage is the page size of the pickup list.
+const pollPage = 100
+
+// poll lists every destination's pickup list and starts a handler for
+// each submission not in hand, at most Concurrency at a time.
+func (s *Subscriber) poll(ctx context.Context, slots chan struct{}, wg *sync.WaitGroup) {
+	s.mu.Lock()
+	for id, at := range s.done {
+		if time.Since(at) >= doneFor {
+			delete(s.done, id)
+		}
+	}
+	s.mu.Unlock()
+	for _, d := range s.conf.Destinations {
+		for offset := 0; ctx.Err() == nil; {
+			page, err := s.recv.ListSubmissions(ctx, d.ID, pollPage, offset)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("subscriber: list submissions", "destination_id", d.ID, "err", err)
+				}
+				break
+			}
+			for _, p := range page.Submissions {
+				if !s.claim(p.SubmissionID) {
+					continue
+				}
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					s.release(p.SubmissionID)
+					return
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-slots; s.release(p.SubmissionID) }()
+					s.handleLogged(context.WithoutCancel(ctx), p)
+				}()
+			}
+			offset += len(page.Submissions)
+			if len(page.Submissions) == 0 || offset >= page.TotalCount {
+				break
+			}
+		}
+	}
+}
+
+// handleLogged handles p in mode http, where a failure is tried again at
+// the next poll: the submission stays on the pickup list until decided.
+func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
+	ctx, cancel := context.WithTimeout(ctx, DefaultAckWait)
+	defer cancel()
+	if _, err := s.Handle(ctx, p); err != nil {
+		s.log.Warn("subscriber: not done; trying again at the next poll", "submission_id", p.SubmissionID,
+			"destination_id", p.DestinationID, "err", err)
+		return
+	}
+	s.mu.Lock()
+	s.done[p.SubmissionID] = time.Now()
+	s.mu.Unlock()
+}
+
+func (s *Subscriber) claim(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if at, ok := s.done[id]; ok {
+		if time.Since(at) < doneFor {
+			return false
+		}
+		delete(s.done, id)
+	}
+	if s.inFlight[id] {
+		return false
+	}
+	s.inFlight[id] = true
+	return true
+}
+
+func (s *Subscriber) release(id string) {
+	s.mu.Lock()
+	delete(s.inFlight, id)
+	s.mu.Unlock()
+}
+
+// callbackServer listens for new-submissions callbacks and wakes the poll
+// on each verified one; the poll reads what arrived from the pickup lists,
+// so the callback's body needs no trust beyond its signature.
+func (s *Subscriber) callbackServer(h config.HTTP, wake chan<- struct{}) (*http.Server, error) {
+	handler, err := client.CallbackHandler(h.CallbackSecret.Reveal(), func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("subscriber: %w", err)
+	}
+	ln, err := net.Listen("tcp", h.CallbackListen)
+	if err != nil {
+		return nil, fmt.Errorf("subscriber: listen for callbacks: %w", err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("subscriber: callback listener stopped", "err", err)
+		}
+	}()
+	s.log.Info("subscriber: listening for callbacks", "addr", ln.Addr().String())
+	return srv, nil
+}
+
+// observe counts one delivery into the sink by its outcome.
+func (s *Subscriber) observe(err error, d time.Duration) {
+	if s.cfg.Sinks == nil {
+		return
+	}
+	outcome := metrics.SinkDelivered
+	switch {
+	case errors.Is(err, sink.ErrPermanent):
+		outcome = metrics.SinkFailed
+	case err != nil:
+		outcome = metrics.SinkRetry
+	}
+	s.cfg.Sinks.Observe(s.cfg.Sink.Kind(), outcome, d)
+}
