@@ -26,17 +26,19 @@ import (
 
 // devConfig configures `amtsbote dev`.
 type devConfig struct {
-	DataDir     string
-	Listen      string
-	PublicURL   string
-	NATSPort    int
-	DatabaseURL string
-	LogLevel    string
-	OTLP        string
-	Overdue     []time.Duration
-	Limits      gateway.Limits
-	RoutesRate  float64
-	RoutesBurst int
+	DataDir string
+	Listen  string
+	// RoutingListen, when set, serves the Routing API alone there.
+	RoutingListen string
+	PublicURL     string
+	NATSPort      int
+	DatabaseURL   string
+	LogLevel      string
+	OTLP          string
+	Overdue       []time.Duration
+	Limits        gateway.Limits
+	RoutesRate    float64
+	RoutesBurst   int
 }
 
 func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, error) {
@@ -45,6 +47,7 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.DataDir, "data-dir", env.str("AMTSBOTE_DATA_DIR", "./data"), "directory for JetStream, SQLite, keys and demo.json (AMTSBOTE_DATA_DIR)")
 	fs.StringVar(&c.Listen, "listen", env.str("AMTSBOTE_LISTEN", ":8080"), "HTTP listen address (AMTSBOTE_LISTEN)")
+	fs.StringVar(&c.RoutingListen, "routing-listen", env.str("AMTSBOTE_ROUTING_LISTEN", ""), "also serve the Routing API alone on this address, where /v1/info answers its version (AMTSBOTE_ROUTING_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", env.str("AMTSBOTE_PUBLIC_URL", ""), "base URL clients use; default http://localhost:<port> (AMTSBOTE_PUBLIC_URL)")
 	natsPort, err := strconv.Atoi(env.str("AMTSBOTE_NATS_PORT", "4223"))
 	if err != nil {
@@ -188,10 +191,19 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		return err
 	}
 
+	var routingLn net.Listener
+	if cfg.RoutingListen != "" {
+		if routingLn, err = net.Listen("tcp", cfg.RoutingListen); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.RoutingListen, err)
+		}
+		defer routingLn.Close()
+		fmt.Fprintf(stdout, "Routing API alone on http://%s\n", routingLn.Addr())
+	}
 	printDemo(stdout, demo, storeName, cfg.DataDir)
 	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", withoutUser(natsURL), "store", storeName)
 	sys := &roles.Roles{
-		Bus: b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
+		RoutingListener: routingLn,
+		Bus:             b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
 		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Delivery: true, Limits: cfg.Limits,
 		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Overdue: cfg.Overdue, Tracer: tp,
 	}

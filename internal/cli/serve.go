@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -70,21 +71,23 @@ func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(
 
 // serveConfig configures `amtsbote serve`.
 type serveConfig struct {
-	Targets     []string
-	Listen      string
-	PublicURL   string
-	NATSURL     string
-	DatabaseURL string
-	SigningKey  string
-	OIDCIssuer  string
-	KeyGrace    time.Duration
-	Replicas    int
-	LogLevel    string
-	OTLP        string
-	Overdue     []time.Duration
-	Limits      gateway.Limits
-	RoutesRate  float64
-	RoutesBurst int
+	Targets []string
+	Listen  string
+	// RoutingListen, when set, serves the Routing API alone there.
+	RoutingListen string
+	PublicURL     string
+	NATSURL       string
+	DatabaseURL   string
+	SigningKey    string
+	OIDCIssuer    string
+	KeyGrace      time.Duration
+	Replicas      int
+	LogLevel      string
+	OTLP          string
+	Overdue       []time.Duration
+	Limits        gateway.Limits
+	RoutesRate    float64
+	RoutesBurst   int
 }
 
 var knownTargets = []string{"gateway", "signer", "router", "ledger", "delivery"}
@@ -94,6 +97,7 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	fs := newFlagSet("serve", stderr)
 	targets := fs.String("target", env.str("AMTSBOTE_TARGET", "gateway"), "comma-separated roles to run: "+strings.Join(knownTargets, ", ")+" (AMTSBOTE_TARGET)")
 	fs.StringVar(&c.Listen, "listen", env.str("AMTSBOTE_LISTEN", ":8080"), "HTTP listen address of the gateway (AMTSBOTE_LISTEN)")
+	fs.StringVar(&c.RoutingListen, "routing-listen", env.str("AMTSBOTE_ROUTING_LISTEN", ""), "also serve the Routing API alone on this address, where /v1/info answers its version; needs the gateway role (AMTSBOTE_ROUTING_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", env.str("AMTSBOTE_PUBLIC_URL", ""), "base URL clients use; token issuer and audience (AMTSBOTE_PUBLIC_URL, required)")
 	fs.StringVar(&c.NATSURL, "nats-url", env.str("AMTSBOTE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URLs, comma-separated (AMTSBOTE_NATS_URL)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL (AMTSBOTE_DATABASE_URL, required)")
@@ -142,6 +146,9 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 		}
 		c.Targets = append(c.Targets, t)
 	}
+	if c.RoutingListen != "" && !slices.Contains(c.Targets, "gateway") {
+		return c, errors.New("--routing-listen needs the gateway role in --target")
+	}
 	var missing []string
 	for name, v := range map[string]string{"--public-url": c.PublicURL, "--database-url": c.DatabaseURL, "--signing-key": c.SigningKey} {
 		if v == "" {
@@ -164,7 +171,7 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	log.Info("amtsbote serve", "targets", strings.Join(cfg.Targets, ","), "listen", cfg.Listen,
+	log.Info("amtsbote serve", "targets", strings.Join(cfg.Targets, ","), "listen", cfg.Listen, "routing_listen", cfg.RoutingListen,
 		"public_url", cfg.PublicURL, "nats", cfg.NATSURL, "database", maskURL(cfg.DatabaseURL), "signing_key", cfg.SigningKey)
 
 	raw, err := os.ReadFile(cfg.SigningKey)
@@ -199,8 +206,17 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
+	var routingLn net.Listener
+	if cfg.RoutingListen != "" {
+		if routingLn, err = net.Listen("tcp", cfg.RoutingListen); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.RoutingListen, err)
+		}
+		defer routingLn.Close()
+		fmt.Fprintf(stdout, "amtsbote serving the Routing API alone on %s\n", routingLn.Addr())
+	}
 	sys := &roles.Roles{
-		Bus: b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
+		RoutingListener: routingLn,
+		Bus:             b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
 		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace, Limits: cfg.Limits, Tracer: tp,
 		Gateway:  slices.Contains(cfg.Targets, "gateway"),
 		Signer:   slices.Contains(cfg.Targets, "signer"),

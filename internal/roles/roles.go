@@ -46,10 +46,13 @@ type Roles struct {
 
 	Gateway  bool
 	Listener net.Listener // the gateway's, or the metrics' without one
-	Signer   bool
-	Router   bool
-	Ledger   bool
-	Delivery bool
+	// RoutingListener, when set, serves FIT-Connect's Routing API alone
+	// (gateway.RoutingHandler) beside the gateway's listener.
+	RoutingListener net.Listener
+	Signer          bool
+	Router          bool
+	Ledger          bool
+	Delivery        bool
 
 	// Tracer records the spans of every role (nil: none). The bus's
 	// spans are set on the bus itself (bus.Bus.SetTracerProvider).
@@ -129,6 +132,17 @@ func (s *Roles) Run(ctx context.Context) error {
 			// The gateway sets read and write deadlines per request itself.
 			return serveHTTP(ctx, s.Listener, gw.Handler(), 0, s.Log)
 		}})
+		if s.RoutingListener != nil {
+			h := gw.RoutingHandler()
+			if h == nil {
+				return errors.New("routing listener: the store keeps no reference data")
+			}
+			runners = append(runners, runner{"routing", func(ctx context.Context) error {
+				return serveHTTP(ctx, s.RoutingListener, h, 0, s.Log)
+			}})
+		}
+	} else if s.RoutingListener != nil {
+		return errors.New("routing listener: the Routing API is served by the gateway role")
 	} else if s.Listener != nil {
 		// Roles without the gateway still expose metrics and health.
 		h := ready.Handler(metrics.Handler(reg))
@@ -218,11 +232,11 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, timeout tim
 		ReadTimeout:       timeout,
 		WriteTimeout:      timeout,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(headerProblems{ln}) }()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve http: %w", err)

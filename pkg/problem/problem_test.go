@@ -151,7 +151,7 @@ func TestConstructorsAreComplete(t *testing.T) {
 		problem.Invalid("f", "d"), problem.InvalidKey("f", "d"), problem.Unauthorized("d"),
 		problem.Forbidden("d"), problem.NotFound("f", "d"), problem.DestinationNotFound("id"),
 		problem.KeyNotFound("id", "kid"), problem.SubmissionNotFound("id"), problem.MethodNotAllowed("PUT", "GET"),
-		problem.Conflict("f", "d"), problem.BodyTooLarge(1), problem.RequestTimeout("d"), problem.UnsupportedMediaType("", "application/json"),
+		problem.Conflict("f", "d"), problem.BodyTooLarge(1), problem.HeaderTooLarge(1), problem.RequestTimeout("d"), problem.UnsupportedMediaType("", "application/json"),
 		problem.Unprocessable("f", "d"), problem.TooManyRequests("d"), problem.Internal(), problem.Unavailable("d"),
 	}
 	seen := map[string]bool{}

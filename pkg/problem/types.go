@@ -25,6 +25,7 @@ const (
 	TypeMethodNotAllowed     = Base + "method-not-allowed"
 	TypeConflict             = Base + "conflict"
 	TypeBodyTooLarge         = Base + "body-too-large"
+	TypeHeaderTooLarge       = Base + "header-too-large"
 	TypeRequestTimeout       = Base + "request-timeout"
 	TypeUnsupportedMediaType = Base + "unsupported-media-type"
 	TypeUnprocessable        = Base + "unprocessable"
@@ -130,6 +131,13 @@ func Conflict(field, detail string) *Problem {
 func BodyTooLarge(limit int64) *Problem {
 	return New(TypeBodyTooLarge, "Request body too large", http.StatusRequestEntityTooLarge, "",
 		fmt.Sprintf("the request body exceeds the limit of %d bytes", limit))
+}
+
+// HeaderTooLarge is a 431 for a request line and header fields over limit
+// bytes together.
+func HeaderTooLarge(limit int) *Problem {
+	return New(TypeHeaderTooLarge, "Request header fields too large", http.StatusRequestHeaderFieldsTooLarge, "",
+		fmt.Sprintf("the request line and header fields exceed the limit of %d bytes", limit))
 }
 
 // RequestTimeout is a 408 for a request body that did not arrive in time.

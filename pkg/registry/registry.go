@@ -67,6 +67,9 @@ type Routes interface {
 	Prepare(ctx context.Context) error
 	// Check reports a conflict of d's routes with another destination's.
 	Check(ctx context.Context, d store.Destination) error
+	// CheckRegion reports, as a 422 problem on field, a region the
+	// current area directory does not hold; nil without a directory.
+	CheckRegion(ctx context.Context, field, region string) error
 	// PublishDestination announces d's stored state; it returns the revision.
 	PublishDestination(ctx context.Context, d store.Destination) (uint64, error)
 	ReferenceAnnouncer
@@ -159,7 +162,13 @@ func (r *Registry) CreateDestination(ctx context.Context, actor string, d store.
 	if err := d.Validate(d.CallbackURL != "" || d.CallbackSecret != ""); err != nil {
 		return Change{}, err
 	}
-	if err := r.check(ctx, d, true); err != nil {
+	if err := r.prepare(ctx); err != nil {
+		return Change{}, err
+	}
+	if err := r.checkRegions(ctx, d, nil); err != nil {
+		return Change{}, err
+	}
+	if err := r.check(ctx, d, false); err != nil {
 		return Change{}, err
 	}
 	if err := r.store.CreateDestination(ctx, actor, d, keys); err != nil {
@@ -196,6 +205,7 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 	now := r.now()
 	_, err = r.store.UpdateDestination(ctx, actor, id, func(d *store.Destination) error {
 		from := d.Status
+		before := regionsOf(*d)
 		withCallback, err := change(d)
 		if err != nil {
 			return err
@@ -204,6 +214,9 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 			return err
 		}
 		if err := d.Validate(withCallback); err != nil {
+			return err
+		}
+		if err := r.checkRegions(ctx, *d, before); err != nil {
 			return err
 		}
 		if err := r.check(ctx, *d, false); err != nil {
@@ -465,6 +478,38 @@ func (r *Registry) check(ctx context.Context, d store.Destination, prepare bool)
 		return problem.Invalid("services", re.Error())
 	}
 	return err
+}
+
+// regionsOf returns the set of regions d's services name.
+func regionsOf(d store.Destination) map[string]bool {
+	out := make(map[string]bool)
+	for _, s := range d.Services {
+		for _, region := range s.Regions {
+			out[region] = true
+		}
+	}
+	return out
+}
+
+// checkRegions refuses a region of d that the area directory does not
+// hold, unless it is in kept: a region already stored is not judged
+// again, so a later directory import that retires it does not block
+// unrelated changes of the destination.
+func (r *Registry) checkRegions(ctx context.Context, d store.Destination, kept map[string]bool) error {
+	if r.routes == nil {
+		return nil
+	}
+	for i, s := range d.Services {
+		for j, region := range s.Regions {
+			if kept[region] {
+				continue
+			}
+			if err := r.routes.CheckRegion(ctx, fmt.Sprintf("services[%d].regions[%d]", i, j), region); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // announce reads destination id's stored state and announces it. The

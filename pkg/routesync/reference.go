@@ -235,3 +235,28 @@ func (s *Syncer) CheckResponsible(ctx context.Context, service, region string, d
 	}
 	return nil
 }
+
+// CheckRegion checks that region, a route's region ("DE" and an ARS
+// prefix), names an area of the current directory. It is a 422 problem on
+// field naming the region, or, for a retired area, when and by which
+// import it was retired and the Gemeinde's current ARS when its AGS lives
+// on. Before a directory is imported every well-formed region passes; the
+// region's form is the destination's own check.
+func (s *Syncer) CheckRegion(ctx context.Context, field, region string) error {
+	if err := s.EnsureLoaded(ctx); err != nil {
+		return fmt.Errorf("load routing registry: %w", err)
+	}
+	ref := s.Reference()
+	dir := ref.Directory()
+	a, err := ars.ParseRegion(region)
+	if dir == nil || err != nil || a.Level() == ars.Bund {
+		return nil
+	}
+	if _, ok := dir.Get(a, a.Level()); ok {
+		return nil
+	}
+	if old, ok := ref.RetiredArea(a.String(), a.Level()); ok {
+		return retiredProblem(field, region, old, dir)
+	}
+	return notInDirectory(field, fmt.Sprintf("region %s", region), dir)
+}

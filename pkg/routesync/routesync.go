@@ -70,16 +70,31 @@ func EntryOf(d store.Destination) Entry {
 	}
 }
 
-// Claims reports whether the destination's routes are in the table: every
-// status but decommissioned. An inactive destination stays responsible for
-// its regions (submissions for it go to the dead letters rather than to a
-// neighbour's authority) until it is decommissioned or its routes end.
-func (e Entry) Claims() bool { return e.Status != store.StatusDecommissioned }
+// Claims reports whether the destination's routes are in the table: once
+// it has been activated, until it is decommissioned. A destination still
+// in status created claims nothing, so registering it leaves the places it
+// names with whoever serves them now. An inactive destination stays
+// responsible for its regions (submissions for it go to the dead letters
+// rather than to a neighbour's authority) until it is decommissioned or
+// its routes end.
+func (e Entry) Claims() bool {
+	return e.Status != store.StatusDecommissioned && e.Status != store.StatusCreated
+}
 
-// Routes returns the destination's routes: one per service and region,
-// bounded by the service's validity. A decommissioned destination has none.
+// Routes returns the routes the destination claims: one per service and
+// region, bounded by the service's validity; none unless it Claims.
 func (e Entry) Routes() []routing.Route {
 	if !e.Claims() {
+		return nil
+	}
+	return e.written()
+}
+
+// written returns the destination's routes whatever its status but
+// decommissioned: what a write is checked against, so that activating a
+// destination never meets a conflict its registration did not.
+func (e Entry) written() []routing.Route {
+	if e.Status == store.StatusDecommissioned {
 		return nil
 	}
 	var out []routing.Route
@@ -510,8 +525,9 @@ func (s *Syncer) Prepare(ctx context.Context) error {
 }
 
 // Check reports whether the stored state d of a destination may be
-// written: its routes must not conflict with another destination's. The
-// error is a *routing.ConflictError naming the other destination, or a
+// written: its routes must not conflict with another destination's,
+// whether that one claims its routes yet or is still in status created.
+// The error is a *routing.ConflictError naming the other destination, or a
 // *routing.RouteError for a malformed route. Check judges against what the
 // process holds; call CatchUp first to judge against the latest revision.
 func (s *Syncer) Check(ctx context.Context, d store.Destination) error {
@@ -519,8 +535,34 @@ func (s *Syncer) Check(ctx context.Context, d store.Destination) error {
 		return err
 	}
 	cur := s.cur.Load()
-	if _, err := cur.table.ReplaceDestination(cur.table.Revision(), d.ID, EntryOf(d).Routes()); err != nil {
+	routes := EntryOf(d).written()
+	if _, err := cur.table.ReplaceDestination(cur.table.Revision(), d.ID, routes); err != nil {
 		return err
+	}
+	var pending []string
+	for id, e := range cur.dests {
+		if id != d.ID && !e.Claims() && e.Status != store.StatusDecommissioned {
+			pending = append(pending, id)
+		}
+	}
+	if len(pending) == 0 || len(routes) == 0 {
+		return nil
+	}
+	slices.Sort(pending)
+	own, err := routing.NewTable(routes)
+	if err != nil {
+		return err
+	}
+	for _, id := range pending {
+		_, err := own.ReplaceDestination(0, id, cur.dests[id].written())
+		var ce *routing.ConflictError
+		if errors.As(err, &ce) {
+			// Seen from d: its route is the one refused.
+			return &routing.ConflictError{Route: ce.Other, Other: ce.Route}
+		}
+		if err != nil {
+			s.log.ErrorContext(ctx, "routes of a destination not yet active are malformed", "destination_id", id, "err", err)
+		}
 	}
 	return nil
 }
@@ -596,7 +638,8 @@ func (s *Syncer) Reference() *Reference {
 	return nil
 }
 
-// Coverage resolves service at time at for every current Gemeinde.
+// Coverage resolves service at time at for every current Gemeinde and
+// counts those /routes answers a route for.
 func (s *Syncer) Coverage(ctx context.Context, service string, at time.Time) (routing.Coverage, error) {
 	if err := s.EnsureLoaded(ctx); err != nil {
 		return routing.Coverage{}, err
@@ -605,7 +648,13 @@ func (s *Syncer) Coverage(ctx context.Context, service string, at time.Time) (ro
 	if cur.ref.dir == nil {
 		return routing.Coverage{}, fmt.Errorf("coverage of %s: %w", service, ErrNoDirectory)
 	}
-	return cur.table.Coverage(cur.ref.dir, service, at), nil
+	// A place counts when /routes answers a route for it: the route's
+	// destination must be active, not merely responsible.
+	active := func(id string) bool {
+		e := cur.dests[id]
+		return e != nil && e.Status == store.StatusActive
+	}
+	return cur.table.Coverage(cur.ref.dir, service, at, active), nil
 }
 
 // Announcer announces reference imports on a bus without following the

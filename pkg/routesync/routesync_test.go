@@ -136,6 +136,15 @@ func TestLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantDest(t, s, "083110000000", idA, ars.Kreis)
+	// C, still created, claims nothing until it is activated: after the
+	// handover the Land's destination serves the Kreis.
+	if m, _ := s.Resolve(svc, ars.MustParse("083110000000"), handover); m.Route.DestinationID != idB || m.Level != ars.Land {
+		t.Errorf("at the handover before C is active: %s at %s, want %s at Land", m.Route.DestinationID, m.Level, idB)
+	}
+	c = update(t, st, idC, func(d *store.Destination) { d.Status = store.StatusActive })
+	if _, err := s.PublishDestination(ctx, c); err != nil {
+		t.Fatal(err)
+	}
 	if m, _ := s.Resolve(svc, ars.MustParse("083110000000"), handover); m.Route.DestinationID != idC {
 		t.Errorf("at the handover: %s, want %s", m.Route.DestinationID, idC)
 	}
@@ -154,8 +163,8 @@ func TestLocal(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantDest(t, s, "081110000000", "", 0)
-	if s.Revision() != 4 {
-		t.Errorf("revision %d, want 4", s.Revision())
+	if s.Revision() != 5 {
+		t.Errorf("revision %d, want 5", s.Revision())
 	}
 
 	resolve := s.Resolver()
@@ -175,6 +184,64 @@ func TestLocal(t *testing.T) {
 		if got, ok := resolve(svc, tc.key, t0); got != tc.want || ok != tc.ok {
 			t.Errorf("resolver(%q) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+// A destination in status created claims its regions from its first
+// activation on; its routes are checked for conflicts when they are
+// written, against active destinations and others not yet active alike.
+func TestCreatedClaimsFromActivation(t *testing.T) {
+	ctx := context.Background()
+	st := openStore(t)
+	create(t, st, destination(idA, store.StatusActive, "DE08315"))
+	s := newSyncer(t, routesync.Config{Store: st})
+	if err := s.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// B overrides one Gemeinde of A's Kreis; registered, not activated.
+	b := create(t, st, destination(idB, store.StatusCreated, "DE083150000000", "DE09"))
+	if err := s.Check(ctx, b); err != nil {
+		t.Fatalf("Check(B) = %v", err)
+	}
+	if _, err := s.PublishDestination(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	wantDest(t, s, "083150000000", idA, ars.Kreis)
+	wantDest(t, s, "091620000000", "", 0)
+
+	// C names B's Land: a conflict with B though B claims nothing yet,
+	// whether C is checked or B is checked again with C in the registry.
+	c := destination(idC, store.StatusCreated, "DE09")
+	var ce *routing.ConflictError
+	if err := s.Check(ctx, c); !errors.As(err, &ce) || ce.Route.DestinationID != idC || ce.Other.DestinationID != idB || ce.Route.Region != "DE09" {
+		t.Fatalf("Check(C against created B) = %v", err)
+	}
+	if err := s.Check(ctx, b); err != nil {
+		t.Fatalf("Check(B unchanged) = %v", err)
+	}
+
+	// Activated, B takes the Gemeinde and Bayern.
+	b = update(t, st, idB, func(d *store.Destination) { d.Status = store.StatusActive })
+	if err := s.Check(ctx, b); err != nil {
+		t.Fatalf("Check(B active) = %v", err)
+	}
+	if _, err := s.PublishDestination(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	wantDest(t, s, "083150000000", idB, ars.Gemeinde)
+	wantDest(t, s, "091620000000", idB, ars.Land)
+	wantDest(t, s, "083150001001", idA, ars.Kreis)
+
+	// Inactive after active keeps the regions, also after a reload.
+	b = update(t, st, idB, func(d *store.Destination) { d.Status = store.StatusInactive })
+	if _, err := s.PublishDestination(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := s.Resolve(svc, ars.MustParse("083150000000"), t0); !ok || m.Route.DestinationID != idB || m.Destination.Status != store.StatusInactive {
+		t.Fatalf("inactive B: %+v %v", m, ok)
 	}
 }
 

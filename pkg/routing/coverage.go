@@ -24,13 +24,15 @@ type LandCoverage struct {
 	Name                          string
 	Gemeinden, Covered            int
 	Population, CoveredPopulation int
-	// Uncovered lists the Gemeinden that resolve to no destination, in
-	// directory order.
+	// Uncovered lists the Gemeinden that resolve to no destination or to
+	// one the caller does not count, in directory order.
 	Uncovered []ars.Area
 }
 
-// Coverage resolves service at time at for every Gemeinde of d.
-func (t *Table) Coverage(d *ars.Directory, service string, at time.Time) Coverage {
+// Coverage resolves service at time at for every Gemeinde of d. A
+// Gemeinde counts as covered when it resolves to a destination serves
+// accepts; nil accepts every destination.
+func (t *Table) Coverage(d *ars.Directory, service string, at time.Time, serves func(destinationID string) bool) Coverage {
 	c := Coverage{Service: service, At: at}
 	byLand := make(map[string]int)
 	for _, l := range d.Areas(ars.Land) {
@@ -41,7 +43,7 @@ func (t *Table) Coverage(d *ars.Directory, service string, at time.Time) Coverag
 		lc := &c.Lands[byLand[g.ARS[:2]]]
 		lc.Gemeinden++
 		lc.Population += g.Population
-		if _, _, ok := t.Resolve(service, g.Key(), at); ok {
+		if r, _, ok := t.Resolve(service, g.Key(), at); ok && (serves == nil || serves(r.DestinationID)) {
 			lc.Covered++
 			lc.CoveredPopulation += g.Population
 		} else {

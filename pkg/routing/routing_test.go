@@ -478,7 +478,7 @@ func TestCoverage(t *testing.T) {
 	tab := mustTable(t, routes...)
 
 	for _, at := range []time.Time{t0, t1} {
-		c := tab.Coverage(d, svcA, at)
+		c := tab.Coverage(d, svcA, at, nil)
 		// The independent count: by ARS digits, not by resolution.
 		type count struct{ gem, cov, pop, covPop, uncovered int }
 		want := map[string]*count{}
@@ -524,6 +524,31 @@ func TestCoverage(t *testing.T) {
 			}
 		} else if len(bw.Uncovered) != 0 {
 			t.Errorf("uncovered in BW from %v: %d", t1, len(bw.Uncovered))
+		}
+	}
+}
+
+// A Gemeinde whose route's destination the caller does not count is
+// uncovered, and does not fall back to a broader route: /routes answers
+// nothing for it either.
+func TestCoverageCountsOnlyServingDestinations(t *testing.T) {
+	d := readDirectory(t)
+	tab := mustTable(t,
+		Route{Service: svcA, Region: "DE09", DestinationID: "by"},
+		Route{Service: svcA, Region: "DE08", DestinationID: "bw"},
+		Route{Service: svcA, Region: "DE083110000000", DestinationID: "freiburg"},
+	)
+	c := tab.Coverage(d, svcA, t0, func(id string) bool { return id != "by" && id != "freiburg" })
+	for _, lc := range c.Lands {
+		switch lc.Land {
+		case "09":
+			if lc.Covered != 0 || len(lc.Uncovered) != lc.Gemeinden {
+				t.Errorf("Bayern: %d of %d covered, %d uncovered; want none covered", lc.Covered, lc.Gemeinden, len(lc.Uncovered))
+			}
+		case "08":
+			if lc.Covered != lc.Gemeinden-1 || len(lc.Uncovered) != 1 || lc.Uncovered[0].ARS != "083110000000" {
+				t.Errorf("Baden-Württemberg: %d of %d covered, uncovered %v; want all but Freiburg", lc.Covered, lc.Gemeinden, lc.Uncovered)
+			}
 		}
 	}
 }

@@ -165,6 +165,8 @@ type Gateway struct {
 	log     *slog.Logger
 	mux     *httpapi.Mux
 	handler http.Handler
+	// routing serves the Routing API alone; nil without reference data.
+	routing http.Handler
 	routes  *routesync.Syncer
 }
 
@@ -277,6 +279,19 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("new gateway: %w", err)
 		}
 		routes.Routes(m)
+		rm, err := httpapi.NewMux(reg, log)
+		if err != nil {
+			return nil, fmt.Errorf("new gateway: %w", err)
+		}
+		rm.SetTracerProvider(cfg.Tracer)
+		rm.SetDeadlines(lim.Deadlines)
+		if n := cmp.Or(lim.InFlight, DefaultInFlight); n > 0 {
+			rm.SetInFlight(n, cmp.Or(lim.InFlightWait, time.Second))
+		}
+		routes.RoutesAlone(rm)
+		rm.Handle("GET /healthz", api.Unauthenticated(http.HandlerFunc(hl.Live)))
+		rm.Handle("GET /readyz", api.Unauthenticated(http.HandlerFunc(hl.Ready)))
+		g.routing = rm.Handler()
 	}
 	destination.New(api, cfg.Store, changes, now).Routes(m)
 	operator.Routes(m)
@@ -286,6 +301,12 @@ func New(cfg Config) (*Gateway, error) {
 
 // Handler returns the gateway's HTTP handler.
 func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// RoutingHandler returns a handler that serves FIT-Connect's Routing API
+// alone, for a listener or host name of its own: /v1/ and /v2/ routes and
+// areas, /v1/info and /v2/info with the Routing API's version, /healthz
+// and /readyz. It is nil when the store keeps no reference data.
+func (g *Gateway) RoutingHandler() http.Handler { return g.routing }
 
 // handleInfo answers GET /v1/info.
 func handleInfo(w http.ResponseWriter, _ *http.Request) {

@@ -33,10 +33,12 @@ import (
 
 // FIT-Connect's Routing API 2.0 is served under /v1/ (its published
 // servers) and /v2/ (where current clients look), with the same bodies.
-// The two APIs share /v1/info: it keeps answering the Submission API's
-// version, which both specifications' Info schema accept, and /v2/info
-// answers the Routing API's. The routing endpoints need no token and are
-// rate-limited per client address.
+// The two APIs share /v1/info on the gateway's listener: it keeps
+// answering the Submission API's version, which both specifications' Info
+// schema accept, and /v2/info answers the Routing API's. Served on a
+// listener of its own (RoutesAlone), /v1/info answers the Routing API's
+// version too. The routing endpoints need no token and are rate-limited
+// per client address.
 
 // Version is the version of FIT-Connect's Routing API served, as GET
 // /v2/info reports it.
@@ -148,7 +150,16 @@ func (a *API) Routes(m *httpapi.Mux) {
 	m.Handle("GET /v2/info", a.api.Unauthenticated(http.HandlerFunc(a.handleInfo)))
 }
 
-// handleInfo answers GET /v2/info.
+// RoutesAlone registers the Routing API as Routes does, for a listener
+// or host name that serves nothing else: there GET /v1/info answers the
+// Routing API's version, as clients using /v1/ as its base expect.
+func (a *API) RoutesAlone(m *httpapi.Mux) {
+	a.Routes(m)
+	m.Handle("GET /v1/info", a.api.Unauthenticated(http.HandlerFunc(a.handleInfo)))
+}
+
+// handleInfo answers GET /v2/info, and GET /v1/info on a listener of the
+// Routing API's own.
 func (a *API) handleInfo(w http.ResponseWriter, _ *http.Request) {
 	httpapi.WriteJSON(w, http.StatusOK, struct {
 		Version httpapi.Version `json:"version"`
