@@ -252,7 +252,8 @@ func (r *Registry) SetStatus(ctx context.Context, actor, id string, status store
 	})
 }
 
-// CheckTransition refuses leaving decommissioned and returning to created.
+// CheckTransition refuses leaving decommissioned, returning to created and
+// deactivating a destination that was never active.
 func CheckTransition(from, to store.DestinationStatus) error {
 	switch {
 	case from == to:
@@ -261,6 +262,10 @@ func CheckTransition(from, to store.DestinationStatus) error {
 		return problem.Conflict("status", "a decommissioned destination cannot change its status")
 	case to == store.StatusCreated:
 		return problem.Conflict("status", fmt.Sprintf("a destination that is %s cannot return to created", from))
+	case from == store.StatusCreated && to == store.StatusInactive:
+		// Inactive means deactivated: the destination keeps its regions
+		// (routesync.Entry.Claims). One never active has none to keep.
+		return problem.Conflict("status", "a destination that was never active cannot be deactivated; activate or decommission it")
 	}
 	return nil
 }

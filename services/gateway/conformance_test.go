@@ -233,6 +233,7 @@ func TestDestinationManagement(t *testing.T) {
 	}{
 		{"patch without manage scope", http.MethodPatch, stranger, `{"status": "active"}`, 403, problem.TypeForbidden, "scope"},
 		{"patch back to created", http.MethodPatch, manager, `{"status": "created"}`, 400, problem.TypeInvalidValue, "status"},
+		{"deactivate one never active", http.MethodPatch, manager, `{"status": "inactive"}`, 409, problem.TypeConflict, "status"},
 		{"patch an unknown member", http.MethodPatch, manager, `{"state": "active"}`, 400, problem.TypeUnknownField, "state"},
 		{"patch homeRegion", http.MethodPatch, manager, `{"homeRegion": "08"}`, 400, problem.TypeUnknownField, "homeRegion"},
 		{"put without services", http.MethodPut, manager, `{"status": "active"}`, 400, problem.TypeInvalidValue, "contactInformation"},
