@@ -139,4 +139,3 @@ func (c *Console) handleKreisCoverage(w http.ResponseWriter, r *http.Request, _ 
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
 }
-

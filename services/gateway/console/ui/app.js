@@ -97,6 +97,16 @@ function fmtAge(s) {
   return Math.round(sec / 86400) + " d";
 }
 
+// fmtDur turns a Go duration ("72h0m0s") into days or hours.
+function fmtDur(d) {
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(d || "");
+  if (!m) return d;
+  const sec = (+m[1] || 0) * 3600 + (+m[2] || 0) * 60 + (+m[3] || 0);
+  if (sec >= 86400 && sec % 86400 === 0) return sec / 86400 + " d";
+  if (sec >= 3600 && sec % 3600 === 0) return sec / 3600 + " h";
+  return d;
+}
+
 function fmtNum(n) {
   if (n === null || n === undefined) return "—";
   return Number(n).toLocaleString("de-DE", { maximumFractionDigits: 2 });
@@ -241,7 +251,7 @@ function renderOverview(root, o) {
     { class: "cards" },
     card("Submitted /min", rate("amtsbote_submissions_total", { stage: "submitted" }) === null ? "—" : fmtNum(rate("amtsbote_submissions_total", { stage: "submitted" })), created === null ? "not exported here" : fmtNum(created) + " in total", "card-ingest"),
     card("Waiting for pickup", fmtNum(o.waiting), "oldest " + fmtAge(o.oldestSubmittedAt), "card-waiting"),
-    card("Overdue", (o.overdue || []).map(fmtNum).join(" / ") || "—", "after " + (o.overdueAfter || []).join(" / "), "card-overdue"),
+    card("Overdue", (o.overdue || []).map(fmtNum).join(" / ") || "—", "waiting longer than " + (o.overdueAfter || []).map(fmtDur).join(" / "), "card-overdue"),
     card("Dead letters", o.deadLetters === null ? "—" : fmtNum(o.deadLetters), o.deadLetters === null ? "no JetStream here" : "in DEAD", "card-dead"),
     card("Signing queue", signing === null ? "—" : fmtNum(signing), signing === null ? "not exported here" : "SETs waiting", "card-signing")
   );
@@ -260,17 +270,22 @@ function renderOverview(root, o) {
   const landRows = Object.keys(byLand)
     .sort()
     .map((l) => h("tr", {}, h("td", {}, l), h("td", { class: "num" }, fmtNum(byLand[l]))));
-  root.replaceChildren(
+  const hasStages = o.series.some((x) => x.name === "amtsbote_submissions_total");
+  const parts = [
     h("h1", {}, "Overview"),
     h("p", { class: "muted" }, "As of ", fmtTime(o.at), " · refreshed every 5 s"),
     cards,
     h("h2", {}, "Waiting submissions over the last polls"),
     canvas,
     h("h2", {}, "Lifecycle stages"),
-    h("table", { id: "stages" }, h("thead", {}, h("tr", {}, h("th", {}, "Stage"), h("th", { class: "num" }, "Total"), h("th", { class: "num" }, "Per minute"))), h("tbody", {}, stageRows)),
-    landRows.length ? h("h2", {}, "Backlog by Land") : null,
-    landRows.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Land"), h("th", { class: "num" }, "Backlog"))), h("tbody", {}, landRows)) : null
-  );
+    hasStages
+      ? h("table", { id: "stages" }, h("thead", {}, h("tr", {}, h("th", {}, "Stage"), h("th", { class: "num" }, "Total"), h("th", { class: "num" }, "Per minute"))), h("tbody", {}, stageRows))
+      : h("p", { class: "muted", id: "stages" }, "This process does not count lifecycle stages (amtsbote_submissions_total); the ledger role does."),
+  ];
+  if (landRows.length) {
+    parts.push(h("h2", {}, "Backlog by Land"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Land"), h("th", { class: "num" }, "Backlog"))), h("tbody", {}, landRows)));
+  }
+  root.replaceChildren(...parts);
   drawSpark(canvas, polls.map((x) => x.waiting));
 }
 
@@ -335,7 +350,7 @@ async function viewDestinations() {
             h("th", {}, "Status"),
             h("th", { class: "num" }, "Waiting"),
             h("th", {}, "Oldest waiting"),
-            (o.overdueAfter || []).map((a) => h("th", { class: "num" }, "Overdue > " + a))
+            (o.overdueAfter || []).map((a) => h("th", { class: "num" }, "Overdue > " + fmtDur(a)))
           )
         ),
         h("tbody", {}, rows)
