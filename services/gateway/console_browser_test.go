@@ -16,6 +16,7 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
@@ -25,6 +26,9 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 )
+
+// destMuenchen serves the Landeshauptstadt München, a Kreis of Bayern.
+const destMuenchen = "80000000-0000-4000-8000-000000009162"
 
 // chromium returns Debian's Chromium, skipping the test where it is
 // absent unless CI is set, where its absence is a failure.
@@ -137,6 +141,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	f.importFile(admin, "leika", "leika.csv")
 	f.activeDestination(admin, destLandBW, time.Time{}, "DE08")
 	f.activeDestination(admin, destKreisBH, time.Time{}, "DE08315")
+	f.activeDestination(admin, destMuenchen, time.Time{}, "DE09162")
 
 	// A case through its lifecycle: created, submitted, routed, picked
 	// up and accepted, its events signed by Amtsbote and the destination.
@@ -201,12 +206,19 @@ func TestConsoleInABrowser(t *testing.T) {
 	fixed = true
 	mu.Unlock()
 
+	// The process's stage counter, as the ledger role registers it where
+	// it shares the gateway's process.
+	stages := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "amtsbote_submissions_total", Help: "Submissions by stage."}, []string{"stage", "land"})
+	f.reg.MustRegister(stages)
+	stages.WithLabelValues("submitted", "08").Add(2)
+	stages.WithLabelValues("accepted", "08").Inc()
+
 	secret := f.client("console-operator", false, scope.Admin)
 	bctx, consoleErrors := browser(t)
 	dir := screenshotDir(t)
 	shot := func(name string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			png, err := chromedp.CaptureScreenshot()(ctx, tg)
 			if err != nil {
 				return err
 			}
@@ -240,6 +252,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	)
 	if got := text("#card-dead .value"); got != "1" {
 		t.Errorf("overview shows %q dead letters, want 1", got)
+	}
+	if got := text(`#stages tr[data-stage="submitted"] td:nth-child(2)`); got != "2" {
+		t.Errorf("overview shows %q submitted, want 2", got)
 	}
 	if got := text("#card-waiting .value"); got != "1" {
 		t.Errorf("overview shows %q waiting, want 1", got)
@@ -302,6 +317,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	if got := text(`.land[data-land="08"] .head`); !strings.Contains(got, "100 %") {
 		t.Errorf("Baden-Württemberg: %q, want fully covered", got)
+	}
+	if got := text(`.land[data-land="09"] .head`); strings.Contains(got, " 0 %") || strings.Contains(got, "100 %") {
+		t.Errorf("Bayern: %q, want partly covered", got)
 	}
 	if got := text("#uncovered"); got == "" {
 		t.Error("no uncovered Gemeinden listed")

@@ -17,7 +17,7 @@ function h(tag, attrs, ...children) {
     else if (k === "class") el.className = v;
     else el.setAttribute(k, v === true ? "" : v);
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : String(c));
   }
@@ -259,7 +259,7 @@ function renderOverview(root, o) {
   const stageRows = STAGES.map((st) => {
     const total = sumSeries(o.series, "amtsbote_submissions_total", { stage: st });
     const r = rate("amtsbote_submissions_total", { stage: st });
-    return h("tr", {}, h("td", {}, st), h("td", { class: "num" }, fmtNum(total)), h("td", { class: "num" }, r === null ? "—" : fmtNum(r)));
+    return h("tr", { "data-stage": st }, h("td", {}, st), h("td", { class: "num" }, fmtNum(total)), h("td", { class: "num" }, r === null ? "—" : fmtNum(r)));
   });
   const byLand = {};
   for (const s of o.series) {
