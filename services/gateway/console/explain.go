@@ -121,7 +121,7 @@ func (c *Console) handleExplain(w http.ResponseWriter, r *http.Request, _ httpap
 		}
 		found := findPlaces(dir, name)
 		if len(found) == 0 {
-			return problem.Unprocessable("place", fmt.Sprintf("no area of the directory is named %q", name))
+			return problem.Unprocessable("place", fmt.Sprintf("place %q names no area of the directory", name))
 		}
 		if len(found) > 1 {
 			for _, a := range found[:min(len(found), maxPlaces)] {
