@@ -6,8 +6,10 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/set"
@@ -148,4 +150,122 @@ func TestConsoleFiles(t *testing.T) {
 	if o["waiting"] != float64(0) {
 		t.Errorf("waiting %v, want 0", o["waiting"])
 	}
+}
+
+type explainAnswer struct {
+	Place *struct {
+		ARS, Name, Level string
+	} `json:"place"`
+	Places []struct{ ARS, Name, Level string } `json:"places"`
+	Match  *struct {
+		Region, Level, DestinationID string
+	} `json:"match"`
+	Routes []struct {
+		Region, Level, DestinationID, Outcome string
+	} `json:"routes"`
+}
+
+// TestConsoleExplainAndCoverage explains resolutions over the real
+// directory, with a Kreis route that starts later than the Land's.
+func TestConsoleExplainAndCoverage(t *testing.T) {
+	e := newEnv(t)
+	admin := e.adminToken()
+	e.importFile(admin, "gv100ad", "GV100AD_30112025.txt")
+	later := e.clock.Now().Add(time.Hour)
+	e.activeDestination(admin, destLandBW, time.Time{}, "DE08")
+	e.activeDestination(admin, destKreisBH, later, "DE08315")
+	explain := func(t *testing.T, query string) explainAnswer {
+		t.Helper()
+		return decode[explainAnswer](t, e.do(http.MethodGet, "/admin/v1/routing/explain?service=99108008000000&"+query, admin, "", nil), http.StatusOK)
+	}
+	type route struct{ region, outcome string }
+	outcomes := func(x explainAnswer) []route {
+		var out []route
+		for _, r := range x.Routes {
+			out = append(out, route{r.Region, r.Outcome})
+		}
+		return out
+	}
+
+	t.Run("before the Kreis route starts", func(t *testing.T) {
+		x := explain(t, "ars=083155012004")
+		if x.Place == nil || x.Place.Name != "Auggen" || x.Place.Level != "gemeinde" {
+			t.Fatalf("place %+v", x.Place)
+		}
+		if x.Match == nil || x.Match.DestinationID != destLandBW || x.Match.Level != "land" {
+			t.Errorf("match %+v, want the Land's", x.Match)
+		}
+		if got, want := outcomes(x), []route{{"DE08315", "not valid then"}, {"DE08", "matched"}}; !slices.Equal(got, want) {
+			t.Errorf("routes %v, want %v", got, want)
+		}
+	})
+	t.Run("after", func(t *testing.T) {
+		x := explain(t, "place=Auggen&at="+url.QueryEscape(later.Add(time.Minute).Format(time.RFC3339)))
+		if x.Match == nil || x.Match.DestinationID != destKreisBH || x.Match.Level != "kreis" {
+			t.Errorf("match %+v, want the Kreis's", x.Match)
+		}
+		if got, want := outcomes(x), []route{{"DE08315", "matched"}, {"DE08", "a more specific route matched"}}; !slices.Equal(got, want) {
+			t.Errorf("routes %v, want %v", got, want)
+		}
+	})
+	t.Run("outside every route", func(t *testing.T) {
+		x := explain(t, "ars=09162")
+		if x.Match != nil || len(x.Routes) != 0 || x.Place == nil || x.Place.Level != "kreis" {
+			t.Errorf("answer %+v, want München as a Kreis and no route", x)
+		}
+	})
+	t.Run("a name several areas bear", func(t *testing.T) {
+		x := explain(t, "place=freiburg")
+		if x.Place != nil || x.Match != nil || len(x.Places) < 2 {
+			t.Errorf("answer %+v, want a choice of places", x)
+		}
+	})
+	t.Run("a kreisfreie Stadt by its name", func(t *testing.T) {
+		x := explain(t, "place="+url.QueryEscape("Freiburg im Breisgau"))
+		if x.Place == nil || x.Place.ARS != "083110000000" || x.Place.Level != "gemeinde" {
+			t.Errorf("place %+v, want the Gemeinde Freiburg im Breisgau", x.Place)
+		}
+	})
+	t.Run("unknown places", func(t *testing.T) {
+		wantProblem(t, e.do(http.MethodGet, "/admin/v1/routing/explain?service=99108008000000&place=Xyzzy", admin, "", nil), 422, problem.TypeUnprocessable, "place")
+		wantProblem(t, e.do(http.MethodGet, "/admin/v1/routing/explain?service=99108008000000&ars=081159999999", admin, "", nil), 422, problem.TypeUnprocessable, "ars")
+	})
+
+	t.Run("coverage per Kreis", func(t *testing.T) {
+		c := decode[struct {
+			Population, CoveredPopulation, UncoveredTotal int
+			Lands                                         []struct {
+				Land       string
+				Population int
+				Kreise     []struct {
+					ARS                           string
+					Gemeinden, Covered            int
+					Population, CoveredPopulation int
+				}
+			}
+			Uncovered []struct{ ARS, Kreis string }
+		}](t, e.do(http.MethodGet, "/admin/v1/coverage/kreise?service=99108008000000", admin, "", nil), http.StatusOK)
+		kreise, sum := 0, 0
+		for _, l := range c.Lands {
+			kreise += len(l.Kreise)
+			for _, k := range l.Kreise {
+				if k.ARS[:2] != l.Land {
+					t.Errorf("Kreis %s in Land %s", k.ARS, l.Land)
+				}
+				sum += k.Population
+				if covered := l.Land == "08"; (k.Covered == k.Gemeinden && k.CoveredPopulation == k.Population) != covered {
+					t.Errorf("Kreis %s: %d of %d Gemeinden covered", k.ARS, k.Covered, k.Gemeinden)
+				}
+			}
+		}
+		if kreise < 390 || kreise > 410 || len(c.Lands) != 16 {
+			t.Errorf("%d Kreise in %d Länder", kreise, len(c.Lands))
+		}
+		if sum != c.Population || c.CoveredPopulation <= 0 || c.CoveredPopulation >= c.Population {
+			t.Errorf("population %d, of Kreise %d, covered %d", c.Population, sum, c.CoveredPopulation)
+		}
+		if len(c.Uncovered) != 500 || c.UncoveredTotal <= 500 || c.Uncovered[0].ARS[:5] != c.Uncovered[0].Kreis {
+			t.Errorf("%d of %d uncovered listed, first %+v", len(c.Uncovered), c.UncoveredTotal, c.Uncovered[0])
+		}
+	})
 }

@@ -221,7 +221,8 @@ func placeOf(a ars.Area) place {
 }
 
 // findPlaces returns the areas named name, ignoring case: those named
-// exactly so, else those whose name contains it. Where the exact ones
+// exactly so, or so before the comma of an official name ("Freiburg im
+// Breisgau, Stadt"), else those whose name contains it. Where the exact ones
 // are one area at several levels (a kreisfreie Stadt is a Kreis and a
 // Gemeinde), the most specific stands for them.
 func findPlaces(dir *ars.Directory, name string) []ars.Area {
@@ -229,8 +230,9 @@ func findPlaces(dir *ars.Directory, name string) []ars.Area {
 	var exact, partial []ars.Area
 	for _, a := range dir.All() {
 		n := strings.ToLower(a.Name)
+		short, _, _ := strings.Cut(n, ",")
 		switch {
-		case n == want:
+		case n == want || strings.TrimSpace(short) == want:
 			exact = append(exact, a)
 		case strings.Contains(n, want):
 			partial = append(partial, a)
