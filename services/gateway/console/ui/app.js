@@ -173,7 +173,45 @@ function viewLogin(message) {
       status.replaceChildren(errorBox(err));
     }
   });
-  show(h("section", { class: "login" }, h("h1", {}, "Operator login"), form));
+  const tokenIn = h("textarea", { id: "access-token", name: "access_token", rows: 3, placeholder: "eyJ…" });
+  const tokenForm = h(
+    "form",
+    { id: "token-login" },
+    h("label", {}, "Or an access token of the OIDC issuer", tokenIn),
+    h("button", { type: "submit" }, "Use token")
+  );
+  tokenForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const value = tokenIn.value.trim();
+    const exp = tokenExpiry(value);
+    if (!exp) {
+      status.replaceChildren(errorBox({ message: "this is not a JWT with an expiry" }));
+      return;
+    }
+    const resp = await fetch("/admin/v1/overview", { headers: { Authorization: "Bearer " + value, Accept: "application/json" } });
+    if (!resp.ok) {
+      const data = await resp.json().catch(() => ({}));
+      status.replaceChildren(errorBox({ message: data.detail || "the token was refused" }));
+      return;
+    }
+    sessionStorage.setItem(TOKEN, JSON.stringify({ value, expires: exp }));
+    location.hash = "#/overview";
+    route();
+  });
+  show(h("section", { class: "login" }, h("h1", {}, "Operator login"), form, h("hr"), tokenForm));
+}
+
+// tokenExpiry reads exp from a JWT's claims, in milliseconds; the
+// gateway, not this, judges the token.
+function tokenExpiry(jwt) {
+  const parts = jwt.split(".");
+  if (parts.length !== 3) return 0;
+  try {
+    const claims = JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return typeof claims.exp === "number" ? claims.exp * 1000 - 30000 : 0;
+  } catch (e) {
+    return 0;
+  }
 }
 
 function logout() {
