@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"context"
 	"crypto/rsa"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -59,8 +60,9 @@ func TestConsoleVerifiedEvents(t *testing.T) {
 	record(d.ID, destKey, "no-such-kid")
 	record("https://elsewhere.example", impostor, "x")
 
-	resp := e.do(http.MethodGet, "/admin/v1/cases/"+caseID+"/events/verified", e.adminToken(), "", nil)
-	got := decode[verifiedAnswer](t, resp, http.StatusOK)
+	var got verifiedAnswer
+	body := newOwnSpec(t, e).call(t, http.MethodGet, "/admin/v1/cases/"+caseID+"/events/verified", e.adminToken(), "", nil, http.StatusOK)
+	must(t, json.Unmarshal(body, &got))
 	want := []struct {
 		signer   string
 		verified bool
@@ -142,8 +144,8 @@ func TestConsoleFiles(t *testing.T) {
 			t.Errorf("%s: Content-Security-Policy %q", path, csp)
 		}
 	}
-	resp := e.do(http.MethodGet, "/admin/v1/overview", e.adminToken(), "", nil)
-	o := decode[map[string]any](t, resp, http.StatusOK)
+	var o map[string]any
+	must(t, json.Unmarshal(newOwnSpec(t, e).call(t, http.MethodGet, "/admin/v1/overview", e.adminToken(), "", nil, http.StatusOK), &o))
 	if dl, ok := o["deadLetters"]; !ok || dl != nil {
 		t.Errorf("deadLetters %v, want null without a bus", dl)
 	}
@@ -174,9 +176,12 @@ func TestConsoleExplainAndCoverage(t *testing.T) {
 	later := e.clock.Now().Add(time.Hour)
 	e.activeDestination(admin, destLandBW, time.Time{}, "DE08")
 	e.activeDestination(admin, destKreisBH, later, "DE08315")
+	spec := newOwnSpec(t, e)
 	explain := func(t *testing.T, query string) explainAnswer {
 		t.Helper()
-		return decode[explainAnswer](t, e.do(http.MethodGet, "/admin/v1/routing/explain?service=99108008000000&"+query, admin, "", nil), http.StatusOK)
+		var x explainAnswer
+		must(t, json.Unmarshal(spec.call(t, http.MethodGet, "/admin/v1/routing/explain?service=99108008000000&"+query, admin, "", nil, http.StatusOK), &x))
+		return x
 	}
 	type route struct{ region, outcome string }
 	outcomes := func(x explainAnswer) []route {
@@ -232,7 +237,7 @@ func TestConsoleExplainAndCoverage(t *testing.T) {
 	})
 
 	t.Run("coverage per Kreis", func(t *testing.T) {
-		c := decode[struct {
+		var c struct {
 			Population, CoveredPopulation, UncoveredTotal int
 			Lands                                         []struct {
 				Land       string
@@ -244,7 +249,8 @@ func TestConsoleExplainAndCoverage(t *testing.T) {
 				}
 			}
 			Uncovered []struct{ ARS, Kreis string }
-		}](t, e.do(http.MethodGet, "/admin/v1/coverage/kreise?service=99108008000000", admin, "", nil), http.StatusOK)
+		}
+		must(t, json.Unmarshal(spec.call(t, http.MethodGet, "/admin/v1/coverage/kreise?service=99108008000000", admin, "", nil, http.StatusOK), &c))
 		kreise, sum := 0, 0
 		for _, l := range c.Lands {
 			kreise += len(l.Kreise)
