@@ -244,6 +244,11 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.Navigate(f.srv.URL+"/ui/"),
 		chromedp.WaitVisible(chromedp.CSS("#client-id")),
 		shot("login"),
+	)
+	if navShown, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById("nav")).display !== "none"`)); err != nil || navShown {
+		t.Errorf("the login page shows the navigation (%v)", err)
+	}
+	run("log in",
 		chromedp.SendKeys(chromedp.CSS("#client-id"), "console-operator"),
 		chromedp.SendKeys(chromedp.CSS("#client-secret"), secret),
 		chromedp.Click(chromedp.CSS("#login-submit")),
