@@ -9,7 +9,9 @@
 //     submit, pickup, fetch, case events);
 //   - destination: FIT-Connect's destination endpoints;
 //   - routingapi: FIT-Connect's Routing API 2.0;
-//   - admin: the operator API under /admin/v1/.
+//   - admin: the operator API under /admin/v1/;
+//   - console: the operators' web console at /ui/ and the operator
+//     endpoints only it needs.
 //
 // Registry changes go through pkg/registry, the same operations the
 // operator commands use.
@@ -295,6 +297,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	destination.New(api, cfg.Store, changes, now).Routes(m)
 	operator.Routes(m)
+	if err := g.mountConsole(m, api, cfg, pub, reg, now); err != nil {
+		return nil, fmt.Errorf("new gateway: %w", err)
+	}
 	g.handler = m.Handler()
 	return g, nil
 }

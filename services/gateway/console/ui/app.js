@@ -1,0 +1,695 @@
+// Amtsbote's operator console: one page, one view per hash route. It logs
+// in with an admin client's credentials at /token, keeps the access token
+// in sessionStorage (gone with the tab) and calls the operator API with it.
+// Views are built with DOM calls, never from HTML strings, so no value the
+// API returns is ever interpreted as markup.
+"use strict";
+
+const TOKEN = "amtsbote.token";
+const main = document.getElementById("main");
+
+// h builds an element: h("td", {class: "num"}, "3", child).
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : String(c));
+  }
+  return el;
+}
+
+function show(...nodes) {
+  main.replaceChildren(...nodes);
+}
+
+function token() {
+  const raw = sessionStorage.getItem(TOKEN);
+  if (!raw) return null;
+  try {
+    const t = JSON.parse(raw);
+    if (t.expires > Date.now()) return t.value;
+  } catch (e) {
+    // A damaged entry is as good as none.
+  }
+  sessionStorage.removeItem(TOKEN);
+  return null;
+}
+
+// ApiError carries a problem+json answer.
+class ApiError extends Error {
+  constructor(status, problem) {
+    super((problem && (problem.detail || problem.title)) || "HTTP " + status);
+    this.status = status;
+    this.problem = problem;
+  }
+}
+
+async function api(method, path, body) {
+  const t = token();
+  if (!t) {
+    logout();
+    throw new ApiError(401, { detail: "not logged in" });
+  }
+  const opts = { method, headers: { Authorization: "Bearer " + t, Accept: "application/json" } };
+  if (body !== undefined) {
+    opts.headers["Content-Type"] = "application/json";
+    opts.body = JSON.stringify(body);
+  }
+  const resp = await fetch(path, opts);
+  const text = await resp.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      data = { detail: text };
+    }
+  }
+  if (resp.status === 401) {
+    logout();
+  }
+  if (!resp.ok) throw new ApiError(resp.status, data);
+  return data;
+}
+
+function errorBox(err) {
+  return h("div", { class: "error", role: "alert" }, err.message || String(err));
+}
+
+function fmtTime(s) {
+  if (!s) return "—";
+  const d = new Date(s);
+  return d.toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
+}
+
+function fmtAge(s) {
+  if (!s) return "—";
+  let sec = Math.max(0, (Date.now() - new Date(s).getTime()) / 1000);
+  if (sec < 120) return Math.round(sec) + " s";
+  if (sec < 7200) return Math.round(sec / 60) + " min";
+  if (sec < 172800) return Math.round(sec / 3600) + " h";
+  return Math.round(sec / 86400) + " d";
+}
+
+// fmtDur turns a Go duration ("72h0m0s") into days or hours.
+function fmtDur(d) {
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(d || "");
+  if (!m) return d;
+  const sec = (+m[1] || 0) * 3600 + (+m[2] || 0) * 60 + (+m[3] || 0);
+  if (sec >= 86400 && sec % 86400 === 0) return sec / 86400 + " d";
+  if (sec >= 3600 && sec % 3600 === 0) return sec / 3600 + " h";
+  return d;
+}
+
+function fmtNum(n) {
+  if (n === null || n === undefined) return "—";
+  return Number(n).toLocaleString("de-DE", { maximumFractionDigits: 2 });
+}
+
+function pct(part, whole) {
+  return whole > 0 ? part / whole : 0;
+}
+
+function fmtPct(x) {
+  return (x * 100).toLocaleString("de-DE", { maximumFractionDigits: 1 }) + " %";
+}
+
+// shareColour runs from red (nobody reaches a destination) to green (all do).
+function shareColour(share) {
+  return "hsl(" + Math.round(share * 120) + ", 62%, 44%)";
+}
+
+// ---- login ----
+
+function viewLogin(message) {
+  document.getElementById("nav").hidden = true;
+  document.getElementById("logout").hidden = true;
+  const status = h("div", { id: "login-status" }, message ? errorBox({ message }) : null);
+  const form = h(
+    "form",
+    { id: "login" },
+    h("label", {}, "Client ID", h("input", { name: "client_id", id: "client-id", autocomplete: "username", required: true })),
+    h(
+      "label",
+      {},
+      "Client secret",
+      h("input", { name: "client_secret", id: "client-secret", type: "password", autocomplete: "current-password", required: true })
+    ),
+    h("button", { type: "submit", id: "login-submit" }, "Log in"),
+    status
+  );
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = new URLSearchParams({
+      grant_type: "client_credentials",
+      client_id: form.client_id.value,
+      client_secret: form.client_secret.value,
+    });
+    try {
+      const resp = await fetch("/token", {
+        method: "POST",
+        headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
+        body,
+      });
+      const data = await resp.json();
+      if (!resp.ok) {
+        status.replaceChildren(errorBox({ message: data.error_description || data.detail || "login refused" }));
+        return;
+      }
+      if (!String(data.scope || "").split(" ").includes("amtsbote:admin")) {
+        status.replaceChildren(errorBox({ message: "this client is no operator: its token lacks the scope amtsbote:admin" }));
+        return;
+      }
+      sessionStorage.setItem(TOKEN, JSON.stringify({ value: data.access_token, expires: Date.now() + (data.expires_in - 30) * 1000 }));
+      location.hash = "#/overview";
+      route();
+    } catch (err) {
+      status.replaceChildren(errorBox(err));
+    }
+  });
+  const tokenIn = h("textarea", { id: "access-token", name: "access_token", rows: 3, placeholder: "eyJ…" });
+  const tokenForm = h(
+    "form",
+    { id: "token-login" },
+    h("label", {}, "Or an access token of the OIDC issuer", tokenIn),
+    h("button", { type: "submit" }, "Use token")
+  );
+  tokenForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const value = tokenIn.value.trim();
+    const exp = tokenExpiry(value);
+    if (!exp) {
+      status.replaceChildren(errorBox({ message: "this is not a JWT with an expiry" }));
+      return;
+    }
+    const resp = await fetch("/admin/v1/overview", { headers: { Authorization: "Bearer " + value, Accept: "application/json" } });
+    if (!resp.ok) {
+      const data = await resp.json().catch(() => ({}));
+      status.replaceChildren(errorBox({ message: data.detail || "the token was refused" }));
+      return;
+    }
+    sessionStorage.setItem(TOKEN, JSON.stringify({ value, expires: exp }));
+    location.hash = "#/overview";
+    route();
+  });
+  show(h("section", { class: "login" }, h("h1", {}, "Operator login"), form, h("hr"), tokenForm));
+}
+
+// tokenExpiry reads exp from a JWT's claims, in milliseconds; the
+// gateway, not this, judges the token.
+function tokenExpiry(jwt) {
+  const parts = jwt.split(".");
+  if (parts.length !== 3) return 0;
+  try {
+    const claims = JSON.parse(atob(parts[1].replace(/-/g, "+").replace(/_/g, "/")));
+    return typeof claims.exp === "number" ? claims.exp * 1000 - 30000 : 0;
+  } catch (e) {
+    return 0;
+  }
+}
+
+function logout() {
+  sessionStorage.removeItem(TOKEN);
+  stopPolling();
+  viewLogin();
+}
+
+// ---- overview ----
+
+let pollTimer = null;
+let polls = [];
+
+function stopPolling() {
+  if (pollTimer) clearInterval(pollTimer);
+  pollTimer = null;
+}
+
+function sumSeries(series, name, filter) {
+  let found = false;
+  let total = 0;
+  for (const s of series) {
+    if (s.name !== name) continue;
+    if (filter && !Object.entries(filter).every(([k, v]) => (s.labels || {})[k] === v)) continue;
+    found = true;
+    total += s.value;
+  }
+  return found ? total : null;
+}
+
+function card(label, value, sub, id) {
+  return h("div", { class: "card", id }, h("div", { class: "label" }, label), h("div", { class: "value" }, value), h("div", { class: "sub" }, sub || ""));
+}
+
+const STAGES = ["created", "submitted", "routed", "picked_up", "accepted", "rejected", "forwarded", "expired", "deleted"];
+
+async function viewOverview() {
+  const root = h("section", { id: "overview" }, h("h1", {}, "Overview"));
+  show(root);
+  polls = [];
+  const refresh = async () => {
+    let o;
+    try {
+      o = await api("GET", "/admin/v1/overview");
+    } catch (err) {
+      root.replaceChildren(h("h1", {}, "Overview"), errorBox(err));
+      return;
+    }
+    polls.push(o);
+    if (polls.length > 60) polls.shift();
+    renderOverview(root, o);
+  };
+  await refresh();
+  stopPolling();
+  pollTimer = setInterval(refresh, 5000);
+}
+
+// rate is the per-minute rate of a counter between the last two polls.
+function rate(name, filter) {
+  if (polls.length < 2) return null;
+  const a = polls[polls.length - 2];
+  const b = polls[polls.length - 1];
+  const va = sumSeries(a.series, name, filter);
+  const vb = sumSeries(b.series, name, filter);
+  if (va === null || vb === null) return null;
+  const minutes = (new Date(b.at) - new Date(a.at)) / 60000;
+  return minutes > 0 ? Math.max(0, vb - va) / minutes : null;
+}
+
+function renderOverview(root, o) {
+  const created = sumSeries(o.series, "amtsbote_submissions_total", { stage: "submitted" });
+  const signing = sumSeries(o.series, "amtsbote_signing_queue_length");
+  const cards = h(
+    "div",
+    { class: "cards" },
+    card("Submitted /min", rate("amtsbote_submissions_total", { stage: "submitted" }) === null ? "—" : fmtNum(rate("amtsbote_submissions_total", { stage: "submitted" })), created === null ? "not exported here" : fmtNum(created) + " in total", "card-ingest"),
+    card("Waiting for pickup", fmtNum(o.waiting), "oldest " + fmtAge(o.oldestSubmittedAt), "card-waiting"),
+    card("Overdue", (o.overdue || []).map(fmtNum).join(" / ") || "—", "waiting longer than " + (o.overdueAfter || []).map(fmtDur).join(" / "), "card-overdue"),
+    card("Dead letters", o.deadLetters === null ? "—" : fmtNum(o.deadLetters), o.deadLetters === null ? "no JetStream here" : "in DEAD", "card-dead"),
+    card("Signing queue", signing === null ? "—" : fmtNum(signing), signing === null ? "not exported here" : "SETs waiting", "card-signing")
+  );
+  const canvas = h("canvas", { class: "spark", id: "spark", width: 1000, height: 60 });
+  const stageRows = STAGES.map((st) => {
+    const total = sumSeries(o.series, "amtsbote_submissions_total", { stage: st });
+    const r = rate("amtsbote_submissions_total", { stage: st });
+    return h("tr", { "data-stage": st }, h("td", {}, st), h("td", { class: "num" }, fmtNum(total)), h("td", { class: "num" }, r === null ? "—" : fmtNum(r)));
+  });
+  const byLand = {};
+  for (const s of o.series) {
+    if (s.name !== "amtsbote_inbox_backlog") continue;
+    const land = (s.labels || {}).land || "unknown";
+    byLand[land] = (byLand[land] || 0) + s.value;
+  }
+  const landRows = Object.keys(byLand)
+    .sort()
+    .map((l) => h("tr", {}, h("td", {}, l), h("td", { class: "num" }, fmtNum(byLand[l]))));
+  const hasStages = o.series.some((x) => x.name === "amtsbote_submissions_total");
+  const parts = [
+    h("h1", {}, "Overview"),
+    h("p", { class: "muted" }, "As of ", fmtTime(o.at), " · refreshed every 5 s"),
+    cards,
+    h("h2", {}, "Waiting submissions over the last polls"),
+    canvas,
+    h("h2", {}, "Lifecycle stages"),
+    hasStages
+      ? h("table", { id: "stages" }, h("thead", {}, h("tr", {}, h("th", {}, "Stage"), h("th", { class: "num" }, "Total"), h("th", { class: "num" }, "Per minute"))), h("tbody", {}, stageRows))
+      : h("p", { class: "muted", id: "stages" }, "This process does not count lifecycle stages (amtsbote_submissions_total); the ledger role does."),
+  ];
+  if (landRows.length) {
+    parts.push(h("h2", {}, "Backlog by Land"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Land"), h("th", { class: "num" }, "Backlog"))), h("tbody", {}, landRows)));
+  }
+  root.replaceChildren(...parts);
+  drawSpark(canvas, polls.map((x) => x.waiting));
+}
+
+function drawSpark(canvas, values) {
+  const ctx = canvas.getContext("2d");
+  const w = canvas.width;
+  const hgt = canvas.height;
+  ctx.clearRect(0, 0, w, hgt);
+  ctx.strokeStyle = "#d7dde3";
+  ctx.beginPath();
+  ctx.moveTo(0, hgt - 1);
+  ctx.lineTo(w, hgt - 1);
+  ctx.stroke();
+  if (values.length === 0) return;
+  const max = Math.max(1, ...values);
+  ctx.strokeStyle = "#0b5cad";
+  ctx.lineWidth = 2;
+  ctx.beginPath();
+  values.forEach((v, i) => {
+    const x = values.length === 1 ? w / 2 : (i / (values.length - 1)) * w;
+    const y = hgt - 4 - (v / max) * (hgt - 8);
+    if (i === 0) ctx.moveTo(x, y);
+    else ctx.lineTo(x, y);
+  });
+  ctx.stroke();
+}
+
+// ---- destinations ----
+
+async function viewDestinations() {
+  const root = h("section", { id: "destinations" }, h("h1", {}, "Destinations"));
+  show(root);
+  try {
+    const [list, o] = await Promise.all([api("GET", "/admin/v1/destinations?limit=500"), api("GET", "/admin/v1/overview")]);
+    const waiting = {};
+    for (const d of o.destinations) waiting[d.destinationId] = d;
+    const rows = list.destinations.map((d) => {
+      const wt = waiting[d.destinationId];
+      const overdue = wt ? wt.overdue : (o.overdueAfter || []).map(() => 0);
+      return h(
+        "tr",
+        { "data-destination": d.destinationId },
+        h("td", {}, (d.contactInformation && d.contactInformation.legalName) || "—", h("div", { class: "mono muted" }, d.destinationId)),
+        h("td", {}, d.status || "—"),
+        h("td", { class: "num" }, fmtNum(wt ? wt.waiting : 0)),
+        h("td", {}, wt ? fmtAge(wt.oldestSubmittedAt) : "—"),
+        overdue.map((n) => h("td", { class: n > 0 ? "num bad" : "num" }, fmtNum(n)))
+      );
+    });
+    root.append(
+      h("p", { class: "muted" }, list.totalCount + " destinations · " + fmtNum(o.waiting) + " submissions waiting for pickup"),
+      h(
+        "table",
+        { id: "destination-table" },
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            h("th", {}, "Destination"),
+            h("th", {}, "Status"),
+            h("th", { class: "num" }, "Waiting"),
+            h("th", {}, "Oldest waiting"),
+            (o.overdueAfter || []).map((a) => h("th", { class: "num" }, "Overdue > " + fmtDur(a)))
+          )
+        ),
+        h("tbody", {}, rows)
+      )
+    );
+  } catch (err) {
+    root.append(errorBox(err));
+  }
+}
+
+// ---- cases ----
+
+async function viewCase(caseId) {
+  const input = h("input", { id: "case-id", name: "caseId", placeholder: "case id (UUID)", value: caseId || "" });
+  const form = h("form", { class: "inline", id: "case-form" }, h("label", {}, "Case", input), h("button", { type: "submit" }, "Show events"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    location.hash = "#/cases/" + encodeURIComponent(input.value.trim());
+  });
+  const out = h("div", { id: "case-events" });
+  show(h("section", { id: "case" }, h("h1", {}, "Case events"), form, out));
+  if (!caseId) return;
+  try {
+    const c = await api("GET", "/admin/v1/cases/" + encodeURIComponent(caseId) + "/events/verified?limit=500");
+    const bad = c.events.filter((e) => !e.verified).length;
+    out.append(
+      h(
+        "p",
+        { class: bad ? "bad" : "ok", id: "case-summary" },
+        c.totalCount + " events, " + (bad ? bad + " with a signature that does not verify" : "every signature verified")
+      ),
+      h(
+        "table",
+        { id: "event-table" },
+        h(
+          "thead",
+          {},
+          h("tr", {}, ["#", "Event", "Issued", "Issuer", "Key (kid)", "Signature"].map((x) => h("th", {}, x)))
+        ),
+        h(
+          "tbody",
+          {},
+          c.events.map((e, i) =>
+            h(
+              "tr",
+              { "data-event": e.type },
+              h("td", { class: "num" }, e.streamSeq || i + 1),
+              h("td", {}, e.type, h("div", { class: "mono muted" }, "submission " + e.submissionId)),
+              h("td", {}, fmtTime(e.iat)),
+              h("td", {}, e.signer, h("div", { class: "mono muted" }, e.iss)),
+              h("td", { class: "mono" }, e.kid || "—"),
+              h("td", {}, e.verified ? h("span", { class: "ok verified" }, "✓ valid") : h("span", { class: "bad" }, "✗ " + e.reason))
+            )
+          )
+        )
+      )
+    );
+  } catch (err) {
+    out.append(errorBox(err));
+  }
+}
+
+// ---- dead letters ----
+
+async function viewDeadLetters(notice) {
+  const root = h("section", { id: "dead-letters" }, h("h1", {}, "Dead letters"));
+  show(root);
+  if (notice) root.append(h("div", { class: "notice", id: "dead-notice" }, notice));
+  try {
+    const l = await api("GET", "/admin/v1/dead-letters?limit=200");
+    if (l.totalCount === 0) {
+      root.append(h("p", { id: "dead-empty" }, "DEAD holds no messages."));
+      return;
+    }
+    const rows = l.deadLetters.map((d) => {
+      const btn = h("button", { class: "small redrive", type: "button", "data-seq": d.seq }, "Re-drive");
+      btn.addEventListener("click", async () => {
+        btn.disabled = true;
+        try {
+          await api("POST", "/admin/v1/dead-letters/" + d.seq + "/redrive");
+          viewDeadLetters("Dead letter " + d.seq + " re-driven to " + d.subject + ".");
+        } catch (err) {
+          btn.disabled = false;
+          root.insertBefore(errorBox(err), root.children[1] || null);
+        }
+      });
+      return h(
+        "tr",
+        { "data-seq": d.seq },
+        h("td", { class: "num" }, d.seq),
+        h("td", {}, fmtTime(d.at)),
+        h("td", {}, d.reason, d.error ? h("div", { class: "muted" }, d.error) : null),
+        h("td", { class: "num" }, d.attempts),
+        h("td", { class: "mono" }, d.subject),
+        h("td", { class: "mono" }, d.destinationId || "—"),
+        h("td", {}, btn)
+      );
+    });
+    root.append(
+      h("p", { class: "muted" }, l.totalCount + " dead letters"),
+      h(
+        "table",
+        { id: "dead-table" },
+        h("thead", {}, h("tr", {}, ["Seq", "Dead since", "Reason", "Attempts", "Subject", "Destination", ""].map((x) => h("th", {}, x)))),
+        h("tbody", {}, rows)
+      )
+    );
+  } catch (err) {
+    root.append(errorBox(err));
+  }
+}
+
+// ---- routing explorer ----
+
+function viewRouting(params) {
+  const service = h("input", { id: "route-service", name: "service", placeholder: "LeiKa key or service URN", value: params.get("service") || "" });
+  const placeIn = h("input", { id: "route-place", name: "place", placeholder: "place name or ARS", value: params.get("place") || "" });
+  const form = h(
+    "form",
+    { class: "inline", id: "route-form" },
+    h("label", {}, "Service", service),
+    h("label", {}, "Place", placeIn),
+    h("button", { type: "submit" }, "Resolve")
+  );
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    location.hash = "#/routing?" + new URLSearchParams({ service: service.value.trim(), place: placeIn.value.trim() });
+  });
+  const out = h("div", { id: "route-result" });
+  show(h("section", { id: "routing" }, h("h1", {}, "Routing explorer"), form, out));
+  if (params.get("service") && params.get("place")) explain(out, params.get("service"), params.get("place"));
+}
+
+async function explain(out, service, placeText) {
+  const q = new URLSearchParams({ service });
+  if (/^\d{2,12}$/.test(placeText)) q.set("ars", placeText);
+  else q.set("place", placeText);
+  try {
+    const x = await api("GET", "/admin/v1/routing/explain?" + q);
+    if (!x.place) {
+      out.append(
+        h("p", {}, "Several areas are named so; choose one:"),
+        h(
+          "ul",
+          { id: "place-choices" },
+          x.places.map((p) =>
+            h(
+              "li",
+              {},
+              h(
+                "a",
+                { href: "#/routing?" + new URLSearchParams({ service, place: p.ars }) },
+                p.name + " (" + p.level + ", " + p.ars + ")"
+              )
+            )
+          )
+        )
+      );
+      return;
+    }
+    const m = x.match;
+    out.append(
+      h("p", { class: "muted" }, (x.serviceName ? x.serviceName + " · " : "") + x.service + " in " + x.place.name + " (" + x.place.level + ", ARS " + x.place.ars + ") at " + fmtTime(x.at)),
+      m
+        ? h(
+            "div",
+            { class: "match", id: "route-match" },
+            h("strong", {}, m.destinationName || m.destinationId),
+            " matched at level ",
+            h("strong", { id: "route-level" }, m.level),
+            " (region " + m.region + ")",
+            h("div", { class: "mono muted" }, m.destinationId + (m.destinationStatus ? " · " + m.destinationStatus : ""))
+          )
+        : h("div", { class: "match none", id: "route-match" }, "No destination serves this service here."),
+      h("h2", {}, "Routes for this place"),
+      x.routes.length
+        ? h(
+            "table",
+            { id: "route-table" },
+            h("thead", {}, h("tr", {}, ["Level", "Region", "Destination", "Valid", "Outcome"].map((c) => h("th", {}, c)))),
+            h(
+              "tbody",
+              {},
+              x.routes.map((r) =>
+                h(
+                  "tr",
+                  {},
+                  h("td", {}, r.level),
+                  h("td", { class: "mono" }, r.region),
+                  h("td", {}, r.destinationName || "—", h("div", { class: "mono muted" }, r.destinationId)),
+                  h("td", {}, (r.validFrom ? fmtTime(r.validFrom) : "always") + " – " + (r.validUntil ? fmtTime(r.validUntil) : "open")),
+                  h("td", { class: r.outcome === "matched" ? "ok" : "muted" }, r.outcome)
+                )
+              )
+            )
+          )
+        : h("p", { class: "muted" }, "The service has no route whose region holds this place.")
+    );
+  } catch (err) {
+    out.append(errorBox(err));
+  }
+}
+
+// ---- coverage ----
+
+function viewCoverage(params) {
+  const service = h("input", { id: "coverage-service", name: "service", placeholder: "LeiKa key or service URN", value: params.get("service") || "" });
+  const form = h("form", { class: "inline", id: "coverage-form" }, h("label", {}, "Service", service), h("button", { type: "submit" }, "Show coverage"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    location.hash = "#/coverage?" + new URLSearchParams({ service: service.value.trim() });
+  });
+  const out = h("div", { id: "coverage-result" });
+  show(h("section", { id: "coverage" }, h("h1", {}, "Coverage"), form, out));
+  if (params.get("service")) coverage(out, params.get("service"));
+}
+
+function legend() {
+  const stops = [0, 0.25, 0.5, 0.75, 1].map((s) => {
+    const t = h("span", { class: "tile" });
+    t.style.backgroundColor = shareColour(s);
+    return [t, fmtPct(s)];
+  });
+  return h("div", { class: "legend" }, "Share of the population that reaches a destination:", stops);
+}
+
+async function coverage(out, service) {
+  try {
+    const c = await api("GET", "/admin/v1/coverage/kreise?" + new URLSearchParams({ service }));
+    const lands = c.lands.map((l) => {
+      const share = pct(l.coveredPopulation, l.population);
+      const tiles = l.kreise.map((k) => {
+        const ks = pct(k.coveredPopulation, k.population);
+        const t = h("span", { class: "tile", title: k.name + " (" + k.ars + "): " + fmtPct(ks) + " of " + fmtNum(k.population), "data-kreis": k.ars });
+        t.style.backgroundColor = k.population > 0 ? shareColour(ks) : "#ccc";
+        return t;
+      });
+      const head = h("div", { class: "head" }, h("span", {}, l.name), h("span", {}, fmtPct(share)));
+      const box = h("div", { class: "land", "data-land": l.land }, head, h("div", { class: "tiles" }, tiles));
+      box.style.borderTop = "4px solid " + shareColour(share);
+      return box;
+    });
+    const rows = c.uncovered.map((g) => h("tr", {}, h("td", { class: "mono" }, g.ars), h("td", {}, g.name), h("td", { class: "num" }, fmtNum(g.population))));
+    out.append(
+      h(
+        "p",
+        { id: "coverage-summary" },
+        fmtPct(pct(c.coveredPopulation, c.population)) + " of " + fmtNum(c.population) + " people reach a destination for " + c.service + " (Gebietsstand " + c.stand + ")."
+      ),
+      legend(),
+      h("div", { class: "lands", id: "coverage-tiles" }, lands),
+      h("h2", {}, "Uncovered Gemeinden (" + fmtNum(c.uncoveredTotal) + ")"),
+      c.uncoveredTotal > c.uncovered.length ? h("p", { class: "muted" }, "The first " + c.uncovered.length + " in directory order.") : null,
+      rows.length
+        ? h("table", { id: "uncovered" }, h("thead", {}, h("tr", {}, h("th", {}, "ARS"), h("th", {}, "Gemeinde"), h("th", { class: "num" }, "Population"))), h("tbody", {}, rows))
+        : h("p", { class: "ok" }, "Every Gemeinde reaches a destination.")
+    );
+  } catch (err) {
+    out.append(errorBox(err));
+  }
+}
+
+// ---- routing of views ----
+
+function route() {
+  stopPolling();
+  if (!token()) {
+    viewLogin();
+    return;
+  }
+  document.getElementById("nav").hidden = false;
+  document.getElementById("logout").hidden = false;
+  const hash = location.hash.replace(/^#\/?/, "") || "overview";
+  const [path, query] = hash.split("?");
+  const parts = path.split("/");
+  const params = new URLSearchParams(query || "");
+  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === parts[0]);
+  switch (parts[0]) {
+    case "destinations":
+      viewDestinations();
+      break;
+    case "cases":
+      viewCase(parts[1] ? decodeURIComponent(parts[1]) : "");
+      break;
+    case "dead-letters":
+      viewDeadLetters();
+      break;
+    case "routing":
+      viewRouting(params);
+      break;
+    case "coverage":
+      viewCoverage(params);
+      break;
+    default:
+      viewOverview();
+  }
+}
+
+document.getElementById("logout").addEventListener("click", () => {
+  logout();
+  location.hash = "";
+});
+window.addEventListener("hashchange", route);
+route();
