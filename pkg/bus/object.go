@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -244,22 +245,31 @@ type msgGetRequest struct {
 type msgGetResponse struct {
 	Error   *jetstream.APIError `json:"error,omitempty"`
 	Message *struct {
-		Subject  string `json:"subject"`
-		Sequence uint64 `json:"seq"`
-		Data     []byte `json:"data"`
+		Subject  string    `json:"subject"`
+		Sequence uint64    `json:"seq"`
+		Header   []byte    `json:"hdrs,omitempty"`
+		Data     []byte    `json:"data"`
+		Time     time.Time `json:"time"`
 	} `json:"message,omitempty"`
 }
 
-// storedMsg is one message read from objectStream.
+// storedMsg is one message read from a stream's leader.
 type storedMsg struct {
 	Sequence uint64
+	Header   []byte // NATS/1.0 header block, nil without headers
 	Data     []byte
+	Time     time.Time
 }
 
 // leaderGet asks objectStream's leader for one message; ErrMsgNotFound if
 // there is none. Direct gets would also be answered by replicas, which may
 // not yet hold what the leader acknowledged.
 func (b *Bus) leaderGet(ctx context.Context, req msgGetRequest) (storedMsg, error) {
+	return b.leaderGetFrom(ctx, objectStream, req)
+}
+
+// leaderGetFrom asks stream's leader for one message, as leaderGet does.
+func (b *Bus) leaderGetFrom(ctx context.Context, stream string, req msgGetRequest) (storedMsg, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return storedMsg{}, err
@@ -269,7 +279,7 @@ func (b *Bus) leaderGet(ctx context.Context, req msgGetRequest) (storedMsg, erro
 		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
 		defer cancel()
 	}
-	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+objectStream, body)
+	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
 	if err != nil {
 		return storedMsg{}, err
 	}
@@ -285,7 +295,8 @@ func (b *Bus) leaderGet(ctx context.Context, req msgGetRequest) (storedMsg, erro
 	case resp.Message == nil:
 		return storedMsg{}, jetstream.ErrInvalidJetStreamResponse
 	}
-	return storedMsg{Sequence: resp.Message.Sequence, Data: resp.Message.Data}, nil
+	m := resp.Message
+	return storedMsg{Sequence: m.Sequence, Header: m.Header, Data: m.Data, Time: m.Time}, nil
 }
 
 // leaderGetTimeout bounds one chunk request when ctx has no deadline.
@@ -485,15 +496,36 @@ type StateEntry struct {
 
 // GetState reads key from BucketState.
 func (b *Bus) GetState(ctx context.Context, key string) (StateEntry, error) {
-	kv, err := b.stateBucket(ctx)
+	// The bucket allows direct gets, which any replica answers, and one
+	// that lags (just restarted, say) would miss a write acknowledged
+	// moments ago: the leader answers instead.
+	m, err := b.leaderGetFrom(ctx, stateStream, msgGetRequest{LastFor: "$KV." + BucketState + "." + key})
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return StateEntry{}, fmt.Errorf("get state %s: %w: %w", key, ErrNotFound, jetstream.ErrKeyNotFound)
+	}
 	if err != nil {
 		return StateEntry{}, fmt.Errorf("get state %s: %w", key, err)
 	}
-	e, err := kv.Get(ctx, key)
-	if err != nil {
-		return StateEntry{}, fmt.Errorf("get state %s: %w", key, kvError(err))
+	if kvDeleted(m.Header) {
+		return StateEntry{}, fmt.Errorf("get state %s: %w: %w", key, ErrNotFound, jetstream.ErrKeyDeleted)
 	}
-	return StateEntry{Key: e.Key(), Value: e.Value(), Revision: e.Revision(), Created: e.Created()}, nil
+	return StateEntry{Key: key, Value: m.Data, Revision: m.Sequence, Created: m.Time}, nil
+}
+
+// stateStream is the stream behind BucketState.
+const stateStream = "KV_" + BucketState
+
+// kvDeleted reports whether a key-value message's headers mark a delete
+// or a purge.
+func kvDeleted(header []byte) bool {
+	for _, line := range strings.Split(string(header), "\r\n") {
+		name, value, ok := strings.Cut(line, ":")
+		if ok && strings.EqualFold(strings.TrimSpace(name), "KV-Operation") {
+			v := strings.TrimSpace(value)
+			return v == "DEL" || v == "PURGE"
+		}
+	}
+	return false
 }
 
 // PutState writes key unconditionally and returns the new revision.
