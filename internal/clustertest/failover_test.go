@@ -19,9 +19,11 @@ import (
 // and the store once each. It logs submit to accepted p99 during the
 // failovers.
 func TestStreamLeaderFailover(t *testing.T) {
-	workers, pause, progress := 3, 200*time.Millisecond, 5
+	// Below the subscriber's capacity under the race detector on two
+	// cores, so that the latencies show the failovers, not a backlog.
+	workers, pause, progress := 3, 700*time.Millisecond, 5
 	if testing.Short() {
-		workers, pause, progress = 2, 300*time.Millisecond, 3
+		workers, pause, progress = 2, time.Second, 3
 	}
 	start := time.Now()
 	d := newDeployment(t, flowtest.OpenSQLite(t), 4)

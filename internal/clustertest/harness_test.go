@@ -521,7 +521,7 @@ func (l *load) verify(t *testing.T, baseURL string, timeout time.Duration, windo
 			}
 		}
 	}
-	t.Logf("%d submissions accepted by the API, stored once each and accepted; submit to accepted p50 %s, p99 %s; during the %d failovers (%d submissions) p50 %s, p99 %s",
+	t.Logf("%d submissions accepted by the API, stored once each and accepted; submit to accepted p50 %s, p99 %s; during the %d outages (%d submissions) p50 %s, p99 %s",
 		len(l.sent), pct(all, 0.5), pct(all, 0.99), len(windows), len(during), pct(during, 0.5), pct(during, 0.99))
 	for _, w := range windows {
 		t.Logf("%s: down %s", w.name, w.end.Sub(w.start).Round(time.Millisecond))
