@@ -21,7 +21,7 @@ import (
 func TestStreamLeaderFailover(t *testing.T) {
 	// Below the subscriber's capacity under the race detector on two
 	// cores, so that the latencies show the failovers, not a backlog.
-	workers, pause, progress := 3, 700*time.Millisecond, 5
+	workers, pause, progress := 2, time.Second, 4
 	if testing.Short() {
 		workers, pause, progress = 2, time.Second, 3
 	}
