@@ -71,6 +71,16 @@ func (n *Node) Restart(t testing.TB) {
 	n.start(t)
 }
 
+// Start starts a node stopped by Shutdown again on the same store and
+// ports, so that it rejoins its cluster and clients reconnect to it.
+func (n *Node) Start(t testing.TB) {
+	t.Helper()
+	if n.Server != nil {
+		t.Fatalf("start %s: already running", n.Server.Name())
+	}
+	n.start(t)
+}
+
 // Nodes is a running cluster.
 type Nodes []*Node
 
