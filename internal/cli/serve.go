@@ -58,6 +58,9 @@ func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(
 	if err != nil {
 		return nil, err
 	}
+	if err := dur(&l.InFlightWait, "in-flight-wait", "AMTSBOTE_IN_FLIGHT_WAIT", time.Second, "how long a request over --max-in-flight waits for a slot before 503"); err != nil {
+		return nil, err
+	}
 	inflight, err := num("max-in-flight", "AMTSBOTE_MAX_IN_FLIGHT", gateway.DefaultInFlight, "requests the gateway serves at once; one more waits a second for a slot, then 503 with Retry-After (negative: no bound)")
 	if err != nil {
 		return nil, err
