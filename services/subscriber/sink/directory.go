@@ -155,9 +155,13 @@ func (s *Directory) deliver(ctx context.Context, d Delivery) error {
 		return err
 	}
 	// Folders of attempts that failed, or lost the race, are garbage now.
-	return s.sweep(func(name string, _ fs.FileInfo) bool {
+	// The submission is delivered whatever becomes of them: another
+	// process may still be writing into its own, and its sweep or the
+	// next start's removes what is left.
+	_ = s.sweep(func(name string, _ fs.FileInfo) bool {
 		return strings.HasPrefix(name, tempPrefix+d.SubmissionID+"-")
 	})
+	return nil
 }
 
 // delivered reports whether the folder of id exists.
