@@ -21,7 +21,6 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/tracing"
 	"github.com/amtsbote/amtsbote/services/gateway"
-	"github.com/amtsbote/amtsbote/services/gateway/routingapi"
 )
 
 // devConfig configures `amtsbote dev`.
@@ -57,17 +56,11 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	fs.StringVar(&c.DatabaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
 	otlpFlag(fs, &c.OTLP, env)
-	routesRate, err := strconv.ParseFloat(env.str("AMTSBOTE_ROUTES_RATE", strconv.Itoa(routingapi.DefaultRateLimit)), 64)
-	if err != nil {
-		return c, fmt.Errorf("AMTSBOTE_ROUTES_RATE: %w", err)
+	// A load test, or a load balancer that does not pass the client's
+	// address on, sends every request from one address.
+	if err := routesFlags(fs, env, &c.RoutesRate, &c.RoutesBurst); err != nil {
+		return c, err
 	}
-	routesBurst, err := strconv.Atoi(env.str("AMTSBOTE_ROUTES_BURST", strconv.Itoa(routingapi.DefaultRateBurst)))
-	if err != nil {
-		return c, fmt.Errorf("AMTSBOTE_ROUTES_BURST: %w", err)
-	}
-	// A load test measures the Routing API from one address.
-	fs.Float64Var(&c.RoutesRate, "routes-rate", routesRate, "Routing API requests per second per address; 429 beyond it (AMTSBOTE_ROUTES_RATE)")
-	fs.IntVar(&c.RoutesBurst, "routes-burst", routesBurst, "Routing API requests at once per address (AMTSBOTE_ROUTES_BURST)")
 	applyLimits, err := limitFlags(fs, env, &c.Limits)
 	if err != nil {
 		return c, err

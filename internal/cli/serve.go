@@ -72,6 +72,22 @@ func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(
 	}, nil
 }
 
+// routesFlags defines the Routing API's per-address limit flags on fs,
+// defaulting from AMTSBOTE_ROUTES_RATE and AMTSBOTE_ROUTES_BURST.
+func routesFlags(fs *flag.FlagSet, env envReader, rate *float64, burst *int) error {
+	r, err := strconv.ParseFloat(env.str("AMTSBOTE_ROUTES_RATE", strconv.Itoa(routingapi.DefaultRateLimit)), 64)
+	if err != nil {
+		return fmt.Errorf("AMTSBOTE_ROUTES_RATE: %w", err)
+	}
+	b, err := strconv.Atoi(env.str("AMTSBOTE_ROUTES_BURST", strconv.Itoa(routingapi.DefaultRateBurst)))
+	if err != nil {
+		return fmt.Errorf("AMTSBOTE_ROUTES_BURST: %w", err)
+	}
+	fs.Float64Var(rate, "routes-rate", r, "Routing API requests per second per address; 429 beyond it (AMTSBOTE_ROUTES_RATE)")
+	fs.IntVar(burst, "routes-burst", b, "Routing API requests at once per address (AMTSBOTE_ROUTES_BURST)")
+	return nil
+}
+
 // serveConfig configures `amtsbote serve`.
 type serveConfig struct {
 	Targets []string
@@ -118,18 +134,11 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	fs.IntVar(&c.Replicas, "replicas", replicas, "JetStream replicas of the streams this process creates: 1, or 3 in a cluster (AMTSBOTE_REPLICAS)")
 	fs.StringVar(&c.LogLevel, "log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
 	otlpFlag(fs, &c.OTLP, env)
-	routesRate, err := strconv.ParseFloat(env.str("AMTSBOTE_ROUTES_RATE", strconv.Itoa(routingapi.DefaultRateLimit)), 64)
-	if err != nil {
-		return c, fmt.Errorf("AMTSBOTE_ROUTES_RATE: %w", err)
+	// A load test, or a load balancer that does not pass the client's
+	// address on, sends every request from one address.
+	if err := routesFlags(fs, env, &c.RoutesRate, &c.RoutesBurst); err != nil {
+		return c, err
 	}
-	routesBurst, err := strconv.Atoi(env.str("AMTSBOTE_ROUTES_BURST", strconv.Itoa(routingapi.DefaultRateBurst)))
-	if err != nil {
-		return c, fmt.Errorf("AMTSBOTE_ROUTES_BURST: %w", err)
-	}
-	// Behind a load balancer that does not pass the client's address on,
-	// every request comes from the balancer's.
-	fs.Float64Var(&c.RoutesRate, "routes-rate", routesRate, "Routing API requests per second per address; 429 beyond it (AMTSBOTE_ROUTES_RATE)")
-	fs.IntVar(&c.RoutesBurst, "routes-burst", routesBurst, "Routing API requests at once per address (AMTSBOTE_ROUTES_BURST)")
 	applyLimits, err := limitFlags(fs, env, &c.Limits)
 	if err != nil {
 		return c, err

@@ -6,7 +6,6 @@ import (
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/problem"
-	"github.com/amtsbote/amtsbote/pkg/routing"
 	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
 )
 
@@ -61,16 +60,9 @@ func (c *Console) handleKreisCoverage(w http.ResponseWriter, r *http.Request, _ 
 	if err != nil {
 		return err
 	}
-	raw, _, err := httpapi.QueryParam(q, "service")
+	service, err := serviceParam(q)
 	if err != nil {
 		return err
-	}
-	if raw == "" {
-		return problem.InvalidRequest("service", "service is required: a LeiKa key or a service URN")
-	}
-	service, err := routing.ServiceID(raw)
-	if err != nil {
-		return problem.Invalid("service", err.Error())
 	}
 	at, err := c.at(q)
 	if err != nil {

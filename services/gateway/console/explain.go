@@ -63,6 +63,23 @@ const (
 	outcomeUnmatched = "no route matched"
 )
 
+// serviceParam reads the required query parameter service, a LeiKa key
+// or a service URN, as the routing table's service id.
+func serviceParam(q url.Values) (string, error) {
+	raw, _, err := httpapi.QueryParam(q, "service")
+	if err != nil {
+		return "", err
+	}
+	if raw == "" {
+		return "", problem.InvalidRequest("service", "service is required: a LeiKa key or a service URN")
+	}
+	service, err := routing.ServiceID(raw)
+	if err != nil {
+		return "", problem.Invalid("service", err.Error())
+	}
+	return service, nil
+}
+
 // handleExplain answers which destination serves service (a LeiKa key or
 // a service URN) in a place, given as ars or by name in place, at the RFC
 // 3339 time at (default now), at which level it matched and which of the
@@ -72,16 +89,9 @@ func (c *Console) handleExplain(w http.ResponseWriter, r *http.Request, _ httpap
 	if err != nil {
 		return err
 	}
-	raw, _, err := httpapi.QueryParam(q, "service")
+	service, err := serviceParam(q)
 	if err != nil {
 		return err
-	}
-	if raw == "" {
-		return problem.InvalidRequest("service", "service is required: a LeiKa key or a service URN")
-	}
-	service, err := routing.ServiceID(raw)
-	if err != nil {
-		return problem.Invalid("service", err.Error())
 	}
 	at, err := c.at(q)
 	if err != nil {
