@@ -7,9 +7,11 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -692,3 +694,52 @@ var errBroken = errors.New("broken reader")
 type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errBroken }
+
+// TestTokenBusy: a token endpoint answering 503 or 429 is asked again,
+// after its Retry-After when it gives one; a refused client is not.
+func TestTokenBusy(t *testing.T) {
+	var calls atomic.Int32
+	busy := map[int32]int{1: http.StatusServiceUnavailable, 2: http.StatusTooManyRequests}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := calls.Add(1)
+		if r.FormValue("client_secret") != "richtig" {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error":"invalid_client"}`)
+			return
+		}
+		if code, ok := busy[n]; ok {
+			if n == 1 {
+				w.Header().Set("Retry-After", "1")
+			}
+			http.Error(w, "busy", code)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"access_token":"t","token_type":"Bearer","expires_in":1800}`)
+	}))
+	t.Cleanup(srv.Close)
+	ctx := context.Background()
+
+	cc := &ClientCredentials{TokenURL: srv.URL, ClientID: "c", ClientSecret: "richtig"}
+	began := time.Now()
+	tok, err := cc.Token(ctx)
+	if err != nil || tok != "t" {
+		t.Fatalf("token %q, %v; want t after two busy answers", tok, err)
+	}
+	if n := calls.Load(); n != 3 {
+		t.Fatalf("%d token requests, want 3", n)
+	}
+	if waited := time.Since(began); waited < time.Second {
+		t.Errorf("asked again after %s, before the Retry-After of 1s", waited)
+	}
+
+	calls.Store(10)
+	wrong := &ClientCredentials{TokenURL: srv.URL, ClientID: "c", ClientSecret: "falsch"}
+	if _, err := wrong.Token(ctx); !errors.Is(err, ErrToken) {
+		t.Fatalf("wrong secret: %v, want ErrToken", err)
+	}
+	if n := calls.Load(); n != 11 {
+		t.Fatalf("a refused client was asked %d times, want once", n-10)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"mime"
 	"net/http"
 	"net/url"
@@ -69,7 +70,29 @@ func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
 	if cc.token != "" && now.Before(cc.refresh) {
 		return cc.token, nil
 	}
-	tok, lifetime, err := cc.fetch(ctx)
+	var (
+		tok      string
+		lifetime time.Duration
+		err      error
+	)
+	for attempt := 0; ; attempt++ {
+		var busy *busyError
+		tok, lifetime, err = cc.fetch(ctx)
+		if !errors.As(err, &busy) || attempt >= tokenTries-1 {
+			break
+		}
+		// A token endpoint that is busy says when to come back; a
+		// refused client is not asked again.
+		wait := cmp.Or(busy.after, tokenBackoff<<attempt)
+		wait += time.Duration(rand.Int64N(int64(wait)/4 + 1))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return "", fmt.Errorf("fetch token: %w (after %w)", ctx.Err(), err)
+		case <-t.C:
+		}
+	}
 	if err != nil {
 		return "", err
 	}
@@ -92,6 +115,23 @@ func (cc *ClientCredentials) now() time.Time {
 	return time.Now()
 }
 
+// Retries of a token request the endpoint answered 429 or 503, or that
+// did not reach it.
+const (
+	tokenTries   = 6
+	tokenBackoff = 250 * time.Millisecond
+)
+
+// busyError is a token request worth repeating: after says when, 0 when
+// the endpoint did not say.
+type busyError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *busyError) Error() string { return e.err.Error() }
+func (e *busyError) Unwrap() error { return e.err }
+
 func (cc *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, error) {
 	form := url.Values{
 		"grant_type":    {"client_credentials"},
@@ -113,7 +153,11 @@ func (cc *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, 
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return "", 0, fmt.Errorf("fetch token: %w", err)
+		err = fmt.Errorf("fetch token: %w", err)
+		if ctx.Err() == nil {
+			err = &busyError{err: err}
+		}
+		return "", 0, err
 	}
 	defer drain(resp)
 	var a tokenAnswer
@@ -134,7 +178,11 @@ func (cc *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, 
 		if len(reason) > 512 {
 			reason = reason[:512] + "…"
 		}
-		return "", 0, fmt.Errorf("fetch token: %w: status %d: %s", ErrToken, resp.StatusCode, reason)
+		err := fmt.Errorf("fetch token: %w: status %d: %s", ErrToken, resp.StatusCode, reason)
+		if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
+			err = &busyError{err: err, after: retryAfter(resp)}
+		}
+		return "", 0, err
 	}
 	switch {
 	case jsonErr != nil:
