@@ -84,6 +84,20 @@ type RejectPayload struct {
 	Problems []Problem `json:"problems"`
 }
 
+// ForwardPayload is the payload of forward-submission. FIT-Connect
+// prescribes none; Amtsbote's receivers name the submission the content
+// was handed on as, so that the case shows where it went.
+type ForwardPayload struct {
+	ForwardedTo *ForwardTarget `json:"forwardedTo,omitempty"`
+}
+
+// ForwardTarget is the submission a forwarded one became.
+type ForwardTarget struct {
+	DestinationID string `json:"destinationId"`
+	SubmissionID  string `json:"submissionId"`
+	CaseID        string `json:"caseId"`
+}
+
 // New builds the claims of one event about a submission, with a random
 // jti, $schema SchemaURI and iat now (to the second). A nil payload is the
 // empty object. The claims must pass Validate.
@@ -276,6 +290,30 @@ func checkPayload(uri string, payload json.RawMessage) error {
 			return claimRule("problems", "reject-submission needs at least one problem")
 		}
 		return checkProblems(raw)
+	case ForwardSubmission:
+		if raw, ok := m["forwardedTo"]; ok {
+			return checkForwardTarget(raw)
+		}
+	}
+	return nil
+}
+
+// checkForwardTarget checks Amtsbote's forwardedTo member: three UUIDs.
+func checkForwardTarget(raw json.RawMessage) error {
+	m, err := strictjson.Object(raw)
+	if err != nil {
+		return claimRule("forwardedTo", "%v", err)
+	}
+	for _, k := range []string{"destinationId", "submissionId", "caseId"} {
+		var id string
+		if v, ok := m[k]; !ok || json.Unmarshal(v, &id) != nil || !isUUID(id) {
+			return claimRule("forwardedTo."+k, "must be a UUID")
+		}
+	}
+	for k := range m {
+		if k != "destinationId" && k != "submissionId" && k != "caseId" {
+			return claimRule("forwardedTo."+k, "unknown member")
+		}
 	}
 	return nil
 }

@@ -39,6 +39,9 @@ func TestSignVerifyRoundTrip(t *testing.T) {
 		{"submit without data", set.SubmitSubmission, backbone, set.SubmitPayload{AuthenticationTags: set.AuthenticationTags{Metadata: tag(7)}}},
 		{"notify", set.NotifySubmission, backbone, nil},
 		{"forward", set.ForwardSubmission, destinationID, map[string]any{}},
+		{"forward naming its target", set.ForwardSubmission, destinationID, set.ForwardPayload{ForwardedTo: &set.ForwardTarget{
+			DestinationID: destinationID, SubmissionID: submissionID, CaseID: caseID,
+		}}},
 		{"accept", set.AcceptSubmission, destinationID, set.AcceptPayload{AuthenticationTags: tags()}},
 		{"reject", set.RejectSubmission, destinationID, set.RejectPayload{Problems: []set.Problem{{
 			Type: "https://schema.fitko.de/fit-connect/events/problems/missing-data", Title: "Fachdaten fehlen",
@@ -149,6 +152,11 @@ func TestNewRefusesBrokenEvents(t *testing.T) {
 		{"accept with empty tags", set.AcceptSubmission, submissionID, caseID, set.AcceptPayload{}, "authenticationTags.metadata"},
 		{"reject without problems", set.RejectSubmission, submissionID, caseID, set.RejectPayload{}, "problems"},
 		{"payload not an object", set.ForwardSubmission, submissionID, caseID, []string{"x"}, "events"},
+		{"forward target not an object", set.ForwardSubmission, submissionID, caseID, map[string]any{"forwardedTo": "x"}, "forwardedTo"},
+		{"forward target without case", set.ForwardSubmission, submissionID, caseID,
+			map[string]any{"forwardedTo": map[string]string{"destinationId": destinationID, "submissionId": submissionID}}, "forwardedTo.caseId"},
+		{"forward target with another member", set.ForwardSubmission, submissionID, caseID,
+			map[string]any{"forwardedTo": map[string]string{"destinationId": destinationID, "submissionId": submissionID, "caseId": caseID, "x": "y"}}, "forwardedTo.x"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
