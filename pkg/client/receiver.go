@@ -483,6 +483,27 @@ func (r *Receiver) Reject(ctx context.Context, rec *Received, signer jose.KeyPai
 	return nil
 }
 
+// Forward posts a forward-submission event, signed with the destination's
+// signing key: the destination handed the verified submission on, here
+// as the submission to, which the event names. It may be repeated as
+// Accept may. The submission leaves the pickup list; its sender sees it
+// forwarded.
+func (r *Receiver) Forward(ctx context.Context, rec *Received, signer jose.KeyPair, to Receipt) error {
+	if rec == nil || !rec.verified {
+		return fmt.Errorf("forward: %w", ErrNotVerified)
+	}
+	if !isUUID(to.DestinationID) || !isUUID(to.SubmissionID) || !isUUID(to.CaseID) {
+		return fmt.Errorf("forward %s: the target's destination, submission and case ids are required", rec.SubmissionID)
+	}
+	payload := set.ForwardPayload{ForwardedTo: &set.ForwardTarget{
+		DestinationID: strings.ToLower(to.DestinationID), SubmissionID: strings.ToLower(to.SubmissionID), CaseID: strings.ToLower(to.CaseID),
+	}}
+	if err := r.decide(ctx, rec, signer, set.ForwardSubmission, payload, nil); err != nil {
+		return fmt.Errorf("forward %s: %w", rec.SubmissionID, err)
+	}
+	return nil
+}
+
 func (r *Receiver) decide(ctx context.Context, rec *Received, signer jose.KeyPair, event string, payload any, problems []set.Problem) error {
 	if signer.Purpose != jose.Signing || signer.Private == nil || signer.Public.KeyID == "" {
 		return errors.New("signer is not a private signing key with a kid")
@@ -508,11 +529,30 @@ func (r *Receiver) decide(ctx context.Context, rec *Received, signer jose.KeyPai
 	}
 	rec.decision = decision{}
 	if p.Status == http.StatusConflict {
-		if ev, derr := r.Decided(ctx, Pickup{DestinationID: rec.DestinationID, SubmissionID: rec.SubmissionID, CaseID: rec.CaseID}); derr == nil && ev != nil && ev.Type == event {
+		if ev, derr := r.recorded(ctx, Pickup{DestinationID: rec.DestinationID, SubmissionID: rec.SubmissionID, CaseID: rec.CaseID}, event); derr == nil && ev != nil {
 			return nil
 		}
 	}
 	return err
+}
+
+// recorded returns the destination's first event of type event about
+// the submission p names, nil when there is none.
+func (r *Receiver) recorded(ctx context.Context, p Pickup, event string) (*Event, error) {
+	events, err := r.c.eventLog(ctx, p.CaseID)
+	if err != nil {
+		return nil, err
+	}
+	st, err := deriveStatus(events, p.SubmissionID, p.DestinationID)
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range st.Events {
+		if ev.ByDestination && ev.Type == event {
+			return &ev, nil
+		}
+	}
+	return nil, nil
 }
 
 // Decided reads the case's verified event log and returns the

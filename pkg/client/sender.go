@@ -16,6 +16,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/set"
 )
 
@@ -30,6 +31,10 @@ var (
 	ErrDestination = errors.New("destination cannot take the submission")
 	// ErrInvalidSubmission means the Submission itself is incomplete or wrong.
 	ErrInvalidSubmission = errors.New("invalid submission")
+	// ErrAlreadySubmitted means a Submit with an IdempotencyKey found its
+	// submission submitted by an earlier call; the Receipt it returns
+	// with this error is that submission's.
+	ErrAlreadySubmitted = errors.New("submitted before")
 )
 
 // regionRE is FIT-Connect's ServiceRegion pattern: "DE" and an ARS prefix.
@@ -140,8 +145,10 @@ type Submission struct {
 	// IdempotencyKey is sent with the create request. Repeating Submit
 	// with the same key (and the same attachment IDs, so set them) after a
 	// crash finds the same submission again; it fails with a conflict if
-	// that one was already submitted. Empty means a fresh key per call,
-	// which still makes the client's own retries safe.
+	// that one was already submitted, or, when the case's event log shows
+	// it submitted, returns its Receipt with ErrAlreadySubmitted. Empty
+	// means a fresh key per call, which still makes the client's own
+	// retries safe.
 	IdempotencyKey string
 }
 
@@ -207,7 +214,10 @@ type submitBody struct {
 func (s *Sender) Submit(ctx context.Context, sub Submission) (Receipt, error) {
 	r, err := s.submit(ctx, sub)
 	if err != nil {
-		return Receipt{}, fmt.Errorf("submit to %s: %w", sub.DestinationID, err)
+		if !errors.Is(err, ErrAlreadySubmitted) {
+			r = Receipt{}
+		}
+		return r, fmt.Errorf("submit to %s: %w", sub.DestinationID, err)
 	}
 	return r, nil
 }
@@ -269,6 +279,39 @@ func (s *Sender) submit(ctx context.Context, sub Submission) (Receipt, error) {
 	if err != nil {
 		return Receipt{}, err
 	}
+	r, err := s.send(ctx, sub, c, ids, key, data, infos, mimeType)
+	if err != nil && sub.IdempotencyKey != "" {
+		// Uploads and the submit of a submission submitted before are
+		// refused as being in the wrong state or differing from the first.
+		if p, ok := problem.As(err); ok && (p.Status == http.StatusConflict ||
+			p.Type == problem.TypeSubmissionState || p.Type == problem.TypeIdempotencyMismatch) {
+			if before, ok := s.submittedBefore(ctx, c, ids); ok {
+				return before, fmt.Errorf("submission %s: %w", c.SubmissionID, ErrAlreadySubmitted)
+			}
+		}
+	}
+	return r, err
+}
+
+// submittedBefore returns the Receipt of the announced submission c when
+// its case's event log shows it submitted.
+func (s *Sender) submittedBefore(ctx context.Context, c created, ids []string) (Receipt, bool) {
+	r := Receipt{DestinationID: c.DestinationID, SubmissionID: c.SubmissionID, CaseID: c.CaseID, AttachmentIDs: ids}
+	events, err := s.c.eventLog(ctx, c.CaseID)
+	if err != nil {
+		return Receipt{}, false
+	}
+	st, err := deriveStatus(events, c.SubmissionID, c.DestinationID)
+	if err != nil || st.AuthenticationTags == nil {
+		return Receipt{}, false
+	}
+	r.AuthenticationTags = *st.AuthenticationTags
+	return r, true
+}
+
+// send uploads the attachments of the announced submission c, then
+// encrypts and submits metadata and data.
+func (s *Sender) send(ctx context.Context, sub Submission, c created, ids []string, key *gojose.JSONWebKey, data *DataInfo, infos []AttachmentInfo, mimeType string) (Receipt, error) {
 	tags := set.AuthenticationTags{}
 	if len(ids) > 0 {
 		tags.Attachments = make(map[string]string, len(ids))
