@@ -57,6 +57,16 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 	if err != nil {
 		return fmt.Errorf("submission api: %w", err)
 	}
+	var forwarder *client.Client
+	if f := conf.Forward; f != nil {
+		forwarder, err = client.New(conf.HTTP.BaseURL,
+			client.Credentials(f.ClientID, f.ClientSecret.Reveal()),
+			client.TokenURL(conf.HTTP.TokenURL),
+			client.Logger(log))
+		if err != nil {
+			return fmt.Errorf("submission api for forwarding: %w", err)
+		}
+	}
 	sk, err := conf.Sink.Open(ctx)
 	if err != nil {
 		return fmt.Errorf("open sink: %w", err)
@@ -88,7 +98,9 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 	if err != nil {
 		return err
 	}
-	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Bus: b, Sinks: sinks, Logger: log})
+	sub, err := subscriber.New(subscriber.Config{
+		Conf: conf, Sink: sk, API: api, Forwarder: forwarder, Bus: b, Sinks: sinks, Logger: log,
+	})
 	if err != nil {
 		return err
 	}

@@ -16,22 +16,30 @@
 //   - HTTP: the pickup list of every destination, polled at an interval
 //     and, when configured, at once on a new-submissions callback.
 //
+// A submission of a service that, by the configuration's forward rules,
+// another destination is responsible for is not delivered: it is
+// re-encrypted to that destination's key and submitted there by a sending
+// client, and the original gets forward-submission naming the new one.
+//
 // Delivery is at least once; the sink's idempotency by submission id makes
 // its effect exactly once, and a submission already decided counts as done.
 package subscriber
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
@@ -51,6 +59,9 @@ const (
 	ReasonSinkRefused = "sink-refused"
 	// ReasonMalformed: the INBOX message names no submission.
 	ReasonMalformed = "subscriber-malformed"
+	// ReasonForwardRefused: the destination a submission is forwarded to
+	// cannot take it (inactive, the service not offered, refused).
+	ReasonForwardRefused = "forward-refused"
 )
 
 // Defaults of the NATS consumer the subscriber creates when it may.
@@ -66,6 +77,8 @@ type Outcome string
 const (
 	Accepted Outcome = "accepted"
 	Rejected Outcome = "rejected"
+	// Forwarded: handed on to the responsible destination.
+	Forwarded Outcome = "forwarded"
 	// Decided: someone decided the submission before; nothing was done.
 	Decided Outcome = "decided"
 	// Skipped: the submission belongs to a destination not served here.
@@ -80,6 +93,9 @@ type Config struct {
 	Sink sink.Sink
 	// API is the Submission API client of a subscribe:destination client.
 	API *client.Client
+	// Forwarder is the Submission API client of the sending client that
+	// forwards; required when the configuration has forward rules.
+	Forwarder *client.Client
 	// Bus is the NATS connection; required in mode nats.
 	Bus *bus.Bus
 	// BackoffBase is the first nak delay after a transient failure in mode
@@ -125,6 +141,8 @@ func New(cfg Config) (*Subscriber, error) {
 		return nil, errors.New("new subscriber: no API client")
 	case cfg.Conf.Mode == config.ModeNATS && cfg.Bus == nil:
 		return nil, errors.New("new subscriber: mode nats without a NATS connection")
+	case cfg.Conf.Forward != nil && cfg.Forwarder == nil:
+		return nil, errors.New("new subscriber: forward rules without a forwarding client")
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -201,6 +219,10 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, erro
 	}
 	defer rec.Close()
 
+	if to, ok := s.conf.Forward.Target(destID, rec.ServiceType.Identifier); ok {
+		return s.forward(ctx, log, p, rec, d, to)
+	}
+
 	began := time.Now()
 	err = s.cfg.Sink.Deliver(ctx, delivery(rec))
 	s.observe(err, time.Since(began))
@@ -220,6 +242,108 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, erro
 	}
 	log.Info("subscriber: accepted", "sink", s.cfg.Sink.Kind())
 	return Accepted, nil
+}
+
+// forward submits the verified submission rec anew to the destination to,
+// re-encrypted to its key by the Sender, and posts forward-submission on
+// the original. The new submission's Idempotency-Key and attachment ids
+// derive from the original's, so that a repeat after a crash finds it
+// again rather than making a second one.
+func (s *Subscriber) forward(ctx context.Context, log *slog.Logger, p client.Pickup, rec *client.Received, d destination, to string) (Outcome, error) {
+	if decided, err := s.decided(ctx, p, ""); err != nil {
+		return "", fmt.Errorf("forward: event log: %w", err)
+	} else if decided != "" {
+		return Decided, nil
+	}
+	sub, files, err := forwarded(rec, to)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	if err != nil {
+		return "", err
+	}
+	receipt, err := s.cfg.Forwarder.Sender().Submit(ctx, sub)
+	switch {
+	case errors.Is(err, client.ErrAlreadySubmitted):
+		log.Info("subscriber: forwarded before", "to_submission_id", receipt.SubmissionID)
+	case errors.Is(err, client.ErrDestination), errors.Is(err, client.ErrInvalidSubmission), refused(err):
+		return "", bus.PermanentReason(ReasonForwardRefused, fmt.Errorf("forward to %s: %w", to, err))
+	case err != nil:
+		return "", fmt.Errorf("forward to %s: %w", to, err)
+	}
+	if err := s.recv.Forward(ctx, rec, d.signer, receipt); err != nil {
+		if decided, derr := s.decided(ctx, p, set.ForwardSubmission); derr == nil && decided != "" {
+			return Decided, nil
+		}
+		return "", fmt.Errorf("submitted to %s as %s, not marked forwarded: %w", to, receipt.SubmissionID, err)
+	}
+	log.Info("subscriber: forwarded", "to_destination_id", to, "to_submission_id", receipt.SubmissionID)
+	return Forwarded, nil
+}
+
+// forwardNamespace derives the forwarded submission's attachment ids.
+var forwardNamespace = uuid.MustParse("3c5e3f0a-6d0b-4a57-9a0e-2a7c1d9b8e41")
+
+// forwarded is the submission rec becomes at destination to: the same
+// service, data, attachments and further metadata members. The caller
+// closes the attachment files it returns.
+func forwarded(rec *client.Received, to string) (client.Submission, []*os.File, error) {
+	sub := client.Submission{
+		DestinationID:  to,
+		ServiceType:    rec.ServiceType,
+		Data:           rec.Data,
+		IdempotencyKey: "forward-" + rec.SubmissionID,
+	}
+	if rec.Data != nil {
+		sub.DataMimeType = rec.DataMimeType
+		if ds := rec.Metadata.ContentStructure.Data; ds != nil {
+			sub.DataSchemaURI = ds.SubmissionSchema.SchemaURI
+		}
+	}
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(rec.Metadata.Raw, &top); err != nil {
+		return sub, nil, bus.PermanentReason(ReasonForwardRefused, fmt.Errorf("forward: metadata: %w", err))
+	}
+	for k, v := range top {
+		if k == "$schema" || k == "contentStructure" || k == "publicServiceType" {
+			continue
+		}
+		if sub.ExtraMetadata == nil {
+			sub.ExtraMetadata = map[string]any{}
+		}
+		sub.ExtraMetadata[k] = v
+	}
+	var files []*os.File
+	for _, a := range rec.Attachments {
+		f, err := a.Open()
+		if err != nil {
+			return sub, files, fmt.Errorf("forward: %w", err)
+		}
+		files = append(files, f)
+		sub.Attachments = append(sub.Attachments, client.Attachment{
+			ID:       uuid.NewSHA1(forwardNamespace, []byte(rec.SubmissionID+"/"+a.ID)).String(),
+			Filename: a.Filename, Description: a.Description, MimeType: a.MimeType, Purpose: a.Purpose,
+			Content: f,
+		})
+	}
+	return sub, files, nil
+}
+
+// refused reports a 4xx answer that repeating cannot change: not a
+// conflict or a wrong state (the state may move on), a timeout or a rate
+// limit.
+func refused(err error) bool {
+	p, ok := problem.As(err)
+	if !ok || p.Type == problem.TypeSubmissionState {
+		return false
+	}
+	switch p.Status {
+	case http.StatusConflict, http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusUnauthorized:
+		return false
+	}
+	return p.Status >= 400 && p.Status < 500
 }
 
 // decided returns the type of the receiver's decision on the submission in

@@ -116,10 +116,16 @@ func newSystem(t *testing.T, users ...natsUser) *system {
 // service for its own Gemeinde, with the shared test keys.
 func (s *system) addDestinations(t *testing.T, arsList ...string) []testDestination {
 	t.Helper()
+	return s.addDestinationsKeyed(t, keyPair(t, encKey), arsList...)
+}
+
+// addDestinationsKeyed is addDestinations with the encryption key encKP.
+func (s *system) addDestinationsKeyed(t *testing.T, encKP jose.KeyPair, arsList ...string) []testDestination {
+	t.Helper()
 	var out []testDestination
 	for _, a := range arsList {
 		id := uuid.NewString()
-		enc, sig := withKID(keyPair(t, encKey), "enc-"+id), withKID(keyPair(t, sigKey), "sig-"+id)
+		enc, sig := withKID(encKP, "enc-"+id), withKID(keyPair(t, sigKey), "sig-"+id)
 		encJSON, err := enc.PublicJSON()
 		if err != nil {
 			t.Fatal(err)

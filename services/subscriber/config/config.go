@@ -27,6 +27,13 @@
 //	  - id: 2f0b0e1c-8d0a-4b9e-9c77-5f1b3d1e2a01
 //	    encryptionKeys: [./keys/enc.private.jwk.json]   # RSA-OAEP-256 private JWKs
 //	    signingKey: ./keys/sig.private.jwk.json         # PS512 private JWK
+//	forward:                    # optional: hand on what another destination is responsible for
+//	  clientId: gemeinde-weiterleitung       # a send:region client of the Submission API at http.baseUrl
+//	  clientSecretFile: ./forward.secret     # or clientSecret
+//	  rules:
+//	    - service: urn:de:fim:leika:leistung:99108011000000
+//	      from: 2f0b0e1c-8d0a-4b9e-9c77-5f1b3d1e2a01   # optional: only submissions to this destination
+//	      to: 7d4c1a3e-0b5f-4e2d-8a9c-6e1f2b3c4d5e     # the responsible destination
 //	sink:
 //	  kind: directory           # directory | http | postgres
 //	  directory: ./data/sink    # with kind directory
@@ -97,7 +104,49 @@ type Config struct {
 	HTTP         HTTP
 	Concurrency  int
 	Destinations []Destination
-	Sink         Sink
+	// Forward is nil when nothing is forwarded.
+	Forward *Forward
+	Sink    Sink
+}
+
+// Forward hands on submissions of a service that another destination is
+// responsible for: re-encrypted to that destination and submitted there
+// by a sending client, then forward-submission on the original.
+type Forward struct {
+	ClientID     string
+	ClientSecret Secret
+	Rules        []ForwardRule
+}
+
+// ForwardRule forwards the submissions of Service to To; with From set,
+// only those that arrived at From.
+type ForwardRule struct {
+	Service string
+	From    string
+	To      string
+}
+
+// Target returns the destination a submission of service that arrived at
+// destinationID is forwarded to, and whether there is one. A rule never
+// forwards a destination's submissions to itself.
+func (f *Forward) Target(destinationID, service string) (string, bool) {
+	if f == nil {
+		return "", false
+	}
+	destinationID = strings.ToLower(destinationID)
+	var general string
+	for _, r := range f.Rules {
+		if r.Service != service || r.To == destinationID {
+			continue
+		}
+		if r.From == destinationID {
+			return r.To, true
+		}
+		if r.From == "" && general == "" {
+			general = r.To
+		}
+	}
+	return general, general != ""
 }
 
 // NATS is the pickup from the INBOX stream.
@@ -358,6 +407,19 @@ func (c *Config) String() string {
 			w(3, "- %s  # kid %s", f, d.EncryptionKeys[i].Public.KeyID)
 		}
 		w(2, "signingKey: %s  # kid %s", d.SigningKeyFile, d.SigningKey.Public.KeyID)
+	}
+	if f := c.Forward; f != nil {
+		w(0, "forward:")
+		w(1, "clientId: %s", f.ClientID)
+		w(1, "clientSecret: %s", f.ClientSecret)
+		w(1, "rules:")
+		for _, r := range f.Rules {
+			w(2, "- service: %s", r.Service)
+			if r.From != "" {
+				w(3, "from: %s", r.From)
+			}
+			w(3, "to: %s", r.To)
+		}
 	}
 	w(0, "sink:")
 	w(1, "kind: %s", c.Sink.Kind)

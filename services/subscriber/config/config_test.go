@@ -207,6 +207,54 @@ func TestParsePostgresSink(t *testing.T) {
 	}
 }
 
+// forwardService is a service the test destinations hand on.
+const forwardService = "urn:de:fim:leika:leistung:99108011000000"
+
+// TestParseForward reads the forward rules and picks a submission's
+// target: a rule for its destination before a general one, never the
+// destination itself.
+func TestParseForward(t *testing.T) {
+	dir := setup(t)
+	const kreis = "5d2c7b1a-3e4f-4a5b-9c6d-7e8f9a0b1c2d"
+	c, err := parse(t, dir, natsYAML+`forward:
+  clientId: weiterleitung
+  clientSecretFile: client.secret
+  rules:
+    - service: `+forwardService+`
+      to: `+kreis+`
+    - service: `+forwardService+`
+      from: `+destB+`
+      to: `+strings.ToUpper(destA)+`
+`)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	f := c.Forward
+	if f == nil || f.ClientID != "weiterleitung" || f.ClientSecret.Reveal() != "client-secret-from-file" || len(f.Rules) != 2 {
+		t.Fatalf("forward %+v", f)
+	}
+	for _, tc := range []struct {
+		from, service, want string
+	}{
+		{destA, forwardService, kreis},
+		{strings.ToUpper(destB), forwardService, destA},
+		{kreis, forwardService, ""},
+		{destA, "urn:de:fim:leika:leistung:99050012000000", ""},
+	} {
+		got, ok := f.Target(tc.from, tc.service)
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("Target(%s, %s) = %q, %v; want %q", tc.from, tc.service, got, ok, tc.want)
+		}
+	}
+	if out := c.String(); strings.Contains(out, "client-secret-from-file") || !strings.Contains(out, "from: "+destB) {
+		t.Errorf("String:\n%s", out)
+	}
+	var none *config.Forward
+	if _, ok := none.Target(destA, forwardService); ok {
+		t.Error("a configuration without forward rules forwards")
+	}
+}
+
 // TestParseErrors holds each mistake to an error naming its line and field.
 func TestParseErrors(t *testing.T) {
 	dir := setup(t)
@@ -275,6 +323,23 @@ func TestParseErrors(t *testing.T) {
 		{"tab indentation", "mode: nats\nnats:\n\turl: x\n", []string{"3: found character that cannot start any token"}},
 		{"top-level list", "- mode: nats\n", []string{"1: must be a mapping, is a list"}},
 		{"two documents", natsYAML + "---\nmode: http\n", []string{"21: a second YAML document"}},
+		{"forward without rules", natsYAML + "forward:\n  clientId: weiterleitung\n  clientSecret: s\n", []string{"21: forward.rules: required"}},
+		{"forward without client", natsYAML + "forward:\n  rules: []\n", []string{"21: forward.clientId: required", "21: forward.clientSecret: required", "22: forward.rules: is empty"}},
+		{"forward rule mistakes", natsYAML + "forward:\n  clientId: w\n  clientSecret: s\n  rules:\n" +
+			"    - {service: leika-99108011000000, to: " + destB + "}\n" +
+			"    - {service: " + forwardService + ", from: 9a0b8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d, to: " + destB + "}\n" +
+			"    - {service: " + forwardService + ", from: " + destA + ", to: " + strings.ToUpper(destA) + "}\n" +
+			"    - {service: " + forwardService + ", to: 42}\n" +
+			"    - {service: " + forwardService + ", too: " + destB + "}\n", []string{
+			`25: forward.rules[0].service: service identifier "leika-99108011000000" is not a URN`,
+			"26: forward.rules[1].from: 9a0b8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d is none of the destinations served here",
+			"27: forward.rules[2].to: forwards " + destA + " to itself",
+			`28: forward.rules[3].to: "42" is not a UUID`,
+			"29: forward.rules[4].too: unknown key", "29: forward.rules[4].to: required"}},
+		{"forward rule twice", natsYAML + "forward:\n  clientId: w\n  clientSecret: s\n  rules:\n" +
+			"    - {service: " + forwardService + ", to: " + destB + "}\n" +
+			"    - {service: " + forwardService + ", to: " + destA + "}\n", []string{
+			"26: forward.rules[1]: forwards the same service from the same destinations as rule 0"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

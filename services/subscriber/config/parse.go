@@ -23,6 +23,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/routing"
 	"github.com/amtsbote/amtsbote/services/subscriber/sink"
 )
 
@@ -89,7 +90,7 @@ func (p *parser) parse(data []byte) *Config {
 		p.add(0, "", "not a YAML document")
 		return nil
 	}
-	root := p.mapping(doc.Content[0], "", "mode", "nats", "http", "concurrency", "destinations", "sink")
+	root := p.mapping(doc.Content[0], "", "mode", "nats", "http", "concurrency", "destinations", "forward", "sink")
 	if root == nil {
 		return nil
 	}
@@ -117,10 +118,106 @@ func (p *parser) parse(data []byte) *Config {
 			c.Concurrency = int(v)
 		}
 	}
+	if root.get("forward") != nil {
+		if n := p.section(root, "forward"); n != nil {
+			c.Forward = p.forward(n, c.Destinations)
+		}
+	}
 	if n := p.section(root, "sink"); n != nil {
 		c.Sink = p.sink(n)
 	}
 	return c
+}
+
+// maxForwardRules bounds the forward rules.
+const maxForwardRules = 1024
+
+func (p *parser) forward(m *mapping, dests []Destination) *Forward {
+	f := &Forward{}
+	f.ClientID, _, _ = p.required(m, "clientId")
+	f.ClientSecret, _ = p.secret(m, "clientSecret", "clientSecretFile", true)
+	n := m.get("rules")
+	if n == nil {
+		p.missing(m, "rules", "required: at least one rule")
+		return f
+	}
+	items := p.list(n, "forward.rules")
+	if n.Kind == yaml.SequenceNode && len(n.Content) == 0 {
+		p.add(n.Line, "forward.rules", "is empty: at least one rule")
+	}
+	if len(items) > maxForwardRules {
+		p.add(n.Line, "forward.rules", "more than %d rules", maxForwardRules)
+		return f
+	}
+	served := map[string]bool{}
+	for _, d := range dests {
+		served[d.ID] = true
+	}
+	seen := map[[2]string]int{}
+	for i, e := range items {
+		path := index("forward.rules", i)
+		rm := p.mapping(e, path, "service", "from", "to")
+		if rm == nil {
+			continue
+		}
+		var r ForwardRule
+		ok := true
+		if s, sn, good := p.required(rm, "service"); good {
+			if err := routing.CheckServiceURN(s); err != nil {
+				p.add(sn.Line, path+".service", "%v", err)
+				ok = false
+			}
+			r.Service = s
+		} else {
+			ok = false
+		}
+		if s, fn := p.optional(rm, "from"); fn != nil {
+			id, good := p.uuid(fn, path+".from", s)
+			switch {
+			case !good:
+				ok = false
+			case !served[id]:
+				p.add(fn.Line, path+".from", "%s is none of the destinations served here", id)
+				ok = false
+			}
+			r.From = id
+		}
+		if s, tn, good := p.required(rm, "to"); good {
+			id, good := p.uuid(tn, path+".to", s)
+			if good && id == r.From {
+				p.add(tn.Line, path+".to", "forwards %s to itself", id)
+				good = false
+			}
+			ok = ok && good
+			r.To = id
+		} else {
+			ok = false
+		}
+		if !ok {
+			continue
+		}
+		key := [2]string{r.Service, r.From}
+		if j, dup := seen[key]; dup {
+			p.add(e.Line, path, "forwards the same service from the same destinations as rule %d", j)
+			continue
+		}
+		seen[key] = i
+		f.Rules = append(f.Rules, r)
+	}
+	return f
+}
+
+// uuid checks a UUID in its 36-character form and returns it in lower case.
+func (p *parser) uuid(n *yaml.Node, path, s string) (string, bool) {
+	if s == "" {
+		return "", false
+	}
+	u, err := uuid.Parse(s)
+	if err != nil || len(s) != 36 {
+		p.add(n.Line, path, "%q is not a UUID", s)
+		return "", false
+	}
+	return u.String(), true
 }
 
 // yamlError reports a syntax error at its line.
@@ -256,6 +353,7 @@ var sectionKeys = map[string][]string{
 	"nats": {"url", "credentials", "user", "password", "passwordFile", "token", "tokenFile", "durable", "filters"},
 	"http": {"baseUrl", "tokenUrl", "clientId", "clientSecret", "clientSecretFile", "pollInterval",
 		"callbackListen", "callbackSecret", "callbackSecretFile"},
+	"forward":       {"clientId", "clientSecret", "clientSecretFile", "rules"},
 	"sink":          {"kind", "directory", "http", "postgres"},
 	"sink.http":     {"url", "timeout", "maxAttempts", "maxElapsed", "headers"},
 	"sink.postgres": {"url", "urlFile", "schema", "table", "maxAttachment"},
