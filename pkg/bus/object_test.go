@@ -415,3 +415,38 @@ func TestObjectCorruptVerifyAndDeadLetter(t *testing.T) {
 		t.Errorf("DEAD holds %d letters for one object, want 1", n)
 	}
 }
+
+// TestObjectReadWithoutDirectGets reads an object of several chunks from a
+// stream that answers no direct gets: the stream's leader then serves
+// every chunk.
+func TestObjectReadWithoutDirectGets(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := testContext(t)
+	const size = 10*128<<10 + 1
+	wantHash := sha256.New()
+	if _, err := io.Copy(wantHash, &generator{size: size, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PutObject(ctx, "r1/large", &generator{size: size, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.JetStream().Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.AllowDirect = false
+	if _, err := b.JetStream().UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.GetObject(ctx, "r1/large")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil || n != size || !bytes.Equal(h.Sum(nil), wantHash.Sum(nil)) {
+		t.Fatalf("read %d bytes, %v; want the %d bytes put", n, err, size)
+	}
+}
