@@ -352,6 +352,7 @@ type objectReader struct {
 	subject string
 	next    uint64 // stream sequence to look for the next chunk from
 	ahead   []storedMsg
+	done    bool // the last chunk is read and the object checked
 	buf     []byte
 	read    uint64
 	size    uint64
@@ -375,6 +376,9 @@ func (r *objectReader) Read(p []byte) (int, error) {
 // fill reads the next chunk into buf, or returns io.EOF once the chunks
 // added up to the object's size and digest and no further chunk follows.
 func (r *objectReader) fill() error {
+	if r.done {
+		return io.EOF
+	}
 	if len(r.ahead) == 0 && r.read < r.size {
 		r.ahead = r.b.directChunks(r.ctx, r.next, r.subject, chunkBatch)
 	}
@@ -383,7 +387,7 @@ func (r *objectReader) fill() error {
 	if len(r.ahead) > 0 {
 		m, r.ahead = r.ahead[0], r.ahead[1:]
 	} else {
-		// No replica had the next chunk, or all chunks are read: the
+		// No replica had the next chunk, or the object is empty: the
 		// leader decides whether one follows.
 		m, err = r.b.leaderGet(r.ctx, objectStream, msgGetRequest{Seq: r.next, NextFor: r.subject})
 	}
@@ -404,7 +408,31 @@ func (r *objectReader) fill() error {
 		return fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, errDigest)
 	}
 	r.hash.Write(m.Data)
+	if r.read == r.size {
+		if err := r.end(); err != nil {
+			return err
+		}
+	}
 	r.buf = m.Data
+	return nil
+}
+
+// end asks the leader whether a chunk follows the last one and checks the
+// digest, before the last chunk is handed out: the caller's last Read
+// returns the object's end without a round trip, so an HTTP handler is done
+// once its client has every byte, and a client that then goes away does
+// not cut it off.
+func (r *objectReader) end() error {
+	_, err := r.b.leaderGet(r.ctx, objectStream, msgGetRequest{Seq: r.next, NextFor: r.subject})
+	switch {
+	case err == nil:
+		return fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, errDigest)
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return fmt.Errorf("get object %s: %w", r.name, err)
+	case !bytes.Equal(r.hash.Sum(nil), r.digest):
+		return fmt.Errorf("get object %s: %w", r.name, errDigest)
+	}
+	r.done = true
 	return nil
 }
 
