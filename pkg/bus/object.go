@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -155,14 +156,16 @@ func (b *Bus) VerifyObject(ctx context.Context, name string) (ObjectInfo, error)
 // chunks and checks the size and digest at the end: a corrupted object
 // fails a Read with ErrCorrupt. The caller closes it.
 //
-// The reader asks the stream's leader for one chunk at a time as the caller
-// reads, so memory does not grow with the object even when the caller
-// reads slowly, and a read uses no consumer: any number of reads, in a row
-// or at once, leave nothing behind on the stream (the object store's own
-// Get creates a consumer per read, which stays until the server notices it
-// idle and counts against the stream's consumer limit meanwhile). The
-// leader, not a replica that may lag, answers both the object's
-// description and its chunks. ctx bounds every Read.
+// The reader asks for a few chunks at a time as the caller reads, so
+// memory does not grow with the object even when the caller reads slowly,
+// and a read uses no consumer: any number of reads, in a row or at once,
+// leave nothing behind on the stream (the object store's own Get creates a
+// consumer per read, which stays until the server notices it idle and
+// counts against the stream's consumer limit meanwhile), and none waits
+// for a fresh consumer's first pull, which in a cluster can go unanswered
+// until its heartbeats are missed, 10 s later. The leader, not a replica
+// that may lag, answers the object's description and whether a chunk
+// follows where no replica has one. ctx bounds every Read.
 func (b *Bus) GetObject(ctx context.Context, name string) (io.ReadCloser, error) {
 	r, err := b.getObject(ctx, name)
 	if err != nil {
@@ -180,32 +183,8 @@ func (b *Bus) getObject(ctx context.Context, name string) (*objectReader, error)
 	if r.digest, err = jetstream.DecodeObjectDigest(info.Digest); err != nil {
 		return nil, fmt.Errorf("get object %s: digest: %w", name, err)
 	}
-	if info.Chunks > consumerChunks {
-		// One request per chunk would cost a round trip and a base64
-		// decoding each; a consumer of its own streams them, and is
-		// deleted as soon as the read ends.
-		cons, err := b.js.OrderedConsumer(ctx, objectStream, jetstream.OrderedConsumerConfig{
-			FilterSubjects:    []string{r.subject},
-			InactiveThreshold: 30 * time.Second,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("get object %s: %w", name, err)
-		}
-		it, err := cons.Messages(jetstream.PullMaxMessages(objectPrefetch))
-		if err != nil {
-			return nil, fmt.Errorf("get object %s: %w", name, err)
-		}
-		r.cons, r.it = cons, it
-	}
 	return r, nil
 }
-
-// consumerChunks is the size, in chunks, above which an object is read
-// through a consumer of its own rather than a chunk at a time.
-const consumerChunks = 8
-
-// objectPrefetch is how many chunks a consumer pulls ahead of the reader.
-const objectPrefetch = 4
 
 // description reads the description of the object name from the object
 // stream's leader: a replica that is behind may not know an object the
@@ -303,6 +282,64 @@ func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 	return storedMsg{Sequence: resp.Message.Sequence, Header: resp.Message.Header, Data: resp.Message.Data, Time: resp.Message.Time}, nil
 }
 
+// chunkBatch is how many chunks one direct get asks for: a round trip per
+// half MiB rather than per chunk, and a slow reader holds no more.
+const chunkBatch = 4
+
+// directBatchRequest is JetStream's DIRECT.GET request for up to Batch
+// messages on NextFor from Seq on.
+type directBatchRequest struct {
+	Seq     uint64 `json:"seq"`
+	NextFor string `json:"next_by_subj"`
+	Batch   int    `json:"batch"`
+}
+
+// directChunks asks any replica of objectStream for up to n messages on
+// subject from seq on, in one request answered by a stream of messages
+// with their raw data. A replica holds a prefix of what the leader holds,
+// so what it sends is what the leader would; one that is behind sends
+// fewer or none, and the caller asks the leader then. Any failure yields
+// what arrived before it, perhaps nothing.
+func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n int) []storedMsg {
+	body, err := json.Marshal(directBatchRequest{Seq: seq, NextFor: subject, Batch: n})
+	if err != nil {
+		return nil
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
+		defer cancel()
+	}
+	inbox := b.nc.NewInbox()
+	sub, err := b.nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := b.nc.PublishRequest("$JS.API.DIRECT.GET."+objectStream, inbox, body); err != nil {
+		return nil
+	}
+	var out []storedMsg
+	for len(out) < n {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return out
+		}
+		if m.Header.Get("Status") != "" {
+			// 204 ends the batch; 404 means the replica has none; 503
+			// means no replica answers direct gets.
+			return out
+		}
+		got, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil || got < seq || m.Header.Get(jetstream.SubjectHeader) != subject {
+			return out
+		}
+		seq = got + 1
+		out = append(out, storedMsg{Sequence: got, Data: m.Data})
+	}
+	return out
+}
+
 // leaderGetTimeout bounds one chunk request when ctx has no deadline.
 const leaderGetTimeout = 10 * time.Second
 
@@ -314,9 +351,8 @@ type objectReader struct {
 	info    ObjectInfo
 	subject string
 	next    uint64 // stream sequence to look for the next chunk from
-	cons    jetstream.Consumer
-	it      jetstream.MessagesContext
-	last    bool // the consumer delivered the last chunk
+	ahead   []storedMsg
+	done    bool // the last chunk is read and the object checked
 	buf     []byte
 	read    uint64
 	size    uint64
@@ -340,14 +376,21 @@ func (r *objectReader) Read(p []byte) (int, error) {
 // fill reads the next chunk into buf, or returns io.EOF once the chunks
 // added up to the object's size and digest and no further chunk follows.
 func (r *objectReader) fill() error {
-	if r.it != nil {
-		err := r.fillFromConsumer()
-		if err != nil {
-			r.release()
-		}
-		return err
+	if r.done {
+		return io.EOF
 	}
-	m, err := r.b.leaderGet(r.ctx, objectStream, msgGetRequest{Seq: r.next, NextFor: r.subject})
+	if len(r.ahead) == 0 && r.read < r.size {
+		r.ahead = r.b.directChunks(r.ctx, r.next, r.subject, chunkBatch)
+	}
+	var m storedMsg
+	var err error
+	if len(r.ahead) > 0 {
+		m, r.ahead = r.ahead[0], r.ahead[1:]
+	} else {
+		// No replica had the next chunk, or the object is empty: the
+		// leader decides whether one follows.
+		m, err = r.b.leaderGet(r.ctx, objectStream, msgGetRequest{Seq: r.next, NextFor: r.subject})
+	}
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound) && r.read < r.size:
 		return fmt.Errorf("get object %s: chunks hold %d of its %d bytes: %w", r.name, r.read, r.size, errDigest)
@@ -365,65 +408,41 @@ func (r *objectReader) fill() error {
 		return fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, errDigest)
 	}
 	r.hash.Write(m.Data)
+	if r.read == r.size {
+		if err := r.end(); err != nil {
+			return err
+		}
+	}
 	r.buf = m.Data
 	return nil
 }
 
-// fillFromConsumer reads the next chunk from the reader's consumer.
-func (r *objectReader) fillFromConsumer() error {
-	if r.last {
-		if !bytes.Equal(r.hash.Sum(nil), r.digest) {
-			return fmt.Errorf("get object %s: %w", r.name, errDigest)
-		}
-		return io.EOF
-	}
-	msg, err := r.it.Next(jetstream.NextContext(r.ctx))
-	if err != nil {
-		return fmt.Errorf("get object %s: %w", r.name, err)
-	}
-	meta, err := msg.Metadata()
-	if err != nil {
-		return fmt.Errorf("get object %s: chunk metadata: %w", r.name, err)
-	}
-	data := msg.Data()
-	r.read += uint64(len(data))
+// end asks the leader whether a chunk follows the last one and checks the
+// digest, before the last chunk is handed out: the caller's last Read
+// returns the object's end without a round trip, so an HTTP handler is done
+// once its client has every byte, and a client that then goes away does
+// not cut it off.
+func (r *objectReader) end() error {
+	_, err := r.b.leaderGet(r.ctx, objectStream, msgGetRequest{Seq: r.next, NextFor: r.subject})
 	switch {
-	case r.read > r.size, r.read == r.size && meta.NumPending > 0:
+	case err == nil:
 		return fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, errDigest)
-	case r.read < r.size && meta.NumPending == 0:
-		// Waiting would never end: a chunk is missing.
-		return fmt.Errorf("get object %s: chunks hold %d of its %d bytes: %w", r.name, r.read, r.size, errDigest)
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		return fmt.Errorf("get object %s: %w", r.name, err)
+	case !bytes.Equal(r.hash.Sum(nil), r.digest):
+		return fmt.Errorf("get object %s: %w", r.name, errDigest)
 	}
-	r.last = r.read == r.size
-	r.hash.Write(data)
-	r.buf = data
+	r.done = true
 	return nil
 }
 
-// release stops the reader's consumer, if it has one, and deletes it on
-// the server, in the background: the reader does not wait for it.
-func (r *objectReader) release() {
-	if r.it == nil {
-		return
-	}
-	r.it.Stop()
-	name := r.cons.CachedInfo().Name
-	r.it, r.cons = nil, nil
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = r.b.js.DeleteConsumer(ctx, objectStream, name)
-	}()
-}
-
-// Close ends the reader and releases what it holds on the server. It is
-// safe to call more than once.
+// Close ends the reader. It holds nothing on the server, so this only makes
+// further Reads fail. It is safe to call more than once.
 func (r *objectReader) Close() error {
 	if r.err == nil {
 		r.err = errors.New("get object " + r.name + ": reader closed")
 	}
-	r.release()
-	r.buf = nil
+	r.buf, r.ahead = nil, nil
 	return nil
 }
 

@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
@@ -271,5 +274,78 @@ func TestObjectPutDuringLeaderChange(t *testing.T) {
 	t.Logf("%d uploads: %d stored intact, %d refused", len(uploads), stored, refused)
 	if stored == 0 {
 		t.Error("no upload succeeded")
+	}
+}
+
+// TestLargeObjectReadsUseNoConsumer reads an object of 12 chunks from
+// every node of a three-node cluster. No read may create a consumer: a
+// fresh consumer's first pull could go unanswered there until its
+// heartbeats were missed, 10 s later. A consumer created at the end shows
+// that creations are seen. The reads' times are logged.
+func TestLargeObjectReadsUseNoConsumer(t *testing.T) {
+	nodes := bustest.Cluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	admin := bustest.Connect(t, nodes.URL())
+	eventually(t, 30*time.Second, func() error {
+		return admin.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
+	})
+	created := make(chan string, 100)
+	sub, err := admin.Conn().Subscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.OBJ_"+bus.BucketPayloads+".>", func(m *nats.Msg) {
+		created <- m.Subject
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := admin.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	const size = 12*128<<10 - 1000
+	wantHash := sha256.New()
+	if _, err := io.Copy(wantHash, &generator{size: size, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.PutObject(ctx, "r1/large", &generator{size: size, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+	var times []time.Duration
+	for _, n := range nodes {
+		b := bustest.Connect(t, n.URL)
+		for range 5 {
+			start := time.Now()
+			r, err := b.GetObject(ctx, "r1/large")
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := sha256.New()
+			got, err := io.Copy(h, r)
+			r.Close()
+			if err != nil || got != size || !bytes.Equal(h.Sum(nil), wantHash.Sum(nil)) {
+				t.Fatalf("read from %s: %d bytes, %v", n.Server.Name(), got, err)
+			}
+			if _, err := b.VerifyObject(ctx, "r1/large"); err != nil {
+				t.Fatalf("verify on %s: %v", n.Server.Name(), err)
+			}
+			times = append(times, time.Since(start))
+		}
+	}
+	slices.Sort(times)
+	t.Logf("%d reads and verifications: median %s, slowest %s", len(times), times[len(times)/2], times[len(times)-1])
+
+	if _, err := admin.JetStream().CreateConsumer(ctx, "OBJ_"+bus.BucketPayloads, jetstream.ConsumerConfig{Name: "marker"}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		select {
+		case subject := <-created:
+			if !strings.HasSuffix(subject, ".marker") {
+				t.Fatalf("a read created consumer %s", subject)
+			}
+			return
+		case <-ctx.Done():
+			t.Fatal("the marker consumer's creation was not seen")
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -413,5 +414,68 @@ func TestObjectCorruptVerifyAndDeadLetter(t *testing.T) {
 	}
 	if n := streamMsgs(t, b, bus.StreamDead); n != 1 {
 		t.Errorf("DEAD holds %d letters for one object, want 1", n)
+	}
+}
+
+// TestObjectReadWithoutDirectGets reads an object of several chunks from a
+// stream that answers no direct gets: the stream's leader then serves
+// every chunk.
+func TestObjectReadWithoutDirectGets(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := testContext(t)
+	const size = 10*128<<10 + 1
+	wantHash := sha256.New()
+	if _, err := io.Copy(wantHash, &generator{size: size, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PutObject(ctx, "r1/large", &generator{size: size, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := b.JetStream().Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.AllowDirect = false
+	if _, err := b.JetStream().UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	r, err := b.GetObject(ctx, "r1/large")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, r)
+	if err != nil || n != size || !bytes.Equal(h.Sum(nil), wantHash.Sum(nil)) {
+		t.Fatalf("read %d bytes, %v; want the %d bytes put", n, err, size)
+	}
+}
+
+// TestObjectEndsWithItsLastChunk reads exactly an object's bytes and then
+// cancels the read's context, as an HTTP client that got every byte and
+// went away cancels its handler's: the next Read must still report the
+// end, the object having been checked before its last bytes were handed
+// out.
+func TestObjectEndsWithItsLastChunk(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	for _, size := range []int{1000, 3*128<<10 + 5, 6 * 128 << 10} {
+		name := "r1/end-" + strconv.Itoa(size)
+		if _, err := b.PutObject(testContext(t), name, &generator{size: size, probe: &heapProbe{}}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		r, err := b.GetObject(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(r, make([]byte, size)); err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		cancel()
+		if n, err := r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Errorf("%d bytes: after the last one Read gave %d, %v; want 0, EOF", size, n, err)
+		}
+		r.Close()
 	}
 }
