@@ -277,15 +277,19 @@ func (d *deployment) startSubscriber(t *testing.T, baseURL string) *flowtest.Run
 }
 
 // fachverfahren is the authority's HTTP intake: it stores each
-// Idempotency-Key's submission once and counts every store.
+// Idempotency-Key's submission once and counts every store, and every
+// delivery, a repeated one included.
 type fachverfahren struct {
 	mu     sync.Mutex
 	stored map[string][]byte // the data by submission id
 	copies map[string]int    // stores per submission id: must stay 1
+	posts  map[string]int    // deliveries per submission id
+	// differing are repeated deliveries whose data is not what was stored.
+	differing []string
 }
 
 func newFachverfahren() *fachverfahren {
-	return &fachverfahren{stored: map[string][]byte{}, copies: map[string]int{}}
+	return &fachverfahren{stored: map[string][]byte{}, copies: map[string]int{}, posts: map[string]int{}}
 }
 
 func (f *fachverfahren) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -312,7 +316,11 @@ func (f *fachverfahren) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.stored[key]; ok {
+	f.posts[key]++
+	if prev, ok := f.stored[key]; ok {
+		if string(prev) != doc.Data {
+			f.differing = append(f.differing, key)
+		}
 		w.WriteHeader(http.StatusOK) // a repeated key: stored already
 		return
 	}
@@ -482,6 +490,13 @@ func (l *load) verify(t *testing.T, baseURL string, timeout time.Duration, windo
 	if len(l.failed) == 0 && len(d.fv.stored) != len(l.sent) {
 		t.Errorf("the Fachverfahren stored %d submissions, the API accepted %d", len(d.fv.stored), len(l.sent))
 	}
+	for _, id := range d.fv.differing {
+		t.Errorf("%s delivered again with other data than the first time", id)
+	}
+	repeated := 0
+	for _, n := range d.fv.posts {
+		repeated += n - 1
+	}
 	d.fv.mu.Unlock()
 
 	// EVENTS holds each case's events once, and the ledger projected
@@ -509,22 +524,31 @@ func (l *load) verify(t *testing.T, baseURL string, timeout time.Duration, windo
 		}
 	}
 
-	var all, during []time.Duration
+	var all, during, outside []time.Duration
+	each := make([][]time.Duration, len(windows))
 	for _, s := range l.sent {
 		at := accepted[s.receipt.CaseID].acceptedAt
 		lat := at.Sub(s.at)
 		all = append(all, lat)
-		for _, w := range windows {
+		in := false
+		for i, w := range windows {
 			if !s.at.Before(w.start) && !s.at.After(w.end) {
-				during = append(during, lat)
-				break
+				each[i] = append(each[i], lat)
+				in = true
 			}
 		}
+		if in {
+			during = append(during, lat)
+		} else {
+			outside = append(outside, lat)
+		}
 	}
-	t.Logf("%d submissions accepted by the API, stored once each and accepted; submit to accepted p50 %s, p99 %s; during the %d outages (%d submissions) p50 %s, p99 %s",
-		len(l.sent), pct(all, 0.5), pct(all, 0.99), len(windows), len(during), pct(during, 0.5), pct(during, 0.99))
-	for _, w := range windows {
-		t.Logf("%s: down %s", w.name, w.end.Sub(w.start).Round(time.Millisecond))
+	t.Logf("%d submissions accepted by the API, stored once each and accepted (%d repeated deliveries answered by the Idempotency-Key); submit to accepted p50 %s, p99 %s; during the %d outages (%d submissions) p50 %s, p99 %s; outside (%d) p50 %s, p99 %s",
+		len(l.sent), repeated, pct(all, 0.5), pct(all, 0.99), len(windows), len(during), pct(during, 0.5), pct(during, 0.99),
+		len(outside), pct(outside, 0.5), pct(outside, 0.99))
+	for i, w := range windows {
+		t.Logf("%s: down %s; %d submissions in it, submit to accepted p50 %s, p99 %s",
+			w.name, w.end.Sub(w.start).Round(time.Millisecond), len(each[i]), pct(each[i], 0.5), pct(each[i], 0.99))
 	}
 }
 

@@ -1,0 +1,257 @@
+package clustertest_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/internal/cluster"
+	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/store/postgres"
+)
+
+// TestKillRoleProcesses runs the distributed topology as processes (three
+// nats-server nodes, two gateways behind the load balancer, two routers,
+// ledger, signer, delivery, on PostgreSQL) and a real amtsbote subscriber
+// process delivering into the Fachverfahren, and submits continuously
+// while a router, then a gateway, then the subscriber is killed with
+// SIGKILL and started again a few seconds later on the same arguments.
+// Every submission the API accepted reaches the Fachverfahren exactly
+// once and ends accepted, and each case's events are in EVENTS and the
+// store once each. It logs submit to accepted p99 in each kill window and
+// outside them.
+func TestKillRoleProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds amtsbote and nats-server and runs eleven processes")
+	}
+	dbURL := flowtest.FreshSchema(t)
+	workers, pause, progress, down := 2, 700*time.Millisecond, 4, 4*time.Second
+	start := time.Now()
+	bin := t.TempDir()
+	buildBinaries(t, bin)
+	t.Logf("built amtsbote and nats-server in %s", time.Since(start).Round(time.Millisecond))
+
+	ctx := context.Background()
+	logw := &testWriter{t: t}
+	t.Cleanup(logw.close)
+	dir := t.TempDir()
+	t.Cleanup(func() { dumpLogs(t, filepath.Join(dir, "logs")) })
+	c, err := cluster.Start(ctx, cluster.Config{
+		Dir: dir, Amtsbote: filepath.Join(bin, "amtsbote"), NATSServer: filepath.Join(bin, "nats-server"),
+		DatabaseURL: dbURL, BasePort: freeBasePort(t), Replicas: 3, Log: logw,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Stop)
+	t.Logf("cluster up after %s: %s", time.Since(start).Round(time.Millisecond), c.PublicURL)
+
+	st, err := postgres.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	d := &deployment{store: st, fv: newFachverfahren()}
+	d.admin = bustest.Connect(t, c.NATSURL)
+	srv := httptest.NewServer(d.fv)
+	t.Cleanup(srv.Close)
+	d.fvURL = srv.URL + "/eingang"
+	demo := readDemo(t, c.Demo, d)
+
+	// The durable is the operator's: the subscriber only binds to it.
+	// AckWait short, so that what the killed subscriber held comes again
+	// within the test.
+	var filters []string
+	for _, dest := range demo.Destinations {
+		f, err := bus.InboxDestinationFilter(dest.DestinationID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		filters = append(filters, f)
+	}
+	if err := d.admin.EnsureConsumer(ctx, bus.ConsumerConfig{
+		Stream: bus.StreamInbox, Durable: durable, FilterSubjects: filters, AckWait: 15 * time.Second, MaxDeliver: -1,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.StartSubscriber(ctx, demoSubscriberConfig(t, c, demo, d)); err != nil {
+		t.Fatal(err)
+	}
+
+	l := d.startLoad(t, workers, pause, c.PublicURL)
+	l.waitProgress(t, progress, 2*time.Minute)
+
+	var windows []window
+	for _, name := range []string{"router-1", "gateway-1", "subscriber"} {
+		w := window{name: name + " killed", start: time.Now()}
+		pid := c.Processes()[name]
+		if err := c.KillRole(name); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(down)
+		if err := c.StartRole(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		w.end = time.Now()
+		windows = append(windows, w)
+		t.Logf("%s (pid %d) killed, started again as pid %d after %s; %d submissions accepted so far (%s)",
+			name, pid, c.Processes()[name], w.end.Sub(w.start).Round(time.Millisecond), l.accepted(), time.Since(start).Round(time.Second))
+		l.waitProgress(t, progress, 2*time.Minute)
+	}
+	l.verify(t, c.PublicURL, 2*time.Minute, windows...)
+	t.Logf("%d kills; done after %s", len(windows), time.Since(start).Round(time.Second))
+}
+
+// buildBinaries builds amtsbote and nats-server into dir, without the race
+// detector: the processes are the system under test, not the test.
+func buildBinaries(t *testing.T, dir string) {
+	t.Helper()
+	for _, b := range [][2]string{{"amtsbote", "github.com/amtsbote/amtsbote"}, {"nats-server", "github.com/nats-io/nats-server/v2"}} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, b[0]), b[1])
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b[1], err, out)
+		}
+	}
+}
+
+// freeBasePort finds a base port whose cluster ports are all free now.
+func freeBasePort(t *testing.T) int {
+	t.Helper()
+	for base := 20000 + os.Getpid()%200*100; base < 60000; base += 100 {
+		p := cluster.PortsFrom(base)
+		all := []int{p.Front, p.Subscriber}
+		all = append(append(append(all, p.NATS[:]...), p.Routes[:]...), p.Monitor[:]...)
+		for _, n := range p.Roles {
+			all = append(all, n)
+		}
+		free := true
+		for _, port := range all {
+			ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err != nil {
+				free = false
+				break
+			}
+			ln.Close()
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free range of ports for the cluster")
+	return 0
+}
+
+// demoFile is what the test reads of the cluster's demo.json.
+type demoFile struct {
+	Clients []struct {
+		Role, ClientID, ClientSecret string
+	}
+	Destinations []struct {
+		DestinationID, Region             string
+		Services                          []string
+		EncryptionKeyFile, SigningKeyFile string
+	}
+}
+
+// readDemo reads demo.json and gives d the sender's and receiver's
+// credentials and the destinations that take the test's service.
+func readDemo(t *testing.T, file string, d *deployment) demoFile {
+	t.Helper()
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var demo demoFile
+	if err := json.Unmarshal(raw, &demo); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range demo.Clients {
+		switch c.Role {
+		case "sender":
+			d.senderID, d.senderSecret = c.ClientID, c.ClientSecret
+		case "receiver":
+			d.receiverID, d.receiverSecret = c.ClientID, c.ClientSecret
+		}
+	}
+	for _, dest := range demo.Destinations {
+		for _, s := range dest.Services {
+			if s == service {
+				d.dests = append(d.dests, destination{ID: dest.DestinationID, ARS: strings.TrimPrefix(dest.Region, "DE")})
+			}
+		}
+	}
+	if d.senderID == "" || d.receiverID == "" || len(d.dests) == 0 {
+		t.Fatalf("%s: no sender, receiver or destination of %s", file, service)
+	}
+	return demo
+}
+
+// demoSubscriberConfig writes the subscriber's configuration for every
+// demo destination: pickup over NATS from the durable, the Submission API
+// through the load balancer, delivery into the Fachverfahren.
+func demoSubscriberConfig(t *testing.T, c *cluster.Cluster, demo demoFile, d *deployment) string {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "mode: nats\nnats:\n  url: %s\n  durable: %s\n", c.NATSURL, durable)
+	fmt.Fprintf(&b, "http:\n  baseUrl: %s\n  clientId: %s\n  clientSecret: %s\n", c.PublicURL, d.receiverID, d.receiverSecret)
+	b.WriteString("concurrency: 8\ndestinations:\n")
+	for _, dest := range demo.Destinations {
+		fmt.Fprintf(&b, "  - id: %s\n    encryptionKeys: [%s]\n    signingKey: %s\n", dest.DestinationID, dest.EncryptionKeyFile, dest.SigningKeyFile)
+	}
+	fmt.Fprintf(&b, "sink:\n  kind: http\n  http:\n    url: %s\n    timeout: 20s\n    maxAttempts: 5\n", d.fvURL)
+	file := filepath.Join(t.TempDir(), "subscriber.yaml")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// testWriter logs the cluster's progress lines and the processes'
+// unexpected exits; it stays silent once the test is over.
+type testWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.done = true
+}
+
+// dumpLogs logs the end of every process's log when the test failed.
+func dumpLogs(t *testing.T, dir string) {
+	if !t.Failed() {
+		return
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
+		t.Logf("%s, last lines:\n%s", filepath.Base(f), strings.Join(lines[max(0, len(lines)-30):], "\n"))
+	}
+}
