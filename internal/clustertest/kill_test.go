@@ -92,12 +92,35 @@ func TestKillRoleProcesses(t *testing.T) {
 	l := d.startLoad(t, workers, pause, c.PublicURL)
 	l.waitProgress(t, progress, 2*time.Minute)
 
-	var windows []window
+	var (
+		windows    []window
+		unanswered string // the submission whose delivery the subscriber died in
+	)
 	for _, name := range []string{"router-1", "gateway-1", "subscriber"} {
-		w := window{name: name + " killed", start: time.Now()}
 		pid := c.Processes()[name]
-		if err := c.KillRole(name); err != nil {
-			t.Fatal(err)
+		var w window
+		if name == "subscriber" {
+			// Killed between the Fachverfahren's store and its answer:
+			// the delivery must come again, and be stored once.
+			killed := make(chan error, 1)
+			d.fv.onNextStore(func(key string) {
+				w = window{name: name + " killed, a delivery unanswered", start: time.Now()}
+				unanswered = key
+				killed <- c.KillRole(name)
+			})
+			select {
+			case err := <-killed:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("no delivery to the Fachverfahren within a minute")
+			}
+		} else {
+			w = window{name: name + " killed", start: time.Now()}
+			if err := c.KillRole(name); err != nil {
+				t.Fatal(err)
+			}
 		}
 		time.Sleep(down)
 		if err := c.StartRole(ctx, name); err != nil {
@@ -110,6 +133,38 @@ func TestKillRoleProcesses(t *testing.T) {
 		l.waitProgress(t, progress, 2*time.Minute)
 	}
 	l.verify(t, c.PublicURL, 2*time.Minute, windows...)
+	// The subscriber died before the Fachverfahren's answer, so it could
+	// not know the submission stored: it must have delivered it again.
+	d.fv.mu.Lock()
+	n := d.fv.posts[unanswered]
+	d.fv.mu.Unlock()
+	t.Logf("%s, stored as the subscriber was killed, delivered %d times", unanswered, n)
+	if n < 2 {
+		t.Errorf("%s: delivered %d times; the subscriber died before the answer and must deliver it again", unanswered, n)
+	}
+
+	// The routers routed each submission to INBOX once: a repeat by the
+	// restarted router, or by the other taking over its INGRESS message,
+	// is dropped by its Nats-Msg-Id. (INGRESS, a work queue, keeps
+	// nothing to count.)
+	routed := map[string]int{}
+	for _, m := range flowtest.Messages(t, d.admin, bus.StreamInbox, bus.PrefixInbox+".") {
+		routed[m.Header.Get("Nats-Msg-Id")]++
+	}
+	for _, s := range l.sent {
+		if n := routed[s.receipt.SubmissionID]; n != 1 {
+			t.Errorf("INBOX holds %s %d times", s.receipt.SubmissionID, n)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if cons, err := d.admin.JetStream().Consumer(cctx, bus.StreamInbox, durable); err != nil {
+		t.Errorf("subscriber durable: %v", err)
+	} else if info, err := cons.Info(cctx); err != nil {
+		t.Errorf("subscriber durable: %v", err)
+	} else {
+		t.Logf("the subscriber's durable made %d deliveries of %d INBOX messages", info.Delivered.Consumer, len(routed))
+	}
 	t.Logf("%d kills; done after %s", len(windows), time.Since(start).Round(time.Second))
 }
 
