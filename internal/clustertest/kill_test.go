@@ -4,8 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
+	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"net/http/httptrace"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,7 +43,7 @@ func TestKillRoleProcesses(t *testing.T) {
 		t.Skip("builds amtsbote and nats-server and runs eleven processes")
 	}
 	dbURL := flowtest.FreshSchema(t)
-	workers, pause, progress, down := 2, 700*time.Millisecond, 4, 4*time.Second
+	workers, pause, progress, down := 3, time.Second, 4, 4*time.Second
 	start := time.Now()
 	bin := t.TempDir()
 	buildBinaries(t, bin)
@@ -89,7 +96,11 @@ func TestKillRoleProcesses(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	l := d.startLoad(t, workers, pause, c.PublicURL)
+	// Two senders go through the load balancer, a third straight to
+	// gateway-1, through a proxy that has it killed while it handles a
+	// submit.
+	gw1 := newKillProxy(t, fmt.Sprintf("http://127.0.0.1:%d", c.Ports.Roles["gateway-1"]))
+	l := d.startLoad(t, workers, pause, c.PublicURL, c.PublicURL, gw1.url)
 	l.waitProgress(t, progress, 2*time.Minute)
 
 	var (
@@ -116,6 +127,23 @@ func TestKillRoleProcesses(t *testing.T) {
 			case <-time.After(time.Minute):
 				t.Fatal("no delivery to the Fachverfahren within a minute")
 			}
+		} else if name == "gateway-1" {
+			killed := make(chan error, 1)
+			gw1.onNextSubmit(func(path string) {
+				w = window{name: name + " killed, a submit unanswered", start: time.Now()}
+				killed <- c.KillRole(name)
+			})
+			select {
+			case err := <-killed:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("no submit through gateway-1 within a minute")
+			}
+			gw1.mu.Lock()
+			t.Logf("submit through gateway-1 as it was killed: %s", gw1.outcome)
+			gw1.mu.Unlock()
 		} else {
 			w = window{name: name + " killed", start: time.Now()}
 			if err := c.KillRole(name); err != nil {
@@ -309,4 +337,74 @@ func dumpLogs(t *testing.T, dir string) {
 		lines := strings.Split(strings.TrimRight(string(raw), "\n"), "\n")
 		t.Logf("%s, last lines:\n%s", filepath.Base(f), strings.Join(lines[max(0, len(lines)-30):], "\n"))
 	}
+}
+
+// killProxy forwards to one gateway and, when armed, runs a hook once a
+// submit (PUT /v1/submissions/{id}) has been sent on to it, before its
+// answer.
+type killProxy struct {
+	url     string
+	mu      sync.Mutex
+	hook    func(path string)
+	outcome string // of the submit the hook ran for
+}
+
+func newKillProxy(t *testing.T, target string) *killProxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &killProxy{}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	rp.Transport = p
+	rp.ErrorLog = log.New(io.Discard, "", 0) // the gateway being down is the point
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+func (p *killProxy) onNextSubmit(hook func(path string)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hook = hook
+}
+
+func (p *killProxy) RoundTrip(r *http.Request) (*http.Response, error) {
+	var hook func(string)
+	if r.Method == http.MethodPut && strings.HasPrefix(r.URL.Path, "/v1/submissions/") && strings.Count(r.URL.Path, "/") == 3 {
+		p.mu.Lock()
+		hook, p.hook = p.hook, nil
+		p.mu.Unlock()
+	}
+	if hook == nil {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	// The gateway has the whole request when it was written; the hook
+	// runs while it handles it.
+	var once sync.Once
+	fired := make(chan struct{})
+	r = r.WithContext(httptrace.WithClientTrace(r.Context(), &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) {
+			once.Do(func() {
+				go func() {
+					time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
+					hook(r.URL.Path)
+					close(fired)
+				}()
+			})
+		},
+	}))
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	once.Do(func() { go func() { hook(r.URL.Path); close(fired) }() })
+	<-fired
+	p.mu.Lock()
+	if err != nil {
+		p.outcome = "the gateway died before answering: " + err.Error()
+	} else {
+		p.outcome = "the gateway answered " + resp.Status + " before it died"
+	}
+	p.mu.Unlock()
+	return resp, err
 }
