@@ -141,9 +141,7 @@ func TestKillRoleProcesses(t *testing.T) {
 			case <-time.After(time.Minute):
 				t.Fatal("no submit through gateway-1 within a minute")
 			}
-			gw1.mu.Lock()
-			t.Logf("submit through gateway-1 as it was killed: %s", gw1.outcome)
-			gw1.mu.Unlock()
+			t.Logf("submit through gateway-1 as it was killed: %s", <-gw1.outcome)
 		} else {
 			w = window{name: name + " killed", start: time.Now()}
 			if err := c.KillRole(name); err != nil {
@@ -346,7 +344,7 @@ type killProxy struct {
 	url     string
 	mu      sync.Mutex
 	hook    func(path string)
-	outcome string // of the submit the hook ran for
+	outcome chan string // of the submit the hook ran for
 }
 
 func newKillProxy(t *testing.T, target string) *killProxy {
@@ -355,7 +353,7 @@ func newKillProxy(t *testing.T, target string) *killProxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &killProxy{}
+	p := &killProxy{outcome: make(chan string, 1)}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.Transport = p
 	rp.ErrorLog = log.New(io.Discard, "", 0) // the gateway being down is the point
@@ -399,12 +397,10 @@ func (p *killProxy) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := http.DefaultTransport.RoundTrip(r)
 	once.Do(func() { go func() { hook(r.URL.Path); close(fired) }() })
 	<-fired
-	p.mu.Lock()
 	if err != nil {
-		p.outcome = "the gateway died before answering: " + err.Error()
+		p.outcome <- "the gateway died before answering: " + err.Error()
 	} else {
-		p.outcome = "the gateway answered " + resp.Status + " before it died"
+		p.outcome <- "the gateway answered " + resp.Status + " before it died"
 	}
-	p.mu.Unlock()
 	return resp, err
 }
