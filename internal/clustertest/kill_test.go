@@ -33,11 +33,13 @@ import (
 // ledger, signer, delivery, on PostgreSQL) and a real amtsbote subscriber
 // process delivering into the Fachverfahren, and submits continuously
 // while a router, then a gateway, then the subscriber is killed with
-// SIGKILL and started again a few seconds later on the same arguments.
-// Every submission the API accepted reaches the Fachverfahren exactly
-// once and ends accepted, and each case's events are in EVENTS and the
-// store once each. It logs submit to accepted p99 in each kill window and
-// outside them.
+// SIGKILL and started again a few seconds later on the same arguments:
+// the gateway while it handles a submit, the subscriber after the
+// Fachverfahren stored a submission and before it answered. Every
+// submission the API accepted reaches the Fachverfahren exactly once
+// (the unanswered one delivered again) and INBOX once, ends accepted, and
+// each case's events are in EVENTS and the store once each. It logs
+// submit to accepted p99 in each kill window and outside them.
 func TestKillRoleProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds amtsbote and nats-server and runs eleven processes")
