@@ -59,11 +59,13 @@ type Ports struct {
 	Front int
 	// Roles maps a role process's name to its HTTP port.
 	Roles map[string]int
+	// Subscriber serves the subscriber's /healthz and /metrics.
+	Subscriber int
 }
 
 // PortsFrom lays out the ports from base.
 func PortsFrom(base int) Ports {
-	p := Ports{Front: base + 80, Roles: map[string]int{}}
+	p := Ports{Front: base + 80, Roles: map[string]int{}, Subscriber: base + 81 + len(roleNames)}
 	for i := range 3 {
 		p.NATS[i], p.Routes[i], p.Monitor[i] = base+1+i, base+11+i, base+21+i
 	}
@@ -199,16 +201,6 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	if cfg.SubscriberConfig != "" {
-		p := newProcess("subscriber", cfg.Amtsbote, []string{"subscriber", "--config", cfg.SubscriberConfig},
-			filepath.Join(cfg.Dir, "logs", "subscriber.log"), cfg.Log)
-		c.mu.Lock()
-		c.roles["subscriber"] = p
-		c.mu.Unlock()
-		if err := p.start(); err != nil {
-			return nil, err
-		}
-	}
 	var backends []string
 	for _, r := range roleList {
 		if r.target == "gateway" {
@@ -220,8 +212,76 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		return nil, err
 	}
 	c.front = f
+	if cfg.SubscriberConfig != "" {
+		if err := c.StartSubscriber(ctx, cfg.SubscriberConfig); err != nil {
+			return nil, err
+		}
+	}
 	ok = true
 	return c, nil
+}
+
+// subscriberName is the subscriber's process name, for KillRole and
+// StartRole.
+const subscriberName = "subscriber"
+
+// StartSubscriber runs amtsbote subscriber --config file, the process
+// named "subscriber", and waits until it answers /healthz. A test whose
+// configuration needs the demo's destinations and clients starts it
+// after Start.
+func (c *Cluster) StartSubscriber(ctx context.Context, file string) error {
+	c.mu.Lock()
+	if _, ok := c.roles[subscriberName]; ok {
+		c.mu.Unlock()
+		return errors.New("the subscriber runs already")
+	}
+	c.cfg.SubscriberConfig = file
+	p := newProcess(subscriberName, c.cfg.Amtsbote, []string{"subscriber", "--config", file,
+		"--listen", net.JoinHostPort(c.cfg.Host, strconv.Itoa(c.Ports.Subscriber))},
+		filepath.Join(c.cfg.Dir, "logs", subscriberName+".log"), c.cfg.Log)
+	c.roles[subscriberName] = p
+	c.mu.Unlock()
+	if err := p.start(); err != nil {
+		return err
+	}
+	return c.waitHealthy(ctx, subscriberName, 90*time.Second)
+}
+
+// KillRole ends the role process name (gateway-1, router-2, subscriber…)
+// with SIGKILL and waits for its exit: no draining, no goodbye, like a
+// machine that fails.
+func (c *Cluster) KillRole(name string) error {
+	p, err := c.role(name)
+	if err != nil {
+		return err
+	}
+	return p.kill()
+}
+
+// StartRole starts the role process name again, with the arguments it
+// first ran with, and waits until it answers /healthz.
+func (c *Cluster) StartRole(ctx context.Context, name string) error {
+	p, err := c.role(name)
+	if err != nil {
+		return err
+	}
+	if !p.exited() {
+		return fmt.Errorf("%s is running", name)
+	}
+	if err := p.start(); err != nil {
+		return err
+	}
+	return c.waitHealthy(ctx, name, 90*time.Second)
+}
+
+func (c *Cluster) role(name string) (*Process, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ok := c.roles[name]
+	if !ok {
+		return nil, fmt.Errorf("no role process %q", name)
+	}
+	return p, nil
 }
 
 // nodeName is the server_name of node i, stable across restarts.
@@ -365,7 +425,11 @@ func (c *Cluster) waitJetStream(ctx context.Context, d time.Duration) error {
 
 // waitHealthy waits until role name answers /healthz.
 func (c *Cluster) waitHealthy(ctx context.Context, name string, d time.Duration) error {
-	u := fmt.Sprintf("http://%s:%d/healthz", c.cfg.Host, c.Ports.Roles[name])
+	port := c.Ports.Roles[name]
+	if name == subscriberName {
+		port = c.Ports.Subscriber
+	}
+	u := fmt.Sprintf("http://%s:%d/healthz", c.cfg.Host, port)
 	c.mu.Lock()
 	p := c.roles[name]
 	c.mu.Unlock()
@@ -458,7 +522,7 @@ func (c *Cluster) Print(w io.Writer) error {
 		fmt.Fprintf(w, "  %-12s http://%s:%d  (serve --target=%s)  pid %d\n", r.name, c.cfg.Host, c.Ports.Roles[r.name], r.target, pids[r.name])
 	}
 	if pid, ok := pids["subscriber"]; ok {
-		fmt.Fprintf(w, "  %-12s amtsbote subscriber --config %s  pid %d\n", "subscriber", c.cfg.SubscriberConfig, pid)
+		fmt.Fprintf(w, "  %-12s http://%s:%d  (subscriber --config %s)  pid %d\n", "subscriber", c.cfg.Host, c.Ports.Subscriber, c.cfg.SubscriberConfig, pid)
 	} else {
 		fmt.Fprintf(w, "  %-12s not started: give -subscriber-config FILE to run amtsbote subscriber --config FILE\n", "subscriber")
 	}

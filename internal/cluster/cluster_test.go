@@ -34,7 +34,7 @@ func TestNodeConfig(t *testing.T) {
 
 func TestPortsDistinct(t *testing.T) {
 	p := PortsFrom(19000)
-	all := append(append(append([]int{p.Front}, p.NATS[:]...), p.Routes[:]...), p.Monitor[:]...)
+	all := append(append(append([]int{p.Front, p.Subscriber}, p.NATS[:]...), p.Routes[:]...), p.Monitor[:]...)
 	for _, n := range p.Roles {
 		all = append(all, n)
 	}

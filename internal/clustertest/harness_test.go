@@ -277,15 +277,21 @@ func (d *deployment) startSubscriber(t *testing.T, baseURL string) *flowtest.Run
 }
 
 // fachverfahren is the authority's HTTP intake: it stores each
-// Idempotency-Key's submission once and counts every store.
+// Idempotency-Key's submission once and counts every store, and every
+// delivery, a repeated one included.
 type fachverfahren struct {
 	mu     sync.Mutex
 	stored map[string][]byte // the data by submission id
 	copies map[string]int    // stores per submission id: must stay 1
+	posts  map[string]int    // deliveries per submission id
+	// differing are repeated deliveries whose data is not what was stored.
+	differing []string
+	// afterStore, when set, runs once after a store, before the answer.
+	afterStore func(key string)
 }
 
 func newFachverfahren() *fachverfahren {
-	return &fachverfahren{stored: map[string][]byte{}, copies: map[string]int{}}
+	return &fachverfahren{stored: map[string][]byte{}, copies: map[string]int{}, posts: map[string]int{}}
 }
 
 func (f *fachverfahren) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -312,13 +318,32 @@ func (f *fachverfahren) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if _, ok := f.stored[key]; ok {
+	f.posts[key]++
+	if prev, ok := f.stored[key]; ok {
+		if string(prev) != doc.Data {
+			f.differing = append(f.differing, key)
+		}
 		w.WriteHeader(http.StatusOK) // a repeated key: stored already
 		return
 	}
 	f.stored[key] = []byte(doc.Data)
 	f.copies[key]++
+	if hook := f.afterStore; hook != nil {
+		// Stored, not yet answered: the subscriber does not know.
+		f.afterStore = nil
+		f.mu.Unlock()
+		hook(key)
+		f.mu.Lock()
+	}
 	w.WriteHeader(http.StatusCreated)
+}
+
+// onNextStore has hook run once, after the next submission is stored and
+// before the answer is written, with its Idempotency-Key.
+func (f *fachverfahren) onNextStore(hook func(key string)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.afterStore = hook
 }
 
 func (f *fachverfahren) count() int {
@@ -441,7 +466,8 @@ type window struct {
 // Fachverfahren and accepted, then checks that each was stored exactly
 // once, that EVENTS and the store hold each case's events exactly once,
 // and that the sender sees each case accepted. It logs submit to accepted
-// p50 and p99 overall and for the submissions handed in during windows.
+// p50 and p99 overall, for the submissions in flight during each window,
+// and for the others.
 func (l *load) verify(t *testing.T, baseURL string, timeout time.Duration, windows ...window) {
 	t.Helper()
 	l.stop()
@@ -482,6 +508,9 @@ func (l *load) verify(t *testing.T, baseURL string, timeout time.Duration, windo
 	if len(l.failed) == 0 && len(d.fv.stored) != len(l.sent) {
 		t.Errorf("the Fachverfahren stored %d submissions, the API accepted %d", len(d.fv.stored), len(l.sent))
 	}
+	for _, id := range d.fv.differing {
+		t.Errorf("%s delivered again with other data than the first time", id)
+	}
 	d.fv.mu.Unlock()
 
 	// EVENTS holds each case's events once, and the ledger projected
@@ -509,22 +538,42 @@ func (l *load) verify(t *testing.T, baseURL string, timeout time.Duration, windo
 		}
 	}
 
-	var all, during []time.Duration
+	// Counted once every case is accepted: a delivery repeated after a
+	// crash comes before its accept.
+	d.fv.mu.Lock()
+	repeated := 0
+	for _, n := range d.fv.posts {
+		repeated += n - 1
+	}
+	d.fv.mu.Unlock()
+
+	var all, during, outside []time.Duration
+	each := make([][]time.Duration, len(windows))
 	for _, s := range l.sent {
 		at := accepted[s.receipt.CaseID].acceptedAt
 		lat := at.Sub(s.at)
 		all = append(all, lat)
-		for _, w := range windows {
-			if !s.at.Before(w.start) && !s.at.After(w.end) {
-				during = append(during, lat)
-				break
+		in := false
+		for i, w := range windows {
+			// In flight while something was down: handed in before it
+			// came back, accepted after it went.
+			if s.at.Before(w.end) && at.After(w.start) {
+				each[i] = append(each[i], lat)
+				in = true
 			}
 		}
+		if in {
+			during = append(during, lat)
+		} else {
+			outside = append(outside, lat)
+		}
 	}
-	t.Logf("%d submissions accepted by the API, stored once each and accepted; submit to accepted p50 %s, p99 %s; during the %d outages (%d submissions) p50 %s, p99 %s",
-		len(l.sent), pct(all, 0.5), pct(all, 0.99), len(windows), len(during), pct(during, 0.5), pct(during, 0.99))
-	for _, w := range windows {
-		t.Logf("%s: down %s", w.name, w.end.Sub(w.start).Round(time.Millisecond))
+	t.Logf("%d submissions accepted by the API, stored once each and accepted (%d repeated deliveries answered by the Idempotency-Key); submit to accepted p50 %s, p99 %s; in flight during the %d outages (%d submissions) p50 %s, p99 %s; outside (%d) p50 %s, p99 %s",
+		len(l.sent), repeated, pct(all, 0.5), pct(all, 0.99), len(windows), len(during), pct(during, 0.5), pct(during, 0.99),
+		len(outside), pct(outside, 0.5), pct(outside, 0.99))
+	for i, w := range windows {
+		t.Logf("%s: down %s; %d submissions in it, submit to accepted p50 %s, p99 %s",
+			w.name, w.end.Sub(w.start).Round(time.Millisecond), len(each[i]), pct(each[i], 0.5), pct(each[i], 0.99))
 	}
 }
 
