@@ -273,17 +273,16 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	if err != nil {
 		return fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
 	}
-	// Buffer no more than the pool can start, so that idle sharers get work.
-	iter, err := cons.Messages(jetstream.PullMaxMessages(cfg.Concurrency), jetstream.PullExpiry(cfg.PullExpiry))
-	if err != nil {
-		return fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
-	}
-
 	var (
 		wg     sync.WaitGroup
 		runErr error
 		slots  = make(chan struct{}, cfg.Concurrency)
 	)
+	// Each pull asks for as many messages as handlers are free, so that
+	// idle sharers get the rest. A fetch, unlike the Messages iterator,
+	// buffers beyond its batch: the iterator's buffer holds exactly its
+	// batch, and a heartbeat or status arriving beside a full batch drops
+	// a message until its AckWait.
 fetch:
 	for {
 		select {
@@ -291,40 +290,80 @@ fetch:
 		case <-ctx.Done():
 			break fetch
 		}
-		msg, err := iter.Next(jetstream.NextContext(ctx))
-		if errors.Is(err, jetstream.ErrNoHeartbeat) {
-			// The pull went unanswered (a partition, a consumer leader
-			// lost without notice); the next call pulls again.
-			<-slots
-			cfg.Logger.Warn("consume: heartbeats missed; pulling again", "stream", cfg.Stream, "consumer", cfg.Durable)
-			continue
-		}
-		if err != nil {
-			<-slots
-			if ctx.Err() == nil {
-				runErr = fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
+		n := 1
+	more:
+		for n < cfg.Concurrency {
+			select {
+			case slots <- struct{}{}:
+				n++
+			default:
+				break more
 			}
+		}
+		got, err := b.fetch(ctx, cons, cfg, n, func(msg jetstream.Msg) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer func() { <-slots }()
+				b.process(ctx, cfg, h, msg)
+			}()
+		})
+		for range n - got {
+			<-slots
+		}
+		switch {
+		case ctx.Err() != nil:
 			break fetch
+		case errors.Is(err, jetstream.ErrNoHeartbeat):
+			// The pull went unanswered (a partition, a consumer leader
+			// lost without notice); the next one pulls again.
+			cfg.Logger.Warn("consume: heartbeats missed; pulling again", "stream", cfg.Stream, "consumer", cfg.Durable)
+		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
+			errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrMsgIteratorClosed):
+			runErr = fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
+			break fetch
+		case err != nil:
+			cfg.Logger.Warn("consume: pull failed; pulling again", "stream", cfg.Stream, "consumer", cfg.Durable, "err", err)
+			select {
+			case <-time.After(pullRetry):
+			case <-ctx.Done():
+				break fetch
+			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			b.process(ctx, cfg, h, msg)
-		}()
-	}
-
-	iter.Drain()
-	// Give buffered messages back now rather than after AckWait.
-	for {
-		msg, err := iter.Next(jetstream.NextMaxWait(time.Second))
-		if err != nil {
-			break
-		}
-		_ = msg.Nak()
 	}
 	wg.Wait()
 	return runErr
+}
+
+// pullRetry is the pause after a pull that failed for another reason than
+// a missed heartbeat.
+const pullRetry = 250 * time.Millisecond
+
+// fetch pulls up to n messages, waiting at most cfg.PullExpiry, and hands
+// each to start as it arrives. It returns how many it started. Messages
+// that arrive after ctx ended are handed back at once.
+func (b *Bus) fetch(ctx context.Context, cons jetstream.Consumer, cfg ConsumerConfig, n int, start func(jetstream.Msg)) (int, error) {
+	fctx, cancel := context.WithTimeout(ctx, cfg.PullExpiry)
+	defer cancel()
+	batch, err := cons.Fetch(n, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(cfg.PullExpiry/4))
+	if err != nil {
+		return 0, err
+	}
+	got := 0
+	for msg := range batch.Messages() {
+		if ctx.Err() != nil {
+			_ = msg.Nak()
+			continue
+		}
+		got++
+		start(msg)
+	}
+	err = batch.Error()
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		// The pull expired without the server's word; that is its end.
+		err = nil
+	}
+	return got, err
 }
 
 // EnsureConsumer creates the durable pull consumer cfg describes, or
