@@ -94,10 +94,19 @@ func runLifecycle(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	fmt.Fprintf(stdout, "running lifecycles: %d senders, %d receivers, %s…\n", cfg.senders, cfg.receivers, cfg.duration)
+	before, err := readProc(d.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
 	res, err := lifecycles(ctx, d.demo, cfg)
 	if err != nil {
 		return err
 	}
+	after, err := readProc(d.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	res.devCPU = after.cpu - before.cpu
 	fmt.Fprintf(stdout, "measuring PS512 signing again…\n")
 	if signRates[1], err = signingRate(ctx, key, cfg.signFor); err != nil {
 		return err
@@ -176,6 +185,7 @@ type result struct {
 	latencies []time.Duration
 	errs      []error // the first few
 	failed    int
+	devCPU    time.Duration // CPU time dev used while lifecycles ran
 }
 
 // runState is the shared state of one lifecycle run.
@@ -425,6 +435,10 @@ func printLifecycle(w io.Writer, cfg lifecycleConfig, store string, res result, 
 		pct := func(p int) time.Duration { return lat[min(n-1, n*p/100)] }
 		fmt.Fprintf(w, "  submit→accepted   p50 %s   p99 %s   max %s   (Sender.Submit's first request to accept-submission answered)\n",
 			pct(50).Round(time.Millisecond), pct(99).Round(time.Millisecond), lat[n-1].Round(time.Millisecond))
+	}
+	if res.completed > 0 {
+		fmt.Fprintf(w, "  dev CPU           %.1f ms per lifecycle (%.1fs user+system of the dev process from /proc while lifecycles ran)\n",
+			float64(res.devCPU.Microseconds())/1000/float64(res.completed), res.devCPU.Seconds())
 	}
 	fmt.Fprintf(w, "  PS512 signing     %.0f signatures per second (%.0f before, %.0f after the lifecycles): RSA-4096, pkg/set, %d goroutines, %s each\n",
 		signRate, signRates[0], signRates[1], runtime.NumCPU(), cfg.signFor)

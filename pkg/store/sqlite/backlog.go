@@ -26,7 +26,7 @@ func (db *DB) Backlogs(ctx context.Context, cutoffs ...time.Time) ([]store.Backl
 	q.WriteString(` FROM submissions s LEFT JOIN destinations d ON d.id = s.destination_id
 		WHERE s.status = 'submitted' AND s.routed_at IS NOT NULL
 		GROUP BY s.destination_id, d.home_region ORDER BY s.destination_id`)
-	rows, err := db.r.QueryContext(ctx, q.String(), args...)
+	rows, err := db.rs.QueryContext(ctx, q.String(), args...)
 	if err != nil {
 		return nil, fmt.Errorf("backlogs: %w", err)
 	}

@@ -70,7 +70,7 @@ func (db *DB) CreateSubmission(ctx context.Context, s store.Submission) error {
 	if err != nil {
 		return fmt.Errorf("create submission %s: %w", s.ID, err)
 	}
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	err = db.write(ctx, func(tx *txn) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO submissions (`+submissionColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...)
 		return conflict(err)
@@ -83,7 +83,7 @@ func (db *DB) CreateSubmission(ctx context.Context, s store.Submission) error {
 
 // Submission returns submission id.
 func (db *DB) Submission(ctx context.Context, id string) (store.Submission, error) {
-	s, err := scanSubmission(db.r.QueryRowContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = ?`, id))
+	s, err := scanSubmission(db.rs.QueryRowContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = ?`, id))
 	if err != nil {
 		return store.Submission{}, fmt.Errorf("submission %s: %w", id, notFound(err))
 	}
@@ -96,7 +96,7 @@ func (db *DB) Submission(ctx context.Context, id string) (store.Submission, erro
 func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*store.Submission) error) (store.Submission, error) {
 	var out store.Submission
 	var updateErr error
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(tx *txn) error {
 		s, err := scanSubmission(tx.QueryRowContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = ?`, id))
 		if err != nil {
 			return notFound(err)
@@ -133,7 +133,7 @@ func (db *DB) UpdateSubmission(ctx context.Context, id string, update func(*stor
 
 // SubmissionsByCase lists the submissions of caseID, oldest first.
 func (db *DB) SubmissionsByCase(ctx context.Context, caseID string) ([]store.Submission, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE case_id = ?
+	rows, err := db.rs.QueryContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE case_id = ?
 		ORDER BY created_at, id`, caseID)
 	if err != nil {
 		return nil, fmt.Errorf("submissions of case %s: %w", caseID, err)
@@ -174,7 +174,7 @@ func (db *DB) PickupList(ctx context.Context, destinationIDs []string, p store.P
 		list  []store.Submission
 		total int
 	)
-	err = db.read(ctx, func(tx *sql.Tx) error {
+	err = db.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM submissions `+pickupWhere, ids).Scan(&total); err != nil {
 			return err
 		}
@@ -220,7 +220,7 @@ func (db *DB) DueSubmissions(ctx context.Context, d store.Deadline, before time.
 		return nil, fmt.Errorf("due submissions: unknown deadline %q", d)
 	}
 	limit = store.Page{Limit: limit}.Normalize().Limit
-	rows, err := db.r.QueryContext(ctx, `SELECT `+submissionColumns+` FROM submissions `+where+` LIMIT ?`, encTime(before), limit)
+	rows, err := db.rs.QueryContext(ctx, `SELECT `+submissionColumns+` FROM submissions `+where+` LIMIT ?`, encTime(before), limit)
 	if err != nil {
 		return nil, fmt.Errorf("due submissions %s: %w", d, err)
 	}
@@ -265,7 +265,7 @@ func scanEvent(row scanner) (store.Event, error) {
 // submission's progress, in one write transaction (SQLite has one writer).
 func (db *DB) ProjectEvent(ctx context.Context, e store.Event, fold store.Fold) (store.Projection, error) {
 	var out store.Projection
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(tx *txn) error {
 		out = store.Projection{}
 		s, err := scanSubmission(tx.QueryRowContext(ctx, `SELECT `+submissionColumns+` FROM submissions WHERE id = ?`, e.SubmissionID))
 		known := err == nil
@@ -335,7 +335,7 @@ func (db *DB) Events(ctx context.Context, caseID string, p store.Page) ([]store.
 		list  []store.Event
 		total int
 	)
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE case_id = ?`, caseID).Scan(&total); err != nil {
 			return err
 		}
@@ -368,7 +368,7 @@ func (db *DB) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) (st
 		out     store.IdempotencyRecord
 		created bool
 	)
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO idempotency (key, request_hash, status, body, created_at)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING`,
 			r.Key, r.RequestHash, r.Status, r.Body, encTime(r.CreatedAt))
@@ -401,7 +401,7 @@ func (db *DB) Idempotency(ctx context.Context, key string) (store.IdempotencyRec
 		r  store.IdempotencyRecord
 		at string
 	)
-	err := db.r.QueryRowContext(ctx, `SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = ?`, key).
+	err := db.rs.QueryRowContext(ctx, `SELECT key, request_hash, status, body, created_at FROM idempotency WHERE key = ?`, key).
 		Scan(&r.Key, &r.RequestHash, &r.Status, &r.Body, &at)
 	if err != nil {
 		return store.IdempotencyRecord{}, fmt.Errorf("idempotency record %s: %w", key, notFound(err))
@@ -427,7 +427,7 @@ func (db *DB) Overdue(ctx context.Context, cutoffs []time.Time) ([]store.Overdue
 		cols.WriteString(", sum(CASE WHEN submitted_at < ? THEN 1 ELSE 0 END)")
 	}
 	args = append(args, encTime(cutoffs[0]))
-	rows, err := db.r.QueryContext(ctx, `SELECT destination_id, min(submitted_at)`+cols.String()+` FROM submissions
+	rows, err := db.rs.QueryContext(ctx, `SELECT destination_id, min(submitted_at)`+cols.String()+` FROM submissions
 		WHERE picked_up_at IS NULL AND submitted_at IS NOT NULL AND status NOT IN ('incomplete', 'deleted')
 		AND status = 'submitted' AND submitted_at < ?
 		GROUP BY destination_id ORDER BY min(submitted_at), destination_id`, args...)

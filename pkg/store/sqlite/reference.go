@@ -97,7 +97,7 @@ func (db *DB) writeAreas(ctx context.Context, actor string, d *ars.Directory, se
 	all := d.All()
 	res := store.AreaImport{Stand: stand, Areas: len(all)}
 	at := store.Now()
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(tx *txn) error {
 		// latest is the stand of the areas of this kind (imported or
 		// seeded), imported the stand of imported ones.
 		var latest, imported sql.NullString
@@ -216,7 +216,7 @@ func (db *DB) writeAreas(ctx context.Context, actor string, d *ars.Directory, se
 
 // refold rewrites search_name where it is not store.FoldName of the name:
 // names a migration folded in SQL differently, or an older fold left.
-func refold(ctx context.Context, tx *sql.Tx) error {
+func refold(ctx context.Context, tx *txn) error {
 	rows, err := tx.QueryContext(ctx, `SELECT ars, level, name, search_name FROM areas`)
 	if err != nil {
 		return fmt.Errorf("refold names: %w", err)
@@ -253,7 +253,7 @@ func refold(ctx context.Context, tx *sql.Tx) error {
 
 // Areas calls fn for every stored area in ARS, level order.
 func (db *DB) Areas(ctx context.Context, fn func(store.Area) error) error {
-	return db.read(ctx, func(tx *sql.Tx) error {
+	return db.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+areaColumns+` FROM areas ORDER BY ars, level`)
 		if err != nil {
 			return fmt.Errorf("list areas: %w", err)
@@ -277,7 +277,7 @@ func (db *DB) Areas(ctx context.Context, fn func(store.Area) error) error {
 
 // Area returns the area (arsDigits, level).
 func (db *DB) Area(ctx context.Context, arsDigits string, level ars.Level) (store.Area, error) {
-	a, err := scanArea(db.r.QueryRowContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE ars = ? AND level = ?`, arsDigits, int(level)))
+	a, err := scanArea(db.rs.QueryRowContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE ars = ? AND level = ?`, arsDigits, int(level)))
 	if err != nil {
 		return store.Area{}, fmt.Errorf("area %s %s: %w", level, arsDigits, notFound(err))
 	}
@@ -286,7 +286,7 @@ func (db *DB) Area(ctx context.Context, arsDigits string, level ars.Level) (stor
 
 // FindArea returns the most specific area under a, current before retired.
 func (db *DB) FindArea(ctx context.Context, a ars.ARS) (store.Area, error) {
-	area, err := scanArea(db.r.QueryRowContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE ars = ? AND level <= ?
+	area, err := scanArea(db.rs.QueryRowContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE ars = ? AND level <= ?
 		ORDER BY retired_at IS NOT NULL, level DESC LIMIT 1`, a.String(), int(a.Level())))
 	if err != nil {
 		return store.Area{}, fmt.Errorf("find area %s: %w", a.Code(), notFound(err))
@@ -298,7 +298,7 @@ func (db *DB) FindArea(ctx context.Context, a ars.ARS) (store.Area, error) {
 // Gemeinde of an 8-digit AGS, else the deepest area g names padded.
 func (db *DB) AreaByAGS(ctx context.Context, g ars.AGS) (store.Area, error) {
 	conds, args := areaByAGS(g)
-	area, err := scanArea(db.r.QueryRowContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE `+conds+`
+	area, err := scanArea(db.rs.QueryRowContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE `+conds+`
 		ORDER BY retired_at IS NOT NULL, level DESC, retired_at DESC LIMIT 1`, args...))
 	if err != nil {
 		return store.Area{}, fmt.Errorf("area by ags %s: %w", g.Code(), notFound(err))
@@ -348,10 +348,11 @@ func (db *DB) SearchAreas(ctx context.Context, q store.AreaQuery, p store.Page) 
 		}
 	}
 	var cands []store.AreaCandidate
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		codes := make(map[string][]string)
 		if len(codeConds) > 0 {
-			rows, err := tx.QueryContext(ctx, `SELECT ags, plz FROM postcodes WHERE `+strings.Join(codeConds, " OR "), codeArgs...)
+			// Searches vary in their number of terms: not kept prepared.
+			rows, err := tx.Tx.QueryContext(ctx, `SELECT ags, plz FROM postcodes WHERE `+strings.Join(codeConds, " OR "), codeArgs...)
 			if err != nil {
 				return err
 			}
@@ -377,10 +378,10 @@ func (db *DB) SearchAreas(ctx context.Context, q store.AreaQuery, p store.Page) 
 				likes = append(likes, `search_name LIKE ? ESCAPE '\'`)
 				args = append(args, "%"+likeEscape(c)+"%")
 			}
-			rows, err = tx.QueryContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND (`+strings.Join(likes, " OR ")+`)`, args...)
+			rows, err = tx.Tx.QueryContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND (`+strings.Join(likes, " OR ")+`)`, args...)
 		} else {
 			conds := strings.ReplaceAll(strings.Join(codeConds, " OR "), "plz", "postal_code")
-			rows, err = tx.QueryContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND level = ?
+			rows, err = tx.Tx.QueryContext(ctx, `SELECT `+areaColumns+` FROM areas WHERE retired_at IS NULL AND level = ?
 				AND (ags IN (SELECT ags FROM postcodes WHERE `+strings.Join(codeConds, " OR ")+`) OR `+conds+`)`,
 				append(append([]any{int(ars.Gemeinde)}, codeArgs...), codeArgs...)...)
 		}
@@ -429,7 +430,7 @@ func scanService(row scanner) (store.CatalogueEntry, error) {
 func (db *DB) ImportCatalogue(ctx context.Context, actor string, services []leika.Service) (store.CatalogueImport, error) {
 	res := store.CatalogueImport{Services: len(services)}
 	at := store.Now()
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(tx *txn) error {
 		existing := make(map[leika.Key]store.CatalogueEntry)
 		rows, err := tx.QueryContext(ctx, `SELECT `+serviceColumns+` FROM leika_services`)
 		if err != nil {
@@ -486,7 +487,7 @@ func (db *DB) ImportCatalogue(ctx context.Context, actor string, services []leik
 
 // CatalogueEntry returns the service key.
 func (db *DB) CatalogueEntry(ctx context.Context, key leika.Key) (store.CatalogueEntry, error) {
-	e, err := scanService(db.r.QueryRowContext(ctx, `SELECT `+serviceColumns+` FROM leika_services WHERE key = ?`, string(key)))
+	e, err := scanService(db.rs.QueryRowContext(ctx, `SELECT `+serviceColumns+` FROM leika_services WHERE key = ?`, string(key)))
 	if err != nil {
 		return store.CatalogueEntry{}, fmt.Errorf("service %s: %w", key, notFound(err))
 	}
@@ -495,7 +496,7 @@ func (db *DB) CatalogueEntry(ctx context.Context, key leika.Key) (store.Catalogu
 
 // Catalogue calls fn for every service in key order.
 func (db *DB) Catalogue(ctx context.Context, fn func(store.CatalogueEntry) error) error {
-	return db.read(ctx, func(tx *sql.Tx) error {
+	return db.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+serviceColumns+` FROM leika_services ORDER BY key`)
 		if err != nil {
 			return fmt.Errorf("list services: %w", err)
@@ -520,7 +521,7 @@ func (db *DB) Catalogue(ctx context.Context, fn func(store.CatalogueEntry) error
 // ImportPostcodes replaces the postcode table in one write transaction.
 func (db *DB) ImportPostcodes(ctx context.Context, actor string, codes []ars.PostalCode) (store.PostcodeImport, error) {
 	res := store.PostcodeImport{Rows: len(codes)}
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(tx *txn) error {
 		prev, err := listPostcodes(ctx, tx)
 		if err != nil {
 			return err
@@ -555,7 +556,7 @@ func (db *DB) ImportPostcodes(ctx context.Context, actor string, codes []ars.Pos
 }
 
 // listPostcodes returns the postcode table in import order.
-func listPostcodes(ctx context.Context, tx *sql.Tx) ([]ars.PostalCode, error) {
+func listPostcodes(ctx context.Context, tx *txn) ([]ars.PostalCode, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT plz, ags, ars, name, district_ars, in_directory FROM postcodes ORDER BY seq`)
 	if err != nil {
 		return nil, err
@@ -577,7 +578,7 @@ func listPostcodes(ctx context.Context, tx *sql.Tx) ([]ars.PostalCode, error) {
 // EachDestination calls fn for every destination in id order, in one
 // read transaction.
 func (db *DB) EachDestination(ctx context.Context, fn func(store.Destination) error) error {
-	return db.read(ctx, func(tx *sql.Tx) error {
+	return db.read(ctx, func(tx *txn) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+destinationColumns+` FROM destinations ORDER BY id`)
 		if err != nil {
 			return fmt.Errorf("list destinations: %w", err)

@@ -49,7 +49,7 @@ func destinationArgs(d store.Destination) ([]any, error) {
 		encTime(d.CreatedAt), encTime(d.UpdatedAt)}, nil
 }
 
-func getDestination(ctx context.Context, tx *sql.Tx, id string) (store.Destination, error) {
+func getDestination(ctx context.Context, tx *txn, id string) (store.Destination, error) {
 	d, err := scanDestination(tx.QueryRowContext(ctx, `SELECT `+destinationColumns+` FROM destinations WHERE id = ?`, id))
 	if err != nil {
 		return d, fmt.Errorf("destination %s: %w", id, notFound(err))
@@ -78,7 +78,7 @@ func scanKey(row scanner) (store.Key, error) {
 	return k, err
 }
 
-func insertKey(ctx context.Context, tx *sql.Tx, k store.Key) error {
+func insertKey(ctx context.Context, tx *txn, k store.Key) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO keys (`+keyColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
 		k.DestinationID, k.KID, string(k.Use), rawJSON(k.JWK), encTime(k.CreatedAt), encTimePtr(k.ValidUntil))
 	if err != nil {
@@ -110,7 +110,7 @@ func listKeys(ctx context.Context, q interface {
 }
 
 // audit appends one entry to the audit log inside tx.
-func audit(ctx context.Context, tx *sql.Tx, actor, action, object string, before, after []byte) error {
+func audit(ctx context.Context, tx *txn, actor, action, object string, before, after []byte) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO audit_log (at, actor, action, object, before, after) VALUES (?, ?, ?, ?, ?, ?)`,
 		encTime(store.Now()), actor, action, object, rawJSON(before), rawJSON(after))
 	if err != nil {
@@ -121,14 +121,14 @@ func audit(ctx context.Context, tx *sql.Tx, actor, action, object string, before
 
 // Audit appends e to the audit log.
 func (db *DB) Audit(ctx context.Context, e store.AuditEntry) error {
-	return db.write(ctx, func(tx *sql.Tx) error {
+	return db.write(ctx, func(tx *txn) error {
 		return audit(ctx, tx, e.Actor, e.Action, e.Object, e.Before, e.After)
 	})
 }
 
 // auditDestination records a change of destination d, reading its keys
 // after the change.
-func auditDestination(ctx context.Context, tx *sql.Tx, actor, action string, before []byte, d store.Destination) error {
+func auditDestination(ctx context.Context, tx *txn, actor, action string, before []byte, d store.Destination) error {
 	keys, err := listKeys(ctx, tx, d.ID)
 	if err != nil {
 		return err
@@ -141,7 +141,7 @@ func auditDestination(ctx context.Context, tx *sql.Tx, actor, action string, bef
 }
 
 // snapshot returns the audit record of destination d as it is in tx.
-func snapshot(ctx context.Context, tx *sql.Tx, d store.Destination) ([]byte, error) {
+func snapshot(ctx context.Context, tx *txn, d store.Destination) ([]byte, error) {
 	keys, err := listKeys(ctx, tx, d.ID)
 	if err != nil {
 		return nil, err
@@ -161,7 +161,7 @@ func (db *DB) CreateDestination(ctx context.Context, actor string, d store.Desti
 	if err != nil {
 		return fmt.Errorf("create destination %s: %w", d.ID, err)
 	}
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	err = db.write(ctx, func(tx *txn) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO destinations (`+destinationColumns+`)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return conflict(err)
@@ -193,7 +193,7 @@ func (db *DB) CreateDestination(ctx context.Context, actor string, d store.Desti
 func (db *DB) UpdateDestination(ctx context.Context, actor string, id string, update func(*store.Destination) error) (store.Destination, error) {
 	var out store.Destination
 	var updateErr error
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(tx *txn) error {
 		d, err := getDestination(ctx, tx, id)
 		if err != nil {
 			return err
@@ -233,7 +233,7 @@ func (db *DB) UpdateDestination(ctx context.Context, actor string, id string, up
 
 // Destination returns destination id.
 func (db *DB) Destination(ctx context.Context, id string) (store.Destination, error) {
-	d, err := scanDestination(db.r.QueryRowContext(ctx, `SELECT `+destinationColumns+` FROM destinations WHERE id = ?`, id))
+	d, err := scanDestination(db.rs.QueryRowContext(ctx, `SELECT `+destinationColumns+` FROM destinations WHERE id = ?`, id))
 	if err != nil {
 		return store.Destination{}, fmt.Errorf("destination %s: %w", id, notFound(err))
 	}
@@ -247,7 +247,7 @@ func (db *DB) Destinations(ctx context.Context, p store.Page) ([]store.Destinati
 		list  []store.Destination
 		total int
 	)
-	err := db.read(ctx, func(tx *sql.Tx) error {
+	err := db.read(ctx, func(tx *txn) error {
 		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM destinations`).Scan(&total); err != nil {
 			return err
 		}
@@ -275,7 +275,7 @@ func (db *DB) Destinations(ctx context.Context, p store.Page) ([]store.Destinati
 func (db *DB) AddKey(ctx context.Context, actor string, k store.Key) error {
 	k.CreatedAt = store.OrNow(k.CreatedAt)
 	k.ValidUntil = store.TruncatePtr(k.ValidUntil)
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(tx *txn) error {
 		d, err := getDestination(ctx, tx, k.DestinationID)
 		if err != nil {
 			return err
@@ -301,7 +301,7 @@ func (db *DB) RollKey(ctx context.Context, actor string, k store.Key, previousVa
 	k.CreatedAt = store.OrNow(k.CreatedAt)
 	k.ValidUntil = store.TruncatePtr(k.ValidUntil)
 	var out store.Destination
-	err := db.write(ctx, func(tx *sql.Tx) error {
+	err := db.write(ctx, func(tx *txn) error {
 		d, err := getDestination(ctx, tx, k.DestinationID)
 		if err != nil {
 			return err
@@ -344,7 +344,7 @@ func (db *DB) RollKey(ctx context.Context, actor string, k store.Key, previousVa
 
 // Key returns key kid of destination destinationID.
 func (db *DB) Key(ctx context.Context, destinationID, kid string) (store.Key, error) {
-	k, err := scanKey(db.r.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE destination_id = ? AND kid = ?`, destinationID, kid))
+	k, err := scanKey(db.rs.QueryRowContext(ctx, `SELECT `+keyColumns+` FROM keys WHERE destination_id = ? AND kid = ?`, destinationID, kid))
 	if err != nil {
 		return store.Key{}, fmt.Errorf("key %s of %s: %w", kid, destinationID, notFound(err))
 	}
@@ -354,7 +354,7 @@ func (db *DB) Key(ctx context.Context, destinationID, kid string) (store.Key, er
 // Keys lists the keys of destinationID, oldest first; none for an unknown
 // destination.
 func (db *DB) Keys(ctx context.Context, destinationID string) ([]store.Key, error) {
-	return listKeys(ctx, db.r, destinationID)
+	return listKeys(ctx, db.rs, destinationID)
 }
 
 const clientColumns = `id, name, secret_hash, scopes, disabled, created_at`
@@ -382,7 +382,7 @@ func (db *DB) CreateClient(ctx context.Context, actor string, c store.Client) er
 	if err != nil {
 		return fmt.Errorf("create client %s: %w", c.ID, err)
 	}
-	err = db.write(ctx, func(tx *sql.Tx) error {
+	err = db.write(ctx, func(tx *txn) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO clients (`+clientColumns+`) VALUES (?, ?, ?, ?, ?, ?)`,
 			c.ID, c.Name, c.SecretHash, scopes, c.Disabled, encTime(c.CreatedAt)); err != nil {
 			return conflict(err)
@@ -397,7 +397,7 @@ func (db *DB) CreateClient(ctx context.Context, actor string, c store.Client) er
 
 // Client returns client id.
 func (db *DB) Client(ctx context.Context, id string) (store.Client, error) {
-	c, err := scanClient(db.r.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))
+	c, err := scanClient(db.rs.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))
 	if err != nil {
 		return store.Client{}, fmt.Errorf("client %s: %w", id, notFound(err))
 	}
@@ -406,7 +406,7 @@ func (db *DB) Client(ctx context.Context, id string) (store.Client, error) {
 
 // Clients lists all clients ordered by id.
 func (db *DB) Clients(ctx context.Context) ([]store.Client, error) {
-	rows, err := db.r.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY id`)
+	rows, err := db.rs.QueryContext(ctx, `SELECT `+clientColumns+` FROM clients ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("list clients: %w", err)
 	}
@@ -434,7 +434,7 @@ func (db *DB) AuditLog(ctx context.Context, object string, p store.Page) ([]stor
 		q, args = `SELECT id, at, actor, action, object, before, after FROM audit_log
 		WHERE object = ? ORDER BY id DESC LIMIT ? OFFSET ?`, []any{object, p.Limit, p.Offset}
 	}
-	rows, err := db.r.QueryContext(ctx, q, args...)
+	rows, err := db.rs.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}

@@ -42,6 +42,8 @@ const readConns = 4
 type DB struct {
 	w *sql.DB // exactly one connection: every write transaction queues for it
 	r *sql.DB // read-only connections
+	// ws and rs keep the statements of w and r prepared.
+	ws, rs *stmts
 }
 
 var _ store.Store = (*DB)(nil)
@@ -85,7 +87,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{w: w, r: r}, nil
+	return &DB{w: w, r: r, ws: newStmts(w), rs: newStmts(r)}, nil
 }
 
 // migrate brings the schema up to date with goose's provider, which keeps
@@ -107,17 +109,20 @@ func migrate(ctx context.Context, db *sql.DB) error {
 
 // Close closes both connection pools.
 func (db *DB) Close() error {
+	db.ws.close()
+	db.rs.close()
 	return errors.Join(db.w.Close(), db.r.Close())
 }
 
 // write runs fn in a write transaction (BEGIN IMMEDIATE on the one write
 // connection) and commits when fn returns nil. fn's error comes back as is.
-func (db *DB) write(ctx context.Context, fn func(*sql.Tx) error) error {
+func (db *DB) write(ctx context.Context, fn func(*txn) error) error {
+	db.ws.prepare(ctx)
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(&txn{Tx: tx, stmts: db.ws}); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -129,13 +134,14 @@ func (db *DB) write(ctx context.Context, fn func(*sql.Tx) error) error {
 
 // read runs fn in a read transaction, so a list and its count see one
 // snapshot.
-func (db *DB) read(ctx context.Context, fn func(*sql.Tx) error) error {
+func (db *DB) read(ctx context.Context, fn func(*txn) error) error {
+	db.rs.prepare(ctx)
 	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // read-only: nothing to lose
-	return fn(tx)
+	return fn(&txn{Tx: tx, stmts: db.rs})
 }
 
 // conflict translates SQLite's unique and primary key violations into

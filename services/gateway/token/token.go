@@ -10,6 +10,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +46,9 @@ const (
 	// DefaultHashWait is how long a request waits for a free secret
 	// comparison before it is answered 503.
 	DefaultHashWait = 2 * time.Second
+	// DefaultVerifiedTokens: far more clients than a gateway serves at
+	// once, a few MiB at most.
+	DefaultVerifiedTokens = 10000
 )
 
 // Default limits of failed client authentications.
@@ -104,6 +108,12 @@ type Config struct {
 	// DefaultHashWait) for one, then gets 503 with Retry-After.
 	Hashes   int
 	HashWait time.Duration
+	// VerifiedTokens bounds how many of Amtsbote's own tokens are
+	// remembered after their signature verified (default
+	// DefaultVerifiedTokens, negative: none); a remembered token's claims
+	// are checked again on every request, its signature not. Tokens of
+	// the external issuer are not remembered.
+	VerifiedTokens int
 }
 
 // Service issues and verifies access tokens. It is safe for concurrent use.
@@ -117,6 +127,8 @@ type Service struct {
 	signer  gojose.Signer
 	jwks    []byte
 	oidc    *oidcKeys
+	// verified remembers own tokens whose signature verified.
+	verified *verifiedCache
 	// dummyHash makes a token request for an unknown client cost as much
 	// as one for a known client.
 	dummyHash []byte
@@ -141,6 +153,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, errors.New("new token service: no url")
 	}
 	s := &Service{api: cfg.API, clients: cfg.Clients, key: cfg.Key.Private, url: cfg.URL, ttl: cfg.TTL, now: cfg.Now}
+	s.verified = newVerifiedCache(cmp.Or(cfg.VerifiedTokens, DefaultVerifiedTokens))
 	if s.ttl == 0 {
 		s.ttl = DefaultTTL
 	}
@@ -430,6 +443,10 @@ func (s *scopeClaim) UnmarshalJSON(b []byte) error {
 // Verify checks signature, issuer, audience and lifetime of an access
 // token: one of Amtsbote's own, or of the external OIDC issuer.
 func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, error) {
+	sum := sha256.Sum256([]byte(raw))
+	if claims, ok := s.verified.get(sum, s.now()); ok {
+		return s.accept(claims)
+	}
 	tok, err := jwt.ParseSigned(raw, externalAlgs)
 	if err != nil {
 		return httpapi.Principal{}, httpapi.InvalidToken("the token is not a signed JWT: %v", err)
@@ -470,11 +487,23 @@ func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, er
 	if err := tok.Claims(key, &claims); err != nil {
 		return httpapi.Principal{}, httpapi.InvalidToken("the token's signature does not verify with the issuer's key")
 	}
+	p, err := s.accept(claims)
+	// Only Amtsbote's own tokens are remembered: its key lives as long as
+	// the Service, while an external issuer's keys may be withdrawn.
+	if err == nil && unverified.Issuer == s.url {
+		s.verified.put(sum, claims, s.now())
+	}
+	return p, err
+}
+
+// accept checks the claims of a token whose signature verified and
+// returns its principal. It is all of Verify that depends on the time.
+func (s *Service) accept(claims tokenClaims) (httpapi.Principal, error) {
 	if claims.Expiry == nil {
 		return httpapi.Principal{}, httpapi.InvalidToken("the token has no expiry (exp)")
 	}
-	err = claims.ValidateWithLeeway(jwt.Expected{
-		Issuer:      unverified.Issuer,
+	err := claims.ValidateWithLeeway(jwt.Expected{
+		Issuer:      claims.Issuer,
 		AnyAudience: jwt.Audience{s.url},
 		Time:        s.now(),
 	}, leeway)
