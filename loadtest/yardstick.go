@@ -175,6 +175,9 @@ func jetStreamRate(ctx context.Context, js jetstream.JetStream, size int, d time
 	return jsFigure{Bytes: size, PublishPerSecond: pub, ConsumePerSecond: float64(got) / time.Since(start).Seconds()}, nil
 }
 
+// objectTimeout bounds one put or get of the object-store yardstick.
+const objectTimeout = 10 * time.Minute
+
 // objectRate puts and gets objects of size one at a time, at least once
 // and until d passed, and returns the bytes per second of each.
 func objectRate(ctx context.Context, js jetstream.JetStream, size int64, d time.Duration) (osFigure, error) {
@@ -189,6 +192,9 @@ func objectRate(ctx context.Context, js jetstream.JetStream, size int64, d time.
 	var moved int64
 	for i := 0; i == 0 || (putT+getT < d && ctx.Err() == nil); i++ {
 		name := fmt.Sprintf("o%d", i)
+		// Without a deadline the object store gives a whole Get 5 s.
+		ctx, cancel := context.WithTimeout(ctx, objectTimeout)
+		defer cancel()
 		t0 := time.Now()
 		if _, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name}, io.LimitReader(repeat(block), size)); err != nil {
 			return osFigure{}, fmt.Errorf("put: %w", err)

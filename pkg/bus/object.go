@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 )
 
 // ErrNotFound means the object or key does not exist.
@@ -78,63 +79,238 @@ func (b *Bus) stateBucket(ctx context.Context) (jetstream.KeyValue, error) {
 }
 
 // PutObject stores r under name in BucketPayloads, replacing an object of the
-// same name. It streams: r is read and sent one chunk (128 KiB) at a time, so
+// same name, in the object store's format. It streams: r is read one chunk
+// (128 KiB) at a time and at most putWindow chunks are unacknowledged, so
 // memory use does not grow with the object.
 //
-// It then reads the object back from the stream's leader and compares it
-// with the size and digest of what r yielded: chunks published while the
-// stream's leader changes can be stored twice or not at all although every
-// publish was acknowledged. A stored object that does not match is deleted
-// and PutObject fails with ErrCorrupt; r is consumed, so the caller retries
-// with the content again.
+// Chunks published while the stream's leader changes could be stored twice
+// or not at all although every publish was acknowledged; so each chunk
+// carries a message id (a repeated publish is stored once), the
+// acknowledgements must come in the chunks' order, and the stream's leader
+// must count as many chunks as were sent before the description that makes
+// the object visible is written, and hold that description after. An upload
+// that fails any of these leaves no chunks and the earlier object of the
+// name in place, and PutObject fails, with ErrCorrupt where the stream
+// disagreed; r is consumed, so the caller retries with the content again.
 func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectInfo, error) {
 	if name == "" {
 		return ObjectInfo{}, errors.New("put object: empty name")
 	}
-	obs, err := b.payloads(ctx)
-	if err != nil {
+	if _, err := b.payloads(ctx); err != nil {
 		return ObjectInfo{}, fmt.Errorf("put object %s: %w", name, err)
 	}
-	info, err := obs.Put(ctx, jetstream.ObjectMeta{Name: name}, r)
-	if err != nil {
+	old, err := b.description(ctx, name)
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		return ObjectInfo{}, fmt.Errorf("put object %s: %w", name, err)
 	}
-	// The description holds the size and digest of what r yielded.
-	_, err = b.VerifyObject(ctx, name)
-	if errors.Is(err, ErrCorrupt) {
-		if derr := b.deleteCorrupt(ctx, obs, name); derr != nil {
-			err = fmt.Errorf("%w; deleting it: %v", err, derr)
-		}
+	info := jetstream.ObjectInfo{
+		ObjectMeta: jetstream.ObjectMeta{Name: name, Opts: &jetstream.ObjectMetaOptions{ChunkSize: objectChunk}},
+		Bucket:     BucketPayloads,
+		NUID:       nuid.Next(),
 	}
-	if err != nil {
-		return ObjectInfo{}, fmt.Errorf("put object %s: read back: %w", name, err)
+	subject := chunkSubject(info.NUID)
+	if err := b.putChunks(ctx, subject, &info, r); err != nil {
+		b.purgeAfterFailure(ctx, subject)
+		return ObjectInfo{}, fmt.Errorf("put object %s: %w", name, err)
 	}
-	return objectInfo(info), nil
+	if err := b.putDescription(ctx, &info); err != nil {
+		b.purgeAfterFailure(ctx, subject)
+		return ObjectInfo{}, fmt.Errorf("put object %s: %w", name, err)
+	}
+	if old.NUID != "" && old.NUID != info.NUID {
+		// The old chunks are unreachable now; one left behind costs space only.
+		_ = b.purge(ctx, objectStream, chunkSubject(old.NUID))
+	}
+	return objectInfo(&info), nil
 }
 
-// deleteCorrupt deletes the corrupt object name until the stream's leader
-// no longer has it. The object store looks the object up before deleting
-// it, and a replica that is behind answers that there is none; so the
-// deletion is checked on the leader and repeated while the stream settles.
-func (b *Bus) deleteCorrupt(ctx context.Context, obs jetstream.ObjectStore, name string) error {
-	var err error
-	for try := range 10 {
-		if try > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(try) * 100 * time.Millisecond):
+// objectChunk is the size of an object's chunks, the object store's default.
+const objectChunk = 128 << 10
+
+// putWindow is how many chunks of one upload are unacknowledged at most:
+// 2 MiB in flight keeps the stream busy without buffering the object.
+const putWindow = 16
+
+// putChunk is one published chunk awaiting its acknowledgement; its buffer
+// is reused only after that, since a publish may be sent again.
+type putChunk struct {
+	ack jetstream.PubAckFuture
+	buf []byte
+}
+
+// putChunks publishes r's content as chunks on subject and fills in the
+// size, chunk count and digest of info once the stream acknowledged each
+// chunk in order and its leader counts exactly those.
+func (b *Bus) putChunks(ctx context.Context, subject string, info *jetstream.ObjectInfo, r io.Reader) error {
+	h := sha256.New()
+	var (
+		inflight []putChunk
+		free     [][]byte
+		last     uint64
+	)
+	settle := func() error {
+		c := inflight[0]
+		inflight = inflight[1:]
+		timer := time.NewTimer(leaderGetTimeout)
+		defer timer.Stop()
+		select {
+		case ack := <-c.ack.Ok():
+			if ack.Stream != objectStream || ack.Sequence <= last {
+				return fmt.Errorf("chunk acknowledged out of order (%s %d after %d): %w", ack.Stream, ack.Sequence, last, ErrCorrupt)
+			}
+			last = ack.Sequence
+		case err := <-c.ack.Err():
+			return fmt.Errorf("chunk not stored: %w", err)
+		case <-timer.C:
+			return errors.New("chunk not acknowledged in time")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		free = append(free, c.buf)
+		return nil
+	}
+	// settleAll waits for what is in flight, so that nothing lands after a
+	// purge of the partial upload.
+	settleAll := func(err error) error {
+		for len(inflight) > 0 {
+			if serr := settle(); err == nil {
+				err = serr
 			}
 		}
-		if err = obs.Delete(ctx, name); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
-			continue
+		return err
+	}
+	for {
+		if len(inflight) == putWindow {
+			if err := settle(); err != nil {
+				return settleAll(err)
+			}
 		}
-		// Gone, or replaced meanwhile by an intact upload of the name.
-		if _, err = b.VerifyObject(ctx, name); err == nil || errors.Is(err, ErrNotFound) {
-			return nil
+		var buf []byte
+		if n := len(free); n > 0 {
+			buf, free = free[n-1], free[:n-1]
+		} else {
+			buf = make([]byte, objectChunk)
+		}
+		n, rerr := io.ReadFull(r, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			m := &nats.Msg{Subject: subject, Data: buf[:n], Header: nats.Header{}}
+			m.Header.Set(jetstream.MsgIDHeader, info.NUID+"."+strconv.FormatUint(uint64(info.Chunks), 10))
+			f, err := b.js.PublishMsgAsync(m)
+			if err != nil {
+				return settleAll(fmt.Errorf("publish chunk: %w", err))
+			}
+			inflight = append(inflight, putChunk{ack: f, buf: buf})
+			info.Chunks++
+			info.Size += uint64(n)
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			return settleAll(rerr)
 		}
 	}
-	return err
+	if err := settleAll(nil); err != nil {
+		return err
+	}
+	info.Digest = jetstream.GetObjectDigestValue(h)
+	stored, err := b.subjectCount(ctx, objectStream, subject)
+	if err != nil {
+		return err
+	}
+	if stored != uint64(info.Chunks) {
+		return fmt.Errorf("sent %d chunks, the stream holds %d: %w", info.Chunks, stored, ErrCorrupt)
+	}
+	return nil
+}
+
+// putDescription publishes info as its object's description, replacing
+// the earlier one, and checks that the stream's leader holds it.
+func (b *Bus) putDescription(ctx context.Context, info *jetstream.ObjectInfo) error {
+	data, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	m := &nats.Msg{Subject: metaSubject(info.Name), Data: data, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
+	ack, err := b.js.PublishMsg(ctx, m)
+	if err != nil {
+		return fmt.Errorf("publish description: %w", err)
+	}
+	got, err := b.description(ctx, info.Name)
+	if err != nil {
+		return fmt.Errorf("read description back: %w", err)
+	}
+	if got.NUID != info.NUID {
+		return fmt.Errorf("description stored at %d, the stream holds another: %w", ack.Sequence, ErrCorrupt)
+	}
+	info.ModTime = got.ModTime
+	return nil
+}
+
+// purgeAfterFailure removes the chunks of a failed upload, also when ctx
+// is what ended it.
+func (b *Bus) purgeAfterFailure(ctx context.Context, subject string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaderGetTimeout)
+	defer cancel()
+	_ = b.purge(ctx, objectStream, subject)
+}
+
+// purge removes the messages on subject from stream.
+func (b *Bus) purge(ctx context.Context, stream, subject string) error {
+	body, err := json.Marshal(struct {
+		Filter string `json:"filter"`
+	}{subject})
+	if err != nil {
+		return err
+	}
+	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.PURGE."+stream, body)
+	if err != nil {
+		return err
+	}
+	var resp struct {
+		Error *jetstream.APIError `json:"error,omitempty"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("purge answer: %w", err)
+	}
+	if resp.Error != nil {
+		return resp.Error
+	}
+	return nil
+}
+
+// subjectCount asks stream's leader how many messages it holds on subject.
+func (b *Bus) subjectCount(ctx context.Context, stream, subject string) (uint64, error) {
+	body, err := json.Marshal(struct {
+		Filter string `json:"subjects_filter"`
+	}{subject})
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
+		defer cancel()
+	}
+	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+stream, body)
+	if err != nil {
+		return 0, fmt.Errorf("count chunks: %w", err)
+	}
+	var resp struct {
+		Error *jetstream.APIError `json:"error,omitempty"`
+		State struct {
+			Subjects map[string]uint64 `json:"subjects"`
+		} `json:"state"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return 0, fmt.Errorf("count chunks: stream info answer: %w", err)
+	}
+	if resp.Error != nil {
+		return 0, fmt.Errorf("count chunks: %w", resp.Error)
+	}
+	return resp.State.Subjects[subject], nil
 }
 
 // VerifyObject reads the object stored under name to its end and returns
@@ -204,6 +380,7 @@ func (b *Bus) description(ctx context.Context, name string) (jetstream.ObjectInf
 	if info.Deleted {
 		return info, ErrNotFound
 	}
+	info.ModTime = raw.Time
 	if info.Opts != nil && info.Opts.Link != nil {
 		return info, errors.New("is a link, which Amtsbote does not store")
 	}
