@@ -50,7 +50,10 @@ type jsFigure struct {
 
 // osFigure is raw object-store put and get of one size, one at a time.
 type osFigure struct {
-	Bytes             int64   `json:"bytes"`
+	Bytes int64 `json:"bytes"`
+	// MeasuredBytes is the size of the objects put and got, when smaller
+	// than Bytes (see maxRawObject).
+	MeasuredBytes     int64   `json:"measuredBytes,omitempty"`
 	PutBytesPerSecond float64 `json:"putBytesPerSecond"`
 	GetBytesPerSecond float64 `json:"getBytesPerSecond"`
 }
@@ -178,9 +181,20 @@ func jetStreamRate(ctx context.Context, js jetstream.JetStream, size int, d time
 // objectTimeout bounds one put or get of the object-store yardstick.
 const objectTimeout = 10 * time.Minute
 
-// objectRate puts and gets objects of size one at a time, at least once
-// and until d passed, and returns the bytes per second of each.
+// maxRawObject is the largest object the yardstick puts: the object
+// store's Put sends every chunk without waiting for acknowledgements, and
+// of a larger object a server with its default 128 MiB ingest queue may
+// refuse chunks (429). Its rate, bytes per second, stands for larger sizes.
+const maxRawObject = 64 << 20
+
+// objectRate puts and gets objects of size (at most maxRawObject) one at a
+// time, at least once and until d passed, and returns the bytes per second
+// of each.
 func objectRate(ctx context.Context, js jetstream.JetStream, size int64, d time.Duration) (osFigure, error) {
+	fig := osFigure{Bytes: size}
+	if size > maxRawObject {
+		size, fig.MeasuredBytes = maxRawObject, maxRawObject
+	}
 	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "LOADTEST_OBJECTS", Storage: jetstream.FileStorage, Replicas: 1})
 	if err != nil {
 		return osFigure{}, err
@@ -214,7 +228,8 @@ func objectRate(ctx context.Context, js jetstream.JetStream, size int64, d time.
 		moved += size
 		_ = obs.Delete(ctx, name)
 	}
-	return osFigure{Bytes: size, PutBytesPerSecond: float64(moved) / putT.Seconds(), GetBytesPerSecond: float64(moved) / getT.Seconds()}, nil
+	fig.PutBytesPerSecond, fig.GetBytesPerSecond = float64(moved)/putT.Seconds(), float64(moved)/getT.Seconds()
+	return fig, nil
 }
 
 type repeater struct {

@@ -3,6 +3,7 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"slices"
 	"testing"
@@ -131,5 +132,56 @@ func deadLetterOf(t *testing.T, b *bus.Bus, name string) *jetstream.RawStreamMsg
 		if m.Header.Get(bus.HeaderDeadObject) == name {
 			return m
 		}
+	}
+}
+
+// TestCorruptLargeAttachment: an attachment too large to be read whole
+// first is streamed; damaged after the submit, its answer is cut short of
+// its Content-Length, so the client sees an error and not a shorter
+// attachment, and it is dead-lettered.
+func TestCorruptLargeAttachment(t *testing.T) {
+	f := newFlowEnv(t, flowtest.Backends()[0].Open(t))
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	receiver := f.token("subscribe:destination:" + d.ID)
+
+	s := sealedSubmission{dest: d, attachments: map[string]string{}}
+	aid := newUUID(t)
+	s.order = []string{aid}
+	s.attachments[aid] = seal(t, bytes.Repeat([]byte("Bauplan "), 300000), d.EncryptionKID)
+	s.created = f.create(t, sender, createBody(d, aid))
+	s.metadata = seal(t, []byte(`{"contentStructure":{"data":{"submissionSchema":{"schemaUri":"https://schema.fitko.de/fim/s00000096_1.0.schema.json","mimeType":"application/json"}}}}`), d.EncryptionKID)
+	s.data = seal(t, []byte(`{"name":"Erika Mustermann"}`), d.EncryptionKID)
+	sid := s.SubmissionID
+	path := "/v1/submissions/" + sid + "/attachments/" + aid
+
+	f.upload(t, sender, sid, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	f.submit(t, sender, s).want(t, http.StatusAccepted)
+	f.route(t, sid)
+	if got := f.call(t, http.MethodGet, path, receiver, "", nil); got.status != http.StatusOK || string(got.body) != s.attachments[aid] {
+		t.Fatalf("intact attachment: status %d, %d bytes, want 200 and the %d uploaded", got.status, len(got.body), len(s.attachments[aid]))
+	}
+
+	corruptObject(t, f.bus, sealed.AttachmentObject(sid, aid))
+	req, err := http.NewRequest(http.MethodGet, f.srv.URL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+receiver)
+	resp, err := f.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("corrupt attachment read without error: status %d, %d bytes", resp.StatusCode, len(body))
+	}
+	if int64(len(body)) >= resp.ContentLength {
+		t.Errorf("corrupt attachment: %d bytes of the %d announced", len(body), resp.ContentLength)
+	}
+	dead := deadLetterOf(t, f.bus, sealed.AttachmentObject(sid, aid))
+	if got := dead.Header.Get(bus.HeaderDeadReason); got != bus.ReasonCorruptObject {
+		t.Errorf("dead letter reason %q", got)
 	}
 }

@@ -242,23 +242,17 @@ func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p http
 	if err != nil {
 		return retryLater(w, a.api.Unavailable(r, "read attachment", err))
 	}
-	// The status goes out only for content that matched its digest: a
-	// corrupt attachment is a 500, never a 200 cut off halfway. Small ones
-	// are read once into memory, larger ones twice, the first time only
-	// to check them, so memory does not grow with the attachment.
-	var small []byte
+	// Small attachments are read whole and checked before the status goes
+	// out, so a corrupt one is a 500. Larger ones are streamed once, read
+	// as the client reads, so memory does not grow with them; their digest
+	// is checked at the end, and a corrupt one cuts the answer short of its
+	// Content-Length, which every HTTP client reports as an error.
 	if info.Size <= verifyInMemory {
-		small, err = a.readObject(ctx, name)
-	} else {
-		_, err = a.bus.VerifyObject(ctx, name)
-	}
-	if err != nil {
-		return a.objectProblem(w, r, name, "read attachment", err, problem.AttachmentNotFound(sid, aid))
-	}
-	w.Header().Set("Content-Type", joseContentType)
-	w.Header().Set("Content-Length", strconv.FormatUint(info.Size, 10))
-	w.Header().Set("Cache-Control", "no-store")
-	if small != nil || info.Size == 0 {
+		small, err := a.readObject(ctx, name)
+		if err != nil {
+			return a.objectProblem(w, r, name, "read attachment", err, problem.AttachmentNotFound(sid, aid))
+		}
+		setAttachmentHeaders(w, info.Size)
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(small)
 		return nil
@@ -268,8 +262,14 @@ func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p http
 		return a.objectProblem(w, r, name, "read attachment", err, problem.AttachmentNotFound(sid, aid))
 	}
 	defer rc.Close()
+	setAttachmentHeaders(w, info.Size)
 	w.WriteHeader(http.StatusOK)
 	if _, err := io.Copy(w, rc); err != nil {
+		if errors.Is(err, bus.ErrCorrupt) {
+			if derr := a.bus.DeadLetterObject(ctx, name, err); derr != nil {
+				a.api.Log.ErrorContext(ctx, "corrupt object not dead-lettered", "object", name, "err", derr)
+			}
+		}
 		// The status is sent; cutting the connection is the only way left
 		// to tell the client the attachment is incomplete.
 		a.api.Log.WarnContext(ctx, "attachment cut off", "submission_id", sid, "attachment_id", aid, "err", err)
@@ -278,8 +278,15 @@ func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p http
 	return nil
 }
 
+// setAttachmentHeaders sets the headers of an attachment's answer.
+func setAttachmentHeaders(w http.ResponseWriter, size uint64) {
+	w.Header().Set("Content-Type", joseContentType)
+	w.Header().Set("Content-Length", strconv.FormatUint(size, 10))
+	w.Header().Set("Cache-Control", "no-store")
+}
+
 // verifyInMemory is the largest attachment read into memory, and checked,
-// in one pass before it is answered.
+// before it is answered.
 const verifyInMemory = 1 << 20
 
 // readObject reads the object stored under name whole; its digest is
