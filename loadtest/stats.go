@@ -183,7 +183,9 @@ func (t *timing) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.rec.observe("http "+op, d)
 		switch op {
 		case "PUT attachment":
-			t.rec.transferred("attachment upload", up, d)
+			if resp.StatusCode/100 == 2 {
+				t.rec.transferred("attachment upload", up, d)
+			}
 		case "GET attachment":
 			if resp.StatusCode == http.StatusOK {
 				t.rec.transferred("attachment download", down, d)

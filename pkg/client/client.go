@@ -52,8 +52,8 @@ const (
 	// retried after a network error or a 429, 502, 503 or 504 answer.
 	DefaultRetries = 2
 	// DefaultMaxAttachment bounds a downloaded attachment JWE, and the
-	// plaintext decrypted from it, in bytes.
-	DefaultMaxAttachment = 1 << 30
+	// plaintext decrypted from it, in bytes: as the gateway, 2 GiB of JWE.
+	DefaultMaxAttachment = 2 << 30
 	// maxJSON bounds a JSON answer; a submission carries a data JWE of
 	// about 10 MB at most.
 	maxJSON = 64 << 20

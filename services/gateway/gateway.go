@@ -103,7 +103,7 @@ type Config struct {
 	// Issuer issues Amtsbote's own events (required with a bus).
 	Issuer *issuer.Issuer
 	// MaxAttachment bounds one encrypted attachment in bytes (default
-	// submission.DefaultMaxAttachment, 512 MiB).
+	// submission.DefaultMaxAttachment, 2 GiB).
 	MaxAttachment int64
 
 	// Routes is the routing registry the gateway resolves with and

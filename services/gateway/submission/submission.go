@@ -50,8 +50,9 @@ import (
 	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
 )
 
-// DefaultMaxAttachment bounds one encrypted attachment.
-const DefaultMaxAttachment int64 = 512 << 20
+// DefaultMaxAttachment bounds one encrypted attachment: 2 GiB of compact
+// JWE carry a file of 1.5 GiB.
+const DefaultMaxAttachment int64 = 2 << 30
 
 // maxAttachments bounds the attachments one submission announces.
 const maxAttachments = 1000
