@@ -398,16 +398,39 @@ func profileTops(ctx context.Context, tg *target, results string) []profileTop {
 	return out
 }
 
-// write writes report.json and report.html into dir.
+// write writes report.json, report.html and its throughput and latency
+// charts as throughput.svg and latency.svg into dir.
 func (r *report) write(dir string) error {
 	raw, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "report.json"), append(raw, '\n'), 0o644); err != nil {
-		return err
+	files := map[string][]byte{
+		"report.json":    append(raw, '\n'),
+		"report.html":    r.html(),
+		"throughput.svg": []byte(r.throughputChart()),
+		"latency.svg":    []byte(latencyChart(r.Stages)),
 	}
-	return os.WriteFile(filepath.Join(dir, "report.html"), r.html(), 0o644)
+	for _, name := range sortedKeys(files) {
+		if err := os.WriteFile(filepath.Join(dir, name), files[name], 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// throughputChart draws submissions submitted, routed and accepted per
+// second.
+func (r *report) throughputChart() string {
+	var tp []line
+	for _, k := range []string{"submitted", "routed", "accepted"} {
+		var pts []point
+		for i, v := range r.Series[k] {
+			pts = append(pts, point{float64(i), float64(v)})
+		}
+		tp = append(tp, line{k, pts})
+	}
+	return lineChart("per second", "s", tp)
 }
 
 func fmtRatio(v *float64) string {
@@ -475,15 +498,7 @@ func (r *report) html() []byte {
 	b.WriteString("</table>")
 
 	b.WriteString("<h2>Throughput over time</h2>")
-	var tp []line
-	for _, k := range []string{"submitted", "routed", "accepted"} {
-		var pts []point
-		for i, v := range r.Series[k] {
-			pts = append(pts, point{float64(i), float64(v)})
-		}
-		tp = append(tp, line{k, pts})
-	}
-	b.WriteString(lineChart("per second", "s", tp))
+	b.WriteString(r.throughputChart())
 
 	b.WriteString("<h2>Latency per stage</h2>")
 	b.WriteString(latencyChart(r.Stages))
@@ -579,7 +594,7 @@ func lineChart(ylabel, xlabel string, lines []line) string {
 		maxY = 1
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f">`, w, h+20, w, h+20)
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f"><rect width="100%%" height="100%%" fill="#fff"/>`, w, h+20, w, h+20)
 	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#888"/><line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#888"/>`, pad, h-pad, w-pad, h-pad, pad, pad/2, pad, h-pad)
 	fmt.Fprintf(&b, `<text x="2" y="%.0f" font-size="11">%.3g</text><text x="2" y="%.0f" font-size="11">0</text><text x="%.0f" y="%.0f" font-size="11">%.0f %s</text><text x="%.0f" y="14" font-size="11">%s</text>`,
 		pad/2+4, maxY, h-pad, w-pad-40, h-pad+14, maxX, xlabel, pad+4, html.EscapeString(ylabel))
@@ -607,7 +622,7 @@ func latencyChart(stages map[string]percentiles) string {
 	}
 	scale := func(ms float64) float64 { return math.Log10(1+ms) / math.Log10(1+maxMs) * (w - left - 60) }
 	var b strings.Builder
-	fmt.Fprintf(&b, `<svg width="%.0f" height="%.0f">`, w, h)
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f"><rect width="100%%" height="100%%" fill="#fff"/>`, w, h)
 	for i, n := range names {
 		p := stages[n]
 		y := 20 + float64(i)*row
