@@ -40,6 +40,9 @@ func (p *heapProbe) live() uint64 {
 }
 
 func (p *heapProbe) sample() {
+	if p == nil {
+		return
+	}
 	if h := p.live(); h > p.peak {
 		p.peak = h
 	}
