@@ -52,7 +52,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.gv100ad, "gv100ad", "", "Destatis GV100AD file: applicants' places drawn by population from its Gemeinden; default each region's own area")
 	fs.BoolVar(&cfg.ack, "ack", false, "receivers accept without decrypting (the backbone alone); default the scenario's receiver mode")
 	fs.Float64Var(&cfg.rate, "rate", 0, "open-loop submissions per second; default the scenario's")
-	fs.IntVar(&cfg.concurrency, "concurrency", 0, "closed loop with this many senders instead of the scenario's arrival")
+	fs.IntVar(&cfg.concurrency, "concurrency", 0, "closed loop with this many lifecycles under way (each sender waits for its last to be decided) instead of the scenario's arrival")
 	fs.BoolVar(&cfg.progress, "progress", true, "draw a progress bar on stderr")
 	if err := fs.Parse(args); err != nil {
 		return errUsage

@@ -64,7 +64,8 @@ type scenario struct {
 // arrival is how submissions are started: "open" at Rate per second
 // (latency is measured from each submission's scheduled start, so a slow
 // answer does not hide the wait it causes), or "closed" with Concurrency
-// senders each starting the next when the last was answered.
+// senders each starting the next once its back office decided the last:
+// that many lifecycles under way, no queue building up.
 type arrival struct {
 	Mode        string  `json:"mode"`
 	Rate        float64 `json:"rate"`

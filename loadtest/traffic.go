@@ -99,8 +99,9 @@ type inflight struct {
 	destination string
 	caseID      string
 	sealed      *sealed
-	scheduled   time.Time // when it was due to start
-	submitted   time.Time // when its submit was answered
+	scheduled   time.Time     // when it was due to start
+	submitted   time.Time     // when its submit was answered
+	decided     chan struct{} // closed once its back office decided, or failed to
 }
 
 // traffic is the shared state of senders and receivers in one run.
@@ -127,7 +128,8 @@ type traffic struct {
 
 // sendOne starts one submission due at scheduled: it looks up the route,
 // announces, uploads the attachments and submits a pre-encrypted variant.
-func (t *traffic) sendOne(ctx context.Context, scheduled time.Time) {
+// It returns the submission under way, nil if it failed.
+func (t *traffic) sendOne(ctx context.Context, scheduled time.Time) *inflight {
 	t.active.Add(1)
 	defer t.active.Add(-1)
 	t.started.Add(1)
@@ -142,18 +144,18 @@ func (t *traffic) sendOne(ctx context.Context, scheduled time.Time) {
 		}
 		if err := t.call(ctx, nil, http.MethodGet, "/v1/routes?"+q.Encode(), nil, 0, "", http.StatusOK, &routes); err != nil {
 			t.rec.fail("routes", err)
-			return
+			return nil
 		}
 		if len(routes.Routes) == 0 {
 			t.rec.fail("routes", fmt.Errorf("no route for %s in %s", d.offer.service, d.ars))
-			return
+			return nil
 		}
 		dest = routes.Routes[0].DestinationID
 	}
 	variants := t.pool.variants[poolKey{dest, d.offer.service}]
 	if variants == nil {
 		t.rec.fail("routes", fmt.Errorf("the route names destination %s, which the load test does not know", dest))
-		return
+		return nil
 	}
 	class := t.class()
 	v := variants[class][rand.IntN(len(variants[class]))]
@@ -175,24 +177,24 @@ func (t *traffic) sendOne(ctx context.Context, scheduled time.Time) {
 	hdr := http.Header{"Idempotency-Key": {uuid.NewString()}}
 	if err := t.call(ctx, t.sendTok, http.MethodPost, "/v1/submissions", bytes.NewReader(body), int64(len(body)), "application/json", http.StatusCreated, &created, hdr); err != nil {
 		t.rec.fail("create", err)
-		return
+		return nil
 	}
 	for i, id := range v.attIDs {
 		r, err := v.atts[i].open()
 		if err != nil {
 			t.rec.fail("upload", err)
-			return
+			return nil
 		}
 		err = t.call(ctx, t.sendTok, http.MethodPut, "/v1/submissions/"+created.SubmissionID+"/attachments/"+id, r, v.atts[i].size, "application/jose", http.StatusNoContent, nil)
 		r.Close()
 		if err != nil {
 			t.rec.fail("upload", err)
-			return
+			return nil
 		}
 	}
 	if err := t.call(ctx, t.sendTok, http.MethodPut, "/v1/submissions/"+created.SubmissionID, bytes.NewReader(v.submitBody), int64(len(v.submitBody)), "application/json", http.StatusAccepted, nil); err != nil {
 		t.rec.fail("submit", err)
-		return
+		return nil
 	}
 	now := time.Now()
 	t.rec.observe("ingest", now.Sub(scheduled))
@@ -201,8 +203,10 @@ func (t *traffic) sendOne(ctx context.Context, scheduled time.Time) {
 	if t.pending[dest] == nil {
 		t.pending[dest] = map[string]*inflight{}
 	}
-	t.pending[dest][created.SubmissionID] = &inflight{destination: dest, caseID: created.CaseID, sealed: v, scheduled: scheduled, submitted: now}
+	f := &inflight{destination: dest, caseID: created.CaseID, sealed: v, scheduled: scheduled, submitted: now, decided: make(chan struct{})}
+	t.pending[dest][created.SubmissionID] = f
 	t.mu.Unlock()
+	return f
 }
 
 func nonNil(s []string) []string {
@@ -267,7 +271,14 @@ func (t *traffic) send(ctx context.Context, start time.Time) {
 			go func() {
 				defer wg.Done()
 				for ctx.Err() == nil {
-					t.sendOne(context.WithoutCancel(ctx), time.Now())
+					f := t.sendOne(context.WithoutCancel(ctx), time.Now())
+					if f == nil {
+						continue
+					}
+					select {
+					case <-f.decided:
+					case <-ctx.Done():
+					}
 				}
 			}()
 		}
@@ -445,6 +456,7 @@ func (t *traffic) work(ctx context.Context, queue <-chan string, delay time.Dura
 		} else {
 			err = t.pickUp(ctx, sid, f, delay)
 		}
+		close(f.decided)
 		if err != nil {
 			if ctx.Err() == nil {
 				t.rec.fail("decide", err)
