@@ -313,6 +313,26 @@ func (b *Bus) subjectCount(ctx context.Context, stream, subject string) (uint64,
 	return resp.State.Subjects[subject], nil
 }
 
+// CheckObject returns the description of the object stored under name
+// once the stream's leader holds as many chunks as it names, without
+// reading them: ErrNotFound if there is none, ErrCorrupt if chunks are
+// missing or repeated. A chunk changed in place is found only by reading
+// the object (VerifyObject, GetObject).
+func (b *Bus) CheckObject(ctx context.Context, name string) (ObjectInfo, error) {
+	info, err := b.description(ctx, name)
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("check object %s: %w", name, err)
+	}
+	stored, err := b.subjectCount(ctx, objectStream, chunkSubject(info.NUID))
+	if err != nil {
+		return ObjectInfo{}, fmt.Errorf("check object %s: %w", name, err)
+	}
+	if stored != uint64(info.Chunks) {
+		return ObjectInfo{}, fmt.Errorf("check object %s: %d chunks stored of its %d: %w", name, stored, info.Chunks, errDigest)
+	}
+	return objectInfo(&info), nil
+}
+
 // VerifyObject reads the object stored under name to its end and returns
 // its description once size and digest matched: ErrNotFound if there is
 // none, ErrCorrupt if its chunks do not add up to it.

@@ -482,3 +482,64 @@ func TestObjectEndsWithItsLastChunk(t *testing.T) {
 		r.Close()
 	}
 }
+
+// TestCheckObject: CheckObject finds an object that lost a chunk or holds
+// one twice, and a missing one, without reading it.
+func TestCheckObject(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := testContext(t)
+	js := b.JetStream()
+	stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(name string) (string, jetstream.ObjectInfo) {
+		t.Helper()
+		if _, err := b.PutObject(ctx, name, &generator{size: 3*128<<10 + 7}); err != nil {
+			t.Fatal(err)
+		}
+		obs, err := js.ObjectStore(ctx, bus.BucketPayloads)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := obs.GetInfo(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return "$O." + bus.BucketPayloads + ".C." + info.NUID, *info
+	}
+
+	_, info := put("c1/intact")
+	got, err := b.CheckObject(ctx, "c1/intact")
+	if err != nil || got.Size != info.Size || got.Chunks != 4 || got.Digest != info.Digest {
+		t.Errorf("intact object: %+v, %v; want %d bytes in 4 chunks", got, err, info.Size)
+	}
+
+	subject, _ := put("c1/lost")
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.DeleteMsg(ctx, last.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CheckObject(ctx, "c1/lost"); !errors.Is(err, bus.ErrCorrupt) {
+		t.Errorf("object with a chunk lost: %v, want ErrCorrupt", err)
+	}
+
+	subject, _ = put("c1/repeated")
+	first, err := stream.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, subject, first.Data); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.CheckObject(ctx, "c1/repeated"); !errors.Is(err, bus.ErrCorrupt) {
+		t.Errorf("object with a chunk stored twice: %v, want ErrCorrupt", err)
+	}
+
+	if _, err := b.CheckObject(ctx, "c1/missing"); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("missing object: %v, want ErrNotFound", err)
+	}
+}

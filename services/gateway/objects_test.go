@@ -58,10 +58,37 @@ func corruptObject(t *testing.T, b *bus.Bus, name string) {
 	}
 }
 
-// TestCorruptObjects: an attachment damaged after its upload stops the
-// submit with a problem naming it; one damaged after the submit, and a
-// damaged payload, are answered 500 problem+json and dead-lettered, never
-// 200.
+// loseChunk deletes the last chunk of the stored object name, as a store
+// that lost a message would.
+func loseChunk(t *testing.T, b *bus.Bus, name string) {
+	t.Helper()
+	ctx := context.Background()
+	js := b.JetStream()
+	obs, err := js.ObjectStore(ctx, bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := obs.GetInfo(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, "$O."+bus.BucketPayloads+".C."+info.NUID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.DeleteMsg(ctx, last.Sequence); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCorruptObjects: an attachment that lost a chunk after its upload
+// stops the submit with a problem naming it; one damaged after the
+// submit, and a damaged payload, are answered 500 problem+json and
+// dead-lettered, never 200.
 func TestCorruptObjects(t *testing.T) {
 	f := newFlowEnv(t, flowtest.Backends()[0].Open(t))
 	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
@@ -81,7 +108,7 @@ func TestCorruptObjects(t *testing.T) {
 	path := "/v1/submissions/" + sid + "/attachments/" + aid
 
 	f.upload(t, sender, sid, aid, s.attachments[aid]).want(t, http.StatusNoContent)
-	corruptObject(t, f.bus, attachment)
+	loseChunk(t, f.bus, attachment)
 	p := f.submit(t, sender, s).problem(t, http.StatusUnprocessableEntity, problem.TypeMissingAttachments, "attachments")
 	if got, _ := p.Extra["missingAttachments"].([]any); !slices.Equal(got, []any{aid}) {
 		t.Errorf("missingAttachments %v, want [%s]", p.Extra["missingAttachments"], aid)

@@ -692,11 +692,13 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 	if len(missing) > 0 {
 		return tags, problem.MissingAttachments(sub.ID, missing)
 	}
-	// An upload answered 204 was read back intact; this catches an object
-	// lost or damaged since, before the submission is handed on.
+	// An upload answered 204 was stored whole; this catches an object lost
+	// since, or one that lost or repeated chunks, before the submission is
+	// handed on, without reading it: a receiver's download checks its
+	// digest.
 	var damaged []string
 	for _, aid := range sub.AnnouncedAttachments {
-		_, err := a.bus.VerifyObject(r.Context(), sealed.AttachmentObject(sub.ID, aid))
+		_, err := a.bus.CheckObject(r.Context(), sealed.AttachmentObject(sub.ID, aid))
 		switch {
 		case errors.Is(err, bus.ErrNotFound), errors.Is(err, bus.ErrCorrupt):
 			damaged = append(damaged, aid)
