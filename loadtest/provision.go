@@ -163,14 +163,36 @@ func setupClient() *http.Client {
 	return &http.Client{Transport: tr}
 }
 
+// devAdmin returns dev's operator API with a fresh admin client, which
+// speaks through setup.
+func devAdmin(ctx context.Context, t *target, databaseURL string, setup *http.Client) (*admin, error) {
+	id, secret, err := adminClient(ctx, t.bin, t.dataDir, databaseURL)
+	if err != nil {
+		return nil, fmt.Errorf("admin credential: %w", err)
+	}
+	return &admin{base: t.baseURL, hc: setup, tok: &client.ClientCredentials{TokenURL: t.baseURL + "/token", ClientID: id, ClientSecret: secret, HTTPClient: setup}}, nil
+}
+
+// importGV100AD imports the GV100AD file into dev, whose own directory
+// holds only the demo places: the Routing API knows no other Gemeinde.
+func (a *admin) importGV100AD(ctx context.Context, file string) error {
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	if err := a.do(ctx, http.MethodPost, "/admin/v1/import/gv100ad", raw, "text/plain; charset=utf-8", http.StatusOK, nil); err != nil {
+		return fmt.Errorf("import %s into dev: %w", file, err)
+	}
+	return nil
+}
+
 // provision makes dev offer one destination for each of the n most
-// populous Gemeinden of dir (read from dirFile), each taking
-// provisionService in its Gemeinde, and one back office client per Kreis
-// subscribed to its Kreis's destinations. It imports the directory so that
-// the Routing API knows every Gemeinde, and waits until the routes resolve.
-// It speaks through setup; the back offices' receivers, which take part in
-// the load, through hc.
-func provision(ctx context.Context, t *target, cfg runConfig, dir *ars.Directory, dirFile string, n int, setup, hc *http.Client, stdout io.Writer) (*provisioned, error) {
+// populous Gemeinden of dir, each taking provisionService in its
+// Gemeinde, and one back office client per Kreis subscribed to its
+// Kreis's destinations, and waits until the routes resolve. dev must
+// hold dir already (importGV100AD). a speaks through an untimed client;
+// the back offices' receivers, which take part in the load, through hc.
+func provision(ctx context.Context, t *target, a *admin, dir *ars.Directory, n int, hc *http.Client, stdout io.Writer) (*provisioned, error) {
 	gs, err := topGemeinden(dir, n)
 	if err != nil {
 		return nil, err
@@ -194,21 +216,6 @@ func provision(ctx context.Context, t *target, cfg runConfig, dir *ars.Directory
 	if err != nil {
 		return nil, err
 	}
-
-	id, secret, err := adminClient(ctx, t.bin, t.dataDir, cfg.databaseURL)
-	if err != nil {
-		return nil, fmt.Errorf("admin credential: %w", err)
-	}
-	a := &admin{base: t.baseURL, hc: setup, tok: &client.ClientCredentials{TokenURL: t.baseURL + "/token", ClientID: id, ClientSecret: secret, HTTPClient: setup}}
-
-	raw, err := os.ReadFile(dirFile)
-	if err != nil {
-		return nil, err
-	}
-	if err := a.do(ctx, http.MethodPost, "/admin/v1/import/gv100ad", raw, "text/plain; charset=utf-8", http.StatusOK, nil); err != nil {
-		return nil, fmt.Errorf("import the GV100AD directory into dev: %w", err)
-	}
-	imported := time.Now()
 
 	p := &provisioned{dests: make([]*destination, n)}
 	var made atomic.Int64
@@ -259,7 +266,7 @@ func provision(ctx context.Context, t *target, cfg runConfig, dir *ars.Directory
 		}
 		p.dests[i] = dest
 		if m := made.Add(1); m%step == 0 && m < int64(n) {
-			fmt.Fprintf(stdout, "  %d of %d destinations, %.0f a second…\n", m, n, float64(m)/time.Since(imported).Seconds())
+			fmt.Fprintf(stdout, "  %d of %d destinations, %.0f a second…\n", m, n, float64(m)/time.Since(began).Seconds())
 		}
 		return nil
 	})
@@ -313,14 +320,14 @@ func provision(ctx context.Context, t *target, cfg runConfig, dir *ars.Directory
 	// The Routing API answers from dev's routing registry, which follows
 	// the writes asynchronously.
 	for _, i := range []int{0, n - 1} {
-		if err := awaitRoute(ctx, t.baseURL, setup, gs[i].ARS, p.dests[i].id); err != nil {
+		if err := awaitRoute(ctx, t.baseURL, a.hc, gs[i].ARS, p.dests[i].id); err != nil {
 			return nil, err
 		}
 	}
 	done := time.Now()
-	fmt.Fprintf(stdout, "provisioned in %s: directory import %s, destinations %s (%.0f a second), back offices and sender %s, routes %s\n",
-		done.Sub(began).Round(time.Millisecond), imported.Sub(began).Round(time.Millisecond),
-		created.Sub(imported).Round(time.Millisecond), float64(n)/created.Sub(imported).Seconds(),
+	fmt.Fprintf(stdout, "provisioned in %s: destinations %s (%.0f a second), back offices and sender %s, routes %s\n",
+		done.Sub(began).Round(time.Millisecond),
+		created.Sub(began).Round(time.Millisecond), float64(n)/created.Sub(began).Seconds(),
 		clients.Sub(created).Round(time.Millisecond), done.Sub(clients).Round(time.Millisecond))
 	return p, nil
 }

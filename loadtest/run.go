@@ -139,24 +139,39 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	if len(tg.dests) < sc.Destinations {
-		if tg.kind != "dev" {
-			return fmt.Errorf("scenario %s needs %d destinations; the target offers %d (provision them, then run against it with -base-url and -demo)", sc.Name, sc.Destinations, len(tg.dests))
+	provisioning := len(tg.dests) < sc.Destinations
+	if provisioning && tg.kind != "dev" {
+		return fmt.Errorf("scenario %s needs %d destinations; the target offers %d (provision them, then run against it with -base-url and -demo)", sc.Name, sc.Destinations, len(tg.dests))
+	}
+	// Dev is given the destinations it lacks: one per Gemeinde, found in
+	// the GV100AD directory, which also spreads the demand by population.
+	if provisioning && dir == nil {
+		if dirFile = defaultGV100AD(ctx); !fileExists(dirFile) {
+			return fmt.Errorf("scenario %s needs %d destinations, one per Gemeinde of a GV100AD directory; give one with -gv100ad (%s does not exist)", sc.Name, sc.Destinations, dirFile)
 		}
-		// Dev is given the destinations: one per Gemeinde, found in the
-		// GV100AD directory, which also spreads the demand by population.
-		if dir == nil {
-			if dirFile = defaultGV100AD(ctx); !fileExists(dirFile) {
-				return fmt.Errorf("scenario %s needs %d destinations, one per Gemeinde of a GV100AD directory; give one with -gv100ad (%s does not exist)", sc.Name, sc.Destinations, dirFile)
-			}
-			if dir, err = readDirectory(dirFile); err != nil {
-				return err
-			}
+		if dir, err = readDirectory(dirFile); err != nil {
+			return err
 		}
-		// Provisioning and the portal's look-ups of thousands of
-		// destinations are not the load: they go untimed.
-		setup := setupClient()
-		p, err := provision(ctx, tg, cfg, dir, dirFile, sc.Destinations, setup, hc, stdout)
+	}
+	// Provisioning and the portal's look-ups of thousands of destinations
+	// are not the load: they go untimed.
+	setup := setupClient()
+	var adm *admin
+	if tg.kind == "dev" && dir != nil {
+		// Portals ask for places all over the directory; dev's own knows
+		// only the demo places.
+		fmt.Fprintf(stdout, "importing %s into dev…\n", filepath.Base(dirFile))
+		t0 := time.Now()
+		if adm, err = devAdmin(ctx, tg, cfg.databaseURL, setup); err != nil {
+			return err
+		}
+		if err := adm.importGV100AD(ctx, dirFile); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "imported in %s\n", time.Since(t0).Round(time.Millisecond))
+	}
+	if provisioning {
+		p, err := provision(ctx, tg, adm, dir, sc.Destinations, hc, stdout)
 		if err != nil {
 			return fmt.Errorf("provision %d destinations: %w", sc.Destinations, err)
 		}
