@@ -175,6 +175,10 @@ type destination struct {
 	id, service string
 	ring        client.KeyRing
 	signer      jose.KeyPair
+	// receive and tok are the back office that picks the destination's
+	// submissions up; nil for the run's one receiver.
+	receive *client.Receiver
+	tok     *client.ClientCredentials
 }
 
 // result is what a lifecycle run measured.

@@ -34,6 +34,8 @@ type runConfig struct {
 	rate        float64
 	concurrency int
 	progress    bool
+	// destinations overrides the scenario's destination count.
+	destinations int
 }
 
 func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -54,6 +56,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.rate, "rate", 0, "open-loop submissions per second; default the scenario's")
 	fs.IntVar(&cfg.concurrency, "concurrency", 0, "closed loop with this many lifecycles under way (each sender waits for its last to be decided) instead of the scenario's arrival")
 	fs.BoolVar(&cfg.progress, "progress", true, "draw a progress bar on stderr")
+	fs.IntVar(&cfg.destinations, "destinations", 0, "destinations the run spreads its traffic over instead of the scenario's; dev is given those it lacks, one per Gemeinde")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -73,6 +76,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if cfg.concurrency > 0 {
 		sc.Arrival.Mode, sc.Arrival.Concurrency = "closed", cfg.concurrency
 	}
+	if cfg.destinations > 0 {
+		sc.Destinations = cfg.destinations
+	}
 	if err := sc.check(); err != nil {
 		return err
 	}
@@ -86,6 +92,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	dirFile := cfg.gv100ad
 
 	work, err := os.MkdirTemp("", "amtsbote-loadtest-")
 	if err != nil {
@@ -132,12 +139,52 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
+	provisioning := len(tg.dests) < sc.Destinations
+	if provisioning && tg.kind != "dev" {
+		return fmt.Errorf("scenario %s needs %d destinations; the target offers %d (provision them, then run against it with -base-url and -demo)", sc.Name, sc.Destinations, len(tg.dests))
+	}
+	// Dev is given the destinations it lacks: one per Gemeinde, found in
+	// the GV100AD directory, which also spreads the demand by population.
+	if provisioning && dir == nil {
+		if dirFile = defaultGV100AD(ctx); !fileExists(dirFile) {
+			return fmt.Errorf("scenario %s needs %d destinations, one per Gemeinde of a GV100AD directory; give one with -gv100ad (%s does not exist)", sc.Name, sc.Destinations, dirFile)
+		}
+		if dir, err = readDirectory(dirFile); err != nil {
+			return err
+		}
+	}
+	// Provisioning and the portal's look-ups of thousands of destinations
+	// are not the load: they go untimed.
+	setup := setupClient()
+	var adm *admin
+	if tg.kind == "dev" && dir != nil {
+		// Portals ask for places all over the directory; dev's own knows
+		// only the demo places.
+		fmt.Fprintf(stdout, "importing %s into dev…\n", filepath.Base(dirFile))
+		t0 := time.Now()
+		if adm, err = devAdmin(ctx, tg, cfg.databaseURL, setup); err != nil {
+			return err
+		}
+		if err := adm.importGV100AD(ctx, dirFile); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "imported in %s\n", time.Since(t0).Round(time.Millisecond))
+	}
+	if provisioning {
+		p, err := provision(ctx, tg, adm, dir, sc.Destinations, hc, stdout)
+		if err != nil {
+			return fmt.Errorf("provision %d destinations: %w", sc.Destinations, err)
+		}
+		tg.dests = p.dests
+		sendTok = &client.ClientCredentials{TokenURL: tokenURL, ClientID: p.senderID, ClientSecret: p.senderKey, HTTPClient: hc}
+		setupTok := &client.ClientCredentials{TokenURL: tokenURL, ClientID: p.senderID, ClientSecret: p.senderKey, HTTPClient: setup}
+		if senderClient, err = client.New(tg.baseURL, client.Tokens(setupTok), client.HTTPClient(setup)); err != nil {
+			return err
+		}
+	}
 	offers, regions, err := tg.offers(ctx, senderClient.Sender())
 	if err != nil {
 		return err
-	}
-	if len(tg.dests) < sc.Destinations {
-		return fmt.Errorf("scenario %s needs %d destinations; the target offers %d (provision them, then run against it with -base-url and -demo)", sc.Name, sc.Destinations, len(tg.dests))
 	}
 	ds := demands(offers, regions, dir)
 	if len(ds) == 0 {
@@ -261,6 +308,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	rep.summary(stdout)
 	fmt.Fprintf(stdout, "\nreport: %s\n        %s\n", filepath.Join(cfg.results, "report.json"), filepath.Join(cfg.results, "report.html"))
 	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func arrivalText(sc scenario) string {

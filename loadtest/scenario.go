@@ -50,7 +50,8 @@ type scenario struct {
 	RoutesLookup bool      `json:"routesLookup"`
 	Receivers    receivers `json:"receivers"`
 	// Destinations is how many destinations the target must offer; the
-	// traffic is spread over all it offers.
+	// traffic is spread over all it offers. Dev is given those it lacks
+	// (provision.go); -destinations overrides the count.
 	Destinations int `json:"destinations"`
 	// Pool is how many pre-encrypted variants of each payload class are
 	// made per destination.

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	gojose "github.com/go-jose/go-jose/v4"
+
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 )
@@ -30,12 +32,15 @@ type target struct {
 	procs      []process
 	profileDir string
 	bin        string
-	stop       func() error
+	// dataDir is dev's data dir, work the load test's own folder.
+	dataDir string
+	work    string
+	stop    func() error
 }
 
 // startTarget starts dev with profiles, or describes the external target.
 func startTarget(ctx context.Context, cfg runConfig, work string, stdout io.Writer) (*target, error) {
-	t := &target{stop: func() error { return nil }}
+	t := &target{work: work, stop: func() error { return nil }}
 	if cfg.baseURL != "" {
 		raw, err := os.ReadFile(cfg.demoFile)
 		if err != nil {
@@ -76,7 +81,7 @@ func startTarget(ctx context.Context, cfg runConfig, work string, stdout io.Writ
 		if err != nil {
 			return nil, err
 		}
-		t.kind, t.demo, t.baseURL, t.natsURL = "dev", d.demo, d.demo.BaseURL, d.demo.NATSURL
+		t.kind, t.demo, t.baseURL, t.natsURL, t.dataDir = "dev", d.demo, d.demo.BaseURL, d.demo.NATSURL, dataDir
 		t.procs = []process{{Name: "amtsbote dev", PID: d.cmd.Process.Pid, Amtsbote: true}}
 		t.stop = d.stop
 		if t.signing, err = readKey(filepath.Join(dataDir, "keys", "amtsbote.signing.jwk.json")); err != nil {
@@ -131,21 +136,35 @@ func parsePIDs(s string) ([]process, error) {
 }
 
 // offers fetches every destination's services and encryption key as a
-// portal does, and returns what the senders may send.
+// portal does, several at once, and returns what the senders may send.
 func (t *target) offers(ctx context.Context, sender *client.Sender) ([]offer, map[string][]string, error) {
+	type fetched struct {
+		dest client.Destination
+		key  *gojose.JSONWebKey
+	}
+	all := make([]fetched, len(t.dests))
+	err := parallel(ctx, len(t.dests), func(i int) error {
+		id := t.dests[i].id
+		dest, err := sender.FetchDestination(ctx, id)
+		if err != nil {
+			return err
+		}
+		key, err := sender.FetchEncryptionKey(ctx, id, dest.EncryptionKID)
+		if err != nil {
+			return err
+		}
+		all[i] = fetched{dest, key}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
 	var out []offer
 	regions := map[string][]string{} // "destination|service" → regions
-	for _, d := range t.dests {
-		dest, err := sender.FetchDestination(ctx, d.id)
-		if err != nil {
-			return nil, nil, err
-		}
-		key, err := sender.FetchEncryptionKey(ctx, d.id, dest.EncryptionKID)
-		if err != nil {
-			return nil, nil, err
-		}
-		for _, s := range dest.Services {
-			o := offer{destination: d.id, service: s.Identifier, key: key}
+	for i, f := range all {
+		d := t.dests[i]
+		for _, s := range f.dest.Services {
+			o := offer{destination: d.id, service: s.Identifier, key: f.key}
 			for _, sc := range s.SubmissionSchemas {
 				if sc.MimeType == "application/json" {
 					o.schemaURI = sc.SchemaURI

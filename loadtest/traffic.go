@@ -38,13 +38,27 @@ type demand struct {
 // own area.
 func demands(offers []offer, regions map[string][]string, dir *ars.Directory) []demand {
 	var out []demand
+	var gemeinden []ars.Area
+	byARS := map[string]ars.Area{}
+	if dir != nil {
+		gemeinden = dir.Areas(ars.Gemeinde)
+		for _, a := range gemeinden {
+			byARS[a.ARS] = a
+		}
+	}
 	for _, o := range offers {
 		for _, r := range regions[o.destination+"|"+o.service] {
 			prefix := strings.TrimPrefix(r, "DE")
 			if dir != nil {
-				for _, a := range dir.Areas(ars.Gemeinde) {
-					if strings.HasPrefix(string(a.ARS), prefix) && a.Population > 0 {
-						out = append(out, demand{offer: o, ars: string(a.ARS), region: "DE" + string(a.ARS), weight: float64(a.Population)})
+				// A Gemeinde's region is its ARS: one look-up, not a scan
+				// of the directory for each of thousands of destinations.
+				candidates := gemeinden
+				if a, ok := byARS[prefix]; ok {
+					candidates = []ars.Area{a}
+				}
+				for _, a := range candidates {
+					if strings.HasPrefix(a.ARS, prefix) && a.Population > 0 {
+						out = append(out, demand{offer: o, ars: a.ARS, region: "DE" + a.ARS, weight: float64(a.Population)})
 					}
 				}
 				continue
@@ -380,7 +394,7 @@ func (t *traffic) list(ctx context.Context, sendersDone <-chan struct{}, hand fu
 		found := 0
 		for _, d := range dests {
 			for offset := 0; ; offset += 500 {
-				page, err := t.receive.ListSubmissions(ctx, d, 500, offset)
+				page, err := t.receiverOf(d).ListSubmissions(ctx, d, 500, offset)
 				if err != nil {
 					if ctx.Err() != nil {
 						return ctx.Err()
@@ -471,13 +485,31 @@ func (t *traffic) work(ctx context.Context, queue <-chan string, delay time.Dura
 	}
 }
 
+// receiverOf is the back office of destination id: its own when it has
+// one, else the run's one receiver.
+func (t *traffic) receiverOf(id string) *client.Receiver {
+	if d := t.dests[id]; d != nil && d.receive != nil {
+		return d.receive
+	}
+	return t.receive
+}
+
+// tokenOf is the token source of destination id's back office.
+func (t *traffic) tokenOf(id string) *client.ClientCredentials {
+	if d := t.dests[id]; d != nil && d.tok != nil {
+		return d.tok
+	}
+	return t.recvTok
+}
+
 // pickUp is the project's own receiver: fetch, decrypt and check with
 // pkg/client, then accept.
 func (t *traffic) pickUp(ctx context.Context, sid string, f *inflight, delay time.Duration) error {
 	dest := t.dests[f.destination]
+	receive := t.receiverOf(f.destination)
 	giveUp := time.Now().Add(30 * time.Second)
 	for {
-		rec, err := t.receive.Fetch(ctx, sid, dest.ring)
+		rec, err := receive.Fetch(ctx, sid, dest.ring)
 		if errors.Is(err, client.ErrNoEvents) && time.Now().Before(giveUp) {
 			if !sleep(ctx, 50*time.Millisecond) {
 				return ctx.Err()
@@ -489,7 +521,7 @@ func (t *traffic) pickUp(ctx context.Context, sid string, f *inflight, delay tim
 		}
 		defer rec.Close()
 		sleep(ctx, delay)
-		return t.receive.Accept(ctx, rec, dest.signer)
+		return receive.Accept(ctx, rec, dest.signer)
 	}
 }
 
@@ -498,11 +530,12 @@ func (t *traffic) pickUp(ctx context.Context, sid string, f *inflight, delay tim
 // backbone's work alone.
 func (t *traffic) ackOnly(ctx context.Context, sid string, f *inflight, delay time.Duration) error {
 	dest := t.dests[f.destination]
-	if err := t.call(ctx, t.recvTok, http.MethodGet, "/v1/submissions/"+sid, nil, 0, "", http.StatusOK, nil); err != nil {
+	tok := t.tokenOf(f.destination)
+	if err := t.call(ctx, tok, http.MethodGet, "/v1/submissions/"+sid, nil, 0, "", http.StatusOK, nil); err != nil {
 		return fmt.Errorf("fetch %s: %w", sid, err)
 	}
 	for _, id := range f.sealed.attIDs {
-		if err := t.call(ctx, t.recvTok, http.MethodGet, "/v1/submissions/"+sid+"/attachments/"+id, nil, 0, "", http.StatusOK, nil); err != nil {
+		if err := t.call(ctx, tok, http.MethodGet, "/v1/submissions/"+sid+"/attachments/"+id, nil, 0, "", http.StatusOK, nil); err != nil {
 			return fmt.Errorf("download %s: %w", id, err)
 		}
 	}
@@ -519,7 +552,7 @@ func (t *traffic) ackOnly(ctx context.Context, sid string, f *inflight, delay ti
 	// accept before it is refused and posted again.
 	giveUp := time.Now().Add(30 * time.Second)
 	for {
-		err := t.call(ctx, t.recvTok, http.MethodPost, "/v1/cases/"+f.caseID+"/events", strings.NewReader(token), int64(len(token)), "application/jose", http.StatusNoContent, nil)
+		err := t.call(ctx, tok, http.MethodPost, "/v1/cases/"+f.caseID+"/events", strings.NewReader(token), int64(len(token)), "application/jose", http.StatusNoContent, nil)
 		var se *statusError
 		if errors.As(err, &se) && se.status == http.StatusConflict && time.Now().Before(giveUp) {
 			if !sleep(ctx, 50*time.Millisecond) {
