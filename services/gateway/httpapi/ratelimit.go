@@ -27,8 +27,9 @@ type Limiter struct {
 }
 
 type bucket struct {
-	lim  *rate.Limiter
-	seen time.Time
+	lim     *rate.Limiter
+	seen    time.Time
+	pending int // attempts admitted by Reserve and not yet settled
 }
 
 // NewLimiter returns a limiter of perSecond requests per client address,
@@ -57,7 +58,7 @@ func (l *Limiter) bucket(key string, now time.Time) *bucket {
 	full := time.Duration(float64(l.burst) / float64(l.limit) * float64(time.Second))
 	if now.Sub(l.sweep) > full {
 		for k, b := range l.clients {
-			if now.Sub(b.seen) > full {
+			if now.Sub(b.seen) > full && b.pending == 0 {
 				delete(l.clients, k)
 			}
 		}
@@ -72,23 +73,34 @@ func (l *Limiter) bucket(key string, now time.Time) *bucket {
 	return b
 }
 
-// Reserve takes one token of key's bucket for an attempt that counts only
-// if it fails: when the bucket is empty it reports false and the time
-// until the next token; otherwise undo gives the token back, for an
-// attempt that succeeded. Reserving first keeps concurrent attempts from
-// all passing a check that none of them has paid for yet.
-func (l *Limiter) Reserve(key string, now time.Time) (ok bool, wait time.Duration, undo func()) {
+// Reserve admits an attempt of key that may fail, such as a login, while
+// key has a token that the attempts still under way have not claimed;
+// otherwise it reports how long to wait. The attempt is settled with
+// done: a failure spends the token, anything else leaves it. Attempts
+// under way claim tokens without spending them, so any number of them
+// succeeding at once costs nothing, and no more attempts can fail than
+// the bucket holds.
+func (l *Limiter) Reserve(key string, now time.Time) (ok bool, wait time.Duration, done func(failed bool, now time.Time)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	r := l.bucket(key, now).lim.ReserveN(now, 1)
-	if !r.OK() {
-		return false, time.Duration(float64(time.Second) / float64(l.limit)), nil
+	b := l.bucket(key, now)
+	if free := b.lim.TokensAt(now) - float64(b.pending); free < 1 {
+		return false, secondsFor(1-free, l.limit), nil
 	}
-	if d := r.DelayFrom(now); d > 0 {
-		r.CancelAt(now)
-		return false, d, nil
+	b.pending++
+	var once sync.Once
+	return true, 0, func(failed bool, now time.Time) {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			b.pending--
+			if failed {
+				// Reserving, unlike Allow, spends the token even if
+				// the bucket ran dry meanwhile.
+				b.lim.ReserveN(now, 1)
+			}
+		})
 	}
-	return true, 0, func() { r.CancelAt(now) }
 }
 
 func secondsFor(tokens float64, limit rate.Limit) time.Duration {

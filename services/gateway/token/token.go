@@ -343,50 +343,49 @@ func (s *Service) authenticateClient(r *http.Request, id, secret string) (store.
 }
 
 // admit reserves a failure of the client's address and of id and a
-// secret comparison. release frees the comparison and, when the attempt
-// did not fail (ok), gives the failures back.
+// secret comparison. release frees the comparison and settles the
+// reservations: a failed attempt (ok false) spends them.
 func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err error) {
 	now := s.now()
 	addr := httpapi.ClientAddress(r)
-	var undo []func()
-	giveBack := func() {
-		for _, u := range undo {
-			u()
+	var settle []func(failed bool, now time.Time)
+	settleAll := func(failed bool) {
+		now := s.now()
+		for _, done := range settle {
+			done(failed, now)
 		}
 	}
 	if s.addressFailures != nil {
-		ok, wait, u := s.addressFailures.Reserve(addr, now)
+		ok, wait, done := s.addressFailures.Reserve(addr, now)
 		if !ok {
 			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
 				fmt.Sprintf("too many failed client authentications from %s; retry in %s", addr, wait.Round(time.Second)))), wait)
 		}
-		undo = append(undo, u)
+		settle = append(settle, done)
 	}
 	if s.clientFailures != nil && id != "" {
-		ok, wait, u := s.clientFailures.Reserve(id, now)
+		ok, wait, done := s.clientFailures.Reserve(id, now)
 		if !ok {
-			giveBack()
+			settleAll(false)
 			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
 				fmt.Sprintf("too many failed authentications of client_id %q; retry in %s", id, wait.Round(time.Second))).WithField("client_id")), wait)
 		}
-		undo = append(undo, u)
+		settle = append(settle, done)
 	}
 	timer := time.NewTimer(s.hashWait)
 	defer timer.Stop()
 	select {
 	case s.hashes <- struct{}{}:
 	case <-timer.C:
-		giveBack()
+		settleAll(false)
 		return nil, httpapi.RetryAfter(problem.Unavailable("too many token requests at once; retry shortly"), time.Second)
 	case <-r.Context().Done():
-		giveBack()
+		settleAll(false)
 		return nil, problem.Unavailable("the request ended while waiting for a secret comparison")
 	}
 	return func(ok bool) {
 		<-s.hashes
-		if ok {
-			giveBack()
-		}
+		settleAll(!ok)
 	}, nil
 }
 
