@@ -58,32 +58,12 @@ type admin struct {
 	tok  *client.ClientCredentials
 }
 
-// do sends a JSON (or raw, with ctype) body and decodes the answer into out.
+// do sends body of ctype and decodes the answer into out.
 func (a *admin) do(ctx context.Context, method, path string, body []byte, ctype string, want int, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, bytes.NewReader(body))
-	if err != nil {
-		return err
+	if err := callAPI(ctx, a.hc, a.base, a.tok, method, path, bytes.NewReader(body), int64(len(body)), ctype, want, out); err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	req.Header.Set("Content-Type", ctype)
-	token, err := a.tok.Token(ctx)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != want {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 2048))
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	return err
+	return nil
 }
 
 // createClient creates an OAuth client through the operator API.

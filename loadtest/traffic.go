@@ -233,7 +233,14 @@ func nonNil(s []string) []string {
 // call makes one API request with tok's bearer token (none for nil) and
 // decodes a JSON answer into out when it is not nil.
 func (t *traffic) call(ctx context.Context, tok *client.ClientCredentials, method, path string, body io.Reader, size int64, ctype string, want int, out any, hdr ...http.Header) error {
-	req, err := http.NewRequestWithContext(ctx, method, t.base+path, body)
+	return callAPI(ctx, t.hc, t.base, tok, method, path, body, size, ctype, want, out, hdr...)
+}
+
+// callAPI makes one request to the API at base with hc and tok's bearer
+// token (none for nil): an answer other than want is a *statusError, a
+// JSON answer is decoded into out when it is not nil.
+func callAPI(ctx context.Context, hc *http.Client, base string, tok *client.ClientCredentials, method, path string, body io.Reader, size int64, ctype string, want int, out any, hdr ...http.Header) error {
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return err
 	}
@@ -253,7 +260,7 @@ func (t *traffic) call(ctx context.Context, tok *client.ClientCredentials, metho
 		}
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := t.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}

@@ -17,11 +17,9 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
-// corruptObject damages the stored object name behind the store's back as
-// a publish repeated during a leader change does: its first chunk is
-// stored again in place of its last one (a one-chunk object gets a changed
-// byte instead).
-func corruptObject(t *testing.T, b *bus.Bus, name string) {
+// chunksOf returns the object stream, the subject of the chunks of the
+// stored object name and its description.
+func chunksOf(t *testing.T, b *bus.Bus, name string) (jetstream.Stream, string, *jetstream.ObjectInfo) {
 	t.Helper()
 	ctx := context.Background()
 	js := b.JetStream()
@@ -37,7 +35,17 @@ func corruptObject(t *testing.T, b *bus.Bus, name string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := "$O." + bus.BucketPayloads + ".C." + info.NUID
+	return stream, "$O." + bus.BucketPayloads + ".C." + info.NUID, info
+}
+
+// corruptObject damages the stored object name behind the store's back as
+// a publish repeated during a leader change does: its first chunk is
+// stored again in place of its last one (a one-chunk object gets a changed
+// byte instead).
+func corruptObject(t *testing.T, b *bus.Bus, name string) {
+	t.Helper()
+	ctx := context.Background()
+	stream, subject, info := chunksOf(t, b, name)
 	first, err := stream.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(subject))
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +61,7 @@ func corruptObject(t *testing.T, b *bus.Bus, name string) {
 	if err := stream.DeleteMsg(ctx, last.Sequence); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, subject, data); err != nil {
+	if _, err := b.JetStream().Publish(ctx, subject, data); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -63,20 +71,8 @@ func corruptObject(t *testing.T, b *bus.Bus, name string) {
 func loseChunk(t *testing.T, b *bus.Bus, name string) {
 	t.Helper()
 	ctx := context.Background()
-	js := b.JetStream()
-	obs, err := js.ObjectStore(ctx, bus.BucketPayloads)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := obs.GetInfo(ctx, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
-	if err != nil {
-		t.Fatal(err)
-	}
-	last, err := stream.GetLastMsgForSubject(ctx, "$O."+bus.BucketPayloads+".C."+info.NUID)
+	stream, subject, _ := chunksOf(t, b, name)
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
 		t.Fatal(err)
 	}
