@@ -121,11 +121,10 @@ func TestObjectReadsReleaseConsumers(t *testing.T) {
 // putCorrupt stores an object of two chunks and then replaces its second
 // chunk by a copy of the first, as a publish repeated during a leader
 // change does, and returns its name.
-func putCorrupt(t testing.TB, ctx context.Context, b *bus.Bus, name string) string {
+// objectChunks returns the object stream and the subject of the chunks
+// of the stored object name.
+func objectChunks(t testing.TB, ctx context.Context, b *bus.Bus, name string) (jetstream.Stream, string) {
 	t.Helper()
-	if _, err := b.PutObject(ctx, name, &generator{size: 2 * 128 << 10, probe: &heapProbe{}}); err != nil {
-		t.Fatal(err)
-	}
 	js := b.JetStream()
 	obs, err := js.ObjectStore(ctx, bus.BucketPayloads)
 	if err != nil {
@@ -139,7 +138,16 @@ func putCorrupt(t testing.TB, ctx context.Context, b *bus.Bus, name string) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject := "$O." + bus.BucketPayloads + ".C." + info.NUID
+	return stream, "$O." + bus.BucketPayloads + ".C." + info.NUID
+}
+
+func putCorrupt(t testing.TB, ctx context.Context, b *bus.Bus, name string) string {
+	t.Helper()
+	if _, err := b.PutObject(ctx, name, &generator{size: 2 * 128 << 10, probe: &heapProbe{}}); err != nil {
+		t.Fatal(err)
+	}
+	js := b.JetStream()
+	stream, subject := objectChunks(t, ctx, b, name)
 	first, err := stream.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(subject))
 	if err != nil {
 		t.Fatal(err)

@@ -489,33 +489,25 @@ func TestCheckObject(t *testing.T) {
 	b, _ := bustest.Bus(t)
 	ctx := testContext(t)
 	js := b.JetStream()
-	stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
-	if err != nil {
-		t.Fatal(err)
-	}
-	put := func(name string) (string, jetstream.ObjectInfo) {
+	put := func(name string) (jetstream.Stream, string) {
 		t.Helper()
 		if _, err := b.PutObject(ctx, name, &generator{size: 3*128<<10 + 7}); err != nil {
 			t.Fatal(err)
 		}
-		obs, err := js.ObjectStore(ctx, bus.BucketPayloads)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := obs.GetInfo(ctx, name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return "$O." + bus.BucketPayloads + ".C." + info.NUID, *info
+		return objectChunks(t, ctx, b, name)
 	}
 
-	_, info := put("c1/intact")
+	put("c1/intact")
+	want, err := b.StatObject(ctx, "c1/intact")
+	if err != nil {
+		t.Fatal(err)
+	}
 	got, err := b.CheckObject(ctx, "c1/intact")
-	if err != nil || got.Size != info.Size || got.Chunks != 4 || got.Digest != info.Digest {
-		t.Errorf("intact object: %+v, %v; want %d bytes in 4 chunks", got, err, info.Size)
+	if err != nil || got.Size != want.Size || got.Chunks != 4 || got.Digest != want.Digest {
+		t.Errorf("intact object: %+v, %v; want %d bytes in 4 chunks", got, err, want.Size)
 	}
 
-	subject, _ := put("c1/lost")
+	stream, subject := put("c1/lost")
 	last, err := stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
 		t.Fatal(err)
@@ -527,7 +519,7 @@ func TestCheckObject(t *testing.T) {
 		t.Errorf("object with a chunk lost: %v, want ErrCorrupt", err)
 	}
 
-	subject, _ = put("c1/repeated")
+	stream, subject = put("c1/repeated")
 	first, err := stream.GetMsg(ctx, 0, jetstream.WithGetMsgSubject(subject))
 	if err != nil {
 		t.Fatal(err)

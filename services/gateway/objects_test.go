@@ -81,6 +81,20 @@ func loseChunk(t *testing.T, b *bus.Bus, name string) {
 	}
 }
 
+// withAttachment creates a submission to d with one attachment of plain
+// and seals its attachment, metadata and data.
+func (f *flowEnv) withAttachment(t *testing.T, d store.Destination, sender string, plain []byte) (sealedSubmission, string) {
+	t.Helper()
+	s := sealedSubmission{dest: d, attachments: map[string]string{}}
+	aid := newUUID(t)
+	s.order = []string{aid}
+	s.attachments[aid] = seal(t, plain, d.EncryptionKID)
+	s.created = f.create(t, sender, createBody(d, aid))
+	s.metadata = seal(t, []byte(`{"contentStructure":{"data":{"submissionSchema":{"schemaUri":"https://schema.fitko.de/fim/s00000096_1.0.schema.json","mimeType":"application/json"}}}}`), d.EncryptionKID)
+	s.data = seal(t, []byte(`{"name":"Erika Mustermann"}`), d.EncryptionKID)
+	return s, aid
+}
+
 // TestCorruptObjects: an attachment that lost a chunk after its upload
 // stops the submit with a problem naming it; one damaged after the
 // submit, and a damaged payload, are answered 500 problem+json and
@@ -92,13 +106,7 @@ func TestCorruptObjects(t *testing.T) {
 	receiver := f.token("subscribe:destination:" + d.ID)
 
 	// Three chunks of 128 KiB.
-	s := sealedSubmission{dest: d, attachments: map[string]string{}}
-	aid := newUUID(t)
-	s.order = []string{aid}
-	s.attachments[aid] = seal(t, bytes.Repeat([]byte("Anlage "), 40000), d.EncryptionKID)
-	s.created = f.create(t, sender, createBody(d, aid))
-	s.metadata = seal(t, []byte(`{"contentStructure":{"data":{"submissionSchema":{"schemaUri":"https://schema.fitko.de/fim/s00000096_1.0.schema.json","mimeType":"application/json"}}}}`), d.EncryptionKID)
-	s.data = seal(t, []byte(`{"name":"Erika Mustermann"}`), d.EncryptionKID)
+	s, aid := f.withAttachment(t, d, sender, bytes.Repeat([]byte("Anlage "), 40000))
 	sid := s.SubmissionID
 	attachment := sealed.AttachmentObject(sid, aid)
 	path := "/v1/submissions/" + sid + "/attachments/" + aid
@@ -168,13 +176,7 @@ func TestCorruptLargeAttachment(t *testing.T) {
 	sender := f.token("send:region:DE08")
 	receiver := f.token("subscribe:destination:" + d.ID)
 
-	s := sealedSubmission{dest: d, attachments: map[string]string{}}
-	aid := newUUID(t)
-	s.order = []string{aid}
-	s.attachments[aid] = seal(t, bytes.Repeat([]byte("Bauplan "), 300000), d.EncryptionKID)
-	s.created = f.create(t, sender, createBody(d, aid))
-	s.metadata = seal(t, []byte(`{"contentStructure":{"data":{"submissionSchema":{"schemaUri":"https://schema.fitko.de/fim/s00000096_1.0.schema.json","mimeType":"application/json"}}}}`), d.EncryptionKID)
-	s.data = seal(t, []byte(`{"name":"Erika Mustermann"}`), d.EncryptionKID)
+	s, aid := f.withAttachment(t, d, sender, bytes.Repeat([]byte("Bauplan "), 300000))
 	sid := s.SubmissionID
 	path := "/v1/submissions/" + sid + "/attachments/" + aid
 
