@@ -78,6 +78,12 @@ type results struct {
 	// signature.
 	PrivateOpsPerLifecycle float64 `json:"privateOpsPerLifecycle"`
 	SigningBoundPerSecond  float64 `json:"signingBoundLifecyclesPerSecond"`
+	// SigningBacklogPeak is, with receivers "none", the most create- and
+	// submit-submission SETs issued but not yet published at once, and
+	// SigningDrainSeconds how long after the senders stopped the last was
+	// published (-1: not within the drain).
+	SigningBacklogPeak  int     `json:"signingBacklogPeak,omitempty"`
+	SigningDrainSeconds float64 `json:"signingDrainSeconds,omitempty"`
 }
 
 // rate is the throughput of single transfers of one size.
@@ -181,6 +187,9 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 	res.Started = tr.started.Load()
 	res.Submitted, res.Routed, res.Accepted = rec.total("submitted"), rec.total("routed"), rec.total("accepted")
 	res.Unfinished = res.Submitted - res.Accepted
+	if sc.Receivers.Mode == "none" {
+		res.Unfinished = res.Submitted - res.Routed
+	}
 	lastAccept := lastSecond(r.Series["accepted"])
 	if res.Accepted > 0 && lastAccept > 0 {
 		res.LifecyclesPerSecond = float64(res.Accepted) / lastAccept
@@ -420,10 +429,13 @@ func (r *report) write(dir string) error {
 }
 
 // throughputChart draws submissions submitted, routed and accepted per
-// second.
+// second, and SETs signed where the run counted them (receivers "none").
 func (r *report) throughputChart() string {
 	var tp []line
-	for _, k := range []string{"submitted", "routed", "accepted"} {
+	for _, k := range []string{"submitted", "routed", "accepted", "signed"} {
+		if k == "signed" && len(r.Series[k]) == 0 {
+			continue
+		}
 		var pts []point
 		for i, v := range r.Series[k] {
 			pts = append(pts, point{float64(i), float64(v)})
@@ -462,6 +474,9 @@ func (r *report) summary(w io.Writer) {
 		fmt.Fprintf(tw, "  %s\t%d\t%.1f\t%.1f\t%.1f\t%.1f\n", name, p.Count, p.P50, p.P90, p.P99, p.Max)
 	}
 	tw.Flush()
+	if r.Scenario.Receivers.Mode == "none" {
+		fmt.Fprintf(w, "\n  SET signing backlog: peak %d, %s\n", res.SigningBacklogPeak, drainText(res.SigningDrainSeconds))
+	}
 	fmt.Fprintf(w, "\n  Amtsbote CPU per lifecycle %.1f ms (3 SETs at %.1f ms each: %.1f ms); load test %.1f ms\n",
 		1000*res.AmtsboteCPUPerLifecycle, 1000*r.Yardsticks.SigningCPUSeconds, 3000*r.Yardsticks.SigningCPUSeconds, 1000*res.LoadtestCPUPerLifecycle)
 	for name, g := range res.RSSGrowth {
@@ -470,6 +485,13 @@ func (r *report) summary(w io.Writer) {
 	for _, e := range res.FirstErrors {
 		fmt.Fprintf(w, "  error: %s\n", e)
 	}
+}
+
+func drainText(seconds float64) string {
+	if seconds < 0 {
+		return "not drained within the drain time"
+	}
+	return fmt.Sprintf("drained %.1f s after the senders stopped", seconds)
 }
 
 func sumErrors(m map[string]int) int {
@@ -496,6 +518,9 @@ func (r *report) html() []byte {
 		fmt.Fprintf(&b, "<tr><td>%s</td><td>%.2f %s</td><td>%s</td><td>%.2f %s</td><td>%s (%s)</td><td>%s</td></tr>", esc(bd.Figure), bd.Value, esc(bd.Unit), esc(bd.Bound), bd.Of, esc(bd.Unit), fmtRatio(r.Ratios[names[i]]), names[i], esc(bd.Target))
 	}
 	b.WriteString("</table>")
+	if r.Scenario.Receivers.Mode == "none" {
+		fmt.Fprintf(&b, "<p>SET signing backlog: peak %d, %s.</p>", r.Results.SigningBacklogPeak, esc(drainText(r.Results.SigningDrainSeconds)))
+	}
 
 	b.WriteString("<h2>Throughput over time</h2>")
 	b.WriteString(r.throughputChart())

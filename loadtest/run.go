@@ -233,7 +233,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	tr := &traffic{
 		sc: sc, base: tg.baseURL, hc: hc, rec: rec, pool: pl, demands: newPicker(ds), class: classPicker(sc.Payloads),
 		sendTok: sendTok, recvTok: recvTok, dests: map[string]*destination{}, receive: receiverClient.Receiver(),
-		pending: map[string]map[string]*inflight{}, handed: map[string]*inflight{},
+		pending: map[string]map[string]*inflight{}, handed: map[string]*inflight{}, byID: map[string]*inflight{},
 	}
 	for _, d := range tg.dests {
 		tr.dests[d.id] = d
@@ -243,6 +243,16 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if _, err := recvTok.Token(ctx); err != nil {
 		return err
+	}
+	var watch *busWatch
+	if sc.Receivers.Mode == "none" {
+		if tg.natsURL == "" {
+			return errors.New("receivers none: the run follows routing and signing on the target's NATS; give it with -nats-url")
+		}
+		if watch, err = watchBus(nc, tr); err != nil {
+			return err
+		}
+		defer watch.stop()
 	}
 	start := time.Now()
 	rec.start = start
@@ -258,7 +268,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	} else {
 		close(progressDone)
 	}
-	recvErr := tr.receiveAll(ctx, sendersDone)
+	var recvErr error
+	if watch != nil {
+		recvErr = watch.await(ctx, sendersDone, time.Duration(sc.Drain))
+	} else {
+		recvErr = tr.receiveAll(ctx, sendersDone)
+	}
 	<-sendersDone
 	close(received)
 	<-progressDone
@@ -299,6 +314,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	stopTarget()
 	rep.fill(tr, rec, smp, tg, start, end)
+	if watch != nil {
+		rep.Results.SigningBacklogPeak, rep.Results.SigningDrainSeconds = watch.figures()
+	}
 	if tg.profileDir != "" {
 		rep.Profiles = profileTops(ctx, tg, cfg.results)
 	}

@@ -97,8 +97,11 @@ type payloadClass struct {
 type receivers struct {
 	// Mode "sdk" fetches, decrypts, checks and accepts with pkg/client
 	// over HTTP pull; "ack" downloads the sealed submission and accepts it
-	// without decrypting, to measure the backbone alone. A NATS-native
-	// mode would use services/subscriber.
+	// without decrypting, to measure the backbone alone; "none" picks
+	// nothing up, to measure ingest: the run watches the target's NATS
+	// for each submission's routing and its SETs' signing, and drains
+	// until the signing caught up. A NATS-native mode would use
+	// services/subscriber.
 	Mode    string `json:"mode"`
 	Workers int    `json:"workers"`
 	// Slow makes the back office of the first Slow.Destinations
@@ -199,8 +202,8 @@ func (sc *scenario) check() error {
 		return errors.New("a closed arrival needs a concurrency of at least 1")
 	case sc.Arrival.Mode != "open" && sc.Arrival.Mode != "closed":
 		return fmt.Errorf("arrival mode %q: want open or closed", sc.Arrival.Mode)
-	case sc.Receivers.Mode != "sdk" && sc.Receivers.Mode != "ack":
-		return fmt.Errorf("receivers mode %q: want sdk or ack", sc.Receivers.Mode)
+	case sc.Receivers.Mode != "sdk" && sc.Receivers.Mode != "ack" && sc.Receivers.Mode != "none":
+		return fmt.Errorf("receivers mode %q: want sdk, ack or none", sc.Receivers.Mode)
 	case len(sc.Payloads) == 0:
 		return errors.New("at least one payload class is required")
 	}

@@ -18,8 +18,9 @@ type recorder struct {
 	mu     sync.Mutex
 	stages map[string]*stage
 	series map[string][]int // counter → events per second since start
-	errors map[string]int   // "stage: status or error" → count
-	first  []string         // the first errors, in full
+	lastAt map[string]time.Time
+	errors map[string]int // "stage: status or error" → count
+	first  []string       // the first errors, in full
 }
 
 // stage is one step of the lifecycle, or one kind of request.
@@ -37,7 +38,7 @@ type transfer struct {
 }
 
 func newRecorder(start time.Time) *recorder {
-	return &recorder{start: start, stages: map[string]*stage{}, series: map[string][]int{}, errors: map[string]int{}}
+	return &recorder{start: start, stages: map[string]*stage{}, series: map[string][]int{}, lastAt: map[string]time.Time{}, errors: map[string]int{}}
 }
 
 func (r *recorder) stage(name string) *stage {
@@ -79,6 +80,22 @@ func (r *recorder) count(counter string, at time.Time) {
 	}
 	s[sec]++
 	r.series[counter] = s
+	if at.After(r.lastAt[counter]) {
+		r.lastAt[counter] = at
+	}
+}
+
+// last is the time of the latest event of any of counters.
+func (r *recorder) last(counters ...string) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var t time.Time
+	for _, c := range counters {
+		if r.lastAt[c].After(t) {
+			t = r.lastAt[c]
+		}
+	}
+	return t
 }
 
 // total is counter's sum.

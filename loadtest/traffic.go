@@ -135,6 +135,7 @@ type traffic struct {
 	mu      sync.Mutex
 	pending map[string]map[string]*inflight // destination → submission → state, until handed out
 	handed  map[string]*inflight
+	byID    map[string]*inflight // every submission created, by id
 	started atomic.Int64
 	done    atomic.Int64
 	active  atomic.Int64
@@ -193,6 +194,11 @@ func (t *traffic) sendOne(ctx context.Context, scheduled time.Time) *inflight {
 		t.rec.fail("create", err)
 		return nil
 	}
+	f := &inflight{destination: dest, caseID: created.CaseID, sealed: v, scheduled: scheduled, decided: make(chan struct{})}
+	t.mu.Lock()
+	t.byID[created.SubmissionID] = f
+	t.mu.Unlock()
+	t.rec.count("created", time.Now())
 	for i, id := range v.attIDs {
 		r, err := v.atts[i].open()
 		if err != nil {
@@ -214,13 +220,32 @@ func (t *traffic) sendOne(ctx context.Context, scheduled time.Time) *inflight {
 	t.rec.observe("ingest", now.Sub(scheduled))
 	t.rec.count("submitted", now)
 	t.mu.Lock()
-	if t.pending[dest] == nil {
-		t.pending[dest] = map[string]*inflight{}
+	f.submitted = now
+	if t.sc.Receivers.Mode != "none" {
+		if t.pending[dest] == nil {
+			t.pending[dest] = map[string]*inflight{}
+		}
+		t.pending[dest][created.SubmissionID] = f
 	}
-	f := &inflight{destination: dest, caseID: created.CaseID, sealed: v, scheduled: scheduled, submitted: now, decided: make(chan struct{})}
-	t.pending[dest][created.SubmissionID] = f
 	t.mu.Unlock()
 	return f
+}
+
+// created is this run's submission id, nil for another's.
+func (t *traffic) created(id string) *inflight {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.byID[id]
+}
+
+// submittedAt is when submission id's submit was answered, zero before.
+func (t *traffic) submittedAt(id string) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if f := t.byID[id]; f != nil {
+		return f.submitted
+	}
+	return time.Time{}
 }
 
 func nonNil(s []string) []string {
@@ -293,7 +318,7 @@ func (t *traffic) send(ctx context.Context, start time.Time) {
 				defer wg.Done()
 				for ctx.Err() == nil {
 					f := t.sendOne(context.WithoutCancel(ctx), time.Now())
-					if f == nil {
+					if f == nil || t.sc.Receivers.Mode == "none" {
 						continue
 					}
 					select {
