@@ -73,8 +73,10 @@ func (w *busWatch) onRouted(m *nats.Msg) {
 		return
 	}
 	w.t.rec.count("routed", now)
-	if submitted := w.t.submittedAt(sid); !submitted.IsZero() {
-		w.t.rec.observe("submitted→routed", max(0, now.Sub(submitted)))
+	// The router may publish before the submit's answer arrives, so
+	// this counts from the request.
+	if sent := w.t.submitSentAt(sid); !sent.IsZero() {
+		w.t.rec.observe("submit sent→routed", now.Sub(sent))
 	}
 }
 

@@ -114,6 +114,7 @@ type inflight struct {
 	caseID      string
 	sealed      *sealed
 	scheduled   time.Time     // when it was due to start
+	submitSent  time.Time     // when its submit was sent
 	submitted   time.Time     // when its submit was answered
 	decided     chan struct{} // closed once its back office decided, or failed to
 }
@@ -212,6 +213,9 @@ func (t *traffic) sendOne(ctx context.Context, scheduled time.Time) *inflight {
 			return nil
 		}
 	}
+	t.mu.Lock()
+	f.submitSent = time.Now()
+	t.mu.Unlock()
 	if err := t.call(ctx, t.sendTok, http.MethodPut, "/v1/submissions/"+created.SubmissionID, bytes.NewReader(v.submitBody), int64(len(v.submitBody)), "application/json", http.StatusAccepted, nil); err != nil {
 		t.rec.fail("submit", err)
 		return nil
@@ -238,12 +242,12 @@ func (t *traffic) created(id string) *inflight {
 	return t.byID[id]
 }
 
-// submittedAt is when submission id's submit was answered, zero before.
-func (t *traffic) submittedAt(id string) time.Time {
+// submitSentAt is when submission id's submit was sent, zero before.
+func (t *traffic) submitSentAt(id string) time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if f := t.byID[id]; f != nil {
-		return f.submitted
+		return f.submitSent
 	}
 	return time.Time{}
 }

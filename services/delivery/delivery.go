@@ -260,24 +260,32 @@ type job struct {
 }
 
 // handleInbox owes a destination with a callback URL a new-submissions
-// callback for the routed submission.
+// callback for the routed submission. The destination is read from the
+// INBOX subject; the body is decoded only when a callback is owed.
 func (d *Delivery) handleInbox(ctx context.Context, m *bus.Message) error {
 	if m.Event.Type() != sealed.TypeRouted {
+		return nil
+	}
+	addr, err := bus.ParseInboxSubject(m.Subject)
+	if err != nil {
+		return bus.PermanentReason(ReasonInvalid, err)
+	}
+	dest, err := d.store.Destination(ctx, addr.DestinationID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("new-submissions callback for %s: %w", m.Event.Subject(), err)
+	}
+	if dest.CallbackURL == "" {
 		return nil
 	}
 	sub, err := sealed.Decode(m.Data)
 	if err != nil {
 		return bus.PermanentReason(ReasonInvalid, err)
 	}
-	dest, err := d.store.Destination(ctx, sub.DestinationID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("new-submissions callback for %s: %w", sub.SubmissionID, err)
-	}
-	if dest.CallbackURL == "" {
-		return nil
+	if !strings.EqualFold(sub.DestinationID, addr.DestinationID) {
+		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("submission %s for destination %s on the inbox subject of %s", sub.SubmissionID, sub.DestinationID, addr.DestinationID))
 	}
 	return d.owe(ctx, job{KindNewSubmissions, strings.ToLower(dest.ID), sub.SubmissionID, sub.CaseID}, sub.DestinationID, sub.SubmissionID)
 }

@@ -262,6 +262,7 @@ func publishRouted(t *testing.T, b *bus.Bus, s store.Submission, msgID string) {
 	ev.SetID(s.ID)
 	ev.SetSource(issuer)
 	ev.SetType(sealed.TypeRouted)
+	ev.SetSubject(s.ID)
 	if err := ev.SetData("application/json", body); err != nil {
 		t.Fatal(err)
 	}
@@ -320,7 +321,7 @@ func TestMarksRouted(t *testing.T) {
 			}
 
 			// A routed submission of no stored submission is acknowledged;
-			// garbage is dead-lettered.
+			// one that names no submission is dead-lettered.
 			publishRouted(t, b, newSubmission(sealed.Submitted, now, &now, nil, nil), uuid.NewString())
 			subject, _ := bus.InboxSubject("08311", sub.DestinationID)
 			ev := event.New()

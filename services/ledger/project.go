@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/uuid"
+
 	"github.com/amtsbote/amtsbote/internal/failpoint"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	pkgmetrics "github.com/amtsbote/amtsbote/pkg/metrics"
@@ -144,22 +146,23 @@ func (l *Ledger) fold(ctx context.Context, s *store.Submission, evs []store.Even
 }
 
 // handleRouted marks the submission an INBOX message carries as routed at
-// the time INBOX stored it.
+// the time INBOX stored it. The router names the submission in the event's
+// subject; the body, the whole sealed submission, is not read.
 func (l *Ledger) handleRouted(ctx context.Context, m *bus.Message) error {
 	if m.Event.Type() != sealed.TypeRouted {
 		l.metrics.routed(outcomeInvalid)
 		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("cloudevent type %q, want %s", m.Event.Type(), sealed.TypeRouted))
 	}
-	sub, err := sealed.Decode(m.Data)
-	if err != nil {
+	sid := m.Event.Subject()
+	if id, err := uuid.Parse(sid); err != nil || id.String() != sid {
 		l.metrics.routed(outcomeInvalid)
-		return bus.PermanentReason(ReasonInvalid, err)
+		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("routed event's subject %q: not a submission id in lower case", sid))
 	}
 	at := m.Published
 	if at.IsZero() {
 		at = l.now()
 	}
-	s, err := l.store.UpdateSubmission(ctx, sub.SubmissionID, func(s *store.Submission) error {
+	s, err := l.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
 		if s.RoutedAt != nil {
 			return errUnchanged
 		}
@@ -178,10 +181,10 @@ func (l *Ledger) handleRouted(ctx context.Context, m *bus.Message) error {
 	case errors.Is(err, store.ErrNotFound):
 		// Nothing to list; the receiver's own consumers still see the message.
 		l.metrics.routed(outcomeUnknown)
-		l.log.Warn("ledger: routed submission unknown to the store", "submission_id", sub.SubmissionID, "case_id", sub.CaseID)
+		l.log.Warn("ledger: routed submission unknown to the store", "submission_id", sid)
 	default:
 		l.metrics.routed(outcomeRetry)
-		return fmt.Errorf("mark %s routed: %w", sub.SubmissionID, err)
+		return fmt.Errorf("mark %s routed: %w", sid, err)
 	}
 	return nil
 }

@@ -83,7 +83,7 @@ type Config struct {
 	// Registry receives the metrics (default: a private registry).
 	Registry *prometheus.Registry
 	// Concurrency is how many messages one router handles at once
-	// (default 4).
+	// (default DefaultConcurrency).
 	Concurrency int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -105,6 +105,11 @@ type Router struct {
 	now         func() time.Time
 	metrics     *metrics
 }
+
+// DefaultConcurrency is the router's default of messages under way: each
+// waits for two round trips (the inbox publish, the acknowledgement), so
+// throughput needs many at once rather than CPU.
+const DefaultConcurrency = 32
 
 // New checks cfg and registers the metrics.
 func New(cfg Config) (*Router, error) {
@@ -131,7 +136,7 @@ func New(cfg Config) (*Router, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.concurrency == 0 {
-		r.concurrency = 4
+		r.concurrency = DefaultConcurrency
 	}
 	if r.now == nil {
 		r.now = time.Now

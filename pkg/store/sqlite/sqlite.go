@@ -51,6 +51,14 @@ var _ store.Store = (*DB)(nil)
 // Open opens (creating if needed) the SQLite database at path and migrates
 // it to the latest schema. path names a file; ":memory:" is refused because
 // the read and write pools must see one database.
+//
+// The log is synced at checkpoints, not at every commit (WAL with
+// synchronous NORMAL): a commit survives a crash of the process, and after
+// a power loss the database is consistent but may lack its last commits,
+// as the embedded NATS server's file store, synced every two minutes, may.
+// A sync per commit serialised every write behind the disk (ingest 321 →
+// 433 submissions/s without it). Durability across power loss is
+// PostgreSQL's with NATS at sync_interval always.
 func Open(ctx context.Context, path string) (*DB, error) {
 	if path == "" || path == ":memory:" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open sqlite %q: need a plain file path", path)
@@ -59,6 +67,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		"busy_timeout(10000)",
 		"foreign_keys(1)",
 		"journal_mode(WAL)",
+		"synchronous(NORMAL)",
 	}}
 	writeQ := url.Values{"_pragma": pragmas["_pragma"], "_txlock": {"immediate"}}
 	w, err := sql.Open("sqlite", path+"?"+writeQ.Encode())
