@@ -516,6 +516,15 @@ func (t *traffic) work(ctx context.Context, queue <-chan string, delay time.Dura
 		now := time.Now()
 		t.rec.observe("listed→accepted", now.Sub(t0))
 		t.rec.observe("lifecycle", now.Sub(f.scheduled))
+		if t.sc.Receivers.Slow != nil {
+			// The slow office's lifecycles apart from the others', which
+			// must not wait for it.
+			office := "lifecycle, other offices"
+			if delay > 0 {
+				office = "lifecycle, slow office"
+			}
+			t.rec.observe(office, now.Sub(f.scheduled))
+		}
 		t.rec.count("accepted", now)
 		t.done.Add(1)
 	}
