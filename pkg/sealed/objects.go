@@ -6,9 +6,9 @@ package sealed
 // ContentPrefix is the prefix of every object of submission id.
 func ContentPrefix(submissionID string) string { return "submissions/" + submissionID + "/" }
 
-// PayloadObject names the object holding a submission's Payload as JSON.
-// The gateway writes it on submit whatever its size; messages carry it
-// inline as well when it is at most InlineLimit bytes.
+// PayloadObject names the object holding a submission's Payload as JSON
+// when it is larger than InlineLimit bytes; a smaller one is carried inline
+// by the messages and kept under PayloadKey.
 func PayloadObject(submissionID string) string { return ContentPrefix(submissionID) + "payload" }
 
 // AttachmentObject names the object holding one encrypted attachment (a
@@ -39,3 +39,8 @@ const OutboxPrefix = "outbox."
 
 // OutboxKey names the outbox entry of the event with jti (EventJTI).
 func OutboxKey(jti string) string { return OutboxPrefix + jti }
+
+// PayloadKey names the entry holding a submission's Payload as JSON when
+// it is at most InlineLimit bytes (bus.PutCheckedState); a larger one is
+// the object PayloadObject.
+func PayloadKey(submissionID string) string { return "payload." + submissionID }

@@ -66,6 +66,22 @@ func corruptObject(t *testing.T, b *bus.Bus, name string) {
 	}
 }
 
+// corruptState flips a bit of the value stored under key, behind its
+// digest line.
+func corruptState(t *testing.T, b *bus.Bus, key string) {
+	t.Helper()
+	ctx := context.Background()
+	e, err := b.GetState(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Clone(e.Value)
+	data[len(data)-2] ^= 1
+	if _, err := b.PutState(ctx, key, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // loseChunk deletes the last chunk of the stored object name, as a store
 // that lost a message would.
 func loseChunk(t *testing.T, b *bus.Bus, name string) {
@@ -132,12 +148,13 @@ func TestCorruptObjects(t *testing.T) {
 
 	for _, tt := range []struct {
 		name, object, path string
+		corrupt            func(*testing.T, *bus.Bus, string)
 	}{
-		{"attachment", attachment, path},
-		{"payload", sealed.PayloadObject(sid), "/v1/submissions/" + sid},
+		{"attachment", attachment, path, corruptObject},
+		{"payload", sealed.PayloadKey(sid), "/v1/submissions/" + sid, corruptState},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			corruptObject(t, f.bus, tt.object)
+			tt.corrupt(t, f.bus, tt.object)
 			f.call(t, http.MethodGet, tt.path, receiver, "", nil).problem(t, http.StatusInternalServerError, problem.TypeInternal, "")
 			dead := deadLetterOf(t, f.bus, tt.object)
 			if got := dead.Header.Get(bus.HeaderDeadReason); got != bus.ReasonCorruptObject {

@@ -108,9 +108,11 @@ func TestSubmissionLifecycle(t *testing.T) {
 				}
 			}
 			var stored sealed.Payload
-			must(t, json.Unmarshal([]byte(f.object(t, sealed.PayloadObject(s.SubmissionID))), &stored))
+			raw, err := f.bus.GetCheckedState(context.Background(), sealed.PayloadKey(s.SubmissionID))
+			must(t, err)
+			must(t, json.Unmarshal(raw, &stored))
 			if stored.EncryptedMetadata != s.metadata || stored.EncryptedData != s.data {
-				t.Error("the payload object differs from the submit")
+				t.Error("the stored payload differs from the submit")
 			}
 
 			// Not routed yet: nothing to pick up.

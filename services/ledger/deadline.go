@@ -110,7 +110,7 @@ var outboxEvents = []string{set.CreateSubmission, set.SubmitSubmission}
 // for the gateway's sweep to publish. What is already gone is no error.
 func (l *Ledger) deleteContent(ctx context.Context, s store.Submission) error {
 	names := []string{sealed.PayloadObject(s.ID)}
-	keys := []string{sealed.TagsKey(s.ID)}
+	keys := []string{sealed.TagsKey(s.ID), sealed.PayloadKey(s.ID)}
 	seen := make(map[string]bool)
 	for _, ids := range [][]string{s.AnnouncedAttachments, s.UploadedAttachments} {
 		for _, id := range ids {

@@ -47,10 +47,10 @@ func withContent(t *testing.T, b *bus.Bus, s store.Submission) []string {
 
 // withState writes s's entries in the state bucket as the gateway does on
 // upload and submit, the tags of the submit and of each uploaded
-// attachment, and returns their keys.
+// attachment and the payload, and returns their keys.
 func withState(t *testing.T, b *bus.Bus, s store.Submission) []string {
 	t.Helper()
-	keys := []string{sealed.TagsKey(s.ID)}
+	keys := []string{sealed.TagsKey(s.ID), sealed.PayloadKey(s.ID)}
 	for _, id := range s.UploadedAttachments {
 		keys = append(keys, sealed.AttachmentTagKey(s.ID, id))
 	}

@@ -2,9 +2,11 @@ package submission
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
+	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/scope"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
@@ -98,8 +100,14 @@ func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p http
 	if err := deliverable(sub); err != nil {
 		return err
 	}
-	name := sealed.PayloadObject(sid)
-	raw, err := a.readObject(ctx, name)
+	// Small payloads are kept under their key, larger ones (and those
+	// submitted before payloads were kept so) as objects.
+	name := sealed.PayloadKey(sid)
+	raw, err := a.bus.GetCheckedState(ctx, name)
+	if errors.Is(err, bus.ErrNotFound) {
+		name = sealed.PayloadObject(sid)
+		raw, err = a.readObject(ctx, name)
+	}
 	if err != nil {
 		return a.objectProblem(w, r, name, "read payload", err, fmt.Errorf("fetch %s: payload missing: %w", sid, err))
 	}

@@ -728,7 +728,14 @@ func (a *API) publishSubmission(r *http.Request, sub store.Submission, d store.D
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", sub.ID, err)
 	}
-	if _, err := a.bus.PutObject(ctx, sealed.PayloadObject(sub.ID), bytes.NewReader(payloadJSON)); err != nil {
+	// A payload small enough to travel inline is kept in one entry; a
+	// larger one in the object store, which the messages then name.
+	inline := len(payloadJSON) <= sealed.InlineLimit
+	if inline {
+		if _, err := a.bus.PutCheckedState(ctx, sealed.PayloadKey(sub.ID), payloadJSON); err != nil {
+			return a.api.Unavailable(r, "store payload", err)
+		}
+	} else if _, err := a.bus.PutObject(ctx, sealed.PayloadObject(sub.ID), bytes.NewReader(payloadJSON)); err != nil {
 		return a.api.Unavailable(r, "store payload", err)
 	}
 	tagsJSON, err := json.Marshal(tags)
@@ -748,7 +755,7 @@ func (a *API) publishSubmission(r *http.Request, sub store.Submission, d store.D
 		Service: sub.ServiceIdentifier, Region: sub.Region, ARS: bus.PadARS(ars),
 		Attachments: sub.AnnouncedAttachments, AuthenticationTags: tagsJSON, SenderClientID: sub.SenderClientID,
 	}
-	if len(payloadJSON) <= sealed.InlineLimit {
+	if inline {
 		msg.Payload = &payload
 	} else {
 		msg.Object = sealed.PayloadObject(sub.ID)
