@@ -266,7 +266,7 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 		"backboneSigningShare assumes the backbone signs three SETs per lifecycle; its CPU per signature is measured by the load test's own signing yardstick.",
 		"ingestPerSecond counts submissions submitted and seen in a pickup list (routed), over the sending window or until the last was routed.",
 		"The SET signing backlog is not read from the backbone; submitted→listed and the drain show how long routing and signing trailed the load.",
-		"The profiles cover dev's whole life: start, the yardsticks that use its NATS server, and the load; the CPU per lifecycle counts the load's window only.",
+		"dev.cpu.pprof covers the load alone (from the senders' start to the end of the drain), as does the CPU per lifecycle; start-up with the yardsticks that use dev's NATS server is in dev.startup.cpu.pprof, the routes yardstick after the load in dev.after.cpu.pprof. The allocations are those of the load when dev.allocs.start.pprof is there (the top above subtracts it).",
 		"A ratio is null when the run did not measure one side (no attachments, no accepted lifecycle, no process to sample).",
 		fmt.Sprintf("Receivers: %s (HTTP pull with pkg/client%s); a NATS-native receiver (services/subscriber) is not part of this run.", sc.Receivers.Mode, map[bool]string{true: ", accepting without decrypting", false: ", decrypting and checking"}[sc.Receivers.Mode == "ack"]),
 	)
@@ -375,6 +375,11 @@ func lastSecond(s []int) float64 {
 // top entries of each with go tool pprof.
 func profileTops(ctx context.Context, tg *target, results string) []profileTop {
 	var out []profileTop
+	for _, name := range []string{"startup.cpu.pprof", "after.cpu.pprof", "allocs.start.pprof"} {
+		if raw, err := os.ReadFile(filepath.Join(tg.profileDir, name)); err == nil {
+			_ = os.WriteFile(filepath.Join(results, "dev."+name), raw, 0o644)
+		}
+	}
 	for _, kind := range []struct{ file, index string }{{"cpu.pprof", ""}, {"allocs.pprof", "alloc_space"}, {"heap.pprof", "inuse_space"}} {
 		src := filepath.Join(tg.profileDir, kind.file)
 		raw, err := os.ReadFile(src)
@@ -388,6 +393,11 @@ func profileTops(ctx context.Context, tg *target, results string) []profileTop {
 		args := []string{"tool", "pprof", "-top", "-nodecount=15"}
 		if kind.index != "" {
 			args = append(args, "-sample_index="+kind.index)
+		}
+		// Allocations count from the process's start; those before the
+		// load are taken off.
+		if base := filepath.Join(tg.profileDir, "allocs.start.pprof"); kind.file == "allocs.pprof" && fileExists(base) {
+			args = append(args, "-base", base)
 		}
 		args = append(args, tg.bin, src)
 		top, err := exec.CommandContext(ctx, "go", args...).Output()

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -254,6 +255,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer watch.stop()
 	}
+	tg.markLoad(syscall.SIGUSR1)
 	start := time.Now()
 	rec.start = start
 	smp := newSampler(tg.procs, start)
@@ -278,6 +280,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	close(received)
 	<-progressDone
 	end := time.Now()
+	tg.markLoad(syscall.SIGUSR2)
 	stopSampling()
 	if recvErr != nil {
 		rec.fail("drain", recvErr)

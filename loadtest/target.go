@@ -192,3 +192,18 @@ func httpClient(rec *recorder, conns int) *http.Client {
 	tr.MaxIdleConns = conns
 	return &http.Client{Transport: &timing{next: tr, rec: rec}}
 }
+
+// markLoad tells a profiled dev that the load starts (SIGUSR1) or ended
+// (SIGUSR2), so that its CPU profile covers the load alone. Another
+// binary, which writes no profile, is not signalled: it would stop.
+func (t *target) markLoad(sig os.Signal) {
+	if t.kind != "dev" || t.profileDir == "" || len(t.procs) == 0 {
+		return
+	}
+	if _, err := os.Stat(filepath.Join(t.profileDir, "cpu.pprof")); err != nil {
+		return
+	}
+	if p, err := os.FindProcess(t.procs[0].PID); err == nil {
+		_ = p.Signal(sig)
+	}
+}

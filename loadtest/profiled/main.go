@@ -3,6 +3,11 @@
 // allocation profiles, into the directory LOADTEST_PROFILE_DIR names. The
 // load test runs it instead of amtsbote so that every figure it reports
 // comes with the profile of the run that produced it.
+//
+// SIGUSR1 marks the start of the load and SIGUSR2 its end: cpu.pprof then
+// covers the load alone (start-up is in startup.cpu.pprof, what follows in
+// after.cpu.pprof), and allocs.start.pprof holds the allocations before it,
+// for pprof -base.
 package main
 
 import (
@@ -14,14 +19,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 
 	"github.com/amtsbote/amtsbote/internal/cli"
 )
 
 func main() {
-	dir := os.Getenv("LOADTEST_PROFILE_DIR")
-	stopProfile, err := startProfile(dir)
+	p, err := startProfile(os.Getenv("LOADTEST_PROFILE_DIR"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "profiled:", err)
 		os.Exit(2)
@@ -29,7 +34,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err = cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
-	if perr := stopProfile(); perr != nil {
+	if perr := p.stop(); perr != nil {
 		fmt.Fprintln(os.Stderr, "profiled:", perr)
 	}
 	if err != nil {
@@ -40,33 +45,102 @@ func main() {
 	}
 }
 
-// startProfile starts the CPU profile in dir; the function it returns
-// stops it and writes the heap and allocation profiles. An empty dir
-// profiles nothing.
-func startProfile(dir string) (func() error, error) {
+// profile is the CPU profile being written, and the load's phase.
+type profile struct {
+	dir string
+
+	mu   sync.Mutex
+	file *os.File
+}
+
+// startProfile starts the CPU profile in dir and switches it at SIGUSR1
+// and SIGUSR2. An empty dir profiles nothing.
+func startProfile(dir string) (*profile, error) {
+	p := &profile{dir: dir}
 	if dir == "" {
-		return func() error { return nil }, nil
+		return p, nil
 	}
-	cpu, err := os.Create(filepath.Join(dir, "cpu.pprof"))
-	if err != nil {
+	if err := p.switchTo("cpu.pprof"); err != nil {
 		return nil, err
 	}
-	if err := pprof.StartCPUProfile(cpu); err != nil {
-		cpu.Close()
-		return nil, err
-	}
-	return func() error {
-		pprof.StopCPUProfile()
-		errs := []error{cpu.Close()}
-		runtime.GC()
-		for _, name := range []string{"heap", "allocs"} {
-			f, err := os.Create(filepath.Join(dir, name+".pprof"))
-			if err != nil {
-				errs = append(errs, err)
-				continue
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
+	go func() {
+		for s := range sig {
+			var err error
+			if s == syscall.SIGUSR1 {
+				err = p.loadStarts()
+			} else {
+				err = p.switchTo("after.cpu.pprof")
 			}
-			errs = append(errs, pprof.Lookup(name).WriteTo(f, 0), f.Close())
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "profiled:", err)
+			}
 		}
-		return errors.Join(errs...)
-	}, nil
+	}()
+	return p, nil
+}
+
+// loadStarts keeps what came before as startup.cpu.pprof and
+// allocs.start.pprof and profiles the load into cpu.pprof.
+func (p *profile) loadStarts() error {
+	if err := p.switchTo(""); err != nil {
+		return err
+	}
+	if err := os.Rename(filepath.Join(p.dir, "cpu.pprof"), filepath.Join(p.dir, "startup.cpu.pprof")); err != nil {
+		return err
+	}
+	if err := p.write("allocs", "allocs.start.pprof"); err != nil {
+		return err
+	}
+	return p.switchTo("cpu.pprof")
+}
+
+// switchTo ends the CPU profile under way and starts one into name (none
+// for "").
+func (p *profile) switchTo(name string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.file != nil {
+		pprof.StopCPUProfile()
+		if err := p.file.Close(); err != nil {
+			return err
+		}
+		p.file = nil
+	}
+	if name == "" {
+		return nil
+	}
+	f, err := os.Create(filepath.Join(p.dir, name))
+	if err != nil {
+		return err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	p.file = f
+	return nil
+}
+
+// write writes the named runtime profile into file.
+func (p *profile) write(name, file string) error {
+	f, err := os.Create(filepath.Join(p.dir, file))
+	if err != nil {
+		return err
+	}
+	return errors.Join(pprof.Lookup(name).WriteTo(f, 0), f.Close())
+}
+
+// stop ends the CPU profile and writes the heap and allocation profiles.
+func (p *profile) stop() error {
+	if p.dir == "" {
+		return nil
+	}
+	errs := []error{p.switchTo("")}
+	runtime.GC()
+	for _, name := range []string{"heap", "allocs"} {
+		errs = append(errs, p.write(name, name+".pprof"))
+	}
+	return errors.Join(errs...)
 }

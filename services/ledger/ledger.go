@@ -127,6 +127,8 @@ type Ledger struct {
 	now         func() time.Time
 	metrics     *metrics
 	backlogTick time.Duration
+	// lands caches each destination's Land for the metrics' labels.
+	lands sync.Map // destination id → cachedLand
 }
 
 // New checks cfg and registers the metrics.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -262,6 +263,12 @@ func expired(c set.Claims) bool {
 // landOf is the land label of a destination: the Land of its home region,
 // or "unknown" when the store cannot say.
 func (l *Ledger) landOf(ctx context.Context, destinationID string) string {
+	now := l.now()
+	if v, ok := l.lands.Load(destinationID); ok {
+		if c := v.(cachedLand); now.Sub(c.at) < landTTL {
+			return c.land
+		}
+	}
 	d, err := l.store.Destination(ctx, destinationID)
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) {
@@ -269,5 +276,17 @@ func (l *Ledger) landOf(ctx context.Context, destinationID string) string {
 		}
 		return pkgmetrics.Unknown
 	}
-	return pkgmetrics.Land(d.HomeRegion)
+	land := pkgmetrics.Land(d.HomeRegion)
+	l.lands.Store(destinationID, cachedLand{land, now})
+	return land
+}
+
+// landTTL is how long the ledger labels a destination's stages with the
+// Land it read: every event is counted by Land, and a destination moves
+// to another Land rarely if ever.
+const landTTL = time.Minute
+
+type cachedLand struct {
+	land string
+	at   time.Time
 }
