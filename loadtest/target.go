@@ -194,13 +194,14 @@ func httpClient(rec *recorder, conns int) *http.Client {
 }
 
 // markLoad tells a profiled dev that the load starts (SIGUSR1) or ended
-// (SIGUSR2), so that its CPU profile covers the load alone. Another
-// binary, which writes no profile, is not signalled: it would stop.
+// (SIGUSR2), so that its CPU profile covers the load alone. A binary that
+// did not write the file "phases" into the profile directory is not
+// signalled: it would stop.
 func (t *target) markLoad(sig os.Signal) {
 	if t.kind != "dev" || t.profileDir == "" || len(t.procs) == 0 {
 		return
 	}
-	if _, err := os.Stat(filepath.Join(t.profileDir, "cpu.pprof")); err != nil {
+	if _, err := os.Stat(filepath.Join(t.profileDir, "phases")); err != nil {
 		return
 	}
 	if p, err := os.FindProcess(t.procs[0].PID); err == nil {

@@ -45,6 +45,10 @@ func main() {
 	}
 }
 
+// phasesFile in the profile directory says that SIGUSR1 and SIGUSR2 mark
+// the load.
+const phasesFile = "phases"
+
 // profile is the CPU profile being written, and the load's phase.
 type profile struct {
 	dir string
@@ -65,6 +69,11 @@ func startProfile(dir string) (*profile, error) {
 	}
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGUSR1, syscall.SIGUSR2)
+	// The load test signals only a binary that says it takes the signals;
+	// they would stop another.
+	if err := os.WriteFile(filepath.Join(dir, phasesFile), nil, 0o600); err != nil {
+		return nil, err
+	}
 	go func() {
 		for s := range sig {
 			var err error
