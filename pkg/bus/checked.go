@@ -49,9 +49,8 @@ func checkedValue(entry []byte) ([]byte, error) {
 	if !ok || !found {
 		return nil, fmt.Errorf("%w: no digest line", ErrCorrupt)
 	}
-	want, err := base64.URLEncoding.AppendDecode(nil, digest)
 	sum := sha256.Sum256(value)
-	if err != nil || subtle.ConstantTimeCompare(want, sum[:]) != 1 {
+	if subtle.ConstantTimeCompare(digest, base64.URLEncoding.AppendEncode(nil, sum[:])) != 1 {
 		return nil, fmt.Errorf("%w: digest mismatch", ErrCorrupt)
 	}
 	return value, nil

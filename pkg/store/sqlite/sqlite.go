@@ -56,9 +56,8 @@ var _ store.Store = (*DB)(nil)
 // synchronous NORMAL): a commit survives a crash of the process, and after
 // a power loss the database is consistent but may lack its last commits,
 // as the embedded NATS server's file store, synced every two minutes, may.
-// A sync per commit serialised every write behind the disk (ingest 321 →
-// 433 submissions/s without it). Durability across power loss is
-// PostgreSQL's with NATS at sync_interval always.
+// A sync per commit queued every write behind the disk. Durability across
+// power loss is PostgreSQL's with NATS at sync_interval always.
 func Open(ctx context.Context, path string) (*DB, error) {
 	if path == "" || path == ":memory:" || strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("open sqlite %q: need a plain file path", path)
