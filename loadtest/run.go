@@ -191,6 +191,14 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if len(ds) == 0 {
 		return errors.New("no place is served by any destination of the target")
 	}
+	if sc.RoutesLookup {
+		fmt.Fprintf(stdout, "looking up the routes of %d services once, for their signatures…\n", len(offers))
+		t0 := time.Now()
+		if err := warmRoutes(ctx, setup, tg.baseURL, ds); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "looked up in %s\n", time.Since(t0).Round(time.Millisecond))
+	}
 	fmt.Fprintf(stdout, "sealing %d variants of %d payload classes for %d services of %d destinations…\n", sc.Pool, len(sc.Payloads), len(offers), len(tg.dests))
 	pl, err := buildPool(ctx, offers, sc.Payloads, sc.Pool, work)
 	if err != nil {
