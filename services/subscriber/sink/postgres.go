@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -255,8 +256,8 @@ func (s *Postgres) deliver(ctx context.Context, d Delivery) error {
 		sql := fmt.Sprintf(`COPY %s (submission_id, attachment_id, position, filename, mime_type, content) FROM STDIN (FORMAT %s)`,
 			s.attachments, rows.format())
 		_, err := tx.Conn().PgConn().CopyFrom(ctx, rows, sql)
-		if rows.err != nil {
-			return rows.err
+		if err := rows.failure(); err != nil {
+			return err
 		}
 		if ctx.Err() != nil {
 			return transient(ctx.Err())
@@ -289,7 +290,23 @@ type copyRows struct {
 	pending []byte  // bytes to hand out before reading on
 	raw     []byte
 	out     []byte
-	err     error // the source's failure
+
+	// err is the source's failure. CopyFrom reads in a goroutine of its
+	// own, which may still run when a cancelled CopyFrom has returned.
+	mu  sync.Mutex
+	err error
+}
+
+func (r *copyRows) fail(err error) {
+	r.mu.Lock()
+	r.err = err
+	r.mu.Unlock()
+}
+
+func (r *copyRows) failure() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
 
 // binaryHeader starts COPY's binary format: signature, flags, no extension.
@@ -320,8 +337,8 @@ func (r *copyRows) Read(p []byte) (int, error) {
 			r.pending = r.pending[n:]
 			return n, nil
 		}
-		if r.err != nil {
-			return 0, r.err
+		if err := r.failure(); err != nil {
+			return 0, err
 		}
 		if !r.started {
 			r.started = true
@@ -340,7 +357,7 @@ func (r *copyRows) Read(p []byte) (int, error) {
 				return 0, io.EOF
 			}
 			if err := r.open(); err != nil {
-				r.err = err
+				r.fail(err)
 				return 0, err
 			}
 			continue
@@ -360,7 +377,7 @@ func (r *copyRows) Read(p []byte) (int, error) {
 		case err == io.EOF && r.binary && r.src.n != a.Size,
 			err == nil && r.binary && r.src.n > a.Size:
 			r.src.Close()
-			r.err = fmt.Errorf("%w: %w: attachment %s has more or fewer than the %d bytes its size says", ErrPermanent, ErrInvalid, a.ID, a.Size)
+			r.fail(fmt.Errorf("%w: %w: attachment %s has more or fewer than the %d bytes its size says", ErrPermanent, ErrInvalid, a.ID, a.Size))
 			r.pending = nil
 		case err == io.EOF:
 			r.src.Close()
@@ -371,7 +388,7 @@ func (r *copyRows) Read(p []byte) (int, error) {
 			}
 		case err != nil:
 			r.src.Close()
-			r.err = r.src.failure()
+			r.fail(r.src.failure())
 		}
 	}
 }
