@@ -382,37 +382,20 @@ feed:
 // that cache; without this a short run over thousands of destinations
 // would mostly measure first look-ups, one PS512 signature each.
 func warmRoutes(ctx context.Context, hc *http.Client, base string, ds []demand) error {
-	first := map[offer]demand{}
+	seen := map[offer]bool{}
+	var first []demand
 	for _, d := range ds {
-		if _, ok := first[d.offer]; !ok {
-			first[d.offer] = d
+		if !seen[d.offer] {
+			seen[d.offer] = true
+			first = append(first, d)
 		}
 	}
-	jobs := make(chan demand)
-	errs := make(chan error, provisionWorkers)
-	var wg sync.WaitGroup
-	for range provisionWorkers {
-		wg.Go(func() {
-			for d := range jobs {
-				q := url.Values{"leikaKey": {strings.TrimPrefix(d.offer.service, "urn:de:fim:leika:leistung:")}, "ars": {d.ars}}
-				if err := callAPI(ctx, hc, base, nil, http.MethodGet, "/v1/routes?"+q.Encode(), nil, 0, "", http.StatusOK, nil); err != nil {
-					select {
-					case errs <- fmt.Errorf("route of %s for %s in %s: %w", d.offer.destination, d.offer.service, d.ars, err):
-					default:
-					}
-				}
-			}
-		})
-	}
-	for _, d := range first {
-		jobs <- d
-	}
-	close(jobs)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
+	return parallel(ctx, len(first), func(i int) error {
+		d := first[i]
+		q := url.Values{"leikaKey": {strings.TrimPrefix(d.offer.service, "urn:de:fim:leika:leistung:")}, "ars": {d.ars}}
+		if err := callAPI(ctx, hc, base, nil, http.MethodGet, "/v1/routes?"+q.Encode(), nil, 0, "", http.StatusOK, nil); err != nil {
+			return fmt.Errorf("route of %s for %s in %s: %w", d.offer.destination, d.offer.service, d.ars, err)
+		}
 		return nil
-	}
+	})
 }
