@@ -306,8 +306,13 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		if err != nil {
 			return fmt.Errorf("routes yardstick: %w", err)
 		}
-		bare, closeBare, err := bareServer(body)
+		bare, closeBare, err := bareServer(ctx, work, body)
 		if err != nil {
+			return err
+		}
+		inProcess, closeInProcess, err := bareServerInProcess(body)
+		if err != nil {
+			closeBare()
 			return err
 		}
 		c := sc.Routes.Concurrency
@@ -315,8 +320,10 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintf(stdout, "yardsticks: GET /v1/routes and a bare handler, %d at a time, %s each…\n", c, time.Duration(sc.Routes.For))
 		ys.RoutesPerSecond, ys.RoutesErrors = requestRate(ctx, bc, routesURL, c, time.Duration(sc.Routes.For))
 		ys.BareHTTPPerSecond, _ = requestRate(ctx, bc, bare, c, time.Duration(sc.Routes.For))
+		ys.BareHTTPInProcessPerSecond, _ = requestRate(ctx, bc, inProcess, c, time.Duration(sc.Routes.For))
 		ys.RoutesConcurrency, ys.RoutesAnswerBytes = c, len(body)
 		closeBare()
+		closeInProcess()
 	}
 	fmt.Fprintf(stdout, "yardsticks: PS512 signing again…\n")
 	var after float64

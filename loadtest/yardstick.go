@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -9,8 +10,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,11 +37,15 @@ type yardsticks struct {
 	JetStreamServer   string     `json:"jetStreamServer"`
 	JetStream         []jsFigure `json:"jetStream"`
 	ObjectStore       []osFigure `json:"objectStore"`
-	BareHTTPPerSecond float64    `json:"bareHttpPerSecond"`
-	RoutesPerSecond   float64    `json:"routesPerSecond"`
-	RoutesErrors      int64      `json:"routesErrors"`
-	RoutesConcurrency int        `json:"routesConcurrency"`
-	RoutesAnswerBytes int        `json:"routesAnswerBytes"`
+	// BareHTTPPerSecond is the bare handler in a process of its own, the
+	// bound of routesToBareHTTP; BareHTTPInProcessPerSecond the same
+	// handler in the load test's process, for comparison.
+	BareHTTPPerSecond          float64 `json:"bareHttpPerSecond"`
+	BareHTTPInProcessPerSecond float64 `json:"bareHttpInProcessPerSecond"`
+	RoutesPerSecond            float64 `json:"routesPerSecond"`
+	RoutesErrors               int64   `json:"routesErrors"`
+	RoutesConcurrency          int     `json:"routesConcurrency"`
+	RoutesAnswerBytes          int     `json:"routesAnswerBytes"`
 }
 
 // jsFigure is raw JetStream async publish and pull-consume of one size.
@@ -281,18 +288,77 @@ func requestRate(ctx context.Context, hc *http.Client, url string, c int, d time
 }
 
 // bareServer answers every request with body as JSON: the yardstick for
-// /v1/routes, with the same answer.
-func bareServer(body []byte) (string, func(), error) {
+// /v1/routes, with the same answer. It runs in a process of its own, as
+// Amtsbote does: a server in the client's own process is served by the
+// same scheduler and netpoller, which makes a round trip about half as
+// expensive (see bareServerInProcess).
+func bareServer(ctx context.Context, work string, body []byte) (string, func(), error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", nil, fmt.Errorf("bare handler: %w", err)
+	}
+	file := filepath.Join(tempDirFor(work), "bare-answer.json")
+	if err := os.WriteFile(file, body, 0o600); err != nil {
+		return "", nil, fmt.Errorf("bare handler: %w", err)
+	}
+	cmd := exec.CommandContext(ctx, exe, bareCommand, file)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", nil, fmt.Errorf("bare handler: %w", err)
+	}
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("bare handler: %w", err)
+	}
+	stop := func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		stop()
+		return "", nil, fmt.Errorf("bare handler: no address: %w", err)
+	}
+	return strings.TrimSpace(line), stop, nil
+}
+
+// bareCommand is the hidden command that runs the bare handler.
+const bareCommand = "bare-http"
+
+// runBare serves the answer in file on a free port of 127.0.0.1, prints
+// its URL and serves until killed.
+func runBare(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New(bareCommand + ": want the answer's file")
+	}
+	body, err := os.ReadFile(args[0])
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "http://%s\n", ln.Addr())
+	return http.Serve(ln, bareHandler(body))
+}
+
+// bareServerInProcess is bareServer in the load test's own process.
+func bareServerInProcess(body []byte) (string, func(), error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", nil, err
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Write(body)
-	})}
+	srv := &http.Server{Handler: bareHandler(body)}
 	go srv.Serve(ln)
 	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+func bareHandler(body []byte) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	})
 }
 
 // benchClient is one HTTP client for both sides of a comparison.
