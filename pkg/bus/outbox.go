@@ -106,6 +106,12 @@ func (b *Bus) WatchOutbox(ctx context.Context, fn func(OutboxEntry)) error {
 
 // Outbox returns the entries in the outbox now.
 func (b *Bus) Outbox(ctx context.Context) ([]OutboxEntry, error) {
+	return b.OutboxHead(ctx, 0)
+}
+
+// OutboxHead returns the first n entries in the outbox now, the longest
+// waiting first (all of them when n ≤ 0).
+func (b *Bus) OutboxHead(ctx context.Context, n int) ([]OutboxEntry, error) {
 	kv, err := b.stateBucket(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
@@ -132,7 +138,9 @@ func (b *Bus) Outbox(ctx context.Context) ([]OutboxEntry, error) {
 				continue
 			}
 			e.Revision = kve.Revision()
-			out = append(out, e)
+			if out = append(out, e); len(out) == n {
+				return out, nil
+			}
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -34,9 +35,9 @@ const (
 	// DefaultLease is how long a claim on an entry holds; a signer that
 	// did not finish within it is taken over.
 	DefaultLease = 30 * time.Second
-	// queueLen bounds the entries waiting in memory for a worker; more
-	// stay in the outbox until the next sweep.
-	queueLen = 4096
+	// DefaultQueue bounds the entries waiting in memory for a worker;
+	// more stay in the outbox until there is room.
+	DefaultQueue = 4096
 )
 
 // Config is what a Signer needs. Bus and Issuer are required.
@@ -45,6 +46,9 @@ type Config struct {
 	Issuer *issuer.Issuer
 	// Workers sign at once (default runtime.NumCPU()).
 	Workers int
+	// Queue bounds the entries held in memory for the workers (default
+	// DefaultQueue).
+	Queue int
 	// Lease is how long a claim holds, and how often the outbox is swept
 	// for entries whose lease ran out (default DefaultLease).
 	Lease time.Duration
@@ -67,11 +71,17 @@ type Signer struct {
 	log     *slog.Logger
 	now     func() time.Time
 	id      string
+	// queueLen is the capacity of jobs.
+	queueLen int
 
 	jobs chan bus.OutboxEntry
 	mu   sync.Mutex
 	// queued holds the jtis in jobs or in a worker's hands.
 	queued map[string]bool
+	// overflowed says that the watch offered entries jobs had no room
+	// for; refill asks for a sweep of the outbox's head once it has.
+	overflowed atomic.Bool
+	refill     chan struct{}
 
 	metrics *metrics
 	tracer  trace.Tracer
@@ -84,15 +94,19 @@ func New(cfg Config) (*Signer, error) {
 		return nil, errors.New("new signer: no bus")
 	case cfg.Issuer == nil:
 		return nil, errors.New("new signer: no issuer")
-	case cfg.Workers < 0 || cfg.Lease < 0:
-		return nil, errors.New("new signer: negative workers or lease")
+	case cfg.Workers < 0 || cfg.Lease < 0 || cfg.Queue < 0:
+		return nil, errors.New("new signer: negative workers, lease or queue")
 	}
 	s := &Signer{
 		bus: cfg.Bus, issuer: cfg.Issuer, workers: cfg.Workers, lease: cfg.Lease, log: cfg.Logger, now: cfg.Now,
 		id:     uuid.NewString(),
-		jobs:   make(chan bus.OutboxEntry, queueLen),
 		queued: make(map[string]bool),
+		refill: make(chan struct{}, 1),
 	}
+	if s.queueLen = cfg.Queue; s.queueLen == 0 {
+		s.queueLen = DefaultQueue
+	}
+	s.jobs = make(chan bus.OutboxEntry, s.queueLen)
 	if s.workers == 0 {
 		s.workers = runtime.NumCPU()
 	}
@@ -137,6 +151,12 @@ func (s *Signer) Run(ctx context.Context) error {
 					return
 				case e := <-s.jobs:
 					s.process(ctx, e)
+					if len(s.jobs) <= s.queueLen/2 && s.overflowed.Load() {
+						select {
+						case s.refill <- struct{}{}:
+						default:
+						}
+					}
 				}
 			}
 		})
@@ -154,7 +174,11 @@ loop:
 		case err = <-watchErr:
 			break loop
 		case <-tick.C:
-			s.sweep(ctx)
+			s.sweep(ctx, 0)
+		case <-s.refill:
+			// What the watch dropped waits at the outbox's head, behind
+			// the entries still queued.
+			s.sweep(ctx, s.queueLen+int(s.queueLength()))
 		}
 	}
 	wg.Wait()
@@ -179,6 +203,7 @@ func (s *Signer) offer(e bus.OutboxEntry) {
 	case s.jobs <- e:
 		s.queued[e.Claims.JTI] = true
 	default:
+		s.overflowed.Store(true)
 	}
 }
 
@@ -189,9 +214,10 @@ func (s *Signer) done(jti string) {
 }
 
 // sweep offers the entries whose claim ran out, or that the watch could
-// not queue.
-func (s *Signer) sweep(ctx context.Context) {
-	entries, err := s.bus.Outbox(ctx)
+// not queue: of the first n entries in the outbox, or all when n ≤ 0.
+func (s *Signer) sweep(ctx context.Context, n int) {
+	s.overflowed.Store(false)
+	entries, err := s.bus.OutboxHead(ctx, n)
 	if err != nil {
 		if ctx.Err() == nil {
 			s.log.WarnContext(ctx, "outbox sweep", "err", err)

@@ -69,6 +69,37 @@ func TestSignerTakesOverAnExpiredClaim(t *testing.T) {
 	}
 }
 
+// TestSignerRefillsFromTheOutbox proves that a backlog larger than the
+// signer's queue is signed without waiting for the periodic sweep: what
+// the watch could not queue is read from the outbox's head once there is
+// room.
+func TestSignerRefillsFromTheOutbox(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := context.Background()
+	events := flowtest.Issuer(t, b, url)
+	const n = 24
+	for range n {
+		if err := events.Enqueue(ctx, set.CreateSubmission, uuid.NewString(), uuid.NewString(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := signer.New(signer.Config{Bus: b, Issuer: events, Workers: 2, Queue: 4, Lease: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, s)
+	flowtest.Eventually(t, time.Minute, func() error {
+		left, err := b.Outbox(ctx)
+		if err != nil {
+			return err
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("outbox holds %d of %d entries", len(left), n)
+		}
+		return nil
+	})
+}
+
 func TestNewChecksConfig(t *testing.T) {
 	b, _ := bustest.Bus(t)
 	events := flowtest.Issuer(t, b, url)
@@ -77,6 +108,7 @@ func TestNewChecksConfig(t *testing.T) {
 		{Bus: b},
 		{Bus: b, Issuer: events, Workers: -1},
 		{Bus: b, Issuer: events, Lease: -time.Second},
+		{Bus: b, Issuer: events, Queue: -1},
 	} {
 		if _, err := signer.New(cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
