@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +52,7 @@ const (
 	DefaultRateLimit = 20
 	// DefaultRateBurst is how many requests a client may send at once.
 	DefaultRateBurst = 100
-	// sigCacheSize bounds the cached destination signatures.
+	// sigCacheSize bounds the cached routes with their signatures.
 	sigCacheSize = 1 << 16
 )
 
@@ -94,8 +95,9 @@ type API struct {
 	host    string
 	now     func() time.Time
 
-	mu   sync.Mutex
-	sigs map[sigKey]string
+	mu sync.Mutex
+	// routes holds each route's JSON, signature included.
+	routes map[sigKey][]byte
 	// signing makes one signature per key however many ask at once.
 	signing singleflight.Group
 }
@@ -120,7 +122,7 @@ func New(cfg Config) (*API, error) {
 	a := &API{
 		api: cfg.API, sync: cfg.Routes, areas: cfg.Areas, url: cfg.URL, now: cfg.Now,
 		limiter: httpapi.NewLimiter(cfg.RateLimit, cfg.RateBurst),
-		sigs:    make(map[sigKey]string),
+		routes:  make(map[sigKey][]byte),
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -269,10 +271,10 @@ func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
 		noRoute(w, page, problem.Unprocessable("leikaKey", fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service)))
 		return nil
 	}
-	routes := []routeView{}
+	var routes [][]byte
 	m, ok := reg.Route(string(service), place, a.now())
 	if ok && m.Destination.Status == store.StatusActive {
-		v, err := a.routeView(m, service)
+		v, err := a.routeJSON(m, service)
 		if err != nil {
 			return err
 		}
@@ -281,8 +283,35 @@ func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
 	total := len(routes)
 	routes = routes[min(page.Offset, total):min(page.Offset+page.Limit, total)]
 	w.Header().Set("Cache-Control", "no-cache")
-	httpapi.WriteJSON(w, http.StatusOK, routeResult{Count: len(routes), Offset: page.Offset, TotalCount: total, Routes: routes})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(routeResultJSON(page.Offset, total, routes))
 	return nil
+}
+
+// routeResultJSON is the route-result of routes, each the JSON of a
+// routeView: written out rather than marshalled, as the routes are kept
+// marshalled.
+func routeResultJSON(offset, total int, routes [][]byte) []byte {
+	n := 64
+	for _, r := range routes {
+		n += len(r) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"count":`...)
+	b = strconv.AppendInt(b, int64(len(routes)), 10)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendInt(b, int64(offset), 10)
+	b = append(b, `,"totalCount":`...)
+	b = strconv.AppendInt(b, int64(total), 10)
+	b = append(b, `,"routes":[`...)
+	for i, r := range routes {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, r...)
+	}
+	return append(b, "]}"...)
 }
 
 // destinationClaims is the payload of a route's destinationSignature.
@@ -300,40 +329,38 @@ type signedService struct {
 	LeistungIDs []string `json:"leistungIDs"`
 }
 
-// routeView renders a resolved route. Its signature covers the regions in
-// which the destination offers the service; it is made once per
-// destination state and service, as a registry signs an entry once, and
-// kept until the destination changes.
-func (a *API) routeView(m routesync.Match, service leika.Key) (routeView, error) {
+// routeJSON renders a resolved route as the JSON of a routeView. Its
+// signature covers the regions in which the destination offers the
+// service; it is made once per destination state and service, as a
+// registry signs an entry once, and kept with the rest of the route until
+// the destination changes.
+func (a *API) routeJSON(m routesync.Match, service leika.Key) ([]byte, error) {
 	e := m.Destination
-	v := routeView{DestinationID: e.DestinationID, DestinationName: e.Name, DestinationShortName: e.ShortName}
 	k := sigKey{dest: e.DestinationID, service: string(service), updated: e.UpdatedAt.UnixNano()}
 	a.mu.Lock()
-	sig, ok := a.sigs[k]
+	v, ok := a.routes[k]
 	a.mu.Unlock()
 	if ok {
-		v.DestinationSignature = sig
 		return v, nil
 	}
 	res, err, _ := a.signing.Do(fmt.Sprintf("%s\x00%s\x00%d", k.dest, k.service, k.updated), func() (any, error) {
 		a.mu.Lock()
-		sig, ok := a.sigs[k]
+		v, ok := a.routes[k]
 		a.mu.Unlock()
 		if ok {
-			return sig, nil
+			return v, nil
 		}
 		return a.sign(k, e, service)
 	})
 	if err != nil {
-		return v, err
+		return nil, err
 	}
-	v.DestinationSignature = res.(string)
-	return v, nil
+	return res.([]byte), nil
 }
 
-// sign makes the signature of destination e's route for service and
-// keeps it under k.
-func (a *API) sign(k sigKey, e routesync.Entry, service leika.Key) (string, error) {
+// sign makes destination e's route for service with its signature and
+// keeps its JSON under k.
+func (a *API) sign(k sigKey, e routesync.Entry, service leika.Key) ([]byte, error) {
 	var gebiete []string
 	for _, s := range e.Services {
 		if id, err := routing.ServiceID(s.Identifier); err != nil || id != string(service) {
@@ -359,31 +386,35 @@ func (a *API) sign(k sigKey, e routesync.Entry, service leika.Key) (string, erro
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {
-		return "", fmt.Errorf("sign route: %w", err)
+		return nil, fmt.Errorf("sign route: %w", err)
 	}
 	jws, err := a.signer.Sign(payload)
 	if err != nil {
-		return "", fmt.Errorf("sign route: %w", err)
+		return nil, fmt.Errorf("sign route: %w", err)
 	}
 	sig, err := jws.CompactSerialize()
 	if err != nil {
-		return "", fmt.Errorf("sign route: %w", err)
+		return nil, fmt.Errorf("sign route: %w", err)
+	}
+	v, err := json.Marshal(routeView{DestinationID: e.DestinationID, DestinationSignature: sig, DestinationName: e.Name, DestinationShortName: e.ShortName})
+	if err != nil {
+		return nil, fmt.Errorf("sign route: %w", err)
 	}
 	a.mu.Lock()
-	if len(a.sigs) >= sigCacheSize {
+	if len(a.routes) >= sigCacheSize {
 		// Forget half, in map order: a random half, which keeps what is
 		// asked for often likely to stay.
 		n := 0
-		for k := range a.sigs {
-			delete(a.sigs, k)
+		for k := range a.routes {
+			delete(a.routes, k)
 			if n++; n >= sigCacheSize/2 {
 				break
 			}
 		}
 	}
-	a.sigs[k] = sig
+	a.routes[k] = v
 	a.mu.Unlock()
-	return sig, nil
+	return v, nil
 }
 
 // areaResult is the Routing API's area-result.
