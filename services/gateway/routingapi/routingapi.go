@@ -52,8 +52,8 @@ const (
 	DefaultRateLimit = 20
 	// DefaultRateBurst is how many requests a client may send at once.
 	DefaultRateBurst = 100
-	// sigCacheSize bounds the cached routes with their signatures.
-	sigCacheSize = 1 << 16
+	// routeCacheSize bounds the cached routes with their signatures.
+	routeCacheSize = 1 << 16
 )
 
 // gebietPrefix precedes an ARS (prefix) in a route signature's gebietIDs.
@@ -97,12 +97,12 @@ type API struct {
 
 	mu sync.Mutex
 	// routes holds each route's JSON, signature included.
-	routes map[sigKey][]byte
+	routes map[routeKey][]byte
 	// signing makes one signature per key however many ask at once.
 	signing singleflight.Group
 }
 
-type sigKey struct {
+type routeKey struct {
 	dest, service string
 	updated       int64
 }
@@ -122,7 +122,7 @@ func New(cfg Config) (*API, error) {
 	a := &API{
 		api: cfg.API, sync: cfg.Routes, areas: cfg.Areas, url: cfg.URL, now: cfg.Now,
 		limiter: httpapi.NewLimiter(cfg.RateLimit, cfg.RateBurst),
-		routes:  make(map[sigKey][]byte),
+		routes:  make(map[routeKey][]byte),
 	}
 	if a.now == nil {
 		a.now = time.Now
@@ -336,7 +336,7 @@ type signedService struct {
 // the destination changes.
 func (a *API) routeJSON(m routesync.Match, service leika.Key) ([]byte, error) {
 	e := m.Destination
-	k := sigKey{dest: e.DestinationID, service: string(service), updated: e.UpdatedAt.UnixNano()}
+	k := routeKey{dest: e.DestinationID, service: string(service), updated: e.UpdatedAt.UnixNano()}
 	a.mu.Lock()
 	v, ok := a.routes[k]
 	a.mu.Unlock()
@@ -360,7 +360,7 @@ func (a *API) routeJSON(m routesync.Match, service leika.Key) ([]byte, error) {
 
 // sign makes destination e's route for service with its signature and
 // keeps its JSON under k.
-func (a *API) sign(k sigKey, e routesync.Entry, service leika.Key) ([]byte, error) {
+func (a *API) sign(k routeKey, e routesync.Entry, service leika.Key) ([]byte, error) {
 	var gebiete []string
 	for _, s := range e.Services {
 		if id, err := routing.ServiceID(s.Identifier); err != nil || id != string(service) {
@@ -401,13 +401,13 @@ func (a *API) sign(k sigKey, e routesync.Entry, service leika.Key) ([]byte, erro
 		return nil, fmt.Errorf("sign route: %w", err)
 	}
 	a.mu.Lock()
-	if len(a.routes) >= sigCacheSize {
+	if len(a.routes) >= routeCacheSize {
 		// Forget half, in map order: a random half, which keeps what is
 		// asked for often likely to stay.
 		n := 0
 		for k := range a.routes {
 			delete(a.routes, k)
-			if n++; n >= sigCacheSize/2 {
+			if n++; n >= routeCacheSize/2 {
 				break
 			}
 		}
