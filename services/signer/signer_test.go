@@ -56,9 +56,8 @@ func TestSignerTakesOverAnExpiredClaim(t *testing.T) {
 		if len(left) > 0 {
 			return fmt.Errorf("outbox holds %d entries", len(left))
 		}
-		// A read of a case's events right after the last publish may
-		// miss it (JetStream's next-by-subject lookup); a second event
-		// would stay.
+		// A read of a case's events right after the last publish has
+		// been seen to miss it under -race; a second event would stay.
 		for _, cid := range cases {
 			evs, err := b.CaseEvents(ctx, cid)
 			if err != nil {
