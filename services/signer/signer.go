@@ -71,8 +71,6 @@ type Signer struct {
 	log     *slog.Logger
 	now     func() time.Time
 	id      string
-	// queueLen is the capacity of jobs.
-	queueLen int
 
 	jobs chan bus.OutboxEntry
 	mu   sync.Mutex
@@ -103,10 +101,10 @@ func New(cfg Config) (*Signer, error) {
 		queued: make(map[string]bool),
 		refill: make(chan struct{}, 1),
 	}
-	if s.queueLen = cfg.Queue; s.queueLen == 0 {
-		s.queueLen = DefaultQueue
+	if cfg.Queue == 0 {
+		cfg.Queue = DefaultQueue
 	}
-	s.jobs = make(chan bus.OutboxEntry, s.queueLen)
+	s.jobs = make(chan bus.OutboxEntry, cfg.Queue)
 	if s.workers == 0 {
 		s.workers = runtime.NumCPU()
 	}
@@ -124,18 +122,18 @@ func New(cfg Config) (*Signer, error) {
 		reg = prometheus.NewRegistry()
 	}
 	var err error
-	if s.metrics, err = newMetrics(reg, s.queueLength); err != nil {
+	if s.metrics, err = newMetrics(reg, func() float64 { return float64(s.queuedCount()) }); err != nil {
 		return nil, fmt.Errorf("new signer: %w", err)
 	}
 	s.tracer = tracing.Tracer(cfg.Tracer)
 	return s, nil
 }
 
-// queueLength is how many entries wait for a worker or are in its hands.
-func (s *Signer) queueLength() float64 {
+// queuedCount is how many entries wait for a worker or are in its hands.
+func (s *Signer) queuedCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return float64(len(s.queued))
+	return len(s.queued)
 }
 
 // Run signs and publishes until ctx is cancelled; then each worker
@@ -151,7 +149,7 @@ func (s *Signer) Run(ctx context.Context) error {
 					return
 				case e := <-s.jobs:
 					s.process(ctx, e)
-					if len(s.jobs) <= s.queueLen/2 && s.overflowed.Load() {
+					if len(s.jobs) <= cap(s.jobs)/2 && s.overflowed.Load() {
 						select {
 						case s.refill <- struct{}{}:
 						default:
@@ -178,7 +176,7 @@ loop:
 		case <-s.refill:
 			// What the watch dropped waits at the outbox's head, behind
 			// the entries still queued.
-			s.sweep(ctx, s.queueLen+int(s.queueLength()))
+			s.sweep(ctx, cap(s.jobs)+s.queuedCount())
 		}
 	}
 	wg.Wait()
