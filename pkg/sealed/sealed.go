@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // CloudEvents types of the messages Amtsbote publishes.
@@ -64,7 +66,9 @@ func (s Submission) Encode() ([]byte, error) {
 // Decode parses and checks a message body from NATS (untrusted input).
 func Decode(data []byte) (Submission, error) {
 	var s Submission
-	if err := json.Unmarshal(data, &s); err != nil {
+	// encoding/json's semantics on the v2 engine, which reads the inline
+	// JWEs several times faster than encoding/json.
+	if err := jsonv1.Unmarshal(data, &s); err != nil {
 		return s, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	for field, v := range map[string]string{"submissionId": s.SubmissionID, "caseId": s.CaseID, "destinationId": s.DestinationID} {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	jsonv1 "github.com/go-json-experiment/json/v1"
 )
 
 // utc turns a scanned time into UTC; pgx scans timestamptz in local time.
@@ -35,8 +37,10 @@ func rawJSON(b []byte) any {
 	return string(b)
 }
 
+// decJSON decodes what encJSON stored, with encoding/json's semantics on
+// the faster v2 engine.
 func decJSON(b []byte, v any) error {
-	if err := json.Unmarshal(b, v); err != nil {
+	if err := jsonv1.Unmarshal(b, v); err != nil {
 		return fmt.Errorf("decode json: %w", err)
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	jsonv1 "github.com/go-json-experiment/json/v1"
+
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
@@ -63,8 +65,10 @@ func decRaw(s sql.NullString) json.RawMessage {
 	return json.RawMessage(s.String)
 }
 
+// decJSON decodes what encJSON stored, with encoding/json's semantics on
+// the faster v2 engine.
 func decJSON(s string, v any) error {
-	if err := json.Unmarshal([]byte(s), v); err != nil {
+	if err := jsonv1.Unmarshal([]byte(s), v); err != nil {
 		return fmt.Errorf("decode json: %w", err)
 	}
 	return nil
