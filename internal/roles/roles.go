@@ -100,6 +100,7 @@ func (s *Roles) Run(ctx context.Context) error {
 	if err := routes.Load(ctx); err != nil {
 		return fmt.Errorf("load routing table: %w", err)
 	}
+	st := newCachedStore(s.Store, routes)
 	runners := []runner{{"routes", routes.Run}}
 	events, err := issuer.New(s.Bus, s.Key, s.PublicURL, nil)
 	if err != nil {
@@ -108,7 +109,7 @@ func (s *Roles) Run(ctx context.Context) error {
 
 	if s.Gateway {
 		gw, err := gateway.New(gateway.Config{
-			Store:      s.Store,
+			Store:      st,
 			Signer:     s.Key,
 			PublicURL:  s.PublicURL,
 			KeyGrace:   s.KeyGrace,
@@ -159,7 +160,7 @@ func (s *Roles) Run(ctx context.Context) error {
 	}
 	if s.Router {
 		rt, err := router.New(router.Config{
-			Bus: s.Bus, Store: s.Store, Issuer: events,
+			Bus: s.Bus, Store: st, Issuer: events,
 			Resolver: routes.Resolver(), Logger: s.Log, Registry: reg,
 		})
 		if err != nil {
@@ -169,7 +170,7 @@ func (s *Roles) Run(ctx context.Context) error {
 	}
 	if s.Ledger {
 		lg, err := ledger.New(ledger.Config{
-			Bus: s.Bus, Store: s.Store, Issuer: events,
+			Bus: s.Bus, Store: st, Issuer: events,
 			Retention: s.Retention, Logger: s.Log, Registry: reg,
 		})
 		if err != nil {
@@ -184,7 +185,7 @@ func (s *Roles) Run(ctx context.Context) error {
 	}
 	if s.Delivery {
 		dl, err := delivery.New(delivery.Config{
-			Bus: s.Bus, Store: s.Store, Source: s.PublicURL, Logger: s.Log, Registry: reg,
+			Bus: s.Bus, Store: st, Source: s.PublicURL, Logger: s.Log, Registry: reg,
 		})
 		if err != nil {
 			return err

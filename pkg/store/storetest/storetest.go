@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		tests []test
 	}{
 		{"Destinations", destinationTests},
+		{"DestinationCache", cacheTests},
 		{"Keys", keyTests},
 		{"Clients", clientTests},
 		{"AuditLog", auditTests},
