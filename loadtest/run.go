@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -279,7 +280,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		close(progressDone)
 	}
 	var recvErr error
+	loadEnd := sync.OnceFunc(func() { tg.markLoad(syscall.SIGUSR2) })
 	if watch != nil {
+		// Nobody picks up: the load is the sending, and the signing backlog's
+		// drain after it lands in the after-load profile.
+		go func() { <-sendersDone; loadEnd() }()
 		recvErr = watch.await(ctx, sendersDone, time.Duration(sc.Drain))
 	} else {
 		recvErr = tr.receiveAll(ctx, sendersDone)
@@ -288,7 +293,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	close(received)
 	<-progressDone
 	end := time.Now()
-	tg.markLoad(syscall.SIGUSR2)
+	loadEnd()
 	stopSampling()
 	if recvErr != nil {
 		rec.fail("drain", recvErr)
