@@ -4,8 +4,9 @@
 //
 // The file is in WAL mode with foreign keys on. All writes go through one
 // connection, so writers queue in the process instead of meeting
-// SQLITE_BUSY; reads use a separate pool of read-only connections and never
-// wait for a writer. Times are kept as fixed-width UTC text at microsecond
+// SQLITE_BUSY; the writes queued at one time share one transaction, each in
+// a savepoint of its own, so that a commit's cost is shared. Reads use a
+// separate pool of read-only connections and never wait for a writer. Times are kept as fixed-width UTC text at microsecond
 // precision, like PostgreSQL's timestamptz: finer times are truncated and
 // every time comes back in UTC.
 package sqlite
@@ -19,6 +20,7 @@ import (
 	"io/fs"
 	"net/url"
 	"strings"
+	"sync"
 
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
@@ -40,10 +42,15 @@ const readConns = 4
 // within one process; two processes on one file would contend for its write
 // lock, which the busy timeout only partly hides.
 type DB struct {
-	w *sql.DB // exactly one connection: every write transaction queues for it
+	w *sql.DB // exactly one connection, used by the writer alone
 	r *sql.DB // read-only connections
 	// ws and rs keep the statements of w and r prepared.
 	ws, rs *stmts
+
+	writes     chan writeReq
+	closed     chan struct{}
+	writerDone chan struct{}
+	closeOnce  sync.Once
 }
 
 var _ store.Store = (*DB)(nil)
@@ -95,7 +102,10 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	return &DB{w: w, r: r, ws: newStmts(w), rs: newStmts(r)}, nil
+	db := &DB{w: w, r: r, ws: newStmts(w), rs: newStmts(r),
+		writes: make(chan writeReq), closed: make(chan struct{}), writerDone: make(chan struct{})}
+	go db.writer()
+	return db, nil
 }
 
 // migrate brings the schema up to date with goose's provider, which keeps
@@ -115,29 +125,152 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Close closes both connection pools.
+// Close stops the writer, after the write it is doing, and closes both
+// connection pools.
 func (db *DB) Close() error {
+	db.closeOnce.Do(func() { close(db.closed) })
+	<-db.writerDone
 	db.ws.close()
 	db.rs.close()
 	return errors.Join(db.w.Close(), db.r.Close())
 }
 
+// errClosed answers a write after Close.
+var errClosed = errors.New("sqlite store closed")
+
+// maxWriteBatch bounds the writes that share one transaction.
+const maxWriteBatch = 64
+
+// writeReq is a write waiting for the writer.
+type writeReq struct {
+	fn   func(*txn) error
+	done chan error
+}
+
+// panicked carries a panic in a write's fn back to its caller.
+type panicked struct{ v any }
+
+func (p panicked) Error() string { return fmt.Sprint("panic in write: ", p.v) }
+
 // write runs fn in a write transaction (BEGIN IMMEDIATE on the one write
-// connection) and commits when fn returns nil. fn's error comes back as is.
+// connection) and returns when it is committed, or with fn's error as is,
+// fn's changes undone. Other writes may share the transaction; each runs
+// in a savepoint of its own, so what one does or fails to do never touches
+// another's. ctx ends the wait for the writer, not a statement under way:
+// an interrupted statement would roll back the others' writes with it.
 func (db *DB) write(ctx context.Context, fn func(*txn) error) error {
+	req := writeReq{fn: fn, done: make(chan error, 1)}
+	select {
+	case db.writes <- req:
+	case <-db.closed:
+		return errClosed
+	case <-ctx.Done():
+		return fmt.Errorf("write: %w", ctx.Err())
+	}
+	err := <-req.done
+	if p, ok := err.(panicked); ok {
+		panic(p.v)
+	}
+	return err
+}
+
+// writer runs the writes, those queued at one time in one transaction,
+// until Close.
+func (db *DB) writer() {
+	defer close(db.writerDone)
+	batch := make([]writeReq, 0, maxWriteBatch)
+	for {
+		select {
+		case <-db.closed:
+			return
+		case req := <-db.writes:
+			batch = append(batch[:0], req)
+		}
+	more:
+		for len(batch) < maxWriteBatch {
+			select {
+			case req := <-db.writes:
+				batch = append(batch, req)
+			default:
+				break more
+			}
+		}
+		db.commit(batch)
+	}
+}
+
+// commit runs batch in one transaction and answers each write.
+func (db *DB) commit(batch []writeReq) {
+	ctx := context.Background()
+	errs := make([]error, len(batch))
+	answer := func() {
+		for i, req := range batch {
+			req.done <- errs[i]
+		}
+	}
+	failAll := func(err error) {
+		for i := range errs {
+			if errs[i] == nil {
+				errs[i] = err
+			}
+		}
+		answer()
+	}
 	db.ws.prepare(ctx)
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		failAll(fmt.Errorf("begin: %w", err))
+		return
 	}
-	if err := fn(&txn{Tx: tx, stmts: db.ws}); err != nil {
+	t := &txn{Tx: tx, stmts: db.ws, shared: true}
+	committed := 0
+	for i, req := range batch {
+		if len(batch) > 1 {
+			if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
+				_ = tx.Rollback()
+				failAll(fmt.Errorf("savepoint: %w", err))
+				return
+			}
+		}
+		if errs[i] = run(req.fn, t); errs[i] != nil {
+			if len(batch) > 1 {
+				if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
+					_ = tx.Rollback()
+					failAll(fmt.Errorf("roll back to savepoint: %w", err))
+					return
+				}
+			}
+		} else {
+			committed++
+		}
+		if len(batch) > 1 {
+			if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
+				_ = tx.Rollback()
+				failAll(fmt.Errorf("release savepoint: %w", err))
+				return
+			}
+		}
+	}
+	if committed == 0 {
 		_ = tx.Rollback()
-		return err
+		answer()
+		return
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		failAll(fmt.Errorf("commit: %w", err))
+		return
 	}
-	return nil
+	answer()
+}
+
+// run calls fn, turning a panic into panicked for write to raise again.
+func run(fn func(*txn) error, t *txn) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = panicked{v}
+		}
+	}()
+	return fn(t)
 }
 
 // read runs fn in a read transaction, so a list and its count see one

@@ -114,10 +114,23 @@ func (s *stmts) QueryRowContext(ctx context.Context, query string, args ...any) 
 type txn struct {
 	*sql.Tx
 	stmts *stmts
+	// shared says that other writes share the transaction: its statements
+	// are then not interrupted when their ctx ends, as an interrupt rolls
+	// back the whole transaction.
+	shared bool
+}
+
+// uninterrupted returns the ctx a statement of t runs with.
+func (t *txn) uninterrupted(ctx context.Context) context.Context {
+	if t.shared {
+		return context.WithoutCancel(ctx)
+	}
+	return ctx
 }
 
 // QueryContext runs query in the transaction.
 func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	ctx = t.uninterrupted(ctx)
 	if st := t.stmts.lookup(query); st != nil {
 		return t.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
@@ -126,6 +139,7 @@ func (t *txn) QueryContext(ctx context.Context, query string, args ...any) (*sql
 
 // QueryRowContext runs query in the transaction.
 func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx = t.uninterrupted(ctx)
 	if st := t.stmts.lookup(query); st != nil {
 		return t.StmtContext(ctx, st).QueryRowContext(ctx, args...)
 	}
@@ -134,6 +148,7 @@ func (t *txn) QueryRowContext(ctx context.Context, query string, args ...any) *s
 
 // ExecContext runs query in the transaction.
 func (t *txn) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	ctx = t.uninterrupted(ctx)
 	if st := t.stmts.lookup(query); st != nil {
 		return t.StmtContext(ctx, st).ExecContext(ctx, args...)
 	}
