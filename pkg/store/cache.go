@@ -14,7 +14,6 @@ import (
 // when the entry's time is up.
 type DestinationCache struct {
 	ttl time.Duration
-	now func() time.Time
 	// newer reports whether a destination is known to have changed after
 	// updatedAt (nil: never known).
 	newer func(id string, updatedAt time.Time) bool
@@ -37,13 +36,13 @@ const maxCachedDestinations = 16384
 // when set, reports whether a destination is known to have changed after
 // the given update time; the cache then reads it again.
 func NewDestinationCache(ttl time.Duration, newer func(id string, updatedAt time.Time) bool) *DestinationCache {
-	return &DestinationCache{ttl: ttl, now: time.Now, newer: newer, entries: make(map[string]cachedDestination)}
+	return &DestinationCache{ttl: ttl, newer: newer, entries: make(map[string]cachedDestination)}
 }
 
 // Get returns the destination id, from the cache or else from load. Only
 // found destinations are kept; errors are returned as load gave them.
 func (c *DestinationCache) Get(ctx context.Context, id string, load func(context.Context, string) (Destination, error)) (Destination, error) {
-	now := c.now()
+	now := time.Now()
 	c.mu.Lock()
 	e, ok := c.entries[id]
 	gen := c.gen

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 
@@ -222,36 +223,13 @@ func (db *DB) commit(batch []writeReq) {
 		failAll(fmt.Errorf("begin: %w", err))
 		return
 	}
-	t := &txn{Tx: tx, stmts: db.ws, shared: true}
-	committed := 0
-	for i, req := range batch {
-		if len(batch) > 1 {
-			if _, err := tx.ExecContext(ctx, "SAVEPOINT w"); err != nil {
-				_ = tx.Rollback()
-				failAll(fmt.Errorf("savepoint: %w", err))
-				return
-			}
-		}
-		if errs[i] = run(req.fn, t); errs[i] != nil {
-			if len(batch) > 1 {
-				if _, err := tx.ExecContext(ctx, "ROLLBACK TO w"); err != nil {
-					_ = tx.Rollback()
-					failAll(fmt.Errorf("roll back to savepoint: %w", err))
-					return
-				}
-			}
-		} else {
-			committed++
-		}
-		if len(batch) > 1 {
-			if _, err := tx.ExecContext(ctx, "RELEASE w"); err != nil {
-				_ = tx.Rollback()
-				failAll(fmt.Errorf("release savepoint: %w", err))
-				return
-			}
-		}
+	if err := runEach(ctx, tx, db.ws, batch, errs); err != nil {
+		_ = tx.Rollback()
+		failAll(err)
+		return
 	}
-	if committed == 0 {
+	if !slices.Contains(errs, nil) {
+		// Every write failed: nothing to commit.
 		_ = tx.Rollback()
 		answer()
 		return
@@ -261,6 +239,36 @@ func (db *DB) commit(batch []writeReq) {
 		return
 	}
 	answer()
+}
+
+// runEach runs each write of batch in tx, into errs; with more than one,
+// each in a savepoint that its failure rolls back to. An error is a
+// statement of the savepoints failing, which leaves tx to be rolled back.
+func runEach(ctx context.Context, tx *sql.Tx, ws *stmts, batch []writeReq, errs []error) error {
+	t := &txn{Tx: tx, stmts: ws, shared: true}
+	savepoint := func(stmt string) error {
+		if len(batch) == 1 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("%s: %w", stmt, err)
+		}
+		return nil
+	}
+	for i, req := range batch {
+		if err := savepoint("SAVEPOINT w"); err != nil {
+			return err
+		}
+		if errs[i] = run(req.fn, t); errs[i] != nil {
+			if err := savepoint("ROLLBACK TO w"); err != nil {
+				return err
+			}
+		}
+		if err := savepoint("RELEASE w"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // run calls fn, turning a panic into panicked for write to raise again.
