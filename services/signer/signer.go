@@ -6,7 +6,9 @@
 // A signer watches the outbox, claims each entry for a lease (an
 // optimistic write, so that of several signers one signs it), signs and
 // publishes it through the issuer (once per jti) and deletes it. What a
-// crashed signer held is taken over when its lease runs out.
+// crashed signer held is taken over when its lease runs out. While other
+// work of its process waits for a CPU, one worker signs and the others
+// give way (Config.Busy).
 package signer
 
 import (
@@ -15,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	runtimemetrics "runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +49,12 @@ type Config struct {
 	Issuer *issuer.Issuer
 	// Workers sign at once (default runtime.NumCPU()).
 	Workers int
+	// Busy reports that other work of this process waits for a CPU: then
+	// only the first worker signs, so that requests served beside the
+	// signer are not kept waiting behind signatures; the others sign again
+	// once nothing waits. Default: goroutines of this process are
+	// runnable but not running.
+	Busy func() bool
 	// Queue bounds the entries held in memory for the workers (default
 	// DefaultQueue).
 	Queue int
@@ -67,6 +76,7 @@ type Signer struct {
 	bus     *bus.Bus
 	issuer  *issuer.Issuer
 	workers int
+	busy    func() bool
 	lease   time.Duration
 	log     *slog.Logger
 	now     func() time.Time
@@ -96,7 +106,7 @@ func New(cfg Config) (*Signer, error) {
 		return nil, errors.New("new signer: negative workers, lease or queue")
 	}
 	s := &Signer{
-		bus: cfg.Bus, issuer: cfg.Issuer, workers: cfg.Workers, lease: cfg.Lease, log: cfg.Logger, now: cfg.Now,
+		bus: cfg.Bus, issuer: cfg.Issuer, workers: cfg.Workers, busy: cfg.Busy, lease: cfg.Lease, log: cfg.Logger, now: cfg.Now,
 		id:     uuid.NewString(),
 		queued: make(map[string]bool),
 		refill: make(chan struct{}, 1),
@@ -107,6 +117,9 @@ func New(cfg Config) (*Signer, error) {
 	s.jobs = make(chan bus.OutboxEntry, cfg.Queue)
 	if s.workers == 0 {
 		s.workers = runtime.NumCPU()
+	}
+	if s.busy == nil {
+		s.busy = goroutinesWaiting
 	}
 	if s.lease == 0 {
 		s.lease = DefaultLease
@@ -141,9 +154,17 @@ func (s *Signer) queuedCount() int {
 // when the outbox cannot be watched.
 func (s *Signer) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for range s.workers {
+	for w := range s.workers {
 		wg.Go(func() {
 			for {
+				if w > 0 && s.busy() {
+					select {
+					case <-ctx.Done():
+						return
+					case <-time.After(yieldPause):
+						continue
+					}
+				}
 				select {
 				case <-ctx.Done():
 					return
@@ -184,6 +205,19 @@ loop:
 		return fmt.Errorf("signer: %w", err)
 	}
 	return nil
+}
+
+// yieldPause is how long a worker other than the first waits before it
+// asks again whether other work waits for a CPU.
+const yieldPause = 5 * time.Millisecond
+
+// goroutinesWaiting reports whether goroutines of this process are ready
+// to run but wait for a CPU (an approximate count read from the
+// scheduler).
+func goroutinesWaiting() bool {
+	sample := []runtimemetrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+	runtimemetrics.Read(sample)
+	return sample[0].Value.Kind() == runtimemetrics.KindUint64 && sample[0].Value.Uint64() > 0
 }
 
 // offer queues e for a worker unless it is queued or claimed, or the

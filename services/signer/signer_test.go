@@ -3,10 +3,15 @@ package signer_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
@@ -114,6 +119,55 @@ func TestNewChecksConfig(t *testing.T) {
 	} {
 		if _, err := signer.New(cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
+		}
+	}
+}
+
+// TestSignerYieldsWhileBusy proves that while other work waits for a CPU
+// only one worker signs, and that it still signs everything.
+func TestSignerYieldsWhileBusy(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := context.Background()
+	events := flowtest.Issuer(t, b, url)
+	const n = 12
+	for range n {
+		if err := events.Enqueue(ctx, set.CreateSubmission, uuid.NewString(), uuid.NewString(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	var asked atomic.Int64
+	busy := func() bool { asked.Add(1); return true }
+	s, err := signer.New(signer.Config{Bus: b, Issuer: events, Workers: 4, Busy: busy, Tracer: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, s)
+	flowtest.Eventually(t, time.Minute, func() error {
+		if left, err := b.Outbox(ctx); err != nil || len(left) > 0 {
+			return fmt.Errorf("outbox holds %d of %d entries (%v)", len(left), n, err)
+		}
+		return nil
+	})
+	if asked.Load() == 0 {
+		t.Error("the workers never asked whether others wait")
+	}
+	var signed []sdktrace.ReadOnlySpan
+	for _, sp := range spans.Ended() {
+		if strings.HasPrefix(sp.Name(), "sign ") {
+			signed = append(signed, sp)
+		}
+	}
+	if len(signed) != n {
+		t.Fatalf("%d signing spans, want %d", len(signed), n)
+	}
+	slices.SortFunc(signed, func(a, b sdktrace.ReadOnlySpan) int { return a.StartTime().Compare(b.StartTime()) })
+	for i := 1; i < len(signed); i++ {
+		if signed[i].StartTime().Before(signed[i-1].EndTime()) {
+			t.Errorf("signing %d began at %s, before signing %d ended at %s: two workers signed at once",
+				i, signed[i].StartTime().Format(time.StampMicro), i-1, signed[i-1].EndTime().Format(time.StampMicro))
 		}
 	}
 }
