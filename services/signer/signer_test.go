@@ -14,7 +14,9 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/issuer"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/services/signer"
 )
@@ -82,29 +84,15 @@ func TestSignerTakesOverAnExpiredClaim(t *testing.T) {
 // room.
 func TestSignerRefillsFromTheOutbox(t *testing.T) {
 	b, _ := bustest.Bus(t)
-	ctx := context.Background()
 	events := flowtest.Issuer(t, b, url)
 	const n = 24
-	for range n {
-		if err := events.Enqueue(ctx, set.CreateSubmission, uuid.NewString(), uuid.NewString(), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueCreates(t, events, n)
 	s, err := signer.New(signer.Config{Bus: b, Issuer: events, Workers: 2, Queue: 4, Lease: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	flowtest.Start(t, s)
-	flowtest.Eventually(t, time.Minute, func() error {
-		left, err := b.Outbox(ctx)
-		if err != nil {
-			return err
-		}
-		if len(left) > 0 {
-			return fmt.Errorf("outbox holds %d of %d entries", len(left), n)
-		}
-		return nil
-	})
+	outboxEmpties(t, b)
 }
 
 func TestNewChecksConfig(t *testing.T) {
@@ -127,14 +115,9 @@ func TestNewChecksConfig(t *testing.T) {
 // only one worker signs, and that it still signs everything.
 func TestSignerYieldsWhileBusy(t *testing.T) {
 	b, _ := bustest.Bus(t)
-	ctx := context.Background()
 	events := flowtest.Issuer(t, b, url)
 	const n = 12
-	for range n {
-		if err := events.Enqueue(ctx, set.CreateSubmission, uuid.NewString(), uuid.NewString(), nil); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enqueueCreates(t, events, n)
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
@@ -145,12 +128,7 @@ func TestSignerYieldsWhileBusy(t *testing.T) {
 		t.Fatal(err)
 	}
 	flowtest.Start(t, s)
-	flowtest.Eventually(t, time.Minute, func() error {
-		if left, err := b.Outbox(ctx); err != nil || len(left) > 0 {
-			return fmt.Errorf("outbox holds %d of %d entries (%v)", len(left), n, err)
-		}
-		return nil
-	})
+	outboxEmpties(t, b)
 	if asked.Load() == 0 {
 		t.Error("the workers never asked whether others wait")
 	}
@@ -170,4 +148,30 @@ func TestSignerYieldsWhileBusy(t *testing.T) {
 				i, signed[i].StartTime().Format(time.StampMicro), i-1, signed[i-1].EndTime().Format(time.StampMicro))
 		}
 	}
+}
+
+// enqueueCreates puts n create-submission events of new cases in the
+// outbox.
+func enqueueCreates(t *testing.T, events *issuer.Issuer, n int) {
+	t.Helper()
+	for range n {
+		if err := events.Enqueue(context.Background(), set.CreateSubmission, uuid.NewString(), uuid.NewString(), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// outboxEmpties waits up to a minute for the signers to empty the outbox.
+func outboxEmpties(t *testing.T, b *bus.Bus) {
+	t.Helper()
+	flowtest.Eventually(t, time.Minute, func() error {
+		left, err := b.Outbox(context.Background())
+		if err != nil {
+			return err
+		}
+		if len(left) > 0 {
+			return fmt.Errorf("outbox holds %d entries", len(left))
+		}
+		return nil
+	})
 }
