@@ -108,6 +108,33 @@ var b64url = func() (t [256]byte) {
 	return t
 }()
 
+// inB64url is 0xff for each byte of the base64url alphabet and zero for
+// every other: eight lookups ANDed need one branch, not eight.
+var inB64url = func() (t [256]byte) {
+	for i, v := range b64url {
+		if v != 0 {
+			t[i] = 0xff
+		}
+	}
+	return t
+}()
+
+// b64urlRun is the length of the run of base64url characters that p starts with.
+func b64urlRun[T string | []byte](p T) int {
+	j := 0
+	for ; j+8 <= len(p); j += 8 {
+		q := p[j : j+8]
+		if inB64url[q[0]]&inB64url[q[1]]&inB64url[q[2]]&inB64url[q[3]]&
+			inB64url[q[4]]&inB64url[q[5]]&inB64url[q[6]]&inB64url[q[7]] == 0 {
+			break
+		}
+	}
+	for j < len(p) && inB64url[p[j]] != 0 {
+		j++
+	}
+	return j
+}
+
 // scanner checks a compact JWE fed to it in pieces.
 type scanner struct {
 	seg    int   // index of the segment being read
@@ -127,10 +154,7 @@ func scan[T string | []byte](s *scanner, p T) error {
 	for i := 0; i < len(p); i++ {
 		if s.seg > 0 && s.seg < 4 {
 			// Fast path through the key, IV and ciphertext, which are only counted.
-			j := i
-			for j < len(p) && b64url[p[j]] != 0 {
-				j++
-			}
+			j := i + b64urlRun(p[i:])
 			if j > i {
 				s.last = b64url[p[j-1]] - 1
 				s.n += int64(j - i)
