@@ -323,8 +323,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		c := sc.Routes.Concurrency
 		bc := benchClient(c)
 		fmt.Fprintf(stdout, "yardsticks: GET /v1/routes and a bare handler, %d at a time, %s each…\n", c, time.Duration(sc.Routes.For))
-		ys.RoutesPerSecond, ys.RoutesErrors = requestRate(ctx, bc, routesURL, c, time.Duration(sc.Routes.For))
-		ys.BareHTTPPerSecond, _ = requestRate(ctx, bc, bare, c, time.Duration(sc.Routes.For))
+		ys.RoutesPerSecond, ys.BareHTTPPerSecond, ys.RoutesErrors = alternateRates(ctx, bc, routesURL, bare, c, time.Duration(sc.Routes.For))
 		ys.BareHTTPInProcessPerSecond, _ = requestRate(ctx, bc, inProcess, c, time.Duration(sc.Routes.For))
 		ys.RoutesConcurrency, ys.RoutesAnswerBytes = c, len(body)
 		closeBare()

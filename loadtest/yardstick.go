@@ -287,6 +287,38 @@ func requestRate(ctx context.Context, hc *http.Client, url string, c int, d time
 	return float64(ok.Load()) / time.Since(start).Seconds(), bad.Load()
 }
 
+// routesRounds is how many turns /v1/routes and the bare handler take
+// each: alternating, so that a machine's speed drifting during the
+// yardstick (a backlog still settling, the CPU clock) weighs on both alike.
+const routesRounds = 4
+
+// alternateRates measures a and b for d each in routesRounds turns, a
+// first in odd rounds and b first in even ones, and returns both rates
+// over all turns and a's failed requests.
+func alternateRates(ctx context.Context, hc *http.Client, a, b string, c int, d time.Duration) (float64, float64, int64) {
+	turn := d / routesRounds
+	var okA, okB float64
+	var bad int64
+	for i := range routesRounds {
+		first, second := &okA, &okB
+		urls := [2]string{a, b}
+		if i%2 == 1 {
+			first, second = second, first
+			urls[0], urls[1] = b, a
+		}
+		r0, bad0 := requestRate(ctx, hc, urls[0], c, turn)
+		r1, bad1 := requestRate(ctx, hc, urls[1], c, turn)
+		*first += r0
+		*second += r1
+		if i%2 == 0 {
+			bad += bad0
+		} else {
+			bad += bad1
+		}
+	}
+	return okA / routesRounds, okB / routesRounds, bad
+}
+
 // bareServer answers every request with body as JSON: the yardstick for
 // /v1/routes, with the same answer. It runs in a process of its own, as
 // Amtsbote does: a server in the client's own process shares its
