@@ -359,10 +359,13 @@ func NewSecret() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// SecretCost is the bcrypt cost of client secrets' hashes.
+const SecretCost = bcrypt.DefaultCost
+
 // HashSecret returns the bcrypt hash of a client secret, for storing in
 // store.Client.SecretHash.
 func HashSecret(secret string) ([]byte, error) {
-	h, err := bcrypt.GenerateFromPassword([]byte(secret), bcrypt.DefaultCost)
+	h, err := bcrypt.GenerateFromPassword([]byte(secret), SecretCost)
 	if err != nil {
 		return nil, fmt.Errorf("hash secret: %w", err)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/issuer"
@@ -178,7 +179,7 @@ func (s *syncBuffer) String() string {
 func (e *env) client(id string, disabled bool, scopes ...string) string {
 	e.t.Helper()
 	secret := registry.NewSecret()
-	hash, err := registry.HashSecret(secret)
+	hash, err := testHash(secret)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -189,11 +190,17 @@ func (e *env) client(id string, disabled bool, scopes ...string) string {
 	return secret
 }
 
-// fixedSecret and its bcrypt hash serve the clients behind minted tokens;
-// hashing is slow, so it happens once per test binary.
+// testHash hashes a test client's secret at bcrypt's lowest cost: at
+// registry.SecretCost one comparison takes most of a second under the race
+// detector, and the token endpoint compares at the cost the hash names.
+func testHash(secret string) ([]byte, error) {
+	return bcrypt.GenerateFromPassword([]byte(secret), bcrypt.MinCost)
+}
+
+// fixedSecret and its hash serve the clients behind minted tokens.
 const fixedSecret = "amtsbote-test-secret-0123456789abcdef"
 
-var fixedHash = sync.OnceValues(func() ([]byte, error) { return registry.HashSecret(fixedSecret) })
+var fixedHash = sync.OnceValues(func() ([]byte, error) { return testHash(fixedSecret) })
 
 // jti returns the jti of Amtsbote's event uri about a submission, as the
 // env's issuer derives it.
