@@ -293,30 +293,30 @@ func requestRate(ctx context.Context, hc *http.Client, url string, c int, d time
 const routesRounds = 4
 
 // alternateRates measures a and b for d each in routesRounds turns, a
-// first in odd rounds and b first in even ones, and returns both rates
+// first in even rounds and b first in odd ones, and returns both rates
 // over all turns and a's failed requests.
 func alternateRates(ctx context.Context, hc *http.Client, a, b string, c int, d time.Duration) (float64, float64, int64) {
 	turn := d / routesRounds
-	var okA, okB float64
+	var rateA, rateB float64
 	var bad int64
+	measureA := func() {
+		r, n := requestRate(ctx, hc, a, c, turn)
+		rateA, bad = rateA+r, bad+n
+	}
+	measureB := func() {
+		r, _ := requestRate(ctx, hc, b, c, turn)
+		rateB += r
+	}
 	for i := range routesRounds {
-		first, second := &okA, &okB
-		urls := [2]string{a, b}
-		if i%2 == 1 {
-			first, second = second, first
-			urls[0], urls[1] = b, a
-		}
-		r0, bad0 := requestRate(ctx, hc, urls[0], c, turn)
-		r1, bad1 := requestRate(ctx, hc, urls[1], c, turn)
-		*first += r0
-		*second += r1
 		if i%2 == 0 {
-			bad += bad0
+			measureA()
+			measureB()
 		} else {
-			bad += bad1
+			measureB()
+			measureA()
 		}
 	}
-	return okA / routesRounds, okB / routesRounds, bad
+	return rateA / routesRounds, rateB / routesRounds, bad
 }
 
 // bareServer answers every request with body as JSON: the yardstick for

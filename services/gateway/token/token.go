@@ -384,8 +384,8 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 
 // dummyHash makes a token request for an unknown client cost as much as
 // one for a known client: a bcrypt hash at registry.SecretCost of a
-// secret no client has. Only its cost matters, so it is made once here
-// rather than at every start (a second of CPU under the race detector).
+// secret no client has. Only its cost matters, so it is a constant
+// rather than made at every start.
 var dummyHash = []byte("$2a$10$dit/D9bXNQ9IZS4mmGif0eW3W6nJNuSuGYH9WsRy0cNroqsuvT7mC")
 
 // checkSecret compares secret with id's, or with a dummy for an unknown id.
