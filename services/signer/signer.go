@@ -259,6 +259,11 @@ func (s *Signer) sweep(ctx context.Context, n int) {
 	for _, e := range entries {
 		s.offer(e)
 	}
+	if n > 0 && len(entries) == n {
+		// More may wait behind the head although all of it fitted: the
+		// next refill reads on, as the watch's overflow would make it.
+		s.overflowed.Store(true)
+	}
 }
 
 // process claims, signs, publishes and deletes one entry. A failure is
