@@ -81,13 +81,14 @@ func TestSignerTakesOverAnExpiredClaim(t *testing.T) {
 // TestSignerRefillsFromTheOutbox proves that a backlog larger than the
 // signer's queue is signed without waiting for the periodic sweep: what
 // the watch could not queue is read from the outbox's head once there is
-// room.
+// room. With a queue of one each refill's head fits the queue exactly, and
+// the refill after it must still read on.
 func TestSignerRefillsFromTheOutbox(t *testing.T) {
 	b, _ := bustest.Bus(t)
 	events := flowtest.Issuer(t, b, url)
 	const n = 24
 	enqueueCreates(t, events, n)
-	s, err := signer.New(signer.Config{Bus: b, Issuer: events, Workers: 2, Queue: 4, Lease: time.Hour})
+	s, err := signer.New(signer.Config{Bus: b, Issuer: events, Workers: 1, Queue: 1, Lease: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
