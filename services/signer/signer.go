@@ -181,7 +181,7 @@ func (s *Signer) Run(ctx context.Context) error {
 		})
 	}
 	watchErr := make(chan error, 1)
-	wg.Go(func() { watchErr <- s.bus.WatchOutbox(ctx, s.offer) })
+	wg.Go(func() { watchErr <- s.bus.WatchOutbox(ctx, func(e bus.OutboxEntry) { s.offer(e) }) })
 	tick := time.NewTicker(s.lease)
 	defer tick.Stop()
 	var err error
@@ -221,21 +221,24 @@ func goroutinesWaiting() bool {
 }
 
 // offer queues e for a worker unless it is queued or claimed, or the
-// queue is full; then the next sweep finds it.
-func (s *Signer) offer(e bus.OutboxEntry) {
+// queue is full; then the next sweep finds it. It reports whether e was
+// queued.
+func (s *Signer) offer(e bus.OutboxEntry) bool {
 	if e.ClaimedUntil.After(s.now()) {
-		return
+		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.queued[e.Claims.JTI] {
-		return
+		return false
 	}
 	select {
 	case s.jobs <- e:
 		s.queued[e.Claims.JTI] = true
+		return true
 	default:
 		s.overflowed.Store(true)
+		return false
 	}
 }
 
@@ -256,12 +259,15 @@ func (s *Signer) sweep(ctx context.Context, n int) {
 		}
 		return
 	}
+	queued := false
 	for _, e := range entries {
-		s.offer(e)
+		queued = s.offer(e) || queued
 	}
-	if n > 0 && len(entries) == n {
+	if n > 0 && len(entries) == n && queued {
 		// More may wait behind the head although all of it fitted: the
-		// next refill reads on, as the watch's overflow would make it.
+		// next refill reads on, as the watch's overflow would make it. A
+		// head held by others' claims is left to the periodic sweep rather
+		// than read again after every signature.
 		s.overflowed.Store(true)
 	}
 }
