@@ -381,7 +381,9 @@ func profileTops(ctx context.Context, tg *target, results string) []profileTop {
 			_ = os.WriteFile(filepath.Join(results, "dev."+name), raw, 0o644)
 		}
 	}
-	for _, kind := range []struct{ file, index string }{{"cpu.pprof", ""}, {"allocs.pprof", "alloc_space"}, {"heap.pprof", "inuse_space"}} {
+	for _, kind := range []struct{ file, index string }{
+		{"cpu.pprof", ""}, {"allocs.pprof", "alloc_space"}, {"heap.pprof", "inuse_space"}, {"mutex.pprof", "delay"}, {"block.pprof", "delay"},
+	} {
 		src := filepath.Join(tg.profileDir, kind.file)
 		raw, err := os.ReadFile(src)
 		if err != nil {

@@ -1,13 +1,14 @@
 // Command profiled is the amtsbote command with pprof profiles: while it
 // runs it records a CPU profile, and when it stops it writes the heap and
-// allocation profiles, into the directory LOADTEST_PROFILE_DIR names. The
+// allocation profiles into the directory LOADTEST_PROFILE_DIR names. The
 // load test runs it instead of amtsbote so that every figure it reports
 // comes with the profile of the run that produced it.
 //
 // SIGUSR1 marks the start of the load and SIGUSR2 its end: cpu.pprof then
 // covers the load alone (start-up is in startup.cpu.pprof, what follows in
 // after.cpu.pprof), and allocs.start.pprof holds the allocations before it,
-// for pprof -base.
+// for pprof -base. With LOADTEST_CONTENTION set, mutex.pprof and
+// block.pprof hold the load's contention.
 package main
 
 import (
@@ -45,6 +46,13 @@ func main() {
 	}
 }
 
+// mutexFraction samples one in so many mutex contentions; blockRate
+// samples blocking events by their duration in nanoseconds.
+const (
+	mutexFraction = 20
+	blockRate     = 100_000
+)
+
 // phasesFile in the profile directory says that SIGUSR1 and SIGUSR2 mark
 // the load.
 const phasesFile = "phases"
@@ -53,6 +61,8 @@ const phasesFile = "phases"
 type profile struct {
 	dir string
 
+	contention bool
+
 	mu   sync.Mutex
 	file *os.File
 }
@@ -60,7 +70,9 @@ type profile struct {
 // startProfile starts the CPU profile in dir and switches it at SIGUSR1
 // and SIGUSR2. An empty dir profiles nothing.
 func startProfile(dir string) (*profile, error) {
-	p := &profile{dir: dir}
+	// Contention shows where the load waits rather than computes; it slows
+	// the process, so only on request.
+	p := &profile{dir: dir, contention: os.Getenv("LOADTEST_CONTENTION") != ""}
 	if dir == "" {
 		return p, nil
 	}
@@ -80,7 +92,7 @@ func startProfile(dir string) (*profile, error) {
 			if s == syscall.SIGUSR1 {
 				err = p.loadStarts()
 			} else {
-				err = p.switchTo("after.cpu.pprof")
+				err = p.loadEnds()
 			}
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "profiled:", err)
@@ -102,7 +114,25 @@ func (p *profile) loadStarts() error {
 	if err := p.write("allocs", "allocs.start.pprof"); err != nil {
 		return err
 	}
+	// Set here rather than at start: the embedded NATS server resets the
+	// block profile's rate when it starts.
+	if p.contention {
+		runtime.SetMutexProfileFraction(mutexFraction)
+		runtime.SetBlockProfileRate(blockRate)
+	}
 	return p.switchTo("cpu.pprof")
+}
+
+// loadEnds profiles what follows the load into after.cpu.pprof and, when
+// asked for, writes the load's contention.
+func (p *profile) loadEnds() error {
+	errs := []error{p.switchTo("after.cpu.pprof")}
+	if p.contention {
+		runtime.SetMutexProfileFraction(0)
+		runtime.SetBlockProfileRate(0)
+		errs = append(errs, p.write("mutex", "mutex.pprof"), p.write("block", "block.pprof"))
+	}
+	return errors.Join(errs...)
 }
 
 // switchTo ends the CPU profile under way and starts one into name (none
@@ -141,7 +171,8 @@ func (p *profile) write(name, file string) error {
 	return errors.Join(pprof.Lookup(name).WriteTo(f, 0), f.Close())
 }
 
-// stop ends the CPU profile and writes the heap and allocation profiles.
+// stop ends the CPU profile and writes the heap, allocation, mutex and
+// block profiles.
 func (p *profile) stop() error {
 	if p.dir == "" {
 		return nil
