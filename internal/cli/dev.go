@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/internal/roles"
@@ -128,7 +129,9 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		return err
 	}
 
-	b, err := bus.Connect(ctx, natsURL)
+	// The roles reach the server in this process through a pipe rather
+	// than loopback TCP: no socket calls on either side.
+	b, err := bus.Connect(ctx, natsURL, nats.InProcessServer(ns))
 	if err != nil {
 		return err
 	}
