@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -107,7 +108,13 @@ func (s *Roles) Run(ctx context.Context) error {
 		return err
 	}
 
+	// The signer gives way to the requests this process serves; with
+	// none under way it signs on every core, as it does where no gateway
+	// runs beside it.
+	var serving atomic.Int64
+	busy := func() bool { return false }
 	if s.Gateway {
+		busy = func() bool { return serving.Load() > 0 && signer.GoroutinesWaiting() }
 		gw, err := gateway.New(gateway.Config{
 			Store:      st,
 			Signer:     s.Key,
@@ -131,7 +138,7 @@ func (s *Roles) Run(ctx context.Context) error {
 		}
 		runners = append(runners, runner{"gateway", func(ctx context.Context) error {
 			// The gateway sets read and write deadlines per request itself.
-			return serveHTTP(ctx, s.Listener, gw.Handler(), 0, s.Log)
+			return serveHTTP(ctx, s.Listener, counted(&serving, gw.Handler()), 0, s.Log)
 		}})
 		if s.RoutingListener != nil {
 			h := gw.RoutingHandler()
@@ -139,7 +146,7 @@ func (s *Roles) Run(ctx context.Context) error {
 				return errors.New("routing listener: the store keeps no reference data")
 			}
 			runners = append(runners, runner{"routing", func(ctx context.Context) error {
-				return serveHTTP(ctx, s.RoutingListener, h, 0, s.Log)
+				return serveHTTP(ctx, s.RoutingListener, counted(&serving, h), 0, s.Log)
 			}})
 		}
 	} else if s.RoutingListener != nil {
@@ -152,7 +159,7 @@ func (s *Roles) Run(ctx context.Context) error {
 		}})
 	}
 	if s.Signer {
-		sg, err := signer.New(signer.Config{Bus: s.Bus, Issuer: events, Logger: s.Log, Registry: reg, Tracer: s.Tracer})
+		sg, err := signer.New(signer.Config{Bus: s.Bus, Issuer: events, Busy: busy, Logger: s.Log, Registry: reg, Tracer: s.Tracer})
 		if err != nil {
 			return err
 		}
@@ -193,6 +200,15 @@ func (s *Roles) Run(ctx context.Context) error {
 		runners = append(runners, runner{"delivery", dl.Run})
 	}
 	return runAll(ctx, s.Log, runners)
+}
+
+// counted keeps n at the number of requests h is serving.
+func counted(n *atomic.Int64, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n.Add(1)
+		defer n.Add(-1)
+		h.ServeHTTP(w, r)
+	})
 }
 
 // runAll runs every runner; the first to fail cancels the others.

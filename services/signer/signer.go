@@ -52,8 +52,7 @@ type Config struct {
 	// Busy reports that other work of this process waits for a CPU: then
 	// only the first worker signs, so that requests served beside the
 	// signer are not kept waiting behind signatures; the others sign again
-	// once nothing waits. Default: goroutines of this process are
-	// runnable but not running.
+	// once nothing waits. Default: GoroutinesWaiting.
 	Busy func() bool
 	// Queue bounds the entries held in memory for the workers (default
 	// DefaultQueue).
@@ -119,7 +118,7 @@ func New(cfg Config) (*Signer, error) {
 		s.workers = runtime.NumCPU()
 	}
 	if s.busy == nil {
-		s.busy = goroutinesWaiting
+		s.busy = GoroutinesWaiting
 	}
 	if s.lease == 0 {
 		s.lease = DefaultLease
@@ -211,10 +210,10 @@ loop:
 // asks again whether other work waits for a CPU.
 const yieldPause = 5 * time.Millisecond
 
-// goroutinesWaiting reports whether goroutines of this process are ready
+// GoroutinesWaiting reports whether goroutines of this process are ready
 // to run but wait for a CPU (an approximate count read from the
 // scheduler).
-func goroutinesWaiting() bool {
+func GoroutinesWaiting() bool {
 	sample := []runtimemetrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
 	runtimemetrics.Read(sample)
 	return sample[0].Value.Kind() == runtimemetrics.KindUint64 && sample[0].Value.Uint64() > 0
