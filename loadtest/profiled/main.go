@@ -47,7 +47,8 @@ func main() {
 }
 
 // mutexFraction samples one in so many mutex contentions; blockRate
-// samples blocking events by their duration in nanoseconds.
+// records every blocking of so many nanoseconds or more and samples
+// shorter ones.
 const (
 	mutexFraction = 20
 	blockRate     = 100_000
@@ -171,8 +172,7 @@ func (p *profile) write(name, file string) error {
 	return errors.Join(pprof.Lookup(name).WriteTo(f, 0), f.Close())
 }
 
-// stop ends the CPU profile and writes the heap, allocation, mutex and
-// block profiles.
+// stop ends the CPU profile and writes the heap and allocation profiles.
 func (p *profile) stop() error {
 	if p.dir == "" {
 		return nil

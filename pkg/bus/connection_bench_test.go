@@ -13,7 +13,7 @@ import (
 )
 
 // BenchmarkConnection writes state entries of 1 KiB (a SET) and 16 KiB
-// (a form), 8 at a time, to a server embedded in this process, over
+// (a form), four writers per core, to a server embedded in this process, over
 // loopback TCP and through the server's in-process pipe, as dev's roles
 // reach it.
 func BenchmarkConnection(b *testing.B) {
@@ -40,7 +40,7 @@ func BenchmarkConnection(b *testing.B) {
 			b.Run(fmt.Sprintf("%s/%dKiB", c.name, size>>10), func(b *testing.B) {
 				value := make([]byte, size)
 				var n atomic.Int64
-				b.SetParallelism(4) // 8 goroutines on 2 cores
+				b.SetParallelism(4)
 				b.SetBytes(int64(size))
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
