@@ -110,7 +110,9 @@ func (b *Bus) Outbox(ctx context.Context) ([]OutboxEntry, error) {
 }
 
 // OutboxHead returns the first n entries in the outbox now, the longest
-// waiting first (all of them when n ≤ 0).
+// waiting first (all of them when n ≤ 0). An entry rewritten while it is
+// read (a signer claiming it) can be missing: the bucket keeps one
+// revision per key, and the listing skips the one it replaced.
 func (b *Bus) OutboxHead(ctx context.Context, n int) ([]OutboxEntry, error) {
 	kv, err := b.stateBucket(ctx)
 	if err != nil {

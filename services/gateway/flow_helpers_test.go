@@ -453,18 +453,51 @@ type flowSnapshot struct {
 }
 
 // settle waits until the outbox is empty and the ledger has projected
-// every event, so that snapshots are stable.
+// every event, so that snapshots are stable. A listing of the bucket taken
+// while the signer claims an entry (rewrites it) can miss the entry, so
+// the outbox counts as empty only when it still is after the ledger
+// caught up and EVENTS did not grow meanwhile.
 func (f *flowEnv) settle(t *testing.T) {
 	t.Helper()
-	defer flowtest.Settled(t, f.bus, bus.StreamEvents, ledger.DurableEvents)
 	flowtest.Eventually(t, 10*time.Second, func() error {
-		for k := range f.stateEntries(t) {
-			if strings.HasPrefix(k, sealed.OutboxPrefix) {
-				return fmt.Errorf("outbox holds %s", k)
-			}
+		before := f.lastSeq(t, bus.StreamEvents)
+		if err := f.outboxEmpty(t); err != nil {
+			return err
+		}
+		flowtest.Settled(t, f.bus, bus.StreamEvents, ledger.DurableEvents)
+		if err := f.outboxEmpty(t); err != nil {
+			return err
+		}
+		if after := f.lastSeq(t, bus.StreamEvents); after != before {
+			return fmt.Errorf("EVENTS grew from %d to %d while settling", before, after)
 		}
 		return nil
 	})
+}
+
+func (f *flowEnv) outboxEmpty(t *testing.T) error {
+	t.Helper()
+	for k := range f.stateEntries(t) {
+		if strings.HasPrefix(k, sealed.OutboxPrefix) {
+			return fmt.Errorf("outbox holds %s", k)
+		}
+	}
+	return nil
+}
+
+// lastSeq is the last sequence of the stream name.
+func (f *flowEnv) lastSeq(t *testing.T, name string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	str, err := f.bus.JetStream().Stream(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := str.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
 }
 
 func (f *flowEnv) stateEntries(t *testing.T) map[string]string {
@@ -522,20 +555,8 @@ func (f *flowEnv) snapshot(t *testing.T, watched ...sealedSubmission) flowSnapsh
 		}
 		s.Events[w.CaseID] = evs
 	}
-	for _, st := range []struct {
-		name string
-		seq  *uint64
-	}{{bus.StreamIngress, &s.IngressSeq}, {bus.StreamEvents, &s.EventsSeq}} {
-		str, err := f.bus.JetStream().Stream(ctx, st.name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := str.Info(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		*st.seq = info.State.LastSeq
-	}
+	s.IngressSeq = f.lastSeq(t, bus.StreamIngress)
+	s.EventsSeq = f.lastSeq(t, bus.StreamEvents)
 	obs, err := f.bus.JetStream().ObjectStore(ctx, bus.BucketPayloads)
 	if err != nil {
 		t.Fatal(err)

@@ -63,8 +63,9 @@ func TestSignerTakesOverAnExpiredClaim(t *testing.T) {
 		if len(left) > 0 {
 			return fmt.Errorf("outbox holds %d entries", len(left))
 		}
-		// A read of a case's events right after the last publish has
-		// been seen to miss it under -race; a second event would stay.
+		// The listing can miss an entry a signer is claiming
+		// (Bus.OutboxHead), whose event is then still on its way; a
+		// second event would stay.
 		for _, cid := range cases {
 			evs, err := b.CaseEvents(ctx, cid)
 			if err != nil {
