@@ -190,6 +190,9 @@ func TestObjectPutDuringLeaderChange(t *testing.T) {
 	var uploads []upload
 	const size = 6*128<<10 + 1000 // seven chunks, the last one short
 	for round := range 6 {
+		// One leader change at a time: the node restarted in the round
+		// before has caught up.
+		nodes.Current(t, stream, time.Minute)
 		leader := nodes.Leader(t, stream)
 		done := make(chan struct{})
 		results := make(chan upload)

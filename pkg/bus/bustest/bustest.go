@@ -160,6 +160,21 @@ func (ns Nodes) Leader(t testing.TB, stream string) *Node {
 	return leader
 }
 
+// Current waits until every running node holds the named stream's
+// replica up to date, as an operator waits after a restart before the next
+// one: a restarted replica may still be catching up.
+func (ns Nodes) Current(t testing.TB, stream string, timeout time.Duration) {
+	t.Helper()
+	waitFor(t, timeout, func() error {
+		for _, n := range ns {
+			if n.Server != nil && !n.Server.JetStreamIsStreamCurrent(server.DEFAULT_GLOBAL_ACCOUNT, stream) {
+				return fmt.Errorf("%s: replica of stream %s not current", n.Server.Name(), stream)
+			}
+		}
+		return nil
+	})
+}
+
 // ConsumerLeader returns the node that leads the named consumer's replicas.
 func (ns Nodes) ConsumerLeader(t testing.TB, stream, consumer string) *Node {
 	t.Helper()
