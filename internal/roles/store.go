@@ -12,7 +12,7 @@ import (
 // without an announcement (a key rolled) may be read as it was.
 const destinationTTL = time.Second
 
-// cachedStore is the store with its destination reads cached; its own
+// cachedStore is the store with its destination and key reads cached; its own
 // writes of a destination drop the cached copy, and an announcement of a
 // newer state on REGISTRY makes the next read go to the store.
 type cachedStore struct {
@@ -30,6 +30,10 @@ func newCachedStore(s Store, routes *routesync.Syncer) cachedStore {
 
 func (s cachedStore) Destination(ctx context.Context, id string) (store.Destination, error) {
 	return s.cache.Get(ctx, id, s.Store.Destination)
+}
+
+func (s cachedStore) Key(ctx context.Context, destinationID, kid string) (store.Key, error) {
+	return s.cache.Key(ctx, destinationID, kid, s.Store.Key)
 }
 
 func (s cachedStore) CreateDestination(ctx context.Context, actor string, d store.Destination, keys []store.Key) error {

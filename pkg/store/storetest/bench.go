@@ -85,6 +85,38 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 			}
 		})
 	})
+	// A submit checks its JWEs' keys, a decision its signature's: read
+	// from the store, and kept with the destination in the cache.
+	for _, cached := range []bool{false, true} {
+		name := "Key"
+		if cached {
+			name = "KeyCached"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := openBench(b, open)
+			ctx := context.Background()
+			d := destination("d1")
+			createDestination(b, s, d)
+			read := s.Key
+			if cached {
+				c := store.NewDestinationCache(time.Hour, nil)
+				if _, err := c.Get(ctx, d.ID, s.Destination); err != nil {
+					b.Fatal(err)
+				}
+				read = func(ctx context.Context, id, kid string) (store.Key, error) { return c.Key(ctx, id, kid, s.Key) }
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := read(ctx, d.ID, d.EncryptionKID); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 func openBench(b *testing.B, open func(b *testing.B) store.Store) store.Store {

@@ -16,6 +16,9 @@ var cacheTests = []test{
 	{"KeepsNoReadBegunBeforeForget", testCacheKeepsNoReadBegunBeforeForget},
 	{"KeepsNothingMissing", testCacheKeepsNothingMissing},
 	{"ClonesWhatItGives", testCacheClonesWhatItGives},
+	{"KeepsKeysWithTheirDestination", testCacheKeepsKeysWithTheirDestination},
+	{"ReadsKeysAgainWhenNewer", testCacheReadsKeysAgainWhenNewer},
+	{"KeepsNoKeyMissingAndClonesKeys", testCacheKeepsNoKeyMissingAndClonesKeys},
 }
 
 // counting returns s.Destination and the number of its calls.
@@ -25,6 +28,24 @@ func counting(s store.Store) (func(context.Context, string) (store.Destination, 
 		*n++
 		return s.Destination(ctx, id)
 	}, n
+}
+
+// countingKeys returns s.Key and the number of its calls.
+func countingKeys(s store.Store) (func(context.Context, string, string) (store.Key, error), *int) {
+	n := new(int)
+	return func(ctx context.Context, id, kid string) (store.Key, error) {
+		*n++
+		return s.Key(ctx, id, kid)
+	}, n
+}
+
+// roll makes a new encryption key of d1 current and limits the previous
+// one to an hour from t0.
+func roll(t *testing.T, s store.Store) store.Destination {
+	t.Helper()
+	d, err := s.RollKey(context.Background(), "cli", key("d1", "d1-enc-2", store.UseEncryption, t0), at(time.Hour))
+	must(t, "roll", err)
+	return d
 }
 
 func deactivate(t *testing.T, s store.Store, id string) store.Destination {
@@ -143,4 +164,86 @@ func testCacheClonesWhatItGives(t *testing.T, s store.Store) {
 	got, err := c.Get(ctx, "d1", load)
 	must(t, "get", err)
 	equal(t, "destination", got, want)
+}
+
+func testCacheKeepsKeysWithTheirDestination(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	d := destination("d1")
+	createDestination(t, s, d)
+	c := store.NewDestinationCache(time.Hour, nil)
+	loadDest, _ := counting(s)
+	load, n := countingKeys(s)
+	_, err := c.Get(ctx, "d1", loadDest)
+	must(t, "get", err)
+	for range 3 {
+		k, err := c.Key(ctx, "d1", d.EncryptionKID, load)
+		must(t, "key", err)
+		equal(t, "valid until", k.ValidUntil, nil)
+	}
+	equal(t, "key reads", *n, 1)
+
+	roll(t, s)
+	c.Forget("d1")
+	for range 2 {
+		k, err := c.Key(ctx, "d1", d.EncryptionKID, load)
+		must(t, "key after Forget", err)
+		equal(t, "valid until after Forget", k.ValidUntil, ptr(at(time.Hour)))
+	}
+	equal(t, "key reads without the destination's entry", *n, 3)
+	_, err = c.Get(ctx, "d1", loadDest)
+	must(t, "get", err)
+	for range 2 {
+		_, err := c.Key(ctx, "d1", d.EncryptionKID, load)
+		must(t, "key", err)
+	}
+	equal(t, "key reads", *n, 4)
+}
+
+func testCacheReadsKeysAgainWhenNewer(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	d := destination("d1")
+	createDestination(t, s, d)
+	var announced time.Time
+	c := store.NewDestinationCache(time.Hour, func(id string, updatedAt time.Time) bool {
+		return id == "d1" && announced.After(updatedAt)
+	})
+	loadDest, _ := counting(s)
+	load, n := countingKeys(s)
+	_, err := c.Get(ctx, "d1", loadDest)
+	must(t, "get", err)
+	_, err = c.Key(ctx, "d1", d.EncryptionKID, load)
+	must(t, "key", err)
+
+	announced = roll(t, s).UpdatedAt
+	k, err := c.Key(ctx, "d1", d.EncryptionKID, load)
+	must(t, "key", err)
+	equal(t, "valid until", k.ValidUntil, ptr(at(time.Hour)))
+	equal(t, "key reads", *n, 2)
+}
+
+func testCacheKeepsNoKeyMissingAndClonesKeys(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	d := destination("d1")
+	createDestination(t, s, d)
+	c := store.NewDestinationCache(time.Hour, nil)
+	loadDest, _ := counting(s)
+	load, n := countingKeys(s)
+	_, err := c.Get(ctx, "d1", loadDest)
+	must(t, "get", err)
+	if _, err := c.Key(ctx, "d1", "d1-enc-2", load); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("key missing = %v, want ErrNotFound", err)
+	}
+	roll(t, s)
+	k, err := c.Key(ctx, "d1", "d1-enc-2", load)
+	must(t, "key", err)
+	equal(t, "key reads", *n, 2)
+
+	k.JWK[2] = 'X'
+	hit, err := c.Key(ctx, "d1", "d1-enc-2", load)
+	must(t, "key", err)
+	hit.JWK[3] = 'Y'
+	got, err := c.Key(ctx, "d1", "d1-enc-2", load)
+	must(t, "key", err)
+	equal(t, "key", got, key("d1", "d1-enc-2", store.UseEncryption, t0))
+	equal(t, "key reads", *n, 2)
 }

@@ -84,7 +84,7 @@ func keysOf(d store.Destination) []store.Key {
 }
 
 // createDestination stores d with its initial keys.
-func createDestination(t *testing.T, s store.Store, d store.Destination) []store.Key {
+func createDestination(t testing.TB, s store.Store, d store.Destination) []store.Key {
 	t.Helper()
 	keys := keysOf(d)
 	must(t, "create destination "+d.ID, s.CreateDestination(context.Background(), "cli", d, keys))

@@ -174,7 +174,7 @@ func checkNow(t *testing.T, what string, ts, start time.Time) {
 }
 
 // must fails the test on err.
-func must(t *testing.T, what string, err error) {
+func must(t testing.TB, what string, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
