@@ -39,6 +39,19 @@ func countingKeys(s store.Store) (func(context.Context, string, string) (store.K
 	}, n
 }
 
+// keyCache creates destination d1 and a cache holding its entry, and
+// returns them with s.Key and the number of its calls.
+func keyCache(t *testing.T, s store.Store, newer func(string, time.Time) bool) (*store.DestinationCache, store.Destination, func(context.Context, string, string) (store.Key, error), *int) {
+	t.Helper()
+	d := destination("d1")
+	createDestination(t, s, d)
+	c := store.NewDestinationCache(time.Hour, newer)
+	_, err := c.Get(context.Background(), d.ID, s.Destination)
+	must(t, "get", err)
+	load, n := countingKeys(s)
+	return c, d, load, n
+}
+
 // roll makes a new encryption key of d1 current and limits the previous
 // one to an hour from t0.
 func roll(t *testing.T, s store.Store) store.Destination {
@@ -168,13 +181,7 @@ func testCacheClonesWhatItGives(t *testing.T, s store.Store) {
 
 func testCacheKeepsKeysWithTheirDestination(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	d := destination("d1")
-	createDestination(t, s, d)
-	c := store.NewDestinationCache(time.Hour, nil)
-	loadDest, _ := counting(s)
-	load, n := countingKeys(s)
-	_, err := c.Get(ctx, "d1", loadDest)
-	must(t, "get", err)
+	c, d, load, n := keyCache(t, s, nil)
 	for range 3 {
 		k, err := c.Key(ctx, "d1", d.EncryptionKID, load)
 		must(t, "key", err)
@@ -190,7 +197,7 @@ func testCacheKeepsKeysWithTheirDestination(t *testing.T, s store.Store) {
 		equal(t, "valid until after Forget", k.ValidUntil, ptr(at(time.Hour)))
 	}
 	equal(t, "key reads without the destination's entry", *n, 3)
-	_, err = c.Get(ctx, "d1", loadDest)
+	_, err := c.Get(ctx, "d1", s.Destination)
 	must(t, "get", err)
 	for range 2 {
 		_, err := c.Key(ctx, "d1", d.EncryptionKID, load)
@@ -201,17 +208,11 @@ func testCacheKeepsKeysWithTheirDestination(t *testing.T, s store.Store) {
 
 func testCacheReadsKeysAgainWhenNewer(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	d := destination("d1")
-	createDestination(t, s, d)
 	var announced time.Time
-	c := store.NewDestinationCache(time.Hour, func(id string, updatedAt time.Time) bool {
+	c, d, load, n := keyCache(t, s, func(id string, updatedAt time.Time) bool {
 		return id == "d1" && announced.After(updatedAt)
 	})
-	loadDest, _ := counting(s)
-	load, n := countingKeys(s)
-	_, err := c.Get(ctx, "d1", loadDest)
-	must(t, "get", err)
-	_, err = c.Key(ctx, "d1", d.EncryptionKID, load)
+	_, err := c.Key(ctx, "d1", d.EncryptionKID, load)
 	must(t, "key", err)
 
 	announced = roll(t, s).UpdatedAt
@@ -223,13 +224,7 @@ func testCacheReadsKeysAgainWhenNewer(t *testing.T, s store.Store) {
 
 func testCacheKeepsNoKeyMissingAndClonesKeys(t *testing.T, s store.Store) {
 	ctx := context.Background()
-	d := destination("d1")
-	createDestination(t, s, d)
-	c := store.NewDestinationCache(time.Hour, nil)
-	loadDest, _ := counting(s)
-	load, n := countingKeys(s)
-	_, err := c.Get(ctx, "d1", loadDest)
-	must(t, "get", err)
+	c, _, load, n := keyCache(t, s, nil)
 	if _, err := c.Key(ctx, "d1", "d1-enc-2", load); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("key missing = %v, want ErrNotFound", err)
 	}
