@@ -267,7 +267,7 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 		"ingestPerSecond counts submissions submitted and seen in a pickup list (routed), over the sending window or until the last was routed.",
 		"Each route is looked up once before the load, untimed: its destinationSignature is made on the first look-up and kept, as a running Amtsbote has it.",
 		"The SET signing backlog is not read from the backbone; submitted→listed and the drain show how long routing and signing trailed the load.",
-		"dev.cpu.pprof covers the load alone (from the senders' start to the end of the drain), as does the CPU per lifecycle; start-up with the yardsticks that use dev's NATS server is in dev.startup.cpu.pprof, the routes yardstick after the load in dev.after.cpu.pprof. The allocations are those of the load when dev.allocs.start.pprof is there (the top above subtracts it).",
+		"dev.cpu.pprof covers the load alone (from the senders' start to the end of the drain), as does the CPU per lifecycle; start-up with the yardsticks that use dev's NATS server is in dev.startup.cpu.pprof, the routes yardstick after the load in dev.after.cpu.pprof. The allocations are those of the load when dev.allocs.start.pprof is there (the top above subtracts it). loadtest.cpu.pprof is the load test's own CPU over the same window.",
 		"A ratio is null when the run did not measure one side (no attachments, no accepted lifecycle, no process to sample).",
 		fmt.Sprintf("Receivers: %s (HTTP pull with pkg/client%s); a NATS-native receiver (services/subscriber) is not part of this run.", sc.Receivers.Mode, map[bool]string{true: ", accepting without decrypting", false: ", decrypting and checking"}[sc.Receivers.Mode == "ack"]),
 	)
@@ -373,8 +373,23 @@ func lastSecond(s []int) float64 {
 }
 
 // profileTops copies the target's profiles into results and lists the
-// top entries of each with go tool pprof.
+// top entries of each, and of the load test's own, with go tool pprof.
 func profileTops(ctx context.Context, tg *target, results string) []profileTop {
+	var out []profileTop
+	if tg.profileDir != "" {
+		out = devProfileTops(ctx, tg, results)
+	}
+	if self, err := os.Executable(); err == nil && fileExists(filepath.Join(results, selfProfile)) {
+		if lines, err := pprofTop(ctx, self, filepath.Join(results, selfProfile)); err == nil {
+			out = append(out, profileTop{Process: "load test", Profile: "cpu", File: selfProfile, Top: lines})
+		}
+	}
+	return out
+}
+
+// devProfileTops copies dev's profiles into results and lists their top
+// entries.
+func devProfileTops(ctx context.Context, tg *target, results string) []profileTop {
 	var out []profileTop
 	for _, name := range []string{"startup.cpu.pprof", "after.cpu.pprof", "allocs.start.pprof"} {
 		if raw, err := os.ReadFile(filepath.Join(tg.profileDir, name)); err == nil {
@@ -393,7 +408,7 @@ func profileTops(ctx context.Context, tg *target, results string) []profileTop {
 		if err := os.WriteFile(dst, raw, 0o644); err != nil {
 			continue
 		}
-		args := []string{"tool", "pprof", "-top", "-nodecount=15"}
+		var args []string
 		if kind.index != "" {
 			args = append(args, "-sample_index="+kind.index)
 		}
@@ -402,22 +417,28 @@ func profileTops(ctx context.Context, tg *target, results string) []profileTop {
 		if base := filepath.Join(tg.profileDir, "allocs.start.pprof"); kind.file == "allocs.pprof" && fileExists(base) {
 			args = append(args, "-base", base)
 		}
-		args = append(args, tg.bin, src)
-		top, err := exec.CommandContext(ctx, "go", args...).Output()
-		if err != nil {
-			continue
+		if lines, err := pprofTop(ctx, tg.bin, src, args...); err == nil {
+			out = append(out, profileTop{Process: "amtsbote dev", Profile: strings.TrimSuffix(kind.file, ".pprof"), File: filepath.Base(dst), Top: lines})
 		}
-		lines := strings.Split(strings.TrimSpace(string(top)), "\n")
-		// The entries follow the header line naming the columns.
-		for i, l := range lines {
-			if strings.Contains(l, "flat%") {
-				lines = lines[i:]
-				break
-			}
-		}
-		out = append(out, profileTop{Process: "amtsbote dev", Profile: strings.TrimSuffix(kind.file, ".pprof"), File: filepath.Base(dst), Top: lines})
 	}
 	return out
+}
+
+// pprofTop lists the top entries of profile file of binary bin.
+func pprofTop(ctx context.Context, bin, file string, args ...string) ([]string, error) {
+	args = append(append([]string{"tool", "pprof", "-top", "-nodecount=15"}, args...), bin, file)
+	top, err := exec.CommandContext(ctx, "go", args...).Output()
+	if err != nil {
+		return nil, err
+	}
+	lines := strings.Split(strings.TrimSpace(string(top)), "\n")
+	// The entries follow the header line naming the columns.
+	for i, l := range lines {
+		if strings.Contains(l, "flat%") {
+			return lines[i:], nil
+		}
+	}
+	return lines, nil
 }
 
 // write writes report.json, report.html and its throughput and latency

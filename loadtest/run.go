@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -265,6 +266,12 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		defer watch.stop()
 	}
 	tg.markLoad(syscall.SIGUSR1)
+	// The load test's own CPU shares the machine with the target's; its
+	// profile shows what of it is the generator's.
+	stopSelf, err := profileSelf(filepath.Join(cfg.results, selfProfile))
+	if err != nil {
+		return err
+	}
 	start := time.Now()
 	rec.start = start
 	smp := newSampler(tg.procs, start)
@@ -280,7 +287,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		close(progressDone)
 	}
 	var recvErr error
-	loadEnd := sync.OnceFunc(func() { tg.markLoad(syscall.SIGUSR2) })
+	loadEnd := sync.OnceFunc(func() { tg.markLoad(syscall.SIGUSR2); stopSelf() })
 	if watch != nil {
 		// Nobody picks up: the load is the sending, and the signing backlog's
 		// drain after it lands in the after-load profile.
@@ -343,15 +350,30 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if watch != nil {
 		rep.Results.SigningBacklogPeak, rep.Results.SigningDrainSeconds = watch.figures()
 	}
-	if tg.profileDir != "" {
-		rep.Profiles = profileTops(ctx, tg, cfg.results)
-	}
+	rep.Profiles = profileTops(ctx, tg, cfg.results)
 	if err := rep.write(cfg.results); err != nil {
 		return err
 	}
 	rep.summary(stdout)
 	fmt.Fprintf(stdout, "\nreport: %s\n        %s\n", filepath.Join(cfg.results, "report.json"), filepath.Join(cfg.results, "report.html"))
 	return nil
+}
+
+// selfProfile is the load test's CPU profile of the load in the results.
+const selfProfile = "loadtest.cpu.pprof"
+
+// profileSelf records the load test's CPU profile into path until the
+// returned function is called.
+func profileSelf(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("load test profile: %w", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
 
 func fileExists(path string) bool {
