@@ -189,7 +189,7 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, erro
 	}
 	log := s.log.With("submission_id", p.SubmissionID, "case_id", p.CaseID, "destination_id", destID)
 
-	rec, err := s.recv.Fetch(ctx, p.SubmissionID, d.keys)
+	rec, err := s.fetch(ctx, p, d.keys)
 	var check *client.CheckError
 	switch {
 	case errors.As(err, &check):
@@ -203,8 +203,8 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, erro
 		log.Info("subscriber: rejected", "problem", prob.Type, "instance", prob.Instance, "err", check)
 		return Rejected, nil
 	case isNotFound(err):
-		// Answered already (the API no longer hands it out), or not yet
-		// routed in the API's view: the case's events say which.
+		// Answered already (the API no longer hands it out), or still not
+		// listed after notYetFor: the case's events say which.
 		decided, derr := s.decided(ctx, p, "")
 		if derr != nil {
 			return "", fmt.Errorf("fetch: %w; event log: %w", err, derr)
@@ -344,6 +344,43 @@ func refused(err error) bool {
 		return false
 	}
 	return p.Status >= 400 && p.Status < 500
+}
+
+// While the API does not list a submission yet, its fetch is asked again
+// after waits doubling from notYetFirst up to notYetMax, notYetFor in all.
+const (
+	notYetFirst = 20 * time.Millisecond
+	notYetMax   = 500 * time.Millisecond
+	notYetFor   = 5 * time.Second
+)
+
+// fetch fetches p's submission. Its INBOX message may arrive before the
+// API lists it: the submit-submission event is signed off the submit's
+// path and projected from EVENTS, as is the routing, usually within
+// milliseconds. A 404 of a submission not decided yet is therefore asked
+// again after short waits before the consumer's backoff (a second at
+// least) takes over.
+func (s *Subscriber) fetch(ctx context.Context, p client.Pickup, keys client.KeyRing) (*client.Received, error) {
+	rec, err := s.recv.Fetch(ctx, p.SubmissionID, keys)
+	if !isNotFound(err) {
+		return rec, err
+	}
+	// A case whose events are not recorded yet has no event log (404).
+	if decided, _ := s.decided(ctx, p, ""); decided != "" {
+		return rec, err
+	}
+	wait, waited := notYetFirst, time.Duration(0)
+	for isNotFound(err) && waited < notYetFor {
+		select {
+		case <-ctx.Done():
+			return rec, err
+		case <-time.After(wait):
+		}
+		waited += wait
+		wait = min(2*wait, notYetMax)
+		rec, err = s.recv.Fetch(ctx, p.SubmissionID, keys)
+	}
+	return rec, err
 }
 
 // decided returns the type of the receiver's decision on the submission in

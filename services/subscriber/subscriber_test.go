@@ -396,6 +396,81 @@ func TestNATS(t *testing.T) {
 	})
 }
 
+// TestNATSFetchesWhatTheAPIListsLate: an INBOX message that comes before
+// the API lists its submission (its submit-submission event still in the
+// outbox) is fetched again shortly, not after the consumer's backoff.
+func TestNATSFetchesWhatTheAPIListsLate(t *testing.T) {
+	s := newSystem(t)
+	d := s.addDestinations(t, kreisARS(t, 1)...)[0]
+	rid, rsecret := s.receiverOf(t, d)
+	s.startWithoutSigner(t)
+	dir := t.TempDir()
+	sinkDir := filepath.Join(dir, "sink")
+	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: sub-late\n", s.natsURL, s.natsPW)
+	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, d)
+	conf, err := config.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := conf.Sink.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sk.Close() })
+	notFound := make(chan struct{})
+	hc := &http.Client{Transport: &onStatus{status: http.StatusNotFound, path: "/v1/submissions/", seen: notFound}}
+	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(hc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A nak would bring the message back after four minutes.
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Bus: s.bus, BackoffBase: 4 * time.Minute, Logger: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+
+	ctx := context.Background()
+	r, err := s.submit(ctx, s.sender, d, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Routed, and so in the subscriber's hands, but not fetchable.
+	select {
+	case <-notFound:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the subscriber never fetched the submission")
+	}
+	if got := delivered(t, sinkDir); len(got) != 0 {
+		t.Fatalf("delivered %v before the submit-submission event was signed", got)
+	}
+	s.startSigner(t)
+	eventually(t, 10*time.Second, func() error {
+		st, err := statusOf(ctx, s.sender, r)
+		if err == nil && st.Decision != client.StateAccepted {
+			return fmt.Errorf("decision %s", st.Decision)
+		}
+		return err
+	})
+}
+
+// onStatus is a transport that closes seen when an answer to a request
+// under path first has status.
+type onStatus struct {
+	status int
+	path   string
+	seen   chan struct{}
+	once   sync.Once
+}
+
+func (o *onStatus) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	if err == nil && resp.StatusCode == o.status && strings.HasPrefix(req.URL.Path, o.path) {
+		o.once.Do(func() { close(o.seen) })
+	}
+	return resp, err
+}
+
 // TestNATSSinkFailures: a Fachverfahren down for a while gets the
 // submission once it is back (the message is nakked and redelivered); one
 // that refuses a submission for good sends it to the dead letters with

@@ -180,18 +180,33 @@ func (s *system) receiverOf(t *testing.T, dests ...testDestination) (string, str
 }
 
 // start runs Amtsbote's roles until the test ends and makes the sender.
-func (s *system) start(t *testing.T) {
+func (s *system) start(t *testing.T) { s.startRoles(t, true) }
+
+// startWithoutSigner is start without the signer: Amtsbote's own events
+// stay in the outbox until startSigner.
+func (s *system) startWithoutSigner(t *testing.T) { s.startRoles(t, false) }
+
+func (s *system) startRoles(t *testing.T, signer bool) {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
 	flowtest.Start(t, &roles.Roles{
-		Bus: s.bus, Store: s.store, Key: flowtest.Signer(t), PublicURL: s.baseURL, Log: log,
-		Gateway: true, Listener: s.ln, Signer: true, Router: true, Ledger: true,
+		Bus: s.bus, Store: s.store, Key: flowtest.Signer(t), PublicURL: s.baseURL, Log: testLog(),
+		Gateway: true, Listener: s.ln, Signer: signer, Router: true, Ledger: true,
 	})
 	id, secret := s.clientFor(t, "sender", "send:region:DE08")
 	s.sender = s.api(t, id, secret)
+}
+
+// startSigner runs a signer beside roles started without one.
+func (s *system) startSigner(t *testing.T) {
+	t.Helper()
+	flowtest.Start(t, &roles.Roles{Bus: s.bus, Store: s.store, Key: flowtest.Signer(t), PublicURL: s.baseURL, Log: testLog(), Signer: true})
+}
+
+func testLog() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // api returns a Submission API client with a client's credentials.
