@@ -86,6 +86,11 @@ func (w *busWatch) onEvent(m *nats.Msg) {
 	if w.t.created(m.Header.Get("ce-subject")) == nil {
 		return
 	}
+	if w.t.sc.Receivers.Mode == "nats" {
+		if sid, uri := decision(string(m.Data)); sid != "" {
+			w.t.decided(sid, uri)
+		}
+	}
 	jti := m.Header.Get(nats.MsgIdHdr)
 	w.mu.Lock()
 	first := !w.signed[jti]

@@ -174,6 +174,7 @@ func signingRate(ctx context.Context, key jose.KeyPair, d time.Duration) (float6
 type destination struct {
 	id, service string
 	ring        client.KeyRing
+	enc         []jose.KeyPair // the keys of ring, for services/subscriber
 	signer      jose.KeyPair
 	// receive and tok are the back office that picks the destination's
 	// submissions up; nil for the run's one receiver.

@@ -208,7 +208,7 @@ func provision(ctx context.Context, t *target, a *admin, dir *ars.Directory, n i
 		if err != nil {
 			return err
 		}
-		dest.ring = ring
+		dest.ring, dest.enc = ring, []jose.KeyPair{e}
 		encJSON, err := e.PublicJSON()
 		if err != nil {
 			return err

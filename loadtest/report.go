@@ -269,11 +269,23 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 		"The SET signing backlog is not read from the backbone; submitted→listed and the drain show how long routing and signing trailed the load.",
 		"dev.cpu.pprof covers the load alone (from the senders' start to the end of the drain), as does the CPU per lifecycle; start-up with the yardsticks that use dev's NATS server is in dev.startup.cpu.pprof, the routes yardstick after the load in dev.after.cpu.pprof. The allocations are those of the load when dev.allocs.start.pprof is there (the top above subtracts it). loadtest.cpu.pprof is the load test's own CPU over the same window.",
 		"A ratio is null when the run did not measure one side (no attachments, no accepted lifecycle, no process to sample).",
-		fmt.Sprintf("Receivers: %s (HTTP pull with pkg/client%s); a NATS-native receiver (services/subscriber) is not part of this run.", sc.Receivers.Mode, map[bool]string{true: ", accepting without decrypting", false: ", decrypting and checking"}[sc.Receivers.Mode == "ack"]),
+		"Receivers: "+receiversText(sc.Receivers.Mode)+".",
 	)
 	if res.MachineBusy > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("The machine's CPUs were %.0f%% busy on average during the run, by every process; figures per lifecycle in CPU seconds are the ones a busy machine does not distort.", 100*res.MachineBusy))
 	}
+}
+
+func receiversText(mode string) string {
+	switch mode {
+	case "sdk":
+		return "sdk, HTTP pull with pkg/client, decrypting and checking"
+	case "nats":
+		return "nats, services/subscriber on the target's INBOX, decrypting and checking through the API, its sink keeping nothing; each decision seen in EVENTS"
+	case "ack":
+		return "ack, HTTP pull accepting without decrypting"
+	}
+	return "none, nothing picked up"
 }
 
 // privateOps are the RSA-4096 private-key operations of an average
@@ -283,7 +295,7 @@ func privateOps(sc scenario) float64 {
 	sum, ops := 0.0, 0.0
 	for _, c := range sc.Payloads {
 		n := float64(backboneSETs + 1)
-		if sc.Receivers.Mode == "sdk" {
+		if sc.Receivers.Mode == "sdk" || sc.Receivers.Mode == "nats" {
 			n += 1 + float64(len(c.Attachments))
 			if c.Data > 0 {
 				n++

@@ -34,6 +34,7 @@ type runConfig struct {
 	databaseURL string
 	gv100ad     string
 	ack         bool
+	receivers   string
 	rate        float64
 	concurrency int
 	progress    bool
@@ -56,6 +57,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.StringVar(&cfg.databaseURL, "database-url", "", "PostgreSQL URL for dev; default SQLite in its data dir")
 	fs.StringVar(&cfg.gv100ad, "gv100ad", "", "Destatis GV100AD file: applicants' places drawn by population from its Gemeinden; default each region's own area")
 	fs.BoolVar(&cfg.ack, "ack", false, "receivers accept without decrypting (the backbone alone); default the scenario's receiver mode")
+	fs.StringVar(&cfg.receivers, "receivers", "", "receiver mode instead of the scenario's: sdk (HTTP pull with pkg/client), nats (services/subscriber on the target's INBOX), ack or none")
 	fs.Float64Var(&cfg.rate, "rate", 0, "open-loop submissions per second; default the scenario's")
 	fs.IntVar(&cfg.concurrency, "concurrency", 0, "closed loop with this many lifecycles under way (each sender waits for its last to be decided) instead of the scenario's arrival")
 	fs.BoolVar(&cfg.progress, "progress", true, "draw a progress bar on stderr")
@@ -69,6 +71,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if cfg.duration > 0 {
 		sc.Duration = duration(cfg.duration)
+	}
+	if cfg.receivers != "" {
+		sc.Receivers.Mode = cfg.receivers
 	}
 	if cfg.ack {
 		sc.Receivers.Mode = "ack"
@@ -256,9 +261,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	var watch *busWatch
-	if sc.Receivers.Mode == "none" {
+	if sc.Receivers.Mode == "none" || sc.Receivers.Mode == "nats" {
 		if tg.natsURL == "" {
-			return errors.New("receivers none: the run follows routing and signing on the target's NATS; give it with -nats-url")
+			return fmt.Errorf("receivers %s: the run follows routing and decisions on the target's NATS; give it with -nats-url", sc.Receivers.Mode)
 		}
 		if watch, err = watchBus(nc, tr); err != nil {
 			return err
@@ -288,12 +293,15 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	var recvErr error
 	loadEnd := sync.OnceFunc(func() { tg.markLoad(syscall.SIGUSR2); stopSelf() })
-	if watch != nil {
+	switch {
+	case sc.Receivers.Mode == "nats":
+		recvErr = tr.receiveNATS(ctx, sendersDone, tg.natsURL, receiverClient, nc)
+	case watch != nil:
 		// Nobody picks up: the load is the sending, and the signing backlog's
 		// drain after it lands in the after-load profile.
 		go func() { <-sendersDone; loadEnd() }()
 		recvErr = watch.await(ctx, sendersDone, time.Duration(sc.Drain))
-	} else {
+	default:
 		recvErr = tr.receiveAll(ctx, sendersDone)
 	}
 	<-sendersDone
@@ -347,7 +355,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	stopTarget()
 	rep.fill(tr, rec, smp, tg, start, end)
-	if watch != nil {
+	if watch != nil && sc.Receivers.Mode == "none" {
 		rep.Results.SigningBacklogPeak, rep.Results.SigningDrainSeconds = watch.figures()
 	}
 	rep.Profiles = profileTops(ctx, tg, cfg.results)

@@ -96,12 +96,13 @@ type payloadClass struct {
 // receivers are the simulated back offices.
 type receivers struct {
 	// Mode "sdk" fetches, decrypts, checks and accepts with pkg/client
-	// over HTTP pull; "ack" downloads the sealed submission and accepts it
-	// without decrypting, to measure the backbone alone; "none" picks
-	// nothing up, to measure ingest: the run watches the target's NATS
-	// for each submission's routing and its SETs' signing, and drains
-	// until the signing caught up. A NATS-native mode would use
-	// services/subscriber.
+	// over HTTP pull; "nats" is services/subscriber, NATS-native, on the
+	// target's INBOX (Workers at a time), fetching, decrypting, checking
+	// and accepting through the API; "ack" downloads the sealed submission
+	// and accepts it without decrypting, to measure the backbone alone;
+	// "none" picks nothing up, to measure ingest: the run watches the
+	// target's NATS for each submission's routing and its SETs' signing,
+	// and drains until the signing caught up.
 	Mode    string `json:"mode"`
 	Workers int    `json:"workers"`
 	// Slow makes the back office of the first Slow.Destinations
@@ -202,10 +203,13 @@ func (sc *scenario) check() error {
 		return errors.New("a closed arrival needs a concurrency of at least 1")
 	case sc.Arrival.Mode != "open" && sc.Arrival.Mode != "closed":
 		return fmt.Errorf("arrival mode %q: want open or closed", sc.Arrival.Mode)
-	case sc.Receivers.Mode != "sdk" && sc.Receivers.Mode != "ack" && sc.Receivers.Mode != "none":
-		return fmt.Errorf("receivers mode %q: want sdk, ack or none", sc.Receivers.Mode)
+	case sc.Receivers.Mode != "sdk" && sc.Receivers.Mode != "nats" && sc.Receivers.Mode != "ack" && sc.Receivers.Mode != "none":
+		return fmt.Errorf("receivers mode %q: want sdk, nats, ack or none", sc.Receivers.Mode)
 	case len(sc.Payloads) == 0:
 		return errors.New("at least one payload class is required")
+	}
+	if sc.Receivers.Mode == "nats" && sc.Receivers.Slow != nil {
+		return errors.New("receivers nats: a slow back office is one of sdk or ack")
 	}
 	if b := sc.Arrival.Burst; b != nil && (b.At < 0 || b.At >= 1 || b.Factor <= 0 || b.For <= 0) {
 		return errors.New("burst: at is a fraction of the duration in [0,1), factor and for are positive")

@@ -105,6 +105,7 @@ func startTarget(ctx context.Context, cfg runConfig, work string, stdout io.Writ
 			if dest.ring, err = client.NewKeyRing(enc); err != nil {
 				return nil, err
 			}
+			dest.enc = []jose.KeyPair{enc}
 		}
 		sig, err := readKey(dd.SigningKeyFile)
 		if err != nil {

@@ -117,6 +117,9 @@ type inflight struct {
 	submitSent  time.Time     // when its submit was sent
 	submitted   time.Time     // when its submit was answered
 	decided     chan struct{} // closed once its back office decided, or failed to
+	// finished is set (under traffic.mu) once a decision seen in EVENTS
+	// was counted, with NATS-native receivers.
+	finished bool
 }
 
 // traffic is the shared state of senders and receivers in one run.
@@ -225,7 +228,8 @@ func (t *traffic) sendOne(ctx context.Context, scheduled time.Time) *inflight {
 	t.rec.count("submitted", now)
 	t.mu.Lock()
 	f.submitted = now
-	if t.sc.Receivers.Mode != "none" {
+	// A NATS-native back office may have decided before the answer came.
+	if t.sc.Receivers.Mode != "none" && !f.finished {
 		if t.pending[dest] == nil {
 			t.pending[dest] = map[string]*inflight{}
 		}
