@@ -264,7 +264,7 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 	r.Notes = append(r.Notes,
 		"Latencies of ingest and lifecycle count from each submission's scheduled start (open loop), so that a slow answer does not hide the wait it causes.",
 		"backboneSigningShare assumes the backbone signs three SETs per lifecycle; its CPU per signature is measured by the load test's own signing yardstick.",
-		"ingestPerSecond counts submissions submitted and seen in a pickup list (routed), over the sending window or until the last was routed.",
+		"ingestPerSecond counts submissions submitted and seen routed (in a pickup list, or in an inbox with receivers nats or none), over the sending window or until the last was routed.",
 		"Each route is looked up once before the load, untimed: its destinationSignature is made on the first look-up and kept, as a running Amtsbote has it.",
 		"The SET signing backlog is not read from the backbone; submitted→listed and the drain show how long routing and signing trailed the load.",
 		"dev.cpu.pprof covers the load alone (from the senders' start to the end of the drain), as does the CPU per lifecycle; start-up with the yardsticks that use dev's NATS server is in dev.startup.cpu.pprof, the routes yardstick after the load in dev.after.cpu.pprof. The allocations are those of the load when dev.allocs.start.pprof is there (the top above subtracts it). loadtest.cpu.pprof is the load test's own CPU over the same window.",
@@ -276,6 +276,7 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 	}
 }
 
+// receiversText says in the report's notes who picked the submissions up.
 func receiversText(mode string) string {
 	switch mode {
 	case "sdk":
