@@ -17,7 +17,6 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/services/subscriber"
-	"github.com/amtsbote/amtsbote/services/subscriber/config"
 	"github.com/amtsbote/amtsbote/services/subscriber/sink"
 )
 
@@ -86,15 +85,7 @@ func TestForward(t *testing.T) {
 		"sink:\n  kind: directory\n  directory: "+kreisSink+"\n", keyPair(t, otherEncKey), nil, kreis)
 	startSubscriber(t, s, kreisFile)
 
-	conf, err := config.Load(gemeindeFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := conf.Sink.Open(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sk.Close() })
+	conf, sk := loadConfig(t, gemeindeFile)
 	// As many losses as the client makes attempts: the first Handle of
 	// one submission fails after its Submit to the Kreis went through.
 	drop := &dropEvents{next: http.DefaultTransport, n: 5}

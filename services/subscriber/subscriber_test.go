@@ -34,15 +34,7 @@ import (
 // until the test ends.
 func startSubscriber(t *testing.T, s *system, file string) *flowtest.Running {
 	t.Helper()
-	conf, err := config.Load(file)
-	if err != nil {
-		t.Fatalf("load config: %v", err)
-	}
-	sk, err := conf.Sink.Open(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sk.Close() })
+	conf, sk := loadConfig(t, file)
 	api := s.api(t, conf.HTTP.ClientID, conf.HTTP.ClientSecret.Reveal())
 	cfg := subscriber.Config{Conf: conf, Sink: sk, API: api, BackoffBase: 200 * time.Millisecond}
 	if conf.Mode == config.ModeNATS {
@@ -53,6 +45,21 @@ func startSubscriber(t *testing.T, s *system, file string) *flowtest.Running {
 		t.Fatal(err)
 	}
 	return flowtest.Start(t, sub)
+}
+
+// loadConfig loads file and opens its sink until the test ends.
+func loadConfig(t *testing.T, file string) (*config.Config, sink.Sink) {
+	t.Helper()
+	conf, err := config.Load(file)
+	if err != nil {
+		t.Fatalf("load config: %v", err)
+	}
+	sk, err := conf.Sink.Open(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sk.Close() })
+	return conf, sk
 }
 
 // delivered lists the submission folders of a directory sink.
@@ -288,19 +295,12 @@ func TestNATS(t *testing.T) {
 	sinkDir := filepath.Join(dir, "sink")
 	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: %s\n  password: %s\n  durable: %s\n", s.natsURL, durA, pwA, durA)
 	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, a)
-	conf, err := config.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conf, sk := loadConfig(t, file)
 	subBus, err := bus.Connect(ctx, conf.NATS.URL, nats.UserInfo(durA, pwA), nats.CustomInboxPrefix(bus.SubscriberInboxPrefix(durA)))
 	if err != nil {
 		t.Fatalf("connect as %s: %v", durA, err)
 	}
 	t.Cleanup(func() { _ = subBus.Close() })
-	sk, err := conf.Sink.Open(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret), Bus: subBus})
 	if err != nil {
 		t.Fatal(err)
@@ -408,15 +408,7 @@ func TestNATSFetchesWhatTheAPIListsLate(t *testing.T) {
 	sinkDir := filepath.Join(dir, "sink")
 	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: sub-late\n", s.natsURL, s.natsPW)
 	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, d)
-	conf, err := config.Load(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := conf.Sink.Open(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sk.Close() })
+	conf, sk := loadConfig(t, file)
 	notFound := make(chan struct{})
 	hc := &http.Client{Transport: &onStatus{status: http.StatusNotFound, path: "/v1/submissions/", seen: notFound}}
 	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(hc))
