@@ -245,11 +245,18 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 	if len(tg.procs) > 1 || tg.kind == "dev" {
 		share = ratio(backboneSETs*ys.SigningCPUSeconds, res.AmtsboteCPUPerLifecycle)
 	}
+	routes := ratio(ys.RoutesPerSecond, ys.BareHTTPPerSecond)
+	// Answers other than 200 are not the look-ups the ratio compares (a
+	// running Amtsbote's rate limit answers 429): with more than 1 % of
+	// them it is unmeasured.
+	if ys.RoutesErrors > 0 && float64(ys.RoutesErrors) > 0.01*ys.RoutesPerSecond*time.Duration(sc.Routes.For).Seconds() {
+		routes = nan
+	}
 	r.Ratios = map[string]*float64{
 		"lifecycleToSigningBound":         ptr(ratio(res.LifecyclesPerSecond, res.SigningBoundPerSecond)),
 		"backboneSigningShare":            ptr(share),
 		"ingestToRawJetStream":            ptr(ratio(res.IngestPerSecond, rawJS)),
-		"routesToBareHTTP":                ptr(ratio(ys.RoutesPerSecond, ys.BareHTTPPerSecond)),
+		"routesToBareHTTP":                ptr(routes),
 		"attachmentUploadToObjectStore":   ptr(ratio(up, rawPut)),
 		"attachmentDownloadToObjectStore": ptr(ratio(down, rawGet)),
 	}
@@ -271,6 +278,9 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 		"A ratio is null when the run did not measure one side (no attachments, no accepted lifecycle, no process to sample).",
 		"Receivers: "+receiversText(sc.Receivers.Mode)+".",
 	)
+	if ys.RoutesErrors > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("GET /v1/routes answered %d requests of its yardstick with a status other than 200, a rate limit most likely (serve's --routes-rate and --routes-burst); routesToBareHTTP counts only answers with 200 and is null when more than 1 %% were others.", ys.RoutesErrors))
+	}
 	if res.MachineBusy > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("The machine's CPUs were %.0f%% busy on average during the run, by every process; figures per lifecycle in CPU seconds are the ones a busy machine does not distort.", 100*res.MachineBusy))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,39 +88,8 @@ func TestTransferRatioWeighsSizesByBytes(t *testing.T) {
 
 // TestFill checks the ratios against figures worked out by hand.
 func TestFill(t *testing.T) {
-	sc, err := loadScenario("steady")
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	rec := newRecorder(start)
-	// 100 accepted in the first 10 s, 110 submitted and routed.
-	for i := range 110 {
-		at := start.Add(time.Duration(i) * 90 * time.Millisecond)
-		rec.count("submitted", at)
-		rec.count("routed", at)
-		if i < 100 {
-			rec.count("accepted", at)
-		}
-	}
-	rec.observe("lifecycle", 200*time.Millisecond)
-	rec.transferred("attachment upload", 1000, time.Second)
-	smp := &sampler{samples: []sample{
-		{At: 0, CPU: map[string]float64{"amtsbote dev": 0, "loadtest": 0}, RSS: map[string]int64{"amtsbote dev": 100, "loadtest": 10}, MachineBusy: 0.5},
-		{At: 5 * time.Second, CPU: map[string]float64{"amtsbote dev": 2, "loadtest": 1}, RSS: map[string]int64{"amtsbote dev": 300, "loadtest": 20}, MachineBusy: 1},
-		{At: 10 * time.Second, CPU: map[string]float64{"amtsbote dev": 5, "loadtest": 2}, RSS: map[string]int64{"amtsbote dev": 250, "loadtest": 15}, MachineBusy: 0.9},
-	}}
-	tg := &target{kind: "dev", procs: []process{{Name: "amtsbote dev", PID: 1, Amtsbote: true}, {Name: "loadtest", PID: 2}}}
-	tr := &traffic{pool: &pool{variants: map[poolKey][][]*sealed{{"d", "s"}: {{{submitBody: make([]byte, 24000)}}}}}}
-	tr.started.Store(120)
-	r := &report{Scenario: sc, Yardsticks: yardsticks{
-		SigningPerSecond: [2]float64{300, 200}, SigningCPUSeconds: 0.007,
-		JetStream:       []jsFigure{{Bytes: 24000, PublishPerSecond: 11000}},
-		ObjectStore:     []osFigure{{Bytes: 1000, PutBytesPerSecond: 4000, GetBytesPerSecond: 4000}},
-		RoutesPerSecond: 30000, BareHTTPPerSecond: 40000,
-	}}
-	r.fill(tr, rec, smp, tg, start, start.Add(10*time.Second))
-
+	r, fill := fillFixture(t)
+	fill()
 	res := r.Results
 	for _, f := range []struct {
 		name      string
@@ -159,6 +129,68 @@ func TestFill(t *testing.T) {
 	if got, ok := r.Ratios["attachmentDownloadToObjectStore"]; !ok || got != nil {
 		t.Errorf("attachmentDownloadToObjectStore = %v (present %v), want null", deref(got), ok)
 	}
+}
+
+// TestFillRoutesAnsweredOtherwise: answers other than 200 from
+// /v1/routes (a rate limit) leave routesToBareHTTP unmeasured beyond 1 %.
+func TestFillRoutesAnsweredOtherwise(t *testing.T) {
+	// 30,000 answers a second for the scenario's 5 s.
+	for _, tt := range []struct {
+		errors   int64
+		measured bool
+	}{{0, true}, {1500, true}, {1501, false}} {
+		r, fill := fillFixture(t)
+		r.Yardsticks.RoutesErrors = tt.errors
+		fill()
+		if got := r.Ratios["routesToBareHTTP"]; (got != nil) != tt.measured {
+			t.Errorf("%d answers not 200: routesToBareHTTP = %v, want it measured: %v", tt.errors, deref(got), tt.measured)
+		}
+		noted := false
+		for _, n := range r.Notes {
+			noted = noted || strings.Contains(n, "GET /v1/routes answered")
+		}
+		if noted != (tt.errors > 0) {
+			t.Errorf("%d answers not 200: noted %v", tt.errors, noted)
+		}
+	}
+}
+
+// fillFixture is a run whose figures TestFill works out by hand; fill
+// fills the report from it.
+func fillFixture(t *testing.T) (*report, func()) {
+	t.Helper()
+	sc, err := loadScenario("steady")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	rec := newRecorder(start)
+	// 100 accepted in the first 10 s, 110 submitted and routed.
+	for i := range 110 {
+		at := start.Add(time.Duration(i) * 90 * time.Millisecond)
+		rec.count("submitted", at)
+		rec.count("routed", at)
+		if i < 100 {
+			rec.count("accepted", at)
+		}
+	}
+	rec.observe("lifecycle", 200*time.Millisecond)
+	rec.transferred("attachment upload", 1000, time.Second)
+	smp := &sampler{samples: []sample{
+		{At: 0, CPU: map[string]float64{"amtsbote dev": 0, "loadtest": 0}, RSS: map[string]int64{"amtsbote dev": 100, "loadtest": 10}, MachineBusy: 0.5},
+		{At: 5 * time.Second, CPU: map[string]float64{"amtsbote dev": 2, "loadtest": 1}, RSS: map[string]int64{"amtsbote dev": 300, "loadtest": 20}, MachineBusy: 1},
+		{At: 10 * time.Second, CPU: map[string]float64{"amtsbote dev": 5, "loadtest": 2}, RSS: map[string]int64{"amtsbote dev": 250, "loadtest": 15}, MachineBusy: 0.9},
+	}}
+	tg := &target{kind: "dev", procs: []process{{Name: "amtsbote dev", PID: 1, Amtsbote: true}, {Name: "loadtest", PID: 2}}}
+	tr := &traffic{pool: &pool{variants: map[poolKey][][]*sealed{{"d", "s"}: {{{submitBody: make([]byte, 24000)}}}}}}
+	tr.started.Store(120)
+	r := &report{Scenario: sc, Yardsticks: yardsticks{
+		SigningPerSecond: [2]float64{300, 200}, SigningCPUSeconds: 0.007,
+		JetStream:       []jsFigure{{Bytes: 24000, PublishPerSecond: 11000}},
+		ObjectStore:     []osFigure{{Bytes: 1000, PutBytesPerSecond: 4000, GetBytesPerSecond: 4000}},
+		RoutesPerSecond: 30000, BareHTTPPerSecond: 40000,
+	}}
+	return r, func() { r.fill(tr, rec, smp, tg, start, start.Add(10*time.Second)) }
 }
 
 func deref(v *float64) any {
