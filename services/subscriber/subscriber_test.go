@@ -255,13 +255,7 @@ func TestRejects(t *testing.T) {
 			}
 		})
 	}
-	eventually(t, 30*time.Second, func() error {
-		st, err := statusOf(ctx, s.sender, control)
-		if err == nil && st.Decision != client.StateAccepted {
-			return fmt.Errorf("control: %s", st.Decision)
-		}
-		return err
-	})
+	waitAccepted(t, s.sender, control, 30*time.Second)
 	if got := delivered(t, sinkDir); len(got) != 1 || !got[control.SubmissionID] {
 		t.Errorf("sink holds %v, want only the control %s", got, control.SubmissionID)
 	}
@@ -315,13 +309,7 @@ func TestNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, func() error {
-		st, err := statusOf(ctx, s.sender, ra)
-		if err == nil && st.Decision != client.StateAccepted {
-			return fmt.Errorf("decision %s", st.Decision)
-		}
-		return err
-	})
+	waitAccepted(t, s.sender, ra, 30*time.Second)
 	if got := delivered(t, sinkDir); len(got) != 1 || !got[ra.SubmissionID] {
 		t.Errorf("sink holds %v, want only %s", got, ra.SubmissionID)
 	}
@@ -437,13 +425,7 @@ func TestNATSFetchesWhatTheAPIListsLate(t *testing.T) {
 		t.Fatalf("delivered %v before the submit-submission event was signed", got)
 	}
 	s.startSigner(t)
-	eventually(t, 10*time.Second, func() error {
-		st, err := statusOf(ctx, s.sender, r)
-		if err == nil && st.Decision != client.StateAccepted {
-			return fmt.Errorf("decision %s", st.Decision)
-		}
-		return err
-	})
+	waitAccepted(t, s.sender, r, 10*time.Second)
 }
 
 // onStatus is a transport that closes seen when an answer to a request
@@ -514,13 +496,7 @@ func TestNATSSinkFailures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, func() error {
-		st, err := statusOf(ctx, s.sender, rf)
-		if err == nil && st.Decision != client.StateAccepted {
-			return fmt.Errorf("decision %s", st.Decision)
-		}
-		return err
-	})
+	waitAccepted(t, s.sender, rf, time.Minute)
 	var dead []*jetstream.RawStreamMsg
 	eventually(t, 30*time.Second, func() error {
 		dead = flowtest.Messages(t, s.bus, bus.StreamDead, bus.PrefixDead)

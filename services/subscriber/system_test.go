@@ -315,6 +315,18 @@ func eventually(t *testing.T, timeout time.Duration, f func() error) {
 }
 
 // statusOf reads the sender's verified view of a submission.
+// waitAccepted waits up to timeout for the sender c to see r accepted.
+func waitAccepted(t *testing.T, c *client.Client, r client.Receipt, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, func() error {
+		st, err := statusOf(context.Background(), c, r)
+		if err == nil && st.Decision != client.StateAccepted {
+			return fmt.Errorf("submission %s: decision %s", r.SubmissionID, st.Decision)
+		}
+		return err
+	})
+}
+
 func statusOf(ctx context.Context, c *client.Client, r client.Receipt) (client.Status, error) {
 	st, err := c.Sender().StatusOf(ctx, r)
 	if err != nil {
