@@ -108,12 +108,14 @@ func (s *Roles) Run(ctx context.Context) error {
 		return err
 	}
 
-	// The signer gives way to the requests this process serves; with
-	// none under way it signs on every core, as it does where no gateway
-	// runs beside it.
+	// The signer gives way to the requests this process serves, for up
+	// to a minute per event; with none under way it signs on every core,
+	// as it does where no gateway runs beside it.
 	var serving atomic.Int64
 	busy := func() bool { return false }
+	var maxDefer time.Duration
 	if s.Gateway {
+		maxDefer = signer.DefaultMaxDefer
 		busy = func() bool { return serving.Load() > 0 && signer.GoroutinesWaiting() }
 		gw, err := gateway.New(gateway.Config{
 			Store:      st,
@@ -159,7 +161,7 @@ func (s *Roles) Run(ctx context.Context) error {
 		}})
 	}
 	if s.Signer {
-		sg, err := signer.New(signer.Config{Bus: s.Bus, Issuer: events, Busy: busy, Logger: s.Log, Registry: reg, Tracer: s.Tracer})
+		sg, err := signer.New(signer.Config{Bus: s.Bus, Issuer: events, Busy: busy, MaxDefer: maxDefer, Logger: s.Log, Registry: reg, Tracer: s.Tracer})
 		if err != nil {
 			return err
 		}

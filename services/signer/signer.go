@@ -8,7 +8,8 @@
 // publishes it through the issuer (once per jti) and deletes it. What a
 // crashed signer held is taken over when its lease runs out. While other
 // work of its process waits for a CPU, one worker signs and the others
-// give way (Config.Busy).
+// give way (Config.Busy); with Config.MaxDefer that one waits too, until
+// an event has waited that long.
 package signer
 
 import (
@@ -38,6 +39,9 @@ const (
 	// DefaultLease is how long a claim on an entry holds; a signer that
 	// did not finish within it is taken over.
 	DefaultLease = 30 * time.Second
+	// DefaultMaxDefer is how long a signer beside a gateway lets events
+	// wait while requests keep its process busy (Config.MaxDefer).
+	DefaultMaxDefer = time.Minute
 	// DefaultQueue bounds the entries waiting in memory for a worker;
 	// more stay in the outbox until there is room.
 	DefaultQueue = 4096
@@ -54,6 +58,13 @@ type Config struct {
 	// signer are not kept waiting behind signatures; the others sign again
 	// once nothing waits. Default: GoroutinesWaiting.
 	Busy func() bool
+	// MaxDefer, when set, lets the first worker give way too while Busy,
+	// for as long as the event in its hands was issued less than MaxDefer
+	// ago: a rush of submissions is taken at the rate of the requests
+	// alone and its events are signed in the lulls, none later than about
+	// MaxDefer unless the signing itself falls behind. Zero: the first
+	// worker always signs.
+	MaxDefer time.Duration
 	// Queue bounds the entries held in memory for the workers (default
 	// DefaultQueue).
 	Queue int
@@ -72,14 +83,15 @@ type Config struct {
 
 // Signer publishes the outbox's events.
 type Signer struct {
-	bus     *bus.Bus
-	issuer  *issuer.Issuer
-	workers int
-	busy    func() bool
-	lease   time.Duration
-	log     *slog.Logger
-	now     func() time.Time
-	id      string
+	bus      *bus.Bus
+	issuer   *issuer.Issuer
+	workers  int
+	busy     func() bool
+	maxDefer time.Duration
+	lease    time.Duration
+	log      *slog.Logger
+	now      func() time.Time
+	id       string
 
 	jobs chan bus.OutboxEntry
 	mu   sync.Mutex
@@ -101,11 +113,12 @@ func New(cfg Config) (*Signer, error) {
 		return nil, errors.New("new signer: no bus")
 	case cfg.Issuer == nil:
 		return nil, errors.New("new signer: no issuer")
-	case cfg.Workers < 0 || cfg.Lease < 0 || cfg.Queue < 0:
-		return nil, errors.New("new signer: negative workers, lease or queue")
+	case cfg.Workers < 0 || cfg.Lease < 0 || cfg.Queue < 0 || cfg.MaxDefer < 0:
+		return nil, errors.New("new signer: negative workers, lease, queue or deferral")
 	}
 	s := &Signer{
-		bus: cfg.Bus, issuer: cfg.Issuer, workers: cfg.Workers, busy: cfg.Busy, lease: cfg.Lease, log: cfg.Logger, now: cfg.Now,
+		bus: cfg.Bus, issuer: cfg.Issuer, workers: cfg.Workers, busy: cfg.Busy, maxDefer: cfg.MaxDefer,
+		lease: cfg.Lease, log: cfg.Logger, now: cfg.Now,
 		id:     uuid.NewString(),
 		queued: make(map[string]bool),
 		refill: make(chan struct{}, 1),
@@ -168,6 +181,10 @@ func (s *Signer) Run(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case e := <-s.jobs:
+					if !s.giveWay(ctx, e) {
+						s.done(e.Claims.JTI)
+						return
+					}
 					s.process(ctx, e)
 					if len(s.jobs) <= cap(s.jobs)/2 && s.overflowed.Load() {
 						select {
@@ -192,7 +209,14 @@ loop:
 		case err = <-watchErr:
 			break loop
 		case <-tick.C:
-			s.sweep(ctx, 0)
+			// Only as much of the outbox's head as could be queued: with
+			// a backlog the whole outbox is large, and the rest waits for
+			// the refills.
+			if room := cap(s.jobs) - len(s.jobs); room > 0 {
+				s.sweep(ctx, room+s.queuedCount())
+			} else {
+				s.overflowed.Store(true)
+			}
 		case <-s.refill:
 			// What the watch dropped waits at the outbox's head, behind
 			// the entries still queued.
@@ -209,6 +233,23 @@ loop:
 // yieldPause is how long a worker other than the first waits before it
 // asks again whether other work waits for a CPU.
 const yieldPause = 5 * time.Millisecond
+
+// giveWay holds the first worker's entry while other work waits for a
+// CPU and the entry is younger than MaxDefer. It reports false when ctx
+// ended first.
+func (s *Signer) giveWay(ctx context.Context, e bus.OutboxEntry) bool {
+	if s.maxDefer == 0 {
+		return true
+	}
+	for s.busy() && s.now().Sub(e.Claims.IssuedAt) < s.maxDefer {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(yieldPause):
+		}
+	}
+	return true
+}
 
 // GoroutinesWaiting reports whether goroutines of this process are ready
 // to run but wait for a CPU (an approximate count read from the

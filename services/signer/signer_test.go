@@ -106,6 +106,7 @@ func TestNewChecksConfig(t *testing.T) {
 		{Bus: b, Issuer: events, Workers: -1},
 		{Bus: b, Issuer: events, Lease: -time.Second},
 		{Bus: b, Issuer: events, Queue: -1},
+		{Bus: b, Issuer: events, MaxDefer: -time.Second},
 	} {
 		if _, err := signer.New(cfg); err == nil {
 			t.Errorf("%+v accepted", cfg)
@@ -150,6 +151,45 @@ func TestSignerYieldsWhileBusy(t *testing.T) {
 				i, signed[i].StartTime().Format(time.StampMicro), i-1, signed[i-1].EndTime().Format(time.StampMicro))
 		}
 	}
+}
+
+// TestSignerDefersWhileBusy proves that with MaxDefer no worker signs
+// while other work waits for a CPU and the events are young, that they are
+// signed once nothing waits, and that an event older than MaxDefer is
+// signed however busy the process is.
+func TestSignerDefersWhileBusy(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	events := flowtest.Issuer(t, b, url)
+	const n = 4
+	enqueueCreates(t, events, n)
+	var busy, late atomic.Bool
+	busy.Store(true)
+	now := func() time.Time {
+		if late.Load() {
+			return time.Now().Add(2 * time.Hour)
+		}
+		return time.Now()
+	}
+	s, err := signer.New(signer.Config{Bus: b, Issuer: events, Workers: 2, Busy: busy.Load, MaxDefer: time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, s)
+	time.Sleep(500 * time.Millisecond)
+	if left, err := b.Outbox(context.Background()); err != nil || len(left) != n {
+		t.Fatalf("while busy the outbox holds %d entries (%v), want all %d", len(left), err, n)
+	}
+	busy.Store(false)
+	outboxEmpties(t, b)
+
+	busy.Store(true)
+	enqueueCreates(t, events, n)
+	time.Sleep(200 * time.Millisecond)
+	if left, err := b.Outbox(context.Background()); err != nil || len(left) != n {
+		t.Fatalf("while busy the outbox holds %d entries (%v), want all %d", len(left), err, n)
+	}
+	late.Store(true)
+	outboxEmpties(t, b)
 }
 
 // enqueueCreates puts n create-submission events of new cases in the
