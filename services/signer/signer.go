@@ -170,12 +170,10 @@ func (s *Signer) Run(ctx context.Context) error {
 		wg.Go(func() {
 			for {
 				if w > 0 && s.busy() {
-					select {
-					case <-ctx.Done():
+					if !pause(ctx) {
 						return
-					case <-time.After(yieldPause):
-						continue
 					}
+					continue
 				}
 				select {
 				case <-ctx.Done():
@@ -234,18 +232,23 @@ loop:
 // asks again whether other work waits for a CPU.
 const yieldPause = 5 * time.Millisecond
 
-// giveWay holds the first worker's entry while other work waits for a
-// CPU and the entry is younger than MaxDefer. It reports false when ctx
-// ended first.
-func (s *Signer) giveWay(ctx context.Context, e bus.OutboxEntry) bool {
-	if s.maxDefer == 0 {
+// pause waits yieldPause; it reports false when ctx ended first.
+func pause(ctx context.Context) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(yieldPause):
 		return true
 	}
-	for s.busy() && s.now().Sub(e.Claims.IssuedAt) < s.maxDefer {
-		select {
-		case <-ctx.Done():
+}
+
+// giveWay holds a worker's entry while other work waits for a CPU and
+// the entry is younger than MaxDefer. It reports false when ctx ended
+// first.
+func (s *Signer) giveWay(ctx context.Context, e bus.OutboxEntry) bool {
+	for s.maxDefer > 0 && s.busy() && s.now().Sub(e.Claims.IssuedAt) < s.maxDefer {
+		if !pause(ctx) {
 			return false
-		case <-time.After(yieldPause):
 		}
 	}
 	return true
