@@ -6,9 +6,11 @@
 // connection, so writers queue in the process instead of meeting
 // SQLITE_BUSY; the writes queued at one time share one transaction, each in
 // a savepoint of its own, so that a commit's cost is shared. Reads use a
-// separate pool of read-only connections and never wait for a writer. Times are kept as fixed-width UTC text at microsecond
-// precision, like PostgreSQL's timestamptz: finer times are truncated and
-// every time comes back in UTC.
+// separate pool of read-only connections and never wait for a writer. A
+// connection of its own checkpoints the log every second, so that no write
+// waits for a checkpoint's copying and syncs. Times are kept as
+// fixed-width UTC text at microsecond precision, like PostgreSQL's
+// timestamptz: finer times are truncated and every time comes back in UTC.
 package sqlite
 
 import (
@@ -22,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
@@ -45,13 +48,16 @@ const readConns = 4
 type DB struct {
 	w *sql.DB // exactly one connection, used by the writer alone
 	r *sql.DB // read-only connections
+	c *sql.DB // one connection, used by the checkpointer alone
 	// ws and rs keep the statements of w and r prepared.
 	ws, rs *stmts
 
 	writes     chan writeReq
 	closed     chan struct{}
 	writerDone chan struct{}
-	closeOnce  sync.Once
+	// checkpoints is closed when the checkpointer stopped.
+	checkpoints chan struct{}
+	closeOnce   sync.Once
 }
 
 var _ store.Store = (*DB)(nil)
@@ -76,7 +82,8 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		"journal_mode(WAL)",
 		"synchronous(NORMAL)",
 	}}
-	writeQ := url.Values{"_pragma": pragmas["_pragma"], "_txlock": {"immediate"}}
+	// The writer leaves checkpoints to the checkpointer.
+	writeQ := url.Values{"_pragma": append(slices.Clone(pragmas["_pragma"]), "wal_autocheckpoint(0)"), "_txlock": {"immediate"}}
 	w, err := sql.Open("sqlite", path+"?"+writeQ.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -103,9 +110,21 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	db := &DB{w: w, r: r, ws: newStmts(w), rs: newStmts(r),
-		writes: make(chan writeReq), closed: make(chan struct{}), writerDone: make(chan struct{})}
+	c, err := sql.Open("sqlite", path+"?"+url.Values{"_pragma": {"busy_timeout(10000)"}}.Encode())
+	if err != nil {
+		w.Close()
+		r.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	c.SetMaxOpenConns(1)
+	c.SetMaxIdleConns(1)
+	c.SetConnMaxIdleTime(0)
+	c.SetConnMaxLifetime(0)
+	db := &DB{w: w, r: r, c: c, ws: newStmts(w), rs: newStmts(r),
+		writes: make(chan writeReq), closed: make(chan struct{}), writerDone: make(chan struct{}),
+		checkpoints: make(chan struct{})}
 	go db.writer()
+	go db.checkpointer(checkpointEvery)
 	return db, nil
 }
 
@@ -131,9 +150,33 @@ func migrate(ctx context.Context, db *sql.DB) error {
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() { close(db.closed) })
 	<-db.writerDone
+	<-db.checkpoints
 	db.ws.close()
 	db.rs.close()
-	return errors.Join(db.w.Close(), db.r.Close())
+	return errors.Join(db.w.Close(), db.r.Close(), db.c.Close())
+}
+
+// checkpointEvery is how often the checkpointer moves the log's committed
+// pages into the database file.
+const checkpointEvery = time.Second
+
+// checkpointer checkpoints the log every interval until Close. A passive
+// checkpoint copies what no reader still needs without waiting for the
+// readers or the writer, who go on meanwhile. One that fails leaves the
+// pages in the log, where they are safe, to the next; the last connection
+// to close checkpoints the rest.
+func (db *DB) checkpointer(interval time.Duration) {
+	defer close(db.checkpoints)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-db.closed:
+			return
+		case <-tick.C:
+			_, _ = db.c.Exec("PRAGMA wal_checkpoint(PASSIVE)")
+		}
+	}
 }
 
 // errClosed answers a write after Close.

@@ -5,10 +5,56 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
+
+// TestCheckpointsOffTheWriter proves that the writer leaves checkpoints
+// alone and that the checkpointer moves committed pages from the log into
+// the database file within seconds, well below the 1,000 pages at which
+// the writer used to.
+func TestCheckpointsOffTheWriter(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "amtsbote.db")
+	db, err := Open(ctx, path)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer db.Close()
+	var pages int
+	if err := db.w.QueryRowContext(ctx, `PRAGMA wal_autocheckpoint`).Scan(&pages); err != nil || pages != 0 {
+		t.Fatalf("the writer checkpoints after %d pages (%v), want never", pages, err)
+	}
+	if _, err := db.w.ExecContext(ctx, `CREATE TABLE scratch (n INTEGER PRIMARY KEY, b BLOB)`); err != nil {
+		t.Fatalf("create table: %v", err)
+	}
+	const rows, size = 128, 8 << 10 // 1 MiB, about 300 pages
+	for i := range rows {
+		if err := db.write(ctx, func(tx *txn) error {
+			_, err := tx.ExecContext(ctx, `INSERT INTO scratch (n, b) VALUES (?, ?)`, i, make([]byte, size))
+			return err
+		}); err != nil {
+			t.Fatalf("insert %d: %v", i, err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() >= rows*size {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database file %d bytes 10 s after %d bytes were committed: not checkpointed", fi.Size(), rows*size)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
 
 // TestWritesShareTransactionsApart queues writes behind a slow one, so
 // that they share transactions, and checks that each write's outcome is

@@ -3,6 +3,8 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,10 +21,21 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 	b.Run("CreateSubmissionAppendEvent", func(b *testing.B) {
 		s := openBench(b, open)
 		ctx := context.Background()
-		var n atomic.Int64
+		var (
+			n    atomic.Int64
+			mu   sync.Mutex
+			took []time.Duration
+		)
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
+			var mine []time.Duration
+			defer func() {
+				mu.Lock()
+				took = append(took, mine...)
+				mu.Unlock()
+			}()
 			for pb.Next() {
+				start := time.Now()
 				i := n.Add(1)
 				id := fmt.Sprintf("s%08d", i)
 				sub := submission(id, fmt.Sprintf("d%02d", i%16), sealed.Submitted, time.Duration(i))
@@ -36,8 +49,10 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 					b.Error(err)
 					return
 				}
+				mine = append(mine, time.Since(start))
 			}
 		})
+		reportLatency(b, took)
 	})
 	b.Run("PickupList", func(b *testing.B) {
 		s := openBench(b, open)
@@ -117,6 +132,18 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 			})
 		})
 	}
+}
+
+// reportLatency adds the median and the 99th percentile of took, the
+// time each operation of the parallel goroutines waited: a write that
+// waits for another's commit counts in full.
+func reportLatency(b *testing.B, took []time.Duration) {
+	if len(took) == 0 {
+		return
+	}
+	slices.Sort(took)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(took[len(took)*99/100].Microseconds()), "p99-µs")
 }
 
 func openBench(b *testing.B, open func(b *testing.B) store.Store) store.Store {
