@@ -88,10 +88,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
-	w.SetConnMaxIdleTime(0)
-	w.SetConnMaxLifetime(0)
+	oneConnection(w)
 	if err := migrate(ctx, w); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -116,16 +113,21 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		r.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	c.SetMaxOpenConns(1)
-	c.SetMaxIdleConns(1)
-	c.SetConnMaxIdleTime(0)
-	c.SetConnMaxLifetime(0)
+	oneConnection(c)
 	db := &DB{w: w, r: r, c: c, ws: newStmts(w), rs: newStmts(r),
 		writes: make(chan writeReq), closed: make(chan struct{}), writerDone: make(chan struct{}),
 		checkpoints: make(chan struct{})}
 	go db.writer()
 	go db.checkpointer(checkpointEvery)
 	return db, nil
+}
+
+// oneConnection keeps db at one connection, open for as long as db is.
+func oneConnection(db *sql.DB) {
+	db.SetMaxOpenConns(1)
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	db.SetConnMaxLifetime(0)
 }
 
 // migrate brings the schema up to date with goose's provider, which keeps
