@@ -52,12 +52,11 @@ type DB struct {
 	// ws and rs keep the statements of w and r prepared.
 	ws, rs *stmts
 
-	writes     chan writeReq
-	closed     chan struct{}
-	writerDone chan struct{}
-	// checkpoints is closed when the checkpointer stopped.
-	checkpoints chan struct{}
-	closeOnce   sync.Once
+	writes chan writeReq
+	closed chan struct{}
+	// background runs the writer and the checkpointer until closed.
+	background sync.WaitGroup
+	closeOnce  sync.Once
 }
 
 var _ store.Store = (*DB)(nil)
@@ -115,10 +114,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	}
 	oneConnection(c)
 	db := &DB{w: w, r: r, c: c, ws: newStmts(w), rs: newStmts(r),
-		writes: make(chan writeReq), closed: make(chan struct{}), writerDone: make(chan struct{}),
-		checkpoints: make(chan struct{})}
-	go db.writer()
-	go db.checkpointer(checkpointEvery)
+		writes: make(chan writeReq), closed: make(chan struct{})}
+	db.background.Go(db.writer)
+	db.background.Go(db.checkpointer)
 	return db, nil
 }
 
@@ -147,12 +145,11 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Close stops the writer, after the write it is doing, and closes both
-// connection pools.
+// Close stops the writer, after the write it is doing, and the
+// checkpointer, and closes the connection pools.
 func (db *DB) Close() error {
 	db.closeOnce.Do(func() { close(db.closed) })
-	<-db.writerDone
-	<-db.checkpoints
+	db.background.Wait()
 	db.ws.close()
 	db.rs.close()
 	return errors.Join(db.w.Close(), db.r.Close(), db.c.Close())
@@ -162,14 +159,13 @@ func (db *DB) Close() error {
 // pages into the database file.
 const checkpointEvery = time.Second
 
-// checkpointer checkpoints the log every interval until Close. A passive
+// checkpointer checkpoints the log every checkpointEvery until Close. A passive
 // checkpoint copies what no reader still needs without waiting for the
 // readers or the writer, who go on meanwhile. One that fails leaves the
 // pages in the log, where they are safe, to the next; the last connection
 // to close checkpoints the rest.
-func (db *DB) checkpointer(interval time.Duration) {
-	defer close(db.checkpoints)
-	tick := time.NewTicker(interval)
+func (db *DB) checkpointer() {
+	tick := time.NewTicker(checkpointEvery)
 	defer tick.Stop()
 	for {
 		select {
@@ -223,7 +219,6 @@ func (db *DB) write(ctx context.Context, fn func(*txn) error) error {
 // writer runs the writes, those queued at one time in one transaction,
 // until Close.
 func (db *DB) writer() {
-	defer close(db.writerDone)
 	batch := make([]writeReq, 0, maxWriteBatch)
 	for {
 		select {
