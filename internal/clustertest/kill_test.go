@@ -211,7 +211,13 @@ func buildBinaries(t *testing.T, dir string) {
 // freeBasePort finds a base port whose cluster ports are all free now.
 func freeBasePort(t *testing.T) int {
 	t.Helper()
-	for base := 20000 + os.Getpid()%200*100; base < 60000; base += 100 {
+	// Below Linux's ephemeral ports (32768 and up), which an outgoing
+	// connection or a :0 listener of any process may take between this
+	// check and a role's listen.
+	const lowest, ranges = 20000, 127
+	first := os.Getpid() % ranges
+	for i := range ranges {
+		base := lowest + (first+i)%ranges*100
 		p := cluster.PortsFrom(base)
 		all := []int{p.Front, p.Subscriber}
 		all = append(append(append(all, p.NATS[:]...), p.Routes[:]...), p.Monitor[:]...)
