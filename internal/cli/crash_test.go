@@ -52,7 +52,7 @@ func TestCrashDuringAccept(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the whole system, killing it ten times")
 	}
-	bin := buildBinary(t, t.TempDir())
+	bin := buildBinary(t)
 	t.Run("sqlite", func(t *testing.T) { crashAccepts(t, bin, "") })
 	t.Run("postgres", func(t *testing.T) { crashAccepts(t, bin, freshSchema(t)) })
 }

@@ -47,15 +47,41 @@ func sharedFile(parts ...string) string {
 	return path
 }
 
-// buildBinary builds the amtsbote command into dir.
-func buildBinary(t *testing.T, dir string) string {
-	t.Helper()
+// binDir holds the amtsbote command the tests run; TestMain removes it.
+var binDir string
+
+// built builds the amtsbote command once per test binary: linking it
+// costs seconds of CPU, and every test runs the same one.
+var built = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "amtsbote-cli-test-")
+	if err != nil {
+		return "", err
+	}
+	binDir = dir
 	bin := filepath.Join(dir, "amtsbote")
 	cmd := exec.Command("go", "build", "-o", bin, "github.com/amtsbote/amtsbote")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// buildBinary returns the amtsbote command, built on first use.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin, err := built()
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 // child is an amtsbote command running as a process of its own, so that

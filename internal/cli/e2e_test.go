@@ -47,7 +47,7 @@ func TestE2E(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the whole system")
 	}
-	bin := buildBinary(t, t.TempDir())
+	bin := buildBinary(t)
 	t.Run("sqlite", func(t *testing.T) {
 		s := startE2E(t, bin, "")
 		s.run(t)

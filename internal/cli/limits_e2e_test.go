@@ -53,7 +53,7 @@ func TestOversizedUnauthenticatedRequests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the amtsbote binary")
 	}
-	bin := buildBinary(t, t.TempDir())
+	bin := buildBinary(t)
 	c := startChild(t, bin, t.TempDir())
 	pid := c.cmd.Process.Pid
 	base := c.demo.BaseURL

@@ -25,7 +25,7 @@ func TestOverload(t *testing.T) {
 		t.Skip("builds and runs the binary")
 	}
 	const burst = 600
-	bin := buildBinary(t, t.TempDir())
+	bin := buildBinary(t)
 	// A slot is waited for briefly: a burst this machine drains within
 	// the default second would be queued, not refused.
 	dev := startChild(t, bin, t.TempDir(), "--max-in-flight", "4", "--in-flight-wait", "5ms")

@@ -26,7 +26,7 @@ func TestNoSecretLeaks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
-	bin := buildBinary(t, t.TempDir())
+	bin := buildBinary(t)
 	dir := t.TempDir()
 	dev := startChild(t, bin, dir, "--log-level", "debug")
 	d := dev.demo

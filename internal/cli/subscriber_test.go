@@ -23,7 +23,7 @@ func TestQuickStartSubscriber(t *testing.T) {
 		t.Skip("builds the binary and runs dev and the subscriber")
 	}
 	dir := t.TempDir()
-	bin := buildBinary(t, dir)
+	bin := buildBinary(t)
 	dataDir := filepath.Join(dir, "data")
 	dev := startChild(t, bin, dataDir)
 	d := dev.demo
