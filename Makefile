@@ -12,8 +12,11 @@ run:
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/amtsbote .
 
+# Four packages at a time: the end-to-end tests spend much of their time
+# waiting on processes, leader elections and timers, and two at a time
+# (go test's default here) leave a core idle for minutes.
 test:
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -race -count=1 -p 4 -timeout 15m $(PKGS)
 
 test-short:
 	$(GO) test -short -count=1 $(PKGS)
