@@ -213,8 +213,9 @@ func freeBasePort(t *testing.T) int {
 	t.Helper()
 	// Below Linux's ephemeral ports (32768 and up), which an outgoing
 	// connection or a :0 listener of any process may take between this
-	// check and a role's listen.
-	const lowest, ranges = 20000, 127
+	// check and a role's listen; a cluster's ports span less than 100.
+	const lowest, ephemeral = 20000, 32768
+	const ranges = (ephemeral - lowest) / 100
 	first := os.Getpid() % ranges
 	for i := range ranges {
 		base := lowest + (first+i)%ranges*100
