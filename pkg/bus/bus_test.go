@@ -671,3 +671,54 @@ func TestConsumeSurvivesServerRestart(t *testing.T) {
 		t.Fatal("no message after the server came back")
 	}
 }
+
+// A consumer stopped while the server delivers to its pull hands back
+// what arrives: its successor gets it at once, not after the ack wait.
+func TestConsumeStopHandsBackWhatArrives(t *testing.T) {
+	node := bustest.Server(t)
+	b := bustest.Connect(t, node.URL)
+	ctx := testContext(t)
+	if err := b.Ensure(ctx, bus.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "restarted", AckWait: time.Minute}
+	handled := make(chan string, 100)
+	h := func(ctx context.Context, m *bus.Message) error {
+		handled <- m.Event.ID()
+		return nil
+	}
+	const stops = 20
+	for i := range stops {
+		c := startConsume(t, b, cfg, h)
+		// Its pull waits at the server: the message goes straight into it.
+		eventually(t, 10*time.Second, func() error {
+			cons, err := b.JetStream().Consumer(ctx, cfg.Stream, cfg.Durable)
+			if err != nil {
+				return err
+			}
+			info, err := cons.Info(ctx)
+			if err != nil {
+				return err
+			}
+			if info.NumWaiting == 0 {
+				return errors.New("no pull waiting")
+			}
+			return nil
+		})
+		publish(t, b, inboxSubject(t), fmt.Sprintf("m%d", i))
+		if err := c.stop(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startConsume(t, b, cfg, h)
+	seen := map[string]bool{}
+	deadline := time.After(20 * time.Second)
+	for len(seen) < stops {
+		select {
+		case id := <-handled:
+			seen[id] = true
+		case <-deadline:
+			t.Fatalf("%d of %d messages handled within 20 s of the last stop (ack wait: a minute)", len(seen), stops)
+		}
+	}
+}

@@ -339,12 +339,26 @@ fetch:
 // a missed heartbeat.
 const pullRetry = 250 * time.Millisecond
 
+// A pull cut when its consumer stops drops, inside the client, what the
+// server had just sent it, unacknowledged: those messages would come again
+// only after AckWait, and a restarted process would wait that long. So the
+// pull outlives the stop by stopGrace, and what arrives in it is handed
+// back to be delivered again after handBackWait, past the grace, so that
+// it does not come straight back into this pull. Only what the server
+// sends in the grace's last instant can still wait for AckWait.
+const (
+	stopGrace    = 250 * time.Millisecond
+	handBackWait = time.Second
+)
+
 // fetch pulls up to n messages, waiting at most cfg.PullExpiry, and hands
 // each to start as it arrives. It returns how many it started. Messages
-// that arrive after ctx ended are handed back at once.
+// that arrive after ctx ended are handed back.
 func (b *Bus) fetch(ctx context.Context, cons jetstream.Consumer, cfg ConsumerConfig, n int, start func(jetstream.Msg)) (int, error) {
-	fctx, cancel := context.WithTimeout(ctx, cfg.PullExpiry)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.PullExpiry)
 	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(stopGrace, cancel) })
+	defer stop()
 	batch, err := cons.Fetch(n, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(cfg.PullExpiry/4))
 	if err != nil {
 		return 0, err
@@ -352,7 +366,7 @@ func (b *Bus) fetch(ctx context.Context, cons jetstream.Consumer, cfg ConsumerCo
 	got := 0
 	for msg := range batch.Messages() {
 		if ctx.Err() != nil {
-			_ = msg.Nak()
+			_ = msg.NakWithDelay(handBackWait)
 			continue
 		}
 		got++
