@@ -75,6 +75,17 @@ func (c *consumer) stop(t testing.TB) error {
 // messages: nothing is left to deliver or redeliver.
 func settled(t testing.TB, b *bus.Bus, stream, durable string) {
 	t.Helper()
+	waitConsumer(t, b, stream, durable, func(info *jetstream.ConsumerInfo) error {
+		if info.NumPending != 0 || info.NumAckPending != 0 {
+			return fmt.Errorf("consumer %s: %d pending, %d awaiting ack", durable, info.NumPending, info.NumAckPending)
+		}
+		return nil
+	})
+}
+
+// waitConsumer waits until the durable's info passes ok.
+func waitConsumer(t testing.TB, b *bus.Bus, stream, durable string, ok func(*jetstream.ConsumerInfo) error) {
+	t.Helper()
 	ctx := testContext(t)
 	eventually(t, 10*time.Second, func() error {
 		c, err := b.JetStream().Consumer(ctx, stream, durable)
@@ -85,10 +96,7 @@ func settled(t testing.TB, b *bus.Bus, stream, durable string) {
 		if err != nil {
 			return err
 		}
-		if info.NumPending != 0 || info.NumAckPending != 0 {
-			return fmt.Errorf("consumer %s: %d pending, %d awaiting ack", durable, info.NumPending, info.NumAckPending)
-		}
-		return nil
+		return ok(info)
 	})
 }
 
@@ -691,15 +699,7 @@ func TestConsumeStopHandsBackWhatArrives(t *testing.T) {
 	for i := range stops {
 		c := startConsume(t, b, cfg, h)
 		// Its pull waits at the server: the message goes straight into it.
-		eventually(t, 10*time.Second, func() error {
-			cons, err := b.JetStream().Consumer(ctx, cfg.Stream, cfg.Durable)
-			if err != nil {
-				return err
-			}
-			info, err := cons.Info(ctx)
-			if err != nil {
-				return err
-			}
+		waitConsumer(t, b, cfg.Stream, cfg.Durable, func(info *jetstream.ConsumerInfo) error {
 			if info.NumWaiting == 0 {
 				return errors.New("no pull waiting")
 			}
