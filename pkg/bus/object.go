@@ -507,8 +507,12 @@ func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n in
 		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
 		defer cancel()
 	}
+	// The batch and its closing status fit; a synchronous subscription's
+	// channel of the client's default length would cost half a MiB per
+	// request, as much again as the chunks it carries.
+	ch := make(chan *nats.Msg, n+1)
 	inbox := b.nc.NewInbox()
-	sub, err := b.nc.SubscribeSync(inbox)
+	sub, err := b.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil
 	}
@@ -518,8 +522,10 @@ func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n in
 	}
 	var out []storedMsg
 	for len(out) < n {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-ctx.Done():
 			return out
 		}
 		if m.Header.Get("Status") != "" {

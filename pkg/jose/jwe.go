@@ -68,7 +68,7 @@ func ScanJWE(r io.Reader, w io.Writer, max int64) (JWE, int64, error) {
 	}
 	var (
 		s        scanner
-		buf      = make([]byte, 32<<10)
+		buf      = make([]byte, min(max+1, scanBuffer))
 		read     int64
 		nWritten int64
 	)
@@ -98,6 +98,10 @@ func ScanJWE(r io.Reader, w io.Writer, max int64) (JWE, int64, error) {
 	jwe, err := s.finish()
 	return jwe, nWritten, err
 }
+
+// scanBuffer is what ScanJWE reads at a time: a large stream costs one read
+// from a connection per this many bytes.
+const scanBuffer = 256 << 10
 
 // b64url maps each byte to its base64url value plus one; zero means not in the alphabet.
 var b64url = func() (t [256]byte) {
