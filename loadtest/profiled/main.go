@@ -7,7 +7,8 @@
 // SIGUSR1 marks the start of the load and SIGUSR2 its end: cpu.pprof then
 // covers the load alone (start-up is in startup.cpu.pprof, what follows in
 // after.cpu.pprof), and allocs.start.pprof holds the allocations before it,
-// for pprof -base. With LOADTEST_CONTENTION set, mutex.pprof and
+// for pprof -base; at SIGUSR1 the process also returns its free memory to
+// the system, so that RSS during the load is the load's. With LOADTEST_CONTENTION set, mutex.pprof and
 // block.pprof hold the load's contention.
 package main
 
@@ -19,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sync"
 	"syscall"
@@ -115,6 +117,13 @@ func (p *profile) loadStarts() error {
 	if err := p.write("allocs", "allocs.start.pprof"); err != nil {
 		return err
 	}
+	// The yardsticks run on the embedded NATS server before the load; what
+	// they left is handed back, so that the RSS sampled during the load is
+	// the load's and not the runtime's slow return of theirs. Two
+	// collections: the NATS server pools its block buffers, and a pool lets
+	// go of what it holds only at the second.
+	runtime.GC()
+	debug.FreeOSMemory()
 	// Set here rather than at start: the embedded NATS server resets the
 	// block profile's rate when it starts.
 	if p.contention {
