@@ -6,3 +6,6 @@ import "context"
 func (b *Bus) LeaderState(ctx context.Context, key string) (StateEntry, error) {
 	return b.leaderState(ctx, key)
 }
+
+// ObjectChunk is objectChunk for the tests of package bus_test.
+const ObjectChunk = objectChunk

@@ -124,12 +124,14 @@ func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectIn
 	return objectInfo(&info), nil
 }
 
-// objectChunk is the size of an object's chunks, the object store's default.
-const objectChunk = 128 << 10
+// objectChunk is the size of an object's chunks: twice the object store's
+// default, which halves the messages, acknowledgements and writes of a
+// large upload; readers take the size from each object's description.
+const objectChunk = 256 << 10
 
 // putWindow is how many chunks of one upload are unacknowledged at most:
 // 2 MiB in flight keeps the stream busy without buffering the object.
-const putWindow = 16
+const putWindow = 8
 
 // putChunk is one published chunk awaiting its acknowledgement; its buffer
 // is reused only after that, since a publish may be sent again.
@@ -481,7 +483,7 @@ func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 
 // chunkBatch is how many chunks one direct get asks for: a round trip per
 // half MiB rather than per chunk, and a slow reader holds no more.
-const chunkBatch = 4
+const chunkBatch = 2
 
 // directBatchRequest is JetStream's DIRECT.GET request for up to Batch
 // messages on NextFor from Seq on.

@@ -62,7 +62,7 @@ func TestObjectReadsReleaseConsumers(t *testing.T) {
 	if _, err := b.PutObject(ctx, "r1/attachment", bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
 	}
-	big := &generator{size: 4 * 128 << 10, probe: &heapProbe{}}
+	big := &generator{size: 4 * bus.ObjectChunk, probe: &heapProbe{}}
 	if _, err := b.PutObject(ctx, "r1/large", big); err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func objectChunks(t testing.TB, ctx context.Context, b *bus.Bus, name string) (j
 
 func putCorrupt(t testing.TB, ctx context.Context, b *bus.Bus, name string) string {
 	t.Helper()
-	if _, err := b.PutObject(ctx, name, &generator{size: 2 * 128 << 10, probe: &heapProbe{}}); err != nil {
+	if _, err := b.PutObject(ctx, name, &generator{size: 2 * bus.ObjectChunk, probe: &heapProbe{}}); err != nil {
 		t.Fatal(err)
 	}
 	js := b.JetStream()
@@ -188,7 +188,7 @@ func TestObjectPutDuringLeaderChange(t *testing.T) {
 		err  error
 	}
 	var uploads []upload
-	const size = 6*128<<10 + 1000 // seven chunks, the last one short
+	const size = 6*bus.ObjectChunk + 1000 // seven chunks, the last one short
 	for round := range 6 {
 		// One leader change at a time: the node restarted in the round
 		// before has caught up.
@@ -313,7 +313,7 @@ func TestLargeObjectReadsUseNoConsumer(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	const size = 12*128<<10 - 1000
+	const size = 12*bus.ObjectChunk - 1000
 	wantHash := sha256.New()
 	if _, err := io.Copy(wantHash, &generator{size: size, probe: &heapProbe{}}); err != nil {
 		t.Fatal(err)

@@ -347,7 +347,7 @@ func TestObjectTampered(t *testing.T) {
 			if err := b.Ensure(ctx, bus.TopologyConfig{}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := b.PutObject(ctx, "s4/data", &generator{size: 4 * 128 << 10, probe: &heapProbe{}}); err != nil {
+			if _, err := b.PutObject(ctx, "s4/data", &generator{size: 4 * bus.ObjectChunk, probe: &heapProbe{}}); err != nil {
 				t.Fatal(err)
 			}
 			js := b.JetStream()
@@ -426,7 +426,7 @@ func TestObjectCorruptVerifyAndDeadLetter(t *testing.T) {
 func TestObjectReadWithoutDirectGets(t *testing.T) {
 	b, _ := bustest.Bus(t)
 	ctx := testContext(t)
-	const size = 10*128<<10 + 1
+	const size = 10*bus.ObjectChunk + 1
 	wantHash := sha256.New()
 	if _, err := io.Copy(wantHash, &generator{size: size, probe: &heapProbe{}}); err != nil {
 		t.Fatal(err)
@@ -462,7 +462,7 @@ func TestObjectReadWithoutDirectGets(t *testing.T) {
 // out.
 func TestObjectEndsWithItsLastChunk(t *testing.T) {
 	b, _ := bustest.Bus(t)
-	for _, size := range []int{1000, 3*128<<10 + 5, 6 * 128 << 10} {
+	for _, size := range []int{1000, 3*bus.ObjectChunk + 5, 6 * bus.ObjectChunk} {
 		name := "r1/end-" + strconv.Itoa(size)
 		if _, err := b.PutObject(testContext(t), name, &generator{size: size, probe: &heapProbe{}}); err != nil {
 			t.Fatal(err)
@@ -491,7 +491,7 @@ func TestCheckObject(t *testing.T) {
 	js := b.JetStream()
 	put := func(name string) (jetstream.Stream, string) {
 		t.Helper()
-		if _, err := b.PutObject(ctx, name, &generator{size: 3*128<<10 + 7}); err != nil {
+		if _, err := b.PutObject(ctx, name, &generator{size: 3*bus.ObjectChunk + 7}); err != nil {
 			t.Fatal(err)
 		}
 		return objectChunks(t, ctx, b, name)

@@ -121,8 +121,8 @@ func TestCorruptObjects(t *testing.T) {
 	sender := f.token("send:region:DE08")
 	receiver := f.token("subscribe:destination:" + d.ID)
 
-	// Three chunks of 128 KiB.
-	s, aid := f.withAttachment(t, d, sender, bytes.Repeat([]byte("Anlage "), 40000))
+	// Three chunks.
+	s, aid := f.withAttachment(t, d, sender, bytes.Repeat([]byte("Anlage "), 80000))
 	sid := s.SubmissionID
 	attachment := sealed.AttachmentObject(sid, aid)
 	path := "/v1/submissions/" + sid + "/attachments/" + aid
