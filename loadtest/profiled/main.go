@@ -8,8 +8,9 @@
 // covers the load alone (start-up is in startup.cpu.pprof, what follows in
 // after.cpu.pprof), and allocs.start.pprof holds the allocations before it,
 // for pprof -base; at SIGUSR1 the process also returns its free memory to
-// the system, so that RSS during the load is the load's. With LOADTEST_CONTENTION set, mutex.pprof and
-// block.pprof hold the load's contention.
+// the system, so that RSS during the load is the load's. With
+// LOADTEST_CONTENTION set, mutex.pprof and block.pprof hold the load's
+// contention.
 package main
 
 import (
