@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/amtsbote/amtsbote/internal/roles"
@@ -131,7 +130,7 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 
 	// The roles reach the server in this process through a pipe rather
 	// than loopback TCP: no socket calls on either side.
-	b, err := bus.Connect(ctx, natsURL, nats.InProcessServer(ns))
+	b, err := bus.Connect(ctx, natsURL, bus.InProcess(ns))
 	if err != nil {
 		return err
 	}
