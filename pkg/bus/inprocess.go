@@ -2,6 +2,7 @@ package bus
 
 import (
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -70,7 +71,7 @@ func (b *bufferedConn) Write(p []byte) (int, error) {
 		if !b.deadline.IsZero() {
 			wait := time.Until(b.deadline)
 			if wait <= 0 {
-				return 0, timeoutError{}
+				return 0, os.ErrDeadlineExceeded
 			}
 			if timer == nil {
 				timer = time.AfterFunc(wait, func() {
@@ -150,10 +151,3 @@ func (b *bufferedConn) Close() error {
 	}
 	return b.Conn.Close()
 }
-
-// timeoutError is the net.Error of a write that found no room in time.
-type timeoutError struct{}
-
-func (timeoutError) Error() string   { return "write to in-process connection: timeout" }
-func (timeoutError) Timeout() bool   { return true }
-func (timeoutError) Temporary() bool { return true }
