@@ -126,7 +126,8 @@ func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectIn
 
 // objectChunk is the size of an object's chunks: twice the object store's
 // default, which halves the messages, acknowledgements and writes of a
-// large upload; readers take the size from each object's description.
+// large upload. Reading does not depend on it: objects stored in other
+// sizes stay readable.
 const objectChunk = 256 << 10
 
 // putWindow is how many chunks of one upload are unacknowledged at most:
