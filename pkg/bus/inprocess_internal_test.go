@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
 
@@ -88,15 +87,14 @@ func TestBufferedConnPeerGone(t *testing.T) {
 // TestInProcessCarriesEverything: a client on InProcess gets back every
 // message it published, in order, and its Flush waits for the server.
 func TestInProcessCarriesEverything(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Port: -1, NoLog: true, NoSigs: true})
+	s, err := RunEmbedded(EmbeddedConfig{Dir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	go s.Start()
-	defer s.Shutdown()
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("server not ready")
-	}
+	defer func() {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}()
 	nc, err := nats.Connect(s.ClientURL(), InProcess(s))
 	if err != nil {
 		t.Fatal(err)
