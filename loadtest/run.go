@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
 )
 
@@ -223,14 +224,19 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return fmt.Errorf("yardstick nats: %w", err)
 	}
 	defer closeNATS()
-	ys.JetStreamServer = jsName
 	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(256))
 	if err != nil {
 		return err
 	}
+	// The same replication as the target's submissions and payloads.
+	msgReplicas, objReplicas := replicasOf(ctx, js, bus.StreamIngress), replicasOf(ctx, js, "OBJ_"+bus.BucketPayloads)
+	ys.JetStreamServer = fmt.Sprintf("%s, R%d", jsName, msgReplicas)
+	if objReplicas != msgReplicas {
+		ys.JetStreamServer += fmt.Sprintf(", objects R%d", objReplicas)
+	}
 	for _, size := range submitSizes(pl) {
 		fmt.Fprintf(stdout, "yardsticks: raw JetStream publish and consume of %d bytes…\n", size)
-		f, err := jetStreamRate(ctx, js, size, time.Duration(sc.Yardsticks))
+		f, err := jetStreamRate(ctx, js, size, msgReplicas, time.Duration(sc.Yardsticks))
 		if err != nil {
 			return err
 		}
@@ -238,7 +244,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	for _, size := range attachmentSizes(pl) {
 		fmt.Fprintf(stdout, "yardsticks: raw object store put and get of %d bytes…\n", size)
-		f, err := objectRate(ctx, js, size, time.Duration(sc.Yardsticks))
+		f, err := objectRate(ctx, js, size, objReplicas, time.Duration(sc.Yardsticks))
 		if err != nil {
 			return err
 		}

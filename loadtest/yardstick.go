@@ -115,7 +115,7 @@ func natsFor(url, dir string) (*nats.Conn, string, func(), error) {
 		url, name = ns.ClientURL(), "embedded, file store, R1"
 		stop = func() { ns.Shutdown(); ns.WaitForShutdown() }
 	} else {
-		name = "the target's NATS, file store, R1"
+		name = "the target's NATS, file store"
 	}
 	nc, err := nats.Connect(url, nats.MaxReconnects(0))
 	if err != nil {
@@ -125,13 +125,25 @@ func natsFor(url, dir string) (*nats.Conn, string, func(), error) {
 	return nc, name, func() { nc.Close(); stop() }, nil
 }
 
+// replicasOf is the replication of the target's stream, so that a
+// yardstick on a cluster is measured as the target stores: 1 where the
+// stream cannot be read (an embedded yardstick server has none).
+func replicasOf(ctx context.Context, js jetstream.JetStream, stream string) int {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return 1
+	}
+	return max(st.CachedInfo().Config.Replicas, 1)
+}
+
 // jetStreamRate publishes messages of size asynchronously, with at most
-// 256 unacknowledged, for d, then pull-consumes and acknowledges them all.
-func jetStreamRate(ctx context.Context, js jetstream.JetStream, size int, d time.Duration) (jsFigure, error) {
+// 256 unacknowledged, for d, then pull-consumes and acknowledges them all,
+// on a stream of replicas.
+func jetStreamRate(ctx context.Context, js jetstream.JetStream, size, replicas int, d time.Duration) (jsFigure, error) {
 	name := fmt.Sprintf("LOADTEST_%d", size)
 	subject := fmt.Sprintf("loadtest.%d", size)
 	_ = js.DeleteStream(ctx, name)
-	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}, Storage: jetstream.FileStorage, Replicas: 1, MaxMsgSize: int32(size + 1024)})
+	st, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}, Storage: jetstream.FileStorage, Replicas: replicas, MaxMsgSize: int32(size + 1024)})
 	if err != nil {
 		return jsFigure{}, fmt.Errorf("create yardstick stream: %w", err)
 	}
@@ -195,14 +207,14 @@ const objectTimeout = 10 * time.Minute
 const maxRawObject = 64 << 20
 
 // objectRate puts and gets objects of size (at most maxRawObject) one at a
-// time, at least once and until d passed, and returns the bytes per second
-// of each.
-func objectRate(ctx context.Context, js jetstream.JetStream, size int64, d time.Duration) (osFigure, error) {
+// time, at least once and until d passed, in a bucket of replicas, and
+// returns the bytes per second of each.
+func objectRate(ctx context.Context, js jetstream.JetStream, size int64, replicas int, d time.Duration) (osFigure, error) {
 	fig := osFigure{Bytes: size}
 	if size > maxRawObject {
 		size, fig.MeasuredBytes = maxRawObject, maxRawObject
 	}
-	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "LOADTEST_OBJECTS", Storage: jetstream.FileStorage, Replicas: 1})
+	obs, err := js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: "LOADTEST_OBJECTS", Storage: jetstream.FileStorage, Replicas: replicas})
 	if err != nil {
 		return osFigure{}, err
 	}
