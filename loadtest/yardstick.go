@@ -235,6 +235,13 @@ func objectRate(ctx context.Context, js jetstream.JetStream, size int64, replica
 		putT += time.Since(t0)
 		t0 = time.Now()
 		r, err := obs.Get(ctx, name)
+		// On replicated streams the object store reads its description
+		// with a direct get, which a replica behind the leader answers
+		// with not found for a moment.
+		for wait := time.Now(); errors.Is(err, jetstream.ErrObjectNotFound) && time.Since(wait) < 5*time.Second; {
+			time.Sleep(20 * time.Millisecond)
+			r, err = obs.Get(ctx, name)
+		}
 		if err != nil {
 			return osFigure{}, fmt.Errorf("get: %w", err)
 		}
