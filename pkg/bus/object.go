@@ -483,7 +483,7 @@ func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 }
 
 // chunkBatch is how many chunks one direct get asks for: a round trip per
-// half MiB rather than per chunk, and a slow reader holds no more.
+// half MiB rather than per chunk; a reader holds two batches at most.
 const chunkBatch = 2
 
 // directBatchRequest is JetStream's DIRECT.GET request for up to Batch
@@ -558,6 +558,7 @@ type objectReader struct {
 	subject string
 	next    uint64 // stream sequence to look for the next chunk from
 	ahead   []storedMsg
+	pending chan []storedMsg // the batch after ahead, asked for already
 	done    bool // the last chunk is read and the object checked
 	buf     []byte
 	read    uint64
@@ -586,7 +587,7 @@ func (r *objectReader) fill() error {
 		return io.EOF
 	}
 	if len(r.ahead) == 0 && r.read < r.size {
-		r.ahead = r.b.directChunks(r.ctx, r.next, r.subject, chunkBatch)
+		r.ahead = r.batch()
 	}
 	var m storedMsg
 	var err error
@@ -623,6 +624,32 @@ func (r *objectReader) fill() error {
 	return nil
 }
 
+// batch returns the next batch of chunks from r.next on, the one asked for
+// ahead if there is one, and asks for the batch after it while the caller
+// reads this one: a round trip to a replica then overlaps the reading
+// rather than adding to it.
+func (r *objectReader) batch() []storedMsg {
+	var got []storedMsg
+	if r.pending != nil {
+		got, r.pending = <-r.pending, nil
+	} else {
+		got = r.b.directChunks(r.ctx, r.next, r.subject, chunkBatch)
+	}
+	if len(got) == 0 {
+		return nil
+	}
+	held := r.read
+	for _, m := range got {
+		held += uint64(len(m.Data))
+	}
+	if held < r.size {
+		next, ch := got[len(got)-1].Sequence+1, make(chan []storedMsg, 1)
+		go func() { ch <- r.b.directChunks(r.ctx, next, r.subject, chunkBatch) }()
+		r.pending = ch
+	}
+	return got
+}
+
 // end asks the leader whether a chunk follows the last one and checks the
 // digest, before the last chunk is handed out: the caller's last Read
 // returns the object's end without a round trip, so an HTTP handler is done
@@ -642,13 +669,14 @@ func (r *objectReader) end() error {
 	return nil
 }
 
-// Close ends the reader. It holds nothing on the server, so this only makes
-// further Reads fail. It is safe to call more than once.
+// Close ends the reader. It holds nothing on the server but a batch asked
+// for ahead, which ends with its answer or the reader's context, so this
+// only makes further Reads fail. It is safe to call more than once.
 func (r *objectReader) Close() error {
 	if r.err == nil {
 		r.err = errors.New("get object " + r.name + ": reader closed")
 	}
-	r.buf, r.ahead = nil, nil
+	r.buf, r.ahead, r.pending = nil, nil, nil
 	return nil
 }
 
