@@ -549,7 +549,7 @@ func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n in
 // leaderGetTimeout bounds one chunk request when ctx has no deadline.
 const leaderGetTimeout = 10 * time.Second
 
-// objectReader reads an object's chunks in stream order, one at a time.
+// objectReader reads an object's chunks in stream order, a batch ahead.
 type objectReader struct {
 	b       *Bus
 	ctx     context.Context
@@ -559,7 +559,7 @@ type objectReader struct {
 	next    uint64 // stream sequence to look for the next chunk from
 	ahead   []storedMsg
 	pending chan []storedMsg // the batch after ahead, asked for already
-	done    bool // the last chunk is read and the object checked
+	done    bool             // the last chunk is read and the object checked
 	buf     []byte
 	read    uint64
 	size    uint64
