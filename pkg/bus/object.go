@@ -80,7 +80,7 @@ func (b *Bus) stateBucket(ctx context.Context) (jetstream.KeyValue, error) {
 
 // PutObject stores r under name in BucketPayloads, replacing an object of the
 // same name, in the object store's format. It streams: r is read one chunk
-// (128 KiB) at a time and at most putWindow chunks are unacknowledged, so
+// (objectChunk) at a time and at most putWindow chunks are unacknowledged, so
 // memory use does not grow with the object.
 //
 // Chunks published while the stream's leader changes could be stored twice
