@@ -56,11 +56,83 @@ var ErrInvalid = errors.New("invalid sealed submission")
 
 // Encode returns s as a message body.
 func (s Submission) Encode() ([]byte, error) {
+	p := s.Payload
+	s.Payload = nil
 	b, err := json.Marshal(s)
 	if err != nil {
 		return nil, fmt.Errorf("encode submission %s: %w", s.SubmissionID, err)
 	}
-	return b, nil
+	if p == nil {
+		return b, nil
+	}
+	// The payload, nearly all of the message, is appended last without
+	// encoding/json's character-by-character escaping.
+	out := make([]byte, 0, len(b)+p.encodedLen()+len(`,"payload":`))
+	out = append(out, b[:len(b)-1]...)
+	out = append(out, `,"payload":`...)
+	out = p.appendJSON(out)
+	return append(out, '}'), nil
+}
+
+// Encode returns p as JSON, as the payload's own entry stores it.
+func (p Payload) Encode() []byte {
+	return p.appendJSON(make([]byte, 0, p.encodedLen()))
+}
+
+// encodedLen is the length of p's JSON when its JWEs need no escaping.
+func (p Payload) encodedLen() int {
+	return len(`{"encryptedMetadata":"","encryptedData":""}`) + len(p.EncryptedMetadata) + len(p.EncryptedData)
+}
+
+// appendJSON appends p as encoding/json would marshal it.
+func (p Payload) appendJSON(b []byte) []byte {
+	b = append(b, `{"encryptedMetadata":`...)
+	b = appendString(b, p.EncryptedMetadata)
+	if p.EncryptedData != "" {
+		b = append(b, `,"encryptedData":`...)
+		b = appendString(b, p.EncryptedData)
+	}
+	return append(b, '}')
+}
+
+// appendString appends s as a JSON string: a compact JWE (base64url and
+// dots) as it is, anything else through encoding/json.
+func appendString(b []byte, s string) []byte {
+	if plain(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	q, _ := json.Marshal(s) // strings always marshal
+	return append(b, q...)
+}
+
+// plainByte is 0xff for the characters of base64url and the dot, zero for
+// every other byte.
+var plainByte = func() (t [256]byte) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.") {
+		t[c] = 0xff
+	}
+	return t
+}()
+
+// plain reports whether s consists of base64url characters and dots only,
+// which JSON carries unescaped; eight lookups ANDed take one branch.
+func plain(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		q := s[i : i+8]
+		if plainByte[q[0]]&plainByte[q[1]]&plainByte[q[2]]&plainByte[q[3]]&
+			plainByte[q[4]]&plainByte[q[5]]&plainByte[q[6]]&plainByte[q[7]] == 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if plainByte[s[i]] == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // Decode parses and checks a message body from NATS (untrusted input).

@@ -1,7 +1,11 @@
 package sealed
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,6 +133,55 @@ func FuzzDecode(f *testing.F) {
 		s, err := Decode(data)
 		if err == nil && s.Service == "" {
 			t.Fatal("accepted a message without service")
+		}
+	})
+}
+
+// TestEncode checks that Encode and Payload.Encode say what encoding/json
+// says, for compact JWEs and for strings that need escaping.
+func TestEncode(t *testing.T) {
+	payloads := []Payload{
+		{EncryptedMetadata: "eyJhbGciOiJSU0EtT0FFUC0yNTYifQ.a-b_c.ZGF0YQ.x.y"},
+		{EncryptedMetadata: "a.b.c.d.e", EncryptedData: strings.Repeat("QUJD-_.", 3000)},
+		{EncryptedMetadata: `<script>"\` + "\u2028\x00\xff", EncryptedData: "a.b.c.d.e"},
+		{EncryptedMetadata: "abcdefg.", EncryptedData: "abcdefgh&"},
+	}
+	for i, p := range payloads {
+		want, _ := json.Marshal(p)
+		if got := p.Encode(); !bytes.Equal(got, want) {
+			t.Fatalf("payload %d: Encode = %q, encoding/json %q", i, got, want)
+		}
+		s := Submission{SubmissionID: sid, CaseID: cid, DestinationID: did, Service: "s", ARS: "083155003064",
+			Attachments: []string{}, Payload: &p, AuthenticationTags: json.RawMessage(`{"metadata":"m"}`)}
+		got, err := s.Encode()
+		if err != nil {
+			t.Fatal(err)
+		}
+		std, _ := json.Marshal(s)
+		var a, b map[string]any
+		if err := json.Unmarshal(got, &a); err != nil {
+			t.Fatalf("payload %d: Encode gave invalid JSON %q: %v", i, got, err)
+		}
+		_ = json.Unmarshal(std, &b)
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("payload %d: Encode = %s, encoding/json %s", i, got, std)
+		}
+	}
+	s := Submission{SubmissionID: sid, CaseID: cid, DestinationID: did, Service: "s", Object: "o"}
+	got, _ := s.Encode()
+	if want, _ := json.Marshal(s); !bytes.Equal(got, want) {
+		t.Fatalf("without payload: Encode = %s, encoding/json %s", got, want)
+	}
+}
+
+func FuzzPayloadEncode(f *testing.F) {
+	f.Add("a.b.c.d.e", "")
+	f.Add("abcdefgh.ijk", "<>&\"\\\x7f\u2028")
+	f.Fuzz(func(t *testing.T, meta, data string) {
+		p := Payload{EncryptedMetadata: meta, EncryptedData: data}
+		want, _ := json.Marshal(p)
+		if got := p.Encode(); !bytes.Equal(got, want) {
+			t.Fatalf("Encode = %q, encoding/json %q", got, want)
 		}
 	})
 }
