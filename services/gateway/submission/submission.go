@@ -475,13 +475,19 @@ type submitInput struct {
 // hash identifies the submitted content whatever the JSON around it.
 func (in submitInput) hash() []byte {
 	h := sha256.New()
+	// Copied through a small buffer: the JWEs are most of the body.
+	buf := make([]byte, 4096)
 	for _, s := range []*string{in.EncryptedMetadata, in.EncryptedData} {
 		var v string
 		if s != nil {
 			v = *s
 		}
-		_ = binary.Write(h, binary.BigEndian, uint64(len(v)))
-		h.Write([]byte(v))
+		h.Write(binary.BigEndian.AppendUint64(buf[:0], uint64(len(v))))
+		for len(v) > 0 {
+			n := copy(buf, v)
+			h.Write(buf[:n])
+			v = v[n:]
+		}
 	}
 	return h.Sum(nil)
 }
@@ -724,10 +730,7 @@ func (a *API) publishSubmission(r *http.Request, sub store.Submission, d store.D
 	if in.EncryptedData != nil {
 		payload.EncryptedData = *in.EncryptedData
 	}
-	payloadJSON, err := json.Marshal(payload)
-	if err != nil {
-		return fmt.Errorf("submit %s: %w", sub.ID, err)
-	}
+	payloadJSON := payload.Encode()
 	// A payload small enough to travel inline is kept in one entry; a
 	// larger one in the object store, which the messages then name.
 	inline := len(payloadJSON) <= sealed.InlineLimit
