@@ -7,10 +7,10 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -212,6 +212,10 @@ func (a *API) ReadBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	return ReadLimited(w, r, a.MaxBody)
 }
 
+// readAhead bounds the buffer a body's announced length reserves before
+// the body arrives.
+const readAhead = 1 << 20
+
 // ReadLimited reads the whole body within limit bytes. A body announced
 // or found longer is refused with 413 without reading the rest; one that
 // does not arrive in time (Deadlines) with 408.
@@ -219,7 +223,14 @@ func ReadLimited(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, e
 	if r.ContentLength > limit {
 		return nil, problem.BodyTooLarge(limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	// Sized by the announced length, up to readAhead, so that a form of a
+	// few KiB is read without growing the buffer again and again.
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, readAhead)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	body := buf.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
