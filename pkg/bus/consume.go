@@ -471,21 +471,23 @@ func (b *Bus) chain(h Handler, cfg ConsumerConfig) Handler {
 
 // process runs the handler on one message and settles it.
 func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg jetstream.Msg) {
-	log := cfg.Logger.With("subject", msg.Subject())
 	meta, err := msg.Metadata()
 	if err != nil {
 		// Not a JetStream delivery; nothing to settle against.
-		log.Error("consume: message without metadata", "err", err)
+		cfg.Logger.Error("consume: message without metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
 	attempt := int(meta.NumDelivered)
-	log = log.With("stream", meta.Stream, "stream_seq", meta.Sequence.Stream, "attempt", attempt)
+	// Built only when something is logged: most messages log nothing.
+	log := func() *slog.Logger {
+		return cfg.Logger.With("subject", msg.Subject(), "stream", meta.Stream, "stream_seq", meta.Sequence.Stream, "attempt", attempt)
+	}
 	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 
 	ev, err := EventFromMsg(msg)
 	if err != nil {
-		b.deadLetter(settle, cfg, msg, meta, ReasonMalformedEvent, err, log)
+		b.deadLetter(settle, cfg, msg, meta, ReasonMalformedEvent, err, log())
 		return
 	}
 	m := &Message{
@@ -506,29 +508,29 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 	switch {
 	case err == nil:
 		if err := msg.DoubleAck(settle); err != nil {
-			log.Warn("consume: ack lost; the message will be redelivered", "err", err)
+			log().Warn("consume: ack lost; the message will be redelivered", "err", err)
 		}
 		if attempt > 1 {
-			b.forgetAttempts(settle, meta, log)
+			b.forgetAttempts(settle, meta, log())
 		}
 	case errors.As(err, &perm):
-		b.deadLetter(settle, cfg, msg, meta, perm.Reason, perm.Err, log)
+		b.deadLetter(settle, cfg, msg, meta, perm.Reason, perm.Err, log())
 	case cfg.MaxDeliver > 0 && attempt >= cfg.MaxDeliver:
-		b.deadLetter(settle, cfg, msg, meta, cfg.ExhaustedReason, err, log)
+		b.deadLetter(settle, cfg, msg, meta, cfg.ExhaustedReason, err, log())
 	default:
-		b.recordAttempt(settle, meta, err, log)
+		b.recordAttempt(settle, meta, err, log())
 		delay := backoff(attempt, cfg.BackoffBase, cfg.BackoffMax)
 		if cfg.Jitter {
 			delay = jitter(delay)
 		}
 		var p *panicError
 		if errors.As(err, &p) {
-			log.Error("consume: handler panicked; retrying", "err", err, "stack", string(p.stack), "retry_in", delay)
+			log().Error("consume: handler panicked; retrying", "err", err, "stack", string(p.stack), "retry_in", delay)
 		} else {
-			log.Warn("consume: handler failed; retrying", "err", err, "retry_in", delay)
+			log().Warn("consume: handler failed; retrying", "err", err, "retry_in", delay)
 		}
 		if err := msg.NakWithDelay(delay); err != nil {
-			log.Warn("consume: nak lost; the message will be redelivered after ack wait", "err", err)
+			log().Warn("consume: nak lost; the message will be redelivered after ack wait", "err", err)
 		}
 	}
 }
