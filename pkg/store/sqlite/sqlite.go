@@ -4,7 +4,8 @@
 //
 // The file is in WAL mode with foreign keys on. All writes go through one
 // connection, so writers queue in the process instead of meeting
-// SQLITE_BUSY; the writes queued at one time share one transaction, each in
+// SQLITE_BUSY; the writes queued at one time (and, while writes come
+// together, within writeLinger of the first) share one transaction, each in
 // a savepoint of its own, so that a commit's cost is shared. Reads use a
 // separate pool of read-only connections and never wait for a writer. A
 // connection of its own checkpoints the log every second, so that no write
@@ -223,8 +224,8 @@ func (db *DB) write(ctx context.Context, fn func(*txn) error) error {
 // WAL commit. Writes in series, one caller after another, never wait.
 const writeLinger = 500 * time.Microsecond
 
-// writer runs the writes, those queued at one time in one transaction,
-// until Close.
+// writer runs the writes, those queued at one time (or within
+// writeLinger, while they come together) in one transaction, until Close.
 func (db *DB) writer() {
 	batch := make([]writeReq, 0, maxWriteBatch)
 	linger := time.NewTimer(writeLinger)
