@@ -229,7 +229,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	// The same replication as the target's submissions and payloads.
-	msgReplicas, objReplicas := replicasOf(ctx, js, bus.StreamIngress), replicasOf(ctx, js, "OBJ_"+bus.BucketPayloads)
+	msgReplicas, objReplicas := replicasOf(ctx, js, bus.StreamIngress), replicasOf(ctx, js, bus.StreamPayloads)
 	ys.JetStreamServer = fmt.Sprintf("%s, R%d", jsName, msgReplicas)
 	if objReplicas != msgReplicas {
 		ys.JetStreamServer += fmt.Sprintf(", objects R%d", objReplicas)

@@ -119,7 +119,7 @@ func (b *Bus) PutObject(ctx context.Context, name string, r io.Reader) (ObjectIn
 	}
 	if old.NUID != "" && old.NUID != info.NUID {
 		// The old chunks are unreachable now; one left behind costs space only.
-		_ = b.purge(ctx, objectStream, chunkSubject(old.NUID))
+		_ = b.purge(ctx, StreamPayloads, chunkSubject(old.NUID))
 	}
 	return objectInfo(&info), nil
 }
@@ -158,7 +158,7 @@ func (b *Bus) putChunks(ctx context.Context, subject string, info *jetstream.Obj
 		defer timer.Stop()
 		select {
 		case ack := <-c.ack.Ok():
-			if ack.Stream != objectStream || ack.Sequence <= last {
+			if ack.Stream != StreamPayloads || ack.Sequence <= last {
 				return fmt.Errorf("chunk acknowledged out of order (%s %d after %d): %w", ack.Stream, ack.Sequence, last, ErrCorrupt)
 			}
 			last = ack.Sequence
@@ -218,7 +218,7 @@ func (b *Bus) putChunks(ctx context.Context, subject string, info *jetstream.Obj
 		return err
 	}
 	info.Digest = jetstream.GetObjectDigestValue(h)
-	stored, err := b.subjectCount(ctx, objectStream, subject)
+	stored, err := b.subjectCount(ctx, StreamPayloads, subject)
 	if err != nil {
 		return err
 	}
@@ -257,7 +257,7 @@ func (b *Bus) putDescription(ctx context.Context, info *jetstream.ObjectInfo) er
 func (b *Bus) purgeAfterFailure(ctx context.Context, subject string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), leaderGetTimeout)
 	defer cancel()
-	_ = b.purge(ctx, objectStream, subject)
+	_ = b.purge(ctx, StreamPayloads, subject)
 }
 
 // purge removes the messages on subject from stream.
@@ -326,7 +326,7 @@ func (b *Bus) CheckObject(ctx context.Context, name string) (ObjectInfo, error) 
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("check object %s: %w", name, err)
 	}
-	stored, err := b.subjectCount(ctx, objectStream, chunkSubject(info.NUID))
+	stored, err := b.subjectCount(ctx, StreamPayloads, chunkSubject(info.NUID))
 	if err != nil {
 		return ObjectInfo{}, fmt.Errorf("check object %s: %w", name, err)
 	}
@@ -390,7 +390,7 @@ func (b *Bus) getObject(ctx context.Context, name string) (*objectReader, error)
 // leader acknowledged. ErrNotFound if there is none.
 func (b *Bus) description(ctx context.Context, name string) (jetstream.ObjectInfo, error) {
 	var info jetstream.ObjectInfo
-	raw, err := b.leaderGet(ctx, objectStream, msgGetRequest{LastFor: metaSubject(name)})
+	raw, err := b.leaderGet(ctx, StreamPayloads, msgGetRequest{LastFor: metaSubject(name)})
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return info, ErrNotFound
 	}
@@ -409,9 +409,6 @@ func (b *Bus) description(ctx context.Context, name string) (jetstream.ObjectInf
 	}
 	return info, nil
 }
-
-// objectStream is the stream behind BucketPayloads.
-const objectStream = "OBJ_" + BucketPayloads
 
 // chunkSubject is the subject of the chunks of the object with nuid.
 func chunkSubject(nuid string) string { return "$O." + BucketPayloads + ".C." + nuid }
@@ -442,7 +439,7 @@ type msgGetResponse struct {
 	} `json:"message,omitempty"`
 }
 
-// storedMsg is one message read from objectStream.
+// storedMsg is one message read from StreamPayloads.
 type storedMsg struct {
 	Sequence uint64
 	Header   []byte
@@ -450,7 +447,7 @@ type storedMsg struct {
 	Time     time.Time
 }
 
-// leaderGet asks objectStream's leader for one message; ErrMsgNotFound if
+// leaderGet asks StreamPayloads's leader for one message; ErrMsgNotFound if
 // there is none. Direct gets would also be answered by replicas, which may
 // not yet hold what the leader acknowledged.
 func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (storedMsg, error) {
@@ -494,7 +491,7 @@ type directBatchRequest struct {
 	Batch   int    `json:"batch"`
 }
 
-// directChunks asks any replica of objectStream for up to n messages on
+// directChunks asks any replica of StreamPayloads for up to n messages on
 // subject from seq on, in one request answered by a stream of messages
 // with their raw data. A replica holds a prefix of what the leader holds,
 // so what it sends is what the leader would; one that is behind sends
@@ -520,7 +517,7 @@ func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n in
 		return nil
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	if err := b.nc.PublishRequest("$JS.API.DIRECT.GET."+objectStream, inbox, body); err != nil {
+	if err := b.nc.PublishRequest("$JS.API.DIRECT.GET."+StreamPayloads, inbox, body); err != nil {
 		return nil
 	}
 	var out []storedMsg
@@ -596,7 +593,7 @@ func (r *objectReader) fill() error {
 	} else {
 		// No replica had the next chunk, or the object is empty: the
 		// leader decides whether one follows.
-		m, err = r.b.leaderGet(r.ctx, objectStream, msgGetRequest{Seq: r.next, NextFor: r.subject})
+		m, err = r.b.leaderGet(r.ctx, StreamPayloads, msgGetRequest{Seq: r.next, NextFor: r.subject})
 	}
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound) && r.read < r.size:
@@ -656,7 +653,7 @@ func (r *objectReader) batch() []storedMsg {
 // once its client has every byte, and a client that then goes away does
 // not cut it off.
 func (r *objectReader) end() error {
-	_, err := r.b.leaderGet(r.ctx, objectStream, msgGetRequest{Seq: r.next, NextFor: r.subject})
+	_, err := r.b.leaderGet(r.ctx, StreamPayloads, msgGetRequest{Seq: r.next, NextFor: r.subject})
 	switch {
 	case err == nil:
 		return fmt.Errorf("get object %s: chunks hold more than its %d bytes: %w", r.name, r.size, errDigest)

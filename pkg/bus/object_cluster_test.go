@@ -21,7 +21,7 @@ import (
 
 // objectConsumers counts the consumers on the object store's stream.
 func objectConsumers(ctx context.Context, b *bus.Bus) (int, error) {
-	s, err := b.JetStream().Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	s, err := b.JetStream().Stream(ctx, bus.StreamPayloads)
 	if err != nil {
 		return 0, err
 	}
@@ -45,9 +45,9 @@ func TestObjectReadsReleaseConsumers(t *testing.T) {
 		return admin.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
 	})
 	// On the leader's node every chunk request is answered without a hop.
-	b := bustest.Connect(t, nodes.Leader(t, "OBJ_"+bus.BucketPayloads).URL)
+	b := bustest.Connect(t, nodes.Leader(t, bus.StreamPayloads).URL)
 	js := b.JetStream()
-	s, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	s, err := js.Stream(ctx, bus.StreamPayloads)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func objectChunks(t testing.TB, ctx context.Context, b *bus.Bus, name string) (j
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	stream, err := js.Stream(ctx, bus.StreamPayloads)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestObjectPutDuringLeaderChange(t *testing.T) {
 	eventually(t, 30*time.Second, func() error {
 		return b.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
 	})
-	const stream = "OBJ_" + bus.BucketPayloads
+	const stream = bus.StreamPayloads
 
 	type upload struct {
 		name string
@@ -345,7 +345,7 @@ func TestLargeObjectReadsUseNoConsumer(t *testing.T) {
 	slices.Sort(times)
 	t.Logf("%d reads and verifications: median %s, slowest %s", len(times), times[len(times)/2], times[len(times)-1])
 
-	if _, err := admin.JetStream().CreateConsumer(ctx, "OBJ_"+bus.BucketPayloads, jetstream.ConsumerConfig{Name: "marker"}); err != nil {
+	if _, err := admin.JetStream().CreateConsumer(ctx, bus.StreamPayloads, jetstream.ConsumerConfig{Name: "marker"}); err != nil {
 		t.Fatal(err)
 	}
 	for {

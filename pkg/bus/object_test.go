@@ -153,7 +153,7 @@ func TestObjectStreaming64MiB(t *testing.T) {
 	}
 
 	// The consumer the read streamed through is gone once it ended.
-	st, err := b.JetStream().Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	st, err := b.JetStream().Stream(ctx, bus.StreamPayloads)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,7 +359,7 @@ func TestObjectTampered(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+			stream, err := js.Stream(ctx, bus.StreamPayloads)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -434,7 +434,7 @@ func TestObjectReadWithoutDirectGets(t *testing.T) {
 	if _, err := b.PutObject(ctx, "r1/large", &generator{size: size, probe: &heapProbe{}}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := b.JetStream().Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	s, err := b.JetStream().Stream(ctx, bus.StreamPayloads)
 	if err != nil {
 		t.Fatal(err)
 	}

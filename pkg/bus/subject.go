@@ -20,6 +20,8 @@ const (
 	// StreamRegistry carries registry changes; it keeps the last message
 	// per subject, and its sequence is the registry revision.
 	StreamRegistry = "REGISTRY"
+	// StreamPayloads is the object store's stream behind BucketPayloads.
+	StreamPayloads = "OBJ_" + BucketPayloads
 )
 
 // Subject prefixes of the streams; every subject of a stream starts

@@ -143,7 +143,7 @@ func (b *Bus) Ensure(ctx context.Context, cfg TopologyConfig) error {
 		storage = jetstream.MemoryStorage
 	}
 	replicas := cfg.Replicas
-	if n, err := b.replicasOf(ctx, "OBJ_"+BucketPayloads); err != nil {
+	if n, err := b.replicasOf(ctx, StreamPayloads); err != nil {
 		return fmt.Errorf("ensure object store %s: %w", BucketPayloads, err)
 	} else if n > replicas {
 		replicas = n

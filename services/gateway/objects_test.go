@@ -31,7 +31,7 @@ func chunksOf(t *testing.T, b *bus.Bus, name string) (jetstream.Stream, string, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	stream, err := js.Stream(ctx, "OBJ_"+bus.BucketPayloads)
+	stream, err := js.Stream(ctx, bus.StreamPayloads)
 	if err != nil {
 		t.Fatal(err)
 	}
