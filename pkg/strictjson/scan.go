@@ -3,6 +3,7 @@ package strictjson
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -23,6 +24,10 @@ type scanner struct {
 	path     []segment
 	names    [][]byte // member names of the open objects, for duplicates
 	buf      []byte   // scratch for folded names
+
+	// members, when not nil, collects the members of the outermost
+	// object as it is checked, so that Object needs no second pass.
+	members map[string]json.RawMessage
 }
 
 // segment is one step of the path to the current value.
@@ -194,8 +199,13 @@ func (s *scanner) object(ti *typeInfo) error {
 			return s.syntax("':' after the member name")
 		}
 		s.pos++
+		s.skipSpace()
+		start := s.pos
 		if err := s.value(child); err != nil {
 			return err
+		}
+		if s.members != nil && s.depth == 1 {
+			s.members[string(name)] = s.data[start:s.pos:s.pos]
 		}
 		s.path = s.path[:len(s.path)-1]
 		s.skipSpace()

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"unicode/utf8"
 
 	jsonv1 "github.com/go-json-experiment/json/v1"
 )
@@ -122,12 +123,16 @@ func explain(data []byte, ti *typeInfo, opts Options, err error) error {
 // refuses, with nesting bounded at 32: with two "alg" members, two
 // parsers could read two different headers from the same bytes.
 func Object(data []byte) (map[string]json.RawMessage, error) {
-	var m map[string]json.RawMessage
-	if err := Decode(data, &m, Options{MaxDepth: 32}); err != nil {
+	s := newScanner(bytes.Clone(data), Options{MaxDepth: 32})
+	s.members = make(map[string]json.RawMessage)
+	if err := s.document(objectInfo); err != nil {
 		return nil, err
 	}
-	return m, nil
+	return s.members, nil
 }
+
+// objectInfo describes what Object decodes into.
+var objectInfo = infoFor(reflect.TypeFor[*map[string]json.RawMessage]())
 
 // String reads member name as a string; present reports whether it exists.
 func String(m map[string]json.RawMessage, name string) (s string, present bool, err error) {
@@ -135,8 +140,31 @@ func String(m map[string]json.RawMessage, name string) (s string, present bool, 
 	if !ok {
 		return "", false, nil
 	}
-	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) || json.Unmarshal(raw, &s) != nil {
+	raw = bytes.TrimSpace(raw)
+	if s, ok := plainString(raw); ok {
+		return s, true, nil
+	}
+	if bytes.Equal(raw, []byte("null")) || json.Unmarshal(raw, &s) != nil {
 		return "", true, errors.New("must be a string")
 	}
 	return s, true, nil
+}
+
+// plainString returns what the JSON string raw holds when it needs no
+// unescaping, as most members of headers and claims do, without
+// encoding/json's reflection.
+func plainString(raw []byte) (string, bool) {
+	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+		return "", false
+	}
+	body := raw[1 : len(raw)-1]
+	for _, c := range body {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return "", false
+		}
+	}
+	if !utf8.Valid(body) {
+		return "", false
+	}
+	return string(body), true
 }

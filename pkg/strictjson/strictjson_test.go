@@ -1,6 +1,8 @@
 package strictjson
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -35,13 +37,37 @@ func TestObject(t *testing.T) {
 	}
 }
 
-func TestString(t *testing.T) {
-	m, err := Object([]byte(`{"s":"x","n":1,"z":null}`))
+func TestObjectMembers(t *testing.T) {
+	in := []byte(` { "\u0061" : [1, {"b": 2}] , "s":"x\"y", "o":{"a":1}}`)
+	m, err := Object(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s, ok, err := String(m, "s"); s != "x" || !ok || err != nil {
-		t.Errorf(`String("s") = %q, %v, %v`, s, ok, err)
+	want := map[string]string{"a": `[1, {"b": 2}]`, "s": `"x\"y"`, "o": `{"a":1}`}
+	if len(m) != len(want) {
+		t.Fatalf("members %v, want %v", m, want)
+	}
+	for name, v := range want {
+		if string(m[name]) != v {
+			t.Errorf("member %q = %s, want %s", name, m[name], v)
+		}
+	}
+	// The members are the map's own: the caller may reuse its buffer.
+	copy(in, bytes.Repeat([]byte{' '}, len(in)))
+	if string(m["o"]) != `{"a":1}` {
+		t.Errorf("member o changed with the input: %q", m["o"])
+	}
+}
+
+func TestString(t *testing.T) {
+	m, err := Object([]byte(`{"s":"x","n":1,"z":null,"e":"a\u0062\n","u":"äö€"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"s": "x", "e": "ab\n", "u": "äö€"} {
+		if s, ok, err := String(m, name); s != want || !ok || err != nil {
+			t.Errorf("String(%q) = %q, %v, %v; want %q", name, s, ok, err, want)
+		}
 	}
 	if _, ok, err := String(m, "missing"); ok || err != nil {
 		t.Errorf(`String("missing") = %v, %v`, ok, err)
@@ -54,13 +80,35 @@ func TestString(t *testing.T) {
 }
 
 func FuzzObject(f *testing.F) {
-	for _, s := range []string{`{"alg":"PS512"}`, `{"a":{"a":1}}`, `{"a":1,"a":2}`, `[]`, `{`} {
+	for _, s := range []string{`{"alg":"PS512"}`, `{"a":{"a":1}}`, `{"a":1,"a":2}`, `[]`, `{`, `{ "\u0061" : "x\ty" , "b":[{}]}`, `{"k":"äö"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := Object(data)
-		if err == nil && m == nil {
+		if err != nil {
+			return
+		}
+		if m == nil {
 			t.Fatal("nil map without error")
+		}
+		// What Object takes, encoding/json reads alike, member by member.
+		var want map[string]json.RawMessage
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("Object took %q, encoding/json refuses: %v", data, err)
+		}
+		if len(m) != len(want) {
+			t.Fatalf("%q: %d members, encoding/json %d", data, len(m), len(want))
+		}
+		for name, raw := range want {
+			if !bytes.Equal(m[name], raw) {
+				t.Fatalf("%q: member %q = %q, encoding/json %q", data, name, m[name], raw)
+			}
+			var ws string
+			wantErr := bytes.Equal(raw, []byte("null")) || json.Unmarshal(raw, &ws) != nil
+			s, _, err := String(m, name)
+			if (err != nil) != wantErr || err == nil && s != ws {
+				t.Fatalf("%q: String(%q) = %q, %v; encoding/json %q", data, name, s, err, ws)
+			}
 		}
 	})
 }
