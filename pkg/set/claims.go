@@ -441,21 +441,18 @@ func (c *Claims) UnmarshalJSON(data []byte) error {
 		name string
 		dst  *string
 	}{{"$schema", &out.Schema}, {"jti", &out.JTI}, {"iss", &out.Issuer}, {"sub", &out.Subject}, {"txn", &out.Txn}} {
-		name, dst := f.name, f.dst
-		raw, ok := m[name]
-		if !ok {
-			continue
+		v, _, err := strictjson.String(m, f.name)
+		if err != nil {
+			return malformed(f.name, "must be a string")
 		}
-		if bytes.Equal(raw, []byte("null")) || json.Unmarshal(raw, dst) != nil {
-			return malformed(name, "must be a string")
-		}
+		*f.dst = v
 	}
 	if raw, ok := m["iat"]; ok {
-		// json.Number alone would also take the string "1767225600".
-		var n json.Number
-		if len(raw) == 0 || raw[0] == '"' || json.Unmarshal(raw, &n) != nil || n == "" {
+		// Object checked raw as JSON: what starts like a number is one.
+		if len(raw) == 0 || raw[0] != '-' && (raw[0] < '0' || raw[0] > '9') {
 			return malformed("iat", "must be a number")
 		}
+		n := json.Number(raw)
 		secs, err := n.Int64()
 		if err != nil {
 			return malformed("iat", "must be an integer number of seconds, got %s", n)
@@ -466,7 +463,7 @@ func (c *Claims) UnmarshalJSON(data []byte) error {
 		out.IssuedAt = time.Unix(secs, 0).UTC()
 	}
 	if raw, ok := m["events"]; ok {
-		if json.Unmarshal(raw, &out.Events) != nil || out.Events == nil {
+		if out.Events, err = strictjson.Object(raw); err != nil {
 			return malformed("events", "must be an object")
 		}
 	}

@@ -104,13 +104,11 @@ func parse(s string) (token, error) {
 		name string
 		dst  *string
 	}{{"alg", &t.header.Alg}, {"typ", &t.header.Typ}, {"kid", &t.header.KID}} {
-		raw, ok := t.members[f.name]
-		if !ok {
-			continue
-		}
-		if string(raw) == "null" || json.Unmarshal(raw, f.dst) != nil {
+		v, _, err := strictjson.String(t.members, f.name)
+		if err != nil {
 			return token{}, malformed("header."+f.name, "must be a string")
 		}
+		*f.dst = v
 	}
 	payload, err := decodeSegment("payload", parts[1])
 	if err != nil {
