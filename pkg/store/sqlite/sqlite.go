@@ -316,7 +316,8 @@ func runEach(ctx context.Context, tx *sql.Tx, ws *stmts, batch []writeReq, errs 
 		if len(batch) == 1 {
 			return nil
 		}
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		// Prepared like the writes, not parsed again for every write.
+		if _, err := t.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("%s: %w", stmt, err)
 		}
 		return nil
