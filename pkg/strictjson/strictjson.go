@@ -15,7 +15,6 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
-	"unicode/utf8"
 
 	jsonv1 "github.com/go-json-experiment/json/v1"
 )
@@ -134,36 +133,31 @@ func Object(data []byte) (map[string]json.RawMessage, error) {
 // objectInfo describes what Object decodes into.
 var objectInfo = infoFor(reflect.TypeFor[*map[string]json.RawMessage]())
 
-// String reads member name as a string; present reports whether it exists.
+// String reads member name of m, as Object returned it, as a string;
+// present reports whether it exists.
 func String(m map[string]json.RawMessage, name string) (s string, present bool, err error) {
 	raw, ok := m[name]
 	if !ok {
 		return "", false, nil
 	}
-	raw = bytes.TrimSpace(raw)
 	if s, ok := plainString(raw); ok {
 		return s, true, nil
 	}
-	if bytes.Equal(raw, []byte("null")) || json.Unmarshal(raw, &s) != nil {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) || json.Unmarshal(raw, &s) != nil {
 		return "", true, errors.New("must be a string")
 	}
 	return s, true, nil
 }
 
-// plainString returns what the JSON string raw holds when it needs no
-// unescaping, as most members of headers and claims do, without
-// encoding/json's reflection.
+// plainString returns what the JSON string raw holds when it has no
+// escapes, as most members of headers and claims have, without
+// encoding/json's unquoting: Object checked the rest.
 func plainString(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
 	body := raw[1 : len(raw)-1]
-	for _, c := range body {
-		if c < 0x20 || c == '"' || c == '\\' {
-			return "", false
-		}
-	}
-	if !utf8.Valid(body) {
+	if bytes.IndexByte(body, '\\') >= 0 {
 		return "", false
 	}
 	return string(body), true
