@@ -92,6 +92,17 @@ func Tracer(tp trace.TracerProvider) trace.Tracer {
 	return tp.Tracer(Scope)
 }
 
+// Records reports whether tp records spans at all: false for nil and for
+// the no-op provider Setup returns without an endpoint, so that callers
+// can skip building span names and attributes nobody reads.
+func Records(tp trace.TracerProvider) bool {
+	if tp == nil {
+		return false
+	}
+	_, off := tp.(noop.TracerProvider)
+	return !off
+}
+
 // Start starts a span named name of kind under ctx's span (or remote
 // span context) and returns the context carrying it and a function ending
 // it with err's status. The name must be of bounded cardinality (a route

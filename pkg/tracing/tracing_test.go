@@ -27,6 +27,9 @@ func TestOffRecordsNothing(t *testing.T) {
 	if span.IsRecording() || trace.SpanContextFromContext(ctx).IsValid() {
 		t.Error("a span recorded without an endpoint")
 	}
+	if tracing.Records(tp) || tracing.Records(nil) {
+		t.Error("Records is true without an endpoint")
+	}
 }
 
 func TestBadEndpoint(t *testing.T) {
@@ -51,6 +54,9 @@ func TestExports(t *testing.T) {
 	tp, shutdown, err := tracing.Setup(context.Background(), tracing.Config{Endpoint: srv.URL, Role: "test", BatchTimeout: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !tracing.Records(tp) {
+		t.Error("Records is false with an endpoint")
 	}
 	ctx, end := tracing.Start(context.Background(), tracing.Tracer(tp), "sign accept-submission", trace.SpanKindInternal)
 	if !trace.SpanContextFromContext(ctx).IsValid() {

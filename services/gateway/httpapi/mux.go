@@ -118,9 +118,12 @@ func (m *Mux) observe(next http.Handler) http.Handler {
 		if pattern == "" {
 			route = "unmatched"
 		}
-		ctx, span := m.tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
-			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route),
-				attribute.String("url.path", r.URL.Path)))
+		var span trace.Span
+		if m.tracing {
+			ctx, span = m.tracer.Start(ctx, r.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("http.route", route),
+					attribute.String("url.path", r.URL.Path)))
+		}
 		if !trace.SpanContextFromContext(ctx).IsValid() {
 			// Tracing is off and the caller sent no trace: one is made up
 			// all the same, so that everything the request causes shares it.
@@ -134,11 +137,13 @@ func (m *Mux) observe(next http.Handler) http.Handler {
 				sw.status = http.StatusOK
 			}
 			elapsed := time.Since(start)
-			span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
-			if sw.status >= 500 {
-				span.SetStatus(codes.Error, http.StatusText(sw.status))
+			if span != nil {
+				span.SetAttributes(attribute.Int("http.response.status_code", sw.status))
+				if sw.status >= 500 {
+					span.SetStatus(codes.Error, http.StatusText(sw.status))
+				}
+				span.End()
 			}
-			span.End()
 			m.metrics.requests.WithLabelValues(route, r.Method, pkgmetrics.StatusClass(sw.status)).Inc()
 			m.metrics.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
 			level := slog.LevelInfo
@@ -264,6 +269,7 @@ type Mux struct {
 	metrics   *metrics
 	log       *slog.Logger
 	tracer    trace.Tracer
+	tracing   bool // tracer records spans
 }
 
 // NewMux returns an empty Mux whose metrics go to reg.
@@ -281,7 +287,9 @@ func NewMux(reg prometheus.Registerer, log *slog.Logger) (*Mux, error) {
 // SetTracerProvider makes every request a server span of tp's traces,
 // continuing the trace of the request's traceparent header. Call it
 // before serving; without it no spans are recorded.
-func (m *Mux) SetTracerProvider(tp trace.TracerProvider) { m.tracer = tracing.Tracer(tp) }
+func (m *Mux) SetTracerProvider(tp trace.TracerProvider) {
+	m.tracer, m.tracing = tracing.Tracer(tp), tracing.Records(tp)
+}
 
 // SetDeadlines sets the deadlines of request bodies and answers; zero
 // fields take the defaults.
