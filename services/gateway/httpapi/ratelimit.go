@@ -124,6 +124,14 @@ func (a *API) Limited(l *Limiter, h PublicHandler) http.Handler {
 	return a.Throttle(l, a.public(h))
 }
 
+// The RateLimit header fields' names in net/http's canonical form.
+var (
+	headerLimit     = http.CanonicalHeaderKey("RateLimit-Limit")
+	headerRemaining = http.CanonicalHeaderKey("RateLimit-Remaining")
+	headerReset     = http.CanonicalHeaderKey("RateLimit-Reset")
+	headerPolicy    = http.CanonicalHeaderKey("RateLimit-Policy")
+)
+
 // Throttle runs h within the client's rate limit of l and answers with
 // the RateLimit-Limit, -Remaining and -Reset headers as the IETF draft
 // (RFC 9331's successor) means them: the quota of a window (the sustained
@@ -137,6 +145,9 @@ func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
 	}
 	window := math.Max(1, math.Ceil(1/float64(l.limit)))
 	quota := math.Max(1, math.Floor(float64(l.limit)*window))
+	// The fixed values are made once; the keys are already canonical.
+	limit := strconv.Itoa(int(quota))
+	policy := fmt.Sprintf("%d;w=%d;burst=%d", int(quota), int(window), l.burst)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ok, _, reset := l.take(ClientAddress(r), time.Now())
 		secs := strconv.Itoa(int(math.Ceil(reset.Seconds())))
@@ -146,10 +157,11 @@ func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
 			remaining = math.Min(math.Floor(tokens+1e-9), quota)
 			whole = secondsFor(quota-tokens, l.limit)
 		}
-		w.Header().Set("RateLimit-Limit", strconv.Itoa(int(quota)))
-		w.Header().Set("RateLimit-Remaining", strconv.Itoa(int(remaining)))
-		w.Header().Set("RateLimit-Reset", strconv.Itoa(int(math.Ceil(whole.Seconds()))))
-		w.Header().Set("RateLimit-Policy", fmt.Sprintf("%d;w=%d;burst=%d", int(quota), int(window), l.burst))
+		hd := w.Header()
+		hd[headerLimit] = []string{limit}
+		hd[headerRemaining] = []string{strconv.Itoa(int(remaining))}
+		hd[headerReset] = []string{strconv.Itoa(int(math.Ceil(whole.Seconds())))}
+		hd[headerPolicy] = []string{policy}
 		if !ok {
 			w.Header().Set("Retry-After", secs)
 			a.WriteError(w, r, problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), ClientAddress(r), secs)))
