@@ -155,6 +155,9 @@ func (p *Problem) UnmarshalJSON(data []byte) error {
 
 // As returns the *Problem in err's chain, if any.
 func As(err error) (*Problem, bool) {
+	if err == nil {
+		return nil, false
+	}
 	var p *Problem
 	if errors.As(err, &p) {
 		return p, true

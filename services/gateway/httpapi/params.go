@@ -94,11 +94,16 @@ func queryField(name string) string {
 
 // PageOf reads limit (1..500, default 100) and offset (≥ 0) from the query.
 func PageOf(r *http.Request) (store.Page, error) {
-	var p store.Page
 	q, err := Query(r)
 	if err != nil {
-		return p, err
+		return store.Page{}, err
 	}
+	return PageFrom(q)
+}
+
+// PageFrom is PageOf of a query Query has already read.
+func PageFrom(q url.Values) (store.Page, error) {
+	var p store.Page
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > store.MaxPageLimit {

@@ -248,7 +248,7 @@ func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
 	if param == "" {
 		return problem.InvalidRequest("ars", "an area is required: give exactly one of ars, ags and areaId")
 	}
-	page, err := httpapi.PageOf(r)
+	page, err := httpapi.PageFrom(q)
 	if err != nil {
 		return err
 	}
@@ -447,7 +447,7 @@ func (a *API) handleAreas(w http.ResponseWriter, r *http.Request) error {
 	if err := q.Check(); err != nil {
 		return problem.Invalid("areaSearchexpression", "areaSearchexpression: "+err.Error())
 	}
-	page, err := httpapi.PageOf(r)
+	page, err := httpapi.PageFrom(params)
 	if err != nil {
 		return err
 	}
