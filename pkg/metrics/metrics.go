@@ -58,8 +58,10 @@ func StatusClass(status int) string {
 	if status < 100 || status > 599 {
 		return "other"
 	}
-	return strconv.Itoa(status/100) + "xx"
+	return statusClasses[status/100-1]
 }
+
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // Unknown is the Land label of what has no Land (a Bund-wide home region,
 // an unknown destination).

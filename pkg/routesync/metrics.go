@@ -12,8 +12,9 @@ import (
 )
 
 // newResolutions registers amtsbote_route_resolutions_total on reg, every
-// level present from the start; nil reg counts nowhere.
-func newResolutions(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
+// level present from the start, and returns its counters indexed by
+// level (none at 0); nil reg counts nowhere.
+func newResolutions(reg prometheus.Registerer) ([]prometheus.Counter, error) {
 	if reg == nil {
 		return nil, nil
 	}
@@ -24,11 +25,12 @@ func newResolutions(reg prometheus.Registerer) (*prometheus.CounterVec, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, l := range ars.Levels {
-		c.WithLabelValues(l.String())
+	// Looked up once: a resolution takes less time than hashing its label.
+	byLevel := make([]prometheus.Counter, ars.Gemeinde+1)
+	for l := range byLevel {
+		byLevel[l] = c.WithLabelValues(ars.Level(l).String())
 	}
-	c.WithLabelValues(ars.Level(0).String())
-	return c, nil
+	return byLevel, nil
 }
 
 // Route is Resolve, counted in amtsbote_route_resolutions_total by the
@@ -42,7 +44,7 @@ func (s *Syncer) Route(service string, a ars.ARS, at time.Time) (Match, bool) {
 		if ok {
 			level = m.Level
 		}
-		s.resolutions.WithLabelValues(level.String()).Inc()
+		s.resolutions[level].Inc()
 	}
 	return m, ok
 }
@@ -51,7 +53,7 @@ func (s *Syncer) Route(service string, a ars.ARS, at time.Time) (Match, bool) {
 // or service that no route can match (level none).
 func (s *Syncer) NoRoute() {
 	if s.resolutions != nil {
-		s.resolutions.WithLabelValues(ars.Level(0).String()).Inc()
+		s.resolutions[0].Inc()
 	}
 }
 

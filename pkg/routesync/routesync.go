@@ -145,7 +145,7 @@ type Syncer struct {
 	// loadMu makes a lazy Load happen once at a time.
 	loadMu sync.Mutex
 	// resolutions counts Route's resolutions by level; nil counts none.
-	resolutions *prometheus.CounterVec
+	resolutions []prometheus.Counter
 }
 
 // state is one immutable version of what the process knows.
