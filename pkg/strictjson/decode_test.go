@@ -51,6 +51,71 @@ type body struct {
 
 func newBody() any { return new(body) }
 
+// flat is a body of strings alone, which Decode fills from the members it
+// checked.
+type flat struct {
+	Metadata *string `json:"encryptedMetadata"`
+	Data     *string `json:"encryptedData"`
+	Name     string  `json:"name"`
+	Kind     label   `json:"kind"`
+}
+
+type label string
+
+func TestDecodeFlat(t *testing.T) {
+	if infoFor(reflect.TypeFor[*flat]()).flat == nil {
+		t.Fatal("flat is not decoded as a flat struct")
+	}
+	if infoFor(reflect.TypeFor[*body]()).flat != nil {
+		t.Fatal("body is decoded as a flat struct")
+	}
+	for _, doc := range []string{
+		`{"encryptedMetadata":"eyJhbGciOiJSU0EtT0FFUC0yNTYifQ..a.b.c","encryptedData":"x.y.z","name":"Gewerbe","kind":"k"}`,
+		`{"encryptedMetadata":"a","other":{"x":[1,2]},"name":"ü €"}`,
+		`{"encryptedMetadata":"a\u0041","name":"b"}`,
+		`{"encryptedMetadata":null,"name":"b"}`,
+		`{"name":"\"quoted\""}`,
+		`{}`,
+		` { "kind" : "spaced" } `,
+	} {
+		for _, preset := range []bool{false, true} {
+			var got, want flat
+			if preset {
+				a, b := "before", "before"
+				got.Metadata, want.Metadata = &a, &b
+			}
+			if err := Decode([]byte(doc), &got, Options{}); err != nil {
+				t.Fatalf("Decode(%s): %v", doc, err)
+			}
+			if err := json.Unmarshal([]byte(doc), &want); err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("Decode(%s) = %+v; json.Unmarshal gives %+v", doc, got, want)
+			}
+		}
+	}
+	for doc, kind := range map[string]error{
+		`{"encryptedMetadata":1}`:                ErrType,
+		`{"EncryptedMetadata":"a"}`:              ErrCaseMismatch,
+		`{"name":"a","name":"b"}`:                ErrDuplicateKey,
+		`{"name":"a","other":"b"}`:               nil,
+		`{"name":"a"`:                            ErrSyntax,
+		"{\"name\":\"\xff\"}":                     ErrInvalidUTF8,
+		`{"encryptedMetadata":"a","extra":true}`: nil,
+	} {
+		var got flat
+		err := Decode([]byte(doc), &got, Options{})
+		if !errors.Is(err, kind) || (kind == nil) != (err == nil) {
+			t.Errorf("Decode(%s) = %v; want %v", doc, err, kind)
+		}
+	}
+	var strict flat
+	if err := Decode([]byte(`{"name":"a","other":"b"}`), &strict, Options{DisallowUnknown: true}); !errors.Is(err, ErrUnknownMember) || strict.Name != "" {
+		t.Errorf("Decode with DisallowUnknown = %v, %+v; want ErrUnknownMember and nothing set", err, strict)
+	}
+}
+
 func TestDecodeRefuses(t *testing.T) {
 	manyMembers := func(dup string) string {
 		var b strings.Builder

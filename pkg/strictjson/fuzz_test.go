@@ -54,6 +54,28 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode accepted with DisallowUnknown what it refuses without: %v", lenient)
 		}
 
+		// A flat struct is filled from the checked members, not by the
+		// JSON engine: over a value set before too, as encoding/json
+		// writes through pointers already set.
+		for _, preset := range []bool{false, true} {
+			var flatGot, flatWant flat
+			if preset {
+				a, b := "a", "b"
+				flatGot.Metadata, flatWant.Metadata = &a, &b
+				*flatWant.Metadata = "a"
+			}
+			err := Decode(data, &flatGot, Options{})
+			checkError(t, data, err)
+			if err == nil {
+				if err := json.Unmarshal(data, &flatWant); err != nil {
+					t.Fatalf("Decode into a flat struct accepted what json.Unmarshal refuses: %v", err)
+				}
+				if !reflect.DeepEqual(flatGot, flatWant) {
+					t.Fatalf("Decode into a flat struct = %+v; json.Unmarshal gives %+v", flatGot, flatWant)
+				}
+			}
+		}
+
 		var anyGot any
 		err = Decode(data, &anyGot, Options{})
 		checkError(t, data, err)

@@ -6,8 +6,9 @@
 // member at fault.
 //
 // Decode checks the bytes against the target type in one pass, then has
-// encoding/json's semantics decode them, so what it accepts decodes exactly
-// as encoding/json decodes it.
+// encoding/json's semantics decode them (a struct of strings alone, such
+// as a submission's two JWEs, it fills from the members it checked), so
+// what it accepts decodes exactly as encoding/json decodes it.
 package strictjson
 
 import (
@@ -66,8 +67,15 @@ func Decode(data []byte, v any, opts Options) error {
 	}
 	ti := infoFor(rv.Type())
 	s := newScanner(data, opts)
+	flat := ti.flat != nil && rv.Elem().Kind() == reflect.Struct
+	if flat {
+		s.members = make(map[string]json.RawMessage, len(ti.flat))
+	}
 	if err := s.document(ti); err != nil {
 		return err
+	}
+	if flat && setFlat(rv.Elem(), ti.flat, s.members) {
+		return nil
 	}
 	// encoding/json's semantics on the v2 engine (the mirror of Go's
 	// encoding/json/v2) read long strings, such as a submission's JWEs,
@@ -149,16 +157,48 @@ func String(m map[string]json.RawMessage, name string) (s string, present bool, 
 	return s, true, nil
 }
 
+// setFlat fills the flat struct v from the members the scanner checked,
+// as encoding/json would, and reports whether it could: a member that is
+// null or holds an escape leaves v as it was and the JSON engine to it.
+func setFlat(v reflect.Value, fields map[string]flatField, members map[string]json.RawMessage) bool {
+	for name, raw := range members {
+		if _, ok := fields[name]; !ok {
+			continue // unknown, and allowed, or the scanner had refused it
+		}
+		if !isPlain(raw) {
+			return false
+		}
+	}
+	for name, raw := range members {
+		f, ok := fields[name]
+		if !ok {
+			continue
+		}
+		str, _ := plainString(raw)
+		fv := v.Field(f.index)
+		if f.ptr {
+			// encoding/json writes through a pointer already set.
+			if fv.IsNil() {
+				fv.Set(reflect.New(fv.Type().Elem()))
+			}
+			fv = fv.Elem()
+		}
+		fv.SetString(str)
+	}
+	return true
+}
+
 // plainString returns what the JSON string raw holds when it has no
 // escapes, as most members of headers and claims have, without
 // encoding/json's unquoting: Object checked the rest.
 func plainString(raw []byte) (string, bool) {
-	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
+	if !isPlain(raw) {
 		return "", false
 	}
-	body := raw[1 : len(raw)-1]
-	if bytes.IndexByte(body, '\\') >= 0 {
-		return "", false
-	}
-	return string(body), true
+	return string(raw[1 : len(raw)-1]), true
+}
+
+// isPlain reports whether raw is a JSON string without escapes.
+func isPlain(raw []byte) bool {
+	return len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && bytes.IndexByte(raw[1:len(raw)-1], '\\') < 0
 }

@@ -58,6 +58,16 @@ type typeInfo struct {
 	// where that decoding may refuse what the scanner does not check
 	// (UnmarshalJSON, base64, ",string"), to find which value it was.
 	probe func([]byte) error
+	// flat is set for a struct whose fields are all strings or pointers
+	// to strings of its own (none promoted, none ",string"), by name: such
+	// a struct Decode fills from the members it checked.
+	flat map[string]flatField
+}
+
+// flatField is a field of a flat struct.
+type flatField struct {
+	index int
+	ptr   bool // *string
 }
 
 var (
@@ -244,6 +254,28 @@ func (b *builder) structFields(ti *typeInfo, t reflect.Type) {
 			ti.folded[k] = f.name
 		}
 	}
+	ti.flat = flatFields(ti, fields)
+}
+
+// flatFields returns the fields of a flat struct by name, or nil when one
+// of them is anything but a string or a pointer to one.
+func flatFields(ti *typeInfo, fields []field) map[string]flatField {
+	if len(fields) == 0 {
+		return nil
+	}
+	flat := make(map[string]flatField, len(fields))
+	for _, f := range fields {
+		ft, ptr := f.typ, false
+		if ft.Kind() == reflect.Pointer {
+			ft, ptr = ft.Elem(), true
+		}
+		// A custom or json.Number field has another kind.
+		if len(f.index) != 1 || f.quoted || ft.Kind() != reflect.String || ti.fields[f.name].kind != kString {
+			return nil
+		}
+		flat[f.name] = flatField{index: f.index[0], ptr: ptr}
+	}
+	return flat
 }
 
 // typeFields returns the members of struct t in index order, as
