@@ -1,7 +1,6 @@
 package submission
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/scope"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
+	"github.com/amtsbote/amtsbote/pkg/strictjson"
 	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
 )
 
@@ -112,7 +112,8 @@ func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p http
 		return a.objectProblem(w, r, name, "read payload", err, fmt.Errorf("fetch %s: payload missing: %w", sid, err))
 	}
 	var payload sealed.Payload
-	if err := json.Unmarshal(raw, &payload); err != nil {
+	// Its two JWEs are read by the checking scan alone (a flat struct).
+	if err := strictjson.Decode(raw, &payload, strictjson.Options{}); err != nil {
 		return fmt.Errorf("fetch %s: payload: %w", sid, err)
 	}
 
