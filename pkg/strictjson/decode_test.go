@@ -101,7 +101,7 @@ func TestDecodeFlat(t *testing.T) {
 		`{"name":"a","name":"b"}`:                ErrDuplicateKey,
 		`{"name":"a","other":"b"}`:               nil,
 		`{"name":"a"`:                            ErrSyntax,
-		"{\"name\":\"\xff\"}":                     ErrInvalidUTF8,
+		"{\"name\":\"\xff\"}":                    ErrInvalidUTF8,
 		`{"encryptedMetadata":"a","extra":true}`: nil,
 	} {
 		var got flat
