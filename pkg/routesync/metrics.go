@@ -41,7 +41,7 @@ func (s *Syncer) Route(service string, a ars.ARS, at time.Time) (Match, bool) {
 	m, ok := s.Resolve(service, a, at)
 	if s.resolutions != nil {
 		level := ars.Level(0)
-		if ok {
+		if ok && int(m.Level) < len(s.resolutions) {
 			level = m.Level
 		}
 		s.resolutions[level].Inc()
