@@ -337,9 +337,17 @@ func testRoutingOverTheRealDirectory(t *testing.T, b flowtest.Backend) {
 
 	t.Run("resolutions are counted by level", func(t *testing.T) {
 		body := string(readAll(t, e.do(http.MethodGet, "/metrics", "", "", nil)))
+		// The lookups above matched at each of these levels at least once.
 		for _, level := range []string{"gemeinde", "kreis", "land", "none"} {
-			if !strings.Contains(body, `amtsbote_route_resolutions_total{level="`+level+`"}`) {
+			series := `amtsbote_route_resolutions_total{level="` + level + `"} `
+			i := strings.Index(body, series)
+			if i < 0 {
 				t.Errorf("no resolutions at level %s in /metrics", level)
+				continue
+			}
+			value, _, _ := strings.Cut(body[i+len(series):], "\n")
+			if n, err := strconv.ParseFloat(value, 64); err != nil || n < 1 {
+				t.Errorf("resolutions at level %s: %q, want at least 1", level, value)
 			}
 		}
 	})
