@@ -51,13 +51,24 @@ type body struct {
 
 func newBody() any { return new(body) }
 
-// flat is a body of strings alone, which Decode fills from the members it
-// checked.
+// flat is a body Decode fills from the members it checked.
 type flat struct {
-	Metadata *string `json:"encryptedMetadata"`
-	Data     *string `json:"encryptedData"`
-	Name     string  `json:"name"`
-	Kind     label   `json:"kind"`
+	Metadata *string         `json:"encryptedMetadata"`
+	Data     *string         `json:"encryptedData"`
+	Name     string          `json:"name"`
+	Kind     label           `json:"kind"`
+	Tags     json.RawMessage `json:"tags"`
+	List     []string        `json:"list"`
+	Payload  *leaf           `json:"payload"`
+	Inline   leaf            `json:"inline"`
+}
+
+// leaf is a struct field of flat.
+type leaf struct {
+	Metadata string          `json:"encryptedMetadata"`
+	Data     *string         `json:"encryptedData"`
+	More     json.RawMessage `json:"more"`
+	List     []string        `json:"list"`
 }
 
 type label string
@@ -69,6 +80,13 @@ func TestDecodeFlat(t *testing.T) {
 	if infoFor(reflect.TypeFor[*body]()).flat != nil {
 		t.Fatal("body is decoded as a flat struct")
 	}
+	// Without nulls and escapes the JSON engine is not needed.
+	ti := infoFor(reflect.TypeFor[*flat]())
+	s := newScanner([]byte(`{"encryptedMetadata":"m","list":["a"],"tags":{"a":1},"payload":{"encryptedMetadata":"p","list":[]},"inline":{"more":[1]}}`), Options{})
+	s.members, s.flat = make(map[string]json.RawMessage), ti.flat
+	if err := s.document(ti); err != nil || !canSetFlat(ti.flat, s.members, s.nested) || len(s.nested) != 2 {
+		t.Errorf("the scan of a flat body: %v, members %q, nested %q", err, s.members, s.nested)
+	}
 	for _, doc := range []string{
 		`{"encryptedMetadata":"eyJhbGciOiJSU0EtT0FFUC0yNTYifQ..a.b.c","encryptedData":"x.y.z","name":"Gewerbe","kind":"k"}`,
 		`{"encryptedMetadata":"a","other":{"x":[1,2]},"name":"ü €"}`,
@@ -77,12 +95,25 @@ func TestDecodeFlat(t *testing.T) {
 		`{"name":"\"quoted\""}`,
 		`{}`,
 		` { "kind" : "spaced" } `,
+		`{"tags": { "a" : [1, 2.5e3, "\u00fc"] } ,"name":"x"}`,
+		`{"tags":"plain","list":[ "a" , "b,c" ,"[d]"],"payload":{"encryptedMetadata":"m","more":{"x":[]}},"inline":{"list":[]}}`,
+		`{"tags":null}`,
+		`{"list":null}`,
+		`{"list":[]}`,
+		`{"list":["a\"b"]}`,
+		`{"payload":null,"inline":{}}`,
+		`{"payload":{},"inline":{"encryptedData":"d","other":{"list":["x"]}}}`,
+		`{"payload":{"encryptedMetadata":"a\/b"}}`,
+		`{"payload":{"list":["a"],"more":null}}`,
 	} {
 		for _, preset := range []bool{false, true} {
 			var got, want flat
 			if preset {
 				a, b := "before", "before"
 				got.Metadata, want.Metadata = &a, &b
+				got.Tags, want.Tags = json.RawMessage(`[0,1,2,3,4,5,6,7,8,9]`), json.RawMessage(`[0,1,2,3,4,5,6,7,8,9]`)
+				got.List, want.List = []string{"x", "y", "z"}, []string{"x", "y", "z"}
+				got.Payload, want.Payload = &leaf{Metadata: "before"}, &leaf{Metadata: "before"}
 			}
 			if err := Decode([]byte(doc), &got, Options{}); err != nil {
 				t.Fatalf("Decode(%s): %v", doc, err)

@@ -26,8 +26,12 @@ type scanner struct {
 	buf      []byte   // scratch for folded names
 
 	// members, when not nil, collects the members of the outermost
-	// object as it is checked, so that Object needs no second pass.
+	// object as it is checked, so that Object needs no second pass; with
+	// flat, the outermost object's fields when it is a flat struct,
+	// nested collects the members of its struct fields' objects too.
 	members map[string]json.RawMessage
+	flat    map[string]flatField
+	nested  map[string]map[string]json.RawMessage
 }
 
 // segment is one step of the path to the current value.
@@ -204,8 +208,8 @@ func (s *scanner) object(ti *typeInfo) error {
 		if err := s.value(child); err != nil {
 			return err
 		}
-		if s.members != nil && s.depth == 1 {
-			s.members[string(name)] = s.data[start:s.pos:s.pos]
+		if s.members != nil {
+			s.collect(name, s.data[start:s.pos:s.pos])
 		}
 		s.path = s.path[:len(s.path)-1]
 		s.skipSpace()
@@ -223,6 +227,29 @@ func (s *scanner) object(ti *typeInfo) error {
 		default:
 			return s.syntax("',' or '}' after a member")
 		}
+	}
+}
+
+// collect keeps a member of the outermost object, or of an object that is
+// the value of one of its struct fields.
+func (s *scanner) collect(name, raw []byte) {
+	switch {
+	case s.depth == 1:
+		s.members[string(name)] = raw
+	case s.depth == 2 && len(s.path) == 2 && s.path[0].index < 0:
+		top := string(s.path[0].name)
+		if f, ok := s.flat[top]; !ok || f.inner == nil {
+			return
+		}
+		if s.nested == nil {
+			s.nested = make(map[string]map[string]json.RawMessage)
+		}
+		m := s.nested[top]
+		if m == nil {
+			m = make(map[string]json.RawMessage)
+			s.nested[top] = m
+		}
+		m[string(name)] = raw
 	}
 }
 

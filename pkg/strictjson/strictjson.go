@@ -6,9 +6,10 @@
 // member at fault.
 //
 // Decode checks the bytes against the target type in one pass, then has
-// encoding/json's semantics decode them (a struct of strings alone, such
-// as a submission's two JWEs, it fills from the members it checked), so
-// what it accepts decodes exactly as encoding/json decodes it.
+// encoding/json's semantics decode them (a flat struct of strings, string
+// lists, raw values and structs of those, such as a submission's body or
+// message, it fills from the members it checked), so what it accepts
+// decodes exactly as encoding/json decodes it.
 package strictjson
 
 import (
@@ -69,12 +70,13 @@ func Decode(data []byte, v any, opts Options) error {
 	s := newScanner(data, opts)
 	flat := ti.flat != nil && rv.Elem().Kind() == reflect.Struct
 	if flat {
-		s.members = make(map[string]json.RawMessage, len(ti.flat))
+		s.members, s.flat = make(map[string]json.RawMessage, len(ti.flat)), ti.flat
 	}
 	if err := s.document(ti); err != nil {
 		return err
 	}
-	if flat && setFlat(rv.Elem(), ti.flat, s.members) {
+	if flat && canSetFlat(ti.flat, s.members, s.nested) {
+		setFlat(rv.Elem(), ti.flat, s.members, s.nested)
 		return nil
 	}
 	// encoding/json's semantics on the v2 engine (the mirror of Go's
@@ -157,35 +159,85 @@ func String(m map[string]json.RawMessage, name string) (s string, present bool, 
 	return s, true, nil
 }
 
-// setFlat fills the flat struct v from the members the scanner checked,
-// as encoding/json would, and reports whether it could: a member that is
-// null or holds an escape leaves v as it was and the JSON engine to it.
-func setFlat(v reflect.Value, fields map[string]flatField, members map[string]json.RawMessage) bool {
+// canSetFlat reports whether setFlat can fill a flat struct from members
+// (and the members of its struct fields' objects, nested) as encoding/json
+// would: not when a member is null or a string holds an escape, which are
+// left to the JSON engine.
+func canSetFlat(fields map[string]flatField, members map[string]json.RawMessage, nested map[string]map[string]json.RawMessage) bool {
 	for name, raw := range members {
-		if _, ok := fields[name]; !ok {
+		f, ok := fields[name]
+		if !ok {
 			continue // unknown, and allowed, or the scanner had refused it
 		}
-		if !isPlain(raw) {
+		if bytes.Equal(raw, null) {
 			return false
 		}
+		switch f.kind {
+		case flatString, flatStringPtr:
+			if !isPlain(raw) {
+				return false
+			}
+		case flatStrings:
+			if bytes.IndexByte(raw, '\\') >= 0 {
+				return false
+			}
+		case flatStruct, flatStructPtr:
+			if !canSetFlat(f.inner, nested[name], nil) {
+				return false
+			}
+		}
 	}
+	return true
+}
+
+var null = []byte("null")
+
+// setFlat fills the flat struct v as canSetFlat allowed.
+func setFlat(v reflect.Value, fields map[string]flatField, members map[string]json.RawMessage, nested map[string]map[string]json.RawMessage) {
 	for name, raw := range members {
 		f, ok := fields[name]
 		if !ok {
 			continue
 		}
-		str, _ := plainString(raw)
 		fv := v.Field(f.index)
-		if f.ptr {
+		if f.kind == flatStringPtr || f.kind == flatStructPtr {
 			// encoding/json writes through a pointer already set.
 			if fv.IsNil() {
 				fv.Set(reflect.New(fv.Type().Elem()))
 			}
 			fv = fv.Elem()
 		}
-		fv.SetString(str)
+		switch f.kind {
+		case flatString, flatStringPtr:
+			fv.SetString(string(raw[1 : len(raw)-1]))
+		case flatRaw:
+			// As json.RawMessage's UnmarshalJSON: a copy, into what was there.
+			fv.SetBytes(append(fv.Bytes()[:0], raw...))
+		case flatStrings:
+			fv.Set(reflect.ValueOf(plainStrings(raw, fv.Interface().([]string))))
+		case flatStruct, flatStructPtr:
+			setFlat(fv, f.inner, nested[name], nil)
+		}
 	}
-	return true
+}
+
+// plainStrings returns the strings of raw, a checked array of strings
+// without escapes, in dst's array as encoding/json reuses it; an empty
+// array is an empty slice, not nil.
+func plainStrings(raw []byte, dst []string) []string {
+	dst = dst[:0]
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '"' {
+			continue
+		}
+		end := i + 1 + bytes.IndexByte(raw[i+1:], '"')
+		dst = append(dst, string(raw[i+1:end]))
+		i = end
+	}
+	if dst == nil {
+		dst = []string{}
+	}
+	return dst
 }
 
 // plainString returns what the JSON string raw holds when it has no

@@ -58,22 +58,39 @@ type typeInfo struct {
 	// where that decoding may refuse what the scanner does not check
 	// (UnmarshalJSON, base64, ",string"), to find which value it was.
 	probe func([]byte) error
-	// flat is set for a struct whose fields are all strings or pointers
-	// to strings of its own (none promoted, none ",string"), by name: such
-	// a struct Decode fills from the members it checked.
+	// flat is set for a flat struct, by member name: one whose fields are
+	// its own (none promoted, none ",string") and each a string, a
+	// *string, a []string, a json.RawMessage, or a struct of those or a
+	// pointer to one. Decode fills such a struct from the members its
+	// checking scan collected.
 	flat map[string]flatField
 }
 
 // flatField is a field of a flat struct.
 type flatField struct {
 	index int
-	ptr   bool // *string
+	kind  flatKind
+	inner map[string]flatField // of a struct field
 }
+
+type flatKind uint8
+
+const (
+	flatString flatKind = iota
+	flatStringPtr
+	flatStrings
+	flatRaw
+	flatStruct
+	flatStructPtr
+)
+
+var stringsType = reflect.TypeFor[[]string]()
 
 var (
 	unmarshalerType     = reflect.TypeFor[json.Unmarshaler]()
 	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
 	numberType          = reflect.TypeFor[json.Number]()
+	rawMessageType      = reflect.TypeFor[json.RawMessage]()
 
 	rawInfo = &typeInfo{kind: kRaw}
 	anyInfo = &typeInfo{kind: kAny, want: "any JSON value"}
@@ -257,25 +274,58 @@ func (b *builder) structFields(ti *typeInfo, t reflect.Type) {
 	ti.flat = flatFields(ti, fields)
 }
 
-// flatFields returns the fields of a flat struct by name, or nil when one
-// of them is anything but a string or a pointer to one.
+// flatFields returns the fields of a flat struct by name, or nil when the
+// struct is not flat. Fields of a struct field may not be structs.
 func flatFields(ti *typeInfo, fields []field) map[string]flatField {
 	if len(fields) == 0 {
 		return nil
 	}
 	flat := make(map[string]flatField, len(fields))
 	for _, f := range fields {
-		ft, ptr := f.typ, false
-		if ft.Kind() == reflect.Pointer {
-			ft, ptr = ft.Elem(), true
-		}
-		// A custom or json.Number field has another kind.
-		if len(f.index) != 1 || f.quoted || ft.Kind() != reflect.String || ti.fields[f.name].kind != kString {
+		if len(f.index) != 1 || f.quoted {
 			return nil
 		}
-		flat[f.name] = flatField{index: f.index[0], ptr: ptr}
+		ff := flatField{index: f.index[0]}
+		t, ptr := f.typ, false
+		if t.Kind() == reflect.Pointer {
+			t, ptr = t.Elem(), true
+		}
+		fi := ti.fields[f.name]
+		switch {
+		case f.typ == rawMessageType:
+			ff.kind = flatRaw
+		case f.typ == stringsType:
+			ff.kind = flatStrings
+		// A custom or json.Number field has another kind.
+		case t.Kind() == reflect.String && fi.kind == kString:
+			ff.kind = flatString
+			if ptr {
+				ff.kind = flatStringPtr
+			}
+		case t.Kind() == reflect.Struct && fi.kind == kStruct && leafOnly(fi.flat):
+			ff.kind, ff.inner = flatStruct, fi.flat
+			if ptr {
+				ff.kind = flatStructPtr
+			}
+		default:
+			return nil
+		}
+		flat[f.name] = ff
 	}
 	return flat
+}
+
+// leafOnly reports whether fields is a flat struct without struct fields.
+func leafOnly(fields map[string]flatField) bool {
+	if fields == nil {
+		return false
+	}
+	for _, f := range fields {
+		if f.inner != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // typeFields returns the members of struct t in index order, as
