@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"regexp"
 
-	jsonv1 "github.com/go-json-experiment/json/v1"
+	"github.com/amtsbote/amtsbote/pkg/strictjson"
 )
 
 // CloudEvents types of the messages Amtsbote publishes.
@@ -138,9 +138,9 @@ func plain(s string) bool {
 // Decode parses and checks a message body from NATS (untrusted input).
 func Decode(data []byte) (Submission, error) {
 	var s Submission
-	// encoding/json's semantics on the v2 engine, which reads the inline
-	// JWEs several times faster than encoding/json.
-	if err := jsonv1.Unmarshal(data, &s); err != nil {
+	// A flat struct: strictjson's checking scan reads the inline JWEs
+	// once and fills s, refusing duplicate or miscased members.
+	if err := strictjson.Decode(data, &s, strictjson.Options{}); err != nil {
 		return s, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	for field, v := range map[string]string{"submissionId": s.SubmissionID, "caseId": s.CaseID, "destinationId": s.DestinationID} {

@@ -126,15 +126,70 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// FuzzDecode checks that what Decode accepts has a service and decodes as
+// encoding/json decodes it.
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"submissionId":"` + sid + `","caseId":"` + cid + `","destinationId":"` + did + `","service":"s","object":"o"}`))
 	f.Add([]byte(`{}`))
+	f.Add(message(Payload{EncryptedMetadata: "a.b.c.d.e", EncryptedData: "f.g.h.i.j"}, `["`+sid+`"]`, `{"metadata":"x"}`))
+	f.Add([]byte(`{"submissionId":"` + sid + `","caseId":"` + cid + `","destinationId":"` + did + `","service":"s","attachments":null,"payload":{"encryptedMetadata":"a\u002eb"},"authenticationTags":null}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Decode(data)
-		if err == nil && s.Service == "" {
+		if err != nil {
+			return
+		}
+		if s.Service == "" {
 			t.Fatal("accepted a message without service")
 		}
+		var want Submission
+		if err := json.Unmarshal(data, &want); err != nil {
+			t.Fatalf("Decode accepted what encoding/json refuses: %v", err)
+		}
+		if !reflect.DeepEqual(s, want) {
+			t.Fatalf("Decode = %+v; encoding/json gives %+v", s, want)
+		}
 	})
+}
+
+// message is an INGRESS body with payload p, and attachments and tags as
+// JSON.
+func message(p Payload, attachments, tags string) []byte {
+	return []byte(`{"submissionId":"` + sid + `","caseId":"` + cid + `","destinationId":"` + did +
+		`","service":"urn:de:fim:leika:leistung:99050012000000","ars":"083155003064","attachments":` + attachments +
+		`,"payload":` + string(p.Encode()) + `,"authenticationTags":` + tags + `}`)
+}
+
+// TestDecodeAsEncodingJSON holds Decode to encoding/json on a message as
+// the gateway writes it.
+func TestDecodeAsEncodingJSON(t *testing.T) {
+	in := message(Payload{EncryptedMetadata: "a.b.c.d.e", EncryptedData: strings.Repeat("QUJD-_.", 3000)}, `["`+sid+`", "`+cid+`"]`, `{ "metadata": "x" }`)
+	got, err := Decode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want Submission
+	if err := json.Unmarshal(in, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Decode = %+v; encoding/json gives %+v", got, want)
+	}
+	if _, err := Decode(bytes.Replace(in, []byte(`"service"`), []byte(`"Service"`), 1)); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Decode of a miscased member = %v, want ErrInvalid", err)
+	}
+}
+
+// BenchmarkDecode reads an INGRESS message with 16 KiB of data sealed
+// inline, as the router does for every submission.
+func BenchmarkDecode(b *testing.B) {
+	data := message(Payload{EncryptedMetadata: strings.Repeat("eyJhbGciOiJSU0EtT0FFUC0yNTYifQ.", 100), EncryptedData: strings.Repeat("QUJD-_", 3700)}, `[]`, `{"metadata":"x","data":"y"}`)
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 // TestEncode checks that Encode and Payload.Encode say what encoding/json
