@@ -26,9 +26,10 @@ type scanner struct {
 	buf      []byte   // scratch for folded names
 
 	// members, when not nil, collects the members of the outermost
-	// object as it is checked, so that Object needs no second pass; with
-	// flat, the outermost object's fields when it is a flat struct,
-	// nested collects the members of its struct fields' objects too.
+	// object as it is checked, so that Object and Decode need no second
+	// pass. flat holds the outermost object's fields when it decodes into
+	// a flat struct; nested then collects the members of the objects of
+	// its struct fields.
 	members map[string]json.RawMessage
 	flat    map[string]flatField
 	nested  map[string]map[string]json.RawMessage
