@@ -153,7 +153,7 @@ func String(m map[string]json.RawMessage, name string) (s string, present bool, 
 	if s, ok := plainString(raw); ok {
 		return s, true, nil
 	}
-	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) || json.Unmarshal(raw, &s) != nil {
+	if bytes.Equal(bytes.TrimSpace(raw), null) || json.Unmarshal(raw, &s) != nil {
 		return "", true, errors.New("must be a string")
 	}
 	return s, true, nil
