@@ -38,7 +38,8 @@ type Bus struct {
 	smu     sync.Mutex
 	streams map[string]jetstream.Stream // guarded by smu
 
-	tracer trace.Tracer // set before use; see SetTracerProvider
+	tracer  trace.Tracer // set before use; see SetTracerProvider
+	tracing bool         // tracer records: spans are worth building
 }
 
 // Connect dials url (one or more comma-separated server URLs), checks that
@@ -87,7 +88,9 @@ func (b *Bus) Close() error {
 // SetTracerProvider makes publishes and consumed messages spans of tp's
 // traces (producer and consumer spans, linked through the traceparent).
 // Call it before the bus is used; without it no spans are recorded.
-func (b *Bus) SetTracerProvider(tp trace.TracerProvider) { b.tracer = tracing.Tracer(tp) }
+func (b *Bus) SetTracerProvider(tp trace.TracerProvider) {
+	b.tracer, b.tracing = tracing.Tracer(tp), tracing.Records(tp)
+}
 
 // Conn returns the underlying NATS connection, for plain subscriptions and
 // request-reply.

@@ -62,10 +62,13 @@ func (b *Bus) Publish(ctx context.Context, subject string, ev event.Event, msgID
 }
 
 func (b *Bus) publish(ctx context.Context, subject string, ev event.Event, msgID string, opts ...jetstream.PublishOpt) (ack *jetstream.PubAck, err error) {
-	ctx, end := tracing.Start(ctx, b.tracer, "publish "+subjectPrefix(subject), trace.SpanKindProducer,
-		attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "send"),
-		attribute.String("messaging.destination.name", subject), attribute.String("messaging.message.id", msgID))
-	defer func() { end(err) }()
+	if b.tracing {
+		var end func(error)
+		ctx, end = tracing.Start(ctx, b.tracer, "publish "+subjectPrefix(subject), trace.SpanKindProducer,
+			attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", subject), attribute.String("messaging.message.id", msgID))
+		defer func() { end(err) }()
+	}
 	if err := checkPublishSubject(subject); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}

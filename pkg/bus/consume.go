@@ -454,7 +454,12 @@ func (b *Bus) chain(h Handler, cfg ConsumerConfig) Handler {
 	inner := h
 	h = func(ctx context.Context, m *Message) error {
 		tp, _ := m.Event.Extensions()[ExtensionTraceparent].(string)
-		ctx, end := tracing.Start(ContextWithTraceparent(ctx, tp), b.tracer, "consume "+m.Stream, trace.SpanKindConsumer,
+		ctx = ContextWithTraceparent(ctx, tp)
+		if !b.tracing {
+			// The trace still travels on through ctx to what the handler publishes.
+			return inner(ctx, m)
+		}
+		ctx, end := tracing.Start(ctx, b.tracer, "consume "+m.Stream, trace.SpanKindConsumer,
 			attribute.String("messaging.system", "nats"), attribute.String("messaging.operation.type", "process"),
 			attribute.String("messaging.destination.name", m.Subject), attribute.String("messaging.consumer.group.name", cfg.Durable),
 			attribute.Int("messaging.nats.delivery_attempt", m.Attempt), attribute.Int64("messaging.nats.stream_sequence", int64(m.Sequence)))
