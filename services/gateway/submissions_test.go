@@ -546,3 +546,44 @@ func TestNoBus(t *testing.T) {
 	wantProblem(t, e.do(http.MethodPost, "/v1/submissions", "", "application/json", body), http.StatusUnauthorized, problem.TypeUnauthorized, "")
 	decode[map[string]any](t, e.do(http.MethodGet, "/v1/destinations/"+d.ID, sender, "", nil), http.StatusOK)
 }
+
+// TestUUIDsWithoutHyphens: FIT-Connect's ids may come as 32 hex digits
+// (minLength 32); they name the same resources, answered in the canonical
+// form.
+func TestUUIDsWithoutHyphens(t *testing.T) {
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	receiver := f.token("subscribe:destination:" + d.ID)
+	bare := func(id string) string { return strings.ToUpper(strings.ReplaceAll(id, "-", "")) }
+
+	first := f.create(t, sender, createBody(d))
+	aid := newUUID(t)
+	body := createBody(d, bare(aid))
+	body["destinationId"], body["caseId"] = bare(d.ID), bare(first.CaseID)
+	c := f.create(t, sender, body)
+	if c.DestinationID != d.ID || c.CaseID != first.CaseID {
+		t.Fatalf("created %+v, want destination %s, case %s", c, d.ID, first.CaseID)
+	}
+	s := sealedSubmission{created: c, dest: d, attachments: map[string]string{aid: seal(t, []byte("Anlage"), d.EncryptionKID)}, order: []string{aid}}
+	s.metadata = seal(t, []byte(`{}`), d.EncryptionKID)
+	s.data = seal(t, []byte(`{"name":"Erika Mustermann"}`), d.EncryptionKID)
+	f.upload(t, sender, bare(s.SubmissionID), bare(aid), s.attachments[aid]).want(t, http.StatusNoContent)
+	f.callJSON(t, http.MethodPut, "/v1/submissions/"+bare(s.SubmissionID), sender, s.submitBody()).want(t, http.StatusAccepted)
+	f.route(t, s.SubmissionID)
+
+	list := decodeReply[pickupList](t, f.call(t, http.MethodGet, "/v1/submissions?destinationId="+bare(d.ID), receiver, "", nil), http.StatusOK)
+	if list.TotalCount != 1 || list.Submissions[0].SubmissionID != s.SubmissionID {
+		t.Fatalf("pickup list %+v", list)
+	}
+	got := decodeReply[submissionView](t, f.call(t, http.MethodGet, "/v1/submissions/"+bare(s.SubmissionID), receiver, "", nil), http.StatusOK)
+	if got.SubmissionID != s.SubmissionID || got.EncryptedData != s.data || !slices.Equal(got.Attachments, []string{aid}) {
+		t.Fatalf("fetched %+v", got)
+	}
+	r := f.call(t, http.MethodGet, "/v1/submissions/"+bare(s.SubmissionID)+"/attachments/"+bare(aid), receiver, "", nil)
+	r.want(t, http.StatusOK)
+	if string(r.body) != s.attachments[aid] {
+		t.Errorf("attachment of %d bytes", len(r.body))
+	}
+	f.waitEvents(t, receiver, bare(c.CaseID), "create-submission", "create-submission", "submit-submission", "notify-submission")
+}

@@ -122,9 +122,10 @@ func PageFrom(q url.Values) (store.Page, error) {
 }
 
 // CanonicalUUID returns s as a lower-case canonical UUID, or false when s
-// is not a UUID in its 36-character form.
+// is not a UUID in the forms FIT-Connect allows: 36 characters with
+// hyphens or 32 hex digits without.
 func CanonicalUUID(s string) (string, bool) {
-	if len(s) != 36 {
+	if len(s) != 36 && len(s) != 32 {
 		return "", false
 	}
 	u, err := uuid.Parse(s)
