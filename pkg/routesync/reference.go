@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
@@ -104,6 +105,16 @@ func (r *Reference) RetiredArea(arsDigits string, l ars.Level) (store.Area, bool
 	return store.Area{}, false
 }
 
+// specForm holds the Routing API's patterns of the area parameters: a
+// value of that form names no area of ours when it does not parse (a Land
+// code above 16, an area id of another service), which is an unknown area,
+// not a malformed request.
+var specForm = map[string]*regexp.Regexp{
+	"ars":    regexp.MustCompile(`^(\d{2}|\d{3}|\d{5}|\d{9}|\d{12})$`),
+	"ags":    regexp.MustCompile(`^(\d{2}|\d{3}|\d{5}|\d{8})$`),
+	"areaId": regexp.MustCompile(`^\d+$`),
+}
+
 // Place turns an area parameter of the Routing API (ars, ags or areaId)
 // into the key to resolve: the area's key at the level the directory
 // knows it. Without an imported directory the key is taken as given. A
@@ -111,11 +122,18 @@ func (r *Reference) RetiredArea(arsDigits string, l ars.Level) (store.Area, bool
 // lacks is a 422, naming the import that retired it when one did.
 func (ref *Reference) Place(param, value string) (ars.ARS, error) {
 	dir := ref.Directory()
+	malformed := func(err error) error {
+		if re := specForm[param]; dir != nil && re != nil && re.MatchString(value) {
+			what := map[string]string{"ars": "ARS", "ags": "AGS", "areaId": "area"}[param]
+			return notInDirectory(param, fmt.Sprintf("%s %s", what, value), dir)
+		}
+		return problem.Invalid(param, err.Error())
+	}
 	switch param {
 	case "ars":
 		a, err := ars.Parse(value)
 		if err != nil {
-			return ars.ARS{}, problem.Invalid("ars", err.Error())
+			return ars.ARS{}, malformed(err)
 		}
 		if dir == nil {
 			return a, nil
@@ -130,7 +148,7 @@ func (ref *Reference) Place(param, value string) (ars.ARS, error) {
 	case "ags":
 		k, err := ars.ParseAGS(value)
 		if err != nil {
-			return ars.ARS{}, problem.Invalid("ags", err.Error())
+			return ars.ARS{}, malformed(err)
 		}
 		if dir == nil {
 			if a, ok := k.ARS(); ok {
@@ -154,7 +172,7 @@ func (ref *Reference) Place(param, value string) (ars.ARS, error) {
 	default:
 		a, l, err := store.ParseAreaID(value)
 		if err != nil {
-			return ars.ARS{}, problem.Invalid("areaId", err.Error())
+			return ars.ARS{}, malformed(err)
 		}
 		if dir == nil {
 			return ars.ARS{}, problem.Unavailable("areaId needs the area directory; none is imported")

@@ -106,8 +106,7 @@ func AdminView(d store.Destination, keys []store.Key) Admin {
 	return v
 }
 
-// pathDestinationID reads and checks the destinationId path parameter.
-// PathID reads the destinationId path parameter.
+// PathID reads and checks the destinationId path parameter.
 func PathID(r *http.Request) (string, error) {
 	raw := r.PathValue("destinationId")
 	id, ok := httpapi.CanonicalUUID(raw)
