@@ -38,13 +38,8 @@ func TestConsumeCarriesTraceOn(t *testing.T) {
 					forwarded <- bus.Traceparent(ctx)
 					return nil
 				})
-			select {
-			case tp := <-forwarded:
-				if !strings.Contains(tp, traceID) {
-					t.Errorf("handler's traceparent %q, want trace %s", tp, traceID)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("no message")
+			if tp := receive(t, forwarded); !strings.Contains(tp, traceID) {
+				t.Errorf("handler's traceparent %q, want trace %s", tp, traceID)
 			}
 			got := make(chan string, 1)
 			startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "inbox"},
@@ -53,13 +48,8 @@ func TestConsumeCarriesTraceOn(t *testing.T) {
 					got <- tp
 					return nil
 				})
-			select {
-			case tp := <-got:
-				if !strings.Contains(tp, traceID) {
-					t.Errorf("forwarded event's traceparent %q, want trace %s", tp, traceID)
-				}
-			case <-time.After(10 * time.Second):
-				t.Fatal("no forwarded message")
+			if tp := receive(t, got); !strings.Contains(tp, traceID) {
+				t.Errorf("forwarded event's traceparent %q, want trace %s", tp, traceID)
 			}
 			eventually(t, 5*time.Second, func() error {
 				var names []string
@@ -79,5 +69,17 @@ func TestConsumeCarriesTraceOn(t *testing.T) {
 				return nil
 			})
 		})
+	}
+}
+
+// receive waits for the traceparent a handler reports.
+func receive(t *testing.T, ch <-chan string) string {
+	t.Helper()
+	select {
+	case tp := <-ch:
+		return tp
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message")
+		return ""
 	}
 }
