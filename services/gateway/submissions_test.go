@@ -587,3 +587,33 @@ func TestUUIDsWithoutHyphens(t *testing.T) {
 	}
 	f.waitEvents(t, receiver, bare(c.CaseID), "create-submission", "create-submission", "submit-submission", "notify-submission")
 }
+
+// TestSubmitStopsBeforeItsEvent: the payload, the tags and the INGRESS
+// message are written together; when one fails the submit answers 503 and
+// queues no submit-submission, so no receiver is offered the submission.
+// The retried submit completes it, with one INGRESS message.
+func TestSubmitStopsBeforeItsEvent(t *testing.T) {
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	receiver := f.token("subscribe:destination:" + d.ID)
+	s := f.prepare(t, sender, d, 0)
+	ctx := context.Background()
+	must(t, f.bus.JetStream().DeleteStream(ctx, bus.StreamIngress))
+
+	f.submit(t, sender, s).problem(t, http.StatusServiceUnavailable, problem.TypeUnavailable, "")
+	f.settle(t)
+	f.waitEvents(t, sender, s.CaseID, "create-submission")
+	if sub, err := f.st.Submission(ctx, s.SubmissionID); err != nil || sub.Status != sealed.Incomplete {
+		t.Fatalf("after the failed submit: %+v, %v", sub, err)
+	}
+	f.call(t, http.MethodGet, "/v1/submissions/"+s.SubmissionID, receiver, "", nil).
+		problem(t, http.StatusNotFound, problem.TypeSubmissionNotFound, "submissionId")
+
+	must(t, f.bus.Ensure(ctx, bus.TopologyConfig{}))
+	f.submit(t, sender, s).want(t, http.StatusAccepted)
+	f.waitEvents(t, sender, s.CaseID, "create-submission", "submit-submission")
+	if msgs := flowtest.Messages(t, f.bus, bus.StreamIngress, ""); len(msgs) != 1 {
+		t.Errorf("%d INGRESS messages after the retry, want 1", len(msgs))
+	}
+}

@@ -34,6 +34,7 @@ import (
 
 	gojose "github.com/go-jose/go-jose/v4"
 	"github.com/google/uuid"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/bus"
@@ -734,21 +735,10 @@ func (a *API) publishSubmission(r *http.Request, sub store.Submission, d store.D
 	// A payload small enough to travel inline is kept in one entry; a
 	// larger one in the object store, which the messages then name.
 	inline := len(payloadJSON) <= sealed.InlineLimit
-	if inline {
-		if _, err := a.bus.PutCheckedState(ctx, sealed.PayloadKey(sub.ID), payloadJSON); err != nil {
-			return a.api.Unavailable(r, "store payload", err)
-		}
-	} else if _, err := a.bus.PutObject(ctx, sealed.PayloadObject(sub.ID), bytes.NewReader(payloadJSON)); err != nil {
-		return a.api.Unavailable(r, "store payload", err)
-	}
 	tagsJSON, err := json.Marshal(tags)
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", sub.ID, err)
 	}
-	if _, err := a.bus.PutState(ctx, sealed.TagsKey(sub.ID), tagsJSON); err != nil {
-		return a.api.Unavailable(r, "store tags", err)
-	}
-
 	ars := d.HomeRegion
 	if sub.Region != "" {
 		ars = strings.TrimPrefix(sub.Region, "DE")
@@ -763,11 +753,40 @@ func (a *API) publishSubmission(r *http.Request, sub store.Submission, d store.D
 	} else {
 		msg.Object = sealed.PayloadObject(sub.ID)
 	}
-	if err := a.bus.PublishSubmission(ctx, a.url, msg, a.now()); err != nil {
-		if errors.Is(err, bus.ErrInvalidToken) {
-			return fmt.Errorf("submit %s: %w", sub.ID, err)
+	// The payload, its tags and the INGRESS message do not depend on one
+	// another: they are written together, and the submit waits for the
+	// slowest instead of for each in turn. The submit-submission event
+	// follows all three, so that no receiver is offered the submission
+	// before its payload and tags are stored. Each write is idempotent; a
+	// retried submit writes them again.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if inline {
+			if _, err := a.bus.PutCheckedState(gctx, sealed.PayloadKey(sub.ID), payloadJSON); err != nil {
+				return a.api.Unavailable(r, "store payload", err)
+			}
+		} else if _, err := a.bus.PutObject(gctx, sealed.PayloadObject(sub.ID), bytes.NewReader(payloadJSON)); err != nil {
+			return a.api.Unavailable(r, "store payload", err)
 		}
-		return a.api.Unavailable(r, "publish submission", err)
+		return nil
+	})
+	g.Go(func() error {
+		if _, err := a.bus.PutState(gctx, sealed.TagsKey(sub.ID), tagsJSON); err != nil {
+			return a.api.Unavailable(r, "store tags", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := a.bus.PublishSubmission(gctx, a.url, msg, a.now()); err != nil {
+			if errors.Is(err, bus.ErrInvalidToken) {
+				return fmt.Errorf("submit %s: %w", sub.ID, err)
+			}
+			return a.api.Unavailable(r, "publish submission", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
 	if err := a.issuer.Enqueue(ctx, set.SubmitSubmission, sub.ID, sub.CaseID, set.SubmitPayload{AuthenticationTags: tags}); err != nil {
 		return a.api.Unavailable(r, "queue submit-submission", err)
