@@ -505,10 +505,7 @@ func TestSubmitBadInput(t *testing.T) {
 // TestLargePayloadByReference proves that a payload above the inline bound
 // travels as an object reference and is still fetched whole.
 func TestLargePayloadByReference(t *testing.T) {
-	f := newFlowEnv(t, flowtest.OpenSQLite(t))
-	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
-	sender := f.token("send:region:DE08")
-	receiver := f.token("subscribe:destination:" + d.ID)
+	f, d, sender, receiver := oneDestinationFlow(t)
 	s := f.prepare(t, sender, d, 0)
 	data := bytes.Repeat([]byte(`{"zeile":"Bauantrag mit vielen Angaben"},`), 3000)
 	s.data = seal(t, data, d.EncryptionKID)
@@ -551,10 +548,7 @@ func TestNoBus(t *testing.T) {
 // (minLength 32); they name the same resources, answered in the canonical
 // form.
 func TestUUIDsWithoutHyphens(t *testing.T) {
-	f := newFlowEnv(t, flowtest.OpenSQLite(t))
-	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
-	sender := f.token("send:region:DE08")
-	receiver := f.token("subscribe:destination:" + d.ID)
+	f, d, sender, receiver := oneDestinationFlow(t)
 	bare := func(id string) string { return strings.ToUpper(strings.ReplaceAll(id, "-", "")) }
 
 	first := f.create(t, sender, createBody(d))
@@ -593,10 +587,7 @@ func TestUUIDsWithoutHyphens(t *testing.T) {
 // queues no submit-submission, so no receiver is offered the submission.
 // The retried submit completes it, with one INGRESS message.
 func TestSubmitStopsBeforeItsEvent(t *testing.T) {
-	f := newFlowEnv(t, flowtest.OpenSQLite(t))
-	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
-	sender := f.token("send:region:DE08")
-	receiver := f.token("subscribe:destination:" + d.ID)
+	f, d, sender, receiver := oneDestinationFlow(t)
 	s := f.prepare(t, sender, d, 0)
 	ctx := context.Background()
 	must(t, f.bus.JetStream().DeleteStream(ctx, bus.StreamIngress))
@@ -616,4 +607,14 @@ func TestSubmitStopsBeforeItsEvent(t *testing.T) {
 	if msgs := flowtest.Messages(t, f.bus, bus.StreamIngress, ""); len(msgs) != 1 {
 		t.Errorf("%d INGRESS messages after the retry, want 1", len(msgs))
 	}
+}
+
+// oneDestinationFlow is a flow environment on SQLite with one active
+// destination for Freiburg (DE08311), a sender's token for Baden-Württemberg
+// and its receiver's token.
+func oneDestinationFlow(t *testing.T) (f *flowEnv, d store.Destination, sender, receiver string) {
+	t.Helper()
+	f = newFlowEnv(t, flowtest.OpenSQLite(t))
+	d = f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	return f, d, f.token("send:region:DE08"), f.token("subscribe:destination:" + d.ID)
 }
