@@ -105,14 +105,17 @@ func (r *Reference) RetiredArea(arsDigits string, l ars.Level) (store.Area, bool
 	return store.Area{}, false
 }
 
-// specForm holds the Routing API's patterns of the area parameters: a
-// value of that form names no area of ours when it does not parse (a Land
-// code above 16, an area id of another service), which is an unknown area,
-// not a malformed request.
-var specForm = map[string]*regexp.Regexp{
-	"ars":    regexp.MustCompile(`^(\d{2}|\d{3}|\d{5}|\d{9}|\d{12})$`),
-	"ags":    regexp.MustCompile(`^(\d{2}|\d{3}|\d{5}|\d{8})$`),
-	"areaId": regexp.MustCompile(`^\d+$`),
+// areaParams are the Routing API's area parameters: the pattern its spec
+// gives each, and what a value names in a problem. A value of that form
+// that does not parse (a Land code above 16, an area id of another
+// service) names no area of ours: an unknown area, not a malformed request.
+var areaParams = map[string]struct {
+	form  *regexp.Regexp
+	label string
+}{
+	"ars":    {regexp.MustCompile(`^(\d{2}|\d{3}|\d{5}|\d{9}|\d{12})$`), "ARS"},
+	"ags":    {regexp.MustCompile(`^(\d{2}|\d{3}|\d{5}|\d{8})$`), "AGS"},
+	"areaId": {regexp.MustCompile(`^\d+$`), "area"},
 }
 
 // Place turns an area parameter of the Routing API (ars, ags or areaId)
@@ -122,10 +125,11 @@ var specForm = map[string]*regexp.Regexp{
 // lacks is a 422, naming the import that retired it when one did.
 func (ref *Reference) Place(param, value string) (ars.ARS, error) {
 	dir := ref.Directory()
+	p := areaParams[param]
+	unknown := func() error { return notInDirectory(param, p.label+" "+value, dir) }
 	malformed := func(err error) error {
-		if re := specForm[param]; dir != nil && re != nil && re.MatchString(value) {
-			what := map[string]string{"ars": "ARS", "ags": "AGS", "areaId": "area"}[param]
-			return notInDirectory(param, fmt.Sprintf("%s %s", what, value), dir)
+		if dir != nil && p.form != nil && p.form.MatchString(value) {
+			return unknown()
 		}
 		return problem.Invalid(param, err.Error())
 	}
@@ -144,7 +148,7 @@ func (ref *Reference) Place(param, value string) (ars.ARS, error) {
 		if old, ok := ref.Retired(a); ok {
 			return ars.ARS{}, retiredProblem("ars", value, old, dir)
 		}
-		return ars.ARS{}, notInDirectory("ars", fmt.Sprintf("ARS %s", value), dir)
+		return ars.ARS{}, unknown()
 	case "ags":
 		k, err := ars.ParseAGS(value)
 		if err != nil {
@@ -168,7 +172,7 @@ func (ref *Reference) Place(param, value string) (ars.ARS, error) {
 				return ars.ARS{}, retiredProblem("ags", value, old, dir)
 			}
 		}
-		return ars.ARS{}, notInDirectory("ags", fmt.Sprintf("AGS %s", value), dir)
+		return ars.ARS{}, unknown()
 	default:
 		a, l, err := store.ParseAreaID(value)
 		if err != nil {
@@ -183,7 +187,7 @@ func (ref *Reference) Place(param, value string) (ars.ARS, error) {
 		if old, ok := ref.RetiredArea(a.String(), l); ok {
 			return ars.ARS{}, retiredProblem("areaId", value, old, dir)
 		}
-		return ars.ARS{}, notInDirectory("areaId", fmt.Sprintf("area %s", value), dir)
+		return ars.ARS{}, unknown()
 	}
 }
 
