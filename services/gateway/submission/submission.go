@@ -722,6 +722,14 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 	return tags, nil
 }
 
+// busStep is a write of the submit that failed, and which one.
+type busStep struct {
+	op  string
+	err error
+}
+
+func (e *busStep) Error() string { return e.op + ": " + e.err.Error() }
+
 // publishSubmission stores the sealed payload and the tags, publishes the
 // submission to INGRESS (Nats-Msg-Id = submission id) and queues the
 // submit-submission event.
@@ -758,35 +766,36 @@ func (a *API) publishSubmission(r *http.Request, sub store.Submission, d store.D
 	// slowest instead of for each in turn. The submit-submission event
 	// follows all three, so that no receiver is offered the submission
 	// before its payload and tags are stored. Each write is idempotent; a
-	// retried submit writes them again.
+	// retried submit writes them again. The first write to fail is the
+	// one answered and logged; the others stop with it.
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
+	write := func(op string, f func() error) {
+		g.Go(func() error {
+			if err := f(); err != nil {
+				return &busStep{op: op, err: err}
+			}
+			return nil
+		})
+	}
+	write("store payload", func() error {
 		if inline {
-			if _, err := a.bus.PutCheckedState(gctx, sealed.PayloadKey(sub.ID), payloadJSON); err != nil {
-				return a.api.Unavailable(r, "store payload", err)
-			}
-		} else if _, err := a.bus.PutObject(gctx, sealed.PayloadObject(sub.ID), bytes.NewReader(payloadJSON)); err != nil {
-			return a.api.Unavailable(r, "store payload", err)
+			_, err := a.bus.PutCheckedState(gctx, sealed.PayloadKey(sub.ID), payloadJSON)
+			return err
 		}
-		return nil
-	})
-	g.Go(func() error {
-		if _, err := a.bus.PutState(gctx, sealed.TagsKey(sub.ID), tagsJSON); err != nil {
-			return a.api.Unavailable(r, "store tags", err)
-		}
-		return nil
-	})
-	g.Go(func() error {
-		if err := a.bus.PublishSubmission(gctx, a.url, msg, a.now()); err != nil {
-			if errors.Is(err, bus.ErrInvalidToken) {
-				return fmt.Errorf("submit %s: %w", sub.ID, err)
-			}
-			return a.api.Unavailable(r, "publish submission", err)
-		}
-		return nil
-	})
-	if err := g.Wait(); err != nil {
+		_, err := a.bus.PutObject(gctx, sealed.PayloadObject(sub.ID), bytes.NewReader(payloadJSON))
 		return err
+	})
+	write("store tags", func() error {
+		_, err := a.bus.PutState(gctx, sealed.TagsKey(sub.ID), tagsJSON)
+		return err
+	})
+	write("publish submission", func() error { return a.bus.PublishSubmission(gctx, a.url, msg, a.now()) })
+	if err := g.Wait(); err != nil {
+		step := err.(*busStep)
+		if errors.Is(step.err, bus.ErrInvalidToken) {
+			return fmt.Errorf("submit %s: %w", sub.ID, step.err)
+		}
+		return a.api.Unavailable(r, step.op, step.err)
 	}
 	if err := a.issuer.Enqueue(ctx, set.SubmitSubmission, sub.ID, sub.CaseID, set.SubmitPayload{AuthenticationTags: tags}); err != nil {
 		return a.api.Unavailable(r, "queue submit-submission", err)
