@@ -11,9 +11,11 @@ import (
 // disallowUnknown a member v does not declare is refused too. Every
 // failure is a *Problem naming the offending member ("body" for the body
 // as a whole): 400 unknown-field for a member v does not declare (or
-// declares in another case), 400 malformed-json for the rest.
+// declares in another case), 400 malformed-json for the rest. Long
+// strings of v, such as a submission's JWEs, may refer to body, which
+// must not change afterwards (strictjson.Options.ShareLong).
 func DecodeJSON(body []byte, v any, disallowUnknown bool) error {
-	err := strictjson.Decode(body, v, strictjson.Options{DisallowUnknown: disallowUnknown})
+	err := strictjson.Decode(body, v, strictjson.Options{DisallowUnknown: disallowUnknown, ShareLong: true})
 	if err == nil {
 		return nil
 	}

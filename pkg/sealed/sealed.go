@@ -136,11 +136,12 @@ func plain(s string) bool {
 }
 
 // Decode parses and checks a message body from NATS (untrusted input).
+// The inline JWEs refer to data, which must not change afterwards.
 func Decode(data []byte) (Submission, error) {
 	var s Submission
 	// A flat struct: strictjson's checking scan reads the inline JWEs
 	// once and fills s, refusing duplicate or miscased members.
-	if err := strictjson.Decode(data, &s, strictjson.Options{}); err != nil {
+	if err := strictjson.Decode(data, &s, strictjson.Options{ShareLong: true}); err != nil {
 		return s, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	for field, v := range map[string]string{"submissionId": s.SubmissionID, "caseId": s.CaseID, "destinationId": s.DestinationID} {

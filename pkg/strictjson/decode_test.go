@@ -10,6 +10,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 type serviceType struct {
@@ -459,5 +460,42 @@ func TestPlain8(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// within reports whether s's bytes lie inside data.
+func within(s string, data []byte) bool {
+	if s == "" {
+		return false
+	}
+	p, lo := uintptr(unsafe.Pointer(unsafe.StringData(s))), uintptr(unsafe.Pointer(unsafe.SliceData(data)))
+	return p >= lo && p+uintptr(len(s)) <= lo+uintptr(len(data))
+}
+
+func TestDecodeShareLong(t *testing.T) {
+	long := strings.Repeat("x", ShareLongMin)
+	short := strings.Repeat("y", ShareLongMin-1)
+	doc := []byte(fmt.Sprintf(`{"encryptedMetadata":%q,"encryptedData":%q,"name":%q,"payload":{"encryptedMetadata":%q}}`, long, short, long, long))
+	for _, share := range []bool{false, true} {
+		var v flat
+		if err := Decode(doc, &v, Options{ShareLong: share}); err != nil {
+			t.Fatal(err)
+		}
+		if *v.Metadata != long || *v.Data != short || v.Name != long || v.Payload.Metadata != long {
+			t.Fatalf("share %v: decoded %+v", share, v)
+		}
+		for name, s := range map[string]string{"encryptedMetadata": *v.Metadata, "name": v.Name, "payload.encryptedMetadata": v.Payload.Metadata} {
+			if within(s, doc) != share {
+				t.Errorf("share %v: %s in the document: %v", share, name, within(s, doc))
+			}
+		}
+		if within(*v.Data, doc) {
+			t.Errorf("share %v: a string shorter than ShareLongMin refers to the document", share)
+		}
+	}
+	// An escape leaves the document to the JSON engine, which copies.
+	var v flat
+	if err := Decode([]byte(`{"name":"`+long+`\n"}`), &v, Options{ShareLong: true}); err != nil || v.Name != long+"\n" {
+		t.Fatalf("escaped: %q, %v", v.Name, err)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"unsafe"
 
 	jsonv1 "github.com/go-json-experiment/json/v1"
 )
@@ -37,7 +38,17 @@ type Options struct {
 	// MaxDepth bounds the nesting of objects and arrays; the top level
 	// is 1. Zero means DefaultMaxDepth; at most 10000 counts.
 	MaxDepth int
+	// ShareLong lets strings of ShareLongMin bytes and more that Decode
+	// sets from its checking scan refer to data instead of a copy: data
+	// must then stay unchanged for as long as v's strings are in use.
+	// Shorter strings are copied, so that a small value kept does not
+	// keep all of data alive.
+	ShareLong bool
 }
+
+// ShareLongMin is the length from which Options.ShareLong shares a
+// string: a JWE of a submission's metadata or data, not an id.
+const ShareLongMin = 4096
 
 // Decode decodes the single JSON value in data into v, which must be a
 // non-nil pointer, as json.Unmarshal would, after refusing:
@@ -76,7 +87,7 @@ func Decode(data []byte, v any, opts Options) error {
 		return err
 	}
 	if flat && canSetFlat(ti.flat, s.members, s.nested) {
-		setFlat(rv.Elem(), ti.flat, s.members, s.nested)
+		setFlat(rv.Elem(), ti.flat, s.members, s.nested, opts.ShareLong)
 		return nil
 	}
 	// encoding/json's semantics on the v2 engine (the mirror of Go's
@@ -193,7 +204,7 @@ func canSetFlat(fields map[string]flatField, members map[string]json.RawMessage,
 var null = []byte("null")
 
 // setFlat fills the flat struct v as canSetFlat allowed.
-func setFlat(v reflect.Value, fields map[string]flatField, members map[string]json.RawMessage, nested map[string]map[string]json.RawMessage) {
+func setFlat(v reflect.Value, fields map[string]flatField, members map[string]json.RawMessage, nested map[string]map[string]json.RawMessage, share bool) {
 	for name, raw := range members {
 		f, ok := fields[name]
 		if !ok {
@@ -209,14 +220,18 @@ func setFlat(v reflect.Value, fields map[string]flatField, members map[string]js
 		}
 		switch f.kind {
 		case flatString, flatStringPtr:
-			fv.SetString(string(raw[1 : len(raw)-1]))
+			if b := raw[1 : len(raw)-1]; share && len(b) >= ShareLongMin {
+				fv.SetString(unsafe.String(unsafe.SliceData(b), len(b)))
+			} else {
+				fv.SetString(string(b))
+			}
 		case flatRaw:
 			// As json.RawMessage's UnmarshalJSON: a copy, into what was there.
 			fv.SetBytes(append(fv.Bytes()[:0], raw...))
 		case flatStrings:
 			fv.Set(reflect.ValueOf(plainStrings(raw, fv.Interface().([]string))))
 		case flatStruct, flatStructPtr:
-			setFlat(fv, f.inner, nested[name], nil)
+			setFlat(fv, f.inner, nested[name], nil, share)
 		}
 	}
 }

@@ -112,8 +112,9 @@ func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p http
 		return a.objectProblem(w, r, name, "read payload", err, fmt.Errorf("fetch %s: payload missing: %w", sid, err))
 	}
 	var payload sealed.Payload
-	// Its two JWEs are read by the checking scan alone (a flat struct).
-	if err := strictjson.Decode(raw, &payload, strictjson.Options{}); err != nil {
+	// Its two JWEs are read by the checking scan alone (a flat struct)
+	// and refer to raw, which is the payload's alone.
+	if err := strictjson.Decode(raw, &payload, strictjson.Options{ShareLong: true}); err != nil {
 		return fmt.Errorf("fetch %s: payload: %w", sid, err)
 	}
 
