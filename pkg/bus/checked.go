@@ -18,14 +18,30 @@ const checkedPrefix = "SHA-256="
 // payload of at most sealed.InlineLimit) is stored in one write instead of
 // an object's chunks and description, and is still checked on reading.
 func (b *Bus) PutCheckedState(ctx context.Context, key string, value []byte) (uint64, error) {
-	sum := sha256.Sum256(value)
-	enc := base64.URLEncoding
-	buf := make([]byte, 0, len(checkedPrefix)+enc.EncodedLen(len(sum))+1+len(value))
-	buf = append(buf, checkedPrefix...)
-	buf = enc.AppendEncode(buf, sum[:])
-	buf = append(buf, '\n')
-	buf = append(buf, value...)
-	return b.PutState(ctx, key, buf)
+	return b.PutChecked(ctx, key, append(CheckedBuffer(len(value)), value...))
+}
+
+// CheckedHeaderLen is the length of a checked entry's digest line.
+const CheckedHeaderLen = len(checkedPrefix) + 44 + 1 // base64 of 32 bytes, '\n'
+
+// CheckedBuffer returns a buffer for a value of n bytes to be appended
+// to and written with PutChecked, which fills in the digest line it
+// holds room for: the value is then not copied once more.
+func CheckedBuffer(n int) []byte {
+	return make([]byte, CheckedHeaderLen, CheckedHeaderLen+n)
+}
+
+// PutChecked writes entry, a CheckedBuffer with the value appended, as
+// PutCheckedState writes the value.
+func (b *Bus) PutChecked(ctx context.Context, key string, entry []byte) (uint64, error) {
+	if len(entry) < CheckedHeaderLen {
+		return 0, fmt.Errorf("put state %s: entry shorter than its digest line", key)
+	}
+	sum := sha256.Sum256(entry[CheckedHeaderLen:])
+	copy(entry, checkedPrefix)
+	base64.URLEncoding.Encode(entry[len(checkedPrefix):CheckedHeaderLen-1], sum[:])
+	entry[CheckedHeaderLen-1] = '\n'
+	return b.PutState(ctx, key, entry)
 }
 
 // GetCheckedState reads what PutCheckedState wrote under key: ErrNotFound

@@ -37,6 +37,20 @@ func TestCheckedState(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A value appended to a CheckedBuffer is stored as PutCheckedState
+	// stores it.
+	if _, err := b.PutChecked(ctx, "payload.b", append(bus.CheckedBuffer(len(value)), value...)); err != nil {
+		t.Fatal(err)
+	}
+	if b2, err := b.GetState(ctx, "payload.b"); err != nil || !bytes.Equal(b2.Value, stored.Value) {
+		t.Errorf("PutChecked stored %.80q (%v), want %.80q", b2.Value, err, stored.Value)
+	}
+	if head, _, _ := bytes.Cut(stored.Value, []byte("\n")); len(head)+1 != bus.CheckedHeaderLen {
+		t.Errorf("digest line %d bytes, CheckedHeaderLen %d", len(head)+1, bus.CheckedHeaderLen)
+	}
+	if _, err := b.PutChecked(ctx, "payload.c", []byte("short")); err == nil {
+		t.Error("PutChecked took an entry without room for its digest line")
+	}
 	changed := bytes.Clone(stored.Value)
 	changed[len(changed)-5] ^= 1
 	truncated := stored.Value[:len(stored.Value)-1]

@@ -67,7 +67,7 @@ func (s Submission) Encode() ([]byte, error) {
 	}
 	// The payload, nearly all of the message, is appended last without
 	// encoding/json's character-by-character escaping.
-	out := make([]byte, 0, len(b)+p.encodedLen()+len(`,"payload":`))
+	out := make([]byte, 0, len(b)+p.EncodedLen()+len(`,"payload":`))
 	out = append(out, b[:len(b)-1]...)
 	out = append(out, `,"payload":`...)
 	out = p.appendJSON(out)
@@ -76,11 +76,15 @@ func (s Submission) Encode() ([]byte, error) {
 
 // Encode returns p as JSON, as the payload's own entry stores it.
 func (p Payload) Encode() []byte {
-	return p.appendJSON(make([]byte, 0, p.encodedLen()))
+	return p.AppendEncode(make([]byte, 0, p.EncodedLen()))
 }
 
-// encodedLen is the length of p's JSON when its JWEs need no escaping.
-func (p Payload) encodedLen() int {
+// AppendEncode appends p's Encode to b.
+func (p Payload) AppendEncode(b []byte) []byte { return p.appendJSON(b) }
+
+// EncodedLen is the length of p's JSON when its JWEs need no escaping,
+// as compact JWEs do.
+func (p Payload) EncodedLen() int {
 	return len(`{"encryptedMetadata":"","encryptedData":""}`) + len(p.EncryptedMetadata) + len(p.EncryptedData)
 }
 

@@ -739,7 +739,9 @@ func (a *API) publishSubmission(r *http.Request, sub store.Submission, d store.D
 	if in.EncryptedData != nil {
 		payload.EncryptedData = *in.EncryptedData
 	}
-	payloadJSON := payload.Encode()
+	// Encoded behind room for the digest line of its state entry.
+	entry := payload.AppendEncode(bus.CheckedBuffer(payload.EncodedLen()))
+	payloadJSON := entry[bus.CheckedHeaderLen:]
 	// A payload small enough to travel inline is kept in one entry; a
 	// larger one in the object store, which the messages then name.
 	inline := len(payloadJSON) <= sealed.InlineLimit
@@ -779,7 +781,7 @@ func (a *API) publishSubmission(r *http.Request, sub store.Submission, d store.D
 	}
 	write("store payload", func() error {
 		if inline {
-			_, err := a.bus.PutCheckedState(gctx, sealed.PayloadKey(sub.ID), payloadJSON)
+			_, err := a.bus.PutChecked(gctx, sealed.PayloadKey(sub.ID), entry)
 			return err
 		}
 		_, err := a.bus.PutObject(gctx, sealed.PayloadObject(sub.ID), bytes.NewReader(payloadJSON))
