@@ -26,23 +26,25 @@ const backboneSETs = 3
 
 // report is what a run measured, written as report.json.
 type report struct {
-	Scenario   scenario               `json:"scenario"`
-	Started    time.Time              `json:"started"`
-	Commit     string                 `json:"commit"`
-	Target     string                 `json:"target"`
-	BaseURL    string                 `json:"baseUrl"`
-	Machine    machine                `json:"machine"`
-	Ratios     map[string]*float64    `json:"ratios"`
-	Results    results                `json:"results"`
-	Stages     map[string]percentiles `json:"stages"`
-	Transfers  map[string][]rate      `json:"transfers"`
-	Series     map[string][]int       `json:"series"`
-	Processes  []process              `json:"processes"`
-	Samples    []sample               `json:"samples"`
-	Yardsticks yardsticks             `json:"yardsticks"`
-	Bounds     []bound                `json:"bounds"`
-	Profiles   []profileTop           `json:"profiles,omitempty"`
-	Notes      []string               `json:"notes"`
+	Scenario scenario               `json:"scenario"`
+	Started  time.Time              `json:"started"`
+	Commit   string                 `json:"commit"`
+	Target   string                 `json:"target"`
+	BaseURL  string                 `json:"baseUrl"`
+	Machine  machine                `json:"machine"`
+	Ratios   map[string]*float64    `json:"ratios"`
+	Results  results                `json:"results"`
+	Stages   map[string]percentiles `json:"stages"`
+	// LatencyOverTime has each stage's latencies second by second.
+	LatencyOverTime map[string]latencySeries `json:"latencyOverTime"`
+	Transfers       map[string][]rate        `json:"transfers"`
+	Series          map[string][]int         `json:"series"`
+	Processes       []process                `json:"processes"`
+	Samples         []sample                 `json:"samples"`
+	Yardsticks      yardsticks               `json:"yardsticks"`
+	Bounds          []bound                  `json:"bounds"`
+	Profiles        []profileTop             `json:"profiles,omitempty"`
+	Notes           []string                 `json:"notes"`
 }
 
 type machine struct {
@@ -159,9 +161,11 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 	sc := r.Scenario
 	rec.mu.Lock()
 	r.Stages = map[string]percentiles{}
+	r.LatencyOverTime = map[string]latencySeries{}
 	for name, s := range rec.stages {
 		if len(s.lat) > 0 {
 			r.Stages[name] = percentilesOf(s.lat)
+			r.LatencyOverTime[name] = latencySeriesOf(s.lat, s.sec)
 		}
 	}
 	r.Transfers = map[string][]rate{}
@@ -472,10 +476,11 @@ func (r *report) write(dir string) error {
 		return err
 	}
 	files := map[string][]byte{
-		"report.json":    append(raw, '\n'),
-		"report.html":    r.html(),
-		"throughput.svg": []byte(r.throughputChart()),
-		"latency.svg":    []byte(latencyChart(r.Stages)),
+		"report.json":           append(raw, '\n'),
+		"report.html":           r.html(),
+		"throughput.svg":        []byte(r.throughputChart()),
+		"latency.svg":           []byte(latencyChart(r.Stages)),
+		"latency-over-time.svg": []byte(r.latencyOverTimeChart()),
 	}
 	for _, name := range sortedKeys(files) {
 		if err := os.WriteFile(filepath.Join(dir, name), files[name], 0o644); err != nil {
@@ -590,6 +595,8 @@ func (r *report) html() []byte {
 		fmt.Fprintf(&b, "<tr><td>%s</td><td>%d</td><td>%.1f</td><td>%.1f</td><td>%.1f</td><td>%.1f</td><td>%.1f</td></tr>", esc(name), p.Count, p.P50, p.P90, p.P99, p.P999, p.Max)
 	}
 	b.WriteString("</table>")
+	b.WriteString("<h2>Latency over time</h2>")
+	b.WriteString(r.latencyOverTimeChart())
 
 	b.WriteString("<h2>CPU and memory per process</h2>")
 	var cpu, rss []line
@@ -691,6 +698,42 @@ func lineChart(ylabel, xlabel string, lines []line) string {
 	}
 	b.WriteString("</svg>")
 	return b.String()
+}
+
+// overTimeStages are the stages the latency-over-time chart draws, where
+// the run has them: what a portal waits for, and the whole lifecycle.
+var overTimeStages = []string{"http POST submissions", "http PUT submission", "ingest", "lifecycle"}
+
+// latencyOverTimeChart draws the p99 of each second for overTimeStages
+// and the longest latency of each second for the first of them there.
+func (r *report) latencyOverTimeChart() string {
+	var lines []line
+	var longest *line
+	for _, name := range overTimeStages {
+		ls, ok := r.LatencyOverTime[name]
+		if !ok {
+			continue
+		}
+		label := strings.TrimPrefix(name, "http ")
+		p99 := line{name: label + " p99"}
+		first := longest == nil
+		if first {
+			longest = &line{name: label + " max"}
+		}
+		for i, n := range ls.Count {
+			if n > 0 {
+				p99.pts = append(p99.pts, point{float64(i), ls.P99[i]})
+				if first {
+					longest.pts = append(longest.pts, point{float64(i), ls.Max[i]})
+				}
+			}
+		}
+		lines = append(lines, p99)
+	}
+	if longest != nil {
+		lines = append(lines, *longest)
+	}
+	return lineChart("ms, by the second the requests began", "s", lines)
 }
 
 // latencyChart draws p50, p90 and p99 of each stage as bars on a log scale.

@@ -25,7 +25,9 @@ type recorder struct {
 
 // stage is one step of the lifecycle, or one kind of request.
 type stage struct {
-	lat   []time.Duration
+	lat []time.Duration
+	// sec is the second of the run in which each of lat began.
+	sec   []int32
 	bytes int64
 	// transfers are (bytes, duration) of each request with a body worth
 	// timing, for throughput per request.
@@ -50,11 +52,14 @@ func (r *recorder) stage(name string) *stage {
 	return s
 }
 
-// observe records one latency of stage.
+// observe records one latency of stage, ending now.
 func (r *recorder) observe(name string, d time.Duration) {
+	sec := max(int32((time.Since(r.start)-d)/time.Second), 0)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stage(name).lat = append(r.stage(name).lat, d)
+	s := r.stage(name)
+	s.lat = append(s.lat, d)
+	s.sec = append(s.sec, sec)
 }
 
 // transferred records a request of stage that moved n bytes in d.
@@ -160,6 +165,32 @@ type percentiles struct {
 	P99   float64 `json:"p99Ms"`
 	P999  float64 `json:"p999Ms"`
 	Max   float64 `json:"maxMs"`
+}
+
+// latencySeries are a stage's latencies by the second of the run in
+// which they began: where a stall sits in time, which the percentiles
+// of the whole run do not show. A second without any has zeros.
+type latencySeries struct {
+	Count []int     `json:"count"`
+	P50   []float64 `json:"p50Ms"`
+	P99   []float64 `json:"p99Ms"`
+	Max   []float64 `json:"maxMs"`
+}
+
+func latencySeriesOf(lat []time.Duration, sec []int32) latencySeries {
+	var bySec [][]time.Duration
+	for i, d := range lat {
+		for int(sec[i]) >= len(bySec) {
+			bySec = append(bySec, nil)
+		}
+		bySec[sec[i]] = append(bySec[sec[i]], d)
+	}
+	ls := latencySeries{Count: make([]int, len(bySec)), P50: make([]float64, len(bySec)), P99: make([]float64, len(bySec)), Max: make([]float64, len(bySec))}
+	for i, l := range bySec {
+		p := percentilesOf(l)
+		ls.Count[i], ls.P50[i], ls.P99[i], ls.Max[i] = p.Count, p.P50, p.P99, p.Max
+	}
+	return ls
 }
 
 func percentilesOf(lat []time.Duration) percentiles {

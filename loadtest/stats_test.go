@@ -4,6 +4,8 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 )
@@ -101,5 +103,40 @@ func TestReadProcOfThisProcess(t *testing.T) {
 	busy, all, err := machineBusy()
 	if err != nil || busy <= 0 || all < busy {
 		t.Errorf("machineBusy = %s of %s, %v", busy, all, err)
+	}
+}
+
+func TestLatencySeriesBySecondBegun(t *testing.T) {
+	// Three fast requests in second 0, none in 1, a stall of 800 ms that
+	// began in second 2 and ended in 3, and two in second 3.
+	lat := []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 30 * time.Millisecond, 800 * time.Millisecond, 5 * time.Millisecond, 7 * time.Millisecond}
+	sec := []int32{0, 0, 0, 2, 3, 3}
+	got := latencySeriesOf(lat, sec)
+	want := latencySeries{
+		Count: []int{3, 0, 1, 2},
+		P50:   []float64{20, 0, 800, 7},
+		P99:   []float64{30, 0, 800, 7},
+		Max:   []float64{30, 0, 800, 7},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("latencySeriesOf = %+v, want %+v", got, want)
+	}
+
+	start := time.Now().Add(-3500 * time.Millisecond)
+	r := newRecorder(start)
+	r.observe("http PUT submission", 1200*time.Millisecond) // began 2.3 s in
+	r.observe("http PUT submission", 4*time.Second)         // began before the start
+	if s := r.stages["http PUT submission"]; !reflect.DeepEqual(s.sec, []int32{2, 0}) {
+		t.Errorf("seconds begun = %v, want [2 0]", s.sec)
+	}
+	rep := &report{LatencyOverTime: map[string]latencySeries{"http PUT submission": want, "lifecycle": want}}
+	chart := rep.latencyOverTimeChart()
+	for _, label := range []string{"PUT submission p99", "PUT submission max", "lifecycle p99"} {
+		if !strings.Contains(chart, label) {
+			t.Errorf("chart has no line %q", label)
+		}
+	}
+	if strings.Contains(chart, "lifecycle max") {
+		t.Error("chart draws the longest latencies of a second stage")
 	}
 }
