@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -180,3 +181,37 @@ func selfCPU() time.Duration {
 	}
 	return t.cpu
 }
+
+// settle waits, up to limit, until the machine is quiet (less than
+// quietBusy of its CPUs busy over a quarter second) after the disk's
+// pending writes: the yardsticks leave gigabytes to be written back and
+// a stream to be deleted, which the load's first second would otherwise
+// share the machine with. It returns how long it waited.
+func settle(ctx context.Context, limit time.Duration) time.Duration {
+	start := time.Now()
+	syscall.Sync()
+	lastBusy, lastAll, err := machineBusy()
+	for err == nil && time.Since(start) < limit {
+		select {
+		case <-ctx.Done():
+			return time.Since(start)
+		case <-time.After(250 * time.Millisecond):
+		}
+		busy, all, berr := machineBusy()
+		if berr != nil || all <= lastAll {
+			break
+		}
+		if float64(busy-lastBusy)/float64(all-lastAll) < quietBusy {
+			break
+		}
+		lastBusy, lastAll = busy, all
+	}
+	return time.Since(start)
+}
+
+// quietBusy is the share of busy CPUs below which settle takes the
+// machine as quiet.
+const quietBusy = 0.15
+
+// settleLimit bounds the wait for a quiet machine before the load.
+const settleLimit = 15 * time.Second

@@ -276,6 +276,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		defer watch.stop()
 	}
+	fmt.Fprintf(stdout, "machine settled after the yardsticks in %.1f s\n", settle(ctx, settleLimit).Seconds())
 	tg.markLoad(syscall.SIGUSR1)
 	// The load test's own CPU shares the machine with the target's; its
 	// profile shows what of it is the generator's.

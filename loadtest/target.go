@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
+	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
 
@@ -197,7 +199,9 @@ func httpClient(rec *recorder, conns int) *http.Client {
 // markLoad tells a profiled dev that the load starts (SIGUSR1) or ended
 // (SIGUSR2), so that its CPU profile covers the load alone. A binary that
 // did not write the file "phases" into the profile directory is not
-// signalled: it would stop.
+// signalled: it would stop. At the start it waits, up to loadMarkWait,
+// for dev's file "load": dev collects garbage and hands its free memory
+// back first, which the load's first second would otherwise wait for.
 func (t *target) markLoad(sig os.Signal) {
 	if t.kind != "dev" || t.profileDir == "" || len(t.procs) == 0 {
 		return
@@ -205,7 +209,19 @@ func (t *target) markLoad(sig os.Signal) {
 	if _, err := os.Stat(filepath.Join(t.profileDir, "phases")); err != nil {
 		return
 	}
-	if p, err := os.FindProcess(t.procs[0].PID); err == nil {
-		_ = p.Signal(sig)
+	ready := filepath.Join(t.profileDir, "load")
+	_ = os.Remove(ready)
+	p, err := os.FindProcess(t.procs[0].PID)
+	if err != nil || p.Signal(sig) != nil || sig != syscall.SIGUSR1 {
+		return
+	}
+	for deadline := time.Now().Add(loadMarkWait); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(ready); err == nil {
+			return
+		}
 	}
 }
+
+// loadMarkWait bounds how long the load waits for a profiled dev to be
+// ready for it.
+const loadMarkWait = 10 * time.Second

@@ -4,7 +4,8 @@
 // load test runs it instead of amtsbote so that every figure it reports
 // comes with the profile of the run that produced it.
 //
-// SIGUSR1 marks the start of the load and SIGUSR2 its end: cpu.pprof then
+// SIGUSR1 marks the start of the load (answered with the file "load" once
+// the profile is switched) and SIGUSR2 its end: cpu.pprof then
 // covers the load alone (start-up is in startup.cpu.pprof, what follows in
 // after.cpu.pprof), and allocs.start.pprof holds the allocations before it,
 // for pprof -base; at SIGUSR1 the process also returns its free memory to
@@ -58,8 +59,12 @@ const (
 )
 
 // phasesFile in the profile directory says that SIGUSR1 and SIGUSR2 mark
-// the load.
-const phasesFile = "phases"
+// the load; loadFile appears when what SIGUSR1 asks for is done, so that
+// the load starts after its collections, not during them.
+const (
+	phasesFile = "phases"
+	loadFile   = "load"
+)
 
 // profile is the CPU profile being written, and the load's phase.
 type profile struct {
@@ -131,7 +136,10 @@ func (p *profile) loadStarts() error {
 		runtime.SetMutexProfileFraction(mutexFraction)
 		runtime.SetBlockProfileRate(blockRate)
 	}
-	return p.switchTo("cpu.pprof")
+	if err := p.switchTo("cpu.pprof"); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(p.dir, loadFile), nil, 0o600)
 }
 
 // loadEnds profiles what follows the load into after.cpu.pprof and, when
