@@ -22,7 +22,7 @@ func (b *Bus) PutCheckedState(ctx context.Context, key string, value []byte) (ui
 }
 
 // CheckedHeaderLen is the length of a checked entry's digest line.
-const CheckedHeaderLen = len(checkedPrefix) + 44 + 1 // base64 of 32 bytes, '\n'
+const CheckedHeaderLen = len(checkedPrefix) + (sha256.Size+2)/3*4 + 1 // padded base64 of the digest, '\n'
 
 // CheckedBuffer returns a buffer for a value of n bytes to be appended
 // to and written with PutChecked, which fills in the digest line it

@@ -70,7 +70,7 @@ func (s Submission) Encode() ([]byte, error) {
 	out := make([]byte, 0, len(b)+p.EncodedLen()+len(`,"payload":`))
 	out = append(out, b[:len(b)-1]...)
 	out = append(out, `,"payload":`...)
-	out = p.appendJSON(out)
+	out = p.AppendEncode(out)
 	return append(out, '}'), nil
 }
 
@@ -79,17 +79,15 @@ func (p Payload) Encode() []byte {
 	return p.AppendEncode(make([]byte, 0, p.EncodedLen()))
 }
 
-// AppendEncode appends p's Encode to b.
-func (p Payload) AppendEncode(b []byte) []byte { return p.appendJSON(b) }
-
 // EncodedLen is the length of p's JSON when its JWEs need no escaping,
 // as compact JWEs do.
 func (p Payload) EncodedLen() int {
 	return len(`{"encryptedMetadata":"","encryptedData":""}`) + len(p.EncryptedMetadata) + len(p.EncryptedData)
 }
 
-// appendJSON appends p as encoding/json would marshal it.
-func (p Payload) appendJSON(b []byte) []byte {
+// AppendEncode appends p's Encode to b: p as encoding/json would marshal
+// it.
+func (p Payload) AppendEncode(b []byte) []byte {
 	b = append(b, `{"encryptedMetadata":`...)
 	b = appendString(b, p.EncryptedMetadata)
 	if p.EncryptedData != "" {
