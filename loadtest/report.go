@@ -715,25 +715,27 @@ func (r *report) latencyOverTimeChart() string {
 			continue
 		}
 		label := strings.TrimPrefix(name, "http ")
-		p99 := line{name: label + " p99"}
-		first := longest == nil
-		if first {
-			longest = &line{name: label + " max"}
+		lines = append(lines, line{label + " p99", ls.points(ls.P99)})
+		if longest == nil {
+			longest = &line{label + " max", ls.points(ls.Max)}
 		}
-		for i, n := range ls.Count {
-			if n > 0 {
-				p99.pts = append(p99.pts, point{float64(i), ls.P99[i]})
-				if first {
-					longest.pts = append(longest.pts, point{float64(i), ls.Max[i]})
-				}
-			}
-		}
-		lines = append(lines, p99)
 	}
 	if longest != nil {
 		lines = append(lines, *longest)
 	}
 	return lineChart("ms, by the second the requests began", "s", lines)
+}
+
+// points are the seconds of ls that have latencies, with their values in
+// ms, one of ls's series.
+func (ls latencySeries) points(ms []float64) []point {
+	var pts []point
+	for i, n := range ls.Count {
+		if n > 0 {
+			pts = append(pts, point{float64(i), ms[i]})
+		}
+	}
+	return pts
 }
 
 // latencyChart draws p50, p90 and p99 of each stage as bars on a log scale.
