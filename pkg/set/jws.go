@@ -55,12 +55,28 @@ func Sign(c Claims, key *rsa.PrivateKey, kid string) (string, error) {
 	}
 	input := b64(header) + "." + b64(payload)
 	digest := sha512.Sum512([]byte(input))
-	sig, err := rsa.SignPSS(rand.Reader, key, crypto.SHA512, digest[:], &rsa.PSSOptions{SaltLength: pssSaltLen})
-	if err != nil {
-		return "", fmt.Errorf("sign set: %w", err)
+	var sig []byte
+	for range maxSignings {
+		if sig, err = rsa.SignPSS(rand.Reader, key, crypto.SHA512, digest[:], &rsa.PSSOptions{SaltLength: pssSaltLen}); err != nil {
+			return "", fmt.Errorf("sign set: %w", err)
+		}
+		if wordStart(sig) {
+			break
+		}
 	}
 	return input + "." + b64(sig), nil
 }
+
+// FIT-Connect's EventLog schema takes a SET only if it matches
+// \w+\.\w+\.\w+: a word character must follow each dot. The header and
+// payload segments, JSON objects, begin and end with one; a signature
+// begins with '-' when its first six bits are 111110, one in 64 for a key
+// whose modulus allows it. PSS is randomised, so such a signature is made
+// again, at most maxSignings times in all.
+const maxSignings = 16
+
+// wordStart reports whether sig's base64url begins with a word character.
+func wordStart(sig []byte) bool { return len(sig) > 0 && sig[0]>>2 != 62 }
 
 func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
 

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,27 @@ func TestKnown(t *testing.T) {
 	for _, uri := range []string{"", set.EventBase, set.EventBase + "accept-reply", "https://example.org/accept-submission"} {
 		if set.Known(uri) {
 			t.Errorf("%q known", uri)
+		}
+	}
+}
+
+// TestSignMatchesTheEventLogPattern: every SET Sign makes matches the
+// pattern of FIT-Connect's EventLog items, which like every OpenAPI
+// pattern is not anchored.
+func TestSignMatchesTheEventLogPattern(t *testing.T) {
+	key := testKey(t)
+	pattern := regexp.MustCompile(`\w+\.\w+\.\w+`)
+	c, err := set.New(set.SubmitSubmission, backbone, submissionID, caseID, set.SubmitPayload{AuthenticationTags: tags()}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 64 {
+		token, err := set.Sign(c, key, testKID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !pattern.MatchString(token) {
+			t.Fatalf("%.40s… does not match %s", token, pattern)
 		}
 	}
 }
