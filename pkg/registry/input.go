@@ -19,6 +19,17 @@ type CallbackInput struct {
 	Secret string `json:"secret"`
 }
 
+// apply sets d's callback. Without a secret, the URL d already calls back
+// keeps its secret: secrets are write-only, so a client that puts back the
+// destination it read cannot repeat it.
+func (c *CallbackInput) apply(d *store.Destination) {
+	secret := c.Secret
+	if secret == "" && c.URL == d.CallbackURL {
+		secret = d.CallbackSecret
+	}
+	d.CallbackURL, d.CallbackSecret = c.URL, secret
+}
+
 // DestinationInput is FIT-Connect's CreateDestination plus Amtsbote's
 // optional destinationId, homeRegion and status.
 type DestinationInput struct {
@@ -224,9 +235,10 @@ func (in UpdateInput) Replace() (func(*store.Destination) (bool, error), error) 
 		d.EncryptionKID = *in.EncryptionKID
 		d.MetadataVersions = in.MetadataVersions
 		d.ReplyChannels = in.ReplyChannels
-		d.CallbackURL, d.CallbackSecret = "", ""
 		if in.Callback != nil {
-			d.CallbackURL, d.CallbackSecret = in.Callback.URL, in.Callback.Secret
+			in.Callback.apply(d)
+		} else {
+			d.CallbackURL, d.CallbackSecret = "", ""
 		}
 		if in.HomeRegion != nil {
 			d.HomeRegion = *in.HomeRegion
@@ -239,6 +251,10 @@ func (in UpdateInput) Replace() (func(*store.Destination) (bool, error), error) 
 // Registry.UpdateDestination. A status may be patched to active, inactive
 // or decommissioned, as PatchDestination allows.
 func (in UpdateInput) Patch() (func(*store.Destination) (bool, error), error) {
+	if in.Status == nil && in.ContactInformation == nil && in.Services == nil && in.Callback == nil &&
+		in.EncryptionKID == nil && in.ReplyChannels == nil && in.MetadataVersions == nil && in.HomeRegion == nil {
+		return nil, problem.Invalid("body", "the body names none of status, contactInformation, services, callback, encryptionKid, replyChannels, metadataVersions")
+	}
 	if in.Status != nil && *in.Status == store.StatusCreated {
 		return nil, problem.Invalid("status", "status may be patched to active, inactive or decommissioned")
 	}
@@ -262,7 +278,7 @@ func (in UpdateInput) Patch() (func(*store.Destination) (bool, error), error) {
 			d.MetadataVersions = in.MetadataVersions
 		}
 		if in.Callback != nil {
-			d.CallbackURL, d.CallbackSecret = in.Callback.URL, in.Callback.Secret
+			in.Callback.apply(d)
 		}
 		if in.HomeRegion != nil {
 			d.HomeRegion = *in.HomeRegion

@@ -234,7 +234,8 @@ func TestDestinationManagement(t *testing.T) {
 		{"patch without manage scope", http.MethodPatch, stranger, `{"status": "active"}`, 403, problem.TypeForbidden, "scope"},
 		{"patch back to created", http.MethodPatch, manager, `{"status": "created"}`, 400, problem.TypeInvalidValue, "status"},
 		{"deactivate one never active", http.MethodPatch, manager, `{"status": "inactive"}`, 409, problem.TypeConflict, "status"},
-		{"patch an unknown member", http.MethodPatch, manager, `{"state": "active"}`, 400, problem.TypeUnknownField, "state"},
+		{"patch no member of PatchDestination", http.MethodPatch, manager, `{"state": "active"}`, 400, problem.TypeInvalidValue, "body"},
+		{"patch nothing", http.MethodPatch, manager, `{}`, 400, problem.TypeInvalidValue, "body"},
 		{"patch homeRegion", http.MethodPatch, manager, `{"homeRegion": "08"}`, 400, problem.TypeUnknownField, "homeRegion"},
 		{"put without services", http.MethodPut, manager, `{"status": "active"}`, 400, problem.TypeInvalidValue, "contactInformation"},
 		{"patch an unknown encryptionKid", http.MethodPatch, manager, `{"encryptionKid": "no-such-key"}`, 400, problem.TypeInvalidValue, "encryptionKid"},
@@ -288,6 +289,49 @@ func TestDestinationManagement(t *testing.T) {
 		t.Fatalf("status after DELETE: %s", d.Status)
 	}
 	f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"status": "active"}`)).problem(t, 409, problem.TypeConflict, "status")
+}
+
+// TestDestinationWritesIgnoreUnknownMembers sends destination writes with
+// members FIT-Connect's schemas do not define but allow, as its own
+// CreateDestination example does with replyChannel and as a client does
+// that puts back what it read: they are ignored, the rest is applied.
+func TestDestinationWritesIgnoreUnknownMembers(t *testing.T) {
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
+	id := newUUID(t)
+	body := destinationBody(t, id, []string{"DE083110000000"}, "enc-"+id[:8], "sig-"+id[:8])
+	delete(body, "destinationId")
+	body["replyChannel"] = map[string]any{"deMail": nil}
+	body["contactInformation"].(map[string]any)["fax"] = "+49 761 0"
+	body["services"].([]any)[0].(map[string]any)["description"] = "Gewerbeanzeige"
+	made := decodeReply[map[string]any](t, f.callJSON(t, http.MethodPost, "/v1/destinations", f.token("create:destination"), body), http.StatusCreated)
+	did, _ := made["destinationId"].(string)
+	if _, ok := made["replyChannel"]; ok {
+		t.Errorf("the unknown member was kept: %v", made)
+	}
+	if c, _ := made["contactInformation"].(map[string]any); c["fax"] != nil || c["legalName"] == nil {
+		t.Errorf("contactInformation %v", c)
+	}
+
+	manager := f.token("manage:destination:" + did)
+	path := "/v1/destinations/" + did
+	read := decodeReply[map[string]any](t, f.call(t, http.MethodGet, path, manager, "", nil), http.StatusOK)
+	read["contactInformation"].(map[string]any)["unit"] = "Gewerbeamt"
+	put := decodeReply[map[string]any](t, f.callJSON(t, http.MethodPut, path, manager, read), http.StatusOK)
+	if put["contactInformation"].(map[string]any)["unit"] != "Gewerbeamt" || put["destinationId"] != did {
+		t.Errorf("PUT of the destination as read: %v", put)
+	}
+	patched := decodeReply[map[string]any](t, f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"status": "active", "comment": "go live"}`)), http.StatusOK)
+	if patched["status"] != "active" {
+		t.Errorf("PATCH: %v", patched)
+	}
+	d, err := f.st.Destination(context.Background(), did)
+	must(t, err)
+	if d.Status != store.StatusActive || d.Contact.Unit != "Gewerbeamt" || d.CallbackSecret != strings.Repeat("s", 40) {
+		t.Errorf("stored %s, unit %q, callback secret %q", d.Status, d.Contact.Unit, d.CallbackSecret)
+	}
+	// A new callback URL needs its secret.
+	f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"callback": {"url": "https://elsewhere.example.org/cb"}}`)).
+		problem(t, 400, problem.TypeInvalidValue, "callback.secret")
 }
 
 // TestImportsAnswerRevision checks that every reference import, the

@@ -88,13 +88,15 @@ func (a *API) handleList(w http.ResponseWriter, r *http.Request, p httpapi.Princ
 // handleCreate answers POST /v1/destinations (scope create:destination):
 // FIT-Connect's CreateDestination, plus Amtsbote's optional destinationId
 // and homeRegion. A new destination is created; it claims its regions
-// when it is first activated.
+// when it is first activated. Members the format does not define are
+// ignored, as FIT-Connect's schemas allow them (its own example sends
+// replyChannel); the operator API refuses them.
 func (a *API) handleCreate(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
 	if !p.Scopes.CanCreate() && !p.Scopes.IsAdmin() {
 		return httpapi.Forbidden(scope.CreateDestination, "creating a destination requires scope "+scope.CreateDestination)
 	}
 	var in registry.DestinationInput
-	if err := a.api.DecodeRequest(w, r, &in, true); err != nil {
+	if err := a.api.DecodeRequest(w, r, &in, false); err != nil {
 		return err
 	}
 	if in.Status != nil {
@@ -134,14 +136,18 @@ func managed(r *http.Request, p httpapi.Principal) (string, error) {
 }
 
 // handlePut answers PUT /v1/destinations/{destinationId}: FIT-Connect's
-// UpdateDestination replaces the destination's fields.
+// UpdateDestination replaces the destination's fields. Members it does not
+// define, such as a destination read back with its destinationId and
+// keys, are ignored.
 func (a *API) handlePut(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
 	return a.update(w, r, p, registry.UpdateInput.Replace)
 }
 
 // handlePatch answers PATCH /v1/destinations/{destinationId}:
 // FIT-Connect's PatchDestination changes the members given, such as
-// {"status": "active"}, which activates a destination.
+// {"status": "active"}, which activates a destination. A body naming none
+// of its members is refused, so that a misspelt one does not pass as a
+// change.
 func (a *API) handlePatch(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
 	return a.update(w, r, p, registry.UpdateInput.Patch)
 }
@@ -152,7 +158,7 @@ func (a *API) update(w http.ResponseWriter, r *http.Request, p httpapi.Principal
 		return err
 	}
 	var in registry.UpdateInput
-	if err := a.api.DecodeRequest(w, r, &in, true); err != nil {
+	if err := a.api.DecodeRequest(w, r, &in, false); err != nil {
 		return err
 	}
 	if in.HomeRegion != nil && !p.Scopes.IsAdmin() {
