@@ -9,3 +9,9 @@ func (b *Bus) LeaderState(ctx context.Context, key string) (StateEntry, error) {
 
 // ObjectChunk is objectChunk for the tests of package bus_test.
 const ObjectChunk = objectChunk
+
+// StateMessages is how many messages the state bucket's stream holds on
+// key, markers included, for the tests of package bus_test.
+func (b *Bus) StateMessages(ctx context.Context, key string) (uint64, error) {
+	return b.subjectCount(ctx, "KV_"+BucketState, "$KV."+BucketState+"."+key)
+}

@@ -817,13 +817,15 @@ func (b *Bus) UpdateState(ctx context.Context, key string, value []byte, revisio
 }
 
 // DeleteState removes key. Deleting a missing key is not an error.
+//
+// The key's messages are purged from the bucket's stream, which leaves no
+// marker: a key-value delete or purge writes one per key that stays for
+// the bucket's TTL, and a watch of the outbox's prefix would be handed
+// the marker of every entry ever signed, reading the whole bucket from
+// disk each time. Nothing watches for the deletion of a state key.
 func (b *Bus) DeleteState(ctx context.Context, key string) error {
-	kv, err := b.stateBucket(ctx)
-	if err != nil {
+	if err := b.purge(ctx, "KV_"+BucketState, "$KV."+BucketState+"."+key); err != nil {
 		return fmt.Errorf("delete state %s: %w", key, err)
-	}
-	if err := kv.Purge(ctx, key); err != nil {
-		return fmt.Errorf("delete state %s: %w", key, kvError(err))
 	}
 	return nil
 }

@@ -255,6 +255,11 @@ func TestState(t *testing.T) {
 	if _, err := b.LeaderState(ctx, key); !errors.Is(err, bus.ErrNotFound) {
 		t.Errorf("leader of deleted: %v, want ErrNotFound", err)
 	}
+	// No marker stays behind: the bucket does not grow by a message per
+	// deleted key, which a watch of the keys' prefix would have to read.
+	if n, err := b.StateMessages(ctx, key); err != nil || n != 0 {
+		t.Errorf("messages on the deleted key: %d, %v; want none", n, err)
+	}
 	if err := b.DeleteState(ctx, key); err != nil {
 		t.Errorf("delete missing: %v", err)
 	}

@@ -113,36 +113,75 @@ func (b *Bus) Outbox(ctx context.Context) ([]OutboxEntry, error) {
 // waiting first (all of them when n ≤ 0). An entry rewritten while it is
 // read (a signer claiming it) can be missing: the bucket keeps one
 // revision per key, and the listing skips the one it replaced.
+//
+// It reads the last message of each outbox key through a consumer of its
+// own and asks without waiting, so that a listing ends when nothing more
+// is there: a key-value watch learns that it has caught up from the count
+// pending when it began, and an entry deleted before it was delivered
+// would leave it waiting for ever.
 func (b *Bus) OutboxHead(ctx context.Context, n int) ([]OutboxEntry, error) {
-	kv, err := b.stateBucket(ctx)
+	s, err := b.stream(ctx, "KV_"+BucketState)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	w, err := kv.Watch(ctx, sealed.OutboxPrefix+">", jetstream.IgnoreDeletes())
+	prefix := "$KV." + BucketState + "."
+	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject:     prefix + sealed.OutboxPrefix + ">",
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: outboxListIdle,
+		MemoryStorage:     true,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outboxListIdle)
+		defer cancel()
+		_ = s.DeleteConsumer(ctx, c.CachedInfo().Name)
+	}()
 	var out []OutboxEntry
 	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("outbox: %w", ctx.Err())
-		case kve, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("outbox: watcher closed")
+		want := outboxListBatch
+		if n > 0 {
+			want = min(want, n-len(out))
+		}
+		batch, err := c.FetchNoWait(want)
+		if err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			if m.Headers().Get("KV-Operation") != "" {
+				continue // a delete or purge marker
 			}
-			if kve == nil {
-				return out, nil
-			}
-			var e OutboxEntry
-			if err := json.Unmarshal(kve.Value(), &e); err != nil || kve.Key() != e.Key() {
+			meta, err := m.Metadata()
+			if err != nil {
 				continue
 			}
-			e.Revision = kve.Revision()
+			var e OutboxEntry
+			if err := json.Unmarshal(m.Data(), &e); err != nil || prefix+e.Key() != m.Subject() {
+				continue
+			}
+			e.Revision = meta.Sequence.Stream
 			if out = append(out, e); len(out) == n {
 				return out, nil
 			}
 		}
+		if err := batch.Error(); err != nil {
+			return nil, fmt.Errorf("outbox: %w", err)
+		}
+		if got < want {
+			return out, nil
+		}
 	}
 }
+
+// outboxListBatch is how many entries one request of a listing asks for;
+// outboxListIdle is how long the server keeps a listing's consumer that
+// was not deleted.
+const (
+	outboxListBatch = 256
+	outboxListIdle  = 10 * time.Second
+)
