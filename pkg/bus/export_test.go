@@ -13,5 +13,5 @@ const ObjectChunk = objectChunk
 // StateMessages is how many messages the state bucket's stream holds on
 // key, markers included, for the tests of package bus_test.
 func (b *Bus) StateMessages(ctx context.Context, key string) (uint64, error) {
-	return b.subjectCount(ctx, "KV_"+BucketState, "$KV."+BucketState+"."+key)
+	return b.subjectCount(ctx, stateStream, stateSubject(key))
 }

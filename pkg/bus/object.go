@@ -741,6 +741,12 @@ type StateEntry struct {
 	Created time.Time
 }
 
+// stateStream is the stream that holds BucketState.
+const stateStream = "KV_" + BucketState
+
+// stateSubject is the subject of key in stateStream.
+func stateSubject(key string) string { return "$KV." + BucketState + "." + key }
+
 // GetState reads key from BucketState.
 func (b *Bus) GetState(ctx context.Context, key string) (StateEntry, error) {
 	kv, err := b.stateBucket(ctx)
@@ -762,7 +768,7 @@ func (b *Bus) GetState(ctx context.Context, key string) (StateEntry, error) {
 
 // leaderState reads key from the state bucket's stream leader.
 func (b *Bus) leaderState(ctx context.Context, key string) (StateEntry, error) {
-	m, err := b.leaderGet(ctx, "KV_"+BucketState, msgGetRequest{LastFor: "$KV." + BucketState + "." + key})
+	m, err := b.leaderGet(ctx, stateStream, msgGetRequest{LastFor: stateSubject(key)})
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return StateEntry{}, fmt.Errorf("get state %s: %w", key, ErrNotFound)
@@ -824,7 +830,7 @@ func (b *Bus) UpdateState(ctx context.Context, key string, value []byte, revisio
 // the marker of every entry ever signed, reading the whole bucket from
 // disk each time. Nothing watches for the deletion of a state key.
 func (b *Bus) DeleteState(ctx context.Context, key string) error {
-	if err := b.purge(ctx, "KV_"+BucketState, "$KV."+BucketState+"."+key); err != nil {
+	if err := b.purge(ctx, stateStream, stateSubject(key)); err != nil {
 		return fmt.Errorf("delete state %s: %w", key, err)
 	}
 	return nil

@@ -120,11 +120,11 @@ func (b *Bus) Outbox(ctx context.Context) ([]OutboxEntry, error) {
 // pending when it began, and an entry deleted before it was delivered
 // would leave it waiting for ever.
 func (b *Bus) OutboxHead(ctx context.Context, n int) ([]OutboxEntry, error) {
-	s, err := b.stream(ctx, "KV_"+BucketState)
+	s, err := b.stream(ctx, stateStream)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	prefix := "$KV." + BucketState + "."
+	prefix := stateSubject("")
 	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		FilterSubject:     prefix + sealed.OutboxPrefix + ">",
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,

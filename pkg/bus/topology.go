@@ -159,7 +159,7 @@ func (b *Bus) Ensure(ctx context.Context, cfg TopologyConfig) error {
 		return fmt.Errorf("ensure object store %s: %w", BucketPayloads, err)
 	}
 	replicas = cfg.Replicas
-	if n, err := b.replicasOf(ctx, "KV_"+BucketState); err != nil {
+	if n, err := b.replicasOf(ctx, stateStream); err != nil {
 		return fmt.Errorf("ensure key-value bucket %s: %w", BucketState, err)
 	} else if n > replicas {
 		replicas = n
