@@ -124,9 +124,8 @@ func (b *Bus) OutboxHead(ctx context.Context, n int) ([]OutboxEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
-	prefix := stateSubject("")
 	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubject:     prefix + sealed.OutboxPrefix + ">",
+		FilterSubject:     stateSubject(sealed.OutboxPrefix + ">"),
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: outboxListIdle,
@@ -161,7 +160,7 @@ func (b *Bus) OutboxHead(ctx context.Context, n int) ([]OutboxEntry, error) {
 				continue
 			}
 			var e OutboxEntry
-			if err := json.Unmarshal(m.Data(), &e); err != nil || prefix+e.Key() != m.Subject() {
+			if err := json.Unmarshal(m.Data(), &e); err != nil || stateSubject(e.Key()) != m.Subject() {
 				continue
 			}
 			e.Revision = meta.Sequence.Stream
