@@ -15,6 +15,10 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io/fs"
+	neturl "net/url"
+	"regexp"
+	"runtime"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -47,7 +51,7 @@ var _ store.Store = (*DB)(nil)
 // string as pgx reads them, e.g. with search_path=amtsbote) and migrates
 // it to the latest schema.
 func Open(ctx context.Context, url string) (*DB, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+	cfg, err := poolConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
@@ -60,6 +64,41 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
 	return &DB{pool: pool}, nil
+}
+
+// poolConfig reads url as pgx does and sizes the pool where the URL does
+// not set pool_max_conns. pgx's own default, one connection per CPU and at
+// least four, keeps requests queueing for a connection while others wait
+// for their commit to reach the disk: at 470 submissions per second on two
+// cores the submit's p50 was 111 ms with four connections and 13.5 ms with
+// eight.
+func poolConfig(url string) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, err
+	}
+	if !setsMaxConns(url) {
+		cfg.MaxConns = max(DefaultMaxConns(), cfg.MinConns)
+	}
+	return cfg, nil
+}
+
+// setsMaxConns reports whether a URL or key=value string pgx has read sets
+// pool_max_conns.
+func setsMaxConns(conn string) bool {
+	if strings.HasPrefix(conn, "postgres://") || strings.HasPrefix(conn, "postgresql://") {
+		u, err := neturl.Parse(conn)
+		return err == nil && u.Query().Has("pool_max_conns")
+	}
+	return maxConnsKey.MatchString(conn)
+}
+
+var maxConnsKey = regexp.MustCompile(`(?:^|\s)pool_max_conns\s*=`)
+
+// DefaultMaxConns is the pool's size when the URL does not set
+// pool_max_conns: four connections per CPU, at least eight.
+func DefaultMaxConns() int32 {
+	return int32(max(8, 4*runtime.NumCPU()))
 }
 
 // migrate brings the schema up to date with goose's provider, which keeps
