@@ -246,11 +246,23 @@ func TestState(t *testing.T) {
 	if _, err := b.PutState(ctx, key, []byte(`{"status":"submitted"}`)); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := b.PutState(ctx, "other.1", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if l, err := b.ListState(ctx, "submission."); err != nil || len(l) != 1 || l[0].Key != key || string(l[0].Value) != `{"status":"submitted"}` {
+		t.Fatalf("list: %+v, %v", l, err)
+	}
+	if l, err := b.ListState(ctx, ""); err != nil || len(l) != 2 {
+		t.Fatalf("list all: %+v, %v", l, err)
+	}
 	if err := b.DeleteState(ctx, key); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.GetState(ctx, key); !errors.Is(err, bus.ErrNotFound) {
 		t.Errorf("get deleted: %v, want ErrNotFound", err)
+	}
+	if l, err := b.ListState(ctx, "submission."); err != nil || len(l) != 0 {
+		t.Errorf("list after delete: %+v, %v", l, err)
 	}
 	if _, err := b.LeaderState(ctx, key); !errors.Is(err, bus.ErrNotFound) {
 		t.Errorf("leader of deleted: %v, want ErrNotFound", err)

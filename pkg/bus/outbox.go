@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -113,41 +114,66 @@ func (b *Bus) Outbox(ctx context.Context) ([]OutboxEntry, error) {
 // waiting first (all of them when n ≤ 0). An entry rewritten while it is
 // read (a signer claiming it) can be missing: the bucket keeps one
 // revision per key, and the listing skips the one it replaced.
-//
-// It reads the last message of each outbox key through a consumer of its
-// own and asks without waiting, so that a listing ends when nothing more
-// is there: a key-value watch learns that it has caught up from the count
-// pending when it began, and an entry deleted before it was delivered
-// would leave it waiting for ever.
 func (b *Bus) OutboxHead(ctx context.Context, n int) ([]OutboxEntry, error) {
-	s, err := b.stream(ctx, stateStream)
+	var out []OutboxEntry
+	err := b.listState(ctx, sealed.OutboxPrefix, func(se StateEntry) bool {
+		var e OutboxEntry
+		if err := json.Unmarshal(se.Value, &e); err != nil || e.Key() != se.Key {
+			return true
+		}
+		e.Revision = se.Revision
+		out = append(out, e)
+		return n <= 0 || len(out) < n
+	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: %w", err)
 	}
+	return out, nil
+}
+
+// ListState returns the entries of BucketState whose keys begin with
+// prefix (all of them for ""), in the order they were last written.
+func (b *Bus) ListState(ctx context.Context, prefix string) ([]StateEntry, error) {
+	var out []StateEntry
+	if err := b.listState(ctx, prefix, func(e StateEntry) bool { out = append(out, e); return true }); err != nil {
+		return nil, fmt.Errorf("list state %q: %w", prefix, err)
+	}
+	return out, nil
+}
+
+// listState hands fn the last revision of each key under prefix until fn
+// returns false or none is left.
+//
+// It reads through a consumer of its own and asks without waiting, so that
+// a listing ends when nothing more is there: a key-value watch or key
+// listing learns that it has caught up from the count pending when it
+// began, and a key purged before it was delivered (DeleteState leaves no
+// marker) would leave it waiting for ever.
+func (b *Bus) listState(ctx context.Context, prefix string, fn func(StateEntry) bool) error {
+	s, err := b.stream(ctx, stateStream)
+	if err != nil {
+		return err
+	}
 	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		FilterSubject:     stateSubject(sealed.OutboxPrefix + ">"),
+		FilterSubject:     stateSubject(prefix + ">"),
 		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		InactiveThreshold: outboxListIdle,
 		MemoryStorage:     true,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox: %w", err)
+		return err
 	}
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outboxListIdle)
 		defer cancel()
 		_ = s.DeleteConsumer(ctx, c.CachedInfo().Name)
 	}()
-	var out []OutboxEntry
+	subjectPrefix := stateSubject("")
 	for {
-		want := outboxListBatch
-		if n > 0 {
-			want = min(want, n-len(out))
-		}
-		batch, err := c.FetchNoWait(want)
+		batch, err := c.FetchNoWait(outboxListBatch)
 		if err != nil {
-			return nil, fmt.Errorf("outbox: %w", err)
+			return err
 		}
 		got := 0
 		for m := range batch.Messages() {
@@ -159,27 +185,26 @@ func (b *Bus) OutboxHead(ctx context.Context, n int) ([]OutboxEntry, error) {
 			if err != nil {
 				continue
 			}
-			var e OutboxEntry
-			if err := json.Unmarshal(m.Data(), &e); err != nil || stateSubject(e.Key()) != m.Subject() {
-				continue
+			e := StateEntry{
+				Key: strings.TrimPrefix(m.Subject(), subjectPrefix), Value: m.Data(),
+				Revision: meta.Sequence.Stream, Created: meta.Timestamp,
 			}
-			e.Revision = meta.Sequence.Stream
-			if out = append(out, e); len(out) == n {
-				return out, nil
+			if !fn(e) {
+				return nil
 			}
 		}
 		if err := batch.Error(); err != nil {
-			return nil, fmt.Errorf("outbox: %w", err)
+			return err
 		}
-		if got < want {
-			return out, nil
+		if got < outboxListBatch {
+			return nil
 		}
 	}
 }
 
-// outboxListBatch is how many entries one request of a listing asks for;
-// outboxListIdle is how long the server keeps a listing's consumer that
-// was not deleted.
+// outboxListBatch is how many entries one request of a state listing asks
+// for; outboxListIdle is how long the server keeps a listing's consumer
+// that was not deleted.
 const (
 	outboxListBatch = 256
 	outboxListIdle  = 10 * time.Second
