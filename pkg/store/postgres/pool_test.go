@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/amtsbote/amtsbote/pkg/store/postgres"
 )
 
@@ -24,16 +26,28 @@ func TestPoolSize(t *testing.T) {
 		{"host=db.example user=u pool_max_conns = 6", 6},
 		{"host=db.example application_name=my_pool_max_conns=7", def},
 	} {
-		got, err := postgres.MaxConns(tc.conn)
+		cfg, err := postgres.PoolConfig(tc.conn, def)
 		if err != nil {
 			t.Errorf("%s: %v", tc.conn, err)
 			continue
 		}
-		if got != tc.want {
-			t.Errorf("%s: pool of %d, want %d", tc.conn, got, tc.want)
+		if cfg.MaxConns != tc.want {
+			t.Errorf("%s: pool of %d, want %d", tc.conn, cfg.MaxConns, tc.want)
 		}
 	}
-	if _, err := postgres.MaxConns("postgres://u@db.example/amtsbote?pool_max_conns=many"); err == nil {
+	if _, err := postgres.PoolConfig("postgres://u@db.example/amtsbote?pool_max_conns=many", def); err == nil {
 		t.Error("pool_max_conns=many: no error")
+	}
+	// Size zero keeps pgx's default.
+	pgx, err := pgxpool.ParseConfig("postgres://u@db.example/amtsbote")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := postgres.PoolConfig("postgres://u@db.example/amtsbote", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxConns != pgx.MaxConns {
+		t.Errorf("size 0: pool of %d, want pgx's %d", cfg.MaxConns, pgx.MaxConns)
 	}
 }

@@ -51,7 +51,7 @@ var _ store.Store = (*DB)(nil)
 // string as pgx reads them, e.g. with search_path=amtsbote) and migrates
 // it to the latest schema.
 func Open(ctx context.Context, url string) (*DB, error) {
-	cfg, err := poolConfig(url)
+	cfg, err := PoolConfig(url, DefaultMaxConns())
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
@@ -66,19 +66,16 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	return &DB{pool: pool}, nil
 }
 
-// poolConfig reads url as pgx does and sizes the pool where the URL does
-// not set pool_max_conns. pgx's own default, one connection per CPU and at
-// least four, keeps requests queueing for a connection while others wait
-// for their commit to reach the disk: at 470 submissions per second on two
-// cores the submit's p50 was 111 ms with four connections and 13.5 ms with
-// eight.
-func poolConfig(url string) (*pgxpool.Config, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+// PoolConfig reads conn (a postgres:// URL or key=value string) as pgx
+// does and gives the pool size connections, or pool_min_conns if that is
+// more, unless conn sets pool_max_conns. Size zero keeps pgx's default.
+func PoolConfig(conn string, size int32) (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(conn)
 	if err != nil {
 		return nil, err
 	}
-	if !setsMaxConns(url) {
-		cfg.MaxConns = max(DefaultMaxConns(), cfg.MinConns)
+	if size > 0 && !setsMaxConns(conn) {
+		cfg.MaxConns = max(size, cfg.MinConns)
 	}
 	return cfg, nil
 }
@@ -95,8 +92,12 @@ func setsMaxConns(conn string) bool {
 
 var maxConnsKey = regexp.MustCompile(`(?:^|\s)pool_max_conns\s*=`)
 
-// DefaultMaxConns is the pool's size when the URL does not set
-// pool_max_conns: four connections per CPU, at least eight.
+// DefaultMaxConns is the store's pool size when the URL does not set
+// pool_max_conns: four connections per CPU, at least eight. pgx's own
+// default, one connection per CPU and at least four, keeps requests
+// queueing for a connection while others wait for their commit to reach
+// the disk: at 470 submissions per second on two cores the submit's p50
+// was 111 ms with four connections and 13.5 ms with eight.
 func DefaultMaxConns() int32 {
 	return int32(max(8, 4*runtime.NumCPU()))
 }

@@ -44,7 +44,7 @@
 //	    maxElapsed: 5m          # default 5m
 //	    headers: {Authorization: "Bearer …"}
 //	  postgres:                 # with kind postgres
-//	    url: postgres://subscriber@db/fachverfahren
+//	    url: postgres://subscriber@db/fachverfahren   # a pool of `concurrency` connections unless it sets pool_max_conns
 //	    schema: eingang         # default: the search_path's first
 //	    table: submissions      # default submissions
 //	    maxAttachment: 134217728

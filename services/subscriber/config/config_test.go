@@ -196,12 +196,13 @@ func TestParseHTTP(t *testing.T) {
 func TestParsePostgresSink(t *testing.T) {
 	dir := setup(t)
 	yaml := strings.Replace(natsYAML, "  kind: directory\n  directory: ./data/sink\n",
-		"  kind: postgres\n  postgres:\n    url: postgres://sub:pw@db:5432/fv\n    schema: eingang\n    table: antraege\n    maxAttachment: 1048576\n", 1)
+		"  kind: postgres\n  postgres:\n    url: postgres://sub:pw@db:5432/fv\n    schema: eingang\n    table: antraege\n    maxAttachment: 1048576\n", 1) + "concurrency: 12\n"
 	c, err := parse(t, dir, yaml)
 	if err != nil {
 		t.Fatalf("parse: %v", err)
 	}
-	want := sink.PostgresConfig{URL: "postgres://sub:pw@db:5432/fv", Schema: "eingang", Table: "antraege", MaxAttachment: 1 << 20}
+	// Each delivery holds a connection: the pool is as large as the concurrency.
+	want := sink.PostgresConfig{URL: "postgres://sub:pw@db:5432/fv", Schema: "eingang", Table: "antraege", MaxAttachment: 1 << 20, Conns: 12}
 	if c.Sink.Kind != config.SinkPostgres || c.Sink.Postgres != want {
 		t.Fatalf("sink %+v", c.Sink)
 	}

@@ -126,6 +126,9 @@ func (p *parser) parse(data []byte) *Config {
 	if n := p.section(root, "sink"); n != nil {
 		c.Sink = p.sink(n)
 	}
+	if c.Sink.Kind == SinkPostgres {
+		c.Sink.Postgres.Conns = int32(c.Concurrency)
+	}
 	return c
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime"
 	"testing"
 
 	"github.com/google/uuid"
@@ -65,5 +66,37 @@ func BenchmarkDeliver(b *testing.B) {
 		}
 		defer s.Close()
 		run(b, s)
+	})
+}
+
+// benchConcurrency is the subscriber's concurrency in
+// BenchmarkPostgresConcurrent: each delivery holds a connection for its
+// transaction.
+const benchConcurrency = 16
+
+// BenchmarkPostgresConcurrent delivers small submissions with a 16 KiB
+// attachment from benchConcurrency goroutines, as a subscriber with that
+// concurrency does.
+func BenchmarkPostgresConcurrent(b *testing.B) {
+	if os.Getenv(flowtest.DatabaseURLEnv) == "" {
+		b.Skip(flowtest.DatabaseURLEnv + " is unset")
+	}
+	s, err := sink.OpenPostgres(context.Background(), sink.PostgresConfig{URL: flowtest.FreshSchema(b), Conns: benchConcurrency})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	content := sinktest.Random(7, 16<<10)
+	b.SetParallelism((benchConcurrency + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			d := sinktest.NewDelivery()
+			d.Attachments = []sink.Attachment{(&sinktest.Content{Bytes: content}).Attachment(uuid.NewString(), "antrag.pdf", "application/pdf")}
+			if err := s.Deliver(context.Background(), d); err != nil {
+				b.Error(err)
+				return
+			}
+		}
 	})
 }

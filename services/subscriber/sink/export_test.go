@@ -10,3 +10,6 @@ func SetSleep(s *HTTP, sleep func(ctx context.Context, d time.Duration) error) {
 
 // ParseRetryAfter exposes parseRetryAfter.
 var ParseRetryAfter = parseRetryAfter
+
+// PoolSize is the most connections s opens.
+func PoolSize(s *Postgres) int32 { return s.pool.Config().MaxConns }

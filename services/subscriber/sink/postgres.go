@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/amtsbote/amtsbote/pkg/store/postgres"
 )
 
 // Defaults and bounds of a Postgres sink.
@@ -54,6 +56,10 @@ type PostgresConfig struct {
 	// MaxAttachment bounds one attachment in bytes, at most
 	// MaxPostgresAttachment; DefaultPostgresMaxAttachment when zero.
 	MaxAttachment int64
+	// Conns is the pool's size where the URL does not set pool_max_conns:
+	// the subscriber's concurrency, since each delivery holds a connection
+	// for its transaction. pgx's default when zero.
+	Conns int32
 }
 
 // Postgres is a Sink that inserts each submission into a table, and its
@@ -105,7 +111,7 @@ func OpenPostgres(ctx context.Context, cfg PostgresConfig) (*Postgres, error) {
 	if err := checkPostgresConfig(cfg); err != nil {
 		return nil, permanent(fmt.Errorf("postgres sink: %w", err))
 	}
-	pc, err := pgxpool.ParseConfig(cfg.URL)
+	pc, err := postgres.PoolConfig(cfg.URL, cfg.Conns)
 	if err != nil {
 		// pgx's message quotes the URL, password and all.
 		return nil, permanent(errors.New("postgres sink: cannot parse the database url"))

@@ -8,6 +8,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/services/subscriber/sink"
@@ -204,6 +205,38 @@ func TestOpenPostgres(t *testing.T) {
 			t.Fatalf("open: %v, want a permanent error", err)
 		}
 	})
+}
+
+// TestPostgresPoolSize shows that the pool holds a connection for each
+// delivery the subscriber may have in hand, unless the URL sets its size.
+func TestPostgresPoolSize(t *testing.T) {
+	url := flowtest.FreshSchema(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	def, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		url   string
+		conns int32
+		want  int32
+	}{
+		{url, 12, 12},
+		{url, 0, def.MaxConns},
+		{url + sep + "pool_max_conns=3", 12, 3},
+	} {
+		s, err := sink.OpenPostgres(context.Background(), sink.PostgresConfig{URL: tc.url, Conns: tc.conns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sink.PoolSize(s); got != tc.want {
+			t.Errorf("%s with %d conns: pool of %d, want %d", tc.url, tc.conns, got, tc.want)
+		}
+		s.Close()
+	}
 }
 
 // TestPostgresSizeMismatch shows that content longer or shorter than its
