@@ -351,6 +351,27 @@ func (b *Bus) VerifyObject(ctx context.Context, name string) (ObjectInfo, error)
 	return r.info, nil
 }
 
+// ReadObject reads the object stored under name whole, checked as
+// GetObject's reader checks it, into one buffer of the object's size (up to
+// maxWholePrealloc; a larger one grows as it is read).
+func (b *Bus) ReadObject(ctx context.Context, name string) ([]byte, error) {
+	r, err := b.getObject(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	// bytes.MinRead spare, so that reading up to EOF needs no second buffer.
+	buf := bytes.NewBuffer(make([]byte, 0, min(r.size, maxWholePrealloc)+bytes.MinRead))
+	if _, err := buf.ReadFrom(r); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// maxWholePrealloc bounds what ReadObject allocates on the strength of an
+// object's description alone.
+const maxWholePrealloc = 16 << 20
+
 // GetObject opens the object stored under name. The reader streams the
 // chunks and checks the size and digest at the end: a corrupted object
 // fails a Read with ErrCorrupt. The caller closes it.

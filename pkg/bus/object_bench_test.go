@@ -63,3 +63,27 @@ func BenchmarkObject(b *testing.B) {
 		return err
 	}, func(name string) (io.ReadCloser, error) { return obs.Get(ctx, name) })
 }
+
+// BenchmarkReadObjectWhole reads a 350 KB object (a 256 KiB scan as
+// compact JWE) whole, as the gateway answers small attachments and
+// payloads. B/op shows what reading it costs besides its own size.
+func BenchmarkReadObjectWhole(b *testing.B) {
+	const size = 350_000
+	bb := bustest.Connect(b, serverProcess(b))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := bb.Ensure(ctx, bus.TopologyConfig{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := bb.PutObject(ctx, "whole", &generator{size: size}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for b.Loop() {
+		got, err := bb.ReadObject(ctx, "whole")
+		if err != nil || len(got) != size {
+			b.Fatalf("read %d bytes: %v", len(got), err)
+		}
+	}
+}

@@ -437,6 +437,41 @@ func TestObjectCorruptVerifyAndDeadLetter(t *testing.T) {
 	}
 }
 
+// TestReadObject reads objects whole: the content as GetObject streams it,
+// ErrNotFound for none and ErrCorrupt for one whose chunks do not add up.
+func TestReadObject(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	ctx := testContext(t)
+	for _, size := range []int{0, 1, bus.ObjectChunk, 3*bus.ObjectChunk + 17} {
+		name := "s6/" + strconv.Itoa(size)
+		if _, err := b.PutObject(ctx, name, &generator{size: size}); err != nil {
+			t.Fatal(err)
+		}
+		r, err := b.GetObject(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.ReadObject(ctx, name)
+		if err != nil {
+			t.Fatalf("%d bytes: %v", size, err)
+		}
+		if len(got) != size || !bytes.Equal(got, want) {
+			t.Errorf("%d bytes: read %d, not the streamed content", size, len(got))
+		}
+	}
+	if _, err := b.ReadObject(ctx, "s6/missing"); !errors.Is(err, bus.ErrNotFound) {
+		t.Errorf("read missing object: %v, want ErrNotFound", err)
+	}
+	if _, err := b.ReadObject(ctx, putCorrupt(t, ctx, b, "s6/corrupt")); !errors.Is(err, bus.ErrCorrupt) {
+		t.Errorf("read corrupt object: %v, want ErrCorrupt", err)
+	}
+}
+
 // TestObjectReadWithoutDirectGets reads an object of several chunks from a
 // stream that answers no direct gets: the stream's leader then serves
 // every chunk.

@@ -248,7 +248,7 @@ func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p http
 	// is checked at the end, and a corrupt one cuts the answer short of its
 	// Content-Length, which every HTTP client reports as an error.
 	if info.Size <= verifyInMemory {
-		small, err := a.readObject(ctx, name)
+		small, err := a.bus.ReadObject(ctx, name)
 		if err != nil {
 			return a.objectProblem(w, r, name, "read attachment", err, problem.AttachmentNotFound(sid, aid))
 		}
@@ -288,17 +288,6 @@ func setAttachmentHeaders(w http.ResponseWriter, size uint64) {
 // verifyInMemory is the largest attachment read into memory, and checked,
 // before it is answered.
 const verifyInMemory = 1 << 20
-
-// readObject reads the object stored under name whole; its digest is
-// checked before it returns.
-func (a *API) readObject(ctx context.Context, name string) ([]byte, error) {
-	rc, err := a.bus.GetObject(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	return io.ReadAll(rc)
-}
 
 // objectProblem answers a failed read of the object name: notFound if it is
 // gone; for a corrupt one, a dead letter naming it and the reason and a 500,

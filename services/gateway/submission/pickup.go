@@ -106,7 +106,7 @@ func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p http
 	raw, err := a.bus.GetCheckedState(ctx, name)
 	if errors.Is(err, bus.ErrNotFound) {
 		name = sealed.PayloadObject(sid)
-		raw, err = a.readObject(ctx, name)
+		raw, err = a.bus.ReadObject(ctx, name)
 	}
 	if err != nil {
 		return a.objectProblem(w, r, name, "read payload", err, fmt.Errorf("fetch %s: payload missing: %w", sid, err))
