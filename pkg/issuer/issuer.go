@@ -81,6 +81,15 @@ func (i *Issuer) JTI(submissionID, uri string) string {
 	return i.jti.EventJTI(submissionID, uri)
 }
 
+// after names the event of a submission that must stand in its case
+// before another of Amtsbote's events about it: FIT-Connect's event log
+// lists a case's events in the order they happened.
+var after = map[string]string{set.SubmitSubmission: set.CreateSubmission}
+
+// ErrEarlierPending is returned by Publish for an event whose predecessor
+// (after) waits in the outbox; it is published once that one is.
+var ErrEarlierPending = errors.New("an earlier event of the submission waits in the outbox")
+
 // Published is an event as it stands in EVENTS.
 type Published struct {
 	Claims set.Claims
@@ -102,6 +111,7 @@ func (i *Issuer) Publish(ctx context.Context, c set.Claims) (Published, error) {
 	}
 	sid, _ := c.SubmissionID()
 	uri, _, _ := c.Event()
+	prev, ordered := after[uri]
 	for _, e := range evs {
 		_, pc, err := set.Parse(e.Token)
 		if err != nil {
@@ -113,6 +123,20 @@ func (i *Issuer) Publish(ctx context.Context, c set.Claims) (Published, error) {
 		puri, _, _ := pc.Event()
 		if pc.JTI == c.JTI || pc.Issuer == i.url && psid == sid && puri == uri {
 			return Published{Claims: pc, Token: e.Token, Seq: e.Seq}, nil
+		}
+		if psid == sid && puri == prev {
+			ordered = false
+		}
+	}
+	if ordered {
+		// The event it follows is not in the case yet: while it waits in
+		// the outbox, this one waits too.
+		_, err := i.bus.GetState(ctx, sealed.OutboxKey(i.JTI(sid, prev)))
+		if err == nil {
+			return Published{}, fmt.Errorf("issue %s: %w: %s of %s waits in the outbox", c.JTI, ErrEarlierPending, set.Name(prev), sid)
+		}
+		if !errors.Is(err, bus.ErrNotFound) {
+			return Published{}, fmt.Errorf("issue %s: %w", c.JTI, err)
 		}
 	}
 	if err := i.claim(ctx, c.JTI, caseID); err != nil {

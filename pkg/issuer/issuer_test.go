@@ -2,6 +2,7 @@ package issuer_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 
@@ -106,5 +107,49 @@ func TestEnqueueOnce(t *testing.T) {
 	}
 	if len(entries) != 1 || entries[0].Claims.JTI != flowtest.JTI(t, sid, set.CreateSubmission) {
 		t.Fatalf("outbox %+v, want the one create-submission", entries)
+	}
+}
+
+// TestPublishKeepsOrder: a submit-submission whose create-submission waits
+// in the outbox is not published before it; one whose create-submission
+// is in the case, or is in no outbox, is.
+func TestPublishKeepsOrder(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	i := flowtest.Issuer(t, b, url)
+	ctx := context.Background()
+	tags := set.SubmitPayload{AuthenticationTags: set.AuthenticationTags{Metadata: "AAECAwQFBgcICQoLDA0ODw"}}
+	sid, cid := uuid.NewString(), uuid.NewString()
+	if err := i.Enqueue(ctx, set.CreateSubmission, sid, cid, nil); err != nil {
+		t.Fatal(err)
+	}
+	submit, err := i.Claims(set.SubmitSubmission, sid, cid, tags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := i.Publish(ctx, submit); !errors.Is(err, issuer.ErrEarlierPending) {
+		t.Fatalf("submit before its create: %v, want ErrEarlierPending", err)
+	}
+	if evs, err := b.CaseEvents(ctx, cid); err != nil || len(evs) != 0 {
+		t.Fatalf("case holds %d events (%v), want none", len(evs), err)
+	}
+	create, err := i.Claims(set.CreateSubmission, sid, cid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := i.Publish(ctx, create); err != nil {
+		t.Fatal(err)
+	}
+	// The create is published but still in the outbox, as between a
+	// signer's publish and its delete.
+	if _, err := i.Publish(ctx, submit); err != nil {
+		t.Fatalf("submit after its create: %v", err)
+	}
+	// Without a create in the outbox nothing waits.
+	other, err := i.Claims(set.SubmitSubmission, uuid.NewString(), uuid.NewString(), tags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := i.Publish(ctx, other); err != nil {
+		t.Fatalf("submit without a create in the outbox: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"runtime"
 	runtimemetrics "runtime/metrics"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,8 +96,16 @@ type Signer struct {
 
 	jobs chan bus.OutboxEntry
 	mu   sync.Mutex
-	// queued holds the jtis in jobs or in a worker's hands.
-	queued map[string]bool
+	// queued holds the jtis in jobs or in a worker's hands, each with its
+	// submission.
+	queued map[string]string
+	// turns holds, per submission, the jtis of queued in the order they
+	// were queued: a submission's events are published in that order,
+	// which is the order they were accepted in (create- before
+	// submit-submission), however the workers are scheduled.
+	turns map[string][]string
+	// turn is signalled when an entry is done.
+	turn *sync.Cond
 	// overflowed says that the watch offered entries jobs had no room
 	// for; refill asks for a sweep of the outbox's head once it has.
 	overflowed atomic.Bool
@@ -120,9 +129,11 @@ func New(cfg Config) (*Signer, error) {
 		bus: cfg.Bus, issuer: cfg.Issuer, workers: cfg.Workers, busy: cfg.Busy, maxDefer: cfg.MaxDefer,
 		lease: cfg.Lease, log: cfg.Logger, now: cfg.Now,
 		id:     uuid.NewString(),
-		queued: make(map[string]bool),
+		queued: make(map[string]string),
+		turns:  make(map[string][]string),
 		refill: make(chan struct{}, 1),
 	}
+	s.turn = sync.NewCond(&s.mu)
 	if cfg.Queue == 0 {
 		cfg.Queue = DefaultQueue
 	}
@@ -179,7 +190,7 @@ func (s *Signer) Run(ctx context.Context) error {
 				case <-ctx.Done():
 					return
 				case e := <-s.jobs:
-					if !s.giveWay(ctx, e) {
+					if !s.awaitTurn(ctx, e) || !s.giveWay(ctx, e) {
 						s.done(e.Claims.JTI)
 						return
 					}
@@ -272,12 +283,14 @@ func (s *Signer) offer(e bus.OutboxEntry) bool {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.queued[e.Claims.JTI] {
+	if _, ok := s.queued[e.Claims.JTI]; ok {
 		return false
 	}
 	select {
 	case s.jobs <- e:
-		s.queued[e.Claims.JTI] = true
+		sid, _ := e.Claims.SubmissionID()
+		s.queued[e.Claims.JTI] = sid
+		s.turns[sid] = append(s.turns[sid], e.Claims.JTI)
 		return true
 	default:
 		s.overflowed.Store(true)
@@ -287,8 +300,39 @@ func (s *Signer) offer(e bus.OutboxEntry) bool {
 
 func (s *Signer) done(jti string) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	sid, ok := s.queued[jti]
+	if !ok {
+		return
+	}
 	delete(s.queued, jti)
-	s.mu.Unlock()
+	turns := slices.DeleteFunc(s.turns[sid], func(j string) bool { return j == jti })
+	if len(turns) == 0 {
+		delete(s.turns, sid)
+	} else {
+		s.turns[sid] = turns
+	}
+	s.turn.Broadcast()
+}
+
+// awaitTurn waits until the entries of e's submission queued before it
+// are done. It reports false when ctx ended first.
+func (s *Signer) awaitTurn(ctx context.Context, e bus.OutboxEntry) bool {
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		s.turn.Broadcast()
+		s.mu.Unlock()
+	})
+	defer stop()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for ctx.Err() == nil {
+		if turns := s.turns[s.queued[e.Claims.JTI]]; len(turns) == 0 || turns[0] == e.Claims.JTI {
+			return true
+		}
+		s.turn.Wait()
+	}
+	return false
 }
 
 // sweep offers the entries whose claim ran out, or that the watch could

@@ -114,6 +114,52 @@ func TestNewChecksConfig(t *testing.T) {
 	}
 }
 
+// TestSignerKeepsASubmissionsOrder proves that a submission's events
+// stand in its case in the order they were accepted, create- before
+// submit-submission, while several workers sign at once.
+func TestSignerKeepsASubmissionsOrder(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	events := flowtest.Issuer(t, b, url)
+	const n = 24
+	ctx := context.Background()
+	cases := make([]string, n)
+	tags := set.SubmitPayload{AuthenticationTags: set.AuthenticationTags{Metadata: "AAECAwQFBgcICQoLDA0ODw"}}
+	for i := range cases {
+		sid, cid := uuid.NewString(), uuid.NewString()
+		cases[i] = cid
+		if err := events.Enqueue(ctx, set.CreateSubmission, sid, cid, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := events.Enqueue(ctx, set.SubmitSubmission, sid, cid, tags); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := signer.New(signer.Config{Bus: b, Issuer: events, Workers: 4, Busy: func() bool { return false }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, s)
+	outboxEmpties(t, b)
+	for _, cid := range cases {
+		evs, err := b.CaseEvents(ctx, cid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range evs {
+			_, c, err := set.Parse(e.Token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			uri, _, _ := c.Event()
+			names = append(names, set.Name(uri))
+		}
+		if !slices.Equal(names, []string{"create-submission", "submit-submission"}) {
+			t.Errorf("case %s: events %v, want create- before submit-submission", cid, names)
+		}
+	}
+}
+
 // TestSignerYieldsWhileBusy proves that while other work waits for a CPU
 // only one worker signs, and that it still signs everything.
 func TestSignerYieldsWhileBusy(t *testing.T) {
