@@ -167,7 +167,12 @@ func As(err error) (*Problem, bool) {
 
 // Write sends p as the response: Content-Type application/problem+json,
 // status p.Status (500 when unset), and the JSON body.
-func Write(w http.ResponseWriter, p *Problem) {
+func Write(w http.ResponseWriter, p *Problem) { WriteAs(w, p, ContentType) }
+
+// WriteAs sends p as Write does, under another Content-Type: for the
+// answers a published specification types otherwise (RFC 6749's token
+// errors, FIT-Connect's Routing API 429), the body still a problem.
+func WriteAs(w http.ResponseWriter, p *Problem, contentType string) {
 	status := p.Status
 	if status < 100 || status > 599 {
 		p = p.clone()
@@ -182,7 +187,7 @@ func Write(w http.ResponseWriter, p *Problem) {
 		body, _ = json.Marshal(c)
 	}
 	h := w.Header()
-	h.Set("Content-Type", ContentType)
+	h.Set("Content-Type", contentType)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Del("Content-Length")
 	w.WriteHeader(status)

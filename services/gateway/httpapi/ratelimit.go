@@ -21,6 +21,9 @@ type Limiter struct {
 	limit rate.Limit
 	burst int
 
+	// json makes Throttle answer 429 as application/json.
+	json bool
+
 	mu      sync.Mutex
 	clients map[string]*bucket
 	sweep   time.Time
@@ -36,6 +39,14 @@ type bucket struct {
 // burst at once.
 func NewLimiter(perSecond float64, burst int) *Limiter {
 	return &Limiter{limit: rate.Limit(perSecond), burst: burst, clients: make(map[string]*bucket)}
+}
+
+// AnswerJSON makes Throttle answer 429 as application/json, the body the
+// same problem, as FIT-Connect's Routing API declares its 429. It returns
+// l.
+func (l *Limiter) AnswerJSON() *Limiter {
+	l.json = true
+	return l
 }
 
 // take spends one token of client's bucket. It reports whether the request
@@ -164,7 +175,12 @@ func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
 		hd[headerPolicy] = []string{policy}
 		if !ok {
 			w.Header().Set("Retry-After", secs)
-			a.WriteError(w, r, problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), ClientAddress(r), secs)))
+			p := problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), ClientAddress(r), secs))
+			if l.json {
+				problem.WriteAs(w, p, "application/json")
+			} else {
+				a.WriteError(w, r, p)
+			}
 			return
 		}
 		h.ServeHTTP(w, r)

@@ -121,7 +121,7 @@ func New(cfg Config) (*API, error) {
 	}
 	a := &API{
 		api: cfg.API, sync: cfg.Routes, areas: cfg.Areas, url: cfg.URL, now: cfg.Now,
-		limiter: httpapi.NewLimiter(cfg.RateLimit, cfg.RateBurst),
+		limiter: httpapi.NewLimiter(cfg.RateLimit, cfg.RateBurst).AnswerJSON(),
 		routes:  make(map[routeKey][]byte),
 	}
 	if a.now == nil {
