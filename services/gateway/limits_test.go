@@ -45,7 +45,14 @@ func (e *env) rawRequest(head string, send func(w io.Writer) error) (*http.Respo
 	if send != nil {
 		go func() { _ = send(conn) }()
 	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	// The request as far as its line, for helpers that look at its path.
+	method, rest, _ := strings.Cut(head, " ")
+	target, _, _ := strings.Cut(rest, " ")
+	req, err := http.NewRequest(method, e.srv.URL+target, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), req)
 	if err != nil {
 		e.t.Fatalf("read answer: %v", err)
 	}

@@ -163,6 +163,12 @@ func QuoteSafe(s string) string {
 // problems become a 500 and are logged here, once; their text never
 // reaches the client.
 func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	a.WriteErrorAs(w, r, err, problem.ContentType)
+}
+
+// WriteErrorAs answers as WriteError does, under another Content-Type
+// (problem.WriteAs).
+func (a *API) WriteErrorAs(w http.ResponseWriter, r *http.Request, err error, contentType string) {
 	var ae *authError
 	var se *scopeError
 	var re *retryError
@@ -197,7 +203,7 @@ func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	if (p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", "1")
 	}
-	problem.Write(w, p)
+	problem.WriteAs(w, p, contentType)
 }
 
 // Unavailable logs a failure of the message bus and answers 503: the

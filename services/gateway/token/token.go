@@ -227,7 +227,13 @@ func (s *Service) handleToken(w http.ResponseWriter, r *http.Request) {
 		if p, ok := problem.As(err); ok && p.Status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Basic realm="`+httpapi.QuoteSafe(s.url)+`"`)
 		}
-		s.api.WriteError(w, r, err)
+		// RFC 6749 5.2: OAuth's error responses are application/json;
+		// what is no OAuth error (a timeout, an overload) stays a problem.
+		ct := problem.ContentType
+		if p, ok := problem.As(err); ok && p.Extra["error"] != nil {
+			ct = "application/json"
+		}
+		s.api.WriteErrorAs(w, r, err, ct)
 		return
 	}
 	httpapi.WriteJSON(w, http.StatusOK, resp)
