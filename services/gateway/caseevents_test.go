@@ -89,8 +89,8 @@ func TestCaseEventBadInput(t *testing.T) {
 				{"jti of Amtsbote's event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = f.jti(rejected.SubmissionID, set.NotifySubmission) }), 409, problem.TypeConflict, "jti"},
 				{"issued in 2020", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC) }), 422, problem.TypeInvalidEvent, "iat"},
 				{"issued a day before the submission", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Now().Add(-24 * time.Hour).Truncate(time.Second) }), 422, problem.TypeInvalidEvent, "iat"},
-				{"accept of a submission never fetched", unfetched.CaseID, "", f.receiverSET(t, set.AcceptSubmission, unfetched, set.AcceptPayload{AuthenticationTags: unfetched.tags()}, nil), 422, problem.TypeSubmissionState, "events"},
-				{"reject of a submission never fetched", unfetched.CaseID, "", f.receiverSET(t, set.RejectSubmission, unfetched, problems, nil), 422, problem.TypeSubmissionState, "events"},
+				{"accept of a submission never fetched", unfetched.CaseID, "", f.receiverSET(t, set.AcceptSubmission, unfetched, set.AcceptPayload{AuthenticationTags: unfetched.tags()}, nil), 409, problem.TypeInvalidTransition, "events"},
+				{"reject of a submission never fetched", unfetched.CaseID, "", f.receiverSET(t, set.RejectSubmission, unfetched, problems, nil), 409, problem.TypeInvalidTransition, "events"},
 				{"accept before submit", incomplete.CaseID, "", f.receiverSET(t, set.AcceptSubmission, incomplete, accept, nil), 422, problem.TypeInvalidEvent, "authenticationTags"},
 				{"case id not a UUID", "case-1", "", f.receiverSET(t, set.AcceptSubmission, s, accept, nil), 400, problem.TypeInvalidRequest, "caseId"},
 			}

@@ -242,7 +242,7 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 			}
 		}
 		if progress.PickedUpAt == nil && (progress.Status == sealed.Submitted || progress.Status == sealed.Forwarded) {
-			return problem.SubmissionState("events", fmt.Sprintf("submission %s was never fetched by a receiver; %s decides on what was fetched", sid, set.Name(uri)))
+			return problem.InvalidTransition(fmt.Sprintf("submission %s was never fetched by a receiver; %s decides on what was fetched", sid, set.Name(uri)))
 		}
 		if _, err := progress.Apply(uri, claims.IssuedAt); err != nil {
 			return problem.InvalidTransition(fmt.Sprintf("submission %s is %s; %s is not allowed", sid, progress.Status, set.Name(uri)))
