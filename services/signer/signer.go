@@ -6,7 +6,9 @@
 // A signer watches the outbox, claims each entry for a lease (an
 // optimistic write, so that of several signers one signs it), signs and
 // publishes it through the issuer (once per jti) and deletes it. What a
-// crashed signer held is taken over when its lease runs out. While other
+// crashed signer held is taken over when its lease runs out. A
+// submission's entries are published in the order they were queued, so
+// that its case lists create- before submit-submission. While other
 // work of its process waits for a CPU, one worker signs and the others
 // give way (Config.Busy); with Config.MaxDefer that one waits too, until
 // an event has waited that long.
