@@ -21,8 +21,8 @@ type Limiter struct {
 	limit rate.Limit
 	burst int
 
-	// json makes Throttle answer 429 as application/json.
-	json bool
+	// answer is the Content-Type of Throttle's 429.
+	answer string
 
 	mu      sync.Mutex
 	clients map[string]*bucket
@@ -38,14 +38,14 @@ type bucket struct {
 // NewLimiter returns a limiter of perSecond requests per client address,
 // burst at once.
 func NewLimiter(perSecond float64, burst int) *Limiter {
-	return &Limiter{limit: rate.Limit(perSecond), burst: burst, clients: make(map[string]*bucket)}
+	return &Limiter{limit: rate.Limit(perSecond), burst: burst, answer: problem.ContentType, clients: make(map[string]*bucket)}
 }
 
 // AnswerJSON makes Throttle answer 429 as application/json, the body the
 // same problem, as FIT-Connect's Routing API declares its 429. It returns
 // l.
 func (l *Limiter) AnswerJSON() *Limiter {
-	l.json = true
+	l.answer = "application/json"
 	return l
 }
 
@@ -175,12 +175,7 @@ func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
 		hd[headerPolicy] = []string{policy}
 		if !ok {
 			w.Header().Set("Retry-After", secs)
-			p := problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), ClientAddress(r), secs))
-			if l.json {
-				problem.WriteAs(w, p, "application/json")
-			} else {
-				a.WriteError(w, r, p)
-			}
+			a.WriteErrorAs(w, r, problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), ClientAddress(r), secs)), l.answer)
 			return
 		}
 		h.ServeHTTP(w, r)

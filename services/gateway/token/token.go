@@ -224,14 +224,16 @@ func (s *Service) handleToken(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Pragma", "no-cache")
 	resp, err := s.issueToken(w, r)
 	if err != nil {
-		if p, ok := problem.As(err); ok && p.Status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="`+httpapi.QuoteSafe(s.url)+`"`)
-		}
 		// RFC 6749 5.2: OAuth's error responses are application/json;
 		// what is no OAuth error (a timeout, an overload) stays a problem.
 		ct := problem.ContentType
-		if p, ok := problem.As(err); ok && p.Extra["error"] != nil {
-			ct = "application/json"
+		if p, ok := problem.As(err); ok {
+			if p.Status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Basic realm="`+httpapi.QuoteSafe(s.url)+`"`)
+			}
+			if p.Extra["error"] != nil {
+				ct = "application/json"
+			}
 		}
 		s.api.WriteErrorAs(w, r, err, ct)
 		return
