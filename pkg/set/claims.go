@@ -170,22 +170,24 @@ func isUUID(s string) bool {
 	return true
 }
 
-// SubmissionID returns the UUID in sub ("submission:<uuid>").
+// SubmissionID returns the UUID in sub ("submission:<uuid>") in lower
+// case, the form ids are kept in: FIT-Connect's own examples write them
+// in upper case.
 func (c Claims) SubmissionID() (string, error) {
 	id, ok := strings.CutPrefix(c.Subject, "submission:")
 	if !ok || !isUUID(id) {
 		return "", claimRule("sub", "must be \"submission:\" and a UUID, got %q", c.Subject)
 	}
-	return id, nil
+	return strings.ToLower(id), nil
 }
 
-// CaseID returns the UUID in txn ("case:<uuid>").
+// CaseID returns the UUID in txn ("case:<uuid>") in lower case.
 func (c Claims) CaseID() (string, error) {
 	id, ok := strings.CutPrefix(c.Txn, "case:")
 	if !ok || !isUUID(id) {
 		return "", claimRule("txn", "must be \"case:\" and a UUID, got %q", c.Txn)
 	}
-	return id, nil
+	return strings.ToLower(id), nil
 }
 
 // Event returns the one event URI and its payload; more or fewer events

@@ -465,6 +465,19 @@ func TestClaimsHelpersRefuseBrokenClaims(t *testing.T) {
 	}
 }
 
+// TestClaimsHelpersAnswerLowerCase proves that ids written in upper case,
+// as FIT-Connect's own example SETs write them, name what their lower-case
+// form names.
+func TestClaimsHelpersAnswerLowerCase(t *testing.T) {
+	c := set.Claims{Subject: "submission:" + strings.ToUpper(submissionID), Txn: "case:" + strings.ToUpper(caseID)}
+	if id, err := c.SubmissionID(); err != nil || id != submissionID {
+		t.Fatalf("SubmissionID: %q %v, want %q", id, err, submissionID)
+	}
+	if id, err := c.CaseID(); err != nil || id != caseID {
+		t.Fatalf("CaseID: %q %v, want %q", id, err, caseID)
+	}
+}
+
 // TestInteroperatesWithGoJOSE checks PS512 against an independent JOSE
 // implementation in both directions.
 func TestInteroperatesWithGoJOSE(t *testing.T) {

@@ -109,8 +109,17 @@ func TestCaseEventBadInput(t *testing.T) {
 			// The right accept passes, once; forward before accept is fine too.
 			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.ForwardSubmission, other, nil, nil)).want(t, http.StatusNoContent)
 			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.AcceptSubmission, other, set.AcceptPayload{AuthenticationTags: other.tags()}, nil)).want(t, http.StatusNoContent)
-			f.postEvent(t, receiver, s.CaseID, f.receiverSET(t, set.AcceptSubmission, s, accept, nil)).want(t, http.StatusNoContent)
+			// Ids in upper case, as FIT-Connect's example SETs write them,
+			// name the same submission, case and destination.
+			upper := f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) {
+				c.Subject = "submission:" + strings.ToUpper(s.SubmissionID)
+				c.Txn = "case:" + strings.ToUpper(s.CaseID)
+				c.Issuer = strings.ToUpper(d.ID)
+			})
+			f.postEvent(t, receiver, s.CaseID, upper).want(t, http.StatusNoContent)
 			f.waitEvents(t, sender, other.CaseID, "create-submission", "submit-submission", "notify-submission", "forward-submission", "accept-submission")
+			f.waitEvents(t, sender, s.CaseID, "create-submission", "submit-submission", "notify-submission", "accept-submission")
+			f.waitStatus(t, s.SubmissionID, sealed.Accepted)
 		})
 	}
 }

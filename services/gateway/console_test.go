@@ -59,6 +59,7 @@ func TestConsoleVerifiedEvents(t *testing.T) {
 	record(d.ID, destKey, d.EncryptionKID)
 	record(d.ID, destKey, "no-such-kid")
 	record("https://elsewhere.example", impostor, "x")
+	record(strings.ToUpper(d.ID), destKey, d.SigningKID)
 
 	var got verifiedAnswer
 	body := newOwnSpec(t, e).call(t, http.MethodGet, "/admin/v1/cases/"+caseID+"/events/verified", e.adminToken(), "", nil, http.StatusOK)
@@ -75,6 +76,7 @@ func TestConsoleVerifiedEvents(t *testing.T) {
 		{"destination", false, "not its signing key"},
 		{"unknown", false, "is not a key of"},
 		{"unknown", false, "is not a key of"},
+		{"destination", true, ""},
 	}
 	if got.CaseID != caseID || got.TotalCount != len(want) || len(got.Events) != len(want) {
 		t.Fatalf("answer %+v, want %d events of case %s", got, len(want), caseID)

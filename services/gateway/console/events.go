@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/jose"
@@ -103,7 +104,8 @@ func (c *Console) verify(ctx context.Context, e store.Event) (verifiedEvent, err
 		}
 		pub = c.cfg.Key
 	default:
-		k, err := c.cfg.Store.Key(ctx, e.Issuer, hdr.KID)
+		// A receiver may write its destination id in upper case.
+		k, err := c.cfg.Store.Key(ctx, strings.ToLower(e.Issuer), hdr.KID)
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			v.Reason = fmt.Sprintf("kid %q is not a key of %q", hdr.KID, e.Issuer)

@@ -169,7 +169,7 @@ func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.
 	if sub.CaseID != caseID {
 		return problem.InvalidEvent("sub", fmt.Sprintf("submission %s belongs to case %s, not to case %s", sid, sub.CaseID, caseID))
 	}
-	if unverified.Issuer != sub.DestinationID {
+	if !strings.EqualFold(unverified.Issuer, sub.DestinationID) {
 		return problem.InvalidEvent("iss", fmt.Sprintf("iss must be the destination id %s, got %q", sub.DestinationID, unverified.Issuer))
 	}
 	pub, err := a.signingKey(ctx, sub.DestinationID, hdr.KID)
