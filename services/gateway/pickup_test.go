@@ -48,6 +48,8 @@ func TestPickupAuthorization(t *testing.T) {
 				{"list with a bad destinationId", http.MethodGet, "/v1/submissions?destinationId=dest-a", receiverA, 400, problem.TypeInvalidRequest, "destinationId"},
 				{"list with a bad limit", http.MethodGet, "/v1/submissions?limit=501", receiverA, 400, problem.TypeInvalidRequest, "limit"},
 				{"list with a bad offset", http.MethodGet, "/v1/submissions?offset=-1", receiverA, 400, problem.TypeInvalidRequest, "offset"},
+				{"list with an offset beyond int32", http.MethodGet, "/v1/submissions?offset=2147483648", receiverA, 400, problem.TypeInvalidRequest, "offset"},
+				{"list with two limits", http.MethodGet, "/v1/submissions?limit=1&limit=2", receiverA, 400, problem.TypeInvalidRequest, "limit"},
 				{"fetch another destination's", http.MethodGet, sub, receiverB, 404, problem.TypeSubmissionNotFound, "submissionId"},
 				{"fetch as the sender", http.MethodGet, sub, senderA, 403, problem.TypeForbidden, "scope"},
 				{"attachment of another destination", http.MethodGet, sub + "/attachments/" + routed.order[0], receiverB, 404, problem.TypeSubmissionNotFound, "submissionId"},

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -101,22 +102,31 @@ func PageOf(r *http.Request) (store.Page, error) {
 	return PageFrom(q)
 }
 
-// PageFrom is PageOf of a query Query has already read.
+// PageFrom is PageOf of a query Query has already read. A parameter
+// given twice is a problem; one given empty takes its default. Both are
+// int32 in FIT-Connect's specifications.
 func PageFrom(q url.Values) (store.Page, error) {
 	var p store.Page
-	if s := q.Get("limit"); s != "" {
+	s, _, err := QueryParam(q, "limit")
+	if err != nil {
+		return p, err
+	}
+	if s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > store.MaxPageLimit {
 			return p, problem.InvalidRequest("limit", fmt.Sprintf("limit %q must be an integer from 1 to %d", s, store.MaxPageLimit))
 		}
 		p.Limit = n
 	}
-	if s := q.Get("offset"); s != "" {
-		n, err := strconv.Atoi(s)
+	if s, _, err = QueryParam(q, "offset"); err != nil {
+		return p, err
+	}
+	if s != "" {
+		n, err := strconv.ParseInt(s, 10, 32)
 		if err != nil || n < 0 {
-			return p, problem.InvalidRequest("offset", fmt.Sprintf("offset %q must be a non-negative integer", s))
+			return p, problem.InvalidRequest("offset", fmt.Sprintf("offset %q must be an integer from 0 to %d", s, math.MaxInt32))
 		}
-		p.Offset = n
+		p.Offset = int(n)
 	}
 	return p.Normalize(), nil
 }
