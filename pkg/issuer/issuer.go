@@ -83,8 +83,14 @@ func (i *Issuer) JTI(submissionID, uri string) string {
 
 // after names the event of a submission that must stand in its case
 // before another of Amtsbote's events about it: FIT-Connect's event log
-// lists a case's events in the order they happened.
-var after = map[string]string{set.SubmitSubmission: set.CreateSubmission}
+// lists a case's events in the order they happened, and a client reads a
+// submission's status from its last event. The router rejects what it
+// cannot route as soon as it reads it, while the submit may still wait
+// for a signer.
+var after = map[string]string{
+	set.SubmitSubmission: set.CreateSubmission,
+	set.RejectSubmission: set.SubmitSubmission,
+}
 
 // ErrEarlierPending is returned by Publish for an event whose predecessor
 // (after) waits in the outbox; it is published once that one is.

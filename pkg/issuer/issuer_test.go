@@ -144,6 +144,21 @@ func TestPublishKeepsOrder(t *testing.T) {
 	if _, err := i.Publish(ctx, submit); err != nil {
 		t.Fatalf("submit after its create: %v", err)
 	}
+	// A reject waits for the submit as the submit for the create.
+	sid, cid = uuid.NewString(), uuid.NewString()
+	if err := i.Enqueue(ctx, set.SubmitSubmission, sid, cid, tags); err != nil {
+		t.Fatal(err)
+	}
+	reject := set.RejectPayload{Problems: []set.Problem{{Type: "https://schema.fitko.de/fit-connect/events/problems/missing-route", Instance: "submission"}}}
+	if _, err := i.Issue(ctx, set.RejectSubmission, sid, cid, reject); !errors.Is(err, issuer.ErrEarlierPending) {
+		t.Fatalf("reject before its submit: %v, want ErrEarlierPending", err)
+	}
+	if _, err := i.Issue(ctx, set.SubmitSubmission, sid, cid, tags); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := i.Issue(ctx, set.RejectSubmission, sid, cid, reject); err != nil {
+		t.Fatalf("reject after its submit: %v", err)
+	}
 	// Without a create in the outbox nothing waits.
 	other, err := i.Claims(set.SubmitSubmission, uuid.NewString(), uuid.NewString(), tags)
 	if err != nil {
