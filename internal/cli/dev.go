@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -201,6 +202,8 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		Bus:             b, Store: st, Key: signer, PublicURL: publicURL, Log: log,
 		Gateway: true, Listener: ln, Signer: true, Router: true, Ledger: true, Delivery: true, Limits: cfg.Limits,
 		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst, Overdue: cfg.Overdue, Tracer: tp,
+		// A back office beside dev, on this machine or its network.
+		CallbackAllow: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
 	}
 	err = sys.Run(ctx)
 	log.Info("amtsbote dev stopped")

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"slices"
 	"strconv"
@@ -104,6 +105,7 @@ type serveConfig struct {
 	LogLevel      string
 	OTLP          string
 	Overdue       []time.Duration
+	CallbackAllow []netip.Prefix
 	Limits        gateway.Limits
 	RoutesRate    float64
 	RoutesBurst   int
@@ -144,11 +146,15 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 		return c, err
 	}
 	overdue := fs.String("overdue-after", env.str("AMTSBOTE_OVERDUE_AFTER", defaultOverdue), "ages after which a submission not picked up is listed as overdue, comma-separated (AMTSBOTE_OVERDUE_AFTER)")
+	allow := fs.String("callback-allow", env.str("AMTSBOTE_CALLBACK_ALLOW", ""), "networks besides the public internet that callbacks may go to, as CIDRs, comma-separated, e.g. the back offices' 10.20.0.0/16 (AMTSBOTE_CALLBACK_ALLOW)")
 	if err := fs.Parse(args); err != nil {
 		return c, ErrUsage
 	}
 	applyLimits()
 	if c.Overdue, err = parseOverdue(*overdue); err != nil {
+		return c, err
+	}
+	if c.CallbackAllow, err = parseNetworks(*allow); err != nil {
 		return c, err
 	}
 	for _, t := range strings.Split(*targets, ",") {
@@ -237,10 +243,28 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 		Delivery: slices.Contains(cfg.Targets, "delivery"),
 		Overdue:  cfg.Overdue,
 
+		CallbackAllow: cfg.CallbackAllow,
+
 		RoutesRate: cfg.RoutesRate, RoutesBurst: cfg.RoutesBurst,
 	}
 	fmt.Fprintf(stdout, "amtsbote serving %s on %s\n", strings.Join(cfg.Targets, ","), ln.Addr())
 	return sys.Run(ctx)
+}
+
+// parseNetworks reads --callback-allow: CIDRs, comma-separated, or none.
+func parseNetworks(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("--callback-allow %q: %q is no network such as 10.20.0.0/16", s, f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 // defaultOverdue is FIT-Connect's reminders: day 3 and day 9.

@@ -87,3 +87,31 @@ func TestRoutesRateFlag(t *testing.T) {
 		})
 	}
 }
+
+func TestCallbackAllowFlag(t *testing.T) {
+	base := []string{"--public-url", "http://x", "--database-url", "postgres://x", "--signing-key", "k"}
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // the networks, or "error"
+	}{
+		{"default: the public internet alone", nil, nil, "[]"},
+		{"flag", []string{"--callback-allow", "10.20.0.0/16, fd00:ab::/32"}, nil, "[10.20.0.0/16 fd00:ab::/32]"},
+		{"environment", nil, map[string]string{"AMTSBOTE_CALLBACK_ALLOW": "192.168.7.9/24"}, "[192.168.7.0/24]"},
+		{"an address without its length", []string{"--callback-allow", "10.0.0.1"}, nil, "error"},
+		{"a name", []string{"--callback-allow", "intranet"}, nil, "error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseServeConfig(append(append([]string{}, base...), tt.args...), func(k string) string { return tt.env[k] }, io.Discard)
+			got := fmt.Sprint(c.CallbackAllow)
+			switch {
+			case tt.want == "error" && err == nil:
+				t.Errorf("accepted as %s", got)
+			case tt.want != "error" && (err != nil || got != tt.want):
+				t.Errorf("%s, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,10 @@ type Roles struct {
 	// Overdue are the ages after which a submission not picked up is
 	// listed as overdue (nil for the default, 3 and 9 days).
 	Overdue []time.Duration
+
+	// CallbackAllow are the networks besides the public internet the
+	// delivery role posts callbacks to (delivery.Config.Allow).
+	CallbackAllow []netip.Prefix
 }
 
 // runner is a component that blocks until its context is cancelled.
@@ -194,7 +199,7 @@ func (s *Roles) Run(ctx context.Context) error {
 	}
 	if s.Delivery {
 		dl, err := delivery.New(delivery.Config{
-			Bus: s.Bus, Store: st, Source: s.PublicURL, Logger: s.Log, Registry: reg,
+			Bus: s.Bus, Store: st, Source: s.PublicURL, Logger: s.Log, Registry: reg, Allow: s.CallbackAllow,
 		})
 		if err != nil {
 			return err

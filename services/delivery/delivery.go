@@ -13,7 +13,8 @@
 // dead letter or a log. A post that times out, is redirected or is not
 // answered 2xx is retried with exponential backoff and jitter up to
 // MaxAttempts, then dead-lettered (reason callback-failed) with its
-// attempt history, from where an operator re-drives it.
+// attempt history, from where an operator re-drives it. Callbacks go to
+// public addresses and Config.Allow only.
 //
 // Every process running the role shares the three consumers.
 package delivery
@@ -27,6 +28,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
@@ -72,6 +74,9 @@ const (
 	ReasonCallbackFailed = "callback-failed"
 	// ReasonInvalid: a message the role cannot read.
 	ReasonInvalid = "invalid-callback"
+	// ReasonNotPublic: the callback URL names an address that is not on
+	// the public internet nor in Config.Allow.
+	ReasonNotPublic = "callback-not-public"
 )
 
 // Defaults of Config.
@@ -99,9 +104,15 @@ type Config struct {
 	Store Store
 	// Source names Amtsbote in the CloudEvents it publishes (its public URL).
 	Source string
-	// Transport carries the posts (default http.DefaultTransport). No
+	// Transport carries the posts (default: http.DefaultTransport's
+	// settings, connecting to public addresses and Allow only). No
 	// redirect is followed whatever it is.
 	Transport http.RoundTripper
+	// Allow are the networks besides the public internet that the default
+	// transport posts to: the back offices' own, where they are internal
+	// (loopback, private, link-local and other addresses are refused
+	// otherwise).
+	Allow []netip.Prefix
 	// Timeout bounds one post, from dial to the end of the answer
 	// (default DefaultTimeout).
 	Timeout time.Duration
@@ -183,7 +194,7 @@ func New(cfg Config) (*Delivery, error) {
 	}
 	transport := cfg.Transport
 	if transport == nil {
-		transport = http.DefaultTransport
+		transport = publicTransport(cfg.Allow)
 	}
 	d.http = &http.Client{
 		Transport: transport,
@@ -456,6 +467,11 @@ func (d *Delivery) post(ctx context.Context, target, secret string, body []byte)
 	req.Header.Set(client.CallbackAuthenticationHeader, sig)
 	resp, err := d.http.Do(req)
 	if err != nil {
+		if errors.Is(err, errNotPublic) {
+			// Asking again changes nothing until the URL does; an
+			// operator re-drives the dead letter then.
+			return bus.PermanentReason(ReasonNotPublic, fmt.Errorf("callback to %s: %w", u.Host, redact(err, target)))
+		}
 		if errors.Is(err, context.DeadlineExceeded) || os.IsTimeout(err) {
 			return fmt.Errorf("callback to %s: no answer within %s", u.Host, d.timeout)
 		}

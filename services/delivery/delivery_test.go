@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -176,6 +177,13 @@ func (b *lockedBuffer) String() string {
 
 func newEnv(t *testing.T, cfg delivery.Config) *env {
 	t.Helper()
+	return newEnvTransport(t, cfg, true)
+}
+
+// newEnvTransport is newEnv; with testTransport false the role posts with
+// its own default transport instead of one trusting the test receiver.
+func newEnvTransport(t *testing.T, cfg delivery.Config, testTransport bool) *env {
+	t.Helper()
 	ctx := context.Background()
 	node := bustest.Server(t)
 	b := bustest.Connect(t, node.URL)
@@ -193,7 +201,9 @@ func newEnv(t *testing.T, cfg delivery.Config) *env {
 	}
 	e := &env{t: t, bus: b, store: st, rc: newReceiver(t), logs: &lockedBuffer{}, key: key}
 	cfg.Bus, cfg.Store, cfg.Source = b, st, "https://amtsbote.test"
-	cfg.Transport = e.rc.srv.Client().Transport
+	if testTransport {
+		cfg.Transport = e.rc.srv.Client().Transport
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if cfg.BackoffBase == 0 {
 		cfg.BackoffBase, cfg.BackoffMax = 10*time.Millisecond, 40*time.Millisecond
@@ -603,4 +613,45 @@ func withHeader(h http.Header, k, v string) http.Header {
 	h = h.Clone()
 	h.Set(k, v)
 	return h
+}
+
+// TestCallbackToAPrivateAddress proves that the default transport posts
+// to public addresses only: a callback URL on loopback is dead-lettered
+// at its first attempt, with its reason, and never posted.
+func TestCallbackToAPrivateAddress(t *testing.T) {
+	e := newEnvTransport(t, delivery.Config{}, false)
+	dest := e.destination(e.rc.url())
+	s := e.route(dest, "")
+	var dead []bus.DeadLetter
+	eventually(t, 20*time.Second, func() error {
+		var err error
+		dead, _, err = e.bus.DeadLetters(context.Background(), bus.DeadFilter{Reason: delivery.ReasonNotPublic}, 0, 0)
+		if err != nil {
+			return err
+		}
+		if len(dead) != 1 {
+			return fmt.Errorf("%d dead letters, want 1", len(dead))
+		}
+		return nil
+	})
+	e.settled()
+	if d := dead[0]; d.Attempts != 1 || len(d.History) != 1 || !strings.Contains(d.History[0].Error, "not a public address") {
+		t.Errorf("dead letter %+v", d)
+	}
+	if n := e.rc.count(s.SubmissionID); n != 0 {
+		t.Errorf("%d callbacks posted to loopback", n)
+	}
+}
+
+// TestCallbackToAnAllowedNetwork proves that an allowed network is posted
+// to by the default transport: the test receiver's certificate is not
+// trusted, so the post fails as a TLS failure, not as a refusal.
+func TestCallbackToAnAllowedNetwork(t *testing.T) {
+	e := newEnvTransport(t, delivery.Config{MaxAttempts: 1, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}}, false)
+	dest := e.destination(e.rc.url())
+	e.route(dest, "")
+	dead := e.deadLetters(1)
+	if h := dead[0].History; len(h) != 1 || !strings.Contains(h[0].Error, "certificate") {
+		t.Errorf("attempts %+v, want a TLS failure", h)
+	}
 }
