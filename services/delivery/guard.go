@@ -3,7 +3,6 @@ package delivery
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,7 +18,7 @@ import (
 // public internet.
 var errNotPublic = errors.New("not a public address")
 
-// nonPublic are the IPv4 ranges besides what netip classifies that no
+// nonPublic are the ranges besides what netip classifies that no
 // receiver's callback lives in: "this network", shared address space
 // (carrier-grade NAT), IETF protocol assignments, the documentation
 // networks, benchmarking and the reserved block.
@@ -80,12 +79,13 @@ func publicTransport(allow []netip.Prefix) *http.Transport {
 	plain := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	guarded := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second,
 		Control: func(network, address string, _ syscall.RawConn) error {
+			// The dial's error names the address.
 			ap, err := netip.ParseAddrPort(address)
 			if err != nil {
-				return fmt.Errorf("callback to %s: %w", address, err)
+				return err
 			}
 			if !public(ap.Addr()) && !slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ap.Addr().Unmap()) }) {
-				return fmt.Errorf("callback to %s: %w", ap.Addr(), errNotPublic)
+				return errNotPublic
 			}
 			return nil
 		}}
