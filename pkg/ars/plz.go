@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"unicode/utf8"
 )
 
 // ErrMissingColumn is wrapped by errors about a required column a CSV
@@ -33,6 +35,8 @@ func ParsePLZ(r io.Reader) ([]PostalCode, error) {
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	header, err := cr.Read()
+	// ReuseRecord: the next Read overwrites header's slice.
+	header = slices.Clone(header)
 	if err != nil {
 		if err == io.EOF {
 			return nil, fmt.Errorf("parse plz: %w", &LineError{Line: 1, Err: errors.New("no header")})
@@ -55,6 +59,12 @@ func ParsePLZ(r io.Reader) ([]PostalCode, error) {
 		line, _ := cr.FieldPos(0)
 		if len(rec) != len(header) {
 			return nil, fmt.Errorf("parse plz: %w", &LineError{Line: line, Err: fmt.Errorf("%d fields, header has %d", len(rec), len(header))})
+		}
+		// A file in Latin-1 or Windows-1252 would store garbled names.
+		for i, f := range rec {
+			if !utf8.ValidString(f) {
+				return nil, fmt.Errorf("parse plz: %w", &LineError{Line: line, Field: header[i], Err: errors.New("not valid UTF-8")})
+			}
 		}
 		get := func(name string) string {
 			if i, ok := col[name]; ok {

@@ -70,6 +70,7 @@ func TestParsePLZErrors(t *testing.T) {
 		{"bad district", header + strings.Replace(row, "083110000000,yes", "08311,yes", 1), 2, "district_ars", "not 12 digits"},
 		{"bad flag", header + strings.Replace(row, "yes", "ja", 1), 2, "in_gv2025", `"ja" is not yes or no`},
 		{"quote", header + "79098,\"08311000,x\n", 2, "", "quote"},
+		{"latin-1", header + row + "79280,08315074,083155008074,Au\xdfen,083150000000,yes\n", 3, "name", "not valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

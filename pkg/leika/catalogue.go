@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // ErrFormat is wrapped by every error about a malformed catalogue.
@@ -62,6 +64,8 @@ func ParseCatalogue(r io.Reader) ([]Service, error) {
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	header, err := cr.Read()
+	// ReuseRecord: the next Read overwrites header's slice.
+	header = slices.Clone(header)
 	if err == io.EOF {
 		return nil, fmt.Errorf("parse leika catalogue: %w", &LineError{Line: 1, Err: errors.New("no header")})
 	}
@@ -104,6 +108,12 @@ func ParseCatalogue(r io.Reader) ([]Service, error) {
 		line, _ := cr.FieldPos(0)
 		if len(rec) != len(header) {
 			return nil, fmt.Errorf("parse leika catalogue: %w", &LineError{Line: line, Err: fmt.Errorf("%d fields, header has %d", len(rec), len(header))})
+		}
+		// A file in Latin-1 or Windows-1252 would store garbled names.
+		for i, f := range rec {
+			if !utf8.ValidString(f) {
+				return nil, fmt.Errorf("parse leika catalogue: %w", &LineError{Line: line, Field: header[i], Err: errors.New("not valid UTF-8")})
+			}
 		}
 		var v [8]string
 		for j, i := range idx {

@@ -134,6 +134,7 @@ func TestParseCatalogueErrors(t *testing.T) {
 		{"short row", header + row + "99001001002000,Abfallgebühr\n", 3, "", "2 fields, header has 8"},
 		{"empty name", header + strings.Replace(row, "Abfallgebühr", " ", 1), 2, "name", "empty"},
 		{"quote", header + row + "99001001002000,\"Abfall\n", 3, "", "quote"},
+		{"latin-1", header + row + strings.Replace(strings.Replace(row, "99001001000000", "99001001002000", 1), "ü", "\xfc", 1), 3, "name", "not valid UTF-8"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
