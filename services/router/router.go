@@ -53,6 +53,10 @@ const (
 	// subject. The registry needs fixing; the message can be re-driven, so
 	// the submission is not rejected.
 	ReasonBadHomeRegion = "bad-home-region"
+	// ReasonDecided: a re-driven or redelivered submission whose case
+	// already holds its reject- or delete-submission. It is not routed:
+	// the sender was told, and submits anew if it still wants to.
+	ReasonDecided = "already-decided"
 )
 
 // Problem types of the reject-submission events the router writes.
@@ -197,6 +201,20 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 		r.metrics.outcome(outcomeRetry, land)
 		return err
 	}
+	if why == nil && (m.Attempt > 1 || m.Header.Get(bus.HeaderRedrivenFrom) != "") {
+		// Rejected when it was first read, say, and re-driven since the
+		// route was mended: the first message of a submission has no
+		// decision yet, a later one may.
+		decided, err := r.decided(ctx, sub)
+		if err != nil {
+			r.metrics.outcome(outcomeRetry, land)
+			return err
+		}
+		if decided != "" {
+			r.metrics.outcome(outcomeInvalid, land)
+			return bus.PermanentReason(ReasonDecided, fmt.Errorf("submission %s is decided by its %s; the sender submits anew", sub.SubmissionID, decided))
+		}
+	}
 	if why != nil {
 		if err := r.reject(ctx, sub, *why); err != nil {
 			var perm *bus.PermanentError
@@ -282,6 +300,28 @@ func (r *Router) check(ctx context.Context, sub sealed.Submission) (store.Destin
 		}
 	}
 	return dest, nil, nil
+}
+
+// decided names the reject- or delete-submission of sub in its case, or
+// "" when there is none. EVENTS is read, not the store's projection, which
+// may lag behind it.
+func (r *Router) decided(ctx context.Context, sub sealed.Submission) (string, error) {
+	evs, err := r.bus.CaseEvents(ctx, sub.CaseID)
+	if err != nil {
+		return "", fmt.Errorf("route %s: %w", sub.SubmissionID, err)
+	}
+	for _, e := range evs {
+		_, c, err := set.Parse(e.Token)
+		if err != nil {
+			continue
+		}
+		sid, _ := c.SubmissionID()
+		uri, _, _ := c.Event()
+		if sid == sub.SubmissionID && (uri == set.RejectSubmission || uri == set.DeleteSubmission) {
+			return set.Name(uri), nil
+		}
+	}
+	return "", nil
 }
 
 // reject issues Amtsbote's reject-submission event for sub. Its jti is

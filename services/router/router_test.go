@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -444,5 +445,54 @@ func TestNewChecksConfig(t *testing.T) {
 	}
 	if _, err := router.New(cfg); err == nil {
 		t.Error("second router registered the same metrics")
+	}
+}
+
+// TestRedriveOfARejectedSubmission proves that a submission rejected as
+// unroutable is not routed when its dead letter is re-driven after the
+// route was mended: the sender was told it is rejected, and the dead
+// letter comes back with the reason.
+func TestRedriveOfARejectedSubmission(t *testing.T) {
+	ctx := context.Background()
+	node := bustest.Server(t)
+	b := bustest.Connect(t, node.URL)
+	if err := b.Ensure(ctx, bus.TopologyConfig{Duplicates: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	st := flowtest.OpenSQLite(t)
+	d := destination()
+	d.Status = store.StatusInactive
+	createDestination(t, st, d)
+	s := submission(d.ID)
+	submit(t, b, s)
+	flowtest.Start(t, newRouter(t, b, st, prometheus.NewRegistry(), nil))
+	flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
+	dead := flowtest.Messages(t, b, bus.StreamDead, bus.PrefixDead)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters, want 1", len(dead))
+	}
+	checkDead(t, dead[0], router.ReasonDestinationInactive, s.SubmissionID)
+
+	if _, err := st.UpdateDestination(ctx, "test", d.ID, func(d *store.Destination) error {
+		d.Status = store.StatusActive
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Eventually(t, 10*time.Second, func() error {
+		_, err := b.Redrive(ctx, dead[0].Sequence)
+		return err
+	})
+	flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
+	if inbox := flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox); len(inbox) != 0 {
+		t.Fatalf("%d routed after the re-drive, want none", len(inbox))
+	}
+	dead = flowtest.Messages(t, b, bus.StreamDead, bus.PrefixDead)
+	if len(dead) != 1 {
+		t.Fatalf("%d dead letters after the re-drive, want 1", len(dead))
+	}
+	checkDead(t, dead[0], router.ReasonDecided, s.SubmissionID)
+	if !strings.Contains(dead[0].Header.Get(bus.HeaderDeadError), "reject-submission") {
+		t.Errorf("dead letter error %q, want the reject named", dead[0].Header.Get(bus.HeaderDeadError))
 	}
 }
