@@ -241,6 +241,7 @@ func createDestination(ctx context.Context, st roles.Store, natsURL string, d st
 	}
 	fmt.Fprintln(stdout, d.ID)
 	if b == nil {
+		fmt.Fprint(stderr, notAnnounced)
 		return nil
 	}
 	if c.Revision == 0 {

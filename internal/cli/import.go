@@ -24,6 +24,11 @@ const importUsage = `usage: amtsbote import gv100ad|leika|plz [flags] FILE
   plz      postcodes as CSV (plz,ags,ars,name,...)
 `
 
+// notAnnounced tells an operator who gave no --nats-url when the running
+// processes see a registry change: at their periodic reload (routesync's
+// resync, every 5 minutes in serve and dev).
+const notAnnounced = "not announced (no --nats-url): running Amtsbote processes pick the change up at their next reload from the store, within 5 minutes\n"
+
 // runImport imports a reference data file into the store in one
 // transaction. A bad line aborts with its number and changes nothing; a
 // repeated import changes nothing either. With --nats-url the running
@@ -129,7 +134,9 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 		summary = fmt.Sprintf("plz: %d rows (previously %d)", res.Result.Rows, res.Result.Previous)
 	}
 	fmt.Fprintf(stdout, "%s in %s\n", summary, time.Since(start).Round(time.Millisecond))
-	if *natsURL != "" {
+	if *natsURL == "" {
+		fmt.Fprint(stderr, notAnnounced)
+	} else {
 		if rev == 0 {
 			return fmt.Errorf("import %s: imported, but not announced", kind)
 		}

@@ -41,6 +41,7 @@ func TestImportCommands(t *testing.T) {
 		{"2025 again changes nothing", []string{"import", "gv100ad", gv25}, "15988 unchanged", false},
 		{"an older directory is refused", []string{"import", "gv100ad", gv21}, "older than the current data", true},
 		{"catalogue", []string{"import", "leika", sharedtest.Data(t, "leika.csv")}, "4813 services, 4813 added", false},
+		{"without --nats-url it says so", []string{"import", "leika", sharedtest.Data(t, "leika.csv")}, "not announced (no --nats-url)", false},
 		{"postcodes", []string{"import", "plz", sharedtest.Data(t, "plz.csv")}, "12883 rows", false},
 		{"coverage", []string{"coverage", "--leika", "99108008000000"}, "Germany  10953        0  0.0    83577140", false},
 		{"coverage of a malformed key", []string{"coverage", "--leika", "9910800800000x"}, "non-digit", true},
