@@ -50,7 +50,8 @@ var (
 // (messages, bytes, consumers), of their consumers (pending,
 // acknowledgement pending, redelivered) and the dead letters by reason.
 // Labels are bounded: stream and consumer names are Amtsbote's and the
-// operator's durables, reasons the tokens of ab.dead.<reason>. Register
+// operator's durables (ephemeral consumers are left out), reasons the
+// tokens of ab.dead.<reason>. Register
 // it once per deployment's scrape target (the ledger role does), since
 // every process would report the same figures.
 type Collector struct {
@@ -114,6 +115,12 @@ func (c *Collector) collectStream(ctx context.Context, ch chan<- prometheus.Metr
 	var errs []error
 	lister := s.ListConsumers(ctx)
 	for ci := range lister.Info() {
+		if ci.Config.Durable == "" {
+			// An ephemeral consumer (a process following REGISTRY, a
+			// listing) has a random name that would be a new series
+			// at every start.
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(ci.NumPending), name, ci.Name)
 		ch <- prometheus.MustNewConstMetric(descAckPending, prometheus.GaugeValue, float64(ci.NumAckPending), name, ci.Name)
 		ch <- prometheus.MustNewConstMetric(descRedelivered, prometheus.GaugeValue, float64(ci.NumRedelivered), name, ci.Name)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -30,6 +31,10 @@ func TestCollector(t *testing.T) {
 		})
 	deadLetter(t, b, "destination-inactive")
 	settled(t, b, bus.StreamIngress, "router")
+	// An ephemeral consumer's random name is no series.
+	if _, err := b.JetStream().CreateConsumer(testContext(t), bus.StreamEvents, jetstream.ConsumerConfig{InactiveThreshold: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
 
 	want := `
 # HELP amtsbote_dead_letters Dead letters waiting in the DEAD stream for a re-drive, by reason.
