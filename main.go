@@ -17,6 +17,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.Run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
+	if errors.Is(err, cli.ErrHelp) {
+		return
+	}
 	if err != nil {
 		if !errors.Is(err, cli.ErrUsage) {
 			fmt.Fprintln(os.Stderr, "amtsbote:", err)

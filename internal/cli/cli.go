@@ -7,6 +7,7 @@ package cli
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 )
@@ -14,6 +15,33 @@ import (
 // ErrUsage marks an error whose message was already printed with the
 // usage.
 var ErrUsage = errors.New("usage")
+
+// ErrHelp is -h or --help answered with the usage: not a failure.
+var ErrHelp = fmt.Errorf("%w: help asked for", ErrUsage)
+
+// flagError is a command's answer to a failed flag parse, whose message
+// the flag set printed: ErrHelp for -h, else ErrUsage.
+func flagError(err error) error {
+	if errors.Is(err, flag.ErrHelp) {
+		return ErrHelp
+	}
+	return ErrUsage
+}
+
+// noArgs refuses what is left after a command's flags when it takes no
+// arguments: a value without its flag, say, is not silently dropped.
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() == 0 {
+		return nil
+	}
+	fmt.Fprintf(fs.Output(), "%s: unexpected argument %q; every value needs its flag\n", fs.Name(), fs.Arg(0))
+	return ErrUsage
+}
+
+// isHelp reports whether arg asks for a command's usage.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
 
 const usage = `amtsbote: carries FIT-Connect submissions to the authorities responsible for them.
 

@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -231,5 +232,37 @@ func TestUnknownCommand(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), `unknown command "frobnicate"`) {
 		t.Fatalf("stderr = %q", stderr.String())
+	}
+}
+
+// TestHelp answers -h of every command and subcommand with its usage and
+// no failure, as `amtsbote <command> -h` promises.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"dev", "-h"}, {"serve", "-h"}, {"subscriber", "-h"}, {"demo", "-h"}, {"coverage", "-h"},
+		{"destination", "-h"}, {"destination", "create", "-h"}, {"destination", "list", "--help"},
+		{"client", "-h"}, {"client", "create", "-h"}, {"keys", "-h"}, {"keys", "generate", "-h"},
+		{"import", "-h"}, {"import", "leika", "-h"}, {"dead", "-h"}, {"dead", "list", "-h"},
+	} {
+		var out, errOut bytes.Buffer
+		err := Run(context.Background(), args, func(string) string { return "" }, &out, &errOut)
+		if err != nil && !errors.Is(err, ErrHelp) {
+			t.Errorf("%v: %v", args, err)
+		}
+		if !strings.Contains(strings.ToLower(out.String()+errOut.String()), "usage") {
+			t.Errorf("%v: no usage in %q", args, out.String()+errOut.String())
+		}
+	}
+}
+
+// TestStrayArguments refuses a value given without its flag instead of
+// dropping it.
+func TestStrayArguments(t *testing.T) {
+	dir := t.TempDir()
+	var errOut bytes.Buffer
+	err := Run(context.Background(), []string{"client", "create", "--data-dir", dir, "--name", "Portal", "--scope", "send:region:DE08", "send:region:DE09"},
+		func(string) string { return "" }, io.Discard, &errOut)
+	if !errors.Is(err, ErrUsage) || !strings.Contains(errOut.String(), `unexpected argument "send:region:DE09"`) {
+		t.Fatalf("err %v, stderr %q", err, errOut.String())
 	}
 }

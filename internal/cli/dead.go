@@ -28,6 +28,10 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 		fmt.Fprint(stderr, deadUsage)
 		return ErrUsage
 	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, deadUsage)
+		return nil
+	}
 	cmd := args[0]
 	fs := newFlagSet("dead "+cmd, stderr)
 	natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URLs, comma-separated (AMTSBOTE_NATS_URL)")
@@ -53,7 +57,7 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 	var positional []string
 	for rest := args[1:]; ; {
 		if err := fs.Parse(rest); err != nil {
-			return ErrUsage
+			return flagError(err)
 		}
 		if fs.NArg() == 0 {
 			break

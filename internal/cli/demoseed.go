@@ -23,7 +23,10 @@ func runDemo(ctx context.Context, args []string, env envReader, stdout, stderr i
 	publicURL := fs.String("public-url", env.str("AMTSBOTE_PUBLIC_URL", ""), "base URL clients use, written to demo.json (AMTSBOTE_PUBLIC_URL, required)")
 	natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", "nats://127.0.0.1:4222"), "NATS URLs written to demo.json (AMTSBOTE_NATS_URL)")
 	if err := fs.Parse(args); err != nil {
-		return ErrUsage
+		return flagError(err)
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if *databaseURL == "" || *publicURL == "" {
 		return fmt.Errorf("demo needs --database-url and --public-url")

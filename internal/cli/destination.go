@@ -51,9 +51,14 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 }
 
 func runDestination(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	const usage = "usage: amtsbote destination create --file F | list\n"
 	if len(args) == 0 {
-		fmt.Fprint(stderr, "usage: amtsbote destination create --file F | list\n")
+		fmt.Fprint(stderr, usage)
 		return ErrUsage
+	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, usage)
+		return nil
 	}
 	var sf storeFlags
 	switch args[0] {
@@ -63,7 +68,10 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 		natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", ""), "announce the destination's routes to the processes on this NATS (AMTSBOTE_NATS_URL); empty announces nothing")
 		file := fs.String("file", "", "JSON file in FIT-Connect's CreateDestination form, with optional destinationId, homeRegion and status ('-' reads standard input)")
 		if err := fs.Parse(args[1:]); err != nil {
-			return ErrUsage
+			return flagError(err)
+		}
+		if err := noArgs(fs); err != nil {
+			return err
 		}
 		if *file == "" {
 			fmt.Fprintln(stderr, "destination create: --file is required")
@@ -87,7 +95,10 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 		fs := newFlagSet("destination list", stderr)
 		sf.register(fs, env)
 		if err := fs.Parse(args[1:]); err != nil {
-			return ErrUsage
+			return flagError(err)
+		}
+		if err := noArgs(fs); err != nil {
+			return err
 		}
 		st, err := sf.open(ctx)
 		if err != nil {
@@ -117,8 +128,13 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 }
 
 func runClient(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	const usage = "usage: amtsbote client create --name N --scope S [--scope S]...\n"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "create" {
-		fmt.Fprint(stderr, "usage: amtsbote client create --name N --scope S [--scope S]...\n")
+		fmt.Fprint(stderr, usage)
 		return ErrUsage
 	}
 	var sf storeFlags
@@ -128,7 +144,10 @@ func runClient(ctx context.Context, args []string, env envReader, stdout, stderr
 	name := fs.String("name", "", "a name for the client (required)")
 	fs.Var(&scopes, "scope", "a scope, e.g. send:region:DE08, subscribe:destination:<id>, amtsbote:admin (repeatable)")
 	if err := fs.Parse(args[1:]); err != nil {
-		return ErrUsage
+		return flagError(err)
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if *name == "" || len(scopes) == 0 {
 		fmt.Fprintln(stderr, "client create: --name and at least one --scope are required")
@@ -153,8 +172,13 @@ func runClient(ctx context.Context, args []string, env envReader, stdout, stderr
 }
 
 func runKeys(_ context.Context, args []string, _ envReader, stdout, stderr io.Writer) error {
+	const usage = "usage: amtsbote keys generate --purpose encryption|signing [--kid K] --out DIR\n"
+	if len(args) > 0 && isHelp(args[0]) {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
 	if len(args) == 0 || args[0] != "generate" {
-		fmt.Fprint(stderr, "usage: amtsbote keys generate --purpose encryption|signing [--kid K] --out DIR\n")
+		fmt.Fprint(stderr, usage)
 		return ErrUsage
 	}
 	fs := newFlagSet("keys generate", stderr)
@@ -163,7 +187,10 @@ func runKeys(_ context.Context, args []string, _ envReader, stdout, stderr io.Wr
 	cn := fs.String("cn", "Amtsbote test key", "common name of the self-signed certificate")
 	out := fs.String("out", ".", "directory to write <kid>.private.jwk.json and <kid>.public.jwk.json to")
 	if err := fs.Parse(args[1:]); err != nil {
-		return ErrUsage
+		return flagError(err)
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	p := jose.Purpose(*purpose)
 	if p != jose.Encryption && p != jose.Signing {

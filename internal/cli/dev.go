@@ -68,7 +68,10 @@ func parseDevConfig(args []string, env envReader, stderr io.Writer) (devConfig, 
 	}
 	overdue := fs.String("overdue-after", env.str("AMTSBOTE_OVERDUE_AFTER", defaultOverdue), "ages after which a submission not picked up is listed as overdue, comma-separated (AMTSBOTE_OVERDUE_AFTER)")
 	if err := fs.Parse(args); err != nil {
-		return c, ErrUsage
+		return c, flagError(err)
+	}
+	if err := noArgs(fs); err != nil {
+		return c, err
 	}
 	applyLimits()
 	if c.Overdue, err = parseOverdue(*overdue); err != nil {

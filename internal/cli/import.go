@@ -38,6 +38,10 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 		fmt.Fprint(stderr, importUsage)
 		return ErrUsage
 	}
+	if isHelp(args[0]) {
+		fmt.Fprint(stdout, importUsage)
+		return nil
+	}
 	kind := args[0]
 	switch kind {
 	case "gv100ad", "leika", "plz":
@@ -50,7 +54,7 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 	sf.register(fs, env)
 	natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", ""), "announce the import to the processes on this NATS (AMTSBOTE_NATS_URL); empty announces nothing")
 	if err := fs.Parse(args[1:]); err != nil {
-		return ErrUsage
+		return flagError(err)
 	}
 	if fs.NArg() != 1 {
 		fmt.Fprintf(stderr, "import %s: want exactly one FILE, got %d arguments\n%s", kind, fs.NArg(), importUsage)
@@ -157,7 +161,10 @@ func runCoverage(ctx context.Context, args []string, env envReader, stdout, stde
 	uncovered := fs.Bool("uncovered", false, "list the Gemeinden without a destination")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := fs.Parse(args); err != nil {
-		return ErrUsage
+		return flagError(err)
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if *key == "" || fs.NArg() > 0 {
 		fmt.Fprintln(stderr, "usage: amtsbote coverage --leika KEY [--at TIME] [--uncovered] [--json]")

@@ -148,7 +148,10 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	overdue := fs.String("overdue-after", env.str("AMTSBOTE_OVERDUE_AFTER", defaultOverdue), "ages after which a submission not picked up is listed as overdue, comma-separated (AMTSBOTE_OVERDUE_AFTER)")
 	allow := fs.String("callback-allow", env.str("AMTSBOTE_CALLBACK_ALLOW", ""), "networks besides the public internet that callbacks may go to, as CIDRs, comma-separated, e.g. the back offices' 10.20.0.0/16 (AMTSBOTE_CALLBACK_ALLOW)")
 	if err := fs.Parse(args); err != nil {
-		return c, ErrUsage
+		return c, flagError(err)
+	}
+	if err := noArgs(fs); err != nil {
+		return c, err
 	}
 	applyLimits()
 	if c.Overdue, err = parseOverdue(*overdue); err != nil {

@@ -28,7 +28,10 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 	listen := fs.String("listen", env.str("AMTSBOTE_SUBSCRIBER_LISTEN", ""), "host:port to serve /metrics, /healthz and /readyz on; empty for none (AMTSBOTE_SUBSCRIBER_LISTEN)")
 	level := fs.String("log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
-		return ErrUsage
+		return flagError(err)
+	}
+	if err := noArgs(fs); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 || *file == "" {
 		fmt.Fprintln(stderr, "usage: amtsbote subscriber --config FILE")
