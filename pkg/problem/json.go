@@ -29,6 +29,12 @@ func DecodeJSON(body []byte, v any, disallowUnknown bool) error {
 		field = "body"
 	}
 	if errors.Is(err, strictjson.ErrUnknownMember) || errors.Is(err, strictjson.ErrCaseMismatch) {
+		// The decoder stops at the first member v lacks; a body that
+		// breaks off after it is malformed before anything else.
+		var whole any
+		if serr := strictjson.Decode(body, &whole, strictjson.Options{}); serr != nil {
+			return MalformedJSON("body", serr.Error())
+		}
 		p := UnknownField(field)
 		if errors.Is(err, strictjson.ErrCaseMismatch) {
 			p.Detail = field + ": " + e.Reason

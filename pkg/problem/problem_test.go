@@ -168,3 +168,26 @@ func TestConstructorsAreComplete(t *testing.T) {
 		seen[p.Type] = true
 	}
 }
+
+// TestDecodeJSON names the member a decoded body lacks, unless the body is
+// broken: then it is malformed, wherever it broke.
+func TestDecodeJSON(t *testing.T) {
+	var v struct {
+		Name string `json:"name"`
+	}
+	for _, tt := range []struct {
+		body, typ, field string
+	}{
+		{`{"name":"x","extra":1}`, problem.TypeUnknownField, "extra"},
+		{`{"x":`, problem.TypeMalformedJSON, "body"},
+		{`{"x":1,"name":`, problem.TypeMalformedJSON, "body"},
+		{`{"name":1}`, problem.TypeMalformedJSON, "name"},
+		{``, problem.TypeMalformedJSON, "body"},
+	} {
+		err := problem.DecodeJSON([]byte(tt.body), &v, true)
+		var p *problem.Problem
+		if !errors.As(err, &p) || p.Type != tt.typ || p.Field != tt.field {
+			t.Errorf("%s: %v, want %s at %s", tt.body, err, tt.typ, tt.field)
+		}
+	}
+}
