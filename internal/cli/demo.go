@@ -202,7 +202,7 @@ func createDemo(ctx context.Context, reg *registry.Registry, dataDir, baseURL, n
 			EncryptionKID:    pairs[i].enc.Public.KeyID,
 			SigningKID:       pairs[i].sig.Public.KeyID,
 			MetadataVersions: []string{"1.0.0"},
-			HomeRegion:       p.ars,
+			HomeRegion:       p.region()[len("DE"):],
 		}
 		var urns []string
 		for _, key := range p.services {
