@@ -227,7 +227,11 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
-		if err := chromedp.Do(bctx, actions...); err != nil {
+		// A page that never shows what a step waits for fails the step,
+		// not the whole test binary at its timeout.
+		ctx, cancel := context.WithTimeout(bctx, time.Minute)
+		defer cancel()
+		if err := chromedp.Do(ctx, actions...); err != nil {
 			t.Fatalf("%s: %v (console errors: %q)", step, err, consoleErrors())
 		}
 	}
@@ -272,6 +276,17 @@ func TestConsoleInABrowser(t *testing.T) {
 	)
 	if got := text(`tr[data-destination="` + destKreisBH + `"] td:nth-child(3)`); got != "1" {
 		t.Errorf("destination %s shows %q waiting, want 1", destKreisBH, got)
+	}
+	// One destination a page: the second page links the first and the third.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(location.hash = "#/destinations?offset=1&limit=1", true)`)); err != nil {
+		t.Fatal(err)
+	}
+	run("destinations paged", chromedp.WaitVisible(chromedp.CSS(`#destination-pager a[href*="offset=2"]`)))
+	if got := text("#destination-pager"); !strings.HasPrefix(got, "2–2 of ") || !strings.Contains(got, "previous") || !strings.Contains(got, "next") {
+		t.Errorf("destination pager %q", got)
+	}
+	if n, err := chromedp.Run(bctx, chromedp.Evaluate[int](`document.querySelectorAll("#destination-table tbody tr").length`)); err != nil || n != 1 {
+		t.Errorf("%d destinations on a page of 1 (%v)", n, err)
 	}
 
 	run("case",

@@ -351,13 +351,42 @@ function drawSpark(canvas, values) {
   ctx.stroke();
 }
 
+// ---- paged lists ----
+
+// pageOf reads a list's page from the view's query: offset, and limit up
+// to the API's 500.
+function pageOf(params, limit) {
+  const num = (name, fallback, min, max) => {
+    const v = Number(params.get(name));
+    return params.has(name) && Number.isInteger(v) && v >= min && v <= max ? v : fallback;
+  };
+  return { offset: num("offset", 0, 0, 2147483647), limit: num("limit", limit, 1, 500) };
+}
+
+// pager says which entries of total a page of count shows and links the
+// pages before and after it.
+function pager(id, view, page, count, total) {
+  const link = (text, offset) => h("a", { href: "#/" + view + "?" + new URLSearchParams({ offset, limit: page.limit }) }, text);
+  return h(
+    "p",
+    { class: "muted pager", id },
+    count === 0 ? "none of " + total : page.offset + 1 + "–" + (page.offset + count) + " of " + total,
+    page.offset > 0 ? [" · ", link("‹ previous", Math.max(0, page.offset - page.limit))] : null,
+    page.offset + count < total ? [" · ", link("next ›", page.offset + page.limit)] : null
+  );
+}
+
 // ---- destinations ----
 
-async function viewDestinations() {
+async function viewDestinations(params) {
   const root = h("section", { id: "destinations" }, h("h1", {}, "Destinations"));
   show(root);
+  const page = pageOf(params, 500);
   try {
-    const [list, o] = await Promise.all([api("GET", "/admin/v1/destinations?limit=500"), api("GET", "/admin/v1/overview")]);
+    const [list, o] = await Promise.all([
+      api("GET", "/admin/v1/destinations?" + new URLSearchParams(page)),
+      api("GET", "/admin/v1/overview"),
+    ]);
     const waiting = {};
     for (const d of o.destinations) waiting[d.destinationId] = d;
     const rows = list.destinations.map((d) => {
@@ -392,7 +421,8 @@ async function viewDestinations() {
           )
         ),
         h("tbody", {}, rows)
-      )
+      ),
+      pager("destination-pager", "destinations", page, rows.length, list.totalCount)
     );
   } catch (err) {
     root.append(errorBox(err));
@@ -453,12 +483,13 @@ async function viewCase(caseId) {
 
 // ---- dead letters ----
 
-async function viewDeadLetters(notice) {
+async function viewDeadLetters(params, notice) {
   const root = h("section", { id: "dead-letters" }, h("h1", {}, "Dead letters"));
   show(root);
   if (notice) root.append(h("div", { class: "notice", id: "dead-notice" }, notice));
+  const page = pageOf(params, 200);
   try {
-    const l = await api("GET", "/admin/v1/dead-letters?limit=200");
+    const l = await api("GET", "/admin/v1/dead-letters?" + new URLSearchParams(page));
     if (l.totalCount === 0) {
       root.append(h("p", { id: "dead-empty" }, "DEAD holds no messages."));
       return;
@@ -469,7 +500,7 @@ async function viewDeadLetters(notice) {
         btn.disabled = true;
         try {
           await api("POST", "/admin/v1/dead-letters/" + d.seq + "/redrive");
-          viewDeadLetters("Dead letter " + d.seq + " re-driven to " + d.subject + ".");
+          viewDeadLetters(params, "Dead letter " + d.seq + " re-driven to " + d.subject + ".");
         } catch (err) {
           btn.disabled = false;
           root.insertBefore(errorBox(err), root.children[1] || null);
@@ -494,7 +525,8 @@ async function viewDeadLetters(notice) {
         { id: "dead-table" },
         h("thead", {}, h("tr", {}, ["Seq", "Dead since", "Reason", "Attempts", "Subject", "Destination", ""].map((x) => h("th", {}, x)))),
         h("tbody", {}, rows)
-      )
+      ),
+      pager("dead-pager", "dead-letters", page, rows.length, l.totalCount)
     );
   } catch (err) {
     root.append(errorBox(err));
@@ -668,13 +700,13 @@ function route() {
   for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === parts[0]);
   switch (parts[0]) {
     case "destinations":
-      viewDestinations();
+      viewDestinations(params);
       break;
     case "cases":
       viewCase(parts[1] ? decodeURIComponent(parts[1]) : "");
       break;
     case "dead-letters":
-      viewDeadLetters();
+      viewDeadLetters(params);
       break;
     case "routing":
       viewRouting(params);
