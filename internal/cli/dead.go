@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/google/uuid"
+
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
@@ -70,6 +72,19 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 		if _, err := bus.DeadSubject(filter.Reason); err != nil {
 			return fmt.Errorf("--reason: %w", err)
 		}
+	}
+	// As the admin API checks them: a filter that can match nothing is a
+	// mistyped one.
+	if filter.DestinationID != "" {
+		if _, err := uuid.Parse(filter.DestinationID); err != nil || len(filter.DestinationID) != 36 {
+			return fmt.Errorf("--destination %q: want a destination id (UUID)", *destination)
+		}
+	}
+	if *limit < 1 || *limit > store.MaxPageLimit {
+		return fmt.Errorf("--limit %d: want 1 to %d", *limit, store.MaxPageLimit)
+	}
+	if *offset < 0 {
+		return fmt.Errorf("--offset %d: want 0 or more", *offset)
 	}
 	var seqs []uint64
 	for _, a := range positional {
