@@ -91,6 +91,20 @@ type CaseEvent struct {
 	Token string
 }
 
+// Read reads e's claims without verifying them (what EVENTS holds was
+// verified, or signed by Amtsbote, before it was published), with the
+// submission and the event URI they name; ok is false for a token that
+// does not parse.
+func (e CaseEvent) Read() (c set.Claims, submissionID, uri string, ok bool) {
+	_, c, err := set.Parse(e.Token)
+	if err != nil {
+		return set.Claims{}, "", "", false
+	}
+	submissionID, _ = c.SubmissionID()
+	uri, _, _ = c.Event()
+	return c, submissionID, uri, true
+}
+
 // maxCaseEvents bounds what CaseEvents reads of one case.
 const maxCaseEvents = 1000
 

@@ -119,14 +119,12 @@ func (i *Issuer) Publish(ctx context.Context, c set.Claims) (Published, error) {
 	uri, _, _ := c.Event()
 	prev, ordered := after[uri]
 	for _, e := range evs {
-		_, pc, err := set.Parse(e.Token)
-		if err != nil {
+		pc, psid, puri, ok := e.Read()
+		if !ok {
 			continue
 		}
 		// The same event of Amtsbote's under another jti: one issued
 		// before the signing key, and so the jti key, was rolled.
-		psid, _ := pc.SubmissionID()
-		puri, _, _ := pc.Event()
 		if pc.JTI == c.JTI || pc.Issuer == i.url && psid == sid && puri == uri {
 			return Published{Claims: pc, Token: e.Token, Seq: e.Seq}, nil
 		}

@@ -311,13 +311,8 @@ func (r *Router) decided(ctx context.Context, sub sealed.Submission) (string, er
 		return "", fmt.Errorf("route %s: %w", sub.SubmissionID, err)
 	}
 	for _, e := range evs {
-		_, c, err := set.Parse(e.Token)
-		if err != nil {
-			continue
-		}
-		sid, _ := c.SubmissionID()
-		uri, _, _ := c.Event()
-		if sid == sub.SubmissionID && (uri == set.RejectSubmission || uri == set.DeleteSubmission) {
+		_, sid, uri, ok := e.Read()
+		if ok && sid == sub.SubmissionID && (uri == set.RejectSubmission || uri == set.DeleteSubmission) {
 			return set.Name(uri), nil
 		}
 	}

@@ -225,8 +225,8 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 		var last uint64
 		for _, e := range evs {
 			last = e.Seq
-			_, c, err := set.Parse(e.Token)
-			if err != nil {
+			c, esid, euri, ok := e.Read()
+			if !ok {
 				continue
 			}
 			if c.JTI == claims.JTI {
@@ -236,8 +236,7 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 				}
 				return problem.Conflict("jti", fmt.Sprintf("jti %s was used by another event of case %s", claims.JTI, caseID))
 			}
-			if esid, _ := c.SubmissionID(); esid == sid {
-				euri, _, _ := c.Event()
+			if esid == sid {
 				_, _ = progress.Apply(euri, c.IssuedAt)
 			}
 		}
