@@ -37,6 +37,7 @@ type Bus struct {
 	state   jetstream.KeyValue
 	smu     sync.Mutex
 	streams map[string]jetstream.Stream // guarded by smu
+	direct  directGets
 
 	tracer  trace.Tracer // set before use; see SetTracerProvider
 	tracing bool         // tracer records: spans are worth building

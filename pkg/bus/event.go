@@ -120,6 +120,17 @@ func (b *Bus) CaseEvents(ctx context.Context, caseID string) ([]CaseEvent, error
 	if err != nil {
 		return nil, fmt.Errorf("events of case %s: %w", caseID, err)
 	}
+	if b.direct.usable(b.nc, st.CachedInfo().Config) {
+		out, err := b.directBatch(ctx, StreamEvents, subject, 1, maxCaseEvents+1)
+		switch {
+		case err == nil && len(out) > maxCaseEvents:
+			return nil, fmt.Errorf("events of case %s: more than %d", caseID, maxCaseEvents)
+		case err == nil:
+			return out, nil
+		case !errors.Is(err, errNoDirect):
+			return nil, fmt.Errorf("events of case %s: %w", caseID, err)
+		}
+	}
 	var out []CaseEvent
 	for seq := uint64(1); len(out) < maxCaseEvents; {
 		m, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))

@@ -3,6 +3,7 @@ package bus_test
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/google/uuid"
@@ -55,14 +56,71 @@ func checkCaseEvents(t *testing.T, b *bus.Bus, caseID string, want []bus.CaseEve
 
 // A case's events are its own, in stream order, however the cases'
 // events interleave.
+// A stream of one replica is read with batched direct gets; one that does
+// not allow them (made by an earlier version) from its leader, one event
+// at a time, with the same answer.
 func TestCaseEvents(t *testing.T) {
-	b, _ := bustest.Bus(t)
+	b, node := bustest.Bus(t)
 	cases := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
 	want := publishCaseEvents(t, b, cases, 7)
+	if direct, err := b.DirectCaseEvents(testContext(t)); err != nil || !direct {
+		t.Fatalf("DirectCaseEvents = %v, %v; want true on a stream of one replica", direct, err)
+	}
 	for _, c := range cases {
 		checkCaseEvents(t, b, c, want[c])
 	}
 	checkCaseEvents(t, b, uuid.NewString(), nil)
+
+	st, err := b.JetStream().Stream(testContext(t), bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	cfg.AllowDirect = false
+	if _, err := b.JetStream().UpdateStream(testContext(t), cfg); err != nil {
+		t.Fatal(err)
+	}
+	leader, err := bus.Connect(testContext(t), node.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = leader.Close() })
+	if direct, err := leader.DirectCaseEvents(testContext(t)); err != nil || direct {
+		t.Fatalf("DirectCaseEvents = %v, %v; want false without direct gets", direct, err)
+	}
+	for _, c := range cases {
+		checkCaseEvents(t, leader, c, want[c])
+	}
+	checkCaseEvents(t, leader, uuid.NewString(), nil)
+}
+
+// The replies of batched direct gets read at once reach each its reader.
+func TestCaseEventsAtOnce(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	cases := make([]string, 16)
+	for i := range cases {
+		cases[i] = uuid.NewString()
+	}
+	want := publishCaseEvents(t, b, cases, 40)
+	var wg sync.WaitGroup
+	for range 4 {
+		for _, c := range cases {
+			wg.Go(func() {
+				got, err := b.CaseEvents(testContext(t), c)
+				if err != nil || len(got) != len(want[c]) {
+					t.Errorf("CaseEvents(%s) = %d events, %v; want %d", c, len(got), err, len(want[c]))
+					return
+				}
+				for i := range got {
+					if got[i] != want[c][i] {
+						t.Errorf("CaseEvents(%s)[%d] = seq %d, want %d", c, i, got[i].Seq, want[c][i].Seq)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
 }
 
 func TestCaseEventsTooMany(t *testing.T) {

@@ -15,3 +15,13 @@ const ObjectChunk = objectChunk
 func (b *Bus) StateMessages(ctx context.Context, key string) (uint64, error) {
 	return b.subjectCount(ctx, stateStream, stateSubject(key))
 }
+
+// DirectCaseEvents reports whether CaseEvents reads with batched direct
+// gets, for the tests of package bus_test.
+func (b *Bus) DirectCaseEvents(ctx context.Context) (bool, error) {
+	st, err := b.stream(ctx, StreamEvents)
+	if err != nil {
+		return false, err
+	}
+	return b.direct.usable(b.nc, st.CachedInfo().Config), nil
+}

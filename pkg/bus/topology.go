@@ -110,6 +110,8 @@ func (c TopologyConfig) Streams() ([]jetstream.StreamConfig, error) {
 	// Evidence: no single event disappears except by age.
 	events.DenyDelete = true
 	events.DenyPurge = true
+	// A case's events are read in one batch where the only replica answers.
+	events.AllowDirect = true
 	dead := base(StreamDead, PrefixDead, "what could not be routed or delivered, with reason headers, for re-drive")
 	callbacks := base(StreamCallbacks, PrefixCallback, "callbacks owed to receivers and senders; the delivery role consumes them")
 	callbacks.Retention = jetstream.WorkQueuePolicy
