@@ -134,7 +134,7 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 
 	// The roles reach the server in this process through a pipe rather
 	// than loopback TCP: no socket calls on either side.
-	b, err := bus.Connect(ctx, natsURL, bus.InProcess(ns))
+	b, err := bus.Connect(ctx, natsURL, bus.InProcess(ns), bus.LogErrors(log))
 	if err != nil {
 		return err
 	}

@@ -208,7 +208,7 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 		return err
 	}
 	defer st.Close()
-	b, err := bus.Connect(ctx, cfg.NATSURL)
+	b, err := bus.Connect(ctx, cfg.NATSURL, bus.LogErrors(log))
 	if err != nil {
 		return err
 	}

@@ -82,6 +82,7 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 			nats.Name("amtsbote-subscriber " + conf.NATS.Durable),
 			// Answers to this subscriber only: its user may subscribe to nothing else.
 			nats.CustomInboxPrefix(bus.SubscriberInboxPrefix(conf.NATS.Durable)),
+			bus.LogErrors(log),
 		}
 		switch n := conf.NATS; {
 		case n.Credentials != "":

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -65,6 +66,19 @@ func Connect(ctx context.Context, url string, opts ...nats.Option) (*Bus, error)
 		return nil, fmt.Errorf("connect %s: jetstream: %w", url, err)
 	}
 	return &Bus{nc: nc, js: js, tracer: tracing.Tracer(nil)}, nil
+}
+
+// LogErrors is a Connect option that logs the connection's asynchronous
+// errors (a permission violation, a slow consumer) to log instead of
+// nats.go's plain lines on stderr.
+func LogErrors(log *slog.Logger) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		if sub != nil {
+			log.Warn("nats: asynchronous error", "subject", sub.Subject, "err", err)
+			return
+		}
+		log.Warn("nats: asynchronous error", "err", err)
+	})
 }
 
 // Close drains the connection: subscriptions finish the messages they hold

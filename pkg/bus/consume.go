@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -186,12 +187,19 @@ type ConsumerConfig struct {
 	// 10s. Heartbeats come at half of it, so a lost server or consumer
 	// leader is noticed within PullExpiry and the pull is reissued.
 	PullExpiry time.Duration
+	// LocalHistory keeps the failed attempts of the messages in this
+	// process's memory instead of BucketState, for a user who may not
+	// write there (a subscriber's): a dead letter then carries the
+	// attempts this process saw since it started.
+	LocalHistory bool
 	// Logger receives handler failures and dead letters; nil discards.
 	Logger *slog.Logger
 	// Middleware wraps the handler, the first outermost. Inside them all,
 	// a panic becomes an error and the handler's context carries the
 	// message's trace.
 	Middleware []Middleware
+
+	local *localHistory // set by Consume when LocalHistory
 }
 
 // withDefaults fills zero values and checks the rest.
@@ -264,6 +272,9 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 		return fmt.Errorf("consume: %w", err)
 	}
 	h = b.chain(h, cfg)
+	if cfg.LocalHistory {
+		cfg.local = &localHistory{attempts: make(map[string][]Attempt)}
+	}
 	var cons jetstream.Consumer
 	if cfg.Bind {
 		cons, cfg, err = b.bind(ctx, cfg)
@@ -516,14 +527,14 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 			log().Warn("consume: ack lost; the message will be redelivered", "err", err)
 		}
 		if attempt > 1 {
-			b.forgetAttempts(settle, meta, log())
+			b.forgetAttempts(settle, cfg, meta, log())
 		}
 	case errors.As(err, &perm):
 		b.deadLetter(settle, cfg, msg, meta, perm.Reason, perm.Err, log())
 	case cfg.MaxDeliver > 0 && attempt >= cfg.MaxDeliver:
 		b.deadLetter(settle, cfg, msg, meta, cfg.ExhaustedReason, err, log())
 	default:
-		b.recordAttempt(settle, meta, err, log())
+		b.recordAttempt(settle, cfg, meta, err, log())
 		delay := backoff(attempt, cfg.BackoffBase, cfg.BackoffMax)
 		if cfg.Jitter {
 			delay = jitter(delay)
@@ -587,12 +598,12 @@ func attemptsKey(stream string, seq uint64) string {
 // recordAttempt appends a failed attempt to the message's history. The
 // history is a diagnosis, not a duty: a failure to keep it is logged and
 // the message is retried all the same.
-func (b *Bus) recordAttempt(ctx context.Context, meta *jetstream.MsgMetadata, cause error, log *slog.Logger) {
+func (b *Bus) recordAttempt(ctx context.Context, cfg ConsumerConfig, meta *jetstream.MsgMetadata, cause error, log *slog.Logger) {
 	key := attemptsKey(meta.Stream, meta.Sequence.Stream)
-	hist, _ := b.attempts(ctx, key)
-	hist = append(hist, Attempt{Attempt: int(meta.NumDelivered), At: time.Now().UTC(), Error: headerText(cause.Error(), maxHistoryError)})
-	if len(hist) > maxHistory {
-		hist = hist[len(hist)-maxHistory:]
+	hist := appendAttempt(b.attempts(ctx, cfg, key), meta, cause)
+	if cfg.local != nil {
+		cfg.local.put(key, hist)
+		return
 	}
 	raw, _ := json.Marshal(hist) // strings, ints and times always marshal
 	if _, err := b.PutState(ctx, key, raw); err != nil {
@@ -600,25 +611,81 @@ func (b *Bus) recordAttempt(ctx context.Context, meta *jetstream.MsgMetadata, ca
 	}
 }
 
+// appendAttempt adds the failed delivery meta to hist, keeping the latest
+// maxHistory.
+func appendAttempt(hist []Attempt, meta *jetstream.MsgMetadata, cause error) []Attempt {
+	hist = append(hist, Attempt{Attempt: int(meta.NumDelivered), At: time.Now().UTC(), Error: headerText(cause.Error(), maxHistoryError)})
+	if len(hist) > maxHistory {
+		hist = hist[len(hist)-maxHistory:]
+	}
+	return hist
+}
+
+// historyTimeout bounds reading a message's history, so that settling it
+// keeps the rest of settleTimeout.
+const historyTimeout = 2 * time.Second
+
 // attempts reads the recorded failed attempts under key; none when there
 // are none or they cannot be read.
-func (b *Bus) attempts(ctx context.Context, key string) ([]Attempt, error) {
+func (b *Bus) attempts(ctx context.Context, cfg ConsumerConfig, key string) []Attempt {
+	if cfg.local != nil {
+		return cfg.local.get(key)
+	}
+	ctx, cancel := context.WithTimeout(ctx, historyTimeout)
+	defer cancel()
 	e, err := b.GetState(ctx, key)
 	if err != nil {
-		return nil, err
+		return nil
 	}
 	var hist []Attempt
 	if err := json.Unmarshal(e.Value, &hist); err != nil {
-		return nil, fmt.Errorf("attempt history %s: %w", key, err)
+		return nil
 	}
-	return hist, nil
+	return hist
 }
 
 // forgetAttempts drops the history of a message that is settled.
-func (b *Bus) forgetAttempts(ctx context.Context, meta *jetstream.MsgMetadata, log *slog.Logger) {
-	if err := b.DeleteState(ctx, attemptsKey(meta.Stream, meta.Sequence.Stream)); err != nil {
+func (b *Bus) forgetAttempts(ctx context.Context, cfg ConsumerConfig, meta *jetstream.MsgMetadata, log *slog.Logger) {
+	key := attemptsKey(meta.Stream, meta.Sequence.Stream)
+	if cfg.local != nil {
+		cfg.local.put(key, nil)
+		return
+	}
+	if err := b.DeleteState(ctx, key); err != nil {
 		log.Debug("consume: attempt history not deleted; it expires", "err", err)
 	}
+}
+
+// localHistory is ConsumerConfig.LocalHistory's store.
+type localHistory struct {
+	mu       sync.Mutex
+	attempts map[string][]Attempt
+}
+
+// maxLocalHistories bounds the messages a localHistory remembers; beyond
+// it the history of an arbitrary one is dropped.
+const maxLocalHistories = 10_000
+
+func (l *localHistory) get(key string) []Attempt {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.attempts[key])
+}
+
+func (l *localHistory) put(key string, hist []Attempt) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(hist) == 0 {
+		delete(l.attempts, key)
+		return
+	}
+	if _, ok := l.attempts[key]; !ok && len(l.attempts) >= maxLocalHistories {
+		for k := range l.attempts {
+			delete(l.attempts, k)
+			break
+		}
+	}
+	l.attempts[key] = hist
 }
 
 // destinationOf names the destination a message concerns: its
@@ -669,11 +736,7 @@ func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, msg jetstream.
 	if dest := destinationOf(msg.Subject(), msg.Headers(), msg.Data()); dest != "" {
 		dm.Header.Set(HeaderDestination, dest)
 	}
-	hist, _ := b.attempts(ctx, attemptsKey(meta.Stream, meta.Sequence.Stream))
-	hist = append(hist, Attempt{Attempt: int(meta.NumDelivered), At: time.Now().UTC(), Error: headerText(cause.Error(), maxHistoryError)})
-	if len(hist) > maxHistory {
-		hist = hist[len(hist)-maxHistory:]
-	}
+	hist := appendAttempt(b.attempts(ctx, cfg, attemptsKey(meta.Stream, meta.Sequence.Stream)), meta, cause)
 	raw, _ := json.Marshal(hist)
 	dm.Header.Set(HeaderDeadHistory, string(raw))
 	dm.Data = msg.Data()
@@ -694,7 +757,7 @@ func (b *Bus) deadLetter(ctx context.Context, cfg ConsumerConfig, msg jetstream.
 		log.Warn("consume: term lost; the message will be redelivered", "err", err)
 		return
 	}
-	b.forgetAttempts(ctx, meta, log)
+	b.forgetAttempts(ctx, cfg, meta, log)
 }
 
 // headerText makes s safe for a header value: control characters become

@@ -441,7 +441,10 @@ func (s *Subscriber) runNATS(ctx context.Context) error {
 		FilterSubjects: n.Filters,
 		// An operator's durable is used as it is: a subscriber's NATS
 		// user may consume it but neither create nor change one.
-		Bind:          true,
+		Bind: true,
+		// Nor may it write the state bucket, where other consumers keep
+		// their attempts.
+		LocalHistory:  true,
 		AckWait:       DefaultAckWait,
 		MaxDeliver:    DefaultMaxDeliver,
 		MaxAckPending: 4 * s.conf.Concurrency,

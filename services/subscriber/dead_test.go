@@ -1,0 +1,87 @@
+package subscriber_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/services/subscriber"
+)
+
+// A subscriber whose NATS user may consume its durable and write dead
+// letters, and nothing else, dead-letters a submission the Fachverfahren
+// refuses for good, with the attempts before: its user may not write the
+// state bucket where the backbone's consumers keep them.
+func TestRefusedAsASubscriberUser(t *testing.T) {
+	const durable = "subscriber-refused"
+	pw := "pw-" + durable
+	s := newSystem(t, bus.User{Name: durable, Password: pw, Permissions: bus.SubscriberPermissions(durable)})
+	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	filter, err := bus.InboxFilter("08315")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.bus.EnsureConsumer(ctx, bus.ConsumerConfig{
+		Stream: bus.StreamInbox, Durable: durable, FilterSubjects: []string{filter},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	// Overloaded twice, then the submission is refused.
+	var tries atomic.Int32
+	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if tries.Add(1) <= 2 {
+			http.Error(w, "überlastet", http.StatusServiceUnavailable)
+			return
+		}
+		http.Error(w, "Antrag unvollständig", http.StatusBadRequest)
+	}))
+	t.Cleanup(fv.Close)
+
+	dir := t.TempDir()
+	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: %s\n  password: %s\n  durable: %s\n  filters: [%q]\n", s.natsURL, durable, pw, durable, filter)
+	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s/eingang\n    timeout: 5s\n    maxAttempts: 1\n", fv.URL)
+	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, sinkYAML, keyPair(t, encKey), nil, dests...)
+	logFile := filepath.Join(dir, "subscriber.log")
+	startProcess(t, logFile, "subscriber", "--config", file, "--log-level", "info")
+
+	r, err := s.submit(ctx, s.sender, dests[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dead bus.DeadLetter
+	eventually(t, time.Minute, func() error {
+		dls, _, err := s.bus.DeadLetters(ctx, bus.DeadFilter{Reason: subscriber.ReasonSinkRefused}, 0, 0)
+		if err != nil {
+			return err
+		}
+		if len(dls) == 0 {
+			return fmt.Errorf("no dead letter; the Fachverfahren was asked %d times", tries.Load())
+		}
+		dead = dls[0]
+		return nil
+	})
+	if dead.DestinationID != dests[0].ID || dead.Consumer != durable || dead.Attempts != 3 || len(dead.History) != 3 {
+		t.Errorf("dead letter: destination %s, consumer %s, %d attempts, history %+v; want %s, %s, 3 and 3",
+			dead.DestinationID, dead.Consumer, dead.Attempts, dead.History, dests[0].ID, durable)
+	}
+	if n := tries.Load(); n != 3 {
+		t.Errorf("the Fachverfahren was asked %d times for submission %s, want 3", n, r.SubmissionID)
+	}
+	raw, _ := os.ReadFile(logFile)
+	for _, bad := range []string{"ermissions", "not kept", "not written"} {
+		if strings.Contains(string(raw), bad) {
+			t.Errorf("subscriber log says %q:\n%s", bad, tail(string(raw), 20))
+		}
+	}
+}
