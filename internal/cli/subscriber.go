@@ -120,6 +120,9 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 		}
 		fmt.Fprintf(stdout, "metrics and health on http://%s\n", srv)
 	}
+	if err := sub.Check(ctx); err != nil {
+		return fmt.Errorf("%s: %w", *file, err)
+	}
 	log.Info("subscriber running", "mode", conf.Mode, "destinations", len(conf.Destinations), "sink", sk.Kind(), "concurrency", conf.Concurrency)
 	err = sub.Run(ctx)
 	log.Info("subscriber stopped")

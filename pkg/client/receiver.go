@@ -59,8 +59,17 @@ func (k KeyRing) key(kid string) (*rsa.PrivateKey, error) {
 	if priv, ok := k[kid]; ok && priv != nil {
 		return priv, nil
 	}
-	return nil, fmt.Errorf("%w %q", ErrUnknownKey, kid)
+	return nil, &UnknownKeyError{KID: kid}
 }
+
+// UnknownKeyError is ErrUnknownKey naming the JWE's kid.
+type UnknownKeyError struct{ KID string }
+
+// Error implements error.
+func (e *UnknownKeyError) Error() string { return fmt.Sprintf("%v %q", ErrUnknownKey, e.KID) }
+
+// Is makes it ErrUnknownKey.
+func (e *UnknownKeyError) Is(target error) bool { return target == ErrUnknownKey }
 
 // Pickup names a submission ready for pickup.
 type Pickup struct {

@@ -164,6 +164,60 @@ func New(cfg Config) (*Subscriber, error) {
 	return s, nil
 }
 
+// published reports whether destination id publishes the encryption key
+// kid; when the API cannot tell, it reports false.
+func (s *Subscriber) published(ctx context.Context, id, kid string) bool {
+	_, err := s.cfg.API.Sender().FetchEncryptionKey(ctx, id, kid)
+	return err == nil
+}
+
+// startCheckFor is how long Check asks again an API that does not answer.
+const startCheckFor = time.Minute
+
+// Check compares the configuration with what the Submission API
+// publishes, before anything is picked up: the client's credentials and,
+// for each destination, its encryption key (encryptionKid) and signing
+// key. A wrong key would reject valid submissions or fail every accept
+// after the delivery. An API that does not answer, or answers 429 or 5xx,
+// is asked again for up to startCheckFor; a refusal or a mismatch is
+// returned at once.
+func (s *Subscriber) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, startCheckFor)
+	defer cancel()
+	for _, dc := range s.conf.Destinations {
+		id := strings.ToLower(dc.ID)
+		d := s.dests[id]
+		for wait := time.Second; ; wait = min(2*wait, 10*time.Second) {
+			err := s.recv.CheckKeys(ctx, id, d.keys, d.signer)
+			if err == nil {
+				break
+			}
+			if !retryable(err) || ctx.Err() != nil {
+				return fmt.Errorf("check destination %s: %w", id, err)
+			}
+			s.log.Warn("subscriber: Submission API not ready; asking again", "destination_id", id, "err", err, "retry_in", wait)
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("check destination %s: %w", id, err)
+			case <-time.After(wait):
+			}
+		}
+	}
+	return nil
+}
+
+// retryable reports whether err may pass: not a refusal of the client,
+// a key mismatch or another 4xx answer but 408 and 429.
+func retryable(err error) bool {
+	if errors.Is(err, client.ErrToken) || errors.Is(err, client.ErrKeyMismatch) {
+		return false
+	}
+	if p, ok := problem.As(err); ok {
+		return p.Status >= 500 || p.Status == http.StatusTooManyRequests || p.Status == http.StatusRequestTimeout
+	}
+	return true
+}
+
 // Run picks up submissions until ctx is cancelled, then lets the ones in
 // hand finish and returns nil. It returns an error when pickup cannot
 // start or ends for another reason.
@@ -190,8 +244,17 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, erro
 	log := s.log.With("submission_id", p.SubmissionID, "case_id", p.CaseID, "destination_id", destID)
 
 	rec, err := s.fetch(ctx, p, d.keys)
-	var check *client.CheckError
+	var (
+		check   *client.CheckError
+		unknown *client.UnknownKeyError
+	)
 	switch {
+	case errors.As(err, &unknown) && s.published(ctx, destID, unknown.KID):
+		// Encrypted to a key the destination publishes: the configuration
+		// lacks its private key, which is this side's fault, not the
+		// sender's.
+		log.Error("subscriber: the destination's key is not configured", "kid", unknown.KID)
+		return "", fmt.Errorf("fetch: encrypted to key %q of destination %s, whose private key is not configured: %w", unknown.KID, destID, err)
 	case errors.As(err, &check):
 		prob := check.Problem()
 		if err := s.recv.Reject(ctx, rec, d.signer, prob); err != nil {

@@ -1,0 +1,129 @@
+package subscriber_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/services/subscriber"
+	"github.com/amtsbote/amtsbote/services/subscriber/config"
+)
+
+// Check finds at start what would otherwise reject valid submissions or
+// fail every accept: keys that are not the destination's, and refused
+// credentials.
+func TestCheck(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	d := dests[0]
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	dir := t.TempDir()
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n",
+		keyPair(t, encKey), nil, dests...)
+	other := keyPair(t, otherEncKey)
+
+	cases := []struct {
+		name   string
+		secret string
+		change func(*config.Destination)
+		want   error
+		detail string
+	}{
+		{"the configured keys", rsecret, func(*config.Destination) {}, nil, ""},
+		{"another key under the destination's kid", rsecret, func(c *config.Destination) {
+			c.EncryptionKeys[0].Private = other.Private
+		}, client.ErrKeyMismatch, "is not the one published"},
+		{"no key for the destination's kid", rsecret, func(c *config.Destination) {
+			c.EncryptionKeys[0] = withKID(c.EncryptionKeys[0], "enc-old")
+		}, client.ErrKeyMismatch, "not among the encryption keys"},
+		{"a signing key the destination does not publish", rsecret, func(c *config.Destination) {
+			c.SigningKey = withKID(c.SigningKey, "sig-unknown")
+		}, client.ErrKeyMismatch, `signing key "sig-unknown" is not one of its keys`},
+		{"another signing key under the destination's kid", rsecret, func(c *config.Destination) {
+			c.SigningKey.Private = other.Private
+		}, client.ErrKeyMismatch, "signing key given"},
+		{"a wrong client secret", "wrong-secret", func(*config.Destination) {}, client.ErrToken, "invalid_client"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			conf, sk := loadConfig(t, file)
+			c.change(&conf.Destinations[0])
+			sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, c.secret)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = sub.Check(context.Background())
+			if c.want == nil {
+				if err != nil {
+					t.Fatalf("Check: %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, c.want) || !strings.Contains(err.Error(), c.detail) || !strings.Contains(err.Error(), d.ID) {
+				t.Fatalf("Check: %v; want %v naming %s and %q", err, c.want, d.ID, c.detail)
+			}
+		})
+	}
+}
+
+// A submission encrypted to a key the destination publishes but the
+// configuration lacks is this side's fault: it is retried, never
+// rejected in the sender's face.
+func TestUnconfiguredKeyIsNotRejected(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	dir := t.TempDir()
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n",
+		keyPair(t, encKey), nil, dests...)
+	conf, sk := loadConfig(t, file)
+	conf.Destinations[0].EncryptionKeys[0] = withKID(conf.Destinations[0].EncryptionKeys[0], "enc-old")
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r, err := s.submit(ctx, s.sender, dests[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitListed(t, s.api(t, rid, rsecret), dests[0].ID, r.SubmissionID)
+	outcome, err := sub.Handle(ctx, client.Pickup{DestinationID: dests[0].ID, SubmissionID: r.SubmissionID, CaseID: r.CaseID})
+	var perm *bus.PermanentError
+	if err == nil || errors.As(err, &perm) || !strings.Contains(err.Error(), "not configured") {
+		t.Fatalf("Handle = %q, %v; want an error to retry naming the unconfigured key", outcome, err)
+	}
+	st, err := s.sender.Sender().StatusOf(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Decision != "" {
+		t.Errorf("the submission was decided: %s %+v", st.Decision, st.Problems)
+	}
+}
+
+// waitListed waits until the pickup list of destination id holds the
+// submission.
+func waitListed(t *testing.T, api *client.Client, id, submissionID string) {
+	t.Helper()
+	eventually(t, 30*time.Second, func() error {
+		list, err := api.Receiver().ListSubmissions(context.Background(), id, 500, 0)
+		if err != nil {
+			return err
+		}
+		for _, p := range list.Submissions {
+			if p.SubmissionID == submissionID {
+				return nil
+			}
+		}
+		return fmt.Errorf("submission %s not listed", submissionID)
+	})
+}
