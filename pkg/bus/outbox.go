@@ -52,6 +52,21 @@ func (b *Bus) Enqueue(ctx context.Context, c set.Claims) error {
 	return nil
 }
 
+// OutboxEntryOf reads the outbox entry of the event jti; ErrNotFound when
+// there is none (never queued, or published and deleted).
+func (b *Bus) OutboxEntryOf(ctx context.Context, jti string) (OutboxEntry, error) {
+	se, err := b.GetState(ctx, sealed.OutboxKey(jti))
+	if err != nil {
+		return OutboxEntry{}, fmt.Errorf("outbox %s: %w", jti, err)
+	}
+	var e OutboxEntry
+	if err := json.Unmarshal(se.Value, &e); err != nil || e.Key() != se.Key {
+		return OutboxEntry{}, fmt.Errorf("outbox %s: unreadable entry", jti)
+	}
+	e.Revision = se.Revision
+	return e, nil
+}
+
 // Claim marks e as worked on by signer until until, unless someone
 // changed it since it was read: then ErrRevisionMismatch.
 func (b *Bus) Claim(ctx context.Context, e OutboxEntry, signer string, until time.Time) (OutboxEntry, error) {

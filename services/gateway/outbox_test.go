@@ -1,6 +1,7 @@
 package gateway_test
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"strings"
@@ -67,5 +68,44 @@ func TestOutboxSurvivesAStoppedGateway(t *testing.T) {
 				t.Errorf("recovered tags %+v, want %+v", tags, s.tags())
 			}
 		}
+	}
+}
+
+// A sender reading its case's event log right after its submit finds the
+// create- and submit-submission there, in that order, however far behind
+// the signers are: the gateway publishes what of the case still waits in
+// the outbox before it answers. This gateway has no signer at all.
+func TestEventLogRightAfterSubmit(t *testing.T) {
+	st := flowtest.OpenSQLite(t)
+	b, _ := bustest.Bus(t)
+	e := newEnvOn(t, st, withBus(b))
+	f := &flowEnv{env: e, bus: b}
+	d := e.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := e.token("send:region:DE08")
+	s := f.prepare(t, sender, d, 1)
+	f.submit(t, sender, s).want(t, http.StatusAccepted)
+
+	for _, page := range []string{"", "?limit=1&offset=1"} {
+		r := f.call(t, http.MethodGet, "/v1/cases/"+s.CaseID+"/events"+page, sender, "", nil)
+		if r.status != http.StatusOK {
+			t.Fatalf("GET events%s: status %d: %s", page, r.status, r.body)
+		}
+		var log eventLogBody
+		must(t, json.Unmarshal(r.body, &log))
+		want := []string{"create-submission", "submit-submission"}
+		if page != "" {
+			want = want[1:]
+		}
+		if got := eventTypes(t, log.EventLog); !slices.Equal(got, want) || log.TotalCount != 2 {
+			t.Errorf("GET events%s: %v of %d, want %v of 2", page, got, log.TotalCount, want)
+		}
+	}
+	for k := range f.stateEntries(t) {
+		if strings.HasPrefix(k, sealed.OutboxPrefix) {
+			t.Errorf("outbox still holds %s", k)
+		}
+	}
+	if n := len(flowtest.Messages(t, b, bus.StreamEvents, "")); n != 2 {
+		t.Errorf("EVENTS holds %d messages, want 2", n)
 	}
 }

@@ -93,17 +93,80 @@ func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.
 		// As if it did not exist: its id tells an outsider nothing.
 		return problem.CaseNotFound(caseID)
 	}
-	evs, total, err := a.store.Events(ctx, caseID, page)
-	if err != nil {
-		return fmt.Errorf("events of case %s: %w", caseID, err)
+	if err := a.publishPending(ctx, subs); err != nil {
+		return a.api.Unavailable(r, "publish the case's pending events", err)
 	}
-	out := eventLog{Count: len(evs), Offset: page.Offset, TotalCount: total, EventLog: make([]string, 0, len(evs))}
-	for _, e := range evs {
-		out.EventLog = append(out.EventLog, e.Token)
+	var out eventLog
+	if a.bus != nil {
+		// From EVENTS, the source of truth: an event published a moment
+		// ago (by this request, or a receiver's answer) is there before
+		// the projection has it.
+		if out, err = a.eventsOf(ctx, caseID, page); err != nil {
+			return a.api.Unavailable(r, "read the case's events", err)
+		}
+	} else {
+		evs, total, err := a.store.Events(ctx, caseID, page)
+		if err != nil {
+			return fmt.Errorf("events of case %s: %w", caseID, err)
+		}
+		out = eventLog{Count: len(evs), Offset: page.Offset, TotalCount: total, EventLog: make([]string, 0, len(evs))}
+		for _, e := range evs {
+			out.EventLog = append(out.EventLog, e.Token)
+		}
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	httpapi.WriteJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// publishPending publishes the create- and submit-submission of subs that
+// still wait in the outbox for a signer (under a signing backlog, for
+// minutes): a client reads a submission's status from the event log,
+// and one that asks right after its submit must find it there.
+func (a *API) publishPending(ctx context.Context, subs []store.Submission) error {
+	if a.bus == nil || a.issuer == nil {
+		return nil
+	}
+	for _, s := range subs {
+		// In the order they were accepted in, as the signer publishes them.
+		for _, uri := range []string{set.CreateSubmission, set.SubmitSubmission} {
+			e, err := a.bus.OutboxEntryOf(ctx, a.issuer.JTI(s.ID, uri))
+			if errors.Is(err, bus.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if _, err := a.issuer.Publish(ctx, e.Claims); err != nil {
+				return err
+			}
+			// A signer that has it too finds it published (the issuer
+			// publishes once) or gone.
+			if err := a.bus.DeleteState(ctx, e.Key()); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// eventsOf reads one page of a case's event log from EVENTS.
+func (a *API) eventsOf(ctx context.Context, caseID string, page store.Page) (eventLog, error) {
+	evs, err := a.bus.CaseEvents(ctx, caseID)
+	if err != nil {
+		return eventLog{}, fmt.Errorf("events of case %s: %w", caseID, err)
+	}
+	limit := page.Limit
+	if limit == 0 {
+		limit = 100
+	}
+	from := min(page.Offset, len(evs))
+	to := min(from+limit, len(evs))
+	out := eventLog{Count: to - from, Offset: page.Offset, TotalCount: len(evs), EventLog: make([]string, 0, to-from)}
+	for _, e := range evs[from:to] {
+		out.EventLog = append(out.EventLog, e.Token)
+	}
+	return out, nil
 }
 
 // receiverEvents are the events a destination may post.
