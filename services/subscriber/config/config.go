@@ -63,6 +63,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"sort"
 	"strconv"
@@ -213,6 +214,10 @@ func (s Sink) Open(ctx context.Context) (sink.Sink, error) {
 	switch s.Kind {
 	case SinkDirectory:
 		out, err = sink.NewDirectory(s.Directory)
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			// A folder that cannot be made is no delivery failure yet.
+			return nil, fmt.Errorf("sink.directory: %s %s: %w", pe.Op, pe.Path, pe.Err)
+		}
 	case SinkHTTP:
 		out, err = sink.NewHTTP(s.HTTP)
 	case SinkPostgres:
@@ -311,7 +316,12 @@ func (es Errors) Unwrap() []error {
 func Load(path string) (*Config, error) {
 	data, err := readFile(path)
 	if err != nil {
-		return nil, Errors{{File: path, Msg: err.Error()}}
+		// The file is named once, by the error's File.
+		msg := strings.TrimPrefix(err.Error(), path+": ")
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			msg = pe.Err.Error()
+		}
+		return nil, Errors{{File: path, Msg: msg}}
 	}
 	return Parse(path, data)
 }

@@ -401,8 +401,8 @@ func TestLoad(t *testing.T) {
 	for _, p := range []string{filepath.Join(dir, "missing.yaml"), dir} {
 		_, err := config.Load(p)
 		var errs config.Errors
-		if !errors.As(err, &errs) || len(errs) != 1 || errs[0].File != p || !strings.HasPrefix(err.Error(), p+": ") {
-			t.Errorf("load %s: %v, want one error naming the file", p, err)
+		if !errors.As(err, &errs) || len(errs) != 1 || errs[0].File != p || !strings.HasPrefix(err.Error(), p+": ") || strings.Count(err.Error(), p) != 1 {
+			t.Errorf("load %s: %v, want one error naming the file once", p, err)
 		}
 	}
 }
@@ -457,5 +457,18 @@ func TestString(t *testing.T) {
 	}
 	if s.Reveal() != "geheim" {
 		t.Error("Reveal does not return the secret")
+	}
+}
+
+// A sink folder that cannot be made is named with the field, not as a
+// failed delivery.
+func TestOpenDirectorySinkError(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := config.Sink{Kind: config.SinkDirectory, Directory: filepath.Join(file, "sink")}.Open(context.Background())
+	if err == nil || !strings.HasPrefix(err.Error(), "sink.directory: ") || strings.Contains(err.Error(), "transient") {
+		t.Errorf("open: %v, want an error naming sink.directory", err)
 	}
 }
