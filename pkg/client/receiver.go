@@ -1,9 +1,12 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/rsa"
 	"crypto/sha512"
+	"encoding/json"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -29,6 +32,10 @@ var (
 	ErrHashMismatch = errors.New("hash mismatch")
 	// ErrUnknownKey means no key of the ring has the JWE's kid.
 	ErrUnknownKey = errors.New("no private key for the kid")
+	// ErrSyntax means the data is not of the media type its schema names:
+	// not JSON for application/json, not well-formed XML for
+	// application/xml.
+	ErrSyntax = errors.New("data does not parse as its media type")
 	// ErrContentMismatch means the parts of a submission do not fit
 	// together: attachments or data the metadata does not list, or listed
 	// ones that are missing.
@@ -211,6 +218,8 @@ func (e *CheckError) Problem() set.Problem {
 		typ, title = "authentication-tag-mismatch", "Authentication tag mismatch"
 	case errors.Is(e.Err, ErrInvalidMetadata):
 		typ, title = "invalid-metadata", "Invalid metadata"
+	case errors.Is(e.Err, ErrSyntax):
+		typ, title = "syntax-violation", "Data does not parse as its media type"
 	case errors.Is(e.Err, ErrContentMismatch):
 		typ, title = "content-mismatch", "Content does not match the metadata"
 	case errors.Is(e.Err, ErrUnknownKey):
@@ -337,6 +346,9 @@ func (r *Receiver) fetch(ctx context.Context, submissionID string, keys KeyRing)
 			return rec, checkErr("data", fmt.Errorf("%w: SHA-512 of the data differs from the metadata's", ErrHashMismatch))
 		}
 		rec.DataMimeType = cs.Data.SubmissionSchema.MimeType
+		if err := wellFormed(rec.Data, rec.DataMimeType); err != nil {
+			return rec, checkErr("data", err)
+		}
 	}
 
 	rec.AuthenticationTags.Attachments = submitted.Attachments
@@ -588,4 +600,45 @@ func (r *Receiver) Decided(ctx context.Context, p Pickup) (*Event, error) {
 		}
 	}
 	return nil, nil
+}
+
+// wellFormed checks that data parses as mimeType says: one JSON value, or
+// one well-formed XML document. A Fachverfahren is never handed what it
+// cannot read.
+func wellFormed(data []byte, mimeType string) error {
+	switch mimeType {
+	case "application/json":
+		if !json.Valid(data) {
+			return fmt.Errorf("%w: the data is not JSON", ErrSyntax)
+		}
+	case "application/xml":
+		d := xml.NewDecoder(bytes.NewReader(data))
+		roots, depth := 0, 0
+		for {
+			tok, err := d.Token()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				return fmt.Errorf("%w: the data is not well-formed XML: %v", ErrSyntax, err)
+			}
+			switch t := tok.(type) {
+			case xml.StartElement:
+				if depth == 0 {
+					roots++
+				}
+				depth++
+			case xml.EndElement:
+				depth--
+			case xml.CharData:
+				if depth == 0 && len(bytes.TrimSpace(t)) > 0 {
+					roots = 2 // text beside the root element
+				}
+			}
+		}
+		if roots != 1 || depth != 0 {
+			return fmt.Errorf("%w: the data is not one XML document", ErrSyntax)
+		}
+	}
+	return nil
 }
