@@ -85,3 +85,38 @@ func TestRefusedAsASubscriberUser(t *testing.T) {
 		}
 	}
 }
+
+// In mode http a submission the Fachverfahren refuses for good stays on
+// the pickup list for an operator, and is not handed in again at every
+// poll.
+func TestRefusedInHTTPMode(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	var tries atomic.Int32
+	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tries.Add(1)
+		http.Error(w, "Antrag unvollständig", http.StatusBadRequest)
+	}))
+	t.Cleanup(fv.Close)
+	dir := t.TempDir()
+	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s/eingang\n    timeout: 5s\n    maxAttempts: 1\n", fv.URL)
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, dests...)
+	startSubscriber(t, s, file)
+
+	if _, err := s.submit(context.Background(), s.sender, dests[0], 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, time.Minute, func() error {
+		if tries.Load() == 0 {
+			return fmt.Errorf("not handed in yet")
+		}
+		return nil
+	})
+	// Four polls of a second each.
+	time.Sleep(4 * time.Second)
+	if n := tries.Load(); n != 1 {
+		t.Errorf("the Fachverfahren was asked %d times, want once", n)
+	}
+}

@@ -123,7 +123,7 @@ type Subscriber struct {
 
 	mu       sync.Mutex
 	inFlight map[string]bool      // submission ids being handled, mode http
-	done     map[string]time.Time // decided here lately, mode http
+	done     map[string]time.Time // decided here lately, or refused by the sink, mode http
 }
 
 // doneFor is how long a submission decided here is not picked up again
@@ -634,6 +634,17 @@ func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 	ctx, cancel := context.WithTimeout(ctx, DefaultAckWait)
 	defer cancel()
 	if _, err := s.Handle(ctx, p); err != nil {
+		var perm *bus.PermanentError
+		if errors.As(err, &perm) {
+			// Refused for good: asked again after doneFor, not at every
+			// poll; meanwhile it waits on the pickup list for an operator.
+			s.log.Error("subscriber: refused; trying again in "+doneFor.String(), "submission_id", p.SubmissionID,
+				"destination_id", p.DestinationID, "reason", perm.Reason, "err", err)
+			s.mu.Lock()
+			s.done[p.SubmissionID] = time.Now()
+			s.mu.Unlock()
+			return
+		}
 		s.log.Warn("subscriber: not done; trying again at the next poll", "submission_id", p.SubmissionID,
 			"destination_id", p.DestinationID, "err", err)
 		return
