@@ -93,6 +93,11 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 			opts = append(opts, nats.Token(n.Token.Reveal()))
 		}
 		if b, err = bus.Connect(ctx, conf.NATS.URL, opts...); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				// Answers come to the durable's inbox only, which a user
+				// permitted for another durable never receives.
+				return fmt.Errorf("%s: %w: no answer from JetStream; may this NATS user consume the durable %q (nats.durable)?", *file, err, conf.NATS.Durable)
+			}
 			return err
 		}
 		defer b.Close()
