@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/internal/cli"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/services/subscriber"
 )
@@ -118,5 +119,26 @@ func TestRefusedInHTTPMode(t *testing.T) {
 	time.Sleep(4 * time.Second)
 	if n := tries.Load(); n != 1 {
 		t.Errorf("the Fachverfahren was asked %d times, want once", n)
+	}
+}
+
+// A configuration naming another durable than its NATS user may consume
+// says so, rather than only that JetStream did not answer.
+func TestAnotherUsersDurable(t *testing.T) {
+	const durable = "subscriber-a"
+	pw := "pw-" + durable
+	s := newSystem(t, bus.User{Name: durable, Password: pw, Permissions: bus.SubscriberPermissions(durable)})
+	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	dir := t.TempDir()
+	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: %s\n  password: %s\n  durable: subscriber-b\n", s.natsURL, durable, pw)
+	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n", keyPair(t, encKey), nil, dests...)
+	// Without a deadline of its own, as from a signal: JetStream's
+	// default timeout applies.
+	var out strings.Builder
+	err := cli.Run(context.Background(), []string{"subscriber", "--config", file}, func(string) string { return "" }, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), `consume the durable "subscriber-b"`) {
+		t.Errorf("run: %v, want an error naming the durable", err)
 	}
 }
