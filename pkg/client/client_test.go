@@ -695,11 +695,12 @@ type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errBroken }
 
-// TestTokenBusy: a token endpoint answering 503 or 429 is asked again,
-// after its Retry-After when it gives one; a refused client is not.
+// TestTokenBusy: a token endpoint answering 503 or 429, or a proxy in
+// front of it answering 502 or 504, is asked again, after its Retry-After
+// when it gives one; a refused client is not.
 func TestTokenBusy(t *testing.T) {
 	var calls atomic.Int32
-	busy := map[int32]int{1: http.StatusServiceUnavailable, 2: http.StatusTooManyRequests}
+	busy := map[int32]int{1: http.StatusServiceUnavailable, 2: http.StatusTooManyRequests, 3: http.StatusBadGateway, 4: http.StatusGatewayTimeout}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := calls.Add(1)
 		if r.FormValue("client_secret") != "richtig" {
@@ -725,10 +726,10 @@ func TestTokenBusy(t *testing.T) {
 	began := time.Now()
 	tok, err := cc.Token(ctx)
 	if err != nil || tok != "t" {
-		t.Fatalf("token %q, %v; want t after two busy answers", tok, err)
+		t.Fatalf("token %q, %v; want t after four busy answers", tok, err)
 	}
-	if n := calls.Load(); n != 3 {
-		t.Fatalf("%d token requests, want 3", n)
+	if n := calls.Load(); n != 5 {
+		t.Fatalf("%d token requests, want 5", n)
 	}
 	if waited := time.Since(began); waited < time.Second {
 		t.Errorf("asked again after %s, before the Retry-After of 1s", waited)

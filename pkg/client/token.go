@@ -179,7 +179,10 @@ func (cc *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, 
 			reason = reason[:512] + "…"
 		}
 		err := fmt.Errorf("fetch token: %w: status %d: %s", ErrToken, resp.StatusCode, reason)
-		if resp.StatusCode == http.StatusServiceUnavailable || resp.StatusCode == http.StatusTooManyRequests {
+		// As for every other request: a busy endpoint, or a proxy in front
+		// of a gateway that is gone.
+		switch resp.StatusCode {
+		case http.StatusServiceUnavailable, http.StatusTooManyRequests, http.StatusBadGateway, http.StatusGatewayTimeout:
 			err = &busyError{err: err, after: retryAfter(resp)}
 		}
 		return "", 0, err
