@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -11,8 +12,9 @@ import (
 	"time"
 )
 
-// front is the load balancer in front of the gateways: round robin, and a
-// backend that refuses connections is skipped for a few seconds. It stands
+// front is the load balancer in front of the gateways: round robin; a
+// request whose gateway refuses the connection (nothing was sent) goes to
+// the next one, and that gateway is skipped for a few seconds. It stands
 // in for the one an operator puts in front of the gateways.
 type front struct {
 	srv      *http.Server
@@ -46,6 +48,10 @@ func startFront(addr string, targets []string) (*front, error) {
 				var op *net.OpError
 				if errors.As(err, &op) && op.Op == "dial" {
 					b.downUntil.Store(time.Now().Add(3 * time.Second).UnixNano())
+					if t, ok := r.Context().Value(tryKey{}).(*try); ok && !t.last {
+						t.refused = true // the caller asks the next gateway
+						return
+					}
 				}
 				w.Header().Set("Content-Type", "application/problem+json")
 				w.Header().Set("Retry-After", "1")
@@ -64,18 +70,45 @@ func startFront(addr string, targets []string) (*front, error) {
 	return f, nil
 }
 
+// try is one attempt of a request at a gateway; refused says that the
+// gateway refused the connection, last that no other is left to ask.
+type try struct{ refused, last bool }
+
+type tryKey struct{}
+
+// keepOpen is a request body whose Close leaves it open.
+type keepOpen struct{ io.ReadCloser }
+
+func (keepOpen) Close() error { return nil }
+
 func (f *front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := uint64(len(f.backends))
 	start := f.next.Add(1)
 	now := time.Now().UnixNano()
+	// The gateways not known to be down first, then the others.
+	order := make([]*backend, 0, n)
 	for i := range n {
-		b := f.backends[(start+i)%n]
-		if b.downUntil.Load() <= now {
-			b.proxy.ServeHTTP(w, r)
+		if b := f.backends[(start+i)%n]; b.downUntil.Load() <= now {
+			order = append(order, b)
+		}
+	}
+	for i := range n {
+		if b := f.backends[(start+i)%n]; b.downUntil.Load() > now {
+			order = append(order, b)
+		}
+	}
+	if r.Body != nil && r.Body != http.NoBody {
+		// A transport closes the body when its dial fails, before it read
+		// any of it; the next gateway still gets it. The server closes it.
+		r.Body = keepOpen{r.Body}
+	}
+	for i, b := range order {
+		t := &try{last: i == len(order)-1}
+		b.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tryKey{}, t)))
+		if !t.refused {
 			return
 		}
 	}
-	f.backends[start%n].proxy.ServeHTTP(w, r)
 }
 
 func (f *front) close() {
