@@ -203,6 +203,9 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	if err != nil {
 		return fmt.Errorf("signing key %s: %w", cfg.SigningKey, err)
 	}
+	if signer.Purpose != jose.Signing {
+		return fmt.Errorf("--signing-key %s: a key for %q, want a signing key (amtsbote keys generate --purpose signing)", cfg.SigningKey, signer.Purpose)
+	}
 	st, _, err := openStore(ctx, cfg.DatabaseURL, "")
 	if err != nil {
 		return err

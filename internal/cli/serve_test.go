@@ -1,10 +1,16 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/jose"
 )
 
 func TestOverdueFlag(t *testing.T) {
@@ -113,5 +119,28 @@ func TestCallbackAllowFlag(t *testing.T) {
 				t.Errorf("%s, %v; want %s", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// An encryption key given as the signing key is refused at once, naming
+// the flag and the file, before anything is started.
+func TestServeRefusesAnEncryptionKey(t *testing.T) {
+	kp, err := jose.GenerateKeyPair(jose.Encryption, "enc-key-1", "Test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := kp.MarshalPrivate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "enc.jwk.json")
+	if err := os.WriteFile(file, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = runServe(context.Background(), []string{"--target", "router", "--public-url", "http://x",
+		"--database-url", "postgres://127.0.0.1:1/none", "--nats-url", "nats://127.0.0.1:1", "--signing-key", file},
+		func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--signing-key "+file) || !strings.Contains(err.Error(), "want a signing key") {
+		t.Errorf("serve: %v, want the flag and file named", err)
 	}
 }
