@@ -93,15 +93,12 @@ func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.
 		// As if it did not exist: its id tells an outsider nothing.
 		return problem.CaseNotFound(caseID)
 	}
-	if err := a.publishPending(ctx, subs); err != nil {
-		return a.api.Unavailable(r, "publish the case's pending events", err)
-	}
 	var out eventLog
 	if a.bus != nil {
 		// From EVENTS, the source of truth: an event published a moment
 		// ago (by this request, or a receiver's answer) is there before
 		// the projection has it.
-		if out, err = a.eventsOf(ctx, caseID, page); err != nil {
+		if out, err = a.eventsOf(ctx, caseID, subs, page); err != nil {
 			return a.api.Unavailable(r, "read the case's events", err)
 		}
 	} else {
@@ -119,42 +116,25 @@ func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.
 	return nil
 }
 
-// publishPending publishes the create- and submit-submission of subs that
-// still wait in the outbox for a signer (under a signing backlog, for
-// minutes): a client reads a submission's status from the event log,
-// and one that asks right after its submit must find it there.
-func (a *API) publishPending(ctx context.Context, subs []store.Submission) error {
-	if a.bus == nil || a.issuer == nil {
-		return nil
-	}
-	for _, s := range subs {
-		// In the order they were accepted in, as the signer publishes them.
-		for _, uri := range []string{set.CreateSubmission, set.SubmitSubmission} {
-			e, err := a.bus.OutboxEntryOf(ctx, a.issuer.JTI(s.ID, uri))
-			if errors.Is(err, bus.ErrNotFound) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			if _, err := a.issuer.Publish(ctx, e.Claims); err != nil {
-				return err
-			}
-			// A signer that has it too finds it published (the issuer
-			// publishes once) or gone.
-			if err := a.bus.DeleteState(ctx, e.Key()); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// eventsOf reads one page of a case's event log from EVENTS.
-func (a *API) eventsOf(ctx context.Context, caseID string, page store.Page) (eventLog, error) {
+// eventsOf reads one page of a case's event log from EVENTS. The create-
+// and submit-submission of subs that are not there yet may still wait in
+// the outbox for a signer (under a signing backlog, for minutes); they are
+// published first, once and in order, as the signer would: a client reads
+// a submission's status from the event log, and one that asks right after
+// its submit must find it there.
+func (a *API) eventsOf(ctx context.Context, caseID string, subs []store.Submission, page store.Page) (eventLog, error) {
 	evs, err := a.bus.CaseEvents(ctx, caseID)
 	if err != nil {
 		return eventLog{}, fmt.Errorf("events of case %s: %w", caseID, err)
+	}
+	published, err := a.publishPending(ctx, subs, evs)
+	if err != nil {
+		return eventLog{}, fmt.Errorf("publish the pending events of case %s: %w", caseID, err)
+	}
+	if published {
+		if evs, err = a.bus.CaseEvents(ctx, caseID); err != nil {
+			return eventLog{}, fmt.Errorf("events of case %s: %w", caseID, err)
+		}
 	}
 	limit := page.Limit
 	if limit == 0 {
@@ -167,6 +147,45 @@ func (a *API) eventsOf(ctx context.Context, caseID string, page store.Page) (eve
 		out.EventLog = append(out.EventLog, e.Token)
 	}
 	return out, nil
+}
+
+// publishPending publishes the create- and submit-submission of subs that
+// evs lacks and the outbox holds, and reports whether it published any.
+func (a *API) publishPending(ctx context.Context, subs []store.Submission, evs []bus.CaseEvent) (bool, error) {
+	if a.issuer == nil {
+		return false, nil
+	}
+	have := make(map[string]bool, len(evs))
+	for _, e := range evs {
+		if _, sid, uri, ok := e.Read(); ok {
+			have[sid+" "+uri] = true
+		}
+	}
+	published := false
+	for _, s := range subs {
+		for _, uri := range []string{set.CreateSubmission, set.SubmitSubmission} {
+			if have[s.ID+" "+uri] {
+				continue
+			}
+			e, err := a.bus.OutboxEntryOf(ctx, a.issuer.JTI(s.ID, uri))
+			if errors.Is(err, bus.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			if _, err := a.issuer.Publish(ctx, e.Claims); err != nil {
+				return false, err
+			}
+			// A signer that has it too finds it published (the issuer
+			// publishes once) or gone.
+			if err := a.bus.DeleteState(ctx, e.Key()); err != nil {
+				return false, err
+			}
+			published = true
+		}
+	}
+	return published, nil
 }
 
 // receiverEvents are the events a destination may post.
