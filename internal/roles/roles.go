@@ -87,6 +87,9 @@ type runner struct {
 // Run builds the roles and runs them until ctx is cancelled or one fails;
 // then it stops the others and waits for them.
 func (s *Roles) Run(ctx context.Context) error {
+	if err := checkInstallation(ctx, s.Bus, s.Store, s.Log); err != nil {
+		return err
+	}
 	reg := metrics.NewRegistry()
 
 	// The periodic resync is a backstop for a registry write whose

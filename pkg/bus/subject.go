@@ -36,10 +36,12 @@ const (
 )
 
 // Subjects of REGISTRY: one per destination, carrying its whole routing
-// state, and one for reference data imports.
+// state, one for reference data imports, and one for the id of the
+// installation the bus belongs to.
 const (
-	RegistryReference = PrefixRegistry + ".reference"
-	registryDest      = PrefixRegistry + ".destination."
+	RegistryReference    = PrefixRegistry + ".reference"
+	RegistryInstallation = PrefixRegistry + ".installation"
+	registryDest         = PrefixRegistry + ".destination."
 )
 
 // ErrInvalidToken means a value cannot become a subject token: wrong length,

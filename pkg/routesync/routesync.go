@@ -365,6 +365,8 @@ func (s *Syncer) apply(ctx context.Context, rev uint64, subject string, data []b
 	next := &state{table: cur.table, dests: cur.dests, ref: cur.ref}
 	_, reference, err := bus.ParseRegistrySubject(subject)
 	switch {
+	case subject == bus.RegistryInstallation:
+		// Not routing state; the revision moves all the same.
 	case err != nil:
 		s.log.ErrorContext(ctx, "registry message on an unknown subject", "subject", subject, "err", err)
 	case !reference:

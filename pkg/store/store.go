@@ -343,6 +343,14 @@ type Store interface {
 	// Idempotency returns the record stored under key. ErrNotFound if absent.
 	Idempotency(ctx context.Context, key string) (IdempotencyRecord, error)
 
+	// Installation returns the id of the installation the store belongs
+	// to ("" while none is recorded) and whether it holds any submission
+	// or event.
+	Installation(ctx context.Context) (id string, used bool, err error)
+	// RecordInstallation records id as the store's installation unless
+	// one is recorded, and returns the one recorded.
+	RecordInstallation(ctx context.Context, id string) (string, error)
+
 	// Close releases the store's resources.
 	Close() error
 }
