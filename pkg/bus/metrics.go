@@ -44,6 +44,10 @@ var (
 		"Unacknowledged messages of a consumer that were delivered more than once.", []string{"stream", "consumer"}, nil)
 	descDead = prometheus.NewDesc("amtsbote_dead_letters",
 		"Dead letters waiting in the DEAD stream for a re-drive, by reason.", []string{"reason"}, nil)
+	descOutbox = prometheus.NewDesc("amtsbote_outbox_events",
+		"Amtsbote's own events accepted and waiting in the outbox for a signer.", nil, nil)
+	descOutboxAge = prometheus.NewDesc("amtsbote_outbox_oldest_age_seconds",
+		"Time since the outbox event waiting longest was written or claimed; 0 when none waits.", nil, nil)
 )
 
 // Collector reads, at every scrape, the figures of Amtsbote's streams
@@ -63,7 +67,7 @@ func NewCollector(b *Bus) *Collector { return &Collector{b: b} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descStreamMsgs, descStreamBytes, descStreamConsumers, descPending, descAckPending, descRedelivered, descDead} {
+	for _, d := range []*prometheus.Desc{descUp, descStreamMsgs, descStreamBytes, descStreamConsumers, descPending, descAckPending, descRedelivered, descDead, descOutbox, descOutboxAge} {
 		ch <- d
 	}
 }
@@ -78,6 +82,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		if err := c.collectStream(ctx, ch, name); err != nil {
 			up = 0
 		}
+	}
+	if n, oldest, err := c.b.OutboxBacklog(ctx); err != nil {
+		up = 0
+	} else {
+		age := 0.0
+		if n > 0 && !oldest.IsZero() {
+			age = max(time.Since(oldest).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(n))
+		ch <- prometheus.MustNewConstMetric(descOutboxAge, prometheus.GaugeValue, age)
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
 }

@@ -8,12 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
+	"github.com/amtsbote/amtsbote/pkg/set"
 )
 
 // TestCollector reads the figures of a real JetStream: a message waiting
@@ -106,4 +109,48 @@ func gauge(reg *prometheus.Registry, name, stream string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s of %q", name, stream)
+}
+
+// TestCollectorOutbox reads the outbox's backlog without any signer: the
+// events waiting and how long the oldest has waited, both 0 once signed.
+func TestCollectorOutbox(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(bus.NewCollector(b))
+	ctx := testContext(t)
+
+	value := func(name string) float64 {
+		t.Helper()
+		v, err := gauge(reg, name, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if n, age := value("amtsbote_outbox_events"), value("amtsbote_outbox_oldest_age_seconds"); n != 0 || age != 0 {
+		t.Fatalf("empty outbox: %v events, oldest %v s; want 0, 0", n, age)
+	}
+	var jtis []string
+	for range 3 {
+		jti := uuid.NewString()
+		jtis = append(jtis, jti)
+		if err := b.Enqueue(ctx, set.Claims{JTI: jti}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n, age := value("amtsbote_outbox_events"), value("amtsbote_outbox_oldest_age_seconds"); n != 3 || age < 0.05 || age > 60 {
+		t.Fatalf("three waiting: %v events, oldest %v s; want 3, at least 0.05", n, age)
+	}
+	for _, jti := range jtis {
+		if err := b.DeleteState(ctx, sealed.OutboxKey(jti)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, age := value("amtsbote_outbox_events"), value("amtsbote_outbox_oldest_age_seconds"); n != 0 || age != 0 {
+		t.Fatalf("all signed: %v events, oldest %v s; want 0, 0", n, age)
+	}
+	if up := value("amtsbote_jetstream_up"); up != 1 {
+		t.Fatalf("up = %v", up)
+	}
 }

@@ -146,6 +146,47 @@ func (b *Bus) OutboxHead(ctx context.Context, n int) ([]OutboxEntry, error) {
 	return out, nil
 }
 
+// OutboxBacklog returns how many events wait in the outbox and when the
+// one waiting longest was last written (zero when none waits): what a
+// signer has yet to do, readable while no signer runs.
+func (b *Bus) OutboxBacklog(ctx context.Context) (n uint64, oldest time.Time, err error) {
+	s, err := b.stream(ctx, stateStream)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("outbox backlog: %w", err)
+	}
+	c, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject:     stateSubject(sealed.OutboxPrefix + ">"),
+		DeliverPolicy:     jetstream.DeliverLastPerSubjectPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		InactiveThreshold: outboxListIdle,
+		MemoryStorage:     true,
+	})
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("outbox backlog: %w", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outboxListIdle)
+		defer cancel()
+		_ = s.DeleteConsumer(ctx, c.CachedInfo().Name)
+	}()
+	if n = c.CachedInfo().NumPending; n == 0 {
+		return 0, time.Time{}, nil
+	}
+	batch, err := c.FetchNoWait(1)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("outbox backlog: %w", err)
+	}
+	for m := range batch.Messages() {
+		if meta, err := m.Metadata(); err == nil {
+			oldest = meta.Timestamp
+		}
+	}
+	if err := batch.Error(); err != nil {
+		return 0, time.Time{}, fmt.Errorf("outbox backlog: %w", err)
+	}
+	return n, oldest, nil
+}
+
 // ListState returns the entries of BucketState whose keys begin with
 // prefix (all of them for ""), in the order they were last written.
 func (b *Bus) ListState(ctx context.Context, prefix string) ([]StateEntry, error) {
