@@ -132,6 +132,26 @@ type busyError struct {
 func (e *busyError) Error() string { return e.err.Error() }
 func (e *busyError) Unwrap() error { return e.err }
 
+// tokenStatusError is the token endpoint's answer other than 200.
+type tokenStatusError struct {
+	status int
+	err    error
+}
+
+func (e *tokenStatusError) Error() string { return e.err.Error() }
+func (e *tokenStatusError) Unwrap() error { return e.err }
+
+// TokenStatus returns the HTTP status of the token endpoint's answer when
+// err is its refusal to issue a token (ErrToken with a status other than
+// 200): a 4xx refuses the client, a 5xx is the server's failure.
+func TokenStatus(err error) (int, bool) {
+	var e *tokenStatusError
+	if errors.As(err, &e) {
+		return e.status, true
+	}
+	return 0, false
+}
+
 func (cc *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, error) {
 	form := url.Values{
 		"grant_type":    {"client_credentials"},
@@ -178,7 +198,8 @@ func (cc *ClientCredentials) fetch(ctx context.Context) (string, time.Duration, 
 		if len(reason) > 512 {
 			reason = reason[:512] + "…"
 		}
-		err := fmt.Errorf("fetch token: %w: status %d: %s", ErrToken, resp.StatusCode, reason)
+		var err error = &tokenStatusError{status: resp.StatusCode,
+			err: fmt.Errorf("fetch token: %w: status %d: %s", ErrToken, resp.StatusCode, reason)}
 		// As for every other request: a busy endpoint, or a proxy in front
 		// of a gateway that is gone.
 		switch resp.StatusCode {

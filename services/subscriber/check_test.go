@@ -4,8 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -70,6 +75,48 @@ func TestCheck(t *testing.T) {
 				t.Fatalf("Check: %v; want %v naming %s and %q", err, c.want, d.ID, c.detail)
 			}
 		})
+	}
+}
+
+// A token endpoint failing with 500 at start is the server's fault, as
+// any other 5xx: Check asks again instead of ending the subscriber.
+func TestCheckOutlastsATokenEndpointFailing(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	dir := t.TempDir()
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n",
+		keyPair(t, encKey), nil, dests...)
+	conf, sk := loadConfig(t, file)
+
+	target, err := url.Parse(s.baseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var failed atomic.Int32
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/token" && failed.Add(1) <= 2 {
+			http.Error(w, "database unavailable", http.StatusInternalServerError)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	api, err := client.New(front.URL, client.Credentials(rid, rsecret), client.Retries(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sub.Check(context.Background()); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if n := failed.Load(); n < 3 {
+		t.Fatalf("token asked %d times, want the two failures and a success", n)
 	}
 }
 

@@ -209,11 +209,18 @@ func (s *Subscriber) Check(ctx context.Context) error {
 // retryable reports whether err may pass: not a refusal of the client,
 // a key mismatch or another 4xx answer but 408 and 429.
 func retryable(err error) bool {
-	if errors.Is(err, client.ErrToken) || errors.Is(err, client.ErrKeyMismatch) {
+	passing := func(status int) bool {
+		return status >= 500 || status == http.StatusTooManyRequests || status == http.StatusRequestTimeout
+	}
+	if errors.Is(err, client.ErrKeyMismatch) {
 		return false
 	}
+	if errors.Is(err, client.ErrToken) {
+		status, ok := client.TokenStatus(err)
+		return ok && passing(status)
+	}
 	if p, ok := problem.As(err); ok {
-		return p.Status >= 500 || p.Status == http.StatusTooManyRequests || p.Status == http.StatusRequestTimeout
+		return passing(p.Status)
 	}
 	return true
 }
