@@ -277,11 +277,25 @@ func TestTokenFailureLimits(t *testing.T) {
 	if resp := grant("client-other", other); resp.StatusCode != http.StatusOK {
 		t.Fatalf("other client: %d %s", resp.StatusCode, readAll(t, resp))
 	}
+	// Nor is the victim where it runs: client ids are not secret, so
+	// failures from one address do not lock it out elsewhere.
+	elsewhere := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{
+		LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)},
+	}).DialContext}}
+	defer elsewhere.CloseIdleConnections()
+	resp, err := elsewhere.PostForm(e.srv.URL+"/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {"client-victim"}, "client_secret": {victim}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("victim from another address: %d %s", resp.StatusCode, readAll(t, resp))
+	}
+	resp.Body.Close()
 	// Guessing across client ids runs into the address's limit.
 	for i := range 7 {
 		wantProblem(t, grant("client-guess-"+strconv.Itoa(i), "x"), http.StatusUnauthorized, problem.TypeUnauthorized, "")
 	}
-	resp := grant("client-guess-8", "x")
+	resp = grant("client-guess-8", "x")
 	wantProblem(t, resp, http.StatusTooManyRequests, problem.TypeTooManyRequests, "")
 	if resp.Header.Get("Retry-After") == "" {
 		t.Error("429 without Retry-After")

@@ -52,16 +52,21 @@ const (
 
 // Default limits of failed client authentications.
 var (
-	// DefaultClientFailures: ten wrong secrets for one client id, then one
-	// every ten seconds.
+	// DefaultClientFailures: ten wrong secrets for one client id from one
+	// address, then one every ten seconds.
 	DefaultClientFailures = httpapi.Rate{PerSecond: 0.1, Burst: 10}
 	// DefaultAddressFailures: fifty failures from one address, then one a
 	// second, so guessing across many client ids is slow too.
 	DefaultAddressFailures = httpapi.Rate{PerSecond: 1, Burst: 50}
 )
 
-// leeway is the clock skew tolerated on exp, nbf and iat.
-const leeway = 30 * time.Second
+// Clock skew tolerated on exp, nbf and iat: an external issuer's clock
+// may be off by leeway; Amtsbote's own tokens are issued and checked by
+// the gateways of one installation, whose clocks agree far closer.
+const (
+	leeway    = 30 * time.Second
+	ownLeeway = 5 * time.Second
+)
 
 // externalAlgs are the signature algorithms accepted from an external
 // issuer; Amtsbote's own tokens are PS512 only.
@@ -365,11 +370,13 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 		settle = append(settle, done)
 	}
 	if s.clientFailures != nil && id != "" {
-		ok, wait, done := s.clientFailures.Reserve(id, now)
+		// Per client id and address: failures from elsewhere do not lock
+		// a client out, since client ids are not secret.
+		ok, wait, done := s.clientFailures.Reserve(id+" "+addr, now)
 		if !ok {
 			settleAll(false)
 			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
-				fmt.Sprintf("too many failed authentications of client_id %q; retry in %s", id, wait.Round(time.Second))).WithField("client_id")), wait)
+				fmt.Sprintf("too many failed authentications of client_id %q from %s; retry in %s", id, addr, wait.Round(time.Second))).WithField("client_id")), wait)
 		}
 		settle = append(settle, done)
 	}
@@ -508,11 +515,15 @@ func (s *Service) accept(claims tokenClaims) (httpapi.Principal, error) {
 	if claims.Expiry == nil {
 		return httpapi.Principal{}, httpapi.InvalidToken("the token has no expiry (exp)")
 	}
+	skew := leeway
+	if claims.Issuer == s.url {
+		skew = ownLeeway
+	}
 	err := claims.ValidateWithLeeway(jwt.Expected{
 		Issuer:      claims.Issuer,
 		AnyAudience: jwt.Audience{s.url},
 		Time:        s.now(),
-	}, leeway)
+	}, skew)
 	switch {
 	case errors.Is(err, jwt.ErrExpired):
 		return httpapi.Principal{}, httpapi.InvalidToken("the token expired at %s", claims.Expiry.Time().UTC().Format(time.RFC3339))

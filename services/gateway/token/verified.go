@@ -37,7 +37,7 @@ func (c *verifiedCache) get(sum [sha256Size]byte, now time.Time) (tokenClaims, b
 }
 
 func expired(claims tokenClaims, now time.Time) bool {
-	return claims.Expiry.Time().Add(leeway).Before(now)
+	return claims.Expiry.Time().Add(ownLeeway).Before(now)
 }
 
 // put remembers claims, which have an expiry. A full cache first drops
