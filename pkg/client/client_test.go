@@ -132,6 +132,34 @@ func TestSubmitFetchAcceptStatus(t *testing.T) {
 	}
 }
 
+// TestEmptyAttachment: an empty file travels as a JWE with an empty
+// ciphertext and arrives empty, its hash checked.
+func TestEmptyAttachment(t *testing.T) {
+	api := newFitAPI(t)
+	opts := schemaOptions(t)
+	ctx := context.Background()
+	sub := submission(randomBytes(100), randomBytes(100))
+	sub.Attachments = append(sub.Attachments, Attachment{Filename: "leer.txt", MimeType: "text/plain", Bytes: []byte{}})
+	receipt, err := api.client(t, opts...).Sender().Submit(ctx, sub)
+	if err != nil {
+		t.Fatalf("submit: %v", err)
+	}
+	ring, err := NewKeyRing(testKeys(t).enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := api.client(t, opts...).Receiver().Fetch(ctx, receipt.SubmissionID, ring)
+	if err != nil {
+		t.Fatalf("fetch: %v", err)
+	}
+	defer rec.Close()
+	a := rec.Attachments[2]
+	got, err := a.Bytes()
+	if err != nil || len(got) != 0 || a.Size != 0 || a.Filename != "leer.txt" {
+		t.Fatalf("empty attachment: %+v, %d bytes, %v", a.AttachmentInfo, len(got), err)
+	}
+}
+
 // TestKeyRoll: after the destination rolls its encryption key, a ring with
 // the new key opens new submissions, a ring without it names the kid.
 func TestKeyRoll(t *testing.T) {

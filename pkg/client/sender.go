@@ -488,9 +488,6 @@ func (s *Sender) upload(ctx context.Context, submissionID, id string, a Attachme
 		}
 		plain = buf.Bytes()
 	}
-	if len(plain) == 0 {
-		return Hash{}, "", fmt.Errorf("%w: attachment %s is empty", ErrInvalidSubmission, id)
-	}
 	h := SHA512(plain)
 	compact, tag, err := encrypt(plain, key, a.MimeType)
 	if err != nil {

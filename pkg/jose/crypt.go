@@ -10,8 +10,8 @@ import (
 
 // Encrypt seals plaintext for key as a compact JWE with RSA-OAEP-256 and
 // A256GCM. The protected header carries the key's kid, and cty when cty is
-// not empty. The key must be an RSA public key with a kid; plaintext must
-// not be empty, as FIT-Connect refuses empty ciphertexts.
+// not empty. The key must be an RSA public key with a kid; plaintext may
+// be empty (an empty file).
 func Encrypt(plaintext []byte, key *gojose.JSONWebKey, cty string) (string, error) {
 	if key == nil {
 		return "", errors.New("encrypt: no key")
@@ -27,9 +27,6 @@ func Encrypt(plaintext []byte, key *gojose.JSONWebKey, cty string) (string, erro
 	}
 	if key.KeyID == "" {
 		return "", fmt.Errorf("encrypt: %w", keyRule("kid", "is missing"))
-	}
-	if len(plaintext) == 0 {
-		return "", errors.New("encrypt: plaintext is empty")
 	}
 	opts := &gojose.EncrypterOptions{}
 	if cty != "" {

@@ -32,6 +32,9 @@ type JWE struct {
 	Zip string // "DEF" when the plaintext was compressed, else empty
 	// AuthTag is the last segment, as FIT-Connect's authenticationTags carry it.
 	AuthTag string
+	// EncryptedKeyLen is the length in bytes of the encrypted key: with
+	// RSA-OAEP the size of the recipient key's modulus.
+	EncryptedKeyLen int
 }
 
 // ParseJWE checks a compact JWE without decrypting it: five segments of
@@ -41,8 +44,8 @@ type JWE struct {
 // JSON object without duplicate members declaring alg RSA-OAEP-256, enc
 // A256GCM and a non-empty kid, a valid media type in cty if present, zip
 // only "DEF", no crit and no key references other than kid (jwk, jku, x5c,
-// x5u); a non-empty encrypted key and ciphertext, a 12-byte IV and a 16-byte
-// tag. The protected header may be at most MaxHeaderLen characters long.
+// x5u); a non-empty encrypted key, a 12-byte IV and a 16-byte tag. The
+// ciphertext may be empty: an empty file encrypted. The protected header may be at most MaxHeaderLen characters long.
 //
 // Errors are *RuleError values wrapping ErrJWE. ParseJWE and ScanJWE share
 // one implementation and give the same verdict on the same input.
@@ -274,6 +277,11 @@ func (s *scanner) checkSegment() error {
 		}
 		s.header = nil
 		return s.checkHeader(raw)
+	case 1:
+		if size == 0 {
+			return jweRule(field, "%s is empty", name)
+		}
+		s.jwe.EncryptedKeyLen = int(size)
 	case 2:
 		if size != ivBytes {
 			return jweRule(field, "initialization vector must be %d bytes, has %d", ivBytes, size)
@@ -281,10 +289,6 @@ func (s *scanner) checkSegment() error {
 	case 4:
 		if size != tagBytes {
 			return jweRule(field, "authentication tag must be %d bytes, has %d", tagBytes, size)
-		}
-	default:
-		if size == 0 {
-			return jweRule(field, "%s is empty", name)
 		}
 	}
 	return nil

@@ -65,6 +65,7 @@ func TestAttachmentBadInput(t *testing.T) {
 			badB64 := strings.Join([]string{parts[0], parts[1], parts[2], "*" + parts[3][1:], parts[4]}, ".")
 			hdr := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"` + d.EncryptionKID + `"}`))
 			huge := hdr + "." + strings.Repeat("A", limit)
+			shortKey := strings.Join([]string{parts[0], base64.RawURLEncoding.EncodeToString(make([]byte, 100)), parts[2], parts[3], parts[4]}, ".")
 			tests := []struct {
 				name       string
 				sid, aid   string
@@ -85,6 +86,7 @@ func TestAttachmentBadInput(t *testing.T) {
 				{"wrong enc", s.SubmissionID, s.order[0], sender, "", header("RSA-OAEP-256", "A128GCM", d.EncryptionKID), false, 400, problem.TypeInvalidJWE, "header.enc"},
 				{"unknown kid", s.SubmissionID, s.order[0], sender, "", header("RSA-OAEP-256", "A256GCM", "unknown-kid-1"), false, 422, problem.TypeUnknownEncryptionKey, "header.kid"},
 				{"signing kid", s.SubmissionID, s.order[0], sender, "", header("RSA-OAEP-256", "A256GCM", d.SigningKID), false, 422, problem.TypeUnknownEncryptionKey, "header.kid"},
+				{"encrypted key not of the key's size", s.SubmissionID, s.order[0], sender, "", shortKey, false, 400, problem.TypeInvalidJWE, "segment 1"},
 				{"retired kid", stale.SubmissionID, stale.order[0], sender, "", seal(t, []byte("alt"), rolled.EncryptionKID), false, 422, problem.TypeUnknownEncryptionKey, "header.kid"},
 				{"bad content over an earlier upload", s.SubmissionID, s.order[1], sender, "", header("RSA-OAEP-256", "A128GCM", d.EncryptionKID), false, 400, problem.TypeInvalidJWE, "header.enc"},
 				{"over the limit, announced by Content-Length", s.SubmissionID, s.order[0], sender, "", huge, false, 413, problem.TypeBodyTooLarge, ""},
@@ -123,6 +125,15 @@ func TestAttachmentBadInput(t *testing.T) {
 			must(t, err)
 			if len(sub.UploadedAttachments) != 1 || sub.UploadedAttachments[0] != s.order[1] {
 				t.Errorf("uploaded attachments %v", sub.UploadedAttachments)
+			}
+			// An empty file encrypted has an empty ciphertext, which RFC 7516 allows.
+			empty := seal(t, nil, d.EncryptionKID)
+			if segs := strings.Split(empty, "."); segs[3] != "" {
+				t.Fatalf("ciphertext of an empty file: %q", segs[3])
+			}
+			f.upload(t, sender, s.SubmissionID, s.order[0], empty).want(t, http.StatusNoContent)
+			if got := f.object(t, sealed.AttachmentObject(s.SubmissionID, s.order[0])); got != empty {
+				t.Error("the empty file's JWE was not stored as sent")
 			}
 		})
 	}

@@ -67,7 +67,7 @@ func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p http
 
 	body := http.MaxBytesReader(w, r.Body, limit+1)
 	jwe, err := a.streamAttachment(ctx, body, sealed.AttachmentObject(sid, aid), limit, func(j jose.JWE) error {
-		return a.checkEncryptionKID(ctx, sub.DestinationID, j.KID, "header.kid")
+		return a.checkEncryptionKey(ctx, sub.DestinationID, j, "")
 	})
 	if err != nil {
 		return retryLater(w, a.uploadProblem(r, err, limit))

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -511,29 +512,51 @@ func jweProblem(field string, err error) error {
 	return err
 }
 
-// checkEncryptionKID checks that kid names an encryption key of the
-// destination that is valid now: by its kid, or by its RFC 7638
-// thumbprint, which FIT-Connect's Python SDK writes as the kid.
-func (a *API) checkEncryptionKID(ctx context.Context, destinationID, kid, field string) error {
+// checkEncryptionKey checks that the JWE j (of the part named by field)
+// is encrypted to an encryption key of the destination that is valid now,
+// named by its kid or by its RFC 7638 thumbprint (which FIT-Connect's
+// Python SDK writes as the kid), and that its encrypted key is as long as
+// RSA-OAEP with that key makes it, so that no receiver is handed a JWE
+// that cannot be decrypted.
+func (a *API) checkEncryptionKey(ctx context.Context, destinationID string, j jose.JWE, field string) error {
+	kid := j.KID
+	k, err := a.checkEncryptionKID(ctx, destinationID, kid, problem.JoinField(field, "header.kid"))
+	if err != nil {
+		return err
+	}
+	var jwk gojose.JSONWebKey
+	if err := jwk.UnmarshalJSON(k.JWK); err != nil {
+		return fmt.Errorf("read key %s of %s: %w", kid, destinationID, err)
+	}
+	if pub, ok := jwk.Key.(*rsa.PublicKey); ok && pub.Size() != j.EncryptedKeyLen {
+		return problem.InvalidJWE(problem.JoinField(field, "segment 1"), fmt.Sprintf(
+			"the encrypted key has %d bytes; RSA-OAEP with key %q (%d bits) makes %d", j.EncryptedKeyLen, kid, pub.N.BitLen(), pub.Size()))
+	}
+	return nil
+}
+
+// checkEncryptionKID returns the encryption key of the destination named
+// by kid, or by its thumbprint, if it is valid now.
+func (a *API) checkEncryptionKID(ctx context.Context, destinationID, kid, field string) (store.Key, error) {
 	k, err := a.store.Key(ctx, destinationID, kid)
 	if errors.Is(err, store.ErrNotFound) {
 		if byPrint, ok, perr := a.keyByThumbprint(ctx, destinationID, kid); perr != nil {
-			return perr
+			return store.Key{}, perr
 		} else if ok {
 			k, err = byPrint, nil
 		}
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q is not a key of destination %s", kid, destinationID))
+		return k, problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q is not a key of destination %s", kid, destinationID))
 	case err != nil:
-		return fmt.Errorf("read key %s of %s: %w", kid, destinationID, err)
+		return k, fmt.Errorf("read key %s of %s: %w", kid, destinationID, err)
 	case k.Use != store.UseEncryption:
-		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q is destination %s's %s key, not an encryption key", kid, destinationID, k.Use))
+		return k, problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q is destination %s's %s key, not an encryption key", kid, destinationID, k.Use))
 	case !k.ValidAt(a.now()):
-		return problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q of destination %s was retired at %s", kid, destinationID, k.ValidUntil.UTC().Format(time.RFC3339)))
+		return k, problem.UnknownEncryptionKey(field, fmt.Sprintf("kid %q of destination %s was retired at %s", kid, destinationID, k.ValidUntil.UTC().Format(time.RFC3339)))
 	}
-	return nil
+	return k, nil
 }
 
 // keyByThumbprint finds the destination's encryption key whose SHA-256
@@ -616,11 +639,11 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 		if d.Status != store.StatusActive {
 			return problem.DestinationInactive(d.ID, string(d.Status))
 		}
-		if err := a.checkEncryptionKID(ctx, d.ID, meta.KID, "encryptedMetadata.header.kid"); err != nil {
+		if err := a.checkEncryptionKey(ctx, d.ID, meta, "encryptedMetadata"); err != nil {
 			return err
 		}
 		if in.EncryptedData != nil {
-			if err := a.checkEncryptionKID(ctx, d.ID, data.KID, "encryptedData.header.kid"); err != nil {
+			if err := a.checkEncryptionKey(ctx, d.ID, data, "encryptedData"); err != nil {
 				return err
 			}
 		}
