@@ -78,6 +78,9 @@ func TestCaseEventBadInput(t *testing.T) {
 				{"txn of another case", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Txn = "case:" + other.CaseID }), 422, problem.TypeInvalidEvent, "txn"},
 				{"posted to another case", other.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, nil), 422, problem.TypeInvalidEvent, "txn"},
 				{"metadata tag differs", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, wrongMeta, nil), 422, problem.TypeInvalidEvent, "authenticationTags.metadata"},
+				{"attachment listed twice", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, set.AcceptPayload{AuthenticationTags: set.AuthenticationTags{
+					Metadata: tags.Metadata, Data: tags.Data, Attachments: map[string]string{s.order[0]: tags.Attachments[s.order[0]], strings.ToUpper(s.order[0]): tags.Attachments[s.order[0]]},
+				}}, nil), 422, problem.TypeInvalidEvent, "authenticationTags.attachments." + s.order[0]},
 				{"attachment tag differs", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, wrongAttachment, nil), 422, problem.TypeInvalidEvent, "authenticationTags.attachments." + s.order[0]},
 				{"unknown kid", s.CaseID, "", signSET(t, set.AcceptSubmission, s, accept, nil, keyPair(t, sigKey1).Private, "unknown-kid-1"), 422, problem.TypeInvalidEvent, "header.kid"},
 				{"encryption kid", s.CaseID, "", signSET(t, set.AcceptSubmission, s, accept, nil, keyPair(t, sigKey1).Private, d.EncryptionKID), 422, problem.TypeInvalidEvent, "header.kid"},
@@ -112,7 +115,16 @@ func TestCaseEventBadInput(t *testing.T) {
 			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.AcceptSubmission, other, set.AcceptPayload{AuthenticationTags: other.tags()}, nil)).want(t, http.StatusNoContent)
 			// Ids in upper case, as FIT-Connect's example SETs write them,
 			// name the same submission, case and destination.
-			upper := f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) {
+			// So do attachment ids in the tags, as the sender's metadata may
+			// write them.
+			upperTags := set.AcceptPayload{AuthenticationTags: set.AuthenticationTags{Metadata: tags.Metadata, Data: tags.Data, Attachments: map[string]string{}}}
+			for aid, tag := range tags.Attachments {
+				upperTags.AuthenticationTags.Attachments[strings.ToUpper(aid)] = tag
+			}
+			if len(upperTags.AuthenticationTags.Attachments) == 0 {
+				t.Fatal("the submission has no attachments")
+			}
+			upper := f.receiverSET(t, set.AcceptSubmission, s, upperTags, func(c *set.Claims) {
 				c.Subject = "submission:" + strings.ToUpper(s.SubmissionID)
 				c.Txn = "case:" + strings.ToUpper(s.CaseID)
 				c.Issuer = strings.ToUpper(d.ID)
