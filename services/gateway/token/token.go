@@ -290,11 +290,9 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) (tokenRespo
 	}
 
 	scopes := client.Scopes
-	if requested, ok := form["scope"]; ok {
-		scopes = strings.Fields(requested[0])
-		if len(scopes) == 0 {
-			return tokenResponse{}, oauthError("invalid_scope", problem.InvalidRequest("scope", "scope is empty"))
-		}
+	// A parameter without a value counts as omitted (RFC 6749 §3.1).
+	if requested := strings.Fields(form.Get("scope")); len(requested) > 0 {
+		scopes = requested
 		for _, s := range scopes {
 			if !slices.Contains(client.Scopes, s) {
 				return tokenResponse{}, oauthError("invalid_scope", problem.InvalidRequest("scope",
