@@ -169,7 +169,8 @@ func (f *flowEnv) call(t *testing.T, method, path, token, contentType string, bo
 
 func (f *flowEnv) checkContract(t *testing.T, method, path, token string, r reply) {
 	t.Helper()
-	if f.contract == nil {
+	if f.contract == nil || method == http.MethodHead {
+		// HEAD is no operation of the spec; it answers as GET without a body.
 		return
 	}
 	req, _ := http.NewRequest(method, f.srv.URL+path, nil)

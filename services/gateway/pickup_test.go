@@ -70,6 +70,15 @@ func TestPickupAuthorization(t *testing.T) {
 					f.wantUnchangedFlow(t, before, routed, unrouted, incomplete)
 				})
 			}
+			// HEAD is safe: it answers as a fetch would and picks nothing up.
+			t.Run("HEAD", func(t *testing.T) {
+				r := f.call(t, http.MethodHead, sub, receiverA, "", nil)
+				r.want(t, http.StatusOK)
+				if ct := r.header.Get("Content-Type"); ct != "application/json" {
+					t.Errorf("Content-Type %q", ct)
+				}
+				f.wantUnchangedFlow(t, before, routed, unrouted, incomplete)
+			})
 			// Permission comes before the body, and what is not one's own
 			// answers as what does not exist.
 			t.Run("malformed SET to another destination's case", func(t *testing.T) {

@@ -80,7 +80,8 @@ type submissionView struct {
 // handleGetSubmission answers GET /v1/submissions/{submissionId}: a
 // receiver of the destination fetches the sealed submission. The first
 // fetch publishes the notify-submission event, from which the retention
-// deadlines count; the submission stays on the pickup list.
+// deadlines count; the submission stays on the pickup list. A HEAD
+// request answers the same headers and publishes nothing.
 func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
 	if err := asReceiver(p); err != nil {
 		return err
@@ -118,7 +119,8 @@ func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p http
 		return fmt.Errorf("fetch %s: payload: %w", sid, err)
 	}
 
-	if sub.PickedUpAt == nil {
+	// HEAD is safe (RFC 9110 §9.2.1): it answers as GET without picking up.
+	if sub.PickedUpAt == nil && r.Method != http.MethodHead {
 		// Published before the answer, so that the pickup stands in the
 		// case before a receiver can answer; the issuer publishes it once.
 		if _, err := a.issuer.Issue(ctx, set.NotifySubmission, sid, sub.CaseID, nil); err != nil {
