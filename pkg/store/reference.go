@@ -193,8 +193,14 @@ func checkTerm(t string) string {
 			return fmt.Sprintf("%q: %q is shorter than %d characters; '*' separates runs of at least %d", show, s, MinTermLetters, MinTermLetters)
 		}
 	}
+	if !termPattern.MatchString(t) {
+		return fmt.Sprintf("%q: at most one '*' at each end, as the pattern %s allows", show, termPattern)
+	}
 	return ""
 }
+
+// termPattern is the Routing API's pattern of an areaSearchexpression.
+var termPattern = regexp.MustCompile(`^(\*?([^\*]{2,})\*?)*$`)
 
 // segments returns the runs of t between '*', without empty ones.
 func segments(t string) []string {
