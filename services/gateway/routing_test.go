@@ -783,3 +783,14 @@ func TestRoutesFollowAcrossGateways(t *testing.T) {
 		t.Errorf("conflict %+v", p)
 	}
 }
+
+// TestNoRouteForAnUnservedKey: without a service catalogue, a LeiKa key
+// no destination serves still answers why there is no route.
+func TestNoRouteForAnUnservedKey(t *testing.T) {
+	e := newEnv(t)
+	e.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", store.StatusActive, "DE08311")
+	p := noRouteReason(t, e.do(http.MethodGet, "/v2/routes?leikaKey=99999999999999&ars=08311", "", "", nil), "leikaKey")
+	if !strings.Contains(p.Detail, "served by no destination") {
+		t.Errorf("reason %+v", p)
+	}
+}

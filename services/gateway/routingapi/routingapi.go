@@ -266,9 +266,13 @@ func (a *API) handleRoutes(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	ref := reg.Reference()
-	if _, known := ref.Service(service); !known && ref.Services() > 0 && !reg.Table().Has(string(service)) {
+	if !reg.Table().Has(string(service)) {
+		why := fmt.Sprintf("leikaKey %s is served by no destination", service)
+		if _, known := ref.Service(service); !known && ref.Services() > 0 {
+			why = fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service)
+		}
 		reg.NoRoute()
-		noRoute(w, page, problem.Unprocessable("leikaKey", fmt.Sprintf("leikaKey %s is neither in the service catalogue nor served by any destination", service)))
+		noRoute(w, page, problem.Unprocessable("leikaKey", why))
 		return nil
 	}
 	var routes [][]byte
