@@ -140,8 +140,9 @@ func TestDestinationLookupErrors(t *testing.T) {
 			http.StatusNotFound, problem.TypeDestinationNotFound, "destinationId")
 	})
 	t.Run("not a uuid", func(t *testing.T) {
+		// The operation declares 401, 403 and 404: no destination has the id.
 		wantProblem(t, e.do(http.MethodGet, "/v1/destinations/freiburg", tok, "", nil),
-			http.StatusBadRequest, problem.TypeInvalidValue, "destinationId")
+			http.StatusNotFound, problem.TypeDestinationNotFound, "destinationId")
 	})
 	t.Run("unknown key", func(t *testing.T) {
 		wantProblem(t, e.do(http.MethodGet, "/v1/destinations/7881dba9-4055-4854-8b6d-11ea5b7f3047/keys/unknown-kid", "", "", nil),

@@ -361,7 +361,7 @@ func TestOpenAPIOperatorAnswers(t *testing.T) {
 		if got["homeRegion"] != "08311" || len(got["keys"].([]any)) != 2 {
 			t.Errorf("admin view %v: want homeRegion 08311 and two keys", got)
 		}
-		wantType(t, s.call(t, http.MethodGet, "/admin/v1/destinations/not-a-uuid", admin, "", nil, http.StatusBadRequest), problem.TypeInvalidValue)
+		wantType(t, s.call(t, http.MethodGet, "/admin/v1/destinations/not-a-uuid", admin, "", nil, http.StatusNotFound), problem.TypeDestinationNotFound)
 		wantType(t, s.call(t, http.MethodGet, "/admin/v1/destinations/2f59b8c6-3206-4734-aa21-a7b2a4d92f7a", admin, "", nil, http.StatusNotFound), problem.TypeDestinationNotFound)
 
 		s.callJSON(t, http.MethodPatch, dest, admin, map[string]any{"status": "inactive"}, http.StatusOK)

@@ -62,7 +62,7 @@ func TestPickupAuthorization(t *testing.T) {
 				{"case of another sender", http.MethodGet, "/v1/cases/" + routed.CaseID + "/events", senderB, 404, problem.TypeCaseNotFound, "caseId"},
 				{"case of another destination", http.MethodGet, "/v1/cases/" + routed.CaseID + "/events", receiverB, 404, problem.TypeCaseNotFound, "caseId"},
 				{"unknown case", http.MethodGet, "/v1/cases/" + newUUID(t) + "/events", senderA, 404, problem.TypeCaseNotFound, "caseId"},
-				{"case id not a UUID", http.MethodGet, "/v1/cases/case-1/events", senderA, 400, problem.TypeInvalidRequest, "caseId"},
+				{"case id not a UUID", http.MethodGet, "/v1/cases/case-1/events", senderA, 404, problem.TypeCaseNotFound, "caseId"},
 			}
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {

@@ -106,12 +106,16 @@ func AdminView(d store.Destination, keys []store.Key) Admin {
 	return v
 }
 
-// PathID reads and checks the destinationId path parameter.
+// PathID reads and checks the destinationId path parameter. An id that
+// is no UUID names no destination: 404, the answer the API's operations
+// on a destination declare.
 func PathID(r *http.Request) (string, error) {
 	raw := r.PathValue("destinationId")
 	id, ok := httpapi.CanonicalUUID(raw)
 	if !ok {
-		return "", problem.Invalid("destinationId", fmt.Sprintf("destinationId %q is not a UUID", raw))
+		p := problem.DestinationNotFound(raw)
+		p.Detail = fmt.Sprintf("destinationId %q is not a UUID: no destination has it", raw)
+		return "", p
 	}
 	return id, nil
 }

@@ -73,9 +73,12 @@ func (a *API) checkCaseOwner(ctx context.Context, p httpapi.Principal, caseID st
 // answers with the events recorded so far, none before the first one is
 // signed; only an unknown case is 404.
 func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
-	caseID, err := httpapi.PathUUID(r, "caseId")
-	if err != nil {
-		return err
+	caseID, ok := httpapi.CanonicalUUID(r.PathValue("caseId"))
+	if !ok {
+		// No case has it: 404, which the operation declares, not 400.
+		np := problem.CaseNotFound(r.PathValue("caseId"))
+		np.Detail = fmt.Sprintf("caseId %q is not a UUID: no case has it", r.PathValue("caseId"))
+		return np
 	}
 	page, err := httpapi.PageOf(r)
 	if err != nil {
