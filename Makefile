@@ -6,8 +6,10 @@ LDFLAGS := -X github.com/amtsbote/amtsbote/internal/cli.Version=$(VERSION)
 
 .PHONY: run build test test-short bench bench-routing loadtest kreis fuzz vet fmt cluster soak
 
+# The Routing API alone on :8081 as well, for clients that take /v1/ as its base.
+ROUTING_LISTEN ?= :8081
 run:
-	$(GO) run -ldflags "$(LDFLAGS)" . dev
+	$(GO) run -ldflags "$(LDFLAGS)" . dev --routing-listen $(ROUTING_LISTEN)
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/amtsbote .
