@@ -794,3 +794,32 @@ func TestNoRouteForAnUnservedKey(t *testing.T) {
 		t.Errorf("reason %+v", p)
 	}
 }
+
+// TestRoutingAPIFromAPage: a portal's page may read the public Routing
+// API's answers, 429 included, from any origin.
+func TestRoutingAPIFromAPage(t *testing.T) {
+	e := newEnv(t)
+	e.createDestination("6c89c356-c354-4459-b2fd-8d1260ea835c", store.StatusActive, "DE08311")
+	for _, path := range []string{"/v2/routes?leikaKey=99999999999999&ars=08311", "/v1/areas?areaSearchexpression=Kirch*", "/v2/info"} {
+		req, _ := http.NewRequest(http.MethodGet, e.srv.URL+path, nil)
+		req.Header.Set("Origin", "https://portal.example")
+		resp, err := e.srv.Client().Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "*" {
+			t.Errorf("%s: Access-Control-Allow-Origin %q, want *", path, got)
+		}
+		if !strings.Contains(resp.Header.Get("Access-Control-Expose-Headers"), "RateLimit-Remaining") {
+			t.Errorf("%s: Access-Control-Expose-Headers %q", path, resp.Header.Get("Access-Control-Expose-Headers"))
+		}
+	}
+	// The Submission API is not opened to pages.
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/v1/info", nil)
+	req.Header.Set("Origin", "https://portal.example")
+	resp, err := e.srv.Client().Do(req)
+	must(t, err)
+	resp.Body.Close()
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("/v1/info: Access-Control-Allow-Origin %q", got)
+	}
+}

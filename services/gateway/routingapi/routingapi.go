@@ -146,10 +146,10 @@ func New(cfg Config) (*API, error) {
 // Routes registers the Routing API under /v1/ and /v2/ and GET /v2/info.
 func (a *API) Routes(m *httpapi.Mux) {
 	for _, prefix := range []string{"/v1", "/v2"} {
-		m.Handle("GET "+prefix+"/routes", a.api.Limited(a.limiter, a.handleRoutes))
-		m.Handle("GET "+prefix+"/areas", a.api.Limited(a.limiter, a.handleAreas))
+		m.Handle("GET "+prefix+"/routes", public(a.api.Limited(a.limiter, a.handleRoutes)))
+		m.Handle("GET "+prefix+"/areas", public(a.api.Limited(a.limiter, a.handleAreas)))
 	}
-	m.Handle("GET /v2/info", a.api.Unauthenticated(http.HandlerFunc(a.handleInfo)))
+	m.Handle("GET /v2/info", public(a.api.Unauthenticated(http.HandlerFunc(a.handleInfo))))
 }
 
 // RoutesAlone registers the Routing API as Routes does, for a listener
@@ -157,7 +157,20 @@ func (a *API) Routes(m *httpapi.Mux) {
 // Routing API's version, as clients using /v1/ as its base expect.
 func (a *API) RoutesAlone(m *httpapi.Mux) {
 	a.Routes(m)
-	m.Handle("GET /v1/info", a.api.Unauthenticated(http.HandlerFunc(a.handleInfo)))
+	m.Handle("GET /v1/info", public(a.api.Unauthenticated(http.HandlerFunc(a.handleInfo))))
+}
+
+// public lets a portal's page read the answers of h, which needs no
+// credentials, from any origin (CORS): a GET without custom headers needs
+// no preflight. The rate limit's headers are exposed with it.
+func public(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Origin") != "" {
+			w.Header().Set("Access-Control-Allow-Origin", "*")
+			w.Header().Set("Access-Control-Expose-Headers", "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, RateLimit-Policy, Retry-After")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // handleInfo answers GET /v2/info, and GET /v1/info on a listener of the
