@@ -50,6 +50,7 @@ func TestPickupAuthorization(t *testing.T) {
 				{"list with a bad offset", http.MethodGet, "/v1/submissions?offset=-1", receiverA, 400, problem.TypeInvalidRequest, "offset"},
 				{"list with an offset beyond int32", http.MethodGet, "/v1/submissions?offset=2147483648", receiverA, 400, problem.TypeInvalidRequest, "offset"},
 				{"list with two limits", http.MethodGet, "/v1/submissions?limit=1&limit=2", receiverA, 400, problem.TypeInvalidRequest, "limit"},
+				{"list with two destinations", http.MethodGet, "/v1/submissions?destinationId=" + dA.ID + "&destinationId=" + dB.ID, receiverA, 400, problem.TypeInvalidRequest, "destinationId"},
 				{"fetch another destination's", http.MethodGet, sub, receiverB, 404, problem.TypeSubmissionNotFound, "submissionId"},
 				{"fetch as the sender", http.MethodGet, sub, senderA, 403, problem.TypeForbidden, "scope"},
 				{"attachment of another destination", http.MethodGet, sub + "/attachments/" + routed.order[0], receiverB, 404, problem.TypeSubmissionNotFound, "submissionId"},

@@ -43,8 +43,12 @@ func (a *API) handlePickupList(w http.ResponseWriter, r *http.Request, p httpapi
 	if err != nil {
 		return err
 	}
+	raw, _, err := httpapi.QueryParam(q, "destinationId")
+	if err != nil {
+		return err
+	}
 	var ids []string
-	if raw := q.Get("destinationId"); raw != "" {
+	if raw != "" {
 		id, ok := httpapi.CanonicalUUID(raw)
 		if !ok {
 			return problem.InvalidRequest("destinationId", fmt.Sprintf("destinationId %q is not a UUID", raw))
