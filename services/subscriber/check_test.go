@@ -24,14 +24,8 @@ import (
 // fail every accept: keys that are not the destination's, and refused
 // credentials.
 func TestCheck(t *testing.T) {
-	s := newSystem(t)
-	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	s, dests, rid, rsecret, file := oneDestination(t)
 	d := dests[0]
-	rid, rsecret := s.receiverOf(t, dests...)
-	s.start(t)
-	dir := t.TempDir()
-	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n",
-		keyPair(t, encKey), nil, dests...)
 	other := keyPair(t, otherEncKey)
 
 	cases := []struct {
@@ -81,13 +75,7 @@ func TestCheck(t *testing.T) {
 // A token endpoint failing with 500 at start is the server's fault, as
 // any other 5xx: Check asks again instead of ending the subscriber.
 func TestCheckOutlastsATokenEndpointFailing(t *testing.T) {
-	s := newSystem(t)
-	dests := s.addDestinations(t, kreisARS(t, 1)...)
-	rid, rsecret := s.receiverOf(t, dests...)
-	s.start(t)
-	dir := t.TempDir()
-	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n",
-		keyPair(t, encKey), nil, dests...)
+	s, _, rid, rsecret, file := oneDestination(t)
 	conf, sk := loadConfig(t, file)
 
 	target, err := url.Parse(s.baseURL)
@@ -124,13 +112,7 @@ func TestCheckOutlastsATokenEndpointFailing(t *testing.T) {
 // configuration lacks is this side's fault: it is retried, never
 // rejected in the sender's face.
 func TestUnconfiguredKeyIsNotRejected(t *testing.T) {
-	s := newSystem(t)
-	dests := s.addDestinations(t, kreisARS(t, 1)...)
-	rid, rsecret := s.receiverOf(t, dests...)
-	s.start(t)
-	dir := t.TempDir()
-	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n",
-		keyPair(t, encKey), nil, dests...)
+	s, dests, rid, rsecret, file := oneDestination(t)
 	conf, sk := loadConfig(t, file)
 	conf.Destinations[0].EncryptionKeys[0] = withKID(conf.Destinations[0].EncryptionKeys[0], "enc-old")
 	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret)})
@@ -173,4 +155,19 @@ func waitListed(t *testing.T, api *client.Client, id, submissionID string) {
 		}
 		return fmt.Errorf("submission %s not listed", submissionID)
 	})
+}
+
+// oneDestination starts a system with one destination and a receiver of
+// it, and writes a configuration in mode http for them that delivers into
+// a temporary directory.
+func oneDestination(t *testing.T) (s *system, dests []testDestination, rid, rsecret, file string) {
+	t.Helper()
+	s = newSystem(t)
+	dests = s.addDestinations(t, kreisARS(t, 1)...)
+	rid, rsecret = s.receiverOf(t, dests...)
+	s.start(t)
+	dir := t.TempDir()
+	file = s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n",
+		keyPair(t, encKey), nil, dests...)
+	return s, dests, rid, rsecret, file
 }
