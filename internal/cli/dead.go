@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -106,6 +107,9 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 		return err
 	}
 	defer b.Close()
+	if _, err := b.JetStream().Stream(ctx, bus.StreamDead); errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("the NATS at %s holds no stream %s: it is not an Amtsbote installation's (dev's natsUrl is in data/demo.json)", bus.Redact(*natsURL), bus.StreamDead)
+	}
 
 	switch cmd {
 	case "list":
@@ -146,6 +150,9 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 		return err
 	}
 	defer st.Close()
+	if err := sameInstallation(ctx, b, st); err != nil {
+		return err
+	}
 	if cmd == "redrive" && *all {
 		list, _, err := b.DeadLetters(ctx, filter, 0, 0)
 		if err != nil {
@@ -154,7 +161,12 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 		for _, d := range list {
 			seqs = append(seqs, d.Seq)
 		}
+		if len(seqs) == 0 {
+			fmt.Fprintln(stdout, "no dead letter matches; none re-driven")
+			return nil
+		}
 	}
+	done := map[string]string{"redrive": "re-driven", "purge": "purged"}[cmd]
 	var errs []error
 	for _, seq := range seqs {
 		var (
@@ -175,10 +187,10 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 		}
 		if err := st.Audit(ctx, store.AuditEntry{Actor: *actor, Action: action, Object: d.AuditObject(), Before: d.AuditRecord()}); err != nil {
 			errs = append(errs, fmt.Errorf("audit %s of %d: %w", action, seq, err))
-			fmt.Fprintf(stderr, "%d: %sd, but the audit entry was not written: %v\n", seq, cmd, err)
+			fmt.Fprintf(stderr, "%d: %s, but the audit entry was not written: %v\n", seq, done, err)
 			continue
 		}
-		fmt.Fprintf(stdout, "%d %sd (%s, %s)\n", seq, cmd, d.Reason, d.Subject)
+		fmt.Fprintf(stdout, "%d %s (%s, %s)\n", seq, done, d.Reason, d.Subject)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("dead %s: %d of %d failed: %w", cmd, len(errs), len(seqs), errors.Join(errs...))

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +28,7 @@ func TestDeadCommands(t *testing.T) {
 	if err := b.Ensure(ctx, bus.TopologyConfig{Duplicates: 300 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
-	dataDir := t.TempDir()
+	dataDir := storeDir(t)
 	dest := uuid.NewString()
 	subject, err := bus.InboxSubject("08311", dest)
 	if err != nil {
@@ -211,6 +214,47 @@ func TestDeadCommands(t *testing.T) {
 		}
 		if redrives != 3 {
 			t.Errorf("%d re-drives audited, want 3", redrives)
+		}
+	})
+	t.Run("none matching", func(t *testing.T) {
+		out, err := runCLI(t, dataDir, append([]string{"dead", "redrive", "--all", "--reason", "nope"}, withStore...)...)
+		if err != nil || !strings.Contains(out, "none re-driven") {
+			t.Errorf("redrive --all of none: %v\n%s", err, out)
+		}
+	})
+	t.Run("a data dir without a store", func(t *testing.T) {
+		empty := t.TempDir()
+		_, err := runCLI(t, empty, append([]string{"dead", "purge", "1", "--data-dir", empty}, nats...)...)
+		if err == nil || !strings.Contains(err.Error(), "no store at") {
+			t.Errorf("purge: %v, want the missing store named", err)
+		}
+		if _, err := os.Stat(filepath.Join(empty, "amtsbote.db")); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("a store was made: %v", err)
+		}
+	})
+	t.Run("a NATS without Amtsbote's streams", func(t *testing.T) {
+		bare := bustest.Server(t)
+		_, err := runCLI(t, dataDir, "dead", "list", "--nats-url", bare.URL)
+		if err == nil || !strings.Contains(err.Error(), "holds no stream DEAD") {
+			t.Errorf("list: %v, want the wrong NATS named", err)
+		}
+	})
+	t.Run("another installation's store", func(t *testing.T) {
+		if _, err := b.RecordInstallation(ctx, "installation-a"); err != nil {
+			t.Fatal(err)
+		}
+		other := t.TempDir()
+		st, _, err := openStore(ctx, "", other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.RecordInstallation(ctx, "installation-b"); err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		_, err = runCLI(t, other, append([]string{"dead", "purge", "1", "--data-dir", other}, nats...)...)
+		if err == nil || !strings.Contains(err.Error(), "belongs to installation installation-b") {
+			t.Errorf("purge: %v, want the installations named", err)
 		}
 	})
 	mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -33,9 +34,35 @@ func (s *storeFlags) register(fs *flag.FlagSet, env envReader) {
 	fs.StringVar(&s.databaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
 }
 
+// open opens the installation's store. Unlike dev, an operator command
+// never makes a SQLite store: a wrong --data-dir would write the command's
+// changes and audit records into a new file the installation never reads.
 func (s *storeFlags) open(ctx context.Context) (roles.Store, error) {
+	if s.databaseURL == "" {
+		path := filepath.Join(s.dataDir, "amtsbote.db")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("no store at %s: give the running installation's --data-dir or --database-url", path)
+		}
+	}
 	st, _, err := openStore(ctx, s.databaseURL, s.dataDir)
 	return st, err
+}
+
+// sameInstallation refuses a store and a bus that belong to different
+// installations (each records the id of its installation; see roles).
+func sameInstallation(ctx context.Context, b *bus.Bus, st store.Store) error {
+	busID, _, err := b.Installation(ctx)
+	if err != nil {
+		return err
+	}
+	storeID, _, err := st.Installation(ctx)
+	if err != nil {
+		return err
+	}
+	if busID != "" && storeID != "" && busID != storeID {
+		return fmt.Errorf("the store belongs to installation %s and the NATS servers to installation %s: give the store and NATS URL of one installation", storeID, busID)
+	}
+	return nil
 }
 
 // multiFlag collects a repeated string flag.

@@ -22,7 +22,7 @@ func TestOperatorCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates RSA-4096 keys")
 	}
-	dir := t.TempDir()
+	dir := storeDir(t)
 	keyDir := filepath.Join(dir, "keys")
 	if err := os.MkdirAll(keyDir, 0o700); err != nil {
 		t.Fatal(err)

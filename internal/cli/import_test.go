@@ -12,6 +12,19 @@ import (
 )
 
 // runCLI runs the command with the store in dir and returns its output.
+// storeDir returns a data dir holding a new SQLite store, as dev leaves
+// one: operator commands refuse a data dir without a store.
+func storeDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	st, _, err := openStore(context.Background(), "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	return dir
+}
+
 func runCLI(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
@@ -28,7 +41,7 @@ func runCLI(t *testing.T, dir string, args ...string) (string, error) {
 func TestImportCommands(t *testing.T) {
 	gv21 := sharedtest.Data(t, "GV100AD_31122021.txt")
 	gv25 := sharedtest.Data(t, "GV100AD_30112025.txt")
-	dir := t.TempDir()
+	dir := storeDir(t)
 
 	steps := []struct {
 		name string

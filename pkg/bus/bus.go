@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -49,23 +51,43 @@ type Bus struct {
 // default the connection reconnects forever.
 func Connect(ctx context.Context, url string, opts ...nats.Option) (*Bus, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("connect %s: %w", url, err)
+		return nil, fmt.Errorf("connect %s: %w", Redact(url), err)
 	}
 	all := append([]nats.Option{nats.Name("amtsbote"), nats.MaxReconnects(-1)}, opts...)
 	nc, err := nats.Connect(url, all...)
 	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", url, err)
+		return nil, fmt.Errorf("connect %s: %w", Redact(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("connect %s: jetstream: %w", url, err)
+		return nil, fmt.Errorf("connect %s: jetstream: %w", Redact(url), err)
 	}
 	if _, err := js.AccountInfo(ctx); err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("connect %s: jetstream: %w", url, err)
+		return nil, fmt.Errorf("connect %s: jetstream: %w", Redact(url), err)
 	}
 	return &Bus{nc: nc, js: js, tracer: tracing.Tracer(nil)}, nil
+}
+
+// Redact returns the NATS server URLs urls (comma-separated) with each
+// password, or a token given as the user, replaced by "xxxxx", for
+// messages and logs.
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		u, err := url.Parse(strings.TrimSpace(p))
+		if err != nil || u.User == nil {
+			continue
+		}
+		if _, has := u.User.Password(); has {
+			parts[i] = u.Redacted()
+		} else {
+			u.User = url.User("xxxxx")
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // LogErrors is a Connect option that logs the connection's asynchronous

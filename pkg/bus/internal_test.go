@@ -89,3 +89,17 @@ func TestRunEmbeddedConfig(t *testing.T) {
 		}
 	})
 }
+
+func TestRedact(t *testing.T) {
+	for in, want := range map[string]string{
+		"nats://127.0.0.1:4222":                                 "nats://127.0.0.1:4222",
+		"nats://amtsbote:s3cret@127.0.0.1:4222":                 "nats://amtsbote:xxxxx@127.0.0.1:4222",
+		"nats://a:p1@h1:4222,nats://a:p2@h2:4222":               "nats://a:xxxxx@h1:4222,nats://a:xxxxx@h2:4222",
+		"nats://s3cret-token@127.0.0.1:4222":                    "nats://xxxxx@127.0.0.1:4222",
+		"tls://amtsbote:s3cret@nats.example:4222,nats://x:4222": "tls://amtsbote:xxxxx@nats.example:4222,nats://x:4222",
+	} {
+		if got := Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
