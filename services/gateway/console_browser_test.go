@@ -344,6 +344,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	if got := text("#uncovered"); got == "" {
 		t.Error("no uncovered Gemeinden listed")
 	}
+	if got := text("main"); strings.Contains(got, "null") || strings.Contains(got, "undefined") {
+		t.Errorf("coverage page shows a missing value: %.300q", got)
+	}
 
 	// The stream drops a re-drive as the original within its duplicates
 	// window; the operator clicks once it has passed.

@@ -673,7 +673,7 @@ async function coverage(out, service) {
       legend(),
       h("div", { class: "lands", id: "coverage-tiles" }, lands),
       h("h2", {}, "Uncovered Gemeinden (" + fmtNum(c.uncoveredTotal) + ")"),
-      c.uncoveredTotal > c.uncovered.length ? h("p", { class: "muted" }, "The first " + c.uncovered.length + " in directory order.") : null,
+      c.uncoveredTotal > c.uncovered.length ? h("p", { class: "muted" }, "The first " + c.uncovered.length + " in directory order.") : "",
       rows.length
         ? h("table", { id: "uncovered" }, h("thead", {}, h("tr", {}, h("th", {}, "ARS"), h("th", {}, "Gemeinde"), h("th", { class: "num" }, "Population"))), h("tbody", {}, rows))
         : h("p", { class: "ok" }, "Every Gemeinde reaches a destination.")
