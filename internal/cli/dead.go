@@ -45,7 +45,6 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 		limit       = fs.Int("limit", 100, "list at most this many")
 		offset      = fs.Int("offset", 0, "skip this many")
 		all         = fs.Bool("all", false, "redrive every dead letter --reason and --destination select")
-		actor       = fs.String("actor", env.str("USER", "cli"), "who is named in the audit log")
 	)
 	switch cmd {
 	case "list", "show", "redrive", "purge":
@@ -185,7 +184,7 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 			fmt.Fprintf(stderr, "%d: %v\n", seq, err)
 			continue
 		}
-		if err := st.Audit(ctx, store.AuditEntry{Actor: *actor, Action: action, Object: d.AuditObject(), Before: d.AuditRecord()}); err != nil {
+		if err := st.Audit(ctx, store.AuditEntry{Actor: sf.actor, Action: action, Object: d.AuditObject(), Before: d.AuditRecord()}); err != nil {
 			errs = append(errs, fmt.Errorf("audit %s of %d: %w", action, seq, err))
 			fmt.Fprintf(stderr, "%d: %s, but the audit entry was not written: %v\n", seq, done, err)
 			continue

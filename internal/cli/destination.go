@@ -27,11 +27,13 @@ import (
 // storeFlags are the flags every operator command uses to reach the store.
 type storeFlags struct {
 	dataDir, databaseURL string
+	actor                string // who the audit log names for a change
 }
 
 func (s *storeFlags) register(fs *flag.FlagSet, env envReader) {
 	fs.StringVar(&s.dataDir, "data-dir", env.str("AMTSBOTE_DATA_DIR", "./data"), "data dir holding the SQLite store (AMTSBOTE_DATA_DIR)")
 	fs.StringVar(&s.databaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
+	fs.StringVar(&s.actor, "actor", env.str("USER", "cli"), "who the audit log names for a change (default $USER)")
 }
 
 // open opens the installation's store. Unlike dev, an operator command
@@ -117,7 +119,7 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 			return err
 		}
 		defer st.Close()
-		return createDestination(ctx, st, *natsURL, dest, keys, stdout, stderr)
+		return createDestination(ctx, st, sf.actor, *natsURL, dest, keys, stdout, stderr)
 	case "list":
 		fs := newFlagSet("destination list", stderr)
 		sf.register(fs, env)
@@ -189,7 +191,7 @@ func runClient(ctx context.Context, args []string, env envReader, stdout, stderr
 	if err != nil {
 		return err
 	}
-	c, secret, err := reg.CreateClient(ctx, "cli", registry.ClientInput{Name: *name, Scopes: scopes})
+	c, secret, err := reg.CreateClient(ctx, sf.actor, registry.ClientInput{Name: *name, Scopes: scopes})
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
 	}
@@ -264,7 +266,7 @@ func readInput(name string) ([]byte, error) {
 // createDestination creates d through the registry operation the admin
 // API uses: conflicting routes are refused, the audit log records it and,
 // with a NATS URL, the running processes learn its routes.
-func createDestination(ctx context.Context, st roles.Store, natsURL string, d store.Destination, keys []store.Key, stdout, stderr io.Writer) error {
+func createDestination(ctx context.Context, st roles.Store, actor, natsURL string, d store.Destination, keys []store.Key, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var b *bus.Bus
@@ -274,6 +276,9 @@ func createDestination(ctx context.Context, st roles.Store, natsURL string, d st
 			return err
 		}
 		defer b.Close()
+		if err := sameInstallation(ctx, b, st); err != nil {
+			return err
+		}
 	}
 	routes, err := routesync.New(routesync.Config{Store: st, Bus: b})
 	if err != nil {
@@ -289,7 +294,7 @@ func createDestination(ctx context.Context, st roles.Store, natsURL string, d st
 	if err != nil {
 		return err
 	}
-	c, err := reg.CreateDestination(ctx, "cli", d, keys)
+	c, err := reg.CreateDestination(ctx, actor, d, keys)
 	if err != nil {
 		return fmt.Errorf("destination %s: %w", d.ID, err)
 	}

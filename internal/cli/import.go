@@ -101,6 +101,9 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 			return fmt.Errorf("import %s: %w", kind, err)
 		}
 		defer b.Close()
+		if err := sameInstallation(ctx, b, st); err != nil {
+			return fmt.Errorf("import %s: %w", kind, err)
+		}
 		cfg.References = routesync.Announcer{Bus: b}
 	}
 	reg, err := registry.New(cfg)
@@ -113,7 +116,7 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 	)
 	switch kind {
 	case "gv100ad":
-		res, err := reg.ImportAreas(ctx, "cli", dir)
+		res, err := reg.ImportAreas(ctx, sf.actor, dir)
 		if err != nil {
 			return fmt.Errorf("import gv100ad %s: %w", name, err)
 		}
@@ -122,7 +125,7 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 		summary = fmt.Sprintf("gv100ad Gebietsstand %s: %d areas, %d added, %d updated, %d restored, %d retired, %d unchanged",
 			r.Stand.Format(time.DateOnly), r.Areas, r.Added, r.Updated, r.Restored, r.Retired, r.Unchanged)
 	case "leika":
-		res, err := reg.ImportCatalogue(ctx, "cli", services)
+		res, err := reg.ImportCatalogue(ctx, sf.actor, services)
 		if err != nil {
 			return fmt.Errorf("import leika %s: %w", name, err)
 		}
@@ -130,7 +133,7 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 		rev = res.Revision
 		summary = fmt.Sprintf("leika: %d services, %d added, %d updated, %d unchanged", r.Services, r.Added, r.Updated, r.Unchanged)
 	case "plz":
-		res, err := reg.ImportPostcodes(ctx, "cli", codes)
+		res, err := reg.ImportPostcodes(ctx, sf.actor, codes)
 		if err != nil {
 			return fmt.Errorf("import plz %s: %w", name, err)
 		}

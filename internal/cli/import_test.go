@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/amtsbote/amtsbote/internal/sharedtest"
+	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
-// runCLI runs the command with the store in dir and returns its output.
 // storeDir returns a data dir holding a new SQLite store, as dev leaves
 // one: operator commands refuse a data dir without a store.
 func storeDir(t *testing.T) string {
@@ -25,6 +25,7 @@ func storeDir(t *testing.T) string {
 	return dir
 }
 
+// runCLI runs the command with the store in dir and returns its output.
 func runCLI(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
@@ -95,5 +96,23 @@ func TestImportCommands(t *testing.T) {
 	}
 	if out, err := runCLI(t, dir, "import", "gv100ad", gv25); err != nil || !strings.Contains(out, "15988 unchanged") {
 		t.Errorf("after the refused import: %v %s", err, out)
+	}
+}
+
+// TestAuditActor: a registry change made with the CLI names its actor,
+// --actor or $USER, in the audit log.
+func TestAuditActor(t *testing.T) {
+	dir := storeDir(t)
+	if out, err := runCLI(t, dir, "client", "create", "--name", "Portal", "--scope", "send:region:DE08", "--actor", "erika"); err != nil {
+		t.Fatalf("client create: %v\n%s", err, out)
+	}
+	st, _, err := openStore(context.Background(), "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	entries, err := st.AuditLog(context.Background(), "", store.Page{})
+	if err != nil || len(entries) != 1 || entries[0].Actor != "erika" {
+		t.Fatalf("audit log %+v, %v; want one entry by erika", entries, err)
 	}
 }
