@@ -268,6 +268,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	if got := text("#card-waiting .value"); got != "1" {
 		t.Errorf("overview shows %q waiting, want 1", got)
 	}
+	if got := text("#card-undecided .value"); got != "0" && got != "—" {
+		t.Errorf("overview shows %q fetched and undecided, want 0 (or — before the ledger's first figures)", got)
+	}
 
 	run("destinations",
 		chromedp.Click(chromedp.CSS(`#nav a[data-page="destinations"]`)),

@@ -284,11 +284,16 @@ function rate(name, filter) {
 function renderOverview(root, o) {
   const created = sumSeries(o.series, "amtsbote_submissions_total", { stage: "submitted" });
   const signing = sumSeries(o.series, "amtsbote_signing_queue_length");
+  // On the pickup list after a fetch: the back office has it but neither accepted nor rejected it.
+  const listed = sumSeries(o.series, "amtsbote_inbox_backlog");
+  const unpicked = sumSeries(o.series, "amtsbote_inbox_unpicked");
+  const undecided = listed === null || unpicked === null ? null : Math.max(0, listed - unpicked);
   const cards = h(
     "div",
     { class: "cards" },
     card("Submitted /min", rate("amtsbote_submissions_total", { stage: "submitted" }) === null ? "—" : fmtNum(rate("amtsbote_submissions_total", { stage: "submitted" })), created === null ? "not exported here" : fmtNum(created) + " in total", "card-ingest"),
     card("Waiting for pickup", fmtNum(o.waiting), "oldest " + fmtAge(o.oldestSubmittedAt), "card-waiting"),
+    card("Fetched, undecided", undecided === null ? "—" : fmtNum(undecided), undecided === null ? "not exported here" : "picked up, not yet accepted or rejected", "card-undecided"),
     card("Overdue", (o.overdue || []).map(fmtNum).join(" / ") || "—", "waiting longer than " + (o.overdueAfter || []).map(fmtDur).join(" / "), "card-overdue"),
     card("Dead letters", o.deadLetters === null ? "—" : fmtNum(o.deadLetters), o.deadLetters === null ? "no JetStream here" : "in DEAD", "card-dead"),
     card("Signing queue", signing === null ? "—" : fmtNum(signing), signing === null ? "not exported here" : "SETs waiting", "card-signing")
