@@ -53,14 +53,22 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 	fs := newFlagSet("import "+kind, stderr)
 	sf.register(fs, env)
 	natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", ""), "announce the import to the processes on this NATS (AMTSBOTE_NATS_URL); empty announces nothing")
+	// The file and the flags may come in any order.
 	if err := fs.Parse(args[1:]); err != nil {
 		return flagError(err)
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintf(stderr, "import %s: want exactly one FILE, got %d arguments\n%s", kind, fs.NArg(), importUsage)
+	var files []string
+	for fs.NArg() > 0 {
+		files = append(files, fs.Arg(0))
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return flagError(err)
+		}
+	}
+	if len(files) != 1 {
+		fmt.Fprintf(stderr, "import %s: want exactly one FILE, got %d arguments\n%s", kind, len(files), importUsage)
 		return ErrUsage
 	}
-	name := fs.Arg(0)
+	name := files[0]
 	f, err := os.Open(name)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {

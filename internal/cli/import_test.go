@@ -56,6 +56,8 @@ func TestImportCommands(t *testing.T) {
 		{"an older directory is refused", []string{"import", "gv100ad", gv21}, "older than the current data", true},
 		{"catalogue", []string{"import", "leika", sharedtest.Data(t, "leika.csv")}, "4813 services, 4813 added", false},
 		{"without --nats-url it says so", []string{"import", "leika", sharedtest.Data(t, "leika.csv")}, "not announced (no --nats-url)", false},
+		{"flags after the file", []string{"import", "leika", sharedtest.Data(t, "leika.csv"), "--actor", "erika"}, "4813 services", false},
+		{"two files", []string{"import", "leika", sharedtest.Data(t, "leika.csv"), "--actor", "erika", sharedtest.Data(t, "leika.csv")}, "want exactly one FILE, got 2", true},
 		{"postcodes", []string{"import", "plz", sharedtest.Data(t, "plz.csv")}, "12883 rows", false},
 		{"coverage", []string{"coverage", "--leika", "99108008000000"}, "Germany  10953        0  0.0    83577140", false},
 		{"coverage of a malformed key", []string{"coverage", "--leika", "9910800800000x"}, "non-digit", true},
