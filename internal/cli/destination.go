@@ -157,10 +157,21 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 }
 
 func runClient(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
-	const usage = "usage: amtsbote client create --name N --scope S [--scope S]...\n"
+	const usage = `usage: amtsbote client create --name N --scope S [--scope S]...
+       amtsbote client disable|enable|rotate-secret ID
+disable: the token endpoint refuses the client's secret; enable undoes it.
+rotate-secret: a new secret, printed once; the old one is refused.
+Tokens issued before stay valid until they expire.
+`
 	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Fprint(stdout, usage)
 		return nil
+	}
+	if len(args) > 0 {
+		switch args[0] {
+		case "disable", "enable", "rotate-secret":
+			return changeClient(ctx, args[0], args[1:], env, stdout, stderr, usage)
+		}
 	}
 	if len(args) == 0 || args[0] != "create" {
 		fmt.Fprint(stderr, usage)
@@ -198,6 +209,54 @@ func runClient(ctx context.Context, args []string, env envReader, stdout, stderr
 	return json.NewEncoder(stdout).Encode(map[string]any{
 		"clientId": c.ID, "clientSecret": secret, "scopes": c.Scopes,
 	})
+}
+
+// changeClient disables, enables or gives a new secret to the client
+// named in args.
+func changeClient(ctx context.Context, cmd string, args []string, env envReader, stdout, stderr io.Writer, usage string) error {
+	var sf storeFlags
+	fs := newFlagSet("client "+cmd, stderr)
+	sf.register(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return flagError(err)
+	}
+	var ids []string
+	for fs.NArg() > 0 {
+		ids = append(ids, fs.Arg(0))
+		if err := fs.Parse(fs.Args()[1:]); err != nil {
+			return flagError(err)
+		}
+	}
+	if len(ids) != 1 {
+		fmt.Fprintf(stderr, "client %s: want exactly one client ID, got %d\n%s", cmd, len(ids), usage)
+		return ErrUsage
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	reg, err := registry.New(registry.Config{Store: st})
+	if err != nil {
+		return err
+	}
+	var (
+		c      store.Client
+		secret string
+	)
+	if cmd == "rotate-secret" {
+		c, secret, err = reg.RotateClientSecret(ctx, sf.actor, ids[0])
+	} else {
+		c, err = reg.SetClientDisabled(ctx, sf.actor, ids[0], cmd == "disable")
+	}
+	if err != nil {
+		return fmt.Errorf("client %s %s: %w", cmd, ids[0], err)
+	}
+	out := map[string]any{"clientId": c.ID, "disabled": c.Disabled, "scopes": c.Scopes}
+	if secret != "" {
+		out["clientSecret"] = secret
+	}
+	return json.NewEncoder(stdout).Encode(out)
 }
 
 func runKeys(_ context.Context, args []string, _ envReader, stdout, stderr io.Writer) error {

@@ -3,10 +3,14 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/amtsbote/amtsbote/internal/sharedtest"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -116,5 +120,54 @@ func TestAuditActor(t *testing.T) {
 	entries, err := st.AuditLog(context.Background(), "", store.Page{})
 	if err != nil || len(entries) != 1 || entries[0].Actor != "erika" {
 		t.Fatalf("audit log %+v, %v; want one entry by erika", entries, err)
+	}
+}
+
+// TestClientChanges: a client is disabled, enabled and given a new secret
+// from the CLI, each audited; an unknown client is named.
+func TestClientChanges(t *testing.T) {
+	dir := storeDir(t)
+	out, err := runCLI(t, dir, "client", "create", "--name", "Portal", "--scope", "send:region:DE08")
+	if err != nil {
+		t.Fatalf("client create: %v\n%s", err, out)
+	}
+	var created struct {
+		ClientID     string `json:"clientId"`
+		ClientSecret string `json:"clientSecret"`
+	}
+	if err := json.Unmarshal([]byte(out), &created); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := runCLI(t, dir, "client", "disable", created.ClientID, "--actor", "erika"); err != nil || !strings.Contains(out, `"disabled":true`) {
+		t.Fatalf("disable: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, dir, "client", "enable", created.ClientID); err != nil || !strings.Contains(out, `"disabled":false`) {
+		t.Fatalf("enable: %v\n%s", err, out)
+	}
+	out, err = runCLI(t, dir, "client", "rotate-secret", created.ClientID)
+	var rotated struct {
+		ClientSecret string `json:"clientSecret"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &rotated) != nil || len(rotated.ClientSecret) < 40 || rotated.ClientSecret == created.ClientSecret {
+		t.Fatalf("rotate-secret: %v\n%s", err, out)
+	}
+	st, _, err := openStore(context.Background(), "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := st.Client(context.Background(), created.ClientID)
+	if err != nil || c.Disabled || bcrypt.CompareHashAndPassword(c.SecretHash, []byte(rotated.ClientSecret)) != nil {
+		t.Fatalf("client %+v, %v: want enabled with the new secret", c, err)
+	}
+	entries, err := st.AuditLog(context.Background(), "client:"+created.ClientID, store.Page{})
+	if err != nil || len(entries) != 4 || entries[2].Action != "client.disable" || entries[2].Actor != "erika" {
+		t.Fatalf("audit log %+v, %v", entries, err)
+	}
+	if _, err := runCLI(t, dir, "client", "disable", "nobody"); err == nil || !strings.Contains(err.Error(), "client nobody does not exist") {
+		t.Errorf("disable of an unknown client: %v", err)
+	}
+	if _, err := runCLI(t, dir, "client", "disable"); !errors.Is(err, ErrUsage) {
+		t.Errorf("disable without an id: %v", err)
 	}
 }

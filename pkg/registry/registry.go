@@ -50,6 +50,7 @@ type Store interface {
 	AddKey(ctx context.Context, actor string, k store.Key) error
 	RollKey(ctx context.Context, actor string, k store.Key, previousValidUntil time.Time) (store.Destination, error)
 	CreateClient(ctx context.Context, actor string, c store.Client) error
+	UpdateClient(ctx context.Context, actor, id, action string, update func(*store.Client) error) (store.Client, error)
 }
 
 // Reference is the part of the store reference imports write.
@@ -350,6 +351,51 @@ func (r *Registry) CreateClient(ctx context.Context, actor string, in ClientInpu
 		return store.Client{}, "", fmt.Errorf("create client: %w", err)
 	}
 	return c, secret, nil
+}
+
+// SetClientDisabled disables client id, whose secret the token endpoint
+// then refuses, or enables it again. Tokens issued before stay valid until
+// they expire.
+func (r *Registry) SetClientDisabled(ctx context.Context, actor, id string, disabled bool) (store.Client, error) {
+	action := "client.enable"
+	if disabled {
+		action = "client.disable"
+	}
+	c, err := r.store.UpdateClient(ctx, actor, id, action, func(c *store.Client) error {
+		c.Disabled = disabled
+		return nil
+	})
+	return c, clientError(id, err)
+}
+
+// RotateClientSecret gives client id a new secret and returns it; the old
+// one is refused from then on. Tokens issued before stay valid until they
+// expire.
+func (r *Registry) RotateClientSecret(ctx context.Context, actor, id string) (store.Client, string, error) {
+	secret := NewSecret()
+	hash, err := HashSecret(secret)
+	if err != nil {
+		return store.Client{}, "", err
+	}
+	c, err := r.store.UpdateClient(ctx, actor, id, "client.rotate-secret", func(c *store.Client) error {
+		c.SecretHash = hash
+		return nil
+	})
+	if err != nil {
+		return store.Client{}, "", clientError(id, err)
+	}
+	return c, secret, nil
+}
+
+// clientError answers an unknown client as the API does.
+func clientError(id string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrNotFound):
+		return problem.NotFound("clientId", fmt.Sprintf("client %s does not exist", id))
+	}
+	return fmt.Errorf("update client %s: %w", id, err)
 }
 
 // NewSecret returns a fresh client secret: 32 random bytes, base64url.

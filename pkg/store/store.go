@@ -286,6 +286,10 @@ type Store interface {
 	Client(ctx context.Context, id string) (Client, error)
 	// Clients lists clients ordered by id.
 	Clients(ctx context.Context) ([]Client, error)
+	// UpdateClient reads client id, applies update and writes it back
+	// atomically, with an audit entry of action. An error from update
+	// aborts the change and is returned as is; ErrNotFound if absent.
+	UpdateClient(ctx context.Context, actor, id, action string, update func(*Client) error) (Client, error)
 
 	// AuditLog lists audit entries for an object ("" for all), newest first.
 	AuditLog(ctx context.Context, object string, p Page) ([]AuditEntry, error)

@@ -403,6 +403,58 @@ func TestAdminClients(t *testing.T) {
 			http.StatusConflict, problem.TypeConflict, "clientId")
 		e.wantUnchanged(before)
 	})
+
+	grant := func(secret string) int {
+		resp := e.postForm("/token", map[string][]string{"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret}})
+		readAll(t, resp)
+		return resp.StatusCode
+	}
+	t.Run("disable and enable", func(t *testing.T) {
+		got := decode[map[string]any](t, e.doJSON(http.MethodPatch, "/admin/v1/clients/"+id, admin, map[string]any{"disabled": true}), http.StatusOK)
+		if got["disabled"] != true {
+			t.Fatalf("patched %v", got)
+		}
+		if code := grant(secret); code != http.StatusUnauthorized {
+			t.Errorf("token of a disabled client: %d, want 401", code)
+		}
+		decode[map[string]any](t, e.doJSON(http.MethodPatch, "/admin/v1/clients/"+id, admin, map[string]any{"disabled": false}), http.StatusOK)
+		if code := grant(secret); code != http.StatusOK {
+			t.Errorf("token of the client enabled again: %d, want 200", code)
+		}
+	})
+	t.Run("rotate the secret", func(t *testing.T) {
+		resp := e.do(http.MethodPost, "/admin/v1/clients/"+id+"/secret", admin, "", nil)
+		rotated := decode[map[string]any](t, resp, http.StatusOK)
+		fresh, _ := rotated["clientSecret"].(string)
+		if len(fresh) < 40 || fresh == secret || resp.Header.Get("Cache-Control") != "no-store" {
+			t.Fatalf("rotated %v", rotated)
+		}
+		if code := grant(secret); code != http.StatusUnauthorized {
+			t.Errorf("token with the old secret: %d, want 401", code)
+		}
+		if code := grant(fresh); code != http.StatusOK {
+			t.Errorf("token with the new secret: %d, want 200", code)
+		}
+		raw := string(readAll(t, e.do(http.MethodGet, "/admin/v1/audit?object=client:"+id, admin, "", nil)))
+		for _, action := range []string{"client.disable", "client.enable", "client.rotate-secret"} {
+			if !strings.Contains(raw, action) {
+				t.Errorf("audit log lacks %s: %s", action, raw)
+			}
+		}
+		if strings.Contains(raw, fresh) {
+			t.Error("the audit log holds the new secret")
+		}
+	})
+	t.Run("bad changes", func(t *testing.T) {
+		sender := e.token("send:region:DE08")
+		before := e.state()
+		wantProblem(t, e.doJSON(http.MethodPatch, "/admin/v1/clients/"+id, admin, map[string]any{}), http.StatusBadRequest, problem.TypeInvalidValue, "disabled")
+		wantProblem(t, e.doJSON(http.MethodPatch, "/admin/v1/clients/"+id, admin, map[string]any{"disabled": true, "scopes": []string{}}), http.StatusBadRequest, problem.TypeUnknownField, "scopes")
+		wantProblem(t, e.doJSON(http.MethodPatch, "/admin/v1/clients/nobody", admin, map[string]any{"disabled": true}), http.StatusNotFound, problem.TypeNotFound, "clientId")
+		wantProblem(t, e.do(http.MethodPost, "/admin/v1/clients/nobody/secret", admin, "", nil), http.StatusNotFound, problem.TypeNotFound, "clientId")
+		wantProblem(t, e.doJSON(http.MethodPatch, "/admin/v1/clients/"+id, sender, map[string]any{"disabled": true}), http.StatusForbidden, problem.TypeForbidden, "")
+		e.wantUnchanged(before)
+	})
 }
 
 func TestDecodeDestination(t *testing.T) {

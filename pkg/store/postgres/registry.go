@@ -357,6 +357,42 @@ func (db *DB) CreateClient(ctx context.Context, actor string, c store.Client) er
 	return nil
 }
 
+// UpdateClient applies update to client id in one transaction holding
+// its row, with an audit entry of action. Its id and creation time stay.
+func (db *DB) UpdateClient(ctx context.Context, actor, id, action string, update func(*store.Client) error) (store.Client, error) {
+	var (
+		out       store.Client
+		updateErr error
+	)
+	err := db.write(ctx, func(tx pgx.Tx) error {
+		c, err := scanClient(tx.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1 FOR UPDATE`, id))
+		if err != nil {
+			return notFound(err)
+		}
+		before := c.AuditJSON()
+		if err := update(&c); err != nil {
+			updateErr = err
+			return err
+		}
+		scopes, err := encJSON(c.Scopes)
+		if err != nil {
+			return err
+		}
+		if out, err = scanClient(tx.QueryRow(ctx, `UPDATE clients SET name = $1, secret_hash = $2, scopes = $3, disabled = $4
+			WHERE id = $5 RETURNING `+clientColumns, c.Name, c.SecretHash, scopes, c.Disabled, id)); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, action, "client:"+id, before, out.AuditJSON())
+	})
+	if updateErr != nil {
+		return store.Client{}, updateErr
+	}
+	if err != nil {
+		return store.Client{}, fmt.Errorf("update client %s: %w", id, err)
+	}
+	return out, nil
+}
+
 // Client returns client id.
 func (db *DB) Client(ctx context.Context, id string) (store.Client, error) {
 	c, err := scanClient(db.pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))

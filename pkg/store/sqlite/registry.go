@@ -395,6 +395,45 @@ func (db *DB) CreateClient(ctx context.Context, actor string, c store.Client) er
 	return nil
 }
 
+// UpdateClient applies update to client id in one write transaction,
+// with an audit entry of action. Its id and creation time stay.
+func (db *DB) UpdateClient(ctx context.Context, actor, id, action string, update func(*store.Client) error) (store.Client, error) {
+	var (
+		out       store.Client
+		updateErr error
+	)
+	err := db.write(ctx, func(tx *txn) error {
+		c, err := scanClient(tx.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))
+		if err != nil {
+			return notFound(err)
+		}
+		before := c.AuditJSON()
+		if err := update(&c); err != nil {
+			updateErr = err
+			return err
+		}
+		scopes, err := encJSON(c.Scopes)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE clients SET name = ?, secret_hash = ?, scopes = ?, disabled = ? WHERE id = ?`,
+			c.Name, c.SecretHash, scopes, c.Disabled, id); err != nil {
+			return err
+		}
+		if out, err = scanClient(tx.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id)); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, action, "client:"+id, before, out.AuditJSON())
+	})
+	if updateErr != nil {
+		return store.Client{}, updateErr
+	}
+	if err != nil {
+		return store.Client{}, fmt.Errorf("update client %s: %w", id, err)
+	}
+	return out, nil
+}
+
 // Client returns client id.
 func (db *DB) Client(ctx context.Context, id string) (store.Client, error) {
 	c, err := scanClient(db.rs.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))

@@ -631,6 +631,49 @@ func client(id string) store.Client {
 }
 
 var clientTests = []test{
+	{"update writes the change and its audit entry", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		start := time.Now()
+		c := client("c1")
+		must(t, "create", s.CreateClient(ctx, "cli", c))
+		got, err := s.UpdateClient(ctx, "erika", "c1", "client.disable", func(c *store.Client) error {
+			c.Disabled = true
+			c.SecretHash = []byte("another hash")
+			return nil
+		})
+		must(t, "update", err)
+		want := c
+		want.Disabled, want.SecretHash = true, []byte("another hash")
+		equal(t, "update's answer", got, want)
+		read, err := s.Client(ctx, "c1")
+		must(t, "client", err)
+		equal(t, "client", read, want)
+		a := auditOf(t, s, "client:c1")
+		if len(a) != 2 {
+			t.Fatalf("%d audit entries, want 2", len(a))
+		}
+		checkAudit(t, a[0], "erika", "client.disable", "client:c1", c.AuditJSON(), want.AuditJSON(), start, "another hash")
+	}},
+	{"a refused update changes nothing", func(t *testing.T, s store.Store) {
+		ctx := context.Background()
+		must(t, "create", s.CreateClient(ctx, "cli", client("c1")))
+		refused := errors.New("refused")
+		if _, err := s.UpdateClient(ctx, "erika", "c1", "client.disable", func(c *store.Client) error {
+			c.Disabled = true
+			return refused
+		}); !errors.Is(err, refused) {
+			t.Fatalf("update: %v, want the update's error", err)
+		}
+		got, err := s.Client(ctx, "c1")
+		must(t, "client", err)
+		equal(t, "client", got, client("c1"))
+		if a := auditOf(t, s, "client:c1"); len(a) != 1 {
+			t.Errorf("%d audit entries, want 1", len(a))
+		}
+		if _, err := s.UpdateClient(ctx, "erika", "nobody", "client.disable", func(*store.Client) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("update of an unknown client: %v, want ErrNotFound", err)
+		}
+	}},
 	{"create and read back", func(t *testing.T, s store.Store) {
 		ctx := context.Background()
 		start := time.Now()

@@ -116,6 +116,8 @@ func (a *API) Routes(m *httpapi.Mux) {
 	m.Handle("POST "+Prefix+"/clients", admin(a.handleCreateClient))
 	m.Handle("GET "+Prefix+"/clients", admin(a.handleListClients))
 	m.Handle("GET "+Prefix+"/clients/{clientId}", admin(a.handleGetClient))
+	m.Handle("PATCH "+Prefix+"/clients/{clientId}", admin(a.handlePatchClient))
+	m.Handle("POST "+Prefix+"/clients/{clientId}/secret", admin(a.handleRotateSecret))
 	m.Handle("GET "+Prefix+"/audit", admin(a.handleAudit))
 	m.HandleStream("POST "+Prefix+"/import/gv100ad", admin(a.handleImportGV100AD))
 	m.HandleStream("POST "+Prefix+"/import/leika", admin(a.handleImportLeika))
@@ -349,6 +351,41 @@ func (a *API) handleGetClient(w http.ResponseWriter, r *http.Request, _ httpapi.
 		return fmt.Errorf("read client %s: %w", id, err)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+// clientPatch is what PATCH may change of a client.
+type clientPatch struct {
+	Disabled *bool `json:"disabled"`
+}
+
+// handlePatchClient disables a client, or enables it again: its secret is
+// refused from then on; tokens issued before stay valid until they expire.
+func (a *API) handlePatchClient(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	var in clientPatch
+	if err := a.api.DecodeRequest(w, r, &in, true); err != nil {
+		return err
+	}
+	if in.Disabled == nil {
+		return problem.Invalid("disabled", "disabled is required: true disables the client, false enables it")
+	}
+	c, err := a.registry.SetClientDisabled(r.Context(), p.Subject, r.PathValue("clientId"), *in.Disabled)
+	if err != nil {
+		return err
+	}
+	httpapi.WriteJSON(w, http.StatusOK, c)
+	return nil
+}
+
+// handleRotateSecret gives a client a new secret, shown once; the old one
+// is refused from then on.
+func (a *API) handleRotateSecret(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	c, secret, err := a.registry.RotateClientSecret(r.Context(), p.Subject, r.PathValue("clientId"))
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	httpapi.WriteJSON(w, http.StatusOK, clientCreated{Client: c, ClientSecret: secret})
 	return nil
 }
 
