@@ -159,9 +159,9 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 func runClient(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
 	const usage = `usage: amtsbote client create --name N --scope S [--scope S]...
        amtsbote client disable|enable|rotate-secret ID
-disable: the token endpoint refuses the client's secret; enable undoes it.
-rotate-secret: a new secret, printed once; the old one is refused.
-Tokens issued before stay valid until they expire.
+disable: the client's secret and, within seconds, its tokens are refused;
+enable undoes it. rotate-secret: a new secret, printed once; the old one is
+refused (tokens issued before stay valid until they expire).
 `
 	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Fprint(stdout, usage)

@@ -354,8 +354,8 @@ func (r *Registry) CreateClient(ctx context.Context, actor string, in ClientInpu
 }
 
 // SetClientDisabled disables client id, whose secret the token endpoint
-// then refuses, or enables it again. Tokens issued before stay valid until
-// they expire.
+// then refuses (and the gateways its tokens, within seconds), or enables
+// it again.
 func (r *Registry) SetClientDisabled(ctx context.Context, actor, id string, disabled bool) (store.Client, error) {
 	action := "client.enable"
 	if disabled {

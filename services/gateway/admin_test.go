@@ -410,6 +410,17 @@ func TestAdminClients(t *testing.T) {
 		return resp.StatusCode
 	}
 	t.Run("disable and enable", func(t *testing.T) {
+		held := decode[map[string]any](t, e.postForm("/token", map[string][]string{
+			"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret},
+		}), http.StatusOK)["access_token"].(string)
+		use := func() int {
+			resp := e.do(http.MethodGet, "/v1/destinations/7881dba9-4055-4854-8b6d-11ea5b7f3047", held, "", nil)
+			readAll(t, resp)
+			return resp.StatusCode
+		}
+		if code := use(); code != http.StatusNotFound {
+			t.Fatalf("the held token: %d, want 404 for an unknown destination", code)
+		}
 		got := decode[map[string]any](t, e.doJSON(http.MethodPatch, "/admin/v1/clients/"+id, admin, map[string]any{"disabled": true}), http.StatusOK)
 		if got["disabled"] != true {
 			t.Fatalf("patched %v", got)
@@ -417,9 +428,18 @@ func TestAdminClients(t *testing.T) {
 		if code := grant(secret); code != http.StatusUnauthorized {
 			t.Errorf("token of a disabled client: %d, want 401", code)
 		}
+		// A token it holds stops working within seconds, not at its expiry.
+		e.clock.Advance(6 * time.Second)
+		if code := use(); code != http.StatusUnauthorized {
+			t.Errorf("a disabled client's held token: %d, want 401", code)
+		}
 		decode[map[string]any](t, e.doJSON(http.MethodPatch, "/admin/v1/clients/"+id, admin, map[string]any{"disabled": false}), http.StatusOK)
 		if code := grant(secret); code != http.StatusOK {
 			t.Errorf("token of the client enabled again: %d, want 200", code)
+		}
+		e.clock.Advance(6 * time.Second)
+		if code := use(); code != http.StatusNotFound {
+			t.Errorf("the held token once enabled again: %d, want 404", code)
 		}
 	})
 	t.Run("rotate the secret", func(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	gojose "github.com/go-jose/go-jose/v4"
@@ -133,6 +134,10 @@ type Service struct {
 	oidc    *oidcKeys
 	// verified remembers own tokens whose signature verified.
 	verified *verifiedCache
+	// disabled remembers, per client id, whether the client was disabled
+	// when last read (a clientState), so that its tokens stop working
+	// within clientStateTTL of it being disabled.
+	disabled sync.Map
 
 	maxBody         int64
 	clientFailures  *httpapi.Limiter
@@ -456,7 +461,7 @@ func (s *scopeClaim) UnmarshalJSON(b []byte) error {
 func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, error) {
 	sum := sha256.Sum256([]byte(raw))
 	if claims, ok := s.verified.get(sum, s.now()); ok {
-		return s.accept(claims)
+		return s.acceptOwn(ctx, claims)
 	}
 	tok, err := jwt.ParseSigned(raw, externalAlgs)
 	if err != nil {
@@ -498,13 +503,53 @@ func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, er
 	if err := tok.Claims(key, &claims); err != nil {
 		return httpapi.Principal{}, httpapi.InvalidToken("the token's signature does not verify with the issuer's key")
 	}
-	p, err := s.accept(claims)
+	if unverified.Issuer != s.url {
+		return s.accept(claims)
+	}
+	p, err := s.acceptOwn(ctx, claims)
 	// Only Amtsbote's own tokens are remembered: its key lives as long as
 	// the Service, while an external issuer's keys may be withdrawn.
-	if err == nil && unverified.Issuer == s.url {
+	if err == nil {
 		s.verified.put(sum, claims, s.now())
 	}
 	return p, err
+}
+
+// clientStateTTL bounds how long a client disabled elsewhere may still use
+// the tokens it holds.
+const clientStateTTL = 5 * time.Second
+
+// clientState is what the Service last read of a client.
+type clientState struct {
+	disabled bool
+	at       time.Time
+}
+
+// acceptOwn is accept for Amtsbote's own tokens, whose client must not be
+// disabled. A client the store cannot be asked about is taken as last
+// read, or as enabled: the request needs the store itself and fails there.
+func (s *Service) acceptOwn(ctx context.Context, claims tokenClaims) (httpapi.Principal, error) {
+	p, err := s.accept(claims)
+	if err != nil {
+		return p, err
+	}
+	now := s.now()
+	v, ok := s.disabled.Load(p.Subject)
+	st, _ := v.(clientState)
+	if !ok || now.Sub(st.at) > clientStateTTL {
+		switch c, err := s.clients.Client(ctx, p.Subject); {
+		case err == nil:
+			st = clientState{disabled: c.Disabled, at: now}
+			s.disabled.Store(p.Subject, st)
+		case errors.Is(err, store.ErrNotFound):
+			st = clientState{at: now}
+			s.disabled.Store(p.Subject, st)
+		}
+	}
+	if st.disabled {
+		return httpapi.Principal{}, httpapi.InvalidToken("client %s is disabled", p.Subject)
+	}
+	return p, nil
 }
 
 // accept checks the claims of a token whose signature verified and
