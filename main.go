@@ -20,10 +20,12 @@ func main() {
 	if errors.Is(err, cli.ErrHelp) {
 		return
 	}
-	if err != nil {
-		if !errors.Is(err, cli.ErrUsage) {
-			fmt.Fprintln(os.Stderr, "amtsbote:", err)
-		}
+	// 2 for a command used wrongly, 1 for one that failed.
+	if errors.Is(err, cli.ErrUsage) {
 		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "amtsbote:", err)
+		os.Exit(1)
 	}
 }
