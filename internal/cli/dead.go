@@ -55,17 +55,9 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 	if cmd == "purge" || cmd == "redrive" {
 		sf.register(fs, env)
 	}
-	// Sequence numbers and flags may come in any order.
-	var positional []string
-	for rest := args[1:]; ; {
-		if err := fs.Parse(rest); err != nil {
-			return flagError(err)
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		positional = append(positional, fs.Arg(0))
-		rest = fs.Args()[1:]
+	positional, err := parseAnyOrder(fs, args[1:])
+	if err != nil {
+		return err
 	}
 	filter := bus.DeadFilter{Reason: *reason, DestinationID: strings.ToLower(*destination)}
 	if filter.Reason != "" {

@@ -67,6 +67,22 @@ func sameInstallation(ctx context.Context, b *bus.Bus, st store.Store) error {
 	return nil
 }
 
+// parseAnyOrder parses args with fs, flags and arguments in any order, and
+// returns the arguments.
+func parseAnyOrder(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, flagError(err)
+		}
+		if fs.NArg() == 0 {
+			return positional, nil
+		}
+		positional = append(positional, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
 // multiFlag collects a repeated string flag.
 type multiFlag []string
 
@@ -217,15 +233,9 @@ func changeClient(ctx context.Context, cmd string, args []string, env envReader,
 	var sf storeFlags
 	fs := newFlagSet("client "+cmd, stderr)
 	sf.register(fs, env)
-	if err := fs.Parse(args); err != nil {
-		return flagError(err)
-	}
-	var ids []string
-	for fs.NArg() > 0 {
-		ids = append(ids, fs.Arg(0))
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return flagError(err)
-		}
+	ids, err := parseAnyOrder(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(ids) != 1 {
 		fmt.Fprintf(stderr, "client %s: want exactly one client ID, got %d\n%s", cmd, len(ids), usage)

@@ -53,16 +53,9 @@ func runImport(ctx context.Context, args []string, env envReader, stdout, stderr
 	fs := newFlagSet("import "+kind, stderr)
 	sf.register(fs, env)
 	natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", ""), "announce the import to the processes on this NATS (AMTSBOTE_NATS_URL); empty announces nothing")
-	// The file and the flags may come in any order.
-	if err := fs.Parse(args[1:]); err != nil {
-		return flagError(err)
-	}
-	var files []string
-	for fs.NArg() > 0 {
-		files = append(files, fs.Arg(0))
-		if err := fs.Parse(fs.Args()[1:]); err != nil {
-			return flagError(err)
-		}
+	files, err := parseAnyOrder(fs, args[1:])
+	if err != nil {
+		return err
 	}
 	if len(files) != 1 {
 		fmt.Fprintf(stderr, "import %s: want exactly one FILE, got %d arguments\n%s", kind, len(files), importUsage)
