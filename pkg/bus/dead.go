@@ -205,8 +205,9 @@ func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
 	if err != nil {
 		return d, fmt.Errorf("re-drive: %w", err)
 	}
-	if d.Subject == "" || checkPublishSubject(d.Subject) != nil || strings.HasPrefix(d.Subject, PrefixDead+".") {
-		return d, fmt.Errorf("re-drive dead letter %d: original subject %q: %w", seq, d.Subject, ErrInvalidSubject)
+	if d.Subject == "" || checkPublishSubject(d.Subject) != nil || !redrivable(d.Stream, d.Subject) {
+		return d, fmt.Errorf("re-drive dead letter %d: original subject %q of stream %q: only messages of INGRESS, INBOX and CALLBACKS are re-driven: %w",
+			seq, d.Subject, d.Stream, ErrInvalidSubject)
 	}
 	msgID := d.MsgID
 	if msgID == "" {
@@ -242,6 +243,17 @@ func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
 		return d, fmt.Errorf("re-drive dead letter %d: published, but not deleted from %s: %w", seq, StreamDead, err)
 	}
 	return d, nil
+}
+
+// redrivable reports whether a dead letter naming stream and subject may
+// be published again: only to the streams whose consumers dead-letter
+// what they cannot handle, each on its own subjects. A dead letter's
+// headers are written by whoever may publish to DEAD, a subscriber's user
+// among them; re-driving one to REGISTRY or EVENTS would publish, with
+// Amtsbote's rights, what that user wrote.
+func redrivable(stream, subject string) bool {
+	prefix, ok := map[string]string{StreamIngress: PrefixIngress, StreamInbox: PrefixInbox, StreamCallbacks: PrefixCallback}[stream]
+	return ok && strings.HasPrefix(subject, prefix+".")
 }
 
 // PurgeDead deletes the dead letter at seq and returns what it was;

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 )
@@ -225,5 +228,47 @@ func TestPurgeDead(t *testing.T) {
 	}
 	if n := streamMsgs(t, b, bus.StreamDead); n != 0 {
 		t.Errorf("DEAD holds %d messages", n)
+	}
+}
+
+// TestRedriveOnlyToConsumedStreams: a dead letter's headers are written by
+// whoever may publish to DEAD, a subscriber's user among them; one that
+// names a subject outside INGRESS, INBOX and CALLBACKS is not re-driven.
+func TestRedriveOnlyToConsumedStreams(t *testing.T) {
+	b := deadBus(t, time.Minute)
+	ctx := testContext(t)
+	dest := uuid.NewString()
+	registrySubject, err := bus.RegistryDestination(dest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := b.RegistryRevision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, forged := range []struct{ stream, subject string }{
+		{bus.StreamRegistry, registrySubject},
+		{bus.StreamInbox, registrySubject},
+		{bus.StreamEvents, "ab.events." + uuid.NewString()},
+		{bus.StreamInbox, "ab.events." + uuid.NewString()},
+	} {
+		m := nats.NewMsg(bus.PrefixDead + ".permanent")
+		m.Header.Set(bus.HeaderDeadReason, "permanent")
+		m.Header.Set(bus.HeaderOriginalSubject, forged.subject)
+		m.Header.Set(bus.HeaderOriginalStream, forged.stream)
+		m.Data = []byte(`{"forged":true}`)
+		ack, err := b.JetStream().PublishMsg(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Redrive(ctx, ack.Sequence); !errors.Is(err, bus.ErrInvalidSubject) {
+			t.Errorf("re-drive to %s of %s: %v, want ErrInvalidSubject", forged.subject, forged.stream, err)
+		}
+		if _, err := b.DeadLetter(ctx, ack.Sequence); err != nil {
+			t.Errorf("the refused dead letter is gone: %v", err)
+		}
+	}
+	if after, err := b.RegistryRevision(ctx); err != nil || after != before {
+		t.Errorf("registry revision %d → %d (%v)", before, after, err)
 	}
 }
