@@ -193,7 +193,7 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 		return err
 	}
 	log.Info("amtsbote serve", "targets", strings.Join(cfg.Targets, ","), "listen", cfg.Listen, "routing_listen", cfg.RoutingListen,
-		"public_url", cfg.PublicURL, "nats", cfg.NATSURL, "database", maskURL(cfg.DatabaseURL), "signing_key", cfg.SigningKey)
+		"public_url", cfg.PublicURL, "nats", bus.Redact(cfg.NATSURL), "database", maskURL(cfg.DatabaseURL), "signing_key", cfg.SigningKey)
 
 	raw, err := os.ReadFile(cfg.SigningKey)
 	if err != nil {

@@ -53,6 +53,11 @@ func Connect(ctx context.Context, url string, opts ...nats.Option) (*Bus, error)
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("connect %s: %w", Redact(url), err)
 	}
+	if strings.TrimSpace(url) == "" {
+		// nats.go would dial its default, 127.0.0.1:4222: whatever runs
+		// there, another installation's or none.
+		return nil, errors.New("connect: no NATS URL given")
+	}
 	all := append([]nats.Option{nats.Name("amtsbote"), nats.MaxReconnects(-1)}, opts...)
 	nc, err := nats.Connect(url, all...)
 	if err != nil {

@@ -103,3 +103,11 @@ func TestRedact(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectWithoutURL(t *testing.T) {
+	for _, url := range []string{"", "  "} {
+		if _, err := Connect(t.Context(), url); err == nil || !strings.Contains(err.Error(), "no NATS URL") {
+			t.Errorf("Connect(%q) = %v, want an error naming the missing URL", url, err)
+		}
+	}
+}
