@@ -36,6 +36,7 @@ type Store interface {
 	store.Store
 	store.Reference
 	store.Backlogs
+	store.Transient
 }
 
 // Roles is the set of roles one process runs, wired to one bus and store.

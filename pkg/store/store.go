@@ -359,6 +359,14 @@ type Store interface {
 	Close() error
 }
 
+// Transient is implemented by a store that can tell its being unreachable
+// (a lost connection, a database refusing connections) from other
+// failures: Transient(err) reports whether the same request may succeed
+// when retried.
+type Transient interface {
+	Transient(err error) bool
+}
+
 // Page limits.
 const (
 	DefaultPageLimit = 100

@@ -199,6 +199,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	lim := cfg.Limits
 	api := &httpapi.API{Realm: pub, MaxBody: maxBody, Log: log, PublicLimit: cmp.Or(lim.Public, DefaultPublicRate).NewLimiter()}
+	if t, ok := cfg.Store.(store.Transient); ok {
+		api.Transient = t.Transient
+	}
 	tokens, err := token.New(token.Config{
 		API: api, Clients: cfg.Store, Key: cfg.Signer, URL: pub, TTL: cfg.TokenTTL,
 		OIDCIssuer: cfg.OIDCIssuer, HTTPClient: cfg.HTTPClient, Logger: log, Now: now,

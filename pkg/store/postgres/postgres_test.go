@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"encoding/hex"
 	"net/url"
 	"os"
@@ -144,4 +145,43 @@ func TestOpenNeedsASchema(t *testing.T) {
 func TestReferenceConformance(t *testing.T) {
 	baseURL(t)
 	storetest.RunReference(t, func(t *testing.T) store.Store { return open(t) })
+}
+
+// TestTransient tells PostgreSQL being unreachable from other failures,
+// with the errors the server and the driver give.
+func TestTransient(t *testing.T) {
+	db := open(t)
+	ctx := context.Background()
+
+	_, refused := pgx.Connect(ctx, "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2")
+	conn, err := pgx.Connect(ctx, baseURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, terminated := conn.Exec(ctx, "SELECT pg_terminate_backend(pg_backend_pid())")
+	conn.Close(ctx)
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(db.CreateClient(ctx, "test", store.Client{ID: "c1"}))
+	conflict := db.CreateClient(ctx, "test", store.Client{ID: "c1"})
+	for _, tt := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", refused, true},
+		{"backend terminated", terminated, true},
+		{"unique violation", conflict, false},
+		{"another error", errors.New("boom"), false},
+	} {
+		if tt.err == nil {
+			t.Fatalf("%s: no error to classify", tt.name)
+		}
+		if got := db.Transient(tt.err); got != tt.want {
+			t.Errorf("%s (%v): Transient = %v, want %v", tt.name, tt.err, got, tt.want)
+		}
+	}
 }

@@ -59,6 +59,10 @@ type API struct {
 	// PublicLimit is the per-address limit of the routes anyone may call
 	// (Unauthenticated, Public); nil for none.
 	PublicLimit *Limiter
+	// Transient, when set, tells a failure of the store to answer (it is
+	// unreachable or refuses connections) from other errors: the request
+	// is answered 503 to be retried, not 500.
+	Transient func(error) bool
 }
 
 // Authed requires a valid bearer token and runs h for its principal.
@@ -194,6 +198,9 @@ func (a *API) WriteErrorAs(w http.ResponseWriter, r *http.Request, err error, co
 			p = problem.Conflict("", "the request conflicts with an existing record")
 		case errors.Is(err, http.ErrAbortHandler):
 			panic(err)
+		case a.Transient != nil && a.Transient(err):
+			a.Log.WarnContext(r.Context(), "store failed", "method", r.Method, "route", RouteOf(r), "err", err)
+			p = problem.Unavailable("the store did not answer; retry the request")
 		default:
 			a.Log.ErrorContext(r.Context(), "request failed", "method", r.Method, "route", RouteOf(r), "err", err)
 			p = problem.Internal()
