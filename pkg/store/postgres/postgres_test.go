@@ -3,8 +3,8 @@ package postgres_test
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"encoding/hex"
+	"errors"
 	"net/url"
 	"os"
 	"strings"
