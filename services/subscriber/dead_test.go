@@ -142,3 +142,22 @@ func TestAnotherUsersDurable(t *testing.T) {
 		t.Errorf("run: %v, want an error naming the durable", err)
 	}
 }
+
+// A durable the operator has not created yet, for a user who may not
+// create it, is named as missing.
+func TestMissingDurable(t *testing.T) {
+	const durable = "subscriber-a"
+	pw := "pw-" + durable
+	s := newSystem(t, bus.User{Name: durable, Password: pw, Permissions: bus.SubscriberPermissions(durable)})
+	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	dir := t.TempDir()
+	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: %s\n  password: %s\n  durable: %s\n", s.natsURL, durable, pw, durable)
+	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n", keyPair(t, encKey), nil, dests...)
+	var out strings.Builder
+	err := cli.Run(context.Background(), []string{"subscriber", "--config", file}, func(string) string { return "" }, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), `the durable "subscriber-a" does not exist on INBOX`) {
+		t.Errorf("run: %v, want an error naming the missing durable", err)
+	}
+}

@@ -528,6 +528,12 @@ func (s *Subscriber) runNATS(ctx context.Context) error {
 		s.log.Info("subscriber: creating the durable consumer", "consumer", n.Durable, "filters", n.Filters)
 		cc.Bind = false
 		err = s.cfg.Bus.Consume(ctx, cc, s.handleMessage)
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			// A user who may only consume its durable gets no answer to a
+			// create.
+			err = fmt.Errorf("the durable %q does not exist on INBOX, and this NATS user may not create it: "+
+				"the operator creates it with its filters (deploy/nats/accounts.conf shows how): %w", n.Durable, err)
+		}
 	}
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("subscriber: %w", err)

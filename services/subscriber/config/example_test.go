@@ -20,7 +20,7 @@ func ExampleLoad() {
 	// mode: nats
 	// nats:
 	//   url: nats://127.0.0.1:4223
-	//   user: bauamt-08315
+	//   user: subscriber-08315
 	//   password: *****
 	//   durable: subscriber-08315
 	//   filters: [ab.inbox.08.08315.>]
