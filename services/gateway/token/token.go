@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"runtime"
@@ -368,7 +369,7 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 		ok, wait, done := s.addressFailures.Reserve(addr, now)
 		if !ok {
 			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
-				fmt.Sprintf("too many failed client authentications from %s; retry in %s", addr, wait.Round(time.Second)))), wait)
+				fmt.Sprintf("too many failed client authentications from %s; retry in %ds", addr, waitSeconds(wait)))), wait)
 		}
 		settle = append(settle, done)
 	}
@@ -379,7 +380,7 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 		if !ok {
 			settleAll(false)
 			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
-				fmt.Sprintf("too many failed authentications of client_id %q from %s; retry in %s", id, addr, wait.Round(time.Second))).WithField("client_id")), wait)
+				fmt.Sprintf("too many failed authentications of client_id %q from %s; retry in %ds", id, addr, waitSeconds(wait))).WithField("client_id")), wait)
 		}
 		settle = append(settle, done)
 	}
@@ -398,6 +399,12 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 		<-s.hashes
 		settleAll(!ok)
 	}, nil
+}
+
+// waitSeconds is wait in whole seconds, rounded up, at least 1: as the
+// Retry-After header gives it.
+func waitSeconds(wait time.Duration) int {
+	return max(1, int(math.Ceil(wait.Seconds())))
 }
 
 // dummyHash makes a token request for an unknown client cost as much as
