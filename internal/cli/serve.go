@@ -62,6 +62,18 @@ func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(
 	if err := dur(&l.InFlightWait, "in-flight-wait", "AMTSBOTE_IN_FLIGHT_WAIT", time.Second, "how long a request over --max-in-flight waits for a slot before 503"); err != nil {
 		return nil, err
 	}
+	proxies := func(v string) error {
+		list, err := parsePrefixes(v)
+		if err != nil {
+			return err
+		}
+		l.TrustedProxies = list
+		return nil
+	}
+	if err := proxies(env.str("AMTSBOTE_TRUSTED_PROXIES", "")); err != nil {
+		return nil, fmt.Errorf("AMTSBOTE_TRUSTED_PROXIES: %w", err)
+	}
+	fs.Func("trusted-proxies", "load balancers (addresses or CIDR prefixes, comma-separated) whose X-Forwarded-For names the client for the per-address limits (AMTSBOTE_TRUSTED_PROXIES)", proxies)
 	inflight, err := num("max-in-flight", "AMTSBOTE_MAX_IN_FLIGHT", gateway.DefaultInFlight, "requests the gateway serves at once; one more waits a second for a slot, then 503 with Retry-After (negative: no bound)")
 	if err != nil {
 		return nil, err
@@ -71,6 +83,28 @@ func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(
 		d.UploadRate = int64(*rate)
 		l.Public = httpapi.Rate{PerSecond: *pub, Burst: int(*burst)}
 	}, nil
+}
+
+// parsePrefixes reads comma-separated addresses and CIDR prefixes; an
+// address stands for itself alone.
+func parsePrefixes(v string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(v, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(f); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither an address nor a CIDR prefix", f)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // routesFlags defines the Routing API's per-address limit flags on fs,
@@ -257,18 +291,12 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	return sys.Run(ctx)
 }
 
-// parseNetworks reads --callback-allow: CIDRs, comma-separated, or none.
+// parseNetworks reads --callback-allow: CIDRs (or addresses),
+// comma-separated, or none.
 func parseNetworks(s string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		p, err := netip.ParsePrefix(f)
-		if err != nil {
-			return nil, fmt.Errorf("--callback-allow %q: %q is no network such as 10.20.0.0/16", s, f)
-		}
-		out = append(out, p.Masked())
+	out, err := parsePrefixes(s)
+	if err != nil {
+		return nil, fmt.Errorf("--callback-allow %q: %w; want networks such as 10.20.0.0/16", s, err)
 	}
 	return out, nil
 }

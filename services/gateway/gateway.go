@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -155,6 +156,10 @@ type Limits struct {
 	// (default one second) for a slot, then gets 503 with Retry-After.
 	InFlight     int
 	InFlightWait time.Duration
+	// TrustedProxies are the load balancers whose X-Forwarded-For names
+	// the client, so that the per-address limits count clients, not the
+	// balancer (httpapi.TrustProxies); none by default.
+	TrustedProxies []netip.Prefix
 }
 
 // DefaultInFlight is the default bound of requests served at once: with
@@ -297,6 +302,9 @@ func New(cfg Config) (*Gateway, error) {
 		rm.Handle("GET /healthz", api.Unauthenticated(http.HandlerFunc(hl.Live)))
 		rm.Handle("GET /readyz", api.Unauthenticated(http.HandlerFunc(hl.Ready)))
 		g.routing = rm.Handler()
+		if len(lim.TrustedProxies) > 0 {
+			g.routing = httpapi.TrustProxies(lim.TrustedProxies, g.routing)
+		}
 	}
 	destination.New(api, cfg.Store, changes, now).Routes(m)
 	operator.Routes(m)
@@ -304,6 +312,9 @@ func New(cfg Config) (*Gateway, error) {
 		return nil, fmt.Errorf("new gateway: %w", err)
 	}
 	g.handler = m.Handler()
+	if len(lim.TrustedProxies) > 0 {
+		g.handler = httpapi.TrustProxies(lim.TrustedProxies, g.handler)
+	}
 	return g, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime"
 	"strconv"
@@ -368,5 +369,39 @@ func eventually(t *testing.T, d time.Duration, f func() error) {
 			t.Fatalf("not within %s: %v", d, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestTokenFailureLimitsBehindAProxy: behind a trusted load balancer the
+// failure limits count the clients X-Forwarded-For names, so failures
+// from one client lock no other out.
+func TestTokenFailureLimitsBehindAProxy(t *testing.T) {
+	e := newEnv(t, withLimits(gateway.Limits{
+		ClientFailures:  httpapi.Rate{PerSecond: 0.001, Burst: 5},
+		AddressFailures: httpapi.Rate{PerSecond: 0.001, Burst: 12},
+		TrustedProxies:  []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")},
+	}))
+	secret := e.client("client-victim", false, "send:region:DE08")
+	grant := func(from, secret string) int {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/token", strings.NewReader(url.Values{
+			"grant_type": {"client_credentials"}, "client_id": {"client-victim"}, "client_secret": {secret},
+		}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", from)
+		resp, err := e.srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		return resp.StatusCode
+	}
+	for i := range 13 {
+		grant("203.0.113.9", "wrong-"+strconv.Itoa(i))
+	}
+	if code := grant("203.0.113.9", secret); code != http.StatusTooManyRequests {
+		t.Errorf("the guessing client: %d, want 429", code)
+	}
+	if code := grant("198.51.100.7", secret); code != http.StatusOK {
+		t.Errorf("the client itself, elsewhere behind the balancer: %d, want 200", code)
 	}
 }

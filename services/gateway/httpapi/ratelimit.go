@@ -1,11 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,11 +126,59 @@ func secondsFor(tokens float64, limit rate.Limit) time.Duration {
 
 // ClientAddress is the rate limit key of a request: the peer's IP.
 func ClientAddress(r *http.Request) string {
+	if a, ok := r.Context().Value(clientAddressKey{}).(string); ok {
+		return a
+	}
+	return peerAddress(r)
+}
+
+// peerAddress is the address the connection comes from.
+func peerAddress(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+type clientAddressKey struct{}
+
+// TrustProxies returns h with ClientAddress taken from X-Forwarded-For
+// when the request comes from one of the trusted proxies (a load balancer,
+// an ingress): the rightmost address there that is not itself trusted, as
+// each proxy appends the address it was reached from. A request from
+// anywhere else keeps its peer's address, whatever it claims.
+func TrustProxies(trusted []netip.Prefix, h http.Handler) http.Handler {
+	isTrusted := func(s string) bool {
+		a, err := netip.ParseAddr(strings.TrimSpace(s))
+		if err != nil {
+			return false
+		}
+		a = a.Unmap()
+		for _, p := range trusted {
+			if p.Contains(a) {
+				return true
+			}
+		}
+		return false
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := peerAddress(r)
+		if isTrusted(addr) {
+			hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+			for i := len(hops) - 1; i >= 0; i-- {
+				hop := strings.TrimSpace(hops[i])
+				if _, err := netip.ParseAddr(hop); err != nil {
+					break // garbage ends what can be believed
+				}
+				addr = hop
+				if !isTrusted(hop) {
+					break
+				}
+			}
+		}
+		h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), clientAddressKey{}, addr)))
+	})
 }
 
 // Limited runs h within the client's rate limit of l (Throttle).

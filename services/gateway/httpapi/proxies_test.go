@@ -1,0 +1,45 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+
+	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
+)
+
+// TestTrustProxies: behind a trusted load balancer the client is the
+// rightmost untrusted address of X-Forwarded-For; from anywhere else the
+// header is not believed.
+func TestTrustProxies(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")}
+	var got string
+	h := httpapi.TrustProxies(trusted, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = httpapi.ClientAddress(r)
+	}))
+	for _, tt := range []struct {
+		name, peer string
+		xff        []string
+		want       string
+	}{
+		{"through the balancer", "10.1.2.3:5555", []string{"203.0.113.9"}, "203.0.113.9"},
+		{"a forged hop before the client", "10.1.2.3:5555", []string{"198.51.100.1, 203.0.113.9"}, "203.0.113.9"},
+		{"through two trusted proxies", "10.1.2.3:5555", []string{"203.0.113.9, 192.0.2.7"}, "203.0.113.9"},
+		{"two header lines", "10.1.2.3:5555", []string{"198.51.100.1", "203.0.113.9"}, "203.0.113.9"},
+		{"no header", "10.1.2.3:5555", nil, "10.1.2.3"},
+		{"garbage in the header", "10.1.2.3:5555", []string{"203.0.113.9, unknown"}, "10.1.2.3"},
+		{"a client claiming another address", "203.0.113.50:4444", []string{"198.51.100.1"}, "203.0.113.50"},
+		{"IPv6 peer", "[2001:db8::1]:4444", []string{"198.51.100.1"}, "2001:db8::1"},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		r.RemoteAddr = tt.peer
+		for _, v := range tt.xff {
+			r.Header.Add("X-Forwarded-For", v)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), r)
+		if got != tt.want {
+			t.Errorf("%s: client %q, want %q", tt.name, got, tt.want)
+		}
+	}
+}
