@@ -151,7 +151,7 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	var c serveConfig
 	fs := newFlagSet("serve", stderr)
 	targets := fs.String("target", env.str("AMTSBOTE_TARGET", "gateway"), "comma-separated roles to run: "+strings.Join(knownTargets, ", ")+" (AMTSBOTE_TARGET)")
-	fs.StringVar(&c.Listen, "listen", env.str("AMTSBOTE_LISTEN", ":8080"), "HTTP listen address of the gateway (AMTSBOTE_LISTEN)")
+	fs.StringVar(&c.Listen, "listen", env.str("AMTSBOTE_LISTEN", ":8080"), "HTTP listen address: the gateway's APIs, or /metrics, /healthz and /readyz of the other roles (AMTSBOTE_LISTEN)")
 	fs.StringVar(&c.RoutingListen, "routing-listen", env.str("AMTSBOTE_ROUTING_LISTEN", ""), "also serve the Routing API alone on this address, where /v1/info answers its version; needs the gateway role (AMTSBOTE_ROUTING_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", env.str("AMTSBOTE_PUBLIC_URL", ""), "base URL clients use; token issuer and audience (AMTSBOTE_PUBLIC_URL, required)")
 	fs.StringVar(&c.NATSURL, "nats-url", env.str("AMTSBOTE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URLs, comma-separated (AMTSBOTE_NATS_URL)")

@@ -245,7 +245,10 @@ func runAll(ctx context.Context, log *slog.Logger, runners []runner) error {
 			cancel()
 		}()
 	}
+	stopping := context.AfterFunc(ctx, func() { log.Info("stopping: letting work under way finish") })
+	defer stopping()
 	wg.Wait()
+	log.Info("stopped", "components", len(runners))
 	return errors.Join(errs...)
 }
 
