@@ -63,7 +63,7 @@ func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(
 		return nil, err
 	}
 	proxies := func(v string) error {
-		list, err := parsePrefixes(v)
+		list, err := parsePrefixes(v, true)
 		if err != nil {
 			return err
 		}
@@ -85,9 +85,9 @@ func limitFlags(fs *flag.FlagSet, env envReader, l *gateway.Limits) (apply func(
 	}, nil
 }
 
-// parsePrefixes reads comma-separated addresses and CIDR prefixes; an
-// address stands for itself alone.
-func parsePrefixes(v string) ([]netip.Prefix, error) {
+// parsePrefixes reads comma-separated CIDR prefixes and, with addresses,
+// single addresses, each standing for itself alone.
+func parsePrefixes(v string, addresses bool) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, f := range strings.Split(v, ",") {
 		f = strings.TrimSpace(f)
@@ -99,8 +99,8 @@ func parsePrefixes(v string) ([]netip.Prefix, error) {
 			continue
 		}
 		a, err := netip.ParseAddr(f)
-		if err != nil {
-			return nil, fmt.Errorf("%q is neither an address nor a CIDR prefix", f)
+		if err != nil || !addresses {
+			return nil, fmt.Errorf("%q is no CIDR prefix", f)
 		}
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
 	}
@@ -291,10 +291,10 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	return sys.Run(ctx)
 }
 
-// parseNetworks reads --callback-allow: CIDRs (or addresses),
-// comma-separated, or none.
+// parseNetworks reads --callback-allow: CIDRs, comma-separated, or none.
+// A bare address is refused: meant as its network, it would allow one host.
 func parseNetworks(s string) ([]netip.Prefix, error) {
-	out, err := parsePrefixes(s)
+	out, err := parsePrefixes(s, false)
 	if err != nil {
 		return nil, fmt.Errorf("--callback-allow %q: %w; want networks such as 10.20.0.0/16", s, err)
 	}

@@ -144,3 +144,29 @@ func TestServeRefusesAnEncryptionKey(t *testing.T) {
 		t.Errorf("serve: %v, want the flag and file named", err)
 	}
 }
+
+func TestTrustedProxiesFlag(t *testing.T) {
+	base := []string{"--public-url", "http://x", "--database-url", "postgres://x", "--signing-key", "k"}
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string // the prefixes, or "error"
+	}{
+		{"default: none", nil, nil, "[]"},
+		{"an address and a network", []string{"--trusted-proxies", "10.0.0.7, fd00::/8"}, nil, "[10.0.0.7/32 fd00::/8]"},
+		{"environment", nil, map[string]string{"AMTSBOTE_TRUSTED_PROXIES": "172.16.5.0/24"}, "[172.16.5.0/24]"},
+		{"a name", []string{"--trusted-proxies", "ingress"}, nil, "error"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseServeConfig(append(append([]string{}, base...), tt.args...), func(k string) string { return tt.env[k] }, io.Discard)
+			got := fmt.Sprint(c.Limits.TrustedProxies)
+			switch {
+			case tt.want == "error" && err == nil:
+				t.Errorf("accepted as %s", got)
+			case tt.want != "error" && (err != nil || got != tt.want):
+				t.Errorf("%s, %v; want %s", got, err, tt.want)
+			}
+		})
+	}
+}
