@@ -50,6 +50,21 @@ func (s *storeFlags) open(ctx context.Context) (roles.Store, error) {
 	return st, err
 }
 
+// clientRegistry opens the store for the client commands, which need no
+// routing table, and returns the registry over it and how to close it.
+func (s *storeFlags) clientRegistry(ctx context.Context) (*registry.Registry, func(), error) {
+	st, err := s.open(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	reg, err := registry.New(registry.Config{Store: st})
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	return reg, func() { st.Close() }, nil
+}
+
 // sameInstallation refuses a store and a bus that belong to different
 // installations (each records the id of its installation; see roles).
 func sameInstallation(ctx context.Context, b *bus.Bus, st store.Store) error {
@@ -209,15 +224,11 @@ refused (tokens issued before stay valid until they expire).
 		fmt.Fprintln(stderr, "client create: --name and at least one --scope are required")
 		return ErrUsage
 	}
-	st, err := sf.open(ctx)
+	reg, closeStore, err := sf.clientRegistry(ctx)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	reg, err := registry.New(registry.Config{Store: st})
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	c, secret, err := reg.CreateClient(ctx, sf.actor, registry.ClientInput{Name: *name, Scopes: scopes})
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
@@ -241,15 +252,11 @@ func changeClient(ctx context.Context, cmd string, args []string, env envReader,
 		fmt.Fprintf(stderr, "client %s: want exactly one client ID, got %d\n%s", cmd, len(ids), usage)
 		return ErrUsage
 	}
-	st, err := sf.open(ctx)
+	reg, closeStore, err := sf.clientRegistry(ctx)
 	if err != nil {
 		return err
 	}
-	defer st.Close()
-	reg, err := registry.New(registry.Config{Store: st})
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	var (
 		c      store.Client
 		secret string

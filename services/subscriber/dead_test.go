@@ -125,19 +125,9 @@ func TestRefusedInHTTPMode(t *testing.T) {
 // A configuration naming another durable than its NATS user may consume
 // says so, rather than only that JetStream did not answer.
 func TestAnotherUsersDurable(t *testing.T) {
-	const durable = "subscriber-a"
-	pw := "pw-" + durable
-	s := newSystem(t, bus.User{Name: durable, Password: pw, Permissions: bus.SubscriberPermissions(durable)})
-	dests := s.addDestinations(t, kreisARS(t, 1)...)
-	rid, rsecret := s.receiverOf(t, dests...)
-	s.start(t)
-	dir := t.TempDir()
-	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: %s\n  password: %s\n  durable: subscriber-b\n", s.natsURL, durable, pw)
-	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n", keyPair(t, encKey), nil, dests...)
 	// Without a deadline of its own, as from a signal: JetStream's
 	// default timeout applies.
-	var out strings.Builder
-	err := cli.Run(context.Background(), []string{"subscriber", "--config", file}, func(string) string { return "" }, &out, &out)
+	err := runAsSubscriberUser(t, "subscriber-a", "subscriber-b")
 	if err == nil || !strings.Contains(err.Error(), `consume the durable "subscriber-b"`) {
 		t.Errorf("run: %v, want an error naming the durable", err)
 	}
@@ -146,18 +136,25 @@ func TestAnotherUsersDurable(t *testing.T) {
 // A durable the operator has not created yet, for a user who may not
 // create it, is named as missing.
 func TestMissingDurable(t *testing.T) {
-	const durable = "subscriber-a"
-	pw := "pw-" + durable
-	s := newSystem(t, bus.User{Name: durable, Password: pw, Permissions: bus.SubscriberPermissions(durable)})
+	err := runAsSubscriberUser(t, "subscriber-a", "subscriber-a")
+	if err == nil || !strings.Contains(err.Error(), `the durable "subscriber-a" does not exist on INBOX`) {
+		t.Errorf("run: %v, want an error naming the missing durable", err)
+	}
+}
+
+// runAsSubscriberUser runs amtsbote subscriber in mode nats as the NATS
+// user that may consume user's durable alone, configured for durable,
+// which no one has created, and returns how it ends.
+func runAsSubscriberUser(t *testing.T, user, durable string) error {
+	t.Helper()
+	pw := "pw-" + user
+	s := newSystem(t, bus.User{Name: user, Password: pw, Permissions: bus.SubscriberPermissions(user)})
 	dests := s.addDestinations(t, kreisARS(t, 1)...)
 	rid, rsecret := s.receiverOf(t, dests...)
 	s.start(t)
 	dir := t.TempDir()
-	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: %s\n  password: %s\n  durable: %s\n", s.natsURL, durable, pw, durable)
+	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: %s\n  password: %s\n  durable: %s\n", s.natsURL, user, pw, durable)
 	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n", keyPair(t, encKey), nil, dests...)
 	var out strings.Builder
-	err := cli.Run(context.Background(), []string{"subscriber", "--config", file}, func(string) string { return "" }, &out, &out)
-	if err == nil || !strings.Contains(err.Error(), `the durable "subscriber-a" does not exist on INBOX`) {
-		t.Errorf("run: %v, want an error naming the missing durable", err)
-	}
+	return cli.Run(context.Background(), []string{"subscriber", "--config", file}, func(string) string { return "" }, &out, &out)
 }
