@@ -22,6 +22,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/pkg/store/postgres"
 )
 
 // storeFlags are the flags every operator command uses to reach the store.
@@ -40,6 +41,9 @@ func (s *storeFlags) register(fs *flag.FlagSet, env envReader) {
 // never makes a SQLite store: a wrong --data-dir would write the command's
 // changes and audit records into a new file the installation never reads.
 func (s *storeFlags) open(ctx context.Context) (roles.Store, error) {
+	if isPostgresURL(s.databaseURL) {
+		return postgres.OpenExisting(ctx, s.databaseURL)
+	}
 	if s.databaseURL == "" {
 		path := filepath.Join(s.dataDir, "amtsbote.db")
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {

@@ -10,10 +10,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/internal/sharedtest"
 	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/pkg/store/postgres"
 )
 
 // storeDir returns a data dir holding a new SQLite store, as dev leaves
@@ -169,5 +172,34 @@ func TestClientChanges(t *testing.T) {
 	}
 	if _, err := runCLI(t, dir, "client", "disable"); !errors.Is(err, ErrUsage) {
 		t.Errorf("disable without an id: %v", err)
+	}
+}
+
+// TestOperatorCommandsNeedAPostgresStore: a --database-url whose schema
+// holds no Amtsbote store is refused and left empty; once a store is
+// there, the command works.
+func TestOperatorCommandsNeedAPostgresStore(t *testing.T) {
+	url := flowtest.FreshSchema(t)
+	ctx := context.Background()
+	_, err := runCLI(t, t.TempDir(), "destination", "list", "--database-url", url)
+	if err == nil || !strings.Contains(err.Error(), "holds no Amtsbote store") {
+		t.Fatalf("destination list: %v, want the empty schema refused", err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var tables int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = current_schema()`).Scan(&tables); err != nil || tables != 0 {
+		t.Fatalf("the refused schema has %d tables (%v)", tables, err)
+	}
+	st, err := postgres.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	if out, err := runCLI(t, t.TempDir(), "destination", "list", "--database-url", url); err != nil {
+		t.Fatalf("destination list on a store: %v\n%s", err, out)
 	}
 }

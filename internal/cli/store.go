@@ -18,7 +18,7 @@ import (
 // openStore opens PostgreSQL when databaseURL is a postgres URL, else the
 // SQLite file in dataDir.
 func openStore(ctx context.Context, databaseURL, dataDir string) (roles.Store, string, error) {
-	if strings.HasPrefix(databaseURL, "postgres://") || strings.HasPrefix(databaseURL, "postgresql://") {
+	if isPostgresURL(databaseURL) {
 		db, err := postgres.Open(ctx, databaseURL)
 		if err != nil {
 			return nil, "", fmt.Errorf("open postgres: %w", err)
@@ -37,6 +37,11 @@ func openStore(ctx context.Context, databaseURL, dataDir string) (roles.Store, s
 		return nil, "", fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	return db, "sqlite " + path, nil
+}
+
+// isPostgresURL reports whether u names a PostgreSQL database.
+func isPostgresURL(u string) bool {
+	return strings.HasPrefix(u, "postgres://") || strings.HasPrefix(u, "postgresql://")
 }
 
 // loadOrCreateKey reads a private JWK from path, or generates one and writes

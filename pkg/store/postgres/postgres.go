@@ -66,6 +66,36 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	return &DB{pool: pool}, nil
 }
 
+// OpenExisting is Open for a database that already holds an Amtsbote
+// store: one whose schema was never migrated is refused and left as it
+// was, so that a wrong URL given to an operator command does not make a
+// new, empty store there.
+func OpenExisting(ctx context.Context, url string) (*DB, error) {
+	cfg, err := PoolConfig(url, 2)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("open postgres: %w", err)
+	}
+	var schema *string
+	var migrated bool
+	err = pool.QueryRow(ctx, `SELECT current_schema(), to_regclass('goose_db_version') IS NOT NULL`).Scan(&schema, &migrated)
+	pool.Close()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("open postgres: %w", err)
+	case schema == nil || !migrated:
+		name := "(none)"
+		if schema != nil {
+			name = *schema
+		}
+		return nil, fmt.Errorf("open postgres: schema %s holds no Amtsbote store: give the running installation's database", name)
+	}
+	return Open(ctx, url)
+}
+
 // PoolConfig reads conn (a postgres:// URL or key=value string) as pgx
 // does and gives the pool size connections, or pool_min_conns if that is
 // more, unless conn sets pool_max_conns. Size zero keeps pgx's default.
