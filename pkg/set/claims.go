@@ -201,7 +201,10 @@ func (c Claims) Event() (uri string, payload json.RawMessage, err error) {
 	return uri, payload, nil
 }
 
-// Tags returns the authenticationTags of a submit- or accept-submission event.
+// Tags returns the authenticationTags of a submit- or accept-submission
+// event, attachment ids in lower case: a receiver may key them by the ids
+// as the sender's metadata wrote them. An id listed twice that way is a
+// rule violation.
 func (c Claims) Tags() (AuthenticationTags, error) {
 	uri, payload, err := c.Event()
 	if err != nil {
@@ -214,7 +217,19 @@ func (c Claims) Tags() (AuthenticationTags, error) {
 	if err := json.Unmarshal(payload, &p); err != nil {
 		return AuthenticationTags{}, claimRule("authenticationTags", "%v", err)
 	}
-	return p.AuthenticationTags, nil
+	t := p.AuthenticationTags
+	if len(t.Attachments) > 0 {
+		lower := make(map[string]string, len(t.Attachments))
+		for id, tag := range t.Attachments {
+			id = strings.ToLower(id)
+			if _, twice := lower[id]; twice {
+				return AuthenticationTags{}, claimRule("authenticationTags.attachments."+id, "attachment %s is listed twice", id)
+			}
+			lower[id] = tag
+		}
+		t.Attachments = lower
+	}
+	return t, nil
 }
 
 // Problems returns the problems of a reject-submission event.

@@ -413,19 +413,6 @@ func (a *API) checkAcceptTags(r *http.Request, sid string, c set.Claims) error {
 	if err != nil {
 		return eventProblem(err)
 	}
-	// Attachment ids are kept in lower case; a receiver may key the tags
-	// by the ids as the sender's metadata wrote them.
-	if len(got.Attachments) > 0 {
-		lower := make(map[string]string, len(got.Attachments))
-		for aid, tag := range got.Attachments {
-			aid = strings.ToLower(aid)
-			if _, twice := lower[aid]; twice {
-				return problem.InvalidEvent("authenticationTags.attachments."+aid, fmt.Sprintf("attachment %s is listed twice", aid))
-			}
-			lower[aid] = tag
-		}
-		got.Attachments = lower
-	}
 	e, err := a.bus.GetState(r.Context(), sealed.TagsKey(sid))
 	if errors.Is(err, bus.ErrNotFound) {
 		return problem.InvalidEvent("authenticationTags", fmt.Sprintf("submission %s has no authentication tags to accept: it was not submitted", sid))
