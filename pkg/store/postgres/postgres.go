@@ -50,7 +50,11 @@ var _ store.Store = (*DB)(nil)
 // Open connects to the database at url (a postgres:// URL or key=value
 // string as pgx reads them, e.g. with search_path=amtsbote) and migrates
 // it to the latest schema.
-func Open(ctx context.Context, url string) (*DB, error) {
+func Open(ctx context.Context, url string) (*DB, error) { return open(ctx, url, false) }
+
+// open connects and migrates; with existing, a schema never migrated is
+// refused first and left as it was.
+func open(ctx context.Context, url string, existing bool) (*DB, error) {
 	cfg, err := PoolConfig(url, DefaultMaxConns())
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
@@ -59,7 +63,13 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
-	if err := migrate(ctx, pool); err != nil {
+	if existing {
+		err = holdsStore(ctx, pool)
+	}
+	if err == nil {
+		err = migrate(ctx, pool)
+	}
+	if err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
@@ -70,30 +80,26 @@ func Open(ctx context.Context, url string) (*DB, error) {
 // store: one whose schema was never migrated is refused and left as it
 // was, so that a wrong URL given to an operator command does not make a
 // new, empty store there.
-func OpenExisting(ctx context.Context, url string) (*DB, error) {
-	cfg, err := PoolConfig(url, 2)
-	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
+func OpenExisting(ctx context.Context, url string) (*DB, error) { return open(ctx, url, true) }
+
+// holdsStore reports, as an error, a current schema that was never
+// migrated.
+func holdsStore(ctx context.Context, pool *pgxpool.Pool) error {
+	var (
+		schema   *string
+		migrated bool
+	)
+	if err := pool.QueryRow(ctx, `SELECT current_schema(), to_regclass('goose_db_version') IS NOT NULL`).Scan(&schema, &migrated); err != nil {
+		return err
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("open postgres: %w", err)
-	}
-	var schema *string
-	var migrated bool
-	err = pool.QueryRow(ctx, `SELECT current_schema(), to_regclass('goose_db_version') IS NOT NULL`).Scan(&schema, &migrated)
-	pool.Close()
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("open postgres: %w", err)
-	case schema == nil || !migrated:
+	if schema == nil || !migrated {
 		name := "(none)"
 		if schema != nil {
 			name = *schema
 		}
-		return nil, fmt.Errorf("open postgres: schema %s holds no Amtsbote store: give the running installation's database", name)
+		return fmt.Errorf("schema %s holds no Amtsbote store: give the running installation's database", name)
 	}
-	return Open(ctx, url)
+	return nil
 }
 
 // PoolConfig reads conn (a postgres:// URL or key=value string) as pgx
