@@ -409,15 +409,19 @@ func TestAdminClients(t *testing.T) {
 		readAll(t, resp)
 		return resp.StatusCode
 	}
-	t.Run("disable and enable", func(t *testing.T) {
-		held := decode[map[string]any](t, e.postForm("/token", map[string][]string{
+	tokenOf := func(secret string) string {
+		return decode[map[string]any](t, e.postForm("/token", map[string][]string{
 			"grant_type": {"client_credentials"}, "client_id": {id}, "client_secret": {secret},
 		}), http.StatusOK)["access_token"].(string)
-		use := func() int {
-			resp := e.do(http.MethodGet, "/v1/destinations/7881dba9-4055-4854-8b6d-11ea5b7f3047", held, "", nil)
-			readAll(t, resp)
-			return resp.StatusCode
-		}
+	}
+	useToken := func(token string) int {
+		resp := e.do(http.MethodGet, "/v1/destinations/7881dba9-4055-4854-8b6d-11ea5b7f3047", token, "", nil)
+		readAll(t, resp)
+		return resp.StatusCode
+	}
+	t.Run("disable and enable", func(t *testing.T) {
+		held := tokenOf(secret)
+		use := func() int { return useToken(held) }
 		if code := use(); code != http.StatusNotFound {
 			t.Fatalf("the held token: %d, want 404 for an unknown destination", code)
 		}
@@ -443,6 +447,10 @@ func TestAdminClients(t *testing.T) {
 		}
 	})
 	t.Run("rotate the secret", func(t *testing.T) {
+		old := tokenOf(secret)
+		if code := useToken(old); code != http.StatusNotFound {
+			t.Fatalf("a token before the change: %d, want 404 for an unknown destination", code)
+		}
 		resp := e.do(http.MethodPost, "/admin/v1/clients/"+id+"/secret", admin, "", nil)
 		rotated := decode[map[string]any](t, resp, http.StatusOK)
 		fresh, _ := rotated["clientSecret"].(string)
@@ -454,6 +462,15 @@ func TestAdminClients(t *testing.T) {
 		}
 		if code := grant(fresh); code != http.StatusOK {
 			t.Errorf("token with the new secret: %d, want 200", code)
+		}
+		// A token the old secret got stops working within seconds, not at
+		// its expiry; one of the new secret works on.
+		e.clock.Advance(6 * time.Second)
+		if code := useToken(old); code != http.StatusUnauthorized {
+			t.Errorf("a token of the old secret: %d, want 401", code)
+		}
+		if code := useToken(tokenOf(fresh)); code != http.StatusNotFound {
+			t.Errorf("a token of the new secret: %d, want 404 for an unknown destination", code)
 		}
 		raw := string(readAll(t, e.do(http.MethodGet, "/admin/v1/audit?object=client:"+id, admin, "", nil)))
 		for _, action := range []string{"client.disable", "client.enable", "client.rotate-secret"} {

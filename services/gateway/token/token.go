@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -321,7 +322,8 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) (tokenRespo
 			Expiry:    jwt.NewNumericDate(now.Add(s.ttl)),
 			ID:        uuid.NewString(),
 		},
-		ClientID: client.ID,
+		ClientID:  client.ID,
+		SecretGen: secretGen(client.SecretHash),
 	}
 	scope := strings.Join(scopes, " ")
 	token, err := jwt.Signed(s.signer).Claims(claims).Claims(map[string]any{"scope": scope}).Serialize()
@@ -444,6 +446,16 @@ type tokenClaims struct {
 	Scope    scopeClaim `json:"scope,omitempty"`
 	Scp      scopeClaim `json:"scp,omitempty"`
 	ClientID string     `json:"client_id,omitempty"`
+	// SecretGen names the client secret an own token was issued for, so
+	// that a new secret ends the tokens the old one got.
+	SecretGen string `json:"secret_gen,omitempty"`
+}
+
+// secretGen is a short digest of a client's secret hash: it tells secrets
+// apart and reveals nothing of the hash.
+func secretGen(hash []byte) string {
+	sum := sha256.Sum256(hash)
+	return base64.RawURLEncoding.EncodeToString(sum[:9])
 }
 
 // scopeClaim reads OAuth's space-separated scope string or a JSON array of scopes.
@@ -522,18 +534,19 @@ func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, er
 	return p, err
 }
 
-// clientStateTTL bounds how long a client disabled elsewhere may still use
-// the tokens it holds.
+// clientStateTTL bounds how long a client disabled, or given a new secret,
+// elsewhere may still use the tokens it holds.
 const clientStateTTL = 5 * time.Second
 
 // clientState is what the Service last read of a client.
 type clientState struct {
-	disabled bool
-	at       time.Time
+	disabled  bool
+	secretGen string
+	at        time.Time
 }
 
 // acceptOwn is accept for Amtsbote's own tokens, whose client must not be
-// disabled. A client the store cannot be asked about is taken as last
+// disabled nor have had its secret changed since. A client the store cannot be asked about is taken as last
 // read, or as enabled: the request needs the store itself and fails there.
 func (s *Service) acceptOwn(ctx context.Context, claims tokenClaims) (httpapi.Principal, error) {
 	p, err := s.accept(claims)
@@ -546,7 +559,7 @@ func (s *Service) acceptOwn(ctx context.Context, claims tokenClaims) (httpapi.Pr
 	if !ok || now.Sub(st.at) > clientStateTTL {
 		switch c, err := s.clients.Client(ctx, p.Subject); {
 		case err == nil:
-			st = clientState{disabled: c.Disabled, at: now}
+			st = clientState{disabled: c.Disabled, secretGen: secretGen(c.SecretHash), at: now}
 			s.disabled.Store(p.Subject, st)
 		case errors.Is(err, store.ErrNotFound):
 			st = clientState{at: now}
@@ -555,6 +568,10 @@ func (s *Service) acceptOwn(ctx context.Context, claims tokenClaims) (httpapi.Pr
 	}
 	if st.disabled {
 		return httpapi.Principal{}, httpapi.InvalidToken("client %s is disabled", p.Subject)
+	}
+	// Tokens issued before secret_gen existed carry none and run out.
+	if claims.SecretGen != "" && st.secretGen != "" && claims.SecretGen != st.secretGen {
+		return httpapi.Principal{}, httpapi.InvalidToken("client %s has a new secret since this token was issued; get a new token", p.Subject)
 	}
 	return p, nil
 }
