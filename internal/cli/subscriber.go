@@ -118,6 +118,7 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 		if b != nil {
 			h.Add(health.Check{Name: "nats", Func: b.Ready})
 		}
+		h.Add(health.Check{Name: "api", Func: sub.Ready})
 		reg.MustRegister(h.Collector())
 		srv, err := serveObservability(ctx, *listen, h.Handler(metrics.Handler(reg)), log)
 		if err != nil {

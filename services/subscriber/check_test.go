@@ -108,6 +108,54 @@ func TestCheckOutlastsATokenEndpointFailing(t *testing.T) {
 	}
 }
 
+// Ready follows the Submission API: ready while the client may list its
+// pickup list, not while the API fails or refuses its token.
+func TestReady(t *testing.T) {
+	s, _, rid, rsecret, file := oneDestination(t)
+	conf, sk := loadConfig(t, file)
+	target, err := url.Parse(s.baseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	var down atomic.Bool
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "bad gateway", http.StatusBadGateway)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	api, err := client.New(front.URL, client.Credentials(rid, rsecret), client.Retries(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := sub.Ready(ctx); err != nil {
+		t.Fatalf("Ready with the API answering: %v", err)
+	}
+	down.Store(true)
+	if err := sub.Ready(ctx); err == nil || !strings.Contains(err.Error(), "502") {
+		t.Fatalf("Ready with the API failing: %v, want its 502", err)
+	}
+	down.Store(false)
+	if err := sub.Ready(ctx); err != nil {
+		t.Fatalf("Ready with the API back: %v", err)
+	}
+	wrong, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, "wrong-secret")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wrong.Ready(ctx); !errors.Is(err, client.ErrToken) {
+		t.Fatalf("Ready with a refused client: %v, want client.ErrToken", err)
+	}
+}
+
 // A submission encrypted to a key the destination publishes but the
 // configuration lacks is this side's fault: it is retried, never
 // rejected in the sender's face.

@@ -206,6 +206,17 @@ func (s *Subscriber) Check(ctx context.Context) error {
 	return nil
 }
 
+// Ready reports whether the Submission API serves this subscriber: its
+// client gets a token and may list the first destination's pickup list.
+// It is the subscriber's readiness beside NATS, so that an API that is
+// down or a client disabled or given a new secret shows in /readyz.
+func (s *Subscriber) Ready(ctx context.Context) error {
+	if _, err := s.recv.ListSubmissions(ctx, strings.ToLower(s.conf.Destinations[0].ID), 1, 0); err != nil {
+		return fmt.Errorf("Submission API: %w", err)
+	}
+	return nil
+}
+
 // retryable reports whether err may pass: not a refusal of the client,
 // a key mismatch or another 4xx answer but 408 and 429.
 func retryable(err error) bool {
