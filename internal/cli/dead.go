@@ -22,7 +22,8 @@ const deadUsage = `usage: amtsbote dead list [--reason R] [--destination ID] [--
        amtsbote dead show SEQ
        amtsbote dead redrive SEQ... | --all [--reason R] [--destination ID]
        amtsbote dead purge SEQ...
-Every command takes --nats-url; purge also --data-dir or --database-url for its audit record.
+Every command takes --nats-url; redrive and purge also --data-dir or --database-url for their audit
+record.
 `
 
 // runDead manages the dead letters in DEAD, talking to NATS directly.
@@ -39,18 +40,30 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 	fs := newFlagSet("dead "+cmd, stderr)
 	natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URLs, comma-separated (AMTSBOTE_NATS_URL)")
 	var (
-		sf          storeFlags
-		reason      = fs.String("reason", "", "only dead letters of this reason")
-		destination = fs.String("destination", "", "only dead letters of this destination id")
-		limit       = fs.Int("limit", 100, "list at most this many")
-		offset      = fs.Int("offset", 0, "skip this many")
-		all         = fs.Bool("all", false, "redrive every dead letter --reason and --destination select")
+		sf                  storeFlags
+		reason, destination = new(string), new(string)
+		limit, offset       = new(int), new(int)
+		all                 = new(bool)
 	)
 	switch cmd {
 	case "list", "show", "redrive", "purge":
 	default:
 		fmt.Fprintf(stderr, "unknown dead command %q\n%s", cmd, deadUsage)
 		return ErrUsage
+	}
+	// Each command shows in its -h the flags it reads.
+	if cmd == "list" || cmd == "redrive" {
+		fs.StringVar(reason, "reason", "", "only dead letters of this reason")
+		fs.StringVar(destination, "destination", "", "only dead letters of this destination id")
+	}
+	if cmd == "list" {
+		fs.IntVar(limit, "limit", 100, "list at most this many")
+		fs.IntVar(offset, "offset", 0, "skip this many")
+	} else {
+		*limit = 1
+	}
+	if cmd == "redrive" {
+		fs.BoolVar(all, "all", false, "re-drive every dead letter --reason and --destination select")
 	}
 	if cmd == "purge" || cmd == "redrive" {
 		sf.register(fs, env)

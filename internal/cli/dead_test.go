@@ -120,7 +120,8 @@ func TestDeadCommands(t *testing.T) {
 			{"dead"}, {"dead", "bury"}, {"dead", "show"}, {"dead", "show", "x"}, {"dead", "purge"},
 			{"dead", "redrive"}, {"dead", "redrive", "1", "--all"}, {"dead", "list", "--reason", "a.b"},
 			{"dead", "list", "--destination", "xyz"}, {"dead", "list", "--limit", "0"}, {"dead", "list", "--limit", "501"},
-			{"dead", "list", "--offset", "-1"},
+			{"dead", "list", "--offset", "-1"}, {"dead", "list", "--all"}, {"dead", "purge", "1", "--reason", "sink-down"},
+			{"dead", "show", "1", "--limit", "5"},
 		} {
 			if _, err := runCLI(t, dataDir, append(args, nats...)...); err == nil {
 				t.Errorf("%v: no error", args)
