@@ -293,6 +293,8 @@ type Store interface {
 
 	// AuditLog lists audit entries for an object ("" for all), newest first.
 	AuditLog(ctx context.Context, object string, p Page) ([]AuditEntry, error)
+	// AuditCount counts the audit entries for an object ("" for all).
+	AuditCount(ctx context.Context, object string) (int, error)
 	// Audit appends an entry for an operator's act outside the registry
 	// (a dead letter purged): e's Actor, Action, Object, Before and
 	// After; the store sets its ID and time.

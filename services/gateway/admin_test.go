@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"math/big"
 	"net/http"
 	"strings"
@@ -377,6 +378,29 @@ func TestAdminClients(t *testing.T) {
 	if one["name"] != "service-bw" {
 		t.Errorf("client %v", one)
 	}
+	t.Run("pages", func(t *testing.T) {
+		type page struct {
+			Count, Offset, TotalCount int
+			Clients                   []struct{ ClientID string }
+		}
+		all := decode[page](t, e.do(http.MethodGet, "/admin/v1/clients", admin, "", nil), http.StatusOK)
+		if all.TotalCount < 2 || all.Count != all.TotalCount || len(all.Clients) != all.Count {
+			t.Fatalf("all clients: %+v", all)
+		}
+		second := decode[page](t, e.do(http.MethodGet, "/admin/v1/clients?limit=1&offset=1", admin, "", nil), http.StatusOK)
+		if second.Count != 1 || second.Offset != 1 || second.TotalCount != all.TotalCount || second.Clients[0].ClientID != all.Clients[1].ClientID {
+			t.Errorf("second page: %+v, all %+v", second, all)
+		}
+		past := decode[page](t, e.do(http.MethodGet, fmt.Sprintf("/admin/v1/clients?offset=%d", all.TotalCount+5), admin, "", nil), http.StatusOK)
+		if past.Count != 0 || past.Clients == nil || past.TotalCount != all.TotalCount {
+			t.Errorf("past the end: %+v", past)
+		}
+		wantProblem(t, e.do(http.MethodGet, "/admin/v1/clients?limit=0", admin, "", nil), http.StatusBadRequest, problem.TypeInvalidRequest, "limit")
+		audit := decode[map[string]any](t, e.do(http.MethodGet, "/admin/v1/audit?limit=1&object=client:"+id, admin, "", nil), http.StatusOK)
+		if audit["count"] != 1.0 || audit["totalCount"] != 1.0 {
+			t.Errorf("audit page: %v", audit)
+		}
+	})
 
 	tests := []struct {
 		name  string

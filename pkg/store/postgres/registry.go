@@ -416,6 +416,18 @@ func (db *DB) Clients(ctx context.Context) ([]store.Client, error) {
 }
 
 // AuditLog lists the entries of object ("" for all), newest first.
+func (db *DB) AuditCount(ctx context.Context, object string) (int, error) {
+	q, args := `SELECT count(*) FROM audit_log`, []any{}
+	if object != "" {
+		q, args = `SELECT count(*) FROM audit_log WHERE object = $1`, []any{object}
+	}
+	var n int
+	if err := db.pool.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count audit log: %w", err)
+	}
+	return n, nil
+}
+
 func (db *DB) AuditLog(ctx context.Context, object string, p store.Page) ([]store.AuditEntry, error) {
 	p = p.Normalize()
 	q, args := `SELECT id, at, actor, action, object, before, after FROM audit_log

@@ -800,6 +800,11 @@ var auditTests = []test{
 				got, err := s.AuditLog(ctx, tc.object, tc.page)
 				must(t, "audit log", err)
 				equal(t, "entries", actions(got), tc.want)
+				all, err := s.AuditLog(ctx, tc.object, store.Page{Limit: store.MaxPageLimit})
+				must(t, "audit log", err)
+				n, err := s.AuditCount(ctx, tc.object)
+				must(t, "audit count", err)
+				equal(t, "count", n, len(all))
 			})
 		}
 	}},

@@ -44,6 +44,7 @@ type Store interface {
 	Client(ctx context.Context, id string) (store.Client, error)
 	Clients(ctx context.Context) ([]store.Client, error)
 	AuditLog(ctx context.Context, object string, p store.Page) ([]store.AuditEntry, error)
+	AuditCount(ctx context.Context, object string) (int, error)
 	Audit(ctx context.Context, e store.AuditEntry) error
 	Overdue(ctx context.Context, cutoffs []time.Time) ([]store.OverdueDestination, error)
 }
@@ -327,17 +328,31 @@ func (a *API) handleCreateClient(w http.ResponseWriter, r *http.Request, p httpa
 	return nil
 }
 
+// handleListClients pages the clients as the other lists do; an
+// installation has hundreds of clients, not millions, so the page is cut
+// from the whole list.
 func (a *API) handleListClients(w http.ResponseWriter, r *http.Request, _ httpapi.Principal) error {
+	page, err := httpapi.PageOf(r)
+	if err != nil {
+		return err
+	}
+	page = page.Normalize()
 	list, err := a.store.Clients(r.Context())
 	if err != nil {
 		return fmt.Errorf("list clients: %w", err)
 	}
+	total := len(list)
+	list = list[min(page.Offset, total):min(page.Offset+page.Limit, total)]
 	if list == nil {
 		list = []store.Client{}
 	}
+	w.Header().Set("Cache-Control", "no-cache")
 	httpapi.WriteJSON(w, http.StatusOK, struct {
-		Clients []store.Client `json:"clients"`
-	}{list})
+		Count      int            `json:"count"`
+		Offset     int            `json:"offset"`
+		TotalCount int            `json:"totalCount"`
+		Clients    []store.Client `json:"clients"`
+	}{len(list), page.Offset, total, list})
 	return nil
 }
 
@@ -402,13 +417,18 @@ func (a *API) handleAudit(w http.ResponseWriter, r *http.Request, _ httpapi.Prin
 	if err != nil {
 		return fmt.Errorf("read audit log: %w", err)
 	}
+	total, err := a.store.AuditCount(r.Context(), q.Get("object"))
+	if err != nil {
+		return fmt.Errorf("count audit log: %w", err)
+	}
 	if entries == nil {
 		entries = []store.AuditEntry{}
 	}
 	httpapi.WriteJSON(w, http.StatusOK, struct {
-		Count   int                `json:"count"`
-		Offset  int                `json:"offset"`
-		Entries []store.AuditEntry `json:"entries"`
-	}{len(entries), page.Offset, entries})
+		Count      int                `json:"count"`
+		Offset     int                `json:"offset"`
+		TotalCount int                `json:"totalCount"`
+		Entries    []store.AuditEntry `json:"entries"`
+	}{len(entries), page.Offset, total, entries})
 	return nil
 }
