@@ -75,8 +75,9 @@ type Resolver func(service, ars string, at time.Time) (destinationID string, ok 
 type Config struct {
 	// Bus connects to JetStream; the topology must exist.
 	Bus *bus.Bus
-	// Store holds the registry the router checks destinations against.
-	Store Destinations
+	// Store holds the registry the router checks destinations against,
+	// and the submissions a re-driven message must match.
+	Store Store
 	// Issuer issues reject-submission events.
 	Issuer *issuer.Issuer
 	// Resolver, when set, is asked for the destination responsible for a
@@ -93,15 +94,16 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Destinations is what the router reads of the registry.
-type Destinations interface {
+// Store is what the router reads of the store.
+type Store interface {
 	Destination(ctx context.Context, id string) (store.Destination, error)
+	Submission(ctx context.Context, id string) (store.Submission, error)
 }
 
 // Router routes sealed submissions from INGRESS to INBOX.
 type Router struct {
 	bus         *bus.Bus
-	store       Destinations
+	store       Store
 	issuer      *issuer.Issuer
 	resolve     Resolver
 	log         *slog.Logger
@@ -195,6 +197,17 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 		return bus.PermanentReason(ReasonInvalid, err)
 	}
 	log := r.log.With("submission_id", sub.SubmissionID, "case_id", sub.CaseID, "destination_id", sub.DestinationID)
+	if m.Header.Get(bus.HeaderRedrivenFrom) != "" {
+		if err := r.recorded(ctx, sub); err != nil {
+			var perm *bus.PermanentError
+			if errors.As(err, &perm) {
+				r.metrics.outcome(outcomeInvalid, land)
+			} else {
+				r.metrics.outcome(outcomeRetry, land)
+			}
+			return err
+		}
+	}
 
 	dest, why, err := r.check(ctx, sub)
 	if err != nil {
@@ -300,6 +313,33 @@ func (r *Router) check(ctx context.Context, sub sealed.Submission) (store.Destin
 		}
 	}
 	return dest, nil, nil
+}
+
+// recorded checks a re-driven message against the submission the gateway
+// recorded. A dead letter is written by whoever may publish to DEAD, a
+// subscriber's user among them, and its re-drive publishes it with
+// Amtsbote's rights: only what the sender submitted may be routed, or
+// rejected in its name.
+func (r *Router) recorded(ctx context.Context, sub sealed.Submission) error {
+	rec, err := r.store.Submission(ctx, sub.SubmissionID)
+	if errors.Is(err, store.ErrNotFound) {
+		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("re-driven submission %s is none Amtsbote recorded", sub.SubmissionID))
+	}
+	if err != nil {
+		return fmt.Errorf("route %s: %w", sub.SubmissionID, err)
+	}
+	for _, f := range []struct{ name, got, want string }{
+		{"caseId", sub.CaseID, rec.CaseID},
+		{"destinationId", sub.DestinationID, rec.DestinationID},
+		{"service", sub.Service, rec.ServiceIdentifier},
+		{"region", sub.Region, rec.Region},
+		{"senderClientId", sub.SenderClientID, rec.SenderClientID},
+	} {
+		if !strings.EqualFold(f.got, f.want) {
+			return bus.PermanentReason(ReasonInvalid, fmt.Errorf("re-driven submission %s: %s %q is not the recorded %q", sub.SubmissionID, f.name, f.got, f.want))
+		}
+	}
+	return nil
 }
 
 // decided names the reject- or delete-submission of sub in its case, or

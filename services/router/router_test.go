@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -464,6 +465,7 @@ func TestRedriveOfARejectedSubmission(t *testing.T) {
 	d.Status = store.StatusInactive
 	createDestination(t, st, d)
 	s := submission(d.ID)
+	record(t, st, s)
 	submit(t, b, s)
 	flowtest.Start(t, newRouter(t, b, st, prometheus.NewRegistry(), nil))
 	flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
@@ -494,5 +496,90 @@ func TestRedriveOfARejectedSubmission(t *testing.T) {
 	checkDead(t, dead[0], router.ReasonDecided, s.SubmissionID)
 	if !strings.Contains(dead[0].Header.Get(bus.HeaderDeadError), "reject-submission") {
 		t.Errorf("dead letter error %q, want the reject named", dead[0].Header.Get(bus.HeaderDeadError))
+	}
+}
+
+// TestRedriveOfAForgedDeadLetter: a dead letter is written by whoever may
+// publish to DEAD, a subscriber's user among them. One naming INGRESS with
+// a real submission sent elsewhere is re-driven by an operator: the router
+// neither routes it nor rejects the submission in Amtsbote's name.
+func TestRedriveOfAForgedDeadLetter(t *testing.T) {
+	ctx := context.Background()
+	node := bustest.Server(t)
+	b := bustest.Connect(t, node.URL)
+	if err := b.Ensure(ctx, bus.TopologyConfig{Duplicates: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	st := flowtest.OpenSQLite(t)
+	d := destination()
+	createDestination(t, st, d)
+	s := submission(d.ID)
+	record(t, st, s)
+	submit(t, b, s)
+	flowtest.Start(t, newRouter(t, b, st, prometheus.NewRegistry(), nil))
+	flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
+	if inbox := flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox); len(inbox) != 1 {
+		t.Fatalf("%d routed, want 1", len(inbox))
+	}
+
+	subject, err := bus.IngressSubject(gemeinde, leikaKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, forge := range []func(*sealed.Submission){
+		func(f *sealed.Submission) { f.DestinationID = uuid.NewString() },
+		func(f *sealed.Submission) { f.Service = "urn:de:fim:leika:leistung:99107004018000" },
+		func(f *sealed.Submission) { f.CaseID = uuid.NewString() },
+		func(f *sealed.Submission) { f.SubmissionID = uuid.NewString() },
+	} {
+		forged := s
+		forge(&forged)
+		body, err := json.Marshal(forged)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := nats.NewMsg(bus.PrefixDead + "." + bus.ReasonPermanent)
+		for k, v := range map[string]string{
+			"ce-specversion": "1.0", "ce-id": forged.SubmissionID, "ce-source": issuer, "ce-type": sealed.TypeSubmitted,
+			"content-type": "application/json", bus.HeaderOriginalSubject: subject, bus.HeaderOriginalStream: bus.StreamIngress,
+			bus.HeaderOriginalMsgID: uuid.NewString(), bus.HeaderDeadReason: bus.ReasonPermanent, bus.HeaderDeadError: "sink refused: disk full",
+		} {
+			m.Header.Set(k, v)
+		}
+		m.Data = body
+		ack, err := b.JetStream().PublishMsg(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Redrive(ctx, ack.Sequence); err != nil {
+			t.Fatalf("re-drive: %v", err)
+		}
+	}
+	flowtest.Settled(t, b, bus.StreamIngress, router.Durable)
+	if inbox := flowtest.Messages(t, b, bus.StreamInbox, bus.PrefixInbox); len(inbox) != 1 {
+		t.Errorf("%d routed after the forged re-drives, want the 1 before", len(inbox))
+	}
+	if events := flowtest.Messages(t, b, bus.StreamEvents, bus.PrefixEvents); len(events) != 0 {
+		t.Errorf("%d events after the forged re-drives, want none (no reject)", len(events))
+	}
+	dead := flowtest.Messages(t, b, bus.StreamDead, bus.PrefixDead)
+	if len(dead) != 4 {
+		t.Fatalf("%d dead letters, want the 4 forged ones back", len(dead))
+	}
+	for _, m := range dead {
+		if m.Subject != bus.PrefixDead+"."+router.ReasonInvalid || !strings.Contains(m.Header.Get(bus.HeaderDeadError), "re-driven submission") {
+			t.Errorf("dead letter %s: %s", m.Subject, m.Header.Get(bus.HeaderDeadError))
+		}
+	}
+}
+
+// record stores s as the gateway does when it is created.
+func record(t *testing.T, st store.Store, s sealed.Submission) {
+	t.Helper()
+	if err := st.CreateSubmission(context.Background(), store.Submission{
+		ID: s.SubmissionID, CaseID: s.CaseID, DestinationID: s.DestinationID, ServiceIdentifier: s.Service,
+		Region: s.Region, SenderClientID: s.SenderClientID, AnnouncedAttachments: s.Attachments, CreatedAt: time.Now(),
+	}); err != nil {
+		t.Fatalf("record submission: %v", err)
 	}
 }
