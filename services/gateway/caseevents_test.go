@@ -226,6 +226,35 @@ func TestEventLogOfANewCase(t *testing.T) {
 			if _, total, err := st.Events(context.Background(), created.CaseID, store.Page{}); err != nil || total != 0 {
 				t.Errorf("the case has %d events recorded (%v); the test wants none", total, err)
 			}
+
+			// A submission of the same case to another destination: each
+			// receiver sees the events of its own destination's submissions.
+			body = createBody(other)
+			body["caseId"] = created.CaseID
+			elsewhere := f.create(t, sender, body)
+			for _, tt := range []struct {
+				name, token string
+				want        int
+			}{
+				{"sender", sender, 3},
+				{"receiver", f.token("subscribe:destination:" + d.ID), 2},
+				{"other receiver", f.token("subscribe:destination:" + other.ID), 1},
+				{"other manager", f.token("manage:destination:" + other.ID), 1},
+				{"operator", f.adminToken(), 3},
+			} {
+				t.Run("two destinations/"+tt.name, func(t *testing.T) {
+					log := decodeReply[eventLogBody](t, f.call(t, http.MethodGet, path+"?limit=1", tt.token, "", nil), http.StatusOK)
+					if log.Count != 1 || log.TotalCount != tt.want {
+						t.Errorf("event log: %d of %d, want 1 of %d", log.Count, log.TotalCount, tt.want)
+					}
+					if tt.want == 1 {
+						_, c, err := set.Parse(log.EventLog[0])
+						if sid, _ := c.SubmissionID(); err != nil || sid != elsewhere.SubmissionID {
+							t.Errorf("the other destination's receiver sees an event of %s (%v), want only %s's", sid, err, elsewhere.SubmissionID)
+						}
+					}
+				})
+			}
 		})
 	}
 }

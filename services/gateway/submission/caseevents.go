@@ -89,30 +89,30 @@ func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.
 	if err != nil {
 		return err
 	}
-	allowed := p.Scopes.IsAdmin() || slices.ContainsFunc(subs, func(s store.Submission) bool {
-		return s.SenderClientID == p.Subject || p.Scopes.CanSubscribe(s.DestinationID) || p.Scopes.CanManage(s.DestinationID)
-	})
-	if !allowed {
+	// A case may hold submissions to several destinations: a receiver
+	// sees the events of those sent to its own.
+	sees := func(s store.Submission) bool {
+		return p.Scopes.IsAdmin() || s.SenderClientID == p.Subject || p.Scopes.CanSubscribe(s.DestinationID) || p.Scopes.CanManage(s.DestinationID)
+	}
+	visible := make(map[string]bool, len(subs))
+	for _, s := range subs {
+		if sees(s) {
+			visible[strings.ToLower(s.ID)] = true
+		}
+	}
+	if len(visible) == 0 {
 		// As if it did not exist: its id tells an outsider nothing.
 		return problem.CaseNotFound(caseID)
 	}
-	var out eventLog
-	if a.bus != nil {
-		// From EVENTS, the source of truth: an event published a moment
-		// ago (by this request, or a receiver's answer) is there before
-		// the projection has it.
-		if out, err = a.eventsOf(ctx, caseID, subs, page); err != nil {
-			return a.api.Unavailable(r, "read the case's events", err)
-		}
-	} else {
-		evs, total, err := a.store.Events(ctx, caseID, page)
-		if err != nil {
-			return fmt.Errorf("events of case %s: %w", caseID, err)
-		}
-		out = eventLog{Count: len(evs), Offset: page.Offset, TotalCount: total, EventLog: make([]string, 0, len(evs))}
-		for _, e := range evs {
-			out.EventLog = append(out.EventLog, e.Token)
-		}
+	if len(visible) == len(subs) {
+		visible = nil
+	}
+	// From EVENTS, the source of truth: an event published a moment ago
+	// (by this request, or a receiver's answer) is there before the
+	// projection has it.
+	out, err := a.eventsOf(ctx, caseID, subs, visible, page)
+	if err != nil {
+		return a.api.Unavailable(r, "read the case's events", err)
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	httpapi.WriteJSON(w, http.StatusOK, out)
@@ -125,7 +125,9 @@ func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.
 // published first, once and in order, as the signer would: a client reads
 // a submission's status from the event log, and one that asks right after
 // its submit must find it there.
-func (a *API) eventsOf(ctx context.Context, caseID string, subs []store.Submission, page store.Page) (eventLog, error) {
+//
+// visible, unless nil, names the submissions whose events are listed.
+func (a *API) eventsOf(ctx context.Context, caseID string, subs []store.Submission, visible map[string]bool, page store.Page) (eventLog, error) {
 	evs, err := a.bus.CaseEvents(ctx, caseID)
 	if err != nil {
 		return eventLog{}, fmt.Errorf("events of case %s: %w", caseID, err)
@@ -138,6 +140,12 @@ func (a *API) eventsOf(ctx context.Context, caseID string, subs []store.Submissi
 		if evs, err = a.bus.CaseEvents(ctx, caseID); err != nil {
 			return eventLog{}, fmt.Errorf("events of case %s: %w", caseID, err)
 		}
+	}
+	if visible != nil {
+		evs = slices.DeleteFunc(evs, func(e bus.CaseEvent) bool {
+			_, sid, _, ok := e.Read()
+			return !ok || !visible[strings.ToLower(sid)]
+		})
 	}
 	limit := page.Limit
 	if limit == 0 {
