@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -190,7 +191,11 @@ func (r *Registry) CreateDestination(ctx context.Context, actor string, d store.
 // encryptionKid names a valid encryption key of the destination, and
 // announces the new state. change reports whether a callback was given,
 // so its secret is validated. An unknown destination is a 404 problem.
-func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, change func(*store.Destination) (withCallback bool, err error)) (Change, error) {
+func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, change func(*store.Destination) (withCallback bool, err error), opts ...UpdateOption) (Change, error) {
+	var o updateOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if _, err := r.store.Destination(ctx, id); errors.Is(err, store.ErrNotFound) {
 		return Change{}, problem.DestinationNotFound(id)
 	} else if err != nil {
@@ -207,6 +212,7 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 	_, err = r.store.UpdateDestination(ctx, actor, id, func(d *store.Destination) error {
 		from := d.Status
 		before := regionsOf(*d)
+		area, served := areaOf(*d), servedOf(*d)
 		withCallback, err := change(d)
 		if err != nil {
 			return err
@@ -219,6 +225,11 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 		}
 		if err := r.checkRegions(ctx, *d, before); err != nil {
 			return err
+		}
+		if o.withinArea {
+			if err := checkArea(*d, area, served); err != nil {
+				return err
+			}
 		}
 		if err := r.check(ctx, *d, false); err != nil {
 			return err
@@ -543,6 +554,62 @@ func regionsOf(d store.Destination) map[string]bool {
 		}
 	}
 	return out
+}
+
+// UpdateOption changes what UpdateDestination allows.
+type UpdateOption func(*updateOptions)
+
+type updateOptions struct {
+	withinArea bool
+}
+
+// WithinArea refuses a change that gives a service a region outside the
+// destination's area: its home region, or without one the regions it
+// serves. The most specific region decides a route, so a Gemeinde naming
+// its Kreis would take the service from the authority responsible there;
+// a destination's manager may not, the operator may.
+func WithinArea() UpdateOption {
+	return func(o *updateOptions) { o.withinArea = true }
+}
+
+// areaOf is d's area as ARS prefixes (see WithinArea).
+func areaOf(d store.Destination) []string {
+	if d.HomeRegion != "" {
+		return []string{d.HomeRegion}
+	}
+	var area []string
+	for region := range regionsOf(d) {
+		area = append(area, strings.TrimPrefix(region, "DE"))
+	}
+	slices.Sort(area)
+	return area
+}
+
+// servedOf names each service and region d serves, as "service region".
+func servedOf(d store.Destination) map[string]bool {
+	out := make(map[string]bool)
+	for _, s := range d.Services {
+		for _, region := range s.Regions {
+			out[s.Identifier+" "+region] = true
+		}
+	}
+	return out
+}
+
+// checkArea refuses a region of d outside area that d did not serve the
+// service in before (served).
+func checkArea(d store.Destination, area []string, served map[string]bool) error {
+	for i, s := range d.Services {
+		for j, region := range s.Regions {
+			ars := strings.TrimPrefix(region, "DE")
+			if served[s.Identifier+" "+region] || slices.ContainsFunc(area, func(a string) bool { return strings.HasPrefix(ars, a) }) {
+				continue
+			}
+			return problem.Forbidden(fmt.Sprintf("region %s lies outside the area of destination %s (DE%s); only an operator (%s) widens a destination's area",
+				region, d.ID, strings.Join(area, ", DE"), scope.Admin)).WithField(fmt.Sprintf("services[%d].regions[%d]", i, j))
+		}
+	}
+	return nil
 }
 
 // checkRegions refuses a region of d that the area directory does not

@@ -237,6 +237,10 @@ func TestDestinationManagement(t *testing.T) {
 		{"patch no member of PatchDestination", http.MethodPatch, manager, `{"state": "active"}`, 400, problem.TypeInvalidValue, "body"},
 		{"patch nothing", http.MethodPatch, manager, `{}`, 400, problem.TypeInvalidValue, "body"},
 		{"patch homeRegion", http.MethodPatch, manager, `{"homeRegion": "08"}`, 400, problem.TypeUnknownField, "homeRegion"},
+		// The Gemeinde's manager may not take the service for the Kreis.
+		{"widen to the Kreis", http.MethodPatch, manager, `{"services": [{"identifier": "` + serviceA + `", "regions": ["DE083110000000", "DE08311"],
+			"submissionSchemas": [{"mimeType": "application/json", "schemaUri": "https://schema.fitko.de/fim/s00000096_1.0.schema.json"}]}]}`,
+			403, problem.TypeForbidden, "services[0].regions[1]"},
 		{"put without services", http.MethodPut, manager, `{"status": "active"}`, 400, problem.TypeInvalidValue, "contactInformation"},
 		{"patch an unknown encryptionKid", http.MethodPatch, manager, `{"encryptionKid": "no-such-key"}`, 400, problem.TypeInvalidValue, "encryptionKid"},
 		{"delete without manage scope", http.MethodDelete, stranger, ``, 403, problem.TypeForbidden, "scope"},

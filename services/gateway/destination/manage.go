@@ -168,7 +168,12 @@ func (a *API) update(w http.ResponseWriter, r *http.Request, p httpapi.Principal
 	if err != nil {
 		return err
 	}
-	c, err := a.registry.UpdateDestination(r.Context(), p.Subject, id, change)
+	var opts []registry.UpdateOption
+	if !p.Scopes.IsAdmin() {
+		// A manager's change: the operator widens a destination's area.
+		opts = append(opts, registry.WithinArea())
+	}
+	c, err := a.registry.UpdateDestination(r.Context(), p.Subject, id, change, opts...)
 	if err != nil {
 		return err
 	}
