@@ -1,5 +1,7 @@
 package sealed
 
+import "strings"
+
 // Object names in the object store. Everything of a submission lives under
 // ContentPrefix(id), so deleting its content is deleting that prefix.
 
@@ -27,9 +29,22 @@ func AttachmentObject(submissionID, attachmentID string) string {
 func TagsKey(submissionID string) string { return "tags." + submissionID }
 
 // AttachmentTagKey names the entry holding the authentication tag (the
-// last segment of the JWE) of one uploaded attachment.
+// last segment of the JWE) of one uploaded attachment (AttachmentTag).
 func AttachmentTagKey(submissionID, attachmentID string) string {
 	return "att." + submissionID + "." + attachmentID
+}
+
+// AttachmentTag is the value of an AttachmentTagKey entry: the tag and the
+// digest of the object it was read from. Object and entry are written one
+// after the other, so of two uploads of one attachment at once each may
+// win one; the digest tells whether tag and object belong together.
+func AttachmentTag(tag, digest string) []byte { return []byte(tag + " " + digest) }
+
+// ParseAttachmentTag reads an AttachmentTag value; digest is "" in one
+// written before digests were kept.
+func ParseAttachmentTag(value []byte) (tag, digest string) {
+	tag, digest, _ = strings.Cut(string(value), " ")
+	return tag, digest
 }
 
 // OutboxPrefix starts the key of every outbox entry: an event of

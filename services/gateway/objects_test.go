@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -109,6 +110,34 @@ func (f *flowEnv) withAttachment(t *testing.T, d store.Destination, sender strin
 	s.metadata = seal(t, []byte(`{"contentStructure":{"data":{"submissionSchema":{"schemaUri":"https://schema.fitko.de/fim/s00000096_1.0.schema.json","mimeType":"application/json"}}}}`), d.EncryptionKID)
 	s.data = seal(t, []byte(`{"name":"Erika Mustermann"}`), d.EncryptionKID)
 	return s, aid
+}
+
+// TestTwoUploadsAtOnce: of two uploads of one attachment at once, one may
+// store the content and the other the tag. The submit finds them apart
+// and asks for the attachment again, so that no receiver is handed a tag
+// its content does not have; the upload again mends it.
+func TestTwoUploadsAtOnce(t *testing.T) {
+	f := newFlowEnv(t, flowtest.Backends()[0].Open(t))
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	s, aid := f.withAttachment(t, d, sender, []byte("Anlage"))
+	sid := s.SubmissionID
+
+	// The first upload's content, the second's tag: as when the second
+	// wrote its content first and its tag last.
+	f.upload(t, sender, sid, aid, seal(t, []byte("Anlage, zweite Fassung"), d.EncryptionKID)).want(t, http.StatusNoContent)
+	kept, err := f.bus.GetState(context.Background(), sealed.AttachmentTagKey(sid, aid))
+	must(t, err)
+	f.upload(t, sender, sid, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	_, err = f.bus.PutState(context.Background(), sealed.AttachmentTagKey(sid, aid), kept.Value)
+	must(t, err)
+
+	p := f.submit(t, sender, s).problem(t, http.StatusUnprocessableEntity, problem.TypeMissingAttachments, "attachments")
+	if got, _ := p.Extra["missingAttachments"].([]any); !slices.Equal(got, []any{aid}) || !strings.Contains(p.Detail, "uploaded twice at once") {
+		t.Errorf("problem %+v, want attachment %s named as uploaded twice", p, aid)
+	}
+	f.upload(t, sender, sid, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	f.submit(t, sender, s).want(t, http.StatusAccepted)
 }
 
 // TestCorruptObjects: an attachment that lost a chunk after its upload

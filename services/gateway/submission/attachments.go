@@ -66,13 +66,13 @@ func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p http
 	}
 
 	body := http.MaxBytesReader(w, r.Body, limit+1)
-	jwe, err := a.streamAttachment(ctx, body, sealed.AttachmentObject(sid, aid), limit, func(j jose.JWE) error {
+	jwe, info, err := a.streamAttachment(ctx, body, sealed.AttachmentObject(sid, aid), limit, func(j jose.JWE) error {
 		return a.checkEncryptionKey(ctx, sub.DestinationID, j, "")
 	})
 	if err != nil {
 		return retryLater(w, a.uploadProblem(r, err, limit))
 	}
-	if _, err := a.bus.PutState(ctx, sealed.AttachmentTagKey(sid, aid), []byte(jwe.AuthTag)); err != nil {
+	if _, err := a.bus.PutState(ctx, sealed.AttachmentTagKey(sid, aid), sealed.AttachmentTag(jwe.AuthTag, info.Digest)); err != nil {
 		return retryLater(w, a.api.Unavailable(r, "store attachment tag", err))
 	}
 	_, err = a.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
@@ -119,14 +119,18 @@ func (e *uploadError) Unwrap() error { return e.err }
 // does not grow with the attachment. check sees the JWE's header once the
 // whole JWE passed; if the scan or check fails, the object store is told
 // to drop the partial upload and any earlier object of that name stays.
-func (a *API) streamAttachment(ctx context.Context, body io.Reader, name string, limit int64, check func(jose.JWE) error) (jose.JWE, error) {
+func (a *API) streamAttachment(ctx context.Context, body io.Reader, name string, limit int64, check func(jose.JWE) error) (jose.JWE, bus.ObjectInfo, error) {
 	pr, pw := io.Pipe()
-	stored := make(chan error, 1)
+	type result struct {
+		info bus.ObjectInfo
+		err  error
+	}
+	stored := make(chan result, 1)
 	go func() {
-		_, err := a.bus.PutObject(ctx, name, pr)
+		info, err := a.bus.PutObject(ctx, name, pr)
 		// Unblocks the scan's writes if the store gave up first.
 		pr.CloseWithError(&uploadError{err: err})
-		stored <- err
+		stored <- result{info, err}
 	}()
 	jwe, _, err := jose.ScanJWE(body, pw, limit)
 	if err == nil {
@@ -134,16 +138,17 @@ func (a *API) streamAttachment(ctx context.Context, body io.Reader, name string,
 	}
 	if err != nil {
 		pw.CloseWithError(errUploadRefused)
-		if putErr := <-stored; putErr != nil && !errors.Is(putErr, errUploadRefused) && !isContentError(err) {
-			return jose.JWE{}, &uploadError{err: putErr}
+		if put := <-stored; put.err != nil && !errors.Is(put.err, errUploadRefused) && !isContentError(err) {
+			return jose.JWE{}, bus.ObjectInfo{}, &uploadError{err: put.err}
 		}
-		return jose.JWE{}, err
+		return jose.JWE{}, bus.ObjectInfo{}, err
 	}
 	pw.Close()
-	if err := <-stored; err != nil {
-		return jose.JWE{}, &uploadError{err: err}
+	put := <-stored
+	if put.err != nil {
+		return jose.JWE{}, bus.ObjectInfo{}, &uploadError{err: put.err}
 	}
-	return jwe, nil
+	return jwe, put.info, nil
 }
 
 // isContentError reports whether err is about the uploaded content itself.

@@ -707,6 +707,7 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 	if len(sub.AnnouncedAttachments) > 0 {
 		tags.Attachments = make(map[string]string, len(sub.AnnouncedAttachments))
 	}
+	digests := make(map[string]string, len(sub.AnnouncedAttachments))
 	for _, aid := range sub.AnnouncedAttachments {
 		e, err := a.bus.GetState(r.Context(), sealed.AttachmentTagKey(sub.ID, aid))
 		if errors.Is(err, bus.ErrNotFound) {
@@ -717,7 +718,9 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 		if err != nil {
 			return tags, a.api.Unavailable(r, "read attachment tags", err)
 		}
-		tags.Attachments[aid] = string(e.Value)
+		tag, digest := sealed.ParseAttachmentTag(e.Value)
+		tags.Attachments[aid] = tag
+		digests[aid] = digest
 	}
 	if len(missing) > 0 {
 		return tags, problem.MissingAttachments(sub.ID, missing)
@@ -726,15 +729,24 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 	// since, or one that lost or repeated chunks, before the submission is
 	// handed on, without reading it: a receiver's download checks its
 	// digest.
-	var damaged []string
+	var damaged, mixed []string
 	for _, aid := range sub.AnnouncedAttachments {
-		_, err := a.bus.CheckObject(r.Context(), sealed.AttachmentObject(sub.ID, aid))
+		info, err := a.bus.CheckObject(r.Context(), sealed.AttachmentObject(sub.ID, aid))
 		switch {
 		case errors.Is(err, bus.ErrNotFound), errors.Is(err, bus.ErrCorrupt):
 			damaged = append(damaged, aid)
 		case err != nil:
 			return tags, a.api.Unavailable(r, "check attachments", err)
+		case digests[aid] != "" && digests[aid] != info.Digest:
+			mixed = append(mixed, aid)
 		}
+	}
+	if len(mixed) > 0 {
+		// Two uploads at once, each of which stored one half.
+		p := problem.MissingAttachments(sub.ID, mixed)
+		p.Detail = fmt.Sprintf("attachments: attachments %s of submission %s were uploaded twice at once and the stored content is not the one whose tag was kept; upload them again",
+			strings.Join(mixed, ", "), sub.ID)
+		return tags, p
 	}
 	if len(damaged) > 0 {
 		p := problem.MissingAttachments(sub.ID, damaged)
