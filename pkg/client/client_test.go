@@ -544,6 +544,30 @@ func TestRetries(t *testing.T) {
 	}
 }
 
+// TestSubmitUploadsAgain: a submit answered missing-attachments (an
+// attachment lost since its upload, or uploaded twice at once) uploads
+// them again and submits once more; a second such answer is the caller's.
+func TestSubmitUploadsAgain(t *testing.T) {
+	api := newFitAPI(t)
+	sender := api.client(t, schemaOptions(t)...).Sender()
+	ctx := context.Background()
+	sub := submission(randomBytes(100), randomBytes(100))
+
+	api.locked(func() { api.mixedUploads = 1 })
+	if _, err := sender.Submit(ctx, sub); err != nil {
+		t.Fatalf("submit after one missing-attachments answer: %v", err)
+	}
+	if n := api.uploadCount(); n != 2*len(sub.Attachments) {
+		t.Errorf("%d uploads, want each of the %d attachments twice", n, len(sub.Attachments))
+	}
+
+	api.locked(func() { api.mixedUploads = 2 })
+	_, err := sender.Submit(ctx, submission(randomBytes(100), randomBytes(100)))
+	if p, ok := problem.As(err); !ok || p.Type != problem.TypeMissingAttachments {
+		t.Fatalf("submit after two missing-attachments answers: %v, want that problem", err)
+	}
+}
+
 // TestFetchBeforeTheCaseLog: a backbone that records events
 // asynchronously may list a submission before its case has a log; Fetch
 // waits for it a little and otherwise says there are no events yet.

@@ -144,6 +144,12 @@ func (a *fitAPI) createCount() int {
 	return a.creates
 }
 
+func (a *fitAPI) uploadCount() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.uploads
+}
+
 // fitAPI is an in-memory Submission API for exercising the SDK's side of
 // the protocol: real tokens, real JWE checks (jose.ScanJWE, ParseJWE) and
 // real SETs signed by a backbone key. It keeps no rules beyond those the
@@ -176,6 +182,11 @@ type fitAPI struct {
 	lostDecisions int
 	// posted are the tokens posted to event logs, in order.
 	posted []string
+	// mixedUploads answers that many submits 422 missing-attachments for
+	// every attachment, as after two uploads of each at once.
+	mixedUploads int
+	// uploads counts attachment uploads.
+	uploads int
 }
 
 type fitSubmission struct {
@@ -400,6 +411,7 @@ func (a *fitAPI) putAttachment(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Attachments[aid] = buf.String()
+	a.uploads++
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -425,6 +437,11 @@ func (a *fitAPI) submit(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(s.Attachments) != len(s.Announced) {
 		a.fail(w, problem.Unprocessable("attachments", "missing"))
+		return
+	}
+	if a.mixedUploads > 0 {
+		a.mixedUploads--
+		a.fail(w, problem.MissingAttachments(s.ID, s.Announced))
 		return
 	}
 	s.Metadata, s.Data, s.Submitted = in.EncryptedMetadata, in.EncryptedData, true

@@ -280,6 +280,11 @@ func (s *Sender) submit(ctx context.Context, sub Submission) (Receipt, error) {
 		return Receipt{}, err
 	}
 	r, err := s.send(ctx, sub, c, ids, key, data, infos, mimeType)
+	if p, ok := problem.As(err); ok && p.Type == problem.TypeMissingAttachments {
+		// An attachment lost since its upload, or uploaded twice at once
+		// by a retry of this Submit: its upload again mends it.
+		r, err = s.send(ctx, sub, c, ids, key, data, infos, mimeType)
+	}
 	if err != nil && sub.IdempotencyKey != "" {
 		// Uploads and the submit of a submission submitted before are
 		// refused as being in the wrong state or differing from the first.
