@@ -109,13 +109,20 @@ func (e *RouteError) Unwrap() []error { return []error{ErrInvalidRoute, e.Err} }
 var urnPattern = regexp.MustCompile(`^urn:[a-z0-9][a-z0-9-]{0,31}:[a-z0-9()+,.:=@;$_!*'%/?#-]+$`)
 
 // CheckServiceURN reports why s is not a FIT-Connect service identifier:
-// a URN of 7 to 255 characters of the pattern FIT-Connect gives.
+// a URN of 7 to 255 characters of the pattern FIT-Connect gives, and a
+// LeiKa URN with a key of 14 digits.
 func CheckServiceURN(s string) error {
 	if len(s) < 7 || len(s) > 255 {
 		return fmt.Errorf("service identifier must have 7 to 255 characters, has %d", len(s))
 	}
 	if !urnPattern.MatchString(s) {
 		return fmt.Errorf("service identifier %q is not a URN of the form urn:<nid>:<nss>", s)
+	}
+	// A LeiKa URN names its 14-digit key, or no route could ever match it.
+	if _, ok := leika.TrimURN(s); ok {
+		if _, err := leika.FromURN(s); err != nil {
+			return fmt.Errorf("service identifier %q: %w", s, err)
+		}
 	}
 	return nil
 }

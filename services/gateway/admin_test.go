@@ -108,6 +108,7 @@ func testAdminCreateDestinationBadInput(t *testing.T, b flowtest.Backend) {
 		{name: "region twice", body: with(func(b map[string]any) { service(b)["regions"] = []string{"DE08", "DE08"} }), status: 400, typ: problem.TypeInvalidValue, field: "services[0].regions[1]"},
 		{name: "no regions", body: with(func(b map[string]any) { service(b)["regions"] = []string{} }), status: 400, typ: problem.TypeInvalidValue, field: "services[0].regions"},
 		{name: "service not a URN", body: with(func(b map[string]any) { service(b)["identifier"] = "99108008000000" }), status: 400, typ: problem.TypeInvalidValue, field: "services[0].identifier"},
+		{name: "LeiKa URN of 13 digits", body: with(func(b map[string]any) { service(b)["identifier"] = "urn:de:fim:leika:leistung:9910800800000" }), status: 400, typ: problem.TypeInvalidValue, field: "services[0].identifier"},
 		{name: "no services", body: with(func(b map[string]any) { b["services"] = []any{} }), status: 400, typ: problem.TypeInvalidValue, field: "services"},
 		{name: "schema mime type", body: with(func(b map[string]any) {
 			service(b)["submissionSchemas"] = []any{map[string]any{"mimeType": "text/plain", "schemaUri": "https://x.example/s"}}

@@ -65,6 +65,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,6 +149,23 @@ func (f *Forward) Target(destinationID, service string) (string, bool) {
 		}
 	}
 	return general, general != ""
+}
+
+// cycle follows the rules for service from destination id while they lead
+// to destinations served here and returns the path when it comes back to
+// one it passed, as "a → b → a"; "" when it ends.
+func (f *Forward) cycle(id, service string, served map[string]bool) string {
+	path := []string{id}
+	for {
+		to, ok := f.Target(path[len(path)-1], service)
+		if !ok || !served[to] {
+			return ""
+		}
+		path = append(path, to)
+		if slices.Contains(path[:len(path)-1], to) {
+			return strings.Join(path, " → ")
+		}
+	}
 }
 
 // NATS is the pickup from the INBOX stream.

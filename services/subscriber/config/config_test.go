@@ -337,6 +337,17 @@ func TestParseErrors(t *testing.T) {
 			"27: forward.rules[2].to: forwards " + destA + " to itself",
 			`28: forward.rules[3].to: "42" is not a UUID`,
 			"29: forward.rules[4].too: unknown key", "29: forward.rules[4].to: required"}},
+		{"forward cycle", natsYAML + "forward:\n  clientId: w\n  clientSecret: s\n  rules:\n" +
+			"    - {service: " + forwardService + ", from: " + destA + ", to: " + destB + "}\n" +
+			"    - {service: " + forwardService + ", from: " + destB + ", to: " + destA + "}\n", []string{
+			"25: forward.rules: the rules forward service " + forwardService + " in a cycle among the destinations served here: " + destA + " → " + destB + " → " + destA}},
+		{"forward chain into a cycle", natsYAML + "forward:\n  clientId: w\n  clientSecret: s\n  rules:\n" +
+			"    - {service: " + forwardService + ", to: " + destB + "}\n" +
+			"    - {service: " + forwardService + ", from: " + destB + ", to: " + destA + "}\n", []string{
+			"the rules forward service " + forwardService + " in a cycle among the destinations served here: " + destA + " → " + destB + " → " + destA}},
+		{"forward malformed LeiKa URN", natsYAML + "forward:\n  clientId: w\n  clientSecret: s\n  rules:\n" +
+			"    - {service: urn:de:fim:leika:leistung:9910801100000, to: 9a0b8c7d-6e5f-4a3b-8c2d-1e0f9a8b7c6d}\n", []string{
+			`25: forward.rules[0].service: service identifier "urn:de:fim:leika:leistung:9910801100000": `}},
 		{"forward rule twice", natsYAML + "forward:\n  clientId: w\n  clientSecret: s\n  rules:\n" +
 			"    - {service: " + forwardService + ", to: " + destB + "}\n" +
 			"    - {service: " + forwardService + ", to: " + destA + "}\n", []string{

@@ -207,6 +207,16 @@ func (p *parser) forward(m *mapping, dests []Destination) *Forward {
 		seen[key] = i
 		f.Rules = append(f.Rules, r)
 	}
+	// A submission forwarded to a destination served here is handled here
+	// again; rules that lead back would forward it for ever.
+	for _, r := range f.Rules {
+		for _, d := range dests {
+			if cycle := f.cycle(d.ID, r.Service, served); cycle != "" {
+				p.add(n.Line, "forward.rules", "the rules forward service %s in a cycle among the destinations served here: %s", r.Service, cycle)
+				return f
+			}
+		}
+	}
 	return f
 }
 
