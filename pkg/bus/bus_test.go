@@ -722,3 +722,37 @@ func TestConsumeStopHandsBackWhatArrives(t *testing.T) {
 		}
 	}
 }
+
+// A handler that takes longer than the ack wait, within HandleTimeout,
+// keeps its message: it is reported in progress, not redelivered to a
+// second handler, and its context lasts.
+func TestConsumeLongHandling(t *testing.T) {
+	node := bustest.Server(t)
+	b := bustest.Connect(t, node.URL)
+	ctx := testContext(t)
+	if err := b.Ensure(ctx, bus.TopologyConfig{}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "slow", AckWait: time.Second, HandleTimeout: time.Minute, Concurrency: 2}
+	var deliveries atomic.Int32
+	done := make(chan error, 2)
+	h := func(ctx context.Context, m *bus.Message) error {
+		deliveries.Add(1)
+		select {
+		case <-time.After(3500 * time.Millisecond):
+			done <- nil
+		case <-ctx.Done():
+			done <- ctx.Err()
+		}
+		return nil
+	}
+	startConsume(t, b, cfg, h)
+	publish(t, b, inboxSubject(t), "slow-1")
+	if err := <-done; err != nil {
+		t.Fatalf("the handler's context ended after the ack wait: %v", err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if n := deliveries.Load(); n != 1 {
+		t.Errorf("%d deliveries, want 1: the message was handed out again while in hand", n)
+	}
+}

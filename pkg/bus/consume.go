@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -168,6 +169,10 @@ type ConsumerConfig struct {
 	// AckWait is how long a delivery may stay unacknowledged before the
 	// server redelivers it; default 30s. It also bounds a handler's context.
 	AckWait time.Duration
+	// HandleTimeout, when longer than AckWait, bounds a handler's context
+	// instead; meanwhile the delivery is reported in progress every half
+	// AckWait, so that the server does not hand it to another consumer.
+	HandleTimeout time.Duration
 	// MaxDeliver bounds deliveries; the last failing one is dead-lettered
 	// with ReasonMaxDeliver. Default 10; -1 means unbounded.
 	MaxDeliver int
@@ -516,9 +521,18 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		Sequence:  meta.Sequence.Stream,
 		Published: meta.Timestamp,
 	}
-	hctx, hcancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.AckWait)
+	limit := cfg.AckWait
+	var inProgress func()
+	if cfg.HandleTimeout > cfg.AckWait {
+		limit = cfg.HandleTimeout
+		inProgress = reportProgress(msg, cfg.AckWait/2)
+	}
+	hctx, hcancel := withShutdownGrace(ctx, limit)
 	err = h(hctx, m)
 	hcancel()
+	if inProgress != nil {
+		inProgress()
+	}
 
 	var perm *PermanentError
 	switch {
@@ -548,6 +562,49 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		if err := msg.NakWithDelay(delay); err != nil {
 			log().Warn("consume: nak lost; the message will be redelivered after ack wait", "err", err)
 		}
+	}
+}
+
+// ShutdownGrace is how long a handler may go on once its consumer stops:
+// then its context ends, as a crash would end it, and the message is
+// redelivered.
+const ShutdownGrace = 30 * time.Second
+
+// withShutdownGrace returns a context that ends after limit, or
+// ShutdownGrace after ctx ends, whichever is first.
+func withShutdownGrace(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
+	var grace atomic.Pointer[time.Timer]
+	stop := context.AfterFunc(ctx, func() { grace.Store(time.AfterFunc(ShutdownGrace, cancel)) })
+	return hctx, func() {
+		stop()
+		if t := grace.Load(); t != nil {
+			t.Stop()
+		}
+		cancel()
+	}
+}
+
+// reportProgress tells the server every interval that msg is in hand
+// until the returned stop is called.
+func reportProgress(msg jetstream.Msg, interval time.Duration) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
 	}
 }
 

@@ -70,6 +70,11 @@ const (
 	DefaultAckWait    = 2 * time.Minute
 )
 
+// DefaultHandleTimeout bounds the handling of one submission (fetch,
+// checks, delivery, decision) unless the sink may take longer; a slow
+// Fachverfahren behind an HTTP sink gets its Longest and a minute.
+const DefaultHandleTimeout = 5 * time.Minute
+
 // Outcome is what became of one submission.
 type Outcome string
 
@@ -98,8 +103,9 @@ type Config struct {
 	Forwarder *client.Client
 	// Bus is the NATS connection; required in mode nats.
 	Bus *bus.Bus
-	// BackoffBase is the first nak delay after a transient failure in mode
-	// nats; default 1s.
+	// BackoffBase is the first wait after a transient failure (the nak
+	// delay in mode nats); it doubles with each further failure, up to 5
+	// minutes. Default 1s.
 	BackoffBase time.Duration
 	// Sinks counts deliveries into the sink; nil counts nothing.
 	Sinks *metrics.Sinks
@@ -121,9 +127,19 @@ type Subscriber struct {
 	dests map[string]destination
 	log   *slog.Logger
 
+	// handleFor bounds the handling of one submission.
+	handleFor time.Duration
+
 	mu       sync.Mutex
 	inFlight map[string]bool      // submission ids being handled, mode http
 	done     map[string]time.Time // decided here lately, or refused by the sink, mode http
+	retry    map[string]retry     // failed for now, mode http
+}
+
+// retry is when a submission that failed for now is handled again.
+type retry struct {
+	failures int
+	at       time.Time
 }
 
 // doneFor is how long a submission decided here is not picked up again
@@ -151,8 +167,12 @@ func New(cfg Config) (*Subscriber, error) {
 		cfg.BackoffBase = time.Second
 	}
 	s := &Subscriber{
-		cfg: cfg, conf: cfg.Conf, recv: cfg.API.Receiver(), log: cfg.Logger,
+		cfg: cfg, conf: cfg.Conf, recv: cfg.API.Receiver(), log: cfg.Logger, handleFor: DefaultHandleTimeout,
 		dests: make(map[string]destination), inFlight: make(map[string]bool), done: make(map[string]time.Time),
+		retry: make(map[string]retry),
+	}
+	if b, ok := cfg.Sink.(sink.Bounded); ok {
+		s.handleFor = max(s.handleFor, b.Longest()+time.Minute)
 	}
 	for _, d := range cfg.Conf.Destinations {
 		ring, err := client.NewKeyRing(d.EncryptionKeys...)
@@ -527,6 +547,7 @@ func (s *Subscriber) runNATS(ctx context.Context) error {
 		// their attempts.
 		LocalHistory:  true,
 		AckWait:       DefaultAckWait,
+		HandleTimeout: s.handleFor,
 		MaxDeliver:    DefaultMaxDeliver,
 		MaxAckPending: 4 * s.conf.Concurrency,
 		Concurrency:   s.conf.Concurrency,
@@ -592,10 +613,16 @@ func (s *Subscriber) runHTTP(ctx context.Context) error {
 	slots := make(chan struct{}, s.conf.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// Submissions in hand go on when pickup stops, for a while: one cut
+	// short is not decided and waits on the pickup list.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(bus.ShutdownGrace, hcancel) })
+	defer stopGrace()
 	t := time.NewTicker(s.conf.HTTP.PollInterval)
 	defer t.Stop()
 	for {
-		s.poll(ctx, slots, &wg)
+		s.poll(ctx, hctx, slots, &wg)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -609,12 +636,19 @@ func (s *Subscriber) runHTTP(ctx context.Context) error {
 const pollPage = 100
 
 // poll lists every destination's pickup list and starts a handler for
-// each submission not in hand, at most Concurrency at a time.
-func (s *Subscriber) poll(ctx context.Context, slots chan struct{}, wg *sync.WaitGroup) {
+// each submission not in hand, at most Concurrency at a time, with
+// handling's context hctx.
+func (s *Subscriber) poll(ctx, hctx context.Context, slots chan struct{}, wg *sync.WaitGroup) {
 	s.mu.Lock()
 	for id, at := range s.done {
 		if time.Since(at) >= doneFor {
 			delete(s.done, id)
+		}
+	}
+	for id, r := range s.retry {
+		// Decided elsewhere meanwhile, or gone from the list.
+		if time.Since(r.at) >= doneFor {
+			delete(s.retry, id)
 		}
 	}
 	s.mu.Unlock()
@@ -641,7 +675,7 @@ func (s *Subscriber) poll(ctx context.Context, slots chan struct{}, wg *sync.Wai
 				go func() {
 					defer wg.Done()
 					defer func() { <-slots; s.release(p.SubmissionID) }()
-					s.handleLogged(context.WithoutCancel(ctx), p)
+					s.handleLogged(hctx, p)
 				}()
 			}
 			offset += len(page.Submissions)
@@ -655,7 +689,7 @@ func (s *Subscriber) poll(ctx context.Context, slots chan struct{}, wg *sync.Wai
 // handleLogged handles p in mode http, where a failure is tried again at
 // the next poll: the submission stays on the pickup list until decided.
 func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
-	ctx, cancel := context.WithTimeout(ctx, DefaultAckWait)
+	ctx, cancel := context.WithTimeout(ctx, s.handleFor)
 	defer cancel()
 	if _, err := s.Handle(ctx, p); err != nil {
 		var perm *bus.PermanentError
@@ -666,17 +700,32 @@ func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 				"destination_id", p.DestinationID, "reason", perm.Reason, "err", err)
 			s.mu.Lock()
 			s.done[p.SubmissionID] = time.Now()
+			delete(s.retry, p.SubmissionID)
 			s.mu.Unlock()
 			return
 		}
-		s.log.Warn("subscriber: not done; trying again at the next poll", "submission_id", p.SubmissionID,
-			"destination_id", p.DestinationID, "err", err)
+		// Not at every poll: a Fachverfahren that fails for now is given
+		// time, as mode nats gives it with its backoff.
+		s.mu.Lock()
+		r := s.retry[p.SubmissionID]
+		r.failures++
+		wait := min(s.cfg.BackoffBase<<min(r.failures-1, 20), maxRetryWait)
+		r.at = time.Now().Add(wait)
+		s.retry[p.SubmissionID] = r
+		s.mu.Unlock()
+		s.log.Warn("subscriber: not done; trying again", "submission_id", p.SubmissionID,
+			"destination_id", p.DestinationID, "err", err, "retry_in", wait, "failures", r.failures)
 		return
 	}
 	s.mu.Lock()
 	s.done[p.SubmissionID] = time.Now()
+	delete(s.retry, p.SubmissionID)
 	s.mu.Unlock()
 }
+
+// maxRetryWait bounds the wait before a submission that failed for now is
+// handled again in mode http.
+const maxRetryWait = 5 * time.Minute
 
 func (s *Subscriber) claim(id string) bool {
 	s.mu.Lock()
@@ -686,6 +735,9 @@ func (s *Subscriber) claim(id string) bool {
 			return false
 		}
 		delete(s.done, id)
+	}
+	if r, ok := s.retry[id]; ok && time.Now().Before(r.at) {
+		return false
 	}
 	if s.inFlight[id] {
 		return false

@@ -528,3 +528,57 @@ func TestNATSSinkFailures(t *testing.T) {
 		t.Errorf("stored %v after posts %v", stored, posts)
 	}
 }
+
+// TestHTTPModeBacksOff: in mode http a submission whose delivery failed
+// for now is not handled again at every poll but after a wait that grows
+// with each failure, as mode nats naks with a delay.
+func TestHTTPModeBacksOff(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+
+	var (
+		mu    sync.Mutex
+		posts []time.Time
+	)
+	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		posts = append(posts, time.Now())
+		if len(posts) <= 2 {
+			http.Error(w, "Wartung", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(fv.Close)
+
+	dir := t.TempDir()
+	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, dests...)
+	conf, sk := loadConfig(t, file)
+	// Polled every second; waits of 2 s, then 4 s.
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret), BackoffBase: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+
+	r, err := s.submit(context.Background(), s.sender, dests[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAccepted(t, s.sender, r, time.Minute)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(posts) != 3 {
+		t.Fatalf("%d posts, want 3: two failures and the delivery", len(posts))
+	}
+	for i, least := range []time.Duration{2 * time.Second, 4 * time.Second} {
+		if gap := posts[i+1].Sub(posts[i]); gap < least {
+			t.Errorf("post %d came %s after the failure before it, want at least %s", i+2, gap, least)
+		}
+	}
+}

@@ -204,6 +204,10 @@ func checkHTTPConfig(cfg *HTTPConfig) error {
 // Kind returns "http".
 func (s *HTTP) Kind() string { return "http" }
 
+// Longest is the most one Deliver takes: its attempts and waits within
+// MaxElapsed, and the last attempt begun within it.
+func (s *HTTP) Longest() time.Duration { return s.cfg.MaxElapsed + s.cfg.Timeout }
+
 // Close closes idle connections.
 func (s *HTTP) Close() error {
 	s.hc.CloseIdleConnections()

@@ -31,6 +31,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -82,6 +83,13 @@ type Sink interface {
 	// Kind names the sink: "directory", "http" or "postgres".
 	Kind() string
 	Close() error
+}
+
+// Bounded is a Sink that says how long one Deliver may take at most,
+// where that is longer than a delivery usually takes (an HTTP sink
+// retrying a Fachverfahren that answers slowly).
+type Bounded interface {
+	Longest() time.Duration
 }
 
 // Delivery is one decrypted and validated submission.
