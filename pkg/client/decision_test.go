@@ -57,8 +57,8 @@ func TestDecisionRetried(t *testing.T) {
 	t.Run("answer lost once", func(t *testing.T) {
 		r, rec := received(t)
 		api.locked(func() { api.lostDecisions = 1 })
-		if err := receiver.Accept(ctx, rec, k.sig); err != nil {
-			t.Fatalf("accept, retried after the lost answer: %v", err)
+		if err := receiver.Accept(ctx, rec, k.sig); err != nil || rec.DecidedBefore() {
+			t.Fatalf("accept, retried after the lost answer: %v, decided before %v", err, rec.DecidedBefore())
 		}
 		if d := decisions(t, r); len(d) != 1 || d[0].Type != set.AcceptSubmission {
 			t.Fatalf("recorded decisions %+v, want one accept", d)
@@ -100,8 +100,8 @@ func TestDecisionRetried(t *testing.T) {
 			t.Fatalf("fetch again: %v", err)
 		}
 		defer again.Close()
-		if err := restarted.Accept(ctx, again, k.sig); err != nil {
-			t.Errorf("accept of an accepted submission with a new token = %v, want success", err)
+		if err := restarted.Accept(ctx, again, k.sig); err != nil || !again.DecidedBefore() {
+			t.Errorf("accept of an accepted submission with a new token = %v, decided before %v; want success, decided before", err, again.DecidedBefore())
 		}
 		err = restarted.Reject(ctx, again, k.sig, set.Problem{Type: problem.Base + "late", Instance: "submission"})
 		if p, ok := problem.As(err); !ok || p.Status != http.StatusConflict {

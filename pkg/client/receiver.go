@@ -140,6 +140,8 @@ type Received struct {
 	// it is refused so that Accept or Reject after a lost answer or a
 	// crashed server posts the same token again.
 	decision decision
+	// decidedBefore: the last decision found the same one recorded.
+	decidedBefore bool
 }
 
 // decision is a signed accept- or reject-submission.
@@ -151,6 +153,11 @@ type decision struct {
 
 // Verified reports whether the submission passed every check of Fetch.
 func (r *Received) Verified() bool { return r.verified }
+
+// DecidedBefore reports whether the last Accept, Reject or Forward, which
+// succeeded, found the destination's same decision recorded already (by
+// another receiver of the destination) rather than recording it.
+func (r *Received) DecidedBefore() bool { return r.decidedBefore }
 
 // Close removes the attachment files.
 func (r *Received) Close() error {
@@ -255,8 +262,9 @@ type wireSubmission struct {
 //
 // When a check fails Fetch returns the submission so far with a
 // *CheckError, whose Problem serves Reject. Other errors (network, server,
-// an event log that fails verification, local files) leave the submission
-// as it is; fetch it again later. A submission already accepted or
+// an event log that fails verification, local files, and an
+// *UnknownKeyError for a key the destination publishes but keys lack)
+// leave the submission as it is; fetch it again later. A submission already accepted or
 // rejected is no longer fetched (404); Decided tells the decision.
 // Close the Received when done with its attachments.
 func (r *Receiver) Fetch(ctx context.Context, submissionID string, keys KeyRing) (*Received, error) {
@@ -316,7 +324,7 @@ func (r *Receiver) fetch(ctx context.Context, submissionID string, keys KeyRing)
 
 	plainMeta, err := decryptWith(keys, ws.EncryptedMetadata, metaJWE.KID)
 	if err != nil {
-		return rec, checkErr("metadata", err)
+		return rec, r.keyCheck(ctx, rec.DestinationID, "metadata", err)
 	}
 	if rec.Metadata, err = parseMetadata(plainMeta, r.c.schema); err != nil {
 		return rec, checkErr("metadata", err)
@@ -340,7 +348,7 @@ func (r *Receiver) fetch(ctx context.Context, submissionID string, keys KeyRing)
 		return rec, checkErr("data", fmt.Errorf("%w: the metadata describes data but there is none", ErrContentMismatch))
 	case cs.Data != nil:
 		if rec.Data, err = decryptWith(keys, ws.EncryptedData, dataJWE.KID); err != nil {
-			return rec, checkErr("data", err)
+			return rec, r.keyCheck(ctx, rec.DestinationID, "data", err)
 		}
 		if SHA512(rec.Data) != cs.Data.Hash {
 			return rec, checkErr("data", fmt.Errorf("%w: SHA-512 of the data differs from the metadata's", ErrHashMismatch))
@@ -356,6 +364,10 @@ func (r *Receiver) fetch(ctx context.Context, submissionID string, keys KeyRing)
 		a, err := r.download(ctx, rec.SubmissionID, info, keys, submitted.Attachments[strings.ToLower(info.ID)])
 		if a.Path != "" {
 			rec.Attachments = append(rec.Attachments, a)
+		}
+		var check *CheckError
+		if errors.As(err, &check) && errors.Is(err, ErrUnknownKey) {
+			err = r.keyCheck(ctx, rec.DestinationID, check.Part, check.Err)
 		}
 		if err != nil {
 			return rec, err
@@ -438,6 +450,27 @@ func (r *Receiver) download(ctx context.Context, submissionID string, info Attac
 		return a, checkErr(part, fmt.Errorf("%w: SHA-512 of the attachment differs from the metadata's", ErrHashMismatch))
 	}
 	return a, nil
+}
+
+// keyCheck turns a failed decryption of part into a *CheckError, the
+// sender's fault, unless it names a key the destination publishes that
+// keys lack: that is the receiver's (a key rolled without its private key
+// given), so it is returned as the *UnknownKeyError it is, to be fetched
+// again once the key is given. When the API cannot tell whether the key is
+// published, its error is returned: no reason to reject.
+func (r *Receiver) keyCheck(ctx context.Context, destinationID, part string, err error) error {
+	var unknown *UnknownKeyError
+	if !errors.As(err, &unknown) {
+		return checkErr(part, err)
+	}
+	_, kerr := r.c.Sender().FetchEncryptionKey(ctx, destinationID, unknown.KID)
+	if p, ok := problem.As(kerr); (ok && p.Status == http.StatusNotFound) || errors.Is(kerr, jose.ErrKeyRule) {
+		return checkErr(part, err)
+	}
+	if kerr != nil {
+		return fmt.Errorf("%s: encrypted to key %q; whether destination %s publishes it is not known: %w", part, unknown.KID, destinationID, kerr)
+	}
+	return fmt.Errorf("%s: encrypted to key %q, which destination %s publishes but the key ring lacks: %w", part, unknown.KID, destinationID, err)
 }
 
 func decryptWith(keys KeyRing, compact, kid string) ([]byte, error) {
@@ -542,6 +575,7 @@ func (r *Receiver) decide(ctx context.Context, rec *Received, signer jose.KeyPai
 		d = decision{event: event, problems: slices.Clone(problems), token: token}
 		rec.decision = d
 	}
+	rec.decidedBefore = false
 	err := r.c.postEvent(ctx, rec.CaseID, d.token)
 	p, refused := problem.As(err)
 	if !refused || p.Status >= 500 || p.Status == http.StatusRequestTimeout || p.Status == http.StatusTooManyRequests {
@@ -551,6 +585,7 @@ func (r *Receiver) decide(ctx context.Context, rec *Received, signer jose.KeyPai
 	rec.decision = decision{}
 	if p.Status == http.StatusConflict {
 		if ev, derr := r.recorded(ctx, Pickup{DestinationID: rec.DestinationID, SubmissionID: rec.SubmissionID, CaseID: rec.CaseID}, event); derr == nil && ev != nil {
+			rec.decidedBefore = true
 			return nil
 		}
 	}

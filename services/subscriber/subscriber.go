@@ -341,6 +341,11 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, erro
 		}
 		return "", fmt.Errorf("delivered, not accepted: %w", err)
 	}
+	if rec.DecidedBefore() {
+		// Another subscriber of the destination accepted it first.
+		log.Info("subscriber: accepted before", "sink", s.cfg.Sink.Kind())
+		return Decided, nil
+	}
 	log.Info("subscriber: accepted", "sink", s.cfg.Sink.Kind())
 	return Accepted, nil
 }
