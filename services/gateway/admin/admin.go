@@ -346,7 +346,6 @@ func (a *API) handleListClients(w http.ResponseWriter, r *http.Request, _ httpap
 	if list == nil {
 		list = []store.Client{}
 	}
-	w.Header().Set("Cache-Control", "no-cache")
 	httpapi.WriteJSON(w, http.StatusOK, struct {
 		Count      int            `json:"count"`
 		Offset     int            `json:"offset"`

@@ -84,11 +84,16 @@ func (a *API) Authed(h Handler) http.Handler {
 
 // Admin is Authed plus the operator scope.
 func (a *API) Admin(h Handler) http.Handler {
-	return a.Authed(func(w http.ResponseWriter, r *http.Request, p Principal) error {
+	authed := a.Authed(func(w http.ResponseWriter, r *http.Request, p Principal) error {
 		if !p.Scopes.IsAdmin() {
 			return Forbidden(scope.Admin, "the operator API requires scope "+scope.Admin)
 		}
 		return h(w, r, p)
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Clients, secrets, audit entries: no cache keeps a copy.
+		w.Header().Set("Cache-Control", "no-store")
+		authed.ServeHTTP(w, r)
 	})
 }
 

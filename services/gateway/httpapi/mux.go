@@ -111,6 +111,8 @@ func (m *Mux) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		ri := &requestInfo{}
+		// No answer is to be read as another media type than it says.
+		w.Header().Set("X-Content-Type-Options", "nosniff")
 		// Everything the request causes carries its trace (or a new one).
 		ctx := bus.ContextWithTraceparent(r.Context(), r.Header.Get("Traceparent"))
 		_, pattern := m.ServeMux.Handler(r)
