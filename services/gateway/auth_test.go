@@ -245,6 +245,17 @@ func TestOIDCIssuer(t *testing.T) {
 		}
 	})
 
+	t.Run("its subject is never an own client's", func(t *testing.T) {
+		c := claims()
+		c["sub"], c["scope"] = "operator-at-idp", "amtsbote:admin"
+		admin := mint(t, k1, gojose.ES256, "idp-key-1", "", c)
+		created := decode[map[string]any](t, e.doJSON(http.MethodPost, "/admin/v1/clients", admin, map[string]any{"name": "portal", "scopes": []string{"send:region:DE08"}}), http.StatusCreated)
+		raw := string(readAll(t, e.do(http.MethodGet, "/admin/v1/audit?object=client:"+created["clientId"].(string), admin, "", nil)))
+		if !strings.Contains(raw, `"actor":"oidc:operator-at-idp"`) {
+			t.Errorf("audit entry %s, want the actor oidc:operator-at-idp", raw)
+		}
+	})
+
 	t.Run("scopes of the external token apply", func(t *testing.T) {
 		c := claims()
 		c["scope"] = "openid send:region:DE09"

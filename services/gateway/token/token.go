@@ -523,7 +523,9 @@ func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, er
 		return httpapi.Principal{}, httpapi.InvalidToken("the token's signature does not verify with the issuer's key")
 	}
 	if unverified.Issuer != s.url {
-		return s.accept(claims)
+		p, err := s.accept(claims)
+		p.Subject = ExternalSubject + p.Subject
+		return p, err
 	}
 	p, err := s.acceptOwn(ctx, claims)
 	// Only Amtsbote's own tokens are remembered: its key lives as long as
@@ -533,6 +535,11 @@ func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, er
 	}
 	return p, err
 }
+
+// ExternalSubject begins the subject of an external issuer's token, so
+// that it never names one of Amtsbote's own clients (whose ids hold no
+// ':'): what one owns, the other does not.
+const ExternalSubject = "oidc:"
 
 // clientStateTTL bounds how long a client disabled, or given a new secret,
 // elsewhere may still use the tokens it holds.
