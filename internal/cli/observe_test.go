@@ -514,3 +514,49 @@ func TestServeRoleHealth(t *testing.T) {
 	// Back, so that the process drains and stops cleanly.
 	node.Restart(t)
 }
+
+// TestServeMetricsListen: with --metrics-listen the gateway's /metrics is
+// served there, with health, and not beside the APIs the public reaches.
+func TestServeMetricsListen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("generates an RSA-4096 signing key")
+	}
+	dbURL := freshSchema(t)
+	keyFile := filepath.Join(t.TempDir(), "amtsbote.signing.jwk.json")
+	if _, _, err := loadOrCreateKey(keyFile, jose.Signing, "amtsbote-test", "Amtsbote test"); err != nil {
+		t.Fatal(err)
+	}
+	node := bustest.Server(t)
+	public, private := "http://127.0.0.1:"+strconv.Itoa(freePort(t)), "http://127.0.0.1:"+strconv.Itoa(freePort(t))
+	startServe(t, "--target=gateway", "--listen", strings.TrimPrefix(public, "http://"), "--metrics-listen", strings.TrimPrefix(private, "http://"),
+		"--nats-url", node.URL, "--database-url", dbURL, "--signing-key", keyFile, "--public-url", "https://amtsbote.example", "--log-level", "error")
+
+	status := func(url string) int {
+		t.Helper()
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	eventually(t, 30*time.Second, func() error {
+		if code := status(private + "/readyz"); code != http.StatusOK {
+			return fmt.Errorf("/readyz on the metrics listener: %d", code)
+		}
+		return nil
+	})
+	if code := status(public + "/v1/info"); code != http.StatusOK {
+		t.Errorf("/v1/info on the public listener: %d", code)
+	}
+	if code := status(public + "/metrics"); code != http.StatusNotFound {
+		t.Errorf("/metrics on the public listener: %d, want 404", code)
+	}
+	if _, fams := scrape(t, private+"/metrics"); fams["amtsbote_http_requests_total"] == nil || fams["amtsbote_ready"] == nil {
+		t.Error("the metrics listener serves no gateway metrics")
+	}
+	_, err := parseServeConfig([]string{"--target=router", "--metrics-listen", ":9090"}, func(string) string { return "" }, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--metrics-listen needs the gateway") {
+		t.Errorf("--metrics-listen without the gateway: %v", err)
+	}
+}

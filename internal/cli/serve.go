@@ -129,6 +129,9 @@ type serveConfig struct {
 	Listen  string
 	// RoutingListen, when set, serves the Routing API alone there.
 	RoutingListen string
+	// MetricsListen, when set, serves the gateway's /metrics (and health)
+	// there instead of beside its APIs.
+	MetricsListen string
 	PublicURL     string
 	NATSURL       string
 	DatabaseURL   string
@@ -152,6 +155,7 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	fs := newFlagSet("serve", stderr)
 	targets := fs.String("target", env.str("AMTSBOTE_TARGET", "gateway"), "comma-separated roles to run: "+strings.Join(knownTargets, ", ")+" (AMTSBOTE_TARGET)")
 	fs.StringVar(&c.Listen, "listen", env.str("AMTSBOTE_LISTEN", ":8080"), "HTTP listen address: the gateway's APIs, or /metrics, /healthz and /readyz of the other roles (AMTSBOTE_LISTEN)")
+	fs.StringVar(&c.MetricsListen, "metrics-listen", env.str("AMTSBOTE_METRICS_LISTEN", ""), "serve the gateway's /metrics, /healthz and /readyz on this address (for Prometheus and probes) and no /metrics on --listen, which faces the public; needs the gateway role (AMTSBOTE_METRICS_LISTEN)")
 	fs.StringVar(&c.RoutingListen, "routing-listen", env.str("AMTSBOTE_ROUTING_LISTEN", ""), "also serve the Routing API alone on this address, where /v1/info answers its version; needs the gateway role (AMTSBOTE_ROUTING_LISTEN)")
 	fs.StringVar(&c.PublicURL, "public-url", env.str("AMTSBOTE_PUBLIC_URL", ""), "base URL clients use; token issuer and audience (AMTSBOTE_PUBLIC_URL, required)")
 	fs.StringVar(&c.NATSURL, "nats-url", env.str("AMTSBOTE_NATS_URL", "nats://127.0.0.1:4222"), "NATS server URLs, comma-separated (AMTSBOTE_NATS_URL)")
@@ -204,6 +208,9 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 	if c.RoutingListen != "" && !slices.Contains(c.Targets, "gateway") {
 		return c, errors.New("--routing-listen needs the gateway role in --target")
 	}
+	if c.MetricsListen != "" && !slices.Contains(c.Targets, "gateway") {
+		return c, errors.New("--metrics-listen needs the gateway role in --target; the other roles serve /metrics on --listen")
+	}
 	var missing []string
 	for name, v := range map[string]string{"--public-url": c.PublicURL, "--database-url": c.DatabaseURL, "--signing-key": c.SigningKey} {
 		if v == "" {
@@ -226,7 +233,7 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	log.Info("amtsbote serve", "targets", strings.Join(cfg.Targets, ","), "listen", cfg.Listen, "routing_listen", cfg.RoutingListen,
+	log.Info("amtsbote serve", "targets", strings.Join(cfg.Targets, ","), "listen", cfg.Listen, "routing_listen", cfg.RoutingListen, "metrics_listen", cfg.MetricsListen,
 		"public_url", cfg.PublicURL, "nats", bus.Redact(cfg.NATSURL), "database", maskURL(cfg.DatabaseURL), "signing_key", cfg.SigningKey)
 
 	raw, err := os.ReadFile(cfg.SigningKey)
@@ -272,9 +279,17 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 		defer routingLn.Close()
 		fmt.Fprintf(stdout, "amtsbote serving the Routing API alone on %s\n", routingLn.Addr())
 	}
+	var metricsLn net.Listener
+	if cfg.MetricsListen != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.MetricsListen, err)
+		}
+		defer metricsLn.Close()
+		fmt.Fprintf(stdout, "amtsbote serving /metrics, /healthz and /readyz on %s\n", metricsLn.Addr())
+	}
 	sys := &roles.Roles{
-		RoutingListener: routingLn,
-		Bus:             b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
+		RoutingListener: routingLn, MetricsListener: metricsLn,
+		Bus: b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
 		Listener: ln, OIDCIssuer: cfg.OIDCIssuer, KeyGrace: cfg.KeyGrace, Limits: cfg.Limits, Tracer: tp,
 		Gateway:  slices.Contains(cfg.Targets, "gateway"),
 		Signer:   slices.Contains(cfg.Targets, "signer"),

@@ -52,6 +52,9 @@ type Roles struct {
 	// RoutingListener, when set, serves FIT-Connect's Routing API alone
 	// (gateway.RoutingHandler) beside the gateway's listener.
 	RoutingListener net.Listener
+	// MetricsListener, when set beside the gateway, serves /metrics,
+	// /healthz and /readyz, and the gateway's listener no /metrics.
+	MetricsListener net.Listener
 	Signer          bool
 	Router          bool
 	Ledger          bool
@@ -143,6 +146,8 @@ func (s *Roles) Run(ctx context.Context) error {
 			RateLimit:  s.RoutesRate,
 			RateBurst:  s.RoutesBurst,
 			Overdue:    s.Overdue,
+
+			MetricsElsewhere: s.MetricsListener != nil,
 		})
 		if err != nil {
 			return err
@@ -160,6 +165,14 @@ func (s *Roles) Run(ctx context.Context) error {
 				return serveHTTP(ctx, s.RoutingListener, counted(&serving, h), 0, s.Log)
 			}})
 		}
+		if s.MetricsListener != nil {
+			h := ready.Handler(metrics.Handler(reg))
+			runners = append(runners, runner{"metrics", func(ctx context.Context) error {
+				return serveHTTP(ctx, s.MetricsListener, h, 30*time.Second, s.Log)
+			}})
+		}
+	} else if s.MetricsListener != nil {
+		return errors.New("metrics listener: roles without the gateway serve metrics on their listener")
 	} else if s.RoutingListener != nil {
 		return errors.New("routing listener: the Routing API is served by the gateway role")
 	} else if s.Listener != nil {

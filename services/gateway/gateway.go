@@ -97,6 +97,9 @@ type Config struct {
 	Health *health.Health
 	// Tracer makes every request a server span (default: no spans).
 	Tracer trace.TracerProvider
+	// MetricsElsewhere leaves /metrics off the gateway's routes: the
+	// process serves it on a listener of its own, out of the public's reach.
+	MetricsElsewhere bool
 
 	// Bus carries submissions and events. Without it the submission,
 	// attachment and case event endpoints answer 503; the rest works.
@@ -268,7 +271,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	tokens.Routes(m)
 	m.Handle("GET /v1/info", api.Unauthenticated(http.HandlerFunc(handleInfo)))
-	m.Handle("GET /metrics", api.Unauthenticated(httpapi.MetricsHandler(reg)))
+	if !cfg.MetricsElsewhere {
+		m.Handle("GET /metrics", api.Unauthenticated(httpapi.MetricsHandler(reg)))
+	}
 	hl := cfg.Health
 	if hl == nil {
 		hl = health.New(log, health.Check{Name: "store", Func: StoreCheck(cfg.Store)})
