@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // ContentType is the media type of a serialized Problem.
@@ -72,6 +73,10 @@ func (p *Problem) Is(target error) bool {
 // WithField returns a copy of p naming field, in Field and in the detail.
 func (p *Problem) WithField(field string) *Problem {
 	c := p.clone()
+	// The detail names the new field, not the one it named before.
+	if c.Field != "" {
+		c.Detail = strings.TrimPrefix(c.Detail, c.Field+": ")
+	}
 	c.Field = field
 	c.Detail = withField(field, c.Detail)
 	return c

@@ -191,3 +191,14 @@ func TestDecodeJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestWithFieldRenames: a detail names the field once, the new one.
+func TestWithFieldRenames(t *testing.T) {
+	p := problem.Unauthorized("client authentication failed").WithField("client_id")
+	if p.Field != "client_id" || p.Detail != "client_id: client authentication failed" {
+		t.Errorf("field %q detail %q", p.Field, p.Detail)
+	}
+	if q := problem.InvalidRequest("limit", "limit must be a number").WithField("offset"); q.Detail != "offset: limit must be a number" {
+		t.Errorf("detail %q", q.Detail)
+	}
+}
