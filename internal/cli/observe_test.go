@@ -457,12 +457,7 @@ func TestServeRoleHealth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates an RSA-4096 signing key")
 	}
-	dbURL := freshSchema(t)
-	keyFile := filepath.Join(t.TempDir(), "amtsbote.signing.jwk.json")
-	if _, _, err := loadOrCreateKey(keyFile, jose.Signing, "amtsbote-test", "Amtsbote test"); err != nil {
-		t.Fatal(err)
-	}
-	node := bustest.Server(t)
+	dbURL, keyFile, node := serveEnv(t)
 	port := strconv.Itoa(freePort(t))
 	base := "http://127.0.0.1:" + port
 	startServe(t, "--target=router", "--listen", "127.0.0.1:"+port, "--nats-url", node.URL, "--database-url", dbURL,
@@ -521,12 +516,7 @@ func TestServeMetricsListen(t *testing.T) {
 	if testing.Short() {
 		t.Skip("generates an RSA-4096 signing key")
 	}
-	dbURL := freshSchema(t)
-	keyFile := filepath.Join(t.TempDir(), "amtsbote.signing.jwk.json")
-	if _, _, err := loadOrCreateKey(keyFile, jose.Signing, "amtsbote-test", "Amtsbote test"); err != nil {
-		t.Fatal(err)
-	}
-	node := bustest.Server(t)
+	dbURL, keyFile, node := serveEnv(t)
 	public, private := "http://127.0.0.1:"+strconv.Itoa(freePort(t)), "http://127.0.0.1:"+strconv.Itoa(freePort(t))
 	startServe(t, "--target=gateway", "--listen", strings.TrimPrefix(public, "http://"), "--metrics-listen", strings.TrimPrefix(private, "http://"),
 		"--nats-url", node.URL, "--database-url", dbURL, "--signing-key", keyFile, "--public-url", "https://amtsbote.example", "--log-level", "error")
@@ -559,4 +549,16 @@ func TestServeMetricsListen(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--metrics-listen needs the gateway") {
 		t.Errorf("--metrics-listen without the gateway: %v", err)
 	}
+}
+
+// serveEnv is what serve needs besides its flags: a fresh PostgreSQL
+// schema, a signing key file and a NATS server.
+func serveEnv(t *testing.T) (dbURL, keyFile string, node *bustest.Node) {
+	t.Helper()
+	dbURL = freshSchema(t)
+	keyFile = filepath.Join(t.TempDir(), "amtsbote.signing.jwk.json")
+	if _, _, err := loadOrCreateKey(keyFile, jose.Signing, "amtsbote-test", "Amtsbote test"); err != nil {
+		t.Fatal(err)
+	}
+	return dbURL, keyFile, bustest.Server(t)
 }

@@ -199,13 +199,7 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 	log := r.log.With("submission_id", sub.SubmissionID, "case_id", sub.CaseID, "destination_id", sub.DestinationID)
 	if m.Header.Get(bus.HeaderRedrivenFrom) != "" {
 		if err := r.recorded(ctx, sub); err != nil {
-			var perm *bus.PermanentError
-			if errors.As(err, &perm) {
-				r.metrics.outcome(outcomeInvalid, land)
-			} else {
-				r.metrics.outcome(outcomeRetry, land)
-			}
-			return err
+			return r.failed(err, land)
 		}
 	}
 
@@ -230,13 +224,7 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 	}
 	if why != nil {
 		if err := r.reject(ctx, sub, *why); err != nil {
-			var perm *bus.PermanentError
-			if errors.As(err, &perm) {
-				r.metrics.outcome(outcomeInvalid, land)
-			} else {
-				r.metrics.outcome(outcomeRetry, land)
-			}
-			return err
+			return r.failed(err, land)
 		}
 		r.metrics.outcome(outcomeUnroutable, land)
 		r.metrics.unroutable.WithLabelValues(why.reason, land).Inc()
@@ -264,6 +252,18 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 	}
 	log.Debug("router: routed", "destination_id", dest.ID)
 	return nil
+}
+
+// failed counts err as the message's outcome, invalid when it is
+// permanent, else a retry, and returns it.
+func (r *Router) failed(err error, land string) error {
+	var perm *bus.PermanentError
+	if errors.As(err, &perm) {
+		r.metrics.outcome(outcomeInvalid, land)
+	} else {
+		r.metrics.outcome(outcomeRetry, land)
+	}
+	return err
 }
 
 // decode checks the message's subject and type and decodes its body.

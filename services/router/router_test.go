@@ -455,12 +455,7 @@ func TestNewChecksConfig(t *testing.T) {
 // letter comes back with the reason.
 func TestRedriveOfARejectedSubmission(t *testing.T) {
 	ctx := context.Background()
-	node := bustest.Server(t)
-	b := bustest.Connect(t, node.URL)
-	if err := b.Ensure(ctx, bus.TopologyConfig{Duplicates: 300 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
-	st := flowtest.OpenSQLite(t)
+	b, st := redriveEnv(t)
 	d := destination()
 	d.Status = store.StatusInactive
 	createDestination(t, st, d)
@@ -505,12 +500,7 @@ func TestRedriveOfARejectedSubmission(t *testing.T) {
 // neither routes it nor rejects the submission in Amtsbote's name.
 func TestRedriveOfAForgedDeadLetter(t *testing.T) {
 	ctx := context.Background()
-	node := bustest.Server(t)
-	b := bustest.Connect(t, node.URL)
-	if err := b.Ensure(ctx, bus.TopologyConfig{Duplicates: 300 * time.Millisecond}); err != nil {
-		t.Fatal(err)
-	}
-	st := flowtest.OpenSQLite(t)
+	b, st := redriveEnv(t)
 	d := destination()
 	createDestination(t, st, d)
 	s := submission(d.ID)
@@ -582,4 +572,15 @@ func record(t *testing.T, st store.Store, s sealed.Submission) {
 	}); err != nil {
 		t.Fatalf("record submission: %v", err)
 	}
+}
+
+// redriveEnv is a bus whose duplicate window passes quickly, so that a
+// dead letter can be re-driven under its original message id, and a store.
+func redriveEnv(t *testing.T) (*bus.Bus, store.Store) {
+	t.Helper()
+	b := bustest.Connect(t, bustest.Server(t).URL)
+	if err := b.Ensure(context.Background(), bus.TopologyConfig{Duplicates: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	return b, flowtest.OpenSQLite(t)
 }

@@ -75,31 +75,13 @@ func TestCheck(t *testing.T) {
 // A token endpoint failing with 500 at start is the server's fault, as
 // any other 5xx: Check asks again instead of ending the subscriber.
 func TestCheckOutlastsATokenEndpointFailing(t *testing.T) {
-	s, _, rid, rsecret, file := oneDestination(t)
-	conf, sk := loadConfig(t, file)
-
-	target, err := url.Parse(s.baseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
 	var failed atomic.Int32
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sub, _ := behindFront(t, func(r *http.Request) int {
 		if r.URL.Path == "/token" && failed.Add(1) <= 2 {
-			http.Error(w, "database unavailable", http.StatusInternalServerError)
-			return
+			return http.StatusInternalServerError
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer front.Close()
-	api, err := client.New(front.URL, client.Credentials(rid, rsecret), client.Retries(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api})
-	if err != nil {
-		t.Fatal(err)
-	}
+		return 0
+	})
 	if err := sub.Check(context.Background()); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
@@ -111,30 +93,13 @@ func TestCheckOutlastsATokenEndpointFailing(t *testing.T) {
 // Ready follows the Submission API: ready while the client may list its
 // pickup list, not while the API fails or refuses its token.
 func TestReady(t *testing.T) {
-	s, _, rid, rsecret, file := oneDestination(t)
-	conf, sk := loadConfig(t, file)
-	target, err := url.Parse(s.baseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
 	var down atomic.Bool
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sub, withSecret := behindFront(t, func(*http.Request) int {
 		if down.Load() {
-			http.Error(w, "bad gateway", http.StatusBadGateway)
-			return
+			return http.StatusBadGateway
 		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer front.Close()
-	api, err := client.New(front.URL, client.Credentials(rid, rsecret), client.Retries(0, 0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api})
-	if err != nil {
-		t.Fatal(err)
-	}
+		return 0
+	})
 	ctx := context.Background()
 	if err := sub.Ready(ctx); err != nil {
 		t.Fatalf("Ready with the API answering: %v", err)
@@ -147,13 +112,43 @@ func TestReady(t *testing.T) {
 	if err := sub.Ready(ctx); err != nil {
 		t.Fatalf("Ready with the API back: %v", err)
 	}
-	wrong, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, "wrong-secret")})
+	if err := withSecret("wrong-secret").Ready(ctx); !errors.Is(err, client.ErrToken) {
+		t.Fatalf("Ready with a refused client: %v, want client.ErrToken", err)
+	}
+}
+
+// behindFront returns a subscriber of one destination whose API client
+// talks through a proxy that answers a request fail's status (0 passes
+// it on), and one whose client has another secret.
+func behindFront(t *testing.T, fail func(*http.Request) int) (*subscriber.Subscriber, func(secret string) *subscriber.Subscriber) {
+	t.Helper()
+	s, _, rid, rsecret, file := oneDestination(t)
+	conf, sk := loadConfig(t, file)
+	target, err := url.Parse(s.baseURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := wrong.Ready(ctx); !errors.Is(err, client.ErrToken) {
-		t.Fatalf("Ready with a refused client: %v, want client.ErrToken", err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if status := fail(r); status != 0 {
+			http.Error(w, http.StatusText(status), status)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	api, err := client.New(front.URL, client.Credentials(rid, rsecret), client.Retries(0, 0))
+	if err != nil {
+		t.Fatal(err)
 	}
+	newSub := func(api *client.Client) *subscriber.Subscriber {
+		sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sub
+	}
+	return newSub(api), func(secret string) *subscriber.Subscriber { return newSub(s.api(t, rid, secret)) }
 }
 
 // A submission encrypted to a key the destination publishes but the
