@@ -29,20 +29,26 @@ func AttachmentObject(submissionID, attachmentID string) string {
 func TagsKey(submissionID string) string { return "tags." + submissionID }
 
 // AttachmentTagKey names the entry holding the authentication tag (the
-// last segment of the JWE) of one uploaded attachment (AttachmentTag).
+// last segment of the JWE) of one uploaded attachment, alone: as gateways
+// before AttachmentUploadKey read it.
 func AttachmentTagKey(submissionID, attachmentID string) string {
 	return "att." + submissionID + "." + attachmentID
 }
 
-// AttachmentTag is the value of an AttachmentTagKey entry: the tag and the
-// digest of the object it was read from. Object and entry are written one
-// after the other, so of two uploads of one attachment at once each may
-// win one; the digest tells whether tag and object belong together.
-func AttachmentTag(tag, digest string) []byte { return []byte(tag + " " + digest) }
+// AttachmentUploadKey names the entry of one attachment's upload
+// (AttachmentUpload): its tag and the digest of the object it was read
+// from. Object and entry are written one after the other, so of two
+// uploads of one attachment at once each may win one; the digest tells
+// whether tag and object belong together.
+func AttachmentUploadKey(submissionID, attachmentID string) string {
+	return "attu." + submissionID + "." + attachmentID
+}
 
-// ParseAttachmentTag reads an AttachmentTag value; digest is "" in one
-// written before digests were kept.
-func ParseAttachmentTag(value []byte) (tag, digest string) {
+// AttachmentUpload is the value of an AttachmentUploadKey entry.
+func AttachmentUpload(tag, digest string) []byte { return []byte(tag + " " + digest) }
+
+// ParseAttachmentUpload reads an AttachmentUpload value.
+func ParseAttachmentUpload(value []byte) (tag, digest string) {
 	tag, digest, _ = strings.Cut(string(value), " ")
 	return tag, digest
 }

@@ -126,10 +126,10 @@ func TestTwoUploadsAtOnce(t *testing.T) {
 	// The first upload's content, the second's tag: as when the second
 	// wrote its content first and its tag last.
 	f.upload(t, sender, sid, aid, seal(t, []byte("Anlage, zweite Fassung"), d.EncryptionKID)).want(t, http.StatusNoContent)
-	kept, err := f.bus.GetState(context.Background(), sealed.AttachmentTagKey(sid, aid))
+	kept, err := f.bus.GetState(context.Background(), sealed.AttachmentUploadKey(sid, aid))
 	must(t, err)
 	f.upload(t, sender, sid, aid, s.attachments[aid]).want(t, http.StatusNoContent)
-	_, err = f.bus.PutState(context.Background(), sealed.AttachmentTagKey(sid, aid), kept.Value)
+	_, err = f.bus.PutState(context.Background(), sealed.AttachmentUploadKey(sid, aid), kept.Value)
 	must(t, err)
 
 	p := f.submit(t, sender, s).problem(t, http.StatusUnprocessableEntity, problem.TypeMissingAttachments, "attachments")
@@ -137,6 +137,12 @@ func TestTwoUploadsAtOnce(t *testing.T) {
 		t.Errorf("problem %+v, want attachment %s named as uploaded twice", p, aid)
 	}
 	f.upload(t, sender, sid, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	f.submit(t, sender, s).want(t, http.StatusAccepted)
+
+	// An upload to a gateway of an earlier release kept the tag alone.
+	s, aid = f.withAttachment(t, d, sender, []byte("Anlage"))
+	f.upload(t, sender, s.SubmissionID, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	must(t, f.bus.DeleteState(context.Background(), sealed.AttachmentUploadKey(s.SubmissionID, aid)))
 	f.submit(t, sender, s).want(t, http.StatusAccepted)
 }
 

@@ -117,7 +117,7 @@ func (l *Ledger) deleteContent(ctx context.Context, s store.Submission) error {
 			if !seen[id] {
 				seen[id] = true
 				names = append(names, sealed.AttachmentObject(s.ID, id))
-				keys = append(keys, sealed.AttachmentTagKey(s.ID, id))
+				keys = append(keys, sealed.AttachmentTagKey(s.ID, id), sealed.AttachmentUploadKey(s.ID, id))
 			}
 		}
 	}

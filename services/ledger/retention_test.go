@@ -52,7 +52,7 @@ func withState(t *testing.T, b *bus.Bus, s store.Submission) []string {
 	t.Helper()
 	keys := []string{sealed.TagsKey(s.ID), sealed.PayloadKey(s.ID)}
 	for _, id := range s.UploadedAttachments {
-		keys = append(keys, sealed.AttachmentTagKey(s.ID, id))
+		keys = append(keys, sealed.AttachmentTagKey(s.ID, id), sealed.AttachmentUploadKey(s.ID, id))
 	}
 	for _, key := range keys {
 		if _, err := b.PutState(context.Background(), key, []byte("tag of "+key)); err != nil {

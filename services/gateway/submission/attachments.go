@@ -72,8 +72,15 @@ func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p http
 	if err != nil {
 		return retryLater(w, a.uploadProblem(r, err, limit))
 	}
-	if _, err := a.bus.PutState(ctx, sealed.AttachmentTagKey(sid, aid), sealed.AttachmentTag(jwe.AuthTag, info.Digest)); err != nil {
-		return retryLater(w, a.api.Unavailable(r, "store attachment tag", err))
+	// The tag alone as well, for a gateway of an earlier release that
+	// takes the submit during a rolling upgrade.
+	for key, value := range map[string][]byte{
+		sealed.AttachmentUploadKey(sid, aid): sealed.AttachmentUpload(jwe.AuthTag, info.Digest),
+		sealed.AttachmentTagKey(sid, aid):    []byte(jwe.AuthTag),
+	} {
+		if _, err := a.bus.PutState(ctx, key, value); err != nil {
+			return retryLater(w, a.api.Unavailable(r, "store attachment tag", err))
+		}
 	}
 	_, err = a.store.UpdateSubmission(ctx, sid, func(s *store.Submission) error {
 		if !slices.Contains(s.UploadedAttachments, aid) {

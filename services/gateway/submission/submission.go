@@ -709,7 +709,7 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 	}
 	digests := make(map[string]string, len(sub.AnnouncedAttachments))
 	for _, aid := range sub.AnnouncedAttachments {
-		e, err := a.bus.GetState(r.Context(), sealed.AttachmentTagKey(sub.ID, aid))
+		tag, digest, err := a.attachmentTag(r.Context(), sub.ID, aid)
 		if errors.Is(err, bus.ErrNotFound) {
 			// Recorded as uploaded, but its tag is gone: upload it again.
 			missing = append(missing, aid)
@@ -718,7 +718,6 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 		if err != nil {
 			return tags, a.api.Unavailable(r, "read attachment tags", err)
 		}
-		tag, digest := sealed.ParseAttachmentTag(e.Value)
 		tags.Attachments[aid] = tag
 		digests[aid] = digest
 	}
@@ -755,6 +754,24 @@ func (a *API) submitTags(r *http.Request, sub store.Submission, meta, data jose.
 		return tags, p
 	}
 	return tags, nil
+}
+
+// attachmentTag reads the tag of an uploaded attachment with the digest
+// of the object it was read from; digest is "" for an upload to a gateway
+// of an earlier release, which kept the tag alone.
+func (a *API) attachmentTag(ctx context.Context, sid, aid string) (tag, digest string, err error) {
+	e, err := a.bus.GetState(ctx, sealed.AttachmentUploadKey(sid, aid))
+	if err == nil {
+		tag, digest = sealed.ParseAttachmentUpload(e.Value)
+		return tag, digest, nil
+	}
+	if !errors.Is(err, bus.ErrNotFound) {
+		return "", "", err
+	}
+	if e, err = a.bus.GetState(ctx, sealed.AttachmentTagKey(sid, aid)); err != nil {
+		return "", "", err
+	}
+	return string(e.Value), "", nil
 }
 
 // busStep is a write of the submit that failed, and which one.
