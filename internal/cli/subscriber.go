@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -52,6 +54,9 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 		return err
 	}
 	fmt.Fprint(stdout, conf)
+	for _, u := range inClear(conf) {
+		log.Warn("subscriber: credentials travel unencrypted to a host other than this one; use TLS", "url", u)
+	}
 
 	api, err := client.New(conf.HTTP.BaseURL,
 		client.Credentials(conf.HTTP.ClientID, conf.HTTP.ClientSecret.Reveal()),
@@ -133,6 +138,30 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 	err = sub.Run(ctx)
 	log.Info("subscriber stopped")
 	return err
+}
+
+// inClear lists the configuration's URLs that carry the client secret and
+// tokens over plain http to another host. (A NATS server may require TLS
+// of a nats:// URL, so those are not judged here.)
+func inClear(conf *config.Config) []string {
+	var out []string
+	check := func(raw string) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" {
+			return
+		}
+		host := u.Hostname()
+		if host == "localhost" {
+			return
+		}
+		if a, err := netip.ParseAddr(host); err == nil && a.IsLoopback() {
+			return
+		}
+		out = append(out, raw)
+	}
+	check(conf.HTTP.BaseURL)
+	check(conf.HTTP.TokenURL)
+	return out
 }
 
 // serveObservability serves h on listen until ctx ends and returns the

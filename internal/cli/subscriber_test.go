@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/services/subscriber/config"
 )
 
 // TestQuickStartSubscriber runs the README's quick start as written: dev
@@ -138,5 +139,26 @@ func TestSubscriberStartErrors(t *testing.T) {
 				t.Errorf("the sink was opened: %v", err)
 			}
 		})
+	}
+}
+
+// TestInClear names the URLs that would carry the client secret over
+// plain http to another host.
+func TestInClear(t *testing.T) {
+	for _, tc := range []struct {
+		base, token string
+		want        int
+	}{
+		{"http://localhost:8080", "", 0},
+		{"http://127.0.0.1:8080", "", 0},
+		{"http://[::1]:8080", "", 0},
+		{"https://amtsbote.example.org", "", 0},
+		{"http://amtsbote.example.org", "", 1},
+		{"https://amtsbote.example.org", "http://idp.example.org/token", 1},
+	} {
+		conf := &config.Config{HTTP: config.HTTP{BaseURL: tc.base, TokenURL: tc.token}}
+		if got := inClear(conf); len(got) != tc.want {
+			t.Errorf("inClear(%s, %s) = %v, want %d", tc.base, tc.token, got, tc.want)
+		}
 	}
 }
