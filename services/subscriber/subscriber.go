@@ -615,15 +615,16 @@ func (s *Subscriber) runHTTP(ctx context.Context) error {
 			_ = srv.Shutdown(shut)
 		}()
 	}
-	slots := make(chan struct{}, s.conf.Concurrency)
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	// Submissions in hand go on when pickup stops, for a while: one cut
-	// short is not decided and waits on the pickup list.
+	// short is not decided and waits on the pickup list. (Deferred before
+	// wg.Wait, so that they end after it.)
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(bus.ShutdownGrace, hcancel) })
 	defer stopGrace()
+	slots := make(chan struct{}, s.conf.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	t := time.NewTicker(s.conf.HTTP.PollInterval)
 	defer t.Stop()
 	for {

@@ -582,3 +582,57 @@ func TestHTTPModeBacksOff(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPModeStopFinishesWhatIsInHand: a subscriber stopped while a
+// delivery is in hand lets it finish and accepts it before Run returns.
+func TestHTTPModeStopFinishesWhatIsInHand(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 1)...)
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+
+	arrived := make(chan struct{}, 1)
+	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		arrived <- struct{}{}
+		time.Sleep(2 * time.Second)
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(fv.Close)
+	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
+	file := s.configYAML(t, t.TempDir(), "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, dests...)
+	conf, sk := loadConfig(t, file)
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sub.Run(ctx) }()
+
+	r, err := s.submit(context.Background(), s.sender, dests[0], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-arrived:
+	case <-time.After(time.Minute):
+		t.Fatal("the delivery never reached the Fachverfahren")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not return")
+	}
+	st, err := s.sender.Sender().StatusOf(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Decision != client.StateAccepted {
+		t.Errorf("decision %q after the stop, want the accept of the delivery in hand", st.Decision)
+	}
+}
