@@ -150,6 +150,35 @@ func TestCollectorOutbox(t *testing.T) {
 	if n, age := value("amtsbote_outbox_events"), value("amtsbote_outbox_oldest_age_seconds"); n != 0 || age != 0 {
 		t.Fatalf("all signed: %v events, oldest %v s; want 0, 0", n, age)
 	}
+
+	// An earlier release deleted signed entries with a key-value purge,
+	// whose markers stay: they are no backlog, and they are cleared.
+	kv, err := b.JetStream().KeyValue(ctx, bus.BucketState)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		jti := uuid.NewString()
+		if err := b.Enqueue(ctx, set.Claims{JTI: jti}); err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Purge(ctx, sealed.OutboxKey(jti)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waiting := uuid.NewString()
+	if err := b.Enqueue(ctx, set.Claims{JTI: waiting}); err != nil {
+		t.Fatal(err)
+	}
+	if n := value("amtsbote_outbox_events"); n != 1 {
+		t.Fatalf("one waiting behind two markers: %v events, want 1", n)
+	}
+	if err := b.DeleteState(ctx, sealed.OutboxKey(waiting)); err != nil {
+		t.Fatal(err)
+	}
+	if n, age := value("amtsbote_outbox_events"), value("amtsbote_outbox_oldest_age_seconds"); n != 0 || age != 0 {
+		t.Fatalf("markers cleared, all signed: %v events, oldest %v s; want 0, 0", n, age)
+	}
 	if up := value("amtsbote_jetstream_up"); up != 1 {
 		t.Fatalf("up = %v", up)
 	}

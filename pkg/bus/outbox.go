@@ -169,23 +169,45 @@ func (b *Bus) OutboxBacklog(ctx context.Context) (n uint64, oldest time.Time, er
 		defer cancel()
 		_ = s.DeleteConsumer(ctx, c.CachedInfo().Name)
 	}()
-	if n = c.CachedInfo().NumPending; n == 0 {
-		return 0, time.Time{}, nil
-	}
-	batch, err := c.FetchNoWait(1)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("outbox backlog: %w", err)
-	}
-	for m := range batch.Messages() {
-		if meta, err := m.Metadata(); err == nil {
-			oldest = meta.Timestamp
+	n = c.CachedInfo().NumPending
+	// Releases before DeleteState purged deleted entries with a key-value
+	// purge, whose marker stays for the bucket's TTL: no event waits under
+	// one. Those before the oldest entry are purged now and not counted
+	// (at most maxMarkers per call); one behind it is counted until it
+	// comes first.
+	for purged := 0; n > 0 && oldest.IsZero() && purged < maxMarkers; {
+		batch, err := c.FetchNoWait(64)
+		if err != nil {
+			return 0, time.Time{}, fmt.Errorf("outbox backlog: %w", err)
 		}
-	}
-	if err := batch.Error(); err != nil {
-		return 0, time.Time{}, fmt.Errorf("outbox backlog: %w", err)
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			if !oldest.IsZero() {
+				continue
+			}
+			if m.Headers().Get("KV-Operation") != "" {
+				_ = b.purge(ctx, stateStream, m.Subject())
+				purged++
+				n--
+				continue
+			}
+			if meta, err := m.Metadata(); err == nil {
+				oldest = meta.Timestamp
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return 0, time.Time{}, fmt.Errorf("outbox backlog: %w", err)
+		}
+		if got == 0 {
+			break
+		}
 	}
 	return n, oldest, nil
 }
+
+// maxMarkers bounds the markers one OutboxBacklog purges.
+const maxMarkers = 10000
 
 // ListState returns the entries of BucketState whose keys begin with
 // prefix (all of them for ""), in the order they were last written.
