@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -193,10 +194,11 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 
 func runClient(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
 	const usage = `usage: amtsbote client create --name N --scope S [--scope S]...
+       amtsbote client list
        amtsbote client disable|enable|rotate-secret ID
 disable: the client's secret and, within seconds, its tokens are refused;
-enable undoes it. rotate-secret: a new secret, printed once; the old one is
-refused (tokens issued before stay valid until they expire).
+enable undoes it. rotate-secret: a new secret, printed once; the old one and,
+within seconds, the tokens it got are refused.
 `
 	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Fprint(stdout, usage)
@@ -206,6 +208,8 @@ refused (tokens issued before stay valid until they expire).
 		switch args[0] {
 		case "disable", "enable", "rotate-secret":
 			return changeClient(ctx, args[0], args[1:], env, stdout, stderr, usage)
+		case "list":
+			return listClients(ctx, args[1:], env, stdout, stderr)
 		}
 	}
 	if len(args) == 0 || args[0] != "create" {
@@ -240,6 +244,34 @@ refused (tokens issued before stay valid until they expire).
 	return json.NewEncoder(stdout).Encode(map[string]any{
 		"clientId": c.ID, "clientSecret": secret, "scopes": c.Scopes,
 	})
+}
+
+// listClients prints the clients, without secrets.
+func listClients(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	var sf storeFlags
+	fs := newFlagSet("client list", stderr)
+	sf.register(fs, env)
+	if err := fs.Parse(args); err != nil {
+		return flagError(err)
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	st, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	list, err := st.Clients(ctx)
+	if err != nil {
+		return fmt.Errorf("list clients: %w", err)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tNAME\tDISABLED\tCREATED\tSCOPES")
+	for _, c := range list {
+		fmt.Fprintf(tw, "%s\t%s\t%t\t%s\t%s\n", c.ID, c.Name, c.Disabled, c.CreatedAt.UTC().Format(time.RFC3339), strings.Join(c.Scopes, " "))
+	}
+	return tw.Flush()
 }
 
 // changeClient disables, enables or gives a new secret to the client

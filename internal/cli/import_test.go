@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -143,6 +144,9 @@ func TestClientChanges(t *testing.T) {
 	}
 	if out, err := runCLI(t, dir, "client", "disable", created.ClientID, "--actor", "erika"); err != nil || !strings.Contains(out, `"disabled":true`) {
 		t.Fatalf("disable: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, dir, "client", "list"); err != nil || !regexp.MustCompile(created.ClientID+`\s+\S.*\s+true\s`).MatchString(out) || strings.Contains(out, created.ClientSecret) {
+		t.Fatalf("list: %v\n%s", err, out)
 	}
 	if out, err := runCLI(t, dir, "client", "enable", created.ClientID); err != nil || !strings.Contains(out, `"disabled":false`) {
 		t.Fatalf("enable: %v\n%s", err, out)
