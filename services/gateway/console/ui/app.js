@@ -53,26 +53,38 @@ class ApiError extends Error {
 async function api(method, path, body) {
   const t = token();
   if (!t) {
-    logout();
+    logout("Your session ended; log in again.");
     throw new ApiError(401, { detail: "not logged in" });
   }
-  const opts = { method, headers: { Authorization: "Bearer " + t, Accept: "application/json" } };
+  // No credentials of the browser's: a 401's Basic challenge would open
+  // its login dialog.
+  const opts = { method, credentials: "omit", headers: { Authorization: "Bearer " + t, Accept: "application/json" } };
   if (body !== undefined) {
     opts.headers["Content-Type"] = "application/json";
     opts.body = JSON.stringify(body);
   }
-  const resp = await fetch(path, opts);
+  let resp;
+  try {
+    resp = await fetch(path, opts);
+  } catch (err) {
+    throw new ApiError(0, { detail: "the gateway did not answer (" + err.message + ")" });
+  }
   const text = await resp.text();
   let data = null;
   if (text) {
     try {
       data = JSON.parse(text);
     } catch (e) {
-      data = { detail: text };
+      // A proxy's error page, say: not Amtsbote's answer.
+      data = { detail: "HTTP " + resp.status + " " + resp.statusText + " without a problem description (from a proxy in between?)" };
     }
   }
+  if (resp.status === 429) {
+    const wait = resp.headers.get("Retry-After");
+    data = Object.assign({}, data, { detail: ((data && data.detail) || "too many requests") + (wait ? "; retry in " + wait + " s" : "") });
+  }
   if (resp.status === 401) {
-    logout();
+    logout("The gateway refused the session (" + ((data && data.detail) || "401") + "); log in again.");
   }
   if (!resp.ok) throw new ApiError(resp.status, data);
   return data;
@@ -146,6 +158,9 @@ function viewLogin(message) {
   );
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
+    status.replaceChildren();
+    const submit = form.querySelector("button[type=submit]");
+    submit.disabled = true;
     const body = new URLSearchParams({
       grant_type: "client_credentials",
       client_id: form.client_id.value,
@@ -154,10 +169,11 @@ function viewLogin(message) {
     try {
       const resp = await fetch("/token", {
         method: "POST",
+        credentials: "omit",
         headers: { "Content-Type": "application/x-www-form-urlencoded", Accept: "application/json" },
         body,
       });
-      const data = await resp.json();
+      const data = await resp.json().catch(() => ({ detail: "HTTP " + resp.status + " without a readable answer" }));
       if (!resp.ok) {
         status.replaceChildren(errorBox({ message: data.error_description || data.detail || "login refused" }));
         return;
@@ -167,10 +183,11 @@ function viewLogin(message) {
         return;
       }
       sessionStorage.setItem(TOKEN, JSON.stringify({ value: data.access_token, expires: Date.now() + (data.expires_in - 30) * 1000 }));
-      location.hash = "#/overview";
-      route();
+      resume();
     } catch (err) {
       status.replaceChildren(errorBox(err));
+    } finally {
+      submit.disabled = false;
     }
   });
   const tokenIn = h("textarea", { id: "access-token", name: "access_token", rows: 3, placeholder: "eyJ…" });
@@ -188,15 +205,14 @@ function viewLogin(message) {
       status.replaceChildren(errorBox({ message: "this is not a JWT with an expiry" }));
       return;
     }
-    const resp = await fetch("/admin/v1/overview", { headers: { Authorization: "Bearer " + value, Accept: "application/json" } });
+    const resp = await fetch("/admin/v1/overview", { credentials: "omit", headers: { Authorization: "Bearer " + value, Accept: "application/json" } });
     if (!resp.ok) {
       const data = await resp.json().catch(() => ({}));
       status.replaceChildren(errorBox({ message: data.detail || "the token was refused" }));
       return;
     }
     sessionStorage.setItem(TOKEN, JSON.stringify({ value, expires: exp }));
-    location.hash = "#/overview";
-    route();
+    resume();
   });
   show(h("section", { class: "login" }, h("h1", {}, "Operator login"), form, h("hr"), tokenForm));
 }
@@ -214,10 +230,18 @@ function tokenExpiry(jwt) {
   }
 }
 
-function logout() {
+// logout ends the session and shows the login with message; the page it
+// ended on is shown again after the next login.
+function logout(message) {
   sessionStorage.removeItem(TOKEN);
   stopPolling();
-  viewLogin();
+  viewLogin(message);
+}
+
+// resume shows the page the session ended on, or the overview.
+function resume() {
+  if (location.hash.replace(/^#\/?/, "") === "") location.hash = "#/overview";
+  route();
 }
 
 // ---- overview ----
@@ -265,6 +289,8 @@ async function viewOverview() {
     renderOverview(root, o);
   };
   await refresh();
+  // Left for another page while the first answer was under way.
+  if (!document.body.contains(root)) return;
   stopPolling();
   pollTimer = setInterval(refresh, 5000);
 }
@@ -441,7 +467,7 @@ async function viewCase(caseId) {
   const form = h("form", { class: "inline", id: "case-form" }, h("label", {}, "Case", input), h("button", { type: "submit" }, "Show events"));
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    location.hash = "#/cases/" + encodeURIComponent(input.value.trim());
+    go("#/cases/" + encodeURIComponent(input.value.trim()));
   });
   const out = h("div", { id: "case-events" });
   show(h("section", { id: "case" }, h("h1", {}, "Case events"), form, out));
@@ -505,7 +531,7 @@ async function viewDeadLetters(params, notice) {
         btn.disabled = true;
         try {
           await api("POST", "/admin/v1/dead-letters/" + d.seq + "/redrive");
-          viewDeadLetters(params, "Dead letter " + d.seq + " re-driven to " + d.subject + ".");
+          if (document.body.contains(root)) viewDeadLetters(params, "Dead letter " + d.seq + " re-driven to " + d.subject + ".");
         } catch (err) {
           btn.disabled = false;
           root.insertBefore(errorBox(err), root.children[1] || null);
@@ -552,7 +578,7 @@ function viewRouting(params) {
   );
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    location.hash = "#/routing?" + new URLSearchParams({ service: service.value.trim(), place: placeIn.value.trim() });
+    go("#/routing?" + new URLSearchParams({ service: service.value.trim(), place: placeIn.value.trim() }));
   });
   const out = h("div", { id: "route-result" });
   show(h("section", { id: "routing" }, h("h1", {}, "Routing explorer"), form, out));
@@ -636,7 +662,7 @@ function viewCoverage(params) {
   const form = h("form", { class: "inline", id: "coverage-form" }, h("label", {}, "Service", service), h("button", { type: "submit" }, "Show coverage"));
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
-    location.hash = "#/coverage?" + new URLSearchParams({ service: service.value.trim() });
+    go("#/coverage?" + new URLSearchParams({ service: service.value.trim() }));
   });
   const out = h("div", { id: "coverage-result" });
   show(h("section", { id: "coverage" }, h("h1", {}, "Coverage"), form, out));
@@ -690,10 +716,27 @@ async function coverage(out, service) {
 
 // ---- routing of views ----
 
+// go shows hash, also when it is the one shown: a form sent again
+// unchanged fetches again.
+function go(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+// decoded is s percent-decoded, or s itself where that is malformed.
+function decoded(s) {
+  try {
+    return decodeURIComponent(s);
+  } catch (e) {
+    return s;
+  }
+}
+
 function route() {
   stopPolling();
+  const had = sessionStorage.getItem(TOKEN) !== null;
   if (!token()) {
-    viewLogin();
+    viewLogin(had ? "Your session ended; log in again." : undefined);
     return;
   }
   document.getElementById("nav").hidden = false;
@@ -702,13 +745,18 @@ function route() {
   const [path, query] = hash.split("?");
   const parts = path.split("/");
   const params = new URLSearchParams(query || "");
-  for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("active", a.dataset.page === parts[0]);
+  for (const a of document.querySelectorAll("#nav a")) {
+    const current = a.dataset.page === parts[0];
+    a.classList.toggle("active", current);
+    if (current) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
   switch (parts[0]) {
     case "destinations":
       viewDestinations(params);
       break;
     case "cases":
-      viewCase(parts[1] ? decodeURIComponent(parts[1]) : "");
+      viewCase(decoded(parts[1] || ""));
       break;
     case "dead-letters":
       viewDeadLetters(params);
