@@ -119,6 +119,9 @@ func (c *Console) handleExplain(w http.ResponseWriter, r *http.Request, _ httpap
 			out.ServiceName = n
 		}
 	}
+	if ref == nil {
+		return problem.Conflict("place", "this store keeps no reference data, so no place can be resolved")
+	}
 	var key ars.ARS
 	if arsParam != "" {
 		if key, err = ref.Place("ars", arsParam); err != nil {

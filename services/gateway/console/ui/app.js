@@ -463,7 +463,7 @@ async function viewDestinations(params) {
 // ---- cases ----
 
 async function viewCase(caseId) {
-  const input = h("input", { id: "case-id", name: "caseId", placeholder: "case id (UUID)", value: caseId || "" });
+  const input = h("input", { id: "case-id", name: "caseId", placeholder: "case id (UUID)", value: caseId || "", required: true });
   const form = h("form", { class: "inline", id: "case-form" }, h("label", {}, "Case", input), h("button", { type: "submit" }, "Show events"));
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -567,8 +567,8 @@ async function viewDeadLetters(params, notice) {
 // ---- routing explorer ----
 
 function viewRouting(params) {
-  const service = h("input", { id: "route-service", name: "service", placeholder: "LeiKa key or service URN", value: params.get("service") || "" });
-  const placeIn = h("input", { id: "route-place", name: "place", placeholder: "place name or ARS", value: params.get("place") || "" });
+  const service = h("input", { id: "route-service", name: "service", placeholder: "LeiKa key or service URN", value: params.get("service") || "", required: true });
+  const placeIn = h("input", { id: "route-place", name: "place", placeholder: "place name or ARS", value: params.get("place") || "", required: true });
   const form = h(
     "form",
     { class: "inline", id: "route-form" },
@@ -658,7 +658,7 @@ async function explain(out, service, placeText) {
 // ---- coverage ----
 
 function viewCoverage(params) {
-  const service = h("input", { id: "coverage-service", name: "service", placeholder: "LeiKa key or service URN", value: params.get("service") || "" });
+  const service = h("input", { id: "coverage-service", name: "service", placeholder: "LeiKa key or service URN", value: params.get("service") || "", required: true });
   const form = h("form", { class: "inline", id: "coverage-form" }, h("label", {}, "Service", service), h("button", { type: "submit" }, "Show coverage"));
   form.addEventListener("submit", (ev) => {
     ev.preventDefault();
