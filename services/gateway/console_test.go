@@ -233,6 +233,17 @@ func TestConsoleExplainAndCoverage(t *testing.T) {
 			t.Errorf("place %+v, want the Gemeinde Freiburg im Breisgau", x.Place)
 		}
 	})
+	t.Run("a Stadt and its Landkreis of one name", func(t *testing.T) {
+		x := explain(t, "place="+url.QueryEscape("München"))
+		var got []string
+		for _, p := range x.Places {
+			got = append(got, p.ARS+" "+p.Level)
+		}
+		// The kreisfreie Stadt once, as its Gemeinde, beside the Landkreis.
+		if want := []string{"091620000000 gemeinde", "091840000000 kreis"}; !slices.Equal(got, want) {
+			t.Errorf("places %v, want %v", got, want)
+		}
+	})
 	t.Run("unknown places", func(t *testing.T) {
 		wantProblem(t, e.do(http.MethodGet, "/admin/v1/routing/explain?service=99108008000000&place=Xyzzy", admin, "", nil), 422, problem.TypeUnprocessable, "place")
 		wantProblem(t, e.do(http.MethodGet, "/admin/v1/routing/explain?service=99108008000000&ars=081159999999", admin, "", nil), 422, problem.TypeUnprocessable, "ars")

@@ -235,9 +235,9 @@ func placeOf(a ars.Area) place {
 
 // findPlaces returns the areas named name, ignoring case: those named
 // exactly so, or so before the comma of an official name ("Freiburg im
-// Breisgau, Stadt"), else those whose name contains it. Where the exact ones
-// are one area at several levels (a kreisfreie Stadt is a Kreis and a
-// Gemeinde), the most specific stands for them.
+// Breisgau, Stadt"), else those whose name contains it. Where exact ones
+// are one area at several levels (a kreisfreie Stadt is a Kreis, a
+// Gemeindeverband and a Gemeinde), the most specific stands for them.
 func findPlaces(dir *ars.Directory, name string) []ars.Area {
 	want := strings.ToLower(strings.TrimSpace(name))
 	var exact, partial []ars.Area
@@ -254,11 +254,12 @@ func findPlaces(dir *ars.Directory, name string) []ars.Area {
 	if len(exact) == 0 {
 		return partial
 	}
-	deepest := slices.MaxFunc(exact, func(a, b ars.Area) int { return cmp.Compare(a.Level, b.Level) })
+	var out []ars.Area
 	for _, a := range exact {
-		if !strings.HasPrefix(deepest.ARS, a.Key().Prefix(a.Level)) {
-			return exact
+		within := func(b ars.Area) bool { return b.Level > a.Level && strings.HasPrefix(b.ARS, a.Key().Prefix(a.Level)) }
+		if !slices.ContainsFunc(exact, within) {
+			out = append(out, a)
 		}
 	}
-	return []ars.Area{deepest}
+	return out
 }
