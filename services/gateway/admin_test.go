@@ -371,7 +371,17 @@ func TestAdminClients(t *testing.T) {
 		t.Errorf("token scope %v", tok["scope"])
 	}
 
-	raw := string(readAll(t, e.do(http.MethodGet, "/admin/v1/clients", admin, "", nil)))
+	listed := e.do(http.MethodGet, "/admin/v1/clients", admin, "", nil)
+	// Nothing of the operator API stays in a cache; no answer is sniffed.
+	if cc, ns := listed.Header.Get("Cache-Control"), listed.Header.Get("X-Content-Type-Options"); cc != "no-store" || ns != "nosniff" {
+		t.Errorf("client list Cache-Control %q, X-Content-Type-Options %q; want no-store, nosniff", cc, ns)
+	}
+	info := e.do(http.MethodGet, "/v1/info", "", "", nil)
+	readAll(t, info)
+	if ns := info.Header.Get("X-Content-Type-Options"); ns != "nosniff" {
+		t.Errorf("/v1/info X-Content-Type-Options %q, want nosniff", ns)
+	}
+	raw := string(readAll(t, listed))
 	if !strings.Contains(raw, id) || strings.Contains(raw, secret) || strings.Contains(strings.ToLower(raw), "hash") {
 		t.Errorf("client list %s", raw)
 	}
