@@ -64,16 +64,23 @@ const (
 	ReasonForwardRefused = "forward-refused"
 )
 
-// Defaults of the NATS consumer the subscriber creates when it may.
+// Defaults of the NATS consumer the subscriber creates when it may. A
+// handling longer than the ack wait is reported in progress every half of
+// it, so the ack wait only bounds how long a delivery whose ack or nak
+// was lost (a leader failing over) waits before it comes again.
 const (
 	DefaultMaxDeliver = 10
-	DefaultAckWait    = 2 * time.Minute
+	DefaultAckWait    = 30 * time.Second
 )
 
 // DefaultHandleTimeout bounds the handling of one submission (fetch,
 // checks, delivery, decision) unless the sink may take longer; a slow
-// Fachverfahren behind an HTTP sink gets its Longest and a minute.
+// Fachverfahren behind an HTTP sink gets its Longest and fetchFor and a
+// minute.
 const DefaultHandleTimeout = 5 * time.Minute
+
+// fetchFor bounds the fetch of one submission with its attachments.
+const fetchFor = 2 * time.Minute
 
 // Outcome is what became of one submission.
 type Outcome string
@@ -172,7 +179,7 @@ func New(cfg Config) (*Subscriber, error) {
 		retry: make(map[string]retry),
 	}
 	if b, ok := cfg.Sink.(sink.Bounded); ok {
-		s.handleFor = max(s.handleFor, b.Longest()+time.Minute)
+		s.handleFor = max(s.handleFor, fetchFor+b.Longest()+time.Minute)
 	}
 	for _, d := range cfg.Conf.Destinations {
 		ring, err := client.NewKeyRing(d.EncryptionKeys...)
@@ -281,7 +288,12 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, erro
 	}
 	log := s.log.With("submission_id", p.SubmissionID, "case_id", p.CaseID, "destination_id", destID)
 
-	rec, err := s.fetch(ctx, p, d.keys)
+	// The fetch has its own, shorter bound: one that hangs on an API
+	// under a failover is better cut and tried again than waited for
+	// through the time a slow sink is given.
+	fctx, cancel := context.WithTimeout(ctx, fetchFor)
+	rec, err := s.fetch(fctx, p, d.keys)
+	cancel()
 	var (
 		check   *client.CheckError
 		unknown *client.UnknownKeyError
