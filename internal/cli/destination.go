@@ -157,15 +157,7 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 		defer st.Close()
 		return createDestination(ctx, st, sf.actor, *natsURL, dest, keys, stdout, stderr)
 	case "list":
-		fs := newFlagSet("destination list", stderr)
-		sf.register(fs, env)
-		if err := fs.Parse(args[1:]); err != nil {
-			return flagError(err)
-		}
-		if err := noArgs(fs); err != nil {
-			return err
-		}
-		st, err := sf.open(ctx)
+		st, err := openForListing(ctx, "destination list", args[1:], env, stderr)
 		if err != nil {
 			return err
 		}
@@ -246,18 +238,24 @@ within seconds, the tokens it got are refused.
 	})
 }
 
-// listClients prints the clients, without secrets.
-func listClients(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+// openForListing reads a listing command's store flags, which are all it
+// takes, and opens the store.
+func openForListing(ctx context.Context, cmd string, args []string, env envReader, stderr io.Writer) (store.Store, error) {
 	var sf storeFlags
-	fs := newFlagSet("client list", stderr)
+	fs := newFlagSet(cmd, stderr)
 	sf.register(fs, env)
 	if err := fs.Parse(args); err != nil {
-		return flagError(err)
+		return nil, flagError(err)
 	}
 	if err := noArgs(fs); err != nil {
-		return err
+		return nil, err
 	}
-	st, err := sf.open(ctx)
+	return sf.open(ctx)
+}
+
+// listClients prints the clients, without secrets.
+func listClients(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
+	st, err := openForListing(ctx, "client list", args, env, stderr)
 	if err != nil {
 		return err
 	}
