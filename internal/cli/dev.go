@@ -190,14 +190,11 @@ func runDev(ctx context.Context, args []string, env envReader, stdout, stderr io
 		return err
 	}
 
-	var routingLn net.Listener
-	if cfg.RoutingListen != "" {
-		if routingLn, err = net.Listen("tcp", cfg.RoutingListen); err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.RoutingListen, err)
-		}
-		defer routingLn.Close()
-		fmt.Fprintf(stdout, "Routing API alone on http://%s\n", routingLn.Addr())
+	routingLn, closeRouting, err := listenIf(cfg.RoutingListen, "Routing API alone on http://%s\n", stdout)
+	if err != nil {
+		return err
 	}
+	defer closeRouting()
 	printDemo(stdout, demo, storeName, cfg.DataDir)
 	log.Info("amtsbote dev running", "http", ln.Addr().String(), "nats", withoutUser(natsURL), "store", storeName)
 	sys := &roles.Roles{

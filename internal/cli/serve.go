@@ -271,22 +271,16 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
-	var routingLn net.Listener
-	if cfg.RoutingListen != "" {
-		if routingLn, err = net.Listen("tcp", cfg.RoutingListen); err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.RoutingListen, err)
-		}
-		defer routingLn.Close()
-		fmt.Fprintf(stdout, "amtsbote serving the Routing API alone on %s\n", routingLn.Addr())
+	routingLn, closeRouting, err := listenIf(cfg.RoutingListen, "amtsbote serving the Routing API alone on %s\n", stdout)
+	if err != nil {
+		return err
 	}
-	var metricsLn net.Listener
-	if cfg.MetricsListen != "" {
-		if metricsLn, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
-			return fmt.Errorf("listen %s: %w", cfg.MetricsListen, err)
-		}
-		defer metricsLn.Close()
-		fmt.Fprintf(stdout, "amtsbote serving /metrics, /healthz and /readyz on %s\n", metricsLn.Addr())
+	defer closeRouting()
+	metricsLn, closeMetrics, err := listenIf(cfg.MetricsListen, "amtsbote serving /metrics, /healthz and /readyz on %s\n", stdout)
+	if err != nil {
+		return err
 	}
+	defer closeMetrics()
 	sys := &roles.Roles{
 		RoutingListener: routingLn, MetricsListener: metricsLn,
 		Bus: b, Store: st, Key: signer, PublicURL: strings.TrimRight(cfg.PublicURL, "/"), Log: log,
@@ -304,6 +298,19 @@ func runServe(ctx context.Context, args []string, env envReader, stdout, stderr 
 	}
 	fmt.Fprintf(stdout, "amtsbote serving %s on %s\n", strings.Join(cfg.Targets, ","), ln.Addr())
 	return sys.Run(ctx)
+}
+
+// listenIf listens on addr and prints announce with the address; for an
+// empty addr it returns no listener. closeLn closes what it opened.
+func listenIf(addr, announce string, stdout io.Writer) (ln net.Listener, closeLn func(), err error) {
+	if addr == "" {
+		return nil, func() {}, nil
+	}
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		return nil, nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	fmt.Fprintf(stdout, announce, ln.Addr())
+	return ln, func() { ln.Close() }, nil
 }
 
 // parseNetworks reads --callback-allow: CIDRs, comma-separated, or none.
