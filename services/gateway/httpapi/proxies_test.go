@@ -11,7 +11,7 @@ import (
 
 // TestTrustProxies: behind a trusted load balancer the client is the
 // rightmost untrusted address of X-Forwarded-For; from anywhere else the
-// header is not believed.
+// header is not believed. An IPv6 client is its /64.
 func TestTrustProxies(t *testing.T) {
 	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.7/32")}
 	var got string
@@ -30,7 +30,11 @@ func TestTrustProxies(t *testing.T) {
 		{"no header", "10.1.2.3:5555", nil, "10.1.2.3"},
 		{"garbage in the header", "10.1.2.3:5555", []string{"203.0.113.9, unknown"}, "10.1.2.3"},
 		{"a client claiming another address", "203.0.113.50:4444", []string{"198.51.100.1"}, "203.0.113.50"},
-		{"IPv6 peer", "[2001:db8::1]:4444", []string{"198.51.100.1"}, "2001:db8::1"},
+		{"IPv6 peer", "[2001:db8::1]:4444", []string{"198.51.100.1"}, "2001:db8::/64"},
+		{"another address of its /64", "[2001:db8::ffff:1:2:3]:4444", nil, "2001:db8::/64"},
+		{"another /64", "[2001:db8:0:1::1]:4444", nil, "2001:db8:0:1::/64"},
+		{"IPv4 mapped into IPv6", "[::ffff:203.0.113.9]:4444", nil, "203.0.113.9"},
+		{"IPv6 client through the balancer", "10.1.2.3:5555", []string{"2001:db8:a:b:c::9"}, "2001:db8:a:b::/64"},
 	} {
 		r := httptest.NewRequest(http.MethodGet, "/", nil)
 		r.RemoteAddr = tt.peer

@@ -124,12 +124,26 @@ func secondsFor(tokens float64, limit rate.Limit) time.Duration {
 	return time.Duration(tokens / float64(limit) * float64(time.Second))
 }
 
-// ClientAddress is the rate limit key of a request: the peer's IP.
+// ClientAddress is the rate limit key of a request: the peer's IP, an
+// IPv6 peer's /64, the least a site is given, so that one site's many
+// addresses share one limit.
 func ClientAddress(r *http.Request) string {
-	if a, ok := r.Context().Value(clientAddressKey{}).(string); ok {
-		return a
+	addr, ok := r.Context().Value(clientAddressKey{}).(string)
+	if !ok {
+		addr = peerAddress(r)
 	}
-	return peerAddress(r)
+	return limitKey(addr)
+}
+
+func limitKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	if a = a.Unmap(); a.Is4() {
+		return a.String()
+	}
+	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
 }
 
 // peerAddress is the address the connection comes from.
