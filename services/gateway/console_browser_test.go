@@ -361,6 +361,23 @@ func TestConsoleInABrowser(t *testing.T) {
 	if got := text("#uncovered"); got == "" {
 		t.Error("no uncovered Gemeinden listed")
 	}
+	// A keyboard or screen reader gets each Kreis's share as text.
+	tile, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]string](`(() => {
+		const t = document.querySelector('#coverage-tiles .tile[data-kreis="08315"]');
+		t.focus();
+		const row = [...document.querySelectorAll('.land[data-land="08"] details.kreise tr')].find((r) => r.textContent.startsWith("08315"));
+		return {focused: String(document.activeElement === t), label: t.getAttribute("aria-label"), row: row ? row.textContent : "", title: document.title};
+	})()`))
+	must(t, err)
+	if tile["focused"] != "true" || !strings.Contains(tile["label"], "(08315): 100 %") {
+		t.Errorf("Kreis tile: focused %s, label %q; want focusable, naming its share", tile["focused"], tile["label"])
+	}
+	if !strings.Contains(tile["row"], "100 %") {
+		t.Errorf("Kreis table row %q, want the Kreis and its share", tile["row"])
+	}
+	if tile["title"] != "Coverage · Amtsbote Console" {
+		t.Errorf("page title %q, want the view's", tile["title"])
+	}
 	if got := text("main"); strings.Contains(got, "null") || strings.Contains(got, "undefined") {
 		t.Errorf("coverage page shows a missing value: %.300q", got)
 	}

@@ -140,6 +140,7 @@ function shareColour(share) {
 // ---- login ----
 
 function viewLogin(message) {
+  document.title = "Log in · Amtsbote Console";
   document.getElementById("nav").hidden = true;
   document.getElementById("logout").hidden = true;
   const status = h("div", { id: "login-status" }, message ? errorBox({ message }) : null);
@@ -685,12 +686,23 @@ async function coverage(out, service) {
       const share = pct(l.coveredPopulation, l.population);
       const tiles = l.kreise.map((k) => {
         const ks = pct(k.coveredPopulation, k.population);
-        const t = h("span", { class: "tile", title: k.name + " (" + k.ars + "): " + fmtPct(ks) + " of " + fmtNum(k.population), "data-kreis": k.ars });
+        const label = k.name + " (" + k.ars + "): " + fmtPct(ks) + " of " + fmtNum(k.population);
+        // Focusable and labelled: the colour is not all a reader gets.
+        const t = h("span", { class: "tile", title: label, "aria-label": label, role: "img", tabindex: "0", "data-kreis": k.ars });
         t.style.backgroundColor = k.population > 0 ? shareColour(ks) : "#ccc";
         return t;
       });
+      const rows = l.kreise.map((k) =>
+        h("tr", {}, h("td", { class: "mono" }, k.ars), h("td", {}, k.name), h("td", { class: "num" }, fmtPct(pct(k.coveredPopulation, k.population))), h("td", { class: "num" }, fmtNum(k.population)))
+      );
+      const table = h(
+        "details",
+        { class: "kreise" },
+        h("summary", {}, "Kreise of " + l.name + " as a table"),
+        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "ARS"), h("th", {}, "Kreis"), h("th", { class: "num" }, "Covered"), h("th", { class: "num" }, "Population"))), h("tbody", {}, rows))
+      );
       const head = h("div", { class: "head" }, h("span", {}, l.name), h("span", {}, fmtPct(share)));
-      const box = h("div", { class: "land", "data-land": l.land }, head, h("div", { class: "tiles" }, tiles));
+      const box = h("div", { class: "land", "data-land": l.land }, head, h("div", { class: "tiles", role: "group", "aria-label": "Kreise of " + l.name }, tiles), table);
       box.style.borderTop = "4px solid " + shareColour(share);
       return box;
     });
@@ -745,12 +757,16 @@ function route() {
   const [path, query] = hash.split("?");
   const parts = path.split("/");
   const params = new URLSearchParams(query || "");
+  let page = "Overview";
   for (const a of document.querySelectorAll("#nav a")) {
     const current = a.dataset.page === parts[0];
     a.classList.toggle("active", current);
-    if (current) a.setAttribute("aria-current", "page");
-    else a.removeAttribute("aria-current");
+    if (current) {
+      a.setAttribute("aria-current", "page");
+      page = a.textContent;
+    } else a.removeAttribute("aria-current");
   }
+  document.title = page + " · Amtsbote Console";
   switch (parts[0]) {
     case "destinations":
       viewDestinations(params);
