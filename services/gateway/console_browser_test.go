@@ -322,6 +322,17 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Errorf("%s: signature column %q", typ, got)
 		}
 	}
+	// Two events a page: the second page links the first.
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(location.hash = "#/cases/`+s.CaseID+`?offset=2&limit=2", true)`)); err != nil {
+		t.Fatal(err)
+	}
+	run("case paged", chromedp.WaitVisible(chromedp.CSS(`#case-pager a[href*="offset=0"]`)))
+	if got := text("#case-summary"); !strings.Contains(got, "2 shown, every signature shown verified") {
+		t.Errorf("paged case summary %q", got)
+	}
+	if got := text("#case-pager"); !strings.HasPrefix(got, "3–4 of ") || !strings.Contains(got, "previous") {
+		t.Errorf("case pager %q", got)
+	}
 
 	run("route",
 		chromedp.Click(chromedp.CSS(`#nav a[data-page="routing"]`)),

@@ -160,8 +160,9 @@ type explainAnswer struct {
 	Place *struct {
 		ARS, Name, Level string
 	} `json:"place"`
-	Places []struct{ ARS, Name, Level string } `json:"places"`
-	Match  *struct {
+	Places      []struct{ ARS, Name, Level string } `json:"places"`
+	PlacesTotal int                                 `json:"placesTotal"`
+	Match       *struct {
 		Region, Level, DestinationID string
 	} `json:"match"`
 	Routes []struct {
@@ -225,6 +226,12 @@ func TestConsoleExplainAndCoverage(t *testing.T) {
 		x := explain(t, "place=freiburg")
 		if x.Place != nil || x.Match != nil || len(x.Places) < 2 {
 			t.Errorf("answer %+v, want a choice of places", x)
+		}
+	})
+	t.Run("a name too many areas bear", func(t *testing.T) {
+		x := explain(t, "place=dorf")
+		if x.Place != nil || len(x.Places) != 20 || x.PlacesTotal <= 20 {
+			t.Errorf("%d places of %d, want the first 20 of more", len(x.Places), x.PlacesTotal)
 		}
 	})
 	t.Run("a kreisfreie Stadt by its name", func(t *testing.T) {

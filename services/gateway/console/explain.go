@@ -29,6 +29,9 @@ type explanation struct {
 	// listed in Places to choose from.
 	Place  *place  `json:"place"`
 	Places []place `json:"places,omitempty"`
+	// PlacesTotal is how many areas the name named, of which Places
+	// lists the first maxPlaces.
+	PlacesTotal int `json:"placesTotal,omitempty"`
 	// Match is the route that resolved, nil when none did.
 	Match *explainedRoute `json:"match"`
 	// Routes are the service's routes whose region holds the place, most
@@ -140,6 +143,7 @@ func (c *Console) handleExplain(w http.ResponseWriter, r *http.Request, _ httpap
 			for _, a := range found[:min(len(found), maxPlaces)] {
 				out.Places = append(out.Places, placeOf(a))
 			}
+			out.PlacesTotal = len(found)
 			w.Header().Set("Cache-Control", "no-cache")
 			httpapi.WriteJSON(w, http.StatusOK, out)
 			return nil

@@ -463,7 +463,7 @@ async function viewDestinations(params) {
 
 // ---- cases ----
 
-async function viewCase(caseId) {
+async function viewCase(caseId, params) {
   const input = h("input", { id: "case-id", name: "caseId", placeholder: "case id (UUID)", value: caseId || "", required: true });
   const form = h("form", { class: "inline", id: "case-form" }, h("label", {}, "Case", input), h("button", { type: "submit" }, "Show events"));
   form.addEventListener("submit", (ev) => {
@@ -474,13 +474,19 @@ async function viewCase(caseId) {
   show(h("section", { id: "case" }, h("h1", {}, "Case events"), form, out));
   if (!caseId) return;
   try {
-    const c = await api("GET", "/admin/v1/cases/" + encodeURIComponent(caseId) + "/events/verified?limit=500");
+    const page = pageOf(params, 500);
+    const c = await api("GET", "/admin/v1/cases/" + encodeURIComponent(caseId) + "/events/verified?" + new URLSearchParams(page));
     const bad = c.events.filter((e) => !e.verified).length;
+    const paged = c.events.length < c.totalCount;
     out.append(
       h(
         "p",
         { class: bad ? "bad" : "ok", id: "case-summary" },
-        c.totalCount + " events, " + (bad ? bad + " with a signature that does not verify" : "every signature verified")
+        c.totalCount +
+          " events" +
+          (paged ? ", " + c.events.length + " shown" : "") +
+          ", " +
+          (bad ? bad + (paged ? " shown" : "") + " with a signature that does not verify" : "every signature" + (paged ? " shown" : "") + " verified")
       ),
       h(
         "table",
@@ -497,7 +503,7 @@ async function viewCase(caseId) {
             h(
               "tr",
               { "data-event": e.type },
-              h("td", { class: "num" }, e.streamSeq || i + 1),
+              h("td", { class: "num" }, e.streamSeq || page.offset + i + 1),
               h("td", {}, e.type, h("div", { class: "mono muted" }, "submission " + e.submissionId)),
               h("td", {}, fmtTime(e.iat)),
               h("td", {}, e.signer, h("div", { class: "mono muted" }, e.iss)),
@@ -506,7 +512,8 @@ async function viewCase(caseId) {
             )
           )
         )
-      )
+      ),
+      c.totalCount > c.events.length || page.offset > 0 ? pager("case-pager", "cases/" + encodeURIComponent(caseId), page, c.events.length, c.totalCount) : null
     );
   } catch (err) {
     out.append(errorBox(err));
@@ -593,8 +600,9 @@ async function explain(out, service, placeText) {
   try {
     const x = await api("GET", "/admin/v1/routing/explain?" + q);
     if (!x.place) {
+      const cut = x.placesTotal > x.places.length;
       out.append(
-        h("p", {}, "Several areas are named so; choose one:"),
+        h("p", { id: "place-count" }, cut ? x.placesTotal + " areas are named so, the first " + x.places.length + " below; choose one or give more of the name:" : "Several areas are named so; choose one:"),
         h(
           "ul",
           { id: "place-choices" },
@@ -772,7 +780,7 @@ function route() {
       viewDestinations(params);
       break;
     case "cases":
-      viewCase(decoded(parts[1] || ""));
+      viewCase(decoded(parts[1] || ""), params);
       break;
     case "dead-letters":
       viewDeadLetters(params);
