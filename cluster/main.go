@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return err
 	}
 	cfg.SubscriberConfig = *sub
+	cfg.Restart = true
 	c, err := cluster.Start(ctx, cfg)
 	if err != nil {
 		return err

@@ -49,6 +49,10 @@ type Config struct {
 	SubscriberConfig string
 	// Log receives progress lines and the processes' unexpected exits.
 	Log io.Writer
+	// Restart starts a node or role that exited unasked again, after 1 s
+	// doubling to 30 s, as a service manager would. Kills on purpose
+	// (KillRole, KillNode) are not restarted.
+	Restart bool
 }
 
 // Ports are where the parts listen, at fixed offsets from BasePort so the
@@ -183,7 +187,7 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 			// address; its per-address limits would count all clients as one.
 			"--routes-rate", "1e6", "--routes-burst", "1000000", "--public-rate", "1e6", "--public-burst", "1000000",
 		}
-		p := newProcess(r.name, cfg.Amtsbote, args, filepath.Join(cfg.Dir, "logs", r.name+".log"), cfg.Log)
+		p := c.process(r.name, cfg.Amtsbote, args)
 		c.mu.Lock()
 		c.roles[r.name] = p
 		c.mu.Unlock()
@@ -236,9 +240,8 @@ func (c *Cluster) StartSubscriber(ctx context.Context, file string) error {
 		return errors.New("the subscriber runs already")
 	}
 	c.cfg.SubscriberConfig = file
-	p := newProcess(subscriberName, c.cfg.Amtsbote, []string{"subscriber", "--config", file,
-		"--listen", net.JoinHostPort(c.cfg.Host, strconv.Itoa(c.Ports.Subscriber))},
-		filepath.Join(c.cfg.Dir, "logs", subscriberName+".log"), c.cfg.Log)
+	p := c.process(subscriberName, c.cfg.Amtsbote, []string{"subscriber", "--config", file,
+		"--listen", net.JoinHostPort(c.cfg.Host, strconv.Itoa(c.Ports.Subscriber))})
 	c.roles[subscriberName] = p
 	c.mu.Unlock()
 	if err := p.start(); err != nil {
@@ -272,6 +275,13 @@ func (c *Cluster) StartRole(ctx context.Context, name string) error {
 		return err
 	}
 	return c.waitHealthy(ctx, name, 90*time.Second)
+}
+
+// process is a child process of the cluster, logging into logs/name.log.
+func (c *Cluster) process(name, bin string, args []string) *Process {
+	p := newProcess(name, bin, args, filepath.Join(c.cfg.Dir, "logs", name+".log"), c.cfg.Log)
+	p.restart = c.cfg.Restart
+	return p
 }
 
 func (c *Cluster) role(name string) (*Process, error) {
@@ -321,8 +331,7 @@ func (c *Cluster) nodeConfig(i int) string {
 
 // StartNode starts NATS node i (again), on the same store.
 func (c *Cluster) StartNode(ctx context.Context, i int) error {
-	p := newProcess(nodeName(i), c.cfg.NATSServer, []string{"-c", c.nodeConfig(i)},
-		filepath.Join(c.cfg.Dir, "logs", nodeName(i)+".log"), c.cfg.Log)
+	p := c.process(nodeName(i), c.cfg.NATSServer, []string{"-c", c.nodeConfig(i)})
 	c.mu.Lock()
 	c.nodes[i] = p
 	c.mu.Unlock()

@@ -18,11 +18,26 @@ type Process struct {
 	logPath string
 	out     io.Writer // where an unexpected exit is reported
 
+	// restart starts the process again after an exit nobody asked for,
+	// as a service manager would.
+	restart bool
+
 	mu       sync.Mutex
 	cmd      *exec.Cmd
 	done     chan struct{}
 	expected bool // the exit was asked for
+	halted   bool // no restart any more
+	backoff  time.Duration
+	started  time.Time
 }
+
+// Restarts wait from restartFirst, doubling to restartLongest; a process
+// that ran restartReset before its exit starts over at restartFirst.
+const (
+	restartFirst   = time.Second
+	restartLongest = 30 * time.Second
+	restartReset   = time.Minute
+)
 
 func newProcess(name, bin string, args []string, logPath string, out io.Writer) *Process {
 	return &Process{name: name, bin: bin, args: args, logPath: logPath, out: out}
@@ -42,20 +57,56 @@ func (p *Process) start() error {
 	}
 	done := make(chan struct{})
 	p.mu.Lock()
-	p.cmd, p.done, p.expected = cmd, done, false
+	p.cmd, p.done, p.expected, p.started = cmd, done, false, time.Now()
 	p.mu.Unlock()
 	go func() {
 		err := cmd.Wait()
 		f.Close()
 		p.mu.Lock()
 		expected := p.expected
+		wait := p.nextBackoffLocked()
 		p.mu.Unlock()
 		if !expected {
 			fmt.Fprintf(p.out, "%s (pid %d) exited: %v; see %s\n", p.name, cmd.Process.Pid, err, p.logPath)
 		}
 		close(done)
+		if !expected && p.restart {
+			fmt.Fprintf(p.out, "%s starts again in %s\n", p.name, wait)
+			time.AfterFunc(wait, p.startAgain)
+		}
 	}()
 	return nil
+}
+
+// nextBackoffLocked is the wait before a restart after the exit now.
+func (p *Process) nextBackoffLocked() time.Duration {
+	if p.backoff == 0 || time.Since(p.started) >= restartReset {
+		p.backoff = restartFirst
+	} else {
+		p.backoff = min(2*p.backoff, restartLongest)
+	}
+	return p.backoff
+}
+
+// startAgain starts the exited process unless it was halted or started
+// meanwhile (StartRole).
+func (p *Process) startAgain() {
+	p.mu.Lock()
+	skip := p.halted || !p.exitedLocked()
+	p.mu.Unlock()
+	if skip {
+		return
+	}
+	if err := p.start(); err != nil {
+		fmt.Fprintf(p.out, "%s: %v\n", p.name, err)
+	}
+}
+
+// halt ends restarts: the cluster stops.
+func (p *Process) halt() {
+	p.mu.Lock()
+	p.halted = true
+	p.mu.Unlock()
 }
 
 func (p *Process) pid() int {
@@ -108,8 +159,9 @@ func (p *Process) kill() error {
 	return nil
 }
 
-// stop asks the process to end and kills it after timeout.
+// stop asks the process to end, for good, and kills it after timeout.
 func (p *Process) stop(timeout time.Duration) {
+	p.halt()
 	done := p.signal(signalStop)
 	if done == nil {
 		return
