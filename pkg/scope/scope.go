@@ -99,6 +99,27 @@ func Validate(s string) error {
 	return err
 }
 
+// Covers reports whether a client granted these scopes may have a token
+// with scope s: s is one of them, or a send scope within one of them, of a
+// region within the granted region (DE083 within DE08) and, where the
+// grant names a service, of that service (RFC 6749 3.3 lets a client ask
+// for less than it was granted).
+func Covers(granted []string, s string) bool {
+	if slices.Contains(granted, s) {
+		return true
+	}
+	r, err := parseScope(s)
+	if err != nil || r.kind != "send" {
+		return false
+	}
+	for _, g := range Parse(granted).grants {
+		if g.kind == "send" && strings.HasPrefix(r.region, g.region) && (g.service == "" || g.service == r.service) {
+			return true
+		}
+	}
+	return false
+}
+
 // Set is what a token allows. The zero value allows nothing. Methods
 // are pure and safe for concurrent use.
 type Set struct {

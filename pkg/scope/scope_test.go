@@ -106,3 +106,28 @@ func FuzzValidateScope(f *testing.F) {
 		}
 	})
 }
+
+func TestCovers(t *testing.T) {
+	const urn = "urn:de:fim:leika:leistung:99108008000000"
+	granted := []string{"send:region:DE08", "send:region:DE09+send:service:" + urn, "subscribe:destination:" + destID}
+	for _, tt := range []struct {
+		scope string
+		want  bool
+	}{
+		{"send:region:DE08", true},
+		{"send:region:DE08311", true},
+		{"send:region:DE08311+send:service:" + urn, true},
+		{"send:region:DE", false},
+		{"send:region:DE07", false},
+		{"send:region:DE09", false},
+		{"send:region:DE09162+send:service:" + urn, true},
+		{"send:region:DE09162+send:service:urn:de:fim:leika:leistung:99050012000000", false},
+		{"subscribe:destination:" + destID, true},
+		{"manage:destination:" + destID, false},
+		{"send:region:DE08x", false},
+	} {
+		if got := scope.Covers(granted, tt.scope); got != tt.want {
+			t.Errorf("Covers(%q) = %t, want %t", tt.scope, got, tt.want)
+		}
+	}
+}

@@ -145,6 +145,8 @@ func TestTokenErrors(t *testing.T) {
 		{"wrong secret", "", form("grant_type", "client_credentials", "client_id", "portal", "client_secret", secret+"x"), 401, "invalid_client", "client_id"},
 		{"disabled client", "", form("grant_type", "client_credentials", "client_id", "old-portal", "client_secret", disabledSecret), 401, "invalid_client", "client_id"},
 		{"scope not granted", "", form("grant_type", "client_credentials", "client_id", "portal", "client_secret", secret, "scope", "send:region:DE08 send:region:DE"), 400, "invalid_scope", "scope"},
+		{"another Land's Kreis", "", form("grant_type", "client_credentials", "client_id", "portal", "client_secret", secret, "scope", "send:region:DE07311"), 400, "invalid_scope", "scope"},
+		{"a scope of another kind", "", form("grant_type", "client_credentials", "client_id", "portal", "client_secret", secret, "scope", "create:destination"), 400, "invalid_scope", "scope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -182,6 +184,35 @@ func TestTokenEmptyScope(t *testing.T) {
 			}](t, e.do(http.MethodPost, "/token", "", "application/x-www-form-urlencoded", []byte(form)), http.StatusOK)
 			if got.Scope != "send:region:DE08 send:region:DE09" {
 				t.Errorf("scope %q, want the client's", got.Scope)
+			}
+		})
+	}
+}
+
+// TestTokenNarrowerScope: a client may ask for less than it was granted
+// (RFC 6749 3.3): a region within its region, one service of it.
+func TestTokenNarrowerScope(t *testing.T) {
+	e := newEnv(t)
+	secret := e.client("portal", false, "send:region:DE08", "send:region:DE09+send:service:urn:de:fim:leika:leistung:99108008000000")
+	for _, tt := range []struct{ ask, want string }{
+		{"send:region:DE083", "send:region:DE083"},
+		{"send:region:DE08315 send:region:DE09", ""},
+		{"send:region:DE08+send:service:urn:de:fim:leika:leistung:99050012000000", "send:region:DE08+send:service:urn:de:fim:leika:leistung:99050012000000"},
+		{"send:region:DE09162+send:service:urn:de:fim:leika:leistung:99108008000000", "send:region:DE09162+send:service:urn:de:fim:leika:leistung:99108008000000"},
+		{"send:region:DE09162+send:service:urn:de:fim:leika:leistung:99050012000000", ""},
+	} {
+		t.Run(tt.ask, func(t *testing.T) {
+			form := url.Values{"grant_type": {"client_credentials"}, "client_id": {"portal"}, "client_secret": {secret}, "scope": {tt.ask}}
+			resp := e.do(http.MethodPost, "/token", "", "application/x-www-form-urlencoded", []byte(form.Encode()))
+			if tt.want == "" {
+				wantProblem(t, resp, http.StatusBadRequest, "", "scope")
+				return
+			}
+			got := decode[struct {
+				Scope string `json:"scope"`
+			}](t, resp, http.StatusOK)
+			if got.Scope != tt.want {
+				t.Errorf("scope %q, want %q", got.Scope, tt.want)
 			}
 		})
 	}

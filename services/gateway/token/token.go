@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -301,7 +300,7 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) (tokenRespo
 	if requested := strings.Fields(form.Get("scope")); len(requested) > 0 {
 		scopes = requested
 		for _, s := range scopes {
-			if !slices.Contains(client.Scopes, s) {
+			if !scope.Covers(client.Scopes, s) {
 				return tokenResponse{}, oauthError("invalid_scope", problem.InvalidRequest("scope",
 					fmt.Sprintf("scope %q is not granted to this client", s)))
 			}
