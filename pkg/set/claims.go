@@ -1,8 +1,6 @@
 package set
 
 import (
-	"github.com/amtsbote/amtsbote/pkg/strictjson"
-
 	"bytes"
 	"crypto/rand"
 	"encoding/base64"
@@ -10,10 +8,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
+	"net/url"
 	"regexp"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/amtsbote/amtsbote/pkg/strictjson"
 )
 
 // minIssuedAt is the earliest iat FIT-Connect's set-payload schema allows
@@ -386,6 +388,9 @@ func checkTag(field string, raw json.RawMessage) error {
 	return nil
 }
 
+// ProblemTypes is where FIT-Connect's problem types of a reject lie.
+const ProblemTypes = "https://schema.fitko.de/fit-connect/events/problems/"
+
 func checkProblems(raw json.RawMessage) error {
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
@@ -415,6 +420,11 @@ func checkProblems(raw json.RawMessage) error {
 			}
 			if required && s == "" {
 				return claimRule(field, "must not be empty")
+			}
+			if name == "type" {
+				if u, err := url.Parse(s); err != nil || !u.IsAbs() {
+					return claimRule(field, "must be an absolute URI such as %s…, got %q", ProblemTypes, s)
+				}
 			}
 		}
 	}
@@ -472,7 +482,13 @@ func (c *Claims) UnmarshalJSON(data []byte) error {
 		n := json.Number(raw)
 		secs, err := n.Int64()
 		if err != nil {
-			return malformed("iat", "must be an integer number of seconds, got %s", n)
+			// A whole number written as 1767225600.0 or 1.7672256e9 is one
+			// (JSON Schema counts it an integer).
+			f, ferr := n.Float64()
+			if ferr != nil || f != math.Trunc(f) || f < 0 || f > maxUnixSeconds {
+				return malformed("iat", "must be an integer number of seconds, got %s", n)
+			}
+			secs = int64(f)
 		}
 		if secs < 0 || secs > maxUnixSeconds {
 			return malformed("iat", "%d is out of range", secs)

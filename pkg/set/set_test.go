@@ -7,6 +7,7 @@ import (
 	"errors"
 	"reflect"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -246,6 +247,8 @@ func TestVerifyRules(t *testing.T) {
 			c["$schema"] = "https://schema.fitko.de/fit-connect/set-payload/1.2.2/set-payload.schema.json"
 		}},
 		{name: "iat within skew", claims: func(c map[string]any) { c["iat"] = now.Add(4 * time.Minute).Unix() }},
+		{name: "iat a whole number with a fraction part", claims: func(c map[string]any) { c["iat"] = json.Number(strconv.FormatInt(now.Unix(), 10) + ".0") }},
+		{name: "iat a whole number with an exponent", claims: func(c map[string]any) { c["iat"] = json.Number(strconv.FormatInt(now.Unix()/10, 10) + "e1") }},
 		{name: "unknown extra claim", claims: func(c map[string]any) { c["aud"] = "x" }},
 		{name: "accept with extra payload member", claims: func(c map[string]any) { payload(c)["problems"] = []any{} }},
 
@@ -333,6 +336,11 @@ func TestVerifyRules(t *testing.T) {
 				map[string]any{"type": "https://example.org/p", "title": "t"},
 			}}}
 		}, sentinel: set.ErrClaims, field: "problems[1].instance"},
+		{name: "problem type not a URI", claims: func(c map[string]any) {
+			c["events"] = map[string]any{set.RejectSubmission: map[string]any{"problems": []any{
+				map[string]any{"type": "oops", "instance": "data"},
+			}}}
+		}, sentinel: set.ErrClaims, field: "problems[0].type"},
 		{name: "problem title a number", claims: func(c map[string]any) {
 			c["events"] = map[string]any{set.RejectSubmission: map[string]any{"problems": []any{
 				map[string]any{"type": "https://example.org/p", "instance": "data", "title": 5},
