@@ -104,3 +104,6 @@ func ruleField(err error) string {
 	}
 	return ""
 }
+
+// b64 is unpadded base64url.
+func b64(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }

@@ -344,9 +344,24 @@ func (s *scanner) checkHeader(raw []byte) error {
 	if _, present := m["crit"]; present {
 		return jweRule("header.crit", "critical header extensions are not supported")
 	}
-	for _, name := range []string{"jwk", "jku", "x5c", "x5u", "x5t", "x5t#S256"} {
+	for _, name := range []string{"jwk", "jku", "x5c", "x5u"} {
 		if _, present := m[name]; present {
 			return jweRule("header."+name, "keys are referenced by kid only")
+		}
+	}
+	// A certificate thumbprint beside the kid is a hint some libraries
+	// add; it must be well-formed, as decrypting libraries parse it.
+	for _, t := range []struct {
+		name string
+		size int
+	}{{"x5t", 20}, {"x5t#S256", 32}} {
+		name, size := t.name, t.size
+		v, present, err := strictjson.String(m, name)
+		if !present {
+			continue
+		}
+		if b, derr := base64.RawURLEncoding.Strict().DecodeString(v); err != nil || derr != nil || len(b) != size {
+			return jweRule("header."+name, "must be a certificate's %d-byte thumbprint in unpadded base64url", size)
 		}
 	}
 	s.jwe = JWE{Alg: AlgRSAOAEP256, Enc: EncA256GCM, KID: kid, Cty: cty, Zip: zip}

@@ -2,6 +2,8 @@ package jose_test
 
 import (
 	"bytes"
+	"crypto/sha1"
+	"crypto/sha256"
 	"errors"
 	"io"
 	"runtime"
@@ -79,6 +81,12 @@ func jweCases() []jweCase {
 		{"crit", withHeader(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k","crit":["exp"],"exp":1}`), "header.crit"},
 		{"embedded jwk", withHeader(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k","jwk":{}}`), "header.jwk"},
 		{"x5u", withHeader(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k","x5u":"https://example.org"}`), "header.x5u"},
+		{"x5c", withHeader(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k","x5c":[]}`), "header.x5c"},
+		{"x5t hint", withHeader(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k","x5t":"` + b64(make([]byte, 20)) + `"}`), ""},
+		{"x5t#S256 hint", withHeader(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k","x5t#S256":"` + b64(make([]byte, 32)) + `"}`), ""},
+		{"x5t of SHA-256 length", withHeader(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k","x5t":"` + b64(make([]byte, 32)) + `"}`), "header.x5t"},
+		{"x5t#S256 padded", withHeader(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k","x5t#S256":"` + b64(make([]byte, 32)) + `="}`), "header.x5t#S256"},
+		{"x5t#S256 a number", withHeader(`{"alg":"RSA-OAEP-256","enc":"A256GCM","kid":"k","x5t#S256":5}`), "header.x5t#S256"},
 		{"encrypted key empty", compact(validHeader, nil, iv12, ct5, tag16), "segment 1"},
 		{"IV of 16 bytes", compact(validHeader, wrappedKey, make([]byte, 16), ct5, tag16), "segment 2"},
 		{"IV of 11 bytes", compact(validHeader, wrappedKey, make([]byte, 11), ct5, tag16), "segment 2"},
@@ -352,5 +360,32 @@ func BenchmarkScanJWE(b *testing.B) {
 		if _, _, err := jose.ScanJWE(strings.NewReader(in), io.Discard, 1<<30); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestDecryptWithThumbprintHints: a JWE another library made with the
+// certificate thumbprints beside the kid decrypts.
+func TestDecryptWithThumbprintHints(t *testing.T) {
+	enc, _ := testKeys(t)
+	cert := enc.Public.Certificates[0]
+	s1, s256 := sha1.Sum(cert.Raw), sha256.Sum256(cert.Raw)
+	opts := (&gojose.EncrypterOptions{}).
+		WithHeader("kid", enc.Public.KeyID).
+		WithHeader("x5t", b64(s1[:])).
+		WithHeader("x5t#S256", b64(s256[:]))
+	e, err := gojose.NewEncrypter(gojose.A256GCM, gojose.Recipient{Algorithm: gojose.RSA_OAEP_256, Key: enc.Public.Key}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := e.Encrypt([]byte(`{"a":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := obj.CompactSerialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt, err := jose.Decrypt(c, enc.Private); err != nil || string(pt) != `{"a":1}` {
+		t.Fatalf("decrypt: %q, %v", pt, err)
 	}
 }
