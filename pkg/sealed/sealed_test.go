@@ -86,7 +86,7 @@ func TestDeliverable(t *testing.T) {
 		ok     bool
 	}{
 		{Progress{Status: Submitted}, true, true},
-		{Progress{Status: Forwarded}, true, true},
+		{Progress{Status: Forwarded}, true, false},
 		{Progress{Status: Submitted}, false, false},
 		{Progress{Status: Accepted}, true, false},
 		{Progress{Status: Incomplete}, false, false},

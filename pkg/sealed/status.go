@@ -102,15 +102,15 @@ func (p *Progress) Apply(uri string, at time.Time) (bool, error) {
 }
 
 // Deliverable reports whether a receiver may fetch a submission with this
-// progress that was routed (or not): submitted or forwarded, routed to
-// its inbox and its content not deleted. The error says why not.
+// progress that was routed (or not): submitted, routed to its inbox and
+// its content not deleted. One its destination forwarded is handed out no
+// more, as one it decided on: a redelivery must not reach a Fachverfahren
+// what went elsewhere. The error says why not.
 func (p Progress) Deliverable(routed bool) error {
 	switch {
 	case p.DeletedAt != nil:
 		return errors.New("its content is deleted")
-	case p.Status == Submitted && !routed:
-		return errors.New("it is not routed yet")
-	case p.Status != Submitted && p.Status != Forwarded:
+	case p.Status != Submitted:
 		return fmt.Errorf("it is %s", p.Status)
 	case !routed:
 		return errors.New("it is not routed yet")

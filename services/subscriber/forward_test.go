@@ -15,6 +15,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/services/subscriber"
 	"github.com/amtsbote/amtsbote/services/subscriber/sink"
@@ -184,4 +185,35 @@ func TestForward(t *testing.T) {
 	if len(list.Submissions) != 0 {
 		t.Errorf("the Gemeinde's pickup list holds %d forwarded submissions", len(list.Submissions))
 	}
+
+	// A second subscriber of the Gemeinde without the rule, handed a
+	// forwarded submission again (a re-drive, a redelivery), finds it
+	// decided and delivers nothing: the Kreis decides on it.
+	otherSink := filepath.Join(dir, "other", "sink")
+	if err := os.MkdirAll(filepath.Dir(otherSink), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	otherFile := s.configYAML(t, filepath.Dir(otherSink), "http", "", gid, gsecret,
+		"sink:\n  kind: directory\n  directory: "+otherSink+"\n", keyPair(t, encKey), nil, gemeinde)
+	otherConf, otherSk := loadConfig(t, otherFile)
+	other, err := subscriber.New(subscriber.Config{Conf: otherConf, Sink: otherSk, API: s.api(t, gid, gsecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := receipts[0]
+	out, err := other.Handle(ctx, client.Pickup{DestinationID: gemeinde.ID, SubmissionID: r.SubmissionID, CaseID: r.CaseID})
+	if err != nil || out != subscriber.Decided {
+		t.Errorf("a forwarded submission handled again: %s, %v; want decided", out, err)
+	}
+	if got := delivered(t, otherSink); len(got) != 0 {
+		t.Errorf("the second sink holds %v; a forwarded submission is not delivered", got)
+	}
+	if _, err := s.api(t, gid, gsecret).Receiver().Fetch(ctx, r.SubmissionID, client.KeyRing{}); !isNotFound(err) {
+		t.Errorf("fetch of a forwarded submission: %v, want 404", err)
+	}
+}
+
+func isNotFound(err error) bool {
+	p, ok := problem.As(err)
+	return ok && p.Status == http.StatusNotFound
 }

@@ -192,7 +192,7 @@ func (a *API) uploadProblem(r *http.Request, err error, limit int64) error {
 func deliverable(s store.Submission) error {
 	if err := s.Deliverable(s.RoutedAt != nil); err != nil {
 		p := problem.SubmissionNotFound(s.ID)
-		p.Detail = fmt.Sprintf("submissionId: submission %s cannot be fetched: %v; only routed submissions in status submitted or forwarded can be fetched", s.ID, err)
+		p.Detail = fmt.Sprintf("submissionId: submission %s cannot be fetched: %v; only routed submissions in status submitted can be fetched", s.ID, err)
 		return p
 	}
 	return nil
