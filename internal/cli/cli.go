@@ -53,6 +53,9 @@ Usage:
   amtsbote destination list            list destinations
   amtsbote client create --name N --scope S [--scope S]...
                                        create an OAuth client; prints its secret once
+  amtsbote client list                 list the clients, without secrets
+  amtsbote client disable|enable|rotate-secret ID
+                                       refuse a client and its tokens, allow it again, give it a new secret
   amtsbote keys generate --purpose encryption|signing --kid K --out DIR
                                        generate an RSA-4096 key pair with a self-signed certificate
   amtsbote import gv100ad|leika|plz FILE

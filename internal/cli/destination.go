@@ -35,7 +35,7 @@ type storeFlags struct {
 func (s *storeFlags) register(fs *flag.FlagSet, env envReader) {
 	fs.StringVar(&s.dataDir, "data-dir", env.str("AMTSBOTE_DATA_DIR", "./data"), "data dir holding the SQLite store (AMTSBOTE_DATA_DIR)")
 	fs.StringVar(&s.databaseURL, "database-url", env.str("AMTSBOTE_DATABASE_URL", ""), "PostgreSQL URL; empty uses SQLite in the data dir (AMTSBOTE_DATABASE_URL)")
-	fs.StringVar(&s.actor, "actor", env.str("USER", "cli"), "who the audit log names for a change (default $USER)")
+	fs.StringVar(&s.actor, "actor", env.str("USER", "cli"), "who the audit log names for a change: $USER, else cli")
 }
 
 // open opens the installation's store. Unlike dev, an operator command

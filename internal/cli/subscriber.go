@@ -26,7 +26,7 @@ import (
 // side, until ctx ends (SIGINT, SIGTERM).
 func runSubscriber(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
 	fs := newFlagSet("subscriber", stderr)
-	file := fs.String("config", env.str("AMTSBOTE_SUBSCRIBER_CONFIG", ""), "the subscriber's YAML configuration (AMTSBOTE_SUBSCRIBER_CONFIG, required); its keys: README, \"The authority side\"")
+	file := fs.String("config", env.str("AMTSBOTE_SUBSCRIBER_CONFIG", ""), "the subscriber's YAML configuration (AMTSBOTE_SUBSCRIBER_CONFIG, required); every key is documented in services/subscriber/config (package doc)")
 	listen := fs.String("listen", env.str("AMTSBOTE_SUBSCRIBER_LISTEN", ""), "host:port to serve /metrics, /healthz and /readyz on; empty for none (AMTSBOTE_SUBSCRIBER_LISTEN)")
 	level := fs.String("log-level", env.str("AMTSBOTE_LOG_LEVEL", "info"), "debug, info, warn or error (AMTSBOTE_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {

@@ -4,7 +4,7 @@
 // sink it delivers. Load checks everything at start, reads the key files
 // and reports every problem with the file, line and field, e.g.
 //
-//	subscriber.yaml:12: destinations[1].encryptionKeys[0]: keys/x.json: no such file
+//	subscriber.yaml:12: destinations[1].encryptionKeys[0]: file keys/x.json: no such file
 //
 // A complete example:
 //
@@ -45,6 +45,7 @@
 //	    headers: {Authorization: "Bearer …"}
 //	  postgres:                 # with kind postgres
 //	    url: postgres://subscriber@db/fachverfahren   # a pool of `concurrency` connections unless it sets pool_max_conns
+//	    # urlFile: ./sink-db.url   # or the URL, with its password, from a file
 //	    schema: eingang         # default: the search_path's first
 //	    table: submissions      # default submissions
 //	    maxAttachment: 134217728
