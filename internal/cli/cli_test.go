@@ -216,6 +216,22 @@ func TestDevQuickStart(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), "contactInformation") {
 		t.Fatalf("receiver GET destination after restart = %d %s", code, body)
 	}
+	// The back office manages its destination: a key roll's PATCH.
+	req, err := http.NewRequest(http.MethodPatch, again.demo.BaseURL+"/v1/destinations/"+dest.DestinationID,
+		strings.NewReader(`{"encryptionKid":"`+dest.EncryptionKID+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("receiver PATCH of its destination = %d, want 200", resp.StatusCode)
+	}
 }
 
 func TestDevRefusesStandardNATSPort(t *testing.T) {

@@ -228,7 +228,9 @@ func createDemo(ctx context.Context, reg *registry.Registry, dataDir, baseURL, n
 			EncryptionKID: dest.EncryptionKID, EncryptionKeyFile: encFile,
 			SigningKID: dest.SigningKID, SigningKeyFile: sigFile,
 		})
-		receiverScopes = append(receiverScopes, "subscribe:destination:"+id)
+		// The back office also manages its destinations: it rolls their
+		// keys through the API (POST keys, PATCH encryptionKid).
+		receiverScopes = append(receiverScopes, "subscribe:destination:"+id, "manage:destination:"+id)
 	}
 
 	for _, c := range []demoClient{
