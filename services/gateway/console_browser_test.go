@@ -264,6 +264,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	if got := text("#login-status .error"); !strings.Contains(got, "client authentication failed") {
 		t.Errorf("a wrong secret shows %q", got)
 	}
+	if got, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.activeElement.id + " " + document.documentElement.lang`)); err != nil || got != "client-secret en" {
+		t.Errorf("after a refused login: focus and language %q (%v), want the secret's field and en", got, err)
+	}
 	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`(document.getElementById("client-secret").value = "", true)`)); err != nil {
 		t.Fatal(err)
 	}
@@ -285,6 +288,13 @@ func TestConsoleInABrowser(t *testing.T) {
 	if got := text("#card-undecided .value"); got != "0" && got != "—" {
 		t.Errorf("overview shows %q fetched and undecided, want 0 (or — before the ledger's first figures)", got)
 	}
+	// The updates can be paused (WCAG 2.2.2); the sparkline is labelled.
+	run("pause updates", chromedp.Click(chromedp.CSS("#pause")), chromedp.WaitVisible(chromedp.CSS(`#pause[aria-pressed="true"]`)))
+	if got, err := chromedp.Run(bctx, chromedp.Evaluate[string](`document.getElementById("spark").getAttribute("aria-label") + " | " + document.getElementById("announce").textContent`)); err != nil ||
+		!strings.HasPrefix(got, "Waiting submissions over the last") || !strings.HasSuffix(got, "Updates paused.") {
+		t.Errorf("sparkline label and announcement %q (%v)", got, err)
+	}
+	run("resume updates", chromedp.Click(chromedp.CSS("#pause")), chromedp.WaitVisible(chromedp.CSS(`#pause[aria-pressed="false"]`)))
 
 	run("destinations",
 		chromedp.Click(chromedp.CSS(`#nav a[data-page="destinations"]`)),
@@ -316,6 +326,9 @@ func TestConsoleInABrowser(t *testing.T) {
 	)
 	if got := text("#case-summary"); !strings.Contains(got, "every signature verified") {
 		t.Errorf("case summary %q", got)
+	}
+	if got := text("#case-events"); strings.Contains(got, "null") {
+		t.Errorf("case page shows a missing value: %.300q", got)
 	}
 	for _, typ := range []string{"create-submission", "submit-submission", "accept-submission"} {
 		if got := text(`tr[data-event="` + typ + `"] td:last-child`); !strings.Contains(got, "valid") || strings.Contains(got, "✗") {
@@ -388,6 +401,28 @@ func TestConsoleInABrowser(t *testing.T) {
 	}
 	if tile["title"] != "Coverage · Amtsbote Console" {
 		t.Errorf("page title %q, want the view's", tile["title"])
+	}
+	// One tab stop per Land; the arrow keys move among its Kreise, and the
+	// focused one's name and share are shown as text.
+	moved, err := chromedp.Run(bctx, chromedp.Evaluate[map[string]string](`(() => {
+		const group = document.querySelector('.land[data-land="08"] .tiles');
+		const tiles = [...group.querySelectorAll('.tile')];
+		tiles[0].focus();
+		group.dispatchEvent(new KeyboardEvent("keydown", {key: "ArrowRight", bubbles: true}));
+		return {
+			stops: String(tiles.filter((t) => t.tabIndex === 0).length),
+			second: String(document.activeElement === tiles[1]),
+			shown: document.querySelector('.land[data-land="08"] .tile-label').textContent,
+			label: tiles[1].getAttribute("aria-label"),
+			announced: document.getElementById("announce").textContent,
+		};
+	})()`))
+	must(t, err)
+	if moved["stops"] != "1" || moved["second"] != "true" || moved["shown"] != moved["label"] {
+		t.Errorf("arrow keys in a Land's tiles: %v", moved)
+	}
+	if !strings.Contains(moved["announced"], "people reach a destination") {
+		t.Errorf("coverage announced %q", moved["announced"])
 	}
 	if got := text("main"); strings.Contains(got, "null") || strings.Contains(got, "undefined") {
 		t.Errorf("coverage page shows a missing value: %.300q", got)

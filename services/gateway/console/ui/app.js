@@ -24,8 +24,26 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// show puts a view in place and moves focus to its heading, so that a
+// screen reader reads where the keyboard now is.
 function show(...nodes) {
   main.replaceChildren(...nodes);
+  const h1 = main.querySelector("h1");
+  if (h1) {
+    h1.setAttribute("tabindex", "-1");
+    h1.focus({ preventScroll: true });
+  }
+}
+
+// announce tells a screen reader the result of what was asked.
+function announce(text) {
+  document.getElementById("announce").textContent = text;
+}
+
+// scroll wraps a table that may be wider than the window in a region the
+// keyboard can reach and scroll.
+function scroll(label, table) {
+  return h("div", { class: "scroll", role: "region", tabindex: "0", "aria-label": label }, table);
 }
 
 function token() {
@@ -121,7 +139,7 @@ function fmtDur(d) {
 
 function fmtNum(n) {
   if (n === null || n === undefined) return "—";
-  return Number(n).toLocaleString("de-DE", { maximumFractionDigits: 2 });
+  return Number(n).toLocaleString("en-GB", { maximumFractionDigits: 2 });
 }
 
 function pct(part, whole) {
@@ -129,12 +147,14 @@ function pct(part, whole) {
 }
 
 function fmtPct(x) {
-  return (x * 100).toLocaleString("de-DE", { maximumFractionDigits: 1 }) + " %";
+  return (x * 100).toLocaleString("en-GB", { maximumFractionDigits: 1 }) + " %";
 }
 
-// shareColour runs from red (nobody reaches a destination) to green (all do).
+// shareColour runs from dark orange (nobody reaches a destination) over
+// green to dark blue (all do): apart for red-green colour blindness, and
+// every step at least 3:1 against white.
 function shareColour(share) {
-  return "hsl(" + Math.round(share * 120) + ", 62%, 44%)";
+  return "hsl(" + Math.round(28 + share * 184) + ", 80%, 30%)";
 }
 
 // ---- login ----
@@ -147,12 +167,12 @@ function viewLogin(message) {
   const form = h(
     "form",
     { id: "login" },
-    h("label", {}, "Client ID", h("input", { name: "client_id", id: "client-id", autocomplete: "username", required: true })),
+    h("label", {}, "Client ID", h("input", { name: "client_id", id: "client-id", autocomplete: "username", required: true, "aria-describedby": "login-status" })),
     h(
       "label",
       {},
       "Client secret",
-      h("input", { name: "client_secret", id: "client-secret", type: "password", autocomplete: "current-password", required: true })
+      h("input", { name: "client_secret", id: "client-secret", type: "password", autocomplete: "current-password", required: true, "aria-describedby": "login-status" })
     ),
     h("button", { type: "submit", id: "login-submit" }, "Log in"),
     status
@@ -177,6 +197,7 @@ function viewLogin(message) {
       const data = await resp.json().catch(() => ({ detail: "HTTP " + resp.status + " without a readable answer" }));
       if (!resp.ok) {
         status.replaceChildren(errorBox({ message: data.error_description || data.detail || "login refused" }));
+        form.client_secret.setAttribute("aria-invalid", "true");
         return;
       }
       if (!String(data.scope || "").split(" ").includes("amtsbote:admin")) {
@@ -189,6 +210,8 @@ function viewLogin(message) {
       status.replaceChildren(errorBox(err));
     } finally {
       submit.disabled = false;
+      // Disabling the focused button dropped focus to the page.
+      if (document.activeElement === document.body && document.body.contains(form)) form.client_secret.focus();
     }
   });
   const tokenIn = h("textarea", { id: "access-token", name: "access_token", rows: 3, placeholder: "eyJ…" });
@@ -249,6 +272,8 @@ function resume() {
 
 let pollTimer = null;
 let polls = [];
+// paused holds the overview still (WCAG 2.2.2), until asked again.
+let paused = false;
 
 function stopPolling() {
   if (pollTimer) clearInterval(pollTimer);
@@ -289,11 +314,26 @@ async function viewOverview() {
     if (polls.length > 60) polls.shift();
     renderOverview(root, o);
   };
+  root.refresh = refresh;
   await refresh();
   // Left for another page while the first answer was under way.
   if (!document.body.contains(root)) return;
   stopPolling();
-  pollTimer = setInterval(refresh, 5000);
+  if (!paused) pollTimer = setInterval(refresh, 5000);
+}
+
+// pauseButton stops and restarts the overview's updates.
+function pauseButton(root) {
+  const b = h("button", { type: "button", id: "pause", class: "small", "aria-pressed": paused ? "true" : "false" }, paused ? "Resume updates" : "Pause updates");
+  b.addEventListener("click", () => {
+    paused = !paused;
+    stopPolling();
+    if (!paused) pollTimer = setInterval(root.refresh, 5000);
+    b.setAttribute("aria-pressed", paused ? "true" : "false");
+    b.textContent = paused ? "Resume updates" : "Pause updates";
+    announce(paused ? "Updates paused." : "Updates resumed, every 5 seconds.");
+  });
+  return b;
 }
 
 // rate is the per-minute rate of a counter between the last two polls.
@@ -325,7 +365,7 @@ function renderOverview(root, o) {
     card("Dead letters", o.deadLetters === null ? "—" : fmtNum(o.deadLetters), o.deadLetters === null ? "no JetStream here" : "in DEAD", "card-dead"),
     card("Signing queue", signing === null ? "—" : fmtNum(signing), signing === null ? "not exported here" : "SETs waiting", "card-signing")
   );
-  const canvas = h("canvas", { class: "spark", id: "spark", width: 1000, height: 60 });
+  const canvas = h("canvas", { class: "spark", id: "spark", width: 1000, height: 60, role: "img" });
   const stageRows = STAGES.map((st) => {
     const total = sumSeries(o.series, "amtsbote_submissions_total", { stage: st });
     const r = rate("amtsbote_submissions_total", { stage: st });
@@ -343,7 +383,7 @@ function renderOverview(root, o) {
   const hasStages = o.series.some((x) => x.name === "amtsbote_submissions_total");
   const parts = [
     h("h1", {}, "Overview"),
-    h("p", { class: "muted" }, "As of ", fmtTime(o.at), " · refreshed every 5 s"),
+    h("p", { class: "muted" }, "As of ", fmtTime(o.at), paused ? " · updates paused " : " · refreshed every 5 s ", pauseButton(root)),
     cards,
     h("h2", {}, "Waiting submissions over the last polls"),
     canvas,
@@ -355,11 +395,26 @@ function renderOverview(root, o) {
   if (landRows.length) {
     parts.push(h("h2", {}, "Backlog by Land"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Land"), h("th", { class: "num" }, "Backlog"))), h("tbody", {}, landRows)));
   }
+  // Replacing the section would move a reader's focus away: keep the
+  // pause button focused where it was.
+  const focused = document.activeElement;
+  const had = focused && root.contains(focused) ? (focused.id === "pause" ? "#pause" : focused.tagName === "H1" ? "h1" : null) : null;
   root.replaceChildren(...parts);
+  if (had) {
+    const el = root.querySelector(had);
+    if (had === "h1") el.setAttribute("tabindex", "-1");
+    el.focus({ preventScroll: true });
+  }
   drawSpark(canvas, polls.map((x) => x.waiting));
 }
 
 function drawSpark(canvas, values) {
+  canvas.setAttribute(
+    "aria-label",
+    values.length
+      ? "Waiting submissions over the last " + values.length + " polls: least " + fmtNum(Math.min(...values)) + ", most " + fmtNum(Math.max(...values)) + ", now " + fmtNum(values[values.length - 1])
+      : "No polls yet"
+  );
   const ctx = canvas.getContext("2d");
   const w = canvas.width;
   const hgt = canvas.height;
@@ -403,8 +458,8 @@ function pager(id, view, page, count, total) {
     "p",
     { class: "muted pager", id },
     count === 0 ? "none of " + total : page.offset + 1 + "–" + (page.offset + count) + " of " + total,
-    page.offset > 0 ? [" · ", link("‹ previous", Math.max(0, page.offset - page.limit))] : null,
-    page.offset + count < total ? [" · ", link("next ›", page.offset + page.limit)] : null
+    page.offset > 0 ? [" · ", link([h("span", { "aria-hidden": "true" }, "‹ "), "previous"], Math.max(0, page.offset - page.limit))] : null,
+    page.offset + count < total ? [" · ", link(["next", h("span", { "aria-hidden": "true" }, " ›")], page.offset + page.limit)] : null
   );
 }
 
@@ -436,7 +491,7 @@ async function viewDestinations(params) {
     });
     root.append(
       h("p", { class: "muted" }, list.totalCount + " destinations · " + fmtNum(o.waiting) + " submissions waiting for pickup"),
-      h(
+      scroll("Destinations", h(
         "table",
         { id: "destination-table" },
         h(
@@ -453,7 +508,7 @@ async function viewDestinations(params) {
           )
         ),
         h("tbody", {}, rows)
-      ),
+      )),
       pager("destination-pager", "destinations", page, rows.length, list.totalCount)
     );
   } catch (err) {
@@ -478,17 +533,15 @@ async function viewCase(caseId, params) {
     const c = await api("GET", "/admin/v1/cases/" + encodeURIComponent(caseId) + "/events/verified?" + new URLSearchParams(page));
     const bad = c.events.filter((e) => !e.verified).length;
     const paged = c.events.length < c.totalCount;
+    const summary =
+      c.totalCount +
+      " events" +
+      (paged ? ", " + c.events.length + " shown" : "") +
+      ", " +
+      (bad ? bad + (paged ? " shown" : "") + " with a signature that does not verify" : "every signature" + (paged ? " shown" : "") + " verified");
     out.append(
-      h(
-        "p",
-        { class: bad ? "bad" : "ok", id: "case-summary" },
-        c.totalCount +
-          " events" +
-          (paged ? ", " + c.events.length + " shown" : "") +
-          ", " +
-          (bad ? bad + (paged ? " shown" : "") + " with a signature that does not verify" : "every signature" + (paged ? " shown" : "") + " verified")
-      ),
-      h(
+      h("p", { class: bad ? "bad" : "ok", id: "case-summary" }, summary),
+      scroll("Events of the case", h(
         "table",
         { id: "event-table" },
         h(
@@ -508,13 +561,22 @@ async function viewCase(caseId, params) {
               h("td", {}, fmtTime(e.iat)),
               h("td", {}, e.signer, h("div", { class: "mono muted" }, e.iss)),
               h("td", { class: "mono" }, e.kid || "—"),
-              h("td", {}, e.verified ? h("span", { class: "ok verified" }, "✓ valid") : h("span", { class: "bad" }, "✗ " + e.reason))
+              h(
+                "td",
+                {},
+                e.verified
+                  ? h("span", { class: "ok verified" }, h("span", { "aria-hidden": "true" }, "✓ "), "valid")
+                  : h("span", { class: "bad" }, h("span", { "aria-hidden": "true" }, "✗ "), e.reason)
+              )
             )
           )
         )
-      ),
-      c.totalCount > c.events.length || page.offset > 0 ? pager("case-pager", "cases/" + encodeURIComponent(caseId), page, c.events.length, c.totalCount) : null
+      ))
     );
+    if (c.totalCount > c.events.length || page.offset > 0) {
+      out.append(pager("case-pager", "cases/" + encodeURIComponent(caseId), page, c.events.length, c.totalCount));
+    }
+    announce(summary);
   } catch (err) {
     out.append(errorBox(err));
   }
@@ -525,16 +587,18 @@ async function viewCase(caseId, params) {
 async function viewDeadLetters(params, notice) {
   const root = h("section", { id: "dead-letters" }, h("h1", {}, "Dead letters"));
   show(root);
-  if (notice) root.append(h("div", { class: "notice", id: "dead-notice" }, notice));
+  if (notice) root.append(h("div", { class: "notice", id: "dead-notice", role: "status" }, notice));
   const page = pageOf(params, 200);
   try {
     const l = await api("GET", "/admin/v1/dead-letters?" + new URLSearchParams(page));
     if (l.totalCount === 0) {
       root.append(h("p", { id: "dead-empty" }, "DEAD holds no messages."));
+      announce((notice ? notice + " " : "") + "DEAD holds no messages.");
       return;
     }
+    announce((notice ? notice + " " : "") + l.totalCount + " dead letters.");
     const rows = l.deadLetters.map((d) => {
-      const btn = h("button", { class: "small redrive", type: "button", "data-seq": d.seq }, "Re-drive");
+      const btn = h("button", { class: "small redrive", type: "button", "data-seq": d.seq, "aria-label": "Re-drive dead letter " + d.seq }, "Re-drive");
       btn.addEventListener("click", async () => {
         btn.disabled = true;
         try {
@@ -559,12 +623,16 @@ async function viewDeadLetters(params, notice) {
     });
     root.append(
       h("p", { class: "muted" }, l.totalCount + " dead letters"),
-      h(
+      scroll("Dead letters", h(
         "table",
         { id: "dead-table" },
-        h("thead", {}, h("tr", {}, ["Seq", "Dead since", "Reason", "Attempts", "Subject", "Destination", ""].map((x) => h("th", {}, x)))),
+        h(
+          "thead",
+          {},
+          h("tr", {}, ["Seq", "Dead since", "Reason", "Attempts", "Subject", "Destination"].map((x) => h("th", {}, x)), h("th", {}, h("span", { class: "visually-hidden" }, "Action")))
+        ),
         h("tbody", {}, rows)
-      ),
+      )),
       pager("dead-pager", "dead-letters", page, rows.length, l.totalCount)
     );
   } catch (err) {
@@ -601,8 +669,10 @@ async function explain(out, service, placeText) {
     const x = await api("GET", "/admin/v1/routing/explain?" + q);
     if (!x.place) {
       const cut = x.placesTotal > x.places.length;
+      const count = cut ? x.placesTotal + " areas are named so, the first " + x.places.length + " below; choose one or give more of the name:" : "Several areas are named so; choose one:";
+      announce(count);
       out.append(
-        h("p", { id: "place-count" }, cut ? x.placesTotal + " areas are named so, the first " + x.places.length + " below; choose one or give more of the name:" : "Several areas are named so; choose one:"),
+        h("p", { id: "place-count" }, count),
         h(
           "ul",
           { id: "place-choices" },
@@ -622,6 +692,7 @@ async function explain(out, service, placeText) {
       return;
     }
     const m = x.match;
+    announce(m ? (m.destinationName || m.destinationId) + " matched at level " + m.level + "." : "No destination serves this service here.");
     out.append(
       h("p", { class: "muted" }, (x.serviceName ? x.serviceName + " · " : "") + x.service + " in " + x.place.name + " (" + x.place.level + ", ARS " + x.place.ars + ") at " + fmtTime(x.at)),
       m
@@ -637,7 +708,7 @@ async function explain(out, service, placeText) {
         : h("div", { class: "match none", id: "route-match" }, "No destination serves this service here."),
       h("h2", {}, "Routes for this place"),
       x.routes.length
-        ? h(
+        ? scroll("Routes for this place", h(
             "table",
             { id: "route-table" },
             h("thead", {}, h("tr", {}, ["Level", "Region", "Destination", "Valid", "Outcome"].map((c) => h("th", {}, c)))),
@@ -656,7 +727,7 @@ async function explain(out, service, placeText) {
                 )
               )
             )
-          )
+          ))
         : h("p", { class: "muted" }, "The service has no route whose region holds this place.")
     );
   } catch (err) {
@@ -687,17 +758,36 @@ function legend() {
   return h("div", { class: "legend" }, "Share of the population that reaches a destination:", stops);
 }
 
+// moveTile moves focus among a Land's tiles with the arrow keys, Home
+// and End, the group keeping one tab stop.
+function moveTile(ev, tiles) {
+  const i = tiles.indexOf(document.activeElement);
+  if (i < 0) return;
+  const to = { ArrowRight: i + 1, ArrowDown: i + 1, ArrowLeft: i - 1, ArrowUp: i - 1, Home: 0, End: tiles.length - 1 }[ev.key];
+  if (to === undefined) return;
+  ev.preventDefault();
+  const next = tiles[Math.max(0, Math.min(tiles.length - 1, to))];
+  tiles[i].setAttribute("tabindex", "-1");
+  next.setAttribute("tabindex", "0");
+  next.focus();
+}
+
 async function coverage(out, service) {
   try {
     const c = await api("GET", "/admin/v1/coverage/kreise?" + new URLSearchParams({ service }));
     const lands = c.lands.map((l) => {
       const share = pct(l.coveredPopulation, l.population);
-      const tiles = l.kreise.map((k) => {
+      const shown = h("p", { class: "tile-label muted", "aria-hidden": "true" }, "\u00a0");
+      const tiles = l.kreise.map((k, i) => {
         const ks = pct(k.coveredPopulation, k.population);
         const label = k.name + " (" + k.ars + "): " + fmtPct(ks) + " of " + fmtNum(k.population);
-        // Focusable and labelled: the colour is not all a reader gets.
-        const t = h("span", { class: "tile", title: label, "aria-label": label, role: "img", tabindex: "0", "data-kreis": k.ars });
-        t.style.backgroundColor = k.population > 0 ? shareColour(ks) : "#ccc";
+        // Labelled, and one tab stop per Land (arrow keys move within):
+        // the colour is not all a reader gets.
+        const t = h("span", { class: k.population > 0 ? "tile" : "tile empty", title: label, "aria-label": label, role: "img", tabindex: i === 0 ? "0" : "-1", "data-kreis": k.ars });
+        if (k.population > 0) t.style.backgroundColor = shareColour(ks);
+        const say = () => (shown.textContent = label);
+        t.addEventListener("focus", say);
+        t.addEventListener("mouseenter", say);
         return t;
       });
       const rows = l.kreise.map((k) =>
@@ -706,11 +796,18 @@ async function coverage(out, service) {
       const table = h(
         "details",
         { class: "kreise" },
-        h("summary", {}, "Kreise of " + l.name + " as a table"),
-        h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "ARS"), h("th", {}, "Kreis"), h("th", { class: "num" }, "Covered"), h("th", { class: "num" }, "Population"))), h("tbody", {}, rows))
+        h("summary", {}, h("span", { lang: "de" }, "Kreise"), " of " + l.name + " as a table"),
+        h(
+          "table",
+          {},
+          h("thead", {}, h("tr", {}, h("th", {}, "ARS"), h("th", { lang: "de" }, "Kreis"), h("th", { class: "num" }, "Covered"), h("th", { class: "num" }, "Population"))),
+          h("tbody", {}, rows)
+        )
       );
-      const head = h("div", { class: "head" }, h("span", {}, l.name), h("span", {}, fmtPct(share)));
-      const box = h("div", { class: "land", "data-land": l.land }, head, h("div", { class: "tiles", role: "group", "aria-label": "Kreise of " + l.name }, tiles), table);
+      const head = h("div", { class: "head" }, h("h3", {}, l.name), h("span", {}, fmtPct(share)));
+      const group = h("div", { class: "tiles", role: "group", "aria-label": "Kreise of " + l.name }, tiles);
+      group.addEventListener("keydown", (ev) => moveTile(ev, tiles));
+      const box = h("div", { class: "land", "data-land": l.land }, head, group, shown, table);
       box.style.borderTop = "4px solid " + shareColour(share);
       return box;
     });
@@ -719,16 +816,22 @@ async function coverage(out, service) {
       h(
         "p",
         { id: "coverage-summary" },
-        fmtPct(pct(c.coveredPopulation, c.population)) + " of " + fmtNum(c.population) + " people reach a destination for " + c.service + " (Gebietsstand " + c.stand + ")."
+        fmtPct(pct(c.coveredPopulation, c.population)) + " of " + fmtNum(c.population) + " people reach a destination for " + c.service + " (",
+        h("span", { lang: "de" }, "Gebietsstand"),
+        " " + c.stand + ")."
       ),
       legend(),
       h("div", { class: "lands", id: "coverage-tiles" }, lands),
-      h("h2", {}, "Uncovered Gemeinden (" + fmtNum(c.uncoveredTotal) + ")"),
+      h("h2", {}, "Uncovered ", h("span", { lang: "de" }, "Gemeinden"), " (" + fmtNum(c.uncoveredTotal) + ")"),
       c.uncoveredTotal > c.uncovered.length ? h("p", { class: "muted" }, "The first " + c.uncovered.length + " in directory order.") : "",
       rows.length
-        ? h("table", { id: "uncovered" }, h("thead", {}, h("tr", {}, h("th", {}, "ARS"), h("th", {}, "Gemeinde"), h("th", { class: "num" }, "Population"))), h("tbody", {}, rows))
-        : h("p", { class: "ok" }, "Every Gemeinde reaches a destination.")
+        ? scroll(
+            "Uncovered Gemeinden",
+            h("table", { id: "uncovered" }, h("thead", {}, h("tr", {}, h("th", {}, "ARS"), h("th", { lang: "de" }, "Gemeinde"), h("th", { class: "num" }, "Population"))), h("tbody", {}, rows))
+          )
+        : h("p", { class: "ok" }, "Every ", h("span", { lang: "de" }, "Gemeinde"), " reaches a destination.")
     );
+    announce(out.querySelector("#coverage-summary").textContent);
   } catch (err) {
     out.append(errorBox(err));
   }
