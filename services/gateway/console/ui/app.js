@@ -804,7 +804,7 @@ async function coverage(out, service) {
           h("tbody", {}, rows)
         )
       );
-      const head = h("div", { class: "head" }, h("h3", {}, l.name), h("span", {}, fmtPct(share)));
+      const head = h("div", { class: "head" }, h("h2", {}, l.name), h("span", {}, fmtPct(share)));
       const group = h("div", { class: "tiles", role: "group", "aria-label": "Kreise of " + l.name }, tiles);
       group.addEventListener("keydown", (ev) => moveTile(ev, tiles));
       const box = h("div", { class: "land", "data-land": l.land }, head, group, shown, table);
