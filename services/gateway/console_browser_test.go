@@ -295,6 +295,25 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Errorf("sparkline label and announcement %q (%v)", got, err)
 	}
 	run("resume updates", chromedp.Click(chromedp.CSS("#pause")), chromedp.WaitVisible(chromedp.CSS(`#pause[aria-pressed="false"]`)))
+	// Two minutes before the token runs out the session says so (WCAG 2.2.1).
+	const setExpiry = `(() => {
+		const t = JSON.parse(sessionStorage.getItem("amtsbote.token"));
+		t.expires = Date.now() + %d;
+		sessionStorage.setItem("amtsbote.token", JSON.stringify(t));
+		location.hash = "#/overview?" + Date.now();
+		return true;
+	})()`
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](fmt.Sprintf(setExpiry, 60_000))); err != nil {
+		t.Fatal(err)
+	}
+	run("session ending", chromedp.WaitVisible(chromedp.CSS("#session button")))
+	if got := text("#session"); !strings.HasPrefix(got, "Your session ends at ") {
+		t.Errorf("session warning %q", got)
+	}
+	if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](fmt.Sprintf(setExpiry, 1_500_000))); err != nil {
+		t.Fatal(err)
+	}
+	run("session extended", chromedp.WaitNotVisible(chromedp.CSS("#session")))
 
 	run("destinations",
 		chromedp.Click(chromedp.CSS(`#nav a[data-page="destinations"]`)),

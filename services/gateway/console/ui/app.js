@@ -259,7 +259,32 @@ function tokenExpiry(jwt) {
 function logout(message) {
   sessionStorage.removeItem(TOKEN);
   stopPolling();
+  clearTimeout(expiryTimer);
+  document.getElementById("session").hidden = true;
   viewLogin(message);
+}
+
+// expiryTimer warns two minutes before the session's token runs out
+// (WCAG 2.2.1): a new login, which brings the reader back, extends it.
+let expiryTimer = null;
+
+function watchExpiry() {
+  clearTimeout(expiryTimer);
+  const banner = document.getElementById("session");
+  banner.hidden = true;
+  let expires = 0;
+  try {
+    expires = JSON.parse(sessionStorage.getItem(TOKEN)).expires;
+  } catch (e) {
+    return;
+  }
+  expiryTimer = setTimeout(() => {
+    if (!token()) return;
+    const again = h("button", { type: "button", class: "small" }, "Log in again now");
+    again.addEventListener("click", () => logout("Log in again to continue; you return to this page."));
+    banner.replaceChildren("Your session ends at " + new Date(expires).toLocaleTimeString("en-GB") + ". ", again);
+    banner.hidden = false;
+  }, Math.max(0, expires - Date.now() - 120000));
 }
 
 // resume shows the page the session ended on, or the overview.
@@ -864,6 +889,7 @@ function route() {
   }
   document.getElementById("nav").hidden = false;
   document.getElementById("logout").hidden = false;
+  watchExpiry();
   const hash = location.hash.replace(/^#\/?/, "") || "overview";
   const [path, query] = hash.split("?");
   const parts = path.split("/");
