@@ -12,28 +12,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 )
-
-// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // eventually polls f until it returns nil or the deadline passes.
 func eventually(t *testing.T, d time.Duration, f func() error) {
@@ -55,14 +38,14 @@ func eventually(t *testing.T, d time.Duration, f func() error) {
 type devProcess struct {
 	cancel context.CancelFunc
 	done   chan error
-	out    *syncBuffer
+	out    *flowtest.Buffer
 	demo   demoFile
 }
 
 func startDev(t *testing.T, dataDir string, extra ...string) *devProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &devProcess{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
+	p := &devProcess{cancel: cancel, done: make(chan error, 1), out: &flowtest.Buffer{}}
 	args := append([]string{"dev", "--data-dir", dataDir, "--listen", "127.0.0.1:0", "--nats-port", "-1", "--log-level", "warn"}, extra...)
 	go func() { p.done <- Run(ctx, args, func(string) string { return "" }, p.out, io.Discard) }()
 	t.Cleanup(func() { p.stop(t) })

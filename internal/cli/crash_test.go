@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/amtsbote/amtsbote/internal/failpoint"
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/internal/roles"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
@@ -173,7 +174,7 @@ func isNotFound(err error) bool {
 func startArmed(t *testing.T, bin, dataDir, points string, extra ...string) *child {
 	t.Helper()
 	args := append([]string{"dev", "--data-dir", dataDir, "--nats-port", "-1", "--log-level", "warn"}, extra...)
-	c := &child{done: make(chan error, 1), out: &syncBuffer{}, errOut: &syncBuffer{}}
+	c := &child{done: make(chan error, 1), out: &flowtest.Buffer{}, errOut: &flowtest.Buffer{}}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = childEnv()
 	if points != "" {

@@ -31,6 +31,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/jose"
@@ -89,8 +90,8 @@ func TestMain(m *testing.M) {
 type child struct {
 	cmd    *exec.Cmd
 	done   chan error
-	out    *syncBuffer
-	errOut *syncBuffer
+	out    *flowtest.Buffer
+	errOut *flowtest.Buffer
 	demo   demoFile
 }
 
@@ -126,7 +127,7 @@ func startChild(t *testing.T, bin, dataDir string, extra ...string) *child {
 // standard output contains ready.
 func startProcess(t *testing.T, bin, ready string, args ...string) *child {
 	t.Helper()
-	c := &child{done: make(chan error, 1), out: &syncBuffer{}, errOut: &syncBuffer{}}
+	c := &child{done: make(chan error, 1), out: &flowtest.Buffer{}, errOut: &flowtest.Buffer{}}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = childEnv()
 	cmd.Stdout, cmd.Stderr = c.out, c.errOut

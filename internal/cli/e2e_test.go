@@ -21,6 +21,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/client"
@@ -515,8 +516,8 @@ func routerStopped(t *testing.T, dir, dbURL string, ct *contract) {
 func startServe(t *testing.T, args ...string) *devProcess {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p := &devProcess{cancel: cancel, done: make(chan error, 1), out: &syncBuffer{}}
-	logs := &syncBuffer{}
+	p := &devProcess{cancel: cancel, done: make(chan error, 1), out: &flowtest.Buffer{}}
+	logs := &flowtest.Buffer{}
 	go func() {
 		p.done <- Run(ctx, append([]string{"serve"}, args...), func(string) string { return "" }, p.out, logs)
 	}()

@@ -1,33 +1,14 @@
 package cluster
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 )
-
-// syncBuffer is a bytes.Buffer for the processes' report lines, written
-// from their goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestProcessRestart: a process that exits unasked starts again, one ended
 // on purpose does not, and a stopped one stays stopped.
@@ -51,7 +32,7 @@ func TestProcessRestart(t *testing.T) {
 	}
 
 	t.Run("a crash", func(t *testing.T) {
-		var out syncBuffer
+		var out flowtest.Buffer
 		p := newProcess("crashing", sh, []string{"-c", "echo run; exit 3"}, filepath.Join(dir, "crashing.log"), &out)
 		p.restart = true
 		if err := p.start(); err != nil {
@@ -69,7 +50,7 @@ func TestProcessRestart(t *testing.T) {
 		}
 	})
 	t.Run("a kill on purpose", func(t *testing.T) {
-		var out syncBuffer
+		var out flowtest.Buffer
 		p := newProcess("killed", sh, []string{"-c", "echo run; exec sleep 60"}, filepath.Join(dir, "killed.log"), &out)
 		p.restart = true
 		if err := p.start(); err != nil {

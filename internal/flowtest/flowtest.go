@@ -6,6 +6,7 @@
 package flowtest
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -299,4 +300,23 @@ func Counter(tb testing.TB, reg *prometheus.Registry, name string, labels map[st
 		}
 	}
 	return sum
+}
+
+// Buffer is a bytes.Buffer that goroutines may write while the test reads
+// it: a log sink for concurrent handlers, a child process's report lines.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

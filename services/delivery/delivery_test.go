@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/client"
@@ -153,26 +154,8 @@ type env struct {
 	bus   *bus.Bus
 	store *sqlite.DB
 	rc    *receiver
-	logs  *lockedBuffer
+	logs  *flowtest.Buffer
 	key   *rsa.PrivateKey
-}
-
-// lockedBuffer collects log output from concurrent handlers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func newEnv(t *testing.T, cfg delivery.Config) *env {
@@ -199,7 +182,7 @@ func newEnvTransport(t *testing.T, cfg delivery.Config, testTransport bool) *env
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{t: t, bus: b, store: st, rc: newReceiver(t), logs: &lockedBuffer{}, key: key}
+	e := &env{t: t, bus: b, store: st, rc: newReceiver(t), logs: &flowtest.Buffer{}, key: key}
 	cfg.Bus, cfg.Store, cfg.Source = b, st, "https://amtsbote.test"
 	if testTransport {
 		cfg.Transport = e.rc.srv.Client().Transport

@@ -106,7 +106,7 @@ type env struct {
 	gw     *gateway.Gateway
 	srv    *httptest.Server
 	clock  *clock
-	logs   *syncBuffer
+	logs   *flowtest.Buffer
 	reg    *prometheus.Registry
 	signer jose.KeyPair
 	issuer *issuer.Issuer // with a bus
@@ -123,7 +123,7 @@ func newEnvOn(t *testing.T, st store.Store, opts ...envOption) *env {
 	e := &env{
 		t: t, st: st,
 		clock:  &clock{t: time.Now().UTC().Truncate(time.Second)},
-		logs:   &syncBuffer{},
+		logs:   &flowtest.Buffer{},
 		reg:    prometheus.NewRegistry(),
 		signer: keyPair(t, signerKey),
 	}
@@ -155,24 +155,6 @@ func newEnvOn(t *testing.T, st store.Store, opts ...envOption) *env {
 	}
 	e.gw, h = gw, gw.Handler()
 	return e
-}
-
-// syncBuffer is a log sink safe for concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // client creates an OAuth client directly in the store and returns its secret.
