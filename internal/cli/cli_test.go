@@ -138,8 +138,8 @@ func TestDevQuickStart(t *testing.T) {
 	dir := t.TempDir()
 	p := startDev(t, dir)
 	d := p.demo
-	if len(d.Destinations) != 3 || len(d.Clients) != 2 {
-		t.Fatalf("demo has %d destinations and %d clients, want 3 and 2", len(d.Destinations), len(d.Clients))
+	if len(d.Destinations) != 3 || len(d.Clients) != 3 {
+		t.Fatalf("demo has %d destinations and %d clients, want 3 and 3", len(d.Destinations), len(d.Clients))
 	}
 	for _, c := range d.Clients {
 		if !strings.Contains(p.out.String(), c.ClientSecret) {
@@ -199,7 +199,8 @@ func TestDevQuickStart(t *testing.T) {
 	if code != http.StatusOK || !strings.Contains(string(body), "contactInformation") {
 		t.Fatalf("receiver GET destination after restart = %d %s", code, body)
 	}
-	// The back office manages its destination: a key roll's PATCH.
+	// The demo's manager manages the destinations: a key roll's PATCH.
+	tok = token(t, again.demo, "manager")
 	req, err := http.NewRequest(http.MethodPatch, again.demo.BaseURL+"/v1/destinations/"+dest.DestinationID,
 		strings.NewReader(`{"encryptionKid":"`+dest.EncryptionKID+`"}`))
 	if err != nil {
@@ -213,7 +214,7 @@ func TestDevQuickStart(t *testing.T) {
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("receiver PATCH of its destination = %d, want 200", resp.StatusCode)
+		t.Fatalf("manager PATCH of a demo destination = %d, want 200", resp.StatusCode)
 	}
 }
 

@@ -176,7 +176,10 @@ func createDemo(ctx context.Context, reg *registry.Registry, dataDir, baseURL, n
 		return nil, fmt.Errorf("generate demo keys: %w", err)
 	}
 
-	receiverScopes := []string{}
+	// The manager rolls the destinations' keys through the API (POST
+	// keys, PATCH encryptionKid); the receiver, whose credentials the
+	// subscriber holds, only picks up.
+	receiverScopes, managerScopes := []string{}, []string{}
 	for i, p := range demoPlaces {
 		id := ids[i]
 		encFile := filepath.Join(keyDir, id+".encryption.jwk.json")
@@ -228,14 +231,14 @@ func createDemo(ctx context.Context, reg *registry.Registry, dataDir, baseURL, n
 			EncryptionKID: dest.EncryptionKID, EncryptionKeyFile: encFile,
 			SigningKID: dest.SigningKID, SigningKeyFile: sigFile,
 		})
-		// The back office also manages its destinations: it rolls their
-		// keys through the API (POST keys, PATCH encryptionKid).
-		receiverScopes = append(receiverScopes, "subscribe:destination:"+id, "manage:destination:"+id)
+		receiverScopes = append(receiverScopes, "subscribe:destination:"+id)
+		managerScopes = append(managerScopes, "manage:destination:"+id)
 	}
 
 	for _, c := range []demoClient{
 		{Role: "sender", Scopes: []string{"send:region:DE08"}},
 		{Role: "receiver", Scopes: receiverScopes},
+		{Role: "manager", Scopes: managerScopes},
 	} {
 		client, secret, err := reg.CreateClient(ctx, "dev", registry.ClientInput{Name: "demo " + c.Role, Scopes: c.Scopes})
 		if err != nil {

@@ -52,8 +52,8 @@ func TestDemoSeedsPostgresOnce(t *testing.T) {
 	if first.BaseURL != "http://127.0.0.1:19080" || first.TokenURL != "http://127.0.0.1:19080/token" || first.NATSURL != "nats://127.0.0.1:19001,nats://127.0.0.1:19002" {
 		t.Errorf("URLs in demo.json: %q %q %q", first.BaseURL, first.TokenURL, first.NATSURL)
 	}
-	if len(first.Destinations) != len(demoPlaces) || len(first.Clients) != 2 {
-		t.Fatalf("%d destinations, %d clients; want %d and 2", len(first.Destinations), len(first.Clients), len(demoPlaces))
+	if len(first.Destinations) != len(demoPlaces) || len(first.Clients) != 3 {
+		t.Fatalf("%d destinations, %d clients; want %d and 3", len(first.Destinations), len(first.Clients), len(demoPlaces))
 	}
 	st, err := postgres.Open(ctx, dbURL)
 	if err != nil {
