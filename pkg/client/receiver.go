@@ -264,8 +264,8 @@ type wireSubmission struct {
 // *CheckError, whose Problem serves Reject. Other errors (network, server,
 // an event log that fails verification, local files, and an
 // *UnknownKeyError for a key the destination publishes but keys lack)
-// leave the submission as it is; fetch it again later. A submission already accepted or
-// rejected is no longer fetched (404); Decided tells the decision.
+// leave the submission as it is; fetch it again later. A submission already accepted,
+// rejected or forwarded is no longer fetched (404); Decided tells the decision.
 // Close the Received when done with its attachments.
 func (r *Receiver) Fetch(ctx context.Context, submissionID string, keys KeyRing) (*Received, error) {
 	rec, err := r.fetch(ctx, submissionID, keys)
@@ -612,9 +612,9 @@ func (r *Receiver) recorded(ctx context.Context, p Pickup, event string) (*Event
 }
 
 // Decided reads the case's verified event log and returns the
-// destination's decision about the submission p names: its accept- or
-// reject-submission event, the first if there are several, or nil when
-// none is recorded. A receiver that restarted after posting a decision,
+// destination's decision about the submission p names: its accept-,
+// reject- or forward-submission event, the first if there are several, or
+// nil when none is recorded. A receiver that restarted after posting a decision,
 // and whose Fetch of the submission now answers 404 because it is no
 // longer deliverable, learns here whether the decision was recorded.
 func (r *Receiver) Decided(ctx context.Context, p Pickup) (*Event, error) {
@@ -630,7 +630,7 @@ func (r *Receiver) Decided(ctx context.Context, p Pickup) (*Event, error) {
 		return nil, fmt.Errorf("decision on %s: %w", p.SubmissionID, err)
 	}
 	for _, ev := range st.Events {
-		if ev.ByDestination && (ev.Type == set.AcceptSubmission || ev.Type == set.RejectSubmission) {
+		if ev.ByDestination && (ev.Type == set.AcceptSubmission || ev.Type == set.RejectSubmission || ev.Type == set.ForwardSubmission) {
 			return &ev, nil
 		}
 	}

@@ -211,6 +211,11 @@ func TestForward(t *testing.T) {
 	if _, err := s.api(t, gid, gsecret).Receiver().Fetch(ctx, r.SubmissionID, client.KeyRing{}); !isNotFound(err) {
 		t.Errorf("fetch of a forwarded submission: %v, want 404", err)
 	}
+	// The SDK's receiver, restarted, learns the same.
+	ev, err := s.api(t, gid, gsecret).Receiver().Decided(ctx, client.Pickup{DestinationID: gemeinde.ID, SubmissionID: r.SubmissionID, CaseID: r.CaseID})
+	if err != nil || ev == nil || ev.Type != set.ForwardSubmission {
+		t.Errorf("Decided of a forwarded submission: %+v, %v; want its forward-submission", ev, err)
+	}
 }
 
 func isNotFound(err error) bool {
