@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -57,6 +58,15 @@ func (p *Process) start() error {
 	}
 	done := make(chan struct{})
 	p.mu.Lock()
+	// A stop, or another start, that came between the caller's check and
+	// this launch wins: this child ends at once.
+	if p.halted || !p.exitedLocked() {
+		p.mu.Unlock()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		f.Close()
+		return errNotStarted
+	}
 	p.cmd, p.done, p.expected, p.started = cmd, done, false, time.Now()
 	p.mu.Unlock()
 	go func() {
@@ -78,6 +88,9 @@ func (p *Process) start() error {
 	return nil
 }
 
+// errNotStarted: the process was stopped or started meanwhile.
+var errNotStarted = errors.New("stopped or started meanwhile")
+
 // nextBackoffLocked is the wait before a restart after the exit now.
 func (p *Process) nextBackoffLocked() time.Duration {
 	if p.backoff == 0 || time.Since(p.started) >= restartReset {
@@ -97,7 +110,7 @@ func (p *Process) startAgain() {
 	if skip {
 		return
 	}
-	if err := p.start(); err != nil {
+	if err := p.start(); err != nil && !errors.Is(err, errNotStarted) {
 		fmt.Fprintf(p.out, "%s: %v\n", p.name, err)
 	}
 }

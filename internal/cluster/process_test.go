@@ -1,9 +1,11 @@
 package cluster
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -47,6 +49,20 @@ func TestProcessRestart(t *testing.T) {
 		}
 		if got := out.String(); !strings.Contains(got, "crashing starts again in 1s") || !strings.Contains(got, "exit status 3") {
 			t.Errorf("report %q", got)
+		}
+	})
+	t.Run("a stop during a restart", func(t *testing.T) {
+		for i := range 30 {
+			p := newProcess("racing", sh, []string{"-c", "exec sleep 60"}, filepath.Join(dir, "racing.log"), io.Discard)
+			p.restart = true
+			var wg sync.WaitGroup
+			wg.Go(p.startAgain)
+			wg.Go(func() { p.stop(5 * time.Second) })
+			wg.Wait()
+			if !p.exited() {
+				p.kill()
+				t.Fatalf("iteration %d: a child runs after the stop", i)
+			}
 		}
 	})
 	t.Run("a kill on purpose", func(t *testing.T) {
