@@ -443,6 +443,15 @@ func TestConsoleInABrowser(t *testing.T) {
 	if !strings.Contains(moved["announced"], "people reach a destination") {
 		t.Errorf("coverage announced %q", moved["announced"])
 	}
+	// The skip link moves focus to the content and leaves the view as it is.
+	skipped, err := chromedp.Run(bctx, chromedp.Evaluate[string](`(() => {
+		const before = location.hash;
+		document.querySelector("a.skip").click();
+		return String(location.hash === before) + " " + document.activeElement.id;
+	})()`))
+	if err != nil || skipped != "true main" {
+		t.Errorf("skip link: %q (%v), want the view kept and focus in main", skipped, err)
+	}
 	if got := text("main"); strings.Contains(got, "null") || strings.Contains(got, "undefined") {
 		t.Errorf("coverage page shows a missing value: %.300q", got)
 	}

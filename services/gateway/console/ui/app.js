@@ -260,6 +260,7 @@ function logout(message) {
   sessionStorage.removeItem(TOKEN);
   stopPolling();
   clearTimeout(expiryTimer);
+  expiryWatched = 0;
   document.getElementById("session").hidden = true;
   viewLogin(message);
 }
@@ -267,15 +268,27 @@ function logout(message) {
 // expiryTimer warns two minutes before the session's token runs out
 // (WCAG 2.2.1): a new login, which brings the reader back, extends it.
 let expiryTimer = null;
+let expiryWatched = 0;
 
 function watchExpiry() {
-  clearTimeout(expiryTimer);
-  const banner = document.getElementById("session");
-  banner.hidden = true;
   let expires = 0;
   try {
     expires = JSON.parse(sessionStorage.getItem(TOKEN)).expires;
   } catch (e) {
+    return;
+  }
+  // A notice already given for this token stays as it is, not announced
+  // again at every view.
+  if (expires === expiryWatched) return;
+  expiryWatched = expires;
+  clearTimeout(expiryTimer);
+  const banner = document.getElementById("session");
+  banner.hidden = true;
+  // setTimeout holds at most 2^31-1 ms; a longer token is watched again
+  // at a later view.
+  const wait = expires - Date.now() - 120000;
+  if (wait > 2147483647) {
+    expiryWatched = 0;
     return;
   }
   expiryTimer = setTimeout(() => {
@@ -284,7 +297,7 @@ function watchExpiry() {
     again.addEventListener("click", () => logout("Log in again to continue; you return to this page."));
     banner.replaceChildren("Your session ends at " + new Date(expires).toLocaleTimeString("en-GB") + ". ", again);
     banner.hidden = false;
-  }, Math.max(0, expires - Date.now() - 120000));
+  }, Math.max(0, wait));
 }
 
 // resume shows the page the session ended on, or the overview.
@@ -324,22 +337,27 @@ function card(label, value, sub, id) {
 const STAGES = ["created", "submitted", "routed", "picked_up", "accepted", "rejected", "forwarded", "expired", "deleted"];
 
 async function viewOverview() {
+  // The heading, the status line and its pause button stay while the
+  // figures below them are replaced, so that a reader's focus stays.
+  const asOf = h("span", {});
+  const body = h("div", { id: "overview-body" });
   const root = h("section", { id: "overview" }, h("h1", {}, "Overview"));
-  show(root);
-  polls = [];
   const refresh = async () => {
     let o;
     try {
       o = await api("GET", "/admin/v1/overview");
     } catch (err) {
-      root.replaceChildren(h("h1", {}, "Overview"), errorBox(err));
+      body.replaceChildren(errorBox(err));
       return;
     }
     polls.push(o);
     if (polls.length > 60) polls.shift();
-    renderOverview(root, o);
+    asOf.textContent = "As of " + fmtTime(o.at) + (paused ? " · updates paused " : " · refreshed every 5 s ");
+    renderOverview(body, o);
   };
-  root.refresh = refresh;
+  root.append(h("p", { class: "muted" }, asOf, pauseButton(refresh, asOf)), body);
+  show(root);
+  polls = [];
   await refresh();
   // Left for another page while the first answer was under way.
   if (!document.body.contains(root)) return;
@@ -348,12 +366,13 @@ async function viewOverview() {
 }
 
 // pauseButton stops and restarts the overview's updates.
-function pauseButton(root) {
+function pauseButton(refresh, asOf) {
   const b = h("button", { type: "button", id: "pause", class: "small", "aria-pressed": paused ? "true" : "false" }, paused ? "Resume updates" : "Pause updates");
   b.addEventListener("click", () => {
     paused = !paused;
     stopPolling();
-    if (!paused) pollTimer = setInterval(root.refresh, 5000);
+    if (!paused) pollTimer = setInterval(refresh, 5000);
+    asOf.textContent = asOf.textContent.replace(paused ? " · refreshed every 5 s " : " · updates paused ", paused ? " · updates paused " : " · refreshed every 5 s ");
     b.setAttribute("aria-pressed", paused ? "true" : "false");
     b.textContent = paused ? "Resume updates" : "Pause updates";
     announce(paused ? "Updates paused." : "Updates resumed, every 5 seconds.");
@@ -407,8 +426,6 @@ function renderOverview(root, o) {
     .map((l) => h("tr", {}, h("td", {}, l), h("td", { class: "num" }, fmtNum(byLand[l]))));
   const hasStages = o.series.some((x) => x.name === "amtsbote_submissions_total");
   const parts = [
-    h("h1", {}, "Overview"),
-    h("p", { class: "muted" }, "As of ", fmtTime(o.at), paused ? " · updates paused " : " · refreshed every 5 s ", pauseButton(root)),
     cards,
     h("h2", {}, "Waiting submissions over the last polls"),
     canvas,
@@ -420,16 +437,7 @@ function renderOverview(root, o) {
   if (landRows.length) {
     parts.push(h("h2", {}, "Backlog by Land"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Land"), h("th", { class: "num" }, "Backlog"))), h("tbody", {}, landRows)));
   }
-  // Replacing the section would move a reader's focus away: keep the
-  // pause button focused where it was.
-  const focused = document.activeElement;
-  const had = focused && root.contains(focused) ? (focused.id === "pause" ? "#pause" : focused.tagName === "H1" ? "h1" : null) : null;
   root.replaceChildren(...parts);
-  if (had) {
-    const el = root.querySelector(had);
-    if (had === "h1") el.setAttribute("tabindex", "-1");
-    el.focus({ preventScroll: true });
-  }
   drawSpark(canvas, polls.map((x) => x.waiting));
 }
 
@@ -930,4 +938,9 @@ document.getElementById("logout").addEventListener("click", () => {
   location.hash = "";
 });
 window.addEventListener("hashchange", route);
+// The skip link moves focus to the content; its #main is no view.
+document.querySelector("a.skip").addEventListener("click", (ev) => {
+  ev.preventDefault();
+  main.focus();
+});
 route();
