@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
-	"math"
 	"net/url"
 	"regexp"
 	"sort"
@@ -391,6 +390,26 @@ func checkTag(field string, raw json.RawMessage) error {
 // ProblemTypes is where FIT-Connect's problem types of a reject lie.
 const ProblemTypes = "https://schema.fitko.de/fit-connect/events/problems/"
 
+// CheckNew checks what a receiver's new event must hold beyond Validate:
+// a reject's problem types are absolute URIs. Events recorded before the
+// rule are read without it, so that a case's log stays readable.
+func (c Claims) CheckNew() error {
+	uri, payload, err := c.Event()
+	if err != nil || uri != RejectSubmission {
+		return err
+	}
+	var p RejectPayload
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return claimRule("problems", "%v", err)
+	}
+	for i, pr := range p.Problems {
+		if u, err := url.Parse(pr.Type); err != nil || !u.IsAbs() {
+			return claimRule(fmt.Sprintf("problems[%d].type", i), "must be an absolute URI such as %s…, got %q", ProblemTypes, pr.Type)
+		}
+	}
+	return nil
+}
+
 func checkProblems(raw json.RawMessage) error {
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
@@ -420,11 +439,6 @@ func checkProblems(raw json.RawMessage) error {
 			}
 			if required && s == "" {
 				return claimRule(field, "must not be empty")
-			}
-			if name == "type" {
-				if u, err := url.Parse(s); err != nil || !u.IsAbs() {
-					return claimRule(field, "must be an absolute URI such as %s…, got %q", ProblemTypes, s)
-				}
 			}
 		}
 	}
@@ -482,13 +496,9 @@ func (c *Claims) UnmarshalJSON(data []byte) error {
 		n := json.Number(raw)
 		secs, err := n.Int64()
 		if err != nil {
-			// A whole number written as 1767225600.0 or 1.7672256e9 is one
-			// (JSON Schema counts it an integer).
-			f, ferr := n.Float64()
-			if ferr != nil || f != math.Trunc(f) || f < 0 || f > maxUnixSeconds {
-				return malformed("iat", "must be an integer number of seconds, got %s", n)
-			}
-			secs = int64(f)
+			// Not 1767225600.0 either: the event reaches senders and
+			// earlier releases as written, and they may read integers only.
+			return malformed("iat", "must be an integer number of seconds, got %s", n)
 		}
 		if secs < 0 || secs > maxUnixSeconds {
 			return malformed("iat", "%d is out of range", secs)

@@ -73,6 +73,7 @@ func TestCaseEventBadInput(t *testing.T) {
 				{"bad signature", s.CaseID, "", signSET(t, set.AcceptSubmission, s, accept, nil, impostor, d.SigningKID), 422, problem.TypeInvalidEvent, "signature"},
 				{"wrong issuer", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Issuer = other.dest.ID + "x" }), 422, problem.TypeInvalidEvent, "iss"},
 				{"issued by Amtsbote", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Issuer = f.srv.URL }), 422, problem.TypeInvalidEvent, "iss"},
+				{"a problem type that is no URI", s.CaseID, "", f.receiverSET(t, set.RejectSubmission, s, set.RejectPayload{Problems: []set.Problem{{Type: "oops", Instance: "data"}}}, nil), 422, problem.TypeInvalidEvent, "problems[0].type"},
 				{"subject of another case", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Subject = "submission:" + other.SubmissionID }), 422, problem.TypeInvalidEvent, "sub"},
 				{"unknown subject", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Subject = "submission:" + newUUID(t) }), 422, problem.TypeInvalidEvent, "sub"},
 				{"txn of another case", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Txn = "case:" + other.CaseID }), 422, problem.TypeInvalidEvent, "txn"},

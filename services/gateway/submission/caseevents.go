@@ -270,6 +270,9 @@ func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.
 		return err
 	}
 	claims, err := set.Verifier{Now: a.now}.Verify(token, pub)
+	if err == nil {
+		err = claims.CheckNew()
+	}
 	if err != nil {
 		return eventProblem(err)
 	}
