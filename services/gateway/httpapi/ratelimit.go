@@ -124,26 +124,40 @@ func secondsFor(tokens float64, limit rate.Limit) time.Duration {
 	return time.Duration(tokens / float64(limit) * float64(time.Second))
 }
 
-// ClientAddress is the rate limit key of a request: the peer's IP, an
-// IPv6 peer's /64, the least a site is given, so that one site's many
-// addresses share one limit.
+// ClientAddress is the client's IP: the peer's, or behind trusted
+// proxies the forwarded one.
 func ClientAddress(r *http.Request) string {
-	addr, ok := r.Context().Value(clientAddressKey{}).(string)
-	if !ok {
-		addr = peerAddress(r)
+	if a, ok := r.Context().Value(clientAddressKey{}).(string); ok {
+		return a
 	}
-	return limitKey(addr)
+	return peerAddress(r)
 }
+
+// AddressKey is the key of a request's per-address limits: the client's
+// IPv4 address, or an IPv6 client's /64, the least a site is given, so
+// that one site's many addresses share one limit. IPv4 clients behind
+// NAT64 (64:ff9b::/96) count by their IPv4 address, loopback and
+// link-local ones by their whole address.
+func AddressKey(r *http.Request) string {
+	return limitKey(ClientAddress(r))
+}
+
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
 func limitKey(addr string) string {
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		return addr
 	}
-	if a = a.Unmap(); a.Is4() {
+	a = a.Unmap().WithZone("")
+	switch {
+	case a.Is4(), a.IsLoopback(), a.IsLinkLocalUnicast():
 		return a.String()
+	case nat64.Contains(a):
+		b := a.As16()
+		return netip.AddrFrom4([4]byte(b[12:])).String()
 	}
-	return netip.PrefixFrom(a.WithZone(""), 64).Masked().String()
+	return netip.PrefixFrom(a, 64).Masked().String()
 }
 
 // peerAddress is the address the connection comes from.
@@ -225,7 +239,7 @@ func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
 	limit := strconv.Itoa(int(quota))
 	policy := fmt.Sprintf("%d;w=%d;burst=%d", int(quota), int(window), l.burst)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ok, _, reset := l.take(ClientAddress(r), time.Now())
+		ok, _, reset := l.take(AddressKey(r), time.Now())
 		secs := strconv.Itoa(int(math.Ceil(reset.Seconds())))
 		remaining, whole := 0.0, reset
 		if ok {
@@ -240,7 +254,7 @@ func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
 		hd[headerPolicy] = []string{policy}
 		if !ok {
 			w.Header().Set("Retry-After", secs)
-			a.WriteErrorAs(w, r, problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), ClientAddress(r), secs)), l.answer)
+			a.WriteErrorAs(w, r, problem.TooManyRequests(fmt.Sprintf("more than %d requests at once or %g per second from %s; retry in %s s", l.burst, float64(l.limit), AddressKey(r), secs)), l.answer)
 			return
 		}
 		h.ServeHTTP(w, r)

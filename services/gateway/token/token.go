@@ -358,7 +358,7 @@ func (s *Service) authenticateClient(r *http.Request, id, secret string) (store.
 // reservations: a failed attempt (ok false) spends them.
 func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err error) {
 	now := s.now()
-	addr := httpapi.ClientAddress(r)
+	addr, key := httpapi.ClientAddress(r), httpapi.AddressKey(r)
 	var settle []func(failed bool, now time.Time)
 	settleAll := func(failed bool) {
 		now := s.now()
@@ -367,10 +367,10 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 		}
 	}
 	if s.addressFailures != nil {
-		ok, wait, done := s.addressFailures.Reserve(addr, now)
+		ok, wait, done := s.addressFailures.Reserve(key, now)
 		if !ok {
 			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
-				fmt.Sprintf("too many failed client authentications from %s; retry in %ds", addr, waitSeconds(wait)))), wait)
+				fmt.Sprintf("too many failed client authentications from %s; retry in %ds", key, waitSeconds(wait)))), wait)
 		}
 		settle = append(settle, done)
 	}
