@@ -394,15 +394,15 @@ const ProblemTypes = "https://schema.fitko.de/fit-connect/events/problems/"
 // a reject's problem types are absolute URIs. Events recorded before the
 // rule are read without it, so that a case's log stays readable.
 func (c Claims) CheckNew() error {
-	uri, payload, err := c.Event()
+	uri, _, err := c.Event()
 	if err != nil || uri != RejectSubmission {
 		return err
 	}
-	var p RejectPayload
-	if err := json.Unmarshal(payload, &p); err != nil {
-		return claimRule("problems", "%v", err)
+	problems, err := c.Problems()
+	if err != nil {
+		return err
 	}
-	for i, pr := range p.Problems {
+	for i, pr := range problems {
 		if u, err := url.Parse(pr.Type); err != nil || !u.IsAbs() {
 			return claimRule(fmt.Sprintf("problems[%d].type", i), "must be an absolute URI such as %s…, got %q", ProblemTypes, pr.Type)
 		}

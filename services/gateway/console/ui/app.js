@@ -340,6 +340,7 @@ async function viewOverview() {
   // The heading, the status line and its pause button stay while the
   // figures below them are replaced, so that a reader's focus stays.
   const asOf = h("span", {});
+  const mode = h("span", {}, updatesText());
   const body = h("div", { id: "overview-body" });
   const root = h("section", { id: "overview" }, h("h1", {}, "Overview"));
   const refresh = async () => {
@@ -352,10 +353,10 @@ async function viewOverview() {
     }
     polls.push(o);
     if (polls.length > 60) polls.shift();
-    asOf.textContent = "As of " + fmtTime(o.at) + (paused ? " · updates paused " : " · refreshed every 5 s ");
+    asOf.textContent = "As of " + fmtTime(o.at);
     renderOverview(body, o);
   };
-  root.append(h("p", { class: "muted" }, asOf, pauseButton(refresh, asOf)), body);
+  root.append(h("p", { class: "muted" }, asOf, mode, pauseButton(refresh, mode)), body);
   show(root);
   polls = [];
   await refresh();
@@ -365,14 +366,19 @@ async function viewOverview() {
   if (!paused) pollTimer = setInterval(refresh, 5000);
 }
 
+// updatesText says whether the overview updates itself.
+function updatesText() {
+  return paused ? " · updates paused " : " · refreshed every 5 s ";
+}
+
 // pauseButton stops and restarts the overview's updates.
-function pauseButton(refresh, asOf) {
+function pauseButton(refresh, mode) {
   const b = h("button", { type: "button", id: "pause", class: "small", "aria-pressed": paused ? "true" : "false" }, paused ? "Resume updates" : "Pause updates");
   b.addEventListener("click", () => {
     paused = !paused;
     stopPolling();
     if (!paused) pollTimer = setInterval(refresh, 5000);
-    asOf.textContent = asOf.textContent.replace(paused ? " · refreshed every 5 s " : " · updates paused ", paused ? " · updates paused " : " · refreshed every 5 s ");
+    mode.textContent = updatesText();
     b.setAttribute("aria-pressed", paused ? "true" : "false");
     b.textContent = paused ? "Resume updates" : "Pause updates";
     announce(paused ? "Updates paused." : "Updates resumed, every 5 seconds.");
