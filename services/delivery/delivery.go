@@ -40,6 +40,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/pkg/netguard"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -455,7 +456,7 @@ func (d *Delivery) post(ctx context.Context, target, secret string, body []byte)
 	if err != nil || u.Host == "" {
 		return bus.PermanentReason(ReasonInvalid, errors.New("callback url unreadable"))
 	}
-	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	ctx, cancel := context.WithTimeout(withTarget(ctx, u), d.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {
@@ -467,7 +468,7 @@ func (d *Delivery) post(ctx context.Context, target, secret string, body []byte)
 	req.Header.Set(client.CallbackAuthenticationHeader, sig)
 	resp, err := d.http.Do(req)
 	if err != nil {
-		if errors.Is(err, errNotPublic) {
+		if errors.Is(err, netguard.ErrNotPublic) {
 			// Asking again changes nothing until the URL does; an
 			// operator re-drives the dead letter then.
 			return bus.PermanentReason(ReasonNotPublic, fmt.Errorf("callback to %s: %w", u.Host, redact(err, target)))

@@ -2,79 +2,53 @@ package delivery
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"slices"
 	"syscall"
 	"time"
 
 	"golang.org/x/net/http/httpproxy"
+
+	"github.com/amtsbote/amtsbote/pkg/netguard"
 )
 
-// errNotPublic is the dial of a callback to an address that is not on the
-// public internet.
-var errNotPublic = errors.New("not a public address")
+// targetKey carries a callback's own host:port to the dial.
+type targetKey struct{}
 
-// nonPublic are the ranges besides what netip classifies that no
-// receiver's callback lives in: "this network", shared address space
-// (carrier-grade NAT), IETF protocol assignments, the documentation
-// networks, benchmarking and the reserved block.
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("0.0.0.0/8"),
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("192.0.2.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("198.51.100.0/24"),
-	netip.MustParsePrefix("203.0.113.0/24"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("2001:db8::/32"),
-}
-
-// public reports whether a is an address on the public internet.
-func public(a netip.Addr) bool {
-	a = a.Unmap()
-	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsUnspecified() || a.IsLinkLocalUnicast() ||
-		a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() || a.IsMulticast() {
-		return false
+// withTarget marks ctx with the host:port u is posted to.
+func withTarget(ctx context.Context, u *url.URL) context.Context {
+	port := u.Port()
+	if port == "" {
+		port = "443"
 	}
-	for _, p := range nonPublic {
-		if p.Contains(a) {
-			return false
-		}
-	}
-	return true
+	return context.WithValue(ctx, targetKey{}, net.JoinHostPort(u.Hostname(), port))
 }
 
 // publicTransport is http.DefaultTransport's equivalent that connects to
-// public addresses and those in allow only: a callback URL is a sender's
-// or a receiver's choice, and must not make Amtsbote post into its own
-// network (its NATS monitoring, a cloud's metadata service, an internal
-// API). The address is checked as dialled, after name resolution, so that
-// a name resolving to an internal address later is refused too. A proxy
-// from the environment (HTTPS_PROXY, NO_PROXY) is dialled whatever its
-// address; the proxy then decides where callbacks may go.
+// public addresses and those in allow only (netguard). The address is
+// checked as dialled, after name resolution, so that a name resolving to
+// an internal address later is refused too. The proxy from HTTPS_PROXY
+// (callbacks are https) is dialled whatever its address when the transport
+// goes through it; the proxy then decides where callbacks may go. A
+// callback whose own URL names the proxy's address is checked like any
+// other.
 func publicTransport(allow []netip.Prefix) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
-	proxies := map[string]bool{}
 	cfg := httpproxy.FromEnvironment()
-	for _, raw := range []string{cfg.HTTPSProxy, cfg.HTTPProxy} {
-		if raw == "" {
-			continue
-		}
-		if u, err := url.Parse(raw); err == nil && u.Host != "" {
-			port := u.Port()
+	proxyFor := cfg.ProxyFunc()
+	t.Proxy = func(r *http.Request) (*url.URL, error) { return proxyFor(r.URL) }
+	proxy := ""
+	if u, err := url.Parse(cfg.HTTPSProxy); err == nil && u.Host != "" {
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
 			if port == "" {
-				port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
-				if port == "" {
-					port = "80"
-				}
+				port = "80"
 			}
-			proxies[net.JoinHostPort(u.Hostname(), port)] = true
 		}
+		proxy = net.JoinHostPort(u.Hostname(), port)
 	}
 	plain := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	guarded := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second,
@@ -84,13 +58,13 @@ func publicTransport(allow []netip.Prefix) *http.Transport {
 			if err != nil {
 				return err
 			}
-			if !public(ap.Addr()) && !slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(ap.Addr().Unmap()) }) {
-				return errNotPublic
+			if !netguard.Permitted(ap.Addr(), allow) {
+				return netguard.ErrNotPublic
 			}
 			return nil
 		}}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if proxies[addr] {
+		if proxy != "" && addr == proxy && ctx.Value(targetKey{}) != addr {
 			return plain.DialContext(ctx, network, addr)
 		}
 		return guarded.DialContext(ctx, network, addr)
