@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -132,10 +133,15 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 		sf.register(fs, env)
 		natsURL := fs.String("nats-url", env.str("AMTSBOTE_NATS_URL", ""), "announce the destination's routes to the processes on this NATS (AMTSBOTE_NATS_URL); empty announces nothing")
 		file := fs.String("file", "", "JSON file in FIT-Connect's CreateDestination form, with optional destinationId, homeRegion and status ('-' reads standard input)")
+		allowFlag := callbackAllowFlag(fs, env)
 		if err := fs.Parse(args[1:]); err != nil {
 			return flagError(err)
 		}
 		if err := noArgs(fs); err != nil {
+			return err
+		}
+		allow, err := parseNetworks(*allowFlag)
+		if err != nil {
 			return err
 		}
 		if *file == "" {
@@ -155,7 +161,7 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 			return err
 		}
 		defer st.Close()
-		return createDestination(ctx, st, sf.actor, *natsURL, dest, keys, stdout, stderr)
+		return createDestination(ctx, st, sf.actor, *natsURL, allow, dest, keys, stdout, stderr)
 	case "list":
 		st, err := openForListing(ctx, "destination list", args[1:], env, stderr)
 		if err != nil {
@@ -376,7 +382,7 @@ func readInput(name string) ([]byte, error) {
 // createDestination creates d through the registry operation the admin
 // API uses: conflicting routes are refused, the audit log records it and,
 // with a NATS URL, the running processes learn its routes.
-func createDestination(ctx context.Context, st roles.Store, actor, natsURL string, d store.Destination, keys []store.Key, stdout, stderr io.Writer) error {
+func createDestination(ctx context.Context, st roles.Store, actor, natsURL string, allow []netip.Prefix, d store.Destination, keys []store.Key, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var b *bus.Bus
@@ -400,7 +406,7 @@ func createDestination(ctx context.Context, st roles.Store, actor, natsURL strin
 	if b != nil {
 		go func() { _ = routes.Run(ctx) }() // follows the registry until the command ends
 	}
-	reg, err := registry.New(registry.Config{Store: st, Reference: st, Routes: routes, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	reg, err := registry.New(registry.Config{Store: st, Reference: st, Routes: routes, Logger: slog.New(slog.NewTextHandler(stderr, nil)), CallbackAllow: allow})
 	if err != nil {
 		return err
 	}

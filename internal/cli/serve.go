@@ -184,7 +184,7 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 		return c, err
 	}
 	overdue := fs.String("overdue-after", env.str("AMTSBOTE_OVERDUE_AFTER", defaultOverdue), "ages after which a submission not picked up is listed as overdue, comma-separated (AMTSBOTE_OVERDUE_AFTER)")
-	allow := fs.String("callback-allow", env.str("AMTSBOTE_CALLBACK_ALLOW", ""), "networks besides the public internet that callbacks may go to, as CIDRs, comma-separated, e.g. the back offices' 10.20.0.0/16 (AMTSBOTE_CALLBACK_ALLOW)")
+	allow := callbackAllowFlag(fs, env)
 	if err := fs.Parse(args); err != nil {
 		return c, flagError(err)
 	}
@@ -311,6 +311,12 @@ func listenIf(addr, announce string, stdout io.Writer) (ln net.Listener, closeLn
 	}
 	fmt.Fprintf(stdout, announce, ln.Addr())
 	return ln, func() { ln.Close() }, nil
+}
+
+// callbackAllowFlag registers --callback-allow, to be read with
+// parseNetworks.
+func callbackAllowFlag(fs *flag.FlagSet, env envReader) *string {
+	return fs.String("callback-allow", env.str("AMTSBOTE_CALLBACK_ALLOW", ""), "networks besides the public internet that callbacks may go to, as CIDRs, comma-separated, e.g. the back offices' 10.20.0.0/16: the gateway accepts callbacks there, the delivery role posts to them (AMTSBOTE_CALLBACK_ALLOW)")
 }
 
 // parseNetworks reads --callback-allow: CIDRs, comma-separated, or none.

@@ -77,8 +77,9 @@ type Roles struct {
 	// listed as overdue (nil for the default, 3 and 9 days).
 	Overdue []time.Duration
 
-	// CallbackAllow are the networks besides the public internet the
-	// delivery role posts callbacks to (delivery.Config.Allow).
+	// CallbackAllow are the networks besides the public internet that
+	// callbacks may go to: the gateway accepts callbacks there, the
+	// delivery role posts to them (delivery.Config.Allow).
 	CallbackAllow []netip.Prefix
 }
 
@@ -147,6 +148,7 @@ func (s *Roles) Run(ctx context.Context) error {
 			RateBurst:  s.RoutesBurst,
 			Overdue:    s.Overdue,
 
+			CallbackAllow:    s.CallbackAllow,
 			MetricsElsewhere: s.MetricsListener != nil,
 		})
 		if err != nil {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strings"
@@ -100,6 +101,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// CallbackAllow are the networks besides the public internet that a
+	// destination's callback may go to (store.CheckCallbackHost).
+	CallbackAllow []netip.Prefix
 }
 
 // Registry performs registry changes. It is safe for concurrent use.
@@ -111,6 +115,7 @@ type Registry struct {
 	keyGrace time.Duration
 	log      *slog.Logger
 	now      func() time.Time
+	allow    []netip.Prefix
 }
 
 // New checks cfg.
@@ -121,7 +126,7 @@ func New(cfg Config) (*Registry, error) {
 	if cfg.KeyGrace < 0 {
 		return nil, fmt.Errorf("new registry: key grace %s: negative", cfg.KeyGrace)
 	}
-	r := &Registry{store: cfg.Store, ref: cfg.Reference, routes: cfg.Routes, refs: cfg.References, keyGrace: cfg.KeyGrace, log: cfg.Logger, now: cfg.Now}
+	r := &Registry{store: cfg.Store, ref: cfg.Reference, routes: cfg.Routes, refs: cfg.References, keyGrace: cfg.KeyGrace, log: cfg.Logger, now: cfg.Now, allow: cfg.CallbackAllow}
 	if r.refs == nil && r.routes != nil {
 		r.refs = r.routes
 	}
@@ -163,6 +168,11 @@ func (r *Registry) CreateDestination(ctx context.Context, actor string, d store.
 	}
 	if err := d.Validate(d.CallbackURL != "" || d.CallbackSecret != ""); err != nil {
 		return Change{}, err
+	}
+	if d.CallbackURL != "" {
+		if err := store.CheckCallbackHost(d.CallbackURL, r.allow); err != nil {
+			return Change{}, err
+		}
 	}
 	if err := r.prepare(ctx); err != nil {
 		return Change{}, err
@@ -213,6 +223,7 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 		from := d.Status
 		before := regionsOf(*d)
 		area, served := areaOf(*d), servedOf(*d)
+		callback := d.CallbackURL
 		withCallback, err := change(d)
 		if err != nil {
 			return err
@@ -222,6 +233,13 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 		}
 		if err := d.Validate(withCallback); err != nil {
 			return err
+		}
+		// A callback URL kept as it was is not checked again: the
+		// networks allowed may have changed since.
+		if d.CallbackURL != "" && d.CallbackURL != callback {
+			if err := store.CheckCallbackHost(d.CallbackURL, r.allow); err != nil {
+				return err
+			}
 		}
 		if err := r.checkRegions(ctx, *d, before); err != nil {
 			return err

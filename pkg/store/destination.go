@@ -3,8 +3,10 @@ package store
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/mail"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -13,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
+	"github.com/amtsbote/amtsbote/pkg/netguard"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/routing"
 )
@@ -190,10 +193,18 @@ func windowsOverlap(a, b Service) bool {
 	return true
 }
 
+// MaxCallbackURL bounds a callback URL in bytes: it is stored with the
+// destination or submission and sent in the request line of every
+// callback.
+const MaxCallbackURL = 2048
+
 // ValidateCallback checks a callback as FIT-Connect's CreateCallback
-// requires it: an absolute https URL without credentials and a secret of
-// 32 to 512 characters.
+// requires it: an absolute https URL without credentials, at most
+// MaxCallbackURL bytes, and a secret of 32 to 512 characters.
 func ValidateCallback(rawURL, secret string) error {
+	if len(rawURL) > MaxCallbackURL {
+		return problem.Invalid("callback.url", fmt.Sprintf("callback url has %d bytes, more than %d", len(rawURL), MaxCallbackURL))
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" || len(rawURL) < 9 {
 		return problem.Invalid("callback.url", fmt.Sprintf("callback url %q must be an absolute https URL", rawURL))
@@ -203,6 +214,26 @@ func ValidateCallback(rawURL, secret string) error {
 	}
 	if n := utf8.RuneCountInString(secret); n < 32 || n > 512 {
 		return problem.Invalid("callback.secret", fmt.Sprintf("callback secret must have 32 to 512 characters, has %d", n))
+	}
+	return nil
+}
+
+// CheckCallbackHost refuses a callback URL (one ValidateCallback passed)
+// whose host is an address Amtsbote does not post to: one outside the
+// public internet and allow, or localhost (netguard.CheckHost). Such a
+// callback would never be delivered, so the client is told when it
+// gives it. Names are checked again as dialled.
+func CheckCallbackHost(rawURL string, allow []netip.Prefix) error {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return problem.Invalid("callback.url", "callback url is not a URL")
+	}
+	err = netguard.CheckHost(u.Hostname(), allow)
+	switch {
+	case errors.Is(err, netguard.ErrNotPublic):
+		return problem.Invalid("callback.url", fmt.Sprintf("callback url host %s is not a public address; callbacks go to the public internet and to the networks the operator allows (serve --callback-allow)", u.Hostname()))
+	case err != nil:
+		return problem.Invalid("callback.url", "callback url "+err.Error())
 	}
 	return nil
 }

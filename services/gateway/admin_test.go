@@ -116,6 +116,11 @@ func testAdminCreateDestinationBadInput(t *testing.T, b flowtest.Backend) {
 		{name: "metadata version not semver", body: with(func(b map[string]any) { b["metadataVersions"] = []string{"1.0"} }), status: 400, typ: problem.TypeInvalidValue, field: "metadataVersions[0]"},
 		{name: "contact email", body: with(func(b map[string]any) { b["contactInformation"].(map[string]any)["email"] = "poststelle" }), status: 400, typ: problem.TypeInvalidValue, field: "contactInformation.email"},
 		{name: "callback not https", body: with(func(b map[string]any) { b["callback"].(map[string]any)["url"] = "http://fachverfahren.example.org/cb" }), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
+		{name: "callback to a private address", body: with(func(b map[string]any) { b["callback"].(map[string]any)["url"] = "https://10.1.2.3/cb" }), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
+		{name: "callback to IPv6 loopback", body: with(func(b map[string]any) { b["callback"].(map[string]any)["url"] = "https://[::1]:4222/" }), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
+		{name: "callback url too long", body: with(func(b map[string]any) {
+			b["callback"].(map[string]any)["url"] = "https://fachverfahren.example.org/" + strings.Repeat("a", 2048)
+		}), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
 		{name: "callback secret short", body: with(func(b map[string]any) { b["callback"].(map[string]any)["secret"] = "0123456789" }), status: 400, typ: problem.TypeInvalidValue, field: "callback.secret"},
 		{name: "callback secret long", body: with(func(b map[string]any) { b["callback"].(map[string]any)["secret"] = strings.Repeat("x", 513) }), status: 400, typ: problem.TypeInvalidValue, field: "callback.secret"},
 		{name: "encryptionKid mismatch", body: with(func(b map[string]any) { b["encryptionKid"] = "another-kid" }), status: 400, typ: problem.TypeInvalidValue, field: "encryptionKid"},

@@ -336,6 +336,18 @@ func TestDestinationWritesIgnoreUnknownMembers(t *testing.T) {
 	// A new callback URL needs its secret.
 	f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"callback": {"url": "https://elsewhere.example.org/cb"}}`)).
 		problem(t, 400, problem.TypeInvalidValue, "callback.secret")
+	// A callback to an address Amtsbote does not post to is refused when given.
+	f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"callback": {"url": "https://192.168.178.1/cb", "secret": "`+strings.Repeat("t", 32)+`"}}`)).
+		problem(t, 400, problem.TypeInvalidValue, "callback.url")
+	// One stored before, when its network was allowed, stays through a change.
+	_, err = f.st.UpdateDestination(context.Background(), "test", did, func(d *store.Destination) error {
+		d.CallbackURL = "https://10.20.0.5/cb"
+		return nil
+	})
+	must(t, err)
+	read = decodeReply[map[string]any](t, f.call(t, http.MethodGet, path, manager, "", nil), http.StatusOK)
+	read["contactInformation"].(map[string]any)["unit"] = "Ordnungsamt"
+	decodeReply[map[string]any](t, f.callJSON(t, http.MethodPut, path, manager, read), http.StatusOK)
 }
 
 // TestImportsAnswerRevision checks that every reference import, the

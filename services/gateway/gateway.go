@@ -128,6 +128,10 @@ type Config struct {
 	// Overdue are the ages after which a submission not picked up is
 	// listed as overdue (default admin.DefaultOverdue).
 	Overdue []time.Duration
+	// CallbackAllow are the networks besides the public internet that
+	// callbacks may go to; a callback given to any other address is
+	// refused (the delivery role would never post to it).
+	CallbackAllow []netip.Prefix
 }
 
 // DefaultPublicRate is the default per-address limit of the routes that
@@ -228,7 +232,7 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("new gateway: %w", err)
 		}
 	}
-	rcfg := registry.Config{Store: cfg.Store, KeyGrace: cfg.KeyGrace, Logger: log, Now: now}
+	rcfg := registry.Config{Store: cfg.Store, KeyGrace: cfg.KeyGrace, Logger: log, Now: now, CallbackAllow: cfg.CallbackAllow}
 	if ref != nil {
 		rcfg.Reference = ref
 	}
@@ -242,7 +246,7 @@ func New(cfg Config) (*Gateway, error) {
 
 	scfg := submission.Config{
 		API: api, Store: cfg.Store, URL: pub, Bus: cfg.Bus, Issuer: cfg.Issuer,
-		MaxAttachment: cfg.MaxAttachment, Now: now,
+		MaxAttachment: cfg.MaxAttachment, Now: now, CallbackAllow: cfg.CallbackAllow,
 	}
 	if g.routes != nil {
 		scfg.Responsible = g.routes

@@ -348,6 +348,21 @@ func TestCreateSubmissionBadInput(t *testing.T) {
 				{"callback not https", sender, "", with(func(b map[string]any) {
 					b["callback"] = map[string]any{"url": "http://portal.example/cb", "secret": strings.Repeat("s", 32)}
 				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback to loopback", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "https://127.0.0.1:8081/v1/info", "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback to the metadata service", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "https://169.254.169.254/latest", "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback to localhost", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "https://localhost/cb", "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback to a number", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "https://2130706433/cb", "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback url too long", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "https://portal.example/" + strings.Repeat("a", 2048), "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
 				{"caseId of another sender", sender, "", with(func(b map[string]any) { b["caseId"] = foreign.CaseID }), nil, 404, problem.TypeCaseNotFound, "caseId"},
 				{"unknown caseId", sender, "", with(func(b map[string]any) { b["caseId"] = newUUID(t) }), nil, 404, problem.TypeCaseNotFound, "caseId"},
 				{"malformed JSON", sender, "", []byte(`{"destinationId":`), nil, 400, problem.TypeMalformedJSON, "body"},

@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -100,6 +101,9 @@ type Config struct {
 	// DefaultMaxAttachment).
 	MaxAttachment int64
 	Now           func() time.Time
+	// CallbackAllow are the networks besides the public internet that a
+	// sender's callback may go to (store.CheckCallbackHost).
+	CallbackAllow []netip.Prefix
 }
 
 // API serves the submission flow. It is safe for concurrent use.
@@ -112,6 +116,7 @@ type API struct {
 	responsible   Responsible
 	maxAttachment int64
 	now           func() time.Time
+	allow         []netip.Prefix
 }
 
 // New checks cfg.
@@ -126,7 +131,7 @@ func New(cfg Config) (*API, error) {
 	}
 	a := &API{
 		api: cfg.API, store: cfg.Store, url: cfg.URL, bus: cfg.Bus, issuer: cfg.Issuer,
-		responsible: cfg.Responsible, maxAttachment: cfg.MaxAttachment, now: cfg.Now,
+		responsible: cfg.Responsible, maxAttachment: cfg.MaxAttachment, now: cfg.Now, allow: cfg.CallbackAllow,
 	}
 	if a.maxAttachment == 0 {
 		a.maxAttachment = DefaultMaxAttachment
@@ -318,6 +323,11 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 	}
 	if err := in.validate(); err != nil {
 		return err
+	}
+	if in.Callback != nil {
+		if err := store.CheckCallbackHost(in.Callback.URL, a.allow); err != nil {
+			return err
+		}
 	}
 	ctx := r.Context()
 	now := a.now()
