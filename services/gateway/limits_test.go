@@ -273,6 +273,10 @@ func TestTokenFailureLimits(t *testing.T) {
 		if !strings.Contains(p.Detail, "client-victim") {
 			t.Errorf("detail %q does not name the client id", p.Detail)
 		}
+		// Not RFC 6749's invalid_client: the right secret gets this too.
+		if p.Extra["error"] != nil {
+			t.Errorf("OAuth error %v in a lockout", p.Extra["error"])
+		}
 	}
 	// Another client from the same address is not held up.
 	if resp := grant("client-other", other); resp.StatusCode != http.StatusOK {

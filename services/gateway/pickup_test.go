@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
@@ -85,7 +86,9 @@ func TestPickupAuthorization(t *testing.T) {
 			t.Run("malformed SET to another destination's case", func(t *testing.T) {
 				f.postEvent(t, receiverB, routed.CaseID, "kein.token").problem(t, 404, problem.TypeCaseNotFound, "caseId")
 				f.postEvent(t, receiverB, newUUID(t), "kein.token").problem(t, 404, problem.TypeCaseNotFound, "caseId")
-				f.postEvent(t, senderA, routed.CaseID, "kein.token").problem(t, 403, problem.TypeForbidden, "scope")
+				if p := f.postEvent(t, senderA, routed.CaseID, "kein.token").problem(t, 403, problem.TypeForbidden, "scope"); !strings.Contains(p.Detail, "posting a receiver's event") {
+					t.Errorf("detail %q does not name what was refused", p.Detail)
+				}
 				f.postEvent(t, senderA, newUUID(t), "kein.token").problem(t, 403, problem.TypeForbidden, "scope")
 				f.wantUnchangedFlow(t, before, routed, unrouted, incomplete)
 			})

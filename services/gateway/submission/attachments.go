@@ -200,10 +200,11 @@ func deliverable(s store.Submission) error {
 
 // asReceiver refuses a token without any subscribe scope before a
 // submission is looked up, so that its answer does not depend on whether
-// the submission exists.
-func asReceiver(p httpapi.Principal) error {
+// the submission exists; what names the request refused ("picking up
+// submissions").
+func asReceiver(p httpapi.Principal, what string) error {
 	if len(p.Scopes.Subscribed()) == 0 {
-		return httpapi.Forbidden(scope.Subscribe+"<destinationId>", "picking up submissions requires a subscribe:destination scope")
+		return httpapi.Forbidden(scope.Subscribe+"<destinationId>", what+" requires a subscribe:destination scope")
 	}
 	return nil
 }
@@ -221,7 +222,7 @@ func receiverOf(p httpapi.Principal, s store.Submission) error {
 // /v1/submissions/{submissionId}/attachments/{attachmentId}: the JWE as
 // uploaded, streamed from the object store.
 func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
-	if err := asReceiver(p); err != nil {
+	if err := asReceiver(p, "picking up submissions"); err != nil {
 		return err
 	}
 	sid, err := httpapi.PathUUID(r, "submissionId")

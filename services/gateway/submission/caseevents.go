@@ -210,7 +210,7 @@ var receiverEvents = []string{set.AcceptSubmission, set.RejectSubmission, set.Fo
 // the submission's status allows it (409 otherwise). Posting the same
 // token again answers 204 and changes nothing.
 func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
-	if err := asReceiver(p); err != nil {
+	if err := asReceiver(p, "posting a receiver's event"); err != nil {
 		return err
 	}
 	caseID, err := httpapi.PathUUID(r, "caseId")

@@ -87,7 +87,7 @@ type submissionView struct {
 // deadlines count; the submission stays on the pickup list. A HEAD
 // request answers the same headers and publishes nothing.
 func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
-	if err := asReceiver(p); err != nil {
+	if err := asReceiver(p, "picking up submissions"); err != nil {
 		return err
 	}
 	sid, err := httpapi.PathUUID(r, "submissionId")

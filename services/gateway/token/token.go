@@ -369,8 +369,10 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 	if s.addressFailures != nil {
 		ok, wait, done := s.addressFailures.Reserve(key, now)
 		if !ok {
-			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
-				fmt.Sprintf("too many failed client authentications from %s; retry in %ds", key, waitSeconds(wait)))), wait)
+			// No OAuth error: invalid_client would tell a client whose
+			// secret is right that it is wrong.
+			return nil, httpapi.RetryAfter(problem.TooManyRequests(
+				fmt.Sprintf("too many failed client authentications from %s; retry in %ds", key, waitSeconds(wait))), wait)
 		}
 		settle = append(settle, done)
 	}
@@ -380,8 +382,8 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 		ok, wait, done := s.clientFailures.Reserve(id+" "+addr, now)
 		if !ok {
 			settleAll(false)
-			return nil, httpapi.RetryAfter(oauthError("invalid_client", problem.TooManyRequests(
-				fmt.Sprintf("too many failed authentications of client_id %q from %s; retry in %ds", id, addr, waitSeconds(wait))).WithField("client_id")), wait)
+			return nil, httpapi.RetryAfter(problem.TooManyRequests(
+				fmt.Sprintf("too many failed authentications of client_id %q from %s; retry in %ds", id, addr, waitSeconds(wait))).WithField("client_id"), wait)
 		}
 		settle = append(settle, done)
 	}
