@@ -195,8 +195,9 @@ func runClient(ctx context.Context, args []string, env envReader, stdout, stderr
        amtsbote client list
        amtsbote client disable|enable|rotate-secret ID
 disable: the client's secret and, within seconds, its tokens are refused;
-enable undoes it. rotate-secret: a new secret, printed once; the old one and,
-within seconds, the tokens it got are refused.
+enable undoes it (tokens not yet expired work again). rotate-secret: a new
+secret, printed once; the old one and, within seconds, the tokens it got are
+refused: after a leak, rotate.
 `
 	if len(args) > 0 && isHelp(args[0]) {
 		fmt.Fprint(stdout, usage)
