@@ -308,8 +308,11 @@ func (s *Syncer) swap(next *state) {
 }
 
 // Run loads the registry unless it is loaded, then follows changes on the
-// bus until ctx ends, reloading from the store every Resync. Without a bus
-// it returns after loading.
+// bus until ctx ends, reloading from the store every Resync. When the bus
+// or the store fails, the table stays as it was (Current reports it) and
+// Run reloads it when they answer again, asking after 1 s doubling to
+// 30 s: an outage of either must not end the process. Without a bus it
+// returns after loading.
 func (s *Syncer) Run(ctx context.Context) error {
 	if err := s.EnsureLoaded(ctx); err != nil {
 		return err
@@ -317,20 +320,52 @@ func (s *Syncer) Run(ctx context.Context) error {
 	if s.cfg.Bus == nil {
 		return nil
 	}
+	var wait time.Duration
 	for {
 		err := s.follow(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err != nil && !errors.Is(err, errResync) {
-			return fmt.Errorf("follow routing registry: %w", err)
+		if err == nil || errors.Is(err, errResync) {
+			wait = 0
+		} else {
+			wait = retryWait(wait)
+			s.log.WarnContext(ctx, "following the routing registry failed; the table stays as it was until it is read again", "err", err, "retry_in", wait)
+			if !sleep(ctx, wait) {
+				return nil
+			}
 		}
-		if err := s.Load(ctx); err != nil {
+		for {
+			err := s.Load(ctx)
+			if err == nil {
+				break
+			}
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			wait = retryWait(wait)
+			s.log.WarnContext(ctx, "reading the routing registry failed; the table stays as it was", "err", err, "retry_in", wait)
+			if !sleep(ctx, wait) {
+				return nil
+			}
 		}
+	}
+}
+
+// retryWait is the wait after one of wait: 1 s doubling to 30 s.
+func retryWait(wait time.Duration) time.Duration {
+	return min(max(2*wait, time.Second), 30*time.Second)
+}
+
+// sleep waits d or until ctx ends, and reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -398,4 +399,56 @@ func TestLoadKeepsServingPastAConflict(t *testing.T) {
 	}
 	wantDest(t, s, "083110000000", idA, ars.Kreis)
 	wantDest(t, s, "091620000000", "", 0)
+}
+
+// failingStore fails reading destinations while fail is set.
+type failingStore struct {
+	store.Reference
+	fail atomic.Bool
+}
+
+func (f *failingStore) EachDestination(ctx context.Context, fn func(store.Destination) error) error {
+	if f.fail.Load() {
+		return errors.New("connection refused")
+	}
+	return f.Reference.EachDestination(ctx, fn)
+}
+
+func TestRunOutlivesAStoreOutage(t *testing.T) {
+	st := openStore(t)
+	fs := &failingStore{Reference: st}
+	b, _ := bustest.Bus(t)
+	s := newSyncer(t, routesync.Config{Store: fs, Bus: b, Resync: 50 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	eventually(t, 10*time.Second, func() error {
+		if !s.Loaded() {
+			return errors.New("not loaded")
+		}
+		return nil
+	})
+	fs.fail.Store(true)
+	select {
+	case err := <-done:
+		done <- err
+		t.Fatalf("Run ended while the store failed: %v", err)
+	case <-time.After(1500 * time.Millisecond):
+	}
+	// Written while the store failed for the syncer, never announced: the
+	// first resync after the outage finds it.
+	create(t, st, destination(idA, store.StatusActive, "DE08311"))
+	fs.fail.Store(false)
+	eventually(t, 10*time.Second, func() error {
+		if _, ok := s.Resolve(svc, ars.MustParse("08311"), t0); !ok {
+			return errors.New("not resolved yet")
+		}
+		return nil
+	})
 }
