@@ -178,6 +178,17 @@ func New(cfg Config) (*Ledger, error) {
 	return l, nil
 }
 
+// The ledger's consumers fail for now only when the store does (what
+// cannot be projected is dead-lettered at once): they ask again however
+// long it is down, since an event dead-lettered after the last delivery
+// would be missing from the store for good (EVENTS is not re-driven, as a
+// second copy would be a second piece of evidence), and at least every
+// retryAtMost, so the store catches up soon after it answers again.
+const (
+	neverGiveUp = -1
+	retryAtMost = time.Minute
+)
+
 // Run consumes EVENTS and INBOX and checks the deadlines every
 // Retention.Interval until ctx is cancelled; then it lets running work
 // finish and returns nil. If one of the three ends with an error, Run
@@ -203,6 +214,8 @@ func (l *Ledger) Run(parent context.Context) error {
 			Durable:        DurableEvents,
 			FilterSubjects: []string{bus.PrefixEvents + ".>"},
 			Concurrency:    l.concurrency,
+			MaxDeliver:     neverGiveUp,
+			BackoffMax:     retryAtMost,
 			Logger:         l.log,
 		}, l.handleEvent))
 	})
@@ -212,6 +225,8 @@ func (l *Ledger) Run(parent context.Context) error {
 			Durable:        DurableInbox,
 			FilterSubjects: []string{bus.PrefixInbox + ".>"},
 			Concurrency:    l.concurrency,
+			MaxDeliver:     neverGiveUp,
+			BackoffMax:     retryAtMost,
 			Logger:         l.log,
 		}, l.handleRouted))
 	})

@@ -367,3 +367,32 @@ func TestNewChecksConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestConsumersNeverGiveUp checks that the ledger's durables redeliver
+// however long the store fails, also where an earlier release made them
+// with a last delivery: an event dead-lettered then would be missing
+// from the store for good.
+func TestConsumersNeverGiveUp(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	st := flowtest.OpenSQLite(t)
+	ctx := context.Background()
+	if err := b.EnsureConsumer(ctx, bus.ConsumerConfig{Stream: bus.StreamEvents, Durable: ledger.DurableEvents, FilterSubjects: []string{bus.PrefixEvents + ".>"}, MaxDeliver: 10}); err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, newLedger(t, b, st, prometheus.NewRegistry(), ledger.Retention{}))
+	for _, c := range []struct{ stream, durable string }{
+		{bus.StreamEvents, ledger.DurableEvents},
+		{bus.StreamInbox, ledger.DurableInbox},
+	} {
+		flowtest.Eventually(t, 10*time.Second, func() error {
+			cons, err := b.JetStream().Consumer(ctx, c.stream, c.durable)
+			if err != nil {
+				return err
+			}
+			if md := cons.CachedInfo().Config.MaxDeliver; md != -1 {
+				return fmt.Errorf("%s: max deliver %d, want -1", c.durable, md)
+			}
+			return nil
+		})
+	}
+}
