@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rsa"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"slices"
@@ -632,4 +633,45 @@ func oneDestinationFlow(t *testing.T) (f *flowEnv, d store.Destination, sender, 
 	f = newFlowEnv(t, flowtest.OpenSQLite(t))
 	d = f.createDestination(newUUID(t), store.StatusActive, "DE08311")
 	return f, d, f.token("send:region:DE08"), f.token("subscribe:destination:" + d.ID)
+}
+
+// TestBusUnreachable checks that while the gateway knows NATS to be
+// unreachable the submission API answers 503 at once and writes nothing,
+// and takes submissions again once it is back.
+func TestBusUnreachable(t *testing.T) {
+	st := flowtest.OpenSQLite(t)
+	f := newFlowEnv(t, st)
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	f.create(t, sender, createBody(d))
+	backlog := func() int {
+		list, err := st.DueSubmissions(context.Background(), store.DeadlineIncomplete, time.Now().AddDate(1, 0, 0), 100)
+		must(t, err)
+		return len(list)
+	}
+	before := backlog()
+
+	f.node.Shutdown()
+	flowtest.Eventually(t, 10*time.Second, func() error {
+		if f.bus.Conn().IsConnected() {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	p := f.callJSON(t, http.MethodPost, "/v1/submissions", sender, createBody(d)).problem(t, 503, problem.TypeUnavailable, "")
+	if !strings.Contains(p.Detail, "unreachable") {
+		t.Errorf("detail %q", p.Detail)
+	}
+	if n := backlog(); n != before {
+		t.Errorf("%d incomplete submissions after the refused create, want %d", n, before)
+	}
+
+	f.node.Start(t)
+	flowtest.Eventually(t, 20*time.Second, func() error {
+		if !f.bus.Conn().IsConnected() {
+			return errors.New("not reconnected")
+		}
+		return nil
+	})
+	f.create(t, sender, createBody(d))
 }

@@ -160,6 +160,11 @@ func (a *API) flowed(h httpapi.Handler) http.Handler {
 		if a.bus == nil {
 			return problem.Unavailable("this gateway runs without a message bus and takes no submissions")
 		}
+		// Known unreachable: answer at once, before anything is written,
+		// rather than after a publish's timeout has left a record behind.
+		if !a.bus.Conn().IsConnected() {
+			return problem.Unavailable("the message bus is unreachable; retry the request")
+		}
 		return h(w, r, p)
 	})
 }
