@@ -398,6 +398,15 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 		d.metrics.outcome(j.Kind, outcomeDropped)
 		return nil
 	}
+	if j.Kind == KindNewSubmissions {
+		switch err := d.pickable(ctx, j.SubmissionID); {
+		case errors.Is(err, errGone):
+			d.metrics.outcome(j.Kind, outcomeDropped)
+			return nil
+		case err != nil:
+			return err
+		}
+	}
 	typ := TypeNewSubmissions
 	if j.Kind == KindNewEvents {
 		typ = TypeNewEvents
@@ -418,6 +427,32 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 	}
 	d.metrics.outcome(j.Kind, outcomeDelivered)
 	log.Debug("delivery: callback delivered", "kind", j.Kind)
+	return nil
+}
+
+// errGone is a submission no receiver will pick up: deleted, decided or
+// forwarded.
+var errGone = errors.New("no longer to be picked up")
+
+// pickable reports whether the API hands submission id out: a
+// new-submissions callback the receiver answers with a fetch must not
+// come before (its INBOX message may, while the ledger has not yet
+// recorded the submit-submission or the routing). An error other than
+// errGone is asked again with the consumer's backoff.
+func (d *Delivery) pickable(ctx context.Context, id string) error {
+	sub, err := d.store.Submission(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errGone
+	case err != nil:
+		return fmt.Errorf("callback for %s: %w", id, err)
+	}
+	if err := sub.Deliverable(sub.RoutedAt != nil); err != nil {
+		if sub.DeletedAt == nil && (sub.Status == sealed.Incomplete || sub.Status == sealed.Submitted) {
+			return fmt.Errorf("callback for %s waits until the API hands it out: %w", id, err)
+		}
+		return errGone
+	}
 	return nil
 }
 

@@ -254,6 +254,7 @@ func (e *env) route(destinationID, senderURL string) sealed.Submission {
 	if err := e.store.CreateSubmission(ctx, rec); err != nil {
 		e.t.Fatal(err)
 	}
+	e.markRouted(s.SubmissionID)
 	data, err := s.Encode()
 	if err != nil {
 		e.t.Fatal(err)
@@ -262,6 +263,18 @@ func (e *env) route(destinationID, senderURL string) sealed.Submission {
 		e.t.Fatal(err)
 	}
 	return s
+}
+
+// markRouted records submission id as routed, as the ledger does.
+func (e *env) markRouted(id string) {
+	e.t.Helper()
+	if _, err := e.store.UpdateSubmission(context.Background(), id, func(s *store.Submission) error {
+		now := time.Now()
+		s.RoutedAt = &now
+		return nil
+	}); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // event publishes an event about s to EVENTS as the gateway does.
@@ -356,6 +369,57 @@ func TestNewSubmissionsCallback(t *testing.T) {
 	}
 	if ct := e.rc.raw[0].header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("content type %q", ct)
+	}
+}
+
+// TestNewSubmissionsCallbackWaitsForPickup checks that a new-submissions
+// callback is posted only once the API hands the submission out: its
+// INBOX message may come while the ledger has not yet recorded the
+// submit-submission (a signing backlog, a ledger down), and a receiver
+// fetching on the callback would be told it does not exist.
+func TestNewSubmissionsCallbackWaitsForPickup(t *testing.T) {
+	e := newEnv(t, delivery.Config{MaxAttempts: 1000})
+	dest := e.destination(e.rc.url())
+	s := e.route(dest, "")
+	e.settled()
+	if n := e.rc.count(s.SubmissionID); n != 1 {
+		t.Fatalf("callback for a submission handed out arrived %d times", n)
+	}
+
+	waiting := e.route(dest, "")
+	if _, err := e.store.UpdateSubmission(context.Background(), waiting.SubmissionID, func(s *store.Submission) error {
+		s.Status, s.RoutedAt = sealed.Incomplete, nil
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	decided := e.route(dest, "")
+	if _, err := e.store.UpdateSubmission(context.Background(), decided.SubmissionID, func(s *store.Submission) error {
+		s.Status = sealed.Accepted
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := e.rc.count(waiting.SubmissionID); n != 0 {
+		t.Fatalf("callback for a submission not handed out yet arrived %d times", n)
+	}
+	if _, err := e.store.UpdateSubmission(context.Background(), waiting.SubmissionID, func(s *store.Submission) error {
+		s.Status = sealed.Submitted
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.markRouted(waiting.SubmissionID)
+	eventually(t, 10*time.Second, func() error {
+		if n := e.rc.count(waiting.SubmissionID); n != 1 {
+			return fmt.Errorf("callback arrived %d times", n)
+		}
+		return nil
+	})
+	e.settled()
+	if n := e.rc.count(decided.SubmissionID); n != 0 {
+		t.Errorf("callback for a decided submission arrived %d times", n)
 	}
 }
 
