@@ -465,11 +465,14 @@ func refused(err error) bool {
 }
 
 // While the API does not list a submission yet, its fetch is asked again
-// after waits doubling from notYetFirst up to notYetMax, notYetFor in all.
+// after waits doubling from notYetFirst up to notYetMax, notYetFor in all
+// (within fetchFor): a ledger behind or down for a while makes every
+// routed submission wait, and each delivery given back for it brings
+// the consumer's last one, and the dead letter, closer.
 const (
 	notYetFirst = 20 * time.Millisecond
-	notYetMax   = 500 * time.Millisecond
-	notYetFor   = 5 * time.Second
+	notYetMax   = 5 * time.Second
+	notYetFor   = 90 * time.Second
 )
 
 // fetch fetches p's submission. Its INBOX message may arrive before the
