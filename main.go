@@ -27,6 +27,11 @@ func main() {
 		return
 	}
 	// 2 for a command used wrongly, 1 for one that failed.
+	var usage *cli.UsageError
+	if errors.As(err, &usage) {
+		fmt.Fprintln(os.Stderr, "amtsbote:", err)
+		os.Exit(2)
+	}
 	if errors.Is(err, cli.ErrUsage) {
 		os.Exit(2)
 	}

@@ -16,6 +16,22 @@ import (
 // usage.
 var ErrUsage = errors.New("usage")
 
+// UsageError is a command used wrongly whose message is still to be
+// printed: a flag value it refuses, a required flag missing.
+type UsageError struct{ Err error }
+
+func (e *UsageError) Error() string { return e.Err.Error() }
+func (e *UsageError) Unwrap() error { return e.Err }
+
+// badUsage marks err, unless it is nil or its message was printed, as a
+// UsageError.
+func badUsage(err error) error {
+	if err == nil || errors.Is(err, ErrUsage) {
+		return err
+	}
+	return &UsageError{err}
+}
+
 // ErrHelp is -h or --help answered with the usage: not a failure.
 var ErrHelp = fmt.Errorf("%w: help asked for", ErrUsage)
 

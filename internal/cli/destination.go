@@ -142,7 +142,7 @@ func runDestination(ctx context.Context, args []string, env envReader, stdout, s
 		}
 		allow, err := parseNetworks(*allowFlag)
 		if err != nil {
-			return err
+			return badUsage(err)
 		}
 		if *file == "" {
 			fmt.Fprintln(stderr, "destination create: --file is required")

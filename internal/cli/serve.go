@@ -227,7 +227,7 @@ func parseServeConfig(args []string, env envReader, stderr io.Writer) (serveConf
 func runServe(ctx context.Context, args []string, env envReader, stdout, stderr io.Writer) error {
 	cfg, err := parseServeConfig(args, env, stderr)
 	if err != nil {
-		return err
+		return badUsage(err)
 	}
 	log, err := newLogger(stderr, cfg.LogLevel)
 	if err != nil {

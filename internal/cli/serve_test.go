@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -168,5 +169,21 @@ func TestTrustedProxiesFlag(t *testing.T) {
 				t.Errorf("%s, %v; want %s", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestServeUsedWrongly checks that a refused flag value is a usage error
+// (exit 2), its message still to be printed.
+func TestServeUsedWrongly(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--target=routr", "--public-url", "http://x", "--database-url", "postgres://x", "--signing-key", "k"},
+		{"serve", "--target=router"},
+		{"serve", "--callback-allow", "10.20.0.1", "--public-url", "http://x", "--database-url", "postgres://x", "--signing-key", "k"},
+	} {
+		err := Run(context.Background(), args, func(string) string { return "" }, io.Discard, io.Discard)
+		var usage *UsageError
+		if !errors.As(err, &usage) || usage.Error() == "" {
+			t.Errorf("%q: %v, want a usage error with its message", args, err)
+		}
 	}
 }
