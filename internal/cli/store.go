@@ -21,7 +21,7 @@ func openStore(ctx context.Context, databaseURL, dataDir string) (roles.Store, s
 	if isPostgresURL(databaseURL) {
 		db, err := postgres.Open(ctx, databaseURL)
 		if err != nil {
-			return nil, "", fmt.Errorf("open postgres: %w", err)
+			return nil, "", err // names the store already
 		}
 		return db, "postgres", nil
 	}
