@@ -11,6 +11,9 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // ErrNotPublic is an address outside the public internet and the allowed
@@ -47,19 +50,34 @@ var (
 	sixToFour = netip.MustParsePrefix("2002::/16")
 )
 
+// Embedded4 returns the IPv4 address an IPv6 address stands for: mapped
+// (::ffff:a.b.c.d), NAT64 (64:ff9b::/96) or 6to4 (2002::/16).
+func Embedded4(a netip.Addr) (netip.Addr, bool) {
+	a = a.WithZone("")
+	if a.Is4In6() {
+		return a.Unmap(), true
+	}
+	if !a.Is6() {
+		return netip.Addr{}, false
+	}
+	b := a.As16()
+	switch {
+	case nat64.Contains(a):
+		return netip.AddrFrom4([4]byte(b[12:16])), true
+	case sixToFour.Contains(a):
+		return netip.AddrFrom4([4]byte(b[2:6])), true
+	}
+	return netip.Addr{}, false
+}
+
 // Public reports whether a is an address on the public internet. An IPv6
-// address that carries an IPv4 one (mapped, NAT64, 6to4) is public when
-// the IPv4 address is.
+// address that stands for an IPv4 one (Embedded4) is public when the IPv4
+// address is. A zone is ignored: the kernel ignores it for a global
+// address.
 func Public(a netip.Addr) bool {
-	a = a.Unmap()
-	if a.Is6() {
-		b := a.As16()
-		switch {
-		case nat64.Contains(a):
-			return Public(netip.AddrFrom4([4]byte(b[12:16])))
-		case sixToFour.Contains(a):
-			return Public(netip.AddrFrom4([4]byte(b[2:6])))
-		}
+	a = a.WithZone("")
+	if v4, ok := Embedded4(a); ok {
+		a = v4
 	}
 	if !a.IsValid() || a.IsLoopback() || a.IsPrivate() || a.IsUnspecified() || a.IsLinkLocalUnicast() ||
 		a.IsLinkLocalMulticast() || a.IsInterfaceLocalMulticast() || a.IsMulticast() {
@@ -74,10 +92,17 @@ func Public(a netip.Addr) bool {
 }
 
 // Permitted reports whether a callback may go to a: a public address or
-// one in allow.
+// one in allow, itself or the IPv4 address it stands for.
 func Permitted(a netip.Addr, allow []netip.Prefix) bool {
-	a = a.Unmap()
-	return Public(a) || slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(a) })
+	a = a.WithZone("")
+	in := func(a netip.Addr) bool {
+		return slices.ContainsFunc(allow, func(p netip.Prefix) bool { return p.Contains(a) })
+	}
+	if Public(a) || in(a) {
+		return true
+	}
+	v4, ok := Embedded4(a)
+	return ok && in(v4)
 }
 
 // CheckHost checks a callback URL's host (as url.URL.Hostname returns it)
@@ -88,7 +113,16 @@ func Permitted(a netip.Addr, allow []netip.Prefix) bool {
 // address in some URL parsers (WHATWG's, libc's: "127.1", "2130706433",
 // "0x7f.1"); it must be one in dotted-decimal form.
 func CheckHost(host string, allow []netip.Prefix) error {
-	name := strings.TrimSuffix(strings.ToLower(host), ".")
+	// As net/http dials it: a name that is not ASCII mapped (full-width
+	// digits and dots among them).
+	name := host
+	if strings.ContainsFunc(host, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		var err error
+		if name, err = idna.Lookup.ToASCII(host); err != nil {
+			return fmt.Errorf("host %q is not a valid name: %w", host, err)
+		}
+	}
+	name = strings.TrimSuffix(strings.ToLower(name), ".")
 	var a netip.Addr
 	switch {
 	case name == "localhost" || strings.HasSuffix(name, ".localhost"):

@@ -52,6 +52,11 @@ func TestPublic(t *testing.T) {
 		{"100::1", false},
 		{"2001::1", false},
 		{"3fff::1", false},
+		// A zone changes nothing for a global address.
+		{"64:ff9b::a9fe:a9fe%1", false},
+		{"2002:a9fe:a9fe::1%eth0", false},
+		{"2001:db8::1%1", false},
+		{"2001:4860:4860::8888%eth0", true},
 	} {
 		if got := netguard.Public(netip.MustParseAddr(tt.addr)); got != tt.want {
 			t.Errorf("Public(%s) = %v, want %v", tt.addr, got, tt.want)
@@ -69,6 +74,8 @@ func TestPermitted(t *testing.T) {
 		{"10.20.3.4", true},
 		{"::ffff:10.20.3.4", true},
 		{"fd12::7", true},
+		{"64:ff9b::a14:304", true},
+		{"2002:a14:304::1", true},
 		{"10.21.0.1", false},
 		{"127.0.0.1", false},
 	} {
@@ -106,6 +113,11 @@ func TestCheckHost(t *testing.T) {
 		{host: "host.0x10", other: true},
 		{host: "1.example"},
 		{host: "example.0xbad.org"},
+		{host: "64:ff9b::a9fe:a9fe%1", notPublic: true},
+		{host: "ｌｏｃａｌｈｏｓｔ", notPublic: true},
+		{host: "１２７.０.０.１", notPublic: true},
+		{host: "127。0。0。1", notPublic: true},
+		{host: "bürgeramt.example"},
 	} {
 		err := netguard.CheckHost(tt.host, allow)
 		switch {

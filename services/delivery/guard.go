@@ -6,49 +6,39 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strings"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpproxy"
+	"golang.org/x/net/idna"
 
 	"github.com/amtsbote/amtsbote/pkg/netguard"
 )
 
-// targetKey carries a callback's own host:port to the dial.
-type targetKey struct{}
+// proxyKey carries to the dial the address of the proxy a callback goes
+// through.
+type proxyKey struct{}
 
-// withTarget marks ctx with the host:port u is posted to.
-func withTarget(ctx context.Context, u *url.URL) context.Context {
-	port := u.Port()
-	if port == "" {
-		port = "443"
-	}
-	return context.WithValue(ctx, targetKey{}, net.JoinHostPort(u.Hostname(), port))
-}
-
-// publicTransport is http.DefaultTransport's equivalent that connects to
+// guardedTransport is http.DefaultTransport's equivalent that connects to
 // public addresses and those in allow only (netguard). The address is
 // checked as dialled, after name resolution, so that a name resolving to
-// an internal address later is refused too. The proxy from HTTPS_PROXY
-// (callbacks are https) is dialled whatever its address when the transport
-// goes through it; the proxy then decides where callbacks may go. A
-// callback whose own URL names the proxy's address is checked like any
-// other.
-func publicTransport(allow []netip.Prefix) *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	cfg := httpproxy.FromEnvironment()
-	proxyFor := cfg.ProxyFunc()
+// an internal address later is refused too. The proxy the environment
+// names for a callback (HTTPS_PROXY, NO_PROXY) is dialled whatever its
+// address, and only when the callback goes through it; the proxy then
+// decides where callbacks may go. Requests must carry their context
+// through via: without it nothing is dialled unchecked.
+func guardedTransport(allow []netip.Prefix) (t *http.Transport, via func(context.Context, *url.URL) context.Context) {
+	t = http.DefaultTransport.(*http.Transport).Clone()
+	proxyFor := httpproxy.FromEnvironment().ProxyFunc()
 	t.Proxy = func(r *http.Request) (*url.URL, error) { return proxyFor(r.URL) }
-	proxy := ""
-	if u, err := url.Parse(cfg.HTTPSProxy); err == nil && u.Host != "" {
-		port := u.Port()
-		if port == "" {
-			port = map[string]string{"https": "443", "socks5": "1080"}[u.Scheme]
-			if port == "" {
-				port = "80"
-			}
+	via = func(ctx context.Context, u *url.URL) context.Context {
+		p, err := proxyFor(u)
+		if err != nil || p == nil {
+			return ctx
 		}
-		proxy = net.JoinHostPort(u.Hostname(), port)
+		return context.WithValue(ctx, proxyKey{}, dialAddress(p))
 	}
 	plain := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
 	guarded := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second,
@@ -64,10 +54,28 @@ func publicTransport(allow []netip.Prefix) *http.Transport {
 			return nil
 		}}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		if proxy != "" && addr == proxy && ctx.Value(targetKey{}) != addr {
+		if p, _ := ctx.Value(proxyKey{}).(string); p != "" && p == addr {
 			return plain.DialContext(ctx, network, addr)
 		}
 		return guarded.DialContext(ctx, network, addr)
 	}
-	return t
+	return t, via
+}
+
+// dialAddress is the host:port net/http dials for proxy p.
+func dialAddress(p *url.URL) string {
+	host := p.Hostname()
+	if strings.ContainsFunc(host, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		if a, err := idna.Lookup.ToASCII(host); err == nil {
+			host = a
+		}
+	}
+	port := p.Port()
+	if port == "" {
+		port = map[string]string{"https": "443", "socks5": "1080", "socks5h": "1080"}[p.Scheme]
+		if port == "" {
+			port = "80"
+		}
+	}
+	return net.JoinHostPort(host, port)
 }

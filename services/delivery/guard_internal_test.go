@@ -47,7 +47,7 @@ func tunnel(t *testing.T, backend string) (*httptest.Server, *atomic.Int32) {
 	return srv, &n
 }
 
-func TestPublicTransportProxies(t *testing.T) {
+func TestGuardedTransportProxies(t *testing.T) {
 	backend := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
@@ -56,10 +56,10 @@ func TestPublicTransportProxies(t *testing.T) {
 	proxyURL, _ := url.Parse(proxy.URL)
 
 	post := func(target string) error {
-		tr := publicTransport(nil)
+		tr, via := guardedTransport(nil)
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
 		u, _ := url.Parse(target)
-		req, _ := http.NewRequestWithContext(withTarget(context.Background(), u), http.MethodPost, target, nil)
+		req, _ := http.NewRequestWithContext(via(context.Background(), u), http.MethodPost, target, nil)
 		resp, err := (&http.Client{Transport: tr}).Do(req)
 		if err != nil {
 			return err
@@ -68,8 +68,8 @@ func TestPublicTransportProxies(t *testing.T) {
 		return nil
 	}
 
-	t.Run("through the https proxy", func(t *testing.T) {
-		t.Setenv("HTTPS_PROXY", proxy.URL)
+	t.Run("through the https proxy, named without a scheme", func(t *testing.T) {
+		t.Setenv("HTTPS_PROXY", proxyURL.Host)
 		t.Setenv("HTTP_PROXY", "")
 		t.Setenv("NO_PROXY", "")
 		before := connects.Load()

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/amtsbote/amtsbote/pkg/netguard"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 )
 
@@ -136,26 +137,24 @@ func ClientAddress(r *http.Request) string {
 // AddressKey is the key of a request's per-address limits: the client's
 // IPv4 address, or an IPv6 client's /64, the least a site is given, so
 // that one site's many addresses share one limit. IPv4 clients behind
-// NAT64 (64:ff9b::/96) count by their IPv4 address, loopback and
-// link-local ones by their whole address.
+// NAT64 (64:ff9b::/96) or 6to4 count by their IPv4 address
+// (netguard.Embedded4), loopback and link-local ones by their whole
+// address.
 func AddressKey(r *http.Request) string {
 	return limitKey(ClientAddress(r))
 }
-
-var nat64 = netip.MustParsePrefix("64:ff9b::/96")
 
 func limitKey(addr string) string {
 	a, err := netip.ParseAddr(addr)
 	if err != nil {
 		return addr
 	}
-	a = a.Unmap().WithZone("")
-	switch {
-	case a.Is4(), a.IsLoopback(), a.IsLinkLocalUnicast():
+	a = a.WithZone("")
+	if v4, ok := netguard.Embedded4(a); ok {
+		a = v4
+	}
+	if a.Is4() || a.IsLoopback() || a.IsLinkLocalUnicast() {
 		return a.String()
-	case nat64.Contains(a):
-		b := a.As16()
-		return netip.AddrFrom4([4]byte(b[12:])).String()
 	}
 	return netip.PrefixFrom(a, 64).Masked().String()
 }
