@@ -115,6 +115,24 @@ func PermanentReason(reason string, err error) error {
 	return &PermanentError{Reason: reason, Err: err}
 }
 
+// laterError marks a handler error that is no failure: what the message
+// needs is not there yet (Later).
+type laterError struct{ err error }
+
+func (e *laterError) Error() string { return e.err.Error() }
+func (e *laterError) Unwrap() error { return e.err }
+
+// Later marks err as a wait rather than a failure: the message is given
+// back with the consumer's backoff like after a failure, but logged at
+// debug level and left out of its attempt history. It returns nil for a
+// nil err.
+func Later(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &laterError{err}
+}
+
 // Message is one delivery to a Handler.
 type Message struct {
 	// Subject the message was published to.
@@ -548,13 +566,19 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 	case cfg.MaxDeliver > 0 && attempt >= cfg.MaxDeliver:
 		b.deadLetter(settle, cfg, msg, meta, cfg.ExhaustedReason, err, log())
 	default:
-		b.recordAttempt(settle, cfg, meta, err, log())
+		var later *laterError
+		wait := errors.As(err, &later)
+		if !wait {
+			b.recordAttempt(settle, cfg, meta, err, log())
+		}
 		delay := backoff(attempt, cfg.BackoffBase, cfg.BackoffMax)
 		if cfg.Jitter {
 			delay = jitter(delay)
 		}
 		var p *panicError
-		if errors.As(err, &p) {
+		if wait {
+			log().Debug("consume: not yet; asking again", "err", err, "retry_in", delay)
+		} else if errors.As(err, &p) {
 			log().Error("consume: handler panicked; retrying", "err", err, "stack", string(p.stack), "retry_in", delay)
 		} else {
 			log().Warn("consume: handler failed; retrying", "err", err, "retry_in", delay)

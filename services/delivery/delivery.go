@@ -142,6 +142,7 @@ type Delivery struct {
 	store       Store
 	source      string
 	http        *http.Client
+	via         func(context.Context, *url.URL) context.Context // marks a post's context for its transport
 	timeout     time.Duration
 	maxAttempts int
 	base, max   time.Duration
@@ -194,8 +195,9 @@ func New(cfg Config) (*Delivery, error) {
 		d.now = time.Now
 	}
 	transport := cfg.Transport
+	d.via = func(ctx context.Context, _ *url.URL) context.Context { return ctx }
 	if transport == nil {
-		transport = publicTransport(cfg.Allow)
+		transport, d.via = guardedTransport(cfg.Allow)
 	}
 	d.http = &http.Client{
 		Transport: transport,
@@ -227,7 +229,12 @@ func (d *Delivery) Run(ctx context.Context) error {
 		cfg bus.ConsumerConfig
 		h   bus.Handler
 	}{
-		{bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: DurableSubmissions, Concurrency: 4, Logger: d.log}, d.handleInbox},
+		// Waits for the ledger, however long it takes: nothing is
+		// dead-lettered for it.
+		{bus.ConsumerConfig{
+			Stream: bus.StreamInbox, Durable: DurableSubmissions, Concurrency: 4,
+			MaxDeliver: -1, BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute, Logger: d.log,
+		}, d.handleInbox},
 		{bus.ConsumerConfig{Stream: bus.StreamEvents, Durable: DurableEvents, Concurrency: 4, Logger: d.log}, d.handleEvent},
 		{bus.ConsumerConfig{
 			Stream: bus.StreamCallbacks, Durable: DurableCallbacks, Concurrency: d.concurrency,
@@ -298,6 +305,18 @@ func (d *Delivery) handleInbox(ctx context.Context, m *bus.Message) error {
 	}
 	if !strings.EqualFold(sub.DestinationID, addr.DestinationID) {
 		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("submission %s for destination %s on the inbox subject of %s", sub.SubmissionID, sub.DestinationID, addr.DestinationID))
+	}
+	// A receiver answers the callback with a fetch, which must find the
+	// submission: the INBOX message can come before the API hands it out
+	// (a signing backlog, a ledger down). The wait is no failure of the
+	// receiver's and uses none of its attempts.
+	switch err := d.pickable(ctx, sub.SubmissionID); {
+	case errors.Is(err, errGone):
+		return nil
+	case errors.Is(err, errNotYet):
+		return bus.Later(fmt.Errorf("new-submissions callback waits: %w", err))
+	case err != nil:
+		return fmt.Errorf("new-submissions callback for %s: %w", sub.SubmissionID, err)
 	}
 	return d.owe(ctx, job{KindNewSubmissions, strings.ToLower(dest.ID), sub.SubmissionID, sub.CaseID}, sub.DestinationID, sub.SubmissionID)
 }
@@ -399,11 +418,13 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 		return nil
 	}
 	if j.Kind == KindNewSubmissions {
+		// Owed once the API handed it out; decided or deleted since, it
+		// is no news.
 		switch err := d.pickable(ctx, j.SubmissionID); {
 		case errors.Is(err, errGone):
 			d.metrics.outcome(j.Kind, outcomeDropped)
 			return nil
-		case err != nil:
+		case err != nil && !errors.Is(err, errNotYet):
 			return err
 		}
 	}
@@ -430,26 +451,28 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 	return nil
 }
 
-// errGone is a submission no receiver will pick up: deleted, decided or
-// forwarded.
-var errGone = errors.New("no longer to be picked up")
+var (
+	// errGone is a submission no receiver will pick up: deleted, decided
+	// or forwarded.
+	errGone = errors.New("no longer to be picked up")
+	// errNotYet is a submission the API does not hand out yet.
+	errNotYet = errors.New("not handed out yet")
+)
 
-// pickable reports whether the API hands submission id out: a
-// new-submissions callback the receiver answers with a fetch must not
-// come before (its INBOX message may, while the ledger has not yet
-// recorded the submit-submission or the routing). An error other than
-// errGone is asked again with the consumer's backoff.
+// pickable reports whether the API hands submission id out (nil), will
+// (errNotYet: the ledger has not yet recorded its submit-submission or its
+// routing) or never will again (errGone); another error is the store's.
 func (d *Delivery) pickable(ctx context.Context, id string) error {
 	sub, err := d.store.Submission(ctx, id)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return errGone
 	case err != nil:
-		return fmt.Errorf("callback for %s: %w", id, err)
+		return fmt.Errorf("read submission %s: %w", id, err)
 	}
 	if err := sub.Deliverable(sub.RoutedAt != nil); err != nil {
 		if sub.DeletedAt == nil && (sub.Status == sealed.Incomplete || sub.Status == sealed.Submitted) {
-			return fmt.Errorf("callback for %s waits until the API hands it out: %w", id, err)
+			return fmt.Errorf("submission %s: %w: %w", id, errNotYet, err)
 		}
 		return errGone
 	}
@@ -491,7 +514,7 @@ func (d *Delivery) post(ctx context.Context, target, secret string, body []byte)
 	if err != nil || u.Host == "" {
 		return bus.PermanentReason(ReasonInvalid, errors.New("callback url unreadable"))
 	}
-	ctx, cancel := context.WithTimeout(withTarget(ctx, u), d.timeout)
+	ctx, cancel := context.WithTimeout(d.via(ctx, u), d.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
 	if err != nil {

@@ -237,6 +237,13 @@ func (e *env) destination(url string) string {
 // router does.
 func (e *env) route(destinationID, senderURL string) sealed.Submission {
 	e.t.Helper()
+	return e.routeAs(destinationID, senderURL, nil)
+}
+
+// routeAs is route with the store's record as change leaves it (nil: as
+// the ledger leaves it once the submission is handed out).
+func (e *env) routeAs(destinationID, senderURL string, change func(*store.Submission)) sealed.Submission {
+	e.t.Helper()
 	ctx := context.Background()
 	s := sealed.Submission{
 		SubmissionID: uuid.NewString(), CaseID: uuid.NewString(), DestinationID: destinationID,
@@ -251,10 +258,18 @@ func (e *env) route(destinationID, senderURL string) sealed.Submission {
 	if senderURL != "" {
 		rec.CallbackSecret = secret
 	}
+	if change == nil {
+		now := time.Now()
+		rec.RoutedAt = &now
+	} else {
+		change(&rec)
+	}
 	if err := e.store.CreateSubmission(ctx, rec); err != nil {
 		e.t.Fatal(err)
 	}
-	e.markRouted(s.SubmissionID)
+	if rec.RoutedAt != nil {
+		e.markRouted(s.SubmissionID)
+	}
 	data, err := s.Encode()
 	if err != nil {
 		e.t.Fatal(err)
@@ -378,7 +393,7 @@ func TestNewSubmissionsCallback(t *testing.T) {
 // submit-submission (a signing backlog, a ledger down), and a receiver
 // fetching on the callback would be told it does not exist.
 func TestNewSubmissionsCallbackWaitsForPickup(t *testing.T) {
-	e := newEnv(t, delivery.Config{MaxAttempts: 1000})
+	e := newEnv(t, delivery.Config{MaxAttempts: 1})
 	dest := e.destination(e.rc.url())
 	s := e.route(dest, "")
 	e.settled()
@@ -386,21 +401,12 @@ func TestNewSubmissionsCallbackWaitsForPickup(t *testing.T) {
 		t.Fatalf("callback for a submission handed out arrived %d times", n)
 	}
 
-	waiting := e.route(dest, "")
-	if _, err := e.store.UpdateSubmission(context.Background(), waiting.SubmissionID, func(s *store.Submission) error {
-		s.Status, s.RoutedAt = sealed.Incomplete, nil
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	decided := e.route(dest, "")
-	if _, err := e.store.UpdateSubmission(context.Background(), decided.SubmissionID, func(s *store.Submission) error {
-		s.Status = sealed.Accepted
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond)
+	waiting := e.routeAs(dest, "", func(s *store.Submission) { s.Status = sealed.Incomplete })
+	decided := e.routeAs(dest, "", func(s *store.Submission) {
+		now := time.Now()
+		s.Status, s.RoutedAt = sealed.Accepted, &now
+	})
+	time.Sleep(time.Second)
 	if n := e.rc.count(waiting.SubmissionID); n != 0 {
 		t.Fatalf("callback for a submission not handed out yet arrived %d times", n)
 	}
