@@ -102,7 +102,7 @@ type Config struct {
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// CallbackAllow are the networks besides the public internet that a
-	// destination's callback may go to (store.CheckCallbackHost).
+	// destination's callback may go to (store.CheckNewCallback).
 	CallbackAllow []netip.Prefix
 }
 
@@ -170,7 +170,7 @@ func (r *Registry) CreateDestination(ctx context.Context, actor string, d store.
 		return Change{}, err
 	}
 	if d.CallbackURL != "" {
-		if err := store.CheckCallbackHost(d.CallbackURL, r.allow); err != nil {
+		if err := store.CheckNewCallback(d.CallbackURL, r.allow); err != nil {
 			return Change{}, err
 		}
 	}
@@ -237,7 +237,7 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 		// A callback URL kept as it was is not checked again: the
 		// networks allowed may have changed since.
 		if d.CallbackURL != "" && d.CallbackURL != callback {
-			if err := store.CheckCallbackHost(d.CallbackURL, r.allow); err != nil {
+			if err := store.CheckNewCallback(d.CallbackURL, r.allow); err != nil {
 				return err
 			}
 		}

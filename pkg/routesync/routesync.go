@@ -308,10 +308,11 @@ func (s *Syncer) swap(next *state) {
 }
 
 // Run loads the registry unless it is loaded, then follows changes on the
-// bus until ctx ends, reloading from the store every Resync. When the bus
-// or the store fails, the table stays as it was (Current reports it) and
-// Run reloads it when they answer again, asking after 1 s doubling to
-// 30 s: an outage of either must not end the process. Without a bus it
+// bus until ctx ends, reloading from the store every Resync. An outage of
+// the bus or the store must not end the process: when following fails,
+// Run follows again after 1 s doubling to 30 s and reloads first; when a
+// reload fails, the table stays as it was (Current reports it), Run goes
+// on following the bus and reloads at the next resync. Without a bus it
 // returns after loading.
 func (s *Syncer) Run(ctx context.Context) error {
 	if err := s.EnsureLoaded(ctx); err != nil {
@@ -326,28 +327,23 @@ func (s *Syncer) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err == nil || errors.Is(err, errResync) {
+		if errors.Is(err, errResync) {
 			wait = 0
 		} else {
+			if err == nil {
+				err = errors.New("the registry's subscription ended")
+			}
 			wait = retryWait(wait)
 			s.log.WarnContext(ctx, "following the routing registry failed; the table stays as it was until it is read again", "err", err, "retry_in", wait)
 			if !sleep(ctx, wait) {
 				return nil
 			}
 		}
-		for {
-			err := s.Load(ctx)
-			if err == nil {
-				break
-			}
+		if err := s.Load(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			wait = retryWait(wait)
-			s.log.WarnContext(ctx, "reading the routing registry failed; the table stays as it was", "err", err, "retry_in", wait)
-			if !sleep(ctx, wait) {
-				return nil
-			}
+			s.log.WarnContext(ctx, "reading the routing registry failed; the table stays as it was, following the bus, until the next resync", "err", err)
 		}
 	}
 }

@@ -199,14 +199,11 @@ func windowsOverlap(a, b Service) bool {
 const MaxCallbackURL = 2048
 
 // ValidateCallback checks a callback as FIT-Connect's CreateCallback
-// requires it: an absolute https URL without credentials, at most
-// MaxCallbackURL bytes, and a secret of 32 to 512 characters.
+// requires it: an absolute https URL without credentials and a secret of
+// 32 to 512 characters.
 func ValidateCallback(rawURL, secret string) error {
-	if len(rawURL) > MaxCallbackURL {
-		return problem.Invalid("callback.url", fmt.Sprintf("callback url has %d bytes, more than %d", len(rawURL), MaxCallbackURL))
-	}
 	u, err := url.Parse(rawURL)
-	if err != nil || u.Scheme != "https" || u.Host == "" || len(rawURL) < 9 {
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" || len(rawURL) < 9 {
 		return problem.Invalid("callback.url", fmt.Sprintf("callback url %q must be an absolute https URL", rawURL))
 	}
 	if u.User != nil {
@@ -218,12 +215,16 @@ func ValidateCallback(rawURL, secret string) error {
 	return nil
 }
 
-// CheckCallbackHost refuses a callback URL (one ValidateCallback passed)
-// whose host is an address Amtsbote does not post to: one outside the
-// public internet and allow, or localhost (netguard.CheckHost). Such a
-// callback would never be delivered, so the client is told when it
-// gives it. Names are checked again as dialled.
-func CheckCallbackHost(rawURL string, allow []netip.Prefix) error {
+// CheckNewCallback checks what a callback URL (one ValidateCallback
+// passed) given now must also be, unlike one stored before: at most
+// MaxCallbackURL bytes, and its host no address Amtsbote does not post to,
+// one outside the public internet and allow, or localhost
+// (netguard.CheckHost). Such a callback would never be delivered, so the
+// client is told when it gives it. Names are checked again as dialled.
+func CheckNewCallback(rawURL string, allow []netip.Prefix) error {
+	if len(rawURL) > MaxCallbackURL {
+		return problem.Invalid("callback.url", fmt.Sprintf("callback url has %d bytes, more than %d", len(rawURL), MaxCallbackURL))
+	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return problem.Invalid("callback.url", "callback url is not a URL")
@@ -231,7 +232,7 @@ func CheckCallbackHost(rawURL string, allow []netip.Prefix) error {
 	err = netguard.CheckHost(u.Hostname(), allow)
 	switch {
 	case errors.Is(err, netguard.ErrNotPublic):
-		return problem.Invalid("callback.url", fmt.Sprintf("callback url host %s is not a public address; callbacks go to the public internet and to the networks the operator allows (serve --callback-allow)", u.Hostname()))
+		return problem.Invalid("callback.url", fmt.Sprintf("callback url host %s is not a public address; callbacks go to the public internet and to the networks the operator allows (--callback-allow)", u.Hostname()))
 	case err != nil:
 		return problem.Invalid("callback.url", "callback url "+err.Error())
 	}

@@ -339,9 +339,9 @@ func TestDestinationWritesIgnoreUnknownMembers(t *testing.T) {
 	// A callback to an address Amtsbote does not post to is refused when given.
 	f.callJSON(t, http.MethodPatch, path, manager, []byte(`{"callback": {"url": "https://192.168.178.1/cb", "secret": "`+strings.Repeat("t", 32)+`"}}`)).
 		problem(t, 400, problem.TypeInvalidValue, "callback.url")
-	// One stored before, when its network was allowed, stays through a change.
+	// One stored before, when its network was allowed and such a URL taken, stays through a change.
 	_, err = f.st.UpdateDestination(context.Background(), "test", did, func(d *store.Destination) error {
-		d.CallbackURL = "https://10.20.0.5/cb"
+		d.CallbackURL = "https://10.20.0.5/cb/" + strings.Repeat("a", store.MaxCallbackURL)
 		return nil
 	})
 	must(t, err)

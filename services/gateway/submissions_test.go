@@ -358,6 +358,12 @@ func TestCreateSubmissionBadInput(t *testing.T) {
 				{"callback to localhost", sender, "", with(func(b map[string]any) {
 					b["callback"] = map[string]any{"url": "https://localhost/cb", "secret": strings.Repeat("s", 32)}
 				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback without a host name", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "https://:443/cb", "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback to full-width localhost", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "https://ｌｏｃａｌｈｏｓｔ/cb", "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
 				{"callback to a number", sender, "", with(func(b map[string]any) {
 					b["callback"] = map[string]any{"url": "https://2130706433/cb", "secret": strings.Repeat("s", 32)}
 				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
@@ -665,6 +671,9 @@ func TestBusUnreachable(t *testing.T) {
 	if n := backlog(); n != before {
 		t.Errorf("%d incomplete submissions after the refused create, want %d", n, before)
 	}
+	// The pickup list reads the store alone and is still served.
+	receiver := f.token("subscribe:destination:" + d.ID)
+	decodeReply[map[string]any](t, f.call(t, http.MethodGet, "/v1/submissions?destinationId="+d.ID, receiver, "", nil), http.StatusOK)
 
 	f.node.Start(t)
 	flowtest.Eventually(t, 20*time.Second, func() error {

@@ -102,7 +102,7 @@ type Config struct {
 	MaxAttachment int64
 	Now           func() time.Time
 	// CallbackAllow are the networks besides the public internet that a
-	// sender's callback may go to (store.CheckCallbackHost).
+	// sender's callback may go to (store.CheckNewCallback).
 	CallbackAllow []netip.Prefix
 }
 
@@ -145,7 +145,7 @@ func New(cfg Config) (*API, error) {
 // Routes registers the submission flow's endpoints.
 func (a *API) Routes(m *httpapi.Mux) {
 	m.Handle("POST /v1/submissions", a.flowed(a.handleCreateSubmission))
-	m.Handle("GET /v1/submissions", a.flowed(a.handlePickupList))
+	m.Handle("GET /v1/submissions", a.listed(a.handlePickupList))
 	m.Handle("GET /v1/submissions/{submissionId}", a.flowed(a.handleGetSubmission))
 	m.Handle("PUT /v1/submissions/{submissionId}", a.flowed(a.handleSubmit))
 	m.HandleStream("PUT /v1/submissions/{submissionId}/attachments/{attachmentId}", a.flowed(a.handlePutAttachment))
@@ -154,15 +154,20 @@ func (a *API) Routes(m *httpapi.Mux) {
 	m.Handle("POST /v1/cases/{caseId}/events", a.flowed(a.handlePostEvent))
 }
 
-// flowed is Authed plus the bus the submission flow needs.
-func (a *API) flowed(h httpapi.Handler) http.Handler {
+// flowed is Authed plus the bus the submission flow needs: a request is
+// refused at once while the bus is known unreachable, before anything is
+// written, rather than after a publish's timeout has left a record behind.
+func (a *API) flowed(h httpapi.Handler) http.Handler { return a.withBus(h, true) }
+
+// listed is flowed for a route that reads the store alone.
+func (a *API) listed(h httpapi.Handler) http.Handler { return a.withBus(h, false) }
+
+func (a *API) withBus(h httpapi.Handler, connected bool) http.Handler {
 	return a.api.Authed(func(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
 		if a.bus == nil {
 			return problem.Unavailable("this gateway runs without a message bus and takes no submissions")
 		}
-		// Known unreachable: answer at once, before anything is written,
-		// rather than after a publish's timeout has left a record behind.
-		if !a.bus.Conn().IsConnected() {
+		if connected && !a.bus.Conn().IsConnected() {
 			return problem.Unavailable("the message bus is unreachable; retry the request")
 		}
 		return h(w, r, p)
@@ -330,7 +335,7 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 		return err
 	}
 	if in.Callback != nil {
-		if err := store.CheckCallbackHost(in.Callback.URL, a.allow); err != nil {
+		if err := store.CheckNewCallback(in.Callback.URL, a.allow); err != nil {
 			return err
 		}
 	}
