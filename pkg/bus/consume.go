@@ -123,9 +123,9 @@ func (e *laterError) Error() string { return e.err.Error() }
 func (e *laterError) Unwrap() error { return e.err }
 
 // Later marks err as a wait rather than a failure: the message is given
-// back with the consumer's backoff like after a failure, but logged at
-// debug level and left out of its attempt history. It returns nil for a
-// nil err.
+// back with the consumer's backoff like after a failure, and counts
+// towards MaxDeliver, but is logged at debug level and left out of its
+// attempt history. It returns nil for a nil err.
 func Later(err error) error {
 	if err == nil {
 		return nil
