@@ -280,6 +280,17 @@ func (e *env) routeAs(destinationID, senderURL string, change func(*store.Submis
 	return s
 }
 
+// arrived waits until the callbacks verified for submission id number want.
+func (e *env) arrived(id string, want int, timeout time.Duration) {
+	e.t.Helper()
+	eventually(e.t, timeout, func() error {
+		if n := e.rc.count(id); n != want {
+			return fmt.Errorf("callback for %s arrived %d times, want %d", id, n, want)
+		}
+		return nil
+	})
+}
+
 // markRouted records submission id as routed, as the ledger does.
 func (e *env) markRouted(id string) {
 	e.t.Helper()
@@ -360,12 +371,7 @@ func TestNewSubmissionsCallback(t *testing.T) {
 	s := e.route(dest, "")
 	unseen := e.route(quiet, "")
 
-	eventually(t, 10*time.Second, func() error {
-		if n := e.rc.count(s.SubmissionID); n != 1 {
-			return fmt.Errorf("callback for %s arrived %d times", s.SubmissionID, n)
-		}
-		return nil
-	})
+	e.arrived(s.SubmissionID, 1, 10*time.Second)
 	e.settled()
 	e.rc.mu.Lock()
 	defer e.rc.mu.Unlock()
@@ -417,12 +423,7 @@ func TestNewSubmissionsCallbackWaitsForPickup(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.markRouted(waiting.SubmissionID)
-	eventually(t, 10*time.Second, func() error {
-		if n := e.rc.count(waiting.SubmissionID); n != 1 {
-			return fmt.Errorf("callback arrived %d times", n)
-		}
-		return nil
-	})
+	e.arrived(waiting.SubmissionID, 1, 10*time.Second)
 	e.settled()
 	if n := e.rc.count(decided.SubmissionID); n != 0 {
 		t.Errorf("callback for a decided submission arrived %d times", n)
@@ -436,12 +437,7 @@ func TestNewEventsCallback(t *testing.T) {
 	e.event(s, set.SubmitSubmission, set.SubmitPayload{AuthenticationTags: set.AuthenticationTags{Metadata: tag}})
 	e.event(s, set.AcceptSubmission, set.AcceptPayload{AuthenticationTags: set.AuthenticationTags{Metadata: tag}})
 
-	eventually(t, 10*time.Second, func() error {
-		if n := e.rc.count(s.SubmissionID); n != 1 {
-			return fmt.Errorf("callback for %s arrived %d times", s.SubmissionID, n)
-		}
-		return nil
-	})
+	e.arrived(s.SubmissionID, 1, 10*time.Second)
 	e.settled()
 	e.rc.mu.Lock()
 	defer e.rc.mu.Unlock()
@@ -463,12 +459,7 @@ func TestReceiverDownForAWhile(t *testing.T) {
 		return 0
 	})
 	s := e.route(e.destination(e.rc.url()), "")
-	eventually(t, 20*time.Second, func() error {
-		if n := e.rc.count(s.SubmissionID); n != 1 {
-			return fmt.Errorf("callback arrived %d times", n)
-		}
-		return nil
-	})
+	e.arrived(s.SubmissionID, 1, 20*time.Second)
 	e.settled()
 	if n := e.rc.count(s.SubmissionID); n != 1 {
 		t.Errorf("callback arrived %d times, want 1", n)
@@ -570,12 +561,7 @@ func TestHangingRedirectingAndSlowReceivers(t *testing.T) {
 			e.rc.setBehaviour(tt.behave)
 			s := e.route(e.destination(e.rc.url()), "")
 			if tt.wantDead == "" {
-				eventually(t, 10*time.Second, func() error {
-					if n := e.rc.count(s.SubmissionID); n != 1 {
-						return fmt.Errorf("%d callbacks", n)
-					}
-					return nil
-				})
+				e.arrived(s.SubmissionID, 1, 10*time.Second)
 				e.settled()
 				if n := e.rc.count(s.SubmissionID); n != 1 {
 					t.Errorf("%d callbacks, want 1", n)
@@ -607,12 +593,7 @@ func TestHangingRedirectingAndSlowReceivers(t *testing.T) {
 func TestForgedAndReplayedCallbacksRefused(t *testing.T) {
 	e := newEnv(t, delivery.Config{})
 	s := e.route(e.destination(e.rc.url()), "")
-	eventually(t, 10*time.Second, func() error {
-		if n := e.rc.count(s.SubmissionID); n != 1 {
-			return fmt.Errorf("%d callbacks", n)
-		}
-		return nil
-	})
+	e.arrived(s.SubmissionID, 1, 10*time.Second)
 	e.rc.mu.Lock()
 	got := e.rc.raw[0]
 	e.rc.mu.Unlock()
