@@ -146,8 +146,7 @@ func CheckHost(host string, allow []netip.Prefix) error {
 // hexadecimal after 0x.
 func numeric(label string) bool {
 	if rest, ok := strings.CutPrefix(label, "0x"); ok {
-		label = rest
-		return strings.Trim(label, "0123456789abcdef") == ""
+		return strings.Trim(rest, "0123456789abcdef") == ""
 	}
 	return label != "" && strings.Trim(label, "0123456789") == ""
 }
