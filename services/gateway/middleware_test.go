@@ -87,3 +87,24 @@ func TestHealth(t *testing.T) {
 	}
 	wantProblem(t, e.do(http.MethodGet, "/readyz", "", "", nil), http.StatusServiceUnavailable, problem.TypeUnavailable, "")
 }
+
+// TestRedirectToCanonicalPath checks that a path the mux cleans (a base
+// URL with a trailing slash makes "//v1/…") is redirected with its
+// location alone, not the mux's HTML page.
+func TestRedirectToCanonicalPath(t *testing.T) {
+	e := newEnv(t)
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(e.srv.URL + "//v1/info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readAll(t, resp)
+	if resp.StatusCode < 300 || resp.StatusCode > 399 || resp.Header.Get("Location") != "/v1/info" {
+		t.Fatalf("status %d, location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if len(body) != 0 || resp.Header.Get("Content-Type") != "" {
+		t.Errorf("body %q of type %q, want none", body, resp.Header.Get("Content-Type"))
+	}
+	// Followed, it answers.
+	decode[map[string]any](t, e.do(http.MethodGet, "//v1/info", "", "", nil), http.StatusOK)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -116,6 +117,9 @@ func (m *Mux) observe(next http.Handler) http.Handler {
 		// Everything the request causes carries its trace (or a new one).
 		ctx := bus.ContextWithTraceparent(r.Context(), r.Header.Get("Traceparent"))
 		_, pattern := m.ServeMux.Handler(r)
+		if !canonical(r.URL.Path) {
+			pattern = "" // the mux redirects to the canonical path
+		}
 		route := patternPath(pattern)
 		if pattern == "" {
 			route = "unmatched"
@@ -168,6 +172,16 @@ func (m *Mux) observe(next http.Handler) http.Handler {
 	})
 }
 
+// canonical reports whether p is as the mux cleans it: no "//", "." or
+// ".." segments.
+func canonical(p string) bool {
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c == p
+}
+
 // serveUnmatched lets the mux decide between 404, 405 and a redirect, and
 // answers 404 and 405 as problems.
 func (m *Mux) serveUnmatched(w http.ResponseWriter, r *http.Request) {
@@ -180,6 +194,12 @@ func (m *Mux) serveUnmatched(w http.ResponseWriter, r *http.Request) {
 		allow := cw.header.Get("Allow")
 		w.Header().Set("Allow", allow)
 		problem.Write(w, problem.MethodNotAllowed(r.Method, strings.Split(allow, ", ")...))
+	case http.StatusMovedPermanently, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		// The canonical path (// or /./ cleaned away): the location alone,
+		// without the mux's HTML, as no answer here is a page.
+		w.Header().Set("Location", cw.header.Get("Location"))
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(cw.status)
 	default:
 		for k, v := range cw.header {
 			w.Header()[k] = v
