@@ -32,6 +32,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/services/ledger"
+	"github.com/amtsbote/amtsbote/services/subscriber"
 )
 
 // TestMetricsLifecycle carries one submission through `amtsbote dev`
@@ -241,8 +242,9 @@ var seriesName = regexp.MustCompile(`\bamtsbote_[a-z0-9_]+`)
 
 // checkQueriedSeries holds every amtsbote_ series the Grafana dashboard
 // and the alert rules name against what the processes export: a dev
-// scrape, and the sink deliveries of subscribers, which dev does not
-// run, as their shared constructor in pkg/metrics registers them.
+// scrape, and the sink deliveries and handled submissions of subscribers,
+// which dev does not run, as their constructors in pkg/metrics register
+// them.
 func checkQueriedSeries(t *testing.T, fams map[string]*dto.MetricFamily) {
 	exported := map[string]bool{}
 	add := func(fams map[string]*dto.MetricFamily) {
@@ -258,6 +260,9 @@ func checkQueriedSeries(t *testing.T, fams map[string]*dto.MetricFamily) {
 	add(fams)
 	reg := metrics.NewRegistry()
 	if _, err := metrics.NewSinks(reg, "directory", "http", "postgres"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := metrics.NewHandled(reg, subscriber.Outcomes...); err != nil {
 		t.Fatal(err)
 	}
 	others, err := reg.Gather()

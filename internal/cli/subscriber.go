@@ -112,8 +112,12 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 	if err != nil {
 		return err
 	}
+	handled, err := metrics.NewHandled(reg, subscriber.Outcomes...)
+	if err != nil {
+		return err
+	}
 	sub, err := subscriber.New(subscriber.Config{
-		Conf: conf, Sink: sk, API: api, Forwarder: forwarder, Bus: b, Sinks: sinks, Logger: log,
+		Conf: conf, Sink: sk, API: api, Forwarder: forwarder, Bus: b, Sinks: sinks, Handled: handled, Logger: log,
 	})
 	if err != nil {
 		return err

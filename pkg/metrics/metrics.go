@@ -133,6 +133,38 @@ func NewSinks(reg prometheus.Registerer, kinds ...string) (*Sinks, error) {
 	return &Sinks{total: total, duration: duration}, nil
 }
 
+// Handled outcomes of a subscriber besides its decisions (accepted,
+// rejected, forwarded, decided, skipped), the outcome label of
+// amtsbote_subscriber_submissions_total.
+const (
+	HandledRetry  = "retry"  // failed for now: a key not configured, an API or a sink that does not answer
+	HandledFailed = "failed" // failed for good: dead-lettered, or left on the pickup list
+)
+
+// Handled counts the submissions a subscriber handled, by outcome, so that
+// one failing for now (a key rolled without the subscriber's file, an API
+// down) shows besides its log.
+type Handled struct{ total *prometheus.CounterVec }
+
+// NewHandled registers amtsbote_subscriber_submissions_total on reg with
+// every outcome present from the start.
+func NewHandled(reg prometheus.Registerer, outcomes ...string) (*Handled, error) {
+	total, err := Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "amtsbote_subscriber_submissions_total",
+		Help: "Submissions a subscriber handled, by outcome: its decision, retry (failed for now) or failed (for good).",
+	}, []string{"outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range append(outcomes, HandledRetry, HandledFailed) {
+		total.WithLabelValues(o)
+	}
+	return &Handled{total: total}, nil
+}
+
+// Count counts one submission handled with outcome.
+func (h *Handled) Count(outcome string) { h.total.WithLabelValues(outcome).Inc() }
+
 // Observe counts one delivery into a sink of kind with outcome that took d.
 func (s *Sinks) Observe(kind, outcome string, d time.Duration) {
 	s.total.WithLabelValues(kind, outcome).Inc()

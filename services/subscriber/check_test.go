@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/services/subscriber"
 	"github.com/amtsbote/amtsbote/services/subscriber/config"
 )
@@ -158,7 +160,12 @@ func TestUnconfiguredKeyIsNotRejected(t *testing.T) {
 	s, dests, rid, rsecret, file := oneDestination(t)
 	conf, sk := loadConfig(t, file)
 	conf.Destinations[0].EncryptionKeys[0] = withKID(conf.Destinations[0].EncryptionKeys[0], "enc-old")
-	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret)})
+	reg := metrics.NewRegistry()
+	handled, err := metrics.NewHandled(reg, subscriber.Outcomes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret), Handled: handled})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,6 +179,10 @@ func TestUnconfiguredKeyIsNotRejected(t *testing.T) {
 	var perm *bus.PermanentError
 	if err == nil || errors.As(err, &perm) || !strings.Contains(err.Error(), "not configured") {
 		t.Fatalf("Handle = %q, %v; want an error to retry naming the unconfigured key", outcome, err)
+	}
+	// Beside the log, the metrics tell.
+	if n := flowtest.Counter(t, reg, "amtsbote_subscriber_submissions_total", map[string]string{"outcome": "retry"}); n != 1 {
+		t.Errorf("retries counted %v, want 1", n)
 	}
 	st, err := s.sender.Sender().StatusOf(ctx, r)
 	if err != nil {

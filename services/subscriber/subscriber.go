@@ -82,6 +82,9 @@ const DefaultHandleTimeout = 5 * time.Minute
 // fetchFor bounds the fetch of one submission with its attachments.
 const fetchFor = 2 * time.Minute
 
+// Outcomes are the outcomes Handle returns, for NewHandled.
+var Outcomes = []string{string(Accepted), string(Rejected), string(Forwarded), string(Decided), string(Skipped)}
+
 // Outcome is what became of one submission.
 type Outcome string
 
@@ -116,6 +119,9 @@ type Config struct {
 	BackoffBase time.Duration
 	// Sinks counts deliveries into the sink; nil counts nothing.
 	Sinks *metrics.Sinks
+	// Handled counts the submissions handled by outcome (NewHandled);
+	// nil counts nothing.
+	Handled *metrics.Handled
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -280,7 +286,20 @@ func (s *Subscriber) Run(ctx context.Context) error {
 // check, deliver, accept; or reject when a check fails. It returns the
 // outcome, or an error: a *bus.PermanentError when retrying cannot help
 // (the sink refuses the submission), any other error when it may.
-func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (Outcome, error) {
+func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (outcome Outcome, err error) {
+	if s.cfg.Handled != nil {
+		defer func() {
+			var perm *bus.PermanentError
+			switch {
+			case errors.As(err, &perm):
+				s.cfg.Handled.Count(metrics.HandledFailed)
+			case err != nil:
+				s.cfg.Handled.Count(metrics.HandledRetry)
+			case outcome != "":
+				s.cfg.Handled.Count(string(outcome))
+			}
+		}()
+	}
 	destID := strings.ToLower(p.DestinationID)
 	d, ok := s.dests[destID]
 	if !ok {
