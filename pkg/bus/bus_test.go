@@ -565,6 +565,37 @@ func TestConsumeWaitsForInFlightHandlers(t *testing.T) {
 	settled(t, b, bus.StreamInbox, "drain")
 }
 
+// TestConsumeStoppingReachesHandlers checks that a handler learns that
+// its consumer stops (bus.Stopping) while its own context goes on for the
+// grace, so that one waiting for something gives its message back.
+func TestConsumeStoppingReachesHandlers(t *testing.T) {
+	b, _ := bustest.Bus(t)
+	publish(t, b, inboxSubject(t), "e1")
+	started := make(chan struct{})
+	var sawStop, ctxLive atomic.Bool
+	c := startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "waiting"}, func(ctx context.Context, m *bus.Message) error {
+		close(started)
+		select {
+		case <-bus.Stopping(ctx):
+			sawStop.Store(true)
+			ctxLive.Store(ctx.Err() == nil)
+		case <-time.After(time.Minute):
+		}
+		return bus.Later(errors.New("not there yet"))
+	})
+	<-started
+	c.cancel()
+	if err := c.stop(t); err != nil {
+		t.Fatalf("Consume: %v", err)
+	}
+	if !sawStop.Load() || !ctxLive.Load() {
+		t.Fatalf("handler saw the stop %v with its context live %v; want both", sawStop.Load(), ctxLive.Load())
+	}
+	if bus.Stopping(context.Background()) != nil {
+		t.Error("Stopping of no consumer's context is not nil")
+	}
+}
+
 func TestConsumeConfigErrors(t *testing.T) {
 	b, _ := bustest.Bus(t)
 	h := func(context.Context, *bus.Message) error { return nil }

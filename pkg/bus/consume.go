@@ -594,10 +594,24 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 // redelivered.
 const ShutdownGrace = 30 * time.Second
 
+// stoppingKey carries the consumer's own Done channel in a handler's
+// context (Stopping).
+type stoppingKey struct{}
+
+// Stopping returns a channel closed when the consumer that handed ctx's
+// message to its handler stops: the handler's context goes on for
+// ShutdownGrace, so that work under way can finish, but a handler waiting
+// for something that is not there yet should give the message back then.
+// It is nil (never closed) for a context of no consumer.
+func Stopping(ctx context.Context) <-chan struct{} {
+	c, _ := ctx.Value(stoppingKey{}).(<-chan struct{})
+	return c
+}
+
 // withShutdownGrace returns a context that ends after limit, or
 // ShutdownGrace after ctx ends, whichever is first.
 func withShutdownGrace(ctx context.Context, limit time.Duration) (context.Context, context.CancelFunc) {
-	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), limit)
+	hctx, cancel := context.WithTimeout(context.WithValue(context.WithoutCancel(ctx), stoppingKey{}, ctx.Done()), limit)
 	var grace atomic.Pointer[time.Timer]
 	stop := context.AfterFunc(ctx, func() { grace.Store(time.AfterFunc(ShutdownGrace, cancel)) })
 	return hctx, func() {

@@ -514,6 +514,9 @@ func (s *Subscriber) fetch(ctx context.Context, p client.Pickup, keys client.Key
 		select {
 		case <-ctx.Done():
 			return rec, err
+		case <-bus.Stopping(ctx):
+			// Given back, the message goes to a subscriber that runs on.
+			return rec, err
 		case <-time.After(wait):
 		}
 		waited += wait
