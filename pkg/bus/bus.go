@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
 
+	"time"
+
 	"github.com/amtsbote/amtsbote/pkg/tracing"
 )
 
@@ -58,7 +60,10 @@ func Connect(ctx context.Context, url string, opts ...nats.Option) (*Bus, error)
 		// there, another installation's or none.
 		return nil, errors.New("connect: no NATS URL given")
 	}
-	all := append([]nats.Option{nats.Name("amtsbote"), nats.MaxReconnects(-1)}, opts...)
+	// A server that hangs rather than closing the connection is noticed
+	// within 30 to 45 s (nats.go's default takes 4 to 6 minutes).
+	all := append([]nats.Option{nats.Name("amtsbote"), nats.MaxReconnects(-1),
+		nats.PingInterval(15 * time.Second), nats.MaxPingsOutstanding(2)}, opts...)
 	nc, err := nats.Connect(url, all...)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", Redact(url), err)
@@ -73,6 +78,16 @@ func Connect(ctx context.Context, url string, opts ...nats.Option) (*Bus, error)
 		return nil, fmt.Errorf("connect %s: jetstream: %w", Redact(url), err)
 	}
 	return &Bus{nc: nc, js: js, tracer: tracing.Tracer(nil)}, nil
+}
+
+// Answers reports whether the server answers a ping within timeout: a
+// request that would leave state behind if a later publish timed out
+// asks first.
+func (b *Bus) Answers(timeout time.Duration) error {
+	if !b.nc.IsConnected() {
+		return nats.ErrConnectionClosed
+	}
+	return b.nc.FlushTimeout(timeout)
 }
 
 // Redact returns the NATS server URLs urls (comma-separated) with each

@@ -7,9 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
@@ -657,6 +660,9 @@ func TestBusUnreachable(t *testing.T) {
 	}
 	before := backlog()
 
+	// Nothing in flight: a request the server takes down with it waits its
+	// timeout, and holds the signer's stop.
+	f.settle(t)
 	f.node.Shutdown()
 	flowtest.Eventually(t, 10*time.Second, func() error {
 		if f.bus.Conn().IsConnected() {
@@ -682,5 +688,107 @@ func TestBusUnreachable(t *testing.T) {
 		}
 		return nil
 	})
+	f.create(t, sender, createBody(d))
+}
+
+// stallingProxy forwards TCP both ways until stalled: then it holds what
+// arrives, as a server that hangs without closing its connections.
+type stallingProxy struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	stalled bool
+	resumed chan struct{}
+}
+
+func newStallingProxy(t *testing.T, upstream string) *stallingProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallingProxy{ln: ln, resumed: make(chan struct{})}
+	close(p.resumed)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", upstream)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go p.pipe(c, u)
+			go p.pipe(u, c)
+		}
+	}()
+	return p
+}
+
+func (p *stallingProxy) pipe(from, to net.Conn) {
+	defer from.Close()
+	defer to.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		resumed := p.resumed
+		p.mu.Unlock()
+		<-resumed
+		if _, err := to.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func (p *stallingProxy) stall(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on && !p.stalled {
+		p.resumed = make(chan struct{})
+	} else if !on && p.stalled {
+		close(p.resumed)
+	}
+	p.stalled = on
+}
+
+// TestBusHangs checks that a create while NATS hangs (connected, but not
+// answering) is refused before anything is written, so that nothing turns
+// up once the server resumes.
+func TestBusHangs(t *testing.T) {
+	node := bustest.Server(t)
+	proxy := newStallingProxy(t, strings.TrimPrefix(node.URL, "nats://"))
+	b := bustest.Connect(t, "nats://"+proxy.ln.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	must(t, b.Ensure(ctx, bus.TopologyConfig{}))
+	st := flowtest.OpenSQLite(t)
+	f := newFlowEnvOn(t, st, b)
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	f.create(t, sender, createBody(d))
+	incomplete := func() int {
+		list, err := st.DueSubmissions(context.Background(), store.DeadlineIncomplete, time.Now().AddDate(1, 0, 0), 100)
+		must(t, err)
+		return len(list)
+	}
+	before := incomplete()
+
+	f.settle(t)
+	proxy.stall(true)
+	p := f.callJSON(t, http.MethodPost, "/v1/submissions", sender, createBody(d)).problem(t, 503, problem.TypeUnavailable, "")
+	if !strings.Contains(p.Detail, "does not answer") {
+		t.Errorf("detail %q", p.Detail)
+	}
+	proxy.stall(false)
+	time.Sleep(time.Second)
+	if n := incomplete(); n != before {
+		t.Errorf("%d incomplete submissions after the refused create, want %d", n, before)
+	}
 	f.create(t, sender, createBody(d))
 }

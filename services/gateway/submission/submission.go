@@ -388,6 +388,13 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 		out.CaseID = uuid.NewString()
 	}
 	body, _ := json.Marshal(out) // strings always marshal
+	// A server that hangs is not known to be gone yet: a create whose
+	// outbox write then timed out would leave a submission and, once the
+	// server resumed, its create-submission behind, with ids the sender
+	// never got. Asked first, it writes nothing.
+	if err := a.bus.Answers(time.Second); err != nil {
+		return problem.Unavailable("the message bus does not answer; retry the request")
+	}
 	replay := false
 	if key != "" {
 		hash := sha256.Sum256(raw)
