@@ -229,13 +229,17 @@ func (d *Delivery) Run(ctx context.Context) error {
 		cfg bus.ConsumerConfig
 		h   bus.Handler
 	}{
-		// Waits for the ledger, however long it takes: nothing is
-		// dead-lettered for it.
+		// These two wait for the ledger and the store, however long it
+		// takes: nothing is dead-lettered for it (EVENTS could not be
+		// re-driven, and what cannot be handled is at once).
 		{bus.ConsumerConfig{
 			Stream: bus.StreamInbox, Durable: DurableSubmissions, Concurrency: 4,
 			MaxDeliver: -1, BackoffBase: 250 * time.Millisecond, BackoffMax: time.Minute, Logger: d.log,
 		}, d.handleInbox},
-		{bus.ConsumerConfig{Stream: bus.StreamEvents, Durable: DurableEvents, Concurrency: 4, Logger: d.log}, d.handleEvent},
+		{bus.ConsumerConfig{
+			Stream: bus.StreamEvents, Durable: DurableEvents, Concurrency: 4,
+			MaxDeliver: -1, BackoffMax: time.Minute, Logger: d.log,
+		}, d.handleEvent},
 		{bus.ConsumerConfig{
 			Stream: bus.StreamCallbacks, Durable: DurableCallbacks, Concurrency: d.concurrency,
 			MaxDeliver: d.maxAttempts, BackoffBase: d.base, BackoffMax: d.max, Jitter: true,

@@ -689,3 +689,25 @@ func TestCallbackToAnAllowedNetwork(t *testing.T) {
 		t.Errorf("attempts %+v, want a TLS failure", h)
 	}
 }
+
+// TestConsumersOfTheFlowNeverGiveUp checks that the durables turning INBOX
+// and EVENTS into callbacks redeliver however long the store fails: an
+// EVENTS message dead-lettered after its last delivery could not be
+// re-driven. The callbacks' own durable gives up after its attempts.
+func TestConsumersOfTheFlowNeverGiveUp(t *testing.T) {
+	e := newEnv(t, delivery.Config{MaxAttempts: 3})
+	ctx := context.Background()
+	for durable, want := range map[string]int{delivery.DurableSubmissions: -1, delivery.DurableEvents: -1, delivery.DurableCallbacks: 3} {
+		stream := map[string]string{delivery.DurableSubmissions: bus.StreamInbox, delivery.DurableEvents: bus.StreamEvents, delivery.DurableCallbacks: bus.StreamCallbacks}[durable]
+		eventually(t, 10*time.Second, func() error {
+			cons, err := e.bus.JetStream().Consumer(ctx, stream, durable)
+			if err != nil {
+				return err
+			}
+			if md := cons.CachedInfo().Config.MaxDeliver; md != want {
+				return fmt.Errorf("%s: max deliver %d, want %d", durable, md, want)
+			}
+			return nil
+		})
+	}
+}
