@@ -113,14 +113,9 @@ func Permitted(a netip.Addr, allow []netip.Prefix) bool {
 // address in some URL parsers (WHATWG's, libc's: "127.1", "2130706433",
 // "0x7f.1"); it must be one in dotted-decimal form.
 func CheckHost(host string, allow []netip.Prefix) error {
-	// As net/http dials it: a name that is not ASCII mapped (full-width
-	// digits and dots among them).
-	name := host
-	if strings.ContainsFunc(host, func(r rune) bool { return r >= utf8.RuneSelf }) {
-		var err error
-		if name, err = idna.Lookup.ToASCII(host); err != nil {
-			return fmt.Errorf("host %q is not a valid name: %w", host, err)
-		}
+	name, err := ASCIIHost(host)
+	if err != nil {
+		return fmt.Errorf("host %q is not a valid name: %w", host, err)
 	}
 	name = strings.TrimSuffix(strings.ToLower(name), ".")
 	var a netip.Addr
@@ -128,7 +123,6 @@ func CheckHost(host string, allow []netip.Prefix) error {
 	case name == "localhost" || strings.HasSuffix(name, ".localhost"):
 		a = netip.AddrFrom4([4]byte{127, 0, 0, 1})
 	default:
-		var err error
 		if a, err = netip.ParseAddr(name); err != nil {
 			if numeric(name[strings.LastIndexByte(name, '.')+1:]) {
 				return fmt.Errorf("host %q is a number but not an IPv4 address in dotted-decimal form", host)
@@ -140,6 +134,16 @@ func CheckHost(host string, allow []netip.Prefix) error {
 		return fmt.Errorf("host %s: %w", host, ErrNotPublic)
 	}
 	return nil
+}
+
+// ASCIIHost is host as net/http dials it: a name that is not ASCII
+// mapped by IDNA (full-width digits and dots among them), any other as
+// it is.
+func ASCIIHost(host string) (string, error) {
+	if !strings.ContainsFunc(host, func(r rune) bool { return r >= utf8.RuneSelf }) {
+		return host, nil
+	}
+	return idna.Lookup.ToASCII(host)
 }
 
 // numeric reports whether label reads as a number: decimal digits, or

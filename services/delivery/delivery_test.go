@@ -697,15 +697,21 @@ func TestCallbackToAnAllowedNetwork(t *testing.T) {
 func TestConsumersOfTheFlowNeverGiveUp(t *testing.T) {
 	e := newEnv(t, delivery.Config{MaxAttempts: 3})
 	ctx := context.Background()
-	for durable, want := range map[string]int{delivery.DurableSubmissions: -1, delivery.DurableEvents: -1, delivery.DurableCallbacks: 3} {
-		stream := map[string]string{delivery.DurableSubmissions: bus.StreamInbox, delivery.DurableEvents: bus.StreamEvents, delivery.DurableCallbacks: bus.StreamCallbacks}[durable]
+	for _, c := range []struct {
+		stream, durable string
+		want            int
+	}{
+		{bus.StreamInbox, delivery.DurableSubmissions, -1},
+		{bus.StreamEvents, delivery.DurableEvents, -1},
+		{bus.StreamCallbacks, delivery.DurableCallbacks, 3},
+	} {
 		eventually(t, 10*time.Second, func() error {
-			cons, err := e.bus.JetStream().Consumer(ctx, stream, durable)
+			cons, err := e.bus.JetStream().Consumer(ctx, c.stream, c.durable)
 			if err != nil {
 				return err
 			}
-			if md := cons.CachedInfo().Config.MaxDeliver; md != want {
-				return fmt.Errorf("%s: max deliver %d, want %d", durable, md, want)
+			if md := cons.CachedInfo().Config.MaxDeliver; md != c.want {
+				return fmt.Errorf("%s: max deliver %d, want %d", c.durable, md, c.want)
 			}
 			return nil
 		})

@@ -6,13 +6,10 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/net/http/httpproxy"
-	"golang.org/x/net/idna"
 
 	"github.com/amtsbote/amtsbote/pkg/netguard"
 )
@@ -65,10 +62,8 @@ func guardedTransport(allow []netip.Prefix) (t *http.Transport, via func(context
 // dialAddress is the host:port net/http dials for proxy p.
 func dialAddress(p *url.URL) string {
 	host := p.Hostname()
-	if strings.ContainsFunc(host, func(r rune) bool { return r >= utf8.RuneSelf }) {
-		if a, err := idna.Lookup.ToASCII(host); err == nil {
-			host = a
-		}
+	if a, err := netguard.ASCIIHost(host); err == nil {
+		host = a
 	}
 	port := p.Port()
 	if port == "" {
