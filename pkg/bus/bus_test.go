@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 )
@@ -369,12 +371,18 @@ func TestPermanentErrorDetection(t *testing.T) {
 
 func TestTransientErrorRedelivers(t *testing.T) {
 	b, _ := bustest.Bus(t)
-	publish(t, b, inboxSubject(t), "e1")
+	const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+	ctx := bus.ContextWithTraceparent(testContext(t), "00-"+trace+"-00f067aa0ba902b7-01")
+	if _, err := b.Publish(ctx, inboxSubject(t), newEvent(t, "e1"), "e1"); err != nil {
+		t.Fatal(err)
+	}
 
 	var mu sync.Mutex
 	var attempts []int
 	done := make(chan struct{})
-	startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "retry", BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
+	var logs flowtest.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "retry", BackoffBase: 10 * time.Millisecond, BackoffMax: 50 * time.Millisecond, Logger: log},
 		func(ctx context.Context, m *bus.Message) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -398,6 +406,10 @@ func TestTransientErrorRedelivers(t *testing.T) {
 	}
 	if n := streamMsgs(t, b, bus.StreamDead); n != 0 {
 		t.Errorf("DEAD holds %d messages, want 0", n)
+	}
+	// The failures are logged under the trace of the request that published.
+	if n := strings.Count(logs.String(), `"trace_id":"`+trace+`"`); n != 2 {
+		t.Errorf("%d log lines carry the message's trace id, want its 2 failures:\n%s", n, logs.String())
 	}
 }
 

@@ -517,14 +517,19 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		return
 	}
 	attempt := int(meta.NumDelivered)
+	ev, evErr := EventFromMsg(msg)
 	// Built only when something is logged: most messages log nothing.
 	log := func() *slog.Logger {
-		return cfg.Logger.With("subject", msg.Subject(), "stream", meta.Stream, "stream_seq", meta.Sequence.Stream, "attempt", attempt)
+		l := cfg.Logger.With("subject", msg.Subject(), "stream", meta.Stream, "stream_seq", meta.Sequence.Stream, "attempt", attempt)
+		if id := traceID(ev); id != "" {
+			l = l.With(tracing.TraceIDKey, id)
+		}
+		return l
 	}
 	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 
-	ev, err := EventFromMsg(msg)
+	err = evErr
 	if err != nil {
 		b.deadLetter(settle, cfg, msg, meta, ReasonMalformedEvent, err, log())
 		return

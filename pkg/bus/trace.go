@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -57,4 +58,13 @@ func Traceparent(ctx context.Context) string {
 	c := propagation.MapCarrier{}
 	traceContext.Inject(ctx, c)
 	return c["traceparent"]
+}
+
+// traceID returns the trace id of ev's traceparent, or "".
+func traceID(ev event.Event) string {
+	tp, _ := ev.Extensions()[ExtensionTraceparent].(string)
+	if sc := trace.SpanContextFromContext(ContextWithTraceparent(context.Background(), tp)); sc.HasTraceID() {
+		return sc.TraceID().String()
+	}
+	return ""
 }

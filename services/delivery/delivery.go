@@ -447,11 +447,11 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 	log := d.log.With("submission_id", j.SubmissionID, "destination_id", j.DestinationID, "attempt", m.Attempt)
 	if err := d.post(ctx, target, secret, body); err != nil {
 		d.metrics.outcome(j.Kind, outcomeFailed)
-		log.Warn("delivery: callback failed", "kind", j.Kind, "err", err)
+		log.WarnContext(ctx, "delivery: callback failed", "kind", j.Kind, "err", err)
 		return err
 	}
 	d.metrics.outcome(j.Kind, outcomeDelivered)
-	log.Debug("delivery: callback delivered", "kind", j.Kind)
+	log.DebugContext(ctx, "delivery: callback delivered", "kind", j.Kind)
 	return nil
 }
 

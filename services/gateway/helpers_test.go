@@ -31,6 +31,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/scope"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/pkg/tracing"
 	"github.com/amtsbote/amtsbote/services/gateway"
 )
 
@@ -134,7 +135,7 @@ func newEnvOn(t *testing.T, st store.Store, opts ...envOption) *env {
 		Store:     st,
 		Signer:    e.signer,
 		PublicURL: e.srv.URL,
-		Logger:    slog.New(slog.NewJSONHandler(e.logs, nil)),
+		Logger:    slog.New(tracing.LogHandler(slog.NewJSONHandler(e.logs, nil))),
 		Registry:  e.reg,
 		Now:       e.clock.Now,
 	}

@@ -2,8 +2,10 @@ package gateway_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,6 +71,53 @@ func TestMetricsAndLogs(t *testing.T) {
 	}
 	if strings.Contains(logs, tok) {
 		t.Error("a token was logged")
+	}
+}
+
+// TestRequestID shows that every answer names its request by the trace id
+// that its access log line, and every line it causes, carries: the
+// caller's when it sent a traceparent, a new one otherwise.
+func TestRequestID(t *testing.T) {
+	e := newEnv(t)
+	const caller = "0af7651916cd43dd8448eb211c80319c"
+	req, err := http.NewRequest(http.MethodGet, e.srv.URL+"/v1/info", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Traceparent", "00-"+caller+"-b7ad6b7169203331-01")
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	ids := []string{resp.Header.Get("X-Request-Id")}
+	if ids[0] != caller {
+		t.Errorf("X-Request-Id %q, want the caller's trace id %s", ids[0], caller)
+	}
+	for range 2 {
+		resp := e.do(http.MethodGet, "/v1/destinations/2f59b8c6-3206-4734-aa21-a7b2a4d92f7a", "", "", nil)
+		readAll(t, resp)
+		id := resp.Header.Get("X-Request-Id")
+		if !regexp.MustCompile(`^[0-9a-f]{32}$`).MatchString(id) || slices.Contains(ids, id) {
+			t.Fatalf("X-Request-Id %q: want a new trace id of 32 hex digits", id)
+		}
+		ids = append(ids, id)
+	}
+
+	logged := map[string]string{} // trace id → path of its access log line
+	for line := range strings.Lines(e.logs.String()) {
+		var l struct {
+			Msg, Path string
+			TraceID   string `json:"trace_id"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "http request" {
+			logged[l.TraceID] = l.Path
+		}
+	}
+	for _, id := range ids {
+		if logged[id] == "" {
+			t.Errorf("no access log line has trace_id %s:\n%s", id, e.logs)
+		}
 	}
 }
 

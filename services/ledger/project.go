@@ -112,7 +112,7 @@ func (l *Ledger) project(ctx context.Context, c set.Claims, token string, seq ui
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		l.log.Warn("ledger: event of an unknown submission recorded", "submission_id", sid, "case_id", caseID, "jti", c.JTI)
+		l.log.WarnContext(ctx, "ledger: event of an unknown submission recorded", "submission_id", sid, "case_id", caseID, "jti", c.JTI)
 		return outcomeUnknown, nil
 	case errors.Is(err, store.ErrConflict):
 		return "", fmt.Errorf("event %s: %w: %w", c.JTI, errWrongCase, err)
@@ -182,7 +182,7 @@ func (l *Ledger) handleRouted(ctx context.Context, m *bus.Message) error {
 	case errors.Is(err, store.ErrNotFound):
 		// Nothing to list; the receiver's own consumers still see the message.
 		l.metrics.routed(outcomeUnknown)
-		l.log.Warn("ledger: routed submission unknown to the store", "submission_id", sid)
+		l.log.WarnContext(ctx, "ledger: routed submission unknown to the store", "submission_id", sid)
 	default:
 		l.metrics.routed(outcomeRetry)
 		return fmt.Errorf("mark %s routed: %w", sid, err)

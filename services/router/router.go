@@ -228,7 +228,7 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 		}
 		r.metrics.outcome(outcomeUnroutable, land)
 		r.metrics.unroutable.WithLabelValues(why.reason, land).Inc()
-		log.Info("router: submission rejected", "reason", why.reason)
+		log.InfoContext(ctx, "router: submission rejected", "reason", why.reason)
 		return bus.PermanentReason(why.reason, errors.New(why.detail))
 	}
 
@@ -250,7 +250,7 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 	if !m.Published.IsZero() {
 		r.metrics.latency.Observe(r.now().Sub(m.Published).Seconds())
 	}
-	log.Debug("router: routed", "destination_id", dest.ID)
+	log.DebugContext(ctx, "router: routed", "destination_id", dest.ID)
 	return nil
 }
 

@@ -135,6 +135,8 @@ func (m *Mux) observe(next http.Handler) http.Handler {
 			// all the same, so that everything the request causes shares it.
 			ctx = bus.ContextWithNewTrace(ctx)
 		}
+		// The id an operator finds the request by in every process's log.
+		w.Header().Set("X-Request-Id", trace.SpanContextFromContext(ctx).TraceID().String())
 		r = r.WithContext(context.WithValue(ctx, infoKey{}, ri))
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
