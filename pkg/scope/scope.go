@@ -11,9 +11,10 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/google/uuid"
+
 	"github.com/amtsbote/amtsbote/pkg/ars"
 	"github.com/amtsbote/amtsbote/pkg/routing"
-	"github.com/google/uuid"
 )
 
 // Scope names and prefixes as FIT-Connect defines them, plus Amtsbote's

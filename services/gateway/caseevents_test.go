@@ -8,13 +8,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
-	"github.com/google/uuid"
 )
 
 // TestCaseEventBadInput proves each refusal of a receiver's event: the
