@@ -149,8 +149,9 @@ func TestDestinationLookupErrors(t *testing.T) {
 			http.StatusNotFound, problem.TypeKeyNotFound, "keyId")
 	})
 	t.Run("key id too short", func(t *testing.T) {
+		// The operation declares 200 and 404 alone: no key has the id.
 		wantProblem(t, e.do(http.MethodGet, "/v1/destinations/7881dba9-4055-4854-8b6d-11ea5b7f3047/keys/short", "", "", nil),
-			http.StatusBadRequest, problem.TypeInvalidValue, "keyId")
+			http.StatusNotFound, problem.TypeKeyNotFound, "keyId")
 	})
 	t.Run("unknown route", func(t *testing.T) {
 		wantProblem(t, e.do(http.MethodGet, "/v1/nothing-here", "", "", nil), http.StatusNotFound, problem.TypeNotFound, "path")

@@ -221,7 +221,9 @@ func (a *API) handleGetKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	kid := r.PathValue("keyId")
 	if n := len(kid); n < 8 || n > 64 {
-		return problem.Invalid("keyId", fmt.Sprintf("keyId must have 8 to 64 characters, has %d", n))
+		// 404 as for a malformed destinationId: the operation knows no 400.
+		return problem.New(problem.TypeKeyNotFound, "Key not found", http.StatusNotFound, "keyId",
+			fmt.Sprintf("a keyId has 8 to 64 characters, this one %d: no key has it", n))
 	}
 	k, err := a.store.Key(r.Context(), id, kid)
 	if errors.Is(err, store.ErrNotFound) {
