@@ -315,11 +315,10 @@ func (s *Directory) sweep(match func(name string, info fs.FileInfo) bool) error 
 // fsError classifies a file system error: a missing permission needs an
 // operator; anything else (a full disk, an I/O error) may pass.
 func fsError(err error) error {
-	switch {
-	case err == nil:
+	if err == nil {
 		return nil
-	case errors.Is(err, fs.ErrPermission):
-		return permanent(err)
 	}
+	// A folder without permission, full or read-only is mended by an
+	// operator: the submissions wait for it instead of being refused.
 	return transient(err)
 }

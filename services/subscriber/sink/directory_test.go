@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -226,6 +227,18 @@ func TestDirectoryNotAFolder(t *testing.T) {
 	}
 	if err := s.Deliver(context.Background(), d); !errors.Is(err, sink.ErrPermanent) {
 		t.Fatalf("deliver onto a file: %v, want a permanent error", err)
+	}
+}
+
+// TestDirectoryFolderUnusable shows that a folder an operator has to mend
+// (its permissions, a full or read-only disk) makes submissions wait
+// instead of refusing them for good.
+func TestDirectoryFolderUnusable(t *testing.T) {
+	for _, cause := range []error{fs.ErrPermission, syscall.EROFS, syscall.ENOSPC, syscall.EDQUOT} {
+		err := sink.FSError(&fs.PathError{Op: "mkdir", Path: "/srv/eingang/.tmp-1", Err: cause})
+		if !errors.Is(err, sink.ErrTransient) || errors.Is(err, sink.ErrPermanent) || !errors.Is(err, cause) {
+			t.Errorf("%v: %v, want a transient error", cause, err)
+		}
 	}
 }
 

@@ -13,3 +13,6 @@ var ParseRetryAfter = parseRetryAfter
 
 // PoolSize is the most connections s opens.
 func PoolSize(s *Postgres) int32 { return s.pool.Config().MaxConns }
+
+// FSError exposes fsError.
+var FSError = fsError

@@ -106,9 +106,11 @@ func (e *StatusError) Error() string {
 // 429 and 5xx, a timeout and a network error are retried with
 // exponential backoff and full jitter, honouring Retry-After, up to
 // MaxAttempts requests or MaxElapsed; then Deliver returns a transient
-// error. Any other answer is a permanent *StatusError. Redirects are
-// never followed: a POST carrying a submission goes only to the
-// configured URL, and a 3xx is a permanent error naming its target.
+// error. So are 401, 403, 404 and 3xx, credentials or an address an
+// operator mends. Any other answer (400, 410, 413, 415, 422, …) is the
+// Fachverfahren's refusal of the submission, a permanent *StatusError.
+// Redirects are never followed: a POST carrying a submission goes only to
+// the configured URL, and a 3xx's error names its target.
 type HTTP struct {
 	cfg   HTTPConfig
 	hc    *http.Client
@@ -355,8 +357,12 @@ func retryableStatus(code int) bool {
 	switch code {
 	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
 		return true
+	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
+		// Credentials or an address an operator mends, not a refusal of
+		// this submission.
+		return true
 	}
-	return code >= 500 && code < 600
+	return code >= 500 && code < 600 || code >= 300 && code < 400
 }
 
 // readAnswer reads and closes resp: nil for a success, else the status

@@ -340,7 +340,7 @@ func TestHTTPRefusedConnection(t *testing.T) {
 }
 
 func TestHTTPRefusal(t *testing.T) {
-	for _, code := range []int{400, 401, 403, 404, 410, 413, 415, 422} {
+	for _, code := range []int{400, 410, 413, 415, 422} {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
 			f := newFachverfahren(t)
 			f.before = func(w http.ResponseWriter, r *http.Request, n int64) bool {
@@ -367,6 +367,30 @@ func TestHTTPRefusal(t *testing.T) {
 	}
 }
 
+// TestHTTPMisconfigured shows that answers an operator mends (wrong
+// credentials, a wrong address) are no refusal of the submission: it
+// waits for the mend instead of being dead-lettered.
+func TestHTTPMisconfigured(t *testing.T) {
+	for _, code := range []int{401, 403, 404} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			f := newFachverfahren(t)
+			f.before = func(w http.ResponseWriter, r *http.Request, n int64) bool {
+				w.WriteHeader(code)
+				return true
+			}
+			s, w := newHTTP(t, sink.HTTPConfig{URL: f.srv.URL, MaxAttempts: 3})
+			err := s.Deliver(context.Background(), sinktest.NewDelivery())
+			var status *sink.StatusError
+			if !errors.Is(err, sink.ErrTransient) || errors.Is(err, sink.ErrPermanent) || !errors.As(err, &status) || status.Code != code {
+				t.Fatalf("deliver: %v, want a transient *StatusError %d", err, code)
+			}
+			if n := f.requests.Load(); n != 3 || len(w.waits()) != 2 {
+				t.Fatalf("%d requests, %d waits, want 3 and 2", n, len(w.waits()))
+			}
+		})
+	}
+}
+
 func TestHTTPNoRedirects(t *testing.T) {
 	elsewhere := newFachverfahren(t)
 	f := newFachverfahren(t)
@@ -374,11 +398,11 @@ func TestHTTPNoRedirects(t *testing.T) {
 		http.Redirect(w, r, elsewhere.srv.URL+"/intake", http.StatusTemporaryRedirect)
 		return true
 	}
-	s, _ := newHTTP(t, sink.HTTPConfig{URL: f.srv.URL})
+	s, _ := newHTTP(t, sink.HTTPConfig{URL: f.srv.URL, MaxAttempts: 2})
 	err := s.Deliver(context.Background(), sinktest.NewDelivery())
 	var status *sink.StatusError
-	if !errors.Is(err, sink.ErrPermanent) || !errors.As(err, &status) || status.Code != http.StatusTemporaryRedirect || !strings.Contains(status.Location, elsewhere.srv.URL) {
-		t.Fatalf("deliver: %v, want a permanent 307 naming its target", err)
+	if !errors.Is(err, sink.ErrTransient) || !errors.As(err, &status) || status.Code != http.StatusTemporaryRedirect || !strings.Contains(status.Location, elsewhere.srv.URL) {
+		t.Fatalf("deliver: %v, want a transient 307 naming its target", err)
 	}
 	if n := elsewhere.requests.Load(); n != 0 {
 		t.Fatalf("the redirect was followed %d times", n)

@@ -440,10 +440,10 @@ func copyText(s string) string {
 	return strings.NewReplacer(`\`, `\\`, "\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(s)
 }
 
-// pgError classifies a database error: a lost connection, a conflict
-// between transactions, a lack of resources or an operator's intervention
-// may pass; what the server refuses otherwise (a bad value, a missing
-// privilege, a wrong table) repeats.
+// pgError classifies a database error: what the server refuses of the
+// delivery's values repeats; everything else (a lost connection, a
+// conflict between transactions, a lack of resources, a missing table or
+// privilege) may pass.
 func pgError(err error) error {
 	if err == nil {
 		return nil
@@ -451,10 +451,14 @@ func pgError(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && len(pe.Code) == 5 {
 		switch pe.Code[:2] {
-		case "08", "40", "53", "55", "57", "58":
-			return transient(err)
+		case "22", "23", "54", "P0":
+			// The database refuses this delivery's values (a data
+			// exception, a constraint, a limit, a trigger's exception):
+			// asking again repeats the refusal.
+			return permanent(err)
 		}
-		return permanent(err)
 	}
+	// Unreachable, overloaded, or a table or privilege missing: an
+	// operator mends it, and the submissions wait for that.
 	return transient(err)
 }

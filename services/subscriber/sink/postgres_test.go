@@ -157,6 +157,37 @@ func TestPostgresValueRefused(t *testing.T) {
 	}
 }
 
+// TestPostgresTableMissing shows that a table an operator moved away
+// (a migration, a restore) makes submissions wait, not refused for good:
+// once it is back they are delivered.
+func TestPostgresTableMissing(t *testing.T) {
+	url := flowtest.FreshSchema(t)
+	s := openPostgres(t, sink.PostgresConfig{URL: url})
+	defer s.Close()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `ALTER TABLE submissions RENAME TO submissions_moved`); err != nil {
+		t.Fatal(err)
+	}
+	d := sinktest.NewDelivery()
+	if err := s.Deliver(ctx, d); !errors.Is(err, sink.ErrTransient) || errors.Is(err, sink.ErrPermanent) {
+		t.Fatalf("deliver without its table: %v, want a transient error", err)
+	}
+	if _, err := conn.Exec(ctx, `ALTER TABLE submissions_moved RENAME TO submissions`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Deliver(ctx, d); err != nil {
+		t.Fatalf("deliver with the table back: %v", err)
+	}
+	if got := readPostgres(t, url, currentSchema(t, url), sink.DefaultPostgresTable); len(got) != 1 {
+		t.Fatalf("%d submissions stored, want 1", len(got))
+	}
+}
+
 func TestOpenPostgres(t *testing.T) {
 	url := flowtest.FreshSchema(t)
 	cases := []struct {

@@ -18,9 +18,10 @@
 // in the metadata).
 //
 // Every error of Deliver wraps ErrPermanent or ErrTransient: permanent
-// errors (an invalid delivery, a misconfigured sink, a refusal by the
-// Fachverfahren) repeat on every attempt, transient ones (a server error,
-// a timeout, a refused connection) may pass.
+// errors (an invalid delivery, a refusal of its content by the
+// Fachverfahren or its database) repeat on every attempt, transient ones
+// (a server error, a timeout, a refused connection, a folder, table or
+// credential an operator has to mend) may pass.
 package sink
 
 import (
