@@ -755,6 +755,60 @@ func (errReader) Read([]byte) (int, error) { return 0, errBroken }
 // TestTokenBusy: a token endpoint answering 503 or 429, or a proxy in
 // front of it answering 502 or 504, is asked again, after its Retry-After
 // when it gives one; a refused client is not.
+// TestTokenWaitBounded shows that a call waiting for another's token
+// fetch waits only as long as its own context allows (a readiness probe
+// behind a poller whose fetch hangs), and that a waiter outlasting a
+// fetch its caller gave up on fetches anew.
+func TestTokenWaitBounded(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) == 1 {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"access_token":"t","token_type":"Bearer","expires_in":1800}`)
+	}))
+	t.Cleanup(srv.Close)
+	cc := &ClientCredentials{TokenURL: srv.URL, ClientID: "c", ClientSecret: "s"}
+
+	first, cancelFirst := context.WithCancel(context.Background())
+	firstDone := make(chan error, 1)
+	go func() { _, err := cc.Token(first); firstDone <- err }()
+	for calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+
+	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	began := time.Now()
+	if _, err := cc.Token(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting call: %v, want its own deadline", err)
+	}
+	if waited := time.Since(began); waited > 5*time.Second {
+		t.Fatalf("waiting call returned after %s, past its deadline", waited)
+	}
+
+	second := make(chan string, 1)
+	go func() { tok, _ := cc.Token(context.Background()); second <- tok }()
+	time.Sleep(20 * time.Millisecond)
+	cancelFirst() // the fetching call gives up; the second fetches anew
+	if err := <-firstDone; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call: %v", err)
+	}
+	if tok := <-second; tok != "t" {
+		t.Fatalf("second call got %q, want the token of a fetch of its own", tok)
+	}
+	close(release)
+	if tok, err := cc.Token(context.Background()); err != nil || tok != "t" || calls.Load() != 2 {
+		t.Fatalf("cached token %q, %v after %d requests, want t after 2", tok, err, calls.Load())
+	}
+}
+
 func TestTokenBusy(t *testing.T) {
 	var calls atomic.Int32
 	busy := map[int32]int{1: http.StatusServiceUnavailable, 2: http.StatusTooManyRequests, 3: http.StatusBadGateway, 4: http.StatusGatewayTimeout}

@@ -45,6 +45,15 @@ type ClientCredentials struct {
 	mu      sync.Mutex
 	token   string
 	refresh time.Time // when the cached token is to be replaced
+	pending *tokenFetch
+}
+
+// tokenFetch is one fetch that concurrent callers wait for, each as long
+// as its own context lets it.
+type tokenFetch struct {
+	done chan struct{}
+	tok  string
+	err  error
 }
 
 // tokenAnswer is RFC 6749's access token response, and its error response.
@@ -62,14 +71,57 @@ const defaultLifetime = time.Minute
 
 // Token returns the cached token, or fetches a new one when there is none
 // or the cached one is about to expire: a tenth of its lifetime, at most a
-// minute, before.
+// minute, before. Concurrent callers share one fetch; each waits for it
+// only as long as its ctx allows.
 func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	now := cc.now()
-	if cc.token != "" && now.Before(cc.refresh) {
-		return cc.token, nil
+	for {
+		cc.mu.Lock()
+		now := cc.now()
+		if cc.token != "" && now.Before(cc.refresh) {
+			tok := cc.token
+			cc.mu.Unlock()
+			return tok, nil
+		}
+		f := cc.pending
+		if f == nil {
+			f = &tokenFetch{done: make(chan struct{})}
+			cc.pending = f
+			cc.mu.Unlock()
+			cc.lead(ctx, f, now)
+			return f.tok, f.err
+		}
+		cc.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("fetch token: %w while another call fetched it", ctx.Err())
+		case <-f.done:
+		}
+		if f.err == nil || !isContextError(f.err) {
+			return f.tok, f.err
+		}
+		// The fetching call gave up on its own context: fetch anew.
 	}
+}
+
+// lead runs the fetch f others wait for.
+func (cc *ClientCredentials) lead(ctx context.Context, f *tokenFetch, now time.Time) {
+	var refresh time.Time
+	defer func() {
+		cc.mu.Lock()
+		if f.err == nil {
+			cc.token, cc.refresh = f.tok, refresh
+		}
+		cc.pending = nil
+		cc.mu.Unlock()
+		close(f.done)
+	}()
+	f.err = errors.New("fetch token: the fetch did not finish") // unless it returns
+	f.tok, refresh, f.err = cc.fetchRetrying(ctx, now)
+}
+
+// fetchRetrying fetches a token, asking again while the endpoint is busy,
+// and says when to replace it.
+func (cc *ClientCredentials) fetchRetrying(ctx context.Context, now time.Time) (string, time.Time, error) {
 	var (
 		tok      string
 		lifetime time.Duration
@@ -89,16 +141,18 @@ func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return "", fmt.Errorf("fetch token: %w (after %w)", ctx.Err(), err)
+			return "", time.Time{}, fmt.Errorf("fetch token: %w (after %w)", ctx.Err(), err)
 		case <-t.C:
 		}
 	}
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
-	cc.token = tok
-	cc.refresh = now.Add(lifetime - min(lifetime/10, time.Minute))
-	return tok, nil
+	return tok, now.Add(lifetime - min(lifetime/10, time.Minute)), nil
+}
+
+func isContextError(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Invalidate drops the cached token.

@@ -82,6 +82,10 @@ const DefaultHandleTimeout = 5 * time.Minute
 // fetchFor bounds the fetch of one submission with its attachments.
 const fetchFor = 2 * time.Minute
 
+// listFor bounds one page of a pickup list, so that an API that hangs is
+// logged and asked again at the next poll.
+var listFor = 30 * time.Second
+
 // Outcomes are the outcomes Handle returns, for NewHandled.
 var Outcomes = []string{string(Accepted), string(Rejected), string(Forwarded), string(Decided), string(Skipped)}
 
@@ -697,7 +701,9 @@ func (s *Subscriber) poll(ctx, hctx context.Context, slots chan struct{}, wg *sy
 	s.mu.Unlock()
 	for _, d := range s.conf.Destinations {
 		for offset := 0; ctx.Err() == nil; {
-			page, err := s.recv.ListSubmissions(ctx, d.ID, pollPage, offset)
+			lctx, cancel := context.WithTimeout(ctx, listFor)
+			page, err := s.recv.ListSubmissions(lctx, d.ID, pollPage, offset)
+			cancel()
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Warn("subscriber: list submissions", "destination_id", d.ID, "err", err)

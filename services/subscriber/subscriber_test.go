@@ -428,6 +428,64 @@ func TestNATSFetchesWhatTheAPIListsLate(t *testing.T) {
 	waitAccepted(t, s.sender, r, 10*time.Second)
 }
 
+// TestHTTPListHangs: a pickup list the API does not answer (a server
+// that hangs rather than refuses) is given up after a while and asked
+// again at the next poll, instead of holding the poller until the HTTP
+// client's own timeout.
+func TestHTTPListHangs(t *testing.T) {
+	defer subscriber.SetListFor(500 * time.Millisecond)()
+	s := newSystem(t)
+	d := s.addDestinations(t, kreisARS(t, 1)...)[0]
+	rid, rsecret := s.receiverOf(t, d)
+	s.start(t)
+	dir := t.TempDir()
+	sinkDir := filepath.Join(dir, "sink")
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, d)
+	conf, sk := loadConfig(t, file)
+	hang := &hangFirst{path: "/v1/submissions", hung: make(chan struct{})}
+	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(&http.Client{Transport: hang}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Logger: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	r, err := s.submit(ctx, s.sender, d, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+	select {
+	case <-hang.hung:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the subscriber never listed the submissions")
+	}
+	waitAccepted(t, s.sender, r, 20*time.Second)
+}
+
+// hangFirst is a transport whose first request for exactly path hangs
+// until the request is cancelled.
+type hangFirst struct {
+	path string
+	hung chan struct{}
+	once sync.Once
+}
+
+func (h *hangFirst) RoundTrip(req *http.Request) (*http.Response, error) {
+	first := false
+	if req.URL.Path == h.path {
+		h.once.Do(func() { first = true })
+	}
+	if first {
+		<-req.Context().Done()
+		close(h.hung)
+		return nil, req.Context().Err()
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
 // onStatus is a transport that closes seen when an answer to a request
 // under path first has status.
 type onStatus struct {
