@@ -157,6 +157,9 @@ type Subscriber struct {
 type retry struct {
 	failures int
 	at       time.Time
+	// sink says the sink failed it: it is handed in again as soon as the
+	// sink takes another submission.
+	sink bool
 }
 
 // doneFor is how long a submission decided here is not picked up again
@@ -740,7 +743,8 @@ func (s *Subscriber) poll(ctx, hctx context.Context, slots chan struct{}, wg *sy
 func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 	ctx, cancel := context.WithTimeout(ctx, s.handleFor)
 	defer cancel()
-	if _, err := s.Handle(ctx, p); err != nil {
+	outcome, err := s.Handle(ctx, p)
+	if err != nil {
 		var perm *bus.PermanentError
 		if errors.As(err, &perm) {
 			// Refused for good: asked again after doneFor, not at every
@@ -760,6 +764,7 @@ func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 		r.failures++
 		wait := min(s.cfg.BackoffBase<<min(r.failures-1, 20), maxRetryWait)
 		r.at = time.Now().Add(wait)
+		r.sink = errors.Is(err, sink.ErrTransient)
 		s.retry[p.SubmissionID] = r
 		s.mu.Unlock()
 		s.log.Warn("subscriber: not done; trying again", "submission_id", p.SubmissionID,
@@ -769,6 +774,14 @@ func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 	s.mu.Lock()
 	s.done[p.SubmissionID] = time.Now()
 	delete(s.retry, p.SubmissionID)
+	if outcome == Accepted {
+		// The sink is back: what it failed waits no longer.
+		for id, r := range s.retry {
+			if r.sink {
+				s.retry[id] = retry{}
+			}
+		}
+	}
 	s.mu.Unlock()
 }
 

@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -463,6 +464,69 @@ func TestHTTPListHangs(t *testing.T) {
 		t.Fatal("the subscriber never listed the submissions")
 	}
 	waitAccepted(t, s.sender, r, 20*time.Second)
+}
+
+// TestHTTPSinkBackReleasesWaiting: in mode http, submissions the sink
+// failed wait with growing backoff; once the sink takes one again, the
+// others are handed in at the next poll instead of after their waits.
+func TestHTTPSinkBackReleasesWaiting(t *testing.T) {
+	s := newSystem(t)
+	d := s.addDestinations(t, kreisARS(t, 1)...)[0]
+	rid, rsecret := s.receiverOf(t, d)
+	s.start(t)
+
+	var down atomic.Bool
+	down.Store(true)
+	var failed atomic.Int32
+	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if down.Load() {
+			failed.Add(1)
+			http.Error(w, "Wartung", http.StatusServiceUnavailable)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(fv.Close)
+	dir := t.TempDir()
+	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, d)
+	conf, sk := loadConfig(t, file)
+	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A failed submission would wait a minute.
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, BackoffBase: time.Minute, Logger: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+
+	ctx := context.Background()
+	var waiting []client.Receipt
+	for i := range 3 {
+		r, err := s.submit(ctx, s.sender, d, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waiting = append(waiting, r)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if n := failed.Load(); n < 3 {
+			return fmt.Errorf("%d deliveries failed, want 3", n)
+		}
+		return nil
+	})
+	down.Store(false)
+	r, err := s.submit(ctx, s.sender, d, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitAccepted(t, s.sender, r, 20*time.Second)
+	for _, w := range waiting {
+		waitAccepted(t, s.sender, w, 20*time.Second)
+	}
 }
 
 // hangFirst is a transport whose first request for exactly path hangs
