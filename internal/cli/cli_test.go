@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/bus"
 )
 
 // eventually polls f until it returns nil or the deadline passes.
@@ -264,5 +265,27 @@ func TestStrayArguments(t *testing.T) {
 		func(string) string { return "" }, io.Discard, &errOut)
 	if !errors.Is(err, ErrUsage) || !strings.Contains(errOut.String(), `unexpected argument "send:region:DE09"`) {
 		t.Fatalf("err %v, stderr %q", err, errOut.String())
+	}
+}
+
+// TestLogLines shows what every process's log lines carry: durations in
+// seconds, and the trace id of the context they are logged with.
+func TestLogLines(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := newLogger(&buf, "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := bus.ContextWithTraceparent(context.Background(), "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	log.InfoContext(ctx, "retrying", "retry_in", 1500*time.Millisecond)
+	var line struct {
+		RetryIn float64 `json:"retry_in"`
+		TraceID string  `json:"trace_id"`
+	}
+	if err := json.Unmarshal(buf.Bytes(), &line); err != nil {
+		t.Fatalf("%v: %s", err, buf.String())
+	}
+	if line.RetryIn != 1.5 || line.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("logged %s, want retry_in 1.5 and the trace id", buf.String())
 	}
 }

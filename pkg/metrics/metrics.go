@@ -93,10 +93,11 @@ var LatencyBuckets = []float64{0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 4 * 3600,
 
 // Sink outcomes, the outcome label of amtsbote_sink_deliveries_total.
 const (
-	SinkDelivered = "delivered" // the sink confirmed a new copy
-	SinkDuplicate = "duplicate" // the sink held the copy already
-	SinkRetry     = "retry"     // failed; the message is redelivered
-	SinkFailed    = "failed"    // failed for good
+	// SinkDelivered: the sink holds the submission, stored now or
+	// before (a redelivery after a crash finds its copy).
+	SinkDelivered = "delivered"
+	SinkRetry     = "retry"  // failed; the message is redelivered
+	SinkFailed    = "failed" // failed for good
 )
 
 // Sinks counts the subscriber's deliveries into sinks by sink kind
@@ -125,7 +126,7 @@ func NewSinks(reg prometheus.Registerer, kinds ...string) (*Sinks, error) {
 		return nil, err
 	}
 	for _, k := range kinds {
-		for _, o := range []string{SinkDelivered, SinkDuplicate, SinkRetry, SinkFailed} {
+		for _, o := range []string{SinkDelivered, SinkRetry, SinkFailed} {
 			total.WithLabelValues(k, o)
 		}
 		duration.WithLabelValues(k)

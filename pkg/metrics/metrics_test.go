@@ -54,7 +54,6 @@ func TestRegisterShares(t *testing.T) {
 # HELP amtsbote_sink_deliveries_total Subscriber deliveries into a sink, by sink kind and outcome.
 # TYPE amtsbote_sink_deliveries_total counter
 amtsbote_sink_deliveries_total{kind="http",outcome="delivered"} 1
-amtsbote_sink_deliveries_total{kind="http",outcome="duplicate"} 0
 amtsbote_sink_deliveries_total{kind="http",outcome="failed"} 1
 amtsbote_sink_deliveries_total{kind="http",outcome="retry"} 0
 `
@@ -73,14 +72,13 @@ func TestSinksPresent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Observe("directory", metrics.SinkDuplicate, time.Second)
+	s.Observe("directory", metrics.SinkRetry, time.Second)
 	want := `
 # HELP amtsbote_sink_deliveries_total Subscriber deliveries into a sink, by sink kind and outcome.
 # TYPE amtsbote_sink_deliveries_total counter
 amtsbote_sink_deliveries_total{kind="directory",outcome="delivered"} 0
-amtsbote_sink_deliveries_total{kind="directory",outcome="duplicate"} 1
 amtsbote_sink_deliveries_total{kind="directory",outcome="failed"} 0
-amtsbote_sink_deliveries_total{kind="directory",outcome="retry"} 0
+amtsbote_sink_deliveries_total{kind="directory",outcome="retry"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "amtsbote_sink_deliveries_total"); err != nil {
 		t.Error(err)
