@@ -39,6 +39,7 @@ type runConfig struct {
 	rate        float64
 	concurrency int
 	progress    bool
+	yardsticks  bool
 	// destinations overrides the scenario's destination count.
 	destinations int
 }
@@ -62,6 +63,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	fs.Float64Var(&cfg.rate, "rate", 0, "open-loop submissions per second; default the scenario's")
 	fs.IntVar(&cfg.concurrency, "concurrency", 0, "closed loop with this many lifecycles under way (each sender waits for its last to be decided) instead of the scenario's arrival")
 	fs.BoolVar(&cfg.progress, "progress", true, "draw a progress bar on stderr")
+	fs.BoolVar(&cfg.yardsticks, "yardsticks", true, "measure the bounds (signing, raw JetStream and object store, a bare handler) before and after the load; without them the report has no ratios and the run only makes traffic")
 	fs.IntVar(&cfg.destinations, "destinations", 0, "destinations the run spreads its traffic over instead of the scenario's; dev is given those it lacks, one per Gemeinde")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
@@ -215,9 +217,11 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 	// Yardsticks before the load: signing, raw JetStream, object store.
 	ys := &rep.Yardsticks
-	fmt.Fprintf(stdout, "yardsticks: PS512 signing on all CPUs…\n")
-	if ys.SigningPerSecond[0], ys.SigningCPUSeconds, err = signingCost(ctx, tg.signing, time.Duration(sc.Yardsticks)); err != nil {
-		return err
+	if cfg.yardsticks {
+		fmt.Fprintf(stdout, "yardsticks: PS512 signing on all CPUs…\n")
+		if ys.SigningPerSecond[0], ys.SigningCPUSeconds, err = signingCost(ctx, tg.signing, time.Duration(sc.Yardsticks)); err != nil {
+			return err
+		}
 	}
 	nc, jsName, closeNATS, err := natsFor(tg.natsURL, tempDirFor(work))
 	if err != nil {
@@ -235,6 +239,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ys.JetStreamServer += fmt.Sprintf(", objects R%d", objReplicas)
 	}
 	for _, size := range submitSizes(pl) {
+		if !cfg.yardsticks {
+			break
+		}
 		fmt.Fprintf(stdout, "yardsticks: raw JetStream publish and consume of %d bytes…\n", size)
 		f, err := jetStreamRate(ctx, js, size, msgReplicas, time.Duration(sc.Yardsticks))
 		if err != nil {
@@ -243,6 +250,9 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		ys.JetStream = append(ys.JetStream, f)
 	}
 	for _, size := range attachmentSizes(pl) {
+		if !cfg.yardsticks {
+			break
+		}
 		fmt.Fprintf(stdout, "yardsticks: raw object store put and get of %d bytes…\n", size)
 		f, err := objectRate(ctx, js, size, objReplicas, time.Duration(sc.Yardsticks))
 		if err != nil {
@@ -325,7 +335,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	// Yardsticks after the load: /v1/routes beside a bare handler, signing again.
-	if len(ds) > 0 {
+	if cfg.yardsticks && len(ds) > 0 {
 		d := ds[0]
 		q := url.Values{"leikaKey": {strings.TrimPrefix(d.offer.service, "urn:de:fim:leika:leistung:")}, "ars": {d.ars}}
 		routesURL := tg.baseURL + "/v1/routes?" + q.Encode()
@@ -351,14 +361,16 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		closeBare()
 		closeInProcess()
 	}
-	fmt.Fprintf(stdout, "yardsticks: PS512 signing again…\n")
-	var after float64
-	if ys.SigningPerSecond[1], after, err = signingCost(ctx, tg.signing, time.Duration(sc.Yardsticks)); err != nil {
-		return err
+	if cfg.yardsticks {
+		fmt.Fprintf(stdout, "yardsticks: PS512 signing again…\n")
+		var after float64
+		if ys.SigningPerSecond[1], after, err = signingCost(ctx, tg.signing, time.Duration(sc.Yardsticks)); err != nil {
+			return err
+		}
+		// This machine's signing speed drifts during a run; the CPU of a
+		// signature is the mean of before and after, as the bound is.
+		ys.SigningCPUSeconds = (ys.SigningCPUSeconds + after) / 2
 	}
-	// This machine's signing speed drifts during a run; the CPU of a
-	// signature is the mean of before and after, as the bound is.
-	ys.SigningCPUSeconds = (ys.SigningCPUSeconds + after) / 2
 
 	stopTarget()
 	rep.fill(tr, rec, smp, tg, start, end)
