@@ -238,27 +238,23 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if objReplicas != msgReplicas {
 		ys.JetStreamServer += fmt.Sprintf(", objects R%d", objReplicas)
 	}
-	for _, size := range submitSizes(pl) {
-		if !cfg.yardsticks {
-			break
+	if cfg.yardsticks {
+		for _, size := range submitSizes(pl) {
+			fmt.Fprintf(stdout, "yardsticks: raw JetStream publish and consume of %d bytes…\n", size)
+			f, err := jetStreamRate(ctx, js, size, msgReplicas, time.Duration(sc.Yardsticks))
+			if err != nil {
+				return err
+			}
+			ys.JetStream = append(ys.JetStream, f)
 		}
-		fmt.Fprintf(stdout, "yardsticks: raw JetStream publish and consume of %d bytes…\n", size)
-		f, err := jetStreamRate(ctx, js, size, msgReplicas, time.Duration(sc.Yardsticks))
-		if err != nil {
-			return err
+		for _, size := range attachmentSizes(pl) {
+			fmt.Fprintf(stdout, "yardsticks: raw object store put and get of %d bytes…\n", size)
+			f, err := objectRate(ctx, js, size, objReplicas, time.Duration(sc.Yardsticks))
+			if err != nil {
+				return err
+			}
+			ys.ObjectStore = append(ys.ObjectStore, f)
 		}
-		ys.JetStream = append(ys.JetStream, f)
-	}
-	for _, size := range attachmentSizes(pl) {
-		if !cfg.yardsticks {
-			break
-		}
-		fmt.Fprintf(stdout, "yardsticks: raw object store put and get of %d bytes…\n", size)
-		f, err := objectRate(ctx, js, size, objReplicas, time.Duration(sc.Yardsticks))
-		if err != nil {
-			return err
-		}
-		ys.ObjectStore = append(ys.ObjectStore, f)
 	}
 
 	// The load.

@@ -517,7 +517,7 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		return
 	}
 	attempt := int(meta.NumDelivered)
-	ev, evErr := EventFromMsg(msg)
+	ev, err := EventFromMsg(msg)
 	// Built only when something is logged: most messages log nothing.
 	log := func() *slog.Logger {
 		l := cfg.Logger.With("subject", msg.Subject(), "stream", meta.Stream, "stream_seq", meta.Sequence.Stream, "attempt", attempt)
@@ -529,7 +529,6 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
 
-	err = evErr
 	if err != nil {
 		b.deadLetter(settle, cfg, msg, meta, ReasonMalformedEvent, err, log())
 		return

@@ -54,6 +54,9 @@ type tokenFetch struct {
 	done chan struct{}
 	tok  string
 	err  error
+	// abandoned says the fetching call's own context ended it, which
+	// tells the waiters nothing about the endpoint.
+	abandoned bool
 }
 
 // tokenAnswer is RFC 6749's access token response, and its error response.
@@ -75,6 +78,9 @@ const defaultLifetime = time.Minute
 // only as long as its ctx allows.
 func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
 	for {
+		if err := ctx.Err(); err != nil {
+			return "", fmt.Errorf("fetch token: %w", err)
+		}
 		cc.mu.Lock()
 		now := cc.now()
 		if cc.token != "" && now.Before(cc.refresh) {
@@ -96,7 +102,7 @@ func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("fetch token: %w while another call fetched it", ctx.Err())
 		case <-f.done:
 		}
-		if f.err == nil || !isContextError(f.err) {
+		if !f.abandoned {
 			return f.tok, f.err
 		}
 		// The fetching call gave up on its own context: fetch anew.
@@ -107,6 +113,7 @@ func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
 func (cc *ClientCredentials) lead(ctx context.Context, f *tokenFetch, now time.Time) {
 	var refresh time.Time
 	defer func() {
+		f.abandoned = f.err != nil && ctx.Err() != nil
 		cc.mu.Lock()
 		if f.err == nil {
 			cc.token, cc.refresh = f.tok, refresh
@@ -149,10 +156,6 @@ func (cc *ClientCredentials) fetchRetrying(ctx context.Context, now time.Time) (
 		return "", time.Time{}, err
 	}
 	return tok, now.Add(lifetime - min(lifetime/10, time.Minute)), nil
-}
-
-func isContextError(err error) bool {
-	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
 // Invalidate drops the cached token.

@@ -13,7 +13,8 @@ const TraceIDKey = "trace_id"
 // LogHandler returns h adding to each record logged with a context that
 // carries a trace its trace id as TraceIDKey, so that the lines one
 // request causes in every process can be found together: the gateway's
-// access log, the router's, the ledger's and delivery's.
+// access log, the router's, the ledger's, the signer's, delivery's and a
+// NATS-mode subscriber's.
 func LogHandler(h slog.Handler) slog.Handler {
 	return logHandler{h}
 }

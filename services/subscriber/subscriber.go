@@ -158,8 +158,9 @@ type retry struct {
 	failures int
 	at       time.Time
 	// sink says the sink failed it: it is handed in again as soon as the
-	// sink takes another submission.
-	sink bool
+	// sink takes another submission, once (released), so that one that
+	// fails for a reason of its own keeps its backoff.
+	sink, released bool
 }
 
 // doneFor is how long a submission decided here is not picked up again
@@ -329,7 +330,7 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (outcome Outco
 		// Encrypted to a key the destination publishes: the configuration
 		// lacks its private key, which is this side's fault, not the
 		// sender's.
-		log.Error("subscriber: the destination's key is not configured", "kid", unknown.KID)
+		log.ErrorContext(ctx, "subscriber: the destination's key is not configured", "kid", unknown.KID)
 		return "", fmt.Errorf("fetch: encrypted to key %q of destination %s, whose private key is not configured: %w", unknown.KID, destID, err)
 	case errors.As(err, &check):
 		prob := check.Problem()
@@ -339,7 +340,7 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (outcome Outco
 			}
 			return "", fmt.Errorf("reject: %w", err)
 		}
-		log.Info("subscriber: rejected", "problem", prob.Type, "instance", prob.Instance, "err", check)
+		log.InfoContext(ctx, "subscriber: rejected", "problem", prob.Type, "instance", prob.Instance, "err", check)
 		return Rejected, nil
 	case isNotFound(err):
 		// Answered already (the API no longer hands it out), or still not
@@ -349,7 +350,7 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (outcome Outco
 			return "", fmt.Errorf("fetch: %w; event log: %w", err, derr)
 		}
 		if decided != "" {
-			log.Debug("subscriber: decided before", "event", decided)
+			log.DebugContext(ctx, "subscriber: decided before", "event", decided)
 			return Decided, nil
 		}
 		return "", fmt.Errorf("fetch: %w", err)
@@ -381,10 +382,10 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (outcome Outco
 	}
 	if rec.DecidedBefore() {
 		// Another subscriber of the destination accepted it first.
-		log.Info("subscriber: accepted before", "sink", s.cfg.Sink.Kind())
+		log.InfoContext(ctx, "subscriber: accepted before", "sink", s.cfg.Sink.Kind())
 		return Decided, nil
 	}
-	log.Info("subscriber: accepted", "sink", s.cfg.Sink.Kind())
+	log.InfoContext(ctx, "subscriber: accepted", "sink", s.cfg.Sink.Kind())
 	return Accepted, nil
 }
 
@@ -411,7 +412,7 @@ func (s *Subscriber) forward(ctx context.Context, log *slog.Logger, p client.Pic
 	receipt, err := s.cfg.Forwarder.Sender().Submit(ctx, sub)
 	switch {
 	case errors.Is(err, client.ErrAlreadySubmitted):
-		log.Info("subscriber: forwarded before", "to_submission_id", receipt.SubmissionID)
+		log.InfoContext(ctx, "subscriber: forwarded before", "to_submission_id", receipt.SubmissionID)
 	case errors.Is(err, client.ErrDestination), errors.Is(err, client.ErrInvalidSubmission), refused(err):
 		return "", bus.PermanentReason(ReasonForwardRefused, fmt.Errorf("forward to %s: %w", to, err))
 	case err != nil:
@@ -423,7 +424,7 @@ func (s *Subscriber) forward(ctx context.Context, log *slog.Logger, p client.Pic
 		}
 		return "", fmt.Errorf("submitted to %s as %s, not marked forwarded: %w", to, receipt.SubmissionID, err)
 	}
-	log.Info("subscriber: forwarded", "to_destination_id", to, "to_submission_id", receipt.SubmissionID)
+	log.InfoContext(ctx, "subscriber: forwarded", "to_destination_id", to, "to_submission_id", receipt.SubmissionID)
 	return Forwarded, nil
 }
 
@@ -764,7 +765,7 @@ func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 		r.failures++
 		wait := min(s.cfg.BackoffBase<<min(r.failures-1, 20), maxRetryWait)
 		r.at = time.Now().Add(wait)
-		r.sink = errors.Is(err, sink.ErrTransient)
+		r.sink = errors.Is(err, sink.ErrTransient) && !sink.IsSource(err)
 		s.retry[p.SubmissionID] = r
 		s.mu.Unlock()
 		s.log.Warn("subscriber: not done; trying again", "submission_id", p.SubmissionID,
@@ -777,8 +778,9 @@ func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 	if outcome == Accepted {
 		// The sink is back: what it failed waits no longer.
 		for id, r := range s.retry {
-			if r.sink {
-				s.retry[id] = retry{}
+			if r.sink && !r.released {
+				r.at, r.released = time.Now(), true
+				s.retry[id] = r
 			}
 		}
 	}

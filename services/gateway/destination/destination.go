@@ -222,8 +222,9 @@ func (a *API) handleGetKey(w http.ResponseWriter, r *http.Request) error {
 	kid := r.PathValue("keyId")
 	if n := len(kid); n < 8 || n > 64 {
 		// 404 as for a malformed destinationId: the operation knows no 400.
-		return problem.New(problem.TypeKeyNotFound, "Key not found", http.StatusNotFound, "keyId",
-			fmt.Sprintf("a keyId has 8 to 64 characters, this one %d: no key has it", n))
+		p := problem.KeyNotFound(id, "")
+		p.Detail = fmt.Sprintf("a keyId has 8 to 64 characters, this one %d: no key has it", n)
+		return p
 	}
 	k, err := a.store.Key(r.Context(), id, kid)
 	if errors.Is(err, store.ErrNotFound) {

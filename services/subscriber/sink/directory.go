@@ -312,13 +312,12 @@ func (s *Directory) sweep(match func(name string, info fs.FileInfo) bool) error 
 	return nil
 }
 
-// fsError classifies a file system error: a missing permission needs an
-// operator; anything else (a full disk, an I/O error) may pass.
+// fsError marks a file system error transient: a missing permission, a
+// full or read-only disk, an I/O error are mended or pass, and the
+// submissions wait for that instead of being refused.
 func fsError(err error) error {
 	if err == nil {
 		return nil
 	}
-	// A folder without permission, full or read-only is mended by an
-	// operator: the submissions wait for it instead of being refused.
 	return transient(err)
 }

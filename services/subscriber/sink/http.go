@@ -106,8 +106,9 @@ func (e *StatusError) Error() string {
 // 429 and 5xx, a timeout and a network error are retried with
 // exponential backoff and full jitter, honouring Retry-After, up to
 // MaxAttempts requests or MaxElapsed; then Deliver returns a transient
-// error. So are 401, 403, 404 and 3xx, credentials or an address an
-// operator mends. Any other answer (400, 410, 413, 415, 422, …) is the
+// error. 401, 403, 404 and 3xx, credentials or an address an operator
+// mends, are a transient error at once. Any other answer (400, 410, 413,
+// 415, 422, …) is the
 // Fachverfahren's refusal of the submission, a permanent *StatusError.
 // Redirects are never followed: a POST carrying a submission goes only to
 // the configured URL, and a 3xx's error names its target.
@@ -346,6 +347,10 @@ func (s *HTTP) attempt(ctx context.Context, d Delivery, names []string) (time.Du
 		return 0, nil
 	case retryableStatus(status.Code):
 		return wait, retry(status)
+	case mendedStatus(status.Code):
+		// Asked again at once it answers the same: the subscriber's own
+		// backoff paces the retries until an operator mends it.
+		return 0, transient(status)
 	}
 	return 0, permanent(status)
 }
@@ -357,12 +362,18 @@ func retryableStatus(code int) bool {
 	switch code {
 	case http.StatusRequestTimeout, http.StatusConflict, http.StatusTooEarly, http.StatusTooManyRequests:
 		return true
+	}
+	return code >= 500 && code < 600
+}
+
+// mendedStatus reports answers about credentials or the address, which an
+// operator mends, not a refusal of the submission.
+func mendedStatus(code int) bool {
+	switch code {
 	case http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound:
-		// Credentials or an address an operator mends, not a refusal of
-		// this submission.
 		return true
 	}
-	return code >= 500 && code < 600 || code >= 300 && code < 400
+	return code >= 300 && code < 400
 }
 
 // readAnswer reads and closes resp: nil for a success, else the status

@@ -371,7 +371,7 @@ func TestHTTPRefusal(t *testing.T) {
 // credentials, a wrong address) are no refusal of the submission: it
 // waits for the mend instead of being dead-lettered.
 func TestHTTPMisconfigured(t *testing.T) {
-	for _, code := range []int{401, 403, 404} {
+	for _, code := range []int{401, 403, 404, 308} {
 		t.Run(fmt.Sprint(code), func(t *testing.T) {
 			f := newFachverfahren(t)
 			f.before = func(w http.ResponseWriter, r *http.Request, n int64) bool {
@@ -384,8 +384,8 @@ func TestHTTPMisconfigured(t *testing.T) {
 			if !errors.Is(err, sink.ErrTransient) || errors.Is(err, sink.ErrPermanent) || !errors.As(err, &status) || status.Code != code {
 				t.Fatalf("deliver: %v, want a transient *StatusError %d", err, code)
 			}
-			if n := f.requests.Load(); n != 3 || len(w.waits()) != 2 {
-				t.Fatalf("%d requests, %d waits, want 3 and 2", n, len(w.waits()))
+			if n := f.requests.Load(); n != 1 || len(w.waits()) != 0 {
+				t.Fatalf("%d requests, %d waits, want 1 and none: asked again at once it answers the same", n, len(w.waits()))
 			}
 		})
 	}
@@ -398,7 +398,7 @@ func TestHTTPNoRedirects(t *testing.T) {
 		http.Redirect(w, r, elsewhere.srv.URL+"/intake", http.StatusTemporaryRedirect)
 		return true
 	}
-	s, _ := newHTTP(t, sink.HTTPConfig{URL: f.srv.URL, MaxAttempts: 2})
+	s, _ := newHTTP(t, sink.HTTPConfig{URL: f.srv.URL})
 	err := s.Deliver(context.Background(), sinktest.NewDelivery())
 	var status *sink.StatusError
 	if !errors.Is(err, sink.ErrTransient) || !errors.As(err, &status) || status.Code != http.StatusTemporaryRedirect || !strings.Contains(status.Location, elsewhere.srv.URL) {

@@ -451,10 +451,10 @@ func pgError(err error) error {
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && len(pe.Code) == 5 {
 		switch pe.Code[:2] {
-		case "22", "23", "54", "P0":
-			// The database refuses this delivery's values (a data
-			// exception, a constraint, a limit, a trigger's exception):
-			// asking again repeats the refusal.
+		case "09", "21", "22", "23", "27", "38", "39", "44", "54", "P0":
+			// The database refuses this delivery's values: a data
+			// exception, a constraint or a view's check, a limit, a
+			// trigger's or function's exception. Asking again repeats it.
 			return permanent(err)
 		}
 	}

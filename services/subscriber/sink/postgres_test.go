@@ -3,6 +3,7 @@ package sink_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -154,6 +155,35 @@ func TestPostgresValueRefused(t *testing.T) {
 	d.Metadata = []byte(`{"name":"a\u0000b"}`)
 	if err := s.Deliver(context.Background(), d); !errors.Is(err, sink.ErrPermanent) {
 		t.Fatalf("deliver: %v, want a permanent error", err)
+	}
+}
+
+// TestPostgresTriggerRefuses shows that a Fachverfahren's trigger refusing
+// a submission is a permanent error, whichever SQLSTATE it raises: a
+// PL/pgSQL exception's own, or 38000 as PL/Python and PL/Perl raise it.
+func TestPostgresTriggerRefuses(t *testing.T) {
+	for _, code := range []string{"P0001", "38000", "23514"} {
+		t.Run(code, func(t *testing.T) {
+			url := flowtest.FreshSchema(t)
+			s := openPostgres(t, sink.PostgresConfig{URL: url})
+			defer s.Close()
+			ctx := context.Background()
+			conn, err := pgx.Connect(ctx, url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			if _, err := conn.Exec(ctx, fmt.Sprintf(`
+CREATE FUNCTION pruefen() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN RAISE EXCEPTION 'Antrag unvollständig' USING ERRCODE = '%s'; END $$;
+CREATE TRIGGER pruefen BEFORE INSERT ON submissions FOR EACH ROW EXECUTE FUNCTION pruefen();`, code)); err != nil {
+				t.Fatal(err)
+			}
+			err = s.Deliver(ctx, sinktest.NewDelivery())
+			if !errors.Is(err, sink.ErrPermanent) || errors.Is(err, sink.ErrTransient) || !strings.Contains(err.Error(), "Antrag unvollständig") {
+				t.Fatalf("deliver: %v, want the trigger's permanent refusal", err)
+			}
+		})
 	}
 }
 

@@ -219,6 +219,13 @@ func transient(err error) error {
 	return fmt.Errorf("%w: %w", ErrTransient, err)
 }
 
+// IsSource reports whether err is the failure of an attachment's source,
+// not of the sink.
+func IsSource(err error) bool {
+	var e *sourceError
+	return errors.As(err, &e)
+}
+
 // sourceError is an attachment source's failure, kept apart from the
 // backend's so that it is neither retried nor blamed on the backend.
 type sourceError struct {
