@@ -195,7 +195,7 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 	PRIMARY KEY (submission_id, attachment_id)
 );`, s.table, s.attachments, pgx.Identifier{cfg.Table + "_received_at"}.Sanitize())
 		if _, err := tx.Exec(ctx, ddl); err != nil {
-			return pgError(fmt.Errorf("create tables: %w", err))
+			return setupError(fmt.Errorf("create tables: %w", err))
 		}
 		// Tables made by hand must still have the columns the sink writes.
 		check := fmt.Sprintf(`SELECT s.submission_id, s.case_id, s.destination_id, s.service_identifier, s.metadata,
@@ -203,10 +203,10 @@ CREATE TABLE IF NOT EXISTS %[2]s (
 FROM %s s JOIN %s a USING (submission_id) LIMIT 0`, s.table, s.attachments)
 		rows, err := tx.Query(ctx, check)
 		if err != nil {
-			return pgError(fmt.Errorf("check tables: %w", err))
+			return setupError(fmt.Errorf("check tables: %w", err))
 		}
 		rows.Close()
-		return pgError(rows.Err())
+		return setupError(rows.Err())
 	})
 }
 
@@ -438,6 +438,17 @@ func (r *copyRows) open() error {
 // copyText escapes s for a text field of COPY.
 func copyText(s string) string {
 	return strings.NewReplacer(`\`, `\\`, "\t", `\t`, "\n", `\n`, "\r", `\r`).Replace(s)
+}
+
+// setupError is pgError for opening the sink, where a table of another
+// shape or a missing privilege is a configuration to correct before the
+// subscriber starts.
+func setupError(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && strings.HasPrefix(pe.Code, "42") {
+		return permanent(err)
+	}
+	return pgError(err)
 }
 
 // pgError classifies a database error: what the server refuses of the
