@@ -752,10 +752,10 @@ type errReader struct{}
 
 func (errReader) Read([]byte) (int, error) { return 0, errBroken }
 
-// TestTokenWaitBounded shows that a call waiting for another's token
-// fetch waits only as long as its own context allows (a readiness probe
-// behind a poller whose fetch hangs), and that a waiter outlasting a
-// fetch its caller gave up on fetches anew.
+// TestTokenWaitBounded shows that a call waiting for a token fetch waits
+// only as long as its own context allows (a readiness probe beside a
+// poller whose fetch hangs), and that the fetch goes on for the others
+// when the call that started it gives up.
 func TestTokenWaitBounded(t *testing.T) {
 	release := make(chan struct{})
 	var calls atomic.Int32
@@ -773,39 +773,45 @@ func TestTokenWaitBounded(t *testing.T) {
 	t.Cleanup(srv.Close)
 	cc := &ClientCredentials{TokenURL: srv.URL, ClientID: "c", ClientSecret: "s"}
 
+	within := func(what string, ctx context.Context) (string, error) {
+		t.Helper()
+		type answer struct {
+			tok string
+			err error
+		}
+		done := make(chan answer, 1)
+		go func() { tok, err := cc.Token(ctx); done <- answer{tok, err} }()
+		select {
+		case a := <-done:
+			return a.tok, a.err
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no answer within 10s", what)
+			return "", nil
+		}
+	}
+
 	first, cancelFirst := context.WithCancel(context.Background())
 	firstDone := make(chan error, 1)
 	go func() { _, err := cc.Token(first); firstDone <- err }()
 	for calls.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
-
 	short, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	shortDone := make(chan error, 1)
-	go func() { _, err := cc.Token(short); shortDone <- err }()
-	select {
-	case err := <-shortDone:
-		if !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("waiting call: %v, want its own deadline", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a waiting call outlived its deadline by seconds")
+	if _, err := within("a waiting call with a deadline", short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting call: %v, want its own deadline", err)
 	}
-
-	second := make(chan string, 1)
-	go func() { tok, _ := cc.Token(context.Background()); second <- tok }()
-	time.Sleep(20 * time.Millisecond)
-	cancelFirst() // the fetching call gives up; the second fetches anew
+	cancelFirst()
 	if err := <-firstDone; !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled call: %v", err)
 	}
-	if tok := <-second; tok != "t" {
-		t.Fatalf("second call got %q, want the token of a fetch of its own", tok)
+
+	close(release) // the fetch the first call started answers now
+	if tok, err := within("a call after the fetch", context.Background()); err != nil || tok != "t" {
+		t.Fatalf("token %q, %v, want t", tok, err)
 	}
-	close(release)
-	if tok, err := cc.Token(context.Background()); err != nil || tok != "t" || calls.Load() != 2 {
-		t.Fatalf("cached token %q, %v after %d requests, want t after 2", tok, err, calls.Load())
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d token requests, want the one the first call started", n)
 	}
 }
 

@@ -54,9 +54,6 @@ type tokenFetch struct {
 	done chan struct{}
 	tok  string
 	err  error
-	// abandoned says the fetching call's own context ended it, which
-	// tells the waiters nothing about the endpoint.
-	abandoned bool
 }
 
 // tokenAnswer is RFC 6749's access token response, and its error response.
@@ -72,58 +69,54 @@ type tokenAnswer struct {
 // defaultLifetime is assumed for a token answer without expires_in.
 const defaultLifetime = time.Minute
 
+// tokenFetchFor bounds a fetch with its retries. It runs apart from the
+// callers' contexts, so that one caller giving up (a readiness probe of a
+// second) does not cut it short for the others.
+const tokenFetchFor = time.Minute
+
 // Token returns the cached token, or fetches a new one when there is none
 // or the cached one is about to expire: a tenth of its lifetime, at most a
 // minute, before. Concurrent callers share one fetch; each waits for it
 // only as long as its ctx allows.
 func (cc *ClientCredentials) Token(ctx context.Context) (string, error) {
-	for {
-		if err := ctx.Err(); err != nil {
-			return "", fmt.Errorf("fetch token: %w", err)
-		}
-		cc.mu.Lock()
-		now := cc.now()
-		if cc.token != "" && now.Before(cc.refresh) {
-			tok := cc.token
-			cc.mu.Unlock()
-			return tok, nil
-		}
-		f := cc.pending
-		if f == nil {
-			f = &tokenFetch{done: make(chan struct{})}
-			cc.pending = f
-			cc.mu.Unlock()
-			cc.lead(ctx, f, now)
-			return f.tok, f.err
-		}
+	if err := ctx.Err(); err != nil {
+		return "", fmt.Errorf("fetch token: %w", err)
+	}
+	cc.mu.Lock()
+	now := cc.now()
+	if cc.token != "" && now.Before(cc.refresh) {
+		tok := cc.token
 		cc.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return "", fmt.Errorf("fetch token: %w while another call fetched it", ctx.Err())
-		case <-f.done:
-		}
-		if !f.abandoned {
-			return f.tok, f.err
-		}
-		// The fetching call gave up on its own context: fetch anew.
+		return tok, nil
+	}
+	f := cc.pending
+	if f == nil {
+		f = &tokenFetch{done: make(chan struct{})}
+		cc.pending = f
+		go cc.lead(context.WithoutCancel(ctx), f, now)
+	}
+	cc.mu.Unlock()
+	select {
+	case <-ctx.Done():
+		return "", fmt.Errorf("fetch token: %w", ctx.Err())
+	case <-f.done:
+		return f.tok, f.err
 	}
 }
 
-// lead runs the fetch f others wait for.
+// lead runs the fetch f, within tokenFetchFor.
 func (cc *ClientCredentials) lead(ctx context.Context, f *tokenFetch, now time.Time) {
-	var refresh time.Time
-	defer func() {
-		f.abandoned = f.err != nil && ctx.Err() != nil
-		cc.mu.Lock()
-		if f.err == nil {
-			cc.token, cc.refresh = f.tok, refresh
-		}
-		cc.pending = nil
-		cc.mu.Unlock()
-		close(f.done)
-	}()
-	f.err = errors.New("fetch token: the fetch did not finish") // unless it returns
-	f.tok, refresh, f.err = cc.fetchRetrying(ctx, now)
+	ctx, cancel := context.WithTimeout(ctx, tokenFetchFor)
+	defer cancel()
+	tok, refresh, err := cc.fetchRetrying(ctx, now)
+	cc.mu.Lock()
+	if err == nil {
+		cc.token, cc.refresh = tok, refresh
+	}
+	cc.pending = nil
+	cc.mu.Unlock()
+	f.tok, f.err = tok, err
+	close(f.done)
 }
 
 // fetchRetrying fetches a token, asking again while the endpoint is busy,
