@@ -19,6 +19,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/health"
 	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/services/subscriber"
+	"github.com/amtsbote/amtsbote/services/subscriber/sink"
 	"github.com/amtsbote/amtsbote/services/subscriber/config"
 )
 
@@ -128,6 +129,9 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 			h.Add(health.Check{Name: "nats", Func: b.Ready})
 		}
 		h.Add(health.Check{Name: "api", Func: sub.Ready})
+		if c, ok := sk.(sink.Checker); ok {
+			h.Add(health.Check{Name: "sink", Func: c.Check})
+		}
 		reg.MustRegister(h.Collector())
 		srv, err := serveObservability(ctx, *listen, h.Handler(metrics.Handler(reg)), log)
 		if err != nil {

@@ -72,15 +72,20 @@ func TestQuickStartSubscriber(t *testing.T) {
 	// The subscriber's own metrics and readiness.
 	_, addr, _ := strings.Cut(sub.out.String(), "metrics and health on http://")
 	addr, _, _ = strings.Cut(addr, "\n")
-	resp, err := http.Get("http://" + addr + "/readyz")
-	if err != nil {
-		t.Fatal(err)
+	ready := func() (int, string) {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Errorf("subscriber /readyz: %d", resp.StatusCode)
+	if code, body := ready(); code != http.StatusOK || !strings.Contains(body, `"sink":"ok"`) {
+		t.Errorf("subscriber /readyz: %d %s, want ready with its sink", code, body)
 	}
-	resp, err = http.Get("http://" + addr + "/metrics")
+	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +97,13 @@ func TestQuickStartSubscriber(t *testing.T) {
 	}
 	if strings.Contains(sub.errOut.String(), `"level":"ERROR"`) {
 		t.Errorf("the subscriber logged errors:\n%s", sub.errOut.String())
+	}
+	// A sink folder gone is no longer ready.
+	if err := os.RemoveAll(filepath.Join(dataDir, "sink")); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := ready(); code != http.StatusServiceUnavailable || !strings.Contains(body, "sink") {
+		t.Errorf("subscriber /readyz without its sink folder: %d %s, want 503 naming the sink", code, body)
 	}
 	if _, err := os.Stat(filepath.Join(dataDir, "nats.json")); errors.Is(err, os.ErrNotExist) {
 		t.Error("dev kept no NATS users")

@@ -107,6 +107,20 @@ func (s *Directory) Kind() string { return "directory" }
 // Close releases the directory.
 func (s *Directory) Close() error { return s.root.Close() }
 
+// Check makes and removes a temporary folder, as a delivery begins.
+func (s *Directory) Check(context.Context) error {
+	suffix := make([]byte, 8)
+	_, _ = rand.Read(suffix)
+	name := tempPrefix + "check-" + hex.EncodeToString(suffix)
+	if err := s.root.Mkdir(name, dirPerm); err != nil {
+		return fmt.Errorf("directory sink %s: %w", s.dir, err)
+	}
+	if err := s.root.Remove(name); err != nil {
+		return fmt.Errorf("directory sink %s: %w", s.dir, err)
+	}
+	return nil
+}
+
 // Deliver writes d into its folder unless that folder exists.
 func (s *Directory) Deliver(ctx context.Context, d Delivery) error {
 	d, err := normalize(d)

@@ -242,6 +242,29 @@ func TestDirectoryFolderUnusable(t *testing.T) {
 	}
 }
 
+// TestDirectoryCheck shows the readiness of a directory sink: it takes
+// deliveries while its folder can be written, and leaves nothing behind.
+func TestDirectoryCheck(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "eingang")
+	s, err := sink.NewDirectory(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("check left %d entries", len(entries))
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(context.Background()); err == nil {
+		t.Fatal("check passed without the folder")
+	}
+}
+
 func TestNewDirectory(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o640); err != nil {

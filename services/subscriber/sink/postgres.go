@@ -219,6 +219,20 @@ func (s *Postgres) Close() error {
 	return nil
 }
 
+// Check asks whether both tables exist and take this user's inserts.
+func (s *Postgres) Check(ctx context.Context) error {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT has_table_privilege($1, 'INSERT') AND has_table_privilege($2, 'INSERT')`,
+		s.table, s.attachments).Scan(&ok)
+	switch {
+	case err != nil:
+		return fmt.Errorf("postgres sink %s: %w", s.table, err)
+	case !ok:
+		return fmt.Errorf("postgres sink %s: no INSERT privilege on it or %s", s.table, s.attachments)
+	}
+	return nil
+}
+
 // Deliver inserts d unless its submission is there.
 func (s *Postgres) Deliver(ctx context.Context, d Delivery) error {
 	d, err := normalize(d)

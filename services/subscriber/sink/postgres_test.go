@@ -200,8 +200,14 @@ func TestPostgresTableMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("check: %v", err)
+	}
 	if _, err := conn.Exec(ctx, `ALTER TABLE submissions RENAME TO submissions_moved`); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.Check(ctx); err == nil {
+		t.Fatal("check passed without the table")
 	}
 	d := sinktest.NewDelivery()
 	if err := s.Deliver(ctx, d); !errors.Is(err, sink.ErrTransient) || errors.Is(err, sink.ErrPermanent) {
@@ -209,6 +215,9 @@ func TestPostgresTableMissing(t *testing.T) {
 	}
 	if _, err := conn.Exec(ctx, `ALTER TABLE submissions_moved RENAME TO submissions`); err != nil {
 		t.Fatal(err)
+	}
+	if err := s.Check(ctx); err != nil {
+		t.Fatalf("check with the table back: %v", err)
 	}
 	if err := s.Deliver(ctx, d); err != nil {
 		t.Fatalf("deliver with the table back: %v", err)

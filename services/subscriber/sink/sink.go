@@ -86,6 +86,12 @@ type Sink interface {
 	Close() error
 }
 
+// Checker is a Sink that can tell, without delivering, whether it takes
+// deliveries now: the subscriber's readiness asks it.
+type Checker interface {
+	Check(ctx context.Context) error
+}
+
 // Bounded is a Sink that says how long one Deliver may take at most,
 // where that is longer than a delivery usually takes (an HTTP sink
 // retrying a Fachverfahren that answers slowly).
