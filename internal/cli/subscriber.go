@@ -19,8 +19,8 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/health"
 	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/services/subscriber"
-	"github.com/amtsbote/amtsbote/services/subscriber/sink"
 	"github.com/amtsbote/amtsbote/services/subscriber/config"
+	"github.com/amtsbote/amtsbote/services/subscriber/sink"
 )
 
 // runSubscriber runs `amtsbote subscriber --config FILE`: the authority

@@ -158,28 +158,36 @@ func TestPostgresValueRefused(t *testing.T) {
 	}
 }
 
+// postgresBeside opens a sink on a fresh schema and a connection of its
+// own to the same schema, to change the tables under the sink.
+func postgresBeside(t *testing.T) (*sink.Postgres, *pgx.Conn) {
+	t.Helper()
+	url := flowtest.FreshSchema(t)
+	s := openPostgres(t, sink.PostgresConfig{URL: url})
+	t.Cleanup(func() { s.Close() })
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return s, conn
+}
+
 // TestPostgresTriggerRefuses shows that a Fachverfahren's trigger refusing
 // a submission is a permanent error, whichever SQLSTATE it raises: a
 // PL/pgSQL exception's own, or 38000 as PL/Python and PL/Perl raise it.
 func TestPostgresTriggerRefuses(t *testing.T) {
 	for _, code := range []string{"P0001", "38000", "23514"} {
 		t.Run(code, func(t *testing.T) {
-			url := flowtest.FreshSchema(t)
-			s := openPostgres(t, sink.PostgresConfig{URL: url})
-			defer s.Close()
+			s, conn := postgresBeside(t)
 			ctx := context.Background()
-			conn, err := pgx.Connect(ctx, url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close(ctx)
 			if _, err := conn.Exec(ctx, fmt.Sprintf(`
 CREATE FUNCTION pruefen() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN RAISE EXCEPTION 'Antrag unvollständig' USING ERRCODE = '%s'; END $$;
 CREATE TRIGGER pruefen BEFORE INSERT ON submissions FOR EACH ROW EXECUTE FUNCTION pruefen();`, code)); err != nil {
 				t.Fatal(err)
 			}
-			err = s.Deliver(ctx, sinktest.NewDelivery())
+			err := s.Deliver(ctx, sinktest.NewDelivery())
 			if !errors.Is(err, sink.ErrPermanent) || errors.Is(err, sink.ErrTransient) || !strings.Contains(err.Error(), "Antrag unvollständig") {
 				t.Fatalf("deliver: %v, want the trigger's permanent refusal", err)
 			}
@@ -191,15 +199,8 @@ CREATE TRIGGER pruefen BEFORE INSERT ON submissions FOR EACH ROW EXECUTE FUNCTIO
 // (a migration, a restore) makes submissions wait, not refused for good:
 // once it is back they are delivered.
 func TestPostgresTableMissing(t *testing.T) {
-	url := flowtest.FreshSchema(t)
-	s := openPostgres(t, sink.PostgresConfig{URL: url})
-	defer s.Close()
+	s, conn := postgresBeside(t)
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	if err := s.Check(ctx); err != nil {
 		t.Fatalf("check: %v", err)
 	}
@@ -222,8 +223,9 @@ func TestPostgresTableMissing(t *testing.T) {
 	if err := s.Deliver(ctx, d); err != nil {
 		t.Fatalf("deliver with the table back: %v", err)
 	}
-	if got := readPostgres(t, url, currentSchema(t, url), sink.DefaultPostgresTable); len(got) != 1 {
-		t.Fatalf("%d submissions stored, want 1", len(got))
+	var n int
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM submissions`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("%d submissions stored (%v), want 1", n, err)
 	}
 }
 
