@@ -757,12 +757,14 @@ func (errReader) Read([]byte) (int, error) { return 0, errBroken }
 // poller whose fetch hangs), and that the fetch goes on for the others
 // when the call that started it gives up.
 func TestTokenWaitBounded(t *testing.T) {
-	release := make(chan struct{})
+	release, stop := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if calls.Add(1) == 1 {
 			select {
 			case <-release:
+			case <-stop:
+				return
 			case <-r.Context().Done():
 				return
 			}
@@ -771,6 +773,7 @@ func TestTokenWaitBounded(t *testing.T) {
 		_, _ = io.WriteString(w, `{"access_token":"t","token_type":"Bearer","expires_in":1800}`)
 	}))
 	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(stop) }) // before srv.Close, which waits for the handler
 	cc := &ClientCredentials{TokenURL: srv.URL, ClientID: "c", ClientSecret: "s"}
 
 	within := func(what string, ctx context.Context) (string, error) {
