@@ -109,9 +109,7 @@ func (s *Directory) Close() error { return s.root.Close() }
 
 // Check makes and removes a temporary folder, as a delivery begins.
 func (s *Directory) Check(context.Context) error {
-	suffix := make([]byte, 8)
-	_, _ = rand.Read(suffix)
-	name := tempPrefix + "check-" + hex.EncodeToString(suffix)
+	name := tempName("check")
 	if err := s.root.Mkdir(name, dirPerm); err != nil {
 		return fmt.Errorf("directory sink %s: %w", s.dir, err)
 	}
@@ -143,9 +141,7 @@ func (s *Directory) deliver(ctx context.Context, d Delivery) error {
 	if err != nil || done {
 		return err
 	}
-	suffix := make([]byte, 8)
-	_, _ = rand.Read(suffix) // crypto/rand.Read never fails
-	tmp := tempPrefix + d.SubmissionID + "-" + hex.EncodeToString(suffix)
+	tmp := tempName(d.SubmissionID)
 	if err := s.root.Mkdir(tmp, dirPerm); err != nil {
 		return fsError(err)
 	}
@@ -324,6 +320,14 @@ func (s *Directory) sweep(match func(name string, info fs.FileInfo) bool) error 
 		}
 	}
 	return nil
+}
+
+// tempName names a temporary folder for id, unique to this attempt; the
+// sweep at start removes those a crash left.
+func tempName(id string) string {
+	suffix := make([]byte, 8)
+	_, _ = rand.Read(suffix) // crypto/rand.Read never fails
+	return tempPrefix + id + "-" + hex.EncodeToString(suffix)
 }
 
 // fsError marks a file system error transient: a missing permission, a

@@ -108,10 +108,10 @@ func (e *StatusError) Error() string {
 // MaxAttempts requests or MaxElapsed; then Deliver returns a transient
 // error. 401, 403, 404 and 3xx, credentials or an address an operator
 // mends, are a transient error at once. Any other answer (400, 410, 413,
-// 415, 422, …) is the
-// Fachverfahren's refusal of the submission, a permanent *StatusError.
-// Redirects are never followed: a POST carrying a submission goes only to
-// the configured URL, and a 3xx's error names its target.
+// 415, 422, …) is the Fachverfahren's refusal of the submission, a
+// permanent *StatusError. Redirects are never followed: a POST carrying a
+// submission goes only to the configured URL, and a 3xx's error names its
+// target.
 type HTTP struct {
 	cfg   HTTPConfig
 	hc    *http.Client
