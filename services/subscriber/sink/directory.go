@@ -12,6 +12,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -69,11 +70,24 @@ type ManifestAttachment struct {
 // its final name, so a folder named by a submission id is always complete:
 // its existence means "delivered". A Fachverfahren reading the directory
 // must skip names that start with a dot.
+//
+// Each delivery goes into the folder its path names at the time: one an
+// operator removed and made anew, or a share mounted there later, is
+// taken without a restart.
 type Directory struct {
-	dir   string
-	root  *os.Root
+	path  string
 	locks keyLock
 	now   func() time.Time
+
+	mu  sync.Mutex
+	cur *folder
+}
+
+// folder is one opened directory of a Directory.
+type folder struct {
+	root *os.Root
+	info fs.FileInfo
+	now  func() time.Time
 }
 
 var _ Sink = (*Directory)(nil)
@@ -87,34 +101,76 @@ func NewDirectory(dir string) (*Directory, error) {
 	if err := os.MkdirAll(dir, dirPerm); err != nil {
 		return nil, fsError(fmt.Errorf("open directory sink: %w", err))
 	}
-	root, err := os.OpenRoot(dir)
+	s := &Directory{path: dir, now: time.Now}
+	cur, err := s.open()
 	if err != nil {
-		return nil, fsError(fmt.Errorf("open directory sink: %w", err))
+		return nil, fmt.Errorf("open directory sink: %w", err)
 	}
-	s := &Directory{dir: dir, root: root, now: time.Now}
-	if err := s.sweep(func(name string, info fs.FileInfo) bool {
+	if err := cur.sweep(func(name string, info fs.FileInfo) bool {
 		return s.now().Sub(info.ModTime()) > StaleTemp
 	}); err != nil {
-		root.Close()
+		s.Close()
 		return nil, fmt.Errorf("open directory sink: %w", err)
 	}
 	return s, nil
+}
+
+// open returns the folder the path names now, opened anew when it is
+// another than the one opened before.
+func (s *Directory) open() (*folder, error) {
+	info, err := os.Stat(s.path)
+	if err == nil && !info.IsDir() {
+		err = errors.New("not a folder")
+	}
+	if err != nil {
+		return nil, fsError(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur != nil && os.SameFile(s.cur.info, info) {
+		return s.cur, nil
+	}
+	root, err := os.OpenRoot(s.path)
+	if err != nil {
+		return nil, fsError(err)
+	}
+	if info, err = root.Stat("."); err != nil {
+		root.Close()
+		return nil, fsError(err)
+	}
+	if s.cur != nil {
+		// Deliveries still writing into the old folder fail and come again.
+		s.cur.root.Close()
+	}
+	s.cur = &folder{root: root, info: info, now: s.now}
+	return s.cur, nil
 }
 
 // Kind returns "directory".
 func (s *Directory) Kind() string { return "directory" }
 
 // Close releases the directory.
-func (s *Directory) Close() error { return s.root.Close() }
+func (s *Directory) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cur == nil {
+		return nil
+	}
+	return s.cur.root.Close()
+}
 
 // Check makes and removes a temporary folder, as a delivery begins.
 func (s *Directory) Check(context.Context) error {
-	name := tempName("check")
-	if err := s.root.Mkdir(name, dirPerm); err != nil {
-		return fmt.Errorf("directory sink %s: %w", s.dir, err)
+	cur, err := s.open()
+	if err != nil {
+		return fmt.Errorf("directory sink %s: %w", s.path, err)
 	}
-	if err := s.root.Remove(name); err != nil {
-		return fmt.Errorf("directory sink %s: %w", s.dir, err)
+	name := tempName("check")
+	if err := cur.root.Mkdir(name, dirPerm); err != nil {
+		return fmt.Errorf("directory sink %s: %w", s.path, err)
+	}
+	if err := cur.root.Remove(name); err != nil {
+		return fmt.Errorf("directory sink %s: %w", s.path, err)
 	}
 	return nil
 }
@@ -130,53 +186,57 @@ func (s *Directory) Deliver(ctx context.Context, d Delivery) error {
 		return fmt.Errorf("deliver %s to directory: %w", d.SubmissionID, err)
 	}
 	defer unlock()
-	if err := s.deliver(ctx, d); err != nil {
-		return fmt.Errorf("deliver %s to directory %s: %w", d.SubmissionID, s.dir, err)
+	cur, err := s.open()
+	if err == nil {
+		err = cur.deliver(ctx, d)
+	}
+	if err != nil {
+		return fmt.Errorf("deliver %s to directory %s: %w", d.SubmissionID, s.path, err)
 	}
 	return nil
 }
 
-func (s *Directory) deliver(ctx context.Context, d Delivery) error {
-	done, err := s.delivered(d.SubmissionID)
+func (dir *folder) deliver(ctx context.Context, d Delivery) error {
+	done, err := dir.delivered(d.SubmissionID)
 	if err != nil || done {
 		return err
 	}
 	tmp := tempName(d.SubmissionID)
-	if err := s.root.Mkdir(tmp, dirPerm); err != nil {
+	if err := dir.root.Mkdir(tmp, dirPerm); err != nil {
 		return fsError(err)
 	}
-	if err := s.write(ctx, tmp, d); err != nil {
-		_ = s.root.RemoveAll(tmp)
+	if err := dir.write(ctx, tmp, d); err != nil {
+		_ = dir.root.RemoveAll(tmp)
 		// Another process delivered it and swept this folder away.
-		if done, derr := s.delivered(d.SubmissionID); derr == nil && done {
+		if done, derr := dir.delivered(d.SubmissionID); derr == nil && done {
 			return nil
 		}
 		return err
 	}
-	if err := s.root.Rename(tmp, d.SubmissionID); err != nil {
-		_ = s.root.RemoveAll(tmp)
+	if err := dir.root.Rename(tmp, d.SubmissionID); err != nil {
+		_ = dir.root.RemoveAll(tmp)
 		// Another process renamed its copy into place first.
-		if done, derr := s.delivered(d.SubmissionID); derr == nil && done {
+		if done, derr := dir.delivered(d.SubmissionID); derr == nil && done {
 			return nil
 		}
 		return fsError(err)
 	}
-	if err := s.syncDir("."); err != nil {
+	if err := dir.syncDir("."); err != nil {
 		return err
 	}
 	// Folders of attempts that failed, or lost the race, are garbage now.
 	// The submission is delivered whatever becomes of them: another
 	// process may still be writing into its own, and its sweep or the
 	// next start's removes what is left.
-	_ = s.sweep(func(name string, _ fs.FileInfo) bool {
+	_ = dir.sweep(func(name string, _ fs.FileInfo) bool {
 		return strings.HasPrefix(name, tempPrefix+d.SubmissionID+"-")
 	})
 	return nil
 }
 
 // delivered reports whether the folder of id exists.
-func (s *Directory) delivered(id string) (bool, error) {
-	info, err := s.root.Lstat(id)
+func (dir *folder) delivered(id string) (bool, error) {
+	info, err := dir.root.Lstat(id)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
@@ -189,7 +249,7 @@ func (s *Directory) delivered(id string) (bool, error) {
 }
 
 // write fills the temporary folder tmp with d and syncs it.
-func (s *Directory) write(ctx context.Context, tmp string, d Delivery) error {
+func (dir *folder) write(ctx context.Context, tmp string, d Delivery) error {
 	m := Manifest{
 		SubmissionID:      d.SubmissionID,
 		CaseID:            d.CaseID,
@@ -199,19 +259,19 @@ func (s *Directory) write(ctx context.Context, tmp string, d Delivery) error {
 		Attachments:       []ManifestAttachment{},
 	}
 	if len(d.Attachments) > 0 {
-		if err := s.root.Mkdir(path.Join(tmp, AttachmentDir), dirPerm); err != nil {
+		if err := dir.root.Mkdir(path.Join(tmp, AttachmentDir), dirPerm); err != nil {
 			return fsError(err)
 		}
 		for i, name := range Filenames(d.Attachments) {
 			a := d.Attachments[i]
 			file := path.Join(AttachmentDir, name)
-			n, err := s.writeAttachment(ctx, path.Join(tmp, file), a)
+			n, err := dir.writeAttachment(ctx, path.Join(tmp, file), a)
 			if err != nil {
 				return err
 			}
 			m.Attachments = append(m.Attachments, ManifestAttachment{ID: a.ID, File: file, MimeType: a.MimeType, Size: n})
 		}
-		if err := s.syncDir(path.Join(tmp, AttachmentDir)); err != nil {
+		if err := dir.syncDir(path.Join(tmp, AttachmentDir)); err != nil {
 			return err
 		}
 	}
@@ -220,34 +280,34 @@ func (s *Directory) write(ctx context.Context, tmp string, d Delivery) error {
 		if d.DataMimeType == MimeXML {
 			m.DataFile = "data.xml"
 		}
-		if err := s.writeFile(path.Join(tmp, m.DataFile), d.Data); err != nil {
+		if err := dir.writeFile(path.Join(tmp, m.DataFile), d.Data); err != nil {
 			return err
 		}
 	}
-	if err := s.writeFile(path.Join(tmp, MetadataFile), d.Metadata); err != nil {
+	if err := dir.writeFile(path.Join(tmp, MetadataFile), d.Metadata); err != nil {
 		return err
 	}
-	m.DeliveredAt = s.now().UTC()
+	m.DeliveredAt = dir.now().UTC()
 	manifest, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return permanent(err)
 	}
-	if err := s.writeFile(path.Join(tmp, ManifestFile), append(manifest, '\n')); err != nil {
+	if err := dir.writeFile(path.Join(tmp, ManifestFile), append(manifest, '\n')); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return transient(err)
 	}
-	return s.syncDir(tmp)
+	return dir.syncDir(tmp)
 }
 
-func (s *Directory) writeAttachment(ctx context.Context, name string, a Attachment) (int64, error) {
+func (dir *folder) writeAttachment(ctx context.Context, name string, a Attachment) (int64, error) {
 	src, err := openSource(ctx, a, 0)
 	if err != nil {
 		return 0, err
 	}
 	defer src.Close()
-	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+	f, err := dir.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 	if err != nil {
 		return 0, fsError(err)
 	}
@@ -268,8 +328,8 @@ func (s *Directory) writeAttachment(ctx context.Context, name string, a Attachme
 	return src.n, nil
 }
 
-func (s *Directory) writeFile(name string, content []byte) error {
-	f, err := s.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+func (dir *folder) writeFile(name string, content []byte) error {
+	f, err := dir.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
 	if err != nil {
 		return fsError(err)
 	}
@@ -284,8 +344,8 @@ func (s *Directory) writeFile(name string, content []byte) error {
 }
 
 // syncDir makes the entries of a folder durable.
-func (s *Directory) syncDir(name string) error {
-	f, err := s.root.Open(name)
+func (dir *folder) syncDir(name string) error {
+	f, err := dir.root.Open(name)
 	if err != nil {
 		return fsError(err)
 	}
@@ -297,8 +357,8 @@ func (s *Directory) syncDir(name string) error {
 }
 
 // sweep removes the temporary folders that match.
-func (s *Directory) sweep(match func(name string, info fs.FileInfo) bool) error {
-	f, err := s.root.Open(".")
+func (dir *folder) sweep(match func(name string, info fs.FileInfo) bool) error {
+	f, err := dir.root.Open(".")
 	if err != nil {
 		return fsError(err)
 	}
@@ -315,7 +375,7 @@ func (s *Directory) sweep(match func(name string, info fs.FileInfo) bool) error 
 		if err != nil || !match(e.Name(), info) {
 			continue // gone already, or not ours to remove
 		}
-		if err := s.root.RemoveAll(e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := dir.root.RemoveAll(e.Name()); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fsError(err)
 		}
 	}

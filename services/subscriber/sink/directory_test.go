@@ -265,6 +265,57 @@ func TestDirectoryCheck(t *testing.T) {
 	}
 }
 
+// TestDirectoryFolderMadeAnew shows that a folder an operator removed, or
+// moved aside, and made anew is written to without a restart.
+func TestDirectoryFolderMadeAnew(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "eingang")
+	s, err := sink.NewDirectory(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	first := sinktest.NewDelivery()
+	if err := s.Deliver(context.Background(), first); err != nil {
+		t.Fatalf("deliver: %v", err)
+	}
+
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	gone := sinktest.NewDelivery()
+	if err := s.Deliver(context.Background(), gone); !errors.Is(err, sink.ErrTransient) {
+		t.Fatalf("deliver without the folder: %v, want a transient error", err)
+	}
+	if err := s.Check(context.Background()); err == nil {
+		t.Fatal("check passed without the folder")
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Check(context.Background()); err != nil {
+		t.Fatalf("check with the folder made anew: %v", err)
+	}
+	if err := s.Deliver(context.Background(), gone); err != nil {
+		t.Fatalf("deliver into the folder made anew: %v", err)
+	}
+	sinktest.Check(t, readDirectory(t, dir), gone, nil)
+
+	if err := os.Rename(dir, dir+".alt"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	moved := sinktest.NewDelivery()
+	if err := s.Deliver(context.Background(), moved); err != nil {
+		t.Fatalf("deliver after the folder was moved aside: %v", err)
+	}
+	sinktest.Check(t, readDirectory(t, dir), moved, nil)
+	if got := readDirectory(t, dir+".alt"); len(got) != 1 || got[0].SubmissionID != gone.SubmissionID {
+		t.Errorf("the folder moved aside holds %d deliveries, want only the one before", len(got))
+	}
+}
+
 func TestNewDirectory(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o640); err != nil {
