@@ -123,15 +123,18 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 	if err != nil {
 		return err
 	}
+	h := health.New(log)
+	if b != nil {
+		h.Add(health.Check{Name: "nats", Func: b.Ready})
+	}
+	h.Add(health.Check{Name: "api", Func: sub.Ready})
+	if c, ok := sk.(sink.Checker); ok {
+		h.Add(health.Check{Name: "sink", Func: c.Check})
+	}
+	watching, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	go h.Watch(watching, health.WatchInterval)
 	if *listen != "" {
-		h := health.New(log)
-		if b != nil {
-			h.Add(health.Check{Name: "nats", Func: b.Ready})
-		}
-		h.Add(health.Check{Name: "api", Func: sub.Ready})
-		if c, ok := sk.(sink.Checker); ok {
-			h.Add(health.Check{Name: "sink", Func: c.Check})
-		}
 		reg.MustRegister(h.Collector())
 		srv, err := serveObservability(ctx, *listen, h.Handler(metrics.Handler(reg)), log)
 		if err != nil {

@@ -115,7 +115,10 @@ func (s *Roles) Run(ctx context.Context) error {
 		return fmt.Errorf("load routing table: %w", err)
 	}
 	st := newCachedStore(s.Store, routes)
-	runners := []runner{{"routes", routes.Run}}
+	runners := []runner{{"routes", routes.Run}, {"health", func(ctx context.Context) error {
+		ready.Watch(ctx, health.WatchInterval)
+		return nil
+	}}}
 	events, err := issuer.New(s.Bus, s.Key, s.PublicURL, nil)
 	if err != nil {
 		return err

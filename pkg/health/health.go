@@ -15,6 +15,7 @@ package health
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -93,8 +94,31 @@ func (h *Health) Check(ctx context.Context) map[string]error {
 		})
 	}
 	wg.Wait()
-	h.note(ctx, res)
+	if !errors.Is(ctx.Err(), context.Canceled) {
+		// Not when the caller went away: a check cut short by that says
+		// nothing of the dependency.
+		h.note(ctx, res)
+	}
 	return res
+}
+
+// WatchInterval is how often a process checks its readiness on its own.
+const WatchInterval = 15 * time.Second
+
+// Watch runs the checks every interval until ctx ends, so that a failure
+// and a recovery are logged when they happen, not only when /readyz or
+// /metrics is asked.
+func (h *Health) Watch(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			h.Check(ctx)
+		}
+	}
 }
 
 // note logs each check that began or stopped failing.

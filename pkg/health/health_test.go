@@ -9,8 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -133,4 +135,73 @@ func TestCheckEndsWithItsContext(t *testing.T) {
 	if err := h.Check(ctx)["stuck"]; !errors.Is(err, context.Canceled) {
 		t.Errorf("a check that returned nil after its context ended: %v, want context.Canceled", err)
 	}
+}
+
+// TestWatch shows that a failure and a recovery are logged when they
+// happen, with nobody asking /readyz.
+func TestWatch(t *testing.T) {
+	var down atomic.Bool
+	logs := &syncBuffer{}
+	h := health.New(slog.New(slog.NewTextHandler(logs, nil)), health.Check{Name: "sink", Func: func(context.Context) error {
+		if down.Load() {
+			return errors.New("folder gone")
+		}
+		return nil
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.Watch(ctx, 5*time.Millisecond)
+	}()
+	waitFor := func(line string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), line); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q logged; the log:\n%s", line, logs.String())
+			}
+		}
+	}
+	down.Store(true)
+	waitFor(`msg="not ready" check=sink err="folder gone"`)
+	down.Store(false)
+	waitFor(`msg="ready again" check=sink`)
+	cancel()
+	<-done
+	if n := strings.Count(logs.String(), "not ready"); n != 1 {
+		t.Errorf("the failure logged %d times, want once:\n%s", n, logs.String())
+	}
+}
+
+// TestCheckCancelledNotLogged shows that a check its caller gave up on
+// logs no failure: it says nothing of the dependency.
+func TestCheckCancelledNotLogged(t *testing.T) {
+	logs := &syncBuffer{}
+	h := health.New(slog.New(slog.NewTextHandler(logs, nil)), health.Check{Name: "nats", Func: func(ctx context.Context) error {
+		<-ctx.Done()
+		return ctx.Err()
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	h.Check(ctx)
+	if logs.String() != "" {
+		t.Errorf("a cancelled check logged:\n%s", logs.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
