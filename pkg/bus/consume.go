@@ -133,6 +133,29 @@ func Later(err error) error {
 	return &laterError{err}
 }
 
+// quietError marks a failure the handler reports itself (Quiet).
+type quietError struct{ err error }
+
+func (e *quietError) Error() string { return e.err.Error() }
+func (e *quietError) Unwrap() error { return e.err }
+
+// Quiet marks err as a failure whose cause the handler reports itself,
+// once for all the messages it holds up (a sink outage): the message is
+// retried and its attempt recorded as after any failure, but the retry is
+// logged at debug level. It returns nil for a nil err.
+func Quiet(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &quietError{err}
+}
+
+// IsQuiet reports whether err was marked by Quiet.
+func IsQuiet(err error) bool {
+	var q *quietError
+	return errors.As(err, &q)
+}
+
 // Message is one delivery to a Handler.
 type Message struct {
 	// Subject the message was published to.
@@ -582,6 +605,8 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		var p *panicError
 		if wait {
 			log().Debug("consume: not yet; asking again", "err", err, "retry_in", delay)
+		} else if IsQuiet(err) {
+			log().Debug("consume: handler failed; retrying", "err", err, "retry_in", delay)
 		} else if errors.As(err, &p) {
 			log().Error("consume: handler panicked; retrying", "err", err, "stack", string(p.stack), "retry_in", delay)
 		} else {

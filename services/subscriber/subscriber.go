@@ -147,6 +147,8 @@ type Subscriber struct {
 	// handleFor bounds the handling of one submission.
 	handleFor time.Duration
 
+	outage outage
+
 	mu       sync.Mutex
 	inFlight map[string]bool      // submission ids being handled, mode http
 	done     map[string]time.Time // decided here lately, or refused by the sink, mode http
@@ -162,6 +164,19 @@ type retry struct {
 	// fails for a reason of its own keeps its backoff.
 	sink, released bool
 }
+
+// outage is a sink failing for now, reported once when it begins, every
+// outageReport while it lasts and when it ends, rather than in a line per
+// submission and attempt.
+type outage struct {
+	mu       sync.Mutex
+	since    time.Time // zero while the sink delivers
+	told     time.Time
+	failures int
+}
+
+// outageReport is how often a lasting sink outage is reported again.
+const outageReport = time.Minute
 
 // doneFor is how long a submission decided here is not picked up again
 // while the pickup list may still show it.
@@ -370,8 +385,16 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (outcome Outco
 		if errors.Is(err, sink.ErrPermanent) {
 			return "", bus.PermanentReason(ReasonSinkRefused, fmt.Errorf("deliver into %s sink: %w", s.cfg.Sink.Kind(), err))
 		}
-		return "", fmt.Errorf("deliver into %s sink: %w", s.cfg.Sink.Kind(), err)
+		err = fmt.Errorf("deliver into %s sink: %w", s.cfg.Sink.Kind(), err)
+		if sink.IsSource(err) || ctx.Err() != nil {
+			// The API's download failed, or the subscriber stops: the
+			// sink is not at fault.
+			return "", err
+		}
+		s.sinkFailed(ctx, log, err)
+		return "", bus.Quiet(err)
 	}
+	s.sinkDelivered(ctx)
 	if err := s.recv.Accept(ctx, rec, d.signer); err != nil {
 		// A crash between the accept and its ack leaves a redelivery
 		// whose accept the API refuses: the first one stands.
@@ -765,10 +788,14 @@ func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 		r.failures++
 		wait := min(s.cfg.BackoffBase<<min(r.failures-1, 20), maxRetryWait)
 		r.at = time.Now().Add(wait)
-		r.sink = errors.Is(err, sink.ErrTransient) && !sink.IsSource(err)
+		r.sink = bus.IsQuiet(err)
 		s.retry[p.SubmissionID] = r
 		s.mu.Unlock()
-		s.log.Warn("subscriber: not done; trying again", "submission_id", p.SubmissionID,
+		level := slog.LevelWarn
+		if bus.IsQuiet(err) {
+			level = slog.LevelDebug // the sink's outage is reported once for all
+		}
+		s.log.Log(ctx, level, "subscriber: not done; trying again", "submission_id", p.SubmissionID,
 			"destination_id", p.DestinationID, "err", err, "retry_in", wait, "failures", r.failures)
 		return
 	}
@@ -842,6 +869,38 @@ func (s *Subscriber) callbackServer(h config.HTTP, wake chan<- struct{}) (*http.
 	}()
 	s.log.Info("subscriber: listening for callbacks", "addr", ln.Addr().String())
 	return srv, nil
+}
+
+// sinkFailed notes a delivery the sink failed for now: the first of an
+// outage is logged with its submission, then one summary a minute.
+func (s *Subscriber) sinkFailed(ctx context.Context, log *slog.Logger, err error) {
+	o := &s.outage
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	now := time.Now()
+	o.failures++
+	switch {
+	case o.since.IsZero():
+		o.since, o.told, o.failures = now, now, 1
+		log.WarnContext(ctx, "subscriber: the sink fails; submissions wait for it", "sink", s.cfg.Sink.Kind(), "err", err)
+	case now.Sub(o.told) >= outageReport:
+		o.told = now
+		s.log.WarnContext(ctx, "subscriber: the sink still fails", "sink", s.cfg.Sink.Kind(),
+			"duration", now.Sub(o.since), "failures", o.failures, "err", err)
+	}
+}
+
+// sinkDelivered ends an outage of the sink, if there was one.
+func (s *Subscriber) sinkDelivered(ctx context.Context) {
+	o := &s.outage
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.since.IsZero() {
+		return
+	}
+	s.log.InfoContext(ctx, "subscriber: the sink delivers again", "sink", s.cfg.Sink.Kind(),
+		"duration", time.Since(o.since), "failures", o.failures)
+	o.since, o.failures = time.Time{}, 0
 }
 
 // observe counts one delivery into the sink by its outcome.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -498,7 +499,9 @@ func TestHTTPSinkBackReleasesWaiting(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A failed submission would wait a minute.
-	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, BackoffBase: time.Minute, Logger: testLog()})
+	var logs flowtest.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, BackoffBase: time.Minute, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -527,6 +530,27 @@ func TestHTTPSinkBackReleasesWaiting(t *testing.T) {
 	waitAccepted(t, s.sender, r, 20*time.Second)
 	for _, w := range waiting {
 		waitAccepted(t, s.sender, w, 20*time.Second)
+	}
+
+	// The outage is logged when it begins and when it ends, not once per
+	// submission.
+	lines := map[string]int{}
+	var ended struct{ Failures int }
+	for line := range strings.Lines(logs.String()) {
+		var l struct{ Level, Msg string }
+		if err := json.Unmarshal([]byte(line), &l); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		lines[l.Level+" "+l.Msg]++
+		if l.Msg == "subscriber: the sink delivers again" {
+			_ = json.Unmarshal([]byte(line), &ended)
+		}
+	}
+	if lines["WARN subscriber: the sink fails; submissions wait for it"] != 1 ||
+		lines["INFO subscriber: the sink delivers again"] != 1 || ended.Failures != 3 ||
+		lines["WARN subscriber: not done; trying again"] != 0 {
+		t.Errorf("logged %v (the outage ended after %d failures), want the outage's beginning and end once each, "+
+			"after 3 failures, and no line per submission", lines, ended.Failures)
 	}
 }
 
