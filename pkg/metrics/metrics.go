@@ -144,11 +144,13 @@ const (
 
 // Handled counts the submissions a subscriber handled, by outcome, so that
 // one failing for now (a key rolled without the subscriber's file, an API
-// down) shows besides its log.
-type Handled struct{ total *prometheus.CounterVec }
+// down) shows besides its log; and, in mode http, its requests for the
+// pickup lists, so that a subscriber that cannot list shows too.
+type Handled struct{ total, lists *prometheus.CounterVec }
 
-// NewHandled registers amtsbote_subscriber_submissions_total on reg with
-// every outcome present from the start.
+// NewHandled registers amtsbote_subscriber_submissions_total and
+// amtsbote_subscriber_pickup_lists_total on reg with every outcome present
+// from the start.
 func NewHandled(reg prometheus.Registerer, outcomes ...string) (*Handled, error) {
 	total, err := Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "amtsbote_subscriber_submissions_total",
@@ -160,11 +162,29 @@ func NewHandled(reg prometheus.Registerer, outcomes ...string) (*Handled, error)
 	for _, o := range append(outcomes, HandledRetry, HandledFailed) {
 		total.WithLabelValues(o)
 	}
-	return &Handled{total: total}, nil
+	lists, err := Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "amtsbote_subscriber_pickup_lists_total",
+		Help: "Pickup-list pages a subscriber in mode http asked the Submission API for, by outcome: ok or failed.",
+	}, []string{"outcome"}))
+	if err != nil {
+		return nil, err
+	}
+	lists.WithLabelValues("ok")
+	lists.WithLabelValues("failed")
+	return &Handled{total: total, lists: lists}, nil
 }
 
 // Count counts one submission handled with outcome.
 func (h *Handled) Count(outcome string) { h.total.WithLabelValues(outcome).Inc() }
+
+// Listed counts one request for a page of a pickup list.
+func (h *Handled) Listed(ok bool) {
+	outcome := "failed"
+	if ok {
+		outcome = "ok"
+	}
+	h.lists.WithLabelValues(outcome).Inc()
+}
 
 // Observe counts one delivery into a sink of kind with outcome that took d.
 func (s *Sinks) Observe(kind, outcome string, d time.Duration) {

@@ -731,6 +731,9 @@ func (s *Subscriber) poll(ctx, hctx context.Context, slots chan struct{}, wg *sy
 			lctx, cancel := context.WithTimeout(ctx, listFor)
 			page, err := s.recv.ListSubmissions(lctx, d.ID, pollPage, offset)
 			cancel()
+			if s.cfg.Handled != nil && ctx.Err() == nil {
+				s.cfg.Handled.Listed(err == nil)
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					s.log.Warn("subscriber: list submissions", "destination_id", d.ID, "err", err)

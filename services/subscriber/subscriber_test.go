@@ -26,6 +26,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/services/subscriber"
 	"github.com/amtsbote/amtsbote/services/subscriber/config"
@@ -450,7 +451,12 @@ func TestHTTPListHangs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Logger: testLog()})
+	reg := metrics.NewRegistry()
+	handled, err := metrics.NewHandled(reg, subscriber.Outcomes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Handled: handled, Logger: testLog()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,6 +472,12 @@ func TestHTTPListHangs(t *testing.T) {
 		t.Fatal("the subscriber never listed the submissions")
 	}
 	waitAccepted(t, s.sender, r, time.Minute)
+	lists := func(outcome string) float64 {
+		return flowtest.Counter(t, reg, "amtsbote_subscriber_pickup_lists_total", map[string]string{"outcome": outcome})
+	}
+	if failed, ok := lists("failed"), lists("ok"); failed != 1 || ok < 1 {
+		t.Errorf("pickup lists counted %v failed and %v ok, want the hung one failed and the next ok", failed, ok)
+	}
 }
 
 // TestHTTPSinkBackReleasesWaiting: in mode http, submissions the sink
