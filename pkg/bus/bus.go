@@ -68,6 +68,11 @@ func Connect(ctx context.Context, url string, opts ...nats.Option) (*Bus, error)
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", Redact(url), err)
 	}
+	if v := nc.ConnectedServerVersion(); !atLeast(v, 2, 10) {
+		nc.Close()
+		return nil, fmt.Errorf("connect %s: nats-server %s: Amtsbote needs nats-server 2.10 or later "+
+			"(durable consumers with several filter subjects)", Redact(url), v)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()

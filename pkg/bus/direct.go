@@ -89,19 +89,23 @@ func (d *directGets) usable(nc *nats.Conn, cfg jetstream.StreamConfig) bool {
 	if d.off.Load() || !cfg.AllowDirect || cfg.Replicas > 1 {
 		return false
 	}
-	major, minor, ok := serverVersion(nc.ConnectedServerVersion())
-	return ok && (major > 2 || major == 2 && minor >= 11)
+	return batches(nc)
 }
 
-// serverVersion reads major and minor of a server version "2.11.3".
-func serverVersion(v string) (major, minor int, ok bool) {
+// batches reports whether the server answers direct gets in batches
+// (nats-server 2.11 or later).
+func batches(nc *nats.Conn) bool { return atLeast(nc.ConnectedServerVersion(), 2, 11) }
+
+// atLeast reports whether the server version v ("2.11.3") is major.minor
+// or later.
+func atLeast(v string, major, minor int) bool {
 	parts := strings.SplitN(v, ".", 3)
 	if len(parts) < 2 {
-		return 0, 0, false
+		return false
 	}
-	major, err1 := strconv.Atoi(parts[0])
-	minor, err2 := strconv.Atoi(parts[1])
-	return major, minor, err1 == nil && err2 == nil
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	return err1 == nil && err2 == nil && (ma > major || ma == major && mi >= minor)
 }
 
 // directGetRequest is the body of a batched direct get.

@@ -509,16 +509,22 @@ const chunkBatch = 2
 type directBatchRequest struct {
 	Seq     uint64 `json:"seq"`
 	NextFor string `json:"next_by_subj"`
-	Batch   int    `json:"batch"`
+	Batch   int    `json:"batch,omitempty"`
 }
 
 // directChunks asks any replica of StreamPayloads for up to n messages on
 // subject from seq on, in one request answered by a stream of messages
-// with their raw data. A replica holds a prefix of what the leader holds,
-// so what it sends is what the leader would; one that is behind sends
-// fewer or none, and the caller asks the leader then. Any failure yields
-// what arrived before it, perhaps nothing.
+// with their raw data (one message from a server without batches, 2.10).
+// A replica holds a prefix of what the leader holds, so what it sends is
+// what the leader would; one that is behind sends fewer or none, and the
+// caller asks the leader then. Any failure yields what arrived before it,
+// perhaps nothing.
 func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n int) []storedMsg {
+	if !batches(b.nc) {
+		// Asked for a batch, such a server answers one message and no
+		// end of batch, which would be waited for.
+		n = 0
+	}
 	body, err := json.Marshal(directBatchRequest{Seq: seq, NextFor: subject, Batch: n})
 	if err != nil {
 		return nil
@@ -531,7 +537,7 @@ func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n in
 	// The batch and its closing status fit; a synchronous subscription's
 	// channel of the client's default length would cost half a MiB per
 	// request, as much again as the chunks it carries.
-	ch := make(chan *nats.Msg, n+1)
+	ch := make(chan *nats.Msg, max(n, 1)+1)
 	inbox := b.nc.NewInbox()
 	sub, err := b.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
@@ -542,7 +548,7 @@ func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n in
 		return nil
 	}
 	var out []storedMsg
-	for len(out) < n {
+	for len(out) < max(n, 1) {
 		var m *nats.Msg
 		select {
 		case m = <-ch:
