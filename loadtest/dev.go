@@ -76,11 +76,10 @@ func buildAmtsbote(ctx context.Context, dir string) (string, error) {
 
 // buildCommand builds the module's command pkg into dir/amtsbote.
 func buildCommand(ctx context.Context, dir, pkg string) (string, error) {
-	gomod, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("find the module: %w", err)
+	root, ok := module(ctx)
+	if !ok {
+		return "", errors.New("build amtsbote: not inside its module; run the load test from the checkout, or give -bin or -base-url")
 	}
-	root := filepath.Dir(strings.TrimSpace(string(gomod)))
 	bin := filepath.Join(dir, "amtsbote")
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 	cmd.Dir = root

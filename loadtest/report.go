@@ -124,12 +124,23 @@ func gitCommit(ctx context.Context) string {
 	return strings.TrimSpace(string(out))
 }
 
+// moduleRoot returns the folder of the module the working directory is
+// in, or "." outside any (go env GOMOD says os.DevNull there).
 func moduleRoot(ctx context.Context) string {
-	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
-	if err != nil || strings.TrimSpace(string(out)) == "" {
+	root, ok := module(ctx)
+	if !ok {
 		return "."
 	}
-	return filepath.Dir(strings.TrimSpace(string(out)))
+	return root
+}
+
+func module(ctx context.Context) (string, bool) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	gomod := strings.TrimSpace(string(out))
+	if err != nil || gomod == "" || gomod == os.DevNull {
+		return "", false
+	}
+	return filepath.Dir(gomod), true
 }
 
 func fetchBody(ctx context.Context, u string) ([]byte, error) {
