@@ -56,6 +56,9 @@ func runDemo(ctx context.Context, args []string, env envReader, stdout, stderr i
 		if demo, err = createDemo(ctx, reg, *dataDir, base, *natsURL); err != nil {
 			return err
 		}
+		// --nats-url only goes into demo.json: processes already running
+		// learn of the destinations from the store.
+		fmt.Fprintln(stderr, "not announced: running Amtsbote processes pick the demo destinations up at their next reload from the store, within 5 minutes")
 	} else if demo.BaseURL != base || demo.NATSURL != *natsURL {
 		demo.BaseURL, demo.TokenURL, demo.NATSURL = base, base+"/token", *natsURL
 		if err := writeDemo(*dataDir, demo); err != nil {
