@@ -168,6 +168,9 @@ type Message struct {
 	Event event.Event
 	// Attempt counts deliveries, starting at 1.
 	Attempt int
+	// Last says this is the last delivery MaxDeliver allows: a failure
+	// now is dead-lettered.
+	Last bool
 	// Stream and Sequence locate the message in its stream.
 	Stream   string
 	Sequence uint64
@@ -557,6 +560,7 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		return
 	}
 	m := &Message{
+		Last:      cfg.MaxDeliver > 0 && attempt >= cfg.MaxDeliver,
 		Subject:   msg.Subject(),
 		Header:    msg.Headers(),
 		Data:      msg.Data(),

@@ -173,10 +173,60 @@ type outage struct {
 	since    time.Time // zero while the sink delivers
 	told     time.Time
 	failures int
+	// hold is closed when the deliveries held for the sink may try it
+	// again; nil when none are held. probe lets one of them try a sink
+	// without a readiness check.
+	hold  chan struct{}
+	probe chan struct{}
 }
 
 // outageReport is how often a lasting sink outage is reported again.
 const outageReport = time.Minute
+
+// In mode nats a message that finds the sink failing waits in hand,
+// reported in progress, for up to sinkHoldFor, instead of going back at
+// once with the consumer's backoff: each of its deliveries then lasts that
+// long, so that its ten wait out hours of outage rather than minutes, and
+// nothing is fetched and decrypted for a sink that cannot take it. Every
+// probeEvery a probe lets them go: the sink's readiness check passing
+// (directory, PostgreSQL), or for a sink without one a single delivery.
+const (
+	sinkHoldFor = 25 * time.Minute
+	probeEvery  = 5 * time.Second
+)
+
+// errHeld ends a hold that lasted sinkHoldFor.
+var errHeld = errors.New("held for " + sinkHoldFor.String())
+
+// held returns the channels a delivery waits on while the sink fails, or
+// nil when it need not wait.
+func (o *outage) held() (hold, probe chan struct{}) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.hold, o.probe
+}
+
+// release lets every held delivery try the sink again.
+func (o *outage) release() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.hold != nil {
+		close(o.hold)
+		o.hold = nil
+	}
+}
+
+// offer lets one held delivery try the sink.
+func (o *outage) offer() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.hold != nil {
+		select {
+		case o.probe <- struct{}{}:
+		default:
+		}
+	}
+}
 
 // doneFor is how long a submission decided here is not picked up again
 // while the pickup list may still show it.
@@ -310,11 +360,17 @@ func (s *Subscriber) Run(ctx context.Context) error {
 // outcome, or an error: a *bus.PermanentError when retrying cannot help
 // (the sink refuses the submission), any other error when it may.
 func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (outcome Outcome, err error) {
+	return s.handle(ctx, p, false)
+}
+
+// handle is Handle; last says a failure is not retried (the message's
+// last delivery), which counts it as failed for good.
+func (s *Subscriber) handle(ctx context.Context, p client.Pickup, last bool) (outcome Outcome, err error) {
 	if s.cfg.Handled != nil {
 		defer func() {
 			var perm *bus.PermanentError
 			switch {
-			case errors.As(err, &perm):
+			case errors.As(err, &perm), err != nil && last:
 				s.cfg.Handled.Count(metrics.HandledFailed)
 			case err != nil:
 				s.cfg.Handled.Count(metrics.HandledRetry)
@@ -383,6 +439,8 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (outcome Outco
 	s.observe(err, time.Since(began))
 	if err != nil {
 		if errors.Is(err, sink.ErrPermanent) {
+			// The sink answered: it works, and refuses this one.
+			s.sinkWorks(ctx)
 			return "", bus.PermanentReason(ReasonSinkRefused, fmt.Errorf("deliver into %s sink: %w", s.cfg.Sink.Kind(), err))
 		}
 		err = fmt.Errorf("deliver into %s sink: %w", s.cfg.Sink.Kind(), err)
@@ -394,7 +452,7 @@ func (s *Subscriber) Handle(ctx context.Context, p client.Pickup) (outcome Outco
 		s.sinkFailed(ctx, log, err)
 		return "", bus.Quiet(err)
 	}
-	s.sinkDelivered(ctx)
+	s.sinkWorks(ctx)
 	if err := s.recv.Accept(ctx, rec, d.signer); err != nil {
 		// A crash between the accept and its ack leaves a redelivery
 		// whose accept the API refuses: the first one stands.
@@ -620,7 +678,7 @@ func (s *Subscriber) runNATS(ctx context.Context) error {
 		// their attempts.
 		LocalHistory:  true,
 		AckWait:       DefaultAckWait,
-		HandleTimeout: s.handleFor,
+		HandleTimeout: sinkHoldFor + s.handleFor,
 		MaxDeliver:    DefaultMaxDeliver,
 		MaxAckPending: 4 * s.conf.Concurrency,
 		Concurrency:   s.conf.Concurrency,
@@ -628,6 +686,9 @@ func (s *Subscriber) runNATS(ctx context.Context) error {
 		BackoffMax:    5 * time.Minute,
 		Logger:        s.log,
 	}
+	pctx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	go s.probeSink(pctx)
 	err := s.cfg.Bus.Consume(ctx, cc, s.handleMessage)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
 		s.log.Info("subscriber: creating the durable consumer", "consumer", n.Durable, "filters", n.Filters)
@@ -663,7 +724,15 @@ func (s *Subscriber) handleMessage(ctx context.Context, m *bus.Message) error {
 	if !strings.EqualFold(sub.DestinationID, addr.DestinationID) {
 		return bus.PermanentReason(ReasonMalformed, fmt.Errorf("subject names destination %s, the message %s", addr.DestinationID, sub.DestinationID))
 	}
-	_, err = s.Handle(ctx, client.Pickup{DestinationID: addr.DestinationID, SubmissionID: sub.SubmissionID, CaseID: sub.CaseID})
+	if err := s.waitSink(ctx); err != nil {
+		if m.Last && s.cfg.Handled != nil {
+			s.cfg.Handled.Count(metrics.HandledFailed)
+		}
+		return bus.Quiet(fmt.Errorf("the %s sink still fails: %w", s.cfg.Sink.Kind(), err))
+	}
+	hctx, cancel := context.WithTimeout(ctx, s.handleFor)
+	defer cancel()
+	_, err = s.handle(hctx, client.Pickup{DestinationID: addr.DestinationID, SubmissionID: sub.SubmissionID, CaseID: sub.CaseID}, m.Last)
 	return err
 }
 
@@ -882,28 +951,110 @@ func (s *Subscriber) sinkFailed(ctx context.Context, log *slog.Logger, err error
 	defer o.mu.Unlock()
 	now := time.Now()
 	o.failures++
+	if o.hold == nil {
+		o.hold = make(chan struct{})
+	}
+	if o.probe == nil {
+		o.probe = make(chan struct{}, 1)
+	}
 	switch {
 	case o.since.IsZero():
 		o.since, o.told, o.failures = now, now, 1
 		log.WarnContext(ctx, "subscriber: the sink fails; submissions wait for it", "sink", s.cfg.Sink.Kind(), "err", err)
-	case now.Sub(o.told) >= outageReport:
-		o.told = now
-		s.log.WarnContext(ctx, "subscriber: the sink still fails", "sink", s.cfg.Sink.Kind(),
-			"duration", now.Sub(o.since), "failures", o.failures, "err", err)
+	default:
+		s.remindLocked(ctx, now, err)
 	}
 }
 
-// sinkDelivered ends an outage of the sink, if there was one.
-func (s *Subscriber) sinkDelivered(ctx context.Context) {
+// remind reports a lasting outage again, at most once per outageReport.
+func (s *Subscriber) remind(ctx context.Context, err error) {
+	s.outage.mu.Lock()
+	defer s.outage.mu.Unlock()
+	if !s.outage.since.IsZero() {
+		s.remindLocked(ctx, time.Now(), err)
+	}
+}
+
+func (s *Subscriber) remindLocked(ctx context.Context, now time.Time, err error) {
+	o := &s.outage
+	if now.Sub(o.told) < outageReport {
+		return
+	}
+	o.told = now
+	s.log.WarnContext(ctx, "subscriber: the sink still fails", "sink", s.cfg.Sink.Kind(),
+		"duration", now.Sub(o.since), "failures", o.failures, "err", err)
+}
+
+// sinkWorks ends an outage of the sink, if there was one.
+func (s *Subscriber) sinkWorks(ctx context.Context) {
 	o := &s.outage
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.since.IsZero() {
 		return
 	}
-	s.log.InfoContext(ctx, "subscriber: the sink delivers again", "sink", s.cfg.Sink.Kind(),
+	s.log.InfoContext(ctx, "subscriber: the sink works again", "sink", s.cfg.Sink.Kind(),
 		"duration", time.Since(o.since), "failures", o.failures)
 	o.since, o.failures = time.Time{}, 0
+	if o.hold != nil {
+		close(o.hold)
+		o.hold = nil
+	}
+}
+
+// probeSink lets the deliveries held for a failing sink go once its
+// readiness check passes, or one at a time where it has none, until ctx
+// ends.
+func (s *Subscriber) probeSink(ctx context.Context) {
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	checker, _ := s.cfg.Sink.(sink.Checker)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if hold, _ := s.outage.held(); hold == nil {
+			continue
+		}
+		if checker == nil {
+			s.outage.offer()
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, probeEvery)
+		err := checker.Check(cctx)
+		cancel()
+		if err == nil {
+			s.outage.release()
+			continue
+		}
+		s.remind(ctx, err)
+	}
+}
+
+// waitSink holds a delivery while the sink fails, until a probe lets it
+// go, sinkHoldFor passes, ctx ends or its consumer stops.
+func (s *Subscriber) waitSink(ctx context.Context) error {
+	limit := time.NewTimer(sinkHoldFor)
+	defer limit.Stop()
+	for {
+		hold, probe := s.outage.held()
+		if hold == nil {
+			return nil
+		}
+		select {
+		case <-hold:
+		case <-probe:
+			return nil
+		case <-limit.C:
+			return errHeld
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-bus.Stopping(ctx):
+			return errors.New("stopping")
+		}
+	}
 }
 
 // observe counts one delivery into the sink by its outcome.

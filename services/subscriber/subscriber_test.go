@@ -554,12 +554,12 @@ func TestHTTPSinkBackReleasesWaiting(t *testing.T) {
 			t.Fatalf("log line %q: %v", line, err)
 		}
 		lines[l.Level+" "+l.Msg]++
-		if l.Msg == "subscriber: the sink delivers again" {
+		if l.Msg == "subscriber: the sink works again" {
 			_ = json.Unmarshal([]byte(line), &ended)
 		}
 	}
 	if lines["WARN subscriber: the sink fails; submissions wait for it"] != 1 ||
-		lines["INFO subscriber: the sink delivers again"] != 1 || ended.Failures != 3 ||
+		lines["INFO subscriber: the sink works again"] != 1 || ended.Failures != 3 ||
 		lines["WARN subscriber: not done; trying again"] != 0 {
 		t.Errorf("logged %v (the outage ended after %d failures), want the outage's beginning and end once each, "+
 			"after 3 failures, and no line per submission", lines, ended.Failures)

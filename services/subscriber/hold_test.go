@@ -1,0 +1,137 @@
+package subscriber_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/amtsbote/amtsbote/internal/flowtest"
+	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/pkg/client"
+	"github.com/amtsbote/amtsbote/pkg/metrics"
+	"github.com/amtsbote/amtsbote/services/subscriber"
+)
+
+// countFetches counts the requests for a submission (GET
+// /v1/submissions/{id}) it carries.
+type countFetches struct{ n atomic.Int32 }
+
+func (c *countFetches) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodGet && strings.Count(strings.TrimPrefix(req.URL.Path, "/v1/submissions/"), "/") == 0 &&
+		strings.HasPrefix(req.URL.Path, "/v1/submissions/") {
+		c.n.Add(1)
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestNATSHoldsForFailingSink: in mode nats, messages that find the sink
+// failing wait in hand instead of coming back with the consumer's backoff,
+// so that an outage longer than the deliveries' backoff leaves no dead
+// letters and nothing is fetched again meanwhile; once the sink's check
+// passes, they are delivered.
+func TestNATSHoldsForFailingSink(t *testing.T) {
+	s := newSystem(t)
+	d := s.addDestinations(t, kreisARS(t, 1)...)[0]
+	rid, rsecret := s.receiverOf(t, d)
+	s.start(t)
+	dir := t.TempDir()
+	sinkDir := filepath.Join(dir, "sink")
+	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: sub-hold\n", s.natsURL, s.natsPW)
+	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, d)
+	conf, sk := loadConfig(t, file)
+	fetches := &countFetches{}
+	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(&http.Client{Transport: fetches}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ten deliveries after waits of 10 ms doubling take about 5 s.
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Bus: s.bus, BackoffBase: 10 * time.Millisecond, Logger: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+
+	if err := os.RemoveAll(sinkDir); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var receipts []client.Receipt
+	for i := range 3 {
+		r, err := s.submit(ctx, s.sender, d, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		receipts = append(receipts, r)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if n := fetches.n.Load(); n < 3 {
+			return fmt.Errorf("%d of 3 submissions fetched", n)
+		}
+		return nil
+	})
+	time.Sleep(8 * time.Second)
+	dead, _, err := s.bus.DeadLetters(ctx, bus.DeadFilter{}, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 0 || fetches.n.Load() != 3 {
+		t.Fatalf("after 8 s of outage: %d dead letters and %d fetches, want none and one per submission", len(dead), fetches.n.Load())
+	}
+
+	if err := os.Mkdir(sinkDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range receipts {
+		waitAccepted(t, s.sender, r, 30*time.Second)
+	}
+	if got := delivered(t, sinkDir); len(got) != 3 {
+		t.Errorf("%d submissions in the sink, want 3", len(got))
+	}
+}
+
+// TestNATSLastDeliveryCountsFailed: a submission that fails on its last
+// delivery is dead-lettered and counted failed, not retried.
+func TestNATSLastDeliveryCountsFailed(t *testing.T) {
+	s := newSystem(t)
+	d := s.addDestinations(t, kreisARS(t, 1)...)[0]
+	rid, rsecret := s.receiverOf(t, d)
+	s.start(t)
+	dir := t.TempDir()
+	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: sub-last\n", s.natsURL, s.natsPW)
+	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n", keyPair(t, encKey), nil, d)
+	conf, sk := loadConfig(t, file)
+	// A key rolled without the subscriber's file: retried, never rejected.
+	conf.Destinations[0].EncryptionKeys[0] = withKID(conf.Destinations[0].EncryptionKeys[0], "enc-old")
+	reg := metrics.NewRegistry()
+	handled, err := metrics.NewHandled(reg, subscriber.Outcomes...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret), Bus: s.bus,
+		BackoffBase: 10 * time.Millisecond, Handled: handled, Logger: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+	if _, err := s.submit(context.Background(), s.sender, d, 0); err != nil {
+		t.Fatal(err)
+	}
+	count := func(outcome string) float64 {
+		return flowtest.Counter(t, reg, "amtsbote_subscriber_submissions_total", map[string]string{"outcome": outcome})
+	}
+	eventually(t, time.Minute, func() error {
+		if n := count("failed"); n != 1 {
+			return fmt.Errorf("%v failed, %v retried", n, count("retry"))
+		}
+		return nil
+	})
+	if n := count("retry"); n != subscriber.DefaultMaxDeliver-1 {
+		t.Errorf("%v retries counted, want %d: every delivery but the last", n, subscriber.DefaultMaxDeliver-1)
+	}
+}
