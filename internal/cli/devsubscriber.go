@@ -12,9 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
+	"github.com/amtsbote/amtsbote/services/subscriber"
 )
 
 // demoSubscriber is the NATS user and durable consumer of the demo's
@@ -106,7 +106,7 @@ func ensureDemoConsumer(ctx context.Context, b *bus.Bus, d *demoFile) error {
 	}
 	return b.EnsureConsumer(ctx, bus.ConsumerConfig{
 		Stream: bus.StreamInbox, Durable: demoSubscriber, FilterSubjects: filters,
-		AckWait: time.Minute, MaxDeliver: 10,
+		AckWait: subscriber.DefaultAckWait, MaxDeliver: subscriber.DefaultMaxDeliver,
 	})
 }
 

@@ -220,7 +220,9 @@ type Destination struct {
 type Sink struct {
 	// Kind is SinkDirectory, SinkHTTP or SinkPostgres; only the matching
 	// field is set.
-	Kind      string
+	Kind string
+	// Directory is the folder of a directory sink; it is made at start
+	// if missing, its parent must exist.
 	Directory string
 	HTTP      sink.HTTPConfig
 	Postgres  sink.PostgresConfig
@@ -235,7 +237,11 @@ func (s Sink) Open(ctx context.Context) (sink.Sink, error) {
 		out, err = sink.NewDirectory(s.Directory)
 		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 			// A folder that cannot be made is no delivery failure yet.
-			return nil, fmt.Errorf("sink.directory: %s %s: %w", pe.Op, pe.Path, pe.Err)
+			hint := ""
+			if pe.Op == "mkdir" && errors.Is(pe.Err, fs.ErrNotExist) {
+				hint = " (the folder is made, its parent must exist)"
+			}
+			return nil, fmt.Errorf("sink.directory: %s %s: %w%s", pe.Op, pe.Path, pe.Err, hint)
 		}
 	case SinkHTTP:
 		out, err = sink.NewHTTP(s.HTTP)

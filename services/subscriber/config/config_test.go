@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,6 +122,9 @@ func TestParseNATS(t *testing.T) {
 	}
 	if c.Sink.Kind != config.SinkDirectory || c.Sink.Directory != filepath.Join(dir, "data", "sink") {
 		t.Fatalf("sink %+v", c.Sink)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "data"), 0o750); err != nil {
+		t.Fatal(err)
 	}
 	s, err := c.Sink.Open(context.Background())
 	if err != nil {
@@ -481,5 +485,19 @@ func TestOpenDirectorySinkError(t *testing.T) {
 	_, err := config.Sink{Kind: config.SinkDirectory, Directory: filepath.Join(file, "sink")}.Open(context.Background())
 	if err == nil || !strings.HasPrefix(err.Error(), "sink.directory: ") || strings.Contains(err.Error(), "transient") {
 		t.Errorf("open: %v, want an error naming sink.directory", err)
+	}
+}
+
+// A sink folder whose parent is missing (a path mistyped, a share not
+// mounted) is not made with its parents: the error says the parent must
+// exist.
+func TestOpenDirectorySinkParentMissing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "mnt", "fachverfahren", "eingang")
+	_, err := config.Sink{Kind: config.SinkDirectory, Directory: dir}.Open(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "its parent must exist") {
+		t.Errorf("open: %v, want an error saying the parent must exist", err)
+	}
+	if _, err := os.Stat(filepath.Dir(dir)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the parent was made: %v", err)
 	}
 }

@@ -92,13 +92,15 @@ type folder struct {
 
 var _ Sink = (*Directory)(nil)
 
-// NewDirectory opens dir as a Directory sink, creating it if needed, and
-// removes temporary folders older than StaleTemp.
+// NewDirectory opens dir as a Directory sink, creating it if needed but
+// not its parent (a path mistyped or a share not mounted is an error, not
+// a tree of new folders that no Fachverfahren reads), and removes
+// temporary folders older than StaleTemp.
 func NewDirectory(dir string) (*Directory, error) {
 	if dir == "" {
 		return nil, permanent(errors.New("open directory sink: no directory"))
 	}
-	if err := os.MkdirAll(dir, dirPerm); err != nil {
+	if err := os.Mkdir(dir, dirPerm); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, fsError(fmt.Errorf("open directory sink: %w", err))
 	}
 	s := &Directory{path: dir, now: time.Now}

@@ -321,11 +321,15 @@ func TestNewDirectory(t *testing.T) {
 	if err := os.WriteFile(file, nil, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range []string{"", file, filepath.Join(file, "sub")} {
+	missing := filepath.Join(t.TempDir(), "nicht", "da")
+	for _, dir := range []string{"", file, filepath.Join(file, "sub"), missing} {
 		if s, err := sink.NewDirectory(dir); err == nil {
 			s.Close()
 			t.Errorf("NewDirectory(%q) opened", dir)
 		}
+	}
+	if _, err := os.Stat(filepath.Dir(missing)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing parent folder was made: %v", err)
 	}
 }
 
