@@ -98,7 +98,7 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 		case n.Token != "":
 			opts = append(opts, nats.Token(n.Token.Reveal()))
 		}
-		if b, err = bus.Connect(ctx, conf.NATS.URL, opts...); err != nil {
+		if b, err = connectWaiting(ctx, log, conf.NATS.URL, opts...); err != nil {
 			if errors.Is(err, context.DeadlineExceeded) {
 				// Answers come to the durable's inbox only, which a user
 				// permitted for another durable never receives.
@@ -195,4 +195,28 @@ func serveObservability(ctx context.Context, listen string, h http.Handler, log 
 		_ = srv.Shutdown(sctx)
 	}()
 	return ln.Addr().String(), nil
+}
+
+// natsWaitFor is how long the subscriber asks again for a NATS that does
+// not answer at start, as it asks again for the Submission API.
+const natsWaitFor = time.Minute
+
+// connectWaiting connects to url, asking again while no server answers,
+// for up to natsWaitFor.
+func connectWaiting(ctx context.Context, log *slog.Logger, url string, opts ...nats.Option) (*bus.Bus, error) {
+	deadline := time.Now().Add(natsWaitFor)
+	wait := time.Second
+	for {
+		b, err := bus.Connect(ctx, url, opts...)
+		if err == nil || !errors.Is(err, nats.ErrNoServers) || time.Now().Add(wait).After(deadline) {
+			return b, err
+		}
+		log.Warn("subscriber: NATS does not answer yet; asking again", "url", bus.Redact(url), "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 10*time.Second)
+	}
 }
