@@ -167,7 +167,8 @@ type retry struct {
 
 // outage is a sink failing for now, reported once when it begins, every
 // outageReport while it lasts and when it ends, rather than in a line per
-// submission and attempt.
+// submission and attempt; in mode nats the deliveries it meets wait for
+// it (waitSink).
 type outage struct {
 	mu       sync.Mutex
 	since    time.Time // zero while the sink delivers
@@ -255,7 +256,7 @@ func New(cfg Config) (*Subscriber, error) {
 	s := &Subscriber{
 		cfg: cfg, conf: cfg.Conf, recv: cfg.API.Receiver(), log: cfg.Logger, handleFor: DefaultHandleTimeout,
 		dests: make(map[string]destination), inFlight: make(map[string]bool), done: make(map[string]time.Time),
-		retry: make(map[string]retry),
+		retry: make(map[string]retry), outage: outage{probe: make(chan struct{}, 1)},
 	}
 	if b, ok := cfg.Sink.(sink.Bounded); ok {
 		s.handleFor = max(s.handleFor, fetchFor+b.Longest()+time.Minute)
@@ -949,21 +950,17 @@ func (s *Subscriber) sinkFailed(ctx context.Context, log *slog.Logger, err error
 	o := &s.outage
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	now := time.Now()
-	o.failures++
 	if o.hold == nil {
 		o.hold = make(chan struct{})
 	}
-	if o.probe == nil {
-		o.probe = make(chan struct{}, 1)
-	}
-	switch {
-	case o.since.IsZero():
-		o.since, o.told, o.failures = now, now, 1
+	now := time.Now()
+	o.failures++
+	if o.since.IsZero() {
+		o.since, o.told = now, now
 		log.WarnContext(ctx, "subscriber: the sink fails; submissions wait for it", "sink", s.cfg.Sink.Kind(), "err", err)
-	default:
-		s.remindLocked(ctx, now, err)
+		return
 	}
+	s.remindLocked(ctx, now, err)
 }
 
 // remind reports a lasting outage again, at most once per outageReport.
