@@ -18,16 +18,17 @@ import (
 	"github.com/amtsbote/amtsbote/services/subscriber"
 )
 
-// countFetches counts the requests for a submission (GET
-// /v1/submissions/{id}) it carries.
+// countFetches counts the submissions (GET /v1/submissions/{id}) handed
+// out through it; a 404 of one not listed yet does not count.
 type countFetches struct{ n atomic.Int32 }
 
 func (c *countFetches) RoundTrip(req *http.Request) (*http.Response, error) {
-	if req.Method == http.MethodGet && strings.Count(strings.TrimPrefix(req.URL.Path, "/v1/submissions/"), "/") == 0 &&
-		strings.HasPrefix(req.URL.Path, "/v1/submissions/") {
+	resp, err := http.DefaultTransport.RoundTrip(req)
+	rest, ok := strings.CutPrefix(req.URL.Path, "/v1/submissions/")
+	if err == nil && resp.StatusCode == http.StatusOK && req.Method == http.MethodGet && ok && !strings.Contains(rest, "/") {
 		c.n.Add(1)
 	}
-	return http.DefaultTransport.RoundTrip(req)
+	return resp, err
 }
 
 // TestNATSHoldsForFailingSink: in mode nats, messages that find the sink
