@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/health"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 )
@@ -141,7 +141,7 @@ func TestCheckEndsWithItsContext(t *testing.T) {
 // happen, with nobody asking /readyz.
 func TestWatch(t *testing.T) {
 	var down atomic.Bool
-	logs := &syncBuffer{}
+	logs := &flowtest.Buffer{}
 	h := health.New(slog.New(slog.NewTextHandler(logs, nil)), health.Check{Name: "sink", Func: func(context.Context) error {
 		if down.Load() {
 			return errors.New("folder gone")
@@ -176,7 +176,7 @@ func TestWatch(t *testing.T) {
 // TestCheckCancelledNotLogged shows that a check its caller gave up on
 // logs no failure: it says nothing of the dependency.
 func TestCheckCancelledNotLogged(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &flowtest.Buffer{}
 	h := health.New(slog.New(slog.NewTextHandler(logs, nil)), health.Check{Name: "nats", Func: func(ctx context.Context) error {
 		<-ctx.Done()
 		return ctx.Err()
@@ -187,21 +187,4 @@ func TestCheckCancelledNotLogged(t *testing.T) {
 	if logs.String() != "" {
 		t.Errorf("a cancelled check logged:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
