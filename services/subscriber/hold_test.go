@@ -43,7 +43,7 @@ func TestNATSHoldsForFailingSink(t *testing.T) {
 	s.start(t)
 	dir := t.TempDir()
 	sinkDir := filepath.Join(dir, "sink")
-	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: sub-hold\n", s.natsURL, s.natsPW)
+	pickup := s.natsPickup("sub-hold")
 	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, d)
 	conf, sk := loadConfig(t, file)
 	fetches := &countFetches{}
@@ -104,7 +104,7 @@ func TestNATSLastDeliveryCountsFailed(t *testing.T) {
 	rid, rsecret := s.receiverOf(t, d)
 	s.start(t)
 	dir := t.TempDir()
-	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: sub-last\n", s.natsURL, s.natsPW)
+	pickup := s.natsPickup("sub-last")
 	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n", keyPair(t, encKey), nil, d)
 	conf, sk := loadConfig(t, file)
 	// A key rolled without the subscriber's file: retried, never rejected.

@@ -397,7 +397,7 @@ func TestNATSFetchesWhatTheAPIListsLate(t *testing.T) {
 	s.startWithoutSigner(t)
 	dir := t.TempDir()
 	sinkDir := filepath.Join(dir, "sink")
-	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: sub-late\n", s.natsURL, s.natsPW)
+	pickup := s.natsPickup("sub-late")
 	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, d)
 	conf, sk := loadConfig(t, file)
 	notFound := make(chan struct{})
@@ -641,7 +641,7 @@ func TestNATSSinkFailures(t *testing.T) {
 
 	dir := t.TempDir()
 	// Amtsbote's own user may create the durable: the subscriber does.
-	pickup := fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: sub-failures\n", s.natsURL, s.natsPW)
+	pickup := s.natsPickup("sub-failures")
 	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
 	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, sinkYAML, keyPair(t, encKey), nil, dests...)
 	startSubscriber(t, s, file)

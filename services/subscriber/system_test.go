@@ -249,6 +249,12 @@ func writeKeys(t *testing.T, dir, id string, enc jose.KeyPair) (string, string) 
 	return encFile, sigFile
 }
 
+// natsPickup is the pickup section of a configuration in mode nats on
+// durable, as the backbone's own NATS user.
+func (s *system) natsPickup(durable string) string {
+	return fmt.Sprintf("nats:\n  url: %s\n  user: amtsbote\n  password: %s\n  durable: %s\n", s.natsURL, s.natsPW, durable)
+}
+
 // configYAML is a subscriber configuration of dests with the given pickup
 // section (a nats: one, or "" in mode http) and sink section; a
 // destination named in other holds that encryption key instead of enc.
