@@ -429,6 +429,29 @@ func TestTransientErrorRedelivers(t *testing.T) {
 	}
 }
 
+// TestSlowHandlerAcked: a handler that takes longer than settling may
+// (a subscriber waiting for its sink) still has its message acked, not
+// redelivered: settling's time counts from the handler's return.
+func TestSlowHandlerAcked(t *testing.T) {
+	t.Cleanup(bus.SetSettleTimeout(time.Second))
+	b, _ := bustest.Bus(t)
+	publish(t, b, inboxSubject(t), "slow")
+	var logs flowtest.Buffer
+	var calls atomic.Int32
+	startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "slow", AckWait: time.Second,
+		HandleTimeout: 10 * time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))},
+		func(ctx context.Context, m *bus.Message) error {
+			calls.Add(1)
+			time.Sleep(2 * time.Second)
+			return nil
+		})
+	settled(t, b, bus.StreamInbox, "slow")
+	time.Sleep(1500 * time.Millisecond) // an ack wait and more: a lost ack would redeliver
+	if n := calls.Load(); n != 1 || strings.Contains(logs.String(), "ack lost") {
+		t.Errorf("handled %d times, want once; the log:\n%s", n, logs.String())
+	}
+}
+
 func TestPanicRecoveredAndRedelivered(t *testing.T) {
 	b, _ := bustest.Bus(t)
 	publish(t, b, inboxSubject(t), "e1")

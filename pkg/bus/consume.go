@@ -80,7 +80,7 @@ const (
 const maxDeadError = 1024
 
 // settleTimeout bounds an ack, nak or dead-letter publish.
-const settleTimeout = 10 * time.Second
+var settleTimeout = 10 * time.Second
 
 // PermanentError marks a handler error that retrying cannot fix. Consume
 // writes the message to ab.dead.<Reason> and terms it.
@@ -552,10 +552,9 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		}
 		return l
 	}
-	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-	defer cancel()
-
 	if err != nil {
+		settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
 		b.deadLetter(settle, cfg, msg, meta, ReasonMalformedEvent, err, log())
 		return
 	}
@@ -582,6 +581,10 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 	if inProgress != nil {
 		inProgress()
 	}
+	// Settling has its own time, counted from here: a handler may take
+	// longer than that.
+	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
 
 	var perm *PermanentError
 	switch {

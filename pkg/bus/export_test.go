@@ -1,6 +1,9 @@
 package bus
 
-import "context"
+import (
+	"context"
+	"time"
+)
 
 // LeaderState is leaderState for the tests of package bus_test.
 func (b *Bus) LeaderState(ctx context.Context, key string) (StateEntry, error) {
@@ -24,4 +27,11 @@ func (b *Bus) DirectCaseEvents(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	return b.direct.usable(b.nc, st.CachedInfo().Config), nil
+}
+
+// SetSettleTimeout sets settleTimeout until the returned func restores it.
+func SetSettleTimeout(d time.Duration) func() {
+	old := settleTimeout
+	settleTimeout = d
+	return func() { settleTimeout = old }
 }
