@@ -20,6 +20,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/services/subscriber"
 	"github.com/amtsbote/amtsbote/services/subscriber/config"
+	"github.com/amtsbote/amtsbote/services/subscriber/sink"
 )
 
 // Check finds at start what would otherwise reject valid submissions or
@@ -224,4 +225,16 @@ func oneDestination(t *testing.T) (s *system, dests []testDestination, rid, rsec
 	file = s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n",
 		keyPair(t, encKey), nil, dests...)
 	return s, dests, rid, rsecret, file
+}
+
+// natsDirectory loads a configuration of d in mode nats, picking up with
+// the durable as Amtsbote's NATS user, that delivers into sinkDir, a
+// directory sink in a temporary directory.
+func (s *system) natsDirectory(t *testing.T, durable, rid, rsecret string, d testDestination) (conf *config.Config, sk sink.Sink, sinkDir string) {
+	t.Helper()
+	dir := t.TempDir()
+	sinkDir = filepath.Join(dir, "sink")
+	file := s.configYAML(t, dir, "nats", s.natsPickup(durable), rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, d)
+	conf, sk = loadConfig(t, file)
+	return conf, sk, sinkDir
 }

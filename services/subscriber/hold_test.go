@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -41,11 +40,7 @@ func TestNATSHoldsForFailingSink(t *testing.T) {
 	d := s.addDestinations(t, kreisARS(t, 1)...)[0]
 	rid, rsecret := s.receiverOf(t, d)
 	s.start(t)
-	dir := t.TempDir()
-	sinkDir := filepath.Join(dir, "sink")
-	pickup := s.natsPickup("sub-hold")
-	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, d)
-	conf, sk := loadConfig(t, file)
+	conf, sk, sinkDir := s.natsDirectory(t, "sub-hold", rid, rsecret, d)
 	fetches := &countFetches{}
 	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(&http.Client{Transport: fetches}))
 	if err != nil {
@@ -103,10 +98,7 @@ func TestNATSLastDeliveryCountsFailed(t *testing.T) {
 	d := s.addDestinations(t, kreisARS(t, 1)...)[0]
 	rid, rsecret := s.receiverOf(t, d)
 	s.start(t)
-	dir := t.TempDir()
-	pickup := s.natsPickup("sub-last")
-	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n", keyPair(t, encKey), nil, d)
-	conf, sk := loadConfig(t, file)
+	conf, sk, _ := s.natsDirectory(t, "sub-last", rid, rsecret, d)
 	// A key rolled without the subscriber's file: retried, never rejected.
 	conf.Destinations[0].EncryptionKeys[0] = withKID(conf.Destinations[0].EncryptionKeys[0], "enc-old")
 	reg := metrics.NewRegistry()

@@ -395,11 +395,7 @@ func TestNATSFetchesWhatTheAPIListsLate(t *testing.T) {
 	d := s.addDestinations(t, kreisARS(t, 1)...)[0]
 	rid, rsecret := s.receiverOf(t, d)
 	s.startWithoutSigner(t)
-	dir := t.TempDir()
-	sinkDir := filepath.Join(dir, "sink")
-	pickup := s.natsPickup("sub-late")
-	file := s.configYAML(t, dir, "nats", pickup, rid, rsecret, "sink:\n  kind: directory\n  directory: "+sinkDir+"\n", keyPair(t, encKey), nil, d)
-	conf, sk := loadConfig(t, file)
+	conf, sk, sinkDir := s.natsDirectory(t, "sub-late", rid, rsecret, d)
 	notFound := make(chan struct{})
 	hc := &http.Client{Transport: &onStatus{status: http.StatusNotFound, path: "/v1/submissions/", seen: notFound}}
 	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(hc))
