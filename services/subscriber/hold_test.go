@@ -2,6 +2,7 @@ package subscriber_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -126,5 +127,70 @@ func TestNATSLastDeliveryCountsFailed(t *testing.T) {
 	})
 	if n := count("retry"); n != subscriber.DefaultMaxDeliver-1 {
 		t.Errorf("%v retries counted, want %d: every delivery but the last", n, subscriber.DefaultMaxDeliver-1)
+	}
+}
+
+// TestHTTPHoldsForFailingSink: in mode http, submissions listed while the
+// sink fails wait on the pickup list unfetched; once the sink's check
+// passes they are handed in at once, and the one the sink failed with
+// them, instead of after its backoff.
+func TestHTTPHoldsForFailingSink(t *testing.T) {
+	s, dests, rid, rsecret, file := oneDestination(t)
+	d := dests[0]
+	conf, sk := loadConfig(t, file)
+	sinkDir := conf.Sink.Directory
+	fetches := &countFetches{}
+	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(&http.Client{Transport: fetches}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The submission the sink failed would be handed in again after a
+	// minute; the others after a second.
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, BackoffBase: time.Minute, Logger: testLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+
+	if err := os.RemoveAll(sinkDir); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := s.submit(ctx, s.sender, d, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if n := fetches.n.Load(); n < 1 {
+			return errors.New("the first submission was not fetched")
+		}
+		return nil
+	})
+	receipts := []client.Receipt{first}
+	for i := 1; i <= 3; i++ {
+		r, err := s.submit(ctx, s.sender, d, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitListed(t, api, d.ID, r.SubmissionID)
+		receipts = append(receipts, r)
+	}
+	// Polls once a second.
+	time.Sleep(4 * time.Second)
+	if n := fetches.n.Load(); n != 1 {
+		t.Fatalf("%d submissions fetched while the sink failed, want only the first", n)
+	}
+
+	if err := os.Mkdir(sinkDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range receipts {
+		waitAccepted(t, s.sender, r, 30*time.Second)
+	}
+	if got := delivered(t, sinkDir); len(got) != 4 {
+		t.Errorf("%d submissions in the sink, want 4", len(got))
+	}
+	if n := fetches.n.Load(); n != 5 {
+		t.Errorf("%d fetches, want 5: the first twice, the others once", n)
 	}
 }

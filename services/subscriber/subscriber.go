@@ -191,6 +191,8 @@ const outageReport = time.Minute
 // nothing is fetched and decrypted for a sink that cannot take it. Every
 // probeEvery a probe lets them go: the sink's readiness check passing
 // (directory, PostgreSQL), or for a sink without one a single delivery.
+// In mode http the submissions wait on the pickup list instead (see
+// mayTrySink).
 const (
 	sinkHoldFor = 25 * time.Minute
 	probeEvery  = 5 * time.Second
@@ -689,7 +691,7 @@ func (s *Subscriber) runNATS(ctx context.Context) error {
 	}
 	pctx, stopProbe := context.WithCancel(ctx)
 	defer stopProbe()
-	go s.probeSink(pctx)
+	go s.probeSink(pctx, nil)
 	err := s.cfg.Bus.Consume(ctx, cc, s.handleMessage)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) && ctx.Err() == nil {
 		s.log.Info("subscriber: creating the durable consumer", "consumer", n.Durable, "filters", n.Filters)
@@ -763,6 +765,16 @@ func (s *Subscriber) runHTTP(ctx context.Context) error {
 	slots := make(chan struct{}, s.conf.Concurrency)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// The sink's readiness passing lets the submissions waiting for it be
+	// polled at once.
+	pctx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	go s.probeSink(pctx, func() {
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	})
 	t := time.NewTicker(s.conf.HTTP.PollInterval)
 	defer t.Stop()
 	for {
@@ -812,6 +824,10 @@ func (s *Subscriber) poll(ctx, hctx context.Context, slots chan struct{}, wg *sy
 			}
 			for _, p := range page.Submissions {
 				if !s.claim(p.SubmissionID) {
+					continue
+				}
+				if !s.mayTrySink() {
+					s.release(p.SubmissionID)
 					continue
 				}
 				select {
@@ -999,10 +1015,26 @@ func (s *Subscriber) sinkWorks(ctx context.Context) {
 	}
 }
 
+// mayTrySink reports whether a submission of the pickup list may be
+// handled now: while the sink fails, they wait on the list, unfetched,
+// except one a probe lets try a sink without a readiness check.
+func (s *Subscriber) mayTrySink() bool {
+	hold, probe := s.outage.held()
+	if hold == nil {
+		return true
+	}
+	select {
+	case <-probe:
+		return true
+	default:
+		return false
+	}
+}
+
 // probeSink lets the deliveries held for a failing sink go once its
-// readiness check passes, or one at a time where it has none, until ctx
-// ends.
-func (s *Subscriber) probeSink(ctx context.Context) {
+// readiness check passes, then calls released unless nil, or lets them go
+// one at a time where the sink has no check, until ctx ends.
+func (s *Subscriber) probeSink(ctx context.Context, released func()) {
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
 	checker, _ := s.cfg.Sink.(sink.Checker)
@@ -1024,6 +1056,9 @@ func (s *Subscriber) probeSink(ctx context.Context) {
 		cancel()
 		if err == nil {
 			s.outage.release()
+			if released != nil {
+				released()
+			}
 			continue
 		}
 		s.remind(ctx, err)
