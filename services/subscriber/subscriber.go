@@ -148,6 +148,8 @@ type Subscriber struct {
 	handleFor time.Duration
 
 	outage outage
+	// wake asks for a poll at once, mode http.
+	wake chan struct{}
 
 	mu       sync.Mutex
 	inFlight map[string]bool      // submission ids being handled, mode http
@@ -258,7 +260,7 @@ func New(cfg Config) (*Subscriber, error) {
 	s := &Subscriber{
 		cfg: cfg, conf: cfg.Conf, recv: cfg.API.Receiver(), log: cfg.Logger, handleFor: DefaultHandleTimeout,
 		dests: make(map[string]destination), inFlight: make(map[string]bool), done: make(map[string]time.Time),
-		retry: make(map[string]retry), outage: outage{probe: make(chan struct{}, 1)},
+		retry: make(map[string]retry), outage: outage{probe: make(chan struct{}, 1)}, wake: make(chan struct{}, 1),
 	}
 	if b, ok := cfg.Sink.(sink.Bounded); ok {
 		s.handleFor = max(s.handleFor, fetchFor+b.Longest()+time.Minute)
@@ -739,14 +741,13 @@ func (s *Subscriber) handleMessage(ctx context.Context, m *bus.Message) error {
 	return err
 }
 
-// runHTTP polls the pickup lists until ctx ends; a wake-up (a callback)
-// polls at once.
+// runHTTP polls the pickup lists until ctx ends; a wake-up (a callback,
+// the sink back) polls at once.
 func (s *Subscriber) runHTTP(ctx context.Context) error {
-	wake := make(chan struct{}, 1)
 	var srv *http.Server
 	if h := s.conf.HTTP; h.CallbackListen != "" {
 		var err error
-		if srv, err = s.callbackServer(h, wake); err != nil {
+		if srv, err = s.callbackServer(h); err != nil {
 			return err
 		}
 		defer func() {
@@ -769,12 +770,7 @@ func (s *Subscriber) runHTTP(ctx context.Context) error {
 	// polled at once.
 	pctx, stopProbe := context.WithCancel(ctx)
 	defer stopProbe()
-	go s.probeSink(pctx, func() {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	})
+	go s.probeSink(pctx, s.poke)
 	t := time.NewTicker(s.conf.HTTP.PollInterval)
 	defer t.Stop()
 	for {
@@ -783,7 +779,7 @@ func (s *Subscriber) runHTTP(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-		case <-wake:
+		case <-s.wake:
 		}
 	}
 }
@@ -891,16 +887,29 @@ func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 	s.mu.Lock()
 	s.done[p.SubmissionID] = time.Now()
 	delete(s.retry, p.SubmissionID)
+	released := false
 	if outcome == Accepted {
 		// The sink is back: what it failed waits no longer.
 		for id, r := range s.retry {
 			if r.sink && !r.released {
 				r.at, r.released = time.Now(), true
 				s.retry[id] = r
+				released = true
 			}
 		}
 	}
 	s.mu.Unlock()
+	if released {
+		s.poke()
+	}
+}
+
+// poke asks runHTTP for a poll at once.
+func (s *Subscriber) poke() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
 }
 
 // maxRetryWait bounds the wait before a submission that failed for now is
@@ -935,12 +944,9 @@ func (s *Subscriber) release(id string) {
 // callbackServer listens for new-submissions callbacks and wakes the poll
 // on each verified one; the poll reads what arrived from the pickup lists,
 // so the callback's body needs no trust beyond its signature.
-func (s *Subscriber) callbackServer(h config.HTTP, wake chan<- struct{}) (*http.Server, error) {
+func (s *Subscriber) callbackServer(h config.HTTP) (*http.Server, error) {
 	handler, err := client.CallbackHandler(h.CallbackSecret.Reveal(), func(w http.ResponseWriter, _ *http.Request, _ []byte) {
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
+		s.poke()
 		w.WriteHeader(http.StatusOK)
 	})
 	if err != nil {
