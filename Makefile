@@ -38,11 +38,12 @@ bench:
 # A scenario of loadtest/scenarios against dev (started with profiles) and
 # the yardsticks measured in the same run; writes report.json, report.html
 # and the profiles to loadtest/results/<time>-<scenario> and prints the
-# summary table. SCENARIO=burst, DURATION=15s, LOADTEST_FLAGS=-ack.
+# summary table. SCENARIO=burst, DURATION=15s (else the scenario's own),
+# LOADTEST_FLAGS='-ack -destinations 100'.
 SCENARIO ?= steady
-DURATION ?= 60s
+DURATION ?=
 loadtest:
-	$(GO) run ./loadtest run -scenario $(SCENARIO) -duration $(DURATION) $(LOADTEST_FLAGS)
+	$(GO) run ./loadtest run -scenario $(SCENARIO) $(if $(DURATION),-duration $(DURATION)) $(LOADTEST_FLAGS)
 
 # Amtsbote distributed on this machine, without Docker: three clustered
 # nats-server processes (built from go.mod's module), PostgreSQL (the local

@@ -21,7 +21,7 @@ import (
 )
 
 // backboneSETs are the SETs Amtsbote signs per lifecycle: create-,
-// submit- and notify-submission (the first look at dev, issue 13).
+// submit- and notify-submission.
 const backboneSETs = 3
 
 // report is what a run measured, written as report.json.
