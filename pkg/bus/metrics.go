@@ -78,7 +78,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 	defer cancel()
 	up := 1.0
-	for _, name := range []string{StreamIngress, StreamInbox, StreamEvents, StreamDead, StreamRegistry} {
+	for _, name := range []string{StreamIngress, StreamInbox, StreamEvents, StreamDead, StreamCallbacks, StreamRegistry} {
 		if err := c.collectStream(ctx, ch, name); err != nil {
 			up = 0
 		}

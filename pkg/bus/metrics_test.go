@@ -57,7 +57,7 @@ amtsbote_jetstream_consumer_pending_messages{consumer="router",stream="INGRESS"}
 		return testutil.GatherAndCompare(reg, strings.NewReader(want),
 			"amtsbote_dead_letters", "amtsbote_jetstream_up", "amtsbote_jetstream_consumer_pending_messages")
 	})
-	for stream, msgs := range map[string]float64{bus.StreamIngress: 0, bus.StreamDead: 2} {
+	for stream, msgs := range map[string]float64{bus.StreamIngress: 0, bus.StreamDead: 2, bus.StreamCallbacks: 0} {
 		got, err := gauge(reg, "amtsbote_jetstream_stream_messages", stream)
 		if err != nil || got != msgs {
 			t.Errorf("%s messages = %v (%v), want %v", stream, got, err, msgs)
