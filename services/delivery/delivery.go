@@ -86,8 +86,16 @@ const (
 	DefaultMaxAttempts = 10
 	DefaultBackoffBase = 5 * time.Second
 	DefaultBackoffMax  = 10 * time.Minute
-	DefaultConcurrency = 8
+	// DefaultConcurrency is high because posts wait on receivers, not on
+	// the CPU: one that never answers holds a slot for Timeout, and a few
+	// such must not delay every other receiver's callbacks.
+	DefaultConcurrency = 64
 )
+
+// userAgent names Amtsbote in its callbacks, for receivers and their
+// firewalls.
+const userAgent = "Amtsbote"
+
 
 // maxResponse bounds what is read of a receiver's answer, to reuse the
 // connection without letting a receiver stream forever.
@@ -417,8 +425,12 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return err
 	}
+	log := d.log.With("submission_id", j.SubmissionID, "destination_id", j.DestinationID, "attempt", m.Attempt)
 	if target == "" {
 		d.metrics.outcome(j.Kind, outcomeDropped)
+		if m.Attempt > 1 {
+			log.InfoContext(ctx, "delivery: callback dropped after failed attempts: no callback is configured any more", "kind", j.Kind)
+		}
 		return nil
 	}
 	if j.Kind == KindNewSubmissions {
@@ -427,6 +439,9 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 		switch err := d.pickable(ctx, j.SubmissionID); {
 		case errors.Is(err, errGone):
 			d.metrics.outcome(j.Kind, outcomeDropped)
+			if m.Attempt > 1 {
+				log.InfoContext(ctx, "delivery: callback dropped after failed attempts: the submission is no longer to be picked up", "kind", j.Kind)
+			}
 			return nil
 		case err != nil && !errors.Is(err, errNotYet):
 			return err
@@ -444,14 +459,18 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 	if err != nil {
 		return bus.PermanentReason(ReasonInvalid, err)
 	}
-	log := d.log.With("submission_id", j.SubmissionID, "destination_id", j.DestinationID, "attempt", m.Attempt)
 	if err := d.post(ctx, target, secret, body); err != nil {
 		d.metrics.outcome(j.Kind, outcomeFailed)
 		log.WarnContext(ctx, "delivery: callback failed", "kind", j.Kind, "err", err)
 		return err
 	}
 	d.metrics.outcome(j.Kind, outcomeDelivered)
-	log.DebugContext(ctx, "delivery: callback delivered", "kind", j.Kind)
+	if m.Attempt > 1 {
+		// The receiver is back: its failures were warned of.
+		log.InfoContext(ctx, "delivery: callback delivered after failed attempts", "kind", j.Kind)
+	} else {
+		log.DebugContext(ctx, "delivery: callback delivered", "kind", j.Kind)
+	}
 	return nil
 }
 
@@ -526,6 +545,7 @@ func (d *Delivery) post(ctx context.Context, target, secret string, body []byte)
 	}
 	ts, sig := client.SignCallback(secret, body, d.now())
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", userAgent)
 	req.Header.Set(client.CallbackTimestampHeader, ts)
 	req.Header.Set(client.CallbackAuthenticationHeader, sig)
 	resp, err := d.http.Do(req)

@@ -391,6 +391,9 @@ func TestNewSubmissionsCallback(t *testing.T) {
 	if ct := e.rc.raw[0].header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("content type %q", ct)
 	}
+	if ua := e.rc.raw[0].header.Get("User-Agent"); ua != "Amtsbote" {
+		t.Errorf("user agent %q, want Amtsbote", ua)
+	}
 }
 
 // TestNewSubmissionsCallbackWaitsForPickup checks that a new-submissions
@@ -467,6 +470,37 @@ func TestReceiverDownForAWhile(t *testing.T) {
 	if list, _, err := e.bus.DeadLetters(context.Background(), bus.DeadFilter{}, 0, 0); err != nil || len(list) != 0 {
 		t.Errorf("dead letters %v (%v), want none", list, err)
 	}
+	// The failures were warned of, so is the recovery.
+	if !strings.Contains(e.logs.String(), `level=INFO msg="delivery: callback delivered after failed attempts"`) {
+		t.Errorf("the delivery after failures is not logged at info:\n%s", e.logs.String())
+	}
+}
+
+// TestHangingReceiverDelaysNoOther: a receiver that never answers holds
+// a post for the whole timeout; a dozen of its callbacks must not hold
+// back another receiver's.
+func TestHangingReceiverDelaysNoOther(t *testing.T) {
+	e := newEnv(t, delivery.Config{Timeout: 30 * time.Second, MaxAttempts: 1})
+	ended := make(chan struct{})
+	e.rc.setBehaviour(func(r *http.Request, _ int) int {
+		if r.URL.RawQuery == "hang" {
+			select {
+			case <-r.Context().Done():
+			case <-ended:
+			}
+			return -1
+		}
+		return 0
+	})
+	t.Cleanup(func() { close(ended) })
+	hanging := e.destination(e.rc.url() + "?hang")
+	for range 12 {
+		e.route(hanging, "")
+	}
+	time.Sleep(500 * time.Millisecond)
+	s := e.route(e.destination(e.rc.url()), "")
+	// With the hanging posts holding every slot, it would wait 30 s.
+	e.arrived(s.SubmissionID, 1, 15*time.Second)
 }
 
 func TestDownForGoodThenRedrive(t *testing.T) {
