@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -228,6 +229,16 @@ func CheckNewCallback(rawURL string, allow []netip.Prefix) error {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return problem.Invalid("callback.url", "callback url is not a URL")
+	}
+	if !strings.HasPrefix(rawURL, "https://") {
+		// FIT-Connect's pattern ^https://.+ is case-sensitive, and the URL
+		// is handed back as given.
+		return problem.Invalid("callback.url", "callback url must begin with https:// in lower case")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return problem.Invalid("callback.url", fmt.Sprintf("callback url port %s is not a port (1 to 65535)", p))
+		}
 	}
 	err = netguard.CheckHost(u.Hostname(), allow)
 	switch {

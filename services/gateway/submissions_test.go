@@ -370,6 +370,15 @@ func TestCreateSubmissionBadInput(t *testing.T) {
 				{"callback to a number", sender, "", with(func(b map[string]any) {
 					b["callback"] = map[string]any{"url": "https://2130706433/cb", "secret": strings.Repeat("s", 32)}
 				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback scheme in upper case", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "HTTPS://portal.example/cb", "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback port out of range", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "https://portal.example:99999/cb", "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
+				{"callback port 0", sender, "", with(func(b map[string]any) {
+					b["callback"] = map[string]any{"url": "https://portal.example:0/cb", "secret": strings.Repeat("s", 32)}
+				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
 				{"callback url too long", sender, "", with(func(b map[string]any) {
 					b["callback"] = map[string]any{"url": "https://portal.example/" + strings.Repeat("a", 2048), "secret": strings.Repeat("s", 32)}
 				}), nil, 400, problem.TypeInvalidValue, "callback.url"},
