@@ -96,7 +96,6 @@ const (
 // firewalls.
 const userAgent = "Amtsbote"
 
-
 // maxResponse bounds what is read of a receiver's answer, to reuse the
 // connection without letting a receiver stream forever.
 const maxResponse = 64 << 10

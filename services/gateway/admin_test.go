@@ -118,7 +118,9 @@ func testAdminCreateDestinationBadInput(t *testing.T, b flowtest.Backend) {
 		{name: "callback not https", body: with(func(b map[string]any) { b["callback"].(map[string]any)["url"] = "http://fachverfahren.example.org/cb" }), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
 		{name: "callback to a private address", body: with(func(b map[string]any) { b["callback"].(map[string]any)["url"] = "https://10.1.2.3/cb" }), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
 		{name: "callback scheme in upper case", body: with(func(b map[string]any) { b["callback"].(map[string]any)["url"] = "HTTPS://fachverfahren.example.org/cb" }), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
-		{name: "callback port out of range", body: with(func(b map[string]any) { b["callback"].(map[string]any)["url"] = "https://fachverfahren.example.org:65536/cb" }), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
+		{name: "callback port out of range", body: with(func(b map[string]any) {
+			b["callback"].(map[string]any)["url"] = "https://fachverfahren.example.org:65536/cb"
+		}), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
 		{name: "callback to IPv6 loopback", body: with(func(b map[string]any) { b["callback"].(map[string]any)["url"] = "https://[::1]:4222/" }), status: 400, typ: problem.TypeInvalidValue, field: "callback.url"},
 		{name: "callback url too long", body: with(func(b map[string]any) {
 			b["callback"].(map[string]any)["url"] = "https://fachverfahren.example.org/" + strings.Repeat("a", 2048)
