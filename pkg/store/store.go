@@ -406,11 +406,19 @@ type auditKey struct {
 // before and after of destination and key changes, so the log reads the same
 // whichever store keeps it. It fails only when d.ReplyChannels is not JSON.
 func (d Destination) AuditJSON(keys []Key) (json.RawMessage, error) {
+	return d.AuditUpdateJSON(keys, false)
+}
+
+// AuditUpdateJSON is AuditJSON of d as an update left it; secretChanged
+// records that the update gave the callback a new secret, the only trace
+// of a secret the log keeps.
+func (d Destination) AuditUpdateJSON(keys []Key, secretChanged bool) (json.RawMessage, error) {
 	v := struct {
 		Destination
-		CallbackURL string     `json:"callbackUrl,omitempty"`
-		Keys        []auditKey `json:"keys"`
-	}{Destination: d, CallbackURL: d.CallbackURL, Keys: make([]auditKey, 0, len(keys))}
+		CallbackURL           string     `json:"callbackUrl,omitempty"`
+		CallbackSecretChanged bool       `json:"callbackSecretChanged,omitempty"`
+		Keys                  []auditKey `json:"keys"`
+	}{Destination: d, CallbackURL: d.CallbackURL, CallbackSecretChanged: secretChanged, Keys: make([]auditKey, 0, len(keys))}
 	for _, k := range keys {
 		v.Keys = append(v.Keys, auditKey{KID: k.KID, Use: k.Use, CreatedAt: k.CreatedAt, ValidUntil: k.ValidUntil})
 	}

@@ -113,8 +113,12 @@ func (db *DB) Audit(ctx context.Context, e store.AuditEntry) error {
 
 // auditDestination records a change of destination d, reading its keys
 // after the change.
-func auditDestination(ctx context.Context, tx pgx.Tx, actor, action string, before []byte, d store.Destination) error {
-	after, err := snapshot(ctx, tx, d)
+func auditDestination(ctx context.Context, tx pgx.Tx, actor, action string, before []byte, d store.Destination, secretChanged bool) error {
+	keys, err := listKeys(ctx, tx, d.ID)
+	if err != nil {
+		return err
+	}
+	after, err := d.AuditUpdateJSON(keys, secretChanged)
 	if err != nil {
 		return err
 	}
@@ -150,7 +154,7 @@ func (db *DB) CreateDestination(ctx context.Context, actor string, d store.Desti
 				return err
 			}
 		}
-		return auditDestination(ctx, tx, actor, "destination.create", nil, d)
+		return auditDestination(ctx, tx, actor, "destination.create", nil, d, false)
 	})
 	if err != nil {
 		return fmt.Errorf("create destination %s: %w", d.ID, err)
@@ -175,7 +179,7 @@ func (db *DB) UpdateDestination(ctx context.Context, actor string, id string, up
 		if err != nil {
 			return err
 		}
-		created := d.CreatedAt
+		created, secret := d.CreatedAt, d.CallbackSecret
 		if err := update(&d); err != nil {
 			updateErr = err
 			return err
@@ -193,7 +197,7 @@ func (db *DB) UpdateDestination(ctx context.Context, actor string, id string, up
 			return err
 		}
 		out = d
-		return auditDestination(ctx, tx, actor, "destination.update", before, d)
+		return auditDestination(ctx, tx, actor, "destination.update", before, d, d.CallbackSecret != secret)
 	})
 	if updateErr != nil {
 		return store.Destination{}, updateErr
@@ -253,7 +257,7 @@ func (db *DB) AddKey(ctx context.Context, actor string, k store.Key) error {
 		if err := insertKey(ctx, tx, k); err != nil {
 			return err
 		}
-		return auditDestination(ctx, tx, actor, "key.add", before, d)
+		return auditDestination(ctx, tx, actor, "key.add", before, d, false)
 	})
 	if err != nil {
 		return fmt.Errorf("add key %s to %s: %w", k.KID, k.DestinationID, err)
@@ -300,7 +304,7 @@ func (db *DB) RollKey(ctx context.Context, actor string, k store.Key, previousVa
 			return err
 		}
 		out = d
-		return auditDestination(ctx, tx, actor, "key.roll", before, d)
+		return auditDestination(ctx, tx, actor, "key.roll", before, d, false)
 	})
 	if err != nil {
 		return store.Destination{}, fmt.Errorf("roll key %s of %s: %w", k.KID, k.DestinationID, err)
