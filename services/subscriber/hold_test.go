@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -48,7 +51,9 @@ func TestNATSHoldsForFailingSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Ten deliveries after waits of 10 ms doubling take about 5 s.
-	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Bus: s.bus, BackoffBase: 10 * time.Millisecond, Logger: testLog()})
+	var logs flowtest.Buffer
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Bus: s.bus, BackoffBase: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,19 +71,23 @@ func TestNATSHoldsForFailingSink(t *testing.T) {
 		}
 		receipts = append(receipts, r)
 	}
+	// Three failures in a row make an outage; the deliveries in hand
+	// then finish failing.
 	eventually(t, 30*time.Second, func() error {
-		if n := fetches.n.Load(); n < 3 {
-			return fmt.Errorf("%d of 3 submissions fetched", n)
+		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
+			return fmt.Errorf("no outage after %d fetches", fetches.n.Load())
 		}
 		return nil
 	})
+	time.Sleep(time.Second)
+	before := fetches.n.Load()
 	time.Sleep(8 * time.Second)
 	dead, _, err := s.bus.DeadLetters(ctx, bus.DeadFilter{}, 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(dead) != 0 || fetches.n.Load() != 3 {
-		t.Fatalf("after 8 s of outage: %d dead letters and %d fetches, want none and one per submission", len(dead), fetches.n.Load())
+	if len(dead) != 0 || fetches.n.Load() != before {
+		t.Fatalf("after 8 s of outage: %d dead letters and %d fetches more, want none", len(dead), fetches.n.Load()-before)
 	}
 
 	if err := os.Mkdir(sinkDir, 0o750); err != nil {
@@ -156,18 +165,22 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	first, err := s.submit(ctx, s.sender, d, 0)
-	if err != nil {
-		t.Fatal(err)
+	// Three failures in a row make an outage.
+	var receipts []client.Receipt
+	for i := range 3 {
+		r, err := s.submit(ctx, s.sender, d, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		receipts = append(receipts, r)
 	}
 	eventually(t, 30*time.Second, func() error {
-		if n := fetches.n.Load(); n < 1 {
-			return errors.New("the first submission was not fetched")
+		if n := fetches.n.Load(); n < 3 {
+			return fmt.Errorf("%d of the first 3 submissions fetched", n)
 		}
 		return nil
 	})
-	receipts := []client.Receipt{first}
-	for i := 1; i <= 3; i++ {
+	for i := 3; i < 6; i++ {
 		r, err := s.submit(ctx, s.sender, d, i)
 		if err != nil {
 			t.Fatal(err)
@@ -177,8 +190,8 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 	}
 	// Polls once a second.
 	time.Sleep(4 * time.Second)
-	if n := fetches.n.Load(); n != 1 {
-		t.Fatalf("%d submissions fetched while the sink failed, want only the first", n)
+	if n := fetches.n.Load(); n != 3 {
+		t.Fatalf("%d submissions fetched while the sink failed, want only the first 3", n)
 	}
 
 	if err := os.Mkdir(sinkDir, 0o750); err != nil {
@@ -187,10 +200,68 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 	for _, r := range receipts {
 		waitAccepted(t, s.sender, r, 30*time.Second)
 	}
-	if got := delivered(t, sinkDir); len(got) != 4 {
-		t.Errorf("%d submissions in the sink, want 4", len(got))
+	if got := delivered(t, sinkDir); len(got) != 6 {
+		t.Errorf("%d submissions in the sink, want 6", len(got))
 	}
-	if n := fetches.n.Load(); n != 5 {
-		t.Errorf("%d fetches, want 5: the first twice, the others once", n)
+	if n := fetches.n.Load(); n != 9 {
+		t.Errorf("%d fetches, want 9: the first 3 twice, the others once", n)
+	}
+}
+
+// TestOneFailingSubmissionHoldsNoOneBack: a submission the sink keeps
+// failing, among others it takes, is no outage: the others go on at once.
+func TestOneFailingSubmissionHoldsNoOneBack(t *testing.T) {
+	s, dests, rid, rsecret, _ := oneDestination(t)
+	d := dests[0]
+	var failed atomic.Int32
+	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		// The Fachverfahren cannot take the first submission's attachment.
+		if strings.Contains(string(body), `"antrag-0.pdf"`) {
+			failed.Add(1)
+			http.Error(w, "Interner Fehler", http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	}))
+	t.Cleanup(fv.Close)
+	dir := t.TempDir()
+	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
+	conf, sk := loadConfig(t, s.configYAML(t, dir, "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, d))
+	var logs flowtest.Buffer
+	// The failing one is tried again after 10 ms, 20 ms, …
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret), BackoffBase: 10 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+
+	ctx := context.Background()
+	if _, err := s.submit(ctx, s.sender, d, 0); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if n := failed.Load(); n < 1 {
+			return errors.New("the failing submission was not handed in")
+		}
+		return nil
+	})
+	var good []client.Receipt
+	for i := 1; i <= 4; i++ {
+		r, err := s.submit(ctx, s.sender, d, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		good = append(good, r)
+	}
+	for _, r := range good {
+		waitAccepted(t, s.sender, r, 30*time.Second)
+	}
+	if strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
+		t.Errorf("one failing submission made an outage:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "the sink failed a submission; it is tried again") {
+		t.Errorf("its failures are not logged:\n%s", logs.String())
 	}
 }

@@ -167,15 +167,18 @@ type retry struct {
 	sink, released bool
 }
 
-// outage is a sink failing for now, reported once when it begins, every
-// outageReport while it lasts and when it ends, rather than in a line per
-// submission and attempt; in mode nats the deliveries it meets wait for
-// it (waitSink).
+// outage is a sink failing for now (outageAfter submissions in a row),
+// reported once when it begins, every outageReport while it lasts and when
+// it ends, rather than in a line per submission and attempt; the
+// deliveries it meets wait for it (waitSink in mode nats, mayTrySink in
+// mode http).
 type outage struct {
 	mu       sync.Mutex
 	since    time.Time // zero while the sink delivers
 	told     time.Time
-	failures int
+	failures int // since the sink last took a delivery
+	// failing are the submissions it failed since, until an outage begins.
+	failing map[string]bool
 	// hold is closed when the deliveries held for the sink may try it
 	// again; nil when none are held. probe lets one of them try a sink
 	// without a readiness check.
@@ -454,7 +457,7 @@ func (s *Subscriber) handle(ctx context.Context, p client.Pickup, last bool) (ou
 			// sink is not at fault.
 			return "", err
 		}
-		s.sinkFailed(ctx, log, err)
+		s.sinkFailed(ctx, log, p.SubmissionID, err)
 		return "", bus.Quiet(err)
 	}
 	s.sinkWorks(ctx)
@@ -966,21 +969,39 @@ func (s *Subscriber) callbackServer(h config.HTTP) (*http.Server, error) {
 	return srv, nil
 }
 
-// sinkFailed notes a delivery the sink failed for now: the first of an
-// outage is logged with its submission, then one summary a minute.
-func (s *Subscriber) sinkFailed(ctx context.Context, log *slog.Logger, err error) {
+// outageAfter is how many different submissions the sink must fail in a
+// row for an outage: one it keeps failing, alone or among others it
+// takes, holds no one back.
+const outageAfter = 3
+
+// sinkFailed notes a delivery of submission id the sink failed for now: a
+// failure short of an outage is logged with its submission, the beginning
+// of an outage too, then one summary a minute.
+func (s *Subscriber) sinkFailed(ctx context.Context, log *slog.Logger, id string, err error) {
 	o := &s.outage
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.hold == nil {
-		o.hold = make(chan struct{})
-	}
 	now := time.Now()
 	o.failures++
 	if o.since.IsZero() {
-		o.since, o.told = now, now
-		log.WarnContext(ctx, "subscriber: the sink fails; submissions wait for it", "sink", s.cfg.Sink.Kind(), "err", err)
+		if o.failing == nil {
+			o.failing = make(map[string]bool)
+		}
+		o.failing[id] = true
+		if len(o.failing) < outageAfter {
+			log.WarnContext(ctx, "subscriber: the sink failed a submission; it is tried again", "sink", s.cfg.Sink.Kind(),
+				"failures_in_a_row", o.failures, "err", err)
+			return
+		}
+		o.since, o.told, o.failing = now, now, nil
+		o.hold = make(chan struct{})
+		log.WarnContext(ctx, "subscriber: the sink fails; submissions wait for it", "sink", s.cfg.Sink.Kind(),
+			"failures_in_a_row", o.failures, "err", err)
 		return
+	}
+	if o.hold == nil {
+		// A probe let them go, and the sink failed again.
+		o.hold = make(chan struct{})
 	}
 	s.remindLocked(ctx, now, err)
 }
@@ -1010,6 +1031,7 @@ func (s *Subscriber) sinkWorks(ctx context.Context) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.since.IsZero() {
+		o.failures, o.failing = 0, nil
 		return
 	}
 	s.log.InfoContext(ctx, "subscriber: the sink works again", "sink", s.cfg.Sink.Kind(),
