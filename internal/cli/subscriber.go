@@ -130,6 +130,10 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 	h.Add(health.Check{Name: "api", Func: sub.Ready})
 	if c, ok := sk.(sink.Checker); ok {
 		h.Add(health.Check{Name: "sink", Func: c.Check})
+	} else {
+		// Without a check of its own, the sink is failing while the
+		// deliveries say so.
+		h.Add(health.Check{Name: "sink", Func: sub.SinkReady})
 	}
 	watching, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
@@ -146,6 +150,10 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 		return fmt.Errorf("%s: %w", *file, err)
 	}
 	log.Info("subscriber running", "mode", conf.Mode, "destinations", len(conf.Destinations), "sink", sk.Kind(), "concurrency", conf.Concurrency)
+	stopping := context.AfterFunc(ctx, func() {
+		log.Info("subscriber stopping: deliveries under way may take up to " + bus.ShutdownGrace.String() + " to finish")
+	})
+	defer stopping()
 	err = sub.Run(ctx)
 	log.Info("subscriber stopped")
 	return err

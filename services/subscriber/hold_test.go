@@ -265,3 +265,64 @@ func TestOneFailingSubmissionHoldsNoOneBack(t *testing.T) {
 		t.Errorf("its failures are not logged:\n%s", logs.String())
 	}
 }
+
+// TestOneProbeAtATime: while an HTTP sink fails, one submission at a time
+// tries it, however long its delivery takes, rather than one more every
+// few seconds.
+func TestOneProbeAtATime(t *testing.T) {
+	s, dests, rid, rsecret, _ := oneDestination(t)
+	d := dests[0]
+	var inFlight, most atomic.Int32
+	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		// Longer than the probes' interval.
+		time.Sleep(7 * time.Second)
+		http.Error(w, "Wartung", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(fv.Close)
+	dir := t.TempDir()
+	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
+	conf, sk := loadConfig(t, s.configYAML(t, dir, "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, d))
+	var logs flowtest.Buffer
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret), BackoffBase: time.Minute,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+
+	ctx := context.Background()
+	for i := range 3 {
+		if _, err := s.submit(ctx, s.sender, d, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, time.Minute, func() error {
+		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
+			return errors.New("no outage yet")
+		}
+		return nil
+	})
+	// These wait for the sink, each a probe when its turn comes.
+	for i := 3; i < 6; i++ {
+		if _, err := s.submit(ctx, s.sender, d, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The deliveries under way when the outage began finish failing.
+	eventually(t, 30*time.Second, func() error {
+		if n := inFlight.Load(); n != 0 {
+			return fmt.Errorf("%d deliveries under way", n)
+		}
+		return nil
+	})
+	most.Store(0)
+	time.Sleep(20 * time.Second)
+	if n := most.Load(); n != 1 {
+		t.Errorf("%d submissions tried the failing sink at once, want 1", n)
+	}
+}

@@ -184,6 +184,10 @@ type outage struct {
 	// without a readiness check.
 	hold  chan struct{}
 	probe chan struct{}
+	// probing is when the last probe was let go; zero once it failed.
+	probing time.Time
+	// last is the sink's last failure.
+	last error
 }
 
 // outageReport is how often a lasting sink outage is reported again.
@@ -218,21 +222,26 @@ func (o *outage) held() (hold, probe chan struct{}) {
 func (o *outage) release() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.probing = time.Time{}
 	if o.hold != nil {
 		close(o.hold)
 		o.hold = nil
 	}
 }
 
-// offer lets one held delivery try the sink.
-func (o *outage) offer() {
+// offer lets one held delivery try the sink, unless the one let go before
+// is still trying it and began less than stale ago: a sink that retries
+// within a delivery takes a while to fail it.
+func (o *outage) offer(stale time.Duration) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.hold != nil {
-		select {
-		case o.probe <- struct{}{}:
-		default:
-		}
+	if o.hold == nil || !o.probing.IsZero() && time.Since(o.probing) < stale {
+		return
+	}
+	select {
+	case o.probe <- struct{}{}:
+		o.probing = time.Now()
+	default:
 	}
 }
 
@@ -983,6 +992,7 @@ func (s *Subscriber) sinkFailed(ctx context.Context, log *slog.Logger, id string
 	defer o.mu.Unlock()
 	now := time.Now()
 	o.failures++
+	o.last, o.probing = err, time.Time{}
 	if o.since.IsZero() {
 		if o.failing == nil {
 			o.failing = make(map[string]bool)
@@ -1030,6 +1040,7 @@ func (s *Subscriber) sinkWorks(ctx context.Context) {
 	o := &s.outage
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	o.probing = time.Time{}
 	if o.since.IsZero() {
 		o.failures, o.failing = 0, nil
 		return
@@ -1041,6 +1052,18 @@ func (s *Subscriber) sinkWorks(ctx context.Context) {
 		close(o.hold)
 		o.hold = nil
 	}
+}
+
+// SinkReady reports the sink failing while its outage lasts: the
+// readiness of a sink without a check of its own (an HTTP Fachverfahren).
+func (s *Subscriber) SinkReady(context.Context) error {
+	o := &s.outage
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.since.IsZero() {
+		return nil
+	}
+	return fmt.Errorf("failing for %s, %d deliveries in a row: %w", time.Since(o.since).Round(time.Second), o.failures, o.last)
 }
 
 // mayTrySink reports whether a submission of the pickup list may be
@@ -1076,7 +1099,7 @@ func (s *Subscriber) probeSink(ctx context.Context, released func()) {
 			continue
 		}
 		if checker == nil {
-			s.outage.offer()
+			s.outage.offer(s.handleFor)
 			continue
 		}
 		cctx, cancel := context.WithTimeout(ctx, probeEvery)

@@ -530,6 +530,13 @@ func TestHTTPSinkBackReleasesWaiting(t *testing.T) {
 		}
 		return nil
 	})
+	// An HTTP sink has no check of its own: its outage is its readiness.
+	eventually(t, 10*time.Second, func() error {
+		if err := sub.SinkReady(ctx); err == nil || !strings.Contains(err.Error(), "503") {
+			return fmt.Errorf("sink readiness during the outage: %v, want the failure", err)
+		}
+		return nil
+	})
 	down.Store(false)
 	r, err := s.submit(ctx, s.sender, d, 3)
 	if err != nil {
@@ -538,6 +545,9 @@ func TestHTTPSinkBackReleasesWaiting(t *testing.T) {
 	waitAccepted(t, s.sender, r, 20*time.Second)
 	for _, w := range waiting {
 		waitAccepted(t, s.sender, w, 20*time.Second)
+	}
+	if err := sub.SinkReady(ctx); err != nil {
+		t.Errorf("sink readiness after the outage: %v", err)
 	}
 
 	// The outage is logged when it begins and when it ends, not once per
