@@ -63,14 +63,7 @@ func TestNATSHoldsForFailingSink(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	var receipts []client.Receipt
-	for i := range 3 {
-		r, err := s.submit(ctx, s.sender, d, i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		receipts = append(receipts, r)
-	}
+	receipts := s.submitRange(t, d, 0, 3)
 	// Three failures in a row make an outage; the deliveries in hand
 	// then finish failing.
 	eventually(t, 30*time.Second, func() error {
@@ -164,27 +157,15 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 	if err := os.RemoveAll(sinkDir); err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
 	// Three failures in a row make an outage.
-	var receipts []client.Receipt
-	for i := range 3 {
-		r, err := s.submit(ctx, s.sender, d, i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		receipts = append(receipts, r)
-	}
+	receipts := s.submitRange(t, d, 0, 3)
 	eventually(t, 30*time.Second, func() error {
 		if n := fetches.n.Load(); n < 3 {
 			return fmt.Errorf("%d of the first 3 submissions fetched", n)
 		}
 		return nil
 	})
-	for i := 3; i < 6; i++ {
-		r, err := s.submit(ctx, s.sender, d, i)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, r := range s.submitRange(t, d, 3, 6) {
 		waitListed(t, api, d.ID, r.SubmissionID)
 		receipts = append(receipts, r)
 	}
@@ -237,25 +218,14 @@ func TestOneFailingSubmissionHoldsNoOneBack(t *testing.T) {
 	}
 	flowtest.Start(t, sub)
 
-	ctx := context.Background()
-	if _, err := s.submit(ctx, s.sender, d, 0); err != nil {
-		t.Fatal(err)
-	}
+	s.submitRange(t, d, 0, 1)
 	eventually(t, 30*time.Second, func() error {
 		if n := failed.Load(); n < 1 {
 			return errors.New("the failing submission was not handed in")
 		}
 		return nil
 	})
-	var good []client.Receipt
-	for i := 1; i <= 4; i++ {
-		r, err := s.submit(ctx, s.sender, d, i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		good = append(good, r)
-	}
-	for _, r := range good {
+	for _, r := range s.submitRange(t, d, 1, 5) {
 		waitAccepted(t, s.sender, r, 30*time.Second)
 	}
 	if strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
@@ -295,12 +265,7 @@ func TestOneProbeAtATime(t *testing.T) {
 	}
 	flowtest.Start(t, sub)
 
-	ctx := context.Background()
-	for i := range 3 {
-		if _, err := s.submit(ctx, s.sender, d, i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.submitRange(t, d, 0, 3)
 	eventually(t, time.Minute, func() error {
 		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
 			return errors.New("no outage yet")
@@ -308,11 +273,7 @@ func TestOneProbeAtATime(t *testing.T) {
 		return nil
 	})
 	// These wait for the sink, each a probe when its turn comes.
-	for i := 3; i < 6; i++ {
-		if _, err := s.submit(ctx, s.sender, d, i); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s.submitRange(t, d, 3, 6)
 	// The deliveries under way when the outage began finish failing.
 	eventually(t, 30*time.Second, func() error {
 		if n := inFlight.Load(); n != 0 {

@@ -516,14 +516,7 @@ func TestHTTPSinkBackReleasesWaiting(t *testing.T) {
 	flowtest.Start(t, sub)
 
 	ctx := context.Background()
-	var waiting []client.Receipt
-	for i := range 3 {
-		r, err := s.submit(ctx, s.sender, d, i)
-		if err != nil {
-			t.Fatal(err)
-		}
-		waiting = append(waiting, r)
-	}
+	waiting := s.submitRange(t, d, 0, 3)
 	eventually(t, 30*time.Second, func() error {
 		if n := failed.Load(); n < 3 {
 			return fmt.Errorf("%d deliveries failed, want 3", n)

@@ -233,6 +233,21 @@ func (s *system) submit(ctx context.Context, c *client.Client, d testDestination
 	})
 }
 
+// submitRange submits the submissions numbered from to to-1 to d as the
+// sender and returns their receipts.
+func (s *system) submitRange(t *testing.T, d testDestination, from, to int) []client.Receipt {
+	t.Helper()
+	var out []client.Receipt
+	for i := from; i < to; i++ {
+		r, err := s.submit(context.Background(), s.sender, d, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
 // writeKeys writes the private test keys into dir and returns their paths.
 func writeKeys(t *testing.T, dir, id string, enc jose.KeyPair) (string, string) {
 	t.Helper()
