@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -83,13 +82,7 @@ func TestNATSHoldsForFailingSink(t *testing.T) {
 		t.Fatalf("after 8 s of outage: %d dead letters and %d fetches more, want none", len(dead), fetches.n.Load()-before)
 	}
 
-	if err := os.Mkdir(sinkDir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range receipts {
-		waitAccepted(t, s.sender, r, 30*time.Second)
-	}
-	if got := delivered(t, sinkDir); len(got) != 3 {
+	if got := s.sinkBack(t, sinkDir, receipts); len(got) != 3 {
 		t.Errorf("%d submissions in the sink, want 3", len(got))
 	}
 }
@@ -175,13 +168,7 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 		t.Fatalf("%d submissions fetched while the sink failed, want only the first 3", n)
 	}
 
-	if err := os.Mkdir(sinkDir, 0o750); err != nil {
-		t.Fatal(err)
-	}
-	for _, r := range receipts {
-		waitAccepted(t, s.sender, r, 30*time.Second)
-	}
-	if got := delivered(t, sinkDir); len(got) != 6 {
+	if got := s.sinkBack(t, sinkDir, receipts); len(got) != 6 {
 		t.Errorf("%d submissions in the sink, want 6", len(got))
 	}
 	if n := fetches.n.Load(); n != 9 {
@@ -195,7 +182,7 @@ func TestOneFailingSubmissionHoldsNoOneBack(t *testing.T) {
 	s, dests, rid, rsecret, _ := oneDestination(t)
 	d := dests[0]
 	var failed atomic.Int32
-	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	conf, sk := s.httpSink(t, rid, rsecret, d, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		// The Fachverfahren cannot take the first submission's attachment.
 		if strings.Contains(string(body), `"antrag-0.pdf"`) {
@@ -204,11 +191,7 @@ func TestOneFailingSubmissionHoldsNoOneBack(t *testing.T) {
 			return
 		}
 		w.WriteHeader(http.StatusCreated)
-	}))
-	t.Cleanup(fv.Close)
-	dir := t.TempDir()
-	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
-	conf, sk := loadConfig(t, s.configYAML(t, dir, "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, d))
+	})
 	var logs flowtest.Buffer
 	// The failing one is tried again after 10 ms, 20 ms, …
 	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret), BackoffBase: 10 * time.Millisecond,
@@ -243,7 +226,7 @@ func TestOneProbeAtATime(t *testing.T) {
 	s, dests, rid, rsecret, _ := oneDestination(t)
 	d := dests[0]
 	var inFlight, most atomic.Int32
-	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	conf, sk := s.httpSink(t, rid, rsecret, d, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		n := inFlight.Add(1)
 		defer inFlight.Add(-1)
@@ -252,11 +235,7 @@ func TestOneProbeAtATime(t *testing.T) {
 		// Longer than the probes' interval.
 		time.Sleep(7 * time.Second)
 		http.Error(w, "Wartung", http.StatusServiceUnavailable)
-	}))
-	t.Cleanup(fv.Close)
-	dir := t.TempDir()
-	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
-	conf, sk := loadConfig(t, s.configYAML(t, dir, "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, d))
+	})
 	var logs flowtest.Buffer
 	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: s.api(t, rid, rsecret), BackoffBase: time.Minute,
 		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})

@@ -488,7 +488,7 @@ func TestHTTPSinkBackReleasesWaiting(t *testing.T) {
 	var down atomic.Bool
 	down.Store(true)
 	var failed atomic.Int32
-	fv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	conf, sk := s.httpSink(t, rid, rsecret, d, func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		if down.Load() {
 			failed.Add(1)
@@ -496,12 +496,7 @@ func TestHTTPSinkBackReleasesWaiting(t *testing.T) {
 			return
 		}
 		w.WriteHeader(http.StatusCreated)
-	}))
-	t.Cleanup(fv.Close)
-	dir := t.TempDir()
-	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
-	file := s.configYAML(t, dir, "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, d)
-	conf, sk := loadConfig(t, file)
+	})
 	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret))
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +26,8 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/store"
+	"github.com/amtsbote/amtsbote/services/subscriber/config"
+	"github.com/amtsbote/amtsbote/services/subscriber/sink"
 )
 
 // service is the LeiKa service every test destination offers.
@@ -246,6 +250,30 @@ func (s *system) submitRange(t *testing.T, d testDestination, from, to int) []cl
 		out = append(out, r)
 	}
 	return out
+}
+
+// httpSink starts a Fachverfahren answering with h and loads a
+// configuration of d in mode http that delivers into it, one attempt per
+// delivery.
+func (s *system) httpSink(t *testing.T, rid, rsecret string, d testDestination, h http.HandlerFunc) (*config.Config, sink.Sink) {
+	t.Helper()
+	fv := httptest.NewServer(h)
+	t.Cleanup(fv.Close)
+	sinkYAML := fmt.Sprintf("sink:\n  kind: http\n  http:\n    url: %s\n    maxAttempts: 1\n", fv.URL)
+	return loadConfig(t, s.configYAML(t, t.TempDir(), "http", "", rid, rsecret, sinkYAML, keyPair(t, encKey), nil, d))
+}
+
+// sinkBack makes the directory sink's folder again, waits until every
+// submission of receipts is accepted and returns what the folder holds.
+func (s *system) sinkBack(t *testing.T, sinkDir string, receipts []client.Receipt) map[string]bool {
+	t.Helper()
+	if err := os.Mkdir(sinkDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range receipts {
+		waitAccepted(t, s.sender, r, 30*time.Second)
+	}
+	return delivered(t, sinkDir)
 }
 
 // writeKeys writes the private test keys into dir and returns their paths.
