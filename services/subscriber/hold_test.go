@@ -2,12 +2,14 @@ package subscriber_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -264,5 +266,62 @@ func TestOneProbeAtATime(t *testing.T) {
 	time.Sleep(20 * time.Second)
 	if n := most.Load(); n != 1 {
 		t.Errorf("%d submissions tried the failing sink at once, want 1", n)
+	}
+}
+
+// failLists fails every pickup list request while down is set.
+type failLists struct{ down atomic.Bool }
+
+func (f *failLists) RoundTrip(req *http.Request) (*http.Response, error) {
+	if f.down.Load() && req.Method == http.MethodGet && req.URL.Path == "/v1/submissions" {
+		return nil, errors.New("connection refused")
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+// TestHTTPListFailuresReportedOnce: pickup lists that fail poll after poll
+// (the Submission API down) are reported when the failure begins and when
+// the lists answer again, not in a line per destination and poll.
+func TestHTTPListFailuresReportedOnce(t *testing.T) {
+	s := newSystem(t)
+	dests := s.addDestinations(t, kreisARS(t, 2)...)
+	rid, rsecret := s.receiverOf(t, dests...)
+	s.start(t)
+	dir := t.TempDir()
+	file := s.configYAML(t, dir, "http", "", rid, rsecret, "sink:\n  kind: directory\n  directory: "+filepath.Join(dir, "sink")+"\n",
+		keyPair(t, encKey), nil, dests...)
+	conf, sk := loadConfig(t, file)
+	lists := &failLists{}
+	lists.down.Store(true)
+	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.Retries(0, 0), client.HTTPClient(&http.Client{Transport: lists}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs flowtest.Buffer
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+	// Polls once a second: two destinations' lists fail four times each.
+	time.Sleep(4 * time.Second)
+	lists.down.Store(false)
+	r := s.submitRange(t, dests[1], 0, 1)[0]
+	waitAccepted(t, s.sender, r, 30*time.Second)
+
+	out := logs.String()
+	if n := strings.Count(out, "a pickup list fails"); n != 1 {
+		t.Errorf("the failing lists reported in %d lines, want 1:\n%s", n, out)
+	}
+	var back struct{ Failures int }
+	for line := range strings.Lines(out) {
+		if strings.Contains(line, "the pickup lists answer again") {
+			if err := json.Unmarshal([]byte(line), &back); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if back.Failures < 4 {
+		t.Errorf("the lists' return says %d failures, want at least 4:\n%s", back.Failures, out)
 	}
 }

@@ -148,6 +148,8 @@ type Subscriber struct {
 	handleFor time.Duration
 
 	outage outage
+	// listing is the pickup lists failing, mode http.
+	listing listing
 	// wake asks for a poll at once, mode http.
 	wake chan struct{}
 
@@ -155,6 +157,48 @@ type Subscriber struct {
 	inFlight map[string]bool      // submission ids being handled, mode http
 	done     map[string]time.Time // decided here lately, or refused by the sink, mode http
 	retry    map[string]retry     // failed for now, mode http
+}
+
+// listing is the pickup lists failing to answer (the Submission API down,
+// a destination's scope taken away): reported when it begins, every
+// outageReport while it lasts and when every list answers again, rather
+// than in a line per destination and poll.
+type listing struct {
+	mu       sync.Mutex
+	since    time.Time // zero while every list answers
+	told     time.Time
+	failures int
+}
+
+// listFailed notes destination destID's pickup list failing with err.
+func (s *Subscriber) listFailed(destID string, err error) {
+	l := &s.listing
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	l.failures++
+	switch {
+	case l.since.IsZero():
+		l.since, l.told = now, now
+		s.log.Warn("subscriber: a pickup list fails; it is asked again at the next poll", "destination_id", destID, "err", err)
+	case now.Sub(l.told) >= outageReport:
+		l.told = now
+		s.log.Warn("subscriber: pickup lists still fail", "destination_id", destID, "duration", now.Sub(l.since),
+			"failures", l.failures, "err", err)
+	}
+}
+
+// listsWork ends a failure of the pickup lists, if there was one: every
+// list answered in a poll.
+func (s *Subscriber) listsWork() {
+	l := &s.listing
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.since.IsZero() {
+		return
+	}
+	s.log.Info("subscriber: the pickup lists answer again", "duration", time.Since(l.since), "failures", l.failures)
+	l.since, l.failures = time.Time{}, 0
 }
 
 // retry is when a submission that failed for now is handled again.
@@ -816,6 +860,7 @@ func (s *Subscriber) poll(ctx, hctx context.Context, slots chan struct{}, wg *sy
 		}
 	}
 	s.mu.Unlock()
+	listed := true
 	for _, d := range s.conf.Destinations {
 		for offset := 0; ctx.Err() == nil; {
 			lctx, cancel := context.WithTimeout(ctx, listFor)
@@ -826,8 +871,9 @@ func (s *Subscriber) poll(ctx, hctx context.Context, slots chan struct{}, wg *sy
 			}
 			if err != nil {
 				if ctx.Err() == nil {
-					s.log.Warn("subscriber: list submissions", "destination_id", d.ID, "err", err)
+					s.listFailed(d.ID, err)
 				}
+				listed = false
 				break
 			}
 			for _, p := range page.Submissions {
@@ -856,6 +902,9 @@ func (s *Subscriber) poll(ctx, hctx context.Context, slots chan struct{}, wg *sy
 				break
 			}
 		}
+	}
+	if listed && ctx.Err() == nil {
+		s.listsWork()
 	}
 }
 
