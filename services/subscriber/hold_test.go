@@ -20,6 +20,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/metrics"
 	"github.com/amtsbote/amtsbote/services/subscriber"
+	"github.com/amtsbote/amtsbote/services/subscriber/sink"
 )
 
 // countFetches counts the submissions (GET /v1/submissions/{id}) handed
@@ -216,8 +217,29 @@ func TestOneFailingSubmissionHoldsNoOneBack(t *testing.T) {
 	if strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
 		t.Errorf("one failing submission made an outage:\n%s", logs.String())
 	}
-	if !strings.Contains(logs.String(), "the sink failed a submission; it is tried again") {
-		t.Errorf("its failures are not logged:\n%s", logs.String())
+	// Each failure is logged with its attempt and the wait before the next.
+	var attempts []int
+	for line := range strings.Lines(logs.String()) {
+		if !strings.Contains(line, "the sink failed a submission; it is tried again") {
+			continue
+		}
+		var f struct {
+			Attempt int
+			RetryIn time.Duration `json:"retry_in"`
+		}
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Attempt < 1 {
+			t.Fatalf("a failure logged without its attempt: %s", line)
+		}
+		if want := 10 * time.Millisecond << (f.Attempt - 1); f.RetryIn != want {
+			t.Errorf("attempt %d: retry_in %v, want %v", f.Attempt, f.RetryIn, want)
+		}
+		attempts = append(attempts, f.Attempt)
+	}
+	if len(attempts) < 2 || attempts[0] != 1 || attempts[1] != 2 {
+		t.Errorf("its failures are logged as attempts %v, want 1, 2, …:\n%s", attempts, logs.String())
 	}
 }
 
@@ -323,5 +345,71 @@ func TestHTTPListFailuresReportedOnce(t *testing.T) {
 	}
 	if back.Failures < 4 {
 		t.Errorf("the lists' return says %d failures, want at least 4:\n%s", back.Failures, out)
+	}
+}
+
+// failOne is a sink that fails every delivery of one submission for now.
+type failOne struct {
+	sink.Sink
+	id string
+}
+
+func (f failOne) Deliver(ctx context.Context, d sink.Delivery) error {
+	if d.SubmissionID == f.id {
+		return errors.New("Fachverfahren: interner Fehler")
+	}
+	return f.Sink.Deliver(ctx, d)
+}
+
+// TestNATSFailingSubmissionLogsAttempts: in mode nats, each delivery of a
+// submission the sink fails is logged with its attempt and the wait before
+// the next, and the last one says so.
+func TestNATSFailingSubmissionLogsAttempts(t *testing.T) {
+	s := newSystem(t)
+	d := s.addDestinations(t, kreisARS(t, 1)...)[0]
+	rid, rsecret := s.receiverOf(t, d)
+	s.start(t)
+	conf, sk, _ := s.natsDirectory(t, "sub-attempts", rid, rsecret, d)
+	r := s.submitRange(t, d, 0, 1)[0]
+	var logs flowtest.Buffer
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: failOne{sk, r.SubmissionID}, API: s.api(t, rid, rsecret), Bus: s.bus,
+		BackoffBase: 10 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+	eventually(t, time.Minute, func() error {
+		if !strings.Contains(logs.String(), "the sink failed a submission's last delivery") {
+			return errors.New("the last delivery's failure not logged")
+		}
+		return nil
+	})
+	var attempts []int
+	for line := range strings.Lines(logs.String()) {
+		if !strings.Contains(line, "the sink failed a submission") {
+			continue
+		}
+		var f struct {
+			Attempt int
+			RetryIn *time.Duration `json:"retry_in"`
+		}
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Attempt < 1 {
+			t.Fatalf("a failure logged without its attempt: %s", line)
+		}
+		switch want := 10 * time.Millisecond << (f.Attempt - 1); {
+		case f.Attempt == subscriber.DefaultMaxDeliver:
+			if f.RetryIn != nil {
+				t.Errorf("the last delivery says retry_in %v", *f.RetryIn)
+			}
+		case f.RetryIn == nil || *f.RetryIn != want:
+			t.Errorf("attempt %d: retry_in %v, want %v", f.Attempt, f.RetryIn, want)
+		}
+		attempts = append(attempts, f.Attempt)
+	}
+	if len(attempts) != subscriber.DefaultMaxDeliver || attempts[0] != 1 || attempts[len(attempts)-1] != subscriber.DefaultMaxDeliver {
+		t.Errorf("failures logged as attempts %v, want 1 to %d", attempts, subscriber.DefaultMaxDeliver)
 	}
 }

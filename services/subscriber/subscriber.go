@@ -744,7 +744,7 @@ func (s *Subscriber) runNATS(ctx context.Context) error {
 		MaxAckPending: 4 * s.conf.Concurrency,
 		Concurrency:   s.conf.Concurrency,
 		BackoffBase:   s.cfg.BackoffBase,
-		BackoffMax:    5 * time.Minute,
+		BackoffMax:    maxRetryWait,
 		Logger:        s.log,
 	}
 	pctx, stopProbe := context.WithCancel(ctx)
@@ -793,6 +793,7 @@ func (s *Subscriber) handleMessage(ctx context.Context, m *bus.Message) error {
 	}
 	hctx, cancel := context.WithTimeout(ctx, s.handleFor)
 	defer cancel()
+	hctx = withAttempt(hctx, attempt{n: m.Attempt, retryIn: s.retryWait(m.Attempt), last: m.Last})
 	_, err = s.handle(hctx, client.Pickup{DestinationID: addr.DestinationID, SubmissionID: sub.SubmissionID, CaseID: sub.CaseID}, m.Last)
 	return err
 }
@@ -913,6 +914,10 @@ func (s *Subscriber) poll(ctx, hctx context.Context, slots chan struct{}, wg *sy
 func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 	ctx, cancel := context.WithTimeout(ctx, s.handleFor)
 	defer cancel()
+	s.mu.Lock()
+	n := s.retry[p.SubmissionID].failures + 1
+	s.mu.Unlock()
+	ctx = withAttempt(ctx, attempt{n: n, retryIn: s.retryWait(n)})
 	outcome, err := s.Handle(ctx, p)
 	if err != nil {
 		var perm *bus.PermanentError
@@ -932,7 +937,7 @@ func (s *Subscriber) handleLogged(ctx context.Context, p client.Pickup) {
 		s.mu.Lock()
 		r := s.retry[p.SubmissionID]
 		r.failures++
-		wait := min(s.cfg.BackoffBase<<min(r.failures-1, 20), maxRetryWait)
+		wait := s.retryWait(r.failures)
 		r.at = time.Now().Add(wait)
 		r.sink = bus.IsQuiet(err)
 		s.retry[p.SubmissionID] = r
@@ -974,8 +979,27 @@ func (s *Subscriber) poke() {
 }
 
 // maxRetryWait bounds the wait before a submission that failed for now is
-// handled again in mode http.
+// handled again.
 const maxRetryWait = 5 * time.Minute
+
+// retryWait is the wait after a submission's nth failed attempt, as the
+// INBOX consumer's backoff waits in mode nats.
+func (s *Subscriber) retryWait(n int) time.Duration {
+	return min(s.cfg.BackoffBase<<min(max(n, 1)-1, 20), maxRetryWait)
+}
+
+// attempt is the attempt at a submission under way, for its log lines.
+type attempt struct {
+	n       int
+	retryIn time.Duration // the wait should it fail
+	last    bool          // no other follows (mode nats)
+}
+
+type attemptKey struct{}
+
+func withAttempt(ctx context.Context, a attempt) context.Context {
+	return context.WithValue(ctx, attemptKey{}, a)
+}
 
 func (s *Subscriber) claim(id string) bool {
 	s.mu.Lock()
@@ -1048,8 +1072,16 @@ func (s *Subscriber) sinkFailed(ctx context.Context, log *slog.Logger, id string
 		}
 		o.failing[id] = true
 		if len(o.failing) < outageAfter {
-			log.WarnContext(ctx, "subscriber: the sink failed a submission; it is tried again", "sink", s.cfg.Sink.Kind(),
-				"failures_in_a_row", o.failures, "err", err)
+			msg, args := "subscriber: the sink failed a submission; it is tried again", []any{"sink", s.cfg.Sink.Kind()}
+			if a, ok := ctx.Value(attemptKey{}).(attempt); ok {
+				args = append(args, "attempt", a.n)
+				if a.last {
+					msg = "subscriber: the sink failed a submission's last delivery"
+				} else {
+					args = append(args, "retry_in", a.retryIn)
+				}
+			}
+			log.WarnContext(ctx, msg, append(args, "failures_in_a_row", o.failures, "err", err)...)
 			return
 		}
 		o.since, o.told, o.failing = now, now, nil
