@@ -144,7 +144,9 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 	}
 	// The submission the sink failed would be handed in again after a
 	// minute; the others after a second.
-	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, BackoffBase: time.Minute, Logger: testLog()})
+	var logs flowtest.Buffer
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, BackoffBase: time.Minute,
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,29 +155,82 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 	if err := os.RemoveAll(sinkDir); err != nil {
 		t.Fatal(err)
 	}
-	// Three failures in a row make an outage.
+	// Three failures in a row, or the sink's check, make an outage; the
+	// deliveries in hand then finish failing.
 	receipts := s.submitRange(t, d, 0, 3)
 	eventually(t, 30*time.Second, func() error {
-		if n := fetches.n.Load(); n < 3 {
-			return fmt.Errorf("%d of the first 3 submissions fetched", n)
+		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
+			return fmt.Errorf("no outage after %d fetches", fetches.n.Load())
 		}
 		return nil
 	})
+	time.Sleep(time.Second)
+	before := fetches.n.Load()
 	for _, r := range s.submitRange(t, d, 3, 6) {
 		waitListed(t, api, d.ID, r.SubmissionID)
 		receipts = append(receipts, r)
 	}
 	// Polls once a second.
 	time.Sleep(4 * time.Second)
-	if n := fetches.n.Load(); n != 3 {
-		t.Fatalf("%d submissions fetched while the sink failed, want only the first 3", n)
+	if n := fetches.n.Load() - before; n != 0 {
+		t.Fatalf("%d submissions fetched while the sink failed, want none", n)
 	}
 
 	if got := s.sinkBack(t, sinkDir, receipts); len(got) != 6 {
 		t.Errorf("%d submissions in the sink, want 6", len(got))
 	}
-	if n := fetches.n.Load(); n != 9 {
-		t.Errorf("%d fetches, want 9: the first 3 twice, the others once", n)
+	if n := fetches.n.Load(); n != before+6 {
+		t.Errorf("%d fetches, want %d: the %d that failed twice, the others once", n, before+6, before)
+	}
+}
+
+// TestHTTPCheckFailingHoldsAtOnce: a sink that fails its readiness check
+// holds the submissions before any delivery failed, and the check passing
+// again lets them go.
+func TestHTTPCheckFailingHoldsAtOnce(t *testing.T) {
+	s, dests, rid, rsecret, file := oneDestination(t)
+	d := dests[0]
+	conf, sk := loadConfig(t, file)
+	sinkDir := conf.Sink.Directory
+	fetches := &countFetches{}
+	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(&http.Client{Transport: fetches}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs flowtest.Buffer
+	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	flowtest.Start(t, sub)
+
+	if err := os.RemoveAll(sinkDir); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() error {
+		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
+			return errors.New("no outage after the sink's check failed")
+		}
+		return nil
+	})
+	var receipts []client.Receipt
+	for _, r := range s.submitRange(t, d, 0, 3) {
+		waitListed(t, api, d.ID, r.SubmissionID)
+		receipts = append(receipts, r)
+	}
+	// Polls once a second.
+	time.Sleep(3 * time.Second)
+	if n := fetches.n.Load(); n != 0 {
+		t.Fatalf("%d submissions fetched while the sink failed its check, want none", n)
+	}
+	if got := s.sinkBack(t, sinkDir, receipts); len(got) != 3 {
+		t.Errorf("%d submissions in the sink, want 3", len(got))
+	}
+	if n := fetches.n.Load(); n != 3 {
+		t.Errorf("%d fetches, want 3", n)
+	}
+	if !strings.Contains(logs.String(), "the sink works again") {
+		t.Errorf("the outage's end is not logged:\n%s", logs.String())
 	}
 }
 

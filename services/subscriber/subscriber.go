@@ -262,6 +262,14 @@ func (o *outage) held() (hold, probe chan struct{}) {
 	return o.hold, o.probe
 }
 
+// unproven reports an outage that no delivery failed: its sink's check
+// alone began it.
+func (o *outage) unproven() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return !o.since.IsZero() && o.failures == 0
+}
+
 // release lets every held delivery try the sink again.
 func (o *outage) release() {
 	o.mu.Lock()
@@ -1097,6 +1105,26 @@ func (s *Subscriber) sinkFailed(ctx context.Context, log *slog.Logger, id string
 	s.remindLocked(ctx, now, err)
 }
 
+// checkFailed holds the deliveries for a sink that failed its readiness
+// check with err: an outage begins, if none has.
+func (s *Subscriber) checkFailed(ctx context.Context, err error) {
+	o := &s.outage
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.hold != nil {
+		return
+	}
+	o.hold, o.last = make(chan struct{}), err
+	now := time.Now()
+	if o.since.IsZero() {
+		o.since, o.told, o.failing = now, now, nil
+		s.log.WarnContext(ctx, "subscriber: the sink fails; submissions wait for it", "sink", s.cfg.Sink.Kind(),
+			"failures_in_a_row", o.failures, "err", err)
+		return
+	}
+	s.remindLocked(ctx, now, err)
+}
+
 // remind reports a lasting outage again, at most once per outageReport.
 func (s *Subscriber) remind(ctx context.Context, err error) {
 	s.outage.mu.Lock()
@@ -1177,6 +1205,15 @@ func (s *Subscriber) probeSink(ctx context.Context, released func()) {
 		case <-t.C:
 		}
 		if hold, _ := s.outage.held(); hold == nil {
+			// A sink that fails its own check fails deliveries too: they
+			// wait from now, not from the third one it fails.
+			if checker != nil {
+				cctx, cancel := context.WithTimeout(ctx, probeEvery)
+				if err := checker.Check(cctx); err != nil && ctx.Err() == nil {
+					s.checkFailed(ctx, err)
+				}
+				cancel()
+			}
 			continue
 		}
 		if checker == nil {
@@ -1186,6 +1223,14 @@ func (s *Subscriber) probeSink(ctx context.Context, released func()) {
 		cctx, cancel := context.WithTimeout(ctx, probeEvery)
 		err := checker.Check(cctx)
 		cancel()
+		if err == nil && s.outage.unproven() {
+			// Only its check failed: it passing again ends the outage.
+			s.sinkWorks(ctx)
+			if released != nil {
+				released()
+			}
+			continue
+		}
 		if err == nil {
 			s.outage.release()
 			if released != nil {
