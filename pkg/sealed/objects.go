@@ -44,6 +44,19 @@ func AttachmentUploadKey(submissionID, attachmentID string) string {
 	return "attu." + submissionID + "." + attachmentID
 }
 
+// AttachmentCommitKey names the entry an upload of one attachment holds
+// while its object becomes the attachment's content, and SubmitLockKey
+// the one a submit writes before it reads the attachments' tags: each
+// side writes its own, then reads the other's, so that no upload replaces
+// an attachment under a submit that read the tag before it.
+func AttachmentCommitKey(submissionID, attachmentID string) string {
+	return "attc." + submissionID + "." + attachmentID
+}
+
+// SubmitLockKey names the entry of a submission's submit (see
+// AttachmentCommitKey).
+func SubmitLockKey(submissionID string) string { return "submitting." + submissionID }
+
 // AttachmentUpload is the value of an AttachmentUploadKey entry.
 func AttachmentUpload(tag, digest string) []byte { return []byte(tag + " " + digest) }
 

@@ -34,6 +34,8 @@ func TestStateKeys(t *testing.T) {
 		{"tags", TagsKey(sid), "tags." + sid},
 		{"attachment tag", AttachmentTagKey(sid, aid), "att." + sid + "." + aid},
 		{"attachment upload", AttachmentUploadKey(sid, aid), "attu." + sid + "." + aid},
+		{"attachment commit", AttachmentCommitKey(sid, aid), "attc." + sid + "." + aid},
+		{"submit lock", SubmitLockKey(sid), "submitting." + sid},
 		{"outbox", OutboxKey(jti), "outbox." + jti},
 	}
 	// A key-value key is tokens of [-_=A-Za-z0-9] separated by dots.

@@ -3,11 +3,13 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -261,4 +263,95 @@ func TestCorruptLargeAttachment(t *testing.T) {
 	if got := dead.Header.Get(bus.HeaderDeadReason); got != bus.ReasonCorruptObject {
 		t.Errorf("dead letter reason %q", got)
 	}
+}
+
+// TestUploadDuringSubmit: an upload that replaces an attachment and is
+// still streaming when the submission is submitted is refused when it
+// ends, and the attachment stays the one whose tag the submit signed; an
+// upload that holds its commit entry makes a submit wait for it, and a
+// submit under way refuses uploads.
+func TestUploadDuringSubmit(t *testing.T) {
+	f := newFlowEnv(t, flowtest.Backends()[0].Open(t))
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	receiver := f.token("subscribe:destination:" + d.ID)
+	s, aid := f.withAttachment(t, d, sender, []byte("Anlage"))
+	sid := s.SubmissionID
+	f.upload(t, sender, sid, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+
+	second := seal(t, []byte("Anlage, zweite Fassung"), d.EncryptionKID)
+	pr, pw := io.Pipe()
+	req, err := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/submissions/"+sid+"/attachments/"+aid, pr)
+	must(t, err)
+	req.Header.Set("Authorization", "Bearer "+sender)
+	req.Header.Set("Content-Type", "application/jose")
+	answered := make(chan int, 1)
+	go func() {
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			answered <- 0
+			return
+		}
+		resp.Body.Close()
+		answered <- resp.StatusCode
+	}()
+	// The gateway reads the upload's first part, then the submit comes.
+	_, err = pw.Write([]byte(second[:len(second)-8]))
+	must(t, err)
+	f.submit(t, sender, s).want(t, http.StatusAccepted)
+	_, err = pw.Write([]byte(second[len(second)-8:]))
+	must(t, err)
+	must(t, pw.Close())
+	if status := <-answered; status != http.StatusUnprocessableEntity {
+		t.Errorf("the upload that ended after the submit was answered %d, want 422", status)
+	}
+	f.route(t, sid)
+	got := f.call(t, http.MethodGet, "/v1/submissions/"+sid+"/attachments/"+aid, receiver, "", nil)
+	got.want(t, http.StatusOK)
+	if string(got.body) != s.attachments[aid] {
+		t.Errorf("the receiver is handed the upload that ended after the submit, not the one the submit signed")
+	}
+
+	// A commit entry held (an upload making its object the content) holds
+	// the submit until it is given back.
+	ctx := context.Background()
+	s, aid = f.withAttachment(t, d, sender, []byte("Anlage"))
+	f.upload(t, sender, s.SubmissionID, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	_, err = f.bus.PutState(ctx, sealed.AttachmentCommitKey(s.SubmissionID, aid), []byte("upload"))
+	must(t, err)
+	submitted := make(chan reply, 1)
+	go func() {
+		body, _ := json.Marshal(s.submitBody())
+		req, _ := http.NewRequest(http.MethodPut, f.srv.URL+"/v1/submissions/"+s.SubmissionID, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+sender)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := f.srv.Client().Do(req)
+		if err != nil {
+			submitted <- reply{}
+			return
+		}
+		resp.Body.Close()
+		submitted <- reply{status: resp.StatusCode}
+	}()
+	select {
+	case r := <-submitted:
+		t.Fatalf("the submit was answered %d while an upload held its commit entry", r.status)
+	case <-time.After(500 * time.Millisecond):
+	}
+	must(t, f.bus.DeleteState(ctx, sealed.AttachmentCommitKey(s.SubmissionID, aid)))
+	if r := <-submitted; r.status != http.StatusAccepted {
+		t.Errorf("the submit was answered %d once the upload gave its entry back, want 202", r.status)
+	}
+
+	// A submit under way refuses an upload.
+	s, aid = f.withAttachment(t, d, sender, []byte("Anlage"))
+	_, err = f.bus.PutState(ctx, sealed.SubmitLockKey(s.SubmissionID), []byte("submit"))
+	must(t, err)
+	p := f.upload(t, sender, s.SubmissionID, aid, s.attachments[aid]).problem(t, http.StatusUnprocessableEntity, problem.TypeSubmissionState, "submissionId")
+	if !strings.Contains(p.Detail, "being submitted") {
+		t.Errorf("detail %q, want the submit under way named", p.Detail)
+	}
+	must(t, f.bus.DeleteState(ctx, sealed.SubmitLockKey(s.SubmissionID)))
+	f.upload(t, sender, s.SubmissionID, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	f.submit(t, sender, s).want(t, http.StatusAccepted)
 }

@@ -110,14 +110,14 @@ var outboxEvents = []string{set.CreateSubmission, set.SubmitSubmission}
 // for the gateway's sweep to publish. What is already gone is no error.
 func (l *Ledger) deleteContent(ctx context.Context, s store.Submission) error {
 	names := []string{sealed.PayloadObject(s.ID)}
-	keys := []string{sealed.TagsKey(s.ID), sealed.PayloadKey(s.ID)}
+	keys := []string{sealed.TagsKey(s.ID), sealed.PayloadKey(s.ID), sealed.SubmitLockKey(s.ID)}
 	seen := make(map[string]bool)
 	for _, ids := range [][]string{s.AnnouncedAttachments, s.UploadedAttachments} {
 		for _, id := range ids {
 			if !seen[id] {
 				seen[id] = true
 				names = append(names, sealed.AttachmentObject(s.ID, id))
-				keys = append(keys, sealed.AttachmentTagKey(s.ID, id), sealed.AttachmentUploadKey(s.ID, id))
+				keys = append(keys, sealed.AttachmentTagKey(s.ID, id), sealed.AttachmentUploadKey(s.ID, id), sealed.AttachmentCommitKey(s.ID, id))
 			}
 		}
 	}

@@ -658,7 +658,14 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	var (
 		d    store.Destination
 		tags set.AuthenticationTags
+		// unlock gives the submit entry back unless the record is written.
+		unlock func()
 	)
+	defer func() {
+		if unlock != nil {
+			unlock()
+		}
+	}()
 	if sub.Status == sealed.Incomplete {
 		if d, err = destination.Load(r.Context(), a.store, sub.DestinationID); err != nil {
 			return err
@@ -674,6 +681,11 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 				return err
 			}
 		}
+		if len(sub.AnnouncedAttachments) > 0 {
+			if unlock, err = a.lockSubmit(ctx, sub); err != nil {
+				return retryLater(w, a.api.Unavailable(r, "order the submit after uploads", err))
+			}
+		}
 		if tags, err = a.submitTags(r, sub, meta, data); err != nil {
 			return retryLater(w, err)
 		}
@@ -687,6 +699,8 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	if err != nil {
 		return fmt.Errorf("submit %s: %w", sid, err)
 	}
+	// Submitted now: the entry stays, and uploads find the record.
+	unlock = nil
 	if !created && !bytes.Equal(rec.RequestHash, hash) {
 		return problem.IdempotencyMismatch("encryptedMetadata",
 			fmt.Sprintf("submission %s was submitted with other encryptedMetadata or encryptedData", sid))
