@@ -270,6 +270,11 @@ func TestTokenFailureLimits(t *testing.T) {
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
 			t.Errorf("Retry-After %q", resp.Header.Get("Retry-After"))
 		}
+		// The public quota's headers agree with the lockout.
+		if h := resp.Header; h.Get("RateLimit-Remaining") != "0" || h.Get("RateLimit-Reset") != h.Get("Retry-After") {
+			t.Errorf("RateLimit-Remaining %q, -Reset %q with Retry-After %q; want 0 and the Retry-After",
+				h.Get("RateLimit-Remaining"), h.Get("RateLimit-Reset"), h.Get("Retry-After"))
+		}
 		if !strings.Contains(p.Detail, "client-victim") {
 			t.Errorf("detail %q does not name the client id", p.Detail)
 		}

@@ -182,7 +182,14 @@ func (a *API) WriteErrorAs(w http.ResponseWriter, r *http.Request, err error, co
 	var se *scopeError
 	var re *retryError
 	if errors.As(err, &re) {
-		w.Header().Set("Retry-After", retrySeconds(re.after))
+		secs := retrySeconds(re.after)
+		w.Header().Set("Retry-After", secs)
+		if re.p.Status == http.StatusTooManyRequests && w.Header().Get(headerLimit) != "" {
+			// A limit of the handler's own refused it within Throttle's
+			// quota: its headers must not tell the client to go on.
+			w.Header().Set(headerRemaining, "0")
+			w.Header().Set(headerReset, secs)
+		}
 	}
 	switch {
 	case errors.As(err, &ae):
