@@ -184,10 +184,15 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 	}
 }
 
-// TestHTTPCheckFailingHoldsAtOnce: a sink that fails its readiness check
-// holds the submissions before any delivery failed, and the check passing
-// again lets them go.
+// TestHTTPCheckFailingHoldsAtOnce: a sink that fails its readiness check,
+// while running or already at start, holds the submissions before any
+// delivery failed, and the check passing again lets them go.
 func TestHTTPCheckFailingHoldsAtOnce(t *testing.T) {
+	t.Run("running", func(t *testing.T) { testCheckFailingHolds(t, false) })
+	t.Run("at start", func(t *testing.T) { testCheckFailingHolds(t, true) })
+}
+
+func testCheckFailingHolds(t *testing.T, atStart bool) {
 	s, dests, rid, rsecret, file := oneDestination(t)
 	d := dests[0]
 	conf, sk := loadConfig(t, file)
@@ -202,10 +207,23 @@ func TestHTTPCheckFailingHoldsAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var receipts []client.Receipt
+	if atStart {
+		// Listed before the subscriber starts, with the sink's folder gone.
+		for _, r := range s.submitRange(t, d, 0, 3) {
+			waitListed(t, api, d.ID, r.SubmissionID)
+			receipts = append(receipts, r)
+		}
+		if err := os.RemoveAll(sinkDir); err != nil {
+			t.Fatal(err)
+		}
+	}
 	flowtest.Start(t, sub)
 
-	if err := os.RemoveAll(sinkDir); err != nil {
-		t.Fatal(err)
+	if !atStart {
+		if err := os.RemoveAll(sinkDir); err != nil {
+			t.Fatal(err)
+		}
 	}
 	eventually(t, 30*time.Second, func() error {
 		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
@@ -213,10 +231,11 @@ func TestHTTPCheckFailingHoldsAtOnce(t *testing.T) {
 		}
 		return nil
 	})
-	var receipts []client.Receipt
-	for _, r := range s.submitRange(t, d, 0, 3) {
-		waitListed(t, api, d.ID, r.SubmissionID)
-		receipts = append(receipts, r)
+	if !atStart {
+		for _, r := range s.submitRange(t, d, 0, 3) {
+			waitListed(t, api, d.ID, r.SubmissionID)
+			receipts = append(receipts, r)
+		}
 	}
 	// Polls once a second.
 	time.Sleep(3 * time.Second)

@@ -415,6 +415,11 @@ func retryable(err error) bool {
 // hand finish and returns nil. It returns an error when pickup cannot
 // start or ends for another reason.
 func (s *Subscriber) Run(ctx context.Context) error {
+	// A sink that fails its check at start holds the deliveries from the
+	// first, as it would once running.
+	if checker, ok := s.cfg.Sink.(sink.Checker); ok {
+		s.checkSink(ctx, checker)
+	}
 	switch s.conf.Mode {
 	case config.ModeNATS:
 		return s.runNATS(ctx)
@@ -1105,6 +1110,16 @@ func (s *Subscriber) sinkFailed(ctx context.Context, log *slog.Logger, id string
 	s.remindLocked(ctx, now, err)
 }
 
+// checkSink runs the sink's readiness check: a sink that fails it fails
+// deliveries too, so they wait from now, not from the third it fails.
+func (s *Subscriber) checkSink(ctx context.Context, checker sink.Checker) {
+	cctx, cancel := context.WithTimeout(ctx, probeEvery)
+	defer cancel()
+	if err := checker.Check(cctx); err != nil && ctx.Err() == nil {
+		s.checkFailed(ctx, err)
+	}
+}
+
 // checkFailed holds the deliveries for a sink that failed its readiness
 // check with err: an outage begins, if none has.
 func (s *Subscriber) checkFailed(ctx context.Context, err error) {
@@ -1205,14 +1220,8 @@ func (s *Subscriber) probeSink(ctx context.Context, released func()) {
 		case <-t.C:
 		}
 		if hold, _ := s.outage.held(); hold == nil {
-			// A sink that fails its own check fails deliveries too: they
-			// wait from now, not from the third one it fails.
 			if checker != nil {
-				cctx, cancel := context.WithTimeout(ctx, probeEvery)
-				if err := checker.Check(cctx); err != nil && ctx.Err() == nil {
-					s.checkFailed(ctx, err)
-				}
-				cancel()
+				s.checkSink(ctx, checker)
 			}
 			continue
 		}
