@@ -21,19 +21,64 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stop loadStop
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		for range sigs {
+			if !stop.fire() {
+				cancel()
+			}
+		}
+	}()
+	err := run(ctx, &stop, os.Args[1:], os.Stdout, os.Stderr)
+	signal.Stop(sigs)
 	if err != nil {
 		if !errors.Is(err, errUsage) {
 			fmt.Fprintln(os.Stderr, "loadtest:", err)
 		}
 		os.Exit(2)
 	}
+}
+
+// loadStop ends a run's load early on the first interrupt, so that its
+// report is still written; an interrupt outside the load, or a second one,
+// ends the run at once.
+type loadStop struct {
+	mu  sync.Mutex
+	end func() // set while a load runs, until used
+}
+
+// arm makes end what the next interrupt does, until disarm.
+func (s *loadStop) arm(end func()) (disarm func()) {
+	s.mu.Lock()
+	s.end = end
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		s.end = nil
+		s.mu.Unlock()
+	}
+}
+
+// fire ends the load, if one runs and was not ended yet.
+func (s *loadStop) fire() bool {
+	s.mu.Lock()
+	end := s.end
+	s.end = nil
+	s.mu.Unlock()
+	if end == nil {
+		return false
+	}
+	end()
+	return true
 }
 
 // errUsage marks an error whose message was already printed.
@@ -49,14 +94,14 @@ Usage:
 Run 'go run ./loadtest run -h' or 'go run ./loadtest lifecycle -h' for their flags.
 `
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, stop *loadStop, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errUsage
 	}
 	switch args[0] {
 	case "run":
-		return runRun(ctx, args[1:], stdout, stderr)
+		return runRun(ctx, stop, args[1:], stdout, stderr)
 	case "lifecycle":
 		return runLifecycle(ctx, args[1:], stdout, stderr)
 	case bareCommand:

@@ -45,6 +45,9 @@ type report struct {
 	Bounds          []bound                  `json:"bounds"`
 	Profiles        []profileTop             `json:"profiles,omitempty"`
 	Notes           []string                 `json:"notes"`
+	// Interrupted says the sending was ended early by an interrupt; the
+	// first note says how.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 type machine struct {
@@ -244,6 +247,10 @@ func (r *report) fill(tr *traffic, rec *recorder, smp *sampler, tg *target, star
 	res.PrivateOpsPerLifecycle = privateOps(sc)
 	ys := r.Yardsticks
 	signRate := (ys.SigningPerSecond[0] + ys.SigningPerSecond[1]) / 2
+	if ys.SigningPerSecond[1] == 0 {
+		// Not measured after a load that was interrupted.
+		signRate = ys.SigningPerSecond[0]
+	}
 	res.SigningBoundPerSecond = signRate / res.PrivateOpsPerLifecycle
 
 	nan := math.NaN()
@@ -531,6 +538,9 @@ func (r *report) summary(w io.Writer) {
 	fmt.Fprintf(w, "\nAmtsbote load test: %s, %s on %s/%s, %d CPUs, commit %s, %s\n", r.Scenario.Name, r.Target, r.Machine.OS, r.Machine.Arch, r.Machine.CPUs, r.Commit, r.Started.Format(time.RFC3339))
 	fmt.Fprintf(w, "  %d started, %d submitted, %d routed, %d accepted, %d unfinished, %d errors; machine %.0f%% busy\n\n",
 		res.Started, res.Submitted, res.Routed, res.Accepted, res.Unfinished, sumErrors(res.Errors), 100*res.MachineBusy)
+	if r.Interrupted && len(r.Notes) > 0 {
+		fmt.Fprintf(w, "  %s\n\n", r.Notes[0])
+	}
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  figure\tvalue\tbound\tvalue of bound\tratio\ttarget")
 	names := []string{"lifecycleToSigningBound", "backboneSigningShare", "ingestToRawJetStream", "routesToBareHTTP", "attachmentUploadToObjectStore", "attachmentDownloadToObjectStore"}

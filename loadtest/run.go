@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -44,7 +45,7 @@ type runConfig struct {
 	destinations int
 }
 
-func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runRun(ctx context.Context, stop *loadStop, args []string, stdout, stderr io.Writer) error {
 	var cfg runConfig
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -297,7 +298,19 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	go smp.run(sampleCtx, time.Second)
 	fmt.Fprintf(stdout, "running %s for %s (%s)…\n", sc.Name, time.Duration(sc.Duration), arrivalText(sc))
 	sendersDone := make(chan struct{})
-	go func() { tr.send(ctx, start); close(sendersDone) }()
+	// An interrupt ends the sending; what was started is still received
+	// and reported.
+	sendCtx, endSending := context.WithCancel(ctx)
+	defer endSending()
+	var interrupted atomic.Bool
+	disarm := stop.arm(func() {
+		interrupted.Store(true)
+		fmt.Fprintln(stderr, "\ninterrupted: no more submissions are started; the report follows once those under way are done (interrupt again to stop at once)")
+		endSending()
+	})
+	defer disarm()
+	var sentFor time.Duration
+	go func() { tr.send(sendCtx, start); sentFor = time.Since(start); close(sendersDone) }()
 	progressDone, received := make(chan struct{}), make(chan struct{})
 	if cfg.progress {
 		go progressBar(stderr, tr, start, time.Duration(sc.Duration), sendersDone, received, progressDone)
@@ -321,6 +334,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	close(received)
 	<-progressDone
 	end := time.Now()
+	disarm()
 	loadEnd()
 	stopSampling()
 	if recvErr != nil {
@@ -330,8 +344,16 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 
+	if interrupted.Load() {
+		// Ended early: the sending took what it took, and the report
+		// comes without the yardsticks after the load.
+		rep.Scenario.Duration = duration(sentFor)
+		rep.Interrupted = true
+		rep.Notes = append(rep.Notes, fmt.Sprintf("Interrupted: submissions were started for %.0f s instead of %s, and the yardsticks after the load (GET /v1/routes beside a bare handler, signing again) were not measured.",
+			sentFor.Seconds(), time.Duration(sc.Duration)))
+	}
 	// Yardsticks after the load: /v1/routes beside a bare handler, signing again.
-	if cfg.yardsticks && len(ds) > 0 {
+	if cfg.yardsticks && len(ds) > 0 && !interrupted.Load() {
 		d := ds[0]
 		q := url.Values{"leikaKey": {strings.TrimPrefix(d.offer.service, "urn:de:fim:leika:leistung:")}, "ars": {d.ars}}
 		routesURL := tg.baseURL + "/v1/routes?" + q.Encode()
@@ -357,7 +379,7 @@ func runRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		closeBare()
 		closeInProcess()
 	}
-	if cfg.yardsticks {
+	if cfg.yardsticks && !interrupted.Load() {
 		fmt.Fprintf(stdout, "yardsticks: PS512 signing again…\n")
 		var after float64
 		if ys.SigningPerSecond[1], after, err = signingCost(ctx, tg.signing, time.Duration(sc.Yardsticks)); err != nil {
