@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -116,6 +117,10 @@ type Registry struct {
 	log      *slog.Logger
 	now      func() time.Time
 	allow    []netip.Prefix
+	// writes orders this process's destination writes: each one's routes
+	// are checked against the table after the write before it was
+	// announced, so two at once cannot both claim a service and region.
+	writes sync.Mutex
 }
 
 // New checks cfg.
@@ -174,6 +179,8 @@ func (r *Registry) CreateDestination(ctx context.Context, actor string, d store.
 			return Change{}, err
 		}
 	}
+	r.writes.Lock()
+	defer r.writes.Unlock()
 	if err := r.prepare(ctx); err != nil {
 		return Change{}, err
 	}
@@ -215,6 +222,8 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 	if err != nil {
 		return Change{}, fmt.Errorf("list keys of %s: %w", id, err)
 	}
+	r.writes.Lock()
+	defer r.writes.Unlock()
 	if err := r.prepare(ctx); err != nil {
 		return Change{}, err
 	}
@@ -655,6 +664,9 @@ func (r *Registry) checkRegions(ctx context.Context, d store.Destination, kept m
 // write has happened: a failed announcement is logged, and processes catch
 // up at their next resync.
 func (r *Registry) announce(ctx context.Context, id string) (Change, error) {
+	// Stored is stored: a caller gone meanwhile does not keep the other
+	// processes from learning of it.
+	ctx = context.WithoutCancel(ctx)
 	d, err := r.store.Destination(ctx, id)
 	if err != nil {
 		return Change{}, fmt.Errorf("read destination %s: %w", id, err)
@@ -677,6 +689,7 @@ func (r *Registry) announceReference(ctx context.Context) uint64 {
 	if r.refs == nil {
 		return 0
 	}
+	ctx = context.WithoutCancel(ctx)
 	actx, cancel := context.WithTimeout(ctx, announceWait)
 	defer cancel()
 	rev, err := r.refs.PublishReference(actx)

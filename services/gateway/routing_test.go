@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/legacy"
 	gojose "github.com/go-jose/go-jose/v4"
+	"github.com/google/uuid"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/ars"
@@ -611,6 +615,29 @@ func testImportBadInput(t *testing.T, b flowtest.Backend) {
 	// Without the operator scope, nothing is imported.
 	resp = e.do(http.MethodPost, "/admin/v1/import/gv100ad", e.token("send:region:DE"), "text/plain", []byte(ok))
 	wantProblem(t, resp, http.StatusForbidden, problem.TypeForbidden, "")
+}
+
+// TestConcurrentCreatesConflict: of two destinations created at once for
+// the same service and region, one is refused, however close together.
+func TestConcurrentCreatesConflict(t *testing.T) {
+	e := newEnv(t)
+	admin := e.adminToken()
+	for round := range 8 {
+		ids := []string{uuid.NewString(), uuid.NewString()}
+		codes := make([]int, len(ids))
+		var wg sync.WaitGroup
+		for i, id := range ids {
+			body := destinationBody(t, id, []string{"DE08315"}, "enc-"+id[:8], "sig-"+id[:8])
+			body["status"] = "active"
+			body["services"].([]any)[0].(map[string]any)["identifier"] = fmt.Sprintf("urn:de:fim:leika:leistung:990500120000%02d", round)
+			wg.Go(func() { codes[i] = e.doJSON(http.MethodPost, "/admin/v1/destinations", admin, body).StatusCode })
+		}
+		wg.Wait()
+		slices.Sort(codes)
+		if !slices.Equal(codes, []int{http.StatusCreated, http.StatusConflict}) {
+			t.Fatalf("round %d: two creates of one service and region at once answered %v, want one 201 and one 409", round, codes)
+		}
+	}
 }
 
 func TestRouteConflictsRefused(t *testing.T) {
