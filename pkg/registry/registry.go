@@ -473,6 +473,9 @@ func (r *Registry) ImportAreas(ctx context.Context, actor string, d *ars.Directo
 	if errors.Is(err, store.ErrStale) {
 		return Imported[store.AreaImport]{}, problem.Conflict("body", err.Error())
 	}
+	if errors.Is(err, store.ErrIncomplete) {
+		return Imported[store.AreaImport]{}, problem.Unprocessable("body", err.Error())
+	}
 	if err != nil {
 		return Imported[store.AreaImport]{}, fmt.Errorf("import areas: %w", err)
 	}

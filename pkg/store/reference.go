@@ -23,6 +23,24 @@ import (
 // directory whose Gebietsstand precedes the one imported before.
 var ErrStale = errors.New("older than the current data")
 
+// ErrIncomplete means a directory lacks areas that the stored one of the
+// same Gebietsstand holds: a file cut short, since an area leaves the
+// directory only with a later Gebietsstand.
+var ErrIncomplete = errors.New("incomplete")
+
+// MissingAreas describes the current areas of missing, which a directory
+// of stand lacks, for an ErrIncomplete.
+func MissingAreas(stand time.Time, missing []Area) error {
+	slices.SortFunc(missing, func(a, b Area) int { return strings.Compare(a.ARS, b.ARS) })
+	var first []string
+	for _, a := range missing[:min(3, len(missing))] {
+		first = append(first, a.ARS+" "+a.Name)
+	}
+	return fmt.Errorf("%w: the directory of Gebietsstand %s lacks %d areas the stored directory of the same Gebietsstand holds (%s …): "+
+		"is the file cut short? An area leaves the directory only with a later Gebietsstand",
+		ErrIncomplete, stand.Format(time.DateOnly), len(missing), strings.Join(first, ", "))
+}
+
 // Area is one area of the imported directory (GV100AD): a Land,
 // Regierungsbezirk, Kreis, Gemeindeverband or Gemeinde. An area is kept
 // after it disappears from a newer directory, as retired.

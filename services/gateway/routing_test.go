@@ -612,6 +612,18 @@ func testImportBadInput(t *testing.T, b flowtest.Backend) {
 	}
 	e.wantUnchanged(before)
 
+	// The same directory cut short at a line's end: every line parses,
+	// but a Gebietsstand kept does not lose areas.
+	short := strings.Join(lines[:12], "\n") + "\n"
+	resp = e.do(http.MethodPost, "/admin/v1/import/gv100ad", admin, "text/plain", []byte(short))
+	if p := wantProblem(t, resp, http.StatusUnprocessableEntity, problem.TypeUnprocessable, "body"); !strings.Contains(p.Detail, "cut short") {
+		t.Errorf("detail %q, want the file named as cut short", p.Detail)
+	}
+	if n := countAreas(); n != areas {
+		t.Errorf("%d areas after a cut-short import, want %d", n, areas)
+	}
+	e.wantUnchanged(before)
+
 	// Without the operator scope, nothing is imported.
 	resp = e.do(http.MethodPost, "/admin/v1/import/gv100ad", e.token("send:region:DE"), "text/plain", []byte(ok))
 	wantProblem(t, resp, http.StatusForbidden, problem.TypeForbidden, "")

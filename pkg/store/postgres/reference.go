@@ -154,6 +154,18 @@ func (db *DB) writeAreas(ctx context.Context, actor string, d *ars.Directory, se
 			}
 			batch.Queue(update, areaArgs(a, stand, seed)...)
 		}
+		if !seed && !standChanged {
+			// Retiring areas while keeping the Gebietsstand: a file cut short.
+			var missing []store.Area
+			for _, a := range existing {
+				if a.Retired == nil {
+					missing = append(missing, a)
+				}
+			}
+			if len(missing) > 0 {
+				return store.MissingAreas(stand, missing)
+			}
+		}
 		for k, s := range existing {
 			if s.Retired != nil {
 				continue
