@@ -240,6 +240,10 @@ func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
 		return d, fmt.Errorf("re-drive dead letter %d: published, but not marked: %w", seq, err)
 	}
 	if err := b.deleteDead(ctx, seq); err != nil {
+		if errors.Is(err, ErrNotFound) && !ack.Duplicate {
+			// Purged meanwhile: the publish above was the re-drive.
+			return d, nil
+		}
 		return d, fmt.Errorf("re-drive dead letter %d: published, but not deleted from %s: %w", seq, StreamDead, err)
 	}
 	return d, nil

@@ -177,11 +177,13 @@ func (a *API) handleRedriveDeadLetter(w http.ResponseWriter, r *http.Request, p 
 	if err != nil {
 		return err
 	}
-	d, err := dead.Redrive(r.Context(), seq)
+	ctx, cancel := deadActCtx(r)
+	defer cancel()
+	d, err := dead.Redrive(ctx, seq)
 	if err != nil {
 		return a.deadError(r, "re-drive dead letter", seq, err)
 	}
-	a.auditDead(r, p, ActionDeadRedrive, d)
+	a.auditDead(ctx, p, ActionDeadRedrive, d)
 	httpapi.WriteJSON(w, http.StatusOK, d)
 	return nil
 }
@@ -203,12 +205,15 @@ func (a *API) handleRedriveDeadLetters(w http.ResponseWriter, r *http.Request, p
 	}
 	out := redriveResult{Redriven: []uint64{}, Failed: []redriveFailed{}}
 	for _, d := range list {
-		done, err := dead.Redrive(r.Context(), d.Seq)
+		ctx, cancel := deadActCtx(r)
+		done, err := dead.Redrive(ctx, d.Seq)
 		if err != nil {
+			cancel()
 			out.Failed = append(out.Failed, redriveFailed{Seq: d.Seq, Detail: err.Error()})
 			continue
 		}
-		a.auditDead(r, p, ActionDeadRedrive, done)
+		a.auditDead(ctx, p, ActionDeadRedrive, done)
+		cancel()
 		out.Redriven = append(out.Redriven, d.Seq)
 	}
 	httpapi.WriteJSON(w, http.StatusOK, out)
@@ -226,11 +231,13 @@ func (a *API) handlePurgeDeadLetter(w http.ResponseWriter, r *http.Request, p ht
 	if err != nil {
 		return err
 	}
-	d, err := dead.PurgeDead(r.Context(), seq)
+	ctx, cancel := deadActCtx(r)
+	defer cancel()
+	d, err := dead.PurgeDead(ctx, seq)
 	if err != nil {
 		return a.deadError(r, "purge dead letter", seq, err)
 	}
-	if err := a.store.Audit(r.Context(), DeadAudit(p.Subject, ActionDeadPurge, d)); err != nil {
+	if err := a.store.Audit(ctx, DeadAudit(p.Subject, ActionDeadPurge, d)); err != nil {
 		return fmt.Errorf("audit purge of dead letter %d: %w", seq, err)
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -239,10 +246,19 @@ func (a *API) handlePurgeDeadLetter(w http.ResponseWriter, r *http.Request, p ht
 
 // auditDead records a re-drive; the message went where it failed, so a
 // lost audit entry is logged rather than answered as a failure.
-func (a *API) auditDead(r *http.Request, p httpapi.Principal, action string, d bus.DeadLetter) {
-	if err := a.store.Audit(r.Context(), DeadAudit(p.Subject, action, d)); err != nil {
-		a.api.Log.WarnContext(r.Context(), "audit entry lost", "action", action, "seq", d.Seq, "err", err)
+func (a *API) auditDead(ctx context.Context, p httpapi.Principal, action string, d bus.DeadLetter) {
+	if err := a.store.Audit(ctx, DeadAudit(p.Subject, action, d)); err != nil {
+		a.api.Log.WarnContext(ctx, "audit entry lost", "action", action, "seq", d.Seq, "err", err)
 	}
+}
+
+// deadActFor bounds a re-drive or purge with its audit entry. Begun, it
+// is carried through when the operator's request ends: a dead letter gone
+// without its audit entry, or re-driven without it, is what must not be.
+const deadActFor = 30 * time.Second
+
+func deadActCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.Context()), deadActFor)
 }
 
 // DeadAudit is the audit entry of an act on dead letter d: the dead letter
