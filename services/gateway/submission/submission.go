@@ -395,7 +395,6 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 	if err := a.bus.Answers(time.Second); err != nil {
 		return problem.Unavailable("the message bus does not answer; retry the request")
 	}
-	replay := false
 	if key != "" {
 		hash := sha256.Sum256(raw)
 		rec, created, err := a.store.PutIdempotency(ctx, store.IdempotencyRecord{
@@ -412,7 +411,7 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 			if err := json.Unmarshal(rec.Body, &out); err != nil {
 				return fmt.Errorf("create submission: stored answer: %w", err)
 			}
-			body, replay = rec.Body, true
+			body = rec.Body
 		}
 	}
 
@@ -427,8 +426,9 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 		sub.CallbackURL, sub.CallbackSecret = in.Callback.URL, in.Callback.Secret
 	}
 	// A replay finds the submission made by the first request, unless that
-	// one stopped before writing it.
-	if err := a.store.CreateSubmission(ctx, sub); err != nil && !(replay && errors.Is(err, store.ErrConflict)) {
+	// one stopped before writing it; the first may find it made by a
+	// replay sent at once. The record's fresh id is theirs alone.
+	if err := a.store.CreateSubmission(ctx, sub); err != nil && !(key != "" && errors.Is(err, store.ErrConflict)) {
 		return fmt.Errorf("create submission: %w", err)
 	}
 	if err := a.issuer.Enqueue(ctx, set.CreateSubmission, sub.ID, sub.CaseID, nil); err != nil {
