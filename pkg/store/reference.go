@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"regexp"
 	"slices"
 	"strconv"
@@ -28,9 +29,19 @@ var ErrStale = errors.New("older than the current data")
 // directory only with a later Gebietsstand.
 var ErrIncomplete = errors.New("incomplete")
 
-// MissingAreas describes the current areas of missing, which a directory
-// of stand lacks, for an ErrIncomplete.
-func MissingAreas(stand time.Time, missing []Area) error {
+// CheckComplete refuses, with ErrIncomplete, a directory of the stored
+// Gebietsstand stand that lacks current areas: left are the stored areas
+// the directory does not list.
+func CheckComplete(stand time.Time, left iter.Seq[Area]) error {
+	var missing []Area
+	for a := range left {
+		if a.Retired == nil {
+			missing = append(missing, a)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
 	slices.SortFunc(missing, func(a, b Area) int { return strings.Compare(a.ARS, b.ARS) })
 	var first []string
 	for _, a := range missing[:min(3, len(missing))] {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -156,14 +157,8 @@ func (db *DB) writeAreas(ctx context.Context, actor string, d *ars.Directory, se
 		}
 		if !seed && !standChanged {
 			// Retiring areas while keeping the Gebietsstand: a file cut short.
-			var missing []store.Area
-			for _, a := range existing {
-				if a.Retired == nil {
-					missing = append(missing, a)
-				}
-			}
-			if len(missing) > 0 {
-				return store.MissingAreas(stand, missing)
+			if err := store.CheckComplete(stand, maps.Values(existing)); err != nil {
+				return err
 			}
 		}
 		for k, s := range existing {

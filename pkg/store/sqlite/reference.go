@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -172,8 +173,11 @@ func (db *DB) writeAreas(ctx context.Context, actor string, d *ars.Directory, se
 				return fmt.Errorf("update area %s %s: %w", a.Level, a.ARS, err)
 			}
 		}
-		if err := checkComplete(existing, seed, standChanged, stand); err != nil {
-			return err
+		if !seed && !standChanged {
+			// Retiring areas while keeping the Gebietsstand: a file cut short.
+			if err := store.CheckComplete(stand, maps.Values(existing)); err != nil {
+				return err
+			}
 		}
 		retire, err := tx.PrepareContext(ctx, `UPDATE areas SET retired_at = ?, retired_stand = ? WHERE ars = ? AND level = ?`)
 		if err != nil {
@@ -601,23 +605,4 @@ func (db *DB) EachDestination(ctx context.Context, fn func(store.Destination) er
 		}
 		return nil
 	})
-}
-
-// checkComplete refuses an import that would retire areas of the stored
-// directory while keeping its Gebietsstand: left, the current areas the
-// file lacks, can only be a file cut short.
-func checkComplete(left map[areaKey]store.Area, seed, standChanged bool, stand time.Time) error {
-	if seed || standChanged {
-		return nil
-	}
-	var missing []store.Area
-	for _, a := range left {
-		if a.Retired == nil {
-			missing = append(missing, a)
-		}
-	}
-	if len(missing) > 0 {
-		return store.MissingAreas(stand, missing)
-	}
-	return nil
 }
