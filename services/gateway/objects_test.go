@@ -343,6 +343,16 @@ func TestUploadDuringSubmit(t *testing.T) {
 		t.Errorf("the submit was answered %d once the upload gave its entry back, want 202", r.status)
 	}
 
+	// One left by a gateway that stopped, never renewed, lapses: the
+	// submit goes on after some seconds.
+	s, aid = f.withAttachment(t, d, sender, []byte("Anlage"))
+	f.upload(t, sender, s.SubmissionID, aid, s.attachments[aid]).want(t, http.StatusNoContent)
+	_, err = f.bus.PutState(ctx, sealed.AttachmentCommitKey(s.SubmissionID, aid), []byte("upload"))
+	must(t, err)
+	began := time.Now()
+	f.submit(t, sender, s).want(t, http.StatusAccepted)
+	t.Logf("a commit entry left behind held the submit for %s", time.Since(began).Round(time.Second))
+
 	// A submit under way refuses an upload.
 	s, aid = f.withAttachment(t, d, sender, []byte("Anlage"))
 	_, err = f.bus.PutState(ctx, sealed.SubmitLockKey(s.SubmissionID), []byte("submit"))

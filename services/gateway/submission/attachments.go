@@ -68,7 +68,8 @@ func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p http
 
 	body := http.MaxBytesReader(w, r.Body, limit+1)
 	// The object goes on being written once the upload holds its commit
-	// entry, for at most commitFor: a submit waits for it no longer.
+	// entry for at most commitFor, and not once the entry is lost: a
+	// submit waits for it no longer.
 	putCtx, cancelPut := context.WithCancel(ctx)
 	defer cancelPut()
 	unlock := func() {}
@@ -77,7 +78,7 @@ func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p http
 		if err := a.checkEncryptionKey(ctx, sub.DestinationID, j, ""); err != nil {
 			return err
 		}
-		u, err := a.commitUpload(ctx, sub, aid)
+		u, err := a.commitUpload(ctx, sub, aid, cancelPut)
 		if err != nil {
 			return err
 		}
@@ -128,122 +129,6 @@ func (a *API) beforeSubmit(ctx context.Context, sub store.Submission) error {
 	}
 	return problem.SubmissionState("submissionId",
 		fmt.Sprintf("submission %s is %s; attachments are uploaded before submit", sub.ID, status))
-}
-
-// commitFor bounds the writing of an attachment's object after its upload
-// took the commit entry; an entry older than commitStale is one a gateway
-// left when it stopped, and no longer counts.
-const (
-	commitFor   = time.Minute
-	commitStale = 2 * commitFor
-)
-
-// commitUpload takes the commit entry of attachment aid of sub, once
-// another upload of it has finished, and checks that no submit is under
-// way or done: the submit reads the attachments' tags after it wrote its
-// entry, so it either sees this one and waits for it, or was seen here.
-// It returns the function that gives the entry back.
-func (a *API) commitUpload(ctx context.Context, sub store.Submission, aid string) (unlock func(), err error) {
-	key := sealed.AttachmentCommitKey(sub.ID, aid)
-	for {
-		_, err := a.bus.CreateState(ctx, key, []byte("upload"))
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bus.ErrRevisionMismatch) {
-			return nil, &uploadError{err: err}
-		}
-		e, err := a.bus.GetState(ctx, key)
-		switch {
-		case errors.Is(err, bus.ErrNotFound):
-			continue
-		case err != nil:
-			return nil, &uploadError{err: err}
-		case time.Since(e.Created) > commitStale:
-			if _, err := a.bus.UpdateState(ctx, key, []byte("upload"), e.Revision); err == nil {
-				return a.submitNotBegun(ctx, sub, key)
-			}
-			continue
-		}
-		if err := sleepCtx(ctx, commitPoll); err != nil {
-			return nil, &uploadError{err: err}
-		}
-	}
-	return a.submitNotBegun(ctx, sub, key)
-}
-
-// submitNotBegun checks, holding the commit entry key, that no submit of
-// sub is under way or done; if one is, it gives the entry back.
-func (a *API) submitNotBegun(ctx context.Context, sub store.Submission, key string) (unlock func(), err error) {
-	unlock = func() {
-		if err := a.bus.DeleteState(context.WithoutCancel(ctx), key); err != nil {
-			a.api.Log.WarnContext(ctx, "attachment commit entry left; it lapses", "key", key, "err", err)
-		}
-	}
-	e, err := a.bus.GetState(ctx, sealed.SubmitLockKey(sub.ID))
-	switch {
-	case err == nil && time.Since(e.Created) <= commitStale:
-		unlock()
-		return nil, problem.SubmissionState("submissionId",
-			fmt.Sprintf("submission %s is being submitted; attachments are uploaded before submit", sub.ID))
-	case err != nil && !errors.Is(err, bus.ErrNotFound):
-		unlock()
-		return nil, &uploadError{err: err}
-	}
-	if err := a.beforeSubmit(ctx, sub); err != nil {
-		unlock()
-		if _, ok := problem.As(err); !ok {
-			err = &uploadError{err: err}
-		}
-		return nil, err
-	}
-	return unlock, nil
-}
-
-// lockSubmit writes the submit entry of sub, then waits for the uploads
-// of its attachments that took their commit entry before (see
-// commitUpload). It returns the function that gives the entry back, for a
-// submit that stops before its record is written.
-func (a *API) lockSubmit(ctx context.Context, sub store.Submission) (unlock func(), err error) {
-	key := sealed.SubmitLockKey(sub.ID)
-	if _, err := a.bus.PutState(ctx, key, []byte("submit")); err != nil {
-		return nil, err
-	}
-	unlock = func() {
-		if err := a.bus.DeleteState(context.WithoutCancel(ctx), key); err != nil {
-			a.api.Log.WarnContext(ctx, "submit entry left; uploads wait until it lapses", "key", key, "err", err)
-		}
-	}
-	for _, aid := range sub.AnnouncedAttachments {
-		for {
-			e, err := a.bus.GetState(ctx, sealed.AttachmentCommitKey(sub.ID, aid))
-			if errors.Is(err, bus.ErrNotFound) || err == nil && time.Since(e.Created) > commitStale {
-				break
-			}
-			if err == nil {
-				err = sleepCtx(ctx, commitPoll)
-			}
-			if err != nil {
-				unlock()
-				return nil, err
-			}
-		}
-	}
-	return unlock, nil
-}
-
-// commitPoll is how often a wait for another's commit entry looks again.
-const commitPoll = 20 * time.Millisecond
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // uploadError carries a failure of the object store, as opposed to one of

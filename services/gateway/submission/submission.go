@@ -658,12 +658,13 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	var (
 		d    store.Destination
 		tags set.AuthenticationTags
-		// unlock gives the submit entry back unless the record is written.
-		unlock func()
+		// release ends the submit entry, kept once the record is written.
+		release  func(keep bool)
+		recorded bool
 	)
 	defer func() {
-		if unlock != nil {
-			unlock()
+		if release != nil {
+			release(recorded)
 		}
 	}()
 	if sub.Status == sealed.Incomplete {
@@ -682,7 +683,7 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 			}
 		}
 		if len(sub.AnnouncedAttachments) > 0 {
-			if unlock, err = a.lockSubmit(ctx, sub); err != nil {
+			if release, err = a.lockSubmit(ctx, sub); err != nil {
 				return retryLater(w, a.api.Unavailable(r, "order the submit after uploads", err))
 			}
 		}
@@ -700,7 +701,7 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 		return fmt.Errorf("submit %s: %w", sid, err)
 	}
 	// Submitted now: the entry stays, and uploads find the record.
-	unlock = nil
+	recorded = true
 	if !created && !bytes.Equal(rec.RequestHash, hash) {
 		return problem.IdempotencyMismatch("encryptedMetadata",
 			fmt.Sprintf("submission %s was submitted with other encryptedMetadata or encryptedData", sid))
