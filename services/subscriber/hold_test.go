@@ -36,6 +36,55 @@ func (c *countFetches) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// countingAPI is the Submission API as receiver rid, counting the
+// submissions it hands out.
+func (s *system) countingAPI(t *testing.T, rid, rsecret string) (*client.Client, *countFetches) {
+	t.Helper()
+	fetches := &countFetches{}
+	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(&http.Client{Transport: fetches}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return api, fetches
+}
+
+// waitLogged waits until logs hold msg.
+func waitLogged(t *testing.T, logs *flowtest.Buffer, msg string, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, func() error {
+		if !strings.Contains(logs.String(), msg) {
+			return fmt.Errorf("%q not logged", msg)
+		}
+		return nil
+	})
+}
+
+// failure is a line of logs telling of a submission the sink failed.
+type failure struct {
+	Attempt int
+	RetryIn *time.Duration `json:"retry_in"`
+}
+
+// failures reads the lines of logs that hold msg, each with its attempt.
+func failures(t *testing.T, logs *flowtest.Buffer, msg string) []failure {
+	t.Helper()
+	var out []failure
+	for line := range strings.Lines(logs.String()) {
+		if !strings.Contains(line, msg) {
+			continue
+		}
+		var f failure
+		if err := json.Unmarshal([]byte(line), &f); err != nil {
+			t.Fatal(err)
+		}
+		if f.Attempt < 1 {
+			t.Fatalf("a failure logged without its attempt: %s", line)
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
 // TestNATSHoldsForFailingSink: in mode nats, messages that find the sink
 // failing wait in hand instead of coming back with the consumer's backoff,
 // so that an outage longer than the deliveries' backoff leaves no dead
@@ -47,11 +96,7 @@ func TestNATSHoldsForFailingSink(t *testing.T) {
 	rid, rsecret := s.receiverOf(t, d)
 	s.start(t)
 	conf, sk, sinkDir := s.natsDirectory(t, "sub-hold", rid, rsecret, d)
-	fetches := &countFetches{}
-	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(&http.Client{Transport: fetches}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	api, fetches := s.countingAPI(t, rid, rsecret)
 	// Ten deliveries after waits of 10 ms doubling take about 5 s.
 	var logs flowtest.Buffer
 	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Bus: s.bus, BackoffBase: 10 * time.Millisecond,
@@ -68,12 +113,7 @@ func TestNATSHoldsForFailingSink(t *testing.T) {
 	receipts := s.submitRange(t, d, 0, 3)
 	// Three failures in a row make an outage; the deliveries in hand
 	// then finish failing.
-	eventually(t, 30*time.Second, func() error {
-		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
-			return fmt.Errorf("no outage after %d fetches", fetches.n.Load())
-		}
-		return nil
-	})
+	waitLogged(t, &logs, "the sink fails; submissions wait for it", 30*time.Second)
 	time.Sleep(time.Second)
 	before := fetches.n.Load()
 	time.Sleep(8 * time.Second)
@@ -137,11 +177,7 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 	d := dests[0]
 	conf, sk := loadConfig(t, file)
 	sinkDir := conf.Sink.Directory
-	fetches := &countFetches{}
-	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(&http.Client{Transport: fetches}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	api, fetches := s.countingAPI(t, rid, rsecret)
 	// The submission the sink failed would be handed in again after a
 	// minute; the others after a second.
 	var logs flowtest.Buffer
@@ -158,12 +194,7 @@ func TestHTTPHoldsForFailingSink(t *testing.T) {
 	// Three failures in a row, or the sink's check, make an outage; the
 	// deliveries in hand then finish failing.
 	receipts := s.submitRange(t, d, 0, 3)
-	eventually(t, 30*time.Second, func() error {
-		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
-			return fmt.Errorf("no outage after %d fetches", fetches.n.Load())
-		}
-		return nil
-	})
+	waitLogged(t, &logs, "the sink fails; submissions wait for it", 30*time.Second)
 	time.Sleep(time.Second)
 	before := fetches.n.Load()
 	for _, r := range s.submitRange(t, d, 3, 6) {
@@ -197,11 +228,7 @@ func testCheckFailingHolds(t *testing.T, atStart bool) {
 	d := dests[0]
 	conf, sk := loadConfig(t, file)
 	sinkDir := conf.Sink.Directory
-	fetches := &countFetches{}
-	api, err := client.New(s.baseURL, client.Credentials(rid, rsecret), client.HTTPClient(&http.Client{Transport: fetches}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	api, fetches := s.countingAPI(t, rid, rsecret)
 	var logs flowtest.Buffer
 	sub, err := subscriber.New(subscriber.Config{Conf: conf, Sink: sk, API: api, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	if err != nil {
@@ -225,12 +252,7 @@ func testCheckFailingHolds(t *testing.T, atStart bool) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 30*time.Second, func() error {
-		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
-			return errors.New("no outage after the sink's check failed")
-		}
-		return nil
-	})
+	waitLogged(t, &logs, "the sink fails; submissions wait for it", 30*time.Second)
 	if !atStart {
 		for _, r := range s.submitRange(t, d, 0, 3) {
 			waitListed(t, api, d.ID, r.SubmissionID)
@@ -293,21 +315,8 @@ func TestOneFailingSubmissionHoldsNoOneBack(t *testing.T) {
 	}
 	// Each failure is logged with its attempt and the wait before the next.
 	var attempts []int
-	for line := range strings.Lines(logs.String()) {
-		if !strings.Contains(line, "the sink failed a submission; it is tried again") {
-			continue
-		}
-		var f struct {
-			Attempt int
-			RetryIn time.Duration `json:"retry_in"`
-		}
-		if err := json.Unmarshal([]byte(line), &f); err != nil {
-			t.Fatal(err)
-		}
-		if f.Attempt < 1 {
-			t.Fatalf("a failure logged without its attempt: %s", line)
-		}
-		if want := 10 * time.Millisecond << (f.Attempt - 1); f.RetryIn != want {
+	for _, f := range failures(t, &logs, "the sink failed a submission; it is tried again") {
+		if want := 10 * time.Millisecond << (f.Attempt - 1); f.RetryIn == nil || *f.RetryIn != want {
 			t.Errorf("attempt %d: retry_in %v, want %v", f.Attempt, f.RetryIn, want)
 		}
 		attempts = append(attempts, f.Attempt)
@@ -343,12 +352,7 @@ func TestOneProbeAtATime(t *testing.T) {
 	flowtest.Start(t, sub)
 
 	s.submitRange(t, d, 0, 3)
-	eventually(t, time.Minute, func() error {
-		if !strings.Contains(logs.String(), "the sink fails; submissions wait for it") {
-			return errors.New("no outage yet")
-		}
-		return nil
-	})
+	waitLogged(t, &logs, "the sink fails; submissions wait for it", time.Minute)
 	// These wait for the sink, each a probe when its turn comes.
 	s.submitRange(t, d, 3, 6)
 	// The deliveries under way when the outage began finish failing.
@@ -452,27 +456,9 @@ func TestNATSFailingSubmissionLogsAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	flowtest.Start(t, sub)
-	eventually(t, time.Minute, func() error {
-		if !strings.Contains(logs.String(), "the sink failed a submission's last delivery") {
-			return errors.New("the last delivery's failure not logged")
-		}
-		return nil
-	})
+	waitLogged(t, &logs, "the sink failed a submission's last delivery", time.Minute)
 	var attempts []int
-	for line := range strings.Lines(logs.String()) {
-		if !strings.Contains(line, "the sink failed a submission") {
-			continue
-		}
-		var f struct {
-			Attempt int
-			RetryIn *time.Duration `json:"retry_in"`
-		}
-		if err := json.Unmarshal([]byte(line), &f); err != nil {
-			t.Fatal(err)
-		}
-		if f.Attempt < 1 {
-			t.Fatalf("a failure logged without its attempt: %s", line)
-		}
+	for _, f := range failures(t, &logs, "the sink failed a submission") {
 		switch want := 10 * time.Millisecond << (f.Attempt - 1); {
 		case f.Attempt == subscriber.DefaultMaxDeliver:
 			if f.RetryIn != nil {
