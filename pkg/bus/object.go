@@ -292,12 +292,7 @@ func (b *Bus) subjectCount(ctx context.Context, stream, subject string) (uint64,
 	if err != nil {
 		return 0, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
-		defer cancel()
-	}
-	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.INFO."+stream, body)
+	msg, err := b.leaderRequest(ctx, "$JS.API.STREAM.INFO."+stream, body)
 	if err != nil {
 		return 0, fmt.Errorf("count chunks: %w", err)
 	}
@@ -476,12 +471,7 @@ func (b *Bus) leaderGet(ctx context.Context, stream string, req msgGetRequest) (
 	if err != nil {
 		return storedMsg{}, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
-		defer cancel()
-	}
-	msg, err := b.nc.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
+	msg, err := b.leaderRequest(ctx, "$JS.API.STREAM.MSG.GET."+stream, body)
 	if err != nil {
 		return storedMsg{}, err
 	}
@@ -529,11 +519,9 @@ func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n in
 	if err != nil {
 		return nil
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
-		defer cancel()
-	}
+	// Unanswered, the leader is asked instead.
+	ctx, cancel := context.WithTimeout(ctx, leaderAttempt)
+	defer cancel()
 	// The batch and its closing status fit; a synchronous subscription's
 	// channel of the client's default length would cost half a MiB per
 	// request, as much again as the chunks it carries.
@@ -570,8 +558,45 @@ func (b *Bus) directChunks(ctx context.Context, seq uint64, subject string, n in
 	return out
 }
 
-// leaderGetTimeout bounds one chunk request when ctx has no deadline.
-const leaderGetTimeout = 10 * time.Second
+const (
+	// leaderGetTimeout bounds a request to a stream's leader when ctx has
+	// no deadline.
+	leaderGetTimeout = 10 * time.Second
+	// leaderAttempt bounds one try of it: a request that reached a leader
+	// as it stepped down stays unanswered and is sent again.
+	leaderAttempt = 4 * time.Second
+)
+
+// leaderRequest sends a JetStream API read that its stream's leader
+// answers, again and again until it is answered or ctx ends.
+func (b *Bus) leaderRequest(ctx context.Context, subject string, body []byte) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, leaderGetTimeout)
+		defer cancel()
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, leaderAttempt)
+		msg, err := b.nc.RequestWithContext(actx, subject, body)
+		cancel()
+		switch {
+		case err == nil:
+			return msg, nil
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, nats.ErrNoResponders):
+			// A server restarting has no JetStream yet.
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(100 * time.Millisecond):
+			}
+		default:
+			return nil, err
+		}
+	}
+}
 
 // objectReader reads an object's chunks in stream order, a batch ahead.
 type objectReader struct {

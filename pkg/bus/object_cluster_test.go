@@ -288,6 +288,75 @@ func TestObjectPutDuringLeaderChange(t *testing.T) {
 	}
 }
 
+// TestObjectReadsAcrossStepDown reads an object while its stream's leader
+// steps down again and again. A read that reached the leader as it stepped
+// down is not answered; it must be asked again rather than wait for its
+// caller's deadline.
+func TestObjectReadsAcrossStepDown(t *testing.T) {
+	nodes := bustest.Cluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	b := bustest.Connect(t, nodes.URL())
+	eventually(t, 30*time.Second, func() error {
+		return b.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
+	})
+	content := bytes.Repeat([]byte("0123456789abcdef"), bus.ObjectChunk/8) // two chunks
+	if _, err := b.PutObject(ctx, "r1/attachment", bytes.NewReader(content)); err != nil {
+		t.Fatal(err)
+	}
+
+	read := func(i int) error {
+		// Far more than a leader election takes.
+		rctx, rcancel := context.WithTimeout(ctx, 30*time.Second)
+		defer rcancel()
+		if i%2 == 0 {
+			_, err := b.StatObject(rctx, "r1/attachment")
+			return err
+		}
+		r, err := b.GetObject(rctx, "r1/attachment")
+		if err != nil {
+			return err
+		}
+		defer r.Close()
+		got, err := io.ReadAll(r)
+		if err == nil && !bytes.Equal(got, content) {
+			err = fmt.Errorf("read %d bytes of other content", len(got))
+		}
+		return err
+	}
+	done := make(chan struct{})
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			for i := g; ; i++ {
+				select {
+				case <-done:
+					errs <- nil
+					return
+				default:
+				}
+				if err := read(i); err != nil {
+					errs <- fmt.Errorf("read %d: %w", i, err)
+					return
+				}
+			}
+		}()
+	}
+	for range 5 {
+		nodes.Current(t, bus.StreamPayloads, time.Minute)
+		if _, err := b.JetStream().Conn().Request("$JS.API.STREAM.LEADER.STEPDOWN."+bus.StreamPayloads, nil, 5*time.Second); err != nil {
+			t.Logf("step down: %v", err)
+		}
+		time.Sleep(time.Second)
+	}
+	close(done)
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
+
 // TestLargeObjectReadsUseNoConsumer reads an object of 12 chunks from
 // every node of a three-node cluster. No read may create a consumer: a
 // fresh consumer's first pull could go unanswered there until its
