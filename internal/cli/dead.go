@@ -172,33 +172,47 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 	}
 	done := map[string]string{"redrive": "re-driven", "purge": "purged"}[cmd]
 	var errs []error
-	for _, seq := range seqs {
-		var (
-			d      bus.DeadLetter
-			err    error
-			action = bus.AuditDeadRedrive
-		)
-		if cmd == "purge" {
-			action = bus.AuditDeadPurge
-			d, err = b.PurgeDead(ctx, seq)
-		} else {
-			d, err = b.Redrive(ctx, seq)
+	for i, seq := range seqs {
+		if ctx.Err() != nil {
+			// Interrupted: the dead letters begun are done, the rest stay.
+			errs = append(errs, fmt.Errorf("interrupted, %d not %s: %v", len(seqs)-i, done, seqs[i:]))
+			break
 		}
-		if err != nil {
+		if err := deadAct(ctx, b, st, cmd, done, seq, sf.actor, stdout, stderr); err != nil {
 			errs = append(errs, err)
-			fmt.Fprintf(stderr, "%d: %v\n", seq, err)
-			continue
 		}
-		if err := st.Audit(ctx, store.AuditEntry{Actor: sf.actor, Action: action, Object: d.AuditObject(), Before: d.AuditRecord()}); err != nil {
-			errs = append(errs, fmt.Errorf("audit %s of %d: %w", action, seq, err))
-			fmt.Fprintf(stderr, "%d: %s, but the audit entry was not written: %v\n", seq, done, err)
-			continue
-		}
-		fmt.Fprintf(stdout, "%d %s (%s, %s)\n", seq, done, d.Reason, d.Subject)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("dead %s: %d of %d failed: %w", cmd, len(errs), len(seqs), errors.Join(errs...))
 	}
+	return nil
+}
+
+// deadAct re-drives or purges the dead letter at seq and writes its audit
+// entry, both carried through when ctx ends.
+func deadAct(ctx context.Context, b *bus.Bus, st store.Store, cmd, done string, seq uint64, actor string, stdout, stderr io.Writer) error {
+	ctx, cancel := bus.DeadActContext(ctx)
+	defer cancel()
+	var (
+		d      bus.DeadLetter
+		err    error
+		action = bus.AuditDeadRedrive
+	)
+	if cmd == "purge" {
+		action = bus.AuditDeadPurge
+		d, err = b.PurgeDead(ctx, seq)
+	} else {
+		d, err = b.Redrive(ctx, seq)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%d: %v\n", seq, err)
+		return err
+	}
+	if err := st.Audit(ctx, store.AuditEntry{Actor: actor, Action: action, Object: d.AuditObject(), Before: d.AuditRecord()}); err != nil {
+		fmt.Fprintf(stderr, "%d: %s, but the audit entry was not written: %v\n", seq, done, err)
+		return fmt.Errorf("audit %s of %d: %w", action, seq, err)
+	}
+	fmt.Fprintf(stdout, "%d %s (%s, %s)\n", seq, done, d.Reason, d.Subject)
 	return nil
 }
 

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -217,6 +219,60 @@ func TestDeadCommands(t *testing.T) {
 			t.Errorf("%d re-drives audited, want 3", redrives)
 		}
 	})
+	t.Run("interrupted", func(t *testing.T) {
+		mu.Lock()
+		fixed = false
+		mu.Unlock()
+		for range 2 {
+			id := uuid.NewString()
+			ev := event.New()
+			ev.SetID(id)
+			ev.SetSource("https://amtsbote.test")
+			ev.SetType("de.amtsbote.submission.routed")
+			if err := ev.SetData("application/json", []byte(`{}`)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Publish(ctx, subject, ev, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var seqs []string
+		eventually(t, 10*time.Second, func() error {
+			l, _, err := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0)
+			if err != nil || len(l) != 2 {
+				return fmt.Errorf("%d dead letters (%v)", len(l), err)
+			}
+			seqs = []string{fmt.Sprint(l[0].Seq), fmt.Sprint(l[1].Seq)}
+			return nil
+		})
+		// Ctrl-C as the first purge is reported: the second is not begun.
+		ictx, interrupt := context.WithCancel(ctx)
+		defer interrupt()
+		out := &interruptingWriter{on: "purged", interrupt: interrupt}
+		getenv := func(string) string { return "" }
+		err := Run(ictx, append([]string{"dead", "purge", "--actor", "operator-8", seqs[0], seqs[1]}, withStore...), getenv, out, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "interrupted, 1 not purged: ["+seqs[1]+"]") {
+			t.Errorf("purge interrupted: %v, want the one not purged named\n%s", err, out)
+		}
+		l, _, err := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0)
+		if err != nil || len(l) != 1 || fmt.Sprint(l[0].Seq) != seqs[1] {
+			t.Errorf("dead letters left: %+v, %v; want %s", l, err, seqs[1])
+		}
+		st, _, err := openStore(ctx, "", dataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		for i, want := range []int{1, 0} {
+			entries, err := st.AuditLog(ctx, "dead-letter:"+seqs[i], store.Page{})
+			if err != nil || len(entries) != want {
+				t.Errorf("audit of %s: %d entries (%v), want %d", seqs[i], len(entries), err, want)
+			}
+		}
+		if _, err := runCLI(t, dataDir, append([]string{"dead", "purge", seqs[1]}, withStore...)...); err != nil {
+			t.Errorf("purge of the rest: %v", err)
+		}
+	})
 	t.Run("none matching", func(t *testing.T) {
 		out, err := runCLI(t, dataDir, append([]string{"dead", "redrive", "--all", "--reason", "nope"}, withStore...)...)
 		if err != nil || !strings.Contains(out, "none re-driven") {
@@ -266,3 +322,19 @@ func TestDeadCommands(t *testing.T) {
 		}
 	}
 }
+
+// interruptingWriter interrupts as the first line containing on is written.
+type interruptingWriter struct {
+	on        string
+	interrupt context.CancelFunc
+	buf       bytes.Buffer
+}
+
+func (w *interruptingWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.on) {
+		w.interrupt()
+	}
+	return w.buf.Write(p)
+}
+
+func (w *interruptingWriter) String() string { return w.buf.String() }

@@ -260,6 +260,17 @@ func redrivable(stream, subject string) bool {
 	return ok && strings.HasPrefix(subject, prefix+".")
 }
 
+// deadActFor bounds a re-drive or purge with its audit entry. Begun, it is
+// carried through when the operator's request or command is interrupted:
+// a dead letter gone, or re-driven, without its audit entry is what must
+// not be.
+const deadActFor = 30 * time.Second
+
+// DeadActContext is the context of one such act begun under ctx.
+func DeadActContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), deadActFor)
+}
+
 // PurgeDead deletes the dead letter at seq and returns what it was;
 // ErrNotFound if there is none.
 func (b *Bus) PurgeDead(ctx context.Context, seq uint64) (DeadLetter, error) {

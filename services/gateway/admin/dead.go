@@ -177,7 +177,7 @@ func (a *API) handleRedriveDeadLetter(w http.ResponseWriter, r *http.Request, p 
 	if err != nil {
 		return err
 	}
-	ctx, cancel := deadActCtx(r)
+	ctx, cancel := bus.DeadActContext(r.Context())
 	defer cancel()
 	d, err := dead.Redrive(ctx, seq)
 	if err != nil {
@@ -205,7 +205,7 @@ func (a *API) handleRedriveDeadLetters(w http.ResponseWriter, r *http.Request, p
 	}
 	out := redriveResult{Redriven: []uint64{}, Failed: []redriveFailed{}}
 	for _, d := range list {
-		ctx, cancel := deadActCtx(r)
+		ctx, cancel := bus.DeadActContext(r.Context())
 		done, err := dead.Redrive(ctx, d.Seq)
 		if err != nil {
 			cancel()
@@ -231,7 +231,7 @@ func (a *API) handlePurgeDeadLetter(w http.ResponseWriter, r *http.Request, p ht
 	if err != nil {
 		return err
 	}
-	ctx, cancel := deadActCtx(r)
+	ctx, cancel := bus.DeadActContext(r.Context())
 	defer cancel()
 	d, err := dead.PurgeDead(ctx, seq)
 	if err != nil {
@@ -250,15 +250,6 @@ func (a *API) auditDead(ctx context.Context, p httpapi.Principal, action string,
 	if err := a.store.Audit(ctx, DeadAudit(p.Subject, action, d)); err != nil {
 		a.api.Log.WarnContext(ctx, "audit entry lost", "action", action, "seq", d.Seq, "err", err)
 	}
-}
-
-// deadActFor bounds a re-drive or purge with its audit entry. Begun, it
-// is carried through when the operator's request ends: a dead letter gone
-// without its audit entry, or re-driven without it, is what must not be.
-const deadActFor = 30 * time.Second
-
-func deadActCtx(r *http.Request) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(r.Context()), deadActFor)
 }
 
 // DeadAudit is the audit entry of an act on dead letter d: the dead letter
