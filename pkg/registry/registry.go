@@ -67,6 +67,9 @@ type Reference interface {
 // the table conflicts are checked against, and the announcement of
 // changes to every process.
 type Routes interface {
+	// LockWrites orders destination writes across processes: it returns
+	// once no other process writes, and unlock lets the next one on.
+	LockWrites(ctx context.Context) (unlock func(), err error)
 	// Prepare brings the table up to the latest revision it can reach.
 	Prepare(ctx context.Context) error
 	// Check reports a conflict of d's routes with another destination's.
@@ -117,9 +120,10 @@ type Registry struct {
 	log      *slog.Logger
 	now      func() time.Time
 	allow    []netip.Prefix
-	// writes orders this process's destination writes: each one's routes
-	// are checked against the table after the write before it was
-	// announced, so two at once cannot both claim a service and region.
+	// writes orders this process's destination writes, routes.LockWrites
+	// those of all processes: each one's routes are checked against the
+	// table after the write before it was announced, so two at once cannot
+	// both claim a service and region.
 	writes sync.Mutex
 }
 
@@ -179,11 +183,11 @@ func (r *Registry) CreateDestination(ctx context.Context, actor string, d store.
 			return Change{}, err
 		}
 	}
-	r.writes.Lock()
-	defer r.writes.Unlock()
-	if err := r.prepare(ctx); err != nil {
+	unlock, err := r.lockWrites(ctx)
+	if err != nil {
 		return Change{}, err
 	}
+	defer unlock()
 	if err := r.checkRegions(ctx, d, nil); err != nil {
 		return Change{}, err
 	}
@@ -222,11 +226,11 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 	if err != nil {
 		return Change{}, fmt.Errorf("list keys of %s: %w", id, err)
 	}
-	r.writes.Lock()
-	defer r.writes.Unlock()
-	if err := r.prepare(ctx); err != nil {
+	unlock, err := r.lockWrites(ctx)
+	if err != nil {
 		return Change{}, err
 	}
+	defer unlock()
 	now := r.now()
 	_, err = r.store.UpdateDestination(ctx, actor, id, func(d *store.Destination) error {
 		from := d.Status
@@ -528,13 +532,32 @@ func ImportProblem(err error) error {
 	return p
 }
 
-// prepare brings the routing table up to date before a write is checked
-// against it.
-func (r *Registry) prepare(ctx context.Context) error {
+// lockWrites orders a destination write after the others of this
+// process and of every other, then brings the routing table up to date so
+// the write is checked against what they wrote.
+func (r *Registry) lockWrites(ctx context.Context) (unlock func(), err error) {
+	r.writes.Lock()
 	if r.routes == nil {
-		return nil
+		return r.writes.Unlock, nil
 	}
-	return r.routes.Prepare(ctx)
+	release, err := r.routes.LockWrites(ctx)
+	if err != nil {
+		r.writes.Unlock()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		r.log.WarnContext(ctx, "destination write not ordered", "err", err)
+		return nil, problem.Unavailable("destination writes are ordered through the message bus, which did not answer; retry the request")
+	}
+	unlock = func() {
+		release()
+		r.writes.Unlock()
+	}
+	if err := r.routes.Prepare(ctx); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
 }
 
 // check refuses a destination state whose routes conflict with another

@@ -27,6 +27,7 @@ func (s cutStore) CreateDestination(ctx context.Context, actor string, d store.D
 // announced records the destinations announced.
 type announced struct{ ids []string }
 
+func (a *announced) LockWrites(context.Context) (func(), error)        { return func() {}, nil }
 func (a *announced) Prepare(context.Context) error                     { return nil }
 func (a *announced) Check(context.Context, store.Destination) error    { return nil }
 func (a *announced) CheckRegion(context.Context, string, string) error { return nil }

@@ -557,6 +557,32 @@ func (s *Syncer) Prepare(ctx context.Context) error {
 	return nil
 }
 
+// WritesLockKey names the state entry that orders destination writes
+// across processes.
+const WritesLockKey = "lock.registry-writes"
+
+// LockWrites orders this destination write after those of every other
+// process that shares the bus: each is checked after the previous one was
+// announced. It waits within ctx and returns the function that ends the
+// hold; without a bus there is no other process.
+func (s *Syncer) LockWrites(ctx context.Context) (unlock func(), err error) {
+	if s.cfg.Bus == nil {
+		return func() {}, nil
+	}
+	// A holder that stopped leaves it free after bus.LockStale.
+	wctx, cancel := context.WithTimeout(ctx, 2*bus.LockStale)
+	defer cancel()
+	l, err := s.cfg.Bus.Lock(wctx, WritesLockKey, []byte("destination write"), nil)
+	if err != nil {
+		return nil, fmt.Errorf("lock destination writes: %w", err)
+	}
+	return func() {
+		if err := l.Release(ctx); err != nil {
+			s.log.WarnContext(ctx, "destination write lock left; it lapses", "err", err)
+		}
+	}, nil
+}
+
 // Check reports whether the stored state d of a destination may be
 // written: its routes must not conflict with another destination's,
 // whether that one claims its routes yet or is still in status created.

@@ -823,6 +823,53 @@ func TestRoutesFollowAcrossGateways(t *testing.T) {
 	}
 }
 
+// TestConcurrentCreatesConflictAcrossGateways: of two destinations for
+// the same service and region created at once through two gateway
+// processes, one is refused.
+func TestConcurrentCreatesConflictAcrossGateways(t *testing.T) {
+	st := flowtest.OpenSQLite(t)
+	b1, node := bustest.Bus(t)
+	b2 := bustest.Connect(t, node.URL)
+	var gws []*env
+	for _, b := range []*bus.Bus{b1, b2} {
+		s, err := routesync.New(routesync.Config{Store: st, Bus: b})
+		must(t, err)
+		flowtest.Start(t, s)
+		gws = append(gws, newEnvOn(t, st, func(c *gateway.Config) { c.Routes = s }))
+	}
+	for round := range 8 {
+		codes := make([]int, len(gws))
+		var wg sync.WaitGroup
+		for i, gw := range gws {
+			id := uuid.NewString()
+			body := destinationBody(t, id, []string{"DE08315"}, "enc-"+id[:8], "sig-"+id[:8])
+			body["status"] = "active"
+			body["services"].([]any)[0].(map[string]any)["identifier"] = fmt.Sprintf("urn:de:fim:leika:leistung:990500120000%02d", round)
+			token := gw.adminToken()
+			wg.Go(func() { codes[i] = gw.doJSON(http.MethodPost, "/admin/v1/destinations", token, body).StatusCode })
+		}
+		wg.Wait()
+		slices.Sort(codes)
+		if !slices.Equal(codes, []int{http.StatusCreated, http.StatusConflict}) {
+			t.Fatalf("round %d: creates of one service and region at once through two gateways answered %v, want one 201 and one 409", round, codes)
+		}
+	}
+
+	// Without the bus the writes cannot be ordered: none is stored.
+	token := gws[0].adminToken()
+	before := gws[0].state()
+	node.Shutdown()
+	id := uuid.NewString()
+	body := destinationBody(t, id, []string{"DE08315"}, "enc-"+id[:8], "sig-"+id[:8])
+	body["services"].([]any)[0].(map[string]any)["identifier"] = "urn:de:fim:leika:leistung:99050012000099"
+	resp := gws[0].doJSON(http.MethodPost, "/admin/v1/destinations", token, body)
+	wantProblem(t, resp, http.StatusServiceUnavailable, problem.TypeUnavailable, "")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Errorf("503 without Retry-After: %v", resp.Header)
+	}
+	gws[0].wantUnchanged(before)
+}
+
 // TestNoRouteForAnUnservedKey: without a service catalogue, a LeiKa key
 // no destination serves still answers why there is no route.
 func TestNoRouteForAnUnservedKey(t *testing.T) {
