@@ -24,18 +24,19 @@ import (
 // directory whose Gebietsstand precedes the one imported before.
 var ErrStale = errors.New("older than the current data")
 
-// ErrIncomplete means a directory lacks areas that the stored one of the
-// same Gebietsstand holds: a file cut short, since an area leaves the
-// directory only with a later Gebietsstand.
+// ErrIncomplete means a directory lacks areas that it cannot have lost: a
+// file cut short. An area leaves the directory only with a later
+// Gebietsstand, and a Land never does.
 var ErrIncomplete = errors.New("incomplete")
 
-// CheckComplete refuses, with ErrIncomplete, a directory of the stored
-// Gebietsstand stand that lacks current areas: left are the stored areas
+// CheckComplete refuses, with ErrIncomplete, a directory of Gebietsstand
+// stand that lacks current areas it cannot have lost: any, when it is of
+// the stored Gebietsstand (same), else a Land. left are the stored areas
 // the directory does not list.
-func CheckComplete(stand time.Time, left iter.Seq[Area]) error {
+func CheckComplete(stand time.Time, same bool, left iter.Seq[Area]) error {
 	var missing []Area
 	for a := range left {
-		if a.Retired == nil {
+		if a.Retired == nil && (same || a.Level == ars.Land) {
 			missing = append(missing, a)
 		}
 	}
@@ -45,7 +46,12 @@ func CheckComplete(stand time.Time, left iter.Seq[Area]) error {
 	slices.SortFunc(missing, func(a, b Area) int { return strings.Compare(a.ARS, b.ARS) })
 	var first []string
 	for _, a := range missing[:min(3, len(missing))] {
-		first = append(first, a.ARS+" "+a.Name)
+		first = append(first, a.ARS[:a.Level.Digits()]+" "+a.Name)
+	}
+	if !same {
+		return fmt.Errorf("%w: the directory of Gebietsstand %s lacks Länder the stored directory holds (%s): "+
+			"is the file cut short? A directory lists every Land",
+			ErrIncomplete, stand.Format(time.DateOnly), strings.Join(first, ", "))
 	}
 	return fmt.Errorf("%w: the directory of Gebietsstand %s lacks %d areas the stored directory of the same Gebietsstand holds (%s …): "+
 		"is the file cut short? An area leaves the directory only with a later Gebietsstand",

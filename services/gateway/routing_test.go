@@ -554,6 +554,52 @@ func gv100adLines(t *testing.T, n int) []string {
 	return strings.SplitN(string(raw), "\n", n+1)[:n]
 }
 
+// TestImportLaterStandLackingLand: a directory of a later Gebietsstand
+// may retire areas, but not a Land: one that lacks a Land is a file cut
+// short and changes nothing.
+func TestImportLaterStandLackingLand(t *testing.T) {
+	for _, b := range flowtest.Backends() {
+		t.Run(b.Name, func(t *testing.T) {
+			lines := gv100adLines(t, 20)
+			raw, err := os.ReadFile(storetest.DataFile(t, "GV100AD_30112025.txt"))
+			must(t, err)
+			for l := range strings.Lines(string(raw)) {
+				if len(l) > 12 && l[10:12] == "02" { // Hamburg
+					lines = append(lines, strings.TrimRight(l, "\r\n"))
+				}
+			}
+			later := func(lines []string) []byte {
+				out := make([]string, len(lines))
+				for i, l := range lines {
+					out[i] = l[:2] + "20261231" + l[10:]
+				}
+				return []byte(strings.Join(out, "\n") + "\n")
+			}
+			e := newEnvOn(t, b.Open(t))
+			admin := e.adminToken()
+			resp := e.do(http.MethodPost, "/admin/v1/import/gv100ad", admin, "text/plain", []byte(strings.Join(lines, "\n")+"\n"))
+			decode[map[string]any](t, resp, http.StatusOK)
+			before := e.state()
+
+			resp = e.do(http.MethodPost, "/admin/v1/import/gv100ad", admin, "text/plain", later(lines[:20]))
+			p := wantProblem(t, resp, http.StatusUnprocessableEntity, problem.TypeUnprocessable, "body")
+			if !strings.Contains(p.Detail, "02 Hamburg") || !strings.Contains(p.Detail, "cut short") {
+				t.Errorf("detail %q, want Hamburg named and the file as cut short", p.Detail)
+			}
+			e.wantUnchanged(before)
+			if a, err := e.st.(store.Reference).Area(context.Background(), "020000000000", ars.Gemeinde); err != nil || a.Retired != nil {
+				t.Errorf("Hamburg after the refused import: %+v, %v", a, err)
+			}
+
+			// Another area may leave with a later Gebietsstand.
+			resp = e.do(http.MethodPost, "/admin/v1/import/gv100ad", admin, "text/plain", later(append(lines[:19:19], lines[20:]...)))
+			if res := decode[map[string]any](t, resp, http.StatusOK); res["retired"] != 1.0 {
+				t.Errorf("later Gebietsstand without one area: %v, want 1 retired", res)
+			}
+		})
+	}
+}
+
 func TestImportBadInput(t *testing.T) {
 	for _, b := range flowtest.Backends() {
 		t.Run(b.Name, func(t *testing.T) { testImportBadInput(t, b) })

@@ -155,9 +155,8 @@ func (db *DB) writeAreas(ctx context.Context, actor string, d *ars.Directory, se
 			}
 			batch.Queue(update, areaArgs(a, stand, seed)...)
 		}
-		if !seed && !standChanged {
-			// Retiring areas while keeping the Gebietsstand: a file cut short.
-			if err := store.CheckComplete(stand, maps.Values(existing)); err != nil {
+		if !seed {
+			if err := store.CheckComplete(stand, !standChanged, maps.Values(existing)); err != nil {
 				return err
 			}
 		}
