@@ -191,7 +191,7 @@ func (r *Registry) CreateDestination(ctx context.Context, actor string, d store.
 	if err := r.checkRegions(ctx, d, nil); err != nil {
 		return Change{}, err
 	}
-	if err := r.check(ctx, d, false); err != nil {
+	if err := r.check(ctx, d); err != nil {
 		return Change{}, err
 	}
 	if err := r.store.CreateDestination(ctx, actor, d, keys); err != nil {
@@ -262,7 +262,7 @@ func (r *Registry) UpdateDestination(ctx context.Context, actor, id string, chan
 				return err
 			}
 		}
-		if err := r.check(ctx, *d, false); err != nil {
+		if err := r.check(ctx, *d); err != nil {
 			return err
 		}
 		for _, k := range keys {
@@ -564,14 +564,9 @@ func (r *Registry) lockWrites(ctx context.Context) (unlock func(), err error) {
 // destination's: same service, same region, overlapping validity. The 409
 // names the other destination (extension conflictingDestinationId) and
 // the field of the offending region.
-func (r *Registry) check(ctx context.Context, d store.Destination, prepare bool) error {
+func (r *Registry) check(ctx context.Context, d store.Destination) error {
 	if r.routes == nil {
 		return nil
-	}
-	if prepare {
-		if err := r.routes.Prepare(ctx); err != nil {
-			return err
-		}
 	}
 	err := r.routes.Check(ctx, d)
 	var ce *routing.ConflictError

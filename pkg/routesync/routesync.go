@@ -557,9 +557,9 @@ func (s *Syncer) Prepare(ctx context.Context) error {
 	return nil
 }
 
-// WritesLockKey names the state entry that orders destination writes
+// writesLockKey names the state entry that orders destination writes
 // across processes.
-const WritesLockKey = "lock.registry-writes"
+const writesLockKey = "lock.registry-writes"
 
 // LockWrites orders this destination write after those of every other
 // process that shares the bus: each is checked after the previous one was
@@ -572,7 +572,7 @@ func (s *Syncer) LockWrites(ctx context.Context) (unlock func(), err error) {
 	// A holder that stopped leaves it free after bus.LockStale.
 	wctx, cancel := context.WithTimeout(ctx, 2*bus.LockStale)
 	defer cancel()
-	l, err := s.cfg.Bus.Lock(wctx, WritesLockKey, []byte("destination write"), nil)
+	l, err := s.cfg.Bus.Lock(wctx, writesLockKey, []byte("destination write"), nil)
 	if err != nil {
 		return nil, fmt.Errorf("lock destination writes: %w", err)
 	}
