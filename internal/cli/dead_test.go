@@ -36,8 +36,9 @@ func TestDeadCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []string
-	for range 3 {
+	// publish sends a routed submission to the destination's inbox.
+	publish := func(t *testing.T) string {
+		t.Helper()
 		id := uuid.NewString()
 		ev := event.New()
 		ev.SetID(id)
@@ -49,7 +50,11 @@ func TestDeadCommands(t *testing.T) {
 		if _, err := b.Publish(ctx, subject, ev, id); err != nil {
 			t.Fatal(err)
 		}
-		ids = append(ids, id)
+		return id
+	}
+	var ids []string
+	for range 3 {
+		ids = append(ids, publish(t))
 	}
 	var (
 		mu       sync.Mutex
@@ -168,17 +173,7 @@ func TestDeadCommands(t *testing.T) {
 		mu.Lock()
 		fixed = false
 		mu.Unlock()
-		subjectID := uuid.NewString()
-		ev := event.New()
-		ev.SetID(subjectID)
-		ev.SetSource("https://amtsbote.test")
-		ev.SetType("de.amtsbote.submission.routed")
-		if err := ev.SetData("application/json", []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := b.Publish(ctx, subject, ev, subjectID); err != nil {
-			t.Fatal(err)
-		}
+		subjectID := publish(t)
 		var seq uint64
 		eventually(t, 10*time.Second, func() error {
 			l, _, err := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0)
@@ -223,19 +218,8 @@ func TestDeadCommands(t *testing.T) {
 		mu.Lock()
 		fixed = false
 		mu.Unlock()
-		for range 2 {
-			id := uuid.NewString()
-			ev := event.New()
-			ev.SetID(id)
-			ev.SetSource("https://amtsbote.test")
-			ev.SetType("de.amtsbote.submission.routed")
-			if err := ev.SetData("application/json", []byte(`{}`)); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := b.Publish(ctx, subject, ev, id); err != nil {
-				t.Fatal(err)
-			}
-		}
+		publish(t)
+		publish(t)
 		var seqs []string
 		eventually(t, 10*time.Second, func() error {
 			l, _, err := b.DeadLetters(ctx, bus.DeadFilter{}, 0, 0)
