@@ -297,6 +297,18 @@ func TestDeadCommands(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "belongs to installation installation-b") {
 			t.Errorf("purge: %v, want the installations named", err)
 		}
+		// A store no process of the bus's installation has used: its
+		// audit entries would go where no one of that installation looks.
+		unused := t.TempDir()
+		st, _, err = openStore(ctx, "", unused)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.Close()
+		_, err = runCLI(t, unused, append([]string{"dead", "redrive", "--all", "--data-dir", unused}, nats...)...)
+		if err == nil || !strings.Contains(err.Error(), "NATS servers belong to installation installation-a and the store to none") {
+			t.Errorf("redrive with a store without an installation: %v, want it refused", err)
+		}
 	})
 	mu.Lock()
 	defer mu.Unlock()

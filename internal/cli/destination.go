@@ -72,7 +72,10 @@ func (s *storeFlags) clientRegistry(ctx context.Context) (*registry.Registry, fu
 }
 
 // sameInstallation refuses a store and a bus that belong to different
-// installations (each records the id of its installation; see roles).
+// installations (each records the id of its installation; see roles). An
+// installation's first process records its id in both, so one of them
+// without an id was never used by the other's processes; both without one
+// are an installation set up before its first start.
 func sameInstallation(ctx context.Context, b *bus.Bus, st store.Store) error {
 	busID, _, err := b.Installation(ctx)
 	if err != nil {
@@ -82,10 +85,17 @@ func sameInstallation(ctx context.Context, b *bus.Bus, st store.Store) error {
 	if err != nil {
 		return err
 	}
-	if busID != "" && storeID != "" && busID != storeID {
-		return fmt.Errorf("the store belongs to installation %s and the NATS servers to installation %s: give the store and NATS URL of one installation", storeID, busID)
+	switch {
+	case busID == storeID:
+		return nil
+	case storeID == "":
+		return fmt.Errorf("the NATS servers belong to installation %s and the store to none: no process of that installation has used this store; "+
+			"give the store and NATS URL of one installation (or start its processes once, which records the id in both)", busID)
+	case busID == "":
+		return fmt.Errorf("the store belongs to installation %s and the NATS servers to none: no process of that installation has used these servers; "+
+			"give the store and NATS URL of one installation (or start its processes once, which records the id in both)", storeID)
 	}
-	return nil
+	return fmt.Errorf("the store belongs to installation %s and the NATS servers to installation %s: give the store and NATS URL of one installation", storeID, busID)
 }
 
 // parseAnyOrder parses args with fs, flags and arguments in any order, and
