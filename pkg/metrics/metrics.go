@@ -63,6 +63,18 @@ func StatusClass(status int) string {
 
 var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
+// Method is the label of an HTTP request method: one of the standard
+// methods, else "other", as a client chooses the method and each new
+// label value is a new series.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
+}
+
 // Unknown is the Land label of what has no Land (a Bund-wide home region,
 // an unknown destination).
 const Unknown = "unknown"

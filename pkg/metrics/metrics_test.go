@@ -38,6 +38,14 @@ func TestStatusClass(t *testing.T) {
 	}
 }
 
+func TestMethod(t *testing.T) {
+	for m, want := range map[string]string{"GET": "GET", "PATCH": "PATCH", "get": "other", "X1234": "other", "": "other"} {
+		if got := metrics.Method(m); got != want {
+			t.Errorf("Method(%q) = %q, want %q", m, got, want)
+		}
+	}
+}
+
 func TestRegisterShares(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	a, err := metrics.NewSinks(reg, "http")

@@ -45,6 +45,11 @@ func TestMetricsAndLogs(t *testing.T) {
 	readAll(t, e.do(http.MethodGet, "/v1/destinations/2f59b8c6-3206-4734-aa21-a7b2a4d92f7a", tok, "", nil))
 	readAll(t, e.do(http.MethodGet, "/v1/no/such/path/"+d.ID, "", "", nil))
 	decode[map[string]any](t, e.do(http.MethodGet, "/v1/info", "", "", nil), http.StatusOK)
+	// A method of the client's own making is no label value of its own.
+	for _, m := range []string{"X1234", "ZZTOP5678"} {
+		readAll(t, e.do(m, "/", "", "", nil))
+		readAll(t, e.do(m, "/v1/info", "", "", nil))
+	}
 
 	resp := e.do(http.MethodGet, "/metrics", "", "", nil)
 	body := string(readAll(t, resp))
@@ -54,10 +59,14 @@ func TestMetricsAndLogs(t *testing.T) {
 		`amtsbote_http_requests_total{code="4xx",method="GET",route="unmatched"} 1`,
 		`amtsbote_http_requests_total{code="2xx",method="POST",route="/token"} 1`,
 		`amtsbote_http_request_duration_seconds_count{method="GET",route="/v1/info"} 1`,
+		`amtsbote_http_request_duration_seconds_count{method="other",route="unmatched"} 4`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
 		}
+	}
+	if strings.Contains(body, "X1234") || strings.Contains(body, "ZZTOP") {
+		t.Error("a client's method reached a metric label")
 	}
 	if regexp.MustCompile(`route="[^"]*[0-9a-f]{8}-[0-9a-f]{4}`).MatchString(body) {
 		t.Error("a raw path with an id reached a metric label")

@@ -152,8 +152,9 @@ func (m *Mux) observe(next http.Handler) http.Handler {
 				}
 				span.End()
 			}
-			m.metrics.requests.WithLabelValues(route, r.Method, pkgmetrics.StatusClass(sw.status)).Inc()
-			m.metrics.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+			method := pkgmetrics.Method(r.Method)
+			m.metrics.requests.WithLabelValues(route, method, pkgmetrics.StatusClass(sw.status)).Inc()
+			m.metrics.duration.WithLabelValues(route, method).Observe(elapsed.Seconds())
 			level := slog.LevelInfo
 			if sw.status >= 500 {
 				level = slog.LevelWarn
