@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -153,6 +154,33 @@ func TestConsoleFiles(t *testing.T) {
 	}
 	if o["waiting"] != float64(0) {
 		t.Errorf("waiting %v, want 0", o["waiting"])
+	}
+}
+
+// overdueDown is a store whose query of waiting submissions fails, as
+// when the database stops answering.
+type overdueDown struct{ store.Store }
+
+func (overdueDown) Overdue(context.Context, []time.Time) ([]store.OverdueDestination, error) {
+	return nil, errors.New("connect: connection refused")
+}
+
+// TestConsoleOverviewWithoutStore: while the store does not answer, the
+// overview still shows the process's series, with the store's figures
+// null and the store named as not answering.
+func TestConsoleOverviewWithoutStore(t *testing.T) {
+	e := newEnvOn(t, overdueDown{flowtest.OpenSQLite(t)})
+	decode[map[string]any](t, e.do(http.MethodGet, "/v1/info", "", "", nil), http.StatusOK)
+	var o map[string]any
+	must(t, json.Unmarshal(newOwnSpec(t, e).call(t, http.MethodGet, "/admin/v1/overview", e.adminToken(), "", nil, http.StatusOK), &o))
+	if o["waiting"] != nil || o["overdue"] != nil {
+		t.Errorf("waiting %v, overdue %v, want null", o["waiting"], o["overdue"])
+	}
+	if u, _ := o["unavailable"].([]any); len(u) != 1 || u[0] != "store" {
+		t.Errorf("unavailable %v, want [store]", o["unavailable"])
+	}
+	if s, _ := o["series"].([]any); len(s) == 0 {
+		t.Error("no series")
 	}
 }
 

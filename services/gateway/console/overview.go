@@ -1,7 +1,7 @@
 package console
 
 import (
-	"fmt"
+	"context"
 	"net/http"
 	"slices"
 	"strings"
@@ -25,14 +25,22 @@ type overview struct {
 	// DeadLetters is how many messages DEAD holds.
 	DeadLetters *int `json:"deadLetters"`
 	// Waiting counts the submissions not yet picked up, Overdue those
-	// waiting longer than each age of OverdueAfter.
-	Waiting      int        `json:"waiting"`
+	// waiting longer than each age of OverdueAfter; both null while the
+	// store does not answer.
+	Waiting      *int       `json:"waiting"`
 	Oldest       *time.Time `json:"oldestSubmittedAt"`
 	OverdueAfter []string   `json:"overdueAfter"`
 	Overdue      []int      `json:"overdue"`
 	// Destinations is the same per destination with any waiting.
 	Destinations []waitingDestination `json:"destinations"`
+	// Unavailable names the parts that did not answer: "store",
+	// "jetstream".
+	Unavailable []string `json:"unavailable"`
 }
+
+// overviewWait bounds each part's answer, so that one not answering
+// leaves the others shown.
+const overviewWait = 3 * time.Second
 
 type series struct {
 	Name   string            `json:"name"`
@@ -50,7 +58,7 @@ type waitingDestination struct {
 func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request, _ httpapi.Principal) error {
 	ctx := r.Context()
 	now := c.cfg.Now()
-	out := overview{At: now.UTC(), Series: []series{}, Destinations: []waitingDestination{}, Overdue: make([]int, len(c.cfg.Overdue))}
+	out := overview{At: now.UTC(), Series: []series{}, Destinations: []waitingDestination{}, OverdueAfter: []string{}, Unavailable: []string{}}
 	// The first cut-off lies ahead so that every submission waiting now
 	// is counted; the ages follow, descending as Overdue wants them.
 	cutoffs := []time.Time{now.Add(time.Second)}
@@ -58,14 +66,23 @@ func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request, _ httpa
 		cutoffs = append(cutoffs, now.Add(-age))
 		out.OverdueAfter = append(out.OverdueAfter, age.String())
 	}
-	list, err := c.cfg.Store.Overdue(ctx, cutoffs)
+	sctx, cancel := context.WithTimeout(ctx, overviewWait)
+	list, err := c.cfg.Store.Overdue(sctx, cutoffs)
+	cancel()
 	if err != nil {
-		return fmt.Errorf("list waiting submissions: %w", err)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.cfg.API.Log.WarnContext(ctx, "overview without waiting submissions", "err", err)
+		out.Unavailable = append(out.Unavailable, "store")
+	} else {
+		waiting := 0
+		out.Waiting, out.Overdue = &waiting, make([]int, len(c.cfg.Overdue))
 	}
 	for _, o := range list {
 		d := waitingDestination{DestinationID: o.DestinationID, Waiting: o.Counts[0], Overdue: o.Counts[1:], Oldest: o.Oldest.UTC()}
 		out.Destinations = append(out.Destinations, d)
-		out.Waiting += d.Waiting
+		*out.Waiting += d.Waiting
 		for i, n := range d.Overdue {
 			out.Overdue[i] += n
 		}
@@ -74,10 +91,14 @@ func (c *Console) handleOverview(w http.ResponseWriter, r *http.Request, _ httpa
 		}
 	}
 	if c.cfg.Dead != nil {
-		if _, total, err := c.cfg.Dead.DeadLetters(ctx, bus.DeadFilter{}, 0, 1); err == nil {
+		dctx, cancel := context.WithTimeout(ctx, overviewWait)
+		_, total, err := c.cfg.Dead.DeadLetters(dctx, bus.DeadFilter{}, 0, 1)
+		cancel()
+		if err == nil {
 			out.DeadLetters = &total
 		} else {
 			c.cfg.API.Log.WarnContext(ctx, "overview without dead letters", "err", err)
+			out.Unavailable = append(out.Unavailable, "jetstream")
 		}
 	}
 	families, err := c.cfg.Gatherer.Gather()

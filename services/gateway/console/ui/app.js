@@ -409,10 +409,10 @@ function renderOverview(root, o) {
     "div",
     { class: "cards" },
     card("Submitted /min", rate("amtsbote_submissions_total", { stage: "submitted" }) === null ? "—" : fmtNum(rate("amtsbote_submissions_total", { stage: "submitted" })), created === null ? "not exported here" : fmtNum(created) + " in total", "card-ingest"),
-    card("Waiting for pickup", fmtNum(o.waiting), "oldest " + fmtAge(o.oldestSubmittedAt), "card-waiting"),
+    card("Waiting for pickup", fmtNum(o.waiting), o.waiting === null ? "the store does not answer" : "oldest " + fmtAge(o.oldestSubmittedAt), "card-waiting"),
     card("Fetched, undecided", undecided === null ? "—" : fmtNum(undecided), undecided === null ? "not exported here" : "picked up, not yet accepted or rejected", "card-undecided"),
     card("Overdue", (o.overdue || []).map(fmtNum).join(" / ") || "—", "waiting longer than " + (o.overdueAfter || []).map(fmtDur).join(" / "), "card-overdue"),
-    card("Dead letters", o.deadLetters === null ? "—" : fmtNum(o.deadLetters), o.deadLetters === null ? "no JetStream here" : "in DEAD", "card-dead"),
+    card("Dead letters", o.deadLetters === null ? "—" : fmtNum(o.deadLetters), o.deadLetters !== null ? "in DEAD" : (o.unavailable || []).includes("jetstream") ? "JetStream does not answer" : "no JetStream here", "card-dead"),
     card("Signing queue", signing === null ? "—" : fmtNum(signing), signing === null ? "not exported here" : "SETs waiting", "card-signing")
   );
   const canvas = h("canvas", { class: "spark", id: "spark", width: 1000, height: 60, role: "img" });
@@ -444,7 +444,7 @@ function renderOverview(root, o) {
     parts.push(h("h2", {}, "Backlog by Land"), h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Land"), h("th", { class: "num" }, "Backlog"))), h("tbody", {}, landRows)));
   }
   root.replaceChildren(...parts);
-  drawSpark(canvas, polls.map((x) => x.waiting));
+  drawSpark(canvas, polls.filter((x) => x.waiting !== null).map((x) => x.waiting));
 }
 
 function drawSpark(canvas, values) {
@@ -515,15 +515,17 @@ async function viewDestinations(params) {
     ]);
     const waiting = {};
     for (const d of o.destinations) waiting[d.destinationId] = d;
+    // Without the store's answer a destination's figures are unknown, not 0.
+    const none = o.waiting === null ? null : 0;
     const rows = list.destinations.map((d) => {
       const wt = waiting[d.destinationId];
-      const overdue = wt ? wt.overdue : (o.overdueAfter || []).map(() => 0);
+      const overdue = wt ? wt.overdue : (o.overdueAfter || []).map(() => none);
       return h(
         "tr",
         { "data-destination": d.destinationId },
         h("td", {}, (d.contactInformation && d.contactInformation.legalName) || "—", h("div", { class: "mono muted" }, d.destinationId)),
         h("td", {}, d.status || "—"),
-        h("td", { class: "num" }, fmtNum(wt ? wt.waiting : 0)),
+        h("td", { class: "num" }, fmtNum(wt ? wt.waiting : none)),
         h("td", {}, wt ? fmtAge(wt.oldestSubmittedAt) : "—"),
         overdue.map((n) => h("td", { class: n > 0 ? "num bad" : "num" }, fmtNum(n)))
       );
