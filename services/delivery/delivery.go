@@ -461,7 +461,8 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 	if err := d.post(ctx, target, secret, body); err != nil {
 		d.metrics.outcome(j.Kind, outcomeFailed)
 		log.WarnContext(ctx, "delivery: callback failed", "kind", j.Kind, "err", err)
-		return err
+		// Warned of here; the retry is logged at debug level.
+		return bus.Quiet(err)
 	}
 	d.metrics.outcome(j.Kind, outcomeDelivered)
 	if m.Attempt > 1 {

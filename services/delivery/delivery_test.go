@@ -468,9 +468,16 @@ func TestReceiverDownForAWhile(t *testing.T) {
 	if list, _, err := e.bus.DeadLetters(context.Background(), bus.DeadFilter{}, 0, 0); err != nil || len(list) != 0 {
 		t.Errorf("dead letters %v (%v), want none", list, err)
 	}
-	// The failures were warned of, so is the recovery.
-	if !strings.Contains(e.logs.String(), `level=INFO msg="delivery: callback delivered after failed attempts"`) {
-		t.Errorf("the delivery after failures is not logged at info:\n%s", e.logs.String())
+	// The failures were warned of, each once, so is the recovery.
+	logs := e.logs.String()
+	if n := strings.Count(logs, `level=WARN msg="delivery: callback failed"`); n != 3 {
+		t.Errorf("%d failures warned of, want 3:\n%s", n, logs)
+	}
+	if strings.Contains(logs, `level=WARN msg="consume: handler failed; retrying"`) {
+		t.Errorf("a failure warned of twice:\n%s", logs)
+	}
+	if !strings.Contains(logs, `level=INFO msg="delivery: callback delivered after failed attempts"`) {
+		t.Errorf("the delivery after failures is not logged at info:\n%s", logs)
 	}
 }
 
