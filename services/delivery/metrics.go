@@ -24,7 +24,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "amtsbote_callbacks_total",
-			Help: "Callback attempts by kind and outcome: delivered (2xx), failed (retried or dead-lettered), dropped (no callback configured any more).",
+			Help: "Callback attempts by kind and outcome: delivered (2xx), failed (retried or dead-lettered), dropped (no callback configured any more, or the submission no longer to be picked up).",
 		}, []string{"kind", "outcome"}),
 	}
 	if err := reg.Register(m.callbacks); err != nil {
