@@ -32,18 +32,27 @@ func objectConsumers(ctx context.Context, b *bus.Bus) (int, error) {
 	return info.State.Consumers, nil
 }
 
+// replicated starts a three-node cluster with the topology at three
+// replicas and returns it, a connection through any node and a context
+// that ends after timeout.
+func replicated(t *testing.T, timeout time.Duration) (bustest.Nodes, *bus.Bus, context.Context) {
+	t.Helper()
+	nodes := bustest.Cluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	b := bustest.Connect(t, nodes.URL())
+	eventually(t, 30*time.Second, func() error {
+		return b.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
+	})
+	return nodes, b, ctx
+}
+
 // TestObjectReadsReleaseConsumers reads objects 1,000 times in a row from
 // a three-node cluster whose object stream allows only 8 consumers at a
 // time: every read, whether it ends at EOF, is closed early or fails on a
 // corrupt object, must give its consumer back.
 func TestObjectReadsReleaseConsumers(t *testing.T) {
-	nodes := bustest.Cluster(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	admin := bustest.Connect(t, nodes.URL())
-	eventually(t, 30*time.Second, func() error {
-		return admin.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
-	})
+	nodes, _, ctx := replicated(t, 5*time.Minute)
 	// On the leader's node every chunk request is answered without a hop.
 	b := bustest.Connect(t, nodes.Leader(t, bus.StreamPayloads).URL)
 	js := b.JetStream()
@@ -173,13 +182,7 @@ func TestObjectPutDuringLeaderChange(t *testing.T) {
 	if testing.Short() {
 		t.Skip("leader changes take several seconds")
 	}
-	nodes := bustest.Cluster(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	b := bustest.Connect(t, nodes.URL())
-	eventually(t, 30*time.Second, func() error {
-		return b.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
-	})
+	nodes, b, ctx := replicated(t, 4*time.Minute)
 	const stream = bus.StreamPayloads
 
 	type upload struct {
@@ -293,13 +296,7 @@ func TestObjectPutDuringLeaderChange(t *testing.T) {
 // down is not answered; it must be asked again rather than wait for its
 // caller's deadline.
 func TestObjectReadsAcrossStepDown(t *testing.T) {
-	nodes := bustest.Cluster(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	b := bustest.Connect(t, nodes.URL())
-	eventually(t, 30*time.Second, func() error {
-		return b.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
-	})
+	nodes, b, ctx := replicated(t, 3*time.Minute)
 	content := bytes.Repeat([]byte("0123456789abcdef"), bus.ObjectChunk/8) // two chunks
 	if _, err := b.PutObject(ctx, "r1/attachment", bytes.NewReader(content)); err != nil {
 		t.Fatal(err)
@@ -363,13 +360,7 @@ func TestObjectReadsAcrossStepDown(t *testing.T) {
 // heartbeats were missed, 10 s later. A consumer created at the end shows
 // that creations are seen. The reads' times are logged.
 func TestLargeObjectReadsUseNoConsumer(t *testing.T) {
-	nodes := bustest.Cluster(t, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	admin := bustest.Connect(t, nodes.URL())
-	eventually(t, 30*time.Second, func() error {
-		return admin.Ensure(ctx, bus.TopologyConfig{Replicas: 3})
-	})
+	nodes, admin, ctx := replicated(t, 3*time.Minute)
 	created := make(chan string, 100)
 	sub, err := admin.Conn().Subscribe("$JS.EVENT.ADVISORY.CONSUMER.CREATED.OBJ_"+bus.BucketPayloads+".>", func(m *nats.Msg) {
 		created <- m.Subject
