@@ -83,12 +83,8 @@ func (b *Bus) Lock(ctx context.Context, key string, value []byte, lost func()) (
 			}
 			continue
 		}
-		t := time.NewTimer(lockPoll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
+		if err := pause(ctx, lockPoll); err != nil {
+			return nil, err
 		}
 	}
 }
@@ -103,13 +99,21 @@ func (b *Bus) WaitFree(ctx context.Context, key string) error {
 		if err != nil {
 			return err
 		}
-		t := time.NewTimer(lockPoll)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
+		if err := pause(ctx, lockPoll); err != nil {
+			return err
 		}
+	}
+}
+
+// pause waits d, or until ctx ends.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }
 

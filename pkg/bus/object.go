@@ -587,10 +587,8 @@ func (b *Bus) leaderRequest(ctx context.Context, subject string, body []byte) (*
 		case errors.Is(err, context.DeadlineExceeded):
 		case errors.Is(err, nats.ErrNoResponders):
 			// A server restarting has no JetStream yet.
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(100 * time.Millisecond):
+			if err := pause(ctx, 100*time.Millisecond); err != nil {
+				return nil, err
 			}
 		default:
 			return nil, err
