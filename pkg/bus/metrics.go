@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,7 +30,7 @@ const collectTimeout = 5 * time.Second
 
 var (
 	descUp = prometheus.NewDesc("amtsbote_jetstream_up",
-		"1 when the last scrape read every stream and consumer of Amtsbote, else 0.", nil, nil)
+		"1 when the last scrape read every stream and consumer of Amtsbote, else 0: the figures not read are those of their last read.", nil, nil)
 	descStreamMsgs = prometheus.NewDesc("amtsbote_jetstream_stream_messages",
 		"Messages stored in an Amtsbote stream.", []string{"stream"}, nil)
 	descStreamBytes = prometheus.NewDesc("amtsbote_jetstream_stream_bytes",
@@ -58,12 +59,28 @@ var (
 // tokens of ab.dead.<reason>. Register
 // it once per deployment's scrape target (the ledger role does), since
 // every process would report the same figures.
+//
+// A stream or the outbox that cannot be read is reported with the figures
+// of its last read, and amtsbote_jetstream_up is 0: dropped series would
+// resolve the alerts on dead letters and on a stalled outbox while NATS
+// is out, although what they alert on is still there.
 type Collector struct {
 	b *Bus
+
+	mu      sync.Mutex
+	streams map[string][]prometheus.Metric // each stream's last complete read
+	outbox  *outboxReading
+}
+
+type outboxReading struct {
+	n      uint64
+	oldest time.Time
 }
 
 // NewCollector returns a Collector of b's streams.
-func NewCollector(b *Bus) *Collector { return &Collector{b: b} }
+func NewCollector(b *Bus) *Collector {
+	return &Collector{b: b, streams: map[string][]prometheus.Metric{}}
+}
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
@@ -72,34 +89,52 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 
-// Collect implements prometheus.Collector. A stream that cannot be read
-// is left out and amtsbote_jetstream_up is 0.
+// Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
 	defer cancel()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Without a connection every request would wait for the timeout.
+	connected := c.b.nc.Status() == nats.CONNECTED
 	up := 1.0
 	for _, name := range []string{StreamIngress, StreamInbox, StreamEvents, StreamDead, StreamCallbacks, StreamRegistry} {
-		if err := c.collectStream(ctx, ch, name); err != nil {
+		if connected {
+			if ms, err := c.readStream(ctx, name); err == nil {
+				c.streams[name] = ms
+			} else {
+				up = 0
+			}
+		} else {
+			up = 0
+		}
+		for _, m := range c.streams[name] {
+			ch <- m
+		}
+	}
+	if connected {
+		if n, oldest, err := c.b.OutboxBacklog(ctx); err == nil {
+			c.outbox = &outboxReading{n: n, oldest: oldest}
+		} else {
 			up = 0
 		}
 	}
-	if n, oldest, err := c.b.OutboxBacklog(ctx); err != nil {
-		up = 0
-	} else {
+	if o := c.outbox; o != nil {
 		age := 0.0
-		if n > 0 && !oldest.IsZero() {
-			age = max(time.Since(oldest).Seconds(), 0)
+		if o.n > 0 && !o.oldest.IsZero() {
+			age = max(time.Since(o.oldest).Seconds(), 0)
 		}
-		ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(n))
+		ch <- prometheus.MustNewConstMetric(descOutbox, prometheus.GaugeValue, float64(o.n))
 		ch <- prometheus.MustNewConstMetric(descOutboxAge, prometheus.GaugeValue, age)
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
 }
 
-func (c *Collector) collectStream(ctx context.Context, ch chan<- prometheus.Metric, name string) error {
+// readStream reads the figures of stream name, all or none.
+func (c *Collector) readStream(ctx context.Context, name string) ([]prometheus.Metric, error) {
 	s, err := c.b.js.Stream(ctx, name)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var opts []jetstream.StreamInfoOpt
 	if name == StreamDead {
@@ -107,12 +142,14 @@ func (c *Collector) collectStream(ctx context.Context, ch chan<- prometheus.Metr
 	}
 	info, err := s.Info(ctx, opts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	st := info.State
-	ch <- prometheus.MustNewConstMetric(descStreamMsgs, prometheus.GaugeValue, float64(st.Msgs), name)
-	ch <- prometheus.MustNewConstMetric(descStreamBytes, prometheus.GaugeValue, float64(st.Bytes), name)
-	ch <- prometheus.MustNewConstMetric(descStreamConsumers, prometheus.GaugeValue, float64(st.Consumers), name)
+	ms := []prometheus.Metric{
+		prometheus.MustNewConstMetric(descStreamMsgs, prometheus.GaugeValue, float64(st.Msgs), name),
+		prometheus.MustNewConstMetric(descStreamBytes, prometheus.GaugeValue, float64(st.Bytes), name),
+		prometheus.MustNewConstMetric(descStreamConsumers, prometheus.GaugeValue, float64(st.Consumers), name),
+	}
 	if name == StreamDead {
 		// The bus's own reasons are always reported, so that a rule or a
 		// panel on them finds a series before the first dead letter.
@@ -123,10 +160,9 @@ func (c *Collector) collectStream(ctx context.Context, ch chan<- prometheus.Metr
 			}
 		}
 		for reason, n := range dead {
-			ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, n, reason)
+			ms = append(ms, prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, n, reason))
 		}
 	}
-	var errs []error
 	lister := s.ListConsumers(ctx)
 	for ci := range lister.Info() {
 		if ci.Config.Durable == "" {
@@ -135,12 +171,13 @@ func (c *Collector) collectStream(ctx context.Context, ch chan<- prometheus.Metr
 			// at every start.
 			continue
 		}
-		ch <- prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(ci.NumPending), name, ci.Name)
-		ch <- prometheus.MustNewConstMetric(descAckPending, prometheus.GaugeValue, float64(ci.NumAckPending), name, ci.Name)
-		ch <- prometheus.MustNewConstMetric(descRedelivered, prometheus.GaugeValue, float64(ci.NumRedelivered), name, ci.Name)
+		ms = append(ms,
+			prometheus.MustNewConstMetric(descPending, prometheus.GaugeValue, float64(ci.NumPending), name, ci.Name),
+			prometheus.MustNewConstMetric(descAckPending, prometheus.GaugeValue, float64(ci.NumAckPending), name, ci.Name),
+			prometheus.MustNewConstMetric(descRedelivered, prometheus.GaugeValue, float64(ci.NumRedelivered), name, ci.Name))
 	}
 	if err := lister.Err(); err != nil && !errors.Is(err, jetstream.ErrEndOfData) {
-		errs = append(errs, err)
+		return nil, err
 	}
-	return errors.Join(errs...)
+	return ms, nil
 }

@@ -46,7 +46,7 @@ amtsbote_dead_letters{reason="destination-inactive"} 2
 amtsbote_dead_letters{reason="malformed-event"} 0
 amtsbote_dead_letters{reason="max-deliver"} 0
 amtsbote_dead_letters{reason="permanent"} 0
-# HELP amtsbote_jetstream_up 1 when the last scrape read every stream and consumer of Amtsbote, else 0.
+# HELP amtsbote_jetstream_up 1 when the last scrape read every stream and consumer of Amtsbote, else 0: the figures not read are those of their last read.
 # TYPE amtsbote_jetstream_up gauge
 amtsbote_jetstream_up 1
 # HELP amtsbote_jetstream_consumer_pending_messages Messages of a consumer's filter not yet delivered to it.
@@ -69,11 +69,32 @@ amtsbote_jetstream_consumer_pending_messages{consumer="router",stream="INGRESS"}
 }
 
 // TestReadyWithoutServer: a bus whose server is gone is not ready, and
-// the collector reports it cannot read the streams.
+// the collector reports it cannot read the streams, keeping the figures
+// of its last read: a dead letter and a waiting event are still there,
+// and the alerts on them must not resolve while NATS is out.
 func TestReadyWithoutServer(t *testing.T) {
 	b, n := bustest.Bus(t)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(bus.NewCollector(b))
+	ctx := testContext(t)
+	if _, err := b.JetStream().Publish(ctx, bus.PrefixDead+"."+bus.ReasonPermanent, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Enqueue(ctx, set.Claims{JTI: uuid.NewString()}); err != nil {
+		t.Fatal(err)
+	}
+	value := func(name, label, of string) float64 {
+		t.Helper()
+		v, err := labelled(reg, name, label, of)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if up, dead := value("amtsbote_jetstream_up", "", ""), value("amtsbote_dead_letters", "reason", bus.ReasonPermanent); up != 1 || dead != 1 {
+		t.Fatalf("with the server: up %v, %v dead letters; want 1, 1", up, dead)
+	}
+
 	n.Shutdown()
 	eventually(t, 10*time.Second, func() error {
 		// A request made just before the connection noticed the loss
@@ -85,13 +106,33 @@ func TestReadyWithoutServer(t *testing.T) {
 		}
 		return nil
 	})
-	if v, err := gauge(reg, "amtsbote_jetstream_up", ""); err != nil || v != 0 {
-		t.Errorf("amtsbote_jetstream_up = %v (%v), want 0", v, err)
+	if v := value("amtsbote_jetstream_up", "", ""); v != 0 {
+		t.Errorf("amtsbote_jetstream_up = %v, want 0", v)
+	}
+	if v := value("amtsbote_dead_letters", "reason", bus.ReasonPermanent); v != 1 {
+		t.Errorf("without the server: %v dead letters, want the last read's 1", v)
+	}
+	if v := value("amtsbote_jetstream_stream_messages", "stream", bus.StreamDead); v != 1 {
+		t.Errorf("without the server: DEAD holds %v, want the last read's 1", v)
+	}
+	if v := value("amtsbote_outbox_events", "", ""); v != 1 {
+		t.Errorf("without the server: %v events waiting, want the last read's 1", v)
+	}
+	first := value("amtsbote_outbox_oldest_age_seconds", "", "")
+	time.Sleep(100 * time.Millisecond)
+	if again := value("amtsbote_outbox_oldest_age_seconds", "", ""); again <= first {
+		t.Errorf("without the server the oldest event's age stays at %v s (then %v s); it waits on", first, again)
 	}
 }
 
 // gauge reads the gauge name of stream (any when "") from reg.
 func gauge(reg *prometheus.Registry, name, stream string) (float64, error) {
+	return labelled(reg, name, "stream", stream)
+}
+
+// labelled reads the gauge name whose label has the value of (any
+// series when of is "") from reg.
+func labelled(reg *prometheus.Registry, name, label, of string) (float64, error) {
 	fams, err := reg.Gather()
 	if err != nil {
 		return 0, err
@@ -101,18 +142,18 @@ func gauge(reg *prometheus.Registry, name, stream string) (float64, error) {
 			continue
 		}
 		for _, m := range f.GetMetric() {
-			of := ""
+			has := ""
 			for _, lp := range m.GetLabel() {
-				if lp.GetName() == "stream" {
-					of = lp.GetValue()
+				if lp.GetName() == label {
+					has = lp.GetValue()
 				}
 			}
-			if of == stream {
+			if has == of {
 				return m.GetGauge().GetValue(), nil
 			}
 		}
 	}
-	return 0, fmt.Errorf("no %s of %q", name, stream)
+	return 0, fmt.Errorf("no %s with %s %q", name, label, of)
 }
 
 // TestCollectorOutbox reads the outbox's backlog without any signer: the
