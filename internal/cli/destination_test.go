@@ -117,6 +117,9 @@ func TestOperatorCommands(t *testing.T) {
 	if _, _, err := runCmd(t, "client", "create", "--data-dir", dir, "--name", "x", "--scope", "send:everything"); err == nil {
 		t.Fatal("client create accepted a malformed scope")
 	}
+	if _, _, err := runCmd(t, "client", "create", "--data-dir", dir, "--name", "x", "--scope", "subscribe:destination:0b5e7a52-6d0c-4f2a-9c55-1f0e3d1c2b3a"); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("client create for a destination that does not exist = %v", err)
+	}
 	if _, stderr, err := runCmd(t, "client", "create", "--data-dir", dir); err == nil || !strings.Contains(stderr, "--name") {
 		t.Fatalf("client create without flags = %v %q", err, stderr)
 	}

@@ -374,6 +374,16 @@ func (r *Registry) CreateClient(ctx context.Context, actor string, in ClientInpu
 		if err := scope.Validate(s); err != nil {
 			return store.Client{}, "", problem.Invalid(fmt.Sprintf("scopes[%d]", i), err.Error())
 		}
+		// A scope of a destination that does not exist (a mistyped id)
+		// would leave a client that can do nothing.
+		if id, ok := scope.DestinationOf(s); ok {
+			if _, err := r.store.Destination(ctx, id); errors.Is(err, store.ErrNotFound) {
+				return store.Client{}, "", problem.Invalid(fmt.Sprintf("scopes[%d]", i),
+					fmt.Sprintf("destination %s does not exist; create it before a client for it", id))
+			} else if err != nil {
+				return store.Client{}, "", fmt.Errorf("read destination %s: %w", id, err)
+			}
+		}
 	}
 	if in.ClientID == "" {
 		in.ClientID = uuid.NewString()

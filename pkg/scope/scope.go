@@ -100,6 +100,16 @@ func Validate(s string) error {
 	return err
 }
 
+// DestinationOf returns the destination a subscribe or manage scope
+// names, or false for any other scope.
+func DestinationOf(s string) (string, bool) {
+	g, err := parseScope(s)
+	if err != nil || g.dest == "" {
+		return "", false
+	}
+	return g.dest, true
+}
+
 // Covers reports whether a client granted these scopes may have a token
 // with scope s: s is one of them, or a send scope within one of them, of a
 // region within the granted region (DE083 within DE08) and, where the

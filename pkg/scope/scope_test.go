@@ -2,6 +2,7 @@ package scope_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/amtsbote/amtsbote/pkg/scope"
@@ -128,6 +129,26 @@ func TestCovers(t *testing.T) {
 	} {
 		if got := scope.Covers(granted, tt.scope); got != tt.want {
 			t.Errorf("Covers(%q) = %t, want %t", tt.scope, got, tt.want)
+		}
+	}
+}
+
+func TestDestinationOf(t *testing.T) {
+	const id = destID
+	for _, tt := range []struct {
+		scope string
+		want  string
+		ok    bool
+	}{
+		{"subscribe:destination:" + id, id, true},
+		{"manage:destination:" + strings.ToUpper(id), id, true},
+		{"subscribe:destination:not-a-uuid", "", false},
+		{"send:region:DE08", "", false},
+		{"create:destination", "", false},
+		{"amtsbote:admin", "", false},
+	} {
+		if got, ok := scope.DestinationOf(tt.scope); got != tt.want || ok != tt.ok {
+			t.Errorf("DestinationOf(%q) = %q, %v; want %q, %v", tt.scope, got, ok, tt.want, tt.ok)
 		}
 	}
 }

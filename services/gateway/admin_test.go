@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
@@ -433,6 +435,8 @@ func TestAdminClients(t *testing.T) {
 		{"no name", map[string]any{"scopes": []string{"send:region:DE08"}}, problem.TypeInvalidValue, "name"},
 		{"unknown field", map[string]any{"name": "x", "scopes": []string{"send:region:DE08"}, "secret": "mine"}, problem.TypeUnknownField, "secret"},
 		{"bad client id", map[string]any{"clientId": "a b", "name": "x", "scopes": []string{"send:region:DE08"}}, problem.TypeInvalidValue, "clientId"},
+		{"destination that does not exist", map[string]any{"name": "x", "scopes": []string{"send:region:DE08", "subscribe:destination:" + uuid.NewString()}}, problem.TypeInvalidValue, "scopes[1]"},
+		{"managed destination that does not exist", map[string]any{"name": "x", "scopes": []string{"manage:destination:" + uuid.NewString()}}, problem.TypeInvalidValue, "scopes[0]"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -441,6 +445,15 @@ func TestAdminClients(t *testing.T) {
 			e.wantUnchanged(before)
 		})
 	}
+	t.Run("destination that exists", func(t *testing.T) {
+		d := e.createDestination(uuid.NewString(), store.StatusActive, "DE08")
+		created := decode[map[string]any](t, e.doJSON(http.MethodPost, "/admin/v1/clients", admin, map[string]any{
+			"name": "back office", "scopes": []string{"subscribe:destination:" + d.ID, "manage:destination:" + strings.ToUpper(d.ID)},
+		}), http.StatusCreated)
+		if created["clientId"] == "" {
+			t.Fatalf("created %v", created)
+		}
+	})
 	t.Run("duplicate client id", func(t *testing.T) {
 		before := e.state()
 		wantProblem(t, e.doJSON(http.MethodPost, "/admin/v1/clients", admin, map[string]any{"clientId": id, "name": "x", "scopes": []string{"send:region:DE08"}}),
