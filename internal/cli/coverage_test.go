@@ -3,10 +3,13 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/ars"
+	"github.com/amtsbote/amtsbote/pkg/leika"
 	"github.com/amtsbote/amtsbote/pkg/routing"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
@@ -57,6 +60,9 @@ func TestCoverageCountsWhatRoutesAnswer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := st.ImportCatalogue(ctx, "test", []leika.Service{{Key: "99108008000000", Name: "Gewerbeanmeldung"}}); err != nil {
+		t.Fatal(err)
+	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,5 +80,18 @@ func TestCoverageCountsWhatRoutesAnswer(t *testing.T) {
 	}
 	if u := c.Lands[0].Uncovered; len(u) != 1 || u[0].ARS != "083110000000" {
 		t.Errorf("uncovered %+v, want Freiburg alone", u)
+	}
+
+	// A key the catalogue lacks is said to be so, beside its 0 %.
+	out, err = runCLI(t, dir, "coverage", "--leika", "99108008000001")
+	if err != nil || !strings.Contains(out, "99108008000001 is not in the imported LeiKa catalogue (1 services)") {
+		t.Errorf("coverage of a key not in the catalogue: %v\n%s", err, out)
+	}
+	// A wrong flag value is a command used wrongly (exit 2).
+	for _, args := range [][]string{{"--leika", "123"}, {"--leika", "99108008000000", "--at", "today"}} {
+		var usage *UsageError
+		if _, err := runCLI(t, dir, append([]string{"coverage"}, args...)...); !errors.As(err, &usage) {
+			t.Errorf("coverage %v: %v, want a usage error", args, err)
+		}
 	}
 }

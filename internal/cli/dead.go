@@ -75,27 +75,27 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 	filter := bus.DeadFilter{Reason: *reason, DestinationID: strings.ToLower(*destination)}
 	if filter.Reason != "" {
 		if _, err := bus.DeadSubject(filter.Reason); err != nil {
-			return fmt.Errorf("--reason: %w", err)
+			return badUsage(fmt.Errorf("--reason: %w", err))
 		}
 	}
 	// As the admin API checks them: a filter that can match nothing is a
 	// mistyped one.
 	if filter.DestinationID != "" {
 		if _, err := uuid.Parse(filter.DestinationID); err != nil || len(filter.DestinationID) != 36 {
-			return fmt.Errorf("--destination %q: want a destination id (UUID)", *destination)
+			return badUsage(fmt.Errorf("--destination %q: want a destination id (UUID)", *destination))
 		}
 	}
 	if *limit < 1 || *limit > store.MaxPageLimit {
-		return fmt.Errorf("--limit %d: want 1 to %d", *limit, store.MaxPageLimit)
+		return badUsage(fmt.Errorf("--limit %d: want 1 to %d", *limit, store.MaxPageLimit))
 	}
 	if *offset < 0 {
-		return fmt.Errorf("--offset %d: want 0 or more", *offset)
+		return badUsage(fmt.Errorf("--offset %d: want 0 or more", *offset))
 	}
 	var seqs []uint64
 	for _, a := range positional {
 		seq, err := strconv.ParseUint(a, 10, 64)
 		if err != nil || seq == 0 {
-			return fmt.Errorf("dead %s: %q is no dead letter sequence number", cmd, a)
+			return badUsage(fmt.Errorf("dead %s: %q is no dead letter sequence number", cmd, a))
 		}
 		seqs = append(seqs, seq)
 	}

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,7 +30,7 @@ func runDemo(ctx context.Context, args []string, env envReader, stdout, stderr i
 		return err
 	}
 	if *databaseURL == "" || *publicURL == "" {
-		return fmt.Errorf("demo needs --database-url and --public-url")
+		return badUsage(errors.New("demo needs --database-url and --public-url"))
 	}
 	base := strings.TrimRight(*publicURL, "/")
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {

@@ -176,12 +176,12 @@ func runCoverage(ctx context.Context, args []string, env envReader, stdout, stde
 	}
 	service, err := leika.ParseKey(*key)
 	if err != nil {
-		return fmt.Errorf("coverage: --leika: %w", err)
+		return badUsage(fmt.Errorf("coverage: --leika: %w", err))
 	}
 	at := time.Now().UTC()
 	if *atFlag != "" {
 		if at, err = time.Parse(time.RFC3339, *atFlag); err != nil {
-			return fmt.Errorf("coverage: --at %q is not an RFC 3339 time", *atFlag)
+			return badUsage(fmt.Errorf("coverage: --at %q is not an RFC 3339 time", *atFlag))
 		}
 	}
 	st, err := sf.open(ctx)
@@ -204,6 +204,12 @@ func runCoverage(ctx context.Context, args []string, env envReader, stdout, stde
 	if err != nil {
 		return err
 	}
+	// A mistyped key shows 0 % everywhere; saying the catalogue lacks it
+	// tells that apart from a service nobody serves.
+	name, known := reg.Reference().Service(service)
+	if !known && reg.Reference().Services() > 0 {
+		fmt.Fprintf(stderr, "coverage: %s is not in the imported LeiKa catalogue (%d services)\n", *key, reg.Reference().Services())
+	}
 	if *asJSON {
 		if !*uncovered {
 			for i := range c.Lands {
@@ -214,9 +220,8 @@ func runCoverage(ctx context.Context, args []string, env envReader, stdout, stde
 		enc.SetIndent("", "  ")
 		return enc.Encode(c)
 	}
-	name := ""
-	if n, ok := reg.Reference().Service(service); ok {
-		name = " " + n
+	if name != "" {
+		name = " " + name
 	}
 	fmt.Fprintf(stdout, "coverage of %s%s at %s (Gebietsstand %s)\n\n", service, name, at.Format(time.RFC3339),
 		reg.Reference().Directory().Date().Format(time.DateOnly))
