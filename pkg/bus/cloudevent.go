@@ -31,6 +31,10 @@ const (
 	SpecVersion = event.CloudEventsVersionV1
 	// ExtensionTraceparent is the W3C trace context extension attribute.
 	ExtensionTraceparent = "traceparent"
+	// ExtensionSubmittedTime is, on a routed event, when INGRESS stored
+	// the submission (RFC 3339 with fractions): the submit SET's iat has
+	// whole seconds only.
+	ExtensionSubmittedTime = "submittedtime"
 )
 
 // ErrInvalidEvent means a CloudEvent, or the headers that should carry one,

@@ -193,8 +193,10 @@ func (b *Bus) PublishSubmission(ctx context.Context, source string, s sealed.Sub
 
 // PublishRouted publishes a routed submission to the INBOX subject of its
 // destination, whose home region is homeARS, with Nats-Msg-Id = the
-// submission id. data is the INGRESS message's body, passed on unchanged.
-func (b *Bus) PublishRouted(ctx context.Context, source, homeARS string, s sealed.Submission, data []byte, at time.Time) (*jetstream.PubAck, error) {
+// submission id. data is the INGRESS message's body, passed on unchanged;
+// submitted, when INGRESS stored it, travels as ExtensionSubmittedTime
+// unless zero.
+func (b *Bus) PublishRouted(ctx context.Context, source, homeARS string, s sealed.Submission, data []byte, submitted, at time.Time) (*jetstream.PubAck, error) {
 	subject, err := InboxSubject(homeARS, s.DestinationID)
 	if err != nil {
 		return nil, fmt.Errorf("route %s: %w", s.SubmissionID, err)
@@ -205,6 +207,9 @@ func (b *Bus) PublishRouted(ctx context.Context, source, homeARS string, s seale
 	ev.SetType(sealed.TypeRouted)
 	ev.SetSubject(s.SubmissionID)
 	ev.SetTime(at)
+	if !submitted.IsZero() {
+		ev.SetExtension(ExtensionSubmittedTime, submitted.UTC().Format(time.RFC3339Nano))
+	}
 	if err := ev.SetData("application/json", data); err != nil {
 		return nil, fmt.Errorf("route %s: %w", s.SubmissionID, err)
 	}

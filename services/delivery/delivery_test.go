@@ -274,7 +274,7 @@ func (e *env) routeAs(destinationID, senderURL string, change func(*store.Submis
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	if _, err := e.bus.PublishRouted(ctx, "https://amtsbote.test", "08311", s, data, time.Now()); err != nil {
+	if _, err := e.bus.PublishRouted(ctx, "https://amtsbote.test", "08311", s, data, time.Time{}, time.Now()); err != nil {
 		e.t.Fatal(err)
 	}
 	return s

@@ -192,7 +192,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	data, err := routed.Encode()
 	must(t, err)
 	published := time.Now()
-	_, err = b.PublishRouted(context.Background(), f.srv.URL, "08315", routed, data, published)
+	_, err = b.PublishRouted(context.Background(), f.srv.URL, "08315", routed, data, time.Time{}, published)
 	must(t, err)
 	var seq uint64
 	flowtest.Eventually(t, 10*time.Second, func() error {

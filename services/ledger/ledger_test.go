@@ -147,11 +147,20 @@ func TestProjectsEvents(t *testing.T) {
 // observations counts what the histogram name of stage observed.
 func observations(t *testing.T, reg *prometheus.Registry, name, stage string) uint64 {
 	t.Helper()
+	n, _ := histogram(t, reg, name, stage)
+	return n
+}
+
+// histogram returns the count and sum of what the histogram name of
+// stage observed.
+func histogram(t *testing.T, reg *prometheus.Registry, name, stage string) (uint64, float64) {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var n uint64
+	var sum float64
 	for _, mf := range mfs {
 		if mf.GetName() != name {
 			continue
@@ -160,11 +169,12 @@ func observations(t *testing.T, reg *prometheus.Registry, name, stage string) ui
 			for _, lp := range m.GetLabel() {
 				if lp.GetName() == "stage" && lp.GetValue() == stage {
 					n += m.GetHistogram().GetSampleCount()
+					sum += m.GetHistogram().GetSampleSum()
 				}
 			}
 		}
 	}
-	return n
+	return n, sum
 }
 
 func TestEventOfUnknownSubmissionIsRecorded(t *testing.T) {
@@ -245,7 +255,9 @@ func TestInvalidEvents(t *testing.T) {
 
 // publishRouted publishes s to its destination's INBOX subject as the
 // router does, with msgID as Nats-Msg-Id.
-func publishRouted(t *testing.T, b *bus.Bus, s store.Submission, msgID string) {
+// publishRouted publishes s as routed, naming when it was submitted unless
+// submitted is zero.
+func publishRouted(t *testing.T, b *bus.Bus, s store.Submission, msgID string, submitted time.Time) {
 	t.Helper()
 	subject, err := bus.InboxSubject("08311", s.DestinationID)
 	if err != nil {
@@ -263,6 +275,9 @@ func publishRouted(t *testing.T, b *bus.Bus, s store.Submission, msgID string) {
 	ev.SetSource(issuer)
 	ev.SetType(sealed.TypeRouted)
 	ev.SetSubject(s.ID)
+	if !submitted.IsZero() {
+		ev.SetExtension(bus.ExtensionSubmittedTime, submitted.UTC().Format(time.RFC3339Nano))
+	}
 	if err := ev.SetData("application/json", body); err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +294,10 @@ func TestMarksRouted(t *testing.T) {
 			b, _ := bustest.Bus(t)
 			st := be.Open(t)
 			now := time.Now()
-			sub := newSubmission(sealed.Submitted, now, &now, nil, nil)
+			// The store's submitted time is the submit SET's iat, in whole
+			// seconds; the routed event's own is the one measured from.
+			iat := now.Add(-10 * time.Minute).Truncate(time.Second)
+			sub := newSubmission(sealed.Submitted, now, &iat, nil, nil)
 			createSubmission(t, st, sub)
 			reg := prometheus.NewRegistry()
 			flowtest.Start(t, newLedger(t, b, st, reg, ledger.Retention{}))
@@ -294,7 +312,7 @@ func TestMarksRouted(t *testing.T) {
 			if n := len(pickup()); n != 0 {
 				t.Fatalf("%d listed before routing", n)
 			}
-			publishRouted(t, b, sub, sub.ID)
+			publishRouted(t, b, sub, sub.ID, time.Now())
 			var listed []store.Submission
 			flowtest.Eventually(t, 20*time.Second, func() error {
 				if listed = pickup(); len(listed) != 1 {
@@ -309,10 +327,13 @@ func TestMarksRouted(t *testing.T) {
 
 			// Routed again (a redelivery past the duplicates window): the
 			// first time stays.
-			publishRouted(t, b, sub, uuid.NewString())
+			publishRouted(t, b, sub, uuid.NewString(), time.Time{})
 			flowtest.Settled(t, b, bus.StreamInbox, ledger.DurableInbox)
 			if got := submissionOf(t, st, sub.ID).RoutedAt; got == nil || !got.Equal(*routedAt) {
 				t.Errorf("routed at %v after the repeat, want %v", got, routedAt)
+			}
+			if n, sum := histogram(t, reg, "amtsbote_stage_duration_seconds", ledger.SubmitToRouted); n != 1 || sum > 60 {
+				t.Errorf("submit to routed: %d observations of %v s in all, want 1 of the routed event's submitted time, not the SET's 10 minutes before", n, sum)
 			}
 			for outcome, want := range map[string]float64{"applied": 1, "unchanged": 1} {
 				if n := flowtest.Counter(t, reg, "amtsbote_ledger_routed_total", map[string]string{"outcome": outcome}); n != want {
@@ -322,7 +343,7 @@ func TestMarksRouted(t *testing.T) {
 
 			// A routed submission of no stored submission is acknowledged;
 			// one that names no submission is dead-lettered.
-			publishRouted(t, b, newSubmission(sealed.Submitted, now, &now, nil, nil), uuid.NewString())
+			publishRouted(t, b, newSubmission(sealed.Submitted, now, &now, nil, nil), uuid.NewString(), time.Time{})
 			subject, _ := bus.InboxSubject("08311", sub.DestinationID)
 			ev := event.New()
 			ev.SetID(uuid.NewString())

@@ -174,8 +174,11 @@ func (l *Ledger) handleRouted(ctx context.Context, m *bus.Message) error {
 	case err == nil:
 		l.metrics.routed(outcomeApplied)
 		l.metrics.stage(StageRouted, l.landOf(ctx, s.DestinationID))
-		if s.SubmittedAt != nil && s.RoutedAt != nil {
-			l.metrics.latency(SubmitToRouted, *s.SubmittedAt, *s.RoutedAt)
+		if submitted, ok := submittedTime(m); ok {
+			l.metrics.latency(SubmitToRouted, submitted, at)
+		} else if s.SubmittedAt != nil {
+			// A router of an earlier release names no submitted time.
+			l.metrics.latency(SubmitToRouted, *s.SubmittedAt, at)
 		}
 	case errors.Is(err, errUnchanged):
 		l.metrics.routed(outcomeUnchanged)
@@ -190,11 +193,23 @@ func (l *Ledger) handleRouted(ctx context.Context, m *bus.Message) error {
 	return nil
 }
 
+// submittedTime reads when INGRESS stored the submission from a routed
+// event, to the millisecond the submit SET's iat lacks.
+func submittedTime(m *bus.Message) (time.Time, bool) {
+	v, ok := m.Event.Extensions()[bus.ExtensionSubmittedTime].(string)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	return t, err == nil
+}
+
 // countStages counts the stages a projection moved the submission to,
 // once: the ledger is the only writer of progress and a replayed event
 // changes nothing. A refold (an event arriving after a later one) counts
 // what the refold newly decided. Latencies are observed when both of
-// their times are known, whichever came second.
+// their times are known, whichever came second; submit_to_routed is the
+// routed event's own (handleRouted).
 func (l *Ledger) countStages(ctx context.Context, c set.Claims, uri string, p store.Projection, before sealed.Progress) {
 	if !p.Recorded || (!p.Changed && uri != set.CreateSubmission) {
 		return
@@ -213,9 +228,6 @@ func (l *Ledger) countStages(ctx context.Context, c set.Claims, uri string, p st
 	after := s.Progress
 	if before.SubmittedAt == nil && after.SubmittedAt != nil {
 		l.metrics.stage(StageSubmitted, land)
-		if s.RoutedAt != nil {
-			l.metrics.latency(SubmitToRouted, *after.SubmittedAt, *s.RoutedAt)
-		}
 	}
 	if before.PickedUpAt == nil && after.PickedUpAt != nil {
 		l.metrics.stage(StagePickedUp, land)

@@ -237,7 +237,7 @@ func (r *Router) handle(ctx context.Context, m *bus.Message) error {
 		r.metrics.unroutable.WithLabelValues(ReasonBadHomeRegion, land).Inc()
 		return bus.PermanentReason(ReasonBadHomeRegion, err)
 	}
-	ack, err := r.bus.PublishRouted(ctx, r.issuer.URL(), dest.HomeRegion, sub, m.Data, r.now())
+	ack, err := r.bus.PublishRouted(ctx, r.issuer.URL(), dest.HomeRegion, sub, m.Data, m.Published, r.now())
 	if err != nil {
 		r.metrics.outcome(outcomeRetry, land)
 		return fmt.Errorf("route %s: %w", sub.SubmissionID, err)

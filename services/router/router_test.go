@@ -54,6 +54,7 @@ func TestRoutes(t *testing.T) {
 			flowtest.Start(t, newRouter(t, b, st, reg, nil))
 
 			s := submission(d.ID)
+			sent := time.Now()
 			submit(t, b, s)
 			subject := inboxSubject(t, d)
 			var routed []*jetstream.RawStreamMsg
@@ -73,6 +74,11 @@ func TestRoutes(t *testing.T) {
 				if got := m.Header.Get(header); got != want {
 					t.Errorf("header %s = %q, want %q", header, got, want)
 				}
+			}
+			// When INGRESS stored it, to the fraction of a second.
+			submitted, err := time.Parse(time.RFC3339Nano, m.Header.Get("ce-"+bus.ExtensionSubmittedTime))
+			if err != nil || submitted.Before(sent) || submitted.After(m.Time) || submitted.Nanosecond() == 0 {
+				t.Errorf("submitted time %q (%v), want one between the submit at %v and INBOX's %v", m.Header.Get("ce-"+bus.ExtensionSubmittedTime), err, sent, m.Time)
 			}
 			got, err := sealed.Decode(m.Data)
 			if err != nil {
