@@ -569,6 +569,14 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		Sequence:  meta.Sequence.Stream,
 		Published: meta.Timestamp,
 	}
+	if to := m.Header.Get(HeaderRedrivenFor); to != "" && to != meta.Consumer {
+		settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		if err := msg.DoubleAck(settle); err != nil {
+			log().Warn("consume: ack of a re-drive for another consumer lost; it will be redelivered", "err", err)
+		}
+		return
+	}
 	limit := cfg.AckWait
 	var inProgress func()
 	if cfg.HandleTimeout > cfg.AckWait {

@@ -17,6 +17,12 @@ import (
 // the dead letter it came from.
 const HeaderRedrivenFrom = "Amtsbote-Redriven-From"
 
+// HeaderRedrivenFor names the consumer a re-driven message is for: the
+// one that gave it up. The stream's other consumers handled it already
+// and pass it by; on INBOX, the delivery role would otherwise start the
+// submission's callbacks again.
+const HeaderRedrivenFor = "Amtsbote-Redriven-For"
+
 // ErrRedriveTooSoon means a dead letter's original id is still within its
 // stream's duplicates window, where a re-drive is dropped as a duplicate
 // of the message that failed.
@@ -222,6 +228,17 @@ func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
 		m.Header[k] = v
 	}
 	m.Header.Set(HeaderRedrivenFrom, strconv.FormatUint(seq, 10))
+	if d.Consumer != "" {
+		// A consumer removed since would leave the message to none: then
+		// every consumer of the stream has it again.
+		_, err := b.js.Consumer(ctx, d.Stream, d.Consumer)
+		switch {
+		case err == nil:
+			m.Header.Set(HeaderRedrivenFor, d.Consumer)
+		case !errors.Is(err, jetstream.ErrConsumerNotFound):
+			return d, fmt.Errorf("re-drive dead letter %d: consumer %s of %s: %w", seq, d.Consumer, d.Stream, err)
+		}
+	}
 	m.Data = d.Data
 	ack, err := b.js.PublishMsg(ctx, m, jetstream.WithMsgID(msgID))
 	if err != nil {
@@ -322,7 +339,7 @@ func redrivenKey(seq uint64) string { return "redriven." + strconv.FormatUint(se
 func isDeadHeader(k string) bool {
 	switch lk := strings.ToLower(k); {
 	case strings.HasPrefix(lk, "amtsbote-dead-"), strings.HasPrefix(lk, "amtsbote-original-"),
-		lk == strings.ToLower(HeaderRedrivenFrom):
+		lk == strings.ToLower(HeaderRedrivenFrom), lk == strings.ToLower(HeaderRedrivenFor):
 		return true
 	}
 	return false

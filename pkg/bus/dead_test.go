@@ -272,3 +272,81 @@ func TestRedriveOnlyToConsumedStreams(t *testing.T) {
 		t.Errorf("registry revision %d → %d (%v)", before, after, err)
 	}
 }
+
+// TestRedriveIsForTheConsumerThatGaveUp: a stream's other consumers
+// handled the message already and pass its re-drive by; when the
+// consumer that gave up is gone, every consumer has it again.
+func TestRedriveIsForTheConsumerThatGaveUp(t *testing.T) {
+	b := deadBus(t, 500*time.Millisecond)
+	ctx := testContext(t)
+	var (
+		mu    sync.Mutex
+		seen  = map[string][]string{}
+		fixed bool
+	)
+	handler := func(durable string) bus.Handler {
+		return func(ctx context.Context, m *bus.Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if durable == "gave-up" && !fixed {
+				return bus.PermanentReason("down", errors.New("down"))
+			}
+			seen[durable] = append(seen[durable], m.Event.ID())
+			return nil
+		}
+	}
+	gaveUp := startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "gave-up"}, handler("gave-up"))
+	startConsume(t, b, bus.ConsumerConfig{Stream: bus.StreamInbox, Durable: "other"}, handler("other"))
+	deadOne := func(id string) uint64 {
+		t.Helper()
+		publish(t, b, inboxSubject(t), id)
+		settled(t, b, bus.StreamInbox, "gave-up")
+		settled(t, b, bus.StreamInbox, "other")
+		list, _, err := b.DeadLetters(ctx, bus.DeadFilter{Reason: "down"}, 0, 0)
+		if err != nil || len(list) != 1 || list[0].Consumer != "gave-up" {
+			t.Fatalf("dead letters %+v, %v", list, err)
+		}
+		return list[0].Seq
+	}
+	redrive := func(seq uint64) {
+		t.Helper()
+		eventually(t, 20*time.Second, func() error {
+			_, err := b.Redrive(ctx, seq)
+			return err
+		})
+	}
+	want := func(durable string, ids ...string) {
+		t.Helper()
+		eventually(t, 10*time.Second, func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !slices.Equal(seen[durable], ids) {
+				return fmt.Errorf("%s had %v, want %v", durable, seen[durable], ids)
+			}
+			return nil
+		})
+	}
+
+	seq := deadOne("r1")
+	mu.Lock()
+	fixed = true
+	mu.Unlock()
+	redrive(seq)
+	want("gave-up", "r1")
+	settled(t, b, bus.StreamInbox, "other")
+	want("other", "r1")
+
+	// Gone, the consumer that gave up leaves the re-drive to all.
+	mu.Lock()
+	fixed = false
+	mu.Unlock()
+	seq = deadOne("r2")
+	if err := gaveUp.stop(t); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	if err := b.JetStream().DeleteConsumer(ctx, bus.StreamInbox, "gave-up"); err != nil {
+		t.Fatal(err)
+	}
+	redrive(seq)
+	want("other", "r1", "r2", "r2")
+}
