@@ -542,6 +542,15 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		cfg.Logger.Error("consume: message without metadata", "subject", msg.Subject(), "err", err)
 		return
 	}
+	if to := msg.Headers().Get(HeaderRedrivenFor); to != "" && to != meta.Consumer {
+		settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+		defer cancel()
+		if err := msg.DoubleAck(settle); err != nil {
+			cfg.Logger.Warn("consume: ack of a re-drive for another consumer lost; it will be redelivered",
+				"subject", msg.Subject(), "stream", meta.Stream, "stream_seq", meta.Sequence.Stream, "err", err)
+		}
+		return
+	}
 	attempt := int(meta.NumDelivered)
 	ev, err := EventFromMsg(msg)
 	// Built only when something is logged: most messages log nothing.
@@ -568,14 +577,6 @@ func (b *Bus) process(ctx context.Context, cfg ConsumerConfig, h Handler, msg je
 		Stream:    meta.Stream,
 		Sequence:  meta.Sequence.Stream,
 		Published: meta.Timestamp,
-	}
-	if to := m.Header.Get(HeaderRedrivenFor); to != "" && to != meta.Consumer {
-		settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
-		defer cancel()
-		if err := msg.DoubleAck(settle); err != nil {
-			log().Warn("consume: ack of a re-drive for another consumer lost; it will be redelivered", "err", err)
-		}
-		return
 	}
 	limit := cfg.AckWait
 	var inProgress func()
