@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"github.com/amtsbote/amtsbote/internal/roles"
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/problem"
 	"github.com/amtsbote/amtsbote/pkg/registry"
 	"github.com/amtsbote/amtsbote/pkg/routesync"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -247,6 +249,10 @@ refused: after a leak, rotate.
 	}
 	defer closeStore()
 	c, secret, err := reg.CreateClient(ctx, sf.actor, registry.ClientInput{Name: *name, Scopes: scopes})
+	if p := (*problem.Problem)(nil); errors.As(err, &p) && p.Status == http.StatusBadRequest {
+		// The flags are all its input: a value refused is a usage error.
+		return badUsage(fmt.Errorf("create client: %w", err))
+	}
 	if err != nil {
 		return fmt.Errorf("create client: %w", err)
 	}

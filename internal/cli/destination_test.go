@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,11 +115,12 @@ func TestOperatorCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &c); err != nil || c.ClientID == "" || len(c.ClientSecret) < 32 {
 		t.Fatalf("client create printed %q (%v)", out, err)
 	}
-	if _, _, err := runCmd(t, "client", "create", "--data-dir", dir, "--name", "x", "--scope", "send:everything"); err == nil {
-		t.Fatal("client create accepted a malformed scope")
+	var usage *UsageError
+	if _, _, err := runCmd(t, "client", "create", "--data-dir", dir, "--name", "x", "--scope", "send:everything"); !errors.As(err, &usage) {
+		t.Fatalf("client create with a malformed scope = %v, want a usage error", err)
 	}
-	if _, _, err := runCmd(t, "client", "create", "--data-dir", dir, "--name", "x", "--scope", "subscribe:destination:0b5e7a52-6d0c-4f2a-9c55-1f0e3d1c2b3a"); err == nil || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("client create for a destination that does not exist = %v", err)
+	if _, _, err := runCmd(t, "client", "create", "--data-dir", dir, "--name", "x", "--scope", "subscribe:destination:0b5e7a52-6d0c-4f2a-9c55-1f0e3d1c2b3a"); !errors.As(err, &usage) || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("client create for a destination that does not exist = %v, want a usage error", err)
 	}
 	if _, stderr, err := runCmd(t, "client", "create", "--data-dir", dir); err == nil || !strings.Contains(stderr, "--name") {
 		t.Fatalf("client create without flags = %v %q", err, stderr)
