@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"strings"
 
 	"github.com/google/uuid"
 )
@@ -38,8 +39,9 @@ func (k JTIKey) EventJTI(submissionID, eventURI string) string {
 }
 
 // JTIClaimKey is the state key under which a receiver's jti is claimed
-// for its case: jtis are unique across all cases.
+// for its case: jtis are unique across all cases, a UUID whatever the
+// case of its letters.
 func JTIClaimKey(jti string) string {
-	sum := sha256.Sum256([]byte(jti))
+	sum := sha256.Sum256([]byte(strings.ToLower(jti)))
 	return "jti." + hex.EncodeToString(sum[:])
 }

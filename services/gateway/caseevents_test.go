@@ -48,6 +48,10 @@ func TestCaseEventBadInput(t *testing.T) {
 			unfetched := f.prepare(t, sender, d, 0)
 			f.submit(t, sender, unfetched).want(t, http.StatusAccepted)
 			f.route(t, unfetched.SubmissionID)
+			elsewhere := f.createDestination(newUUID(t), store.StatusActive, "DE08315")
+			unsubscribed := f.prepare(t, sender, elsewhere, 0)
+			f.submit(t, sender, unsubscribed).want(t, http.StatusAccepted)
+			f.route(t, unsubscribed.SubmissionID)
 			f.waitEvents(t, sender, rejected.CaseID, "create-submission", "submit-submission", "notify-submission", "reject-submission")
 			before := f.snapshot(t, s, other, rejected, incomplete, unfetched)
 
@@ -76,7 +80,8 @@ func TestCaseEventBadInput(t *testing.T) {
 				{"issued by Amtsbote", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Issuer = f.srv.URL }), 422, problem.TypeInvalidEvent, "iss"},
 				{"a problem type that is no URI", s.CaseID, "", f.receiverSET(t, set.RejectSubmission, s, set.RejectPayload{Problems: []set.Problem{{Type: "oops", Instance: "data"}}}, nil), 422, problem.TypeInvalidEvent, "problems[0].type"},
 				{"subject of another case", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Subject = "submission:" + other.SubmissionID }), 422, problem.TypeInvalidEvent, "sub"},
-				{"unknown subject", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Subject = "submission:" + newUUID(t) }), 422, problem.TypeInvalidEvent, "sub"},
+				{"unknown subject", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Subject = "submission:" + newUUID(t) }), 404, problem.TypeSubmissionNotFound, "submissionId"},
+				{"subject of another destination", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Subject = "submission:" + unsubscribed.SubmissionID }), 404, problem.TypeSubmissionNotFound, "submissionId"},
 				{"txn of another case", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.Txn = "case:" + other.CaseID }), 422, problem.TypeInvalidEvent, "txn"},
 				{"posted to another case", other.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, nil), 422, problem.TypeInvalidEvent, "txn"},
 				{"metadata tag differs", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, wrongMeta, nil), 422, problem.TypeInvalidEvent, "authenticationTags.metadata"},
@@ -92,6 +97,8 @@ func TestCaseEventBadInput(t *testing.T) {
 				{"reject twice", rejected.CaseID, "", f.receiverSET(t, set.RejectSubmission, rejected, problems, nil), 409, problem.TypeInvalidTransition, "events"},
 				{"jti of another event", rejected.CaseID, "", f.receiverSET(t, set.ForwardSubmission, rejected, nil, func(c *set.Claims) { c.JTI = rejectClaims.JTI }), 409, problem.TypeConflict, "jti"},
 				{"jti of an event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = rejectClaims.JTI }), 409, problem.TypeConflict, "jti"},
+				{"jti of another event of the case in upper case", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.JTI = strings.ToUpper(f.jti(s.SubmissionID, set.NotifySubmission)) }), 409, problem.TypeConflict, "jti"},
+				{"jti of an event of another case in upper case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = strings.ToUpper(rejectClaims.JTI) }), 409, problem.TypeConflict, "jti"},
 				{"jti of Amtsbote's event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = f.jti(rejected.SubmissionID, set.NotifySubmission) }), 409, problem.TypeConflict, "jti"},
 				{"issued in 2020", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC) }), 422, problem.TypeInvalidEvent, "iat"},
 				{"issued a day before the submission", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Now().Add(-24 * time.Hour).Truncate(time.Second) }), 422, problem.TypeInvalidEvent, "iat"},

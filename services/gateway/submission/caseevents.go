@@ -246,7 +246,9 @@ func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.
 	}
 	sub, err := a.store.Submission(ctx, sid)
 	if errors.Is(err, store.ErrNotFound) {
-		return problem.InvalidEvent("sub", fmt.Sprintf("sub names submission %s, which does not exist", sid))
+		// As one of another destination is answered (receiverOf): the
+		// answer must not tell which submission ids exist.
+		return problem.SubmissionNotFound(sid)
 	}
 	if err != nil {
 		return fmt.Errorf("read submission %s: %w", sid, err)
@@ -325,7 +327,8 @@ func (a *API) publishDecision(w http.ResponseWriter, r *http.Request, sid, caseI
 			if !ok {
 				continue
 			}
-			if c.JTI == claims.JTI {
+			// A UUID names one event whatever the case of its letters.
+			if strings.EqualFold(c.JTI, claims.JTI) {
 				if e.Token == token {
 					w.WriteHeader(http.StatusNoContent)
 					return nil
