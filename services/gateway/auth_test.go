@@ -49,6 +49,7 @@ func TestAuthRejectsTokens(t *testing.T) {
 		{name: "not yet valid", header: "Bearer " + valid(func(c map[string]any) { c["nbf"] = time.Now().Add(time.Hour).Unix() }), challenge: "invalid_token"},
 		{name: "not an access token", header: "Bearer " + mint(t, own, gojose.PS512, kid, "secevent+jwt", e.claims(scope)), challenge: "invalid_token"},
 		{name: "weaker algorithm", header: "Bearer " + mint(t, own, gojose.RS256, kid, "at+jwt", e.claims(scope)), challenge: "invalid_token"},
+		{name: "signature with its unused bits set", header: "Bearer " + unusedBitsSet(t, valid(func(map[string]any) {})), challenge: "invalid_token"},
 	}
 	requests := []struct {
 		method, path, body string
@@ -263,4 +264,17 @@ func TestOIDCIssuer(t *testing.T) {
 		resp := e.do(http.MethodGet, path, mint(t, k1, gojose.ES256, "idp-key-1", "", c), "", nil)
 		wantProblem(t, resp, http.StatusForbidden, problem.TypeForbidden, "scope")
 	})
+}
+
+// unusedBitsSet returns tok with the last character of its signature
+// changed in the bits base64 leaves unused: the same bytes to a lenient
+// decoder, another string.
+func unusedBitsSet(t *testing.T, tok string) string {
+	t.Helper()
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, tok[len(tok)-1])
+	if i < 0 || len(tok[strings.LastIndexByte(tok, '.')+1:])%4 == 0 {
+		t.Fatalf("token %q has no unused bits at its end", tok)
+	}
+	return tok[:len(tok)-1] + string(alphabet[i|1])
 }

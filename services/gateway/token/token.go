@@ -483,6 +483,9 @@ func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, er
 	if claims, ok := s.verified.get(sum, s.now()); ok {
 		return s.acceptOwn(ctx, claims)
 	}
+	if err := canonical(raw); err != nil {
+		return httpapi.Principal{}, err
+	}
 	tok, err := jwt.ParseSigned(raw, externalAlgs)
 	if err != nil {
 		return httpapi.Principal{}, httpapi.InvalidToken("the token is not a signed JWT: %v", err)
@@ -535,6 +538,22 @@ func (s *Service) Verify(ctx context.Context, raw string) (httpapi.Principal, er
 		s.verified.put(sum, claims, s.now())
 	}
 	return p, err
+}
+
+// canonical refuses a token whose parts are not unpadded base64url in its
+// one form: the decoder go-jose uses ignores set trailing bits, which
+// would let one token be sent as several strings.
+func canonical(raw string) error {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return httpapi.InvalidToken("the token is not a signed JWT: want three parts, got %d", len(parts))
+	}
+	for i, part := range parts {
+		if _, err := base64.RawURLEncoding.Strict().DecodeString(part); err != nil {
+			return httpapi.InvalidToken("the token's %s is not unpadded base64url: %v", [...]string{"header", "payload", "signature"}[i], err)
+		}
+	}
+	return nil
 }
 
 // ExternalSubject begins the subject of an external issuer's token, so
