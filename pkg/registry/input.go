@@ -253,7 +253,8 @@ func (in UpdateInput) Replace() (func(*store.Destination) (bool, error), error) 
 func (in UpdateInput) Patch() (func(*store.Destination) (bool, error), error) {
 	if in.Status == nil && in.ContactInformation == nil && in.Services == nil && in.Callback == nil &&
 		in.EncryptionKID == nil && in.ReplyChannels == nil && in.MetadataVersions == nil && in.HomeRegion == nil {
-		return nil, problem.Invalid("body", "the body names none of status, contactInformation, services, callback, encryptionKid, replyChannels, metadataVersions")
+		return nil, problem.Invalid("body", "the body changes none of status, contactInformation, services, callback, encryptionKid, replyChannels, metadataVersions "+
+			"(null changes nothing; a callback is removed by a PUT without one)")
 	}
 	if in.Status != nil && *in.Status == store.StatusCreated {
 		return nil, problem.Invalid("status", "status may be patched to active, inactive or decommissioned")
