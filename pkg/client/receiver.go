@@ -264,8 +264,9 @@ type wireSubmission struct {
 // *CheckError, whose Problem serves Reject. Other errors (network, server,
 // an event log that fails verification, local files, and an
 // *UnknownKeyError for a key the destination publishes but keys lack)
-// leave the submission as it is; fetch it again later. A submission already accepted,
-// rejected or forwarded is no longer fetched (404); Decided tells the decision.
+// leave the submission as it is; fetch it again later. A submission already accepted
+// or rejected is no longer fetched (404); a forwarded one still is, as
+// FIT-Connect has it. Decided tells the decision.
 // Close the Received when done with its attachments.
 func (r *Receiver) Fetch(ctx context.Context, submissionID string, keys KeyRing) (*Received, error) {
 	rec, err := r.fetch(ctx, submissionID, keys)

@@ -81,19 +81,24 @@ func TestApplyStamps(t *testing.T) {
 func TestDeliverable(t *testing.T) {
 	now := time.Now()
 	for _, tt := range []struct {
-		p      Progress
-		routed bool
-		ok     bool
+		p                    Progress
+		routed               bool
+		deliverable, fetched bool
 	}{
-		{Progress{Status: Submitted}, true, true},
-		{Progress{Status: Forwarded}, true, false},
-		{Progress{Status: Submitted}, false, false},
-		{Progress{Status: Accepted}, true, false},
-		{Progress{Status: Incomplete}, false, false},
-		{Progress{Status: Submitted, DeletedAt: &now}, true, false},
+		{Progress{Status: Submitted}, true, true, true},
+		{Progress{Status: Forwarded}, true, false, true},
+		{Progress{Status: Submitted}, false, false, false},
+		{Progress{Status: Accepted}, true, false, false},
+		{Progress{Status: Rejected}, true, false, false},
+		{Progress{Status: Incomplete}, false, false, false},
+		{Progress{Status: Submitted, DeletedAt: &now}, true, false, false},
+		{Progress{Status: Forwarded, DeletedAt: &now}, true, false, false},
 	} {
-		if err := tt.p.Deliverable(tt.routed); (err == nil) != tt.ok {
-			t.Errorf("%+v routed=%v: Deliverable = %v, want ok=%v", tt.p, tt.routed, err, tt.ok)
+		if err := tt.p.Deliverable(tt.routed); (err == nil) != tt.deliverable {
+			t.Errorf("%+v routed=%v: Deliverable = %v, want ok=%v", tt.p, tt.routed, err, tt.deliverable)
+		}
+		if err := tt.p.Fetchable(tt.routed); (err == nil) != tt.fetched {
+			t.Errorf("%+v routed=%v: Fetchable = %v, want ok=%v", tt.p, tt.routed, err, tt.fetched)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package sealed
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/amtsbote/amtsbote/pkg/set"
@@ -101,16 +102,27 @@ func (p *Progress) Apply(uri string, at time.Time) (bool, error) {
 	return changed, nil
 }
 
-// Deliverable reports whether a receiver may fetch a submission with this
-// progress that was routed (or not): submitted, routed to its inbox and
-// its content not deleted. One its destination forwarded is handed out no
-// more, as one it decided on: a redelivery must not reach a Fachverfahren
-// what went elsewhere. The error says why not.
+// Deliverable reports whether a submission with this progress that was
+// routed (or not) is to be picked up: submitted, routed to its inbox and
+// its content not deleted. One its destination forwarded is not, as one it
+// decided on: a redelivery must not reach a Fachverfahren what went
+// elsewhere. The error says why not.
 func (p Progress) Deliverable(routed bool) error {
+	return p.fetchable(routed, Submitted)
+}
+
+// Fetchable reports whether a receiver may fetch a submission with this
+// progress: as Deliverable, or forwarded, whose content FIT-Connect still
+// hands out. The error says why not.
+func (p Progress) Fetchable(routed bool) error {
+	return p.fetchable(routed, Submitted, Forwarded)
+}
+
+func (p Progress) fetchable(routed bool, statuses ...Status) error {
 	switch {
 	case p.DeletedAt != nil:
 		return errors.New("its content is deleted")
-	case p.Status != Submitted:
+	case !slices.Contains(statuses, p.Status):
 		return fmt.Errorf("it is %s", p.Status)
 	case !routed:
 		return errors.New("it is not routed yet")

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -121,6 +122,15 @@ func TestCaseEventBadInput(t *testing.T) {
 
 			// The right accept passes, once; forward before accept is fine too.
 			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.ForwardSubmission, other, nil, nil)).want(t, http.StatusNoContent)
+			// Forwarded, it leaves the pickup list and can still be
+			// fetched, as FIT-Connect has it.
+			flowtest.Eventually(t, 10*time.Second, func() error {
+				if list := f.call(t, http.MethodGet, "/v1/submissions?destinationId="+d.ID, receiver, "", nil); strings.Contains(string(list.body), other.SubmissionID) {
+					return fmt.Errorf("forwarded submission still listed: %s", list.body)
+				}
+				return nil
+			})
+			f.call(t, http.MethodGet, "/v1/submissions/"+other.SubmissionID, receiver, "", nil).want(t, http.StatusOK)
 			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.AcceptSubmission, other, set.AcceptPayload{AuthenticationTags: other.tags()}, nil)).want(t, http.StatusNoContent)
 			// Ids in upper case, as FIT-Connect's example SETs write them,
 			// name the same submission, case and destination.

@@ -507,6 +507,15 @@ func (s *Subscriber) handle(ctx context.Context, p client.Pickup, last bool) (ou
 	if to, ok := s.conf.Forward.Target(destID, rec.ServiceType.Identifier); ok {
 		return s.forward(ctx, log, p, rec, d, to)
 	}
+	// A forwarded submission is still handed out: one forwarded before
+	// (by this subscriber, whose ack was lost, or another) goes into no
+	// sink here.
+	if decided, err := s.decided(ctx, p, set.ForwardSubmission); err != nil {
+		return "", fmt.Errorf("event log: %w", err)
+	} else if decided != "" {
+		log.DebugContext(ctx, "subscriber: forwarded before")
+		return Decided, nil
+	}
 
 	began := time.Now()
 	err = s.cfg.Sink.Deliver(ctx, delivery(rec))

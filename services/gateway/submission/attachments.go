@@ -205,11 +205,11 @@ func (a *API) uploadProblem(r *http.Request, err error, limit int64) error {
 	return problem.InvalidRequest("body", fmt.Sprintf("reading the attachment: %v", err))
 }
 
-// deliverable reports whether a receiver may fetch s (sealed.Progress.Deliverable).
-func deliverable(s store.Submission) error {
-	if err := s.Deliverable(s.RoutedAt != nil); err != nil {
+// fetchable reports whether a receiver may fetch s (sealed.Progress.Fetchable).
+func fetchable(s store.Submission) error {
+	if err := s.Fetchable(s.RoutedAt != nil); err != nil {
 		p := problem.SubmissionNotFound(s.ID)
-		p.Detail = fmt.Sprintf("submissionId: submission %s cannot be fetched: %v; only routed submissions in status submitted can be fetched", s.ID, err)
+		p.Detail = fmt.Sprintf("submissionId: submission %s cannot be fetched: %v; only routed submissions in status submitted or forwarded can be fetched", s.ID, err)
 		return p
 	}
 	return nil
@@ -258,7 +258,7 @@ func (a *API) handleGetAttachment(w http.ResponseWriter, r *http.Request, p http
 	if err := receiverOf(p, sub); err != nil {
 		return err
 	}
-	if err := deliverable(sub); err != nil {
+	if err := fetchable(sub); err != nil {
 		return err
 	}
 	if !slices.Contains(sub.UploadedAttachments, aid) {

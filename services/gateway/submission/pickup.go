@@ -102,7 +102,7 @@ func (a *API) handleGetSubmission(w http.ResponseWriter, r *http.Request, p http
 	if err := receiverOf(p, sub); err != nil {
 		return err
 	}
-	if err := deliverable(sub); err != nil {
+	if err := fetchable(sub); err != nil {
 		return err
 	}
 	// Small payloads are kept under their key, larger ones (and those
