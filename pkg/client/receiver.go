@@ -142,6 +142,8 @@ type Received struct {
 	decision decision
 	// decidedBefore: the last decision found the same one recorded.
 	decidedBefore bool
+	// forwarded: the event log Fetch read holds a forward-submission.
+	forwarded bool
 }
 
 // decision is a signed accept- or reject-submission.
@@ -153,6 +155,11 @@ type decision struct {
 
 // Verified reports whether the submission passed every check of Fetch.
 func (r *Received) Verified() bool { return r.verified }
+
+// Forwarded reports whether the case's event log, as Fetch read it, holds
+// a forward-submission of the submission: FIT-Connect still hands a
+// forwarded submission out, and its content went elsewhere.
+func (r *Received) Forwarded() bool { return r.forwarded }
 
 // DecidedBefore reports whether the last Accept, Reject or Forward, which
 // succeeded, found the destination's same decision recorded already (by
@@ -309,10 +316,11 @@ func (r *Receiver) fetch(ctx context.Context, submissionID string, keys KeyRing)
 	for i, id := range ws.Attachments {
 		announced[i] = strings.ToLower(id)
 	}
-	submitted, err := r.submitTags(ctx, rec.CaseID, rec.SubmissionID)
+	submitted, forwarded, err := r.submitTags(ctx, rec.CaseID, rec.SubmissionID)
 	if err != nil {
 		return rec, err
 	}
+	rec.forwarded = forwarded
 	if submitted.Metadata != rec.AuthenticationTags.Metadata {
 		return rec, checkErr("metadata", fmt.Errorf("%w: the JWE's tag differs from submit-submission's", ErrTagMismatch))
 	}
@@ -379,11 +387,12 @@ func (r *Receiver) fetch(ctx context.Context, submissionID string, keys KeyRing)
 }
 
 // submitTags finds the backbone's submit-submission event of the
-// submission. The backbone signs and records it asynchronously, so a
-// missing event is looked for again a few times before giving up.
-// Amtsbote answers a new case's log with the events so far; a backbone
-// that answers 404 until the first one counts as an empty log.
-func (r *Receiver) submitTags(ctx context.Context, caseID, submissionID string) (set.AuthenticationTags, error) {
+// submission, and whether the log holds its forward-submission. The
+// backbone signs and records it asynchronously, so a missing event is
+// looked for again a few times before giving up. Amtsbote answers a new
+// case's log with the events so far; a backbone that answers 404 until the
+// first one counts as an empty log.
+func (r *Receiver) submitTags(ctx context.Context, caseID, submissionID string) (set.AuthenticationTags, bool, error) {
 	for attempt := 0; ; attempt++ {
 		// A log that fails verification is the backbone's fault, not the
 		// sender's: it is no reason to reject, but no basis to accept.
@@ -393,21 +402,35 @@ func (r *Receiver) submitTags(ctx context.Context, caseID, submissionID string) 
 			events, err = nil, nil
 		}
 		if err != nil {
-			return set.AuthenticationTags{}, err
+			return set.AuthenticationTags{}, false, err
 		}
-		for _, ev := range events {
-			if ev.SubmissionID == submissionID && ev.Type == set.SubmitSubmission {
-				return ev.Claims.Tags()
+		var (
+			submit    *Event
+			forwarded bool
+		)
+		for i, ev := range events {
+			if ev.SubmissionID != submissionID {
+				continue
+			}
+			switch ev.Type {
+			case set.SubmitSubmission:
+				submit = &events[i]
+			case set.ForwardSubmission:
+				forwarded = true
 			}
 		}
+		if submit != nil {
+			tags, err := submit.Claims.Tags()
+			return tags, forwarded, err
+		}
 		if attempt >= r.c.retries {
-			return set.AuthenticationTags{}, fmt.Errorf("%w: no submit-submission event yet", ErrNoEvents)
+			return set.AuthenticationTags{}, false, fmt.Errorf("%w: no submit-submission event yet", ErrNoEvents)
 		}
 		t := time.NewTimer(r.c.backoff << attempt)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return set.AuthenticationTags{}, ctx.Err()
+			return set.AuthenticationTags{}, false, ctx.Err()
 		case <-t.C:
 		}
 	}

@@ -216,6 +216,9 @@ func TestForward(t *testing.T) {
 	if err != nil {
 		t.Errorf("fetch of a forwarded submission: %v", err)
 	} else {
+		if !rec.Forwarded() {
+			t.Error("a forwarded submission fetched is not told forwarded")
+		}
 		rec.Close()
 	}
 	// The SDK's receiver, restarted, learns the same.

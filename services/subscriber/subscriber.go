@@ -510,9 +510,7 @@ func (s *Subscriber) handle(ctx context.Context, p client.Pickup, last bool) (ou
 	// A forwarded submission is still handed out: one forwarded before
 	// (by this subscriber, whose ack was lost, or another) goes into no
 	// sink here.
-	if decided, err := s.decided(ctx, p, set.ForwardSubmission); err != nil {
-		return "", fmt.Errorf("event log: %w", err)
-	} else if decided != "" {
+	if rec.Forwarded() {
 		log.DebugContext(ctx, "subscriber: forwarded before")
 		return Decided, nil
 	}
