@@ -56,7 +56,7 @@ func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p http
 	if err != nil {
 		return err
 	}
-	if err := ownSubmission(p, sub); err != nil {
+	if err := a.ownCovered(ctx, p, sub); err != nil {
 		return err
 	}
 	if err := a.beforeSubmit(ctx, sub); err != nil {

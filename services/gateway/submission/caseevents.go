@@ -90,15 +90,26 @@ func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.
 		return err
 	}
 	// A case may hold submissions to several destinations: a receiver
-	// sees the events of those sent to its own.
-	sees := func(s store.Submission) bool {
-		return p.Scopes.IsAdmin() || s.SenderClientID == p.Subject || p.Scopes.CanSubscribe(s.DestinationID) || p.Scopes.CanManage(s.DestinationID)
-	}
+	// sees the events of those sent to its own, a sender those its
+	// token's send scopes reach.
 	visible := make(map[string]bool, len(subs))
-	for _, s := range subs {
-		if sees(s) {
+	var uncovered *store.Submission
+	for i, s := range subs {
+		sees := p.Scopes.IsAdmin() || p.Scopes.CanSubscribe(s.DestinationID) || p.Scopes.CanManage(s.DestinationID)
+		if !sees && s.SenderClientID == p.Subject {
+			if sees, err = a.covers(ctx, p, s); err != nil {
+				return err
+			}
+			if !sees {
+				uncovered = &subs[i]
+			}
+		}
+		if sees {
 			visible[strings.ToLower(s.ID)] = true
 		}
+	}
+	if len(visible) == 0 && uncovered != nil {
+		return a.ownCovered(ctx, p, *uncovered)
 	}
 	if len(visible) == 0 {
 		// As if it did not exist: its id tells an outsider nothing.

@@ -223,6 +223,55 @@ func ownSubmission(p httpapi.Principal, s store.Submission) error {
 	return nil
 }
 
+// covers reports whether p's send scopes reach s as its create checked
+// them: a token asked for less than its client was granted (one service,
+// a smaller region; RFC 6749 3.3) reaches only the submissions it could
+// have created.
+func (a *API) covers(ctx context.Context, p httpapi.Principal, s store.Submission) (bool, error) {
+	if s.Region != "" {
+		return p.Scopes.CanSend([]string{s.Region}, s.ServiceIdentifier), nil
+	}
+	if p.Scopes.CanSend([]string{"DE"}, "") {
+		// All of Germany, every service: nothing to look up.
+		return true, nil
+	}
+	d, err := a.store.Destination(ctx, s.DestinationID)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read destination %s: %w", s.DestinationID, err)
+	}
+	var regions []string
+	for _, svc := range d.Services {
+		if svc.Identifier == s.ServiceIdentifier {
+			regions = append(regions, svc.Regions...)
+		}
+	}
+	return p.Scopes.CanLookUp(regions, s.ServiceIdentifier), nil
+}
+
+// ownCovered checks that p created s and that p's token still covers it
+// (covers): 403 naming the service otherwise.
+func (a *API) ownCovered(ctx context.Context, p httpapi.Principal, s store.Submission) error {
+	if err := ownSubmission(p, s); err != nil {
+		return err
+	}
+	ok, err := a.covers(ctx, p, s)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		need := s.Region
+		if need == "" {
+			need = "DE"
+		}
+		return httpapi.Forbidden(scope.SendRegion+need+"+"+scope.SendService+s.ServiceIdentifier,
+			fmt.Sprintf("the token's send scopes do not reach submission %s of service %s", s.ID, s.ServiceIdentifier))
+	}
+	return nil
+}
+
 // serviceTypeInput is FIT-Connect's ServiceType of CreateSubmission.
 type serviceTypeInput struct {
 	Name        *string `json:"name"`
@@ -631,7 +680,7 @@ func (a *API) handleSubmit(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	if err != nil {
 		return err
 	}
-	if err := ownSubmission(p, sub); err != nil {
+	if err := a.ownCovered(ctx, p, sub); err != nil {
 		return err
 	}
 	if sub.Status == sealed.Deleted || sub.DeletedAt != nil {
