@@ -59,10 +59,15 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 		log.Warn("subscriber: credentials travel unencrypted to a host other than this one; use TLS", "url", u)
 	}
 
-	api, err := client.New(conf.HTTP.BaseURL,
+	opts := []client.Option{
 		client.Credentials(conf.HTTP.ClientID, conf.HTTP.ClientSecret.Reveal()),
 		client.TokenURL(conf.HTTP.TokenURL),
-		client.Logger(log))
+		client.Logger(log),
+	}
+	if conf.MetadataSchema != "" {
+		opts = append(opts, client.MetadataSchema(conf.MetadataSchema))
+	}
+	api, err := client.New(conf.HTTP.BaseURL, opts...)
 	if err != nil {
 		return fmt.Errorf("submission api: %w", err)
 	}

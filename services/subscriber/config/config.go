@@ -23,6 +23,7 @@
 //	  callbackListen: 127.0.0.1:9090         # mode http only, optional: receive new-submissions callbacks
 //	  callbackSecretFile: ./callback.secret  # or callbackSecret, 32 to 512 characters
 //	concurrency: 4              # submissions handled at once, default 4
+//	metadataSchema: https://schema.fitko.de/fit-connect/metadata/1.0.0/metadata.schema.json   # optional, or a file
 //	destinations:
 //	  - id: 2f0b0e1c-8d0a-4b9e-9c77-5f1b3d1e2a01
 //	    encryptionKeys: [./keys/enc.private.jwk.json]   # RSA-OAEP-256 private JWKs
@@ -102,11 +103,15 @@ type Config struct {
 	// File is the configuration file's path as given to Load.
 	File string
 	// Mode is ModeNATS or ModeHTTP; only the matching section is set.
-	Mode         string
-	NATS         NATS
-	HTTP         HTTP
-	Concurrency  int
-	Destinations []Destination
+	Mode        string
+	NATS        NATS
+	HTTP        HTTP
+	Concurrency int
+	// MetadataSchema is the JSON Schema every submission's metadata is
+	// checked against in full (a file or an http(s) URL); "" checks the
+	// schema's structural rules and the hashes only.
+	MetadataSchema string
+	Destinations   []Destination
 	// Forward is nil when nothing is forwarded.
 	Forward *Forward
 	Sink    Sink
@@ -434,6 +439,9 @@ func (c *Config) String() string {
 		}
 	}
 	w(0, "concurrency: %d", c.Concurrency)
+	if c.MetadataSchema != "" {
+		w(0, "metadataSchema: %s", c.MetadataSchema)
+	}
 	w(0, "destinations:")
 	for _, d := range c.Destinations {
 		w(1, "- id: %s", d.ID)

@@ -175,6 +175,26 @@ sink:
       X-Behoerde: "08315"
 `
 
+func TestParseMetadataSchema(t *testing.T) {
+	dir := setup(t)
+	if err := os.WriteFile(filepath.Join(dir, "metadata.schema.json"), []byte(`{"type":"object"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for schema, want := range map[string]string{
+		"metadata.schema.json": filepath.Join(dir, "metadata.schema.json"),
+		"https://schema.fitko.de/fit-connect/metadata/1.0.0/metadata.schema.json": "https://schema.fitko.de/fit-connect/metadata/1.0.0/metadata.schema.json",
+	} {
+		c, err := parse(t, dir, natsYAML+"metadataSchema: "+schema+"\n")
+		if err != nil || c.MetadataSchema != want {
+			t.Errorf("metadataSchema %s: %q, %v; want %q", schema, c.MetadataSchema, err, want)
+		}
+	}
+	c, err := parse(t, dir, natsYAML)
+	if err != nil || c.MetadataSchema != "" {
+		t.Errorf("without metadataSchema: %q, %v", c.MetadataSchema, err)
+	}
+}
+
 func TestParseHTTP(t *testing.T) {
 	dir := setup(t)
 	c, err := parse(t, dir, httpYAML)
@@ -299,6 +319,8 @@ func TestParseErrors(t *testing.T) {
 		{"destination a string", strings.Replace(natsYAML, "destinations:\n", "destinations:\n  - "+destA+"\n", 1), []string{"7: destinations[0]: must be a mapping, is a scalar"}},
 		{"concurrency zero", natsYAML + "concurrency: 0\n", []string{"21: concurrency: 0 is outside 1 to 1024"}},
 		{"concurrency word", natsYAML + "concurrency: four\n", []string{"21: concurrency: must be a whole number"}},
+		{"metadata schema file missing", natsYAML + "metadataSchema: none.json\n", []string{"21: metadataSchema: file none.json: no such file"}},
+		{"metadata schema bad url", natsYAML + "metadataSchema: ftp://schema.example/m.json\n", []string{`21: metadataSchema: "ftp://schema.example/m.json" must be an http or https URL`}},
 		{"no sink kind", strings.Replace(natsYAML, "  kind: directory\n", "", 1), []string{"14: sink.kind: required"}},
 		{"bad sink kind", strings.Replace(natsYAML, "kind: directory", "kind: s3", 1), []string{`15: sink.kind: "s3" is none of directory, http, postgres`}},
 		{"section of another sink", strings.Replace(natsYAML, "  directory: ./data/sink\n", "  directory: ./data/sink\n  http:\n    url: http://x\n", 1), []string{"17: sink.http: not used with sink kind directory"}},

@@ -90,7 +90,7 @@ func (p *parser) parse(data []byte) *Config {
 		p.add(0, "", "not a YAML document")
 		return nil
 	}
-	root := p.mapping(doc.Content[0], "", "mode", "nats", "http", "concurrency", "destinations", "forward", "sink")
+	root := p.mapping(doc.Content[0], "", "mode", "nats", "http", "concurrency", "metadataSchema", "destinations", "forward", "sink")
 	if root == nil {
 		return nil
 	}
@@ -117,6 +117,9 @@ func (p *parser) parse(data []byte) *Config {
 		if v, ok := p.integer(n, "concurrency", 1, maxConcurrency); ok {
 			c.Concurrency = int(v)
 		}
+	}
+	if s, n := p.optional(root, "metadataSchema"); n != nil {
+		c.MetadataSchema = p.schemaLocation(n, s)
 	}
 	if root.get("forward") != nil {
 		if n := p.section(root, "forward"); n != nil {
@@ -508,6 +511,21 @@ func (p *parser) webURL(n *yaml.Node, path, s string) bool {
 		return true
 	}
 	return false
+}
+
+// schemaLocation checks a JSON Schema's location, an http(s) URL or a
+// file, and returns it with a relative path resolved.
+func (p *parser) schemaLocation(n *yaml.Node, s string) string {
+	if strings.Contains(s, "://") {
+		if p.webURL(n, "metadataSchema", s) {
+			return s
+		}
+		return ""
+	}
+	if _, ok := p.readNamed(n, "metadataSchema", s); !ok {
+		return ""
+	}
+	return p.resolve(s)
 }
 
 // resolve makes a path from the file relative to its folder.
