@@ -129,7 +129,7 @@ func Conflict(field, detail string) *Problem {
 
 // BodyTooLarge is a 413 for a body over limit bytes.
 func BodyTooLarge(limit int64) *Problem {
-	return New(TypeBodyTooLarge, "Request body too large", http.StatusRequestEntityTooLarge, "",
+	return New(TypeBodyTooLarge, "Request body too large", http.StatusRequestEntityTooLarge, "body",
 		fmt.Sprintf("the request body exceeds the limit of %d bytes", limit))
 }
 

@@ -216,7 +216,7 @@ func TestTokenBodyLimit(t *testing.T) {
 
 	t.Run("announced", func(t *testing.T) {
 		resp := e.postForm("/token", mustParse(t, form))
-		wantProblem(t, resp, http.StatusRequestEntityTooLarge, problem.TypeBodyTooLarge, "")
+		wantProblem(t, resp, http.StatusRequestEntityTooLarge, problem.TypeBodyTooLarge, "body")
 	})
 	t.Run("chunked", func(t *testing.T) {
 		req, err := http.NewRequest(http.MethodPost, e.srv.URL+"/token", io.MultiReader(strings.NewReader(form)))
