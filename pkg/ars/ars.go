@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Level is a tier of the administrative hierarchy an ARS prefix denotes.
@@ -187,7 +188,8 @@ func pad(s string) string {
 func checkDigits(kind, whole, digits string, offset int) error {
 	for i := 0; i < len(digits); i++ {
 		if c := digits[i]; c < '0' || c > '9' {
-			return &SyntaxError{Kind: kind, Input: whole, Pos: offset + i + 1, Reason: fmt.Sprintf("non-digit %q", rune(c))}
+			r, _ := utf8.DecodeRuneInString(digits[i:])
+			return &SyntaxError{Kind: kind, Input: whole, Pos: offset + i + 1, Reason: fmt.Sprintf("non-digit %q", r)}
 		}
 	}
 	return nil

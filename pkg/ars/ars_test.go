@@ -59,6 +59,7 @@ func TestParseErrors(t *testing.T) {
 		{"ars letter", parseARS, "08311x000000", 6, `non-digit 'x'`},
 		{"ars space", parseARS, " 8", 1, `non-digit ' '`},
 		{"ars sign", parseARS, "+08", 1, `non-digit '+'`},
+		{"ars arabic digit", parseARS, "0١", 2, `non-digit '١'`},
 		{"ars land 00", parseARS, "00", 1, "Land 00 is not 01 to 16"},
 		{"ars land 17", parseARS, "170000000000", 1, "Land 17 is not 01 to 16"},
 		{"ars land 99", parseARS, "99311", 1, "Land 99 is not 01 to 16"},

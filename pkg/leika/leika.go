@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // URNPrefix precedes a LeiKa key in a FIT-Connect service identifier.
@@ -53,7 +54,8 @@ func ParseKey(s string) (Key, error) {
 func parseKey(whole, s string, offset int) (Key, error) {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < '0' || c > '9' {
-			return "", &SyntaxError{Input: whole, Pos: offset + i + 1, Reason: fmt.Sprintf("non-digit %q", rune(c))}
+			r, _ := utf8.DecodeRuneInString(s[i:])
+			return "", &SyntaxError{Input: whole, Pos: offset + i + 1, Reason: fmt.Sprintf("non-digit %q", r)}
 		}
 	}
 	if len(s) != 14 {
