@@ -109,7 +109,7 @@ func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.
 		}
 	}
 	if len(visible) == 0 && uncovered != nil {
-		return a.ownCovered(ctx, p, *uncovered)
+		return notCovered(*uncovered)
 	}
 	if len(visible) == 0 {
 		// As if it did not exist: its id tells an outsider nothing.

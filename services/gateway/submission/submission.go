@@ -262,14 +262,20 @@ func (a *API) ownCovered(ctx context.Context, p httpapi.Principal, s store.Submi
 		return err
 	}
 	if !ok {
-		need := s.Region
-		if need == "" {
-			need = "DE"
-		}
-		return httpapi.Forbidden(scope.SendRegion+need+"+"+scope.SendService+s.ServiceIdentifier,
-			fmt.Sprintf("the token's send scopes do not reach submission %s of service %s", s.ID, s.ServiceIdentifier))
+		return notCovered(s)
 	}
 	return nil
+}
+
+// notCovered is the 403 for a submission of p's client that p's token
+// does not reach, naming the scope that would.
+func notCovered(s store.Submission) error {
+	need := s.Region
+	if need == "" {
+		need = "DE"
+	}
+	return httpapi.Forbidden(scope.SendRegion+need+"+"+scope.SendService+s.ServiceIdentifier,
+		fmt.Sprintf("the token's send scopes do not reach submission %s of service %s", s.ID, s.ServiceIdentifier))
 }
 
 // serviceTypeInput is FIT-Connect's ServiceType of CreateSubmission.
