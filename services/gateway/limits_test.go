@@ -270,10 +270,13 @@ func TestTokenFailureLimits(t *testing.T) {
 		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || s < 1 {
 			t.Errorf("Retry-After %q", resp.Header.Get("Retry-After"))
 		}
-		// The public quota's headers agree with the lockout.
+		// The RateLimit headers describe the lockout, not the public quota.
 		if h := resp.Header; h.Get("RateLimit-Remaining") != "0" || h.Get("RateLimit-Reset") != h.Get("Retry-After") {
 			t.Errorf("RateLimit-Remaining %q, -Reset %q with Retry-After %q; want 0 and the Retry-After",
 				h.Get("RateLimit-Remaining"), h.Get("RateLimit-Reset"), h.Get("Retry-After"))
+		}
+		if h := resp.Header; h.Get("RateLimit-Limit") != "1" || h.Get("RateLimit-Policy") != "1;w=1000;burst=5" {
+			t.Errorf("RateLimit-Limit %q, -Policy %q; want the client failures' 1 and 1;w=1000;burst=5", h.Get("RateLimit-Limit"), h.Get("RateLimit-Policy"))
 		}
 		if !strings.Contains(p.Detail, "client-victim") {
 			t.Errorf("detail %q does not name the client id", p.Detail)

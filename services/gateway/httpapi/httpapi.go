@@ -184,9 +184,14 @@ func (a *API) WriteErrorAs(w http.ResponseWriter, r *http.Request, err error, co
 	if errors.As(err, &re) {
 		secs := retrySeconds(re.after)
 		w.Header().Set("Retry-After", secs)
-		if re.p.Status == http.StatusTooManyRequests && w.Header().Get(headerLimit) != "" {
+		if re.p.Status == http.StatusTooManyRequests && (re.by != nil || w.Header().Get(headerLimit) != "") {
 			// A limit of the handler's own refused it within Throttle's
 			// quota: its headers must not tell the client to go on.
+			if re.by != nil {
+				_, limit, policy := re.by.policy()
+				w.Header().Set(headerLimit, limit)
+				w.Header().Set(headerPolicy, policy)
+			}
 			w.Header().Set(headerRemaining, "0")
 			w.Header().Set(headerReset, secs)
 		}

@@ -232,11 +232,7 @@ func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
 	if l == nil {
 		return h
 	}
-	window := math.Max(1, math.Ceil(1/float64(l.limit)))
-	quota := math.Max(1, math.Floor(float64(l.limit)*window))
-	// The fixed values are made once; the keys are already canonical.
-	limit := strconv.Itoa(int(quota))
-	policy := fmt.Sprintf("%d;w=%d;burst=%d", int(quota), int(window), l.burst)
+	quota, limit, policy := l.policy()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ok, _, reset := l.take(AddressKey(r), time.Now())
 		secs := strconv.Itoa(int(math.Ceil(reset.Seconds())))
@@ -260,6 +256,14 @@ func (a *API) Throttle(l *Limiter, h http.Handler) http.Handler {
 	})
 }
 
+// policy returns l's quota, a window of whole seconds at its sustained
+// rate, and the RateLimit-Limit and RateLimit-Policy values that say so.
+func (l *Limiter) policy() (quota float64, limit, policy string) {
+	window := math.Max(1, math.Ceil(1/float64(l.limit)))
+	quota = math.Max(1, math.Floor(float64(l.limit)*window))
+	return quota, strconv.Itoa(int(quota)), fmt.Sprintf("%d;w=%d;burst=%d", int(quota), int(window), l.burst)
+}
+
 // Unauthenticated limits h, a route anyone may call, to the per-address
 // rate of PublicLimit.
 func (a *API) Unauthenticated(h http.Handler) http.Handler {
@@ -280,10 +284,12 @@ func (r Rate) NewLimiter() *Limiter {
 	return NewLimiter(r.PerSecond, r.Burst)
 }
 
-// retryError is a problem answered with a Retry-After header.
+// retryError is a problem answered with a Retry-After header; by, when
+// set, is the limit that refused it, which the RateLimit headers describe.
 type retryError struct {
 	p     *problem.Problem
 	after time.Duration
+	by    *Limiter
 }
 
 func (e *retryError) Error() string { return e.p.Error() }
@@ -293,6 +299,12 @@ func (e *retryError) Unwrap() error { return e.p }
 // up, at least one.
 func RetryAfter(p *problem.Problem, after time.Duration) error {
 	return &retryError{p: p, after: after}
+}
+
+// Refused is RetryAfter for a 429 of l's: its RateLimit headers describe
+// l, not the route's own limit, under which the request still was.
+func (l *Limiter) Refused(p *problem.Problem, after time.Duration) error {
+	return &retryError{p: p, after: after, by: l}
 }
 
 // retrySeconds is d as a Retry-After value.

@@ -371,7 +371,7 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 		if !ok {
 			// No OAuth error: invalid_client would tell a client whose
 			// secret is right that it is wrong.
-			return nil, httpapi.RetryAfter(problem.TooManyRequests(
+			return nil, s.addressFailures.Refused(problem.TooManyRequests(
 				fmt.Sprintf("too many failed client authentications from %s; retry in %ds", key, waitSeconds(wait))), wait)
 		}
 		settle = append(settle, done)
@@ -382,7 +382,7 @@ func (s *Service) admit(r *http.Request, id string) (release func(ok bool), err 
 		ok, wait, done := s.clientFailures.Reserve(id+" "+addr, now)
 		if !ok {
 			settleAll(false)
-			return nil, httpapi.RetryAfter(problem.TooManyRequests(
+			return nil, s.clientFailures.Refused(problem.TooManyRequests(
 				fmt.Sprintf("too many failed authentications of client_id %q from %s; retry in %ds", id, addr, waitSeconds(wait))).WithField("client_id"), wait)
 		}
 		settle = append(settle, done)
