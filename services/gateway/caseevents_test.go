@@ -100,6 +100,10 @@ func TestCaseEventBadInput(t *testing.T) {
 				{"jti of an event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = rejectClaims.JTI }), 409, problem.TypeConflict, "jti"},
 				{"jti of another event of the case in upper case", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.JTI = strings.ToUpper(f.jti(s.SubmissionID, set.NotifySubmission)) }), 409, problem.TypeConflict, "jti"},
 				{"jti of an event of another case in upper case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = strings.ToUpper(rejectClaims.JTI) }), 409, problem.TypeConflict, "jti"},
+				{"forwarded to a submission that does not exist", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, forwardTo(elsewhere.ID, newUUID(t), unsubscribed.CaseID), nil), 422, problem.TypeInvalidEvent, "forwardedTo"},
+				{"forwarded to a submission of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, forwardTo(elsewhere.ID, unsubscribed.SubmissionID, s.CaseID), nil), 422, problem.TypeInvalidEvent, "forwardedTo"},
+				{"forwarded to a submission of another destination", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, forwardTo(d.ID, unsubscribed.SubmissionID, unsubscribed.CaseID), nil), 422, problem.TypeInvalidEvent, "forwardedTo"},
+				{"forwarded to itself", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, forwardTo(d.ID, s.SubmissionID, s.CaseID), nil), 422, problem.TypeInvalidEvent, "forwardedTo"},
 				{"jti of Amtsbote's event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = f.jti(rejected.SubmissionID, set.NotifySubmission) }), 409, problem.TypeConflict, "jti"},
 				{"issued in 2020", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC) }), 422, problem.TypeInvalidEvent, "iat"},
 				{"issued a day before the submission", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Now().Add(-24 * time.Hour).Truncate(time.Second) }), 422, problem.TypeInvalidEvent, "iat"},
@@ -121,7 +125,7 @@ func TestCaseEventBadInput(t *testing.T) {
 			}
 
 			// The right accept passes, once; forward before accept is fine too.
-			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.ForwardSubmission, other, nil, nil)).want(t, http.StatusNoContent)
+			f.postEvent(t, receiver, other.CaseID, f.receiverSET(t, set.ForwardSubmission, other, forwardTo(elsewhere.ID, unsubscribed.SubmissionID, unsubscribed.CaseID), nil)).want(t, http.StatusNoContent)
 			// Forwarded, it leaves the pickup list and can still be
 			// fetched, as FIT-Connect has it.
 			flowtest.Eventually(t, 10*time.Second, func() error {
@@ -311,4 +315,10 @@ func TestCaseEventAfterAStop(t *testing.T) {
 				problem(t, http.StatusConflict, problem.TypeInvalidTransition, "events")
 		})
 	}
+}
+
+// forwardTo is a forward-submission's payload naming the submission the
+// content became.
+func forwardTo(destinationID, submissionID, caseID string) set.ForwardPayload {
+	return set.ForwardPayload{ForwardedTo: &set.ForwardTarget{DestinationID: destinationID, SubmissionID: submissionID, CaseID: caseID}}
 }

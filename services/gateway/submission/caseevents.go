@@ -295,20 +295,49 @@ func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.
 		return problem.InvalidEvent("iat", fmt.Sprintf("iat %s is before submission %s was created at %s",
 			claims.IssuedAt.UTC().Format(time.RFC3339), sid, sub.CreatedAt.UTC().Format(time.RFC3339)))
 	}
-	uri, _, err := claims.Event()
+	uri, payload, err := claims.Event()
 	if err != nil {
 		return eventProblem(err)
 	}
 	if !slices.Contains(receiverEvents, uri) {
 		return problem.InvalidEvent("events", fmt.Sprintf("a destination posts accept-, reject- or forward-submission, not %s", set.Name(uri)))
 	}
-	if uri == set.AcceptSubmission {
+	switch uri {
+	case set.AcceptSubmission:
 		if err := a.checkAcceptTags(r, sid, claims); err != nil {
+			return err
+		}
+	case set.ForwardSubmission:
+		if err := a.checkForwardTarget(ctx, sid, payload); err != nil {
 			return err
 		}
 	}
 
 	return a.publishDecision(w, r, sid, caseID, uri, claims, token)
+}
+
+// checkForwardTarget checks a forward-submission's forwardedTo, when it
+// names one: another submission of this installation, of the destination
+// and case it names, so that the case shows where the content went.
+func (a *API) checkForwardTarget(ctx context.Context, sid string, payload json.RawMessage) error {
+	var p set.ForwardPayload
+	if err := json.Unmarshal(payload, &p); err != nil || p.ForwardedTo == nil {
+		// Checked by set.Claims.Validate; absent, it names nothing.
+		return nil
+	}
+	to := p.ForwardedTo
+	target, err := a.store.Submission(ctx, strings.ToLower(to.SubmissionID))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("read submission %s: %w", to.SubmissionID, err)
+	}
+	// One answer for every mismatch: which part differs would tell the
+	// destination and case of another client's submission.
+	if err != nil || strings.EqualFold(target.ID, sid) ||
+		!strings.EqualFold(target.DestinationID, to.DestinationID) || !strings.EqualFold(target.CaseID, to.CaseID) {
+		return problem.InvalidEvent("forwardedTo", fmt.Sprintf("forwardedTo names no other submission %s to destination %s in case %s",
+			to.SubmissionID, to.DestinationID, to.CaseID))
+	}
+	return nil
 }
 
 // maxDecisionTries bounds how often a receiver's event is decided again
