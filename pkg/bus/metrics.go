@@ -95,28 +95,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// Without a connection every request would wait for the timeout.
-	connected := c.b.nc.Status() == nats.CONNECTED
-	up := 1.0
-	for _, name := range []string{StreamIngress, StreamInbox, StreamEvents, StreamDead, StreamCallbacks, StreamRegistry} {
-		if connected {
-			if ms, err := c.readStream(ctx, name); err == nil {
-				c.streams[name] = ms
-			} else {
-				up = 0
-			}
-		} else {
-			up = 0
-		}
+	// Without a connection every request would wait for the timeout: up
+	// is 0 and every figure is the last read's.
+	up := 0.0
+	if c.b.nc.Status() == nats.CONNECTED {
+		up = c.read(ctx)
+	}
+	for _, name := range collectedStreams {
 		for _, m := range c.streams[name] {
 			ch <- m
-		}
-	}
-	if connected {
-		if n, oldest, err := c.b.OutboxBacklog(ctx); err == nil {
-			c.outbox = &outboxReading{n: n, oldest: oldest}
-		} else {
-			up = 0
 		}
 	}
 	if o := c.outbox; o != nil {
@@ -128,6 +115,28 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descOutboxAge, prometheus.GaugeValue, age)
 	}
 	ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up)
+}
+
+// collectedStreams are the streams the Collector reports, in order.
+var collectedStreams = []string{StreamIngress, StreamInbox, StreamEvents, StreamDead, StreamCallbacks, StreamRegistry}
+
+// read replaces the last read of every stream and of the outbox that
+// answers, and returns 1 when all did, else 0.
+func (c *Collector) read(ctx context.Context) float64 {
+	up := 1.0
+	for _, name := range collectedStreams {
+		if ms, err := c.readStream(ctx, name); err == nil {
+			c.streams[name] = ms
+		} else {
+			up = 0
+		}
+	}
+	if n, oldest, err := c.b.OutboxBacklog(ctx); err == nil {
+		c.outbox = &outboxReading{n: n, oldest: oldest}
+	} else {
+		up = 0
+	}
+	return up
 }
 
 // readStream reads the figures of stream name, all or none.
