@@ -73,31 +73,9 @@ func runDead(ctx context.Context, args []string, env envReader, stdout, stderr i
 		return err
 	}
 	filter := bus.DeadFilter{Reason: *reason, DestinationID: strings.ToLower(*destination)}
-	if filter.Reason != "" {
-		if _, err := bus.DeadSubject(filter.Reason); err != nil {
-			return badUsage(fmt.Errorf("--reason: %w", err))
-		}
-	}
-	// As the admin API checks them: a filter that can match nothing is a
-	// mistyped one.
-	if filter.DestinationID != "" {
-		if _, err := uuid.Parse(filter.DestinationID); err != nil || len(filter.DestinationID) != 36 {
-			return badUsage(fmt.Errorf("--destination %q: want a destination id (UUID)", *destination))
-		}
-	}
-	if *limit < 1 || *limit > store.MaxPageLimit {
-		return badUsage(fmt.Errorf("--limit %d: want 1 to %d", *limit, store.MaxPageLimit))
-	}
-	if *offset < 0 {
-		return badUsage(fmt.Errorf("--offset %d: want 0 or more", *offset))
-	}
-	var seqs []uint64
-	for _, a := range positional {
-		seq, err := strconv.ParseUint(a, 10, 64)
-		if err != nil || seq == 0 {
-			return badUsage(fmt.Errorf("dead %s: %q is no dead letter sequence number", cmd, a))
-		}
-		seqs = append(seqs, seq)
+	seqs, err := checkDeadArgs(cmd, filter, *destination, *limit, *offset, positional)
+	if err != nil {
+		return badUsage(err)
 	}
 	switch {
 	case cmd == "list" && len(seqs) > 0, cmd == "show" && len(seqs) != 1, cmd == "purge" && len(seqs) == 0,
@@ -221,4 +199,36 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// checkDeadArgs checks a dead command's filter, page and sequence numbers
+// and returns the numbers; its errors are the command used wrongly.
+func checkDeadArgs(cmd string, filter bus.DeadFilter, destination string, limit, offset int, positional []string) ([]uint64, error) {
+	if filter.Reason != "" {
+		if _, err := bus.DeadSubject(filter.Reason); err != nil {
+			return nil, fmt.Errorf("--reason: %w", err)
+		}
+	}
+	// As the admin API checks them: a filter that can match nothing is a
+	// mistyped one.
+	if filter.DestinationID != "" {
+		if _, err := uuid.Parse(filter.DestinationID); err != nil || len(filter.DestinationID) != 36 {
+			return nil, fmt.Errorf("--destination %q: want a destination id (UUID)", destination)
+		}
+	}
+	if limit < 1 || limit > store.MaxPageLimit {
+		return nil, fmt.Errorf("--limit %d: want 1 to %d", limit, store.MaxPageLimit)
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("--offset %d: want 0 or more", offset)
+	}
+	var seqs []uint64
+	for _, a := range positional {
+		seq, err := strconv.ParseUint(a, 10, 64)
+		if err != nil || seq == 0 {
+			return nil, fmt.Errorf("dead %s: %q is no dead letter sequence number", cmd, a)
+		}
+		seqs = append(seqs, seq)
+	}
+	return seqs, nil
 }
