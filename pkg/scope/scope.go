@@ -197,6 +197,15 @@ func (s Set) Sends() bool {
 	return slices.ContainsFunc(s.grants, func(g grant) bool { return g.kind == "send" })
 }
 
+// OfParty reports whether the scopes are those of a submission's party
+// (a send grant, or a destination's subscribe or manage grant) or an
+// operator's: what reading a destination or a case needs at least.
+func (s Set) OfParty() bool {
+	return s.IsAdmin() || slices.ContainsFunc(s.grants, func(g grant) bool {
+		return g.kind == "send" || g.kind == "subscribe" || g.kind == "manage"
+	})
+}
+
 // CanManage reports whether the scopes allow managing the destination.
 func (s Set) CanManage(destinationID string) bool { return s.hasDest("manage", destinationID) }
 

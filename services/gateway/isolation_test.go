@@ -157,3 +157,49 @@ func algNone(t *testing.T, claims map[string]any) string {
 	}
 	return enc(map[string]any{"alg": "none", "typ": "at+jwt"}) + "." + enc(claims) + "."
 }
+
+// TestScopeKindBeforeAnything: a token without the kind of scope an
+// endpoint needs is refused with the same 403 whatever the request names,
+// so that its answers tell nothing of which destinations and cases exist.
+func TestScopeKindBeforeAnything(t *testing.T) {
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	sub := f.prepare(t, sender, d, 0)
+	missing := newUUID(t)
+
+	creator := f.token("create:destination")
+	receiver := f.token("subscribe:destination:" + d.ID)
+	manager := f.token("manage:destination:" + d.ID)
+	create := func(destinationID string) string {
+		body := createBody(d)
+		body["destinationId"] = destinationID
+		b, err := json.Marshal(body)
+		must(t, err)
+		return string(b)
+	}
+	for _, c := range []struct {
+		name, method, path, token, body string
+	}{
+		{"create, existing destination", http.MethodPost, "/v1/submissions", receiver, create(d.ID)},
+		{"create, missing destination", http.MethodPost, "/v1/submissions", receiver, create(missing)},
+		{"create, empty body", http.MethodPost, "/v1/submissions", manager, "{}"},
+		{"create, creator", http.MethodPost, "/v1/submissions", creator, create(missing)},
+		{"destination, existing", http.MethodGet, "/v1/destinations/" + d.ID, creator, ""},
+		{"destination, missing", http.MethodGet, "/v1/destinations/" + missing, creator, ""},
+		{"events, existing case", http.MethodGet, "/v1/cases/" + sub.CaseID + "/events", creator, ""},
+		{"events, missing case", http.MethodGet, "/v1/cases/" + missing + "/events", creator, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			contentType := ""
+			if c.body != "" {
+				contentType = "application/json"
+			}
+			r := f.call(t, c.method, c.path, c.token, contentType, strings.NewReader(c.body))
+			wantRefused(t, r, http.StatusForbidden)
+		})
+	}
+	// The kinds that may read them still learn what exists.
+	f.call(t, http.MethodGet, "/v1/destinations/"+missing, manager, "", nil).want(t, http.StatusNotFound)
+	f.call(t, http.MethodGet, "/v1/cases/"+missing+"/events", receiver, "", nil).want(t, http.StatusNotFound)
+}

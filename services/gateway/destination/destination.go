@@ -188,6 +188,10 @@ func (a *API) Routes(m *httpapi.Mux) {
 // the private view for the destination's receivers, managers and
 // operators, the public view for senders whose region scope reaches it.
 func (a *API) handleGetDestination(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if !p.Scopes.OfParty() {
+		return httpapi.Forbidden(scope.SendRegion+"<ars>",
+			"reading a destination requires a send:region, subscribe:destination or manage:destination scope")
+	}
 	id, err := PathID(r)
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/jose"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/scope"
 	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/set"
 	"github.com/amtsbote/amtsbote/pkg/store"
@@ -73,6 +74,10 @@ func (a *API) checkCaseOwner(ctx context.Context, p httpapi.Principal, caseID st
 // answers with the events recorded so far, none before the first one is
 // signed; only an unknown case is 404.
 func (a *API) handleGetEvents(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if !p.Scopes.OfParty() {
+		return httpapi.Forbidden(scope.SendRegion+"<ars>",
+			"reading a case's events requires a send:region, subscribe:destination or manage:destination scope")
+	}
 	caseID, ok := httpapi.CanonicalUUID(r.PathValue("caseId"))
 	if !ok {
 		// No case has it: 404, which the operation declares, not 400.

@@ -371,6 +371,9 @@ type submissionCreated struct {
 // destination's regions must cover too. A retry carrying the same
 // Idempotency-Key and body gets the first answer.
 func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if err := asSender(p); err != nil {
+		return err
+	}
 	key, err := idempotencyKey(r)
 	if err != nil {
 		return err
