@@ -630,6 +630,16 @@ func WithinArea() UpdateOption {
 	return func(o *updateOptions) { o.withinArea = true }
 }
 
+// WithinHome refuses a region of d outside its home region, when it names
+// one: a destination's manager, who cannot set it, keeps within it, and
+// its inbox subject is filed where a subscriber of its regions looks.
+func WithinHome(d store.Destination) error {
+	if d.HomeRegion == "" {
+		return nil
+	}
+	return checkArea(d, []string{d.HomeRegion}, nil)
+}
+
 // areaOf is d's area as ARS prefixes (see WithinArea).
 func areaOf(d store.Destination) []string {
 	if d.HomeRegion != "" {

@@ -208,9 +208,27 @@ func TestDestinationManagement(t *testing.T) {
 	withStatus := destinationBody(t, id, []string{"DE083110000000"}, "enc-"+id[:8], "sig-"+id[:8])
 	withStatus["status"] = "active"
 	f.callJSON(t, http.MethodPost, "/v1/destinations", creator, withStatus).problem(t, 400, problem.TypeUnknownField, "status")
+	// A home region elsewhere would file its inbox where another
+	// authority's subscriber looks, and widen its manager's area there.
+	before := f.state()
+	for _, home := range []string{"08315", "083110000001", "09"} {
+		elsewhere := destinationBody(t, id, []string{"DE083110000000"}, "enc-"+id[:8], "sig-"+id[:8])
+		elsewhere["homeRegion"] = home
+		p := f.callJSON(t, http.MethodPost, "/v1/destinations", creator, elsewhere).problem(t, 403, problem.TypeForbidden, "services[0].regions[0]")
+		if !strings.Contains(p.Detail, "DE083110000000") || !strings.Contains(p.Detail, "DE"+home) {
+			t.Errorf("homeRegion %s: detail %q, want the region and the home region named", home, p.Detail)
+		}
+	}
+	f.wantUnchangedExceptClients(before)
+	within := destinationBody(t, newUUID(t), []string{"DE083150000000"}, "enc-w"+id[:7], "sig-w"+id[:7])
+	within["homeRegion"] = "083"
+	made := decodeReply[map[string]any](t, f.callJSON(t, http.MethodPost, "/v1/destinations", creator, within), http.StatusCreated)
+	if d, err := f.st.Destination(context.Background(), made["destinationId"].(string)); err != nil || d.HomeRegion != "083" {
+		t.Errorf("created %+v (%v), want homeRegion 083", d, err)
+	}
 
 	r := f.callJSON(t, http.MethodPost, "/v1/destinations", creator, body)
-	made := decodeReply[map[string]any](t, r, http.StatusCreated)
+	made = decodeReply[map[string]any](t, r, http.StatusCreated)
 	did, _ := made["destinationId"].(string)
 	if made["status"] != "created" || r.header.Get("Location") != "/v1/destinations/"+did {
 		t.Fatalf("created %v at %q", made, r.header.Get("Location"))
@@ -225,7 +243,7 @@ func TestDestinationManagement(t *testing.T) {
 	manager := f.token("manage:destination:" + did)
 	stranger := f.token("manage:destination:" + newUUID(t))
 	path := "/v1/destinations/" + did
-	before := f.state()
+	before = f.state()
 	for _, tt := range []struct {
 		name, method, token, body string
 		status                    int

@@ -106,6 +106,12 @@ func (a *API) handleCreate(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	if err != nil {
 		return err
 	}
+	if in.HomeRegion != nil && !p.Scopes.IsAdmin() {
+		// Only the operator files a destination outside its regions.
+		if err := registry.WithinHome(d); err != nil {
+			return err
+		}
+	}
 	c, err := a.registry.CreateDestination(r.Context(), p.Subject, d, keys)
 	if err != nil {
 		return err
