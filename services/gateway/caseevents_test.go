@@ -53,6 +53,7 @@ func TestCaseEventBadInput(t *testing.T) {
 			unsubscribed := f.prepare(t, sender, elsewhere, 0)
 			f.submit(t, sender, unsubscribed).want(t, http.StatusAccepted)
 			f.route(t, unsubscribed.SubmissionID)
+			unsent := f.prepare(t, sender, elsewhere, 0)
 			f.waitEvents(t, sender, rejected.CaseID, "create-submission", "submit-submission", "notify-submission", "reject-submission")
 			before := f.snapshot(t, s, other, rejected, incomplete, unfetched)
 
@@ -103,6 +104,7 @@ func TestCaseEventBadInput(t *testing.T) {
 				{"forwarded to a submission that does not exist", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, forwardTo(elsewhere.ID, newUUID(t), unsubscribed.CaseID), nil), 422, problem.TypeInvalidEvent, "forwardedTo"},
 				{"forwarded to a submission of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, forwardTo(elsewhere.ID, unsubscribed.SubmissionID, s.CaseID), nil), 422, problem.TypeInvalidEvent, "forwardedTo"},
 				{"forwarded to a submission of another destination", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, forwardTo(d.ID, unsubscribed.SubmissionID, unsubscribed.CaseID), nil), 422, problem.TypeInvalidEvent, "forwardedTo"},
+				{"forwarded to a submission not submitted", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, forwardTo(elsewhere.ID, unsent.SubmissionID, unsent.CaseID), nil), 422, problem.TypeInvalidEvent, "forwardedTo"},
 				{"forwarded to itself", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, forwardTo(d.ID, s.SubmissionID, s.CaseID), nil), 422, problem.TypeInvalidEvent, "forwardedTo"},
 				{"jti of Amtsbote's event of another case", s.CaseID, "", f.receiverSET(t, set.ForwardSubmission, s, nil, func(c *set.Claims) { c.JTI = f.jti(rejected.SubmissionID, set.NotifySubmission) }), 409, problem.TypeConflict, "jti"},
 				{"issued in 2020", s.CaseID, "", f.receiverSET(t, set.AcceptSubmission, s, accept, func(c *set.Claims) { c.IssuedAt = time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC) }), 422, problem.TypeInvalidEvent, "iat"},

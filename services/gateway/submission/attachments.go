@@ -116,19 +116,28 @@ func (a *API) handlePutAttachment(w http.ResponseWriter, r *http.Request, p http
 // its status says so, or, before the ledger projected the submit, the
 // submit's permanent record does.
 func (a *API) beforeSubmit(ctx context.Context, sub store.Submission) error {
-	status := sub.Status
-	if status == sealed.Incomplete {
-		_, err := a.store.Idempotency(ctx, submitKey(sub.ID))
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return nil
-		case err != nil:
-			return fmt.Errorf("read submit record of %s: %w", sub.ID, err)
-		}
-		status = sealed.Submitted
+	status, err := a.statusOf(ctx, sub)
+	if err != nil || status == sealed.Incomplete {
+		return err
 	}
 	return problem.SubmissionState("submissionId",
 		fmt.Sprintf("submission %s is %s; attachments are uploaded before submit", sub.ID, status))
+}
+
+// statusOf is sub's status, submitted already when the submit's permanent
+// record says so before the ledger projected it.
+func (a *API) statusOf(ctx context.Context, sub store.Submission) (sealed.Status, error) {
+	if sub.Status != sealed.Incomplete {
+		return sub.Status, nil
+	}
+	_, err := a.store.Idempotency(ctx, submitKey(sub.ID))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return sealed.Incomplete, nil
+	case err != nil:
+		return "", fmt.Errorf("read submit record of %s: %w", sub.ID, err)
+	}
+	return sealed.Submitted, nil
 }
 
 // uploadError carries a failure of the object store, as opposed to one of

@@ -322,8 +322,9 @@ func (a *API) handlePostEvent(w http.ResponseWriter, r *http.Request, p httpapi.
 }
 
 // checkForwardTarget checks a forward-submission's forwardedTo, when it
-// names one: another submission of this installation, of the destination
-// and case it names, so that the case shows where the content went.
+// names one: another submission of this installation, submitted, of the
+// destination and case it names, so that the case shows where the content
+// went.
 func (a *API) checkForwardTarget(ctx context.Context, sid string, payload json.RawMessage) error {
 	var p set.ForwardPayload
 	if err := json.Unmarshal(payload, &p); err != nil || p.ForwardedTo == nil {
@@ -336,11 +337,19 @@ func (a *API) checkForwardTarget(ctx context.Context, sid string, payload json.R
 		return fmt.Errorf("read submission %s: %w", to.SubmissionID, err)
 	}
 	// One answer for every mismatch: which part differs would tell the
-	// destination and case of another client's submission.
+	// destination, case or status of another client's submission.
+	refused := problem.InvalidEvent("forwardedTo", fmt.Sprintf("forwardedTo names no other submitted submission %s to destination %s in case %s",
+		to.SubmissionID, to.DestinationID, to.CaseID))
 	if err != nil || strings.EqualFold(target.ID, sid) ||
 		!strings.EqualFold(target.DestinationID, to.DestinationID) || !strings.EqualFold(target.CaseID, to.CaseID) {
-		return problem.InvalidEvent("forwardedTo", fmt.Sprintf("forwardedTo names no other submission %s to destination %s in case %s",
-			to.SubmissionID, to.DestinationID, to.CaseID))
+		return refused
+	}
+	status, err := a.statusOf(ctx, target)
+	if err != nil {
+		return err
+	}
+	if status == sealed.Incomplete {
+		return refused
 	}
 	return nil
 }
