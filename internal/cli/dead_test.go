@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,11 +16,14 @@ import (
 	"testing"
 	"time"
 
+	natsgo "github.com/nats-io/nats.go"
+
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/bus/bustest"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
@@ -36,15 +40,33 @@ func TestDeadCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// publish sends a routed submission to the destination's inbox.
+	// publish records a submission to the destination and sends it to the
+	// destination's inbox, routed.
 	publish := func(t *testing.T) string {
 		t.Helper()
 		id := uuid.NewString()
+		sub := sealed.Submission{
+			SubmissionID: id, CaseID: uuid.NewString(), DestinationID: dest, Service: "urn:de:fim:leika:leistung:99050012104000",
+			ARS: "083110000000", Attachments: []string{}, Object: sealed.PayloadObject(id), SenderClientID: "portal",
+		}
+		st, _, err := openStore(ctx, "", dataDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		if err := st.CreateSubmission(ctx, store.Submission{ID: id, CaseID: sub.CaseID, DestinationID: dest,
+			ServiceIdentifier: sub.Service, SenderClientID: sub.SenderClientID, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		body, err := json.Marshal(sub)
+		if err != nil {
+			t.Fatal(err)
+		}
 		ev := event.New()
 		ev.SetID(id)
 		ev.SetSource("https://amtsbote.test")
-		ev.SetType("de.amtsbote.submission.routed")
-		if err := ev.SetData("application/json", []byte(`{}`)); err != nil {
+		ev.SetType(sealed.TypeRouted)
+		if err := ev.SetData("application/json", body); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.Publish(ctx, subject, ev, id); err != nil {
@@ -118,7 +140,8 @@ func TestDeadCommands(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &d); err != nil {
 			t.Fatalf("show: %v\n%s", err, out)
 		}
-		if d.MsgID != ids[0] || d.Reason != "sink-down" || len(d.History) != 1 || d.Data != "e30=" {
+		data, err := base64.StdEncoding.DecodeString(d.Data)
+		if err != nil || d.MsgID != ids[0] || d.Reason != "sink-down" || len(d.History) != 1 || !strings.Contains(string(data), `"submissionId":"`+ids[0]+`"`) {
 			t.Errorf("show: %s", out)
 		}
 	})
@@ -257,6 +280,31 @@ func TestDeadCommands(t *testing.T) {
 		}
 		if _, err := runCLI(t, dataDir, append([]string{"dead", "purge", seqs[1]}, withStore...)...); err != nil {
 			t.Errorf("purge of the rest: %v", err)
+		}
+	})
+	t.Run("a forged inbox letter", func(t *testing.T) {
+		// Whoever may write to DEAD writes its headers and body: one naming
+		// a submission Amtsbote did not record for this inbox stays.
+		m := natsgo.NewMsg(bus.PrefixDead + ".max-deliver")
+		m.Header.Set(bus.HeaderDeadReason, "max-deliver")
+		m.Header.Set(bus.HeaderOriginalSubject, subject)
+		m.Header.Set(bus.HeaderOriginalStream, bus.StreamInbox)
+		id := uuid.NewString()
+		m.Data = []byte(`{"submissionId":"` + id + `","caseId":"` + uuid.NewString() + `","destinationId":"` + dest +
+			`","service":"urn:de:fim:leika:leistung:99050012104000","ars":"083110000000","attachments":[],"object":"payload.` + id + `"}`)
+		ack, err := b.JetStream().PublishMsg(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = runCLI(t, dataDir, append([]string{"dead", "redrive", fmt.Sprint(ack.Sequence)}, withStore...)...)
+		if !errors.Is(err, store.ErrNotRecorded) {
+			t.Errorf("redrive: %v, want it refused as not recorded", err)
+		}
+		if _, err := b.DeadLetter(ctx, ack.Sequence); err != nil {
+			t.Errorf("the refused dead letter is gone: %v", err)
+		}
+		if _, err := runCLI(t, dataDir, append([]string{"dead", "purge", fmt.Sprint(ack.Sequence)}, withStore...)...); err != nil {
+			t.Errorf("purge: %v", err)
 		}
 	})
 	t.Run("none matching", func(t *testing.T) {

@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 )
 
 // HeaderRedrivenFrom marks a re-driven message with the DEAD sequence of
@@ -206,7 +208,9 @@ func deadLetterOf(m *jetstream.RawStreamMsg) DeadLetter {
 // ErrRedriveTooSoon, changing nothing, when the stream drops the re-drive
 // as a duplicate of the original, whose id is still within its
 // duplicates window.
-func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
+//
+// Each of checks may refuse the dead letter first, changing nothing.
+func (b *Bus) Redrive(ctx context.Context, seq uint64, checks ...RedriveCheck) (DeadLetter, error) {
 	d, err := b.DeadLetter(ctx, seq)
 	if err != nil {
 		return d, fmt.Errorf("re-drive: %w", err)
@@ -214,6 +218,11 @@ func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
 	if d.Subject == "" || checkPublishSubject(d.Subject) != nil || !redrivable(d.Stream, d.Subject) {
 		return d, fmt.Errorf("re-drive dead letter %d: original subject %q of stream %q: only messages of INGRESS, INBOX and CALLBACKS are re-driven: %w",
 			seq, d.Subject, d.Stream, ErrInvalidSubject)
+	}
+	for _, check := range checks {
+		if err := check(ctx, d); err != nil {
+			return d, fmt.Errorf("re-drive dead letter %d: %w", seq, err)
+		}
 	}
 	msgID := d.MsgID
 	if msgID == "" {
@@ -264,6 +273,40 @@ func (b *Bus) Redrive(ctx context.Context, seq uint64) (DeadLetter, error) {
 		return d, fmt.Errorf("re-drive dead letter %d: published, but not deleted from %s: %w", seq, StreamDead, err)
 	}
 	return d, nil
+}
+
+// RedriveCheck refuses a dead letter that is not to be re-driven.
+type RedriveCheck func(ctx context.Context, d DeadLetter) error
+
+// ErrForged means a dead letter's body is not a message of the stream and
+// subject it names.
+var ErrForged = errors.New("not a message of its stream")
+
+// InboxRecorded refuses an INBOX dead letter unless its body is a routed
+// submission for the destination its subject names that recorded accepts
+// (store.CheckRecorded). A dead letter's headers and body are written by
+// whoever may publish to DEAD, a subscriber's user among them; re-driven,
+// another destination's submission would reach this one's inbox with
+// Amtsbote's rights.
+func InboxRecorded(recorded func(context.Context, sealed.Submission) error) RedriveCheck {
+	return func(ctx context.Context, d DeadLetter) error {
+		if d.Stream != StreamInbox {
+			return nil
+		}
+		addr, err := ParseInboxSubject(d.Subject)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrForged, err)
+		}
+		sub, err := sealed.Decode(d.Data)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrForged, err)
+		}
+		if !strings.EqualFold(sub.DestinationID, addr.DestinationID) {
+			return fmt.Errorf("%w: submission %s for destination %s on the inbox subject of %s",
+				ErrForged, sub.SubmissionID, sub.DestinationID, addr.DestinationID)
+		}
+		return recorded(ctx, sub)
+	}
 }
 
 // redrivable reports whether a dead letter naming stream and subject may

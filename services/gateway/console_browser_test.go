@@ -185,9 +185,12 @@ func TestConsoleInABrowser(t *testing.T) {
 		}
 	})
 	// The waiting submission's INBOX message is what the sink refuses.
+	rec, err := f.st.Submission(context.Background(), waiting.SubmissionID)
+	must(t, err)
 	routed := sealed.Submission{
-		SubmissionID: waiting.SubmissionID, CaseID: waiting.CaseID, DestinationID: d.ID, Service: serviceA,
-		ARS: "083155012004", Attachments: []string{}, Payload: &sealed.Payload{EncryptedMetadata: waiting.metadata},
+		SubmissionID: rec.ID, CaseID: rec.CaseID, DestinationID: rec.DestinationID, Service: rec.ServiceIdentifier,
+		Region: rec.Region, ARS: "083155012004", Attachments: []string{}, Payload: &sealed.Payload{EncryptedMetadata: waiting.metadata},
+		SenderClientID: rec.SenderClientID,
 	}
 	data, err := routed.Encode()
 	must(t, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
 	"github.com/amtsbote/amtsbote/pkg/bus"
@@ -68,25 +69,56 @@ func newDeadFixture(t *testing.T) *deadFixture {
 	return f
 }
 
-// inbox publishes a submission to destination's inbox under its id.
+// inbox records a submission to destination and publishes it to the
+// destination's inbox under its id.
 func (f *deadFixture) inbox(destination string) string {
+	f.t.Helper()
+	rec := store.Submission{
+		ID: uuid.NewString(), CaseID: uuid.NewString(), DestinationID: destination, SenderClientID: "portal",
+		ServiceIdentifier: "urn:de:fim:leika:leistung:99050012104000", CreatedAt: f.clock.Now(),
+	}
+	if err := f.st.CreateSubmission(context.Background(), rec); err != nil {
+		f.t.Fatal(err)
+	}
+	f.publishInbox(destination, routedBody(f.t, rec))
+	return rec.ID
+}
+
+// publishInbox publishes body to destination's inbox as a routed
+// submission, under the id it names.
+func (f *deadFixture) publishInbox(destination string, body []byte) {
 	f.t.Helper()
 	subject, err := bus.InboxSubject("08311", destination)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	id := uuid.NewString()
+	var named struct{ SubmissionID string }
+	if err := json.Unmarshal(body, &named); err != nil {
+		f.t.Fatal(err)
+	}
 	ev := event.New()
-	ev.SetID(id)
+	ev.SetID(named.SubmissionID)
 	ev.SetSource("https://amtsbote.test")
 	ev.SetType(sealed.TypeRouted)
-	if err := ev.SetData("application/json", []byte(`{"submissionId":"`+id+`"}`)); err != nil {
+	if err := ev.SetData("application/json", body); err != nil {
 		f.t.Fatal(err)
 	}
-	if _, err := f.bus.Publish(context.Background(), subject, ev, id); err != nil {
+	if _, err := f.bus.Publish(context.Background(), subject, ev, named.SubmissionID); err != nil {
 		f.t.Fatal(err)
 	}
-	return id
+}
+
+// routedBody is the INBOX message of the recorded submission rec.
+func routedBody(t *testing.T, rec store.Submission) []byte {
+	t.Helper()
+	body, err := json.Marshal(sealed.Submission{
+		SubmissionID: rec.ID, CaseID: rec.CaseID, DestinationID: rec.DestinationID, Service: rec.ServiceIdentifier,
+		ARS: "083110000000", Attachments: []string{}, Object: sealed.PayloadObject(rec.ID), SenderClientID: rec.SenderClientID,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
 }
 
 type deadList struct {
@@ -149,7 +181,7 @@ func TestAdminDeadLetters(t *testing.T) {
 		if err := json.Unmarshal(body, &d); err != nil {
 			t.Fatal(err)
 		}
-		if d.MsgID != b1 || string(d.Data) != `{"submissionId":"`+b1+`"}` || d.Header[bus.HeaderDeadReason][0] != "sink-down" {
+		if d.MsgID != b1 || !strings.Contains(string(d.Data), `"submissionId":"`+b1+`"`) || d.Header[bus.HeaderDeadReason][0] != "sink-down" {
 			t.Errorf("dead letter %s", body)
 		}
 	})
@@ -292,6 +324,80 @@ func TestAdminDeadLetters(t *testing.T) {
 		if f.received[id] != 1 {
 			t.Errorf("%s received %d times, want once", id, f.received[id])
 		}
+	}
+}
+
+// TestAdminRedriveRefusesForgedInbox: whoever may write to DEAD (a
+// subscriber's user) writes a dead letter's headers and body; one naming
+// an inbox is re-driven only when it is the submission the gateway
+// recorded for that destination, else it is refused and stays.
+func TestAdminRedriveRefusesForgedInbox(t *testing.T) {
+	f := newDeadFixture(t)
+	f.mu.Lock()
+	f.fixed = true
+	f.mu.Unlock()
+	tok := f.adminToken()
+	ctx := context.Background()
+	destA, destB := uuid.NewString(), uuid.NewString()
+	other := store.Submission{
+		ID: uuid.NewString(), CaseID: uuid.NewString(), DestinationID: destB, SenderClientID: "portal-b",
+		ServiceIdentifier: "urn:de:fim:leika:leistung:99050012104000", CreatedAt: f.clock.Now(),
+	}
+	if err := f.st.CreateSubmission(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	retargeted := other
+	retargeted.DestinationID = destA
+	unknown := other
+	unknown.ID = uuid.NewString()
+	unknown.DestinationID = destA
+	inboxA, err := bus.InboxSubject("08311", destA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inbox, err := f.bus.JetStream().Stream(ctx, bus.StreamInbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"another destination's submission", routedBody(t, retargeted), "destinationId"},
+		{"a body for another destination", routedBody(t, other), "on the inbox subject of " + destA},
+		{"a submission never recorded", routedBody(t, unknown), "none Amtsbote recorded"},
+		{"no routed submission", []byte(`{"forged":true}`), "invalid sealed submission"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := nats.NewMsg(bus.PrefixDead + ".max-deliver")
+			m.Header.Set(bus.HeaderDeadReason, "max-deliver")
+			m.Header.Set(bus.HeaderOriginalSubject, inboxA)
+			m.Header.Set(bus.HeaderOriginalStream, bus.StreamInbox)
+			m.Data = tc.body
+			ack, err := f.bus.JetStream().PublishMsg(ctx, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before, err := inbox.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body := f.spec.call(t, http.MethodPost, fmt.Sprintf("/admin/v1/dead-letters/%d/redrive", ack.Sequence), tok, "", nil, http.StatusUnprocessableEntity)
+			if !strings.Contains(string(body), tc.want) {
+				t.Errorf("problem %s, want it to say %q", body, tc.want)
+			}
+			if _, err := f.bus.DeadLetter(ctx, ack.Sequence); err != nil {
+				t.Errorf("the refused dead letter is gone: %v", err)
+			}
+			after, err := inbox.Info(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after.State.LastSeq != before.State.LastSeq {
+				t.Errorf("INBOX went from sequence %d to %d", before.State.LastSeq, after.State.LastSeq)
+			}
+		})
 	}
 }
 

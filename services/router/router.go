@@ -321,23 +321,12 @@ func (r *Router) check(ctx context.Context, sub sealed.Submission) (store.Destin
 // Amtsbote's rights: only what the sender submitted may be routed, or
 // rejected in its name.
 func (r *Router) recorded(ctx context.Context, sub sealed.Submission) error {
-	rec, err := r.store.Submission(ctx, sub.SubmissionID)
-	if errors.Is(err, store.ErrNotFound) {
-		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("re-driven submission %s is none Amtsbote recorded", sub.SubmissionID))
+	err := store.CheckRecorded(ctx, r.store, sub)
+	if errors.Is(err, store.ErrNotRecorded) {
+		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("re-driven message %w", err))
 	}
 	if err != nil {
 		return fmt.Errorf("route %s: %w", sub.SubmissionID, err)
-	}
-	for _, f := range []struct{ name, got, want string }{
-		{"caseId", sub.CaseID, rec.CaseID},
-		{"destinationId", sub.DestinationID, rec.DestinationID},
-		{"service", sub.Service, rec.ServiceIdentifier},
-		{"region", sub.Region, rec.Region},
-		{"senderClientId", sub.SenderClientID, rec.SenderClientID},
-	} {
-		if !strings.EqualFold(f.got, f.want) {
-			return bus.PermanentReason(ReasonInvalid, fmt.Errorf("re-driven submission %s: %s %q is not the recorded %q", sub.SubmissionID, f.name, f.got, f.want))
-		}
 	}
 	return nil
 }

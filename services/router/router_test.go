@@ -563,7 +563,7 @@ func TestRedriveOfAForgedDeadLetter(t *testing.T) {
 		t.Fatalf("%d dead letters, want the 4 forged ones back", len(dead))
 	}
 	for _, m := range dead {
-		if m.Subject != bus.PrefixDead+"."+router.ReasonInvalid || !strings.Contains(m.Header.Get(bus.HeaderDeadError), "re-driven submission") {
+		if m.Subject != bus.PrefixDead+"."+router.ReasonInvalid || !strings.Contains(m.Header.Get(bus.HeaderDeadError), "re-driven message is not the submission recorded") {
 			t.Errorf("dead letter %s: %s", m.Subject, m.Header.Get(bus.HeaderDeadError))
 		}
 	}

@@ -47,6 +47,7 @@ type Store interface {
 	AuditCount(ctx context.Context, object string) (int, error)
 	Audit(ctx context.Context, e store.AuditEntry) error
 	Overdue(ctx context.Context, cutoffs []time.Time) ([]store.OverdueDestination, error)
+	store.SubmissionReader
 }
 
 // Config is what an API needs. API, Store and Registry are required.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/problem"
+	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
 )
@@ -18,7 +19,7 @@ import (
 type DeadLetters interface {
 	DeadLetters(ctx context.Context, f bus.DeadFilter, offset, limit int) ([]bus.DeadLetter, int, error)
 	DeadLetter(ctx context.Context, seq uint64) (bus.DeadLetter, error)
-	Redrive(ctx context.Context, seq uint64) (bus.DeadLetter, error)
+	Redrive(ctx context.Context, seq uint64, checks ...bus.RedriveCheck) (bus.DeadLetter, error)
 	PurgeDead(ctx context.Context, seq uint64) (bus.DeadLetter, error)
 }
 
@@ -111,10 +112,18 @@ func (a *API) deadError(r *http.Request, op string, seq uint64, err error) error
 		return problem.NotFound("seq", fmt.Sprintf("dead letter %d does not exist", seq))
 	case errors.Is(err, bus.ErrRedriveTooSoon):
 		return problem.New(TypeRedriveTooSoon, "Re-drive too soon", http.StatusConflict, "seq", err.Error())
-	case errors.Is(err, bus.ErrInvalidSubject):
+	case errors.Is(err, bus.ErrInvalidSubject), errors.Is(err, bus.ErrForged), errors.Is(err, store.ErrNotRecorded):
 		return problem.Unprocessable("seq", err.Error())
 	}
 	return a.api.Unavailable(r, op, err)
+}
+
+// recordedInbox re-drives an INBOX dead letter only when it is the
+// submission the gateway recorded for that inbox.
+func (a *API) recordedInbox() bus.RedriveCheck {
+	return bus.InboxRecorded(func(ctx context.Context, sub sealed.Submission) error {
+		return store.CheckRecorded(ctx, a.store, sub)
+	})
 }
 
 // deadLetters answers 503 when the gateway runs without a bus.
@@ -179,7 +188,7 @@ func (a *API) handleRedriveDeadLetter(w http.ResponseWriter, r *http.Request, p 
 	}
 	ctx, cancel := bus.DeadActContext(r.Context())
 	defer cancel()
-	d, err := dead.Redrive(ctx, seq)
+	d, err := dead.Redrive(ctx, seq, a.recordedInbox())
 	if err != nil {
 		return a.deadError(r, "re-drive dead letter", seq, err)
 	}
@@ -206,7 +215,7 @@ func (a *API) handleRedriveDeadLetters(w http.ResponseWriter, r *http.Request, p
 	out := redriveResult{Redriven: []uint64{}, Failed: []redriveFailed{}}
 	for _, d := range list {
 		ctx, cancel := bus.DeadActContext(r.Context())
-		done, err := dead.Redrive(ctx, d.Seq)
+		done, err := dead.Redrive(ctx, d.Seq, a.recordedInbox())
 		if err != nil {
 			cancel()
 			out.Failed = append(out.Failed, redriveFailed{Seq: d.Seq, Detail: err.Error()})
