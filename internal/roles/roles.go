@@ -274,6 +274,11 @@ func runAll(ctx context.Context, log *slog.Logger, runners []runner) error {
 // gracefully. timeout bounds reading and answering a whole request; 0
 // leaves that to h, which must then set deadlines of its own: a server-wide
 // one would cut long downloads and uploads.
+// httpDrain is how long requests under way may take to finish once the
+// process is told to stop; the rest are cut. It fits well within the
+// Deployments' 60 s terminationGracePeriodSeconds.
+const httpDrain = 15 * time.Second
+
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, timeout time.Duration, log *slog.Logger) error {
 	srv := &http.Server{
 		Handler:           h,
@@ -291,7 +296,7 @@ func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, timeout tim
 		return fmt.Errorf("serve http: %w", err)
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), httpDrain)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		return fmt.Errorf("shut down http: %w", err)
