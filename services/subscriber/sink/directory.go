@@ -68,7 +68,7 @@ type ManifestAttachment struct {
 // A submission is written into a temporary folder ".tmp-<id>-<random>"
 // beside the final one, every file and folder synced, and then renamed to
 // its final name, so a folder named by a submission id is always complete:
-// its existence means "delivered". A Fachverfahren reading the directory
+// its existence, with its manifest, means "delivered". A Fachverfahren reading the directory
 // must skip names that start with a dot.
 //
 // Each delivery goes into the folder its path names at the time: one an
@@ -236,7 +236,9 @@ func (dir *folder) deliver(ctx context.Context, d Delivery) error {
 	return nil
 }
 
-// delivered reports whether the folder of id exists.
+// delivered reports whether the folder of id exists with its manifest.
+// Anything else in its place was put there by someone else: an operator
+// moves it away, and until then the submission waits, as for an outage.
 func (dir *folder) delivered(id string) (bool, error) {
 	info, err := dir.root.Lstat(id)
 	switch {
@@ -245,7 +247,16 @@ func (dir *folder) delivered(id string) (bool, error) {
 	case err != nil:
 		return false, fsError(err)
 	case !info.IsDir():
-		return false, permanent(fmt.Errorf("%s exists and is no folder", id))
+		return false, transient(fmt.Errorf("%s exists and is no folder this sink wrote; move it away", id))
+	}
+	manifest, err := dir.root.Lstat(path.Join(id, ManifestFile))
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return false, transient(fmt.Errorf("folder %s exists without its %s, so this sink did not write it; move it away", id, ManifestFile))
+	case err != nil:
+		return false, fsError(err)
+	case !manifest.Mode().IsRegular():
+		return false, transient(fmt.Errorf("%s/%s is no file this sink wrote; move folder %s away", id, ManifestFile, id))
 	}
 	return true, nil
 }

@@ -214,19 +214,41 @@ func TestDirectoryStreams(t *testing.T) {
 	sinktest.Check(t, readDirectory(t, dir), d, map[string][]byte{d.Attachments[0].ID: content})
 }
 
-func TestDirectoryNotAFolder(t *testing.T) {
-	dir := t.TempDir()
-	s, err := sink.NewDirectory(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	d := sinktest.NewDelivery()
-	if err := os.WriteFile(filepath.Join(dir, d.SubmissionID), nil, 0o640); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Deliver(context.Background(), d); !errors.Is(err, sink.ErrPermanent) {
-		t.Fatalf("deliver onto a file: %v, want a permanent error", err)
+// TestDirectoryNotItsFolder: a file, or a folder without a manifest, of a
+// submission's name was put there by someone else. It is no delivery: the
+// submission waits, as for an outage, until an operator moves it away.
+func TestDirectoryNotItsFolder(t *testing.T) {
+	for name, place := range map[string]func(string) error{
+		"a file":                    func(p string) error { return os.WriteFile(p, nil, 0o640) },
+		"an empty folder":           func(p string) error { return os.Mkdir(p, 0o750) },
+		"a folder with a directory": func(p string) error { return os.MkdirAll(filepath.Join(p, sink.ManifestFile), 0o750) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			s, err := sink.NewDirectory(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			d := sinktest.NewDelivery()
+			p := filepath.Join(dir, d.SubmissionID)
+			if err := place(p); err != nil {
+				t.Fatal(err)
+			}
+			err = s.Deliver(context.Background(), d)
+			if !errors.Is(err, sink.ErrTransient) || errors.Is(err, sink.ErrPermanent) || !strings.Contains(err.Error(), "move") {
+				t.Fatalf("deliver onto %s: %v, want a transient error asking to move it away", name, err)
+			}
+			if err := os.RemoveAll(p); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Deliver(context.Background(), d); err != nil {
+				t.Fatalf("deliver once it is moved away: %v", err)
+			}
+			if _, err := os.Stat(filepath.Join(p, sink.ManifestFile)); err != nil {
+				t.Errorf("no manifest after the delivery: %v", err)
+			}
+		})
 	}
 }
 
