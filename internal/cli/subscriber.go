@@ -155,11 +155,16 @@ func runSubscriber(ctx context.Context, args []string, env envReader, stdout, st
 		return fmt.Errorf("%s: %w", *file, err)
 	}
 	log.Info("subscriber running", "mode", conf.Mode, "destinations", len(conf.Destinations), "sink", sk.Kind(), "concurrency", conf.Concurrency)
+	announced := make(chan struct{})
 	stopping := context.AfterFunc(ctx, func() {
 		log.Info("subscriber stopping: deliveries under way may take up to " + bus.ShutdownGrace.String() + " to finish")
+		close(announced)
 	})
-	defer stopping()
 	err = sub.Run(ctx)
+	if !stopping() {
+		// Told to stop: that line comes first.
+		<-announced
+	}
 	log.Info("subscriber stopped")
 	return err
 }

@@ -343,6 +343,7 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) error 
 	// buffers beyond its batch: the iterator's buffer holds exactly its
 	// batch, and a heartbeat or status arriving beside a full batch drops
 	// a message until its AckWait.
+	var pulls pullStreak
 fetch:
 	for {
 		select {
@@ -377,22 +378,51 @@ fetch:
 		case errors.Is(err, jetstream.ErrNoHeartbeat):
 			// The pull went unanswered (a partition, a consumer leader
 			// lost without notice); the next one pulls again.
-			cfg.Logger.Warn("consume: heartbeats missed; pulling again", "stream", cfg.Stream, "consumer", cfg.Durable)
+			pulls.failed(cfg, "consume: heartbeats missed; pulling again", err)
 		case errors.Is(err, jetstream.ErrConsumerDeleted), errors.Is(err, jetstream.ErrConsumerNotFound),
 			errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, jetstream.ErrMsgIteratorClosed):
 			runErr = fmt.Errorf("consume %s/%s: %w", cfg.Stream, cfg.Durable, err)
 			break fetch
 		case err != nil:
-			cfg.Logger.Warn("consume: pull failed; pulling again", "stream", cfg.Stream, "consumer", cfg.Durable, "err", err)
+			pulls.failed(cfg, "consume: pull failed; pulling again", err)
 			select {
 			case <-time.After(pullRetry):
 			case <-ctx.Done():
 				break fetch
 			}
+		default:
+			pulls.answered(cfg)
 		}
 	}
 	wg.Wait()
 	return runErr
+}
+
+// pullStreak logs failed pulls once per streak (an outage of the server
+// pulls fail against every few seconds), the rest at debug level, and the
+// first pull answered after them.
+type pullStreak struct {
+	since  time.Time
+	missed int
+}
+
+func (p *pullStreak) failed(cfg ConsumerConfig, msg string, err error) {
+	p.missed++
+	if p.missed > 1 {
+		cfg.Logger.Debug(msg, "stream", cfg.Stream, "consumer", cfg.Durable, "err", err, "failed_pulls", p.missed)
+		return
+	}
+	p.since = time.Now()
+	cfg.Logger.Warn(msg, "stream", cfg.Stream, "consumer", cfg.Durable, "err", err)
+}
+
+func (p *pullStreak) answered(cfg ConsumerConfig) {
+	if p.missed == 0 {
+		return
+	}
+	cfg.Logger.Info("consume: pulls answered again", "stream", cfg.Stream, "consumer", cfg.Durable,
+		"failed_pulls", p.missed, "after", time.Since(p.since).Round(time.Second).String())
+	p.missed = 0
 }
 
 // pullRetry is the pause after a pull that failed for another reason than

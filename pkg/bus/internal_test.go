@@ -111,3 +111,32 @@ func TestConnectWithoutURL(t *testing.T) {
 		}
 	}
 }
+
+// TestPullStreakLogsOnce: pulls failing every few seconds through an
+// outage are one warning, then one line when they are answered again.
+func TestPullStreakLogsOnce(t *testing.T) {
+	var buf bytes.Buffer
+	cfg := ConsumerConfig{Stream: StreamInbox, Durable: "sink",
+		Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))}
+	var p pullStreak
+	p.answered(cfg)
+	for range 12 {
+		p.failed(cfg, "consume: heartbeats missed; pulling again", fmt.Errorf("no heartbeat"))
+	}
+	p.answered(cfg)
+	p.answered(cfg)
+	p.failed(cfg, "consume: pull failed; pulling again", fmt.Errorf("timeout"))
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	want := []string{"level=WARN msg=\"consume: heartbeats missed", "level=INFO msg=\"consume: pulls answered again\"", "level=WARN msg=\"consume: pull failed"}
+	if len(lines) != len(want) {
+		t.Fatalf("%d lines, want %d:\n%s", len(lines), len(want), buf.String())
+	}
+	for i, w := range want {
+		if !strings.Contains(lines[i], w) {
+			t.Errorf("line %d %q, want %q", i, lines[i], w)
+		}
+	}
+	if !strings.Contains(lines[1], "failed_pulls=12") {
+		t.Errorf("%q, want the 12 failed pulls counted", lines[1])
+	}
+}
