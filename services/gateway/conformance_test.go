@@ -208,11 +208,15 @@ func TestDestinationManagement(t *testing.T) {
 	withStatus := destinationBody(t, id, []string{"DE083110000000"}, "enc-"+id[:8], "sig-"+id[:8])
 	withStatus["status"] = "active"
 	f.callJSON(t, http.MethodPost, "/v1/destinations", creator, withStatus).problem(t, 400, problem.TypeUnknownField, "status")
+	// An id of its choosing could be one portals already send to.
+	withID := destinationBody(t, id, []string{"DE083110000000"}, "enc-"+id[:8], "sig-"+id[:8])
+	f.callJSON(t, http.MethodPost, "/v1/destinations", creator, withID).problem(t, 400, problem.TypeUnknownField, "destinationId")
 	// A home region elsewhere would file its inbox where another
 	// authority's subscriber looks, and widen its manager's area there.
 	before := f.state()
 	for _, home := range []string{"08315", "083110000001", "09"} {
 		elsewhere := destinationBody(t, id, []string{"DE083110000000"}, "enc-"+id[:8], "sig-"+id[:8])
+		delete(elsewhere, "destinationId")
 		elsewhere["homeRegion"] = home
 		p := f.callJSON(t, http.MethodPost, "/v1/destinations", creator, elsewhere).problem(t, 403, problem.TypeForbidden, "services[0].regions[0]")
 		if !strings.Contains(p.Detail, "DE083110000000") || !strings.Contains(p.Detail, "DE"+home) {
@@ -222,6 +226,7 @@ func TestDestinationManagement(t *testing.T) {
 	f.wantUnchangedExceptClients(before)
 	within := destinationBody(t, newUUID(t), []string{"DE083150000000"}, "enc-w"+id[:7], "sig-w"+id[:7])
 	within["homeRegion"] = "083"
+	delete(within, "destinationId")
 	made := decodeReply[map[string]any](t, f.callJSON(t, http.MethodPost, "/v1/destinations", creator, within), http.StatusCreated)
 	if d, err := f.st.Destination(context.Background(), made["destinationId"].(string)); err != nil || d.HomeRegion != "083" {
 		t.Errorf("created %+v (%v), want homeRegion 083", d, err)
@@ -282,6 +287,7 @@ func TestDestinationManagement(t *testing.T) {
 
 	// A second destination claiming the same service and Gemeinde conflicts.
 	other := destinationBody(t, newUUID(t), []string{"DE083110000000"}, "enc-o"+id[:7], "sig-o"+id[:7])
+	delete(other, "destinationId")
 	f.callJSON(t, http.MethodPost, "/v1/destinations", creator, other).problem(t, 409, problem.TypeConflict, "services[0].regions[0]")
 	f.wantUnchangedExceptClients(before)
 

@@ -86,9 +86,9 @@ func (a *API) handleList(w http.ResponseWriter, r *http.Request, p httpapi.Princ
 }
 
 // handleCreate answers POST /v1/destinations (scope create:destination):
-// FIT-Connect's CreateDestination, plus Amtsbote's optional destinationId
-// and homeRegion. A new destination is created; it claims its regions
-// when it is first activated. Members the format does not define are
+// FIT-Connect's CreateDestination, plus Amtsbote's optional homeRegion
+// (and, for an operator, destinationId). A new destination is created; it
+// claims its regions when it is first activated. Members the format does not define are
 // ignored, as FIT-Connect's schemas allow them (its own example sends
 // replyChannel); the operator API refuses them.
 func (a *API) handleCreate(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
@@ -101,6 +101,13 @@ func (a *API) handleCreate(w http.ResponseWriter, r *http.Request, p httpapi.Pri
 	}
 	if in.Status != nil {
 		return problem.UnknownField("status")
+	}
+	if in.DestinationID != "" && !p.Scopes.IsAdmin() {
+		// A chosen id could be one portals already send to, of an
+		// authority not yet registered here.
+		np := problem.UnknownField("destinationId")
+		np.Detail = "destinationId is generated here; only an operator (" + scope.Admin + ") names one, through /admin/v1/destinations"
+		return np
 	}
 	d, keys, err := in.Destination()
 	if err != nil {
