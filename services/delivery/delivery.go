@@ -420,6 +420,9 @@ func (d *Delivery) handleCallback(ctx context.Context, m *bus.Message) error {
 	if err := json.Unmarshal(m.Data, &j); err != nil {
 		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("callback message: %w", err))
 	}
+	if err := d.recordedJob(ctx, j); err != nil {
+		return err
+	}
 	target, secret, err := d.target(ctx, j)
 	if err != nil {
 		return err
@@ -498,6 +501,26 @@ func (d *Delivery) pickable(ctx context.Context, id string) error {
 			return fmt.Errorf("submission %s: %w: %w", id, errNotYet, err)
 		}
 		return errGone
+	}
+	return nil
+}
+
+// recordedJob refuses a job whose destination or case is not its
+// submission's: a re-driven dead letter is written by whoever may write
+// to DEAD, and its callback would go out signed with Amtsbote's secret. A
+// submission without a record is left to target and pickable, for which
+// it is owed to no one.
+func (d *Delivery) recordedJob(ctx context.Context, j job) error {
+	sub, err := d.store.Submission(ctx, j.SubmissionID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("callback for %s: %w", j.SubmissionID, err)
+	}
+	if !strings.EqualFold(sub.DestinationID, j.DestinationID) || !strings.EqualFold(sub.CaseID, j.CaseID) {
+		return bus.PermanentReason(ReasonInvalid, fmt.Errorf("callback for submission %s names destination %s and case %s, not its own",
+			j.SubmissionID, j.DestinationID, j.CaseID))
 	}
 	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/google/uuid"
 
 	"github.com/amtsbote/amtsbote/internal/flowtest"
@@ -754,5 +755,58 @@ func TestConsumersOfTheFlowNeverGiveUp(t *testing.T) {
 			}
 			return nil
 		})
+	}
+}
+
+// TestForgedCallbackJobRefused: whoever may write to DEAD writes a
+// re-driven callback job; one naming another destination's submission is
+// not posted, signed, to this destination's receiver, but dead-lettered as
+// invalid.
+func TestForgedCallbackJobRefused(t *testing.T) {
+	e := newEnv(t, delivery.Config{})
+	dest := e.destination(e.rc.url())
+	other := e.destination("")
+	theirs := e.route(other, "")
+	for _, j := range []map[string]string{
+		{"kind": delivery.KindNewSubmissions, "destinationId": dest, "submissionId": theirs.SubmissionID, "caseId": theirs.CaseID},
+		{"kind": delivery.KindNewSubmissions, "destinationId": other, "submissionId": theirs.SubmissionID, "caseId": uuid.NewString()},
+	} {
+		body, err := json.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		subject, err := bus.CallbackSubject(j["kind"], uuid.NewString())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ev := event.New()
+		ev.SetID(uuid.NewString())
+		ev.SetSource("https://forger.example")
+		ev.SetType(delivery.TypeCallback)
+		if err := ev.SetData("application/json", body); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.bus.Publish(context.Background(), subject, ev, ev.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, func() error {
+		list, _, err := e.bus.DeadLetters(context.Background(), bus.DeadFilter{Reason: delivery.ReasonInvalid}, 0, 0)
+		if err != nil {
+			return err
+		}
+		if len(list) != 2 {
+			return fmt.Errorf("%d invalid dead letters, want 2", len(list))
+		}
+		for _, d := range list {
+			if !strings.Contains(d.History[len(d.History)-1].Error, "not its own") {
+				return fmt.Errorf("dead letter %d: %+v", d.Seq, d.History)
+			}
+		}
+		return nil
+	})
+	e.settled()
+	if n := e.rc.count(theirs.SubmissionID); n != 0 {
+		t.Errorf("%d callbacks posted for another destination's submission", n)
 	}
 }
