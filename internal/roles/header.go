@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/amtsbote/amtsbote/pkg/problem"
 )
@@ -17,25 +19,63 @@ const MaxHeaderBytes = 64 << 10
 // plainHeaderTooLarge is the whole answer net/http writes straight to the
 // connection, before any handler runs, when a request's line and header
 // fields exceed the server's limit (net/http adds 4 KiB of slack).
-const plainHeaderTooLarge = "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large"
+const plainHeaderTooLarge = "HTTP/1.1 431 Request Header Fields Too Large" + plainErrorHeaders + "431 Request Header Fields Too Large"
 
-// headerTooLarge is the problem+json answer written in its place.
-var headerTooLarge = func() []byte {
-	body, err := json.Marshal(problem.HeaderTooLarge(MaxHeaderBytes))
+// plainErrorHeaders follow the status line of every answer net/http writes
+// itself, in one call, to a request it could not read: a malformed request
+// line or header field (CR or LF in a value, no Host), an unsupported
+// protocol version or transfer coding, an oversized header. An answer of a
+// handler always carries a Date field there.
+const plainErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+// headerTooLarge is the problem+json answer written in place of the 431.
+var headerTooLarge = answer(problem.HeaderTooLarge(MaxHeaderBytes))
+
+// answer is p as a whole HTTP/1.1 answer that closes the connection.
+func answer(p *problem.Problem) []byte {
+	body, err := json.Marshal(p)
 	if err != nil {
 		panic(err)
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-		http.StatusRequestHeaderFieldsTooLarge, http.StatusText(http.StatusRequestHeaderFieldsTooLarge), problem.ContentType, len(body))
+		p.Status, http.StatusText(p.Status), problem.ContentType, len(body))
 	b.Write(body)
 	return b.Bytes()
-}()
+}
 
-// headerProblems is a listener whose connections answer an oversized
-// request line or header with problem+json, as every other error is
-// answered, instead of net/http's plain text. No handler sees such a
-// request, so the answer can only be mended on the connection.
+// problemFor returns the problem+json answer for one of net/http's plain
+// answers p, or nil when p is none. Its text is net/http's own, never
+// what the client sent.
+func problemFor(p []byte) []byte {
+	const statusLine = len("HTTP/1.1 400 ")
+	if len(p) < statusLine || !bytes.HasPrefix(p, []byte("HTTP/1.1 ")) {
+		return nil
+	}
+	end := bytes.Index(p[:min(len(p), 256)], []byte("\r\n"))
+	if end < statusLine || !bytes.HasPrefix(p[end:], []byte(plainErrorHeaders)) {
+		return nil
+	}
+	status, err := strconv.Atoi(string(p[9:12]))
+	if err != nil || status < 400 || status > 599 {
+		return nil
+	}
+	if status == http.StatusRequestHeaderFieldsTooLarge {
+		return headerTooLarge
+	}
+	text := string(p[end+len(plainErrorHeaders):])
+	if !utf8.ValidString(text) || len(text) > 200 {
+		text = http.StatusText(status)
+	}
+	return answer(problem.New(problem.TypeInvalidRequest, http.StatusText(status), status, "",
+		"the request could not be read as HTTP/1.1: "+text))
+}
+
+// headerProblems is a listener whose connections answer a request that
+// net/http refuses before any handler sees it (an oversized or malformed
+// request line or header) with problem+json, as every other error is
+// answered, instead of net/http's plain text. The answer can only be
+// mended on the connection.
 type headerProblems struct{ net.Listener }
 
 // Accept wraps the accepted connection.
@@ -47,13 +87,13 @@ func (l headerProblems) Accept() (net.Conn, error) {
 	return &headerConn{c}, nil
 }
 
-// headerConn replaces net/http's plain 431, which it writes whole in one
-// call; every other write passes through.
+// headerConn replaces net/http's plain answers, which it writes whole in
+// one call; every other write passes through.
 type headerConn struct{ net.Conn }
 
 func (c *headerConn) Write(p []byte) (int, error) {
-	if len(p) == len(plainHeaderTooLarge) && string(p) == plainHeaderTooLarge {
-		if _, err := c.Conn.Write(headerTooLarge); err != nil {
+	if a := problemFor(p); a != nil {
+		if _, err := c.Conn.Write(a); err != nil {
 			return 0, err
 		}
 		return len(p), nil

@@ -94,3 +94,47 @@ func TestHeaderTooLargeIsProblem(t *testing.T) {
 		}
 	})
 }
+
+// TestMalformedRequestIsProblem sends requests net/http refuses before any
+// handler runs: each answer is a problem+json with net/http's status and
+// its reason, never what the client sent.
+func TestMalformedRequestIsProblem(t *testing.T) {
+	addr := serve(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	for _, tt := range []struct {
+		name, raw string
+		status    int
+		detail    string
+	}{
+		{"a line feed inside a header value", "GET /v2/info HTTP/1.1\r\nHost: amtsbote\r\nX-Portal: a\rb\r\n\r\n", http.StatusBadRequest, "Bad Request"},
+		{"a header name with a space", "GET /v2/info HTTP/1.1\r\nHost: amtsbote\r\nX Portal: secret-value\r\n\r\n", http.StatusBadRequest, "Bad Request"},
+		{"no Host", "GET /v2/info HTTP/1.1\r\n\r\n", http.StatusBadRequest, "missing required Host header"},
+		{"an unknown protocol version", "GET /v2/info HTTP/7.1\r\nHost: amtsbote\r\n\r\n", http.StatusHTTPVersionNotSupported, "unsupported protocol version"},
+		{"an unknown transfer coding", "POST /v1/submissions HTTP/1.1\r\nHost: amtsbote\r\nTransfer-Encoding: rot13\r\n\r\n", http.StatusNotImplemented, "Unsupported transfer encoding"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := send(t, addr, tt.raw)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); ct != problem.ContentType {
+				t.Errorf("Content-Type %q: %s", ct, body)
+			}
+			var p problem.Problem
+			if err := json.Unmarshal(body, &p); err != nil {
+				t.Fatalf("body %q: %v", body, err)
+			}
+			if p.Type != problem.TypeInvalidRequest || p.Status != tt.status || !strings.Contains(p.Detail, tt.detail) {
+				t.Errorf("problem %+v, want its detail to say %q", p, tt.detail)
+			}
+			if strings.Contains(string(body), "secret-value") {
+				t.Errorf("the answer repeats what the client sent: %s", body)
+			}
+		})
+	}
+	// The connection still serves a well-formed request.
+	if resp, body := send(t, addr, "GET /v2/info HTTP/1.1\r\nHost: amtsbote\r\nConnection: close\r\n\r\n"); resp.StatusCode != http.StatusNoContent {
+		t.Errorf("status %d: %s", resp.StatusCode, body)
+	}
+}
