@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rsa"
 	"encoding/json"
@@ -800,4 +801,65 @@ func TestBusHangs(t *testing.T) {
 		t.Errorf("%d incomplete submissions after the refused create, want %d", n, before)
 	}
 	f.create(t, sender, createBody(d))
+}
+
+// TestContentCodingRefused sends bodies with a content coding, as a client
+// with request compression turned on does: none is supported, so each is
+// a 415 naming Content-Encoding (RFC 9110 15.5.16) instead of a body read
+// as what it is not, and nothing changes. "identity" is no coding.
+func TestContentCodingRefused(t *testing.T) {
+	f := newFlowEnv(t, flowtest.OpenSQLite(t))
+	d := f.createDestination(newUUID(t), store.StatusActive, "DE08311")
+	sender := f.token("send:region:DE08")
+	s := f.prepare(t, sender, d, 1)
+	before := f.snapshot(t, s)
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	create, err := json.Marshal(createBody(d))
+	must(t, err)
+	_, err = zw.Write(create)
+	must(t, err)
+	must(t, zw.Close())
+	submit, err := json.Marshal(s.submitBody())
+	must(t, err)
+	att := s.order[0]
+	for _, tc := range []struct {
+		name, method, path, token, contentType, coding string
+		body                                           []byte
+	}{
+		{"create, gzip", http.MethodPost, "/v1/submissions", sender, "application/json", "gzip", gz.Bytes()},
+		{"create, declared but not applied", http.MethodPost, "/v1/submissions", sender, "application/json", "br", create},
+		{"create, two codings", http.MethodPost, "/v1/submissions", sender, "application/json", "identity, gzip", gz.Bytes()},
+		{"upload", http.MethodPut, "/v1/submissions/" + s.SubmissionID + "/attachments/" + att, sender, "application/jose", "gzip", []byte(s.attachments[att])},
+		{"submit", http.MethodPut, "/v1/submissions/" + s.SubmissionID, sender, "application/json", "deflate", submit},
+		{"import", http.MethodPost, "/admin/v1/import/leika", f.adminToken(), "text/csv", "gzip", []byte("leika_key,name\n")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(tc.method, f.srv.URL+tc.path, bytes.NewReader(tc.body))
+			must(t, err)
+			req.Header.Set("Authorization", "Bearer "+tc.token)
+			req.Header.Set("Content-Type", tc.contentType)
+			req.Header.Set("Content-Encoding", tc.coding)
+			resp, err := f.srv.Client().Do(req)
+			must(t, err)
+			defer resp.Body.Close()
+			wantProblem(t, resp, http.StatusUnsupportedMediaType, problem.TypeUnsupportedMediaType, "Content-Encoding")
+			f.wantUnchangedFlow(t, before, s)
+		})
+	}
+	f.call(t, http.MethodPost, "/v1/submissions", sender, "application/json", bytes.NewReader(create), "Content-Encoding", "identity").
+		want(t, http.StatusCreated)
+
+	// The token endpoint answers as OAuth has it (RFC 6749 5.2).
+	req, err := http.NewRequest(http.MethodPost, f.srv.URL+"/token", strings.NewReader("grant_type=client_credentials&client_id=portal&client_secret=x"))
+	must(t, err)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err := f.srv.Client().Do(req)
+	must(t, err)
+	var oauth struct{ Error, Field string }
+	must(t, json.Unmarshal(readAll(t, resp), &oauth))
+	if resp.StatusCode != http.StatusUnsupportedMediaType || oauth.Error != "invalid_request" || oauth.Field != "Content-Encoding" {
+		t.Errorf("token: %d %+v, want 415 invalid_request naming Content-Encoding", resp.StatusCode, oauth)
+	}
 }

@@ -20,6 +20,9 @@ import (
 // bad line aborts with its number and changes nothing.
 
 func (a *API) handleImportGV100AD(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if err := httpapi.RequireIdentity(r); err != nil {
+		return err
+	}
 	d, err := ars.ParseGV100AD(http.MaxBytesReader(w, r.Body, a.maxImport))
 	if err != nil {
 		return a.imported(w, nil, 0, registry.ImportProblem(err))
@@ -29,6 +32,9 @@ func (a *API) handleImportGV100AD(w http.ResponseWriter, r *http.Request, p http
 }
 
 func (a *API) handleImportLeika(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if err := httpapi.RequireIdentity(r); err != nil {
+		return err
+	}
 	services, err := leika.ParseCatalogue(http.MaxBytesReader(w, r.Body, a.maxImport))
 	if err != nil {
 		return a.imported(w, nil, 0, registry.ImportProblem(err))
@@ -38,6 +44,9 @@ func (a *API) handleImportLeika(w http.ResponseWriter, r *http.Request, p httpap
 }
 
 func (a *API) handleImportPLZ(w http.ResponseWriter, r *http.Request, p httpapi.Principal) error {
+	if err := httpapi.RequireIdentity(r); err != nil {
+		return err
+	}
 	codes, err := ars.ParsePLZ(http.MaxBytesReader(w, r.Body, a.maxImport))
 	if err != nil {
 		return a.imported(w, nil, 0, registry.ImportProblem(err))

@@ -30,6 +30,9 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 
 // RequireContentType checks the request's media type against want.
 func RequireContentType(r *http.Request, want ...string) error {
+	if err := RequireIdentity(r); err != nil {
+		return err
+	}
 	ct := r.Header.Get("Content-Type")
 	mt, _, err := mime.ParseMediaType(ct)
 	if err == nil {
@@ -40,6 +43,21 @@ func RequireContentType(r *http.Request, want ...string) error {
 		}
 	}
 	return problem.UnsupportedMediaType(ct, want...)
+}
+
+// RequireIdentity refuses a body sent with a content coding (gzip, br,
+// …): none is supported, and such a body read as it is would fail as
+// malformed, or pass as a body it is not (RFC 9110 8.4, 15.5.16).
+func RequireIdentity(r *http.Request) error {
+	for _, v := range r.Header.Values("Content-Encoding") {
+		for coding := range strings.SplitSeq(v, ",") {
+			if c := strings.TrimSpace(coding); c != "" && !strings.EqualFold(c, "identity") {
+				return problem.New(problem.TypeUnsupportedMediaType, "Unsupported media type", http.StatusUnsupportedMediaType, "Content-Encoding",
+					fmt.Sprintf("content coding %q is not supported; send the body without one", c))
+			}
+		}
+	}
+	return nil
 }
 
 // MaxQueryParams bounds the parameters of a query string, as Go's own
