@@ -218,16 +218,31 @@ func TestTokenNarrowerScope(t *testing.T) {
 	}
 }
 
+// TestTokenBasicAuth authenticates with HTTP Basic, which a client may
+// accompany by its client_id in the body (RFC 6749 3.2.1), but not by a
+// second way to authenticate (2.3).
 func TestTokenBasicAuth(t *testing.T) {
 	e := newEnv(t)
 	secret := e.client("portal", false, "send:region:DE08")
-	req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/token", strings.NewReader("grant_type=client_credentials"))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth("portal", secret)
-	resp, err := e.srv.Client().Do(req)
-	must(t, err)
-	defer resp.Body.Close()
-	decode[map[string]any](t, resp, http.StatusOK)
+	basic := func(body string) *http.Response {
+		req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/token", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("portal", secret)
+		resp, err := e.srv.Client().Do(req)
+		must(t, err)
+		return resp
+	}
+	decode[map[string]any](t, basic("grant_type=client_credentials"), http.StatusOK)
+	decode[map[string]any](t, basic("grant_type=client_credentials&client_id=portal"), http.StatusOK)
+	for body, field := range map[string]string{
+		"grant_type=client_credentials&client_id=other":                          "client_id",
+		"grant_type=client_credentials&client_secret=" + url.QueryEscape(secret): "client_secret",
+	} {
+		got := decode[struct{ Error, Field string }](t, basic(body), http.StatusBadRequest)
+		if got.Error != "invalid_request" || got.Field != field {
+			t.Errorf("%s: %+v, want invalid_request naming %s", body, got, field)
+		}
+	}
 }
 
 func TestJWKS(t *testing.T) {

@@ -284,9 +284,15 @@ func (s *Service) issueToken(w http.ResponseWriter, r *http.Request) (tokenRespo
 
 	id, secret := form.Get("client_id"), form.Get("client_secret")
 	if bid, bsecret, ok := r.BasicAuth(); ok {
-		if id != "" || secret != "" {
+		// One way to authenticate (RFC 6749 2.3): a client_id beside
+		// Basic only identifies the client, and must be Basic's.
+		switch {
+		case secret != "":
 			return tokenResponse{}, oauthError("invalid_request", problem.InvalidRequest("client_secret",
-				"authenticate the client either in the body or with HTTP Basic, not both"))
+				"authenticate the client either with client_secret in the body or with HTTP Basic, not both"))
+		case id != "" && id != bid:
+			return tokenResponse{}, oauthError("invalid_request", problem.InvalidRequest("client_id",
+				"client_id in the body names another client than HTTP Basic"))
 		}
 		id, secret = bid, bsecret
 	}
