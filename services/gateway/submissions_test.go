@@ -424,6 +424,19 @@ func TestCreateIdempotencyKey(t *testing.T) {
 	if again != first {
 		t.Errorf("retry created %+v, first %+v", again, first)
 	}
+	// Encoded anew: indented, members in another order, the ids in capitals.
+	raw, err := json.MarshalIndent(body, "", "\t")
+	must(t, err)
+	var reordered map[string]json.RawMessage
+	must(t, json.Unmarshal(raw, &reordered))
+	upper := `{"serviceType":` + string(reordered["serviceType"]) + `,"announcedAttachments":` + strings.ToUpper(string(reordered["announcedAttachments"])) +
+		`,  "destinationId":` + strings.ToUpper(string(reordered["destinationId"])) + "}"
+	for _, retry := range []string{string(raw), upper} {
+		r := f.call(t, http.MethodPost, "/v1/submissions", sender, "application/json", strings.NewReader(retry), "Idempotency-Key", "4c1b6a7e")
+		if got := decodeReply[created](t, r, http.StatusCreated); got != first {
+			t.Errorf("retry encoded anew %s created %+v, first %+v", retry, got, first)
+		}
+	}
 	// Another sender's key of the same name is another key.
 	other := f.create(t, f.token("send:region:DE08"), body, "Idempotency-Key", "4c1b6a7e")
 	unkeyed := f.create(t, sender, body)

@@ -454,7 +454,15 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 		return problem.Unavailable("the message bus does not answer; retry the request")
 	}
 	if key != "" {
-		hash := sha256.Sum256(raw)
+		// The request as read, not its bytes: a client that encodes its
+		// retry anew (members in another order, other spacing, an id in
+		// capitals) sends the same request. Records of releases that
+		// hashed the bytes are still matched by them.
+		canonical, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("create submission: %w", err)
+		}
+		hash, rawHash := sha256.Sum256(canonical), sha256.Sum256(raw)
 		rec, created, err := a.store.PutIdempotency(ctx, store.IdempotencyRecord{
 			Key: "create:" + p.Subject + ":" + key, RequestHash: hash[:], Status: http.StatusCreated, Body: body,
 		})
@@ -462,7 +470,7 @@ func (a *API) handleCreateSubmission(w http.ResponseWriter, r *http.Request, p h
 			return fmt.Errorf("create submission: %w", err)
 		}
 		if !created {
-			if !bytes.Equal(rec.RequestHash, hash[:]) {
+			if !bytes.Equal(rec.RequestHash, hash[:]) && !bytes.Equal(rec.RequestHash, rawHash[:]) {
 				return problem.IdempotencyMismatch("Idempotency-Key",
 					fmt.Sprintf("Idempotency-Key %q was used for a request with another body", key))
 			}
