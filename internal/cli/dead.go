@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
-	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
 )
 
@@ -181,9 +180,7 @@ func deadAct(ctx context.Context, b *bus.Bus, st store.Store, cmd, done string, 
 		action = bus.AuditDeadPurge
 		d, err = b.PurgeDead(ctx, seq)
 	} else {
-		d, err = b.Redrive(ctx, seq, bus.InboxRecorded(func(ctx context.Context, sub sealed.Submission) error {
-			return store.CheckRecorded(ctx, st, sub)
-		}))
+		d, err = b.Redrive(ctx, seq, bus.InboxRecorded(store.Recorded(st)))
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%d: %v\n", seq, err)

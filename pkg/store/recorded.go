@@ -46,3 +46,8 @@ func CheckRecorded(ctx context.Context, st SubmissionReader, m sealed.Submission
 	}
 	return nil
 }
+
+// Recorded is CheckRecorded against st, for each message it is given.
+func Recorded(st SubmissionReader) func(context.Context, sealed.Submission) error {
+	return func(ctx context.Context, m sealed.Submission) error { return CheckRecorded(ctx, st, m) }
+}

@@ -10,7 +10,6 @@ import (
 
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/problem"
-	"github.com/amtsbote/amtsbote/pkg/sealed"
 	"github.com/amtsbote/amtsbote/pkg/store"
 	"github.com/amtsbote/amtsbote/services/gateway/httpapi"
 )
@@ -118,14 +117,6 @@ func (a *API) deadError(r *http.Request, op string, seq uint64, err error) error
 	return a.api.Unavailable(r, op, err)
 }
 
-// recordedInbox re-drives an INBOX dead letter only when it is the
-// submission the gateway recorded for that inbox.
-func (a *API) recordedInbox() bus.RedriveCheck {
-	return bus.InboxRecorded(func(ctx context.Context, sub sealed.Submission) error {
-		return store.CheckRecorded(ctx, a.store, sub)
-	})
-}
-
 // deadLetters answers 503 when the gateway runs without a bus.
 func (a *API) deadLetters() (DeadLetters, error) {
 	if a.dead == nil {
@@ -188,7 +179,7 @@ func (a *API) handleRedriveDeadLetter(w http.ResponseWriter, r *http.Request, p 
 	}
 	ctx, cancel := bus.DeadActContext(r.Context())
 	defer cancel()
-	d, err := dead.Redrive(ctx, seq, a.recordedInbox())
+	d, err := dead.Redrive(ctx, seq, bus.InboxRecorded(store.Recorded(a.store)))
 	if err != nil {
 		return a.deadError(r, "re-drive dead letter", seq, err)
 	}
@@ -215,7 +206,7 @@ func (a *API) handleRedriveDeadLetters(w http.ResponseWriter, r *http.Request, p
 	out := redriveResult{Redriven: []uint64{}, Failed: []redriveFailed{}}
 	for _, d := range list {
 		ctx, cancel := bus.DeadActContext(r.Context())
-		done, err := dead.Redrive(ctx, d.Seq, a.recordedInbox())
+		done, err := dead.Redrive(ctx, d.Seq, bus.InboxRecorded(store.Recorded(a.store)))
 		if err != nil {
 			cancel()
 			out.Failed = append(out.Failed, redriveFailed{Seq: d.Seq, Detail: err.Error()})

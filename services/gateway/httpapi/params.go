@@ -28,7 +28,8 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_, _ = w.Write(body)
 }
 
-// RequireContentType checks the request's media type against want.
+// RequireContentType checks the request's media type against want, and
+// that its body comes without a content coding (RequireIdentity).
 func RequireContentType(r *http.Request, want ...string) error {
 	if err := RequireIdentity(r); err != nil {
 		return err
