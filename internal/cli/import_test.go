@@ -207,3 +207,34 @@ func TestOperatorCommandsNeedAPostgresStore(t *testing.T) {
 		t.Fatalf("destination list on a store: %v\n%s", err, out)
 	}
 }
+
+// TestMaskURL: a database URL or connection string is printed without its
+// password, wherever it stands.
+func TestMaskURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://x:DBPASS@db:5432/x?sslmode=disable":    "postgres://x:****@db:5432/x?sslmode=disable",
+		"postgres://x@db/x?password=QPASS&sslmode=disable": "postgres://x@db/x?password=****&sslmode=disable",
+		"postgres://x:DBPASS@db/x?Password=QPASS":          "postgres://x:****@db/x?Password=****",
+		"host=db password=KVPASS dbname=x":                 "host=db password=**** dbname=x",
+		"host=db password = 'K V\\'PASS' dbname=x":         "host=db password = **** dbname=x",
+		"http://collector:4318":                            "http://collector:4318",
+	} {
+		got := maskURL(in)
+		if got != want {
+			t.Errorf("maskURL(%q) = %q, want %q", in, got, want)
+		}
+		for _, secret := range []string{"DBPASS", "QPASS", "KVPASS", "PASS'"} {
+			if strings.Contains(got, secret) {
+				t.Errorf("maskURL(%q) = %q shows %s", in, got, secret)
+			}
+		}
+	}
+	st, _, err := openStore(t.Context(), "host=db password=KVPASS dbname=x", t.TempDir())
+	if err == nil {
+		st.Close()
+		t.Fatal("a key=value connection string opened a store")
+	}
+	if strings.Contains(err.Error(), "KVPASS") {
+		t.Errorf("the error shows the password: %v", err)
+	}
+}

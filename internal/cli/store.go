@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/amtsbote/amtsbote/internal/roles"
@@ -26,7 +27,7 @@ func openStore(ctx context.Context, databaseURL, dataDir string) (roles.Store, s
 		return db, "postgres", nil
 	}
 	if databaseURL != "" {
-		return nil, "", fmt.Errorf("database url %q: want postgres://… or empty for SQLite", databaseURL)
+		return nil, "", fmt.Errorf("database url %q: want postgres://… or empty for SQLite", maskURL(databaseURL))
 	}
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, "", fmt.Errorf("create data dir: %w", err)
@@ -82,16 +83,21 @@ func writePrivateKey(path string, kp jose.KeyPair) error {
 	return nil
 }
 
-// maskURL hides the password of a URL for printing.
+// passwordParam finds a password given as a parameter: password=… of a
+// key=value connection string or of a URL's query.
+var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
+
+// maskURL hides the password of a URL or connection string for printing:
+// its userinfo's, and one given as a parameter.
 func maskURL(s string) string {
 	if i := strings.Index(s, "://"); i >= 0 {
 		rest := s[i+3:]
 		if at := strings.LastIndex(rest, "@"); at >= 0 {
 			cred := rest[:at]
 			if c := strings.Index(cred, ":"); c >= 0 {
-				return s[:i+3] + cred[:c] + ":****" + rest[at:]
+				s = s[:i+3] + cred[:c] + ":****" + rest[at:]
 			}
 		}
 	}
-	return s
+	return passwordParam.ReplaceAllString(s, "${1}****")
 }
