@@ -7,11 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"github.com/amtsbote/amtsbote/internal/roles"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/redact"
 	"github.com/amtsbote/amtsbote/pkg/store/postgres"
 	"github.com/amtsbote/amtsbote/pkg/store/sqlite"
 )
@@ -83,21 +83,5 @@ func writePrivateKey(path string, kp jose.KeyPair) error {
 	return nil
 }
 
-// passwordParam finds a password given as a parameter: password=… of a
-// key=value connection string or of a URL's query.
-var passwordParam = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
-
-// maskURL hides the password of a URL or connection string for printing:
-// its userinfo's, and one given as a parameter.
-func maskURL(s string) string {
-	if i := strings.Index(s, "://"); i >= 0 {
-		rest := s[i+3:]
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			cred := rest[:at]
-			if c := strings.Index(cred, ":"); c >= 0 {
-				s = s[:i+3] + cred[:c] + ":****" + rest[at:]
-			}
-		}
-	}
-	return passwordParam.ReplaceAllString(s, "${1}****")
-}
+// maskURL hides the passwords of a URL or connection string for printing.
+func maskURL(s string) string { return redact.DSN(s, "****") }

@@ -26,6 +26,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/amtsbote/amtsbote/pkg/redact"
 )
 
 // Config describes the cluster to start.
@@ -564,16 +566,7 @@ func (c *Cluster) Print(w io.Writer) error {
 	return nil
 }
 
-func maskURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
-	}
-	return u.String()
-}
+func maskURL(s string) string { return redact.DSN(s, "xxxxx") }
 
 // createDatabase creates the database named in dbURL, connecting to the
 // server's postgres database, unless it exists.

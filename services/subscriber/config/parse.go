@@ -23,6 +23,7 @@ import (
 	"github.com/amtsbote/amtsbote/pkg/bus"
 	"github.com/amtsbote/amtsbote/pkg/client"
 	"github.com/amtsbote/amtsbote/pkg/jose"
+	"github.com/amtsbote/amtsbote/pkg/redact"
 	"github.com/amtsbote/amtsbote/pkg/routing"
 	"github.com/amtsbote/amtsbote/services/subscriber/sink"
 )
@@ -965,28 +966,8 @@ func (p *parser) sinkPostgres(m *mapping) sink.PostgresConfig {
 	return c
 }
 
-// passwordRE finds the password of a key=value connection string.
-var passwordRE = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S*)`)
-
 // redactDSN masks the password of a postgres:// URL or key=value string.
-func redactDSN(dsn string) string {
-	if strings.Contains(dsn, "://") {
-		u, err := url.Parse(dsn)
-		if err != nil {
-			return masked
-		}
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "xxxxx")
-			u.RawQuery = q.Encode()
-		}
-		return strings.ReplaceAll(u.String(), "xxxxx", masked)
-	}
-	return passwordRE.ReplaceAllString(dsn, "${1}"+masked)
-}
+func redactDSN(dsn string) string { return redact.DSN(dsn, masked) }
 
 func sortedKeys(h http.Header) []string {
 	keys := make([]string, 0, len(h))
